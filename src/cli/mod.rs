@@ -1,0 +1,46 @@
+//! The `redial` command line (DESIGN.md "Command line").
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "redial", version, about = "SIP telephony agent with an embedded callback scheduler")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (SIP, media, scheduler, HTTP API).
+    Serve {
+        /// Configuration file; default ./redial.toml if present, else built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `--config FILE`, else `./redial.toml` when present, else none (defaults).
+pub fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let p = PathBuf::from("redial.toml");
+        p.exists().then_some(p)
+    })
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => crate::serve::main(config_path(config)),
+        Command::Check { config } => check::run(config_path(config)),
+    }
+}

@@ -1,0 +1,455 @@
+//! Configuration: `redial.toml` and `sip-profiles/*.toml` (DESIGN.md).
+//!
+//! Loading never stops at the first problem: every problem is collected and
+//! named by its file and key, so `redial check` can list them all.
+//! Relative paths in `redial.toml` are relative to the directory of that file;
+//! with no file, to the current directory.
+
+mod problem;
+pub mod profile;
+pub mod queue;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use problem::{Problem, Problems};
+use problem::{parse_duration, read_toml, Collector};
+pub use profile::{Profile, Transport};
+pub use queue::{DialMode, OnMachine, OwnershipExpiry, Queue, WindowClose};
+
+/// The digest algorithms redial can offer to agents and answer from carriers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    Md5,
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    /// The token used in `algorithm=` (RFC 7616 §3.3).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Md5 => "MD5",
+            DigestAlgorithm::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// RFC 3261 §17 timer base values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipTimers {
+    /// RTT estimate (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses (default 4 s).
+    pub t2: Duration,
+    /// Maximum time a message stays in the network (default 5 s).
+    pub t4: Duration,
+}
+
+impl Default for SipTimers {
+    fn default() -> Self {
+        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    pub realm: String,
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    pub public_addr: Option<IpAddr>,
+    pub timers: SipTimers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    pub addr: IpAddr,
+    pub ports: RangeInclusive<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    CallbacksRead,
+    CallbacksWrite,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "callbacks:read" => Some(Scope::CallbacksRead),
+            "callbacks:write" => Some(Scope::CallbacksWrite),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A bearer token; the secret is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub password: String,
+    pub queues: Vec<String>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub http: HttpConfig,
+    pub storage_path: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub tokens: Vec<Token>,
+    pub agents: Vec<Agent>,
+    pub queues: Vec<Queue>,
+    /// Profiles by name (file stem).
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl Config {
+    /// The built-in defaults of DESIGN.md, with profiles read from
+    /// `./sip-profiles` when that directory exists.
+    pub fn defaults() -> Self {
+        Self {
+            source: None,
+            sip: SipConfig {
+                listen: "127.0.0.1:5060".parse().expect("literal"),
+                realm: "redial".into(),
+                digest_algorithms: vec![DigestAlgorithm::Md5],
+                public_addr: None,
+                timers: SipTimers::default(),
+            },
+            media: MediaConfig { addr: IpAddr::from([127, 0, 0, 1]), ports: 20000..=20999 },
+            http: HttpConfig { listen: "127.0.0.1:8080".parse().expect("literal") },
+            storage_path: PathBuf::from("data/redial.redb"),
+            profiles_dir: PathBuf::from("sip-profiles"),
+            tokens: vec![],
+            agents: vec![],
+            queues: vec![Queue::default_queue()],
+            profiles: BTreeMap::new(),
+        }
+    }
+
+    /// Loads `file`, or the defaults when `file` is `None`; then every profile.
+    pub fn load(file: Option<&Path>) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let mut cfg = match file {
+            None => Self::defaults(),
+            Some(f) => match read_toml::<RawConfig>(f) {
+                Ok(raw) => raw.validate(f, &mut problems),
+                Err(p) => return Err(Problems(vec![p])),
+            },
+        };
+        cfg.load_profiles(&mut problems);
+        cfg.cross_check(&mut problems);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// The queue named `name`.
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The agent with SIP user `id`.
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    fn load_profiles(&mut self, problems: &mut Vec<Problem>) {
+        let dir = &self.profiles_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            // A missing directory is fine on defaults: redial runs with no trunks.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.source.is_none() => return,
+            Err(e) => {
+                let file = self.source.clone().unwrap_or_default();
+                problems.push(Problem::new(&file, "profiles.dir", format!("cannot read {}: {e}", dir.display())));
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            if let Some(p) = profile::load(&f, problems) {
+                self.profiles.insert(p.name.clone(), p);
+            }
+        }
+    }
+
+    fn cross_check(&self, problems: &mut Vec<Problem>) {
+        let file = self.source.clone().unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let mut c = Collector { file: &file, problems };
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(p) = &q.profile {
+                if !self.profiles.contains_key(p) {
+                    c.push(format!("queues[{i}].profile"), format!("no profile `{p}` in {}", self.profiles_dir.display()));
+                }
+            }
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            for (j, q) in a.queues.iter().enumerate() {
+                if self.queue(q).is_none() {
+                    c.push(format!("agents[{i}].queues[{j}]"), format!("no queue named `{q}`"));
+                }
+            }
+        }
+        for p in self.profiles.values() {
+            if let Some(q) = &p.inbound_queue {
+                if self.queue(q).is_none() {
+                    let pf = self.profiles_dir.join(format!("{}.toml", p.name));
+                    c.problems.push(Problem::new(&pf, "inbound_queue", format!("no queue named `{q}`")));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sip: RawSip,
+    #[serde(default)]
+    media: RawMedia,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    profiles: RawProfiles,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+    #[serde(default)]
+    queues: Vec<queue::RawQueue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<String>,
+    realm: Option<String>,
+    digest_algorithms: Option<Vec<String>>,
+    public_addr: Option<String>,
+    t1: Option<String>,
+    t2: Option<String>,
+    t4: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    addr: Option<String>,
+    ports: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfiles {
+    dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    secret: Option<String>,
+    sha256: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    password: String,
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+impl RawConfig {
+    fn validate(self, file: &Path, problems: &mut Vec<Problem>) -> Config {
+        let mut cfg = Config::defaults();
+        cfg.source = Some(file.to_path_buf());
+        let base = file.parent().unwrap_or(Path::new(""));
+        let mut c = Collector { file, problems };
+
+        let addr = |s: &str| s.parse::<SocketAddr>().map_err(|_| format!("`{s}` is not an address like 127.0.0.1:5060"));
+        if let Some(l) = &self.sip.listen {
+            cfg.sip.listen = c.check("sip.listen", addr(l)).unwrap_or(cfg.sip.listen);
+        }
+        if let Some(r) = self.sip.realm {
+            if r.is_empty() || r.contains('"') {
+                c.push("sip.realm", "must be non-empty and contain no quote");
+            }
+            cfg.sip.realm = r;
+        }
+        if let Some(algs) = self.sip.digest_algorithms {
+            cfg.sip.digest_algorithms.clear();
+            for (i, a) in algs.iter().enumerate() {
+                match a.to_ascii_uppercase().as_str() {
+                    "MD5" => cfg.sip.digest_algorithms.push(DigestAlgorithm::Md5),
+                    "SHA-256" => cfg.sip.digest_algorithms.push(DigestAlgorithm::Sha256),
+                    _ => c.push(format!("sip.digest_algorithms[{i}]"), format!("`{a}` is not supported (use \"MD5\" or \"SHA-256\")")),
+                }
+            }
+            if algs.is_empty() {
+                c.push("sip.digest_algorithms", "at least one algorithm is needed");
+            }
+        }
+        if let Some(p) = &self.sip.public_addr {
+            cfg.sip.public_addr = c.check("sip.public_addr", p.parse::<IpAddr>().map_err(|_| format!("`{p}` is not an IP address")));
+        }
+        for (key, v, slot) in [
+            ("sip.t1", &self.sip.t1, &mut cfg.sip.timers.t1),
+            ("sip.t2", &self.sip.t2, &mut cfg.sip.timers.t2),
+            ("sip.t4", &self.sip.t4, &mut cfg.sip.timers.t4),
+        ] {
+            if let Some(v) = v {
+                if let Some(d) = c.check(key, parse_duration(v)) {
+                    if d.is_zero() {
+                        c.push(key, "must be more than zero");
+                    }
+                    *slot = d;
+                }
+            }
+        }
+        if cfg.sip.timers.t2 < cfg.sip.timers.t1 {
+            c.push("sip.t2", "must not be less than sip.t1");
+        }
+        if let Some(a) = &self.media.addr {
+            cfg.media.addr = c.check("media.addr", a.parse::<IpAddr>().map_err(|_| format!("`{a}` is not an IP address"))).unwrap_or(cfg.media.addr);
+        }
+        if let Some(p) = &self.media.ports {
+            if let Some(r) = c.check("media.ports", parse_port_range(p)) {
+                cfg.media.ports = r;
+            }
+        }
+        if let Some(l) = &self.http.listen {
+            cfg.http.listen = c.check("http.listen", addr(l)).unwrap_or(cfg.http.listen);
+        }
+        if let Some(p) = self.storage.path {
+            cfg.storage_path = base.join(p);
+        } else {
+            cfg.storage_path = base.join(&cfg.storage_path);
+        }
+        cfg.profiles_dir = base.join(self.profiles.dir.as_deref().unwrap_or("sip-profiles"));
+
+        let mut names = HashSet::new();
+        for (i, t) in self.tokens.into_iter().enumerate() {
+            let key = |f: &str| format!("tokens[{i}].{f}");
+            if !names.insert(t.name.clone()) {
+                c.push(key("name"), format!("duplicate token name `{}`", t.name));
+            }
+            let sha256 = match (&t.secret, &t.sha256) {
+                (Some(s), None) => {
+                    if s.len() < 8 {
+                        c.push(key("secret"), "too short (8 characters at least)");
+                    }
+                    use sha2::Digest;
+                    sha2::Sha256::digest(s.as_bytes()).into()
+                }
+                (None, Some(h)) => match hex::decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                    Some(h) => h,
+                    None => {
+                        c.push(key("sha256"), "not 64 hex digits");
+                        [0; 32]
+                    }
+                },
+                _ => {
+                    c.push(key("secret"), "give exactly one of `secret` and `sha256`");
+                    [0; 32]
+                }
+            };
+            let mut scopes = Vec::new();
+            for (j, s) in t.scopes.iter().enumerate() {
+                match Scope::parse(s) {
+                    Some(sc) => scopes.push(sc),
+                    None => c.push(format!("tokens[{i}].scopes[{j}]"), format!("`{s}` is not a scope (callbacks:read, callbacks:write, admin)")),
+                }
+            }
+            cfg.tokens.push(Token { name: t.name, sha256, scopes });
+        }
+
+        if !self.queues.is_empty() {
+            cfg.queues.clear();
+        }
+        for (i, rq) in self.queues.into_iter().enumerate() {
+            let q = queue::validate(rq, &format!("queues[{i}]"), &mut c);
+            if cfg.queue(&q.name).is_some() {
+                c.push(format!("queues[{i}].name"), format!("duplicate queue `{}`", q.name));
+            }
+            cfg.queues.push(q);
+        }
+
+        for (i, a) in self.agents.into_iter().enumerate() {
+            let valid_user = !a.id.is_empty()
+                && a.id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.+".contains(ch));
+            if !valid_user {
+                c.push(format!("agents[{i}].id"), format!("`{}` is not a SIP user name (letters, digits, - _ . +)", a.id));
+            }
+            if cfg.agent(&a.id).is_some() {
+                c.push(format!("agents[{i}].id"), format!("duplicate agent `{}`", a.id));
+            }
+            if a.password.is_empty() {
+                c.push(format!("agents[{i}].password"), "must not be empty");
+            }
+            cfg.agents.push(Agent { id: a.id, password: a.password, queues: a.queues });
+        }
+        cfg
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("`{s}` is not a port range like 20000-20999");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || b < a.saturating_add(1) {
+        return Err(format!("`{s}` must hold at least one even/odd port pair (RTP and RTCP)"));
+    }
+    Ok(a..=b)
+}
+
+#[cfg(test)]
+mod tests;

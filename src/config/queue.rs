@@ -1,0 +1,183 @@
+//! `[[queues]]`: a callback queue and its dialling policy.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::problem::{parse_duration, Collector};
+use crate::e164::is_e164;
+use crate::scheduler::window::WeeklyHours;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DialMode {
+    #[default]
+    CustomerFirst,
+    AgentFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnershipExpiry {
+    #[default]
+    Queue,
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnMachine {
+    #[default]
+    Retry,
+    Complete,
+    /// Play this WAV after the beep, then hang up.
+    Message(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowClose {
+    #[default]
+    Carry,
+    Cancel,
+}
+
+/// A validated queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    pub name: String,
+    pub mode: DialMode,
+    pub timezone: chrono_tz::Tz,
+    pub hours: WeeklyHours,
+    pub profile: Option<String>,
+    pub caller_id: Option<String>,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub ring_timeout: Duration,
+    pub agent_ring_timeout: Duration,
+    pub wrap_up: Duration,
+    pub ownership_period: Duration,
+    pub on_ownership_expiry: OwnershipExpiry,
+    pub on_machine: OnMachine,
+    pub skip_if_reached: bool,
+    pub window_close: WindowClose,
+}
+
+impl Queue {
+    /// The built-in `default` queue: UTC, always open.
+    pub fn default_queue() -> Self {
+        Self::named("default")
+    }
+
+    /// A queue with every default, named `name`.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            mode: DialMode::CustomerFirst,
+            timezone: chrono_tz::UTC,
+            hours: WeeklyHours::always(),
+            profile: None,
+            caller_id: None,
+            max_attempts: 3,
+            retry_delay: Duration::from_secs(600),
+            ring_timeout: Duration::from_secs(30),
+            agent_ring_timeout: Duration::from_secs(15),
+            wrap_up: Duration::from_secs(10),
+            ownership_period: Duration::from_secs(4 * 3600),
+            on_ownership_expiry: OwnershipExpiry::Queue,
+            on_machine: OnMachine::Retry,
+            skip_if_reached: true,
+            window_close: WindowClose::Carry,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    name: String,
+    mode: Option<String>,
+    timezone: Option<String>,
+    hours: Option<Vec<String>>,
+    profile: Option<String>,
+    caller_id: Option<String>,
+    max_attempts: Option<u32>,
+    retry_delay: Option<String>,
+    ring_timeout: Option<String>,
+    agent_ring_timeout: Option<String>,
+    wrap_up: Option<String>,
+    ownership_period: Option<String>,
+    on_ownership_expiry: Option<String>,
+    on_machine: Option<String>,
+    skip_if_reached: Option<bool>,
+    window_close: Option<String>,
+}
+
+pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
+    let mut q = Queue::named(&raw.name);
+    let k = |field: &str| format!("{key}.{field}");
+    if raw.name.is_empty() || !raw.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+        c.push(k("name"), format!("`{}` is not a queue name (letters, digits, - _ .)", raw.name));
+    }
+    match raw.mode.as_deref() {
+        None | Some("customer_first") => {}
+        Some("agent_first") => q.mode = DialMode::AgentFirst,
+        Some(m) => c.push(k("mode"), format!("`{m}` is not a mode (use \"customer_first\" or \"agent_first\")")),
+    }
+    if let Some(tz) = raw.timezone {
+        if let Some(tz) = c.check(k("timezone"), tz.parse::<chrono_tz::Tz>().map_err(|_| format!("`{tz}` is not an IANA timezone like America/New_York"))) {
+            q.timezone = tz;
+        }
+    }
+    if let Some(hours) = raw.hours {
+        if let Some(h) = c.check(k("hours"), WeeklyHours::parse(&hours)) {
+            q.hours = h;
+        }
+    }
+    q.profile = raw.profile;
+    if let Some(cid) = raw.caller_id {
+        if !is_e164(&cid) {
+            c.push(k("caller_id"), format!("`{cid}` is not an E.164 number like +15550100"));
+        }
+        q.caller_id = Some(cid);
+    }
+    if let Some(n) = raw.max_attempts {
+        if !(1..=100).contains(&n) {
+            c.push(k("max_attempts"), format!("{n} is out of range (1 to 100)"));
+        }
+        q.max_attempts = n;
+    }
+    for (field, value, slot) in [
+        ("retry_delay", &raw.retry_delay, &mut q.retry_delay),
+        ("ring_timeout", &raw.ring_timeout, &mut q.ring_timeout),
+        ("agent_ring_timeout", &raw.agent_ring_timeout, &mut q.agent_ring_timeout),
+        ("wrap_up", &raw.wrap_up, &mut q.wrap_up),
+        ("ownership_period", &raw.ownership_period, &mut q.ownership_period),
+    ] {
+        if let Some(v) = value {
+            if let Some(d) = c.check(k(field), parse_duration(v)) {
+                *slot = d;
+            }
+        }
+    }
+    match raw.on_ownership_expiry.as_deref() {
+        None | Some("queue") => {}
+        Some("cancel") => q.on_ownership_expiry = OwnershipExpiry::Cancel,
+        Some(v) => c.push(k("on_ownership_expiry"), format!("`{v}` is not allowed (use \"queue\" or \"cancel\")")),
+    }
+    match raw.on_machine.as_deref() {
+        None | Some("retry") => {}
+        Some("complete") => q.on_machine = OnMachine::Complete,
+        Some(v) => match v.strip_prefix("message:") {
+            Some(wav) if !wav.is_empty() => q.on_machine = OnMachine::Message(PathBuf::from(wav)),
+            _ => c.push(k("on_machine"), format!("`{v}` is not allowed (use \"retry\", \"complete\" or \"message:<file.wav>\")")),
+        },
+    }
+    if let Some(b) = raw.skip_if_reached {
+        q.skip_if_reached = b;
+    }
+    match raw.window_close.as_deref() {
+        None | Some("carry") => {}
+        Some("cancel") => q.window_close = WindowClose::Cancel,
+        Some(v) => c.push(k("window_close"), format!("`{v}` is not allowed (use \"carry\" or \"cancel\")")),
+    }
+    q
+}

@@ -1,0 +1,151 @@
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const FULL: &str = r#"
+[sip]
+listen = "127.0.0.1:5070"
+realm = "cc"
+digest_algorithms = ["SHA-256", "MD5"]
+t1 = "100ms"
+
+[media]
+addr = "127.0.0.1"
+ports = "30000-30099"
+
+[http]
+listen = "127.0.0.1:9090"
+
+[storage]
+path = "db/x.redb"
+
+[[tokens]]
+name = "crm"
+secret = "change-me"
+scopes = ["callbacks:read", "callbacks:write"]
+
+[[agents]]
+id = "alice"
+password = "alice-pw"
+queues = ["support"]
+
+[[queues]]
+name = "support"
+mode = "agent_first"
+timezone = "America/New_York"
+hours = ["mon-fri 09:00-20:00", "sat 10:00-14:00"]
+profile = "carrier1"
+caller_id = "+15550100"
+max_attempts = 5
+retry_delay = "2m"
+on_machine = "message:vm.wav"
+on_ownership_expiry = "cancel"
+window_close = "cancel"
+"#;
+
+const PROFILE: &str = r#"
+proxy = "sip:127.0.0.1:5080"
+domain = "carrier.test"
+register = true
+username = "trunk1"
+password = "s3cret"
+expires = 300
+transport = "tcp"
+caller_id = "+15550100"
+dids = ["+15550100"]
+inbound_queue = "support"
+options_ping = "0"
+"#;
+
+#[test]
+fn defaults_match_design() {
+    let c = Config::defaults();
+    assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+    assert_eq!(c.media.ports, 20000..=20999);
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.storage_path, PathBuf::from("data/redial.redb"));
+    assert_eq!(c.queues.len(), 1);
+    assert_eq!(c.queues[0].name, "default");
+    assert_eq!(c.queues[0].timezone, chrono_tz::UTC);
+}
+
+#[test]
+fn loads_full_example() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "redial.toml", FULL);
+    write(d.path(), "sip-profiles/carrier1.toml", PROFILE);
+    let c = Config::load(Some(&f)).unwrap();
+    assert_eq!(c.sip.digest_algorithms, vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]);
+    assert_eq!(c.sip.timers.t1, Duration::from_millis(100));
+    assert_eq!(c.storage_path, d.path().join("db/x.redb"));
+    let q = c.queue("support").unwrap();
+    assert_eq!(q.mode, DialMode::AgentFirst);
+    assert_eq!(q.max_attempts, 5);
+    assert_eq!(q.retry_delay, Duration::from_secs(120));
+    assert_eq!(q.on_machine, OnMachine::Message("vm.wav".into()));
+    assert_eq!(q.window_close, WindowClose::Cancel);
+    let p = &c.profiles["carrier1"];
+    assert_eq!((p.proxy_host.as_str(), p.proxy_port), ("127.0.0.1", 5080));
+    assert_eq!(p.transport, Transport::Tcp);
+    assert_eq!(p.options_ping, None);
+    assert_eq!(c.tokens[0].scopes, vec![Scope::CallbacksRead, Scope::CallbacksWrite]);
+}
+
+#[test]
+fn every_problem_is_named_by_file_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "redial.toml",
+        r#"
+[sip]
+listen = "nowhere"
+[[queues]]
+name = "q"
+timezone = "Mars/Olympus"
+hours = ["funday 09:00-10:00"]
+retry_delay = "soon"
+profile = "missing"
+[[agents]]
+id = "bob"
+password = "pw"
+queues = ["nope"]
+"#,
+    );
+    write(d.path(), "sip-profiles/bad.toml", "proxy = \"sip:\"\nregister = true\ntransport = \"sctp\"\n");
+    let err = Config::load(Some(&f)).unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "redial.toml: sip.listen:",
+        "redial.toml: queues[0].timezone:",
+        "redial.toml: queues[0].hours:",
+        "redial.toml: queues[0].retry_delay:",
+        "redial.toml: queues[0].profile:",
+        "redial.toml: agents[0].queues[0]:",
+        "bad.toml: proxy:",
+        "bad.toml: transport:",
+        "bad.toml: username:",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_key_and_wrong_type_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "redial.toml", "[sip]\nlisten = 5060\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert_eq!(e.0[0].key, "sip.listen", "{e}");
+    let f = write(d.path(), "redial.toml", "[sip]\nlistn = \"x\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert!(e.0[0].message.contains("unknown field `listn`"), "{e}");
+    let f = write(d.path(), "redial.toml", "[sip\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert!(e.0[0].message.starts_with("not valid TOML"), "{e}");
+}

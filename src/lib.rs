@@ -1,0 +1,22 @@
+//! redial — a SIP telephony agent with an embedded callback scheduler.
+//!
+//! # Layout
+//! - [`config`]: `redial.toml` and `sip-profiles/*.toml`, validated with every
+//!   problem named by file and key.
+//! - [`clock`]: the `Clock` trait; cores take time as an argument.
+//! - [`e164`]: phone number rules.
+//! - [`sip`]: the SIP stack — codec boundary over rsip, transports, the four
+//!   RFC 3261 transaction machines, dialogs, digest auth, carrier
+//!   registration and the agents' registrar. Sans-IO cores, tokio drivers.
+//! - [`scheduler`]: the durable callback book — model, redb store with group
+//!   commit, timer wheel, calling windows and rules.
+//! - [`cli`]: the `redial` command line.
+//! - [`serve`]: wires the drivers together for `redial serve`.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod e164;
+pub mod scheduler;
+pub mod serve;
+pub mod sip;

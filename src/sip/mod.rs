@@ -1,0 +1,1 @@
+//! The SIP stack (RFC 3261).
