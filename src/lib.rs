@@ -10,13 +10,17 @@
 //!   registration and the agents' registrar. Sans-IO cores, tokio drivers.
 //! - [`scheduler`]: the durable callback book — model, redb store with group
 //!   commit, timer wheel, calling windows and rules.
+//! - [`media`]: RTP/RTCP, G.711/Opus, SDP, DTMF, prompts.
+//! - [`amd`]: answering-machine detection.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
 
+pub mod amd;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod e164;
+pub mod media;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::problem::{parse_duration, read_toml, Collector, Problem};
 use crate::e164::is_e164;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Transport {
     #[default]
     Udp,

@@ -1,5 +1,17 @@
 //! The durable callback book (DESIGN.md "Callback model").
 //!
+//! - [`model`]: records, statuses, attempts, origins.
+//! - [`store`]: redb tables, indexes and group commit.
 //! - [`window`]: calling windows (`hours`) in the customer's timezone.
+//! - [`wheel`]: the in-memory timer wheel for the near future.
+//! - [`engine`]: the sans-IO core: rules, firing, retries, priority.
+//! - [`driver`]: the tokio driver that hands due callbacks to the dialler.
+//! - [`when`]: free-text times ("tomorrow morning") to due times.
 
+pub mod driver;
+pub mod engine;
+pub mod model;
+pub mod store;
+pub mod wheel;
+pub mod when;
 pub mod window;

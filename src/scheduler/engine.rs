@@ -1,0 +1,1 @@
+//! The sans-IO scheduler core: rules, firing, retries, priority.

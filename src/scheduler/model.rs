@@ -1,0 +1,1 @@
+//! The callback model: records, statuses, attempts, origins.

@@ -1,0 +1,1 @@
+//! The redb store: typed tables, indexes, group commit.

@@ -1,0 +1,1 @@
+//! The in-memory timer wheel holding the near future.

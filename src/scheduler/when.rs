@@ -1,0 +1,1 @@
+//! Free-text callback times ("tomorrow morning", "kal subah") resolved to due times.

@@ -1,0 +1,1 @@
+//! Digest authentication (RFC 7616, RFC 2617) as client and server.

@@ -1,0 +1,1 @@
+//! The codec boundary over rsip: parsing, serialising, and the headers rsip gets wrong.

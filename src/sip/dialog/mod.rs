@@ -1,0 +1,1 @@
+//! Dialogs (RFC 3261 §12): UAC and UAS state, in-dialog requests, CANCEL (§9).

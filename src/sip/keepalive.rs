@@ -1,0 +1,1 @@
+//! OPTIONS keep-alive per trunk: up/down state.
