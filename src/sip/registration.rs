@@ -463,7 +463,7 @@ pub fn backoff_delay<R: Rng + ?Sized>(failures: u32, rng: &mut R) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Transport;
     use crate::sip::auth::test_util::{header_values, reply, rng};
