@@ -774,6 +774,14 @@ Content-Length: 0"
         assert!(reg.contacts("bob", t0).is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn contact_parser_never_panics(s in "[<>\"\\,;=* a-z0-9:@.\u{e9}]{0,60}") {
+            let _ = parse_contacts(&s);
+            let _ = user_of(&s);
+        }
+    }
+
     #[test]
     fn contact_parsing() {
         assert_eq!(parse_contacts(" * "), Ok(ContactList::Star));

@@ -101,7 +101,7 @@ pub enum RegistrationEvent {
 #[derive(Debug, Clone)]
 enum Phase {
     /// A REGISTER is queued or sent; waiting for its final response.
-    Pending { request: rsip::Request, auth_rounds: u8, unregister: bool },
+    Pending { request: Box<rsip::Request>, auth_rounds: u8, unregister: bool },
     Registered { refresh_at: Instant },
     BackingOff { retry_at: Instant },
     Unregistered,
@@ -211,7 +211,7 @@ impl<R: Rng> Registration<R> {
     /// requests (other CSeq or Call-ID) and provisional ones are ignored.
     pub fn handle_response(&mut self, now: Instant, response: &rsip::Response) {
         let Phase::Pending { request, auth_rounds, unregister } = &self.phase else { return };
-        let (request, auth_rounds, unregister) = (request.clone(), *auth_rounds, *unregister);
+        let (request, auth_rounds, unregister) = ((**request).clone(), *auth_rounds, *unregister);
         if !self.is_ours(response) {
             return;
         }
@@ -409,7 +409,7 @@ impl<R: Rng> Registration<R> {
 
     fn queue(&mut self, req: rsip::Request, auth_rounds: u8, unregister: bool) {
         self.transmit = Some(req.clone());
-        self.phase = Phase::Pending { request: req, auth_rounds, unregister };
+        self.phase = Phase::Pending { request: Box::new(req), auth_rounds, unregister };
     }
 
     fn build_register(&mut self, expires: u32) -> rsip::Request {

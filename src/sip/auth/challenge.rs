@@ -537,4 +537,49 @@ mod tests {
         assert!(c.to_string().contains("nc=00000001"));
         assert!(c.to_string().contains("qop=auth,"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(s in "\\PC{0,80}") {
+                let _ = parse_challenge(&s);
+                let _ = parse_authorization(&s);
+            }
+
+            #[test]
+            fn parsers_never_panic_on_digest_like(s in "[Dd]igest[ ,=\"\\\\a-z0-9\u{e9}]{0,60}") {
+                let _ = parse_challenge(&s);
+                let _ = parse_authorization(&s);
+            }
+
+            #[test]
+            fn challenge_round_trips(
+                realm in "[ -~]{0,20}", nonce in "[ -~]{0,20}", opaque in proptest::option::of("[ -~]{0,10}"),
+                sha in any::<bool>(), sess in any::<bool>(), stale in any::<bool>(), qop in any::<bool>(),
+            ) {
+                let c = Challenge {
+                    realm, nonce, opaque,
+                    algorithm: Algorithm { hash: if sha { DigestAlgorithm::Sha256 } else { DigestAlgorithm::Md5 }, sess },
+                    qop: if qop { vec![Qop::Auth] } else { vec![] },
+                    stale, domain: None,
+                };
+                prop_assert_eq!(parse_challenge(&c.to_string()).unwrap(), c);
+            }
+
+            #[test]
+            fn credentials_round_trip(
+                username in "[ -~]{0,12}", uri in "[ -~]{0,20}", cnonce in proptest::option::of("[ -~]{0,10}"),
+                nc in proptest::option::of(any::<u32>()),
+            ) {
+                let c = Credentials {
+                    username, realm: "r".into(), nonce: "n".into(), uri, response: "abc".into(),
+                    algorithm: Algorithm::SHA256, cnonce, opaque: None, qop: nc.map(|_| Qop::Auth), nc,
+                };
+                prop_assert_eq!(parse_authorization(&c.to_string()).unwrap(), c);
+            }
+        }
+    }
 }
