@@ -14,6 +14,7 @@
 //!   most [`MAX_AUTH_ROUNDS`] times per attempt;
 //! - 423 with a larger `Min-Expires` (≤ 86400 s) is retried at once asking for
 //!   that value, which is kept for later refreshes;
+//! - a `Retry-After` on a failure lengthens that delay (never beyond 300 s);
 //! - a registration stays `registered` until its expiry even while refreshes
 //!   fail.
 
@@ -269,9 +270,26 @@ impl<R: Rng> Registration<R> {
                 }
             }
             _ => {
+                // rsip quirk: StatusCode's Display is "423 IntervalTooBrief"
+                // (the variant name), not the reason phrase received.
                 let reason = response.status_code.to_string();
                 let reason = reason.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default();
-                self.fail_or_finish(now, RegistrationError::Status { code, reason })
+                self.fail_or_finish(now, RegistrationError::Status { code, reason });
+                // §20.33: a Retry-After (e.g. on 503) lengthens the back-off,
+                // up to the cap.
+                let retry_after = response.headers.iter().find_map(|h| match h {
+                    Header::RetryAfter(r) => r.value().split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok(),
+                    _ => None,
+                });
+                if let (Some(secs), Phase::BackingOff { retry_at }) = (retry_after, &mut self.phase) {
+                    let wanted = now + Duration::from_secs(secs).min(BACKOFF_CAP);
+                    if wanted > *retry_at {
+                        *retry_at = wanted;
+                        if let Some(RegistrationEvent::Failed { retry_at: r, .. }) = self.events.back_mut() {
+                            *r = wanted;
+                        }
+                    }
+                }
             }
         }
     }
@@ -790,6 +808,18 @@ pub(crate) mod tests {
         sent(&mut r);
         r.handle_transport_failure(t0);
         assert_eq!(r.poll_event(), Some(RegistrationEvent::Unregistered { error: Some(RegistrationError::Timeout) }));
+    }
+
+    #[test]
+    fn retry_after_lengthens_back_off_up_to_cap() {
+        let t0 = Instant::now();
+        for (header, want) in [("Retry-After: 120 (maintenance)", 120), ("Retry-After: 7200", 300)] {
+            let mut r = reg(300);
+            let req = sent(&mut r);
+            r.handle_response(t0, &reply(&req, 503, &[header.to_string()]));
+            assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(want)));
+            assert!(matches!(r.poll_event(), Some(RegistrationEvent::Failed { retry_at, .. }) if retry_at == t0 + Duration::from_secs(want)));
+        }
     }
 
     #[test]

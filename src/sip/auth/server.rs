@@ -66,10 +66,11 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The client used a good password with an old nonce: re-challenge with
+    /// The client used a good password with an old, foreign or replayed
+    /// nonce (the digest is checked before the nonce): re-challenge with
     /// `stale=true` (RFC 7616 §3.3) so it retries without asking the user.
     pub fn is_stale(&self) -> bool {
-        matches!(self, VerifyError::StaleNonce | VerifyError::Replay { .. })
+        matches!(self, VerifyError::StaleNonce | VerifyError::InvalidNonce | VerifyError::Replay { .. })
     }
 }
 
@@ -160,7 +161,6 @@ impl DigestServer {
         if creds.algorithm.sess || !self.algorithms.contains(&creds.algorithm.hash) {
             return Err(VerifyError::AlgorithmNotOffered { algorithm: creds.algorithm });
         }
-        let issued = self.check_nonce(now, &creds.nonce)?;
         if !uri_matches(&creds.uri, request_uri) {
             return Err(VerifyError::UriMismatch { got: creds.uri.clone(), want: request_uri.to_string() });
         }
@@ -187,6 +187,10 @@ impl DigestServer {
         if !bool::from(expected.as_bytes().ct_eq(got.as_bytes())) {
             return Err(VerifyError::WrongResponse { username: creds.username.clone() });
         }
+        // The nonce is checked after the digest so that a bad nonce with a
+        // valid digest (an old or foreign nonce, e.g. from before a restart)
+        // is answered with stale=true, RFC 2617 §3.2.1.
+        let issued = self.check_nonce(now, &creds.nonce)?;
         if let Some((nc, _)) = qop {
             self.record_nc(now, &creds.nonce, issued, nc)?;
         }
@@ -467,17 +471,26 @@ Content-Length: 0";
         let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
         let c = creds_of(&signed);
 
+        // A tampered nonce breaks the digest.
         let mut bad = c.clone();
         bad.nonce.replace_range(0..2, if &c.nonce[..2] == "00" { "11" } else { "00" });
-        assert_eq!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::InvalidNonce));
-        let mut bad = c.clone();
-        bad.nonce = "zz".into();
-        assert_eq!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::InvalidNonce));
-        // A nonce from another process (other secret) is invalid, not stale.
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::WrongResponse { .. })));
+        // A nonce from another process (other secret) answered with the right
+        // password: invalid nonce, re-challenged as stale.
         let other = DigestServer::new("redial", &[DigestAlgorithm::Md5], DEFAULT_NONCE_LIFETIME, t0, &mut rng(99));
-        let mut bad = c.clone();
-        bad.nonce = other.challenge(t0, false, &mut rng(1))[0].nonce.clone();
-        assert_eq!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::InvalidNonce));
+        let mut cli2 = DigestClient::new("alice", "alice-pw");
+        let foreign = answer(&other, &mut cli2, &req, t0, false).unwrap();
+        let e = srv.verify_request(t0, &foreign, lookup).unwrap_err();
+        assert_eq!(e, VerifyError::InvalidNonce);
+        assert!(e.is_stale());
+        // Same with a nonce that is not even hex, or issued in the future.
+        for n in ["zz".to_string(), srv.challenge(t0 + Duration::from_secs(60), false, &mut rng(1))[0].nonce.clone()] {
+            let ch = Challenge { realm: "redial".into(), nonce: n, opaque: None, algorithm: Algorithm::MD5, qop: vec![Qop::Auth], stale: false, domain: None };
+            let mut cli3 = DigestClient::new("alice", "alice-pw");
+            let mut signed = req.clone();
+            set_auth_headers(&mut signed, cli3.respond(&reply(&req, 401, &[format!("WWW-Authenticate: {ch}")]), &req, &mut rng(1)).unwrap());
+            assert_eq!(srv.verify_request(t0, &signed, lookup), Err(VerifyError::InvalidNonce));
+        }
 
         let mut bad = c.clone();
         bad.uri = "sip:elsewhere".into();
