@@ -255,6 +255,11 @@ impl<R: Rng> Registrar<R> {
         r
     }
 
+    /// See [`DigestServer::set_check_uri`] (on by default).
+    pub fn set_check_uri(&mut self, on: bool) {
+        self.server.set_check_uri(on);
+    }
+
     /// Replaces the agent list (config reload); bindings of removed agents
     /// are dropped (with `AgentUnreachable`).
     pub fn set_agents(&mut self, agents: &[Agent]) {

@@ -87,6 +87,8 @@ pub struct DigestServer {
     /// Offer and require `qop="auth"` (default). Off: RFC 2069-style
     /// challenges, for old clients; no replay detection is then possible.
     offer_qop: bool,
+    /// Require `uri=` to match the Request-URI (default).
+    check_uri: bool,
 }
 
 impl DigestServer {
@@ -103,12 +105,22 @@ impl DigestServer {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let algorithms = if algorithms.is_empty() { vec![DigestAlgorithm::Md5] } else { algorithms.to_vec() };
-        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), offer_qop: true }
+        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), offer_qop: true, check_uri: true }
     }
 
     /// Whether challenges carry `qop="auth"` (on by default).
     pub fn set_offer_qop(&mut self, on: bool) {
         self.offer_qop = on;
+    }
+
+    /// Whether `uri=` must match the Request-URI (RFC 7616 §3.4.6; on by
+    /// default). Interop note: SIPp's `[authentication]` puts
+    /// `sip:<remote_ip>:<remote_port>` there unless run with
+    /// `-auth_uri <host>` (it adds the `sip:` itself). The digest still
+    /// covers the uri sent, and nonce counts stop replays, so turning this
+    /// off only drops the binding to the Request-URI.
+    pub fn set_check_uri(&mut self, on: bool) {
+        self.check_uri = on;
     }
 
     pub fn realm(&self) -> &str {
@@ -161,7 +173,7 @@ impl DigestServer {
         if creds.algorithm.sess || !self.algorithms.contains(&creds.algorithm.hash) {
             return Err(VerifyError::AlgorithmNotOffered { algorithm: creds.algorithm });
         }
-        if !uri_matches(&creds.uri, request_uri) {
+        if self.check_uri && !uri_matches(&creds.uri, request_uri) {
             return Err(VerifyError::UriMismatch { got: creds.uri.clone(), want: request_uri.to_string() });
         }
         // When qop="auth" was offered the client MUST use it (RFC 7616 §3.4).
@@ -495,6 +507,16 @@ Content-Length: 0";
         let mut bad = c.clone();
         bad.uri = "sip:elsewhere".into();
         assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::UriMismatch { .. })));
+        // Without the uri check, a client that signs another uri (SIPp's
+        // default `sip:<remote_ip>:<port>`) is accepted.
+        let mut lax = server(&[DigestAlgorithm::Md5], t0);
+        lax.set_check_uri(false);
+        let odd = request(&REGISTER.replace("REGISTER sip:redial", "REGISTER sip:127.0.0.1:5060"));
+        let mut cli4 = DigestClient::new("alice", "alice-pw");
+        let mut signed = answer(&lax, &mut cli4, &odd, t0, false).unwrap();
+        signed.uri = req.uri.clone();
+        assert_eq!(lax.verify_request(t0, &signed, lookup), Ok("alice".into()));
+        assert!(matches!(srv.verify_request(t0, &signed, lookup), Err(VerifyError::UriMismatch { .. })));
         let mut bad = c.clone();
         bad.realm = "other".into();
         assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::WrongRealm { .. })));
