@@ -81,7 +81,8 @@ pub enum ContactError {
 
 /// Parses a Contact (or To/From) header value: `*`, or a comma-separated
 /// list of name-addr / addr-spec with params. Written here because rsip
-/// 0.4's typed Contact does not split comma-separated lists.
+/// 0.4's typed `Contact` holds exactly one contact (no list splitting, no
+/// `*`), and its untyped header keeps the whole line.
 pub fn parse_contacts(value: &str) -> Result<ContactList, ContactError> {
     let parts = split_top_level(value)?;
     if parts.iter().any(|p| p.trim() == "*") {
