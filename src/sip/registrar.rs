@@ -305,15 +305,14 @@ impl<R: Rng> Registrar<R> {
                 }
             }
         }
+        // §20.19: a malformed Expires counts as 3600 (our default); values
+        // beyond 2^32−1 as 2^32−1.
         let expires_header = req.headers.iter().find_map(|h| match h {
-            Header::Expires(e) => Some(e.value().trim().parse::<u64>().map(|n| n.min(u32::MAX as u64) as u32)),
+            Header::Expires(e) => Some(
+                e.value().trim().parse::<u64>().map(|n| n.min(u32::MAX as u64) as u32).unwrap_or(DEFAULT_EXPIRES),
+            ),
             _ => None,
         });
-        let expires_header = match expires_header {
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return self.reply(req, 400, vec![]),
-            None => None,
-        };
         let had_any = self.has_bindings(&agent);
         let existing = self.bindings.get(&agent).cloned().unwrap_or_default();
         if star {
@@ -690,6 +689,12 @@ CSeq: {cseq} REGISTER
         let r = send(&mut reg, &mut cli, t0, &register("alice", "c1", 5, &["<sip:alice@10.0.0.1>;expires=86400"], Some(30)));
         assert_eq!(code(&r), 200);
         assert_eq!(contact_expiries(&r), vec![("sip:alice@10.0.0.1".into(), MAX_EXPIRES)]);
+        // A malformed Expires header counts as 3600 s (§20.19).
+        let mut req = register("alice", "c1", 9, &["<sip:alice@10.0.0.2>"], None);
+        req.headers.push(rsip::headers::Expires::new("tomorrow").into());
+        let r = send(&mut reg, &mut cli, t0, &req);
+        assert_eq!(code(&r), 200);
+        assert!(contact_expiries(&r).contains(&("sip:alice@10.0.0.2".into(), DEFAULT_EXPIRES)));
     }
 
     #[test]
