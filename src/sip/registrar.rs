@@ -256,6 +256,12 @@ impl<R: Rng> Registrar<R> {
         r
     }
 
+    /// From the validated config: `sip.realm`, `sip.digest_algorithms`,
+    /// `agents`, and the default nonce lifetime (5 min).
+    pub fn from_config(cfg: &crate::config::Config, now: Instant, rng: R) -> Self {
+        Self::new(&cfg.sip.realm, &cfg.sip.digest_algorithms, &cfg.agents, super::auth::DEFAULT_NONCE_LIFETIME, now, rng)
+    }
+
     /// See [`DigestServer::set_check_uri`] (on by default).
     pub fn set_check_uri(&mut self, on: bool) {
         self.server.set_check_uri(on);
@@ -771,6 +777,22 @@ Content-Length: 0"
         let hs = cli.pre_authorize(&forged, &mut rng(4));
         set_auth_headers(&mut forged, hs);
         assert_eq!(code(&reg.verify_request(t0, &forged).unwrap_err()), 403);
+    }
+
+    #[test]
+    fn from_config_uses_realm_algorithms_and_agents() {
+        let t0 = Instant::now();
+        let mut cfg = crate::config::Config::defaults();
+        cfg.sip.realm = "cc".into();
+        cfg.sip.digest_algorithms = vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5];
+        cfg.agents = agents();
+        let mut reg = Registrar::from_config(&cfg, t0, rng(3));
+        let r = reg.handle_register(t0, &register("alice", "c1", 1, &["<sip:alice@10.0.0.1>"], None), source());
+        let ch: Vec<_> = header_values(&r.headers, "WWW-Authenticate").iter().map(|c| parse_challenge(c).unwrap()).collect();
+        assert_eq!(ch.len(), 2);
+        assert_eq!(ch[0].realm, "cc");
+        assert_eq!(ch[0].algorithm.hash, DigestAlgorithm::Sha256);
+        assert_eq!(ch[1].algorithm.hash, DigestAlgorithm::Md5);
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub struct TrunkState {
     pub unregistered: bool,
 }
 
+impl TrunkState {
+    /// Seconds left for the API's `expires_in` (None when not registered).
+    pub fn expires_in(&self, now: Instant) -> Option<u64> {
+        self.expires_at.map(|t| t.saturating_duration_since(now).as_secs())
+    }
+}
+
 /// What happened, for logs and the agents/trunks view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationEvent {
@@ -586,6 +593,7 @@ pub(crate) mod tests {
         assert!(st.registered);
         assert_eq!(st.expires_at, Some(t1 + Duration::from_secs(10)));
         assert_eq!(st.last_error, None);
+        assert_eq!(st.expires_in(t1 + Duration::from_secs(3)), Some(7));
         assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(5)));
 
         // Step virtual time by 100 ms for a minute, answering each refresh.
