@@ -267,8 +267,16 @@ pub fn open_until(hours: &WeeklyHours, tz: Tz, at_ms: Millis) -> Option<Millis> 
     Some(NEVER_CLOSES)
 }
 
+/// The instant of a local wall-clock time by the opening rule: a time in a
+/// spring-forward gap maps to the first instant after the gap, a repeated
+/// (fall-back) time to its earlier occurrence. Used by the free-text
+/// resolver so "tomorrow at 02:30" follows the same rules as a window.
+pub fn local_to_instant(tz: Tz, local: NaiveDateTime) -> Millis {
+    local_naive_to_ms(tz, local, Edge::Open)
+}
+
 /// The local calendar date of an instant.
-fn local_date(tz: Tz, at_ms: Millis) -> NaiveDate {
+pub fn local_date(tz: Tz, at_ms: Millis) -> NaiveDate {
     let utc = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or(DateTime::<Utc>::MIN_UTC);
     tz.from_utc_datetime(&utc.naive_utc()).date_naive()
 }
