@@ -31,6 +31,10 @@ pub const MIN_LEAD_MS: Millis = 60_000;
 /// Local time used for a day named without a time ("tomorrow", "Tuesday").
 pub const DAY_DEFAULT_MINUTE: u32 = 10 * 60;
 
+/// Requests further ahead than this are cut to it (the API refuses anything
+/// beyond 30 days; this only keeps the arithmetic in range).
+pub const MAX_AHEAD_MS: Millis = 400 * 86_400_000;
+
 /// Minutes for "a few minutes" and hours for "a few hours" / "a couple of".
 const FEW: f64 = 10.0;
 const FEW_HOURS: f64 = 2.0;
@@ -106,10 +110,9 @@ struct Parsed {
 pub fn resolve(text: &str, now_ms: Millis, tz: Tz, hours: &WeeklyHours, fallback: Duration) -> Resolution {
     let p = parse(text);
     let earliest = now_ms.saturating_add(MIN_LEAD_MS);
-    let finish = |requested: Millis, resolution: WhenResolution| Resolution {
-        due_ms: window::next_open(hours, tz, requested.max(earliest)),
-        resolution,
-        requested_ms: requested,
+    let finish = |requested: Millis, resolution: WhenResolution| {
+        let requested = requested.min(now_ms.saturating_add(MAX_AHEAD_MS));
+        Resolution { due_ms: window::next_open(hours, tz, requested.max(earliest)), resolution, requested_ms: requested }
     };
     let graded = |exact: bool| {
         if exact && !p.around && !p.fuzzy {
@@ -120,6 +123,7 @@ pub fn resolve(text: &str, now_ms: Millis, tz: Tz, hours: &WeeklyHours, fallback
     };
 
     if let Some(min) = p.relative_min {
+        // `as` saturates: "10^30 minutes" is cut by MAX_AHEAD_MS below.
         let ms = (min * 60_000.0).round() as Millis;
         return finish(now_ms.saturating_add(ms), graded(true));
     }
@@ -436,7 +440,7 @@ fn parse(text: &str) -> Parsed {
             }
             if let Some(d) = unit_days(after) {
                 if v.fract() == 0.0 && v >= 1.0 {
-                    p.day = Some(DaySpec::Offset(v as i64 * d));
+                    p.day = Some(DaySpec::Offset((v.min(1000.0) as i64) * d));
                     i += n + 1;
                     continue;
                 }

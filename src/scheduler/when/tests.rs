@@ -271,6 +271,7 @@ const WORDS: &[&str] = &[
     "min", "hours", "half", "an", "hour", "and", "a", "around", "10", "15:30", "do", "ghante", "baad", "later", "parso",
     "day", "after", "lunch", "noon", "midnight", "saade", "paune", "dedh", "quarter", "past", "to", "12", "0", "24",
     "week", "sat", "sunday", "tonight", "ek", "twenty", "five", "few", "couple", "of", "99", "1.5", "3.30", "25:99",
+    "99999999999999999999", "days", "9999999999999999999999999999999999", "minutes",
 ];
 
 proptest! {
@@ -292,5 +293,16 @@ proptest! {
         prop_assert!(r.due_ms >= now + MIN_LEAD_MS, "{text:?}: {} before now+60s", r.due_ms);
         prop_assert!(window::is_open(&hours, tz, r.due_ms), "{text:?}: not open");
         prop_assert_eq!(r, resolve(&text, now, tz, &hours, FALLBACK));
+    }
+}
+
+proptest! {
+    /// Arbitrary text never panics and still gives an open time ahead.
+    #[test]
+    fn arbitrary_text_never_panics(text in ".{0,40}", now in 1_767_225_600_000i64..1_798_761_600_000) {
+        let hours = WeeklyHours::parse(&["mon-fri 09:00-20:00"]).unwrap();
+        let r = resolve(&text, now, KOL, &hours, FALLBACK);
+        prop_assert!(r.due_ms >= now + MIN_LEAD_MS);
+        prop_assert!(window::is_open(&hours, KOL, r.due_ms));
     }
 }
