@@ -38,6 +38,11 @@ fn main() {
         }
         let n = (ROUNDS * PHRASES.len()) as f64;
         let s = t.elapsed().as_secs_f64();
-        println!("resolve {name:<17} {:>10.0} phrases/s  ({:.2} µs/phrase, mixed set of {})", n / s, s * 1e6 / n, PHRASES.len());
+        println!(
+            "resolve {name:<17} {:>10.0} phrases/s  ({:.2} µs/phrase, mixed set of {})",
+            n / s,
+            s * 1e6 / n,
+            PHRASES.len()
+        );
     }
 }

@@ -72,7 +72,8 @@ pub fn render(args: &Args, clock_now: Millis) -> Result<String, ResolveTimeError
             WeeklyHours::parse(std::slice::from_ref(entry))
                 .map_err(|source| ResolveTimeError::Hours { entry: entry.clone(), source })?;
         }
-        WeeklyHours::parse(&args.hours).map_err(|source| ResolveTimeError::Hours { entry: args.hours.join(", "), source })?
+        WeeklyHours::parse(&args.hours)
+            .map_err(|source| ResolveTimeError::Hours { entry: args.hours.join(", "), source })?
     };
     let fallback: Duration = humantime::parse_duration(&args.fallback)
         .map_err(|source| ResolveTimeError::Fallback { value: args.fallback.clone(), source })?;

@@ -112,7 +112,11 @@ pub fn resolve(text: &str, now_ms: Millis, tz: Tz, hours: &WeeklyHours, fallback
     let earliest = now_ms.saturating_add(MIN_LEAD_MS);
     let finish = |requested: Millis, resolution: WhenResolution| {
         let requested = requested.min(now_ms.saturating_add(MAX_AHEAD_MS));
-        Resolution { due_ms: window::next_open(hours, tz, requested.max(earliest)), resolution, requested_ms: requested }
+        Resolution {
+            due_ms: window::next_open(hours, tz, requested.max(earliest)),
+            resolution,
+            requested_ms: requested,
+        }
     };
     let graded = |exact: bool| {
         if exact && !p.around && !p.fuzzy {
@@ -347,7 +351,8 @@ fn parse(text: &str) -> Parsed {
                     }
                     let h = v as u32;
                     if (1..=12).contains(&h) {
-                        let (h, m) = if frac < 0.0 { (if h == 1 { 12 } else { h - 1 }, 45) } else { (h, (frac * 60.0) as u32) };
+                        let (h, m) =
+                            if frac < 0.0 { (if h == 1 { 12 } else { h - 1 }, 45) } else { (h, (frac * 60.0) as u32) };
                         set_bare(&mut p, h, m);
                         i += 1 + n;
                         continue;
@@ -357,7 +362,13 @@ fn parse(text: &str) -> Parsed {
             "couple" | "few" | "kuch" | "several" => {
                 let j = if t(i + 1) == "of" { i + 2 } else { i + 1 };
                 if let Some(u) = unit_minutes(t(j)) {
-                    let n = if u == 60.0 { FEW_HOURS } else if w == "couple" { 2.0 } else { FEW };
+                    let n = if u == 60.0 {
+                        FEW_HOURS
+                    } else if w == "couple" {
+                        2.0
+                    } else {
+                        FEW
+                    };
                     add_rel(&mut p, n * u);
                     p.fuzzy = true;
                     i = j + 1;
@@ -399,12 +410,15 @@ fn parse(text: &str) -> Parsed {
                 i += 1;
                 continue;
             }
-            "am" | "pm" | "a" | "p" if !prev.is_empty() && (p.clock.is_some() || p.loose_hour.is_some()) => {
-                if matches!(w, "am" | "pm") || t(i + 1) == "m" {
-                    p.meridiem = Some(w.starts_with('p'));
-                    i += if matches!(w, "a" | "p") { 2 } else { 1 };
-                    continue;
-                }
+            // `pm`, or `p m` spelled apart, after an hour.
+            "am" | "pm" | "a" | "p"
+                if !prev.is_empty()
+                    && (p.clock.is_some() || p.loose_hour.is_some())
+                    && (matches!(w, "am" | "pm") || t(i + 1) == "m") =>
+            {
+                p.meridiem = Some(w.starts_with('p'));
+                i += if matches!(w, "a" | "p") { 2 } else { 1 };
+                continue;
             }
             _ => {}
         }
@@ -421,11 +435,8 @@ fn parse(text: &str) -> Parsed {
         if let Some((v, n)) = number_at(&toks, i) {
             let after = t(i + n);
             // `an hour and a half`, `2 and a half hours`.
-            let (v, n) = if after == "and" && t(i + n + 1) == "a" && t(i + n + 2) == "half" {
-                (v + 0.5, n + 3)
-            } else {
-                (v, n)
-            };
+            let (v, n) =
+                if after == "and" && t(i + n + 1) == "a" && t(i + n + 2) == "half" { (v + 0.5, n + 3) } else { (v, n) };
             let after = t(i + n);
             if let Some(u) = unit_minutes(after) {
                 let mut mins = v * u;
@@ -586,12 +597,16 @@ fn apply_meridiem(p: &mut Parsed) {
         (None, Some(Daypart::Noon | Daypart::Afternoon | Daypart::AfterLunch)) => {
             // "dopahar 12 baje" is noon, "afternoon at 2" is 14:00, but
             // "afternoon at 11" is not a thing: keep 11:00.
-            if hour == 12 || hour >= 11 { hour % 24 } else { h12 + 12 }
+            if hour == 12 || hour >= 11 {
+                hour % 24
+            } else {
+                h12 + 12
+            }
         }
         (None, Some(Daypart::Evening)) => h12 + 12,
         (None, Some(Daypart::Night)) => match hour {
-            12 => 24,                // midnight: the start of the next day
-            1..=4 => 24 + hour,      // raat 1 baje: after midnight
+            12 => 24,           // midnight: the start of the next day
+            1..=4 => 24 + hour, // raat 1 baje: after midnight
             _ => h12 + 12,
         },
         (None, None) => return,

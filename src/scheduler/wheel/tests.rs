@@ -67,10 +67,8 @@ fn reinsert_moves_and_remove_cancels() {
 fn cascades_through_every_level_exactly_on_time() {
     let mut w = TimerWheel::new(T0);
     // One item per level boundary, and one just either side.
-    let dues: Vec<Millis> = [1i64, 63, 64, 65, 4095, 4096, 4097, 262_143, 262_144, 262_145, 16_777_215]
-        .iter()
-        .map(|d| T0 + d)
-        .collect();
+    let dues: Vec<Millis> =
+        [1i64, 63, 64, 65, 4095, 4096, 4097, 262_143, 262_144, 262_145, 16_777_215].iter().map(|d| T0 + d).collect();
     for (k, &d) in dues.iter().enumerate() {
         w.insert(k as u32, d);
     }

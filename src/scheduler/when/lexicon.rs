@@ -133,8 +133,19 @@ pub fn is_oclock(tok: &str) -> bool {
 pub fn is_around(tok: &str) -> bool {
     matches!(
         tok,
-        "around" | "about" | "approx" | "approximately" | "roughly" | "ish" | "lagbhag" | "lagbhg" | "kareeb" | "karib"
-            | "qareeb" | "kareeban" | "tak"
+        "around"
+            | "about"
+            | "approx"
+            | "approximately"
+            | "roughly"
+            | "ish"
+            | "lagbhag"
+            | "lagbhg"
+            | "kareeb"
+            | "karib"
+            | "qareeb"
+            | "kareeban"
+            | "tak"
     )
 }
 
@@ -197,9 +208,8 @@ impl Daypart {
 
 pub fn daypart(tok: &str) -> Option<Daypart> {
     Some(match tok {
-        "morning" | "mrng" | "morn" | "subah" | "subha" | "subeh" | "subhe" | "sube" | "savere" | "savera" | "sawere" => {
-            Daypart::Morning
-        }
+        "morning" | "mrng" | "morn" | "subah" | "subha" | "subeh" | "subhe" | "sube" | "savere" | "savera"
+        | "sawere" => Daypart::Morning,
         "noon" | "midday" => Daypart::Noon,
         "afternoon" | "dopahar" | "dopehar" | "dophar" | "dupahar" | "dopaher" | "dupehar" => Daypart::Afternoon,
         "evening" | "eve" | "shaam" | "sham" | "shyam" | "shaamko" => Daypart::Evening,
