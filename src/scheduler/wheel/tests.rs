@@ -200,3 +200,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_clock_stepped_back_fires_late_never_early() {
+    let mut w = TimerWheel::new(T0);
+    w.insert(1, T0 + 1_000);
+    assert!(w.poll_expired(T0 + 500).is_empty());
+    // The clock steps back 400 ms; an item due "now" by the stepped clock waits.
+    w.insert(2, T0 + 100);
+    assert!(w.poll_expired(T0 + 100).is_empty());
+    assert_eq!(w.next_deadline(), Some(T0 + 500));
+    assert_eq!(w.poll_expired(T0 + 500), vec![2]);
+    assert_eq!(w.poll_expired(T0 + 1_000), vec![1]);
+}
