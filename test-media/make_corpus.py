@@ -220,6 +220,7 @@ def make_clip(rng, label, tmp):
             speech += tone([f], dur, beep_amp, fade=0.002)
         speech += silence(rng.uniform(0.3, 0.6))
     meta["kind"] = kind
+    meta["onset_ms"] = len(parts[0]) * 1000 // RATE  # first speech, after the leading silence
     return speech, beep_at, meta
 
 
@@ -249,7 +250,7 @@ def build(index, label, tmp):
         x = [s * 0.99 / peak for s in x]
     codec = "gsm" if rng.random() < 0.3 else "ulaw"
     meta.update(level_dbfs=round(level, 1), noise=nk, snr_db="" if snr is None else round(snr, 1),
-                codec=codec, answer_ms=answer_ms,
+                codec=codec, answer_ms=answer_ms, speech_onset_ms=meta["onset_ms"] + offset_ms,
                 beep_onset_ms="" if beep_at is None else beep_at + offset_ms)
     return x, meta
 
@@ -280,7 +281,8 @@ def corpus(tmp):
             split = "holdout" if i % 4 == 3 else "dev"
             rows.append({"file": name, "label": label, "kind": meta["kind"],
                          "beep_onset_ms": meta["beep_onset_ms"], "split": split,
-                         "answer_ms": meta["answer_ms"], "ringback": meta["ringback"],
+                         "answer_ms": meta["answer_ms"],
+                         "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
                          "voice": meta["voice"], "speed": meta["speed"], "pitch": meta["pitch"],
                          "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
                          "snr_db": meta["snr_db"], "codec": meta["codec"],

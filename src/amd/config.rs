@@ -29,6 +29,10 @@ pub struct AmdConfig {
     /// An utterance (words with gaps shorter than `end_of_greeting_silence_ms`) that lasts
     /// this long is a recorded greeting.
     pub machine_greeting_ms: u32,
+    /// Words closer than this form one phrase (no breath or comma pause between them).
+    pub phrase_gap_ms: u32,
+    /// One phrase this long is a recorded greeting: people answer in short phrases.
+    pub machine_phrase_ms: u32,
     /// No speech this long after answer (or after the last ring-back burst) gives
     /// `silence_result`.
     pub initial_silence_ms: u32,
@@ -42,6 +46,9 @@ pub struct AmdConfig {
     /// A ring-back burst at least this long restarts the answer clock (the callee has not
     /// answered yet).
     pub ringback_min_ms: u32,
+    /// Longest silence between ring-back bursts (US and Europe: 4 s off): after a burst,
+    /// silence counts as initial silence only once the cadence could have resumed.
+    pub ringback_off_ms: u32,
     /// Fraction of a frame's energy at one frequency above which the frame is a tone.
     pub tone_concentration: f32,
     /// Tone frames must be this far above the noise floor.
@@ -61,19 +68,22 @@ pub struct AmdConfig {
 impl Default for AmdConfig {
     fn default() -> Self {
         AmdConfig {
-            speech_margin_db: 9.0,
+            speech_margin_db: 5.0,
             floor_percentile: 0.05,
             floor_window_ms: 5000,
             floor_min_dbfs: -72.0,
             word_gap_ms: 60,
             min_word_ms: 80,
             end_of_greeting_silence_ms: 700,
-            machine_greeting_ms: 1500,
+            machine_greeting_ms: 2000,
+            phrase_gap_ms: 150,
+            machine_phrase_ms: 1300,
             initial_silence_ms: 2500,
             silence_result: AmdResult::Unknown,
             total_analysis_ms: 5000,
             ringback_concentration: 0.6,
             ringback_min_ms: 200,
+            ringback_off_ms: 4500,
             tone_concentration: 0.75,
             tone_margin_db: 10.0,
             beep_min_hz: 400.0,
@@ -112,10 +122,13 @@ impl AmdConfig {
         check("min_word_ms", self.min_word_ms as f64, 0.0, 2000.0)?;
         check("end_of_greeting_silence_ms", self.end_of_greeting_silence_ms as f64, 20.0, 10_000.0)?;
         check("machine_greeting_ms", self.machine_greeting_ms as f64, 20.0, 30_000.0)?;
+        check("phrase_gap_ms", self.phrase_gap_ms as f64, 0.0, 10_000.0)?;
+        check("machine_phrase_ms", self.machine_phrase_ms as f64, 20.0, 30_000.0)?;
         check("initial_silence_ms", self.initial_silence_ms as f64, 20.0, 60_000.0)?;
         check("total_analysis_ms", self.total_analysis_ms as f64, 20.0, 120_000.0)?;
         check("ringback_concentration", self.ringback_concentration as f64, 0.0, 1.0)?;
         check("ringback_min_ms", self.ringback_min_ms as f64, 20.0, 10_000.0)?;
+        check("ringback_off_ms", self.ringback_off_ms as f64, 0.0, 60_000.0)?;
         check("tone_concentration", self.tone_concentration as f64, 0.0, 1.0)?;
         check("tone_margin_db", self.tone_margin_db as f64, 0.0, 60.0)?;
         check("beep_min_hz", self.beep_min_hz as f64, 100.0, 3900.0)?;

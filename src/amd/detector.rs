@@ -84,6 +84,10 @@ struct Span {
     end: u64,
     voiced: u64,
     words: u32,
+    /// Longest phrase (words joined across gaps shorter than `phrase_gap_ms`), frames.
+    longest_phrase: u64,
+    /// Start of the current (last) phrase.
+    phrase_start: u64,
 }
 
 /// A single-tone run that may become the beep.
@@ -131,6 +135,12 @@ pub struct AmdDetector {
 
 fn frames_of(ms: u32) -> u64 {
     (ms as u64).div_ceil(FRAME_MS)
+}
+
+impl Span {
+    fn new(i: u64) -> Self {
+        Span { start: i, end: i + 1, voiced: 1, words: 1, longest_phrase: 1, phrase_start: i }
+    }
 }
 
 impl AmdDetector {
@@ -388,9 +398,9 @@ impl AmdDetector {
                         if w.voiced >= min_word {
                             words.push(w);
                         }
-                        Span { start: i, end: i + 1, voiced: 1, words: 1 }
+                        Span::new(i)
                     }
-                    None => Span { start: i, end: i + 1, voiced: 1, words: 1 },
+                    None => Span::new(i),
                 });
             }
         }
@@ -399,13 +409,19 @@ impl AmdDetector {
                 words.push(w);
             }
         }
+        let phrase_gap = frames_of(self.cfg.phrase_gap_ms);
         let mut utts: Vec<Span> = Vec::new();
-        for w in words {
+        for mut w in words {
+            w.longest_phrase = w.end - w.start;
             match utts.last_mut() {
                 Some(u) if w.start - u.end < eou => {
+                    if w.start - u.end >= phrase_gap {
+                        u.phrase_start = w.start;
+                    }
                     u.end = w.end;
                     u.voiced += w.voiced;
                     u.words += 1;
+                    u.longest_phrase = u.longest_phrase.max(u.end - u.phrase_start);
                 }
                 _ => utts.push(w),
             }
@@ -413,20 +429,27 @@ impl AmdDetector {
         for u in utts.iter_mut() {
             u.start += self.t0;
             u.end += self.t0;
+            u.phrase_start += self.t0;
         }
         utts
     }
 
     fn evaluate(&mut self) {
+        if self.ring_run > 0 {
+            return; // still ringing: nothing has answered yet
+        }
         let now = self.frames;
         let utts = self.utterances();
         self.speech_heard = !utts.is_empty();
         let d = match utts.first() {
-            None if now - self.t0 >= frames_of(self.cfg.initial_silence_ms) => {
+            None if now - self.t0 >= self.initial_silence_frames() => {
                 Some(self.decide(self.cfg.silence_result, DecisionReason::InitialSilence, now, None))
             }
             None => None,
-            Some(u) if u.end - u.start >= frames_of(self.cfg.machine_greeting_ms) => {
+            Some(u)
+                if u.end - u.start >= frames_of(self.cfg.machine_greeting_ms)
+                    || u.longest_phrase >= frames_of(self.cfg.machine_phrase_ms) =>
+            {
                 Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
             }
             Some(u) if now - u.end >= frames_of(self.cfg.end_of_greeting_silence_ms) => {
@@ -441,6 +464,17 @@ impl AmdDetector {
         if let Some(d) = d {
             self.decision = Some(d);
             self.history = Vec::new();
+        }
+    }
+
+    /// After ring-back the line may simply still be ringing: silence counts once the
+    /// cadence's off period has passed without another burst.
+    fn initial_silence_frames(&self) -> u64 {
+        let base = frames_of(self.cfg.initial_silence_ms);
+        if self.ring_bursts > 0 {
+            base.max(frames_of(self.cfg.ringback_off_ms))
+        } else {
+            base
         }
     }
 

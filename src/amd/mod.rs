@@ -42,3 +42,6 @@ pub fn detect_clip(config: AmdConfig, samples: &[i16]) -> Result<(AmdDecision, O
     let d = det.finish();
     Ok((d, det.beep_at_ms()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
+mod amd;
 mod check;
 
 use std::path::PathBuf;
@@ -22,6 +23,11 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Offline answering-machine detection; one JSON line per file.
+    Amd {
+        #[arg(required = true, value_name = "FILE.wav")]
+        files: Vec<PathBuf>,
+    },
     /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
     Check {
         #[arg(long)]
@@ -42,5 +48,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => crate::serve::main(config_path(config)),
         Command::Check { config } => check::run(config_path(config)),
+        Command::Amd { files } => amd::run(files),
     }
 }
