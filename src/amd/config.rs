@@ -46,6 +46,9 @@ pub struct AmdConfig {
     /// A ring-back burst at least this long restarts the answer clock (the callee has not
     /// answered yet).
     pub ringback_min_ms: u32,
+    /// Longest ring-back burst (US 2 s on); a steadier tone is not ring-back cadence and
+    /// neither holds the decision nor restarts the answer clock.
+    pub ringback_max_on_ms: u32,
     /// Longest silence between ring-back bursts (US and Europe: 4 s off): after a burst,
     /// silence counts as initial silence only once the cadence could have resumed.
     pub ringback_off_ms: u32,
@@ -83,6 +86,7 @@ impl Default for AmdConfig {
             total_analysis_ms: 5000,
             ringback_concentration: 0.6,
             ringback_min_ms: 200,
+            ringback_max_on_ms: 3000,
             ringback_off_ms: 4500,
             tone_concentration: 0.75,
             tone_margin_db: 10.0,
@@ -128,6 +132,7 @@ impl AmdConfig {
         check("total_analysis_ms", self.total_analysis_ms as f64, 20.0, 120_000.0)?;
         check("ringback_concentration", self.ringback_concentration as f64, 0.0, 1.0)?;
         check("ringback_min_ms", self.ringback_min_ms as f64, 20.0, 10_000.0)?;
+        check("ringback_max_on_ms", self.ringback_max_on_ms as f64, 20.0, 60_000.0)?;
         check("ringback_off_ms", self.ringback_off_ms as f64, 0.0, 60_000.0)?;
         check("tone_concentration", self.tone_concentration as f64, 0.0, 1.0)?;
         check("tone_margin_db", self.tone_margin_db as f64, 0.0, 60.0)?;

@@ -1,5 +1,7 @@
 //! The streaming detector: frames in, one decision and maybe a beep onset out.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 
 use super::config::{AmdConfig, AmdConfigError};
@@ -98,8 +100,6 @@ struct ToneRun {
     hz: f32,
 }
 
-/// Frames of raw audio kept for refining the beep onset below the frame resolution.
-const KEEP_FRAMES: usize = 12;
 
 /// Streaming answering-machine detector over 8 kHz mono audio.
 ///
@@ -126,8 +126,10 @@ pub struct AmdDetector {
     decision: Option<AmdDecision>,
     decision_polled: bool,
     tone_run: Option<ToneRun>,
-    recent: Vec<[f32; FRAME_SAMPLES]>,
-    recent_ms: Vec<f32>,
+    /// The last frames of raw audio and their mean squares, for refining the beep onset
+    /// below the frame resolution: a whole beep run plus the frame before it.
+    recent: VecDeque<([f32; FRAME_SAMPLES], f32)>,
+    keep_frames: usize,
     beep_at_ms: Option<u64>,
     beep_stopped: bool,
     finished: bool,
@@ -135,6 +137,12 @@ pub struct AmdDetector {
 
 fn frames_of(ms: u32) -> u64 {
     (ms as u64).div_ceil(FRAME_MS)
+}
+
+/// Whole tone frames that make a beep: the tone may have started inside the frame
+/// before the run, so the run needs only the required length minus half a frame.
+fn beep_frames(cfg: &AmdConfig) -> u64 {
+    (cfg.beep_min_ms as u64).saturating_sub(FRAME_MS / 2).div_ceil(FRAME_MS).max(1)
 }
 
 impl Span {
@@ -152,6 +160,7 @@ impl AmdDetector {
             config.floor_percentile,
             config.floor_min_dbfs,
         );
+        let keep_frames = beep_frames(&config) as usize + 2;
         Ok(AmdDetector {
             cfg: config,
             pending: Vec::with_capacity(FRAME_SAMPLES),
@@ -165,8 +174,8 @@ impl AmdDetector {
             decision: None,
             decision_polled: false,
             tone_run: None,
-            recent: Vec::with_capacity(KEEP_FRAMES),
-            recent_ms: Vec::with_capacity(KEEP_FRAMES),
+            recent: VecDeque::with_capacity(keep_frames),
+            keep_frames,
             beep_at_ms: None,
             beep_stopped: false,
             finished: false,
@@ -311,9 +320,11 @@ impl AmdDetector {
             return;
         }
         if self.ring_run > 0 && self.decision.is_none() {
-            // A burst that lasted long enough is ring-back: the callee has not answered,
-            // so the answer clock (initial silence, total time) starts over after it.
-            if self.ring_run as u64 >= frames_of(self.cfg.ringback_min_ms) {
+            // A burst with a ring-back cadence's on-time is ring-back: the callee has not
+            // answered, so the answer clock (initial silence, total time) starts over after
+            // it. A steady tone (longer than any ring) is just not speech.
+            let run = self.ring_run as u64;
+            if run >= frames_of(self.cfg.ringback_min_ms) && run < frames_of(self.cfg.ringback_max_on_ms) {
                 self.ring_bursts += 1;
                 self.t0 = index;
                 self.history.clear();
@@ -323,12 +334,10 @@ impl AmdDetector {
     }
 
     fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, kind: FrameKind, index: u64) {
-        if self.recent.len() == KEEP_FRAMES {
-            self.recent.remove(0);
-            self.recent_ms.remove(0);
+        if self.recent.len() == self.keep_frames {
+            self.recent.pop_front();
         }
-        self.recent.push(*frame);
-        self.recent_ms.push(ms);
+        self.recent.push_back((*frame, ms));
         let FrameKind::Tone(hz) = kind else {
             self.tone_run = None;
             return;
@@ -340,10 +349,7 @@ impl AmdDetector {
             _ => ToneRun { start: index, frames: 1, hz },
         };
         self.tone_run = Some(run);
-        // The tone may have started inside the frame before the run, so the run of whole
-        // frames needs only the required length minus half a frame.
-        let need = (self.cfg.beep_min_ms as u64).saturating_sub(FRAME_MS / 2).div_ceil(FRAME_MS).max(1);
-        if run.frames as u64 >= need {
+        if run.frames as u64 >= beep_frames(&self.cfg) {
             self.beep_at_ms = Some(self.refine_onset(run));
         }
     }
@@ -353,18 +359,18 @@ impl AmdDetector {
     fn refine_onset(&self, run: ToneRun) -> u64 {
         let coarse = run.start * FRAME_MS;
         let n = self.recent.len();
-        let k = n - run.frames as usize; // position of the run's first frame in `recent`
-        if k == 0 {
+        if run.frames as usize >= n {
             return coarse;
         }
-        let mut levels: Vec<f32> = self.recent_ms[k + 1..].to_vec();
+        let k = n - run.frames as usize; // position of the run's first frame in `recent`
+        let mut levels: Vec<f32> = self.recent.iter().skip(k + 1).map(|f| f.1).collect();
         if levels.is_empty() {
             return coarse;
         }
         levels.sort_by(|a, b| a.total_cmp(b));
         let level = levels[levels.len() / 2];
         const BLOCK: usize = 20;
-        let samples: Vec<f32> = self.recent[k - 1].iter().chain(self.recent[k].iter()).copied().collect();
+        let samples: Vec<f32> = self.recent[k - 1].0.iter().chain(self.recent[k].0.iter()).copied().collect();
         let base = (run.start - 1) * FRAME_SAMPLES as u64;
         let mut onset = base;
         for b in (0..samples.len() / BLOCK).rev() {
@@ -435,7 +441,7 @@ impl AmdDetector {
     }
 
     fn evaluate(&mut self) {
-        if self.ring_run > 0 {
+        if self.ring_run > 0 && (self.ring_run as u64) < frames_of(self.cfg.ringback_max_on_ms) {
             return; // still ringing: nothing has answered yet
         }
         let now = self.frames;

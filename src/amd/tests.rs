@@ -225,3 +225,24 @@ fn invalid_config_is_refused() {
     assert!(matches!(bad.validate(), Err(AmdConfigError::BeepBand { .. })));
     assert_eq!(AmdConfig::default().validate(), Ok(()));
 }
+
+#[test]
+fn a_steady_tone_is_not_ringing_forever() {
+    // 425 Hz for 10 s is not a ring-back cadence (1 s on): it neither holds the decision
+    // nor counts as speech.
+    let (d, beep, bursts) = run(&cat(&[tones(&[425.0], 10_000, 5000.0)]));
+    assert_eq!(bursts, 0);
+    assert_eq!(beep, None);
+    assert_eq!(d.result, AmdResult::Unknown);
+    assert_eq!(d.decided_at_ms, 3000, "{d:?}");
+}
+
+#[test]
+fn long_beep_config_keeps_enough_audio_for_the_onset() {
+    let cfg = AmdConfig { beep_min_ms: 800, ..AmdConfig::default() };
+    let x = pcm(&cat(&[speech(3000, 6000.0, 11), silence(410), tones(&[1200.0], 1000, 5000.0), silence(300)]));
+    let (_, beep) = detect_clip(cfg.clone(), &x).unwrap();
+    assert!((beep.expect("beep") as i64 - 3410).abs() <= 5, "{beep:?}");
+    let x = pcm(&cat(&[speech(3000, 6000.0, 11), silence(410), tones(&[1200.0], 500, 5000.0), silence(300)]));
+    assert_eq!(detect_clip(cfg, &x).unwrap().1, None, "shorter than beep_min_ms");
+}
