@@ -181,7 +181,10 @@ fn corpus_meets_targets() {
         Err(_) => AmdConfig::default(),
     };
     let outs = run(&config);
-    assert!(outs.len() >= 200, "corpus has {} files", outs.len());
+    for class in [AmdResult::Human, AmdResult::Machine] {
+        let n = outs.iter().filter(|o| o.row.label == class).count();
+        assert!(n >= 100, "corpus has {n} {class:?} files");
+    }
     print_table(&outs);
     for split in ["dev", "holdout", "all"] {
         let sel: Vec<&Outcome> = outs.iter().filter(|o| split == "all" || o.row.split == split).collect();

@@ -15,9 +15,13 @@ const BINS: usize = 200; // -100 .. 0 dBFS
 pub struct NoiseFloor {
     hist: [f32; BINS],
     total: f32,
+    /// Weight of the next frame: growing by 1/decay per frame is the same as decaying
+    /// every count by `decay`, without touching every bin.
+    weight: f32,
     decay: f32,
     percentile: f32,
     min_db: f32,
+    floor: Option<f32>,
 }
 
 impl NoiseFloor {
@@ -27,6 +31,8 @@ impl NoiseFloor {
         NoiseFloor {
             hist: [0.0; BINS],
             total: 0.0,
+            weight: 1.0,
+            floor: None,
             decay: 1.0 - 1.0 / window_frames.max(1) as f32,
             percentile: percentile.clamp(0.0, 1.0),
             min_db,
@@ -35,17 +41,26 @@ impl NoiseFloor {
 
     /// Adds one frame's energy (dBFS).
     pub fn push(&mut self, energy_db: f32) {
-        for h in self.hist.iter_mut() {
-            *h *= self.decay;
+        if self.weight > 1e20 {
+            for h in self.hist.iter_mut() {
+                *h /= self.weight;
+            }
+            self.total /= self.weight;
+            self.weight = 1.0;
         }
-        self.total *= self.decay;
         let bin = (((energy_db - MIN_DB) / BIN_DB) as isize).clamp(0, BINS as isize - 1) as usize;
-        self.hist[bin] += 1.0;
-        self.total += 1.0;
+        self.hist[bin] += self.weight;
+        self.total += self.weight;
+        self.weight /= self.decay;
+        self.floor = self.percentile_db();
     }
 
     /// The current floor in dBFS, or `None` before any frame.
     pub fn floor_db(&self) -> Option<f32> {
+        self.floor
+    }
+
+    fn percentile_db(&self) -> Option<f32> {
         if self.total <= 0.0 {
             return None;
         }
