@@ -19,6 +19,7 @@ pub enum AmdResult {
 }
 
 impl AmdResult {
+    /// The name used in JSON and in the API (`human`, `machine`, `unknown`).
     pub fn as_str(self) -> &'static str {
         match self {
             AmdResult::Human => "human",
@@ -182,6 +183,7 @@ impl AmdDetector {
         })
     }
 
+    /// The configuration in use.
     pub fn config(&self) -> &AmdConfig {
         &self.cfg
     }

@@ -21,6 +21,8 @@ pub enum WavError {
     Unsupported { tag: u16, bits: u16 },
     #[error("WAV file has no samples")]
     Empty,
+    #[error("unsupported sample rate {rate} Hz (accepted: 4000 to 192000)")]
+    UnsupportedRate { rate: u32 },
 }
 
 /// A decoded clip, 8 kHz mono.
@@ -43,6 +45,9 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Clip, WavError> {
         Some(x) => x,
         None => pcm(bytes)?,
     };
+    if !(4000..=192_000).contains(&rate) {
+        return Err(WavError::UnsupportedRate { rate });
+    }
     if mono.is_empty() {
         return Err(WavError::Empty);
     }
@@ -233,6 +238,24 @@ mod tests {
     fn rejects_garbage_and_empty() {
         assert!(matches!(decode_wav(b"hello world, not audio"), Err(WavError::NotWav { .. })));
         assert!(matches!(decode_wav(&wav_bytes(7, 8000, 8, &[])), Err(WavError::Empty)));
+        assert!(matches!(decode_wav(&wav_bytes(7, 1, 8, &[0; 100])), Err(WavError::UnsupportedRate { rate: 1 })));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        // Any bytes, and any bytes behind a valid-looking header, give a clip or an error,
+        // never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                                       tag in proptest::sample::select(vec![1u16, 3, 6, 7, 0xfffe, 2]),
+                                       bits in proptest::sample::select(vec![8u16, 16, 24, 32, 0, 12]),
+                                       cut in 0usize..80) {
+            let _ = decode_wav(&tail);
+            let mut b = wav_bytes(tag, 8000, bits, &tail);
+            let _ = decode_wav(&b);
+            b.truncate(cut);
+            let _ = decode_wav(&b);
+        }
     }
 
     #[test]
