@@ -135,7 +135,57 @@ fn run(config: &AmdConfig) -> Vec<Outcome> {
         .collect()
 }
 
-fn print_table(outs: &[Outcome]) {
+/// A model of Asterisk's `AMD()` (apps/app_amd.c) with its default parameters, written
+/// from its documented behaviour, to compare on the same corpus: fixed silence threshold
+/// (mean |sample| < 256 per 20 ms frame), word counting, and its rules — initial silence
+/// 2500 ms → MACHINE, silence 800 ms after a greeting → HUMAN, 2 words → MACHINE, 1500 ms
+/// of voice → MACHINE, 5000 ms → NOTSURE (unknown).
+fn asterisk_model(samples: &[i16]) -> (AmdResult, u64) {
+    let (initial_silence, greeting, after_greeting, total, min_word, between_words, max_words, max_word_len) =
+        (2500u64, 1500u64, 800u64, 5000u64, 100u64, 50u64, 2u32, 5000u64);
+    let (mut t, mut silence, mut consecutive_voice, mut voice) = (0u64, 0u64, 0u64, 0u64);
+    let (mut in_word, mut in_initial_silence, mut in_greeting, mut words) = (false, true, false, 0u32);
+    for frame in samples.chunks_exact(160) {
+        t += 20;
+        if t >= total {
+            return (AmdResult::Unknown, t);
+        }
+        let mean_abs = frame.iter().map(|&s| (s as i32).unsigned_abs() as u64).sum::<u64>() / 160;
+        if mean_abs < 256 {
+            silence += 20;
+            if silence >= between_words {
+                in_word = false;
+                consecutive_voice = 0;
+            }
+            if in_initial_silence && silence >= initial_silence {
+                return (AmdResult::Machine, t);
+            }
+            if in_greeting && silence >= after_greeting {
+                return (AmdResult::Human, t);
+            }
+        } else {
+            consecutive_voice += 20;
+            voice += 20;
+            if consecutive_voice >= min_word && !in_word {
+                words += 1;
+                in_word = true;
+            }
+            if consecutive_voice >= max_word_len || words >= max_words || (in_greeting && voice >= greeting) {
+                return (AmdResult::Machine, t);
+            }
+            if voice >= min_word {
+                silence = 0;
+            }
+            if consecutive_voice >= min_word && !in_greeting {
+                in_initial_silence = false;
+                in_greeting = true;
+            }
+        }
+    }
+    (AmdResult::Unknown, t)
+}
+
+fn print_table(outs: &[Outcome], list_errors: bool) {
     println!(
         "| set | n | accuracy | human recall | machine recall | unknown | median decision from start / answer / first speech | beeps found | false beeps | median beep error |"
     );
@@ -164,7 +214,7 @@ fn print_table(outs: &[Outcome]) {
         };
         let wrong: Vec<String> = sel
             .iter()
-            .filter(|o| o.result != o.row.label)
+            .filter(|o| list_errors && o.result != o.row.label)
             .map(|o| format!("{}={}", o.row.file, o.result.as_str()))
             .collect();
         println!(
@@ -181,11 +231,27 @@ fn corpus_meets_targets() {
         Err(_) => AmdConfig::default(),
     };
     let outs = run(&config);
+    // The same corpus through a model of Asterisk's AMD() with its defaults.
+    let baseline: Vec<Outcome> = labels()
+        .into_iter()
+        .map(|row| {
+            let clip = read_wav(&corpus_dir().join(&row.file)).expect("corpus wav");
+            let (result, decided_at_ms) = asterisk_model(&clip.samples);
+            Outcome { row, result, decided_at_ms, beep_at_ms: None }
+        })
+        .collect();
+    println!("Asterisk AMD() model, default parameters:");
+    print_table(&baseline, false);
+    println!();
+    println!("redial AmdDetector:");
+    let ours = score(&outs.iter().collect::<Vec<_>>());
+    let theirs = score(&baseline.iter().collect::<Vec<_>>());
+    assert!(ours.accuracy > theirs.accuracy, "redial {ours:?} vs Asterisk model {theirs:?}");
     for class in [AmdResult::Human, AmdResult::Machine] {
         let n = outs.iter().filter(|o| o.row.label == class).count();
         assert!(n >= 100, "corpus has {n} {class:?} files");
     }
-    print_table(&outs);
+    print_table(&outs, true);
     for split in ["dev", "holdout", "all"] {
         let sel: Vec<&Outcome> = outs.iter().filter(|o| split == "all" || o.row.split == split).collect();
         let s = score(&sel);
