@@ -1,5 +1,6 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
+mod amd;
 mod check;
 mod resolve_time;
 
@@ -22,6 +23,11 @@ pub enum Command {
         /// Configuration file; default ./redial.toml if present, else built-in defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Offline answering-machine detection; one JSON line per file.
+    Amd {
+        #[arg(required = true, value_name = "FILE.wav")]
+        files: Vec<PathBuf>,
     },
     /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
     Check {
@@ -46,5 +52,6 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => crate::serve::main(config_path(config)),
         Command::Check { config } => check::run(config_path(config)),
         Command::ResolveTime(args) => resolve_time::run(args),
+        Command::Amd { files } => amd::run(files),
     }
 }

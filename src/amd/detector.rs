@@ -1,0 +1,499 @@
+//! The streaming detector: frames in, one decision and maybe a beep onset out.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{AmdConfig, AmdConfigError};
+use super::floor::NoiseFloor;
+use super::tone::analyse;
+use super::{FRAME_MS, FRAME_SAMPLES};
+
+/// What answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmdResult {
+    Human,
+    Machine,
+    Unknown,
+}
+
+impl AmdResult {
+    /// The name used in JSON and in the API (`human`, `machine`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmdResult::Human => "human",
+            AmdResult::Machine => "machine",
+            AmdResult::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why the detector decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionReason {
+    /// A short greeting followed by silence (a person waiting for a reply).
+    ShortGreeting,
+    /// A long, continuous greeting.
+    LongGreeting,
+    /// No speech within `initial_silence_ms`.
+    InitialSilence,
+    /// Nothing conclusive within `total_analysis_ms`.
+    MaxTime,
+    /// The audio ended first ([`AmdDetector::finish`]).
+    EndOfAudio,
+}
+
+/// The detector's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AmdDecision {
+    pub result: AmdResult,
+    /// Audio time (from the first sample pushed) at which the detector committed.
+    pub decided_at_ms: u64,
+    pub reason: DecisionReason,
+    /// Start of the first utterance after answer, if any.
+    pub speech_onset_ms: Option<u64>,
+    /// Length of the first utterance (to its end or to the decision).
+    pub greeting_ms: u64,
+    /// Words in the first utterance.
+    pub words: u32,
+}
+
+/// Misuse of the detector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmdError {
+    #[error("audio pushed after finish()")]
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FrameKind {
+    Plain,
+    Ringback,
+    Tone(f32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    energy_db: f32,
+    kind: FrameKind,
+}
+
+/// A run of speech frames, in frame indexes `[start, end)`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    voiced: u64,
+    words: u32,
+    /// Longest phrase (words joined across gaps shorter than `phrase_gap_ms`), frames.
+    longest_phrase: u64,
+    /// Start of the current (last) phrase.
+    phrase_start: u64,
+}
+
+/// A single-tone run that may become the beep.
+#[derive(Debug, Clone, Copy)]
+struct ToneRun {
+    start: u64,
+    frames: u32,
+    hz: f32,
+}
+
+
+/// Streaming answering-machine detector over 8 kHz mono audio.
+///
+/// Feed the callee's audio from answer with [`push_frame`](Self::push_frame) (any length;
+/// analysed in 20 ms frames), then call [`poll_decision`](Self::poll_decision) and
+/// [`beep_at_ms`](Self::beep_at_ms). Keep feeding after the decision while
+/// [`wants_audio`](Self::wants_audio) is true to hear the voicemail beep. Call
+/// [`finish`](Self::finish) at the end of the audio. Time is counted in samples; the
+/// detector never reads a clock, and the same audio always gives the same answer.
+#[derive(Debug, Clone)]
+pub struct AmdDetector {
+    cfg: AmdConfig,
+    pending: Vec<f32>,
+    /// Complete frames analysed so far.
+    frames: u64,
+    floor: NoiseFloor,
+    /// Frames since `t0` while undecided.
+    history: Vec<Frame>,
+    /// Frame index the answer clock starts from (0, or the end of the last ring-back burst).
+    t0: u64,
+    ring_run: u32,
+    ring_bursts: u32,
+    speech_heard: bool,
+    decision: Option<AmdDecision>,
+    decision_polled: bool,
+    tone_run: Option<ToneRun>,
+    /// The last frames of raw audio and their mean squares, for refining the beep onset
+    /// below the frame resolution: a whole beep run plus the frame before it.
+    recent: VecDeque<([f32; FRAME_SAMPLES], f32)>,
+    keep_frames: usize,
+    beep_at_ms: Option<u64>,
+    beep_stopped: bool,
+    finished: bool,
+}
+
+fn frames_of(ms: u32) -> u64 {
+    (ms as u64).div_ceil(FRAME_MS)
+}
+
+/// Whole tone frames that make a beep: the tone may have started inside the frame
+/// before the run, so the run needs only the required length minus half a frame.
+fn beep_frames(cfg: &AmdConfig) -> u64 {
+    (cfg.beep_min_ms as u64).saturating_sub(FRAME_MS / 2).div_ceil(FRAME_MS).max(1)
+}
+
+impl Span {
+    fn new(i: u64) -> Self {
+        Span { start: i, end: i + 1, voiced: 1, words: 1, longest_phrase: 1, phrase_start: i }
+    }
+}
+
+impl AmdDetector {
+    /// A detector with `config`; the config is validated first.
+    pub fn new(config: AmdConfig) -> Result<Self, AmdConfigError> {
+        config.validate()?;
+        let floor = NoiseFloor::new(
+            (config.floor_window_ms as u64 / FRAME_MS) as u32,
+            config.floor_percentile,
+            config.floor_min_dbfs,
+        );
+        let keep_frames = beep_frames(&config) as usize + 2;
+        Ok(AmdDetector {
+            cfg: config,
+            pending: Vec::with_capacity(FRAME_SAMPLES),
+            frames: 0,
+            floor,
+            history: Vec::new(),
+            t0: 0,
+            ring_run: 0,
+            ring_bursts: 0,
+            speech_heard: false,
+            decision: None,
+            decision_polled: false,
+            tone_run: None,
+            recent: VecDeque::with_capacity(keep_frames),
+            keep_frames,
+            beep_at_ms: None,
+            beep_stopped: false,
+            finished: false,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AmdConfig {
+        &self.cfg
+    }
+
+    /// Feeds audio (8 kHz mono, any length; 160 samples = 20 ms is natural). Call
+    /// [`poll_decision`](Self::poll_decision) after each push.
+    pub fn push_frame(&mut self, samples: &[i16]) -> Result<(), AmdError> {
+        if self.finished {
+            return Err(AmdError::Finished);
+        }
+        for &s in samples {
+            self.pending.push(s as f32);
+            if self.pending.len() == FRAME_SAMPLES {
+                let mut frame = [0.0f32; FRAME_SAMPLES];
+                frame.copy_from_slice(&self.pending);
+                self.pending.clear();
+                self.process(&frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision, once, as soon as it is made; `None` before and after that. See
+    /// [`decision`](Self::decision) to read it again.
+    pub fn poll_decision(&mut self) -> Option<AmdDecision> {
+        match self.decision {
+            Some(d) if !self.decision_polled => {
+                self.decision_polled = true;
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// The decision if made.
+    pub fn decision(&self) -> Option<AmdDecision> {
+        self.decision
+    }
+
+    /// Onset of the voicemail beep (audio time in ms), once heard. The beep usually comes
+    /// after the decision.
+    pub fn beep_at_ms(&self) -> Option<u64> {
+        self.beep_at_ms
+    }
+
+    /// Stop listening for the beep (e.g. the call was bridged).
+    pub fn stop_beep_detection(&mut self) {
+        self.beep_stopped = true;
+    }
+
+    /// Whether more audio can change anything: undecided, or still listening for a beep.
+    /// Once false, the caller may stop feeding audio.
+    pub fn wants_audio(&self) -> bool {
+        !self.finished && (self.decision.is_none() || self.beep_listening())
+    }
+
+    /// Ring-back bursts heard so far.
+    pub fn ringback_bursts(&self) -> u32 {
+        self.ring_bursts
+    }
+
+    /// Audio time pushed so far (complete frames), in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.frames * FRAME_MS
+    }
+
+    /// End of audio: decides with what is known if still undecided (a trailing partial
+    /// frame is ignored). Idempotent; returns the decision.
+    pub fn finish(&mut self) -> AmdDecision {
+        self.finished = true;
+        if let Some(d) = self.decision {
+            return d;
+        }
+        let spans = self.utterances();
+        let now = self.frames;
+        let d = match spans.first() {
+            None => self.decide(self.cfg.silence_result, DecisionReason::EndOfAudio, now, None),
+            Some(u) => {
+                let long = (u.end - u.start) >= frames_of(self.cfg.machine_greeting_ms);
+                let r = if long { AmdResult::Machine } else { AmdResult::Human };
+                self.decide(r, DecisionReason::EndOfAudio, now, Some(*u))
+            }
+        };
+        self.decision = Some(d);
+        d
+    }
+
+    fn beep_listening(&self) -> bool {
+        self.beep_at_ms.is_none()
+            && !self.beep_stopped
+            && self.decision.map(|d| d.result) != Some(AmdResult::Human)
+            && self.now_ms() < self.cfg.beep_listen_ms as u64
+    }
+
+    fn process(&mut self, frame: &[f32; FRAME_SAMPLES]) {
+        let index = self.frames;
+        self.frames += 1;
+        let ms = frame.iter().map(|v| v * v).sum::<f32>() / FRAME_SAMPLES as f32;
+        let energy_db = 10.0 * (ms / (32768.0 * 32768.0) + 1e-10).log10();
+        let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
+
+        let mut kind = FrameKind::Plain;
+        let listening = self.decision.is_none() || self.beep_listening();
+        if listening && ms > 0.0 && energy_db >= floor + self.cfg.tone_margin_db {
+            let a = analyse(frame, ms);
+            let ring = a.ringback >= self.cfg.ringback_concentration;
+            let single = a.single >= self.cfg.tone_concentration
+                && (self.cfg.beep_min_hz..=self.cfg.beep_max_hz).contains(&a.single_hz);
+            // Ring-back only before the callee has spoken: after that a 425 Hz tone is a
+            // beep, and a harmonic that happens to sit at 440 Hz is speech.
+            kind = if ring && !self.speech_heard && self.decision.is_none() {
+                FrameKind::Ringback
+            } else if single {
+                FrameKind::Tone(a.single_hz)
+            } else {
+                FrameKind::Plain
+            };
+        }
+        if kind != FrameKind::Ringback {
+            self.floor.push(energy_db);
+        }
+
+        self.track_ringback(kind, index);
+        if self.beep_listening() {
+            self.track_beep(frame, ms, kind, index);
+        }
+        if self.decision.is_none() {
+            self.history.push(Frame { energy_db, kind });
+            self.evaluate();
+        }
+    }
+
+    fn track_ringback(&mut self, kind: FrameKind, index: u64) {
+        if kind == FrameKind::Ringback {
+            self.ring_run += 1;
+            return;
+        }
+        if self.ring_run > 0 && self.decision.is_none() {
+            // A burst with a ring-back cadence's on-time is ring-back: the callee has not
+            // answered, so the answer clock (initial silence, total time) starts over after
+            // it. A steady tone (longer than any ring) is just not speech.
+            let run = self.ring_run as u64;
+            if run >= frames_of(self.cfg.ringback_min_ms) && run < frames_of(self.cfg.ringback_max_on_ms) {
+                self.ring_bursts += 1;
+                self.t0 = index;
+                self.history.clear();
+            }
+        }
+        self.ring_run = 0;
+    }
+
+    fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, kind: FrameKind, index: u64) {
+        if self.recent.len() == self.keep_frames {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((*frame, ms));
+        let FrameKind::Tone(hz) = kind else {
+            self.tone_run = None;
+            return;
+        };
+        let run = match self.tone_run {
+            Some(r) if (hz - r.hz).abs() <= self.cfg.beep_tolerance_hz => {
+                ToneRun { frames: r.frames + 1, ..r }
+            }
+            _ => ToneRun { start: index, frames: 1, hz },
+        };
+        self.tone_run = Some(run);
+        if run.frames as u64 >= beep_frames(&self.cfg) {
+            self.beep_at_ms = Some(self.refine_onset(run));
+        }
+    }
+
+    /// Onset to a few ms: scanning back from the run's first frame, the beep starts after
+    /// the last 2.5 ms block well below the tone's level.
+    fn refine_onset(&self, run: ToneRun) -> u64 {
+        let coarse = run.start * FRAME_MS;
+        let n = self.recent.len();
+        if run.frames as usize >= n {
+            return coarse;
+        }
+        let k = n - run.frames as usize; // position of the run's first frame in `recent`
+        let mut levels: Vec<f32> = self.recent.iter().skip(k + 1).map(|f| f.1).collect();
+        if levels.is_empty() {
+            return coarse;
+        }
+        levels.sort_by(|a, b| a.total_cmp(b));
+        let level = levels[levels.len() / 2];
+        const BLOCK: usize = 20;
+        let samples: Vec<f32> = self.recent[k - 1].0.iter().chain(self.recent[k].0.iter()).copied().collect();
+        let base = (run.start - 1) * FRAME_SAMPLES as u64;
+        let mut onset = base;
+        for b in (0..samples.len() / BLOCK).rev() {
+            let blk = &samples[b * BLOCK..(b + 1) * BLOCK];
+            let e = blk.iter().map(|v| v * v).sum::<f32>() / BLOCK as f32;
+            if e < level * 0.25 {
+                onset = base + ((b + 1) * BLOCK) as u64;
+                break;
+            }
+        }
+        onset * 1000 / super::SAMPLE_RATE as u64
+    }
+
+    /// Splits the history into utterances with the current noise floor. Re-run on every
+    /// frame: the floor settles as the line is heard, and earlier frames are re-read with
+    /// it (the history is at most `total_analysis_ms` long).
+    fn utterances(&self) -> Vec<Span> {
+        let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
+        let thr = floor + self.cfg.speech_margin_db;
+        let word_gap = frames_of(self.cfg.word_gap_ms);
+        let min_word = frames_of(self.cfg.min_word_ms);
+        let eou = frames_of(self.cfg.end_of_greeting_silence_ms);
+        let mut words: Vec<Span> = Vec::new();
+        let mut cur: Option<Span> = None;
+        for (i, f) in self.history.iter().enumerate() {
+            let i = i as u64;
+            if f.kind == FrameKind::Plain && f.energy_db >= thr {
+                cur = Some(match cur {
+                    Some(w) if i - w.end <= word_gap => Span { end: i + 1, voiced: w.voiced + 1, ..w },
+                    Some(w) => {
+                        if w.voiced >= min_word {
+                            words.push(w);
+                        }
+                        Span::new(i)
+                    }
+                    None => Span::new(i),
+                });
+            }
+        }
+        if let Some(w) = cur {
+            if w.voiced >= min_word {
+                words.push(w);
+            }
+        }
+        let phrase_gap = frames_of(self.cfg.phrase_gap_ms);
+        let mut utts: Vec<Span> = Vec::new();
+        for mut w in words {
+            w.longest_phrase = w.end - w.start;
+            match utts.last_mut() {
+                Some(u) if w.start - u.end < eou => {
+                    if w.start - u.end >= phrase_gap {
+                        u.phrase_start = w.start;
+                    }
+                    u.end = w.end;
+                    u.voiced += w.voiced;
+                    u.words += 1;
+                    u.longest_phrase = u.longest_phrase.max(u.end - u.phrase_start);
+                }
+                _ => utts.push(w),
+            }
+        }
+        for u in utts.iter_mut() {
+            u.start += self.t0;
+            u.end += self.t0;
+            u.phrase_start += self.t0;
+        }
+        utts
+    }
+
+    fn evaluate(&mut self) {
+        if self.ring_run > 0 && (self.ring_run as u64) < frames_of(self.cfg.ringback_max_on_ms) {
+            return; // still ringing: nothing has answered yet
+        }
+        let now = self.frames;
+        let utts = self.utterances();
+        self.speech_heard = !utts.is_empty();
+        let d = match utts.first() {
+            None if now - self.t0 >= self.initial_silence_frames() => {
+                Some(self.decide(self.cfg.silence_result, DecisionReason::InitialSilence, now, None))
+            }
+            None => None,
+            Some(u)
+                if u.end - u.start >= frames_of(self.cfg.machine_greeting_ms)
+                    || u.longest_phrase >= frames_of(self.cfg.machine_phrase_ms) =>
+            {
+                Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
+            }
+            Some(u) if now - u.end >= frames_of(self.cfg.end_of_greeting_silence_ms) => {
+                Some(self.decide(AmdResult::Human, DecisionReason::ShortGreeting, now, Some(*u)))
+            }
+            Some(_) => None,
+        };
+        let d = d.or_else(|| {
+            (now - self.t0 >= frames_of(self.cfg.total_analysis_ms))
+                .then(|| self.decide(AmdResult::Unknown, DecisionReason::MaxTime, now, utts.first().copied()))
+        });
+        if let Some(d) = d {
+            self.decision = Some(d);
+            self.history = Vec::new();
+        }
+    }
+
+    /// After ring-back the line may simply still be ringing: silence counts once the
+    /// cadence's off period has passed without another burst.
+    fn initial_silence_frames(&self) -> u64 {
+        let base = frames_of(self.cfg.initial_silence_ms);
+        if self.ring_bursts > 0 {
+            base.max(frames_of(self.cfg.ringback_off_ms))
+        } else {
+            base
+        }
+    }
+
+    fn decide(&self, result: AmdResult, reason: DecisionReason, now: u64, u: Option<Span>) -> AmdDecision {
+        AmdDecision {
+            result,
+            decided_at_ms: now * FRAME_MS,
+            reason,
+            speech_onset_ms: u.map(|u| u.start * FRAME_MS),
+            greeting_ms: u.map(|u| (u.end.min(now) - u.start) * FRAME_MS).unwrap_or(0),
+            words: u.map(|u| u.words).unwrap_or(0),
+        }
+    }
+}

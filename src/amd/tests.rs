@@ -1,0 +1,248 @@
+//! Detector tests on synthetic audio: silence, ring-back cadences, beeps, noisy and quiet
+//! lines, frame-size independence.
+
+use super::*;
+
+const FS: f32 = 8000.0;
+
+fn ms(n: u32) -> usize {
+    n as usize * 8
+}
+
+fn silence(n: u32) -> Vec<f32> {
+    vec![0.0; ms(n)]
+}
+
+fn tones(freqs: &[f32], dur_ms: u32, amp: f32) -> Vec<f32> {
+    (0..ms(dur_ms))
+        .map(|i| freqs.iter().map(|f| (2.0 * std::f32::consts::PI * f * i as f32 / FS).sin()).sum::<f32>() * amp / freqs.len() as f32)
+        .collect()
+}
+
+/// Speech-like sound: syllables of a harmonic complex (gliding pitch, harmonics to 3.4 kHz,
+/// formant-like weighting) with short dips between syllables.
+fn speech(dur_ms: u32, amp: f32, seed: u32) -> Vec<f32> {
+    let n = ms(dur_ms);
+    let syl = ms(180 + (seed % 5) * 20);
+    let mut phase = 0.0f32;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / FS;
+            let f0 = 110.0 + 40.0 * (2.0 * std::f32::consts::PI * 1.7 * t + seed as f32).sin();
+            phase += 2.0 * std::f32::consts::PI * f0 / FS;
+            let mut v = 0.0;
+            let mut k = 1.0;
+            while k * f0 < 3400.0 {
+                let w = 1.0 / k + 0.6 * (-((k * f0 - 700.0) / 300.0).powi(2)).exp() + 0.4 * (-((k * f0 - 1800.0) / 400.0).powi(2)).exp();
+                v += w * (k * phase).sin();
+                k += 1.0;
+            }
+            let pos = (i % syl) as f32 / syl as f32;
+            let env = if pos < 0.8 { (std::f32::consts::PI * pos / 0.8).sin().sqrt() } else { 0.02 };
+            v * env * amp / 3.0
+        })
+        .collect()
+}
+
+/// Deterministic noise (xorshift), uniform in ±amp.
+fn noise(len: usize, amp: f32, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}
+
+fn cat(parts: &[Vec<f32>]) -> Vec<f32> {
+    parts.concat()
+}
+
+fn pcm(x: &[f32]) -> Vec<i16> {
+    x.iter().map(|v| v.round().clamp(-32768.0, 32767.0) as i16).collect()
+}
+
+fn with_noise(x: Vec<f32>, amp: f32) -> Vec<f32> {
+    let n = noise(x.len(), amp, 7);
+    x.iter().zip(n).map(|(a, b)| a + b).collect()
+}
+
+fn run(x: &[f32]) -> (AmdDecision, Option<u64>, u32) {
+    let mut d = AmdDetector::new(AmdConfig::default()).unwrap();
+    for c in pcm(x).chunks(FRAME_SAMPLES) {
+        d.push_frame(c).unwrap();
+    }
+    let dec = d.finish();
+    (dec, d.beep_at_ms(), d.ringback_bursts())
+}
+
+#[test]
+fn silence_only_is_unknown_at_initial_silence() {
+    let (d, beep, _) = run(&with_noise(silence(6000), 30.0));
+    assert_eq!(d.result, AmdResult::Unknown);
+    assert_eq!(d.reason, DecisionReason::InitialSilence);
+    assert_eq!(d.decided_at_ms, 2500);
+    assert_eq!(beep, None);
+}
+
+#[test]
+fn silence_result_follows_config() {
+    let cfg = AmdConfig { silence_result: AmdResult::Human, ..AmdConfig::default() };
+    let (d, _) = detect_clip(cfg, &pcm(&silence(4000))).unwrap();
+    assert_eq!(d.result, AmdResult::Human);
+}
+
+#[test]
+fn short_greeting_then_silence_is_human() {
+    let x = with_noise(cat(&[silence(400), speech(600, 8000.0, 1), silence(2000)]), 50.0);
+    let (d, beep, _) = run(&x);
+    assert_eq!(d.result, AmdResult::Human, "{d:?}");
+    // Decided once the after-greeting silence has passed, not at the end of the audio.
+    assert!((1600..=1900).contains(&d.decided_at_ms), "{d:?}");
+    assert_eq!(beep, None);
+}
+
+#[test]
+fn long_greeting_is_machine_and_beep_onset_is_exact() {
+    let x = with_noise(
+        cat(&[silence(300), speech(3500, 8000.0, 2), silence(500), tones(&[1000.0], 400, 6000.0), silence(500)]),
+        50.0,
+    );
+    let (d, beep, _) = run(&x);
+    assert_eq!(d.result, AmdResult::Machine, "{d:?}");
+    assert!(d.decided_at_ms <= 300 + 2100, "{d:?}");
+    let onset = beep.expect("beep heard") as i64;
+    assert!((onset - 4300).abs() <= 10, "beep at {onset}");
+}
+
+#[test]
+fn beep_onset_within_a_few_ms_for_many_frequencies_and_offsets() {
+    for (k, f) in [430.0, 700.0, 950.0, 1400.0, 1990.0].iter().enumerate() {
+        let gap = 333 + 37 * k as u32; // onsets that do not fall on frame boundaries
+        let x = cat(&[speech(3000, 6000.0, k as u32), silence(gap), tones(&[*f], 200, 5000.0), silence(300)]);
+        let (_, beep, _) = run(&with_noise(x, 20.0));
+        let onset = beep.unwrap_or_else(|| panic!("no beep at {f} Hz")) as i64;
+        assert!((onset - (3000 + gap) as i64).abs() <= 5, "{f} Hz: {onset} vs {}", 3000 + gap);
+    }
+}
+
+#[test]
+fn a_short_tone_is_not_a_beep() {
+    let x = cat(&[speech(3000, 6000.0, 3), silence(400), tones(&[1000.0], 100, 5000.0), silence(600)]);
+    assert_eq!(run(&x).1, None);
+}
+
+#[test]
+fn us_ringback_cadence_is_not_speech_and_restarts_the_clock() {
+    // 440+480 Hz, 2 s on / 4 s off, twice, then nobody speaks.
+    let ring = tones(&[440.0, 480.0], 2000, 4000.0);
+    let x = with_noise(cat(&[ring.clone(), silence(4000), ring, silence(5000)]), 30.0);
+    let (d, beep, bursts) = run(&x);
+    assert_eq!(bursts, 2);
+    assert_eq!(beep, None);
+    assert_eq!(d.result, AmdResult::Unknown, "{d:?}");
+    // The 4 s off period is not initial silence, and the clock started again at the end of
+    // the second burst (8 s); silence counts once the cadence could have resumed (4.5 s).
+    assert_eq!(d.reason, DecisionReason::InitialSilence);
+    assert_eq!(d.decided_at_ms, 8000 + 4500, "{d:?}");
+}
+
+#[test]
+fn ringback_then_hello_is_human() {
+    for set in [&[440.0, 480.0][..], &[400.0, 450.0][..], &[425.0][..]] {
+        let ring = tones(set, 1000, 5000.0);
+        let x = with_noise(cat(&[ring, silence(500), speech(600, 6000.0, 4), silence(1500)]), 30.0);
+        let (d, beep, bursts) = run(&x);
+        assert_eq!(bursts, 1, "{set:?}");
+        assert_eq!(beep, None, "{set:?}: a ring-back tone is not a beep");
+        assert_eq!(d.result, AmdResult::Human, "{set:?}: {d:?}");
+    }
+}
+
+#[test]
+fn uk_double_ring_is_rejected() {
+    let burst = cat(&[tones(&[400.0, 450.0], 400, 5000.0), silence(200), tones(&[400.0, 450.0], 400, 5000.0)]);
+    let x = cat(&[burst.clone(), silence(2000), burst, silence(5000)]);
+    let (d, beep, bursts) = run(&x);
+    assert_eq!(bursts, 4);
+    assert_eq!(d.decided_at_ms, 4000 + 4500, "{d:?}");
+    assert_eq!(beep, None);
+    assert_eq!(d.result, AmdResult::Unknown);
+}
+
+#[test]
+fn quiet_and_noisy_lines_both_work() {
+    // Quiet: speech peaks near -40 dBFS on a near-silent line.
+    let quiet_h = with_noise(cat(&[silence(300), speech(600, 300.0, 5), silence(2000)]), 2.0);
+    let quiet_m = with_noise(cat(&[silence(300), speech(4000, 300.0, 6)]), 2.0);
+    // Noisy: loud broadband noise about 12 dB under the speech.
+    let noisy_h = with_noise(cat(&[silence(800), speech(700, 12000.0, 7), silence(2000)]), 2500.0);
+    let noisy_m = with_noise(cat(&[silence(800), speech(4000, 12000.0, 8)]), 2500.0);
+    assert_eq!(run(&quiet_h).0.result, AmdResult::Human);
+    assert_eq!(run(&quiet_m).0.result, AmdResult::Machine);
+    assert_eq!(run(&noisy_h).0.result, AmdResult::Human);
+    assert_eq!(run(&noisy_m).0.result, AmdResult::Machine);
+}
+
+#[test]
+fn frame_size_does_not_change_the_result() {
+    let x = pcm(&with_noise(
+        cat(&[silence(500), speech(3000, 7000.0, 9), silence(450), tones(&[800.0], 300, 5000.0), silence(300)]),
+        40.0,
+    ));
+    let mut results = Vec::new();
+    for size in [1usize, 80, 160, 333, 4000] {
+        let mut d = AmdDetector::new(AmdConfig::default()).unwrap();
+        for c in x.chunks(size) {
+            d.push_frame(c).unwrap();
+        }
+        results.push((d.finish(), d.beep_at_ms()));
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    assert!(results[0].1.is_some());
+}
+
+#[test]
+fn decision_is_polled_once_and_push_after_finish_is_an_error() {
+    let mut d = AmdDetector::new(AmdConfig::default()).unwrap();
+    d.push_frame(&pcm(&silence(3000))).unwrap();
+    let first = d.poll_decision().expect("decided");
+    assert_eq!(d.poll_decision(), None);
+    assert_eq!(d.decision(), Some(first));
+    assert_eq!(d.finish(), first);
+    assert_eq!(d.push_frame(&[0; 160]), Err(AmdError::Finished));
+    assert!(!d.wants_audio());
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let bad = AmdConfig { tone_concentration: 1.5, ..AmdConfig::default() };
+    assert!(matches!(AmdDetector::new(bad), Err(AmdConfigError::OutOfRange { field: "tone_concentration", .. })));
+    let bad = AmdConfig { beep_min_hz: 2000.0, beep_max_hz: 1000.0, ..AmdConfig::default() };
+    assert!(matches!(bad.validate(), Err(AmdConfigError::BeepBand { .. })));
+    assert_eq!(AmdConfig::default().validate(), Ok(()));
+}
+
+#[test]
+fn a_steady_tone_is_not_ringing_forever() {
+    // 425 Hz for 10 s is not a ring-back cadence (1 s on): it neither holds the decision
+    // nor counts as speech.
+    let (d, beep, bursts) = run(&cat(&[tones(&[425.0], 10_000, 5000.0)]));
+    assert_eq!(bursts, 0);
+    assert_eq!(beep, None);
+    assert_eq!(d.result, AmdResult::Unknown);
+    assert_eq!(d.decided_at_ms, 3000, "{d:?}");
+}
+
+#[test]
+fn long_beep_config_keeps_enough_audio_for_the_onset() {
+    let cfg = AmdConfig { beep_min_ms: 800, ..AmdConfig::default() };
+    let x = pcm(&cat(&[speech(3000, 6000.0, 11), silence(410), tones(&[1200.0], 1000, 5000.0), silence(300)]));
+    let (_, beep) = detect_clip(cfg.clone(), &x).unwrap();
+    assert!((beep.expect("beep") as i64 - 3410).abs() <= 5, "{beep:?}");
+    let x = pcm(&cat(&[speech(3000, 6000.0, 11), silence(410), tones(&[1200.0], 500, 5000.0), silence(300)]));
+    assert_eq!(detect_clip(cfg, &x).unwrap().1, None, "shorter than beep_min_ms");
+}

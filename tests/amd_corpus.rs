@@ -1,0 +1,277 @@
+//! AMD accuracy on the labelled corpus in test-media/amd/ (made by
+//! test-media/make-corpus.sh). Prints per-split and per-kind tables and asserts the
+//! targets on the whole corpus and on each split.
+//!
+//! `AMD_CONFIG='{"machine_greeting_ms":1400}' cargo test --test amd_corpus -- --nocapture`
+//! evaluates another configuration (used for tuning on the dev split only).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use redial::amd::wav::read_wav;
+use redial::amd::{detect_clip, AmdConfig, AmdResult};
+
+struct Row {
+    file: String,
+    label: AmdResult,
+    kind: String,
+    beep_ms: Option<u64>,
+    split: String,
+    answer_ms: u64,
+    speech_onset_ms: u64,
+}
+
+struct Outcome {
+    row: Row,
+    result: AmdResult,
+    decided_at_ms: u64,
+    beep_at_ms: Option<u64>,
+}
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd")
+}
+
+fn labels() -> Vec<Row> {
+    let text = std::fs::read_to_string(corpus_dir().join("labels.csv")).expect("labels.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("column {name}"));
+    let (f, l, k, b, s, a) = (col("file"), col("label"), col("kind"), col("beep_onset_ms"), col("split"), col("answer_ms"));
+    let o = col("speech_onset_ms");
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let c: Vec<&str> = line.split(',').collect();
+            Row {
+                file: c[f].to_string(),
+                label: match c[l] {
+                    "human" => AmdResult::Human,
+                    "machine" => AmdResult::Machine,
+                    other => panic!("label {other}"),
+                },
+                kind: c[k].to_string(),
+                beep_ms: c[b].parse().ok(),
+                split: c[s].to_string(),
+                answer_ms: c[a].parse().unwrap_or(0),
+                speech_onset_ms: c[o].parse().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(Debug)]
+struct Score {
+    n: usize,
+    accuracy: f64,
+    human_recall: f64,
+    machine_recall: f64,
+    unknown: usize,
+    median_decision_ms: f64,
+    median_from_answer_ms: f64,
+    median_from_speech_ms: f64,
+    beeps: usize,
+    beeps_found: usize,
+    false_beeps: usize,
+    median_beep_error_ms: f64,
+}
+
+fn score(outs: &[&Outcome]) -> Score {
+    let n = outs.len();
+    let correct = outs.iter().filter(|o| o.result == o.row.label).count();
+    let recall = |c: AmdResult| {
+        let of: Vec<_> = outs.iter().filter(|o| o.row.label == c).collect();
+        of.iter().filter(|o| o.result == c).count() as f64 / of.len().max(1) as f64
+    };
+    let beeps: Vec<_> = outs.iter().filter(|o| o.row.beep_ms.is_some()).collect();
+    let errors: Vec<f64> = beeps
+        .iter()
+        .filter_map(|o| Some((o.beep_at_ms? as f64 - o.row.beep_ms? as f64).abs()))
+        .collect();
+    Score {
+        n,
+        accuracy: correct as f64 / n.max(1) as f64,
+        human_recall: recall(AmdResult::Human),
+        machine_recall: recall(AmdResult::Machine),
+        unknown: outs.iter().filter(|o| o.result == AmdResult::Unknown).count(),
+        median_decision_ms: median(outs.iter().map(|o| o.decided_at_ms as f64).collect()),
+        median_from_answer_ms: median(
+            outs.iter().map(|o| o.decided_at_ms.saturating_sub(o.row.answer_ms) as f64).collect(),
+        ),
+        median_from_speech_ms: median(
+            outs.iter().map(|o| o.decided_at_ms as f64 - o.row.speech_onset_ms as f64).collect(),
+        ),
+        beeps: beeps.len(),
+        beeps_found: errors.len(),
+        false_beeps: outs.iter().filter(|o| o.row.beep_ms.is_none() && o.beep_at_ms.is_some()).count(),
+        median_beep_error_ms: median(errors),
+    }
+}
+
+fn run(config: &AmdConfig) -> Vec<Outcome> {
+    labels()
+        .into_iter()
+        .map(|row| {
+            let clip = read_wav(&corpus_dir().join(&row.file)).unwrap_or_else(|e| panic!("{}: {e}", row.file));
+            let (d, beep) = detect_clip(config.clone(), &clip.samples).expect("valid config");
+            if std::env::var_os("AMD_VERBOSE").is_some() {
+                println!("{} {} {} {:?} beep={:?}/{:?}", row.file, row.kind, row.split, d, beep, row.beep_ms);
+            }
+            Outcome { row, result: d.result, decided_at_ms: d.decided_at_ms, beep_at_ms: beep }
+        })
+        .collect()
+}
+
+/// A model of Asterisk's `AMD()` (apps/app_amd.c) with its default parameters, written
+/// from its documented behaviour, to compare on the same corpus: fixed silence threshold
+/// (mean |sample| < 256 per 20 ms frame), word counting, and its rules — initial silence
+/// 2500 ms → MACHINE, silence 800 ms after a greeting → HUMAN, 2 words → MACHINE, 1500 ms
+/// of voice → MACHINE, 5000 ms → NOTSURE (unknown).
+fn asterisk_model(samples: &[i16]) -> (AmdResult, u64) {
+    let (initial_silence, greeting, after_greeting, total, min_word, between_words, max_words, max_word_len) =
+        (2500u64, 1500u64, 800u64, 5000u64, 100u64, 50u64, 2u32, 5000u64);
+    let (mut t, mut silence, mut consecutive_voice, mut voice) = (0u64, 0u64, 0u64, 0u64);
+    let (mut in_word, mut in_initial_silence, mut in_greeting, mut words) = (false, true, false, 0u32);
+    for frame in samples.chunks_exact(160) {
+        t += 20;
+        if t >= total {
+            return (AmdResult::Unknown, t);
+        }
+        let mean_abs = frame.iter().map(|&s| (s as i32).unsigned_abs() as u64).sum::<u64>() / 160;
+        if mean_abs < 256 {
+            silence += 20;
+            if silence >= between_words {
+                in_word = false;
+                consecutive_voice = 0;
+            }
+            if in_initial_silence && silence >= initial_silence {
+                return (AmdResult::Machine, t);
+            }
+            if in_greeting && silence >= after_greeting {
+                return (AmdResult::Human, t);
+            }
+        } else {
+            consecutive_voice += 20;
+            voice += 20;
+            if consecutive_voice >= min_word && !in_word {
+                words += 1;
+                in_word = true;
+            }
+            if consecutive_voice >= max_word_len || words >= max_words || (in_greeting && voice >= greeting) {
+                return (AmdResult::Machine, t);
+            }
+            if voice >= min_word {
+                silence = 0;
+            }
+            if consecutive_voice >= min_word && !in_greeting {
+                in_initial_silence = false;
+                in_greeting = true;
+            }
+        }
+    }
+    (AmdResult::Unknown, t)
+}
+
+fn print_table(outs: &[Outcome], list_errors: bool) {
+    println!(
+        "| set | n | accuracy | human recall | machine recall | unknown | median decision from start / answer / first speech | beeps found | false beeps | median beep error |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for split in ["dev", "holdout", "all"] {
+        let sel: Vec<&Outcome> = outs.iter().filter(|o| split == "all" || o.row.split == split).collect();
+        let s = score(&sel);
+        println!(
+            "| {split} | {} | {:.3} | {:.3} | {:.3} | {} | {:.0} / {:.0} / {:.0} ms | {}/{} | {} | {:.1} ms |",
+            s.n, s.accuracy, s.human_recall, s.machine_recall, s.unknown, s.median_decision_ms,
+            s.median_from_answer_ms, s.median_from_speech_ms, s.beeps_found, s.beeps, s.false_beeps, s.median_beep_error_ms
+        );
+    }
+    println!();
+    println!("| kind | n | correct (dev / holdout) | accuracy | median decision from answer / first speech | misclassified as |");
+    println!("|---|---|---|---|---|---|");
+    let mut kinds: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
+    for o in outs {
+        kinds.entry(o.row.kind.as_str()).or_default().push(o);
+    }
+    for (kind, sel) in &kinds {
+        let s = score(sel);
+        let ok = |split: &str| {
+            let of: Vec<_> = sel.iter().filter(|o| o.row.split == split).collect();
+            format!("{}/{}", of.iter().filter(|o| o.result == o.row.label).count(), of.len())
+        };
+        let wrong: Vec<String> = sel
+            .iter()
+            .filter(|o| list_errors && o.result != o.row.label)
+            .map(|o| format!("{}={}", o.row.file, o.result.as_str()))
+            .collect();
+        println!(
+            "| {kind} | {} | {} / {} | {:.3} | {:.0} / {:.0} ms | {} |",
+            s.n, ok("dev"), ok("holdout"), s.accuracy, s.median_from_answer_ms, s.median_from_speech_ms, wrong.join(" ")
+        );
+    }
+}
+
+#[test]
+fn corpus_meets_targets() {
+    let config: AmdConfig = match std::env::var("AMD_CONFIG") {
+        Ok(json) => serde_json::from_str(&json).expect("AMD_CONFIG is an AmdConfig JSON object"),
+        Err(_) => AmdConfig::default(),
+    };
+    let outs = run(&config);
+    // The same corpus through a model of Asterisk's AMD() with its defaults.
+    let baseline: Vec<Outcome> = labels()
+        .into_iter()
+        .map(|row| {
+            let clip = read_wav(&corpus_dir().join(&row.file)).expect("corpus wav");
+            let (result, decided_at_ms) = asterisk_model(&clip.samples);
+            Outcome { row, result, decided_at_ms, beep_at_ms: None }
+        })
+        .collect();
+    println!("Asterisk AMD() model, default parameters:");
+    print_table(&baseline, false);
+    println!();
+    println!("redial AmdDetector:");
+    let ours = score(&outs.iter().collect::<Vec<_>>());
+    let theirs = score(&baseline.iter().collect::<Vec<_>>());
+    assert!(ours.accuracy > theirs.accuracy, "redial {ours:?} vs Asterisk model {theirs:?}");
+    for class in [AmdResult::Human, AmdResult::Machine] {
+        let n = outs.iter().filter(|o| o.row.label == class).count();
+        assert!(n >= 100, "corpus has {n} {class:?} files");
+    }
+    print_table(&outs, true);
+    for split in ["dev", "holdout", "all"] {
+        let sel: Vec<&Outcome> = outs.iter().filter(|o| split == "all" || o.row.split == split).collect();
+        let s = score(&sel);
+        let tol = if split == "all" { 0.0 } else { 0.02 }; // a quarter is a small sample
+        assert!(s.accuracy >= 0.95 - tol, "{split}: {s:?}");
+        assert!(s.human_recall >= 0.93 - tol, "{split}: {s:?}");
+        assert!(s.machine_recall >= 0.93 - tol, "{split}: {s:?}");
+        // Decision time counted from the callee's first word: the silence before it is the
+        // callee's, and no detector can decide during it (from-answer figures are printed).
+        assert!(s.median_from_speech_ms <= 1500.0, "{split}: {s:?}");
+        assert!(s.median_beep_error_ms <= 30.0, "{split}: {s:?}");
+        assert!(s.beeps_found as f64 >= 0.9 * s.beeps as f64, "{split}: {s:?}");
+    }
+}
+
+#[test]
+fn corpus_results_are_deterministic() {
+    let a = run(&AmdConfig::default());
+    let b = run(&AmdConfig::default());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((x.result, x.decided_at_ms, x.beep_at_ms), (y.result, y.decided_at_ms, y.beep_at_ms), "{}", x.row.file);
+    }
+}
