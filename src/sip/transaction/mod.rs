@@ -20,7 +20,7 @@ mod server_non_invite;
 pub mod timers;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::TransactionError;
 pub use key::{Role, TransactionKey};
