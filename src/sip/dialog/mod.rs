@@ -17,6 +17,8 @@ pub mod retransmit;
 pub mod set;
 
 #[cfg(test)]
+mod call_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cancel::cancel_for;

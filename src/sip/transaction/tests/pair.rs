@@ -33,8 +33,23 @@ pub(crate) struct Pair {
     latency: Duration,
 }
 
-/// The TU of one side: reacts to an event, possibly sending through the layer.
-pub(crate) type Tu<'a> = dyn FnMut(usize, Instant, &mut TransactionLayer, &TransactionEvent) + 'a;
+/// The TUs of both sides: react to events (possibly sending through the layer) and may run
+/// their own timers (e.g. a 2xx retransmitter), stepped by the pair like the layers' timers.
+pub(crate) trait Tu {
+    fn on_event(&mut self, side: usize, now: Instant, layer: &mut TransactionLayer, event: &TransactionEvent);
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant, _layers: &mut [TransactionLayer; 2]) {}
+}
+
+impl<F: FnMut(usize, Instant, &mut TransactionLayer, &TransactionEvent)> Tu for F {
+    fn on_event(&mut self, side: usize, now: Instant, layer: &mut TransactionLayer, event: &TransactionEvent) {
+        self(side, now, layer, event)
+    }
+}
 
 impl Pair {
     pub fn new(timers: SipTimers, seed: u64, loss: f64) -> Self {
@@ -62,7 +77,7 @@ impl Pair {
     }
 
     /// Moves every queued transmit onto the network and every event to the TU, until quiet.
-    fn flush(&mut self, tu: &mut Tu<'_>) {
+    fn flush(&mut self, tu: &mut dyn Tu) {
         loop {
             let mut quiet = true;
             for side in 0..2 {
@@ -79,7 +94,7 @@ impl Pair {
                 }
                 while let Some(e) = self.layers[side].poll_event() {
                     quiet = false;
-                    tu(side, self.now, &mut self.layers[side], &e);
+                    tu.on_event(side, self.now, &mut self.layers[side], &e);
                     self.events[side].push((self.now, e));
                 }
             }
@@ -91,12 +106,13 @@ impl Pair {
 
     /// Advances to the next packet arrival or deadline and processes it. Returns false once
     /// nothing is in flight and no timer is armed.
-    pub fn step(&mut self, tu: &mut Tu<'_>) -> bool {
+    pub fn step(&mut self, tu: &mut dyn Tu) -> bool {
         self.flush(tu);
         let next = [
             self.in_flight.iter().map(|p| p.at).min(),
             self.layers[0].poll_timeout(),
             self.layers[1].poll_timeout(),
+            tu.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -113,12 +129,13 @@ impl Pair {
         for layer in &mut self.layers {
             layer.handle_timeout(self.now);
         }
+        tu.handle_timeout(self.now, &mut self.layers);
         self.flush(tu);
         true
     }
 
     /// Steps until quiet (bounded).
-    pub fn run(&mut self, tu: &mut Tu<'_>) {
+    pub fn run(&mut self, tu: &mut dyn Tu) {
         for _ in 0..100_000 {
             if !self.step(tu) {
                 return;
