@@ -1,6 +1,6 @@
 //! Dialogs (RFC 3261 §12): UAC and UAS state, in-dialog requests, CANCEL (§9).
 //!
-//! - [`dialog`]: [`Dialog`], created from an INVITE and a 1xx/2xx; builds BYE, re-INVITE,
+//! - [`state`]: [`Dialog`], created from an INVITE and a 1xx/2xx; builds BYE, re-INVITE,
 //!   OPTIONS, INFO and the ACK for a 2xx; validates the peer's in-dialog requests.
 //! - [`set`]: [`Dialogs`], the map keyed by [`DialogId`] used to route in-dialog requests.
 //! - [`cancel`]: [`cancel_for`], the §9.1 CANCEL of a pending INVITE.
@@ -9,7 +9,7 @@
 //! - [`error`]: [`DialogError`] and its SIP status mapping.
 
 pub mod cancel;
-pub mod dialog;
+pub mod state;
 pub mod error;
 pub mod id;
 pub mod ids;
@@ -22,7 +22,7 @@ mod call_tests;
 mod tests;
 
 pub use cancel::cancel_for;
-pub use dialog::{Dialog, DialogRole, DialogState, InDialogRequest};
+pub use state::{Dialog, DialogRole, DialogState, InDialogRequest};
 pub use error::DialogError;
 pub use id::DialogId;
 pub use ids::{new_branch, new_call_id, new_tag, new_via};

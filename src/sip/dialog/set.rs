@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rsip::Request;
 
-use super::dialog::{Dialog, InDialogRequest};
+use super::state::{Dialog, InDialogRequest};
 use super::error::DialogError;
 use super::id::DialogId;
 

@@ -207,13 +207,12 @@ fn reinvite_answered_with_the_same_sdp_and_refreshes_target() {
     ok.body = b"v=0\r\no=redial 1 1 IN IP4 127.0.0.1\r\n".to_vec();
     ok.headers.push(Header::ContentType(rsip::headers::ContentType::new("application/sdp")));
     let mut d = Dialog::uas(&inv, &ok).unwrap();
-    let reinv = format!(
+    let reinv =
         "INVITE sip:redial@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKre\r\n\
          From: <sip:+15550100@redial.test>;tag=ours1\r\nTo: <sip:+15550123@carrier.test>;tag=uas9\r\n\
          Call-ID: c1@redial\r\nCSeq: 11 INVITE\r\nContact: <sip:moved@127.0.0.1:6000>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
-    );
-    let reinv = Request::try_from(reinv.as_str()).unwrap();
+         Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
+    let reinv = Request::try_from(reinv).unwrap();
     assert_eq!(d.handle_request(&reinv), Ok(InDialogRequest::ReInvite { offer: Some(b"v=0\n".to_vec()) }));
     assert_eq!(d.remote_target().to_string(), "sip:moved@127.0.0.1:6000");
     let answer = d.reinvite_answer(&reinv);
