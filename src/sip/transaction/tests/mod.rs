@@ -3,6 +3,7 @@
 
 mod layer;
 pub(crate) mod pair;
+mod props;
 mod schedules;
 
 use std::time::{Duration, Instant};
