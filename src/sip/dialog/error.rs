@@ -15,6 +15,10 @@ pub enum DialogError {
     CSeqOutOfOrder { got: u32, last: u32 },
     #[error("the dialog is terminated")]
     Terminated,
+    #[error("the peer sent a re-INVITE while ours is pending (RFC 3261 §14.1)")]
+    Glare,
+    #[error("a re-INVITE of ours is already pending in this dialog")]
+    ReInviteInProgress,
 }
 
 impl DialogError {
@@ -27,6 +31,10 @@ impl DialogError {
             DialogError::UnknownDialog | DialogError::Terminated => 481,
             // §12.2.2: lower CSeq → 500 (Server Internal Error).
             DialogError::CSeqOutOfOrder { .. } => 500,
+            // §14.1: 491 Request Pending.
+            DialogError::Glare => 491,
+            // Our own misuse; never sent to a peer, but 500 if it were.
+            DialogError::ReInviteInProgress => 500,
         }
     }
 }

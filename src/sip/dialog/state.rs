@@ -63,6 +63,8 @@ pub struct Dialog {
     invite_seq: u32,
     /// The session description we last sent (content type, body), for unchanged re-INVITE answers.
     local_sdp: Option<(String, Vec<u8>)>,
+    /// We sent a re-INVITE and have no final response yet (glare, §14.1).
+    reinvite_pending: bool,
 }
 
 fn header_value(headers: &Headers, pick: fn(&Header) -> Option<String>) -> Option<String> {
@@ -195,6 +197,7 @@ impl Dialog {
             local_contact: header_value(&invite.headers, contact_value),
             invite_seq: seq,
             local_sdp: body_with_type(invite),
+            reinvite_pending: false,
         })
     }
 
@@ -232,6 +235,7 @@ impl Dialog {
             local_contact: header_value(&response.headers, contact_value),
             invite_seq: seq,
             local_sdp: body_with_type_resp(response),
+            reinvite_pending: false,
         })
     }
 
@@ -287,6 +291,20 @@ impl Dialog {
         } else if status >= 300 && self.state == DialogState::Early {
             // §12.3: a non-2xx final ends an early dialog.
             self.state = DialogState::Terminated;
+        }
+        Ok(())
+    }
+
+    /// A response to our re-INVITE: a final one ends the glare window; a 2xx refreshes the
+    /// remote target from its Contact (§12.2.1.2). The TU ACKs a 2xx with [`Self::ack`].
+    pub fn on_reinvite_response(&mut self, response: &Response) -> Result<(), DialogError> {
+        if status_of(response) >= 200 {
+            self.reinvite_pending = false;
+        }
+        if (200..300).contains(&status_of(response)) {
+            if let Some(uri) = contact_uri(&response.headers)? {
+                self.remote_target = uri;
+            }
         }
         Ok(())
     }
@@ -356,8 +374,14 @@ impl Dialog {
     }
 
     /// A re-INVITE offering `sdp` (or no body: an offerless re-INVITE).
+    /// Until [`Self::on_reinvite_response`] sees its final response, a re-INVITE from the peer
+    /// is refused with [`DialogError::Glare`] (491, §14.1).
     pub fn reinvite(&mut self, via: rsip::headers::Via, sdp: Option<Vec<u8>>) -> Result<Request, DialogError> {
+        if self.reinvite_pending {
+            return Err(DialogError::ReInviteInProgress);
+        }
         let mut req = self.request(Method::Invite, via)?;
+        self.reinvite_pending = true;
         if let Some(body) = sdp {
             set_body(&mut req.headers, &mut req.body, "application/sdp", body.clone());
             self.local_sdp = Some(("application/sdp".into(), body));
@@ -411,6 +435,7 @@ impl Dialog {
                 self.state = DialogState::Terminated;
                 InDialogRequest::Bye
             }
+            Method::Invite if self.reinvite_pending => return Err(DialogError::Glare),
             Method::Invite | Method::Update => {
                 if let Some(uri) = contact_uri(&req.headers)? {
                     self.remote_target = uri;

@@ -289,3 +289,26 @@ fn uas_2xx_retransmitted_t1_doubling_to_t2_gives_up_at_64_t1() {
     assert_eq!(r.poll_timeout(), None);
     assert_eq!(r.poll_event(), None);
 }
+
+#[test]
+fn reinvite_glare_is_491_until_our_reinvite_completes() {
+    let mut d = Dialog::uac(&invite(), &ok_rr()).unwrap();
+    let ours = d.reinvite(via(), Some(b"v=0\n".to_vec())).unwrap();
+    assert_eq!(d.reinvite(via(), None), Err(DialogError::ReInviteInProgress));
+    let theirs = |seq: u32| {
+        let text = format!(
+            "INVITE sip:redial@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7:5080;branch=z9hG4bKg{seq}\r\n\
+             From: <sip:+15550123@carrier.test>;tag=theirs1\r\nTo: \"Redial\" <sip:+15550100@redial.test>;tag=ours1\r\n\
+             Call-ID: c1@redial\r\nCSeq: {seq} INVITE\r\nContact: <sip:gw7@10.0.0.7:5080>\r\nContent-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).unwrap()
+    };
+    let err = d.handle_request(&theirs(1)).unwrap_err();
+    assert_eq!(err, DialogError::Glare);
+    assert_eq!(err.status_code(), 491);
+    let mut ok = crate::sip::transaction::response_for(&ours, rsip::StatusCode::OK);
+    ok.headers.push(Header::Contact(rsip::headers::Contact::new("<sip:gw8@10.0.0.8:5080>")));
+    d.on_reinvite_response(&ok).unwrap();
+    assert_eq!(d.remote_target().to_string(), "sip:gw8@10.0.0.8:5080");
+    assert_eq!(d.handle_request(&theirs(2)), Ok(InDialogRequest::ReInvite { offer: None }));
+}
