@@ -38,14 +38,19 @@ pub enum Timer {
     M,
     /// §17.2.1: send 100 Trying if the TU has not answered within 200 ms.
     Trying,
+    /// Not in RFC 3261: a non-INVITE server transaction whose TU sends no final response within
+    /// 64·T1 of the request ends with a `Timeout` event, so it cannot stay live forever. The
+    /// client's Timer F has fired by then, so nothing is sent.
+    Unanswered,
 }
 
 /// Every timer, timeouts first: when a retransmission timer and a timeout fall due at the same
 /// instant, the timeout wins and nothing is sent in vain (`pop_expired` breaks ties in this order).
-const ALL: [Timer; 13] = [
+const ALL: [Timer; 14] = [
     Timer::B,
     Timer::F,
     Timer::H,
+    Timer::Unanswered,
     Timer::D,
     Timer::I,
     Timer::J,
