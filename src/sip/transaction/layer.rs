@@ -57,12 +57,14 @@ pub enum TransactionEvent {
     Terminated { key: TransactionKey },
 }
 
+/// The RFC 3261 names: INVITE/non-INVITE client/server transaction. The three machines that
+/// keep a whole request are boxed so that every slab slot is only as large as the small
+/// non-INVITE server machine, which is most of the live transactions (Timer J).
 #[derive(Debug)]
-/// The RFC 3261 names: INVITE/non-INVITE client/server transaction.
 enum Machine {
-    Ict(ClientInvite),
-    Nict(ClientNonInvite),
-    Ist(ServerInvite),
+    Ict(Box<ClientInvite>),
+    Nict(Box<ClientNonInvite>),
+    Ist(Box<ServerInvite>),
     Nist(ServerNonInvite),
 }
 
@@ -179,9 +181,9 @@ impl TransactionLayer {
         let d = Durations::new(self.timers, to.transport);
         let mut out = Vec::new();
         let machine = if req.method == Method::Invite {
-            Machine::Ict(ClientInvite::start(now, req, d, &mut out))
+            Machine::Ict(Box::new(ClientInvite::start(now, req, d, &mut out)))
         } else {
-            Machine::Nict(ClientNonInvite::start(now, req, d, &mut out))
+            Machine::Nict(Box::new(ClientNonInvite::start(now, req, d, &mut out)))
         };
         let slot = self.insert(key.clone(), machine, to, call_id);
         self.flush(slot, out);
@@ -332,7 +334,7 @@ impl TransactionLayer {
             Method::Ack => self.events.push_back(TransactionEvent::Ack { request: req, from }),
             Method::Invite => {
                 tracing::debug!("INVITE server transaction created");
-                let machine = Machine::Ist(ServerInvite::new(now, req.clone(), d));
+                let machine = Machine::Ist(Box::new(ServerInvite::new(now, req.clone(), d)));
                 let slot = self.insert(key.clone(), machine, from, call_id);
                 self.events.push_back(TransactionEvent::Request { key, request: req, from });
                 self.flush(slot, Vec::new());
@@ -468,3 +470,4 @@ fn server_key(req: &Request) -> Result<TransactionKey, TransactionError> {
     };
     Ok(TransactionKey::server(branch, sent_by, req.method))
 }
+

@@ -118,5 +118,6 @@ impl ServerNonInvite {
 fn wire(response: &Response) -> Bytes {
     let mut buf = format!("{} {}\r\n{}\r\n", response.version, response.status_code, response.headers).into_bytes();
     buf.extend_from_slice(&response.body);
-    Bytes::from(buf)
+    // Exactly sized: the formatting buffer's spare capacity would be kept for 32 s.
+    Bytes::from(buf.into_boxed_slice())
 }

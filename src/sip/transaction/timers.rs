@@ -64,47 +64,74 @@ const ALL: [Timer; 14] = [
 ];
 
 impl Timer {
-    fn index(self) -> usize {
-        self as usize
+    /// Rank in [`ALL`]: the tie-break order of `pop_expired`.
+    fn rank(self) -> usize {
+        ALL.iter().position(|t| *t == self).unwrap_or(ALL.len())
     }
 }
 
-/// The armed deadlines of one transaction, indexed by [`Timer`].
+/// How many timers a transaction arms at once. The machines never need more than two (A+B,
+/// E+F, G+H); one spare. A slot per armed timer instead of one per [`Timer`] keeps the table
+/// 72 bytes instead of 224, which matters with a million live transactions.
+const SLOTS: usize = 3;
+
+/// The armed deadlines of one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; ALL.len()],
+    armed: [Option<(Timer, Instant)>; SLOTS],
 }
 
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer.index()] = Some(at);
+        self.stop(timer);
+        match self.armed.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some((timer, at)),
+            None => {
+                // Unreachable with the four machines (at most two armed); if a new machine ever
+                // arms more, keep the earliest deadlines rather than panic.
+                debug_assert!(false, "more than {SLOTS} timers armed");
+                tracing::error!(?timer, "timer table full; latest deadline dropped");
+                if let Some(latest) = self.armed.iter_mut().max_by_key(|s| s.map(|(_, t)| t)) {
+                    if latest.is_some_and(|(_, t)| t > at) {
+                        *latest = Some((timer, at));
+                    }
+                }
+            }
+        }
     }
 
     pub fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer.index()] = None;
+        for slot in &mut self.armed {
+            if slot.is_some_and(|(t, _)| t == timer) {
+                *slot = None;
+            }
+        }
     }
 
     pub fn stop_all(&mut self) {
-        self.deadlines = Default::default();
+        self.armed = Default::default();
     }
 
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer.index()]
+        self.armed.iter().flatten().find(|(t, _)| *t == timer).map(|(_, at)| *at)
     }
 
     /// The earliest armed deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.armed.iter().flatten().map(|(_, at)| *at).min()
     }
 
-    /// Disarms and returns the earliest timer whose deadline is `<= now`, if any. Callers loop
-    /// until `None` so that several timers expiring at once fire in deadline order.
+    /// Disarms and returns the earliest timer whose deadline is `<= now`, if any; on a tie, the
+    /// first in [`ALL`] order (timeouts first). Callers loop until `None` so that several timers
+    /// expiring at once fire in deadline order.
     pub fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
-        let (timer, _) = ALL
+        let (timer, _) = self
+            .armed
             .iter()
-            .filter_map(|t| self.get(*t).map(|at| (*t, at)))
+            .flatten()
             .filter(|(_, at)| *at <= now)
-            .min_by_key(|(_, at)| *at)?;
+            .min_by_key(|(t, at)| (*at, t.rank()))
+            .copied()?;
         self.stop(timer);
         Some(timer)
     }
