@@ -175,6 +175,67 @@ fn bench_a() {
     );
 }
 
+/// What the bench itself spends outside the layer (building each request and its 200), and
+/// what the layer's key lookup costs (the default SipHash over branch and sent-by), to tell
+/// whether a faster hasher would matter.
+fn bench_overheads() {
+    let tpl = Template::new("OPTIONS");
+    let n = 100_000u64;
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    for i in 0..n {
+        let req = tpl.with_branch(i);
+        bytes += ok_for(&req).headers.iter().count() + req.headers.iter().count();
+    }
+    let per = start.elapsed() / n as u32;
+    println!("(a') building one request + its 200 outside the layer: {per:?} ({bytes})");
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let t0 = Instant::now();
+    let mut keys = std::collections::HashSet::new();
+    for i in 0..n {
+        layer.handle_message(t0, SipMessage::Request(tpl.with_branch(i)), udp(5060));
+        while let Some(ev) = layer.poll_event() {
+            if let TransactionEvent::Request { key, .. } = ev {
+                keys.insert(key);
+            }
+        }
+    }
+    let probe: Vec<_> = keys.iter().cloned().collect();
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for _ in 0..10 {
+        hits += probe.iter().filter(|k| keys.contains(*k)).count();
+    }
+    let per = start.elapsed() / hits as u32;
+    println!("(a') one TransactionKey lookup in a HashMap of 100k (SipHash): {per:?}");
+    // The same lookups with a multiply-rotate hasher (FxHash's scheme, a few lines here rather
+    // than a dependency for a measurement) tell hashing apart from cache misses.
+    let fx: std::collections::HashSet<_, std::hash::BuildHasherDefault<Fx>> = probe.iter().cloned().collect();
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for _ in 0..10 {
+        hits += probe.iter().filter(|k| fx.contains(*k)).count();
+    }
+    let per = start.elapsed() / hits as u32;
+    println!("(a') the same lookup with an Fx-style hasher: {per:?}");
+}
+
+#[derive(Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn bench_b() {
     const LIVE_TXNS: u64 = 1_000_000;
     let tpl = Template::new("OPTIONS");
@@ -259,8 +320,13 @@ fn bench_c() {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing to parse.
+    // `cargo bench` passes --bench; nothing to parse. `-- overheads` runs only that part.
+    if std::env::args().any(|a| a == "overheads") {
+        bench_overheads();
+        return;
+    }
     bench_a();
+    bench_overheads();
     bench_b();
     bench_c();
 }
