@@ -243,7 +243,7 @@ fn bench_b() {
     let mut layer = TransactionLayer::new(SipTimers::default());
     let t0 = Instant::now();
     // 1,000,000 over 31 s of virtual time (the REGISTER-with-401 case).
-    let mut now = fill(&mut layer, &tpl, t0, 0, LIVE_TXNS, 32_258);
+    fill(&mut layer, &tpl, t0, 0, LIVE_TXNS, 32_258);
     let bytes = live_bytes() - before;
     println!(
         "(b) {} live Completed OPTIONS transactions hold {:.0} MB of heap = {:.0} bytes each",
@@ -266,7 +266,7 @@ fn bench_b() {
     let start = Instant::now();
     let live_before = layer.len();
     let mut steps = 0u32;
-    now = t0 + Duration::from_secs(32);
+    let mut now = t0 + Duration::from_secs(32);
     while start.elapsed() < budget && steps < 20_000 {
         now += Duration::from_millis(1);
         timers_step(&mut layer, now);
@@ -286,7 +286,7 @@ fn bench_c() {
     let mut layer = TransactionLayer::new(SipTimers::default());
     let t0 = Instant::now();
     let start = Instant::now();
-    let mut now = t0;
+    let mut now;
     let mut sent = 0usize;
     // N INVITEs over one virtual second, then run every timer until all have timed out.
     for i in 0..N {
