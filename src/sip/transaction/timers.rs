@@ -222,3 +222,35 @@ mod tests {
         assert_eq!(Durations::new(fast, Transport::Udp).d(), Duration::from_secs(32));
     }
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn re_arming_reuses_the_slot_and_ties_go_to_the_timeout() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_secs(1);
+        let mut t = TimerTable::default();
+        // Re-arming the same timer replaces it: the three slots never fill up with copies.
+        for i in 0..10 {
+            t.set(Timer::G, t0 + Duration::from_millis(100 * i));
+        }
+        t.set(Timer::H, at);
+        t.set(Timer::G, at);
+        assert_eq!(t.get(Timer::G), Some(at));
+        // Same instant: H (a timeout) fires before G (a retransmission), in either arming order.
+        assert_eq!(t.pop_expired(at), Some(Timer::H));
+        assert_eq!(t.pop_expired(at), Some(Timer::G));
+        assert_eq!(t.pop_expired(at), None);
+        t.set(Timer::E, at);
+        t.set(Timer::F, at);
+        t.set(Timer::Trying, at);
+        assert_eq!(t.pop_expired(at), Some(Timer::F));
+        assert_eq!(t.pop_expired(at), Some(Timer::E));
+        assert_eq!(t.pop_expired(at), Some(Timer::Trying));
+        t.set(Timer::J, at);
+        t.stop(Timer::J);
+        assert_eq!(t.next_deadline(), None);
+    }
+}
