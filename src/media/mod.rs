@@ -40,4 +40,4 @@ pub mod transcode;
 
 pub use codec::Codec;
 pub use session::{RtpEvent, RtpSession, SessionConfig, Transmit};
-// pub use transcode::Transcoder;
+pub use transcode::Transcoder;
