@@ -48,6 +48,8 @@ pub struct Resampler {
     up: usize,
     down: usize,
     taps: usize,
+    /// Centre of the prototype filter, a multiple of `down`.
+    mid: usize,
     /// `coeffs[phase * taps + j]` multiplies `x[i - j]`.
     coeffs: Vec<f32>,
     /// Input samples; `buf[0]` is absolute input index `base`.
@@ -71,24 +73,28 @@ impl Resampler {
         let r = up.max(down) as f64;
         // Cut-off in cycles per upsampled sample.
         let fc = CUTOFF * 0.5 / r;
+        // Centre the filter on a multiple of M so the delay is a whole number
+        // of output samples (prompts stay sample-aligned after conversion).
         let half = (ZERO_CROSSINGS / (2.0 * fc)).ceil() as usize;
-        let taps = (2 * half).div_ceil(up).max(1);
-        let n = taps * up;
-        let mid = (n - 1) as f64 / 2.0;
+        let mid = half.div_ceil(down) * down;
+        let taps = (2 * mid + 1).div_ceil(up);
         let i0b = bessel_i0(KAISER_BETA);
-        let mut coeffs = vec![0f32; n];
+        let mut coeffs = vec![0f32; taps * up];
         for (phase, row) in coeffs.chunks_mut(taps).enumerate() {
             for (j, c) in row.iter_mut().enumerate() {
-                let k = (phase + j * up) as f64; // index in the prototype filter
-                let x = k - mid;
-                let sinc = if x == 0.0 { 1.0 } else { (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x * 2.0 * fc) };
-                let w = (1.0 - (x / (mid + 1.0)).powi(2)).max(0.0).sqrt();
+                let k = phase + j * up; // index in the prototype filter
+                if k > 2 * mid {
+                    continue; // padding to a whole number of taps per phase
+                }
+                let x = k as f64 - mid as f64;
+                let sinc = if x == 0.0 { 1.0 } else { (2.0 * std::f64::consts::PI * fc * x).sin() / (2.0 * std::f64::consts::PI * fc * x) };
+                let w = (1.0 - (x / mid as f64).powi(2)).max(0.0).sqrt();
                 let win = bessel_i0(KAISER_BETA * w) / i0b;
                 // Gain 2·fc·L keeps unity gain through the zero-stuffing.
                 *c = (2.0 * fc * sinc * win * up as f64) as f32;
             }
         }
-        Ok(Self { up, down, taps, coeffs, buf: vec![0.0; taps - 1], base: -(taps as i64 - 1), t: 0 })
+        Ok(Self { up, down, taps, mid, coeffs, buf: vec![0.0; taps - 1], base: -(taps as i64 - 1), t: 0 })
     }
 
     /// Output samples per `n` input samples in steady state (exact when `n`
@@ -97,9 +103,12 @@ impl Resampler {
         n * self.up / self.down
     }
 
-    /// Group delay in output samples.
+    /// Group delay in output samples (a whole number).
     pub fn delay(&self) -> f64 {
-        (self.taps * self.up - 1) as f64 / 2.0 / self.down as f64
+        if self.up == 1 && self.down == 1 {
+            return 0.0; // pass-through
+        }
+        (self.mid / self.down) as f64
     }
 
     /// Resamples `input`, appending to `out`.
