@@ -1,6 +1,7 @@
 //! The tokio driver: a bound RTP/RTCP socket pair running one [`RtpSession`].
 //! It only moves datagrams and timers; all protocol logic is in the session.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
 use super::ports::{PortAllocator, PortError, PortPair};
-use super::session::{Channel, RtpEvent, RtpSession, SessionError};
+use super::session::{Channel, RtpEvent, RtpSession, SessionError, Transmit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -68,6 +69,7 @@ enum Input {
     Rtp(usize, SocketAddr),
     Rtcp(usize, SocketAddr),
     Timeout,
+    Writable,
 }
 
 /// Runs an [`RtpSession`] on a [`MediaSocket`]. Time is tokio's clock, so
@@ -80,7 +82,11 @@ pub struct RtpDriver {
     rtp_buf: Box<[u8; 2048]>,
     rtcp_buf: Box<[u8; 2048]>,
     send_errors: u64,
+    pending: VecDeque<Transmit>,
 }
+
+/// Datagrams kept while the socket is not writable; beyond this the oldest are dropped.
+const MAX_PENDING: usize = 256;
 
 /// The instant tokio considers now, as the session's `Instant`.
 pub fn now() -> std::time::Instant {
@@ -89,7 +95,7 @@ pub fn now() -> std::time::Instant {
 
 impl RtpDriver {
     pub fn new(socket: MediaSocket, session: RtpSession, rng: StdRng) -> Self {
-        Self { socket, session, rng, rtp_buf: Box::new([0; 2048]), rtcp_buf: Box::new([0; 2048]), send_errors: 0 }
+        Self { socket, session, rng, rtp_buf: Box::new([0; 2048]), rtcp_buf: Box::new([0; 2048]), send_errors: 0, pending: VecDeque::new() }
     }
 
     pub fn socket(&self) -> &MediaSocket {
@@ -117,17 +123,32 @@ impl RtpDriver {
         Ok(())
     }
 
-    /// Writes out everything the session queued. Non-blocking (UDP is lossy
-    /// anyway), which keeps [`RtpDriver::next_event`] cancel-safe.
+    /// Writes out everything the session queued without waiting, which keeps
+    /// [`RtpDriver::next_event`] cancel-safe. A datagram the socket cannot
+    /// take yet (tokio has not seen it writable) waits in `pending` and goes
+    /// out from `next_event` once the socket is writable.
     pub fn flush(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
+            self.pending.push_back(t);
+        }
+        while let Some(t) = self.pending.front() {
             let sock = match t.channel {
                 Channel::Rtp => &self.socket.rtp,
                 Channel::Rtcp => &self.socket.rtcp,
             };
-            if sock.try_send_to(&t.payload, t.destination).is_err() {
-                self.send_errors += 1;
+            match sock.try_send_to(&t.payload, t.destination) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.pending.len() > MAX_PENDING {
+                        self.pending.pop_front();
+                        self.send_errors += 1;
+                        continue;
+                    }
+                    return;
+                }
+                Err(_) => self.send_errors += 1, // e.g. ICMP unreachable reported on a later send
             }
+            self.pending.pop_front();
         }
     }
 
@@ -144,8 +165,11 @@ impl RtpDriver {
                 None => Instant::now() + Duration::from_secs(3600),
             };
             let input = {
-                let Self { socket, rtp_buf, rtcp_buf, .. } = self;
+                let Self { socket, rtp_buf, rtcp_buf, pending, .. } = self;
+                let waiting = pending.front().map(|t| t.channel);
                 tokio::select! {
+                    r = socket.rtp.writable(), if waiting == Some(Channel::Rtp) => { r?; Input::Writable }
+                    r = socket.rtcp.writable(), if waiting == Some(Channel::Rtcp) => { r?; Input::Writable }
                     r = socket.rtp.recv_from(&mut rtp_buf[..]) => { let (n, a) = r?; Input::Rtp(n, a) }
                     r = socket.rtcp.recv_from(&mut rtcp_buf[..]) => { let (n, a) = r?; Input::Rtcp(n, a) }
                     _ = sleep_until(deadline) => Input::Timeout,
@@ -164,6 +188,7 @@ impl RtpDriver {
                     }
                 }
                 Input::Timeout => self.session.handle_timeout(t, &mut self.rng),
+                Input::Writable => {}
             }
         }
     }
