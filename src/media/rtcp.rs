@@ -28,7 +28,7 @@ impl NtpTime {
         NtpTime((secs << 32) | frac)
     }
 
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         let ticks = (d.as_nanos() << 32) / 1_000_000_000;
         NtpTime(self.0.wrapping_add(ticks as u64))
     }
@@ -391,7 +391,7 @@ mod tests {
         let t = NtpTime::from_unix(Duration::from_millis(1500));
         assert_eq!(t.0 >> 32, NTP_UNIX_OFFSET + 1);
         assert_eq!(t.0 as u32, 0x8000_0000);
-        assert_eq!(t.add(Duration::from_millis(500)).0 >> 32, NTP_UNIX_OFFSET + 2);
+        assert_eq!(t.plus(Duration::from_millis(500)).0 >> 32, NTP_UNIX_OFFSET + 2);
         assert_eq!(NtpTime(0x0001_0002_0003_0004).middle32(), 0x0002_0003);
     }
 

@@ -367,7 +367,7 @@ impl RtpSession {
     }
 
     fn ntp_at(&self, now: Instant) -> NtpTime {
-        self.origin_ntp.add(now.saturating_duration_since(self.origin))
+        self.origin_ntp.plus(now.saturating_duration_since(self.origin))
     }
 
     fn build_report(&mut self, now: Instant) -> Result<Vec<u8>, rtcp::RtcpError> {
