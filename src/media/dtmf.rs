@@ -189,6 +189,55 @@ pub fn generate(digit: char, length: Duration, volume: u8, clock_rate: u32) -> R
     }
 }
 
+/// Paces the packets of one key press (sans-IO, like the player): packet
+/// *k* is due at `start + offset_k`; all carry media position `position`
+/// (the event's start timestamp, RFC 4733 §2.5.1.1).
+#[derive(Debug, Clone)]
+pub struct DtmfSender {
+    packets: Vec<DtmfPacket>,
+    next: usize,
+    start: std::time::Instant,
+    position: u64,
+    payload_type: u8,
+}
+
+/// One packet ready for `RtpSession::send(now, payload_type, marker, position, &payload)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfSend {
+    pub payload_type: u8,
+    pub marker: bool,
+    pub position: u64,
+    pub payload: [u8; 4],
+}
+
+impl DtmfSender {
+    /// `position`: the stream's media position when the key press starts.
+    pub fn new(digit: char, length: Duration, volume: u8, clock_rate: u32, payload_type: u8, start: std::time::Instant, position: u64) -> Result<Self, DtmfError> {
+        Ok(Self { packets: generate(digit, length, volume, clock_rate)?, next: 0, start, position, payload_type })
+    }
+
+    /// When the next packet is due; `None` when all were sent.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.packets.get(self.next).map(|p| self.start + p.offset)
+    }
+
+    /// The next packet if due by `now`; call until `None`.
+    pub fn poll_packet(&mut self, now: std::time::Instant) -> Option<DtmfSend> {
+        let p = self.packets.get(self.next)?;
+        if now < self.start + p.offset {
+            return None;
+        }
+        self.next += 1;
+        Some(DtmfSend { payload_type: self.payload_type, marker: p.marker, position: self.position, payload: p.payload })
+    }
+
+    /// Media position after the event (where audio resumes).
+    pub fn end_position(&self) -> u64 {
+        let last = self.packets.last().map(|p| TelephoneEvent::parse(&p.payload).map(|e| e.duration as u64).unwrap_or(0)).unwrap_or(0);
+        self.position + last
+    }
+}
+
 /// A digit received in a SIP INFO body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InfoDigit {
@@ -317,6 +366,22 @@ mod tests {
         // Non-multiple of 20 ms ends with the exact length.
         let p = generate('*', Duration::from_millis(90), 10, 8000).unwrap();
         assert_eq!(TelephoneEvent::parse(&p.last().unwrap().payload).unwrap().duration, 720);
+    }
+
+    #[test]
+    fn sender_paces_from_its_start() {
+        let t0 = std::time::Instant::now();
+        let mut s = DtmfSender::new('4', Duration::from_millis(60), 12, 8000, 101, t0, 16_000).unwrap();
+        assert_eq!(s.poll_timeout(), Some(t0));
+        let first = s.poll_packet(t0).unwrap();
+        assert!(first.marker && first.position == 16_000 && first.payload_type == 101);
+        assert!(s.poll_packet(t0 + Duration::from_millis(19)).is_none());
+        // Woken late: everything due comes at once, all at the event's position.
+        let rest: Vec<_> = std::iter::from_fn(|| s.poll_packet(t0 + Duration::from_secs(1))).collect();
+        assert_eq!(rest.len(), 4); // 320, then 480 ×3 with the end bit
+        assert!(rest.iter().all(|p| p.position == 16_000 && !p.marker));
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(s.end_position(), 16_000 + 480);
     }
 
     #[test]

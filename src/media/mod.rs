@@ -10,6 +10,7 @@
 //! - [`rtcp`]: SR/RR/SDES/BYE compound packets and the report interval (A.7).
 //! - [`session`]: [`RtpSession`], the sans-IO RTP/RTCP session with symmetric RTP.
 //! - [`jitter`]: a reordering buffer for analysis consumers.
+//! - [`tap`]: a leg's audio as gap-free 8 kHz PCM frames for AMD and recording.
 //! - [`ports`]: the even-port allocator over `media.ports`.
 //! - [`socket`]: the tokio driver: a bound RTP/RTCP pair running an `RtpSession`.
 //! - [`g711`]: µ-law and A-law.
@@ -35,6 +36,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod socket;
+pub mod tap;
 pub mod source;
 pub mod transcode;
 
