@@ -225,3 +225,74 @@ fn close_sends_bye_and_stops_timers() {
     assert!(parse_compound(&t.payload).unwrap().contains(&RtcpPacket::Bye { ssrcs: vec![s.ssrc()] }));
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn lossy_reordering_link_in_virtual_time() {
+    use crate::media::jitter::{JitterBuffer, JitterOutput};
+    use rand::Rng;
+    let t0 = Instant::now();
+    let mut net = StdRng::seed_from_u64(42);
+    let mut a = session(20, t0);
+    let mut b = session(21, t0);
+    let (aa, ba) = (addr("127.0.0.1:6000"), addr("127.0.0.1:7000"));
+    a.set_remote(ba, None);
+    b.set_remote(aa, None);
+    // 2% loss, 0–60 ms of delay (so packets overtake each other), across a sequence wrap.
+    let mut in_flight: Vec<(Instant, Vec<u8>)> = vec![];
+    let mut dropped = std::collections::BTreeSet::new();
+    let mut jb = JitterBuffer::new(4);
+    let mut out = vec![];
+    let mut rng = StdRng::seed_from_u64(5);
+    for n in 0..3000u64 {
+        let now = t0 + Duration::from_millis(20 * n);
+        a.send(now, 0, n == 0, n * 160, &[n as u8; 160]).unwrap();
+        while let Some(t) = a.poll_transmit() {
+            if t.channel == Channel::Rtp && n > 1 && net.random_bool(0.02) {
+                dropped.insert(n);
+                continue;
+            }
+            in_flight.push((now + Duration::from_millis(net.random_range(0..60)), t.payload));
+        }
+        in_flight.sort_by_key(|x| x.0);
+        while in_flight.first().is_some_and(|x| x.0 <= now) {
+            let (at, bytes) = in_flight.remove(0);
+            if RtpPacket::parse(&bytes).is_ok() {
+                b.handle_rtp(at, aa, &bytes).unwrap();
+            } else {
+                b.handle_rtcp(at, aa, &bytes).unwrap();
+            }
+        }
+        while let Some(e) = b.poll_event() {
+            if let RtpEvent::Packet { ext_seq, packet } = e {
+                jb.push(ext_seq, packet);
+            }
+        }
+        while let Some(o) = jb.pop() {
+            out.push(o);
+        }
+        for s in [&mut a, &mut b] {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now, &mut rng);
+            }
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_rtcp(now, ba, &t.payload).unwrap();
+        }
+    }
+    out.extend(jb.flush());
+    // Everything not dropped arrived in order; the dropped ones (and only those,
+    // unless one came later than the buffer's depth) are gaps.
+    let got: Vec<u8> = out.iter().filter_map(|o| match o { JitterOutput::Packet { packet, .. } => Some(packet.payload[0]), _ => None }).collect();
+    let lost = out.iter().filter(|o| matches!(o, JitterOutput::Lost { .. })).count() as u64;
+    assert!(lost >= dropped.len() as u64, "every dropped packet is reported lost");
+    assert_eq!(got.len() as u64 + lost, out.len() as u64);
+    let seqs: Vec<u64> = out.iter().filter_map(|o| match o { JitterOutput::Packet { ext_seq, .. } => Some(*ext_seq), _ => None }).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(got.iter().enumerate().all(|(i, &v)| i == 0 || v != got[i - 1]), "no duplicates");
+    let src = b.source().unwrap();
+    // The receiver's count of lost packets is what the link dropped (minus the tail still in flight).
+    assert!((src.lost() - dropped.len() as i64).abs() <= 3, "lost {} vs dropped {}", src.lost(), dropped.len());
+    // Delay varies uniformly over 0–60 ms: the A.8 estimate is in the tens of milliseconds (8 ticks/ms).
+    assert!(src.jitter() > 8 * 5 && src.jitter() < 8 * 40, "jitter {}", src.jitter());
+    assert!(a.stats().rtcp_sent > 5 && b.stats().rtcp_sent > 5);
+}

@@ -137,3 +137,19 @@ fn accepting_answers() {
     assert_eq!((n.codec, n.pt, n.telephone_event), (Codec::Pcma, 8, Some(101)));
     assert_eq!(n.remote_rtp, Some("127.0.0.1:30000".parse().unwrap()));
 }
+
+#[test]
+fn real_world_offers() {
+    // baresip-style offer, LF line ends, bandwidth and extra attributes.
+    let baresip = "v=0\no=- 1432462375 3061718862 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 10000 RTP/AVP 96 0 8 101\nb=AS:64\na=rtpmap:96 opus/48000/2\na=fmtp:96 stereo=1;sprop-stereo=1\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na=sendrecv\na=label:1\na=ssrc:12345 cname:abc\na=rtcp-rsize\n";
+    let a = answer_offer(baresip, &local(), &[Codec::Pcma, Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert_eq!((a.negotiated.codec, a.negotiated.pt, a.negotiated.telephone_event), (Codec::Pcma, 8, Some(101)));
+    let a = answer_offer(baresip, &local(), &[Codec::Opus, Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert_eq!((a.negotiated.codec, a.negotiated.pt), (Codec::Opus, 96));
+    // SIPp's default uac offer.
+    let sipp = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.1.1\r\ns=-\r\nc=IN IP4 127.0.1.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let a = answer_offer(sipp, &local(), &[Codec::Pcma, Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert_eq!((a.negotiated.codec, a.negotiated.telephone_event), (Codec::Pcmu, None));
+    assert_eq!(a.negotiated.remote_rtp, Some("127.0.1.1:6000".parse().unwrap()));
+    assert!(a.sdp.contains("m=audio 20000 RTP/AVP 0\r\n"));
+}
