@@ -160,3 +160,43 @@ async fn sockets_from_the_allocator_are_even_pairs_and_released() {
     drop(b);
     assert_eq!(ports.in_use(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rtcp_reports_flow_on_the_driver_timer_in_virtual_time() {
+    let mut a = driver(10).await;
+    let mut b = driver(11).await;
+    let (aa, ba) = ((a.socket().local_rtp().unwrap(), a.socket().local_rtcp().unwrap()), (b.socket().local_rtp().unwrap(), b.socket().local_rtcp().unwrap()));
+    a.session_mut().set_remote(ba.0, Some(ba.1));
+    b.session_mut().set_remote(aa.0, Some(aa.1));
+    let start = tokio::time::Instant::now();
+    let b_task = tokio::spawn(async move {
+        let mut senders = 0;
+        let mut at = vec![];
+        while at.len() < 6 {
+            if let RtpEvent::Report { sender, .. } = b.next_event().await.unwrap() {
+                senders += sender.is_some() as usize;
+                at.push(tokio::time::Instant::now());
+            }
+        }
+        (senders, at)
+    });
+    // A sends a little media first so its reports are SRs, then idles on its timer.
+    for n in 0..10u64 {
+        a.send(0, n == 0, n * 160, &[0xFF; 160]).unwrap();
+    }
+    let a_task = tokio::spawn(async move {
+        loop {
+            if a.next_event().await.is_err() {
+                break;
+            }
+        }
+    });
+    let (senders, at) = b_task.await.unwrap();
+    a_task.abort();
+    assert!(senders >= 1, "the first report after sending is an SR");
+    // Six reports take at least the 2.5 s initial minimum plus five × 5 s × 0.5 / (e − 1.5), in virtual time.
+    let c = std::f64::consts::E - 1.5;
+    let elapsed = (at[5] - start).as_secs_f64();
+    assert!(elapsed >= (1.25 + 5.0 * 2.5) / c, "{elapsed}");
+    assert!(elapsed <= (3.75 + 5.0 * 7.5) / c + 1.0, "{elapsed}");
+}
