@@ -153,3 +153,14 @@ fn real_world_offers() {
     assert_eq!(a.negotiated.remote_rtp, Some("127.0.1.1:6000".parse().unwrap()));
     assert!(a.sdp.contains("m=audio 20000 RTP/AVP 0\r\n"));
 }
+
+#[test]
+fn offer_text_is_well_formed() {
+    let o = build_offer(&local(), PCMU_PCMA, Direction::SendRecv);
+    let lines: Vec<&str> = o.split("\r\n").filter(|l| !l.is_empty()).collect();
+    let kinds: String = lines.iter().map(|l| &l[..1]).collect();
+    // RFC 4566 §5 order: v o s c t, then the media section.
+    assert_eq!(&kinds[..6], "vosctm", "{o}");
+    assert!(o.ends_with("\r\n"));
+    assert_eq!(lines[0], "v=0");
+}
