@@ -1,0 +1,278 @@
+//! The sans-IO core of an anchored bridge between two call legs.
+//!
+//! Each leg has its own [`super::RtpSession`] (own SSRC and sequence), so the
+//! relay only decides what each received packet becomes on the other leg:
+//! the same payload with the other leg's payload type, or a transcoded one
+//! when the legs' codecs differ, at a media position mapped from the
+//! incoming timestamp. The mapping is rebased when the incoming source
+//! changes (new SSRC after a transfer, or a timestamp jump), so the outgoing
+//! stream stays continuous. RFC 4733 events pass through with their payload
+//! type mapped; when the other leg has no telephone-event they are reported
+//! as digits instead (for SIP INFO or the application).
+//!
+//! Run loop: after [`Relay::handle_packet`], drain [`Relay::poll_output`]
+//! (send each with the target leg's `RtpSession::send`) and [`Relay::poll_event`].
+
+use std::collections::VecDeque;
+
+use super::dtmf::{DtmfDigit, DtmfReceiver, TelephoneEvent};
+use super::rtp::{RtpPacket, TimestampExtender};
+use super::sdp::Negotiated;
+use super::transcode::{TranscodeError, Transcoder};
+use super::Codec;
+
+/// A leg of the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+    fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a leg negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegMedia {
+    pub codec: Codec,
+    pub pt: u8,
+    /// telephone-event payload type, at the codec's clock rate (RFC 4733 §2.1).
+    pub telephone_event: Option<u8>,
+}
+
+impl From<&Negotiated> for LegMedia {
+    fn from(n: &Negotiated) -> Self {
+        Self { codec: n.codec, pt: n.pt, telephone_event: n.telephone_event }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Transcode(#[from] TranscodeError),
+}
+
+/// A packet for the other leg's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayOut {
+    pub to: Side,
+    pub payload_type: u8,
+    pub marker: bool,
+    /// Media position in the target leg's RTP clock ticks.
+    pub position: u64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A key pressed on leg `from` (always reported, whether or not it was also forwarded).
+    Digit { from: Side, digit: DtmfDigit },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub forwarded: u64,
+    pub transcoded: u64,
+    pub events: u64,
+    pub dropped: u64,
+    pub rebased: u64,
+}
+
+/// A jump of the incoming timestamp beyond this many seconds is a new stream.
+const MAX_JUMP_SECONDS: i64 = 10;
+
+#[derive(Debug)]
+struct Inbound {
+    ssrc: Option<u32>,
+    ts: TimestampExtender,
+    /// (incoming extended timestamp, outgoing position) of the current mapping.
+    base: Option<(i64, u64)>,
+    /// Outgoing position just past the last forwarded media.
+    next_out: u64,
+    /// Outgoing position of the next transcoded frame.
+    tx_next: Option<u64>,
+    /// Outgoing position where the next incoming packet is expected to start.
+    in_next: Option<u64>,
+    transcoder: Option<Transcoder>,
+    dtmf: DtmfReceiver,
+    stats: RelayStats,
+}
+
+#[derive(Debug)]
+pub struct Relay {
+    legs: [LegMedia; 2],
+    inbound: [Inbound; 2],
+    out: VecDeque<RelayOut>,
+    events: VecDeque<RelayEvent>,
+}
+
+fn transcoder(from: LegMedia, to: LegMedia) -> Result<Option<Transcoder>, TranscodeError> {
+    if from.codec == to.codec {
+        return Ok(None);
+    }
+    Transcoder::new(from.codec, to.codec).map(Some)
+}
+
+impl Relay {
+    pub fn new(a: LegMedia, b: LegMedia) -> Result<Self, RelayError> {
+        let inbound = |from, to| -> Result<Inbound, RelayError> {
+            Ok(Inbound { ssrc: None, ts: TimestampExtender::default(), base: None, next_out: 0, tx_next: None, in_next: None, transcoder: transcoder(from, to)?, dtmf: DtmfReceiver::new(), stats: RelayStats::default() })
+        };
+        Ok(Self { legs: [a, b], inbound: [inbound(a, b)?, inbound(b, a)?], out: VecDeque::new(), events: VecDeque::new() })
+    }
+
+    /// A re-INVITE changed what `side` uses.
+    pub fn update_leg(&mut self, side: Side, media: LegMedia) -> Result<(), RelayError> {
+        if self.legs[side.idx()] == media {
+            return Ok(());
+        }
+        self.legs[side.idx()] = media;
+        let (a, b) = (self.legs[0], self.legs[1]);
+        for (i, (from, to)) in [(a, b), (b, a)].into_iter().enumerate() {
+            let t = transcoder(from, to)?;
+            let inb = &mut self.inbound[i];
+            if t.as_ref().map(|t| (t.from_codec(), t.to_codec())) != inb.transcoder.as_ref().map(|t| (t.from_codec(), t.to_codec())) {
+                inb.transcoder = t;
+            }
+            // The clock rate may have changed: map afresh from the next packet.
+            inb.base = None;
+            inb.tx_next = None;
+            inb.in_next = None;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self, from: Side) -> RelayStats {
+        self.inbound[from.idx()].stats
+    }
+
+    /// Maps an incoming timestamp to the other leg's position, rebasing on a new stream.
+    fn map(&mut self, from: Side, ssrc: u32, timestamp: u32) -> u64 {
+        let in_rate = self.legs[from.idx()].codec.clock_rate() as i64;
+        let out_rate = self.legs[from.other().idx()].codec.clock_rate() as i64;
+        let inb = &mut self.inbound[from.idx()];
+        if inb.ssrc != Some(ssrc) {
+            inb.ssrc = Some(ssrc);
+            inb.ts.reset();
+            inb.base = None;
+        }
+        let ext = inb.ts.extend(timestamp);
+        if let Some((bin, bout)) = inb.base {
+            let mapped = bout as i64 + (ext - bin) * out_rate / in_rate;
+            if mapped >= 0 && (mapped - inb.next_out as i64).abs() <= MAX_JUMP_SECONDS * out_rate {
+                return mapped as u64;
+            }
+        }
+        // First packet, new source, or a jump: continue where the output is.
+        if inb.base.is_some() || inb.next_out > 0 {
+            inb.stats.rebased += 1;
+        }
+        inb.base = Some((ext, inb.next_out));
+        inb.tx_next = None;
+        inb.in_next = None;
+        inb.next_out
+    }
+
+    /// A packet received on leg `from` (after its session validated it).
+    pub fn handle_packet(&mut self, from: Side, packet: &RtpPacket) -> Result<(), RelayError> {
+        let src = self.legs[from.idx()];
+        let dst = self.legs[from.other().idx()];
+        let to = from.other();
+        if Some(packet.payload_type) == src.telephone_event {
+            return self.handle_event(from, src, dst, packet);
+        }
+        if packet.payload_type != src.pt {
+            // Comfort noise, a codec not negotiated, or stray packets.
+            self.inbound[from.idx()].stats.dropped += 1;
+            return Ok(());
+        }
+        let position = self.map(from, packet.ssrc, packet.timestamp);
+        let inb = &mut self.inbound[from.idx()];
+        match &mut inb.transcoder {
+            None => {
+                // Same codec: the payload goes as it is; its length gives its duration.
+                let ticks = match src.codec {
+                    Codec::Pcmu | Codec::Pcma => packet.payload.len() as u64,
+                    Codec::Opus => Codec::Opus.ticks_per_frame() as u64,
+                };
+                inb.next_out = inb.next_out.max(position + ticks);
+                inb.stats.forwarded += 1;
+                self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: packet.marker, position, payload: packet.payload.to_vec() });
+            }
+            Some(t) => {
+                let mut frames = Vec::new();
+                t.transcode(Some(&packet.payload), &mut frames)?;
+                let step = dst.codec.ticks_per_frame() as u64;
+                let in_ticks = match src.codec {
+                    Codec::Pcmu | Codec::Pcma => packet.payload.len() as u64,
+                    Codec::Opus => Codec::Opus.ticks_per_frame() as u64,
+                };
+                let dur = in_ticks * dst.codec.clock_rate() as u64 / src.codec.clock_rate() as u64;
+                // Continue the transcoded stream, unless the input jumped ahead (loss, DTX).
+                let mut pos = match (inb.tx_next, inb.in_next) {
+                    (Some(n), Some(expected)) if position <= expected => n,
+                    _ => position,
+                };
+                inb.in_next = Some(position + dur);
+                for (k, payload) in frames.into_iter().enumerate() {
+                    inb.stats.transcoded += 1;
+                    self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: packet.marker && k == 0, position: pos, payload });
+                    pos += step;
+                }
+                inb.tx_next = Some(pos);
+                inb.next_out = inb.next_out.max(pos);
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_event(&mut self, from: Side, src: LegMedia, dst: LegMedia, packet: &RtpPacket) -> Result<(), RelayError> {
+        let position = self.map(from, packet.ssrc, packet.timestamp);
+        let inb = &mut self.inbound[from.idx()];
+        if inb.dtmf.handle_packet(packet.timestamp, &packet.payload).is_err() {
+            inb.stats.dropped += 1;
+            return Ok(());
+        }
+        while let Some(digit) = inb.dtmf.poll_digit() {
+            self.events.push_back(RelayEvent::Digit { from, digit });
+        }
+        let Some(pt) = dst.telephone_event else { return Ok(()) };
+        let mut ev = TelephoneEvent::parse(&packet.payload).expect("parsed by the receiver");
+        let (ir, or) = (src.codec.clock_rate() as u64, dst.codec.clock_rate() as u64);
+        ev.duration = (ev.duration as u64 * or / ir).min(u16::MAX as u64) as u16;
+        inb.stats.events += 1;
+        self.out.push_back(RelayOut { to: from.other(), payload_type: pt, marker: packet.marker, position, payload: ev.to_bytes().to_vec() });
+        Ok(())
+    }
+
+    /// The stream on `from` ended: report a digit whose end packets never came.
+    pub fn flush(&mut self, from: Side) {
+        let inb = &mut self.inbound[from.idx()];
+        inb.dtmf.flush();
+        while let Some(digit) = inb.dtmf.poll_digit() {
+            self.events.push_back(RelayEvent::Digit { from, digit });
+        }
+    }
+
+    /// Next packet to send on a leg; call until `None` after each input.
+    pub fn poll_output(&mut self) -> Option<RelayOut> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,44 @@
+//! SDP offer/answer for one audio stream (RFC 3264, RFC 4566).
+//!
+//! Parsing and serialising use the `sdp` crate (webrtc-rs); this module adds
+//! what the crate leaves to applications: reading an audio m-line into a
+//! typed [`RemoteMedia`], building redial's offer, answering per RFC 3264
+//! §6.1 and accepting an answer.
+//!
+//! - [`model`]: [`Direction`], [`Format`], [`RemoteMedia`] and the parse from SDP text.
+//! - [`negotiate`]: [`build_offer`], [`answer_offer`], [`accept_answer`] and [`Negotiated`].
+
+pub mod model;
+pub mod negotiate;
+
+pub use model::{Direction, Format, RemoteMedia};
+pub use negotiate::{accept_answer, answer_offer, build_offer, Answer, LocalMedia, Negotiated};
+
+/// Why an SDP could not be used.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SdpError {
+    #[error("SDP does not parse: {reason}")]
+    Syntax { reason: String },
+    #[error("SDP has no usable audio stream")]
+    NoAudio,
+    #[error("no common codec: offered {offered:?}, accepted {accepted:?}")]
+    NoCommonCodec { offered: Vec<String>, accepted: Vec<String> },
+    #[error("the audio stream was rejected (port 0)")]
+    Rejected,
+    #[error("connection address `{address}` is not an IP address")]
+    Address { address: String },
+    #[error("the answer chose payload type {pt}, which was not offered")]
+    NotOffered { pt: u8 },
+}
+
+impl SdpError {
+    /// The SIP response for an INVITE carrying this SDP: 488 Not Acceptable
+    /// Here when the session cannot be agreed (RFC 3261 §21.4.26), 400 when
+    /// the body is broken.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            SdpError::Syntax { .. } | SdpError::Address { .. } => 400,
+            _ => 488,
+        }
+    }
+}
