@@ -211,11 +211,21 @@ pub fn next_open(hours: &WeeklyHours, tz: Tz, at_ms: Millis) -> Millis {
             break;
         }
         let date = shift(start, off);
-        for (o, c) in day_spans(hours, tz, date) {
-            if o <= at_ms && at_ms < c {
+        let wd = date.weekday().num_days_from_monday() as usize;
+        for &(s, e) in hours.day(wd) {
+            // Intervals already over cost one conversion, not two.
+            let c = local_to_ms(tz, date, e, Edge::Close);
+            if c <= at_ms {
+                continue;
+            }
+            let o = local_to_ms(tz, date, s, Edge::Open);
+            if o >= c {
+                continue; // wholly inside a spring-forward gap
+            }
+            if o <= at_ms {
                 return at_ms;
             }
-            if o > at_ms && best.is_none_or(|b| o < b) {
+            if best.is_none_or(|b| o < b) {
                 best = Some(o);
                 found_on = found_on.min(off);
             }
