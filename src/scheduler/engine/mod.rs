@@ -19,7 +19,6 @@
 //! produces [`Action::ExpireOwnership`].
 
 pub mod rules;
-mod timers;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use crate::clock::Millis;
 use crate::config::{Config, Queue, WindowClose};
 use crate::scheduler::model::{Callback, CallbackId};
 use crate::scheduler::window::{self, NEVER_CLOSES};
-use timers::TimerWheel;
+use crate::scheduler::wheel::TimerWheel;
 
 /// The engine asks for more of the due index when what it holds ends less
 /// than this far ahead.
@@ -149,11 +148,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: Arc<Config>) -> Self {
+    /// An empty engine; `now` is the wheel's origin.
+    pub fn new(cfg: Arc<Config>, now: Millis) -> Self {
         Self {
             cfg,
             entries: HashMap::new(),
-            wheel: TimerWheel::new(0),
+            wheel: TimerWheel::new(now),
             deadlines: BTreeSet::new(),
             by_queue: HashMap::new(),
             by_owner: HashMap::new(),
@@ -163,9 +163,9 @@ impl Engine {
 
     /// Forgets everything, so the next [`Self::needs_load`] reloads from the
     /// store (after a failed commit left memory ahead of the disk).
-    pub fn reset(&mut self) {
+    pub fn reset(&mut self, now: Millis) {
         let cfg = self.cfg.clone();
-        *self = Self::new(cfg);
+        *self = Self::new(cfg, now);
     }
 
     /// How many callbacks are in memory.

@@ -168,8 +168,8 @@ impl Book {
         let mut w = Writer {
             db: db.clone(),
             cfg: cfg.clone(),
-            clock,
-            engine: Engine::new(cfg.clone()),
+            clock: clock.clone(),
+            engine: Engine::new(cfg.clone(), clock.now_ms()),
             rx,
             next_seq,
             counters,

@@ -166,7 +166,7 @@ impl Writer {
                 self.counters = counters_before;
                 self.next_seq = seq_before;
                 // Memory may be ahead of the disk: reload from the store.
-                self.engine.reset();
+                self.engine.reset(now);
                 for r in batch.replies {
                     r.send(Some(&e));
                 }
