@@ -288,12 +288,14 @@ impl Engine {
 
     fn make_ready(&mut self, now: Millis, id: CallbackId, out: &mut Vec<Action>) {
         let Some(entry) = self.entries.get(&id) else { return };
-        let (open_end, window_close) = match self.queue(&entry.e.queue) {
-            Some(q) => (window::open_until(&q.hours, entry.e.tz, now), q.window_close),
+        let open_end = match self.queue(&entry.e.queue) {
+            Some(q) => window::open_until(&q.hours, entry.e.tz, now),
             // A queue removed from the configuration: no window to respect.
-            None => (Some(NEVER_CLOSES), WindowClose::Carry),
+            None => Some(NEVER_CLOSES),
         };
-        let _ = window_close;
+        // Due while closed (a downtime, a changed window): wait for the
+        // next opening whatever `window_close` says, which is about
+        // callbacks already waiting when the window closes.
         let Some(end) = open_end else {
             let due_at = self.next_open(id, now);
             self.handle_removed(id);
