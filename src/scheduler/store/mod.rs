@@ -40,11 +40,15 @@ use crate::scheduler::model::{AttemptOutcome, Callback, CallbackChanges, Callbac
 pub struct BookOptions {
     /// redb's page cache, bytes.
     pub cache_bytes: usize,
+    /// Save redb's allocator state with every commit (two-phase commit), so
+    /// a reopen after a crash takes milliseconds instead of a walk of the
+    /// whole file. On by default; docs/design.md explains the trade.
+    pub quick_repair: bool,
 }
 
 impl Default for BookOptions {
     fn default() -> Self {
-        Self { cache_bytes: 64 << 20 }
+        Self { cache_bytes: 64 << 20, quick_repair: true }
     }
 }
 
@@ -174,6 +178,7 @@ impl Book {
             next_seq,
             counters,
             notify: notify.clone(),
+            quick_repair: opts.quick_repair,
         };
         let recovered = w.recover()?;
         if recovered > 0 {

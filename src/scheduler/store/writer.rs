@@ -116,6 +116,7 @@ pub(super) struct Writer {
     pub next_seq: u64,
     pub counters: HashMap<String, Counters>,
     pub notify: Arc<Notify>,
+    pub quick_repair: bool,
 }
 
 /// What one batch changed, applied to memory after its commit.
@@ -179,7 +180,7 @@ impl Writer {
         let mut w = self.db.begin_write()?;
         // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
         // the whole file (seconds per million callbacks); docs/design.md.
-        w.set_quick_repair(true);
+        w.set_quick_repair(self.quick_repair);
         let mut pending_ops = ops.into_iter();
         {
             let mut t = Tables::open(&w)?;
@@ -465,7 +466,8 @@ impl Writer {
     pub fn recover(&mut self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
-        let w = self.db.begin_write()?;
+        let mut w = self.db.begin_write()?;
+        w.set_quick_repair(self.quick_repair);
         let mut n = 0;
         {
             let mut t = Tables::open(&w)?;
@@ -513,13 +515,20 @@ impl Writer {
                     more = true;
                     break;
                 }
-                let actions = self.engine.poll_actions(now, avail, budget);
+                let mut actions: Vec<(usize, Action)> = self.engine.poll_actions(now, avail, budget).into_iter().enumerate().collect();
                 let n = actions.len();
-                for a in actions {
+                // Apply in id order (ids grow with creation, so the index
+                // pages are visited in order: a herd costs far fewer page
+                // lookups), then hand over in the engine's priority order.
+                actions.sort_by_key(|(_, a)| action_id(a));
+                let mut round: Vec<(usize, Dispatch)> = Vec::new();
+                for (i, a) in actions {
                     if let Some(d) = self.apply_action(now, t, a, avail, batch)? {
-                        dispatches.push(d);
+                        round.push((i, d));
                     }
                 }
+                round.sort_by_key(|(i, _)| *i);
+                dispatches.extend(round.into_iter().map(|(_, d)| d));
                 if n == 0 {
                     break;
                 }
@@ -572,9 +581,7 @@ impl Writer {
         avail: &dyn Availability,
         batch: &mut Batch,
     ) -> Result<Option<Dispatch>, StoreError> {
-        let id = match &a {
-            Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
-        };
+        let id = action_id(&a);
         let Some(old) = t.get(id)? else { return Ok(None) };
         // The record is the truth: a change earlier in this batch (cancel,
         // reschedule) may have overtaken what the engine knew.
@@ -614,5 +621,11 @@ impl Writer {
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(None)
+    }
+}
+
+fn action_id(a: &Action) -> CallbackId {
+    match a {
+        Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
     }
 }
