@@ -479,3 +479,18 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     assert!(matches!(e, redial::scheduler::store::StoreError::NewerSchema { found: 99, supported: 1 }), "{e}");
     assert!(e.to_string().contains("newer"));
 }
+
+#[tokio::test]
+async fn arming_ahead_marks_only_what_is_due_within_the_arm_time() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let cb = h.schedule_at("+15550001", h.now() + MIN).await;
+    let avail: Arc<dyn redial::scheduler::engine::Availability> = Arc::new(redial::scheduler::engine::Unlimited);
+    h.clock.set(cb.due_at - 21);
+    let t = h.book().tick_ahead(avail.clone(), 100, 20).await.unwrap();
+    assert!(t.dispatches.is_empty());
+    assert!(t.next_deadline.unwrap() <= cb.due_at - 20);
+    h.clock.set(cb.due_at - 20);
+    let t = h.book().tick_ahead(avail, 100, 20).await.unwrap();
+    assert_eq!(ids(&t.dispatches), vec![cb.id]);
+    assert_eq!(h.get(cb.id).status, Status::InProgress);
+}

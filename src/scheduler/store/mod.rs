@@ -238,7 +238,15 @@ impl Book {
     /// callbacks `in_progress` durably. The driver calls this; tests call
     /// it directly.
     pub async fn tick(&self, avail: Arc<dyn Availability>, max: usize) -> Result<Tick, StoreError> {
-        self.call(|tx| Op::Tick(avail, max, tx), Err(StoreError::Closed)).await
+        self.tick_ahead(avail, max, 0).await
+    }
+
+    /// A round that arms what is due within the next `ahead_ms`: those
+    /// callbacks are marked `in_progress` now, and the caller hands each
+    /// over at its `due_at`, so the commit's fsync is off the firing path.
+    /// `next_deadline` is already moved `ahead_ms` earlier.
+    pub async fn tick_ahead(&self, avail: Arc<dyn Availability>, max: usize, ahead_ms: Millis) -> Result<Tick, StoreError> {
+        self.call(|tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)).await
     }
 
     /// Waits until every change sent before it is committed.

@@ -34,7 +34,8 @@ pub(super) enum Op {
     Reschedule(CallbackId, CallbackChanges, oneshot::Sender<Result<Callback, ScheduleError>>),
     Cancel(CallbackId, oneshot::Sender<Result<Callback, CancelError>>),
     Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
-    Tick(Arc<dyn Availability>, usize, oneshot::Sender<Result<Tick, StoreError>>),
+    /// A firing round: (availability, most callbacks, arm-ahead ms, reply).
+    Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
     /// Answered once everything before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -202,8 +203,8 @@ impl Writer {
                         let r = self.report(now, &mut t, id, n, outcome, None, batch)?;
                         batch.replies.push(Reply::Report(tx, r));
                     }
-                    Op::Tick(avail, max, tx) => {
-                        let tick = self.tick(now, &mut t, &*avail, max, batch);
+                    Op::Tick(avail, max, ahead, tx) => {
+                        let tick = self.tick(now, ahead, &mut t, &*avail, max, batch);
                         match tick {
                             Ok(tick) => batch.replies.push(Reply::Tick(tx, avail, tick)),
                             Err(e) => {
@@ -494,14 +495,18 @@ impl Writer {
         Ok(n)
     }
 
+    /// One firing round as if it were `ahead` ms later: what is due by then
+    /// is marked now, and the driver hands each over at its due time.
     fn tick(
         &mut self,
         now: Millis,
+        ahead: Millis,
         t: &mut Tables<'_>,
         avail: &dyn Availability,
         max: usize,
         batch: &mut Batch,
     ) -> Result<Tick, StoreError> {
+        let now = now + ahead.max(0);
         let mut loaded = 0;
         if let Some(until_s) = self.engine.needs_load(now) {
             loaded = self.load(t, until_s)?;
@@ -544,7 +549,8 @@ impl Writer {
         // Actions change records (deferrals, ownership ends) whose new state
         // reaches the engine after the commit: look again at once then.
         let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
-        Ok(Tick { dispatches, next_deadline: self.engine.poll_timeout(), more: more || changed || loaded > 0 })
+        let next_deadline = self.engine.poll_timeout().map(|d| d - ahead.max(0));
+        Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
     /// Reads the due index from the engine's horizon up to `until_s`, at most
