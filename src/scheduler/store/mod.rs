@@ -100,6 +100,46 @@ pub enum ScheduleError {
     Store(#[from] StoreError),
 }
 
+impl ScheduleError {
+    /// The API's stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScheduleError::Rule(r) => r.code(),
+            ScheduleError::NotFound => "not_found",
+            ScheduleError::WrongState { .. } => "wrong_state",
+            ScheduleError::Store(_) => "storage",
+        }
+    }
+
+    /// The HTTP status: 422 rules, 409 duplicate or wrong state, 404, 503.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ScheduleError::Rule(r) => r.http_status(),
+            ScheduleError::NotFound => 404,
+            ScheduleError::WrongState { .. } => 409,
+            ScheduleError::Store(_) => 503,
+        }
+    }
+}
+
+impl CancelError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CancelError::NotFound => "not_found",
+            CancelError::WrongState { .. } => "wrong_state",
+            CancelError::Store(_) => "storage",
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CancelError::NotFound => 404,
+            CancelError::WrongState { .. } => 409,
+            CancelError::Store(_) => 503,
+        }
+    }
+}
+
 /// Why a cancel was refused.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CancelError {
