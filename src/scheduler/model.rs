@@ -1,1 +1,383 @@
 //! The callback model: records, statuses, attempts, origins.
+//!
+//! These types are what the store keeps and what the HTTP API serialises
+//! (statuses and outcomes in `snake_case`, DESIGN.md "Callback model").
+//! Times are [`Millis`]; the API renders them as RFC 3339.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::config::DialMode;
+
+/// An opaque callback id: 32 bits of creation sequence then 32 random bits,
+/// rendered `cb_` + 13 Crockford base32 digits.
+///
+/// The sequence half keeps inserts at the right edge of the record table (one
+/// dirty leaf per batch instead of one per insert); the random half makes ids
+/// unguessable enough that probing them is pointless (a guess hits one in 2³²).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallbackId(pub u64);
+
+const B32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+impl CallbackId {
+    pub fn new(seq: u32, random: u32) -> Self {
+        Self((u64::from(seq) << 32) | u64::from(random))
+    }
+
+    /// Parses the canonical rendering; anything else (wrong prefix, length,
+    /// case or alphabet) is `None`, which callers treat as "not found".
+    pub fn parse(s: &str) -> Option<Self> {
+        let digits = s.strip_prefix("cb_")?.as_bytes();
+        if digits.len() != 13 {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for (i, &c) in digits.iter().enumerate() {
+            let d = B32.iter().position(|&b| b == c)? as u64;
+            // 13 digits carry 65 bits: the first may hold only 4.
+            if i == 0 && d > 15 {
+                return None;
+            }
+            v = (v << 5) | d;
+        }
+        Some(Self(v))
+    }
+}
+
+impl fmt::Display for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = [0u8; 16];
+        out[..3].copy_from_slice(b"cb_");
+        for i in 0..13 {
+            let shift = 5 * (12 - i);
+            out[3 + i] = B32[((self.0 >> shift) & 31) as usize];
+        }
+        f.write_str(std::str::from_utf8(&out).expect("ascii"))
+    }
+}
+
+impl FromStr for CallbackId {
+    type Err = UnknownId;
+    fn from_str(s: &str) -> Result<Self, UnknownId> {
+        Self::parse(s).ok_or(UnknownId)
+    }
+}
+
+impl Serialize for CallbackId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("not a callback id"))
+    }
+}
+
+/// A string that is not a callback id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a callback id")]
+pub struct UnknownId;
+
+/// Generates an enum with a stable one-byte storage code per variant, so
+/// adding a variant (issue 8 adds `skipped`) is one line and never renumbers.
+macro_rules! coded_enum {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident = $code:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $v,)+ }
+
+        impl $name {
+            /// Every variant, in code order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            /// The storage code of this variant (never reused).
+            pub fn code(self) -> u8 {
+                match self { $($name::$v => $code,)+ }
+            }
+
+            pub fn from_code(c: u8) -> Option<Self> {
+                match c { $($code => Some($name::$v),)+ _ => None }
+            }
+
+            /// The snake_case name used by the API.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => to_snake(stringify!($v)),)+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or(())
+            }
+        }
+    };
+}
+
+/// `CamelCase` variant names to the API's snake_case, computed once per name.
+const fn to_snake(s: &'static str) -> &'static str {
+    // Only the few multi-word names need a mapping; keep it explicit.
+    match s.as_bytes() {
+        b"InProgress" => "in_progress",
+        b"NoAnswer" => "no_answer",
+        b"AgentUnavailable" => "agent_unavailable",
+        b"AgentNoAnswer" => "agent_no_answer",
+        b"OwnershipExpired" => "ownership_expired",
+        b"WindowClosed" => "window_closed",
+        b"Scheduled" => "scheduled",
+        b"Completed" => "completed",
+        b"Cancelled" => "cancelled",
+        b"Exhausted" => "exhausted",
+        b"Failed" => "failed",
+        b"Skipped" => "skipped",
+        b"Human" => "human",
+        b"Machine" => "machine",
+        b"Unknown" => "unknown",
+        b"Busy" => "busy",
+        b"Declined" => "declined",
+        b"Api" => "api",
+        b"Inbound" => "inbound",
+        b"Agent" => "agent",
+        b"Recovered" => "recovered",
+        _ => "?",
+    }
+}
+
+coded_enum! {
+    /// Where a callback is in its life (DESIGN.md "Callback model").
+    pub enum Status {
+        Scheduled = 0,
+        InProgress = 1,
+        Completed = 2,
+        Cancelled = 3,
+        Exhausted = 4,
+        Failed = 5,
+    }
+}
+
+impl Status {
+    /// `scheduled` and `in_progress` are active: at most one per phone and queue.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Scheduled | Status::InProgress)
+    }
+}
+
+coded_enum! {
+    /// How one attempt ended.
+    pub enum Outcome {
+        Human = 0,
+        Machine = 1,
+        NoAnswer = 2,
+        Busy = 3,
+        Declined = 4,
+        Failed = 5,
+        AgentUnavailable = 6,
+        AgentNoAnswer = 7,
+        Cancelled = 8,
+    }
+}
+
+coded_enum! {
+    /// Who asked for the callback.
+    pub enum Origin {
+        Api = 0,
+        Inbound = 1,
+        Agent = 2,
+    }
+}
+
+coded_enum! {
+    /// The answering-machine detector's verdict on an attempt.
+    pub enum Amd {
+        Human = 0,
+        Machine = 1,
+        Unknown = 2,
+    }
+}
+
+coded_enum! {
+    /// Why a callback reached a final status other than by an attempt outcome.
+    pub enum EndReason {
+        /// Cancelled through the API.
+        Api = 0,
+        /// The owner never became free and the queue cancels on expiry.
+        OwnershipExpired = 1,
+        /// The window closed and the queue cancels what is still waiting.
+        WindowClosed = 2,
+    }
+}
+
+/// A callback record: every field of the API's callback object plus what the
+/// engine needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub id: CallbackId,
+    pub status: Status,
+    pub phone: String,
+    pub queue: String,
+    /// The agent who owns it, until the ownership period ends.
+    pub owner: Option<String>,
+    pub mode: DialMode,
+    /// The time asked for; `None` = as soon as the window allows.
+    pub scheduled_at: Option<Millis>,
+    /// When it is next due, after window clipping and retries.
+    pub due_at: Millis,
+    /// The customer's IANA timezone (the queue's when none was given).
+    pub timezone: String,
+    /// Attempts started so far (the current one included while `in_progress`).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_outcome: Option<Outcome>,
+    pub origin: Origin,
+    pub notes: Option<String>,
+    pub interaction_id: Option<String>,
+    pub caller_id: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// The first due time (after clipping): the start of the ownership period
+    /// and the delay reported by stats.
+    pub first_due_at: Millis,
+    /// When an owned callback goes to the queue (or is cancelled).
+    pub owner_until: Option<Millis>,
+    /// Why it ended, when that was not an attempt outcome.
+    pub end_reason: Option<EndReason>,
+}
+
+/// One attempt of a callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    pub outcome: Outcome,
+    pub sip_status: Option<u16>,
+    pub amd: Option<Amd>,
+    pub agent: Option<String>,
+    /// Why the attempt ended without a dialler report (crash recovery).
+    pub note: Option<String>,
+}
+
+impl Attempt {
+    pub fn duration_s(&self) -> f64 {
+        (self.ended_at - self.started_at).max(0) as f64 / 1000.0
+    }
+}
+
+/// What the dialler reports when an attempt ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    pub outcome: Outcome,
+    pub sip_status: Option<u16>,
+    pub amd: Option<Amd>,
+    pub agent: Option<String>,
+}
+
+impl AttemptOutcome {
+    pub fn new(outcome: Outcome) -> Self {
+        Self { outcome, sip_status: None, amd: None, agent: None }
+    }
+}
+
+/// A request to schedule a callback (the API's `POST /v1/callbacks` body,
+/// with `when` already resolved to `scheduled_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewCallback {
+    pub phone: String,
+    pub queue: String,
+    pub scheduled_at: Option<Millis>,
+    pub timezone: Option<String>,
+    pub owner: Option<String>,
+    pub mode: Option<DialMode>,
+    pub caller_id: Option<String>,
+    pub notes: Option<String>,
+    pub interaction_id: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub origin: Option<Origin>,
+}
+
+/// A `PATCH`: each `Some` replaces the field; `Some(None)` clears an optional one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallbackChanges {
+    /// `Some(None)` = as soon as the window allows.
+    pub scheduled_at: Option<Option<Millis>>,
+    pub timezone: Option<String>,
+    pub owner: Option<Option<String>>,
+    pub notes: Option<Option<String>>,
+}
+
+/// A callback handed to the dialler: it is durably `in_progress` with this
+/// attempt number before the dialler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    pub callback: Callback,
+    pub attempt: u32,
+    /// The agent reserved for it through [`Availability`](crate::scheduler::engine::Availability).
+    pub agent: String,
+}
+
+/// Counters for `GET /v1/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Stats {
+    pub requested: u64,
+    pub pending: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub exhausted: u64,
+    pub failed: u64,
+    /// Mean of `due_at − created_at` (first due time) over every callback requested.
+    pub avg_delay_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trips_and_rejects_other_shapes() {
+        for v in [0u64, 1, u64::MAX, 0x1234_5678_9abc_def0] {
+            let id = CallbackId(v);
+            let s = id.to_string();
+            assert_eq!(s.len(), 16);
+            assert_eq!(CallbackId::parse(&s), Some(id), "{s}");
+        }
+        for bad in ["", "cb_", "cb_zzzzzzzzzzzzz", "CB_0000000000000", "cb_000000000000", "cb_00000000000000", "cb_000000000000u", "cb_g000000000000"] {
+            assert_eq!(CallbackId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_codes_are_stable() {
+        assert_eq!(Status::InProgress.as_str(), "in_progress");
+        assert_eq!(serde_json::to_string(&Status::InProgress).unwrap(), "\"in_progress\"");
+        assert_eq!(serde_json::to_string(&Outcome::AgentNoAnswer).unwrap(), "\"agent_no_answer\"");
+        for s in Status::ALL {
+            assert_eq!(Status::from_code(s.code()), Some(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(serde_json::to_string(o).unwrap(), format!("\"{}\"", o.as_str()));
+            assert_eq!(o.as_str().parse::<Outcome>(), Ok(*o));
+        }
+        for o in Origin::ALL.iter().chain([].iter()) {
+            assert_eq!(serde_json::to_string(o).unwrap(), format!("\"{}\"", o.as_str()));
+        }
+        for r in EndReason::ALL {
+            assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{}\"", r.as_str()));
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! The sans-IO scheduler core: rules, firing, retries, priority.

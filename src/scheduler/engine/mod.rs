@@ -1,0 +1,508 @@
+//! The sans-IO scheduler core: which callbacks are due, in what order they
+//! go to agents, and when to be woken.
+//!
+//! - [`rules`]: validation, window clipping and the retry policy, as pure
+//!   functions.
+//! - [`Engine`] (this file): the near future in memory. It holds the
+//!   callbacks whose due second is below [`Engine::loaded_until_s`] (loaded
+//!   from the store's due index a few seconds ahead); far-future ones live
+//!   only in the store. It never reads the clock nor touches the store: the
+//!   store's writer thread feeds it ([`Engine::handle_loaded`],
+//!   [`Engine::handle_upsert`], [`Engine::handle_removed`]) and applies the
+//!   [`Action`]s it returns from [`Engine::poll_actions`] durably.
+//!
+//! A due callback becomes *ready*: it waits for an agent in priority order
+//! (first attempts before retries, then earliest due) and keeps its place
+//! while it waits. A ready callback whose window closes goes back to waiting
+//! for the next opening ([`Action::Defer`], or [`Action::CloseWindow`] when
+//! the queue cancels at close); an owned one whose ownership period ends
+//! produces [`Action::ExpireOwnership`].
+
+pub mod rules;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+
+use crate::clock::Millis;
+use crate::config::{Config, WindowClose};
+use crate::scheduler::model::{Callback, CallbackId};
+use crate::scheduler::window::{self, NEVER_CLOSES};
+use crate::scheduler::wheel::TimerWheel;
+
+/// The engine asks for more of the due index when what it holds ends less
+/// than this far ahead.
+pub const LOOKAHEAD_MS: Millis = 2_000;
+/// How far ahead one load reaches (bounded by [`LOAD_CHUNK`] entries).
+pub const LOAD_AHEAD_MS: Millis = 4_000;
+/// At most this many entries per load, so a load never stalls the writer.
+pub const LOAD_CHUNK: usize = 4_096;
+
+/// The due-index bucket of a due time: whole seconds.
+pub fn due_second(due_at: Millis) -> i64 {
+    due_at.div_euclid(1000)
+}
+
+/// Agents, as the dialler sees them. Called from the store's writer thread
+/// while it fires: answers must be quick and must not block.
+pub trait Availability: Send + Sync {
+    /// Reserves a free agent for a callback of `queue` about to be handed
+    /// over: `owner` when given (only that agent may take it), else any free
+    /// agent of the queue. `None` when no suitable agent is free.
+    fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String>;
+    /// Gives back a reservation that was not handed over after all.
+    fn release(&self, agent: &str);
+}
+
+/// Every agent is always free (benchmarks, and a dialler that reserves
+/// agents itself after the hand-over). Reports the owner, or `"any"`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unlimited;
+
+impl Availability for Unlimited {
+    fn reserve(&self, _queue: &str, owner: Option<&str>) -> Option<String> {
+        Some(owner.unwrap_or("any").to_string())
+    }
+    fn release(&self, _agent: &str) {}
+}
+
+/// What the engine needs of a scheduled callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueEntry {
+    pub id: CallbackId,
+    pub due_at: Millis,
+    /// Not the first attempt: ranks after first attempts.
+    pub retry: bool,
+    pub queue: String,
+    pub owner: Option<String>,
+    pub owner_until: Option<Millis>,
+    pub tz: Tz,
+}
+
+impl DueEntry {
+    /// The entry of a scheduled callback; `None` when its timezone no longer
+    /// parses (then the queue's is used by the caller).
+    pub fn of(cb: &Callback, fallback_tz: Tz) -> Self {
+        Self {
+            id: cb.id,
+            due_at: cb.due_at,
+            retry: cb.attempts > 0,
+            queue: cb.queue.clone(),
+            owner: cb.owner.clone(),
+            owner_until: cb.owner.as_ref().and(cb.owner_until),
+            tz: rules::parse_tz(&cb.timezone).unwrap_or(fallback_tz),
+        }
+    }
+}
+
+/// What the writer must apply durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Mark in progress with the next attempt number and hand over, with
+    /// the reserved agent.
+    Fire { id: CallbackId, agent: String },
+    /// The window is closed: wait for its next opening (same attempt).
+    Defer { id: CallbackId, due_at: Millis },
+    /// The ownership period ended: to the queue or cancelled, per
+    /// `on_ownership_expiry`.
+    ExpireOwnership { id: CallbackId },
+    /// The window closed while it waited and the queue cancels at close.
+    CloseWindow { id: CallbackId },
+}
+
+type Prio = (bool, Millis, CallbackId);
+
+#[derive(Debug)]
+enum Place {
+    /// In the wheel, waiting for its due time.
+    Pending,
+    /// Due, waiting for an agent; woken at `deadline` (window close or
+    /// ownership end) if still waiting.
+    Ready { deadline: Option<Millis> },
+}
+
+#[derive(Debug)]
+struct Entry {
+    e: DueEntry,
+    place: Place,
+}
+
+impl Entry {
+    fn prio(&self) -> Prio {
+        (self.e.retry, self.e.due_at, self.e.id)
+    }
+}
+
+/// The in-memory near future. See the module docs for the contract.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Arc<Config>,
+    entries: HashMap<CallbackId, Entry>,
+    wheel: TimerWheel<CallbackId>,
+    deadlines: BTreeSet<(Millis, CallbackId)>,
+    by_queue: HashMap<String, BTreeSet<Prio>>,
+    by_owner: HashMap<String, BTreeSet<Prio>>,
+    /// Due seconds below this are all in memory.
+    loaded_until_s: i64,
+    windows: WindowCache,
+}
+
+/// The last window answer per (timezone, queue): valid for every instant
+/// from where it was computed to the end of that open (or closed) period,
+/// so a herd of callbacks due together costs one window computation.
+#[derive(Debug, Default)]
+struct WindowCache(HashMap<&'static str, HashMap<String, WindowState>>);
+
+#[derive(Debug, Clone, Copy)]
+enum WindowState {
+    Open { from: Millis, until: Millis },
+    Closed { from: Millis, opens: Millis },
+}
+
+impl WindowCache {
+    /// `(open_until, next_open)` at `now`: `Some(end)` while open (then
+    /// `next_open` is `now`), `None` and the next opening while closed.
+    fn at(&mut self, cfg: &Config, queue: &str, tz: Tz, now: Millis) -> (Option<Millis>, Millis) {
+        if let Some(st) = self.0.get(tz.name()).and_then(|m| m.get(queue)) {
+            match *st {
+                WindowState::Open { from, until } if from <= now && now < until => return (Some(until), now),
+                WindowState::Closed { from, opens } if from <= now && now < opens => return (None, opens),
+                _ => {}
+            }
+        }
+        // A queue removed from the configuration: no window to respect.
+        let Some(q) = cfg.queue(queue) else { return (Some(NEVER_CLOSES), now) };
+        let (r, st) = match window::open_until(&q.hours, tz, now) {
+            Some(until) => ((Some(until), now), WindowState::Open { from: now, until }),
+            None => {
+                let opens = window::next_open(&q.hours, tz, now);
+                ((None, opens), WindowState::Closed { from: now, opens })
+            }
+        };
+        self.0.entry(tz.name()).or_default().insert(queue.to_string(), st);
+        r
+    }
+}
+
+impl Engine {
+    /// An empty engine; `now` is the wheel's origin.
+    pub fn new(cfg: Arc<Config>, now: Millis) -> Self {
+        Self {
+            cfg,
+            entries: HashMap::new(),
+            wheel: TimerWheel::new(now),
+            deadlines: BTreeSet::new(),
+            by_queue: HashMap::new(),
+            by_owner: HashMap::new(),
+            loaded_until_s: i64::MIN,
+            windows: WindowCache::default(),
+        }
+    }
+
+    /// Forgets everything, so the next [`Self::needs_load`] reloads from the
+    /// store (after a failed commit left memory ahead of the disk).
+    pub fn reset(&mut self, now: Millis) {
+        let cfg = self.cfg.clone();
+        *self = Self::new(cfg, now);
+    }
+
+    /// How many callbacks are in memory.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many are due and waiting for an agent.
+    pub fn ready_len(&self) -> usize {
+        self.by_queue.values().chain(self.by_owner.values()).map(BTreeSet::len).sum()
+    }
+
+    /// Due seconds below this are in memory; the rest only in the store.
+    pub fn loaded_until_s(&self) -> i64 {
+        self.loaded_until_s
+    }
+
+    /// `Some(until_s)` when the store's due index should be read from
+    /// [`Self::loaded_until_s`] up to (excluding) second `until_s`; the
+    /// caller loads at most [`LOAD_CHUNK`] entries and reports the second it
+    /// reached with [`Self::handle_loaded`].
+    pub fn needs_load(&self, now: Millis) -> Option<i64> {
+        let target = due_second(now + LOOKAHEAD_MS);
+        (self.loaded_until_s <= target).then(|| due_second(now + LOAD_AHEAD_MS) + 1)
+    }
+
+    /// Entries read from the due index (every entry with a due second in
+    /// `[loaded_until_s, until_s)`); afterwards those seconds are in memory.
+    pub fn handle_loaded(&mut self, entries: impl IntoIterator<Item = DueEntry>, until_s: i64) {
+        for e in entries {
+            self.insert(e);
+        }
+        self.loaded_until_s = self.loaded_until_s.max(until_s);
+    }
+
+    /// A callback was (re)scheduled durably: keep it if its due second is
+    /// already in memory's range, else the store holds it until loaded.
+    pub fn handle_upsert(&mut self, e: DueEntry) {
+        self.handle_removed(e.id);
+        if due_second(e.due_at) < self.loaded_until_s {
+            self.insert(e);
+        }
+    }
+
+    /// A callback is no longer scheduled (fired, cancelled, finished).
+    pub fn handle_removed(&mut self, id: CallbackId) {
+        let Some(entry) = self.entries.remove(&id) else { return };
+        match entry.place {
+            Place::Pending => {
+                self.wheel.remove(&id);
+            }
+            Place::Ready { deadline } => {
+                if let Some(d) = deadline {
+                    self.deadlines.remove(&(d, id));
+                }
+                let prio = entry.prio();
+                let (map, key) = match &entry.e.owner {
+                    Some(o) => (&mut self.by_owner, o),
+                    None => (&mut self.by_queue, &entry.e.queue),
+                };
+                if let Some(set) = map.get_mut(key) {
+                    set.remove(&prio);
+                    if set.is_empty() {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, e: DueEntry) {
+        let id = e.id;
+        self.wheel.insert(id, e.due_at);
+        self.entries.insert(id, Entry { e, place: Place::Pending });
+    }
+
+    /// When [`Self::poll_actions`] must be called next: the earliest due
+    /// time, window close or ownership end in memory, or the time to load
+    /// more of the due index. Callbacks waiting for an agent set no timeout:
+    /// call `poll_actions` again when agents become free.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let load = self.loaded_until_s.saturating_mul(1000).saturating_sub(LOOKAHEAD_MS);
+        [self.wheel.next_deadline(), self.deadlines.first().map(|d| d.0), Some(load)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Moves due callbacks to the ready sets, handles window closes and
+    /// ownership ends, then reserves agents in priority order. Returns at
+    /// most `max` actions; every callback named in an action has left the
+    /// engine (the writer re-inserts it with `handle_upsert` if it stays
+    /// scheduled). Call again while it returns `max` actions.
+    pub fn poll_actions(&mut self, now: Millis, avail: &dyn Availability, max: usize) -> Vec<Action> {
+        let mut out = Vec::new();
+        for id in self.wheel.poll_expired(now) {
+            self.make_ready(now, id, &mut out);
+        }
+        while let Some(&(d, id)) = self.deadlines.first() {
+            if d > now {
+                break;
+            }
+            self.deadlines.remove(&(d, id));
+            if let Some(Entry { place: Place::Ready { deadline }, .. }) = self.entries.get_mut(&id) {
+                *deadline = None;
+            }
+            self.recheck_ready(now, id, &mut out);
+        }
+        self.dispatch(avail, max, &mut out);
+        out
+    }
+
+    fn make_ready(&mut self, now: Millis, id: CallbackId, out: &mut Vec<Action>) {
+        let Some(entry) = self.entries.get(&id) else { return };
+        let (open_end, next_open) = self.windows.at(&self.cfg, &entry.e.queue, entry.e.tz, now);
+        // Due while closed (a downtime, a changed window): wait for the
+        // next opening whatever `window_close` says, which is about
+        // callbacks already waiting when the window closes.
+        let Some(end) = open_end else {
+            self.handle_removed(id);
+            out.push(Action::Defer { id, due_at: next_open });
+            return;
+        };
+        if entry.e.owner_until.is_some_and(|t| t <= now) {
+            self.handle_removed(id);
+            out.push(Action::ExpireOwnership { id });
+            return;
+        }
+        let deadline = [Some(end).filter(|&e| e != NEVER_CLOSES), entry.e.owner_until].into_iter().flatten().min();
+        let prio = entry.prio();
+        let key = entry.e.owner.clone().map_or_else(|| (false, entry.e.queue.clone()), |o| (true, o));
+        let entry = self.entries.get_mut(&id).expect("present");
+        entry.place = Place::Ready { deadline };
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, id));
+        }
+        let map = if key.0 { &mut self.by_owner } else { &mut self.by_queue };
+        map.entry(key.1).or_default().insert(prio);
+    }
+
+    /// A ready callback reached its deadline: the window closed or the
+    /// ownership ended (or neither, when the window was extended).
+    fn recheck_ready(&mut self, now: Millis, id: CallbackId, out: &mut Vec<Action>) {
+        let Some(entry) = self.entries.get(&id) else { return };
+        let cancel_at_close = self.cfg.queue(&entry.e.queue).is_some_and(|q| q.window_close == WindowClose::Cancel);
+        let (open, next_open) = self.windows.at(&self.cfg, &entry.e.queue, entry.e.tz, now);
+        match open {
+            None if cancel_at_close => {
+                self.handle_removed(id);
+                out.push(Action::CloseWindow { id });
+            }
+            None => {
+                self.handle_removed(id);
+                out.push(Action::Defer { id, due_at: next_open });
+            }
+            Some(_) if entry.e.owner_until.is_some_and(|t| t <= now) => {
+                self.handle_removed(id);
+                out.push(Action::ExpireOwnership { id });
+            }
+            Some(end) => {
+                // Still open (the period continued past the expected close).
+                let deadline = [Some(end).filter(|&e| e != NEVER_CLOSES), entry.e.owner_until].into_iter().flatten().min();
+                if let Some(d) = deadline {
+                    self.deadlines.insert((d, id));
+                }
+                if let Some(Entry { place: Place::Ready { deadline: slot }, .. }) = self.entries.get_mut(&id) {
+                    *slot = deadline;
+                }
+            }
+        }
+    }
+
+    /// Owned callbacks go to their owner first (each owner takes its best
+    /// one per round); then each queue's unowned callbacks take free agents
+    /// in priority order until none is free.
+    fn dispatch(&mut self, avail: &dyn Availability, max: usize, out: &mut Vec<Action>) {
+        let mut fired: Vec<CallbackId> = Vec::new();
+        let owners: Vec<String> = self.by_owner.keys().cloned().collect();
+        for owner in owners {
+            if out.len() + fired.len() >= max {
+                break;
+            }
+            let Some(&(_, _, id)) = self.by_owner.get(&owner).and_then(|s| s.first()) else { continue };
+            let queue = self.entries[&id].e.queue.clone();
+            if let Some(agent) = avail.reserve(&queue, Some(&owner)) {
+                self.handle_removed(id);
+                fired.push(id);
+                out.push(Action::Fire { id, agent });
+            }
+        }
+        let queues: Vec<String> = self.by_queue.keys().cloned().collect();
+        for queue in queues {
+            while out.len() < max {
+                let Some(&(_, _, id)) = self.by_queue.get(&queue).and_then(|s| s.first()) else { break };
+                match avail.reserve(&queue, None) {
+                    Some(agent) => {
+                        self.handle_removed(id);
+                        out.push(Action::Fire { id, agent });
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Whether `id` is in memory (tests and consistency checks).
+    pub fn contains(&self, id: CallbackId) -> bool {
+        self.entries.contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// `n` free agents in every queue; owners in `owners` are free.
+    struct Free(Mutex<usize>, Vec<&'static str>);
+
+    impl Availability for Free {
+        fn reserve(&self, _queue: &str, owner: Option<&str>) -> Option<String> {
+            if let Some(o) = owner {
+                return self.1.contains(&o).then(|| o.to_string());
+            }
+            let mut n = self.0.lock().unwrap();
+            (*n > 0).then(|| {
+                *n -= 1;
+                "agent".to_string()
+            })
+        }
+        fn release(&self, _agent: &str) {}
+    }
+
+    fn entry(id: u64, due_at: Millis, retry: bool, owner: Option<&str>) -> DueEntry {
+        DueEntry {
+            id: CallbackId(id),
+            due_at,
+            retry,
+            queue: "default".into(),
+            owner: owner.map(str::to_string),
+            owner_until: owner.map(|_| due_at + 1_000),
+            tz: chrono_tz::UTC,
+        }
+    }
+
+    fn fired(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Fire { id, .. } => Some(id.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn priority_first_attempts_then_earliest_and_owners_apart() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded(
+            [entry(1, 10, true, None), entry(2, 30, false, None), entry(3, 20, false, None), entry(4, 5, false, Some("alice"))],
+            1,
+        );
+        // The next load (1 s horizon, 2 s lookahead) is the earliest wake-up.
+        assert_eq!(e.poll_timeout(), Some(1_000 - LOOKAHEAD_MS));
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(100, &none, 10).is_empty());
+        assert_eq!(e.ready_len(), 4);
+        let two = Free(Mutex::new(2), vec![]);
+        assert_eq!(fired(&e.poll_actions(101, &two, 10)), vec![3, 2]);
+        let one = Free(Mutex::new(1), vec!["alice"]);
+        assert_eq!(fired(&e.poll_actions(102, &one, 10)), vec![4, 1]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn ownership_end_is_a_deadline() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded([entry(7, 10, false, Some("bob"))], 100);
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(10, &none, 10).is_empty());
+        assert_eq!(e.poll_timeout(), Some(1_010));
+        assert_eq!(e.poll_actions(1_010, &none, 10), vec![Action::ExpireOwnership { id: CallbackId(7) }]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn upserts_beyond_the_horizon_stay_in_the_store() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded([], 10);
+        e.handle_upsert(entry(1, 9_999, false, None));
+        e.handle_upsert(entry(2, 10_000, false, None));
+        assert!(e.contains(CallbackId(1)) && !e.contains(CallbackId(2)));
+        assert_eq!(e.needs_load(6_000), None);
+        assert_eq!(e.needs_load(8_000), Some(13));
+    }
+}

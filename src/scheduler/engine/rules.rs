@@ -1,0 +1,279 @@
+//! The callback rules of DESIGN.md "Callback model" as pure functions of
+//! (now, request, configuration): validation, window clipping, and the
+//! retry policy applied when an attempt ends.
+
+use chrono_tz::Tz;
+
+use crate::clock::Millis;
+use crate::config::{Config, OnMachine, Queue};
+use crate::e164::is_e164;
+use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status};
+
+use crate::scheduler::window as windows;
+
+/// A schedule must be at least this far ahead.
+pub const MIN_LEAD_MS: Millis = 60_000;
+/// And at most this far ahead.
+pub const MAX_AHEAD_MS: Millis = 30 * 86_400_000;
+/// Longest `notes` accepted (bytes); they travel in a SIP header.
+pub const MAX_NOTES: usize = 1_000;
+/// Longest `interaction_id` accepted (bytes).
+pub const MAX_INTERACTION_ID: usize = 200;
+
+/// Why a schedule or reschedule was refused. The API maps each to a status
+/// and an error code (422 for rules, 409 for `Duplicate`/`WrongState`, 404
+/// for `NotFound`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("`{phone}` is not an E.164 number like +15550100")]
+    InvalidPhone { phone: String },
+    #[error("`{caller_id}` is not an E.164 number like +15550100")]
+    InvalidCallerId { caller_id: String },
+    #[error("scheduled time is less than 60 s ahead (earliest {earliest_ms})")]
+    TooSoon { earliest_ms: Millis },
+    #[error("scheduled time is more than 30 days ahead (latest {latest_ms})")]
+    TooLate { latest_ms: Millis },
+    #[error("no queue named `{queue}`")]
+    UnknownQueue { queue: String },
+    #[error("no agent named `{owner}`")]
+    UnknownOwner { owner: String },
+    #[error("agent `{owner}` is not in queue `{queue}`")]
+    OwnerNotInQueue { owner: String, queue: String },
+    #[error("`{timezone}` is not an IANA timezone like America/New_York")]
+    UnknownTimezone { timezone: String },
+    #[error("max_attempts {max_attempts} is out of range (1 to 100)")]
+    InvalidMaxAttempts { max_attempts: u32 },
+    #[error("{field} is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
+    #[error("an active callback already exists for this phone in this queue: {existing_id}")]
+    Duplicate { existing_id: CallbackId },
+}
+
+impl RuleError {
+    /// The API's stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleError::InvalidPhone { .. } => "invalid_phone",
+            RuleError::InvalidCallerId { .. } => "invalid_caller_id",
+            RuleError::TooSoon { .. } => "too_soon",
+            RuleError::TooLate { .. } => "too_late",
+            RuleError::UnknownQueue { .. } => "unknown_queue",
+            RuleError::UnknownOwner { .. } => "unknown_owner",
+            RuleError::OwnerNotInQueue { .. } => "owner_not_in_queue",
+            RuleError::UnknownTimezone { .. } => "unknown_timezone",
+            RuleError::InvalidMaxAttempts { .. } => "invalid_max_attempts",
+            RuleError::TooLong { .. } => "too_long",
+            RuleError::Duplicate { .. } => "duplicate",
+        }
+    }
+
+    /// The HTTP status (DESIGN.md "Errors"): 409 for a duplicate, else 422.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RuleError::Duplicate { .. } => 409,
+            _ => 422,
+        }
+    }
+
+    /// The request field the error is about, for the API's `field`.
+    pub fn field(&self) -> Option<&'static str> {
+        Some(match self {
+            RuleError::InvalidPhone { .. } | RuleError::Duplicate { .. } => "phone",
+            RuleError::InvalidCallerId { .. } => "caller_id",
+            RuleError::TooSoon { .. } | RuleError::TooLate { .. } => "scheduled_at",
+            RuleError::UnknownQueue { .. } => "queue",
+            RuleError::UnknownOwner { .. } | RuleError::OwnerNotInQueue { .. } => "owner",
+            RuleError::UnknownTimezone { .. } => "timezone",
+            RuleError::InvalidMaxAttempts { .. } => "max_attempts",
+            RuleError::TooLong { field, .. } => field,
+        })
+    }
+}
+
+/// The customer's timezone: the callback's own, else the queue's.
+pub fn parse_tz(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok()
+}
+
+/// Checks the scheduled time against now: ≥ now + 60 s and ≤ now + 30 days
+/// (both edges included).
+pub fn check_time(now: Millis, at: Millis) -> Result<(), RuleError> {
+    if at < now + MIN_LEAD_MS {
+        return Err(RuleError::TooSoon { earliest_ms: now + MIN_LEAD_MS });
+    }
+    if at > now + MAX_AHEAD_MS {
+        return Err(RuleError::TooLate { latest_ms: now + MAX_AHEAD_MS });
+    }
+    Ok(())
+}
+
+/// The due time of a request: the asked time (or now) moved to the next
+/// window opening in the customer's timezone.
+pub fn due_for(queue: &Queue, tz: Tz, now: Millis, scheduled_at: Option<Millis>) -> Millis {
+    windows::next_open(&queue.hours, tz, scheduled_at.unwrap_or(now))
+}
+
+fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError> {
+    let agent = cfg.agent(owner).ok_or_else(|| RuleError::UnknownOwner { owner: owner.to_string() })?;
+    if !agent.queues.iter().any(|q| *q == queue.name) {
+        return Err(RuleError::OwnerNotInQueue { owner: owner.to_string(), queue: queue.name.clone() });
+    }
+    Ok(())
+}
+
+/// A request that passed every rule but uniqueness (which needs the store).
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub tz: Tz,
+    pub timezone: String,
+    pub due_at: Millis,
+    pub owner_until: Option<Millis>,
+    pub max_attempts: u32,
+}
+
+/// Validates a new callback against the rules and computes its due time.
+pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Validated, RuleError> {
+    if !is_e164(&req.phone) {
+        return Err(RuleError::InvalidPhone { phone: req.phone.clone() });
+    }
+    let queue = cfg.queue(&req.queue).ok_or_else(|| RuleError::UnknownQueue { queue: req.queue.clone() })?;
+    if let Some(cid) = &req.caller_id {
+        if !is_e164(cid) {
+            return Err(RuleError::InvalidCallerId { caller_id: cid.clone() });
+        }
+    }
+    let (tz, timezone) = match &req.timezone {
+        Some(name) => (parse_tz(name).ok_or_else(|| RuleError::UnknownTimezone { timezone: name.clone() })?, name.clone()),
+        None => (queue.timezone, queue.timezone.name().to_string()),
+    };
+    if let Some(at) = req.scheduled_at {
+        check_time(now, at)?;
+    }
+    if let Some(owner) = &req.owner {
+        check_owner(cfg, queue, owner)?;
+    }
+    let max_attempts = req.max_attempts.unwrap_or(queue.max_attempts);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(RuleError::InvalidMaxAttempts { max_attempts });
+    }
+    check_lengths(req.notes.as_deref(), req.interaction_id.as_deref())?;
+    let due_at = due_for(queue, tz, now, req.scheduled_at);
+    let owner_until = req.owner.as_ref().map(|_| due_at + queue.ownership_period.as_millis() as Millis);
+    Ok(Validated { tz, timezone, due_at, owner_until, max_attempts })
+}
+
+fn check_lengths(notes: Option<&str>, interaction_id: Option<&str>) -> Result<(), RuleError> {
+    if notes.is_some_and(|n| n.len() > MAX_NOTES) {
+        return Err(RuleError::TooLong { field: "notes", max: MAX_NOTES });
+    }
+    if interaction_id.is_some_and(|n| n.len() > MAX_INTERACTION_ID) {
+        return Err(RuleError::TooLong { field: "interaction_id", max: MAX_INTERACTION_ID });
+    }
+    Ok(())
+}
+
+/// The fields a valid `PATCH` produces.
+#[derive(Debug, Clone)]
+pub struct Rescheduled {
+    pub scheduled_at: Option<Millis>,
+    pub timezone: String,
+    pub due_at: Millis,
+    pub owner: Option<String>,
+    pub owner_until: Option<Millis>,
+    pub notes: Option<String>,
+}
+
+/// Validates a `PATCH` of a scheduled callback (fields as stored now) and
+/// computes its new due time. The due time only moves when the time,
+/// timezone or owner changed; a notes-only change keeps the callback's place.
+#[allow(clippy::too_many_arguments)]
+pub fn validate_changes(
+    now: Millis,
+    cfg: &Config,
+    queue_name: &str,
+    scheduled_at: Option<Millis>,
+    timezone: &str,
+    due_at: Millis,
+    owner: Option<&str>,
+    owner_until: Option<Millis>,
+    notes: Option<&str>,
+    ch: &CallbackChanges,
+) -> Result<Rescheduled, RuleError> {
+    let queue = cfg.queue(queue_name).ok_or_else(|| RuleError::UnknownQueue { queue: queue_name.to_string() })?;
+    let new_tz_name = ch.timezone.clone().unwrap_or_else(|| timezone.to_string());
+    let tz = parse_tz(&new_tz_name).ok_or_else(|| RuleError::UnknownTimezone { timezone: new_tz_name.clone() })?;
+    let new_at = ch.scheduled_at.unwrap_or(scheduled_at);
+    if let Some(Some(at)) = ch.scheduled_at {
+        check_time(now, at)?;
+    }
+    let new_owner = ch.owner.clone().unwrap_or_else(|| owner.map(str::to_string));
+    if let Some(o) = &new_owner {
+        if ch.owner.is_some() {
+            check_owner(cfg, queue, o)?;
+        }
+    }
+    let new_notes = ch.notes.clone().unwrap_or_else(|| notes.map(str::to_string));
+    check_lengths(new_notes.as_deref(), None)?;
+    let moved = ch.scheduled_at.is_some() || ch.timezone.is_some();
+    let new_due = if moved { due_for(queue, tz, now, new_at) } else { due_at };
+    let owner_changed = ch.owner.is_some() && new_owner.as_deref() != owner;
+    let new_owner_until = match &new_owner {
+        None => None,
+        Some(_) if moved || owner_changed || owner_until.is_none() => {
+            Some(new_due + queue.ownership_period.as_millis() as Millis)
+        }
+        Some(_) => owner_until,
+    };
+    Ok(Rescheduled {
+        scheduled_at: new_at,
+        timezone: new_tz_name,
+        due_at: new_due,
+        owner: new_owner,
+        owner_until: new_owner_until,
+        notes: new_notes,
+    })
+}
+
+/// What happens to a callback after an attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Final with this status.
+    Done(Status),
+    /// Scheduled again, due at this (window-clipped) time.
+    Retry { due_at: Millis },
+}
+
+/// The retry policy: `human` (bridged) completes; `machine` completes when
+/// the queue handles machines (`complete`, `message:`), else retries;
+/// `failed` is not retryable; `cancelled` ends as cancelled; everything else
+/// retries after `retry_delay` while attempts remain, then `exhausted`.
+/// `recovered` marks an attempt closed by crash recovery: it is recorded as
+/// `failed` but retried, because the customer may never have been dialled.
+pub fn after_attempt(
+    now: Millis,
+    queue: &Queue,
+    tz: Tz,
+    attempts: u32,
+    max_attempts: u32,
+    outcome: Outcome,
+    recovered: bool,
+) -> Next {
+    let retryable = match outcome {
+        Outcome::Human => return Next::Done(Status::Completed),
+        Outcome::Machine => match queue.on_machine {
+            OnMachine::Complete | OnMachine::Message(_) => return Next::Done(Status::Completed),
+            OnMachine::Retry => true,
+        },
+        Outcome::Failed => recovered,
+        Outcome::Cancelled => return Next::Done(Status::Cancelled),
+        Outcome::NoAnswer | Outcome::Busy | Outcome::Declined | Outcome::AgentUnavailable | Outcome::AgentNoAnswer => true,
+    };
+    if !retryable {
+        return Next::Done(Status::Failed);
+    }
+    if attempts >= max_attempts {
+        return Next::Done(Status::Exhausted);
+    }
+    let at = now + queue.retry_delay.as_millis() as Millis;
+    Next::Retry { due_at: windows::next_open(&queue.hours, tz, at) }
+}

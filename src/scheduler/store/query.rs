@@ -1,0 +1,257 @@
+//! Reads of the book from redb snapshots: get, list with opaque cursors,
+//! attempts, stats, and the consistency check the tests use.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+
+use super::codec::{decode_attempt, decode_callback};
+use super::stats::Counters;
+use super::tables::*;
+use super::{Book, StoreError};
+use crate::scheduler::engine::due_second;
+use crate::scheduler::model::{Attempt, Callback, CallbackId, Stats, Status};
+
+/// Largest page of a list.
+pub const MAX_LIMIT: usize = 500;
+/// A page stops after examining this many index rows even if it has fewer
+/// items than asked (its cursor continues the scan), so a filter that
+/// matches nothing never scans the whole book in one request.
+const SCAN_BUDGET: usize = 20_000;
+
+/// `GET /v1/callbacks` filters; all optional, combined with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub queue: Option<String>,
+    pub owner: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl ListFilter {
+    fn matches(&self, c: &Callback) -> bool {
+        self.status.is_none_or(|s| s == c.status)
+            && self.queue.as_ref().is_none_or(|q| *q == c.queue)
+            && self.owner.as_ref().is_none_or(|o| Some(o) == c.owner.as_ref())
+            && self.phone.as_ref().is_none_or(|p| *p == c.phone)
+    }
+}
+
+/// One page of a list, oldest first. `next_cursor` is opaque; `None` at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cursors are the id of the last row examined, in the id's own rendering.
+fn cursor_of(id: u64) -> String {
+    CallbackId(id).to_string()
+}
+
+/// An invalid cursor restarts nowhere: it is treated as past the end.
+fn parse_cursor(c: Option<&str>) -> Option<u64> {
+    match c {
+        None => Some(0),
+        Some(s) => CallbackId::parse(s).and_then(|id| id.0.checked_add(1)),
+    }
+}
+
+/// A mismatch between the records and an index (tests).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table}: {problem} ({count} rows)")]
+pub struct Inconsistency {
+    pub table: &'static str,
+    pub problem: &'static str,
+    pub count: usize,
+}
+
+impl Book {
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// The callback with this id.
+    pub fn get(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(CALLBACKS)?;
+        let v = t.get(id.0)?;
+        v.map(|v| decode_callback(v.value()).map_err(|source| StoreError::Decode { id, source })).transpose()
+    }
+
+    /// The callback with this id as the API gives it; any unknown shape is `None`.
+    pub fn get_str(&self, id: &str) -> Result<Option<Callback>, StoreError> {
+        match CallbackId::parse(id) {
+            Some(id) => self.get(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists callbacks matching `filter`, oldest first, `limit` (1..=500)
+    /// per page, continuing after `cursor`.
+    pub fn list(&self, filter: &ListFilter, limit: usize, cursor: Option<&str>) -> Result<Page<Callback>, StoreError> {
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let Some(from) = parse_cursor(cursor) else { return Ok(Page { items: vec![], next_cursor: None }) };
+        let r = self.read()?;
+        let records = r.open_table(CALLBACKS)?;
+        // Walk the most selective index available; check the rest per record.
+        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = if let Some(p) = &filter.phone {
+            let t = r.open_table(BY_PHONE)?;
+            Box::new(t.range((p.as_str(), from)..=(p.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
+        } else if let Some(o) = &filter.owner {
+            let t = r.open_table(BY_OWNER)?;
+            Box::new(t.range((o.as_str(), from)..=(o.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
+        } else if let Some(s) = filter.status {
+            let t = r.open_table(BY_STATUS)?;
+            Box::new(t.range((s.code(), from)..=(s.code(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
+        } else if let Some(q) = &filter.queue {
+            let t = r.open_table(BY_QUEUE)?;
+            Box::new(t.range((q.as_str(), from)..=(q.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
+        } else {
+            Box::new(records.range(from..)?.map(|e| Ok(e?.0.value())))
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut scanned = 0;
+        let mut exhausted = true;
+        for id in ids {
+            if items.len() == limit || scanned == SCAN_BUDGET {
+                exhausted = false;
+                break;
+            }
+            let id = id?;
+            scanned += 1;
+            last = Some(id);
+            if let Some(v) = records.get(id)? {
+                let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
+                if filter.matches(&c) {
+                    items.push(c);
+                }
+            }
+        }
+        let next_cursor = if exhausted { None } else { last.map(cursor_of) };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Every attempt of a callback, in order; `None` for an unknown id.
+    pub fn attempts(&self, id: CallbackId) -> Result<Option<Vec<Attempt>>, StoreError> {
+        let r = self.read()?;
+        if r.open_table(CALLBACKS)?.get(id.0)?.is_none() {
+            return Ok(None);
+        }
+        let t = r.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for e in t.range((id.0, 0)..=(id.0, u32::MAX))? {
+            let (_, v) = e?;
+            out.push(decode_attempt(v.value()).map_err(|source| StoreError::Decode { id, source })?);
+        }
+        Ok(Some(out))
+    }
+
+    /// Counters for one queue, or all queues together.
+    pub fn stats(&self, queue: Option<&str>) -> Result<Stats, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(STATS)?;
+        let mut total = Counters::default();
+        let decode = |b: &[u8]| Counters::decode(b).map_err(|source| StoreError::Decode { id: CallbackId(0), source });
+        match queue {
+            Some(q) => {
+                if let Some(v) = t.get(q)? {
+                    total = decode(v.value())?;
+                }
+            }
+            None => {
+                for e in t.iter()? {
+                    total.add(&decode(e?.1.value())?);
+                }
+            }
+        }
+        Ok(total.stats())
+    }
+
+    /// Checks every index and counter against the records; used by tests
+    /// after random operations and crashes.
+    pub fn check_consistency(&self) -> Result<Result<(), Vec<Inconsistency>>, StoreError> {
+        let r = self.read()?;
+        let mut due = BTreeSet::new();
+        let mut status = BTreeSet::new();
+        let mut queue = BTreeSet::new();
+        let mut owner = BTreeSet::new();
+        let mut phone = BTreeSet::new();
+        let mut active = BTreeMap::new();
+        let mut counters: HashMap<String, Counters> = HashMap::new();
+        let mut active_dupes = 0;
+        for e in r.open_table(CALLBACKS)?.iter()? {
+            let (k, v) = e?;
+            let id = k.value();
+            let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
+            if c.status == Status::Scheduled {
+                due.insert(((due_second(c.due_at).max(0)) as u64, id, c.due_at.max(0) as u64));
+            }
+            status.insert((c.status.code(), id));
+            queue.insert((c.queue.clone(), id));
+            phone.insert((c.phone.clone(), id));
+            if let Some(o) = &c.owner {
+                owner.insert((o.clone(), id));
+            }
+            if c.status.is_active() && active.insert((c.phone.clone(), c.queue.clone()), id).is_some() {
+                active_dupes += 1;
+            }
+            let ct = counters.entry(c.queue.clone()).or_default();
+            ct.requested += 1;
+            ct.by_status[c.status.code() as usize] += 1;
+            ct.delay_sum_ms += c.first_due_at - c.created_at;
+        }
+        let mut bad = Vec::new();
+        let mut cmp = |table: &'static str, same: bool| {
+            if !same {
+                bad.push(Inconsistency { table, problem: "differs from the records", count: 1 });
+            }
+        };
+        let got_due: BTreeSet<(u64, u64, u64)> =
+            r.open_table(DUE)?.iter()?.map(|e| e.map(|(k, v)| (k.value().0, k.value().1, v.value()))).collect::<Result<_, _>>()?;
+        cmp("due", got_due == due);
+        let got: BTreeSet<(u8, u64)> = r.open_table(BY_STATUS)?.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+        cmp("by_status", got == status);
+        let strs = |d: redb::TableDefinition<(&str, u64), ()>| -> Result<BTreeSet<(String, u64)>, StoreError> {
+            Ok(r.open_table(d)?.iter()?.map(|e| e.map(|(k, _)| (k.value().0.to_string(), k.value().1))).collect::<Result<_, _>>()?)
+        };
+        cmp("by_queue", strs(BY_QUEUE)? == queue);
+        cmp("by_owner", strs(BY_OWNER)? == owner);
+        cmp("by_phone", strs(BY_PHONE)? == phone);
+        let got_active: BTreeMap<(String, String), u64> = r
+            .open_table(ACTIVE)?
+            .iter()?
+            .map(|e| e.map(|(k, v)| ((k.value().0.to_string(), k.value().1.to_string()), v.value())))
+            .collect::<Result<_, _>>()?;
+        cmp("active", got_active == active && active_dupes == 0);
+        let mut got_counters = HashMap::new();
+        for e in r.open_table(STATS)?.iter()? {
+            let (k, v) = e?;
+            let c = Counters::decode(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(0), source })?;
+            if c != Counters::default() {
+                got_counters.insert(k.value().to_string(), c);
+            }
+        }
+        cmp("stats", got_counters == counters);
+        let mut orphans = 0;
+        let records = r.open_table(CALLBACKS)?;
+        for e in r.open_table(ATTEMPTS)?.iter()? {
+            let (k, _) = e?;
+            let (id, n) = k.value();
+            match records.get(id)? {
+                Some(v) => {
+                    let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
+                    if n == 0 || n > c.attempts {
+                        orphans += 1;
+                    }
+                }
+                None => orphans += 1,
+            }
+        }
+        if orphans > 0 {
+            bad.push(Inconsistency { table: "attempts", problem: "rows without a matching attempt", count: orphans });
+        }
+        Ok(if bad.is_empty() { Ok(()) } else { Err(bad) })
+    }
+}

@@ -1,0 +1,637 @@
+//! The writer thread: the only place that changes the database or the
+//! engine. It drains every request waiting in its channel, applies them all
+//! in one write transaction, commits once (`Durability::Immediate`, so one
+//! fsync for the batch: group commit), and only then answers each request
+//! and updates the engine. Serialising every change here is what makes the
+//! engine, the indexes and the records agree without locks.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+
+use rand::Rng;
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{oneshot, Notify};
+
+use super::codec::{decode_callback, encode_attempt, encode_callback};
+use super::stats::Counters;
+use super::tables::*;
+use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
+use crate::clock::{Clock, Millis};
+use crate::config::{Config, OwnershipExpiry};
+use crate::scheduler::engine::rules::{self, Next};
+use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
+use crate::scheduler::model::{
+    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
+    Status,
+};
+
+/// At most this many requests share one transaction.
+const MAX_BATCH: usize = 4096;
+
+pub(super) enum Op {
+    Schedule(NewCallback, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Reschedule(CallbackId, CallbackChanges, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Cancel(CallbackId, oneshot::Sender<Result<Callback, CancelError>>),
+    Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
+    /// A firing round: (availability, most callbacks, arm-ahead ms, reply).
+    Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
+    /// Answered once everything before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// An answer held until the commit is known.
+enum Reply {
+    Schedule(oneshot::Sender<Result<Callback, ScheduleError>>, Result<Callback, ScheduleError>),
+    Cancel(oneshot::Sender<Result<Callback, CancelError>>, Result<Callback, CancelError>),
+    Report(oneshot::Sender<Result<Callback, ReportError>>, Result<Callback, ReportError>),
+    Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
+    Flush(oneshot::Sender<()>),
+}
+
+impl Reply {
+    fn send(self, failed: Option<&StoreError>) {
+        match (self, failed) {
+            (Reply::Schedule(tx, r), None) => drop(tx.send(r)),
+            (Reply::Schedule(tx, _), Some(e)) => drop(tx.send(Err(ScheduleError::Store(e.clone())))),
+            (Reply::Cancel(tx, r), None) => drop(tx.send(r)),
+            (Reply::Cancel(tx, _), Some(e)) => drop(tx.send(Err(CancelError::Store(e.clone())))),
+            (Reply::Report(tx, r), None) => drop(tx.send(r)),
+            (Reply::Report(tx, _), Some(e)) => drop(tx.send(Err(ReportError::Store(e.clone())))),
+            (Reply::Tick(tx, _, t), None) => drop(tx.send(Ok(t))),
+            (Reply::Tick(tx, avail, t), Some(e)) => {
+                // Nothing was handed over: give the agents back.
+                for d in &t.dispatches {
+                    avail.release(&d.agent);
+                }
+                drop(tx.send(Err(e.clone())));
+            }
+            (Reply::Flush(tx), _) => drop(tx.send(())),
+        }
+    }
+}
+
+pub(super) struct Tables<'t> {
+    pub cb: Table<'t, u64, &'static [u8]>,
+    pub due: Table<'t, (u64, u64), u64>,
+    pub status: Table<'t, (u8, u64), ()>,
+    pub queue: Table<'t, (&'static str, u64), ()>,
+    pub owner: Table<'t, (&'static str, u64), ()>,
+    pub phone: Table<'t, (&'static str, u64), ()>,
+    pub active: Table<'t, (&'static str, &'static str), u64>,
+    pub attempts: Table<'t, (u64, u32), &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(w: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            cb: w.open_table(CALLBACKS)?,
+            due: w.open_table(DUE)?,
+            status: w.open_table(BY_STATUS)?,
+            queue: w.open_table(BY_QUEUE)?,
+            owner: w.open_table(BY_OWNER)?,
+            phone: w.open_table(BY_PHONE)?,
+            active: w.open_table(ACTIVE)?,
+            attempts: w.open_table(ATTEMPTS)?,
+        })
+    }
+
+    fn get(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
+        match self.cb.get(id.0)? {
+            None => Ok(None),
+            Some(v) => decode_callback(v.value()).map(Some).map_err(|source| StoreError::Decode { id, source }),
+        }
+    }
+}
+
+fn due_key(c: &Callback) -> (u64, u64) {
+    (due_second(c.due_at).max(0) as u64, c.id.0)
+}
+
+pub(super) struct Writer {
+    pub db: Arc<Database>,
+    pub cfg: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Engine,
+    pub rx: Receiver<Op>,
+    pub next_seq: u64,
+    pub counters: HashMap<String, Counters>,
+    pub notify: Arc<Notify>,
+    pub quick_repair: bool,
+}
+
+/// What one batch changed, applied to memory after its commit.
+#[derive(Default)]
+struct Batch {
+    replies: Vec<Reply>,
+    /// The final scheduled state of every callback touched.
+    engine: HashMap<CallbackId, Option<DueEntry>>,
+    dirty_stats: Vec<String>,
+    seq_used: bool,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.process(ops);
+        }
+    }
+
+    fn process(&mut self, ops: Vec<Op>) {
+        let now = self.clock.now_ms();
+        let counters_before = self.counters.clone();
+        let seq_before = self.next_seq;
+        let mut batch = Batch::default();
+        let result = self.apply_all(now, ops, &mut batch);
+        match result {
+            Ok(()) => {
+                for (id, state) in batch.engine.drain() {
+                    match state {
+                        Some(e) => self.engine.handle_upsert(e),
+                        None => self.engine.handle_removed(id),
+                    }
+                }
+                for r in batch.replies {
+                    r.send(None);
+                }
+                self.notify.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler write failed; batch refused");
+                self.counters = counters_before;
+                self.next_seq = seq_before;
+                // Memory may be ahead of the disk: reload from the store.
+                self.engine.reset(now);
+                for r in batch.replies {
+                    r.send(Some(&e));
+                }
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
+        let mut w = self.db.begin_write()?;
+        // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
+        // the whole file (seconds per million callbacks); docs/design.md.
+        w.set_quick_repair(self.quick_repair);
+        let mut pending_ops = ops.into_iter();
+        {
+            let mut t = Tables::open(&w)?;
+            for op in pending_ops.by_ref() {
+                match op {
+                    Op::Schedule(req, tx) => {
+                        let r = self.schedule(now, &mut t, req, batch)?;
+                        batch.replies.push(Reply::Schedule(tx, r));
+                    }
+                    Op::Reschedule(id, ch, tx) => {
+                        let r = self.reschedule(now, &mut t, id, &ch, batch)?;
+                        batch.replies.push(Reply::Schedule(tx, r));
+                    }
+                    Op::Cancel(id, tx) => {
+                        let r = self.cancel(now, &mut t, id, batch)?;
+                        batch.replies.push(Reply::Cancel(tx, r));
+                    }
+                    Op::Report(id, n, outcome, tx) => {
+                        let r = self.report(now, &mut t, id, n, outcome, None, batch)?;
+                        batch.replies.push(Reply::Report(tx, r));
+                    }
+                    Op::Tick(avail, max, ahead, tx) => {
+                        let tick = self.tick(now, ahead, &mut t, &*avail, max, batch);
+                        match tick {
+                            Ok(tick) => batch.replies.push(Reply::Tick(tx, avail, tick)),
+                            Err(e) => {
+                                drop(tx.send(Err(e.clone())));
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
+                }
+            }
+        }
+        if batch.seq_used {
+            w.open_table(META)?.insert("next_seq", self.next_seq)?;
+        }
+        if !batch.dirty_stats.is_empty() {
+            let mut st = w.open_table(STATS)?;
+            batch.dirty_stats.sort();
+            batch.dirty_stats.dedup();
+            for q in &batch.dirty_stats {
+                st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
+            }
+        }
+        if batch.engine.is_empty() && !batch.seq_used {
+            // Nothing written (reads, refusals, idle rounds): no fsync.
+            w.abort()?;
+        } else {
+            w.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `new` over `old` (none when creating), keeping every index and
+    /// counter in step, and records the engine's view of it.
+    fn put(&mut self, t: &mut Tables<'_>, old: Option<&Callback>, new: &Callback, batch: &mut Batch) -> Result<(), StoreError> {
+        let id = new.id.0;
+        t.cb.insert(id, encode_callback(new).as_slice())?;
+        let old_status = old.map(|o| o.status);
+        if old_status != Some(new.status) {
+            if let Some(s) = old_status {
+                t.status.remove((s.code(), id))?;
+            }
+            t.status.insert((new.status.code(), id), ())?;
+        }
+        let old_due = old.filter(|o| o.status == Status::Scheduled).map(due_key);
+        let new_due = (new.status == Status::Scheduled).then(|| due_key(new));
+        if old_due != new_due || old.is_some_and(|o| o.due_at != new.due_at) {
+            if let Some(k) = old_due {
+                t.due.remove(k)?;
+            }
+            if let Some(k) = new_due {
+                t.due.insert(k, new.due_at.max(0) as u64)?;
+            }
+        }
+        if old.is_none() {
+            t.queue.insert((new.queue.as_str(), id), ())?;
+            t.phone.insert((new.phone.as_str(), id), ())?;
+        }
+        let old_owner = old.and_then(|o| o.owner.as_deref());
+        if old.is_none() || old_owner != new.owner.as_deref() {
+            if let Some(o) = old_owner {
+                t.owner.remove((o, id))?;
+            }
+            if let Some(o) = &new.owner {
+                t.owner.insert((o.as_str(), id), ())?;
+            }
+        }
+        let was_active = old.is_some_and(|o| o.status.is_active());
+        if was_active && !new.status.is_active() {
+            t.active.remove((new.phone.as_str(), new.queue.as_str()))?;
+        } else if !was_active && new.status.is_active() {
+            t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
+        }
+        if old_status != Some(new.status) {
+            let c = self.counters.entry(new.queue.clone()).or_default();
+            match old {
+                Some(o) => c.moved(o.status, new.status),
+                None => c.created(new.status, new.first_due_at - new.created_at),
+            }
+            batch.dirty_stats.push(new.queue.clone());
+        }
+        let entry = (new.status == Status::Scheduled).then(|| {
+            let tz = self.cfg.queue(&new.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+            DueEntry::of(new, tz)
+        });
+        batch.engine.insert(new.id, entry);
+        Ok(())
+    }
+
+    fn new_id(&mut self, batch: &mut Batch) -> CallbackId {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        batch.seq_used = true;
+        CallbackId::new(seq as u32, rand::rng().random())
+    }
+
+    fn schedule(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        req: NewCallback,
+        batch: &mut Batch,
+    ) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let v = match rules::validate_new(now, &req, &self.cfg) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        if let Some(existing) = t.active.get((req.phone.as_str(), req.queue.as_str()))? {
+            let existing_id = CallbackId(existing.value());
+            return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+        }
+        let mode = req.mode.unwrap_or(self.cfg.queue(&req.queue).expect("validated").mode);
+        let cb = Callback {
+            id: self.new_id(batch),
+            status: Status::Scheduled,
+            mode,
+            caller_id: req.caller_id.clone(),
+            phone: req.phone,
+            queue: req.queue,
+            owner: req.owner,
+            scheduled_at: req.scheduled_at,
+            due_at: v.due_at,
+            timezone: v.timezone,
+            attempts: 0,
+            max_attempts: v.max_attempts,
+            last_outcome: None,
+            origin: req.origin.unwrap_or(Origin::Api),
+            notes: req.notes,
+            interaction_id: req.interaction_id,
+            created_at: now,
+            updated_at: now,
+            first_due_at: v.due_at,
+            owner_until: v.owner_until,
+            end_reason: None,
+        };
+        self.put(t, None, &cb, batch)?;
+        Ok(Ok(cb))
+    }
+
+    fn reschedule(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        id: CallbackId,
+        ch: &CallbackChanges,
+        batch: &mut Batch,
+    ) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let Some(old) = t.get(id)? else { return Ok(Err(ScheduleError::NotFound)) };
+        if old.status != Status::Scheduled {
+            return Ok(Err(ScheduleError::WrongState { status: old.status }));
+        }
+        let r = match rules::validate_changes(
+            now,
+            &self.cfg,
+            &old.queue,
+            old.scheduled_at,
+            &old.timezone,
+            old.due_at,
+            old.owner.as_deref(),
+            old.owner_until,
+            old.notes.as_deref(),
+            ch,
+        ) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let mut new = old.clone();
+        new.scheduled_at = r.scheduled_at;
+        new.timezone = r.timezone;
+        new.due_at = r.due_at;
+        new.owner = r.owner;
+        new.owner_until = r.owner_until;
+        new.notes = r.notes;
+        new.updated_at = now;
+        if new.attempts == 0 {
+            // Not yet tried: the new time is its first due time (priority,
+            // ownership period and the delay in stats start from it).
+            self.counters.entry(new.queue.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
+            batch.dirty_stats.push(new.queue.clone());
+            new.first_due_at = new.due_at;
+        }
+        self.put(t, Some(&old), &new, batch)?;
+        Ok(Ok(new))
+    }
+
+    fn cancel(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        id: CallbackId,
+        batch: &mut Batch,
+    ) -> Result<Result<Callback, CancelError>, StoreError> {
+        let Some(old) = t.get(id)? else { return Ok(Err(CancelError::NotFound)) };
+        if old.status != Status::Scheduled {
+            return Ok(Err(CancelError::WrongState { status: old.status }));
+        }
+        let mut new = old.clone();
+        new.status = Status::Cancelled;
+        new.end_reason = Some(EndReason::Api);
+        new.updated_at = now;
+        self.put(t, Some(&old), &new, batch)?;
+        Ok(Ok(new))
+    }
+
+    /// Records the end of attempt `n` and applies the retry policy. `note`
+    /// marks an attempt closed by crash recovery.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        id: CallbackId,
+        n: u32,
+        o: AttemptOutcome,
+        note: Option<&str>,
+        batch: &mut Batch,
+    ) -> Result<Result<Callback, ReportError>, StoreError> {
+        let Some(old) = t.get(id)? else { return Ok(Err(ReportError::NotFound)) };
+        if old.status != Status::InProgress || old.attempts != n {
+            return Ok(Err(ReportError::NotInProgress { status: old.status, attempts: old.attempts }));
+        }
+        let attempt = Attempt {
+            attempt: n,
+            // The record's last change was the firing that started it.
+            started_at: old.updated_at,
+            ended_at: now.max(old.updated_at),
+            outcome: o.outcome,
+            sip_status: o.sip_status,
+            amd: o.amd,
+            agent: o.agent,
+            note: note.map(str::to_string),
+        };
+        t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
+        let mut new = old.clone();
+        new.last_outcome = Some(o.outcome);
+        new.updated_at = now;
+        let next = match self.cfg.queue(&old.queue) {
+            Some(q) => {
+                let tz = rules::parse_tz(&old.timezone).unwrap_or(q.timezone);
+                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some())
+            }
+            // The queue left the configuration: nothing can dial it again.
+            None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
+        };
+        match next {
+            Next::Done(s) => new.status = s,
+            Next::Retry { due_at } => {
+                new.status = Status::Scheduled;
+                new.due_at = due_at;
+            }
+        }
+        self.put(t, Some(&old), &new, batch)?;
+        Ok(Ok(new))
+    }
+
+    /// Closes every attempt left `in_progress` by a previous run as failed
+    /// and reschedules it by the retry policy: the dialler may or may not
+    /// have dialled, and it will never learn the outcome, so the attempt is
+    /// spent and never dialled again under the same number.
+    pub fn recover(&mut self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let mut batch = Batch::default();
+        let mut w = self.db.begin_write()?;
+        w.set_quick_repair(self.quick_repair);
+        let mut n = 0;
+        {
+            let mut t = Tables::open(&w)?;
+            let ids: Vec<u64> = t
+                .status
+                .range((Status::InProgress.code(), 0)..=(Status::InProgress.code(), u64::MAX))?
+                .map(|r| r.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            for id in ids {
+                let id = CallbackId(id);
+                let Some(cb) = t.get(id)? else { continue };
+                let o = AttemptOutcome::new(Outcome::Failed);
+                let _ = self.report(now, &mut t, id, cb.attempts, o, Some("redial restarted during this attempt"), &mut batch)?;
+                n += 1;
+            }
+        }
+        if !batch.dirty_stats.is_empty() {
+            let mut st = w.open_table(STATS)?;
+            for q in &batch.dirty_stats {
+                st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
+            }
+        }
+        w.commit()?;
+        Ok(n)
+    }
+
+    /// One firing round as if it were `ahead` ms later: what is due by then
+    /// is marked now, and the driver hands each over at its due time.
+    fn tick(
+        &mut self,
+        now: Millis,
+        ahead: Millis,
+        t: &mut Tables<'_>,
+        avail: &dyn Availability,
+        max: usize,
+        batch: &mut Batch,
+    ) -> Result<Tick, StoreError> {
+        let now = now + ahead.max(0);
+        let mut loaded = 0;
+        if let Some(until_s) = self.engine.needs_load(now) {
+            loaded = self.load(t, until_s)?;
+        }
+        let mut dispatches = Vec::new();
+        let mut more = false;
+        let result = (|| -> Result<(), StoreError> {
+            loop {
+                let budget = max.saturating_sub(dispatches.len());
+                if budget == 0 {
+                    more = true;
+                    break;
+                }
+                let mut actions: Vec<(usize, Action)> = self.engine.poll_actions(now, avail, budget).into_iter().enumerate().collect();
+                let n = actions.len();
+                // Apply in id order (ids grow with creation, so the index
+                // pages are visited in order: a herd costs far fewer page
+                // lookups), then hand over in the engine's priority order.
+                actions.sort_by_key(|(_, a)| action_id(a));
+                let mut round: Vec<(usize, Dispatch)> = Vec::new();
+                for (i, a) in actions {
+                    if let Some(d) = self.apply_action(now, t, a, avail, batch)? {
+                        round.push((i, d));
+                    }
+                }
+                round.sort_by_key(|(i, _)| *i);
+                dispatches.extend(round.into_iter().map(|(_, d)| d));
+                if n == 0 {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for d in &dispatches {
+                avail.release(&d.agent);
+            }
+            return Err(e);
+        }
+        // Actions change records (deferrals, ownership ends) whose new state
+        // reaches the engine after the commit: look again at once then.
+        let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
+        let next_deadline = self.engine.poll_timeout().map(|d| d - ahead.max(0));
+        Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
+    }
+
+    /// Reads the due index from the engine's horizon up to `until_s`, at most
+    /// about [`LOAD_CHUNK`] entries (whole seconds only).
+    fn load(&mut self, t: &mut Tables<'_>, until_s: i64) -> Result<usize, StoreError> {
+        let from = self.engine.loaded_until_s().max(0) as u64;
+        let mut entries = Vec::new();
+        let mut reached = until_s;
+        let mut last_s = None;
+        for r in t.due.range((from, 0)..(until_s.max(0) as u64, 0))? {
+            let (k, _) = r?;
+            let (s, id) = k.value();
+            if entries.len() >= LOAD_CHUNK && last_s != Some(s) {
+                reached = s as i64;
+                break;
+            }
+            last_s = Some(s);
+            let id = CallbackId(id);
+            if let Some(cb) = t.get(id)? {
+                let tz = self.cfg.queue(&cb.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+                entries.push(DueEntry::of(&cb, tz));
+            }
+        }
+        let n = entries.len();
+        self.engine.handle_loaded(entries, reached);
+        Ok(n)
+    }
+
+    fn apply_action(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        a: Action,
+        avail: &dyn Availability,
+        batch: &mut Batch,
+    ) -> Result<Option<Dispatch>, StoreError> {
+        let id = action_id(&a);
+        let Some(old) = t.get(id)? else { return Ok(None) };
+        // The record is the truth: a change earlier in this batch (cancel,
+        // reschedule) may have overtaken what the engine knew.
+        let current = old.status == Status::Scheduled && old.due_at <= now;
+        let mut new = old.clone();
+        new.updated_at = now;
+        match a {
+            Action::Fire { agent, .. } => {
+                if !current {
+                    avail.release(&agent);
+                    return Ok(None);
+                }
+                new.status = Status::InProgress;
+                new.attempts += 1;
+                self.put(t, Some(&old), &new, batch)?;
+                return Ok(Some(Dispatch { attempt: new.attempts, callback: new, agent }));
+            }
+            _ if !current => return Ok(None),
+            Action::Defer { due_at, .. } => new.due_at = due_at,
+            Action::ExpireOwnership { .. } => {
+                let policy = self.cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry);
+                match policy {
+                    OwnershipExpiry::Queue => {
+                        new.owner = None;
+                        new.owner_until = None;
+                    }
+                    OwnershipExpiry::Cancel => {
+                        new.status = Status::Cancelled;
+                        new.end_reason = Some(EndReason::OwnershipExpired);
+                    }
+                }
+            }
+            Action::CloseWindow { .. } => {
+                new.status = Status::Cancelled;
+                new.end_reason = Some(EndReason::WindowClosed);
+            }
+        }
+        self.put(t, Some(&old), &new, batch)?;
+        Ok(None)
+    }
+}
+
+fn action_id(a: &Action) -> CallbackId {
+    match a {
+        Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
+    }
+}
