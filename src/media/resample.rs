@@ -50,7 +50,7 @@ pub struct Resampler {
     taps: usize,
     /// Centre of the prototype filter, a multiple of `down`.
     mid: usize,
-    /// `coeffs[phase * taps + j]` multiplies `x[i - j]`.
+    /// `coeffs[phase * taps + taps - 1 - j]` multiplies `x[i - j]`.
     coeffs: Vec<f32>,
     /// Input samples; `buf[0]` is absolute input index `base`.
     buf: Vec<f32>,
@@ -93,6 +93,8 @@ impl Resampler {
                 // Gain 2·fc·L keeps unity gain through the zero-stuffing.
                 *c = (2.0 * fc * sinc * win * up as f64) as f32;
             }
+            // Stored oldest-sample-first, to line up with the input window.
+            row.reverse();
         }
         Ok(Self { up, down, taps, mid, coeffs, buf: vec![0.0; taps - 1], base: -(taps as i64 - 1), t: 0 })
     }
@@ -129,7 +131,16 @@ impl Resampler {
             let idx = (i - self.base) as usize;
             // x[i - j] for j in 0..taps is buf[idx - j]: walk the window backwards.
             let window = &self.buf[idx + 1 - self.taps..=idx];
-            let acc: f32 = window.iter().rev().zip(h).map(|(x, c)| x * c).sum();
+            // Eight partial sums so the compiler can vectorise (f32 addition is not reassociated otherwise).
+            let mut lanes = [0f32; 8];
+            let (wc, wt) = window.as_chunks::<8>();
+            let (hc, ht) = h.as_chunks::<8>();
+            for (x, c) in wc.iter().zip(hc) {
+                for k in 0..8 {
+                    lanes[k] += x[k] * c[k];
+                }
+            }
+            let acc = lanes.iter().sum::<f32>() + wt.iter().zip(ht).map(|(x, c)| x * c).sum::<f32>();
             out.push(acc.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16);
             self.t += self.down as u64;
         }
