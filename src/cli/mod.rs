@@ -1,5 +1,6 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
+pub mod callback;
 mod check;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Schedule, list, show, cancel and reschedule callbacks over the HTTP API.
+    Callback(callback::CallbackCmd),
     /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
     Check {
         #[arg(long)]
@@ -42,5 +45,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => crate::serve::main(config_path(config)),
         Command::Check { config } => check::run(config_path(config)),
+        Command::Callback(cmd) => callback::run(cmd),
     }
 }
