@@ -102,11 +102,18 @@ pub struct Server {
     pub stdout_lines: Vec<String>,
     pub config: PathBuf,
     env: Vec<(String, String)>,
+    /// When set, stderr is appended here with the dialler's info lines.
+    pub log: Option<PathBuf>,
 }
 
 impl Server {
     /// Starts a server in a fresh temporary directory.
     pub fn start(dir: &Path, with_tokens: bool, env: &[(&str, &str)]) -> Server {
+        Self::start_logged(dir, with_tokens, env, None)
+    }
+
+    /// Like [`Server::start`], appending stderr to `log`.
+    pub fn start_logged(dir: &Path, with_tokens: bool, env: &[(&str, &str)], log: Option<PathBuf>) -> Server {
         let port = free_tcp_port();
         let profiles = dir.join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
@@ -119,6 +126,7 @@ impl Server {
             stdout_lines: vec![],
             config,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            log,
         };
         s.spawn();
         s
@@ -129,6 +137,10 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redial"));
         cmd.arg("serve").arg("--config").arg(&self.config).current_dir(&self.dir);
         cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null());
+        if let Some(log) = &self.log {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+            cmd.env("RUST_LOG", "warn,redial::api::dialler=info").env("NO_COLOR", "1").stderr(f);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
