@@ -26,7 +26,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 
 use crate::clock::Millis;
-use crate::config::{Config, Queue, WindowClose};
+use crate::config::{Config, WindowClose};
 use crate::scheduler::model::{Callback, CallbackId};
 use crate::scheduler::window::{self, NEVER_CLOSES};
 use crate::scheduler::wheel::TimerWheel;
@@ -35,9 +35,9 @@ use crate::scheduler::wheel::TimerWheel;
 /// than this far ahead.
 pub const LOOKAHEAD_MS: Millis = 2_000;
 /// How far ahead one load reaches (bounded by [`LOAD_CHUNK`] entries).
-pub const LOAD_AHEAD_MS: Millis = 5_000;
+pub const LOAD_AHEAD_MS: Millis = 4_000;
 /// At most this many entries per load, so a load never stalls the writer.
-pub const LOAD_CHUNK: usize = 20_000;
+pub const LOAD_CHUNK: usize = 4_096;
 
 /// The due-index bucket of a due time: whole seconds.
 pub fn due_second(due_at: Millis) -> i64 {
@@ -145,6 +145,44 @@ pub struct Engine {
     by_owner: HashMap<String, BTreeSet<Prio>>,
     /// Due seconds below this are all in memory.
     loaded_until_s: i64,
+    windows: WindowCache,
+}
+
+/// The last window answer per (timezone, queue): valid for every instant
+/// from where it was computed to the end of that open (or closed) period,
+/// so a herd of callbacks due together costs one window computation.
+#[derive(Debug, Default)]
+struct WindowCache(HashMap<&'static str, HashMap<String, WindowState>>);
+
+#[derive(Debug, Clone, Copy)]
+enum WindowState {
+    Open { from: Millis, until: Millis },
+    Closed { from: Millis, opens: Millis },
+}
+
+impl WindowCache {
+    /// `(open_until, next_open)` at `now`: `Some(end)` while open (then
+    /// `next_open` is `now`), `None` and the next opening while closed.
+    fn at(&mut self, cfg: &Config, queue: &str, tz: Tz, now: Millis) -> (Option<Millis>, Millis) {
+        if let Some(st) = self.0.get(tz.name()).and_then(|m| m.get(queue)) {
+            match *st {
+                WindowState::Open { from, until } if from <= now && now < until => return (Some(until), now),
+                WindowState::Closed { from, opens } if from <= now && now < opens => return (None, opens),
+                _ => {}
+            }
+        }
+        // A queue removed from the configuration: no window to respect.
+        let Some(q) = cfg.queue(queue) else { return (Some(NEVER_CLOSES), now) };
+        let (r, st) = match window::open_until(&q.hours, tz, now) {
+            Some(until) => ((Some(until), now), WindowState::Open { from: now, until }),
+            None => {
+                let opens = window::next_open(&q.hours, tz, now);
+                ((None, opens), WindowState::Closed { from: now, opens })
+            }
+        };
+        self.0.entry(tz.name()).or_default().insert(queue.to_string(), st);
+        r
+    }
 }
 
 impl Engine {
@@ -158,6 +196,7 @@ impl Engine {
             by_queue: HashMap::new(),
             by_owner: HashMap::new(),
             loaded_until_s: i64::MIN,
+            windows: WindowCache::default(),
         }
     }
 
@@ -258,10 +297,6 @@ impl Engine {
             .min()
     }
 
-    fn queue(&self, name: &str) -> Option<&Queue> {
-        self.cfg.queue(name)
-    }
-
     /// Moves due callbacks to the ready sets, handles window closes and
     /// ownership ends, then reserves agents in priority order. Returns at
     /// most `max` actions; every callback named in an action has left the
@@ -288,16 +323,13 @@ impl Engine {
 
     fn make_ready(&mut self, now: Millis, id: CallbackId, out: &mut Vec<Action>) {
         let Some(entry) = self.entries.get(&id) else { return };
-        let (open_end, window_close) = match self.queue(&entry.e.queue) {
-            Some(q) => (window::open_until(&q.hours, entry.e.tz, now), q.window_close),
-            // A queue removed from the configuration: no window to respect.
-            None => (Some(NEVER_CLOSES), WindowClose::Carry),
-        };
-        let _ = window_close;
+        let (open_end, next_open) = self.windows.at(&self.cfg, &entry.e.queue, entry.e.tz, now);
+        // Due while closed (a downtime, a changed window): wait for the
+        // next opening whatever `window_close` says, which is about
+        // callbacks already waiting when the window closes.
         let Some(end) = open_end else {
-            let due_at = self.next_open(id, now);
             self.handle_removed(id);
-            out.push(Action::Defer { id, due_at });
+            out.push(Action::Defer { id, due_at: next_open });
             return;
         };
         if entry.e.owner_until.is_some_and(|t| t <= now) {
@@ -317,31 +349,20 @@ impl Engine {
         map.entry(key.1).or_default().insert(prio);
     }
 
-    fn next_open(&self, id: CallbackId, now: Millis) -> Millis {
-        let e = &self.entries[&id].e;
-        match self.queue(&e.queue) {
-            Some(q) => window::next_open(&q.hours, e.tz, now),
-            None => now,
-        }
-    }
-
     /// A ready callback reached its deadline: the window closed or the
     /// ownership ended (or neither, when the window was extended).
     fn recheck_ready(&mut self, now: Millis, id: CallbackId, out: &mut Vec<Action>) {
         let Some(entry) = self.entries.get(&id) else { return };
-        let (open, cancel_at_close) = match self.queue(&entry.e.queue) {
-            Some(q) => (window::open_until(&q.hours, entry.e.tz, now), q.window_close == WindowClose::Cancel),
-            None => (Some(NEVER_CLOSES), false),
-        };
+        let cancel_at_close = self.cfg.queue(&entry.e.queue).is_some_and(|q| q.window_close == WindowClose::Cancel);
+        let (open, next_open) = self.windows.at(&self.cfg, &entry.e.queue, entry.e.tz, now);
         match open {
             None if cancel_at_close => {
                 self.handle_removed(id);
                 out.push(Action::CloseWindow { id });
             }
             None => {
-                let due_at = self.next_open(id, now);
                 self.handle_removed(id);
-                out.push(Action::Defer { id, due_at });
+                out.push(Action::Defer { id, due_at: next_open });
             }
             Some(_) if entry.e.owner_until.is_some_and(|t| t <= now) => {
                 self.handle_removed(id);
@@ -396,5 +417,92 @@ impl Engine {
     /// Whether `id` is in memory (tests and consistency checks).
     pub fn contains(&self, id: CallbackId) -> bool {
         self.entries.contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// `n` free agents in every queue; owners in `owners` are free.
+    struct Free(Mutex<usize>, Vec<&'static str>);
+
+    impl Availability for Free {
+        fn reserve(&self, _queue: &str, owner: Option<&str>) -> Option<String> {
+            if let Some(o) = owner {
+                return self.1.contains(&o).then(|| o.to_string());
+            }
+            let mut n = self.0.lock().unwrap();
+            (*n > 0).then(|| {
+                *n -= 1;
+                "agent".to_string()
+            })
+        }
+        fn release(&self, _agent: &str) {}
+    }
+
+    fn entry(id: u64, due_at: Millis, retry: bool, owner: Option<&str>) -> DueEntry {
+        DueEntry {
+            id: CallbackId(id),
+            due_at,
+            retry,
+            queue: "default".into(),
+            owner: owner.map(str::to_string),
+            owner_until: owner.map(|_| due_at + 1_000),
+            tz: chrono_tz::UTC,
+        }
+    }
+
+    fn fired(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Fire { id, .. } => Some(id.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn priority_first_attempts_then_earliest_and_owners_apart() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded(
+            [entry(1, 10, true, None), entry(2, 30, false, None), entry(3, 20, false, None), entry(4, 5, false, Some("alice"))],
+            1,
+        );
+        // The next load (1 s horizon, 2 s lookahead) is the earliest wake-up.
+        assert_eq!(e.poll_timeout(), Some(1_000 - LOOKAHEAD_MS));
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(100, &none, 10).is_empty());
+        assert_eq!(e.ready_len(), 4);
+        let two = Free(Mutex::new(2), vec![]);
+        assert_eq!(fired(&e.poll_actions(101, &two, 10)), vec![3, 2]);
+        let one = Free(Mutex::new(1), vec!["alice"]);
+        assert_eq!(fired(&e.poll_actions(102, &one, 10)), vec![4, 1]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn ownership_end_is_a_deadline() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded([entry(7, 10, false, Some("bob"))], 100);
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(10, &none, 10).is_empty());
+        assert_eq!(e.poll_timeout(), Some(1_010));
+        assert_eq!(e.poll_actions(1_010, &none, 10), vec![Action::ExpireOwnership { id: CallbackId(7) }]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn upserts_beyond_the_horizon_stay_in_the_store() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded([], 10);
+        e.handle_upsert(entry(1, 9_999, false, None));
+        e.handle_upsert(entry(2, 10_000, false, None));
+        assert!(e.contains(CallbackId(1)) && !e.contains(CallbackId(2)));
+        assert_eq!(e.needs_load(6_000), None);
+        assert_eq!(e.needs_load(8_000), Some(13));
     }
 }

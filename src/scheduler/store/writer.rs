@@ -226,7 +226,12 @@ impl Writer {
                 st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
             }
         }
-        w.commit()?;
+        if batch.engine.is_empty() && !batch.seq_used {
+            // Nothing written (reads, refusals, idle rounds): no fsync.
+            w.abort()?;
+        } else {
+            w.commit()?;
+        }
         Ok(())
     }
 
@@ -501,7 +506,6 @@ impl Writer {
         }
         let mut dispatches = Vec::new();
         let mut more = false;
-        let mut reserved: Vec<String> = Vec::new();
         let result = (|| -> Result<(), StoreError> {
             loop {
                 let budget = max.saturating_sub(dispatches.len());
@@ -512,11 +516,7 @@ impl Writer {
                 let actions = self.engine.poll_actions(now, avail, budget);
                 let n = actions.len();
                 for a in actions {
-                    if let Action::Fire { agent, .. } = &a {
-                        reserved.push(agent.clone());
-                    }
                     if let Some(d) = self.apply_action(now, t, a, avail, batch)? {
-                        reserved.pop();
                         dispatches.push(d);
                     }
                 }
@@ -534,7 +534,7 @@ impl Writer {
         }
         // Actions change records (deferrals, ownership ends) whose new state
         // reaches the engine after the commit: look again at once then.
-        let changed = !batch.engine.is_empty();
+        let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
         Ok(Tick { dispatches, next_deadline: self.engine.poll_timeout(), more: more || changed || loaded > 0 })
     }
 
