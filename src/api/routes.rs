@@ -85,7 +85,7 @@ fn id_of(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 /// Schedule a callback.
 #[utoipa::path(post, path = "/v1/callbacks", tag = "callbacks",
     request_body = CreateCallback,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h returns the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Same key and body within 24 h returns the first response")),
     responses(
         (status = 201, description = "Scheduled (durable)", body = CallbackView),
         (status = 400, description = "Malformed JSON, unknown field, wrong type", body = ErrorBody),
@@ -169,7 +169,7 @@ pub struct ListQuery {
     /// E.164.
     pub phone: Option<String>,
     /// 1 to 500, default 100.
-    #[param(minimum = 1, maximum = 500)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

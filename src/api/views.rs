@@ -67,7 +67,9 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Opti
 #[schema(example = json!({"phone": "+15550123", "queue": "support", "scheduled_at": "2026-11-23T15:00:00Z", "timezone": "America/New_York", "notes": "billing question"}))]
 pub struct CreateCallback {
     /// E.164, e.g. `+15550123`.
+    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
     pub phone: String,
+    #[schema(min_length = 1)]
     pub queue: String,
     /// RFC 3339; absent = as soon as the calling window allows.
     #[schema(format = DateTime)]
