@@ -19,7 +19,7 @@ use super::views::*;
         routes::set_agent_state, routes::list_trunks, routes::openapi_json, routes::healthz, routes::metrics,
     ),
     components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, StatsView, AgentView, RegistrationView,
-        SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail)),
+        SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam)),
     modifiers(&Bearer),
 )]
 pub struct ApiDoc;

@@ -158,11 +158,23 @@ async fn create(s: &AppState, body: Result<Bytes, BytesRejection>) -> Response {
     r.unwrap_or_else(|e| e.into_response())
 }
 
+/// The statuses a list can filter on (schema only; parsed as [`Status`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum StatusParam {
+    Scheduled,
+    InProgress,
+    Completed,
+    Cancelled,
+    Exhausted,
+    Failed,
+}
+
 /// `GET /v1/callbacks` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// `scheduled`, `in_progress`, `completed`, `cancelled`, `exhausted`, `failed`.
+    #[param(value_type = Option<StatusParam>)]
     pub status: Option<String>,
     pub queue: Option<String>,
     pub owner: Option<String>,
