@@ -196,6 +196,23 @@ pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn 
 }
 
 impl ApiServer {
+    /// The agent registry: the SIP registrar calls
+    /// [`Registry::registration_changed`] on it.
+    pub fn agents(&self) -> Arc<Registry> {
+        self.state.agents.clone()
+    }
+
+    /// The metrics registry: the SIP stack calls [`Metrics::sip_transaction`]
+    /// and the dialler [`Metrics::attempt_ended`] / [`Metrics::calls_active_add`].
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// The book, for the dialler's `report_outcome` (issue 6).
+    pub fn book(&self) -> Arc<Book> {
+        self.state.book.clone()
+    }
+
     /// Stops accepting requests and finishes those in flight, stops the
     /// scheduler driver, then flushes and closes the book.
     pub async fn shutdown(self) {
