@@ -24,7 +24,7 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Schedule, list, show, cancel and reschedule callbacks over the HTTP API.
-    Callback(callback::CallbackCmd),
+    Callback(Box<callback::CallbackCmd>),
     /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
     Check {
         #[arg(long)]
@@ -45,6 +45,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => crate::serve::main(config_path(config)),
         Command::Check { config } => check::run(config_path(config)),
-        Command::Callback(cmd) => callback::run(cmd),
+        Command::Callback(cmd) => callback::run(*cmd),
     }
 }

@@ -187,7 +187,7 @@ impl Server {
         request(self.port, method, path, token, body, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    pub fn req_h(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value, Vec<(String, String)>) {
+    pub fn req_h(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
         raw(self.port, method, path, token, body, headers).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 }
@@ -198,8 +198,11 @@ impl Drop for Server {
     }
 }
 
+/// Status, JSON body (or the text as a JSON string), lower-cased headers.
+pub type Answer = (u16, Value, Vec<(String, String)>);
+
 /// A tiny HTTP/1.1 client over a TcpStream (one request per connection).
-pub fn raw(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> std::io::Result<(u16, Value, Vec<(String, String)>)> {
+pub fn raw(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
