@@ -122,6 +122,12 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
         assert!(Instant::now() < deadline, "{waiting} due callbacks never fired");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The hand-overs of this run show in the metrics.
+    let (_, m) = s.req("GET", "/metrics", None, None);
+    let m = m.as_str().unwrap().to_string();
+    let metric = |name: &str| -> f64 { m.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("{name} missing:\n{m}")) };
+    assert!(metric("redial_attempts_started_total ") >= 1.0);
+    assert_eq!(metric("redial_attempts_started_total "), metric("redial_fire_lateness_seconds_count{} "));
     // One more kill right after firing, then a restart that recovers.
     s.kill();
     s.spawn();
