@@ -180,7 +180,10 @@ impl RateLimiter {
             return Ok(());
         }
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = b.entry(who.to_string()).or_insert((self.burst, now));
+        if !b.contains_key(who) {
+            b.insert(who.to_string(), (self.burst, now));
+        }
+        let Some((tokens, last)) = b.get_mut(who) else { return Ok(()) };
         *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {

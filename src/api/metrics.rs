@@ -48,6 +48,12 @@ impl Histogram {
     }
 }
 
+/// The standard methods as static labels (no allocation per request; any
+/// other method is `other`, which also bounds label cardinality).
+fn method_name(m: &str) -> &'static str {
+    ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].into_iter().find(|s| *s == m).unwrap_or("other")
+}
+
 /// A SIP transaction's final response class, for the SIP counter.
 pub fn status_class(code: u16) -> &'static str {
     match code {
@@ -65,7 +71,7 @@ pub fn status_class(code: u16) -> &'static str {
 /// SIP stack and the dialler. Shared behind an `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
+    http: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     http_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     lateness: Mutex<Histogram>,
     attempts_started: AtomicI64,
@@ -100,7 +106,7 @@ fn esc(s: &str) -> String {
 impl Metrics {
     /// One API request: `route` is the matched route template.
     pub fn http_request(&self, route: &'static str, method: &str, status: u16, seconds: f64) {
-        *lock(&self.http).entry((route, method.to_string(), status)).or_default() += 1;
+        *lock(&self.http).entry((route, method_name(method), status)).or_default() += 1;
         lock(&self.http_latency).entry(route).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(seconds);
     }
 
