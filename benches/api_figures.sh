@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 DUR=${1:-10}
 CONN=${2:-64}
 FILL=${3:-1000000}
-BIN=target/release/redial
-BENCH=target/release/sched_bench
+BIN=${BIN:-target/release/redial}
+BENCH=${BENCH:-target/release/sched_bench}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
