@@ -462,3 +462,35 @@ async fn driver_hands_over_due_callbacks_and_stops() {
     handle.stop().await;
 }
 
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_a_clear_error() {
+    let mut h = Harness::new(MONDAY_NOON, config(|_| {}));
+    h.schedule_at("+15550001", h.now() + HOUR).await;
+    drop(h.book.take());
+    {
+        let db = redb::Database::create(h.path()).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(redial::scheduler::store::tables::META).unwrap().insert("schema_version", 99).unwrap();
+        w.commit().unwrap();
+    }
+    let clock: Arc<dyn redial::clock::Clock> = Arc::new(h.clock.clone());
+    let e = redial::scheduler::store::Book::open(h.path(), clock, h.cfg.clone(), Default::default()).unwrap_err();
+    assert!(matches!(e, redial::scheduler::store::StoreError::NewerSchema { found: 99, supported: 1 }), "{e}");
+    assert!(e.to_string().contains("newer"));
+}
+
+#[tokio::test]
+async fn arming_ahead_marks_only_what_is_due_within_the_arm_time() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let cb = h.schedule_at("+15550001", h.now() + MIN).await;
+    let avail: Arc<dyn redial::scheduler::engine::Availability> = Arc::new(redial::scheduler::engine::Unlimited);
+    h.clock.set(cb.due_at - 21);
+    let t = h.book().tick_ahead(avail.clone(), 100, 20).await.unwrap();
+    assert!(t.dispatches.is_empty());
+    assert!(t.next_deadline.unwrap() <= cb.due_at - 20);
+    h.clock.set(cb.due_at - 20);
+    let t = h.book().tick_ahead(avail, 100, 20).await.unwrap();
+    assert_eq!(ids(&t.dispatches), vec![cb.id]);
+    assert_eq!(h.get(cb.id).status, Status::InProgress);
+}

@@ -4,7 +4,7 @@
 //! sched_bench fill PATH N [PRODUCERS]        N pending spread over 30 days
 //! sched_bench throughput PATH PRODUCERS N    durable schedules/s and ack latency
 //! sched_bench lateness PATH N [LEAD_S]       N due over one minute from now+LEAD_S; fire lateness
-//! sched_bench herd PATH N [LEAD_S]           N due in the same millisecond (LEAD_S ≥ 61); time to hand all over
+//! sched_bench herd PATH N [LEAD_S]           N due in the same millisecond, LEAD_S after the fill starts
 //! sched_bench open PATH                      time to ready (open + first round) and RSS
 //! ```
 //! Every mode prints the file size per callback at the end.
@@ -27,8 +27,26 @@ fn config() -> Arc<Config> {
     Arc::new(cfg)
 }
 
+/// The real clock shifted by an adjustable offset: the herd is scheduled
+/// "61 s ahead" on a clock running 65 s behind, so it is due 4 s after the
+/// fill instead of a minute later; firing runs at offset 0 (real time).
+#[derive(Debug, Default)]
+struct OffsetClock(std::sync::atomic::AtomicI64);
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> Millis {
+        SystemClock.now_ms() + self.0.load(Ordering::Relaxed)
+    }
+}
+
 fn open(path: &str) -> Arc<Book> {
-    Arc::new(Book::open(path, Arc::new(SystemClock), config(), BookOptions::default()).expect("open book"))
+    open_with(path, Arc::new(SystemClock))
+}
+
+fn open_with(path: &str, clock: Arc<dyn Clock>) -> Arc<Book> {
+    // REDIAL_QUICK_REPAIR=0 measures the other side of the trade.
+    let quick_repair = std::env::var("REDIAL_QUICK_REPAIR").map_or(true, |v| v != "0");
+    let opts = BookOptions { quick_repair, ..BookOptions::default() };
+    Arc::new(Book::open(path, clock, config(), opts).expect("open book"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -188,11 +206,14 @@ fn main() {
             size_report(&path, &book);
         }),
         "herd" => rt.block_on(async {
-            let book = open(&path);
-            let (n, lead) = (num(3, 100_000), num(4, 75).max(61) as Millis * 1000);
+            let clock = Arc::new(OffsetClock::default());
+            clock.0.store(-65_000, Ordering::Relaxed);
+            let book = open_with(&path, clock.clone());
+            let (n, lead) = (num(3, 100_000), num(4, 8) as Millis * 1000);
             let at_ms = SystemClock.now_ms() + lead;
             let (el, lat) = produce(&book, n, 1024, Arc::new(move |_| at_ms)).await;
             report_produce("herd fill", n, el, &lat);
+            clock.0.store(0, Ordering::Relaxed);
             let wait = at_ms - SystemClock.now_ms() - 3_000;
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;

@@ -19,6 +19,11 @@ use crate::clock::{Clock, Millis};
 
 /// Callbacks marked per round; bounds one transaction's size.
 const ROUND: usize = 20_000;
+/// Rounds mark callbacks due within this many ms and hand each over at its
+/// due time: the durable commit happens before the due time, not after it.
+/// Small against any calling window, so a window cannot close in between in
+/// practice; the engine checks windows at the armed time.
+pub const ARM_AHEAD_MS: Millis = 20;
 /// Longest sleep without a deadline: a safety net against a lost wake-up.
 const IDLE_MS: Millis = 1_000;
 
@@ -73,7 +78,7 @@ async fn run(
         if *stop.borrow() {
             return;
         }
-        let tick = match book.tick(avail.clone(), ROUND).await {
+        let tick = match book.tick_ahead(avail.clone(), ROUND, ARM_AHEAD_MS).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "scheduler round failed");
@@ -83,7 +88,14 @@ async fn run(
                 }
             }
         };
-        for d in tick.dispatches {
+        let mut armed = tick.dispatches;
+        // Hand over in due order (ties keep the engine's priority order).
+        armed.sort_by_key(|d| d.callback.due_at);
+        for d in armed {
+            let early = d.callback.due_at - clock.now_ms();
+            if early > 0 {
+                tokio::time::sleep(Duration::from_millis(early.min(ARM_AHEAD_MS) as u64)).await;
+            }
             if tx.send(d).await.is_err() {
                 tracing::warn!("dialler gone; scheduler driver stops");
                 return;

@@ -50,6 +50,31 @@ pub enum RuleError {
 }
 
 impl RuleError {
+    /// The API's stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleError::InvalidPhone { .. } => "invalid_phone",
+            RuleError::InvalidCallerId { .. } => "invalid_caller_id",
+            RuleError::TooSoon { .. } => "too_soon",
+            RuleError::TooLate { .. } => "too_late",
+            RuleError::UnknownQueue { .. } => "unknown_queue",
+            RuleError::UnknownOwner { .. } => "unknown_owner",
+            RuleError::OwnerNotInQueue { .. } => "owner_not_in_queue",
+            RuleError::UnknownTimezone { .. } => "unknown_timezone",
+            RuleError::InvalidMaxAttempts { .. } => "invalid_max_attempts",
+            RuleError::TooLong { .. } => "too_long",
+            RuleError::Duplicate { .. } => "duplicate",
+        }
+    }
+
+    /// The HTTP status (DESIGN.md "Errors"): 409 for a duplicate, else 422.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RuleError::Duplicate { .. } => 409,
+            _ => 422,
+        }
+    }
+
     /// The request field the error is about, for the API's `field`.
     pub fn field(&self) -> Option<&'static str> {
         Some(match self {

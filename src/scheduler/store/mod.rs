@@ -40,11 +40,15 @@ use crate::scheduler::model::{AttemptOutcome, Callback, CallbackChanges, Callbac
 pub struct BookOptions {
     /// redb's page cache, bytes.
     pub cache_bytes: usize,
+    /// Save redb's allocator state with every commit (two-phase commit), so
+    /// a reopen after a crash takes milliseconds instead of a walk of the
+    /// whole file. On by default; docs/design.md explains the trade.
+    pub quick_repair: bool,
 }
 
 impl Default for BookOptions {
     fn default() -> Self {
-        Self { cache_bytes: 64 << 20 }
+        Self { cache_bytes: 64 << 20, quick_repair: true }
     }
 }
 
@@ -94,6 +98,46 @@ pub enum ScheduleError {
     WrongState { status: Status },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ScheduleError {
+    /// The API's stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScheduleError::Rule(r) => r.code(),
+            ScheduleError::NotFound => "not_found",
+            ScheduleError::WrongState { .. } => "wrong_state",
+            ScheduleError::Store(_) => "storage",
+        }
+    }
+
+    /// The HTTP status: 422 rules, 409 duplicate or wrong state, 404, 503.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ScheduleError::Rule(r) => r.http_status(),
+            ScheduleError::NotFound => 404,
+            ScheduleError::WrongState { .. } => 409,
+            ScheduleError::Store(_) => 503,
+        }
+    }
+}
+
+impl CancelError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CancelError::NotFound => "not_found",
+            CancelError::WrongState { .. } => "wrong_state",
+            CancelError::Store(_) => "storage",
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CancelError::NotFound => 404,
+            CancelError::WrongState { .. } => 409,
+            CancelError::Store(_) => 503,
+        }
+    }
 }
 
 /// Why a cancel was refused.
@@ -174,6 +218,7 @@ impl Book {
             next_seq,
             counters,
             notify: notify.clone(),
+            quick_repair: opts.quick_repair,
         };
         let recovered = w.recover()?;
         if recovered > 0 {
@@ -233,7 +278,15 @@ impl Book {
     /// callbacks `in_progress` durably. The driver calls this; tests call
     /// it directly.
     pub async fn tick(&self, avail: Arc<dyn Availability>, max: usize) -> Result<Tick, StoreError> {
-        self.call(|tx| Op::Tick(avail, max, tx), Err(StoreError::Closed)).await
+        self.tick_ahead(avail, max, 0).await
+    }
+
+    /// A round that arms what is due within the next `ahead_ms`: those
+    /// callbacks are marked `in_progress` now, and the caller hands each
+    /// over at its `due_at`, so the commit's fsync is off the firing path.
+    /// `next_deadline` is already moved `ahead_ms` earlier.
+    pub async fn tick_ahead(&self, avail: Arc<dyn Availability>, max: usize, ahead_ms: Millis) -> Result<Tick, StoreError> {
+        self.call(|tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)).await
     }
 
     /// Waits until every change sent before it is committed.

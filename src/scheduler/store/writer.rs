@@ -34,7 +34,8 @@ pub(super) enum Op {
     Reschedule(CallbackId, CallbackChanges, oneshot::Sender<Result<Callback, ScheduleError>>),
     Cancel(CallbackId, oneshot::Sender<Result<Callback, CancelError>>),
     Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
-    Tick(Arc<dyn Availability>, usize, oneshot::Sender<Result<Tick, StoreError>>),
+    /// A firing round: (availability, most callbacks, arm-ahead ms, reply).
+    Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
     /// Answered once everything before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -116,6 +117,7 @@ pub(super) struct Writer {
     pub next_seq: u64,
     pub counters: HashMap<String, Counters>,
     pub notify: Arc<Notify>,
+    pub quick_repair: bool,
 }
 
 /// What one batch changed, applied to memory after its commit.
@@ -179,7 +181,7 @@ impl Writer {
         let mut w = self.db.begin_write()?;
         // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
         // the whole file (seconds per million callbacks); docs/design.md.
-        w.set_quick_repair(true);
+        w.set_quick_repair(self.quick_repair);
         let mut pending_ops = ops.into_iter();
         {
             let mut t = Tables::open(&w)?;
@@ -201,8 +203,8 @@ impl Writer {
                         let r = self.report(now, &mut t, id, n, outcome, None, batch)?;
                         batch.replies.push(Reply::Report(tx, r));
                     }
-                    Op::Tick(avail, max, tx) => {
-                        let tick = self.tick(now, &mut t, &*avail, max, batch);
+                    Op::Tick(avail, max, ahead, tx) => {
+                        let tick = self.tick(now, ahead, &mut t, &*avail, max, batch);
                         match tick {
                             Ok(tick) => batch.replies.push(Reply::Tick(tx, avail, tick)),
                             Err(e) => {
@@ -465,7 +467,8 @@ impl Writer {
     pub fn recover(&mut self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
-        let w = self.db.begin_write()?;
+        let mut w = self.db.begin_write()?;
+        w.set_quick_repair(self.quick_repair);
         let mut n = 0;
         {
             let mut t = Tables::open(&w)?;
@@ -492,14 +495,18 @@ impl Writer {
         Ok(n)
     }
 
+    /// One firing round as if it were `ahead` ms later: what is due by then
+    /// is marked now, and the driver hands each over at its due time.
     fn tick(
         &mut self,
         now: Millis,
+        ahead: Millis,
         t: &mut Tables<'_>,
         avail: &dyn Availability,
         max: usize,
         batch: &mut Batch,
     ) -> Result<Tick, StoreError> {
+        let now = now + ahead.max(0);
         let mut loaded = 0;
         if let Some(until_s) = self.engine.needs_load(now) {
             loaded = self.load(t, until_s)?;
@@ -513,13 +520,20 @@ impl Writer {
                     more = true;
                     break;
                 }
-                let actions = self.engine.poll_actions(now, avail, budget);
+                let mut actions: Vec<(usize, Action)> = self.engine.poll_actions(now, avail, budget).into_iter().enumerate().collect();
                 let n = actions.len();
-                for a in actions {
+                // Apply in id order (ids grow with creation, so the index
+                // pages are visited in order: a herd costs far fewer page
+                // lookups), then hand over in the engine's priority order.
+                actions.sort_by_key(|(_, a)| action_id(a));
+                let mut round: Vec<(usize, Dispatch)> = Vec::new();
+                for (i, a) in actions {
                     if let Some(d) = self.apply_action(now, t, a, avail, batch)? {
-                        dispatches.push(d);
+                        round.push((i, d));
                     }
                 }
+                round.sort_by_key(|(i, _)| *i);
+                dispatches.extend(round.into_iter().map(|(_, d)| d));
                 if n == 0 {
                     break;
                 }
@@ -535,7 +549,8 @@ impl Writer {
         // Actions change records (deferrals, ownership ends) whose new state
         // reaches the engine after the commit: look again at once then.
         let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
-        Ok(Tick { dispatches, next_deadline: self.engine.poll_timeout(), more: more || changed || loaded > 0 })
+        let next_deadline = self.engine.poll_timeout().map(|d| d - ahead.max(0));
+        Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
     /// Reads the due index from the engine's horizon up to `until_s`, at most
@@ -572,9 +587,7 @@ impl Writer {
         avail: &dyn Availability,
         batch: &mut Batch,
     ) -> Result<Option<Dispatch>, StoreError> {
-        let id = match &a {
-            Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
-        };
+        let id = action_id(&a);
         let Some(old) = t.get(id)? else { return Ok(None) };
         // The record is the truth: a change earlier in this batch (cancel,
         // reschedule) may have overtaken what the engine knew.
@@ -614,5 +627,11 @@ impl Writer {
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(None)
+    }
+}
+
+fn action_id(a: &Action) -> CallbackId {
+    match a {
+        Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
     }
 }
