@@ -84,28 +84,13 @@ impl From<StoreError> for ApiError {
 
 impl From<RuleError> for ApiError {
     fn from(e: RuleError) -> Self {
-        let field = e.field();
-        #[allow(unreachable_patterns)] // sched-core may add rules; they fall back to a generic code
-        let code = match &e {
-            RuleError::Duplicate { existing_id } => {
-                let mut err = Self::new(StatusCode::CONFLICT, "duplicate", e.to_string()).field("phone");
-                err.detail.existing_id = Some(existing_id.to_string());
-                return err;
-            }
-            RuleError::InvalidPhone { .. } => "invalid_phone",
-            RuleError::InvalidCallerId { .. } => "invalid_caller_id",
-            RuleError::TooSoon { .. } => "too_soon",
-            RuleError::TooLate { .. } => "too_late",
-            RuleError::UnknownQueue { .. } => "unknown_queue",
-            RuleError::UnknownOwner { .. } => "unknown_owner",
-            RuleError::OwnerNotInQueue { .. } => "owner_not_in_queue",
-            RuleError::UnknownTimezone { .. } => "unknown_timezone",
-            RuleError::InvalidMaxAttempts { .. } => "invalid_max_attempts",
-            RuleError::TooLong { .. } => "too_long",
-            _ => "rule_violation",
-        };
-        let mut err = Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string());
-        err.detail.field = field.map(str::to_string);
+        // Codes and statuses are the scheduler's (one source of truth).
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.detail.field = e.field().map(str::to_string);
+        if let RuleError::Duplicate { existing_id } = &e {
+            err.detail.existing_id = Some(existing_id.to_string());
+        }
         err
     }
 }
