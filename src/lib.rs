@@ -12,10 +12,14 @@
 //!   commit, timer wheel, calling windows and rules.
 //! - [`media`]: RTP/RTCP, G.711/Opus, SDP, DTMF, prompts.
 //! - [`amd`]: answering-machine detection.
+//! - [`agents`]: agent states, softphone registrations and reservations.
+//! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
 
+pub mod agents;
 pub mod amd;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

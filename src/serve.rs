@@ -48,11 +48,15 @@ pub enum ServeError {
     Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
     #[error("storage: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Api(#[from] crate::api::StartError),
 }
 
 /// Runs every driver until `shutdown` completes, then stops them in order.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
     let (stop_tx, _stop_rx) = watch::channel(false);
+    let cfg = std::sync::Arc::new(cfg);
+    let api = crate::api::start_api(cfg.clone(), std::sync::Arc::new(crate::clock::SystemClock), std::sync::Arc::new(crate::api::ConfiguredTrunks::new(&cfg))).await?;
     tracing::info!(
         sip = %cfg.sip.listen,
         http = %cfg.http.listen,
@@ -63,6 +67,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    api.shutdown().await;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
 mod amd;
+pub mod callback;
 mod check;
 mod resolve_time;
 
@@ -29,6 +30,8 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE.wav")]
         files: Vec<PathBuf>,
     },
+    /// Schedule, list, show, cancel and reschedule callbacks over the HTTP API.
+    Callback(Box<callback::CallbackCmd>),
     /// Validate redial.toml and every sip-profiles/*.toml; one problem per line.
     Check {
         #[arg(long)]
@@ -53,5 +56,6 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check::run(config_path(config)),
         Command::ResolveTime(args) => resolve_time::run(args),
         Command::Amd { files } => amd::run(files),
+        Command::Callback(cmd) => callback::run(*cmd),
     }
 }

@@ -1,0 +1,354 @@
+//! The JSON shapes of the API (DESIGN.md "HTTP API") and their conversions
+//! from the model. Times are RFC 3339 UTC with milliseconds.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::agents::AgentInfo;
+use crate::clock::Millis;
+use crate::config::DialMode;
+use crate::scheduler::model::{Attempt, Callback, CallbackChanges, NewCallback, Origin, Stats};
+
+/// Renders a time as RFC 3339 UTC (`2026-11-22T09:30:00.000Z`).
+pub fn rfc3339(ms: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 time (any offset) to milliseconds.
+pub fn parse_time(field: &str, s: &str) -> Result<Millis, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| ApiError::bad_request("invalid_time", format!("{field}: `{s}` is not an RFC 3339 time ({e})")).field(field))
+}
+
+/// Decodes a JSON body, naming the offending field in the 400.
+pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 64 KiB")
+        } else {
+            ApiError::bad_request("unreadable_body", r.body_text())
+        }
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_field" };
+        // An unknown field's name is in serde's message, not in the path.
+        let msg = inner.to_string();
+        let field = unknown_field_name(&msg).map(str::to_string).or_else(|| (path != "." && !path.is_empty()).then_some(path));
+        let mut err = ApiError::bad_request(code, msg);
+        err.detail.field = field;
+        err
+    })?;
+    Ok(value)
+}
+
+fn unknown_field_name(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// Present-and-null vs absent for PATCH: `Some(None)` clears.
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /v1/callbacks`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+15550123", "queue": "support", "scheduled_at": "2026-11-23T15:00:00Z", "timezone": "America/New_York", "notes": "billing question"}))]
+pub struct CreateCallback {
+    /// E.164, e.g. `+15550123`.
+    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
+    pub phone: String,
+    #[schema(min_length = 1)]
+    pub queue: String,
+    /// RFC 3339; absent = as soon as the calling window allows.
+    #[schema(format = DateTime)]
+    pub scheduled_at: Option<String>,
+    /// Free text ("tomorrow morning"); not supported yet (issue 8): refused with 422.
+    pub when: Option<String>,
+    /// IANA timezone of the customer; default the queue's.
+    pub timezone: Option<String>,
+    /// Agent id that owns the callback.
+    pub owner: Option<String>,
+    /// `customer_first` or `agent_first`; default the queue's.
+    #[schema(value_type = Option<String>, example = "customer_first")]
+    pub mode: Option<DialMode>,
+    pub caller_id: Option<String>,
+    pub notes: Option<String>,
+    pub interaction_id: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_attempts: Option<u32>,
+}
+
+impl CreateCallback {
+    pub fn into_request(self) -> Result<NewCallback, ApiError> {
+        if self.when.is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_supported",
+                "`when` (free-text times) is not supported yet; give `scheduled_at` in RFC 3339",
+            )
+            .field("when"));
+        }
+        let scheduled_at = self.scheduled_at.as_deref().map(|s| parse_time("scheduled_at", s)).transpose()?;
+        Ok(NewCallback {
+            phone: self.phone,
+            queue: self.queue,
+            scheduled_at,
+            timezone: self.timezone,
+            owner: self.owner,
+            mode: self.mode,
+            caller_id: self.caller_id,
+            notes: self.notes,
+            interaction_id: self.interaction_id,
+            max_attempts: self.max_attempts,
+            origin: Some(Origin::Api),
+        })
+    }
+}
+
+/// `PATCH /v1/callbacks/{id}`: each present field replaces; `null` clears
+/// `scheduled_at` (= as soon as the window allows), `owner` and `notes`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"scheduled_at": "2026-11-24T10:00:00Z", "notes": "prefers mornings"}))]
+pub struct ChangeCallback {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<Option<String>>,
+    pub timezone: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+impl ChangeCallback {
+    pub fn into_changes(self) -> Result<CallbackChanges, ApiError> {
+        let scheduled_at = match self.scheduled_at {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(s)) => Some(Some(parse_time("scheduled_at", &s)?)),
+        };
+        Ok(CallbackChanges { scheduled_at, timezone: self.timezone, owner: self.owner, notes: self.notes })
+    }
+}
+
+/// The callback object.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T15:00:00.000Z", "due_at": "2026-11-23T15:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z"}))]
+pub struct CallbackView {
+    pub id: String,
+    /// `scheduled`, `in_progress`, `completed`, `cancelled`, `exhausted`, `failed`, `skipped`.
+    pub status: String,
+    pub phone: String,
+    pub queue: String,
+    pub owner: Option<String>,
+    /// `customer_first` or `agent_first`.
+    pub mode: String,
+    #[schema(format = DateTime)]
+    pub scheduled_at: Option<String>,
+    /// When it is next due, after calling-window clipping and retries.
+    #[schema(format = DateTime)]
+    pub due_at: String,
+    pub timezone: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// Outcome of the last finished attempt.
+    pub last_outcome: Option<String>,
+    /// `api`, `inbound` or `agent`.
+    pub origin: String,
+    pub notes: Option<String>,
+    pub interaction_id: Option<String>,
+    pub caller_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+fn mode_str(m: DialMode) -> &'static str {
+    match m {
+        DialMode::CustomerFirst => "customer_first",
+        DialMode::AgentFirst => "agent_first",
+    }
+}
+
+impl From<&Callback> for CallbackView {
+    fn from(c: &Callback) -> Self {
+        Self {
+            id: c.id.to_string(),
+            status: c.status.as_str().to_string(),
+            phone: c.phone.clone(),
+            queue: c.queue.clone(),
+            owner: c.owner.clone(),
+            mode: mode_str(c.mode).to_string(),
+            scheduled_at: c.scheduled_at.map(rfc3339),
+            due_at: rfc3339(c.due_at),
+            timezone: c.timezone.clone(),
+            attempts: c.attempts,
+            max_attempts: c.max_attempts,
+            last_outcome: c.last_outcome.map(|o| o.as_str().to_string()),
+            origin: c.origin.as_str().to_string(),
+            notes: c.notes.clone(),
+            interaction_id: c.interaction_id.clone(),
+            caller_id: c.caller_id.clone(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+/// One attempt of a callback.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"attempt": 1, "started_at": "2026-11-23T15:00:00.120Z", "ended_at": "2026-11-23T15:00:31.000Z", "outcome": "no_answer", "sip_status": 408, "amd": null, "agent": "alice", "duration_s": 30.88}))]
+pub struct AttemptView {
+    /// 1-based.
+    pub attempt: u32,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub ended_at: String,
+    pub outcome: String,
+    pub sip_status: Option<u16>,
+    /// `human`, `machine`, `unknown` or null.
+    pub amd: Option<String>,
+    pub agent: Option<String>,
+    pub duration_s: f64,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            started_at: rfc3339(a.started_at),
+            ended_at: rfc3339(a.ended_at),
+            outcome: a.outcome.as_str().to_string(),
+            sip_status: a.sip_status,
+            amd: a.amd.map(|m| m.as_str().to_string()),
+            agent: a.agent.clone(),
+            duration_s: a.duration_s(),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"requested": 120, "pending": 14, "completed": 90, "cancelled": 6, "exhausted": 8, "failed": 2, "avg_delay_s": 5321.5}))]
+pub struct StatsView {
+    pub requested: u64,
+    /// `scheduled` + `in_progress`.
+    pub pending: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub exhausted: u64,
+    pub failed: u64,
+    /// Mean of first due time − creation, seconds.
+    pub avg_delay_s: f64,
+}
+
+impl From<Stats> for StatsView {
+    fn from(s: Stats) -> Self {
+        Self {
+            requested: s.requested,
+            pending: s.pending,
+            completed: s.completed,
+            cancelled: s.cancelled,
+            exhausted: s.exhausted,
+            failed: s.failed,
+            avg_delay_s: s.avg_delay_s,
+        }
+    }
+}
+
+/// A softphone registration of an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationView {
+    pub contact: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// An agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "alice", "state": "available", "queues": ["support"], "registrations": [{"contact": "sip:alice@127.0.0.1:5070", "expires_at": "2026-11-22T10:00:00.000Z"}], "reserved_for": null}))]
+pub struct AgentView {
+    pub id: String,
+    /// `offline`, `available`, `away`, `reserved`.
+    pub state: String,
+    pub queues: Vec<String>,
+    pub registrations: Vec<RegistrationView>,
+    /// The callback id the agent is held for.
+    pub reserved_for: Option<String>,
+}
+
+impl From<&AgentInfo> for AgentView {
+    fn from(a: &AgentInfo) -> Self {
+        Self {
+            id: a.id.clone(),
+            state: a.state.as_str().to_string(),
+            queues: a.queues.clone(),
+            registrations: a
+                .registrations
+                .iter()
+                .map(|r| RegistrationView { contact: r.contact.clone(), expires_at: rfc3339(r.expires_at) })
+                .collect(),
+            reserved_for: a.reserved_for.clone(),
+        }
+    }
+}
+
+/// `PUT /v1/agents/{id}/state`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"state": "away"}))]
+pub struct SetAgentState {
+    pub state: SettableState,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettableState {
+    Available,
+    Away,
+}
+
+/// A carrier trunk.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "carrier1", "registered": true, "expires_in": 287, "up": true, "last_error": null}))]
+pub struct TrunkInfo {
+    pub name: String,
+    pub registered: bool,
+    /// Seconds until the registration expires; null when not registered.
+    pub expires_in: Option<u64>,
+    /// OPTIONS keepalive verdict; null while unknown.
+    pub up: Option<bool>,
+    pub last_error: Option<String>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
