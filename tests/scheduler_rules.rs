@@ -494,3 +494,24 @@ async fn arming_ahead_marks_only_what_is_due_within_the_arm_time() {
     assert_eq!(ids(&t.dispatches), vec![cb.id]);
     assert_eq!(h.get(cb.id).status, Status::InProgress);
 }
+
+/// Regression: the writer woke the driver after every batch, including the
+/// driver's own ticks, so an idle `redial serve` spun a core forever.
+#[tokio::test]
+async fn only_outside_changes_wake_the_driver() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let book = h.book();
+    let wake = book.changed();
+    let avail: Arc<dyn redial::scheduler::engine::Availability> = Arc::new(redial::scheduler::engine::Unlimited);
+    let quiet = |w: Arc<tokio::sync::Notify>| async move {
+        tokio::time::timeout(Duration::from_millis(100), w.notified()).await.is_err()
+    };
+    // Drain a wake-up left by opening, if any.
+    let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
+    book.tick_ahead(avail.clone(), 100, 20).await.unwrap();
+    assert!(quiet(wake.clone()).await, "an idle tick woke the driver");
+    h.schedule_at("+15550001", h.now() + HOUR).await;
+    assert!(!quiet(wake.clone()).await, "a schedule must wake the driver");
+    book.tick_ahead(avail, 100, 20).await.unwrap();
+    assert!(quiet(wake).await, "a tick with one pending callback woke the driver");
+}

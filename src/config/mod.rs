@@ -124,6 +124,8 @@ pub struct Config {
     pub queues: Vec<Queue>,
     /// Profiles by name (file stem).
     pub profiles: BTreeMap<String, Profile>,
+    /// Whether `profiles.dir` was set explicitly (then it must exist).
+    profiles_dir_explicit: bool,
 }
 
 impl Config {
@@ -147,6 +149,7 @@ impl Config {
             agents: vec![],
             queues: vec![Queue::default_queue()],
             profiles: BTreeMap::new(),
+            profiles_dir_explicit: false,
         }
     }
 
@@ -183,8 +186,8 @@ impl Config {
         let dir = &self.profiles_dir;
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
-            // A missing directory is fine on defaults: redial runs with no trunks.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.source.is_none() => return,
+            // A missing default directory is fine: redial runs with no trunks.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.profiles_dir_explicit => return,
             Err(e) => {
                 let file = self.source.clone().unwrap_or_default();
                 problems.push(Problem::new(&file, "profiles.dir", format!("cannot read {}: {e}", dir.display())));
@@ -373,6 +376,7 @@ impl RawConfig {
         } else {
             cfg.storage_path = base.join(&cfg.storage_path);
         }
+        cfg.profiles_dir_explicit = self.profiles.dir.is_some();
         cfg.profiles_dir = base.join(self.profiles.dir.as_deref().unwrap_or("sip-profiles"));
 
         let mut names = HashSet::new();

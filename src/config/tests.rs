@@ -149,3 +149,13 @@ fn unknown_key_and_wrong_type_are_named() {
     let e = Config::load(Some(&f)).unwrap_err();
     assert!(e.0[0].message.starts_with("not valid TOML"), "{e}");
 }
+
+#[test]
+fn missing_profiles_dir_is_an_error_only_when_configured() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "redial.toml", "[sip]\nrealm = \"x\"\n");
+    assert!(Config::load(Some(&f)).unwrap().profiles.is_empty());
+    let f = write(d.path(), "redial.toml", "[profiles]\ndir = \"trunks\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert_eq!(e.0[0].key, "profiles.dir", "{e}");
+}

@@ -128,6 +128,9 @@ struct Batch {
     engine: HashMap<CallbackId, Option<DueEntry>>,
     dirty_stats: Vec<String>,
     seq_used: bool,
+    /// A request from outside the driver changed the book: wake the driver.
+    /// Its own ticks must not, or it would wake itself forever.
+    wake_driver: bool,
 }
 
 impl Writer {
@@ -161,7 +164,9 @@ impl Writer {
                 for r in batch.replies {
                     r.send(None);
                 }
-                self.notify.notify_one();
+                if batch.wake_driver {
+                    self.notify.notify_one();
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "scheduler write failed; batch refused");
@@ -186,6 +191,7 @@ impl Writer {
         {
             let mut t = Tables::open(&w)?;
             for op in pending_ops.by_ref() {
+                batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
                 match op {
                     Op::Schedule(req, tx) => {
                         let r = self.schedule(now, &mut t, req, batch)?;
