@@ -23,7 +23,7 @@ const ROUND: usize = 20_000;
 /// due time: the durable commit happens before the due time, not after it.
 /// Small against any calling window, so a window cannot close in between in
 /// practice; the engine checks windows at the armed time.
-pub const ARM_AHEAD_MS: Millis = 20;
+pub const ARM_AHEAD_MS: Millis = 50;
 /// Longest sleep without a deadline: a safety net against a lost wake-up.
 const IDLE_MS: Millis = 1_000;
 

@@ -37,7 +37,7 @@ pub const LOOKAHEAD_MS: Millis = 2_000;
 /// How far ahead one load reaches (bounded by [`LOAD_CHUNK`] entries).
 pub const LOAD_AHEAD_MS: Millis = 4_000;
 /// At most this many entries per load, so a load never stalls the writer.
-pub const LOAD_CHUNK: usize = 4_096;
+pub const LOAD_CHUNK: usize = 1_024;
 
 /// The due-index bucket of a due time: whole seconds.
 pub fn due_second(due_at: Millis) -> i64 {
