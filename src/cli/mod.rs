@@ -1,6 +1,7 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
 mod check;
+mod resolve_time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Show how a free-text callback time ("kal subah") resolves, as JSON.
+    ResolveTime(resolve_time::Args),
 }
 
 /// `--config FILE`, else `./redial.toml` when present, else none (defaults).
@@ -42,5 +45,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => crate::serve::main(config_path(config)),
         Command::Check { config } => check::run(config_path(config)),
+        Command::ResolveTime(args) => resolve_time::run(args),
     }
 }

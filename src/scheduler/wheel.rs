@@ -19,13 +19,20 @@
 //! ticking through it.
 //!
 //! # `next_deadline` contract
-//! [`TimerWheel::next_deadline`] is a **safe lower bound**: no item is due
-//! before it. It is exact when the earliest item sits in level 0 (due within
-//! the current 64 ms); otherwise it is the start of the slot holding the
-//! earliest item (or of the next top-level block for overflow items). A
-//! driver sleeps until it, calls [`TimerWheel::poll_expired`], and asks again;
-//! each such early wake moves items down a level, so an item is reached after
-//! at most five wakes.
+//! [`TimerWheel::next_deadline`] is a **safe lower bound**: a poll at any
+//! earlier time returns nothing. It is exact when the earliest item sits in
+//! level 0 (due within the current 64 ms); otherwise it is the start of the
+//! slot holding the earliest item (or of the next top-level block for
+//! overflow items). A driver sleeps until it, calls
+//! [`TimerWheel::poll_expired`], and asks again; each early wake moves items
+//! down a level, so an item within [`SPAN_MS`] is reached after at most
+//! [`LEVELS`] + 1 wakes, an overflow item after one more wake per ~4.66 h.
+//!
+//! # Time going backwards
+//! The wheel's time is the latest `now` it has seen. A poll with an earlier
+//! `now` (a wall clock stepped back) returns nothing new; items, including
+//! ones inserted as already due, fire once `now` catches up. They may fire
+//! late by the size of the step, never early.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -150,8 +157,9 @@ impl<K: Clone + Eq + Hash> TimerWheel<K> {
 
     /// Every key due at or before `now_ms`, in due order (ties: insertion
     /// order), removed from the wheel. Call again whenever time reaches
-    /// [`Self::next_deadline`]; a `now_ms` earlier than a previous call's
-    /// returns only items inserted as already due.
+    /// [`Self::next_deadline`] and after inserting an item already due. A
+    /// `now_ms` earlier than a previous call's returns nothing (see the
+    /// module docs on time going backwards).
     pub fn poll_expired(&mut self, now_ms: Millis) -> Vec<K> {
         let mut out = Vec::new();
         self.poll_expired_into(now_ms, &mut out);

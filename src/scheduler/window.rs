@@ -12,10 +12,11 @@
 //!   an interval lying wholly inside the gap is empty that day;
 //! - an **opening** at an ambiguous (repeated, fall-back) time maps to the
 //!   **earlier** instant and a **close** to the **later** one. The window is
-//!   never shortened by a repeated hour: a customer who said "01:30-02:30"
-//!   is reachable whenever their clock shows a time in that range, whichever
-//!   occurrence it is; the only cost is that the window is an hour longer
-//!   in real time that night.
+//!   never shortened by a repeated hour: every instant whose wall-clock time
+//!   is inside the range, on either pass, is open. An interval stays one
+//!   contiguous span, so the price is that it also covers the part of the
+//!   repeated hour before the range on the second pass (for `01:30-02:30` in
+//!   New York: 01:30 EDT to 02:30 EST, including 01:00-01:30 EST).
 //!
 //! Intervals touching across midnight (`20:00-24:00`, then `00:00-08:00` the
 //! next day) form one open period for [`open_until`].
@@ -267,8 +268,16 @@ pub fn open_until(hours: &WeeklyHours, tz: Tz, at_ms: Millis) -> Option<Millis> 
     Some(NEVER_CLOSES)
 }
 
+/// The instant of a local wall-clock time by the opening rule: a time in a
+/// spring-forward gap maps to the first instant after the gap, a repeated
+/// (fall-back) time to its earlier occurrence. Used by the free-text
+/// resolver so "tomorrow at 02:30" follows the same rules as a window.
+pub fn local_to_instant(tz: Tz, local: NaiveDateTime) -> Millis {
+    local_naive_to_ms(tz, local, Edge::Open)
+}
+
 /// The local calendar date of an instant.
-fn local_date(tz: Tz, at_ms: Millis) -> NaiveDate {
+pub fn local_date(tz: Tz, at_ms: Millis) -> NaiveDate {
     let utc = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or(DateTime::<Utc>::MIN_UTC);
     tz.from_utc_datetime(&utc.naive_utc()).date_naive()
 }

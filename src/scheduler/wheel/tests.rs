@@ -67,10 +67,8 @@ fn reinsert_moves_and_remove_cancels() {
 fn cascades_through_every_level_exactly_on_time() {
     let mut w = TimerWheel::new(T0);
     // One item per level boundary, and one just either side.
-    let dues: Vec<Millis> = [1i64, 63, 64, 65, 4095, 4096, 4097, 262_143, 262_144, 262_145, 16_777_215]
-        .iter()
-        .map(|d| T0 + d)
-        .collect();
+    let dues: Vec<Millis> =
+        [1i64, 63, 64, 65, 4095, 4096, 4097, 262_143, 262_144, 262_145, 16_777_215].iter().map(|d| T0 + d).collect();
     for (k, &d) in dues.iter().enumerate() {
         w.insert(k as u32, d);
     }
@@ -201,4 +199,17 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_clock_stepped_back_fires_late_never_early() {
+    let mut w = TimerWheel::new(T0);
+    w.insert(1, T0 + 1_000);
+    assert!(w.poll_expired(T0 + 500).is_empty());
+    // The clock steps back 400 ms; an item due "now" by the stepped clock waits.
+    w.insert(2, T0 + 100);
+    assert!(w.poll_expired(T0 + 100).is_empty());
+    assert_eq!(w.next_deadline(), Some(T0 + 500));
+    assert_eq!(w.poll_expired(T0 + 500), vec![2]);
+    assert_eq!(w.poll_expired(T0 + 1_000), vec![1]);
 }
