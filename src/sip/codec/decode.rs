@@ -161,6 +161,13 @@ pub fn decode(bytes: &[u8]) -> Result<SipMessage, DecodeError> {
     })
 }
 
+/// The 513 for a request whose head is `head` but whose body would exceed the cap
+/// (seen by the TCP framer before the body arrives).
+pub fn too_large_reply(head: &[u8]) -> Option<Box<rsip::Response>> {
+    let head = split_head(head).ok()?;
+    error_reply(&head, 513, None)
+}
+
 /// Splits start line, header lines (unfolded, names normalised) and body.
 fn split_head(bytes: &[u8]) -> Result<Head<'_>, DecodeErrorKind> {
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
