@@ -1,0 +1,400 @@
+//! The transaction layer: matches messages to the four machines, owns their timers, and queues
+//! what to send and what to tell the TU. Sans-IO: the driver feeds it messages and time.
+//!
+//! Run loop for a driver: after every input (`handle_message`, `send_*`, `handle_timeout`,
+//! `report_transport_error`), drain `poll_transmit` and `poll_event` until both return `None`,
+//! then sleep until `poll_timeout` (or the next input) and call `handle_timeout`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use rsip::{Method, Request, Response, SipMessage};
+
+use super::client_invite::ClientInvite;
+use super::client_non_invite::ClientNonInvite;
+use super::error::TransactionError;
+use super::key::{Role, TransactionKey};
+use super::message::{branch_of, call_id_of, cseq_of, from_tag_of, sent_by_of, top_via, MAGIC_COOKIE};
+use super::output::{Output, Up};
+use super::server_invite::{SendRefused, ServerInvite};
+use super::server_non_invite::ServerNonInvite;
+use super::timers::Durations;
+use crate::config::SipTimers;
+use crate::sip::Peer;
+
+/// A message to put on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmit {
+    pub to: Peer,
+    pub message: SipMessage,
+}
+
+/// What the transaction layer tells the TU (the endpoint / UA core).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransactionEvent {
+    /// A new request created a server transaction; answer it with `send_response(key, ..)`.
+    Request { key: TransactionKey, request: Request, from: Peer },
+    /// A response in a client transaction (provisional or final; for INVITE, 2xx
+    /// retransmissions too while the transaction is Accepted, RFC 6026).
+    Response { key: TransactionKey, response: Response },
+    /// Timer B or F (client) or H (server INVITE: the ACK never came) fired.
+    Timeout { key: TransactionKey },
+    /// The driver reported that sending for this transaction failed.
+    TransportError { key: TransactionKey },
+    /// An ACK for a 2xx: not part of any transaction (§17.1.1.3); goes to the dialog layer.
+    Ack { request: Request, from: Peer },
+    /// A new CANCEL. It has its own non-INVITE server transaction `key` (§9.2), to be answered
+    /// 200 (or 481 when `target` is `None`). `target` is the INVITE server transaction it matches;
+    /// the TU answers that one 487 if it is still pending
+    /// ([`TransactionLayer::is_pending`]).
+    Cancel { key: TransactionKey, target: Option<TransactionKey>, request: Request, from: Peer },
+    /// A 2xx to an INVITE that matches no transaction: a retransmission the UAC core must ACK
+    /// again (§13.2.2.4). Other stray responses are dropped (§17.1.3).
+    StrayResponse { response: Response, from: Peer },
+    /// The transaction ended and was removed.
+    Terminated { key: TransactionKey },
+}
+
+#[derive(Debug)]
+enum Machine {
+    ClientInvite(ClientInvite),
+    ClientNonInvite(ClientNonInvite),
+    ServerInvite(ServerInvite),
+    ServerNonInvite(ServerNonInvite),
+}
+
+impl Machine {
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            Machine::ClientInvite(m) => m.next_deadline(),
+            Machine::ClientNonInvite(m) => m.next_deadline(),
+            Machine::ServerInvite(m) => m.next_deadline(),
+            Machine::ServerNonInvite(m) => m.next_deadline(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Machine::ClientInvite(m) => m.is_terminated(),
+            Machine::ClientNonInvite(m) => m.is_terminated(),
+            Machine::ServerInvite(m) => m.is_terminated(),
+            Machine::ServerNonInvite(m) => m.is_terminated(),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        match self {
+            Machine::ClientInvite(m) => m.on_timeout(now, out),
+            Machine::ClientNonInvite(m) => m.on_timeout(now, out),
+            Machine::ServerInvite(m) => m.on_timeout(now, out),
+            Machine::ServerNonInvite(m) => m.on_timeout(now),
+        }
+    }
+
+    fn on_transport_error(&mut self) {
+        match self {
+            Machine::ClientInvite(m) => m.on_transport_error(),
+            Machine::ClientNonInvite(m) => m.on_transport_error(),
+            Machine::ServerInvite(m) => m.on_transport_error(),
+            Machine::ServerNonInvite(m) => m.on_transport_error(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    machine: Machine,
+    /// Where requests (client) or responses (server) go.
+    peer: Peer,
+    call_id: String,
+}
+
+/// All live transactions of one endpoint. See the module docs for the run loop.
+#[derive(Debug)]
+pub struct TransactionLayer {
+    timers: SipTimers,
+    txns: HashMap<TransactionKey, Entry>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TransactionEvent>,
+}
+
+impl TransactionLayer {
+    pub fn new(timers: SipTimers) -> Self {
+        Self { timers, txns: HashMap::new(), transmits: VecDeque::new(), events: VecDeque::new() }
+    }
+
+    /// A message parsed by the transport, with where it came from. Malformed messages (no Via or
+    /// CSeq) are dropped with a trace. Drain `poll_transmit`/`poll_event` afterwards.
+    pub fn handle_message(&mut self, now: Instant, msg: SipMessage, from: Peer) {
+        match msg {
+            SipMessage::Request(req) => self.handle_request(now, req, from),
+            SipMessage::Response(resp) => self.handle_response(now, resp, from),
+        }
+    }
+
+    /// Starts a client transaction and queues the request for `to`. The request must carry a top
+    /// Via whose branch starts with z9hG4bK (§8.1.1.7) and a CSeq whose method is the request's.
+    /// ACK is refused: an ACK for a 2xx goes through [`Self::send_stateless`].
+    pub fn send_request(&mut self, now: Instant, req: Request, to: Peer) -> Result<TransactionKey, TransactionError> {
+        if req.method == Method::Ack {
+            return Err(TransactionError::AckNotTransactional);
+        }
+        let via = top_via(&req.headers)?;
+        let branch = branch_of(&via);
+        let branch = match branch {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+            other => return Err(TransactionError::BadBranch { branch: other }),
+        };
+        let (_, cseq_method) = cseq_of(&req.headers)?;
+        if cseq_method != req.method {
+            return Err(TransactionError::MethodMismatch { method: req.method, cseq: cseq_method });
+        }
+        let key = TransactionKey::client(branch, req.method);
+        if self.txns.contains_key(&key) {
+            return Err(TransactionError::Duplicate { key });
+        }
+        let call_id = call_id_of(&req.headers);
+        let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %key.branch()).entered();
+        tracing::debug!(method = %req.method, to = %to.addr, transport = %to.transport, "client transaction started");
+        let d = Durations::new(self.timers, to.transport);
+        let mut out = Vec::new();
+        let machine = if req.method == Method::Invite {
+            Machine::ClientInvite(ClientInvite::start(now, req, d, &mut out))
+        } else {
+            Machine::ClientNonInvite(ClientNonInvite::start(now, req, d, &mut out))
+        };
+        self.txns.insert(key.clone(), Entry { machine, peer: to, call_id });
+        self.flush(&key, out);
+        Ok(key)
+    }
+
+    /// Sends a response within the server transaction `key`. Its destination is where the
+    /// request came from (§18.2.2: the driver sends TCP responses on the same connection).
+    pub fn send_response(&mut self, now: Instant, key: &TransactionKey, resp: Response) -> Result<(), TransactionError> {
+        let entry = self.txns.get_mut(key).ok_or_else(|| TransactionError::UnknownTransaction { key: key.clone() })?;
+        if key.role() != Role::Server {
+            return Err(TransactionError::NotServer { key: key.clone() });
+        }
+        let (_, cseq_method) = cseq_of(&resp.headers)?;
+        let expected_ok = cseq_method == key.method();
+        if !expected_ok {
+            return Err(TransactionError::ResponseMismatch { key: key.clone(), cseq: cseq_method });
+        }
+        let _span = tracing::debug_span!("sip_txn", call_id = %entry.call_id, branch = %key.branch()).entered();
+        let status = resp.status_code.code();
+        let mut out = Vec::new();
+        let result = match &mut entry.machine {
+            Machine::ServerInvite(m) => m.send(now, resp, &mut out),
+            Machine::ServerNonInvite(m) => m.send(now, resp, &mut out),
+            _ => return Err(TransactionError::NotServer { key: key.clone() }),
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(status, "response sent");
+                self.flush(key, out);
+                Ok(())
+            }
+            Err(SendRefused::AlreadyFinal) => Err(TransactionError::AlreadyFinal { key: key.clone(), status }),
+        }
+    }
+
+    /// Sends a message outside any transaction (the ACK for a 2xx, 2xx retransmissions of the
+    /// UAS core, stateless responses).
+    pub fn send_stateless(&mut self, msg: SipMessage, to: Peer) {
+        self.transmits.push_back(Transmit { to, message: msg });
+    }
+
+    /// Fires every timer due at `now`. Call it when `poll_timeout` is reached (calling it early or
+    /// late is harmless: only expired timers fire).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<TransactionKey> = self
+            .txns
+            .iter()
+            .filter(|(_, e)| e.machine.next_deadline().is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(entry) = self.txns.get_mut(&key) else { continue };
+            let _span = tracing::debug_span!("sip_txn", call_id = %entry.call_id, branch = %key.branch()).entered();
+            let mut out = Vec::new();
+            entry.machine.on_timeout(now, &mut out);
+            self.flush(&key, out);
+        }
+    }
+
+    /// The driver could not send for transaction `key` (§17.1.4, §17.2.4): the transaction ends
+    /// with a `TransportError` event. Unknown keys are ignored (the transaction may have ended).
+    pub fn report_transport_error(&mut self, key: &TransactionKey) {
+        let Some(entry) = self.txns.get_mut(key) else { return };
+        tracing::debug!(call_id = %entry.call_id, branch = %key.branch(), "transport error");
+        entry.machine.on_transport_error();
+        self.events.push_back(TransactionEvent::TransportError { key: key.clone() });
+        self.flush(key, Vec::new());
+    }
+
+    /// Whether the INVITE server transaction `key` has not sent a final response yet (a CANCEL
+    /// for it should then be followed by a 487, §9.2).
+    pub fn is_pending(&self, key: &TransactionKey) -> bool {
+        matches!(self.txns.get(key), Some(Entry { machine: Machine::ServerInvite(m), .. }) if m.is_pending())
+    }
+
+    /// The request that started an INVITE transaction (client or server), e.g. to build a
+    /// CANCEL (§9.1) or a response.
+    pub fn invite_request(&self, key: &TransactionKey) -> Option<&Request> {
+        match &self.txns.get(key)?.machine {
+            Machine::ClientInvite(m) => Some(m.request()),
+            Machine::ServerInvite(m) => Some(m.request()),
+            _ => None,
+        }
+    }
+
+    /// The next message to send. Call until `None` after every input.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the TU. Call until `None` after every input.
+    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called; `None` when no timer is armed. Changes after
+    /// every input, so ask again after each.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.txns.values().filter_map(|e| e.machine.next_deadline()).min()
+    }
+
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    fn handle_request(&mut self, now: Instant, req: Request, from: Peer) {
+        let key = match server_key(&req) {
+            Ok(k) => k,
+            Err(error) => {
+                tracing::debug!(%error, method = %req.method, "request dropped: cannot identify its transaction");
+                return;
+            }
+        };
+        let call_id = call_id_of(&req.headers);
+        let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %key.branch()).entered();
+        let mut out = Vec::new();
+        if let Some(entry) = self.txns.get_mut(&key) {
+            match &mut entry.machine {
+                Machine::ServerInvite(m) => m.on_request(now, req, &mut out),
+                Machine::ServerNonInvite(m) if req.method != Method::Ack => m.on_request(req, &mut out),
+                _ => {
+                    tracing::trace!(method = %req.method, "request matches no server transaction kind; dropped");
+                    return;
+                }
+            }
+            self.flush(&key, out);
+            return;
+        }
+        let d = Durations::new(self.timers, from.transport);
+        match req.method {
+            // An ACK matching nothing acknowledges a 2xx: it belongs to the dialog layer.
+            Method::Ack => self.events.push_back(TransactionEvent::Ack { request: req, from }),
+            Method::Invite => {
+                tracing::debug!("INVITE server transaction created");
+                let machine = Machine::ServerInvite(ServerInvite::new(now, req.clone(), d));
+                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                self.events.push_back(TransactionEvent::Request { key, request: req, from });
+            }
+            Method::Cancel => {
+                let target = key.with_method(Method::Invite);
+                let target = matches!(self.txns.get(&target), Some(Entry { machine: Machine::ServerInvite(_), .. }))
+                    .then_some(target);
+                tracing::debug!(matched = target.is_some(), "CANCEL server transaction created");
+                let machine = Machine::ServerNonInvite(ServerNonInvite::new(d));
+                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                self.events.push_back(TransactionEvent::Cancel { key, target, request: req, from });
+            }
+            _ => {
+                tracing::debug!(method = %req.method, "non-INVITE server transaction created");
+                let machine = Machine::ServerNonInvite(ServerNonInvite::new(d));
+                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                self.events.push_back(TransactionEvent::Request { key, request: req, from });
+            }
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, resp: Response, from: Peer) {
+        let (branch, method) = match top_via(&resp.headers).and_then(|v| Ok((branch_of(&v), cseq_of(&resp.headers)?.1))) {
+            Ok(x) => x,
+            Err(error) => {
+                tracing::debug!(%error, "response dropped: malformed");
+                return;
+            }
+        };
+        let call_id = call_id_of(&resp.headers);
+        let branch = branch.unwrap_or_default();
+        let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %branch).entered();
+        let key = TransactionKey::client(branch, method);
+        let mut out = Vec::new();
+        match self.txns.get_mut(&key).map(|e| &mut e.machine) {
+            Some(Machine::ClientInvite(m)) => m.on_response(now, resp, &mut out),
+            Some(Machine::ClientNonInvite(m)) => m.on_response(now, resp, &mut out),
+            _ => {
+                let code = resp.status_code.code();
+                if method == Method::Invite && (200..300).contains(&code) {
+                    tracing::debug!(code, "stray 2xx to INVITE passed up");
+                    self.events.push_back(TransactionEvent::StrayResponse { response: resp, from });
+                } else {
+                    tracing::debug!(code, %method, "stray response dropped");
+                }
+                return;
+            }
+        }
+        self.flush(&key, out);
+    }
+
+    /// Turns machine outputs into transmits and events, and removes the transaction if it ended.
+    fn flush(&mut self, key: &TransactionKey, out: Vec<Output>) {
+        let Some(entry) = self.txns.get(key) else { return };
+        let peer = entry.peer;
+        for o in out {
+            match o {
+                Output::Send(message) => self.transmits.push_back(Transmit { to: peer, message }),
+                Output::Up(Up::Response(response)) => {
+                    self.events.push_back(TransactionEvent::Response { key: key.clone(), response })
+                }
+                Output::Up(Up::Ack(request)) => self.events.push_back(TransactionEvent::Ack { request, from: peer }),
+                Output::Up(Up::Timeout) => {
+                    tracing::debug!("transaction timed out");
+                    self.events.push_back(TransactionEvent::Timeout { key: key.clone() })
+                }
+            }
+        }
+        if entry.machine.is_terminated() {
+            self.txns.remove(key);
+            tracing::trace!("transaction terminated");
+            self.events.push_back(TransactionEvent::Terminated { key: key.clone() });
+        }
+    }
+}
+
+/// The server transaction a request belongs to (§17.2.3). Requests without a z9hG4bK branch
+/// (RFC 2543 peers) get a synthetic branch from Call-ID, CSeq number, From tag and top Via, which
+/// still absorbs their retransmissions and matches their ACK/CANCEL to the INVITE.
+fn server_key(req: &Request) -> Result<TransactionKey, TransactionError> {
+    let via = top_via(&req.headers)?;
+    let (seq, _) = cseq_of(&req.headers)?;
+    let sent_by = sent_by_of(&via);
+    let branch = match branch_of(&via) {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+        other => format!(
+            "rfc2543:{}:{}:{}:{}",
+            call_id_of(&req.headers),
+            seq,
+            from_tag_of(req).unwrap_or_default(),
+            other.unwrap_or_default()
+        ),
+    };
+    Ok(TransactionKey::server(branch, sent_by, req.method))
+}

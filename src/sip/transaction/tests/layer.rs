@@ -1,0 +1,170 @@
+//! Matching rules of the layer: ACK, CANCEL, stray responses, misuse, RFC 2543 requests.
+
+use std::time::Instant;
+
+use rsip::{Method, SipMessage};
+
+use super::super::{Role, TransactionError};
+use super::*;
+
+#[test]
+fn ack_for_2xx_goes_to_the_tu() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let inv = request("INVITE", "z9hG4bKs", 1);
+    layer.handle_message(t0, SipMessage::Request(inv.clone()), udp(5060));
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else { panic!() };
+    layer.send_response(t0, &key, response(&inv, 200)).unwrap();
+    // The transaction is Accepted (RFC 6026): 2xx retransmissions from the TU pass through.
+    layer.send_response(t0 + ms(500), &key, response(&inv, 200)).unwrap();
+    assert_eq!(layer.poll_transmit().into_iter().count() + layer.poll_transmit().into_iter().count(), 2);
+    // The ACK for a 2xx has its own branch (§17.1.1.3) and matches no transaction.
+    let ack = request("ACK", "z9hG4bKother", 1);
+    layer.handle_message(t0 + ms(600), SipMessage::Request(ack.clone()), udp(5060));
+    assert_eq!(layer.poll_event(), Some(TransactionEvent::Ack { request: ack, from: udp(5060) }));
+    // An ACK reusing the INVITE branch reaches the TU too, via the Accepted transaction.
+    let ack = request("ACK", "z9hG4bKs", 1);
+    layer.handle_message(t0 + ms(700), SipMessage::Request(ack.clone()), udp(5060));
+    assert_eq!(layer.poll_event(), Some(TransactionEvent::Ack { request: ack, from: udp(5060) }));
+    // INVITE retransmissions are absorbed in Accepted; the TU's retransmitter resends the 2xx.
+    layer.handle_message(t0 + ms(800), SipMessage::Request(inv.clone()), udp(5060));
+    assert_eq!(layer.poll_event(), None);
+    assert_eq!(layer.poll_transmit(), None);
+    // Timer L = 64*T1 ends it.
+    assert_eq!(layer.poll_timeout(), Some(t0 + ms(32_000)));
+    assert!(matches!(
+        layer.send_response(t0, &key, response(&inv, 486)),
+        Err(TransactionError::AlreadyFinal { status: 486, .. })
+    ));
+}
+
+#[test]
+fn cancel_gets_its_own_transaction_and_names_its_target() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let inv = request("INVITE", "z9hG4bKs", 1);
+    layer.handle_message(t0, SipMessage::Request(inv.clone()), udp(5060));
+    let Some(TransactionEvent::Request { key: inv_key, .. }) = layer.poll_event() else { panic!() };
+    assert!(layer.is_pending(&inv_key));
+    let cancel = request("CANCEL", "z9hG4bKs", 1);
+    layer.handle_message(t0 + ms(100), SipMessage::Request(cancel.clone()), udp(5060));
+    let Some(TransactionEvent::Cancel { key, target, request, from }) = layer.poll_event() else { panic!() };
+    assert_eq!(target.as_ref(), Some(&inv_key));
+    assert_ne!(key, inv_key);
+    assert_eq!(key.method(), Method::Cancel);
+    assert_eq!(request, cancel);
+    assert_eq!(from, udp(5060));
+    // TU: 200 to the CANCEL, 487 to the INVITE (§9.2).
+    layer.send_response(t0 + ms(100), &key, response(&cancel, 200)).unwrap();
+    layer.send_response(t0 + ms(100), &inv_key, response(&inv, 487)).unwrap();
+    assert!(!layer.is_pending(&inv_key));
+    // A retransmitted CANCEL is answered from its transaction, not passed up.
+    while layer.poll_transmit().is_some() {}
+    layer.handle_message(t0 + ms(600), SipMessage::Request(cancel), udp(5060));
+    assert!(matches!(layer.poll_transmit().map(|t| t.message), Some(SipMessage::Response(r)) if r.status_code.code() == 200));
+    assert_eq!(layer.poll_event(), None);
+    assert_eq!(layer.len(), 2);
+}
+
+#[test]
+fn cancel_for_unknown_invite_has_no_target() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    layer.handle_message(t0, SipMessage::Request(request("CANCEL", "z9hG4bKx", 1)), udp(5060));
+    assert!(matches!(layer.poll_event(), Some(TransactionEvent::Cancel { target: None, .. })));
+}
+
+#[test]
+fn stray_2xx_to_invite_passed_up_others_dropped() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let ok = response(&request("INVITE", "z9hG4bKgone", 1), 200);
+    layer.handle_message(t0, SipMessage::Response(ok.clone()), udp(5070));
+    assert_eq!(layer.poll_event(), Some(TransactionEvent::StrayResponse { response: ok, from: udp(5070) }));
+    layer.handle_message(t0, SipMessage::Response(response(&request("OPTIONS", "z9hG4bKgone", 1), 200)), udp(5070));
+    layer.handle_message(t0, SipMessage::Response(response(&request("INVITE", "z9hG4bKgone", 1), 486)), udp(5070));
+    assert_eq!(layer.poll_event(), None);
+    assert_eq!(layer.poll_transmit(), None);
+}
+
+#[test]
+fn client_matching_uses_branch_and_cseq_method() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let inv = request("INVITE", "z9hG4bKa", 1);
+    let key = layer.send_request(t0, inv.clone(), udp(5070)).unwrap();
+    assert_eq!(key.role(), Role::Client);
+    // A CANCEL shares the INVITE's branch but is a different client transaction (§9.1).
+    let cancel = request("CANCEL", "z9hG4bKa", 1);
+    let ckey = layer.send_request(t0, cancel.clone(), udp(5070)).unwrap();
+    assert_ne!(key, ckey);
+    layer.handle_message(t0, SipMessage::Response(response(&cancel, 200)), udp(5070));
+    assert!(matches!(layer.poll_event(), Some(TransactionEvent::Response { key: k, .. }) if k == ckey));
+    layer.handle_message(t0, SipMessage::Response(response(&inv, 487)), udp(5070));
+    assert!(matches!(layer.poll_event(), Some(TransactionEvent::Response { key: k, response }) if k == key && response.status_code.code() == 487));
+}
+
+#[test]
+fn misuse_is_an_error() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    assert_eq!(
+        layer.send_request(t0, request("ACK", "z9hG4bKa", 1), udp(5070)),
+        Err(TransactionError::AckNotTransactional)
+    );
+    assert_eq!(
+        layer.send_request(t0, request("OPTIONS", "1234", 1), udp(5070)),
+        Err(TransactionError::BadBranch { branch: Some("1234".into()) })
+    );
+    let key = layer.send_request(t0, request("OPTIONS", "z9hG4bKa", 1), udp(5070)).unwrap();
+    assert_eq!(
+        layer.send_request(t0, request("OPTIONS", "z9hG4bKa", 1), udp(5070)),
+        Err(TransactionError::Duplicate { key: key.clone() })
+    );
+    let resp = response(&request("OPTIONS", "z9hG4bKa", 1), 200);
+    assert_eq!(layer.send_response(t0, &key, resp), Err(TransactionError::NotServer { key: key.clone() }));
+    let mut bad = request("OPTIONS", "z9hG4bKb", 1);
+    bad.method = Method::Info;
+    assert!(matches!(layer.send_request(t0, bad, udp(5070)), Err(TransactionError::MethodMismatch { .. })));
+}
+
+#[test]
+fn transport_error_ends_the_transaction() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let key = layer.send_request(t0, request("INVITE", "z9hG4bKa", 1), tcp(5070)).unwrap();
+    layer.report_transport_error(&key);
+    assert_eq!(layer.poll_event(), Some(TransactionEvent::TransportError { key: key.clone() }));
+    assert_eq!(layer.poll_event(), Some(TransactionEvent::Terminated { key: key.clone() }));
+    assert_eq!(layer.len(), 0);
+    assert!(matches!(
+        layer.send_response(t0, &key, response(&request("INVITE", "z9hG4bKa", 1), 200)),
+        Err(TransactionError::UnknownTransaction { .. })
+    ));
+}
+
+#[test]
+fn rfc2543_requests_still_absorb_retransmissions_and_match_ack() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let inv = request("INVITE", "old1", 1);
+    layer.handle_message(t0, SipMessage::Request(inv.clone()), udp(5060));
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else { panic!() };
+    layer.handle_message(t0 + ms(100), SipMessage::Request(inv.clone()), udp(5060));
+    assert_eq!(layer.poll_event(), None, "retransmission absorbed");
+    layer.send_response(t0 + ms(150), &key, response(&inv, 404)).unwrap();
+    while layer.poll_transmit().is_some() {}
+    layer.handle_message(t0 + ms(200), SipMessage::Request(request("ACK", "old1", 1)), udp(5060));
+    assert_eq!(layer.poll_event(), None, "ACK matched the INVITE transaction");
+    assert_eq!(layer.poll_timeout(), Some(t0 + ms(5200)), "timer I armed");
+}
+
+#[test]
+fn poll_timeout_is_minimum_over_transactions() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    layer.send_request(t0, request("OPTIONS", "z9hG4bK1", 1), tcp(5070)).unwrap();
+    layer.send_request(t0 + ms(10), request("OPTIONS", "z9hG4bK2", 1), udp(5070)).unwrap();
+    assert_eq!(layer.poll_timeout(), Some(t0 + ms(510)));
+    assert_eq!(layer.len(), 2);
+}
