@@ -1,1 +1,505 @@
-//! The agents' registrar: digest-challenged REGISTER, bindings with expiry (RFC 3261 §10.3).
+//! The agents' registrar: digest-challenged REGISTER, bindings with expiry
+//! (RFC 3261 §10.3), sans-IO.
+//!
+//! Limits: a binding lives at least [`MIN_EXPIRES`] = 60 s (shorter → 423
+//! with `Min-Expires: 60`) and at most [`MAX_EXPIRES`] = 3600 s (longer is
+//! cut to 3600, and the 200 says so); with neither a Contact `expires` param
+//! nor an `Expires` header, [`DEFAULT_EXPIRES`] = 3600 s. At most
+//! [`MAX_BINDINGS_PER_AGENT`] = 10 contacts per agent: a new one beyond that
+//! replaces the binding closest to expiry.
+//!
+//! Order of checks for a REGISTER: 400 (missing To/From/Call-ID/CSeq),
+//! 404 (To user is not an agent), 401 (no/invalid/stale credentials),
+//! 403 (authenticated user ≠ To user), 400 (bad Contact), 423, 500 (§10.3
+//! step 7: same Call-ID with a CSeq not above the binding's), then 200.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rsip::headers::UntypedHeader;
+use rsip::Header;
+
+use super::auth::client::random_hex;
+use super::auth::DigestServer;
+use super::Peer;
+use crate::config::{Agent, DigestAlgorithm};
+
+/// Shortest binding lifetime accepted (423 below).
+pub const MIN_EXPIRES: u32 = 60;
+/// Longest binding lifetime granted.
+pub const MAX_EXPIRES: u32 = 3600;
+/// Lifetime when the REGISTER names none.
+pub const DEFAULT_EXPIRES: u32 = 3600;
+/// Contacts kept per agent; a new one beyond this replaces the binding
+/// closest to expiry.
+pub const MAX_BINDINGS_PER_AGENT: usize = 10;
+
+// ---------------------------------------------------------------- contacts
+
+/// One element of a Contact header (RFC 3261 §20.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactSpec {
+    /// The URI (inside `<>` when name-addr).
+    pub uri: String,
+    /// `expires` param, clamped to u32.
+    pub expires: Option<u32>,
+    /// All header params (after the URI), names lower-cased, in order.
+    pub params: Vec<(String, Option<String>)>,
+}
+
+/// A parsed Contact header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactList {
+    /// `Contact: *` (only valid with `Expires: 0`).
+    Star,
+    Specs(Vec<ContactSpec>),
+}
+
+impl ContactList {
+    pub fn into_specs(self) -> Vec<ContactSpec> {
+        match self {
+            ContactList::Star => Vec::new(),
+            ContactList::Specs(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContactError {
+    #[error("empty contact")]
+    Empty,
+    #[error("`*` mixed with other contacts")]
+    StarInList,
+    #[error("unterminated `<` or quote in contact")]
+    Unterminated,
+    #[error("`expires={value}` is not a number of seconds")]
+    InvalidExpires { value: String },
+    #[error("`{uri}` is not a SIP URI")]
+    InvalidUri { uri: String },
+}
+
+/// Parses a Contact (or To/From) header value: `*`, or a comma-separated
+/// list of name-addr / addr-spec with params. Written here because rsip
+/// 0.4's typed Contact does not split comma-separated lists.
+pub fn parse_contacts(value: &str) -> Result<ContactList, ContactError> {
+    let parts = split_top_level(value)?;
+    if parts.iter().any(|p| p.trim() == "*") {
+        return if parts.len() == 1 { Ok(ContactList::Star) } else { Err(ContactError::StarInList) };
+    }
+    let mut specs = Vec::new();
+    for part in parts {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        specs.push(parse_one(part)?);
+    }
+    if specs.is_empty() {
+        return Err(ContactError::Empty);
+    }
+    Ok(ContactList::Specs(specs))
+}
+
+/// Splits on commas outside quotes and angle brackets.
+fn split_top_level(value: &str) -> Result<Vec<&str>, ContactError> {
+    let mut out = Vec::new();
+    let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' if !in_angle => in_quote = !in_quote,
+            '<' if !in_quote => in_angle = true,
+            '>' if !in_quote => in_angle = false,
+            ',' if !in_quote && !in_angle => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_quote || in_angle {
+        return Err(ContactError::Unterminated);
+    }
+    out.push(&value[start..]);
+    Ok(out)
+}
+
+fn parse_one(part: &str) -> Result<ContactSpec, ContactError> {
+    let (uri, rest) = if let Some(lt) = find_unquoted(part, '<') {
+        let gt = part[lt..].find('>').map(|g| lt + g).ok_or(ContactError::Unterminated)?;
+        (part[lt + 1..gt].trim(), &part[gt + 1..])
+    } else {
+        // addr-spec: params after the URI belong to the header (§20.10).
+        match part.find(';') {
+            Some(i) => (part[..i].trim(), &part[i..]),
+            None => (part, ""),
+        }
+    };
+    if uri.is_empty() || rsip::Uri::try_from(uri).is_err() {
+        return Err(ContactError::InvalidUri { uri: uri.to_string() });
+    }
+    let mut params = Vec::new();
+    let mut expires = None;
+    for p in rest.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n.trim().to_ascii_lowercase(), Some(v.trim().trim_matches('"').to_string())),
+            None => (p.to_ascii_lowercase(), None),
+        };
+        if name == "expires" {
+            let v = value.clone().unwrap_or_default();
+            let n = v.parse::<u64>().map_err(|_| ContactError::InvalidExpires { value: v.clone() })?;
+            // §20.19: larger than 2^32−1 means 2^32−1.
+            expires = Some(n.min(u32::MAX as u64) as u32);
+        }
+        params.push((name, value));
+    }
+    Ok(ContactSpec { uri: uri.to_string(), expires, params })
+}
+
+fn find_unquoted(s: &str, target: char) -> Option<usize> {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && in_quote {
+            escaped = true;
+        } else if c == '"' {
+            in_quote = !in_quote;
+        } else if c == target && !in_quote {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The user part of a To/From header value.
+fn user_of(name_addr: &str) -> Option<String> {
+    let spec = parse_contacts(name_addr).ok()?.into_specs().into_iter().next()?;
+    let uri = rsip::Uri::try_from(spec.uri.as_str()).ok()?;
+    uri.user().map(str::to_string)
+}
+
+/// URI equality, structurally through rsip when both parse (§19.1.4
+/// approximated: rsip compares scheme, user, host, port and params).
+fn same_uri(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (rsip::Uri::try_from(a), rsip::Uri::try_from(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------- registrar
+
+/// One registered contact of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI as registered (where to send the agent's INVITEs,
+    /// through `source` when behind NAT).
+    pub uri: String,
+    pub expires_at: Instant,
+    /// Where the REGISTER came from (received address/transport), for NAT.
+    pub source: Peer,
+    pub call_id: String,
+    pub cseq: u32,
+    /// The `q` param when given.
+    pub q: Option<String>,
+}
+
+/// Agent reachability changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrarEvent {
+    /// First binding after none: the agent can be made `available`.
+    AgentReachable { agent: String },
+    /// Last binding removed or expired.
+    AgentUnreachable { agent: String },
+}
+
+/// The registrar for `sip.realm`.
+#[derive(Debug)]
+pub struct Registrar<R: Rng> {
+    server: DigestServer,
+    passwords: HashMap<String, String>,
+    bindings: HashMap<String, Vec<Binding>>,
+    events: VecDeque<RegistrarEvent>,
+    rng: R,
+}
+
+impl<R: Rng> Registrar<R> {
+    /// `now` is the time base of the nonces (any Instant not after the
+    /// first `handle_*`).
+    pub fn new(
+        realm: &str,
+        algorithms: &[DigestAlgorithm],
+        agents: &[Agent],
+        nonce_lifetime: Duration,
+        now: Instant,
+        mut rng: R,
+    ) -> Self {
+        let server = DigestServer::new(realm, algorithms, nonce_lifetime, now, &mut rng);
+        let mut r = Self { server, passwords: HashMap::new(), bindings: HashMap::new(), events: VecDeque::new(), rng };
+        r.set_agents(agents);
+        r
+    }
+
+    /// Replaces the agent list (config reload); bindings of removed agents
+    /// are dropped (with `AgentUnreachable`).
+    pub fn set_agents(&mut self, agents: &[Agent]) {
+        self.passwords = agents.iter().map(|a| (a.id.clone(), a.password.clone())).collect();
+        let gone: Vec<String> = self.bindings.keys().filter(|k| !self.passwords.contains_key(*k)).cloned().collect();
+        for g in gone {
+            if self.bindings.remove(&g).is_some_and(|b| !b.is_empty()) {
+                self.events.push_back(RegistrarEvent::AgentUnreachable { agent: g });
+            }
+        }
+    }
+
+    /// Handles a REGISTER received from `source` and returns the complete
+    /// final response to send in its server transaction.
+    pub fn handle_register(&mut self, now: Instant, req: &rsip::Request, source: Peer) -> rsip::Response {
+        self.expire(now);
+        let (Some(to), Some(call_id), Some(cseq)) = (header_value(req, "to"), call_id(req), cseq(req)) else {
+            return self.reply(req, 400, vec![]);
+        };
+        if header_value(req, "from").is_none() {
+            return self.reply(req, 400, vec![]);
+        }
+        let Some(agent) = user_of(&to).filter(|u| self.passwords.contains_key(u)) else {
+            return self.reply(req, 404, vec![]);
+        };
+        let user = match self.authenticate(now, req) {
+            Ok(u) => u,
+            Err(resp) => return resp,
+        };
+        if user != agent {
+            return self.reply(req, 403, vec![]);
+        }
+        // Contacts (all headers), Expires header.
+        let mut star = false;
+        let mut specs = Vec::new();
+        for h in req.headers.iter() {
+            if let Header::Contact(c) = h {
+                match parse_contacts(c.value()) {
+                    Ok(ContactList::Star) => star = true,
+                    Ok(ContactList::Specs(s)) => specs.extend(s),
+                    Err(_) => return self.reply(req, 400, vec![]),
+                }
+            }
+        }
+        let expires_header = req.headers.iter().find_map(|h| match h {
+            Header::Expires(e) => Some(e.value().trim().parse::<u64>().map(|n| n.min(u32::MAX as u64) as u32)),
+            _ => None,
+        });
+        let expires_header = match expires_header {
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return self.reply(req, 400, vec![]),
+            None => None,
+        };
+        let had_any = self.has_bindings(&agent);
+        let existing = self.bindings.get(&agent).cloned().unwrap_or_default();
+        if star {
+            // §10.3 step 6: `*` only alone and with Expires: 0.
+            if !specs.is_empty() || expires_header != Some(0) {
+                return self.reply(req, 400, vec![]);
+            }
+            if existing.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+                return self.reply(req, 500, vec![]);
+            }
+            self.bindings.remove(&agent);
+        } else {
+            // Validate everything before changing anything (atomic, §10.3).
+            let mut changes = Vec::new();
+            for s in &specs {
+                let e = s.expires.or(expires_header).unwrap_or(DEFAULT_EXPIRES);
+                if e != 0 && e < MIN_EXPIRES {
+                    let min = rsip::headers::MinExpires::new(MIN_EXPIRES.to_string()).into();
+                    return self.reply(req, 423, vec![min]);
+                }
+                if existing.iter().any(|b| same_uri(&b.uri, &s.uri) && b.call_id == call_id && b.cseq >= cseq) {
+                    return self.reply(req, 500, vec![]);
+                }
+                let q = s.params.iter().find(|(n, _)| n == "q").and_then(|(_, v)| v.clone());
+                changes.push((s.uri.clone(), e.min(MAX_EXPIRES), q));
+            }
+            let list = self.bindings.entry(agent.clone()).or_default();
+            for (uri, e, q) in changes {
+                list.retain(|b| !same_uri(&b.uri, &uri));
+                if e == 0 {
+                    continue;
+                }
+                if list.len() >= MAX_BINDINGS_PER_AGENT {
+                    if let Some(i) = list.iter().enumerate().min_by_key(|(_, b)| b.expires_at).map(|(i, _)| i) {
+                        list.remove(i);
+                    }
+                }
+                let expires_at = now + Duration::from_secs(e.into());
+                list.push(Binding { uri, expires_at, source, call_id: call_id.clone(), cseq, q });
+            }
+        }
+        self.bindings.retain(|_, v| !v.is_empty());
+        self.note_change(&agent, had_any);
+        let contacts = self
+            .contacts(&agent, now)
+            .into_iter()
+            .map(|b| {
+                let left = b.expires_at.saturating_duration_since(now);
+                // Round up so a binding never looks expired early.
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                rsip::headers::Contact::new(format!("<{}>;expires={secs}", b.uri)).into()
+            })
+            .collect();
+        self.reply(req, 200, contacts)
+    }
+
+    /// Authenticates an agent's request other than REGISTER (e.g. INVITE):
+    /// `Ok(agent id)`, or the 401 (challenge, `stale` when due) / 403 (From
+    /// user ≠ authenticated user) to send back.
+    pub fn verify_request(&mut self, now: Instant, req: &rsip::Request) -> Result<String, rsip::Response> {
+        let user = self.authenticate(now, req)?;
+        match header_value(req, "from").and_then(|f| user_of(&f)) {
+            Some(from_user) if from_user == user => Ok(user),
+            _ => Err(self.reply(req, 403, vec![])),
+        }
+    }
+
+    /// Live bindings of `agent` at `now`.
+    pub fn contacts(&self, agent: &str, now: Instant) -> Vec<Binding> {
+        self.bindings
+            .get(agent)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Agents with at least one live binding at `now`.
+    pub fn registered_agents(&self, now: Instant) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.bindings.iter().filter(|(_, b)| b.iter().any(|b| b.expires_at > now)).map(|(k, _)| k.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Drops expired bindings (emitting `AgentUnreachable` as needed). Call
+    /// at [`Registrar::poll_timeout`].
+    pub fn expire(&mut self, now: Instant) {
+        let agents: Vec<String> = self.bindings.keys().cloned().collect();
+        for a in agents {
+            let had = self.has_bindings(&a);
+            if let Some(v) = self.bindings.get_mut(&a) {
+                v.retain(|b| b.expires_at > now);
+                if v.is_empty() {
+                    self.bindings.remove(&a);
+                }
+            }
+            self.note_change(&a, had);
+        }
+    }
+
+    /// Same as [`Registrar::expire`], for the driver's timer loop.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+    }
+
+    /// The next binding expiry; call [`Registrar::handle_timeout`] then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.bindings.values().flatten().map(|b| b.expires_at).min()
+    }
+
+    /// Reachability changes; drain after every `handle_*`.
+    pub fn poll_event(&mut self) -> Option<RegistrarEvent> {
+        self.events.pop_front()
+    }
+
+    fn has_bindings(&self, agent: &str) -> bool {
+        self.bindings.get(agent).is_some_and(|v| !v.is_empty())
+    }
+
+    fn note_change(&mut self, agent: &str, had: bool) {
+        let has = self.has_bindings(agent);
+        if had && !has {
+            self.events.push_back(RegistrarEvent::AgentUnreachable { agent: agent.to_string() });
+        } else if !had && has {
+            self.events.push_back(RegistrarEvent::AgentReachable { agent: agent.to_string() });
+        }
+    }
+
+    /// Verifies the request's credentials; on failure the 401 to send.
+    fn authenticate(&mut self, now: Instant, req: &rsip::Request) -> Result<String, rsip::Response> {
+        let passwords = &self.passwords;
+        match self.server.verify_request(now, req, |u| passwords.get(u).cloned()) {
+            Ok(u) => Ok(u),
+            Err(e) => {
+                let stale = e.is_stale();
+                tracing::debug!(error = %e, "digest verification failed");
+                let challenges = self.server.challenge_headers(now, stale, &mut self.rng);
+                Err(self.reply(req, 401, challenges))
+            }
+        }
+    }
+
+    /// A response copying Via, From, To (with a tag added), Call-ID, CSeq
+    /// (RFC 3261 §8.2.6.2), then `extra`, then Content-Length: 0.
+    fn reply(&mut self, req: &rsip::Request, code: u16, extra: Vec<Header>) -> rsip::Response {
+        let mut headers: Vec<Header> = Vec::new();
+        for h in req.headers.iter() {
+            match h {
+                Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => headers.push(h.clone()),
+                Header::To(t) => {
+                    let v = t.value();
+                    if v.to_ascii_lowercase().contains(";tag=") {
+                        headers.push(h.clone());
+                    } else {
+                        let tag = random_hex(&mut self.rng, 8);
+                        headers.push(rsip::headers::To::new(format!("{v};tag={tag}")).into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        headers.extend(extra);
+        headers.push(rsip::headers::Server::new(super::registration::USER_AGENT).into());
+        headers.push(rsip::headers::ContentLength::new("0").into());
+        rsip::Response {
+            status_code: rsip::StatusCode::from(code),
+            version: rsip::Version::V2,
+            headers: headers.into(),
+            body: Vec::new(),
+        }
+    }
+}
+
+/// The value of the first header with this (lower-case) name among the ones
+/// rsip types: to, from.
+fn header_value(req: &rsip::Request, name: &str) -> Option<String> {
+    req.headers.iter().find_map(|h| match (h, name) {
+        (Header::To(v), "to") => Some(v.value().to_string()),
+        (Header::From(v), "from") => Some(v.value().to_string()),
+        _ => None,
+    })
+}
+
+fn call_id(req: &rsip::Request) -> Option<String> {
+    req.headers.iter().find_map(|h| match h {
+        Header::CallId(c) => Some(c.value().trim().to_string()),
+        _ => None,
+    })
+}
+
+fn cseq(req: &rsip::Request) -> Option<u32> {
+    req.headers.iter().find_map(|h| match h {
+        Header::CSeq(c) => c.value().split_whitespace().next().and_then(|n| n.parse().ok()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+}
