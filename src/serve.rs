@@ -12,7 +12,8 @@ use crate::config::Config;
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 pub fn main(config: Option<PathBuf>) -> ExitCode {
@@ -48,13 +49,16 @@ pub enum ServeError {
     Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
     #[error("storage: {0}")]
     Storage(String),
+    #[error("SIP: {0}")]
+    Sip(#[from] crate::sip::endpoint::EndpointError),
 }
 
 /// Runs every driver until `shutdown` completes, then stops them in order.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-    let (stop_tx, _stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sip = crate::sip::endpoint::Endpoint::start(&cfg, stop_rx.clone()).await?;
     tracing::info!(
-        sip = %cfg.sip.listen,
+        sip = %sip.local_addr,
         http = %cfg.http.listen,
         queues = cfg.queues.len(),
         profiles = cfg.profiles.len(),
@@ -63,6 +67,13 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // The endpoint unregisters trunks within its own grace period; this bounds the wait
+    // even if something is stuck.
+    let grace = crate::sip::endpoint::SHUTDOWN_GRACE + std::time::Duration::from_secs(2);
+    if tokio::time::timeout(grace, sip.join()).await.is_err() {
+        tracing::warn!("SIP endpoint did not stop in time");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

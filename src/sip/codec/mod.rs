@@ -96,7 +96,11 @@ fn encode_rsip(msg: &SipMessage) -> Vec<u8> {
     let cl_ok = {
         let mut it = headers_of(msg).iter().filter(|h| matches!(h, Header::ContentLength(_)));
         match (it.next(), it.next()) {
-            (Some(Header::ContentLength(c)), None) => c.value().trim().parse::<usize>().ok() == Some(body_len),
+            // Kept as is only when correct and last (the usual place, easy to read in traces).
+            (Some(Header::ContentLength(c)), None) => {
+                c.value().trim().parse::<usize>().ok() == Some(body_len)
+                    && matches!(headers_of(msg).iter().last(), Some(Header::ContentLength(_)))
+            }
             _ => false,
         }
     };
