@@ -372,6 +372,10 @@ impl Sipp {
         self.args.push(a.into());
         self
     }
+    /// `-s user -au user -ap password`: the `[service]` and the `[authentication]` credentials.
+    pub fn args_auth(self, user: &str, password: &str) -> Self {
+        self.arg("-s").arg(user).arg("-au").arg(user).arg("-ap").arg(password)
+    }
     /// `-set name value` (a scenario variable).
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.args.extend(["-set".to_string(), name.to_string(), value.to_string()]);
