@@ -46,6 +46,8 @@ pub enum DecodeErrorKind {
     TooManyHops,
     #[error("{header} URI is invalid")]
     InvalidUri { header: &'static str },
+    #[error("Request-URI scheme `{scheme}` is not supported")]
+    UnsupportedScheme { scheme: String },
     #[error("Via is malformed")]
     BadVia,
     /// A well-formed method rsip has no variant for (it knows RFC 3261 + extensions only).
@@ -62,7 +64,7 @@ impl DecodeErrorKind {
             DecodeErrorKind::TooLarge { .. } => 513,
             DecodeErrorKind::TooManyHops => 483,
             DecodeErrorKind::UnknownMethod { .. } => 501,
-            DecodeErrorKind::InvalidUri { header: "Request-URI" } => 416,
+            DecodeErrorKind::UnsupportedScheme { .. } => 416,
             _ => 400,
         }
     }
@@ -309,7 +311,10 @@ fn check(head: &Head<'_>) -> Result<(), DecodeErrorKind> {
             super::headers::AnyUri::parse(uri, "Request-URI").map_err(|_| DecodeErrorKind::InvalidUri { header: "Request-URI" })?;
         } else if !scheme.eq_ignore_ascii_case("tel") {
             // We only route sip/sips/tel (RFC 3261 §8.2.2.1: 416 for other schemes).
-            return Err(DecodeErrorKind::InvalidUri { header: "Request-URI" });
+            if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+                return Err(DecodeErrorKind::InvalidUri { header: "Request-URI" });
+            }
+            return Err(DecodeErrorKind::UnsupportedScheme { scheme: scheme.to_string() });
         }
         if parse_method(method, "Request-Line").is_err() {
             return Err(DecodeErrorKind::UnknownMethod { method: method.to_string() });

@@ -17,8 +17,9 @@ pub enum Frame {
 pub enum FrameError {
     #[error("no end of headers within {max} bytes", max = MAX_MESSAGE_SIZE)]
     HeadTooLarge,
+    /// `head` is kept so a 400 can be addressed before closing.
     #[error("Content-Length `{value}` is not a number")]
-    BadContentLength { value: String },
+    BadContentLength { value: String, head: Vec<u8> },
     /// The message would exceed the cap; `head` is kept so a 513 can be addressed.
     #[error("message of {len} bytes exceeds the cap")]
     TooLarge { len: usize, head: Vec<u8> },
@@ -79,7 +80,8 @@ impl StreamFramer {
             }
             return Ok(None);
         };
-        let content_length = content_length(&self.buf[..end])?;
+        let content_length = content_length(&self.buf[..end])
+            .map_err(|value| FrameError::BadContentLength { value, head: self.buf[..end].to_vec() })?;
         let total = end + content_length;
         if total > MAX_MESSAGE_SIZE {
             return Err(FrameError::TooLarge { len: total, head: self.buf[..end].to_vec() });
@@ -101,7 +103,7 @@ impl StreamFramer {
 }
 
 /// Content-Length from a head (full or compact `l` name); missing means 0.
-fn content_length(head: &[u8]) -> Result<usize, FrameError> {
+fn content_length(head: &[u8]) -> Result<usize, String> {
     for line in head.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let name = line[..colon].trim_ascii();
@@ -109,9 +111,9 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
             let v = line[colon + 1..].trim_ascii();
             let text = String::from_utf8_lossy(v).into_owned();
             if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
-                return Err(FrameError::BadContentLength { value: text });
+                return Err(text);
             }
-            return text.parse().map_err(|_| FrameError::BadContentLength { value: text.clone() });
+            return text.parse().map_err(|_| text.clone());
         }
     }
     Ok(0)

@@ -154,10 +154,14 @@ async fn run(
                 Err(e) => {
                     inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(peer = %remote, error = %e, "tcp framing lost; closing");
-                    if let FrameError::TooLarge { head, .. } = e {
-                        if let Some(r) = codec::decode::too_large_reply(&head) {
-                            let _ = tx.try_send(codec::encode(&rsip::SipMessage::Response(*r)));
-                        }
+                    let reply = match e {
+                        FrameError::TooLarge { head, .. } => codec::decode::too_large_reply(&head),
+                        // The decoder refuses the same Content-Length, with a 400 when addressable.
+                        FrameError::BadContentLength { head, .. } => codec::decode(&head).err().and_then(|e| e.reply),
+                        FrameError::HeadTooLarge => None,
+                    };
+                    if let Some(r) = reply {
+                        let _ = tx.try_send(codec::encode(&rsip::SipMessage::Response(*r)));
                     }
                     break 'conn;
                 }
