@@ -106,3 +106,6 @@ impl Endpoint {
         Ok(EndpointHandle { local_addr, trunks, agents, transports, task })
     }
 }
+
+#[cfg(test)]
+mod tests;
