@@ -56,47 +56,48 @@ pub enum TransactionEvent {
 }
 
 #[derive(Debug)]
+/// The RFC 3261 names: INVITE/non-INVITE client/server transaction.
 enum Machine {
-    ClientInvite(ClientInvite),
-    ClientNonInvite(ClientNonInvite),
-    ServerInvite(ServerInvite),
-    ServerNonInvite(ServerNonInvite),
+    Ict(ClientInvite),
+    Nict(ClientNonInvite),
+    Ist(ServerInvite),
+    Nist(ServerNonInvite),
 }
 
 impl Machine {
     fn next_deadline(&self) -> Option<Instant> {
         match self {
-            Machine::ClientInvite(m) => m.next_deadline(),
-            Machine::ClientNonInvite(m) => m.next_deadline(),
-            Machine::ServerInvite(m) => m.next_deadline(),
-            Machine::ServerNonInvite(m) => m.next_deadline(),
+            Machine::Ict(m) => m.next_deadline(),
+            Machine::Nict(m) => m.next_deadline(),
+            Machine::Ist(m) => m.next_deadline(),
+            Machine::Nist(m) => m.next_deadline(),
         }
     }
 
     fn is_terminated(&self) -> bool {
         match self {
-            Machine::ClientInvite(m) => m.is_terminated(),
-            Machine::ClientNonInvite(m) => m.is_terminated(),
-            Machine::ServerInvite(m) => m.is_terminated(),
-            Machine::ServerNonInvite(m) => m.is_terminated(),
+            Machine::Ict(m) => m.is_terminated(),
+            Machine::Nict(m) => m.is_terminated(),
+            Machine::Ist(m) => m.is_terminated(),
+            Machine::Nist(m) => m.is_terminated(),
         }
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
         match self {
-            Machine::ClientInvite(m) => m.on_timeout(now, out),
-            Machine::ClientNonInvite(m) => m.on_timeout(now, out),
-            Machine::ServerInvite(m) => m.on_timeout(now, out),
-            Machine::ServerNonInvite(m) => m.on_timeout(now),
+            Machine::Ict(m) => m.on_timeout(now, out),
+            Machine::Nict(m) => m.on_timeout(now, out),
+            Machine::Ist(m) => m.on_timeout(now, out),
+            Machine::Nist(m) => m.on_timeout(now),
         }
     }
 
     fn on_transport_error(&mut self) {
         match self {
-            Machine::ClientInvite(m) => m.on_transport_error(),
-            Machine::ClientNonInvite(m) => m.on_transport_error(),
-            Machine::ServerInvite(m) => m.on_transport_error(),
-            Machine::ServerNonInvite(m) => m.on_transport_error(),
+            Machine::Ict(m) => m.on_transport_error(),
+            Machine::Nict(m) => m.on_transport_error(),
+            Machine::Ist(m) => m.on_transport_error(),
+            Machine::Nist(m) => m.on_transport_error(),
         }
     }
 }
@@ -159,9 +160,9 @@ impl TransactionLayer {
         let d = Durations::new(self.timers, to.transport);
         let mut out = Vec::new();
         let machine = if req.method == Method::Invite {
-            Machine::ClientInvite(ClientInvite::start(now, req, d, &mut out))
+            Machine::Ict(ClientInvite::start(now, req, d, &mut out))
         } else {
-            Machine::ClientNonInvite(ClientNonInvite::start(now, req, d, &mut out))
+            Machine::Nict(ClientNonInvite::start(now, req, d, &mut out))
         };
         self.txns.insert(key.clone(), Entry { machine, peer: to, call_id });
         self.flush(&key, out);
@@ -184,8 +185,8 @@ impl TransactionLayer {
         let status = resp.status_code.code();
         let mut out = Vec::new();
         let result = match &mut entry.machine {
-            Machine::ServerInvite(m) => m.send(now, resp, &mut out),
-            Machine::ServerNonInvite(m) => m.send(now, resp, &mut out),
+            Machine::Ist(m) => m.send(now, resp, &mut out),
+            Machine::Nist(m) => m.send(now, resp, &mut out),
             _ => return Err(TransactionError::NotServer { key: key.clone() }),
         };
         match result {
@@ -235,15 +236,15 @@ impl TransactionLayer {
     /// Whether the INVITE server transaction `key` has not sent a final response yet (a CANCEL
     /// for it should then be followed by a 487, §9.2).
     pub fn is_pending(&self, key: &TransactionKey) -> bool {
-        matches!(self.txns.get(key), Some(Entry { machine: Machine::ServerInvite(m), .. }) if m.is_pending())
+        matches!(self.txns.get(key), Some(Entry { machine: Machine::Ist(m), .. }) if m.is_pending())
     }
 
     /// The request that started an INVITE transaction (client or server), e.g. to build a
     /// CANCEL (§9.1) or a response.
     pub fn invite_request(&self, key: &TransactionKey) -> Option<&Request> {
         match &self.txns.get(key)?.machine {
-            Machine::ClientInvite(m) => Some(m.request()),
-            Machine::ServerInvite(m) => Some(m.request()),
+            Machine::Ict(m) => Some(m.request()),
+            Machine::Ist(m) => Some(m.request()),
             _ => None,
         }
     }
@@ -286,8 +287,8 @@ impl TransactionLayer {
         let mut out = Vec::new();
         if let Some(entry) = self.txns.get_mut(&key) {
             match &mut entry.machine {
-                Machine::ServerInvite(m) => m.on_request(now, req, &mut out),
-                Machine::ServerNonInvite(m) if req.method != Method::Ack => m.on_request(req, &mut out),
+                Machine::Ist(m) => m.on_request(now, req, &mut out),
+                Machine::Nist(m) if req.method != Method::Ack => m.on_request(req, &mut out),
                 _ => {
                     tracing::trace!(method = %req.method, "request matches no server transaction kind; dropped");
                     return;
@@ -302,22 +303,22 @@ impl TransactionLayer {
             Method::Ack => self.events.push_back(TransactionEvent::Ack { request: req, from }),
             Method::Invite => {
                 tracing::debug!("INVITE server transaction created");
-                let machine = Machine::ServerInvite(ServerInvite::new(now, req.clone(), d));
+                let machine = Machine::Ist(ServerInvite::new(now, req.clone(), d));
                 self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
                 self.events.push_back(TransactionEvent::Request { key, request: req, from });
             }
             Method::Cancel => {
                 let target = key.with_method(Method::Invite);
-                let target = matches!(self.txns.get(&target), Some(Entry { machine: Machine::ServerInvite(_), .. }))
+                let target = matches!(self.txns.get(&target), Some(Entry { machine: Machine::Ist(_), .. }))
                     .then_some(target);
                 tracing::debug!(matched = target.is_some(), "CANCEL server transaction created");
-                let machine = Machine::ServerNonInvite(ServerNonInvite::new(d));
+                let machine = Machine::Nist(ServerNonInvite::new(d));
                 self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
                 self.events.push_back(TransactionEvent::Cancel { key, target, request: req, from });
             }
             _ => {
                 tracing::debug!(method = %req.method, "non-INVITE server transaction created");
-                let machine = Machine::ServerNonInvite(ServerNonInvite::new(d));
+                let machine = Machine::Nist(ServerNonInvite::new(d));
                 self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
                 self.events.push_back(TransactionEvent::Request { key, request: req, from });
             }
@@ -338,8 +339,8 @@ impl TransactionLayer {
         let key = TransactionKey::client(branch, method);
         let mut out = Vec::new();
         match self.txns.get_mut(&key).map(|e| &mut e.machine) {
-            Some(Machine::ClientInvite(m)) => m.on_response(now, resp, &mut out),
-            Some(Machine::ClientNonInvite(m)) => m.on_response(now, resp, &mut out),
+            Some(Machine::Ict(m)) => m.on_response(now, resp, &mut out),
+            Some(Machine::Nict(m)) => m.on_response(now, resp, &mut out),
             _ => {
                 let code = resp.status_code.code();
                 if method == Method::Invite && (200..300).contains(&code) {

@@ -5,8 +5,8 @@
 //! - `client_invite`, `client_non_invite`, `server_invite`, `server_non_invite`: the machines
 //!   (§17.1.1, §17.1.2, §17.2.1, §17.2.2; RFC 6026 Accepted states).
 //! - [`timers`]: timers A–M as an enum and the per-transaction deadline table.
-//! - [`message`]: header access and the messages a transaction builds (100 Trying, ACK).
-//! - [`error`]: [`TransactionError`].
+//! - [`message`]: header access, and the messages a transaction builds (100 Trying, ACK).
+//! - [`error`]: the [`TransactionError`] enum.
 
 mod client_invite;
 mod client_non_invite;
@@ -20,7 +20,7 @@ mod server_non_invite;
 pub mod timers;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::TransactionError;
 pub use key::{Role, TransactionKey};

@@ -40,19 +40,21 @@ pub enum Timer {
     Trying,
 }
 
+/// Every timer, timeouts first: when a retransmission timer and a timeout fall due at the same
+/// instant, the timeout wins and nothing is sent in vain (`pop_expired` breaks ties in this order).
 const ALL: [Timer; 13] = [
-    Timer::A,
     Timer::B,
-    Timer::D,
-    Timer::E,
     Timer::F,
-    Timer::G,
     Timer::H,
+    Timer::D,
     Timer::I,
     Timer::J,
     Timer::K,
     Timer::L,
     Timer::M,
+    Timer::A,
+    Timer::E,
+    Timer::G,
     Timer::Trying,
 ];
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use rsip::{Method, SipMessage};
+use rsip::{Method, Request, SipMessage};
 
 use super::super::{Role, TransactionError};
 use super::*;
@@ -167,4 +167,50 @@ fn poll_timeout_is_minimum_over_transactions() {
     layer.send_request(t0 + ms(10), request("OPTIONS", "z9hG4bK2", 1), udp(5070)).unwrap();
     assert_eq!(layer.poll_timeout(), Some(t0 + ms(510)));
     assert_eq!(layer.len(), 2);
+}
+
+#[test]
+fn cancel_after_final_matches_but_invite_is_no_longer_pending() {
+    // §9.2: the CANCEL still gets its 200 from its own transaction; the INVITE is unchanged.
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let inv = request("INVITE", "z9hG4bKs", 1);
+    layer.handle_message(t0, SipMessage::Request(inv.clone()), udp(5060));
+    let Some(TransactionEvent::Request { key: inv_key, .. }) = layer.poll_event() else { panic!() };
+    layer.send_response(t0, &inv_key, response(&inv, 200)).unwrap();
+    layer.handle_message(t0 + ms(10), SipMessage::Request(request("CANCEL", "z9hG4bKs", 1)), udp(5060));
+    let Some(TransactionEvent::Cancel { target: Some(target), .. }) = layer.poll_event() else { panic!() };
+    assert_eq!(target, inv_key);
+    assert!(!layer.is_pending(&target));
+    assert!(matches!(
+        layer.send_response(t0, &target, response(&inv, 487)),
+        Err(TransactionError::AlreadyFinal { status: 487, .. })
+    ));
+}
+
+#[test]
+fn top_via_of_a_comma_separated_via_line_is_used() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let text = request("OPTIONS", "z9hG4bKtop", 1).to_string().replace(
+        "branch=z9hG4bKtop",
+        "branch=z9hG4bKtop, SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKlower",
+    );
+    let req = Request::try_from(text.as_str()).unwrap();
+    layer.handle_message(t0, SipMessage::Request(req), udp(5060));
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else { panic!() };
+    assert_eq!(key.branch(), "z9hG4bKtop");
+}
+
+#[test]
+fn responses_go_to_the_request_source_and_requests_to_the_given_peer() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let opt = request("OPTIONS", "z9hG4bKo", 1);
+    layer.handle_message(t0, SipMessage::Request(opt.clone()), tcp(40000));
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else { panic!() };
+    layer.send_response(t0, &key, response(&opt, 200)).unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().to, tcp(40000));
+    layer.send_request(t0, request("OPTIONS", "z9hG4bKc", 1), udp(5080)).unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().to, udp(5080));
 }

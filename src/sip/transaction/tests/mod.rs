@@ -2,7 +2,8 @@
 //! two-peer harness over a lossy in-memory UDP network.
 
 mod layer;
-mod pair;
+pub(crate) mod pair;
+mod props;
 mod schedules;
 
 use std::time::{Duration, Instant};
