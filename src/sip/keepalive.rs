@@ -213,4 +213,118 @@ impl<R: Rng> OptionsPinger<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::Transport;
+    use crate::sip::auth::test_util::{header_values, reply, rng};
+    use rand::rngs::SmallRng;
+
+    fn profile(ping: Option<Duration>) -> Profile {
+        Profile {
+            name: "carrier1".into(),
+            proxy: "sip:127.0.0.1:5080".into(),
+            proxy_host: "127.0.0.1".into(),
+            proxy_port: 5080,
+            domain: "carrier.test".into(),
+            register: false,
+            username: None,
+            password: None,
+            expires: Duration::from_secs(300),
+            transport: Transport::Tcp,
+            caller_id: None,
+            codecs: vec!["PCMU".into()],
+            dids: vec![],
+            inbound_queue: None,
+            options_ping: ping,
+        }
+    }
+
+    fn pinger(t0: Instant) -> OptionsPinger<SmallRng> {
+        let local = Peer { addr: "127.0.0.1:5060".parse().unwrap(), transport: Transport::Tcp };
+        OptionsPinger::new(&profile(Some(Duration::from_secs(30))), local, t0, rng(4)).unwrap()
+    }
+
+    #[test]
+    fn disabled_when_interval_is_none() {
+        let local = Peer { addr: "127.0.0.1:5060".parse().unwrap(), transport: Transport::Udp };
+        assert!(OptionsPinger::new(&profile(None), local, Instant::now(), rng(1)).is_none());
+    }
+
+    #[test]
+    fn pings_every_interval_and_any_response_is_alive() {
+        let t0 = Instant::now();
+        let mut p = pinger(t0);
+        assert!(p.is_up());
+        assert_eq!(p.poll_timeout(), Some(t0));
+        p.handle_timeout(t0);
+        let req = p.poll_transmit().unwrap();
+        assert_eq!(req.method, rsip::Method::Options);
+        assert_eq!(req.uri.to_string(), "sip:carrier.test");
+        assert!(header_values(&req.headers, "Via")[0].starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK"));
+        assert_eq!(header_values(&req.headers, "CSeq"), vec!["1 OPTIONS"]);
+        assert_eq!(header_values(&req.headers, "Max-Forwards"), vec!["70"]);
+        // While outstanding, the deadline is the timer.
+        assert_eq!(p.poll_timeout(), Some(t0 + RESPONSE_TIMEOUT));
+        p.handle_response(t0, &reply(&req, 405, &[]));
+        assert!(p.is_up());
+        assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        p.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(p.poll_transmit().is_none(), "not yet due");
+        p.handle_timeout(t0 + Duration::from_secs(30));
+        let req2 = p.poll_transmit().unwrap();
+        assert_eq!(header_values(&req2.headers, "CSeq"), vec!["2 OPTIONS"]);
+        assert_ne!(header_values(&req2.headers, "Call-ID"), header_values(&req.headers, "Call-ID"));
+    }
+
+    #[test]
+    fn down_after_three_failures_up_after_one_success() {
+        let t0 = Instant::now();
+        let mut p = pinger(t0);
+        let mut now = t0;
+        // failure 1: transaction timeout; 2: no answer by the deadline; 3: send error.
+        p.handle_timeout(now);
+        p.poll_transmit().unwrap();
+        p.handle_failure(now + Duration::from_secs(32));
+        assert!(p.is_up());
+        now += Duration::from_secs(30);
+        p.handle_timeout(now);
+        let stale = p.poll_transmit().unwrap();
+        p.handle_timeout(now + RESPONSE_TIMEOUT);
+        assert_eq!(p.failures(), 2);
+        assert!(p.is_up());
+        assert_eq!(p.poll_event(), None);
+        // The deadline passed a ping slot: the next ping goes out at once.
+        assert!(p.poll_transmit().is_some());
+        p.handle_failure(now + RESPONSE_TIMEOUT);
+        assert!(!p.is_up());
+        assert_eq!(p.poll_event(), Some(KeepaliveEvent::Down));
+        // A late answer to an old ping does not count.
+        p.handle_response(now, &reply(&stale, 200, &[]));
+        assert!(!p.is_up());
+        now += Duration::from_secs(90);
+        p.handle_timeout(now);
+        let req = p.poll_transmit().unwrap();
+        // A provisional response is not an answer.
+        p.handle_response(now, &reply(&req, 100, &[]));
+        assert!(!p.is_up());
+        p.handle_response(now, &reply(&req, 404, &[]));
+        assert!(p.is_up());
+        assert_eq!(p.poll_event(), Some(KeepaliveEvent::Up));
+        assert_eq!(p.failures(), 0);
+    }
+
+    #[test]
+    fn auth_challenge_counts_as_alive() {
+        let t0 = Instant::now();
+        let mut p = pinger(t0);
+        for i in 0..3 {
+            p.handle_timeout(t0 + Duration::from_secs(30 * i));
+            p.poll_transmit().unwrap();
+            p.handle_failure(t0 + Duration::from_secs(30 * i + 1));
+        }
+        assert!(!p.is_up());
+        p.handle_timeout(t0 + Duration::from_secs(90));
+        let req = p.poll_transmit().unwrap();
+        p.handle_response(t0, &reply(&req, 407, &[]));
+        assert!(p.is_up());
+    }
 }

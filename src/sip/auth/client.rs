@@ -230,3 +230,94 @@ pub(crate) fn random_hex<R: Rng + ?Sized>(rng: &mut R, n: usize) -> String {
     hex::encode(b)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::auth::test_util::{header_values, reply, request, rng};
+    use crate::sip::auth::Algorithm;
+
+    const INVITE: &str = "INVITE sip:+15550100@carrier.test SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1
+Max-Forwards: 70
+From: <sip:+15550199@carrier.test>;tag=x
+To: <sip:+15550100@carrier.test>
+Call-ID: inv1
+CSeq: 1 INVITE
+Content-Length: 0";
+
+    #[test]
+    fn answers_407_with_proxy_authorization() {
+        let req = request(INVITE);
+        let resp = reply(&req, 407, &["Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"abc\", qop=\"auth\", opaque=\"op\"".into()]);
+        let mut cli = DigestClient::new("trunk1", "s3cret");
+        let hs = cli.respond(&resp, &req, &mut rng(1)).unwrap();
+        assert!(matches!(hs.as_slice(), [Header::ProxyAuthorization(_)]));
+        let mut next = req.clone();
+        set_auth_headers(&mut next, hs);
+        let v = header_values(&next.headers, "Proxy-Authorization");
+        let c = parse_authorization(&v[0]).unwrap();
+        assert_eq!((c.realm.as_str(), c.opaque.as_deref(), c.uri.as_str()), ("carrier", Some("op"), "sip:+15550100@carrier.test"));
+        // The response checks out against an independent computation.
+        let want = request_digest(&DigestInput {
+            algorithm: Algorithm::MD5,
+            username: "trunk1",
+            realm: "carrier",
+            password: "s3cret",
+            method: "INVITE",
+            uri: "sip:+15550100@carrier.test",
+            nonce: "abc",
+            qop: Some((Qop::Auth, 1)),
+            cnonce: c.cnonce.as_deref().unwrap(),
+        });
+        assert_eq!(c.response, want);
+        // Re-answering replaces, never duplicates, the header of that realm.
+        let resp2 = reply(&next, 407, &["Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"def\", qop=\"auth\", stale=true".into()]);
+        let hs = cli.respond(&resp2, &next, &mut rng(2)).unwrap();
+        set_auth_headers(&mut next, hs);
+        assert_eq!(header_values(&next.headers, "Proxy-Authorization").len(), 1);
+    }
+
+    #[test]
+    fn refusals() {
+        let req = request(INVITE);
+        let mut cli = DigestClient::new("u", "p");
+        let ok = reply(&req, 200, &[]);
+        assert_eq!(cli.respond(&ok, &req, &mut rng(1)), Err(ClientError::NotAChallenge { status: 200 }));
+        let none = reply(&req, 401, &[]);
+        assert_eq!(cli.respond(&none, &req, &mut rng(1)), Err(ClientError::NoUsableChallenge { status: 401 }));
+        let int_only = reply(&req, 401, &["WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"".into()]);
+        assert_eq!(cli.respond(&int_only, &req, &mut rng(1)), Err(ClientError::NoUsableChallenge { status: 401 }));
+        let unknown_alg = reply(&req, 401, &["WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512-256".into()]);
+        assert_eq!(cli.respond(&unknown_alg, &req, &mut rng(1)), Err(ClientError::NoUsableChallenge { status: 401 }));
+        // A 407's WWW-Authenticate is not a proxy challenge.
+        let mixed = reply(&req, 407, &["WWW-Authenticate: Digest realm=\"r\", nonce=\"n\"".into()]);
+        assert_eq!(cli.respond(&mixed, &req, &mut rng(1)), Err(ClientError::NoUsableChallenge { status: 407 }));
+    }
+
+    #[test]
+    fn same_nonce_twice_is_rejected_even_if_stale() {
+        let req = request(INVITE);
+        let mut cli = DigestClient::new("u", "p");
+        let ch = "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\", stale=true".to_string();
+        let resp = reply(&req, 401, std::slice::from_ref(&ch));
+        let mut next = req.clone();
+        set_auth_headers(&mut next, cli.respond(&resp, &req, &mut rng(1)).unwrap());
+        let resp = reply(&next, 401, &[ch]);
+        assert_eq!(cli.respond(&resp, &next, &mut rng(1)), Err(ClientError::Rejected { realm: "r".into() }));
+    }
+
+    #[test]
+    fn sess_algorithm_sends_cnonce_without_qop() {
+        let req = request(INVITE);
+        let mut cli = DigestClient::new("u", "p");
+        let resp = reply(&req, 401, &["WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=MD5-sess".into()]);
+        let hs = cli.respond(&resp, &req, &mut rng(1)).unwrap();
+        let mut next = req.clone();
+        set_auth_headers(&mut next, hs);
+        let c = parse_authorization(&header_values(&next.headers, "Authorization")[0]).unwrap();
+        assert!(c.cnonce.is_some());
+        assert_eq!((c.qop, c.nc), (None, None));
+        assert_eq!(c.algorithm, Algorithm { hash: crate::config::DigestAlgorithm::Md5, sess: true });
+    }
+}

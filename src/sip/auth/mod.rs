@@ -11,6 +11,8 @@ pub mod challenge;
 pub mod client;
 pub mod digest;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 pub use challenge::{parse_authorization, parse_challenge, Algorithm, Challenge, Credentials, ParseError, Qop};
 pub use client::{set_auth_headers, ClientError, DigestClient};

@@ -66,10 +66,11 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The client used a good password with an old nonce: re-challenge with
+    /// The client used a good password with an old, foreign or replayed
+    /// nonce (the digest is checked before the nonce): re-challenge with
     /// `stale=true` (RFC 7616 §3.3) so it retries without asking the user.
     pub fn is_stale(&self) -> bool {
-        matches!(self, VerifyError::StaleNonce | VerifyError::Replay { .. })
+        matches!(self, VerifyError::StaleNonce | VerifyError::InvalidNonce | VerifyError::Replay { .. })
     }
 }
 
@@ -83,6 +84,11 @@ pub struct DigestServer {
     secret: [u8; 32],
     /// nonce → (issued_ms, highest nc accepted).
     seen: HashMap<String, (u64, u32)>,
+    /// Offer and require `qop="auth"` (default). Off: RFC 2069-style
+    /// challenges, for old clients; no replay detection is then possible.
+    offer_qop: bool,
+    /// Require `uri=` to match the Request-URI (default).
+    check_uri: bool,
 }
 
 impl DigestServer {
@@ -99,7 +105,22 @@ impl DigestServer {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let algorithms = if algorithms.is_empty() { vec![DigestAlgorithm::Md5] } else { algorithms.to_vec() };
-        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new() }
+        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), offer_qop: true, check_uri: true }
+    }
+
+    /// Whether challenges carry `qop="auth"` (on by default).
+    pub fn set_offer_qop(&mut self, on: bool) {
+        self.offer_qop = on;
+    }
+
+    /// Whether `uri=` must match the Request-URI (RFC 7616 §3.4.6; on by
+    /// default). Interop note: SIPp's `[authentication]` puts
+    /// `sip:<remote_ip>:<remote_port>` there unless run with
+    /// `-auth_uri <host>` (it adds the `sip:` itself). The digest still
+    /// covers the uri sent, and nonce counts stop replays, so turning this
+    /// off only drops the binding to the Request-URI.
+    pub fn set_check_uri(&mut self, on: bool) {
+        self.check_uri = on;
     }
 
     pub fn realm(&self) -> &str {
@@ -117,7 +138,7 @@ impl DigestServer {
                 nonce: nonce.clone(),
                 opaque: None,
                 algorithm: Algorithm::from(*a),
-                qop: vec![Qop::Auth],
+                qop: if self.offer_qop { vec![Qop::Auth] } else { vec![] },
                 stale,
                 domain: None,
             })
@@ -152,13 +173,14 @@ impl DigestServer {
         if creds.algorithm.sess || !self.algorithms.contains(&creds.algorithm.hash) {
             return Err(VerifyError::AlgorithmNotOffered { algorithm: creds.algorithm });
         }
-        let issued = self.check_nonce(now, &creds.nonce)?;
-        if !uri_matches(&creds.uri, request_uri) {
+        if self.check_uri && !uri_matches(&creds.uri, request_uri) {
             return Err(VerifyError::UriMismatch { got: creds.uri.clone(), want: request_uri.to_string() });
         }
-        // We always offer qop="auth" (RFC 7616 §3.4: the client MUST then use it).
-        let (Some(Qop::Auth), Some(nc), Some(cnonce)) = (creds.qop, creds.nc, creds.cnonce.as_deref()) else {
-            return Err(VerifyError::MissingQop);
+        // When qop="auth" was offered the client MUST use it (RFC 7616 §3.4).
+        let qop = match (creds.qop, creds.nc, creds.cnonce.as_deref()) {
+            (Some(Qop::Auth), Some(nc), Some(cnonce)) => Some((nc, cnonce)),
+            (None, _, _) if !self.offer_qop => None,
+            _ => return Err(VerifyError::MissingQop),
         };
         let password = lookup_password(&creds.username)
             .ok_or_else(|| VerifyError::UnknownUser { username: creds.username.clone() })?;
@@ -170,14 +192,20 @@ impl DigestServer {
             method: &method.to_string(),
             uri: &creds.uri,
             nonce: &creds.nonce,
-            qop: Some((Qop::Auth, nc)),
-            cnonce,
+            qop: qop.map(|(nc, _)| (Qop::Auth, nc)),
+            cnonce: qop.map(|(_, c)| c).unwrap_or(""),
         });
         let got = creds.response.to_ascii_lowercase();
         if !bool::from(expected.as_bytes().ct_eq(got.as_bytes())) {
             return Err(VerifyError::WrongResponse { username: creds.username.clone() });
         }
-        self.record_nc(now, &creds.nonce, issued, nc)?;
+        // The nonce is checked after the digest so that a bad nonce with a
+        // valid digest (an old or foreign nonce, e.g. from before a restart)
+        // is answered with stale=true, RFC 2617 §3.2.1.
+        let issued = self.check_nonce(now, &creds.nonce)?;
+        if let Some((nc, _)) = qop {
+            self.record_nc(now, &creds.nonce, issued, nc)?;
+        }
         Ok(creds.username.clone())
     }
 
@@ -292,5 +320,253 @@ fn uri_matches(auth_uri: &str, request_uri: &rsip::Uri) -> bool {
     match rsip::Uri::try_from(auth_uri) {
         Ok(u) => &u == request_uri,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::auth::client::{set_auth_headers, ClientError, DigestClient};
+    use crate::sip::auth::test_util::{header_values, reply, request, rng};
+    use crate::sip::auth::{parse_authorization, parse_challenge};
+
+    const REGISTER: &str = "REGISTER sip:redial SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1
+Max-Forwards: 70
+From: <sip:alice@redial>;tag=a1
+To: <sip:alice@redial>
+Call-ID: c1@127.0.0.1
+CSeq: 1 REGISTER
+Contact: <sip:alice@127.0.0.1:5070>
+Content-Length: 0";
+
+    fn lookup(u: &str) -> Option<String> {
+        (u == "alice").then(|| "alice-pw".to_string())
+    }
+
+    fn server(algs: &[DigestAlgorithm], t0: Instant) -> DigestServer {
+        DigestServer::new("redial", algs, DEFAULT_NONCE_LIFETIME, t0, &mut rng(1))
+    }
+
+    /// 401 from the server, answered by the client; returns the retried request.
+    fn answer(srv: &DigestServer, cli: &mut DigestClient, req: &rsip::Request, now: Instant, stale: bool) -> Result<rsip::Request, ClientError> {
+        let ch: Vec<String> = srv.challenge(now, stale, &mut rng(2)).iter().map(|c| format!("WWW-Authenticate: {c}")).collect();
+        let resp = reply(req, 401, &ch);
+        let hs = cli.respond(&resp, req, &mut rng(3))?;
+        let mut next = req.clone();
+        set_auth_headers(&mut next, hs);
+        Ok(next)
+    }
+
+    fn creds_of(req: &rsip::Request) -> crate::sip::auth::Credentials {
+        parse_authorization(&header_values(&req.headers, "Authorization")[0]).unwrap()
+    }
+
+    #[test]
+    fn round_trip_md5_and_sha256_with_qop() {
+        let t0 = Instant::now();
+        for (algs, want) in [
+            (vec![DigestAlgorithm::Md5], Algorithm::MD5),
+            (vec![DigestAlgorithm::Sha256], Algorithm::SHA256),
+            // MD5 listed first: the client still picks the strongest.
+            (vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256], Algorithm::SHA256),
+        ] {
+            let mut srv = server(&algs, t0);
+            let mut cli = DigestClient::new("alice", "alice-pw");
+            let req = request(REGISTER);
+            assert_eq!(srv.verify_request(t0, &req, lookup), Err(VerifyError::Missing { realm: "redial".into() }));
+            let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
+            let c = creds_of(&signed);
+            assert_eq!(c.algorithm, want);
+            assert_eq!((c.qop, c.nc), (Some(Qop::Auth), Some(1)));
+            assert_eq!(c.uri, "sip:redial");
+            assert_eq!(srv.verify_request(t0 + Duration::from_secs(1), &signed, lookup), Ok("alice".into()));
+            // The same nc again is a replay (answered as stale).
+            let e = srv.verify_request(t0 + Duration::from_secs(2), &signed, lookup).unwrap_err();
+            assert_eq!(e, VerifyError::Replay { nc: 1 });
+            assert!(e.is_stale());
+            // A later request pre-authenticates with nc=2 on the same nonce.
+            let mut refresh = request(&REGISTER.replace("CSeq: 1", "CSeq: 2"));
+            let hs = cli.pre_authorize(&refresh, &mut rng(4));
+            assert_eq!(hs.len(), 1);
+            set_auth_headers(&mut refresh, hs);
+            assert_eq!(creds_of(&refresh).nc, Some(2));
+            assert_eq!(srv.verify_request(t0 + Duration::from_secs(3), &refresh, lookup), Ok("alice".into()));
+        }
+    }
+
+    #[test]
+    fn round_trip_without_qop() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5, DigestAlgorithm::Sha256], t0);
+        srv.set_offer_qop(false);
+        let mut cli = DigestClient::new("alice", "alice-pw");
+        let req = request(REGISTER);
+        let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
+        let c = creds_of(&signed);
+        assert_eq!((c.qop, c.nc, c.cnonce), (None, None, None));
+        assert_eq!(c.algorithm, Algorithm::SHA256);
+        assert_eq!(srv.verify_request(t0, &signed, lookup), Ok("alice".into()));
+        // No qop: nothing to pre-authenticate with.
+        assert!(cli.pre_authorize(&req, &mut rng(5)).is_empty());
+    }
+
+    #[test]
+    fn qop_required_when_offered() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        let mut cli = DigestClient::new("alice", "alice-pw");
+        let req = request(REGISTER);
+        // The client answers a no-qop challenge carrying a nonce of this server.
+        let mut ch = srv.challenge(t0, false, &mut rng(2)).remove(0);
+        ch.qop.clear();
+        let resp = reply(&req, 401, &[format!("WWW-Authenticate: {ch}")]);
+        let mut signed = req.clone();
+        set_auth_headers(&mut signed, cli.respond(&resp, &req, &mut rng(3)).unwrap());
+        assert_eq!(srv.verify_request(t0, &signed, lookup), Err(VerifyError::MissingQop));
+    }
+
+    #[test]
+    fn stale_nonce_after_lifetime_then_retry_succeeds() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        let mut cli = DigestClient::new("alice", "alice-pw");
+        let req = request(REGISTER);
+        let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
+        let later = t0 + DEFAULT_NONCE_LIFETIME + Duration::from_secs(1);
+        let e = srv.verify_request(later, &signed, lookup).unwrap_err();
+        assert_eq!(e, VerifyError::StaleNonce);
+        assert!(e.is_stale());
+        // stale=true: the client answers again although it had credentials on.
+        let again = answer(&srv, &mut cli, &signed, later, true).unwrap();
+        assert_ne!(creds_of(&again).nonce, creds_of(&signed).nonce);
+        assert_eq!(srv.verify_request(later, &again, lookup), Ok("alice".into()));
+    }
+
+    #[test]
+    fn wrong_password_is_rejected_not_looped() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        let mut cli = DigestClient::new("alice", "wrong");
+        let req = request(REGISTER);
+        let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
+        let e = srv.verify_request(t0, &signed, lookup).unwrap_err();
+        assert_eq!(e, VerifyError::WrongResponse { username: "alice".into() });
+        assert!(!e.is_stale());
+        // The server challenges again (non-stale): the client gives up.
+        assert_eq!(answer(&srv, &mut cli, &signed, t0, false).unwrap_err(), ClientError::Rejected { realm: "redial".into() });
+        // And it forgot the nonce: nothing to pre-authenticate with.
+        assert!(cli.pre_authorize(&req, &mut rng(6)).is_empty());
+    }
+
+    #[test]
+    fn pre_authorized_request_rechallenged_is_answered() {
+        let t0 = Instant::now();
+        let srv = server(&[DigestAlgorithm::Md5], t0);
+        let mut cli = DigestClient::new("alice", "alice-pw");
+        let req = request(REGISTER);
+        answer(&srv, &mut cli, &req, t0, false).unwrap();
+        let mut refresh = req.clone();
+        let hs = cli.pre_authorize(&refresh, &mut rng(7));
+        set_auth_headers(&mut refresh, hs);
+        // The server forgot the nonce and says so without stale (a new nonce:
+        // other issue time): nc>1, so the client answers.
+        assert!(answer(&srv, &mut cli, &refresh, t0 + Duration::from_secs(1), false).is_ok());
+    }
+
+    #[test]
+    fn verification_failures() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        let req = request(REGISTER);
+        let mut cli = DigestClient::new("alice", "alice-pw");
+        let signed = answer(&srv, &mut cli, &req, t0, false).unwrap();
+        let c = creds_of(&signed);
+
+        // A tampered nonce breaks the digest.
+        let mut bad = c.clone();
+        bad.nonce.replace_range(0..2, if &c.nonce[..2] == "00" { "11" } else { "00" });
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::WrongResponse { .. })));
+        // A nonce from another process (other secret) answered with the right
+        // password: invalid nonce, re-challenged as stale.
+        let other = DigestServer::new("redial", &[DigestAlgorithm::Md5], DEFAULT_NONCE_LIFETIME, t0, &mut rng(99));
+        let mut cli2 = DigestClient::new("alice", "alice-pw");
+        let foreign = answer(&other, &mut cli2, &req, t0, false).unwrap();
+        let e = srv.verify_request(t0, &foreign, lookup).unwrap_err();
+        assert_eq!(e, VerifyError::InvalidNonce);
+        assert!(e.is_stale());
+        // Same with a nonce that is not even hex, or issued in the future.
+        for n in ["zz".to_string(), srv.challenge(t0 + Duration::from_secs(60), false, &mut rng(1))[0].nonce.clone()] {
+            let ch = Challenge { realm: "redial".into(), nonce: n, opaque: None, algorithm: Algorithm::MD5, qop: vec![Qop::Auth], stale: false, domain: None };
+            let mut cli3 = DigestClient::new("alice", "alice-pw");
+            let mut signed = req.clone();
+            set_auth_headers(&mut signed, cli3.respond(&reply(&req, 401, &[format!("WWW-Authenticate: {ch}")]), &req, &mut rng(1)).unwrap());
+            assert_eq!(srv.verify_request(t0, &signed, lookup), Err(VerifyError::InvalidNonce));
+        }
+
+        let mut bad = c.clone();
+        bad.uri = "sip:elsewhere".into();
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::UriMismatch { .. })));
+        // Without the uri check, a client that signs another uri (SIPp's
+        // default `sip:<remote_ip>:<port>`) is accepted.
+        let mut lax = server(&[DigestAlgorithm::Md5], t0);
+        lax.set_check_uri(false);
+        let odd = request(&REGISTER.replace("REGISTER sip:redial", "REGISTER sip:127.0.0.1:5060"));
+        let mut cli4 = DigestClient::new("alice", "alice-pw");
+        let mut signed = answer(&lax, &mut cli4, &odd, t0, false).unwrap();
+        signed.uri = req.uri.clone();
+        assert_eq!(lax.verify_request(t0, &signed, lookup), Ok("alice".into()));
+        assert!(matches!(srv.verify_request(t0, &signed, lookup), Err(VerifyError::UriMismatch { .. })));
+        let mut bad = c.clone();
+        bad.realm = "other".into();
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::WrongRealm { .. })));
+        let mut bad = c.clone();
+        bad.algorithm = Algorithm::SHA256;
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::AlgorithmNotOffered { .. })));
+        let mut bad = c.clone();
+        bad.username = "mallory".into();
+        assert!(matches!(srv.verify(t0, &req.method, &req.uri, &bad, lookup), Err(VerifyError::UnknownUser { .. })));
+        // Method is part of HA2: the same credentials do not authorise an INVITE.
+        assert!(matches!(
+            srv.verify(t0, &rsip::Method::Invite, &req.uri, &c, lookup),
+            Err(VerifyError::WrongResponse { .. })
+        ));
+        // Still fine untouched.
+        assert_eq!(srv.verify(t0, &req.method, &req.uri, &c, lookup), Ok("alice".into()));
+    }
+
+    #[test]
+    fn challenge_headers_one_per_algorithm_in_order() {
+        let t0 = Instant::now();
+        let srv = server(&[DigestAlgorithm::Sha256, DigestAlgorithm::Md5], t0);
+        let hs = srv.challenge_headers(t0, true, &mut rng(1));
+        let cs: Vec<_> = hs
+            .iter()
+            .map(|h| match h {
+                Header::WwwAuthenticate(v) => parse_challenge(v.value()).unwrap(),
+                _ => panic!("not WWW-Authenticate"),
+            })
+            .collect();
+        assert_eq!(cs.iter().map(|c| c.algorithm).collect::<Vec<_>>(), vec![Algorithm::SHA256, Algorithm::MD5]);
+        assert!(cs.iter().all(|c| c.stale && c.qop == vec![Qop::Auth] && c.realm == "redial"));
+        assert_eq!(cs[0].nonce, cs[1].nonce);
+        assert_eq!(cs[0].nonce.len(), 64);
+    }
+
+    #[test]
+    fn replay_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        let req = request(REGISTER);
+        let mut r = rng(5);
+        for i in 0..(MAX_TRACKED_NONCES + 10) {
+            let mut cli = DigestClient::new("alice", "alice-pw");
+            let ch = srv.challenge(t0, false, &mut r).remove(0);
+            let resp = reply(&req, 401, &[format!("WWW-Authenticate: {ch}")]);
+            let mut signed = req.clone();
+            set_auth_headers(&mut signed, cli.respond(&resp, &req, &mut r).unwrap());
+            assert_eq!(srv.verify_request(t0 + Duration::from_millis(i as u64), &signed, lookup), Ok("alice".into()));
+        }
+        assert!(srv.tracked_nonces() <= MAX_TRACKED_NONCES);
     }
 }
