@@ -122,7 +122,7 @@ fn udp_case(server: SocketAddr, msg: &[u8], expect: Option<u16>, name: &str) {
     let local = sock.local_addr().unwrap();
     let msg = replace_bytes(msg, b"127.0.0.1:9;", format!("{local};").as_bytes());
     let msg = msg.as_slice();
-    sock.set_read_timeout(Some(Duration::from_millis(if expect.is_some() { 2000 } else { 50 }))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(if expect.is_some() { 5000 } else { 50 }))).unwrap();
     sock.send_to(msg, server).unwrap();
     let mut buf = vec![0u8; 65_536];
     let got = sock.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned());
@@ -136,7 +136,7 @@ fn udp_case(server: SocketAddr, msg: &[u8], expect: Option<u16>, name: &str) {
 /// or the timeout passes.
 fn tcp_case(server: SocketAddr, msg: &[u8], expect: Option<u16>, name: &str) {
     let mut s = TcpStream::connect(server).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(if expect.is_some() { 2000 } else { 50 }))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(if expect.is_some() { 5000 } else { 50 }))).unwrap();
     let bytes = replace_bytes(msg, b"SIP/2.0/UDP 127.0.0.1:9;", format!("SIP/2.0/TCP {};", s.local_addr().unwrap()).as_bytes());
     let _ = s.write_all(&bytes);
     let mut got = Vec::new();
