@@ -56,11 +56,20 @@ impl Directory {
 }
 
 /// One contact an agent's softphone registered, as the HTTP API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentBinding {
+    /// The Contact URI as registered.
     pub contact: String,
-    /// Seconds left when the view was last updated; see `updated_at`.
-    pub expires_in: u64,
+    pub expires_at: std::time::Instant,
+    /// Where the REGISTER came from (the address to reach a softphone behind NAT).
+    pub source: crate::sip::Peer,
+}
+
+impl AgentBinding {
+    /// Whole seconds left at `now`.
+    pub fn expires_in(&self, now: std::time::Instant) -> u64 {
+        self.expires_at.saturating_duration_since(now).as_secs()
+    }
 }
 
 /// Agents' live bindings by agent id, refreshed after every REGISTER the registrar handles.

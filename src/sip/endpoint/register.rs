@@ -83,7 +83,7 @@ impl Registrar {
             .inner
             .contacts(agent, now)
             .into_iter()
-            .map(|b| AgentBinding { contact: b.uri, expires_in: b.expires_at.saturating_duration_since(now).as_secs() })
+            .map(|b| AgentBinding { contact: b.uri, expires_at: b.expires_at, source: b.source })
             .collect();
         let mut view = self.view.write().expect("agent bindings lock");
         if bindings.is_empty() {
