@@ -65,10 +65,13 @@ impl Driver {
 
     async fn run_inner(mut self, mut incoming: mpsc::Receiver<Incoming>, mut shutdown: watch::Receiver<bool>) {
         let mut stop_by: Option<Instant> = None;
-        // Cached `layer.poll_timeout()`, refreshed at most once per TICK after input.
+        // Cached `layer.poll_timeout()`; the layer is scanned (poll_timeout or
+        // handle_timeout) at most once per TICK each, however busy the loop is.
         let mut layer_deadline: Option<Instant> = None;
         let mut layer_dirty = true;
-        let mut last_scan = Instant::now().checked_sub(TICK).unwrap_or_else(Instant::now);
+        let long_ago = Instant::now().checked_sub(TICK).unwrap_or_else(Instant::now);
+        let mut last_scan = long_ago;
+        let mut last_fire = long_ago;
         loop {
             let now = Instant::now();
             self.pump(now);
@@ -83,8 +86,9 @@ impl Driver {
                     return;
                 }
             }
-            let rescan = layer_dirty.then_some(last_scan + TICK);
-            let wake = [layer_deadline, rescan, self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
+            let fire_at = layer_deadline.map(|d| d.max(last_fire + TICK));
+            let rescan_at = layer_dirty.then_some(last_scan + TICK);
+            let wake = [fire_at, rescan_at, self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
                 .into_iter()
                 .flatten()
                 .min();
@@ -120,11 +124,9 @@ impl Driver {
                     let now = Instant::now();
                     // Trunk timers may start client transactions too.
                     layer_dirty = true;
-                    if layer_deadline.is_some_and(|at| at <= now) {
+                    if fire_at.is_some_and(|at| at <= now) {
                         self.layer.handle_timeout(now);
-                        layer_dirty = true;
-                        // Rescan right away: the next deadline moved.
-                        last_scan = now.checked_sub(TICK).unwrap_or(last_scan);
+                        last_fire = now;
                     }
                     self.trunks.handle_timeout(now);
                     if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
