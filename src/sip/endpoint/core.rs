@@ -24,6 +24,24 @@ pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
         _ => None,
     });
     let in_dialog = to_tag.as_deref().is_some_and(has_tag);
+    // §8.2.2.3: we support no extensions, so any Require (except on ACK/CANCEL) is 420.
+    if !matches!(req.method, Method::Ack | Method::Cancel) {
+        let required: Vec<String> = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                rsip::Header::Require(r) => Some(rsip::headers::UntypedHeader::value(r).to_string()),
+                _ => None,
+            })
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let mut r = reply(req, 420);
+            r.headers.push(rsip::Header::Unsupported(<rsip::headers::Unsupported as rsip::headers::UntypedHeader>::new(required.join(", "))));
+            return Decision::Respond(r);
+        }
+    }
     match req.method {
         Method::Options if !in_dialog => Decision::Respond(options::handle(req)),
         Method::Register => Decision::Register,

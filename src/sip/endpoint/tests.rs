@@ -55,6 +55,15 @@ fn method_table() {
 }
 
 #[test]
+fn require_is_420_with_unsupported() {
+    let mut r = req("INVITE", "alice", false);
+    r.headers.push(rsip::Header::Require(<rsip::headers::Require as rsip::headers::UntypedHeader>::new("100rel, timer")));
+    let (code, text) = status(dispatch(&r, &dir()));
+    assert_eq!(code, 420);
+    assert!(text.contains("Unsupported: 100rel, timer\r\n"), "{text}");
+}
+
+#[test]
 fn dids_are_known_with_and_without_plus() {
     let mut cfg = crate::config::Config::defaults();
     let p = crate::config::Profile {
