@@ -108,20 +108,35 @@ pub fn response_destination(top_via: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The destination for a response to `peer`: over UDP per the top Via, over TCP the
-/// connection the request came on (§18.2.2), i.e. the peer itself.
-pub fn response_peer(resp: &rsip::Response, peer: Peer) -> Peer {
-    if peer.transport == crate::config::Transport::Tcp {
-        return peer;
-    }
-    let top = resp.headers.iter().find_map(|h| match h {
+/// The sent-by of a Via as an address (default port 5060), ignoring `received`/`rport`:
+/// where a TCP response goes when the request's connection is gone (§18.2.2).
+pub fn sent_by_destination(top_via: &str) -> Option<SocketAddr> {
+    let parts = split(top_via)?;
+    let (host, port) = host_port(parts.sent_by);
+    Some(SocketAddr::new(host.parse().ok()?, port.unwrap_or(5060)))
+}
+
+fn top_via_of(resp: &rsip::Response) -> Option<String> {
+    resp.headers.iter().find_map(|h| match h {
         Header::Via(v) => Some(v.value().to_string()),
         _ => None,
-    });
-    match top.and_then(|v| response_destination(&v)) {
-        Some(addr) => Peer { addr, transport: peer.transport },
-        None => peer,
-    }
+    })
+}
+
+/// The destination for a response to `peer` (§18.2.2): over UDP per the top Via; over TCP
+/// the connection the request came on when `connected(peer)` says it is still open, else
+/// a new connection to the Via's sent-by.
+pub fn response_peer(resp: &rsip::Response, peer: Peer, connected: impl Fn(SocketAddr) -> bool) -> Peer {
+    let top = top_via_of(resp);
+    let addr = if peer.transport == crate::config::Transport::Tcp {
+        if connected(peer.addr) {
+            return peer;
+        }
+        top.and_then(|v| sent_by_destination(&v))
+    } else {
+        top.and_then(|v| response_destination(&v))
+    };
+    Peer { addr: addr.unwrap_or(peer.addr), transport: peer.transport }
 }
 
 #[cfg(test)]
@@ -156,6 +171,18 @@ mod tests {
         let v = stamp_value("SIP/2.0/TCP [::1]:5062;branch=z9hG4bKx;rport", s);
         assert_eq!(response_destination(&v), Some(s));
         assert_eq!(response_destination("SIP/2.0/UDP [::1]:5062;branch=z"), Some("[::1]:5062".parse().unwrap()));
+    }
+
+    #[test]
+    fn tcp_responses_use_the_connection_else_sent_by() {
+        let raw = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.9:5070;branch=z9hG4bK1;rport=40000;received=10.0.0.9\r\n\
+                   From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let rsip::SipMessage::Response(resp) = crate::sip::codec::decode(raw.as_bytes()).unwrap() else { panic!() };
+        let peer = Peer { addr: src(), transport: crate::config::Transport::Tcp };
+        assert_eq!(response_peer(&resp, peer, |_| true), peer);
+        assert_eq!(response_peer(&resp, peer, |_| false).addr, "10.0.0.9:5070".parse().unwrap());
+        let udp = Peer { addr: "127.0.0.1:1".parse().unwrap(), transport: crate::config::Transport::Udp };
+        assert_eq!(response_peer(&resp, udp, |_| false).addr, src());
     }
 
     #[test]

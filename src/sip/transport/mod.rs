@@ -130,6 +130,11 @@ impl Transports {
         }
     }
 
+    /// Whether a TCP connection to `addr` is open (accepted or outgoing).
+    pub fn has_tcp_connection(&self, addr: SocketAddr) -> bool {
+        self.inner.tcp.lock().expect("tcp lock").contains_key(&addr)
+    }
+
     /// Stops the receive tasks and drops every connection.
     pub fn close(&self) {
         for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
