@@ -146,10 +146,25 @@ impl Transports {
     }
 }
 
+/// Socket buffer asked for the UDP socket: bursts (a carrier's registrations after an
+/// outage, load tests) must not be dropped by the kernel while a receive task is busy.
+const UDP_BUFFER: usize = 4 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // The kernel caps these at net.core.{r,w}mem_max; a smaller buffer is not an error.
+    let _ = s.set_recv_buffer_size(UDP_BUFFER);
+    let _ = s.set_send_buffer_size(UDP_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), TransportError> {
     let bind_err = |transport, source| TransportError::Bind { transport, addr, source };
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_err(Transport::Udp, e))?;
+        let udp = bind_udp(addr).map_err(|e| bind_err(Transport::Udp, e))?;
         let got = udp.local_addr().map_err(|e| bind_err(Transport::Udp, e))?;
         match TcpListener::bind(got).await {
             Ok(l) => return Ok((udp, l)),
