@@ -208,6 +208,26 @@ fn hostile_messages_over_udp_and_tcp_then_still_serving() {
     let mut two = with("Max-Forwards: 70", "Max-Forwards: 0");
     two.extend_from_slice(&with("INVITE sip:alice@", "INVITE sip:nobody@"));
     tcp_case(r.sip, &two, Some(483), "pipelined");
+    // A valid OPTIONS dribbled over TCP a few bytes per write, then a second one on the
+    // same connection: framing survives partial reads and reuses the connection.
+    {
+        let mut s = TcpStream::connect(r.sip).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local = s.local_addr().unwrap();
+        for chunk in options_request(local, "TCP", "dribble-1").as_bytes().chunks(7) {
+            s.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        s.write_all(options_request(local, "TCP", "dribble-2").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.windows(11).filter(|w| w == b"SIP/2.0 200").count() < 2 {
+            let n = s.read(&mut buf).expect("two answers on the same connection");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
     // A burst of garbage datagrams.
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..500u32 {
