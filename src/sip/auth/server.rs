@@ -82,13 +82,16 @@ pub struct DigestServer {
     lifetime: Duration,
     epoch: Instant,
     secret: [u8; 32],
-    /// nonce → (issued_ms, highest nc accepted).
-    seen: HashMap<String, (u64, u32)>,
+    /// nonce → (issued_ms, highest nc accepted, insertion number).
+    seen: HashMap<String, (u64, u32, u64)>,
+    inserted: u64,
     /// Offer and require `qop="auth"` (default). Off: RFC 2069-style
     /// challenges, for old clients; no replay detection is then possible.
     offer_qop: bool,
     /// Require `uri=` to match the Request-URI (default).
     check_uri: bool,
+    /// Bound of `seen`.
+    max_tracked: usize,
 }
 
 impl DigestServer {
@@ -105,7 +108,7 @@ impl DigestServer {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let algorithms = if algorithms.is_empty() { vec![DigestAlgorithm::Md5] } else { algorithms.to_vec() };
-        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), offer_qop: true, check_uri: true }
+        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), inserted: 0, offer_qop: true, check_uri: true, max_tracked: MAX_TRACKED_NONCES }
     }
 
     /// Whether challenges carry `qop="auth"` (on by default).
@@ -121,6 +124,11 @@ impl DigestServer {
     /// off only drops the binding to the Request-URI.
     pub fn set_check_uri(&mut self, on: bool) {
         self.check_uri = on;
+    }
+
+    /// Bound of the replay table ([`MAX_TRACKED_NONCES`] by default; at least 1).
+    pub fn set_replay_capacity(&mut self, n: usize) {
+        self.max_tracked = n.max(1);
     }
 
     pub fn realm(&self) -> &str {
@@ -283,7 +291,7 @@ impl DigestServer {
     }
 
     fn record_nc(&mut self, now: Instant, nonce: &str, issued: u64, nc: u32) -> Result<(), VerifyError> {
-        if let Some((_, last)) = self.seen.get_mut(nonce) {
+        if let Some((_, last, _)) = self.seen.get_mut(nonce) {
             if nc <= *last {
                 return Err(VerifyError::Replay { nc });
             }
@@ -292,15 +300,17 @@ impl DigestServer {
         }
         let now_ms = self.ms_since_epoch(now);
         let life = self.lifetime.as_millis() as u64;
-        if self.seen.len() >= MAX_TRACKED_NONCES {
-            self.seen.retain(|_, (t, _)| now_ms.saturating_sub(*t) <= life);
+        if self.seen.len() >= self.max_tracked {
+            self.seen.retain(|_, (t, _, _)| now_ms.saturating_sub(*t) <= life);
         }
-        if self.seen.len() >= MAX_TRACKED_NONCES {
-            if let Some(oldest) = self.seen.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone()) {
+        if self.seen.len() >= self.max_tracked {
+            // Oldest issue time first, then first inserted.
+            if let Some(oldest) = self.seen.iter().min_by_key(|(_, (t, _, i))| (*t, *i)).map(|(k, _)| k.clone()) {
                 self.seen.remove(&oldest);
             }
         }
-        self.seen.insert(nonce.to_string(), (issued, nc));
+        self.inserted += 1;
+        self.seen.insert(nonce.to_string(), (issued, nc, self.inserted));
         Ok(())
     }
 
@@ -557,16 +567,26 @@ Content-Length: 0";
     fn replay_table_is_bounded() {
         let t0 = Instant::now();
         let mut srv = server(&[DigestAlgorithm::Md5], t0);
+        srv.set_replay_capacity(16);
         let req = request(REGISTER);
         let mut r = rng(5);
-        for i in 0..(MAX_TRACKED_NONCES + 10) {
+        let mut first = None;
+        let mut last = None;
+        for i in 0..40 {
             let mut cli = DigestClient::new("alice", "alice-pw");
             let ch = srv.challenge(t0, false, &mut r).remove(0);
             let resp = reply(&req, 401, &[format!("WWW-Authenticate: {ch}")]);
             let mut signed = req.clone();
             set_auth_headers(&mut signed, cli.respond(&resp, &req, &mut r).unwrap());
             assert_eq!(srv.verify_request(t0 + Duration::from_millis(i as u64), &signed, lookup), Ok("alice".into()));
+            first.get_or_insert(signed.clone());
+            last = Some(signed);
+            assert!(srv.tracked_nonces() <= 16);
         }
-        assert!(srv.tracked_nonces() <= MAX_TRACKED_NONCES);
+        // The oldest nonce was evicted: its replay is no longer detected
+        // (the documented price of bounded memory), a recent one still is.
+        let first = first.unwrap();
+        assert_eq!(srv.verify_request(t0 + Duration::from_millis(50), &first, lookup), Ok("alice".into()));
+        assert_eq!(srv.verify_request(t0 + Duration::from_millis(50), &last.unwrap(), lookup), Err(VerifyError::Replay { nc: 1 }));
     }
 }
