@@ -18,6 +18,8 @@ use crate::sip::Peer;
 pub(super) struct Registrar {
     inner: crate::sip::registrar::Registrar<StdRng>,
     view: AgentBindings,
+    /// `inner.poll_timeout()` (a scan of every binding), kept since the last change.
+    deadline: Option<Instant>,
 }
 
 impl Registrar {
@@ -31,7 +33,7 @@ impl Registrar {
             now,
             StdRng::from_os_rng(),
         );
-        Self { inner, view }
+        Self { inner, view, deadline: None }
     }
 
     pub(super) fn handle(&mut self, now: Instant, req: &Request, from: Peer) -> Response {
@@ -50,16 +52,19 @@ impl Registrar {
             }
         }
         self.drain_events(now);
+        self.deadline = self.inner.poll_timeout();
         resp
     }
 
+    /// When `handle_timeout` is due (the next binding expiry).
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
+        self.deadline
     }
 
     pub(super) fn handle_timeout(&mut self, now: Instant) {
         self.inner.handle_timeout(now);
         self.drain_events(now);
+        self.deadline = self.inner.poll_timeout();
     }
 
     fn drain_events(&mut self, now: Instant) {
