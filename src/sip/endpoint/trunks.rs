@@ -69,12 +69,20 @@ pub(super) struct Trunks {
     stopping: bool,
 }
 
-/// The address to advertise in Via/Contact: `public_addr` when set, else the bound address
-/// (an unspecified bind address falls back to loopback).
-pub fn advertised(cfg: &Config, local: SocketAddr) -> SocketAddr {
+/// The address to advertise in Via/Contact towards `proxy`: `public_addr` when set, else
+/// the bound address; when bound to 0.0.0.0/::, the source address the routing table picks
+/// for `proxy` (a connected UDP socket; nothing is sent), else loopback.
+pub fn advertised(cfg: &Config, local: SocketAddr, proxy: Option<SocketAddr>) -> SocketAddr {
     let ip = match cfg.sip.public_addr {
         Some(ip) => ip,
-        None if local.ip().is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        None if local.ip().is_unspecified() => proxy
+            .and_then(|p| {
+                let any: SocketAddr = if p.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+                let s = std::net::UdpSocket::bind(any).ok()?;
+                s.connect(p).ok()?;
+                s.local_addr().ok().map(|a| a.ip())
+            })
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
         None => local.ip(),
     };
     SocketAddr::new(ip, local.port())
@@ -105,10 +113,10 @@ impl Trunks {
         proxies: &BTreeMap<String, Result<SocketAddr, String>>,
         states: TrunkStates,
     ) -> Self {
-        let adv = advertised(cfg, local);
         let mut trunks = Vec::new();
         for p in cfg.profiles.values() {
-            let me = Peer { addr: adv, transport: p.transport };
+            let proxy_addr = proxies.get(&p.name).and_then(|r| r.as_ref().ok()).copied();
+            let me = Peer { addr: advertised(cfg, local, proxy_addr), transport: p.transport };
             let (proxy, mut last_error) = match proxies.get(&p.name) {
                 Some(Ok(a)) => (Some(Peer { addr: *a, transport: p.transport }), None),
                 Some(Err(e)) => (None, Some(e.clone())),
@@ -304,5 +312,22 @@ fn status_of(t: &Trunk, register: bool) -> TrunkStatus {
         expires_at: reg.as_ref().and_then(|s| s.expires_at),
         up: t.pinger.as_ref().is_none_or(|p| p.is_up()),
         last_error: reg.and_then(|s| s.last_error.map(|e| e.to_string())).or_else(|| t.last_error.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_address() {
+        let mut cfg = Config::defaults();
+        let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        assert_eq!(advertised(&cfg, local, None), local);
+        let any: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        // Routed towards a loopback proxy, the source is loopback.
+        assert_eq!(advertised(&cfg, any, Some("127.0.0.1:5080".parse().unwrap())), local);
+        cfg.sip.public_addr = Some("203.0.113.7".parse().unwrap());
+        assert_eq!(advertised(&cfg, any, None), "203.0.113.7:5060".parse().unwrap());
     }
 }
