@@ -30,17 +30,36 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The methods redial's UA core handles (the Allow header; RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
 
-/// Serialises a message, making Content-Length match the body (RFC 3261 §20.14) and
-/// printing the RFC reason phrase (rsip prints `400 BadRequest`).
+/// Serialises a message: start line (with the RFC reason phrase — rsip prints
+/// `400 BadRequest`), the headers, a Content-Length matching the body (RFC 3261 §20.14)
+/// last, and the body bytes as they are (rsip's printer passes the body through
+/// `from_utf8_lossy`, which corrupts binary bodies; found by the fuzz target).
 pub fn encode(msg: &SipMessage) -> Vec<u8> {
-    let mut out = encode_rsip(msg);
-    if let SipMessage::Response(r) = msg {
-        let code = u16::from(r.status_code.clone());
-        if let (Some(reason), Some(eol)) = (reason_phrase(code), out.iter().position(|&b| b == b'\r')) {
-            let line = format!("SIP/2.0 {code} {reason}");
-            out.splice(..eol, line.into_bytes());
+    use std::io::Write;
+    let (headers, body) = match msg {
+        SipMessage::Request(r) => (&r.headers, &r.body),
+        SipMessage::Response(r) => (&r.headers, &r.body),
+    };
+    let mut out = Vec::with_capacity(512 + body.len());
+    // Writing into a Vec cannot fail.
+    let _ = match msg {
+        SipMessage::Request(r) => write!(out, "{} {} {}\r\n", r.method, r.uri, r.version),
+        SipMessage::Response(r) => {
+            let code = r.status_code.code();
+            match (reason_phrase(code), &r.status_code) {
+                (_, rsip::StatusCode::Other(_, reason)) => write!(out, "{} {code} {reason}\r\n", r.version),
+                (Some(reason), _) => write!(out, "{} {code} {reason}\r\n", r.version),
+                (None, sc) => write!(out, "{} {sc}\r\n", r.version),
+            }
+        }
+    };
+    for h in headers.iter() {
+        if !matches!(h, Header::ContentLength(_)) {
+            let _ = write!(out, "{h}\r\n");
         }
     }
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
     out
 }
 
@@ -89,39 +108,6 @@ pub fn reason_phrase(code: u16) -> Option<&'static str> {
         606 => "Not Acceptable",
         _ => return None,
     })
-}
-
-fn encode_rsip(msg: &SipMessage) -> Vec<u8> {
-    let body_len = msg.body().len();
-    let cl_ok = {
-        let mut it = headers_of(msg).iter().filter(|h| matches!(h, Header::ContentLength(_)));
-        match (it.next(), it.next()) {
-            // Kept as is only when correct and last (the usual place, easy to read in traces).
-            (Some(Header::ContentLength(c)), None) => {
-                c.value().trim().parse::<usize>().ok() == Some(body_len)
-                    && matches!(headers_of(msg).iter().last(), Some(Header::ContentLength(_)))
-            }
-            _ => false,
-        }
-    };
-    if cl_ok {
-        return msg.to_string().into_bytes();
-    }
-    let mut m = msg.clone();
-    let hs = match &mut m {
-        SipMessage::Request(r) => &mut r.headers,
-        SipMessage::Response(r) => &mut r.headers,
-    };
-    hs.retain(|h| !matches!(h, Header::ContentLength(_)));
-    hs.push(Header::ContentLength(rsip::headers::ContentLength::new(body_len.to_string())));
-    m.to_string().into_bytes()
-}
-
-fn headers_of(msg: &SipMessage) -> &rsip::Headers {
-    match msg {
-        SipMessage::Request(r) => &r.headers,
-        SipMessage::Response(r) => &r.headers,
-    }
 }
 
 /// Values of the headers named `name` (case-insensitive), in order; works for the

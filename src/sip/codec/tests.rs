@@ -225,6 +225,25 @@ fn encode_fixes_content_length() {
     assert_eq!(back.body(), b"hello");
 }
 
+#[test]
+fn binary_bodies_survive_encoding() {
+    // Found by the fuzz target: rsip prints bodies through from_utf8_lossy.
+    let raw = with("Content-Length: 0\r\n\r\n", "Content-Length: 4\r\n\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(&[b'v', b'=', 0xff, b'\n']);
+    let m = decode(&raw).unwrap();
+    assert_eq!(m.body(), &[b'v', b'=', 0xff, b'\n']);
+    let again = decode(&encode(&m)).unwrap();
+    assert_eq!(again.body(), m.body());
+}
+
+#[test]
+fn unknown_status_codes_keep_their_reason() {
+    let raw = "SIP/2.0 299 Fine Thanks\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let out = String::from_utf8(encode(&decode(raw.as_bytes()).unwrap())).unwrap();
+    assert!(out.starts_with("SIP/2.0 299 Fine Thanks\r\n"), "{out}");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
     #[test]
