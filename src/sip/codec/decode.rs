@@ -53,8 +53,9 @@ pub enum DecodeErrorKind {
     /// A well-formed method rsip has no variant for (it knows RFC 3261 + extensions only).
     #[error("method {method} is not supported")]
     UnknownMethod { method: String },
+    /// Our checks passed but rsip's tokenizer still refused (kept as rsip's own error).
     #[error("rsip refused the message: {0}")]
-    Rsip(String),
+    Rsip(rsip::Error),
 }
 
 impl DecodeErrorKind {
@@ -157,7 +158,7 @@ pub fn decode(bytes: &[u8]) -> Result<SipMessage, DecodeError> {
     })?;
     let canonical = rebuild(&head, body);
     SipMessage::try_from(canonical.as_slice()).map_err(|e| {
-        let kind = DecodeErrorKind::Rsip(e.to_string());
+        let kind = DecodeErrorKind::Rsip(e);
         let reply = error_reply(&head, 400, None);
         DecodeError { kind, reply }
     })

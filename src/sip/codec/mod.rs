@@ -20,7 +20,6 @@ pub mod via;
 pub use decode::{decode, DecodeError, DecodeErrorKind};
 pub use headers::{AnyUri, ContactList, HeaderError, NameAddr};
 
-use rsip::headers::UntypedHeader;
 use rsip::{Header, SipMessage};
 
 /// Largest message we accept or send (bytes). Bigger ones are refused with 513 when
