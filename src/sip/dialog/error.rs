@@ -19,6 +19,11 @@ pub enum DialogError {
     Glare,
     #[error("a re-INVITE of ours is already pending in this dialog")]
     ReInviteInProgress,
+    /// §14.2: the peer sent a re-INVITE while its earlier one (CSeq `pending`) has no final
+    /// response yet. Answer [`super::Dialog::overlap_answer`]: 500 with `Retry-After:
+    /// retry_after_secs`, a random 0–10.
+    #[error("the peer sent a re-INVITE while its re-INVITE {pending} is unanswered (RFC 3261 §14.2)")]
+    OverlappingReInvite { pending: u32, retry_after_secs: u32 },
 }
 
 impl DialogError {
@@ -35,6 +40,8 @@ impl DialogError {
             DialogError::Glare => 491,
             // Our own misuse; never sent to a peer, but 500 if it were.
             DialogError::ReInviteInProgress => 500,
+            // §14.2: 500 with Retry-After.
+            DialogError::OverlappingReInvite { .. } => 500,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Dialog {
     local_sdp: Option<(String, Vec<u8>)>,
     /// We sent a re-INVITE and have no final response yet (glare, §14.1).
     reinvite_pending: bool,
+    /// CSeq of the peer's re-INVITE we have not answered finally yet (§14.2).
+    peer_reinvite_pending: Option<u32>,
 }
 
 fn header_value(headers: &Headers, pick: fn(&Header) -> Option<String>) -> Option<String> {
@@ -198,6 +200,7 @@ impl Dialog {
             invite_seq: seq,
             local_sdp: body_with_type(invite),
             reinvite_pending: false,
+            peer_reinvite_pending: None,
         })
     }
 
@@ -236,6 +239,7 @@ impl Dialog {
             invite_seq: seq,
             local_sdp: body_with_type_resp(response),
             reinvite_pending: false,
+            peer_reinvite_pending: None,
         })
     }
 
@@ -436,17 +440,30 @@ impl Dialog {
                 InDialogRequest::Bye
             }
             Method::Invite if self.reinvite_pending => return Err(DialogError::Glare),
+            Method::Invite if self.peer_reinvite_pending.is_some_and(|p| p < seq) => {
+                let pending = self.peer_reinvite_pending.unwrap_or_default();
+                let retry_after_secs = rand::random_range(0..=10);
+                return Err(DialogError::OverlappingReInvite { pending, retry_after_secs });
+            }
             Method::Invite | Method::Update => {
                 if let Some(uri) = contact_uri(&req.headers)? {
                     self.remote_target = uri;
                 }
                 if req.method == Method::Invite {
+                    self.peer_reinvite_pending = Some(seq);
                     InDialogRequest::ReInvite { offer: (!req.body.is_empty()).then(|| req.body.clone()) }
                 } else {
                     InDialogRequest::Update
                 }
             }
-            Method::Ack => InDialogRequest::Ack,
+            Method::Ack => {
+                // The ACK for our 2xx to the peer's re-INVITE: it was answered (covers a TU
+                // that did not call `on_reinvite_answered`).
+                if self.peer_reinvite_pending.is_some_and(|p| p <= seq) {
+                    self.peer_reinvite_pending = None;
+                }
+                InDialogRequest::Ack
+            }
             Method::Options => InDialogRequest::Options,
             Method::Info => InDialogRequest::Info {
                 content_type: req.headers.iter().find_map(|h| match h {
@@ -458,6 +475,25 @@ impl Dialog {
             other => InDialogRequest::Other(other),
         };
         Ok(kind)
+    }
+
+    /// The TU sent `response` to the peer's re-INVITE: a final one (any class) ends the §14.2
+    /// window, so a later re-INVITE is accepted again. Call it for every final sent to a
+    /// re-INVITE (an ACK for a 2xx also ends the window; a non-2xx's ACK never reaches the
+    /// dialog, §17.2.1).
+    pub fn on_reinvite_answered(&mut self, response: &Response) {
+        let Ok((seq, method)) = cseq_of(&response.headers) else { return };
+        if method == Method::Invite && status_of(response) >= 200 && self.peer_reinvite_pending == Some(seq) {
+            self.peer_reinvite_pending = None;
+        }
+    }
+
+    /// The answer to a re-INVITE refused with [`DialogError::OverlappingReInvite`] (§14.2):
+    /// 500 with a Retry-After of `retry_after_secs`.
+    pub fn overlap_answer(reinvite: &Request, retry_after_secs: u32) -> Response {
+        let mut resp = response_for(reinvite, StatusCode::ServerInternalError);
+        resp.headers.push(Header::RetryAfter(rsip::headers::RetryAfter::new(retry_after_secs.to_string())));
+        resp
     }
 
     /// The 200 to a re-INVITE that keeps the session unchanged: our Contact and the same SDP we

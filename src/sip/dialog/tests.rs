@@ -312,3 +312,51 @@ fn reinvite_glare_is_491_until_our_reinvite_completes() {
     assert_eq!(d.remote_target().to_string(), "sip:gw8@10.0.0.8:5080");
     assert_eq!(d.handle_request(&theirs(2)), Ok(InDialogRequest::ReInvite { offer: None }));
 }
+
+#[test]
+fn overlapping_reinvite_from_peer_is_500_with_retry_after_until_the_first_is_answered() {
+    let (inv, ok) = uas_pair();
+    let mut d = Dialog::uas(&inv, &ok).unwrap();
+    let reinvite = |seq: u32| {
+        let text = format!(
+            "INVITE sip:redial@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKov{seq}\r\n\
+             From: <sip:+15550100@redial.test>;tag=ours1\r\nTo: <sip:+15550123@carrier.test>;tag=uas9\r\n\
+             Call-ID: c1@redial\r\nCSeq: {seq} INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).unwrap()
+    };
+    let first = reinvite(11);
+    assert_eq!(d.handle_request(&first), Ok(InDialogRequest::ReInvite { offer: None }));
+    // §14.2: a second INVITE before the final to the first → 500 with Retry-After 0–10 s.
+    let mut seen = std::collections::BTreeSet::new();
+    for seq in 12..60 {
+        let second = reinvite(seq);
+        let err = d.handle_request(&second).unwrap_err();
+        let DialogError::OverlappingReInvite { pending, retry_after_secs } = err.clone() else {
+            panic!("expected an overlap, got {err:?}")
+        };
+        assert_eq!(pending, 11);
+        assert!(retry_after_secs <= 10);
+        seen.insert(retry_after_secs);
+        assert_eq!(err.status_code(), 500);
+        let answer = Dialog::overlap_answer(&second, retry_after_secs);
+        assert_eq!(answer.status_code.code(), 500);
+        let wire = answer.to_string();
+        assert!(wire.contains(&format!("Retry-After: {retry_after_secs}\r\n")), "{wire}");
+        assert!(wire.contains(&format!("CSeq: {seq} INVITE")), "{wire}");
+        rsip::Response::try_from(wire.as_str()).unwrap();
+    }
+    assert!(seen.len() > 1, "Retry-After is random: {seen:?}");
+    // A provisional does not end the window; the final does.
+    let mut ringing = crate::sip::transaction::response_for(&first, rsip::StatusCode::Ringing);
+    d.on_reinvite_answered(&ringing);
+    assert!(matches!(d.handle_request(&reinvite(60)), Err(DialogError::OverlappingReInvite { .. })));
+    ringing.status_code = rsip::StatusCode::NotAcceptableHere;
+    d.on_reinvite_answered(&ringing);
+    assert_eq!(d.handle_request(&reinvite(61)), Ok(InDialogRequest::ReInvite { offer: None }));
+    // The ACK for a 2xx ends the window too, even if the TU did not report its answer.
+    assert!(matches!(d.handle_request(&reinvite(62)), Err(DialogError::OverlappingReInvite { pending: 61, .. })));
+    let ack = reinvite(61).to_string().replace("INVITE", "ACK");
+    assert_eq!(d.handle_request(&Request::try_from(ack.as_str()).unwrap()), Ok(InDialogRequest::Ack));
+    assert_eq!(d.handle_request(&reinvite(63)), Ok(InDialogRequest::ReInvite { offer: None }));
+}

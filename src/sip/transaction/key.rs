@@ -1,6 +1,7 @@
 //! Transaction identity (§17.1.3, §17.2.3).
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// Which side of the transaction we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,11 +14,14 @@ pub enum Role {
 /// (branch, sent-by, method) with ACK folded onto INVITE (§17.2.3). For requests without a
 /// z9hG4bK branch the layer synthesises a `branch` from Call-ID, CSeq number, From tag and the
 /// top Via (see `docs/sip-transactions.md`).
+///
+/// The strings are shared (`Arc<str>`): the layer keeps a key in its map and in the
+/// transaction's entry, and clones one into every event, so a clone is a reference-count bump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionKey {
     role: Role,
-    branch: String,
-    sent_by: Option<String>,
+    branch: Arc<str>,
+    sent_by: Option<Arc<str>>,
     method: rsip::Method,
 }
 
@@ -33,12 +37,12 @@ impl Hash for TransactionKey {
 
 impl TransactionKey {
     pub(crate) fn client(branch: String, method: rsip::Method) -> Self {
-        Self { role: Role::Client, branch, sent_by: None, method }
+        Self { role: Role::Client, branch: branch.into(), sent_by: None, method }
     }
 
     pub(crate) fn server(branch: String, sent_by: String, method: rsip::Method) -> Self {
         let method = if method == rsip::Method::Ack { rsip::Method::Invite } else { method };
-        Self { role: Role::Server, branch, sent_by: Some(sent_by), method }
+        Self { role: Role::Server, branch: branch.into(), sent_by: Some(sent_by.into()), method }
     }
 
     pub fn role(&self) -> Role {

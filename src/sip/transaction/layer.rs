@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use rsip::{Method, Request, Response, SipMessage};
+use slab::Slab;
 
 use super::client_invite::ClientInvite;
 use super::client_non_invite::ClientNonInvite;
@@ -18,6 +19,7 @@ use super::message::{branch_of, call_id_of, cseq_of, from_tag_of, sent_by_of, to
 use super::output::{Output, Up};
 use super::server_invite::{SendRefused, ServerInvite};
 use super::server_non_invite::ServerNonInvite;
+use super::timer_index::{Armed, TimerIndex};
 use super::timers::Durations;
 use crate::config::SipTimers;
 use crate::sip::Peer;
@@ -55,12 +57,14 @@ pub enum TransactionEvent {
     Terminated { key: TransactionKey },
 }
 
+/// The RFC 3261 names: INVITE/non-INVITE client/server transaction. The three machines that
+/// keep a whole request are boxed so that every slab slot is only as large as the small
+/// non-INVITE server machine, which is most of the live transactions (Timer J).
 #[derive(Debug)]
-/// The RFC 3261 names: INVITE/non-INVITE client/server transaction.
 enum Machine {
-    Ict(ClientInvite),
-    Nict(ClientNonInvite),
-    Ist(ServerInvite),
+    Ict(Box<ClientInvite>),
+    Nict(Box<ClientNonInvite>),
+    Ist(Box<ServerInvite>),
     Nist(ServerNonInvite),
 }
 
@@ -88,7 +92,7 @@ impl Machine {
             Machine::Ict(m) => m.on_timeout(now, out),
             Machine::Nict(m) => m.on_timeout(now, out),
             Machine::Ist(m) => m.on_timeout(now, out),
-            Machine::Nist(m) => m.on_timeout(now),
+            Machine::Nist(m) => m.on_timeout(now, out),
         }
     }
 
@@ -104,24 +108,41 @@ impl Machine {
 
 #[derive(Debug)]
 struct Entry {
+    key: TransactionKey,
     machine: Machine,
     /// Where requests (client) or responses (server) go.
     peer: Peer,
-    call_id: String,
+    call_id: Box<str>,
+    /// The machine's next deadline as entered in the timer index (`None`: nothing armed).
+    armed: Option<Armed>,
 }
 
 /// All live transactions of one endpoint. See the module docs for the run loop.
+///
+/// Built for hundreds of thousands of live transactions (every answered OPTIONS stays 32 s in
+/// Completed over UDP): transactions live in a slab, found by key through a hash map, and their
+/// deadlines in a heap ([`TimerIndex`]), so `poll_timeout` is O(1) and `handle_timeout` touches
+/// only the transactions that are due.
 #[derive(Debug)]
 pub struct TransactionLayer {
     timers: SipTimers,
-    txns: HashMap<TransactionKey, Entry>,
+    index: HashMap<TransactionKey, usize>,
+    txns: Slab<Entry>,
+    deadlines: TimerIndex,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TransactionEvent>,
 }
 
 impl TransactionLayer {
     pub fn new(timers: SipTimers) -> Self {
-        Self { timers, txns: HashMap::new(), transmits: VecDeque::new(), events: VecDeque::new() }
+        Self {
+            timers,
+            index: HashMap::new(),
+            txns: Slab::new(),
+            deadlines: TimerIndex::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
     }
 
     /// A message parsed by the transport, with where it came from. Malformed messages (no Via or
@@ -151,7 +172,7 @@ impl TransactionLayer {
             return Err(TransactionError::MethodMismatch { method: req.method, cseq: cseq_method });
         }
         let key = TransactionKey::client(branch, req.method);
-        if self.txns.contains_key(&key) {
+        if self.index.contains_key(&key) {
             return Err(TransactionError::Duplicate { key });
         }
         let call_id = call_id_of(&req.headers);
@@ -160,19 +181,20 @@ impl TransactionLayer {
         let d = Durations::new(self.timers, to.transport);
         let mut out = Vec::new();
         let machine = if req.method == Method::Invite {
-            Machine::Ict(ClientInvite::start(now, req, d, &mut out))
+            Machine::Ict(Box::new(ClientInvite::start(now, req, d, &mut out)))
         } else {
-            Machine::Nict(ClientNonInvite::start(now, req, d, &mut out))
+            Machine::Nict(Box::new(ClientNonInvite::start(now, req, d, &mut out)))
         };
-        self.txns.insert(key.clone(), Entry { machine, peer: to, call_id });
-        self.flush(&key, out);
+        let slot = self.insert(key.clone(), machine, to, call_id);
+        self.flush(slot, out);
         Ok(key)
     }
 
     /// Sends a response within the server transaction `key`. Its destination is where the
     /// request came from (§18.2.2: the driver sends TCP responses on the same connection).
     pub fn send_response(&mut self, now: Instant, key: &TransactionKey, resp: Response) -> Result<(), TransactionError> {
-        let entry = self.txns.get_mut(key).ok_or_else(|| TransactionError::UnknownTransaction { key: key.clone() })?;
+        let slot = *self.index.get(key).ok_or_else(|| TransactionError::UnknownTransaction { key: key.clone() })?;
+        let entry = &mut self.txns[slot];
         if key.role() != Role::Server {
             return Err(TransactionError::NotServer { key: key.clone() });
         }
@@ -192,7 +214,7 @@ impl TransactionLayer {
         match result {
             Ok(()) => {
                 tracing::debug!(status, "response sent");
-                self.flush(key, out);
+                self.flush(slot, out);
                 Ok(())
             }
             Err(SendRefused::AlreadyFinal) => Err(TransactionError::AlreadyFinal { key: key.clone(), status }),
@@ -208,41 +230,43 @@ impl TransactionLayer {
     /// Fires every timer due at `now`. Call it when `poll_timeout` is reached (calling it early or
     /// late is harmless: only expired timers fire).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<TransactionKey> = self
-            .txns
-            .iter()
-            .filter(|(_, e)| e.machine.next_deadline().is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(entry) = self.txns.get_mut(&key) else { continue };
-            let _span = tracing::debug_span!("sip_txn", call_id = %entry.call_id, branch = %key.branch()).entered();
+        // Deadline order across transactions; a machine re-armed by its own step lands behind
+        // `now` (every interval is positive), so the loop ends.
+        while let Some(head) = self.deadlines.peek().filter(|h| h.at <= now) {
+            self.deadlines.pop();
+            let Some(entry) = self.txns.get_mut(head.slot).filter(|e| e.armed == Some(head)) else {
+                continue; // stale: re-armed or removed since
+            };
+            entry.armed = None;
+            let _span = tracing::debug_span!("sip_txn", call_id = %entry.call_id, branch = %entry.key.branch()).entered();
             let mut out = Vec::new();
             entry.machine.on_timeout(now, &mut out);
-            self.flush(&key, out);
+            self.flush(head.slot, out);
         }
+        self.discard_stale();
     }
 
     /// The driver could not send for transaction `key` (§17.1.4, §17.2.4): the transaction ends
     /// with a `TransportError` event. Unknown keys are ignored (the transaction may have ended).
     pub fn report_transport_error(&mut self, key: &TransactionKey) {
-        let Some(entry) = self.txns.get_mut(key) else { return };
+        let Some(&slot) = self.index.get(key) else { return };
+        let entry = &mut self.txns[slot];
         tracing::debug!(call_id = %entry.call_id, branch = %key.branch(), "transport error");
         entry.machine.on_transport_error();
         self.events.push_back(TransactionEvent::TransportError { key: key.clone() });
-        self.flush(key, Vec::new());
+        self.flush(slot, Vec::new());
     }
 
     /// Whether the INVITE server transaction `key` has not sent a final response yet (a CANCEL
     /// for it should then be followed by a 487, §9.2).
     pub fn is_pending(&self, key: &TransactionKey) -> bool {
-        matches!(self.txns.get(key), Some(Entry { machine: Machine::Ist(m), .. }) if m.is_pending())
+        matches!(self.get(key), Some(Entry { machine: Machine::Ist(m), .. }) if m.is_pending())
     }
 
     /// The request that started an INVITE transaction (client or server), e.g. to build a
     /// CANCEL (§9.1) or a response.
     pub fn invite_request(&self, key: &TransactionKey) -> Option<&Request> {
-        match &self.txns.get(key)?.machine {
+        match &self.get(key)?.machine {
             Machine::Ict(m) => Some(m.request()),
             Machine::Ist(m) => Some(m.request()),
             _ => None,
@@ -262,7 +286,8 @@ impl TransactionLayer {
     /// When `handle_timeout` must next be called; `None` when no timer is armed. Changes after
     /// every input, so ask again after each.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txns.values().filter_map(|e| e.machine.next_deadline()).min()
+        // Every &mut entry point ends with `discard_stale`, so the head is current.
+        self.deadlines.peek().map(|h| h.at)
     }
 
     /// Number of live transactions.
@@ -272,6 +297,12 @@ impl TransactionLayer {
 
     pub fn is_empty(&self) -> bool {
         self.txns.is_empty()
+    }
+
+    /// Entries in the timer index, stale ones included (tests check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn timer_entries(&self) -> usize {
+        self.deadlines.len()
     }
 
     fn handle_request(&mut self, now: Instant, req: Request, from: Peer) {
@@ -285,8 +316,8 @@ impl TransactionLayer {
         let call_id = call_id_of(&req.headers);
         let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %key.branch()).entered();
         let mut out = Vec::new();
-        if let Some(entry) = self.txns.get_mut(&key) {
-            match &mut entry.machine {
+        if let Some(&slot) = self.index.get(&key) {
+            match &mut self.txns[slot].machine {
                 Machine::Ist(m) => m.on_request(now, req, &mut out),
                 Machine::Nist(m) if req.method != Method::Ack => m.on_request(req, &mut out),
                 _ => {
@@ -294,7 +325,7 @@ impl TransactionLayer {
                     return;
                 }
             }
-            self.flush(&key, out);
+            self.flush(slot, out);
             return;
         }
         let d = Durations::new(self.timers, from.transport);
@@ -303,24 +334,27 @@ impl TransactionLayer {
             Method::Ack => self.events.push_back(TransactionEvent::Ack { request: req, from }),
             Method::Invite => {
                 tracing::debug!("INVITE server transaction created");
-                let machine = Machine::Ist(ServerInvite::new(now, req.clone(), d));
-                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                let machine = Machine::Ist(Box::new(ServerInvite::new(now, req.clone(), d)));
+                let slot = self.insert(key.clone(), machine, from, call_id);
                 self.events.push_back(TransactionEvent::Request { key, request: req, from });
+                self.flush(slot, Vec::new());
             }
             Method::Cancel => {
                 let target = key.with_method(Method::Invite);
-                let target = matches!(self.txns.get(&target), Some(Entry { machine: Machine::Ist(_), .. }))
+                let target = matches!(self.get(&target), Some(Entry { machine: Machine::Ist(_), .. }))
                     .then_some(target);
                 tracing::debug!(matched = target.is_some(), "CANCEL server transaction created");
-                let machine = Machine::Nist(ServerNonInvite::new(d));
-                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                let machine = Machine::Nist(ServerNonInvite::new(now, d));
+                let slot = self.insert(key.clone(), machine, from, call_id);
                 self.events.push_back(TransactionEvent::Cancel { key, target, request: req, from });
+                self.flush(slot, Vec::new());
             }
             _ => {
                 tracing::debug!(method = %req.method, "non-INVITE server transaction created");
-                let machine = Machine::Nist(ServerNonInvite::new(d));
-                self.txns.insert(key.clone(), Entry { machine, peer: from, call_id });
+                let machine = Machine::Nist(ServerNonInvite::new(now, d));
+                let slot = self.insert(key.clone(), machine, from, call_id);
                 self.events.push_back(TransactionEvent::Request { key, request: req, from });
+                self.flush(slot, Vec::new());
             }
         }
     }
@@ -338,7 +372,8 @@ impl TransactionLayer {
         let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %branch).entered();
         let key = TransactionKey::client(branch, method);
         let mut out = Vec::new();
-        match self.txns.get_mut(&key).map(|e| &mut e.machine) {
+        let slot = self.index.get(&key).copied();
+        match slot.map(|slot| &mut self.txns[slot].machine) {
             Some(Machine::Ict(m)) => m.on_response(now, resp, &mut out),
             Some(Machine::Nict(m)) => m.on_response(now, resp, &mut out),
             _ => {
@@ -352,30 +387,66 @@ impl TransactionLayer {
                 return;
             }
         }
-        self.flush(&key, out);
+        if let Some(slot) = slot {
+            self.flush(slot, out);
+        }
     }
 
-    /// Turns machine outputs into transmits and events, and removes the transaction if it ended.
-    fn flush(&mut self, key: &TransactionKey, out: Vec<Output>) {
-        let Some(entry) = self.txns.get(key) else { return };
+    fn get(&self, key: &TransactionKey) -> Option<&Entry> {
+        self.index.get(key).map(|&slot| &self.txns[slot])
+    }
+
+    fn insert(&mut self, key: TransactionKey, machine: Machine, peer: Peer, call_id: String) -> usize {
+        let slot = self.txns.insert(Entry { key: key.clone(), machine, peer, call_id: call_id.into(), armed: None });
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// Turns machine outputs into transmits and events, then removes the transaction if it ended
+    /// or re-enters its next deadline in the timer index if that changed.
+    fn flush(&mut self, slot: usize, out: Vec<Output>) {
+        let entry = &mut self.txns[slot];
         let peer = entry.peer;
         for o in out {
             match o {
                 Output::Send(message) => self.transmits.push_back(Transmit { to: peer, message }),
                 Output::Up(Up::Response(response)) => {
-                    self.events.push_back(TransactionEvent::Response { key: key.clone(), response })
+                    self.events.push_back(TransactionEvent::Response { key: entry.key.clone(), response })
                 }
                 Output::Up(Up::Ack(request)) => self.events.push_back(TransactionEvent::Ack { request, from: peer }),
                 Output::Up(Up::Timeout) => {
                     tracing::debug!("transaction timed out");
-                    self.events.push_back(TransactionEvent::Timeout { key: key.clone() })
+                    self.events.push_back(TransactionEvent::Timeout { key: entry.key.clone() })
                 }
             }
         }
         if entry.machine.is_terminated() {
-            self.txns.remove(key);
+            // Its heap entry, if any, is now stale and skipped.
+            let entry = self.txns.remove(slot);
+            self.index.remove(&entry.key);
             tracing::trace!("transaction terminated");
-            self.events.push_back(TransactionEvent::Terminated { key: key.clone() });
+            self.events.push_back(TransactionEvent::Terminated { key: entry.key });
+        } else {
+            let next = entry.machine.next_deadline();
+            if next != entry.armed.map(|a| a.at) {
+                entry.armed = next.map(|at| self.deadlines.arm(at, slot));
+            }
+        }
+        self.discard_stale();
+    }
+
+    /// Pops stale entries off the top of the timer index, so that `poll_timeout` can peek, and
+    /// rebuilds the index when stale entries outnumber live transactions (a transaction answered
+    /// long before its old deadline leaves one behind until that deadline).
+    fn discard_stale(&mut self) {
+        while let Some(head) = self.deadlines.peek() {
+            if self.txns.get(head.slot).is_some_and(|e| e.armed == Some(head)) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+        if self.deadlines.len() > 2 * self.txns.len() + 1024 {
+            self.deadlines.rebuild(self.txns.iter().filter_map(|(_, e)| e.armed));
         }
     }
 }
@@ -399,3 +470,4 @@ fn server_key(req: &Request) -> Result<TransactionKey, TransactionError> {
     };
     Ok(TransactionKey::server(branch, sent_by, req.method))
 }
+

@@ -17,6 +17,7 @@ pub mod message;
 mod output;
 mod server_invite;
 mod server_non_invite;
+mod timer_index;
 pub mod timers;
 
 #[cfg(test)]

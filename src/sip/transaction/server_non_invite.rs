@@ -1,10 +1,16 @@
 //! The non-INVITE server transaction (RFC 3261 §17.2.2).
+//!
+//! Over UDP every answered request keeps its transaction 64·T1 in Completed (Timer J), so at
+//! 10,000 OPTIONS/s about 320,000 are live. To keep each small, the response retransmitted on a
+//! request retransmission is kept as its wire bytes (one allocation) rather than an rsip struct
+//! (a vector of headers, one allocation each), and parsed back in the rare case it is resent.
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use rsip::{Request, Response, SipMessage};
 
-use super::output::Output;
+use super::output::{Output, Up};
 use super::server_invite::SendRefused;
 use super::timers::{Durations, Timer, TimerTable};
 
@@ -13,9 +19,9 @@ enum State {
     /// Request passed to the TU; retransmissions are absorbed silently.
     Trying,
     /// A provisional was sent; retransmissions get it again.
-    Proceeding { last: Response },
+    Proceeding { last: Bytes },
     /// The final was sent; retransmissions get it again until J.
-    Completed { response: Response },
+    Completed { response: Bytes },
     Terminated,
 }
 
@@ -27,15 +33,23 @@ pub(crate) struct ServerNonInvite {
 }
 
 impl ServerNonInvite {
-    pub fn new(d: Durations) -> Self {
-        Self { state: State::Trying, timers: TimerTable::default(), d }
+    /// A new request, passed to the TU. Arms the safety limit: a TU that never sends a final
+    /// response does not keep the transaction forever (see [`Timer::Unanswered`]).
+    pub fn new(now: Instant, d: Durations) -> Self {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Unanswered, now + d.timeout());
+        Self { state: State::Trying, timers, d }
     }
 
     /// A retransmission of the request matched this transaction.
     pub fn on_request(&mut self, _request: Request, out: &mut Vec<Output>) {
         match &self.state {
-            State::Proceeding { last: response } | State::Completed { response } => {
-                out.push(Output::Send(SipMessage::Response(response.clone())))
+            State::Proceeding { last: wire } | State::Completed { response: wire } => {
+                match SipMessage::try_from(wire.clone()) {
+                    Ok(msg) => out.push(Output::Send(msg)),
+                    // Cannot happen for a response we serialised ourselves; never worth a panic.
+                    Err(error) => tracing::warn!(%error, "stored response does not parse back; not resent"),
+                }
             }
             State::Trying | State::Terminated => {}
         }
@@ -46,15 +60,16 @@ impl ServerNonInvite {
         let provisional = response.status_code.code() < 200;
         match (&self.state, provisional) {
             (State::Trying | State::Proceeding { .. }, true) => {
-                self.state = State::Proceeding { last: response.clone() };
+                self.state = State::Proceeding { last: wire(&response) };
             }
             (State::Trying | State::Proceeding { .. }, false) => {
+                self.timers.stop(Timer::Unanswered);
                 let j = self.d.j();
                 if j.is_zero() {
                     self.state = State::Terminated;
                 } else {
                     self.timers.set(Timer::J, now + j);
-                    self.state = State::Completed { response: response.clone() };
+                    self.state = State::Completed { response: wire(&response) };
                 }
             }
             _ => return Err(SendRefused::AlreadyFinal),
@@ -63,10 +78,19 @@ impl ServerNonInvite {
         Ok(())
     }
 
-    pub fn on_timeout(&mut self, now: Instant) {
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
         while let Some(timer) = self.timers.pop_expired(now) {
-            if let (State::Completed { .. }, Timer::J) = (&self.state, timer) {
-                self.terminate();
+            match (&self.state, timer) {
+                (State::Completed { .. }, Timer::J) => self.terminate(),
+                (State::Trying | State::Proceeding { .. }, Timer::Unanswered) => {
+                    // The client gave up by now (its Timer F also runs 64·T1, from an earlier
+                    // start), so no response is sent: a 408 is forbidden for non-INVITE
+                    // (RFC 4320 §4.2) and a 500 would reach nobody. The TU is told.
+                    tracing::warn!("non-INVITE request never answered by the TU; transaction ended");
+                    out.push(Output::Up(Up::Timeout));
+                    self.terminate();
+                }
+                _ => {}
             }
         }
     }
@@ -87,4 +111,13 @@ impl ServerNonInvite {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
     }
+}
+
+/// The response as it goes on the wire. rsip's `Display` would pass the body through
+/// `from_utf8_lossy`; the body is appended as raw bytes instead.
+fn wire(response: &Response) -> Bytes {
+    let mut buf = format!("{} {}\r\n{}\r\n", response.version, response.status_code, response.headers).into_bytes();
+    buf.extend_from_slice(&response.body);
+    // Exactly sized: the formatting buffer's spare capacity would be kept for 32 s.
+    Bytes::from(buf.into_boxed_slice())
 }

@@ -38,14 +38,19 @@ pub enum Timer {
     M,
     /// §17.2.1: send 100 Trying if the TU has not answered within 200 ms.
     Trying,
+    /// Not in RFC 3261: a non-INVITE server transaction whose TU sends no final response within
+    /// 64·T1 of the request ends with a `Timeout` event, so it cannot stay live forever. The
+    /// client's Timer F has fired by then, so nothing is sent.
+    Unanswered,
 }
 
 /// Every timer, timeouts first: when a retransmission timer and a timeout fall due at the same
 /// instant, the timeout wins and nothing is sent in vain (`pop_expired` breaks ties in this order).
-const ALL: [Timer; 13] = [
+const ALL: [Timer; 14] = [
     Timer::B,
     Timer::F,
     Timer::H,
+    Timer::Unanswered,
     Timer::D,
     Timer::I,
     Timer::J,
@@ -59,47 +64,74 @@ const ALL: [Timer; 13] = [
 ];
 
 impl Timer {
-    fn index(self) -> usize {
-        self as usize
+    /// Rank in [`ALL`]: the tie-break order of `pop_expired`.
+    fn rank(self) -> usize {
+        ALL.iter().position(|t| *t == self).unwrap_or(ALL.len())
     }
 }
 
-/// The armed deadlines of one transaction, indexed by [`Timer`].
+/// How many timers a transaction arms at once. The machines never need more than two (A+B,
+/// E+F, G+H); one spare. A slot per armed timer instead of one per [`Timer`] keeps the table
+/// 72 bytes instead of 224, which matters with a million live transactions.
+const SLOTS: usize = 3;
+
+/// The armed deadlines of one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; ALL.len()],
+    armed: [Option<(Timer, Instant)>; SLOTS],
 }
 
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer.index()] = Some(at);
+        self.stop(timer);
+        match self.armed.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some((timer, at)),
+            None => {
+                // Unreachable with the four machines (at most two armed); if a new machine ever
+                // arms more, keep the earliest deadlines rather than panic.
+                debug_assert!(false, "more than {SLOTS} timers armed");
+                tracing::error!(?timer, "timer table full; latest deadline dropped");
+                if let Some(latest) = self.armed.iter_mut().max_by_key(|s| s.map(|(_, t)| t)) {
+                    if latest.is_some_and(|(_, t)| t > at) {
+                        *latest = Some((timer, at));
+                    }
+                }
+            }
+        }
     }
 
     pub fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer.index()] = None;
+        for slot in &mut self.armed {
+            if slot.is_some_and(|(t, _)| t == timer) {
+                *slot = None;
+            }
+        }
     }
 
     pub fn stop_all(&mut self) {
-        self.deadlines = Default::default();
+        self.armed = Default::default();
     }
 
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer.index()]
+        self.armed.iter().flatten().find(|(t, _)| *t == timer).map(|(_, at)| *at)
     }
 
     /// The earliest armed deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.armed.iter().flatten().map(|(_, at)| *at).min()
     }
 
-    /// Disarms and returns the earliest timer whose deadline is `<= now`, if any. Callers loop
-    /// until `None` so that several timers expiring at once fire in deadline order.
+    /// Disarms and returns the earliest timer whose deadline is `<= now`, if any; on a tie, the
+    /// first in [`ALL`] order (timeouts first). Callers loop until `None` so that several timers
+    /// expiring at once fire in deadline order.
     pub fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
-        let (timer, _) = ALL
+        let (timer, _) = self
+            .armed
             .iter()
-            .filter_map(|t| self.get(*t).map(|at| (*t, at)))
+            .flatten()
             .filter(|(_, at)| *at <= now)
-            .min_by_key(|(_, at)| *at)?;
+            .min_by_key(|(t, at)| (*at, t.rank()))
+            .copied()?;
         self.stop(timer);
         Some(timer)
     }
@@ -188,5 +220,37 @@ mod tests {
         let fast = SipTimers { t1: Duration::from_millis(100), ..SipTimers::default() };
         // D stays at least 32 s even with a small T1.
         assert_eq!(Durations::new(fast, Transport::Udp).d(), Duration::from_secs(32));
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn re_arming_reuses_the_slot_and_ties_go_to_the_timeout() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_secs(1);
+        let mut t = TimerTable::default();
+        // Re-arming the same timer replaces it: the three slots never fill up with copies.
+        for i in 0..10 {
+            t.set(Timer::G, t0 + Duration::from_millis(100 * i));
+        }
+        t.set(Timer::H, at);
+        t.set(Timer::G, at);
+        assert_eq!(t.get(Timer::G), Some(at));
+        // Same instant: H (a timeout) fires before G (a retransmission), in either arming order.
+        assert_eq!(t.pop_expired(at), Some(Timer::H));
+        assert_eq!(t.pop_expired(at), Some(Timer::G));
+        assert_eq!(t.pop_expired(at), None);
+        t.set(Timer::E, at);
+        t.set(Timer::F, at);
+        t.set(Timer::Trying, at);
+        assert_eq!(t.pop_expired(at), Some(Timer::F));
+        assert_eq!(t.pop_expired(at), Some(Timer::E));
+        assert_eq!(t.pop_expired(at), Some(Timer::Trying));
+        t.set(Timer::J, at);
+        t.stop(Timer::J);
+        assert_eq!(t.next_deadline(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Transaction tests in virtual time: exact timer schedules per machine, matching, and a
 //! two-peer harness over a lossy in-memory UDP network.
 
+mod index;
 mod layer;
 pub(crate) mod pair;
 mod props;
