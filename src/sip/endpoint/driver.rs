@@ -25,11 +25,6 @@ use crate::sip::transport::{Incoming, Transports};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Messages taken from the transports before the cores are drained.
 const BATCH: usize = 256;
-/// Timer resolution of the loop. `TransactionLayer::poll_timeout` looks at every live
-/// transaction (tens of thousands under load: Timer J keeps each UDP non-INVITE server
-/// transaction 32 s), so it is asked at most once per tick after new input, not after
-/// every message. RFC 3261 timers are multiples of T1 (500 ms): 10 ms is plenty.
-const TICK: Duration = Duration::from_millis(10);
 
 pub(super) struct Driver {
     layer: TransactionLayer,
@@ -65,30 +60,16 @@ impl Driver {
 
     async fn run_inner(mut self, mut incoming: mpsc::Receiver<Incoming>, mut shutdown: watch::Receiver<bool>) {
         let mut stop_by: Option<Instant> = None;
-        // Cached `layer.poll_timeout()`; the layer is scanned (poll_timeout or
-        // handle_timeout) at most once per TICK each, however busy the loop is.
-        let mut layer_deadline: Option<Instant> = None;
-        let mut layer_dirty = true;
-        let long_ago = Instant::now().checked_sub(TICK).unwrap_or_else(Instant::now);
-        let mut last_scan = long_ago;
-        let mut last_fire = long_ago;
         loop {
             let now = Instant::now();
             self.pump(now);
-            if layer_dirty && now >= last_scan + TICK {
-                layer_deadline = self.layer.poll_timeout();
-                last_scan = now;
-                layer_dirty = false;
-            }
             if let Some(deadline) = stop_by {
                 if now >= deadline || self.trunks.all_unregistered() {
                     tracing::info!(unregistered = self.trunks.all_unregistered(), "SIP endpoint stopped");
                     return;
                 }
             }
-            let fire_at = layer_deadline.map(|d| d.max(last_fire + TICK));
-            let rescan_at = layer_dirty.then_some(last_scan + TICK);
-            let wake = [fire_at, rescan_at, self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
+            let wake = [self.layer.poll_timeout(), self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
                 .into_iter()
                 .flatten()
                 .min();
@@ -105,13 +86,11 @@ impl Driver {
                         tracing::info!("SIP endpoint stopping: unregistering trunks");
                         stop_by = Some(now + SHUTDOWN_GRACE);
                         self.trunks.unregister_all(now);
-                        layer_dirty = true;
                     }
                 }
                 m = incoming.recv() => {
                     let Some(m) = m else { return };
                     let now = Instant::now();
-                    layer_dirty = true;
                     self.layer.handle_message(now, m.msg, m.from);
                     for _ in 1..BATCH {
                         match incoming.try_recv() {
@@ -121,13 +100,9 @@ impl Driver {
                     }
                 }
                 _ = sleep => {
+                    // Every core ignores a timeout that is not due yet.
                     let now = Instant::now();
-                    // Trunk timers may start client transactions too.
-                    layer_dirty = true;
-                    if fire_at.is_some_and(|at| at <= now) {
-                        self.layer.handle_timeout(now);
-                        last_fire = now;
-                    }
+                    self.layer.handle_timeout(now);
                     self.trunks.handle_timeout(now);
                     if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
                         self.registrar.handle_timeout(now);
