@@ -1,1 +1,123 @@
-//! The SIP endpoint driver: transports + transaction layer + the UAS/UAC cores, on tokio.
+//! The SIP endpoint: transports + transaction layer + UA core, driven on tokio.
+//!
+//! - `driver`: the run loop around the sans-IO [`TransactionLayer`](crate::sip::transaction::TransactionLayer):
+//!   after each batch of input, drain `poll_transmit`/`poll_event`, then sleep until `poll_timeout`.
+//! - `core`: dispatch of new server transactions to one handler per method:
+//!   `options` (200 + Allow/Accept/Supported), `register` (the agents' registrar),
+//!   `invite` (404 unknown user), `in_dialog` (481 without a dialog), `unsupported` (501 + Allow).
+//!   ACKs are absorbed; CANCEL gets 200/487 or 481.
+//! - `trunks`: per-profile carrier registration and OPTIONS keep-alive, and the shared
+//!   [`TrunkStates`] the HTTP API reads.
+//! - `reply`: response building (§8.2.6).
+
+mod core;
+mod driver;
+mod in_dialog;
+mod invite;
+mod options;
+mod register;
+pub mod reply;
+pub mod trunks;
+mod unsupported;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use driver::SHUTDOWN_GRACE;
+pub use trunks::{TrunkStates, TrunkStatus};
+
+use crate::config::Config;
+use crate::sip::transport::{TransportError, Transports};
+
+/// Users redial answers for: agents' ids and trunks' DIDs.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashSet<String>,
+}
+
+impl Directory {
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut users: HashSet<String> = cfg.agents.iter().map(|a| a.id.clone()).collect();
+        for p in cfg.profiles.values() {
+            users.extend(p.dids.iter().cloned());
+            // Carriers often send the DID without `+`.
+            users.extend(p.dids.iter().map(|d| d.trim_start_matches('+').to_string()));
+        }
+        Self { users }
+    }
+
+    pub fn knows(&self, user: &str) -> bool {
+        self.users.contains(user)
+    }
+}
+
+/// One contact an agent's softphone registered, as the HTTP API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBinding {
+    /// The Contact URI as registered.
+    pub contact: String,
+    pub expires_at: std::time::Instant,
+    /// Where the REGISTER came from (the address to reach a softphone behind NAT).
+    pub source: crate::sip::Peer,
+}
+
+impl AgentBinding {
+    /// Whole seconds left at `now`.
+    pub fn expires_in(&self, now: std::time::Instant) -> u64 {
+        self.expires_at.saturating_duration_since(now).as_secs()
+    }
+}
+
+/// Agents' live bindings by agent id, refreshed after every REGISTER the registrar handles.
+pub type AgentBindings = Arc<RwLock<BTreeMap<String, Vec<AgentBinding>>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// What `Endpoint::start` gives back: addresses and shared views, and the task to await.
+pub struct EndpointHandle {
+    pub local_addr: SocketAddr,
+    pub trunks: TrunkStates,
+    pub agents: AgentBindings,
+    /// Changes whenever `agents` changed.
+    pub agent_changes: watch::Receiver<u64>,
+    pub transports: Transports,
+    task: JoinHandle<()>,
+}
+
+impl EndpointHandle {
+    /// Waits until the endpoint has stopped (after `shutdown` was signalled and trunks were
+    /// unregistered, or the bounded wait ran out).
+    pub async fn join(self) {
+        let _ = self.task.await;
+        self.transports.close();
+    }
+}
+
+pub struct Endpoint;
+
+impl Endpoint {
+    /// Binds `cfg.sip.listen` (UDP and TCP), starts registering trunks, and serves until
+    /// `shutdown` becomes `true`; then unregisters trunks (Expires: 0) and stops.
+    pub async fn start(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<EndpointHandle, EndpointError> {
+        let (transports, incoming) = Transports::bind(cfg.sip.listen).await?;
+        let trunks: TrunkStates = Arc::default();
+        let agents: AgentBindings = Arc::default();
+        let local_addr = transports.local_addr();
+        let proxies = trunks::resolve_proxies(cfg).await;
+        let (changes_tx, agent_changes) = watch::channel(0u64);
+        let driver = driver::Driver::new(cfg, transports.clone(), &proxies, trunks.clone(), agents.clone(), changes_tx);
+        let task = tokio::spawn(driver.run(incoming, shutdown));
+        Ok(EndpointHandle { local_addr, trunks, agents, agent_changes, transports, task })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,16 +3,21 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+
+mod bridge;
 
 /// Installs the tracing subscriber (`RUST_LOG`, default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 pub fn main(config: Option<PathBuf>) -> ExitCode {
@@ -44,22 +49,39 @@ pub fn main(config: Option<PathBuf>) -> ExitCode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("SIP: {0}")]
+    Sip(#[from] crate::sip::endpoint::EndpointError),
     #[error(transparent)]
     Api(#[from] crate::api::StartError),
 }
 
-/// Runs every driver until `shutdown` completes, then stops them in order.
+/// Starts the SIP endpoint, then the book, scheduler and HTTP API over it;
+/// runs until `shutdown` completes, then stops them (trunks unregister, the
+/// book is flushed) within a bounded wait.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-    let (stop_tx, _stop_rx) = watch::channel(false);
-    let cfg = std::sync::Arc::new(cfg);
-    let api = crate::api::start_api(cfg.clone(), std::sync::Arc::new(crate::clock::SystemClock), std::sync::Arc::new(crate::api::ConfiguredTrunks::new(&cfg))).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = Arc::new(cfg);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sip = crate::sip::endpoint::Endpoint::start(&cfg, stop_rx.clone()).await?;
+    let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
+    let api = match crate::api::start_api(cfg.clone(), clock.clone(), trunks).await {
+        Ok(api) => api,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            stop_sip(sip).await;
+            return Err(e.into());
+        }
+    };
+    tokio::spawn(bridge::follow_agent_bindings(
+        sip.agents.clone(),
+        sip.agent_changes.clone(),
+        api.agents(),
+        cfg.agents.iter().map(|a| a.id.clone()).collect(),
+        clock,
+    ));
     tracing::info!(
-        sip = %cfg.sip.listen,
-        http = %cfg.http.listen,
+        sip = %sip.local_addr,
+        http = %api.addr,
         queues = cfg.queues.len(),
         profiles = cfg.profiles.len(),
         "redial ready"
@@ -67,8 +89,19 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    api.shutdown().await;
+    // Trunks unregister while the API drains and the book flushes.
+    tokio::join!(api.shutdown(), stop_sip(sip));
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for the endpoint to stop; it unregisters trunks within its own grace
+/// period, and this bounds the wait even if something is stuck.
+async fn stop_sip(sip: crate::sip::endpoint::EndpointHandle) {
+    let grace = crate::sip::endpoint::SHUTDOWN_GRACE + std::time::Duration::from_secs(2);
+    if tokio::time::timeout(grace, sip.join()).await.is_err() {
+        tracing::warn!("SIP endpoint did not stop in time");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

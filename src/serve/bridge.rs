@@ -1,0 +1,81 @@
+//! Glue between the SIP endpoint and the HTTP API's views: live trunk states
+//! for `GET /v1/trunks`, and agents' registrations for the agents' registry
+//! (an agent whose softphone registers becomes `available`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::agents::Registry;
+use crate::api::views::TrunkInfo;
+use crate::api::TrunkView;
+use crate::clock::{Clock, Millis};
+use crate::sip::endpoint::{AgentBindings, TrunkStates};
+
+/// `GET /v1/trunks` from the endpoint's live trunk states.
+pub struct LiveTrunks {
+    pub states: TrunkStates,
+    /// Every configured profile, in name order: a profile that does not
+    /// register and is not pinged still shows.
+    pub names: Vec<String>,
+}
+
+impl TrunkView for LiveTrunks {
+    fn trunks(&self) -> Vec<TrunkInfo> {
+        let now = Instant::now();
+        let states = self.states.read().expect("trunk states lock");
+        self.names
+            .iter()
+            .map(|name| match states.get(name) {
+                Some(s) => TrunkInfo {
+                    name: name.clone(),
+                    registered: s.registered,
+                    expires_in: if s.registered { s.expires_in(now) } else { None },
+                    up: Some(s.up),
+                    last_error: s.last_error.clone(),
+                },
+                None => TrunkInfo { name: name.clone(), registered: false, expires_in: None, up: None, last_error: None },
+            })
+            .collect()
+    }
+}
+
+/// Feeds every change of the registrar's bindings into the agents' registry
+/// until `changes` closes (the endpoint stopped).
+pub async fn follow_agent_bindings(
+    bindings: AgentBindings,
+    mut changes: watch::Receiver<u64>,
+    registry: Arc<Registry>,
+    agent_ids: Vec<String>,
+    clock: Arc<dyn Clock>,
+) {
+    loop {
+        let snapshot: Vec<(String, Vec<(String, Millis)>)> = {
+            let view = bindings.read().expect("agent bindings lock");
+            // Binding expiries are monotonic instants; the registry keeps wall
+            // clock milliseconds.
+            let (now, wall) = (Instant::now(), clock.now_ms());
+            agent_ids
+                .iter()
+                .map(|id| {
+                    let regs = view
+                        .get(id)
+                        .map(|bs| {
+                            bs.iter()
+                                .map(|b| (b.contact.clone(), wall + b.expires_at.saturating_duration_since(now).as_millis() as Millis))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (id.clone(), regs)
+                })
+                .collect()
+        };
+        for (id, regs) in snapshot {
+            registry.registration_changed(&id, regs);
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The UA core: what the endpoint does with each transaction event (RFC 3261 §8.2).
+//! One handler per method in the sibling files; this file only dispatches.
+
+use std::time::Instant;
+
+use rsip::{Method, Request, Response};
+
+use super::reply::{has_tag, reply};
+use super::{in_dialog, invite, options, unsupported, Directory};
+use crate::sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
+use crate::sip::Peer;
+
+/// What the dispatcher decided for a new server transaction.
+pub(super) enum Decision {
+    Respond(Response),
+    /// Not for the core (e.g. a REGISTER, answered by the registrar).
+    Register,
+}
+
+/// Picks the handler for a request outside any dialog we know.
+pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
+    let to_tag = req.headers.iter().find_map(|h| match h {
+        rsip::Header::To(t) => Some(rsip::headers::UntypedHeader::value(t).to_string()),
+        _ => None,
+    });
+    let in_dialog = to_tag.as_deref().is_some_and(has_tag);
+    // §8.2.2.3: we support no extensions, so any Require (except on ACK/CANCEL) is 420.
+    if !matches!(req.method, Method::Ack | Method::Cancel) {
+        let required: Vec<String> = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                rsip::Header::Require(r) => Some(rsip::headers::UntypedHeader::value(r).to_string()),
+                _ => None,
+            })
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let mut r = reply(req, 420);
+            r.headers.push(rsip::Header::Unsupported(<rsip::headers::Unsupported as rsip::headers::UntypedHeader>::new(required.join(", "))));
+            return Decision::Respond(r);
+        }
+    }
+    match req.method {
+        Method::Options if !in_dialog => Decision::Respond(options::handle(req)),
+        Method::Register => Decision::Register,
+        Method::Invite if !in_dialog => Decision::Respond(invite::handle(req, dir)),
+        Method::Invite | Method::Bye | Method::Info | Method::Update | Method::PRack | Method::Options => {
+            Decision::Respond(in_dialog::handle(req))
+        }
+        _ => Decision::Respond(unsupported::handle(req)),
+    }
+}
+
+/// Answers a CANCEL (§9.2): 200 and 487 to the INVITE when it matched a pending one, else 481.
+pub(super) fn cancel(now: Instant, layer: &mut TransactionLayer, key: &TransactionKey, target: Option<TransactionKey>, req: &Request) {
+    let Some(target) = target else {
+        let _ = layer.send_response(now, key, reply(req, 481));
+        return;
+    };
+    let _ = layer.send_response(now, key, reply(req, 200));
+    if layer.is_pending(&target) {
+        if let Some(invite) = layer.invite_request(&target).cloned() {
+            let _ = layer.send_response(now, &target, reply(&invite, 487));
+        }
+    }
+}
+
+/// Logs an event nobody claimed.
+pub(super) fn unclaimed(ev: &TransactionEvent) {
+    match ev {
+        TransactionEvent::Ack { from, .. } => tracing::trace!(peer = %from.addr, "ACK absorbed"),
+        TransactionEvent::StrayResponse { from, .. } => tracing::debug!(peer = %from.addr, "stray 2xx ignored"),
+        other => tracing::trace!(?other, "event ignored"),
+    }
+}
+
+/// A peer for tracing.
+pub(super) fn peer_str(p: &Peer) -> String {
+    format!("{}/{}", p.addr, p.transport)
+}

@@ -1,0 +1,174 @@
+//! The tokio run loop around the sans-IO cores (STYLE.md §1).
+//!
+//! Inputs: decoded messages from the transports, the shutdown signal, and timers. After
+//! each batch of input the loop drains every core's `poll_transmit`/`poll_event` until
+//! all are empty, then sleeps until the earliest `poll_timeout`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rsip::SipMessage;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::core::{self, Decision};
+use super::register::Registrar;
+use super::trunks::Trunks;
+use super::{AgentBindings, Directory, TrunkStates};
+use crate::config::Config;
+use crate::sip::codec::via;
+use crate::sip::transaction::{TransactionEvent, TransactionLayer, Transmit};
+use crate::sip::transport::{Incoming, Transports};
+
+/// How long shutdown waits for trunks' un-REGISTERs to be answered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Messages taken from the transports before the cores are drained.
+const BATCH: usize = 256;
+
+pub(super) struct Driver {
+    layer: TransactionLayer,
+    transports: Transports,
+    dir: Directory,
+    registrar: Registrar,
+    trunks: Trunks,
+}
+
+impl Driver {
+    pub(super) fn new(
+        cfg: &Config,
+        transports: Transports,
+        proxies: &BTreeMap<String, Result<SocketAddr, String>>,
+        trunk_states: TrunkStates,
+        agents: AgentBindings,
+        agent_changes: watch::Sender<u64>,
+    ) -> Self {
+        let now = Instant::now();
+        let local = transports.local_addr();
+        Self {
+            layer: TransactionLayer::new(cfg.sip.timers),
+            dir: Directory::from_config(cfg),
+            registrar: Registrar::new(cfg, now, agents, agent_changes),
+            trunks: Trunks::new(cfg, local, now, proxies, trunk_states),
+            transports,
+        }
+    }
+
+    pub(super) async fn run(self, incoming: mpsc::Receiver<Incoming>, shutdown: watch::Receiver<bool>) {
+        let span = tracing::info_span!("sip_endpoint", local = %self.transports.local_addr());
+        self.run_inner(incoming, shutdown).instrument(span).await
+    }
+
+    async fn run_inner(mut self, mut incoming: mpsc::Receiver<Incoming>, mut shutdown: watch::Receiver<bool>) {
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            self.pump(now);
+            if let Some(deadline) = stop_by {
+                if now >= deadline || self.trunks.all_unregistered() {
+                    tracing::info!(unregistered = self.trunks.all_unregistered(), "SIP endpoint stopped");
+                    return;
+                }
+            }
+            let wake = [self.layer.poll_timeout(), self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = shutdown.changed(), if stop_by.is_none() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        tracing::info!("SIP endpoint stopping: unregistering trunks");
+                        stop_by = Some(now + SHUTDOWN_GRACE);
+                        self.trunks.unregister_all(now);
+                    }
+                }
+                m = incoming.recv() => {
+                    let Some(m) = m else { return };
+                    let now = Instant::now();
+                    self.layer.handle_message(now, m.msg, m.from);
+                    for _ in 1..BATCH {
+                        match incoming.try_recv() {
+                            Ok(m) => self.layer.handle_message(now, m.msg, m.from),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep => {
+                    // Every core ignores a timeout that is not due yet.
+                    let now = Instant::now();
+                    self.layer.handle_timeout(now);
+                    self.trunks.handle_timeout(now);
+                    if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
+                        self.registrar.handle_timeout(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains every core until nothing is left to send or report.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some((req, to, trunk)) = self.trunks.poll_request(now) {
+                progressed = true;
+                match self.layer.send_request(now, req, to) {
+                    Ok(key) => self.trunks.started(trunk, key),
+                    Err(e) => tracing::warn!(error = %e, trunk = %trunk, "cannot start client transaction"),
+                }
+            }
+            while let Some(ev) = self.layer.poll_event() {
+                progressed = true;
+                self.on_event(now, ev);
+            }
+            while let Some(t) = self.layer.poll_transmit() {
+                progressed = true;
+                self.transmit(t);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn transmit(&self, t: Transmit) {
+        let to = match &t.message {
+            // §18.2.2: UDP responses go where the top Via (received/rport) says; TCP ones
+            // on the request's connection, or to the Via sent-by once it closed.
+            SipMessage::Response(r) => via::response_peer(r, t.to, |a| self.transports.has_tcp_connection(a)),
+            SipMessage::Request(_) => t.to,
+        };
+        if let Err(e) = self.transports.send(to, &t.message) {
+            tracing::debug!(error = %e, to = %to.addr, "send failed");
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, ev: TransactionEvent) {
+        match ev {
+            TransactionEvent::Request { key, request, from } => {
+                let call_id = crate::sip::transaction::message::call_id_of(&request.headers);
+                let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
+                let resp = match core::dispatch(&request, &self.dir) {
+                    Decision::Respond(r) => r,
+                    Decision::Register => self.registrar.handle(now, &request, from),
+                };
+                tracing::debug!(status = resp.status_code.code(), peer = %core::peer_str(&from), "answered");
+                if let Err(e) = self.layer.send_response(now, &key, resp) {
+                    tracing::warn!(error = %e, "cannot send response");
+                }
+            }
+            TransactionEvent::Cancel { key, target, request, .. } => core::cancel(now, &mut self.layer, &key, target, &request),
+            TransactionEvent::Response { key, response } => self.trunks.on_response(now, &key, response),
+            TransactionEvent::Timeout { key } | TransactionEvent::TransportError { key } => self.trunks.on_failure(now, &key),
+            TransactionEvent::Terminated { key } => self.trunks.forget(&key),
+            other => core::unclaimed(&other),
+        }
+    }
+}
