@@ -235,6 +235,10 @@ pub struct Registrar<R: Rng> {
     server: DigestServer,
     passwords: HashMap<String, String>,
     bindings: HashMap<String, Vec<Binding>>,
+    /// A lower bound of the earliest binding expiry (what [`Registrar::poll_timeout`]
+    /// returns). Kept instead of scanning every binding after each REGISTER; a
+    /// refresh can leave it early, which costs one wake that finds nothing.
+    next_expiry: Option<Instant>,
     events: VecDeque<RegistrarEvent>,
     rng: R,
 }
@@ -251,7 +255,7 @@ impl<R: Rng> Registrar<R> {
         mut rng: R,
     ) -> Self {
         let server = DigestServer::new(realm, algorithms, nonce_lifetime, now, &mut rng);
-        let mut r = Self { server, passwords: HashMap::new(), bindings: HashMap::new(), events: VecDeque::new(), rng };
+        let mut r = Self { server, passwords: HashMap::new(), bindings: HashMap::new(), next_expiry: None, events: VecDeque::new(), rng };
         r.set_agents(agents);
         r
     }
@@ -281,8 +285,11 @@ impl<R: Rng> Registrar<R> {
 
     /// Handles a REGISTER received from `source` and returns the complete
     /// final response to send in its server transaction.
+    ///
+    /// Only this agent's bindings are expired here; the others expire from
+    /// [`Registrar::handle_timeout`], so a REGISTER costs the same whatever
+    /// the number of agents.
     pub fn handle_register(&mut self, now: Instant, req: &rsip::Request, source: Peer) -> rsip::Response {
-        self.expire(now);
         let (Some(to), Some(call_id), Some(cseq)) = (header_value(req, "to"), call_id(req), cseq(req)) else {
             return self.reply(req, 400, vec![]);
         };
@@ -299,6 +306,7 @@ impl<R: Rng> Registrar<R> {
         if user != agent {
             return self.reply(req, 403, vec![]);
         }
+        self.expire_agent(&agent, now);
         // Contacts (all headers), Expires header.
         let mut star = false;
         let mut specs = Vec::new();
@@ -358,9 +366,15 @@ impl<R: Rng> Registrar<R> {
                 }
                 let expires_at = now + Duration::from_secs(e.into());
                 list.push(Binding { uri, expires_at, source, call_id: call_id.clone(), cseq, q });
+                self.next_expiry = Some(self.next_expiry.map_or(expires_at, |n| n.min(expires_at)));
             }
         }
-        self.bindings.retain(|_, v| !v.is_empty());
+        if self.bindings.get(&agent).is_some_and(|v| v.is_empty()) {
+            self.bindings.remove(&agent);
+        }
+        if self.bindings.is_empty() {
+            self.next_expiry = None;
+        }
         self.note_change(&agent, had_any);
         let contacts = self
             .contacts(&agent, now)
@@ -405,17 +419,24 @@ impl<R: Rng> Registrar<R> {
     /// Drops expired bindings (emitting `AgentUnreachable` as needed). Call
     /// at [`Registrar::poll_timeout`].
     pub fn expire(&mut self, now: Instant) {
-        let agents: Vec<String> = self.bindings.keys().cloned().collect();
-        for a in agents {
-            let had = self.has_bindings(&a);
-            if let Some(v) = self.bindings.get_mut(&a) {
-                v.retain(|b| b.expires_at > now);
-                if v.is_empty() {
-                    self.bindings.remove(&a);
-                }
-            }
-            self.note_change(&a, had);
+        let expired: Vec<String> =
+            self.bindings.iter().filter(|(_, v)| v.iter().any(|b| b.expires_at <= now)).map(|(a, _)| a.clone()).collect();
+        for a in expired {
+            self.expire_agent(&a, now);
         }
+        self.next_expiry = self.bindings.values().flatten().map(|b| b.expires_at).min();
+    }
+
+    /// Drops `agent`'s expired bindings (emitting `AgentUnreachable` when none is left).
+    fn expire_agent(&mut self, agent: &str, now: Instant) {
+        let had = self.has_bindings(agent);
+        if let Some(v) = self.bindings.get_mut(agent) {
+            v.retain(|b| b.expires_at > now);
+            if v.is_empty() {
+                self.bindings.remove(agent);
+            }
+        }
+        self.note_change(agent, had);
     }
 
     /// Same as [`Registrar::expire`], for the driver's timer loop.
@@ -423,9 +444,10 @@ impl<R: Rng> Registrar<R> {
         self.expire(now);
     }
 
-    /// The next binding expiry; call [`Registrar::handle_timeout`] then.
+    /// When to call [`Registrar::handle_timeout`]: the next binding expiry,
+    /// or earlier (a lower bound after refreshes and removals).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.bindings.values().flatten().map(|b| b.expires_at).min()
+        self.next_expiry
     }
 
     /// Reachability changes; drain after every `handle_*`.
