@@ -184,12 +184,7 @@ impl<R: Rng> OptionsPinger<R> {
         let call_id = format!("{}@{}", random_hex(&mut self.rng, 12), self.local.addr.ip());
         let branch = new_branch(&mut self.rng);
         let headers: Vec<Header> = vec![
-            rsip::headers::Via::new(format!(
-                "SIP/2.0/{} {};branch={branch};rport",
-                self.local.transport.to_string().to_ascii_uppercase(),
-                self.local.addr
-            ))
-            .into(),
+            crate::sip::dialog::via(self.local.transport, self.local.addr, &branch).into(),
             rsip::headers::MaxForwards::new("70").into(),
             rsip::headers::From::new(format!("<sip:{}@{}>;tag={}", self.from_user, self.domain, self.from_tag)).into(),
             rsip::headers::To::new(format!("<sip:{}>", self.domain)).into(),

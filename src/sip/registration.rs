@@ -442,12 +442,7 @@ impl<R: Rng> Registration<R> {
         let branch = new_branch(&mut self.rng);
         let aor = format!("sip:{}@{}", self.username, self.domain);
         let headers: Vec<Header> = vec![
-            rsip::headers::Via::new(format!(
-                "SIP/2.0/{} {};branch={branch};rport",
-                self.local.transport.to_string().to_ascii_uppercase(),
-                self.local.addr
-            ))
-            .into(),
+            crate::sip::dialog::via(self.local.transport, self.local.addr, &branch).into(),
             rsip::headers::MaxForwards::new("70").into(),
             rsip::headers::From::new(format!("<{aor}>;tag={}", self.from_tag)).into(),
             rsip::headers::To::new(format!("<{aor}>")).into(),

@@ -30,9 +30,14 @@ pub fn new_call_id() -> String {
 /// A top Via for a new request sent from `sent_by` (`host:port`) with a fresh branch, and
 /// `rport` so that a NATed peer answers where the request came from (RFC 3581).
 pub fn new_via(transport: Transport, sent_by: &str) -> rsip::headers::Via {
+    via(transport, sent_by, &new_branch())
+}
+
+/// A top Via with this branch, asking for `rport` (RFC 3261 §8.1.1.7, RFC 3581).
+pub fn via(transport: Transport, sent_by: impl std::fmt::Display, branch: &str) -> rsip::headers::Via {
     let proto = match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
     };
-    rsip::headers::Via::new(format!("SIP/2.0/{proto} {sent_by};branch={};rport", new_branch()))
+    rsip::headers::Via::new(format!("SIP/2.0/{proto} {sent_by};branch={branch};rport"))
 }

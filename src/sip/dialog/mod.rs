@@ -25,6 +25,6 @@ pub use cancel::cancel_for;
 pub use state::{Dialog, DialogRole, DialogState, InDialogRequest};
 pub use error::DialogError;
 pub use id::DialogId;
-pub use ids::{new_branch, new_call_id, new_tag, new_via};
+pub use ids::{new_branch, new_call_id, new_tag, new_via, via};
 pub use retransmit::{Retransmit2xxEvent, Uas2xxRetransmitter};
 pub use set::Dialogs;
