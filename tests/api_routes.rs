@@ -210,6 +210,7 @@ fn agents_trunks_metrics_openapi() {
         "redial_http_request_duration_seconds_bucket{route=\"/v1/agents\",le=\"+Inf\"} 1",
         "redial_fire_lateness_seconds_count",
         "redial_calls_active 0",
+        "redial_callbacks_waiting_for_agent 0",
         "# TYPE redial_sip_transactions_total counter",
         "# TYPE redial_trunk_registered gauge",
         "# TYPE redial_attempts_total counter",

@@ -515,3 +515,29 @@ async fn only_outside_changes_wake_the_driver() {
     book.tick_ahead(avail, 100, 20).await.unwrap();
     assert!(quiet(wake).await, "a tick with one pending callback woke the driver");
 }
+
+/// No agent is ever free.
+struct Nobody;
+impl redial::scheduler::engine::Availability for Nobody {
+    fn reserve(&self, _queue: &str, _owner: Option<&str>) -> Option<String> {
+        None
+    }
+    fn release(&self, _agent: &str) {}
+}
+
+#[tokio::test]
+async fn due_callbacks_without_a_free_agent_are_counted_as_waiting() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let book = h.book();
+    assert_eq!(book.waiting_for_agent(), 0);
+    let a = h.schedule_at("+15550001", h.now() + MIN).await;
+    h.schedule_at("+15550002", h.now() + MIN).await;
+    h.schedule_at("+15550003", h.now() + HOUR).await;
+    h.clock.set(a.due_at);
+    let t = book.tick(Arc::new(Nobody), 100).await.unwrap();
+    assert!(t.dispatches.is_empty());
+    assert_eq!(book.waiting_for_agent(), 2, "two are due, the third is an hour away");
+    let t = book.tick(Arc::new(redial::scheduler::engine::Unlimited), 100).await.unwrap();
+    assert_eq!(t.dispatches.len(), 2);
+    assert_eq!(book.waiting_for_agent(), 0);
+}

@@ -409,6 +409,8 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     for (q, n) in requested {
         let _ = writeln!(out, "redial_callbacks_requested_total{{queue=\"{q}\"}} {n}");
     }
+    family(&mut out, "redial_callbacks_waiting_for_agent", "gauge", "Callbacks due but waiting for a free agent.");
+    let _ = writeln!(out, "redial_callbacks_waiting_for_agent {}", s.book.waiting_for_agent());
     family(&mut out, "redial_agents", "gauge", "Agents by state.");
     for (state, n) in s.agents.count_by_state() {
         let _ = writeln!(out, "redial_agents{{state=\"{}\"}} {n}", state.as_str());

@@ -182,6 +182,7 @@ pub struct Book {
     writer: Option<JoinHandle<()>>,
     notify: Arc<Notify>,
     recovered: usize,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Book {
@@ -219,7 +220,9 @@ impl Book {
             counters,
             notify: notify.clone(),
             quick_repair: opts.quick_repair,
+            waiting: Arc::default(),
         };
+        let waiting = w.waiting.clone();
         let recovered = w.recover()?;
         if recovered > 0 {
             tracing::warn!(recovered, "closed attempts left in progress by the previous run");
@@ -228,7 +231,12 @@ impl Book {
             .name("redial-book".into())
             .spawn(move || w.run())
             .map_err(|e| StoreError::io(path, e))?;
-        Ok(Book { db, cfg, tx, writer: Some(writer), notify, recovered })
+        Ok(Book { db, cfg, tx, writer: Some(writer), notify, recovered, waiting })
+    }
+
+    /// Callbacks that are due but wait for an agent (as of the last round).
+    pub fn waiting_for_agent(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many in-progress attempts the opening closed as failed.

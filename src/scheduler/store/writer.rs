@@ -118,6 +118,8 @@ pub(super) struct Writer {
     pub counters: HashMap<String, Counters>,
     pub notify: Arc<Notify>,
     pub quick_repair: bool,
+    /// Due callbacks waiting for an agent, published after every batch for metrics.
+    pub waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What one batch changed, applied to memory after its commit.
@@ -148,6 +150,11 @@ impl Writer {
     }
 
     fn process(&mut self, ops: Vec<Op>) {
+        self.apply_batch(ops);
+        self.waiting.store(self.engine.ready_len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn apply_batch(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
