@@ -150,11 +150,6 @@ impl Writer {
     }
 
     fn process(&mut self, ops: Vec<Op>) {
-        self.apply_batch(ops);
-        self.waiting.store(self.engine.ready_len(), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn apply_batch(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
@@ -168,6 +163,7 @@ impl Writer {
                         None => self.engine.handle_removed(id),
                     }
                 }
+                self.publish_waiting();
                 for r in batch.replies {
                     r.send(None);
                 }
@@ -181,12 +177,19 @@ impl Writer {
                 self.next_seq = seq_before;
                 // Memory may be ahead of the disk: reload from the store.
                 self.engine.reset(now);
+                self.publish_waiting();
                 for r in batch.replies {
                     r.send(Some(&e));
                 }
                 self.notify.notify_one();
             }
         }
+    }
+
+    /// Before any reply of the batch is sent, so a caller that got its answer
+    /// reads the count that answer produced.
+    fn publish_waiting(&self) {
+        self.waiting.store(self.engine.ready_len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
