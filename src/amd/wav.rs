@@ -122,8 +122,8 @@ fn g711(b: &[u8]) -> Result<Option<(u32, Vec<i16>)>, WavError> {
                 return Err(WavError::NotWav { reason: "data chunk before fmt chunk".into() });
             };
             let decode: fn(u8) -> i16 = match tag {
-                7 => ulaw_to_linear,
-                6 => alaw_to_linear,
+                7 => crate::media::g711::ulaw_decode,
+                6 => crate::media::g711::alaw_decode,
                 _ => return Ok(None),
             };
             if bits != 8 || channels == 0 {
@@ -139,27 +139,6 @@ fn g711(b: &[u8]) -> Result<Option<(u32, Vec<i16>)>, WavError> {
         at = body.saturating_add(len + (len & 1));
     }
     Ok(None)
-}
-
-/// G.711 µ-law expansion (ITU-T G.711 table 2a); the media module owns the codec for RTP,
-/// this copy keeps the file reader independent of it.
-pub fn ulaw_to_linear(u: u8) -> i16 {
-    let u = !u;
-    let t = ((((u & 0x0f) as i32) << 3) + 0x84) << ((u & 0x70) >> 4);
-    (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
-}
-
-/// G.711 A-law expansion (ITU-T G.711 table 1a).
-pub fn alaw_to_linear(a: u8) -> i16 {
-    let a = a ^ 0x55;
-    let seg = ((a & 0x70) >> 4) as i32;
-    let mut t = ((a & 0x0f) as i32) << 4;
-    t = match seg {
-        0 => t + 8,
-        1 => t + 0x108,
-        _ => (t + 0x108) << (seg - 1),
-    };
-    (if a & 0x80 != 0 { t } else { -t }) as i16
 }
 
 /// Band-limited resampling (windowed sinc, Hann window, 16 zero crossings each side).
@@ -216,13 +195,13 @@ mod tests {
     #[test]
     fn g711_reference_points() {
         // G.711: µ-law 0xFF and 0x7F are ±0, 0x80 is +32124, 0x00 is -32124.
-        assert_eq!(ulaw_to_linear(0xff), 0);
-        assert_eq!(ulaw_to_linear(0x80), 32124);
-        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(crate::media::g711::ulaw_decode(0xff), 0);
+        assert_eq!(crate::media::g711::ulaw_decode(0x80), 32124);
+        assert_eq!(crate::media::g711::ulaw_decode(0x00), -32124);
         // A-law 0xD5 is +8, 0x55 is -8; 0xAA is +32256.
-        assert_eq!(alaw_to_linear(0xd5), 8);
-        assert_eq!(alaw_to_linear(0x55), -8);
-        assert_eq!(alaw_to_linear(0xaa), 32256);
+        assert_eq!(crate::media::g711::alaw_decode(0xd5), 8);
+        assert_eq!(crate::media::g711::alaw_decode(0x55), -8);
+        assert_eq!(crate::media::g711::alaw_decode(0xaa), 32256);
     }
 
     #[test]
