@@ -496,3 +496,69 @@ pub fn options_request(local: SocketAddr, transport: &str, call_id: &str) -> Str
          Content-Length: 0\r\n\r\n"
     )
 }
+
+pub mod phone;
+
+/// The admin token [`Setup::with_token`] configures.
+pub const TOKEN: &str = "test-admin-secret";
+
+impl Setup {
+    /// An admin `[[tokens]]` entry with secret [`TOKEN`].
+    pub fn with_token(self) -> Self {
+        self.extra_toml(&format!("[[tokens]]\nname = \"test\"\nsecret = \"{TOKEN}\"\nscopes = [\"admin\"]\n"))
+    }
+}
+
+impl Redial {
+    /// One API request with the [`TOKEN`]; any status is returned, with the
+    /// body as JSON (`null` when empty or not JSON).
+    pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{path}", self.http);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
+        let auth = format!("Bearer {TOKEN}");
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(&b),
+            ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("PATCH", Some(b)) => agent.patch(&url).header("Authorization", &auth).send_json(&b),
+            ("PUT", Some(b)) => agent.put(&url).header("Authorization", &auth).send_json(&b),
+            (m, _) => panic!("unsupported method {m}"),
+        };
+        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Polls `GET path` until `done` accepts the body, or panics after `timeout`.
+    pub fn wait_json(&self, path: &str, timeout: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (s, v) = self.api("GET", path, None);
+            if s == 200 && done(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out waiting on {path}; last: {s} {v}\nlogs:\n{}", self.logs.lines().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts `redial serve` again on the same directory and ports.
+    pub fn restart(&mut self, env: &[(String, String)]) {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let (sip, http) = (self.sip.port(), self.http.port());
+        let fresh = Redial::spawn(dir, sip, http, env);
+        *self = fresh;
+    }
+}

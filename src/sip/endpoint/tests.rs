@@ -82,6 +82,8 @@ fn dids_are_known_with_and_without_plus() {
         dids: vec!["+15550100".into()],
         inbound_queue: None,
         options_ping: None,
+        max_calls: 0,
+        max_cps: 0.0,
     };
     cfg.profiles.insert("c".into(), p);
     let d = Directory::from_config(&cfg);
