@@ -1,0 +1,1 @@
+//! Calls driven over two in-memory transaction layers (virtual time).
