@@ -1,0 +1,289 @@
+//! Call legs on both sides of two in-memory transaction layers (`transaction::tests::pair`),
+//! in virtual time, routed as the endpoint driver routes them.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::table::Ctx;
+use super::*;
+use crate::config::{Config, SipTimers};
+use crate::sip::endpoint::reply::reply;
+use crate::sip::stats::SipStats;
+use crate::sip::transaction::tests::pair::{Pair, Tu};
+use crate::sip::transaction::{TransactionEvent, TransactionLayer};
+
+/// What the UAS side does with each incoming call.
+#[derive(Clone, Copy, PartialEq)]
+enum Uas {
+    /// 180 then 200.
+    Answer,
+    /// 180 only (the caller will cancel).
+    Ring,
+}
+
+struct Side {
+    calls: Calls,
+    commands: mpsc::UnboundedReceiver<Command>,
+    incoming: mpsc::Receiver<IncomingCall>,
+    control: CallControl,
+    stats: SipStats,
+    /// Legs we hold, with every event each saw.
+    legs: Vec<(Leg, Vec<LegEvent>)>,
+}
+
+impl Side {
+    fn new(port: u16) -> Self {
+        let (control, commands) = CallControl::new();
+        let (tx, incoming) = mpsc::channel(4096);
+        let local = format!("127.0.0.1:{port}").parse().unwrap();
+        Self { calls: Calls::new(&Config::defaults(), local, control.clone(), tx), commands, incoming, control, stats: SipStats::new(), legs: vec![] }
+    }
+
+    fn drain_commands(&mut self, now: Instant, layer: &mut TransactionLayer) {
+        let mut cx = Ctx { now, layer, stats: &self.stats };
+        while let Ok(c) = self.commands.try_recv() {
+            self.calls.handle_command(&mut cx, c);
+        }
+    }
+
+    /// The driver's routing of transaction events, for the call legs only.
+    fn route(&mut self, now: Instant, layer: &mut TransactionLayer, ev: &TransactionEvent) {
+        let mut cx = Ctx { now, layer, stats: &self.stats };
+        match ev.clone() {
+            TransactionEvent::Request { key, request, from } => {
+                if crate::sip::transaction::message::to_tag_of(&request).is_some() {
+                    self.calls.on_in_dialog(&mut cx, key, request);
+                } else if request.method == rsip::Method::Invite {
+                    self.calls.on_invite(&mut cx, key, request, from);
+                } else {
+                    cx.respond(&key, reply(&request, 501));
+                }
+            }
+            TransactionEvent::Cancel { key, target, request, .. } => {
+                cx.respond(&key, reply(&request, if target.is_some() { 200 } else { 481 }));
+                if let Some(t) = target {
+                    if cx.layer.is_pending(&t) {
+                        let invite = cx.layer.invite_request(&t).cloned().unwrap();
+                        cx.respond(&t, reply(&invite, 487));
+                    }
+                    self.calls.on_cancelled(&t);
+                }
+            }
+            TransactionEvent::Response { key, response } => {
+                assert!(self.calls.on_response(&mut cx, &key, response));
+            }
+            TransactionEvent::Timeout { key } => {
+                self.calls.on_failure(&mut cx, &key, 408);
+            }
+            TransactionEvent::TransportError { key } => {
+                self.calls.on_failure(&mut cx, &key, 503);
+            }
+            TransactionEvent::Terminated { key } => self.calls.forget_txn(&key),
+            TransactionEvent::Ack { request, .. } => self.calls.on_ack(&request),
+            TransactionEvent::StrayResponse { response, .. } => self.calls.on_stray(&mut cx, &response),
+        }
+    }
+
+    /// Moves new leg events into `legs`; returns the indexes of legs that got some.
+    fn collect(&mut self) -> Vec<(usize, LegEvent)> {
+        let mut out = vec![];
+        for (i, (leg, seen)) in self.legs.iter_mut().enumerate() {
+            while let Ok(ev) = leg.events.try_recv() {
+                seen.push(ev.clone());
+                out.push((i, ev));
+            }
+        }
+        out
+    }
+}
+
+/// Side 0 places calls, side 1 takes them.
+struct Call {
+    sides: [Side; 2],
+    uas: Uas,
+    /// Side 0 hangs up when its leg is answered / on the first progress.
+    hangup_on_answer: bool,
+    hangup_on_progress: bool,
+}
+
+impl Call {
+    fn new(uas: Uas) -> Self {
+        Self { sides: [Side::new(5060), Side::new(5070)], uas, hangup_on_answer: true, hangup_on_progress: false }
+    }
+
+    fn dial(&mut self, pair: &mut Pair, n: usize) {
+        for i in 0..n {
+            let leg = self.sides[0].control.dial(DialRequest {
+                request_uri: "sip:+15551234567@127.0.0.1:5070".into(),
+                to: "<sip:+15551234567@carrier.test>".into(),
+                from_user: "+15550100".into(),
+                from_host: "carrier.test".into(),
+                destination: pair.peers[1],
+                headers: vec![("X-Redial-Callback-Id".into(), format!("cb{i}"))],
+                sdp: b"v=0\r\n".to_vec(),
+                credentials: None,
+            });
+            self.sides[0].legs.push((leg, vec![]));
+        }
+        let now = pair.now;
+        self.sides[0].drain_commands(now, &mut pair.layers[0]);
+    }
+
+    fn react(&mut self, side: usize, now: Instant, layer: &mut TransactionLayer) {
+        if side == 1 {
+            while let Ok(call) = self.sides[1].incoming.try_recv() {
+                assert_eq!(call.request_user, "+15551234567");
+                assert_eq!(call.from_user.as_deref(), Some("+15550100"));
+                assert!(call.headers.iter().any(|(n, v)| n == "X-Redial-Callback-Id" && v.starts_with("cb")), "{:?}", call.headers);
+                call.leg.ring();
+                if self.uas == Uas::Answer {
+                    call.leg.answer(b"v=0\r\ns=answer\r\n".to_vec());
+                }
+                self.sides[1].legs.push((call.leg, vec![]));
+            }
+        }
+        for (i, ev) in self.sides[side].collect() {
+            let leg = &self.sides[side].legs[i].0;
+            match ev {
+                LegEvent::Answered { .. } if side == 0 && self.hangup_on_answer => leg.hangup(),
+                LegEvent::Progress { .. } if side == 0 && self.hangup_on_progress => leg.hangup(),
+                _ => {}
+            }
+        }
+        self.sides[side].drain_commands(now, layer);
+    }
+}
+
+impl Tu for Call {
+    fn on_event(&mut self, side: usize, now: Instant, layer: &mut TransactionLayer, ev: &TransactionEvent) {
+        self.sides[side].route(now, layer, ev);
+        self.react(side, now, layer);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.sides.iter().filter_map(|s| s.calls.poll_timeout()).min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant, layers: &mut [TransactionLayer; 2]) {
+        for (side, layer) in layers.iter_mut().enumerate() {
+            let s = &mut self.sides[side];
+            s.calls.handle_timeout(&mut Ctx { now, layer, stats: &s.stats });
+            self.react(side, now, layer);
+        }
+    }
+}
+
+fn finish(call: &mut Call, pair: &Pair) {
+    for s in &mut call.sides {
+        s.collect();
+    }
+    assert!(call.sides[0].calls.is_empty(), "UAC side keeps {} legs", call.sides[0].calls.len());
+    assert!(call.sides[1].calls.is_empty(), "UAS side keeps {} legs", call.sides[1].calls.len());
+    assert_eq!(pair.layers[0].len() + pair.layers[1].len(), 0);
+}
+
+#[test]
+fn a_thousand_calls_answered_and_hung_up_leave_nothing_behind() {
+    let mut pair = Pair::new(SipTimers::default(), 7, 0.0);
+    let mut call = Call::new(Uas::Answer);
+    call.dial(&mut pair, 1000);
+    pair.run(&mut call);
+    finish(&mut call, &pair);
+    for (leg, seen) in &call.sides[0].legs {
+        assert_eq!(
+            seen,
+            &vec![
+                LegEvent::Progress { status: 180, sdp: None },
+                LegEvent::Answered { sdp: Some(b"v=0\r\ns=answer\r\n".to_vec()) },
+                LegEvent::Ended { by_remote: false }
+            ],
+            "UAC leg {}",
+            leg.id
+        );
+    }
+    assert_eq!(call.sides[1].legs.len(), 1000);
+    for (leg, seen) in &call.sides[1].legs {
+        assert_eq!(seen, &vec![LegEvent::Answered { sdp: None }, LegEvent::Ended { by_remote: true }], "UAS leg {}", leg.id);
+    }
+    let s0 = &call.sides[0].stats;
+    assert_eq!(s0.get(crate::sip::transaction::Role::Client, "INVITE", "2xx"), 0, "the driver counts client finals, not the legs");
+    assert_eq!(call.sides[1].stats.get(crate::sip::transaction::Role::Server, "INVITE", "2xx"), 1000);
+    assert_eq!(call.sides[1].stats.get(crate::sip::transaction::Role::Server, "BYE", "2xx"), 1000);
+}
+
+#[test]
+fn calls_complete_despite_20_percent_loss() {
+    for seed in 0..10 {
+        let mut pair = Pair::new(SipTimers::default(), seed, 0.2);
+        let mut call = Call::new(Uas::Answer);
+        call.dial(&mut pair, 20);
+        pair.run(&mut call);
+        finish(&mut call, &pair);
+        for (_, seen) in &call.sides[0].legs {
+            // Timer B may end an INVITE whose every copy was lost; otherwise the call completes.
+            let last = seen.last().cloned();
+            assert!(
+                last == Some(LegEvent::Ended { by_remote: false }) || last == Some(LegEvent::Failed { status: 408 }),
+                "seed {seed}: {seen:?}"
+            );
+            assert!(seen.contains(&LegEvent::Answered { sdp: Some(b"v=0\r\ns=answer\r\n".to_vec()) }) || last == Some(LegEvent::Failed { status: 408 }));
+        }
+        for (_, seen) in &call.sides[1].legs {
+            assert_eq!(seen.last(), Some(&LegEvent::Ended { by_remote: true }), "seed {seed}: {seen:?}");
+        }
+    }
+}
+
+#[test]
+fn hangup_while_ringing_cancels_both_legs_with_487() {
+    let mut pair = Pair::new(SipTimers::default(), 1, 0.0);
+    let mut call = Call::new(Uas::Ring);
+    call.hangup_on_progress = true;
+    call.dial(&mut pair, 10);
+    pair.run(&mut call);
+    finish(&mut call, &pair);
+    for (_, seen) in &call.sides[0].legs {
+        assert_eq!(seen, &vec![LegEvent::Progress { status: 180, sdp: None }, LegEvent::Failed { status: 487 }]);
+    }
+    for (_, seen) in &call.sides[1].legs {
+        assert_eq!(seen, &vec![LegEvent::Failed { status: 487 }]);
+    }
+}
+
+#[test]
+fn hangup_before_any_provisional_waits_for_it_then_cancels() {
+    let mut pair = Pair::new(SipTimers::default(), 1, 0.0);
+    let mut call = Call::new(Uas::Ring);
+    call.dial(&mut pair, 3);
+    for (leg, _) in &call.sides[0].legs {
+        leg.hangup();
+    }
+    let now = pair.now;
+    call.sides[0].drain_commands(now, &mut pair.layers[0]);
+    pair.run(&mut call);
+    finish(&mut call, &pair);
+    for (_, seen) in &call.sides[0].legs {
+        // The UAS's 100 Trying allows the CANCEL; its 180 may or may not come first.
+        assert_eq!(seen.last(), Some(&LegEvent::Failed { status: 487 }), "{seen:?}");
+    }
+    for (_, seen) in &call.sides[1].legs {
+        assert_eq!(seen, &vec![LegEvent::Failed { status: 487 }]);
+    }
+}
+
+#[test]
+fn dropping_the_leg_hangs_up() {
+    let mut pair = Pair::new(SipTimers::default(), 1, 0.0);
+    let mut call = Call::new(Uas::Answer);
+    call.hangup_on_answer = false;
+    call.dial(&mut pair, 1);
+    pair.run(&mut call);
+    assert_eq!(call.sides[0].calls.len(), 1, "answered, still up");
+    call.sides[0].legs.clear();
+    let now = pair.now;
+    call.sides[0].drain_commands(now, &mut pair.layers[0]);
+    pair.run(&mut call);
+    finish(&mut call, &pair);
+    assert_eq!(call.sides[1].legs[0].1.last(), Some(&LegEvent::Ended { by_remote: true }));
+}
