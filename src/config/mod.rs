@@ -69,6 +69,10 @@ pub struct SipConfig {
 pub struct MediaConfig {
     pub addr: IpAddr,
     pub ports: RangeInclusive<u16>,
+    /// `media.timeout`: no RTP from the remote for this long ends the call (default 60 s).
+    pub timeout: Duration,
+    /// `media.prompts`: directory of the prompt WAVs (default `prompts`, relative to the file).
+    pub prompts: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +128,8 @@ pub struct Config {
     pub queues: Vec<Queue>,
     /// Profiles by name (file stem).
     pub profiles: BTreeMap<String, Profile>,
+    /// `[amd]`: answering-machine detection thresholds (keys = `AmdConfig` fields).
+    pub amd: crate::amd::AmdConfig,
     /// Whether `profiles.dir` was set explicitly (then it must exist).
     profiles_dir_explicit: bool,
 }
@@ -141,7 +147,12 @@ impl Config {
                 public_addr: None,
                 timers: SipTimers::default(),
             },
-            media: MediaConfig { addr: IpAddr::from([127, 0, 0, 1]), ports: 20000..=20999 },
+            media: MediaConfig {
+                addr: IpAddr::from([127, 0, 0, 1]),
+                ports: 20000..=20999,
+                timeout: Duration::from_secs(60),
+                prompts: PathBuf::from("prompts"),
+            },
             http: HttpConfig { listen: "127.0.0.1:8080".parse().expect("literal") },
             storage_path: PathBuf::from("data/redial.redb"),
             profiles_dir: PathBuf::from("sip-profiles"),
@@ -149,6 +160,7 @@ impl Config {
             agents: vec![],
             queues: vec![Queue::default_queue()],
             profiles: BTreeMap::new(),
+            amd: crate::amd::AmdConfig::default(),
             profiles_dir_explicit: false,
         }
     }
@@ -248,6 +260,8 @@ struct RawConfig {
     #[serde(default)]
     profiles: RawProfiles,
     #[serde(default)]
+    amd: crate::amd::AmdConfig,
+    #[serde(default)]
     tokens: Vec<RawToken>,
     #[serde(default)]
     agents: Vec<RawAgent>,
@@ -272,6 +286,8 @@ struct RawSip {
 struct RawMedia {
     addr: Option<String>,
     ports: Option<String>,
+    timeout: Option<String>,
+    prompts: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,6 +384,24 @@ impl RawConfig {
                 cfg.media.ports = r;
             }
         }
+        if let Some(t) = &self.media.timeout {
+            if let Some(d) = c.check("media.timeout", parse_duration(t)) {
+                if d < Duration::from_secs(1) {
+                    c.push("media.timeout", "must be at least 1s");
+                } else {
+                    cfg.media.timeout = d;
+                }
+            }
+        }
+        cfg.media.prompts = base.join(self.media.prompts.as_deref().unwrap_or("prompts"));
+        if let Err(e) = self.amd.validate() {
+            let key = match &e {
+                crate::amd::AmdConfigError::OutOfRange { field, .. } => format!("amd.{field}"),
+                crate::amd::AmdConfigError::BeepBand { .. } => "amd.beep_min_hz".to_owned(),
+            };
+            c.push(key, e);
+        }
+        cfg.amd = self.amd;
         if let Some(l) = &self.http.listen {
             cfg.http.listen = c.check("http.listen", addr(l)).unwrap_or(cfg.http.listen);
         }

@@ -159,3 +159,44 @@ fn missing_profiles_dir_is_an_error_only_when_configured() {
     let e = Config::load(Some(&f)).unwrap_err();
     assert_eq!(e.0[0].key, "profiles.dir", "{e}");
 }
+
+#[test]
+fn media_timeout_prompts_and_amd_keys() {
+    let c = Config::defaults();
+    assert_eq!(c.media.timeout, Duration::from_secs(60));
+    assert_eq!(c.media.prompts, PathBuf::from("prompts"));
+    assert_eq!(c.amd, crate::amd::AmdConfig::default());
+
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "redial.toml",
+        "[media]\ntimeout = \"15s\"\nprompts = \"audio/prompts\"\n[amd]\nmachine_greeting_ms = 2400\nsilence_result = \"machine\"\n",
+    );
+    let c = Config::load(Some(&f)).unwrap();
+    assert_eq!(c.media.timeout, Duration::from_secs(15));
+    assert_eq!(c.media.prompts, d.path().join("audio/prompts"));
+    assert_eq!(c.amd.machine_greeting_ms, 2400);
+    assert_eq!(c.amd.silence_result, crate::amd::AmdResult::Machine);
+    assert_eq!(c.amd.word_gap_ms, crate::amd::AmdConfig::default().word_gap_ms, "unset keys keep their default");
+}
+
+#[test]
+fn media_and_amd_problems_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[media]\ntimeout = \"soon\"\n", "media.timeout"),
+        ("[media]\ntimeout = \"10ms\"\n", "media.timeout"),
+        ("[amd]\nspeech_margin_db = 99.0\n", "amd.speech_margin_db"),
+        ("[amd]\nbeep_min_hz = 1500.0\nbeep_max_hz = 1000.0\n", "amd.beep_min_hz"),
+        ("[amd]\nmachine_greeting = 1\n", "amd.machine_greeting"),
+        ("[amd]\nword_gap_ms = \"long\"\n", "amd.word_gap_ms"),
+    ];
+    for (text, key) in cases {
+        let f = write(d.path(), "redial.toml", text);
+        let e = Config::load(Some(&f)).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{text}: {e}");
+        assert_eq!(e.0[0].key, key, "{text}: {e}");
+        assert_eq!(e.0[0].file, f);
+    }
+}

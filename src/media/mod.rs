@@ -21,7 +21,10 @@
 //! - [`dtmf`]: RFC 4733 telephone-events in and out, SIP INFO bodies.
 //! - [`player`]: paced prompt playback from WAV files.
 //! - [`relay`]: the anchored bridge between two legs.
+//! - [`call`]: live legs for the dialler: a tokio task per leg (or bridged pair)
+//!   joining session, player, AMD, DTMF and relay; prompts.
 
+pub mod call;
 pub mod codec;
 pub mod dtmf;
 pub mod g711;

@@ -210,6 +210,29 @@ impl Player {
     }
 }
 
+/// A call-progress tone: the sum of `freqs` (Hz), `on_ms` on and `off_ms` off,
+/// `total_ms` long (at least one 20 ms frame), e.g. busy = `tone(&[480.0, 620.0],
+/// 500, 500, 1000)` played looped. Each frequency at about -16 dBFS, so a dual
+/// tone stays well clear of clipping; on/off edges fall on sample boundaries.
+pub fn tone(freqs: &[f32], on_ms: u32, off_ms: u32, total_ms: u32) -> Prompt {
+    let rate = PIVOT_RATE as u64;
+    let total = ((total_ms as u64 * rate / 1000) as usize).max(PIVOT_FRAME);
+    let on = on_ms as u64 * rate / 1000;
+    let period = (on + off_ms as u64 * rate / 1000).max(1);
+    let amp = 5000.0f64;
+    let samples: Vec<i16> = (0..total)
+        .map(|i| {
+            if (i as u64 % period) >= on {
+                return 0;
+            }
+            let t = i as f64 / rate as f64;
+            let v: f64 = freqs.iter().map(|&f| amp * (2.0 * std::f64::consts::PI * f as f64 * t).sin()).sum();
+            v.round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    Prompt { samples: samples.into() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +291,31 @@ mod tests {
         assert!(frames.iter().all(|f| f.payload.iter().all(|&c| c == g711::ulaw_encode(1000))), "no silence at the loop point");
         l.stop();
         assert!(l.poll_frame(t0 + Duration::from_secs(9)).is_none());
+    }
+
+    #[test]
+    fn busy_tone_cadence_and_frequencies() {
+        let t = tone(&[480.0, 620.0], 500, 500, 2000);
+        let s = t.samples();
+        assert_eq!(s.len(), 16000);
+        assert_eq!(t.duration(), Duration::from_secs(2));
+        let energy = |r: std::ops::Range<usize>| s[r].iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
+        assert!(energy(0..4000) > 1e9 && energy(8000..12000) > 1e9, "on periods carry the tone");
+        assert_eq!(energy(4000..8000), 0.0, "off periods are silent");
+        // Goertzel power at 480 and 620 Hz dominates a frequency that is not in the tone.
+        let power = |f: f64| {
+            let w = 2.0 * std::f64::consts::PI * f / 8000.0;
+            let (mut a, mut b) = (0.0f64, 0.0f64);
+            for &x in &s[..4000] {
+                let c = x as f64 + 2.0 * w.cos() * a - b;
+                b = a;
+                a = c;
+            }
+            a * a + b * b - 2.0 * w.cos() * a * b
+        };
+        assert!(power(480.0) > 100.0 * power(1000.0));
+        assert!(power(620.0) > 100.0 * power(1000.0));
+        assert_eq!(tone(&[440.0], 100, 0, 0).samples().len(), 160, "never empty");
     }
 
     #[test]

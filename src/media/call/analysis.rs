@@ -1,0 +1,109 @@
+//! AMD on a leg's received audio: [`AudioTap`] (packets → gap-free 8 kHz
+//! frames) into [`AmdDetector`], plus the end-of-greeting watch the dialler
+//! uses to leave a voicemail message. Sans-IO: time is the audio itself
+//! (frame *k* is *k* × 20 ms since `start_amd`).
+
+use crate::amd::{AmdConfig, AmdConfigError, AmdDetector, AmdResult, FRAME_MS, FRAME_SAMPLES};
+use crate::amd::floor::NoiseFloor;
+use crate::media::rtp::RtpPacket;
+use crate::media::tap::AudioTap;
+use crate::media::transcode::TranscodeError;
+use crate::media::Codec;
+
+use super::MediaEvent;
+
+/// Packets the tap's jitter buffer waits behind a gap (60 ms).
+const TAP_DEPTH: usize = 3;
+
+#[derive(Debug)]
+pub struct AmdRun {
+    tap: AudioTap,
+    det: AmdDetector,
+    floor: NoiseFloor,
+    speech_margin_db: f32,
+    floor_min_dbfs: f32,
+    /// Frames of silence that end the greeting.
+    end_silence_frames: u64,
+    machine: bool,
+    heard_speech: bool,
+    silent_frames: u64,
+    beep_sent: bool,
+    greeting_ended: bool,
+    decided: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Config(#[from] AmdConfigError),
+    #[error(transparent)]
+    Decode(#[from] TranscodeError),
+}
+
+impl AmdRun {
+    /// Analysis of a stream of `codec` audio sent with payload type `pt`.
+    pub fn new(config: &AmdConfig, codec: Codec, pt: u8) -> Result<Self, AnalysisError> {
+        let window = (config.floor_window_ms as u64 / FRAME_MS).max(1) as u32;
+        Ok(Self {
+            tap: AudioTap::new(codec, pt, TAP_DEPTH)?,
+            det: AmdDetector::new(config.clone())?,
+            floor: NoiseFloor::new(window, config.floor_percentile, config.floor_min_dbfs),
+            speech_margin_db: config.speech_margin_db,
+            floor_min_dbfs: config.floor_min_dbfs,
+            end_silence_frames: (config.end_of_greeting_silence_ms as u64).div_ceil(FRAME_MS),
+            machine: false,
+            heard_speech: false,
+            silent_frames: 0,
+            beep_sent: false,
+            greeting_ended: false,
+            decided: false,
+        })
+    }
+
+    /// Whether more audio can still produce an event; once false, drop the run.
+    pub fn active(&self) -> bool {
+        self.det.wants_audio() || (self.machine && !self.greeting_ended)
+    }
+
+    /// A packet the leg's session delivered; events are pushed to `out`.
+    pub fn push(&mut self, ext_seq: u64, packet: RtpPacket, out: &mut impl FnMut(MediaEvent)) -> Result<(), AnalysisError> {
+        self.tap.push(ext_seq, packet)?;
+        while let Some(frame) = self.tap.poll_frame() {
+            self.frame(&frame, out);
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, frame: &[i16], out: &mut impl FnMut(MediaEvent)) {
+        debug_assert_eq!(frame.len(), FRAME_SAMPLES);
+        if self.det.wants_audio() {
+            // Only `Finished` can fail, and finish() is never called here.
+            let _ = self.det.push_frame(frame);
+            if let Some(d) = self.det.poll_decision() {
+                self.decided = true;
+                self.machine = d.result == AmdResult::Machine;
+                out(MediaEvent::Amd(d));
+            }
+            if let (false, Some(at_ms)) = (self.beep_sent, self.det.beep_at_ms()) {
+                self.beep_sent = true;
+                out(MediaEvent::Beep { at_ms });
+            }
+        }
+        // Speech/silence against our own copy of the detector's noise floor, for
+        // the end of the greeting (the detector stops tracking utterances once decided).
+        let ms = frame.iter().map(|&v| (v as f32) * (v as f32)).sum::<f32>() / frame.len() as f32;
+        let db = 10.0 * (ms / (32768.0 * 32768.0) + 1e-10).log10();
+        let floor = self.floor.floor_db().unwrap_or(self.floor_min_dbfs);
+        self.floor.push(db);
+        if db >= floor + self.speech_margin_db {
+            self.heard_speech = true;
+            self.silent_frames = 0;
+        } else {
+            self.silent_frames += 1;
+        }
+        if self.machine && !self.greeting_ended && self.heard_speech && self.silent_frames >= self.end_silence_frames {
+            self.greeting_ended = true;
+            out(MediaEvent::GreetingEnded);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The media engine: the port allocator and configuration shared by every leg.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use super::leg::MediaLeg;
+use super::task::LegSocket;
+use super::MediaCallError;
+use crate::amd::AmdConfig;
+use crate::config::Config;
+use crate::media::ports::PortAllocator;
+
+/// What the live legs need from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    /// `media.addr`: where RTP/RTCP sockets are bound.
+    pub bind: IpAddr,
+    /// `sip.public_addr` if set, else `media.addr`: the address in our SDP.
+    pub advertised: IpAddr,
+    /// No RTP for this long -> [`super::MediaEvent::Timeout`] (`media.timeout`, default 60 s).
+    pub media_timeout: Duration,
+    /// `[amd]`.
+    pub amd: AmdConfig,
+}
+
+impl MediaConfig {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            bind: cfg.media.addr,
+            advertised: cfg.sip.public_addr.unwrap_or(cfg.media.addr),
+            media_timeout: cfg.media.timeout,
+            amd: cfg.amd.clone(),
+        }
+    }
+}
+
+/// Opens media legs; clone it freely (one allocator behind an `Arc`).
+#[derive(Clone)]
+pub struct MediaEngine {
+    ports: Arc<PortAllocator>,
+    config: Arc<MediaConfig>,
+}
+
+/// Pairs tried before giving up when ports of the range are held by other programs.
+const BIND_ATTEMPTS: usize = 16;
+
+static NEXT_LEG: AtomicU64 = AtomicU64::new(1);
+
+impl MediaEngine {
+    pub fn new(cfg: &Config) -> Result<Self, MediaCallError> {
+        Self::with_config(MediaConfig::from_config(cfg), cfg.media.ports.clone())
+    }
+
+    /// An engine from an explicit configuration and port range (tests, benchmarks).
+    pub fn with_config(config: MediaConfig, ports: std::ops::RangeInclusive<u16>) -> Result<Self, MediaCallError> {
+        config.amd.validate()?;
+        Ok(Self { ports: Arc::new(PortAllocator::new(ports)?), config: Arc::new(config) })
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// Binds an RTP/RTCP pair from media.ports and starts its task.
+    pub async fn open(&self) -> Result<MediaLeg, MediaCallError> {
+        let socket = self.bind().await?;
+        let id = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
+        Ok(MediaLeg::start(id, socket, self.config.clone()))
+    }
+
+    /// Port pairs leased (a closed leg's pair is released once its task has ended).
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    /// Binds the next free even/odd pair on `media.addr`, skipping pairs
+    /// another program holds. (`MediaSocket::bind` does the same, but keeps its
+    /// sockets private; the leg task needs them to wait on readiness itself.)
+    async fn bind(&self) -> Result<LegSocket, MediaCallError> {
+        let addr = self.config.bind;
+        let mut last = None;
+        for _ in 0..BIND_ATTEMPTS.min(self.ports.capacity()) {
+            let lease = self.ports.allocate()?;
+            let rtp = UdpSocket::bind(SocketAddr::new(addr, lease.rtp())).await;
+            let rtcp = UdpSocket::bind(SocketAddr::new(addr, lease.rtcp())).await;
+            match (rtp, rtcp) {
+                (Ok(rtp), Ok(rtcp)) => return Ok(LegSocket { rtp, rtcp, lease }),
+                (Err(e), _) | (_, Err(e)) => last = Some(e),
+            }
+        }
+        Err(MediaCallError::Bind {
+            addr,
+            source: last.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no pair could be bound")),
+        })
+    }
+}

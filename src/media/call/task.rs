@@ -1,0 +1,539 @@
+//! The task serving one leg, or a bridged pair of legs (slot 0 = this task's
+//! own leg = relay side A, slot 1 = the leg handed over by `bridge` = side B).
+//!
+//! It only moves bytes, timers and commands; the logic is in the sans-IO
+//! cores (`RtpSession`, `Player`, `Relay`, `AudioTap`/`AmdDetector`,
+//! `DtmfReceiver`). One timer: the earliest of every core's `poll_timeout`
+//! and the media-timeout check, re-armed only when that instant changes, so a
+//! bridged call in steady state arms no timer per packet. Readable sockets are
+//! drained with `try_recv_from` until they would block, so a wake-up serves
+//! every packet that arrived meanwhile.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::analysis::AmdRun;
+use super::engine::MediaConfig;
+use super::MediaEvent;
+use crate::media::dtmf::DtmfReceiver;
+use crate::media::player::{Player, Prompt};
+use crate::media::ports::PortPair;
+use crate::media::relay::{LegMedia, Relay, Side};
+use crate::media::session::{Channel, RtpEvent, RtpSession, SessionConfig};
+use crate::media::socket::now;
+
+/// A bound RTP/RTCP pair and its port lease (released when dropped).
+#[derive(Debug)]
+pub(crate) struct LegSocket {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub lease: PortPair,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub rtp_in: AtomicU64,
+    pub rtp_out: AtomicU64,
+    pub relayed: AtomicU64,
+}
+
+/// What an offer/answer agreed, for the task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RemoteMedia {
+    pub media: LegMedia,
+    pub rtp: Option<SocketAddr>,
+    pub rtcp: Option<SocketAddr>,
+    /// We may send (not held by the remote, and an address is known).
+    pub sends: bool,
+    /// We expect media (the media timeout runs).
+    pub receives: bool,
+}
+
+pub(crate) enum Command {
+    Remote(RemoteMedia),
+    Play { prompt: Arc<Prompt>, looped: bool },
+    StopPlaying,
+    StartAmd,
+    /// Serve leg `other` too, bridged through `relay`; the leg arrives on `leg`.
+    Bridge { relay: Box<Relay>, other: u64, leg: oneshot::Receiver<Box<LegState>> },
+    /// Hand this leg to the bridging task.
+    Handover { to: oneshot::Sender<Box<LegState>> },
+    Close,
+}
+
+/// A command for leg `leg` (a bridged task serves two).
+pub(crate) struct Envelope {
+    pub leg: u64,
+    pub cmd: Command,
+}
+
+/// Everything one leg owns; moves between tasks on `bridge`.
+pub(crate) struct LegState {
+    id: u64,
+    sock: LegSocket,
+    session: RtpSession,
+    media: Option<LegMedia>,
+    sends: bool,
+    receives: bool,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    counters: Arc<Counters>,
+    /// Media positions are RTP ticks since `origin`: idle time advances them,
+    /// so a prompt after a pause continues the remote's timeline.
+    origin: Instant,
+    /// Position just past the last packet sent.
+    next_pos: u64,
+    /// Added to relay positions (the relay counts from 0 at the bridge).
+    relay_base: u64,
+    player: Option<Player>,
+    /// A prompt asked for before the codec was known.
+    pending_play: Option<(Arc<Prompt>, bool)>,
+    amd: Option<AmdRun>,
+    amd_wanted: bool,
+    dtmf: DtmfReceiver,
+    first_packet: bool,
+    last_rx: Instant,
+    /// When to look at `last_rx` again; `None` while the timeout does not run.
+    timeout_check: Option<Instant>,
+    timed_out: bool,
+    send_errors: u64,
+}
+
+impl LegState {
+    fn emit(&self, e: MediaEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn ticks_now(&self, now: Instant) -> u64 {
+        let rate = self.session.clock_rate() as u128;
+        (now.saturating_duration_since(self.origin).as_nanos() * rate / 1_000_000_000) as u64
+    }
+
+    /// Where a new talkspurt starts: after what was sent, and not behind the wall clock.
+    fn spurt_position(&self, now: Instant) -> u64 {
+        self.next_pos.max(self.ticks_now(now))
+    }
+
+    /// Writes out what the session queued. A datagram the socket cannot take is
+    /// dropped and counted: late media is useless, and loopback/LAN sockets only
+    /// refuse under overload.
+    fn flush(&mut self) {
+        while let Some(t) = self.session.poll_transmit() {
+            let sock = match t.channel {
+                Channel::Rtp => &self.sock.rtp,
+                Channel::Rtcp => &self.sock.rtcp,
+            };
+            match sock.try_send_to(&t.payload, t.destination) {
+                Ok(_) if t.channel == Channel::Rtp => {
+                    self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => self.send_errors += 1,
+            }
+        }
+    }
+
+    /// Sends one packet (unless the remote holds us); whether it went to the session.
+    fn send(&mut self, now: Instant, pt: u8, marker: bool, position: u64, payload: &[u8], ticks: u64) -> bool {
+        self.next_pos = self.next_pos.max(position + ticks);
+        let sent = self.sends && self.session.send(now, pt, marker, position, payload).is_ok();
+        if sent {
+            self.flush();
+        }
+        sent
+    }
+
+    fn start_player(&mut self, now: Instant, prompt: &Prompt, looped: bool) {
+        let Some(m) = self.media else { return };
+        match Player::new(prompt.clone(), m.codec, m.pt, looped, now, self.spurt_position(now)) {
+            Ok(p) => self.player = Some(p),
+            Err(e) => tracing::warn!(leg = self.id, error = %e, "cannot play prompt"),
+        }
+    }
+
+    fn start_amd(&mut self, config: &MediaConfig) {
+        let Some(m) = self.media else {
+            self.amd_wanted = true;
+            return;
+        };
+        self.amd_wanted = false;
+        match AmdRun::new(&config.amd, m.codec, m.pt) {
+            Ok(r) => self.amd = Some(r),
+            Err(e) => tracing::warn!(leg = self.id, error = %e, "cannot start AMD"),
+        }
+    }
+
+    /// Plays due prompt frames, RTCP, and the media timeout.
+    fn on_timer(&mut self, now: Instant, rng: &mut StdRng, timeout: Duration) {
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now, rng);
+        }
+        if let Some(mut p) = self.player.take() {
+            let ticks = self.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
+            while let Some(f) = p.poll_frame(now) {
+                match f {
+                    Ok(f) => {
+                        self.send(now, f.payload_type, f.marker, f.position, &f.payload, ticks);
+                    }
+                    Err(e) => tracing::warn!(leg = self.id, error = %e, "prompt frame failed"),
+                }
+            }
+            if p.is_done() {
+                self.emit(MediaEvent::PlayDone);
+            } else {
+                self.player = Some(p);
+            }
+        }
+        if let Some(at) = self.timeout_check.filter(|&t| t <= now) {
+            let _ = at;
+            if now.saturating_duration_since(self.last_rx) >= timeout {
+                self.timed_out = true;
+                self.timeout_check = None;
+                self.emit(MediaEvent::Timeout);
+            } else {
+                self.timeout_check = Some(self.last_rx + timeout);
+            }
+        }
+        self.flush();
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check].into_iter().flatten().min()
+    }
+
+    /// A packet from the remote was delivered: counters, first packet, timeout.
+    fn received(&mut self, now: Instant, timeout: Duration) {
+        self.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
+        self.last_rx = now;
+        if !self.first_packet {
+            self.first_packet = true;
+            self.emit(MediaEvent::FirstPacket);
+        }
+        if self.timed_out && self.receives {
+            // Media came back after a timeout: watch again.
+            self.timed_out = false;
+            self.timeout_check = Some(now + timeout);
+        }
+    }
+
+    fn set_remote(&mut self, now: Instant, r: RemoteMedia, config: &MediaConfig, rng: &mut StdRng) {
+        if r.media.codec.clock_rate() != self.session.clock_rate() {
+            // Opus runs a 48 kHz RTP clock: a fresh session (new SSRC) with it.
+            let sc = SessionConfig { clock_rate: r.media.codec.clock_rate(), ..SessionConfig::default() };
+            self.session = RtpSession::new(sc, now, SystemTime::now(), rng);
+            self.origin = now;
+            self.next_pos = 0;
+        }
+        if let Some(rtp) = r.rtp {
+            self.session.set_remote(rtp, r.rtcp);
+        }
+        let codec_changed = self.media.is_some_and(|m| m != r.media);
+        self.media = Some(r.media);
+        self.sends = r.sends;
+        self.receives = r.receives;
+        if !r.receives {
+            self.timeout_check = None;
+        } else if self.timeout_check.is_none() && !self.timed_out {
+            self.last_rx = self.last_rx.max(now);
+            self.timeout_check = Some(now + config.media_timeout);
+        }
+        if codec_changed {
+            // The player and AMD were built for the old codec.
+            self.player = None;
+            if self.amd.take().is_some() {
+                self.amd_wanted = true;
+            }
+        }
+        if let Some((p, looped)) = self.pending_play.take() {
+            self.start_player(now, &p, looped);
+        }
+        if self.amd_wanted {
+            self.start_amd(config);
+        }
+    }
+
+    /// The leg ends: RTCP BYE, then the socket (and port lease) drops with `self`.
+    fn close(mut self) {
+        self.session.close(now());
+        self.flush();
+    }
+}
+
+/// Starts the task of a new leg; returns where its commands go.
+pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<MediaEvent>, counters: Arc<Counters>, config: Arc<MediaConfig>) -> mpsc::UnboundedSender<Envelope> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let t = now();
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let session = RtpSession::new(SessionConfig::default(), t, SystemTime::now(), &mut rng);
+    let leg = LegState {
+        id,
+        sock,
+        session,
+        media: None,
+        sends: false,
+        receives: false,
+        events,
+        counters,
+        origin: t,
+        next_pos: 0,
+        relay_base: 0,
+        player: None,
+        pending_play: None,
+        amd: None,
+        amd_wanted: false,
+        dtmf: DtmfReceiver::new(),
+        first_packet: false,
+        last_rx: t,
+        timeout_check: None,
+        timed_out: false,
+        send_errors: 0,
+    };
+    let task = LegTask { legs: [Some(Box::new(leg)), None], relay: None, cmds: rx, rng, config, buf: Box::new([0; 2048]) };
+    tokio::spawn(task.run());
+    tx
+}
+
+struct LegTask {
+    legs: [Option<Box<LegState>>; 2],
+    relay: Option<Box<Relay>>,
+    cmds: mpsc::UnboundedReceiver<Envelope>,
+    rng: StdRng,
+    config: Arc<MediaConfig>,
+    buf: Box<[u8; 2048]>,
+}
+
+enum Input {
+    Cmd(Option<Envelope>),
+    Readable(usize, Channel),
+    Timer,
+}
+
+async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
+    match sock {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn side(slot: usize) -> Side {
+    if slot == 0 {
+        Side::A
+    } else {
+        Side::B
+    }
+}
+
+/// Datagrams read per socket per wake-up before looking at the others (fairness).
+const MAX_BATCH: usize = 64;
+
+impl LegTask {
+    async fn run(mut self) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = self.legs.iter().flatten().filter_map(|l| l.deadline()).min();
+            if deadline != armed {
+                armed = deadline;
+                sleep.as_mut().reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
+            }
+            let input = {
+                let s0 = self.legs[0].as_deref().map(|l| &l.sock);
+                let s1 = self.legs[1].as_deref().map(|l| &l.sock);
+                tokio::select! {
+                    c = self.cmds.recv() => Input::Cmd(c),
+                    r = readable(s0.map(|s| &s.rtp)) => { r.ok(); Input::Readable(0, Channel::Rtp) }
+                    r = readable(s1.map(|s| &s.rtp)) => { r.ok(); Input::Readable(1, Channel::Rtp) }
+                    r = readable(s0.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(0, Channel::Rtcp) }
+                    r = readable(s1.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(1, Channel::Rtcp) }
+                    _ = &mut sleep => Input::Timer,
+                }
+            };
+            match input {
+                Input::Cmd(None) => break,
+                Input::Cmd(Some(env)) => self.command(env).await,
+                Input::Readable(slot, ch) => self.drain(slot, ch),
+                Input::Timer => {
+                    armed = None;
+                    let t = now();
+                    let timeout = self.config.media_timeout;
+                    for leg in self.legs.iter_mut().flatten() {
+                        leg.on_timer(t, &mut self.rng, timeout);
+                    }
+                }
+            }
+            if self.legs.iter().all(Option::is_none) {
+                break;
+            }
+        }
+    }
+
+    fn slot(&self, id: u64) -> Option<usize> {
+        self.legs.iter().position(|l| l.as_ref().is_some_and(|l| l.id == id))
+    }
+
+    async fn command(&mut self, env: Envelope) {
+        let Some(slot) = self.slot(env.leg) else { return };
+        let t = now();
+        match env.cmd {
+            Command::Remote(r) => {
+                let leg = self.legs[slot].as_mut().expect("slot");
+                leg.set_remote(t, r, &self.config, &mut self.rng);
+                if let Some(relay) = &mut self.relay {
+                    if let Err(e) = relay.update_leg(side(slot), r.media) {
+                        tracing::warn!(leg = env.leg, error = %e, "bridge cannot follow the codec change; unbridged");
+                        self.relay = None;
+                    }
+                }
+            }
+            Command::Play { prompt, looped } => {
+                if self.relay.is_some() {
+                    return;
+                }
+                let leg = self.legs[slot].as_mut().expect("slot");
+                leg.player = None;
+                if leg.media.is_some() {
+                    leg.start_player(t, &prompt, looped);
+                    // The first frame is due now.
+                    leg.on_timer(t, &mut self.rng, self.config.media_timeout);
+                } else {
+                    leg.pending_play = Some((prompt, looped));
+                }
+            }
+            Command::StopPlaying => {
+                let leg = self.legs[slot].as_mut().expect("slot");
+                leg.player = None;
+                leg.pending_play = None;
+            }
+            Command::StartAmd => {
+                if self.relay.is_none() {
+                    self.legs[slot].as_mut().expect("slot").start_amd(&self.config);
+                }
+            }
+            Command::Handover { to } => {
+                let mut leg = self.legs[slot].take().expect("slot");
+                leg.player = None;
+                leg.pending_play = None;
+                leg.amd = None;
+                leg.amd_wanted = false;
+                if let Err(leg) = to.send(leg) {
+                    // The bridging leg was closed meanwhile: keep serving this one.
+                    self.legs[slot] = Some(leg);
+                }
+            }
+            Command::Bridge { relay, other, leg } => {
+                // The other task answers at once (its queue holds only earlier commands).
+                let Ok(mut b) = leg.await else {
+                    tracing::debug!(leg = env.leg, other, "bridge partner closed before the handover");
+                    return;
+                };
+                let mut a = self.legs[0].take().expect("own leg in slot 0");
+                for l in [&mut a, &mut b] {
+                    l.player = None;
+                    l.pending_play = None;
+                    l.amd = None;
+                    l.amd_wanted = false;
+                    // One frame of space after whatever was sent before.
+                    let step = l.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
+                    l.relay_base = l.spurt_position(t) + step;
+                    l.next_pos = l.relay_base;
+                }
+                self.legs = [Some(a), Some(b)];
+                self.relay = Some(relay);
+            }
+            Command::Close => {
+                let leg = self.legs[slot].take().expect("slot");
+                leg.close();
+                self.relay = None;
+                if slot == 0 {
+                    // Keep the survivor in slot 0 (side A if it is ever re-bridged).
+                    self.legs.swap(0, 1);
+                }
+            }
+        }
+    }
+
+    /// Reads every datagram waiting on one socket and runs it through the cores.
+    fn drain(&mut self, slot: usize, ch: Channel) {
+        let timeout = self.config.media_timeout;
+        for _ in 0..MAX_BATCH {
+            let Some(leg) = self.legs[slot].as_mut() else { return };
+            let sock = match ch {
+                Channel::Rtp => &leg.sock.rtp,
+                Channel::Rtcp => &leg.sock.rtcp,
+            };
+            let (n, from) = match sock.try_recv_from(&mut self.buf[..]) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // e.g. ICMP port unreachable reported for an earlier send.
+                Err(_) => continue,
+            };
+            let t = now();
+            let r = match ch {
+                Channel::Rtp => leg.session.handle_rtp(t, from, &self.buf[..n]),
+                Channel::Rtcp => leg.session.handle_rtcp(t, from, &self.buf[..n]),
+            };
+            if let Err(e) = r {
+                tracing::trace!(leg = leg.id, %from, error = %e, "datagram dropped");
+            }
+            self.session_events(slot, t, timeout);
+        }
+    }
+
+    fn session_events(&mut self, slot: usize, t: Instant, timeout: Duration) {
+        let [l0, l1] = &mut self.legs;
+        let (leg, other) = if slot == 0 { (l0, l1) } else { (l1, l0) };
+        let Some(leg) = leg.as_deref_mut() else { return };
+        while let Some(ev) = leg.session.poll_event() {
+            let RtpEvent::Packet { ext_seq, packet } = ev else { continue };
+            leg.received(t, timeout);
+            if let (Some(relay), Some(other)) = (self.relay.as_deref_mut(), other.as_deref_mut()) {
+                if let Err(e) = relay.handle_packet(side(slot), &packet) {
+                    tracing::debug!(leg = leg.id, error = %e, "relay dropped a packet");
+                }
+                while let Some(out) = relay.poll_output() {
+                    let ticks = other.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
+                    let pos = other.relay_base + out.position;
+                    if other.send(t, out.payload_type, out.marker, pos, &out.payload, ticks) {
+                        other.counters.relayed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Digits are relayed as RFC 4733; the relay's digit reports are not needed here.
+                while relay.poll_event().is_some() {}
+                continue;
+            }
+            let media = leg.media;
+            if media.and_then(|m| m.telephone_event) == Some(packet.payload_type) {
+                if leg.dtmf.handle_packet(packet.timestamp, &packet.payload).is_ok() {
+                    let rate = leg.session.clock_rate().max(1);
+                    while let Some(d) = leg.dtmf.poll_digit() {
+                        if let Some(digit) = d.digit {
+                            let duration_ms = (d.duration as u64 * 1000 / rate as u64) as u32;
+                            leg.emit(MediaEvent::Dtmf { digit, duration_ms });
+                        }
+                    }
+                }
+            } else if let Some(amd) = leg.amd.as_mut() {
+                let events = &leg.events;
+                let mut out = |e| {
+                    let _ = events.send(e);
+                };
+                if let Err(e) = amd.push(ext_seq, packet, &mut out) {
+                    tracing::debug!(leg = leg.id, error = %e, "AMD input dropped");
+                }
+                if !amd.active() {
+                    leg.amd = None;
+                }
+            }
+        }
+        leg.flush();
+    }
+}
