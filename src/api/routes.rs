@@ -410,7 +410,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     for q in &s.cfg.queues {
         let st = s.book.stats(Some(&q.name))?;
         let ql = label(&q.name);
-        for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed)] {
+        for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed), ("skipped", st.skipped)] {
             let _ = writeln!(out, "redial_callbacks{{queue=\"{ql}\",status=\"{status}\"}} {n}");
         }
         requested.insert(ql, st.requested);
