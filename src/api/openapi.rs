@@ -58,7 +58,7 @@ mod tests {
             e
         };
         let req: CreateCallback = serde_json::from_value(example("CreateCallback")).unwrap();
-        assert!(req.into_request().is_ok());
+        assert!(req.into_request(None).is_ok());
         let ch: ChangeCallback = serde_json::from_value(example("ChangeCallback")).unwrap();
         assert!(ch.into_changes().is_ok());
         let _: SetAgentState = serde_json::from_value(example("SetAgentState")).unwrap();
