@@ -8,6 +8,8 @@
 //! - [`metrics`]: Prometheus text for `/metrics`.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`trunks`]: the [`TrunkView`] trait behind `/v1/trunks`.
+//! - [`live`]: the [`LiveCalls`] trait: calls in progress, for booking
+//!   from a live call (issue 8).
 //! - [`dialler`]: the placeholder that receives dispatched callbacks until
 //!   the dialler (issue 6) exists.
 //!
@@ -18,6 +20,7 @@ pub mod auth;
 pub mod dialler;
 pub mod error;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -36,6 +39,7 @@ use axum::Router;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use self::live::{LiveCall, LiveCalls, NoLiveCalls};
 pub use self::trunks::{ConfiguredTrunks, TrunkView};
 pub use self::views::TrunkInfo;
 use crate::agents::Registry;
@@ -64,6 +68,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub agents: Arc<Registry>,
     pub trunks: Arc<dyn TrunkView>,
+    pub live: Arc<dyn LiveCalls>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -139,8 +144,14 @@ pub const UNLIMITED_AGENTS_ENV: &str = "REDIAL_DEV_UNLIMITED_AGENTS";
 
 /// Opens the book at `cfg.storage_path`, sets up tokens, starts the
 /// scheduler driver and the dialler placeholder, and serves HTTP on
-/// `cfg.http.listen`.
-pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn TrunkView>) -> Result<ApiServer, StartError> {
+/// `cfg.http.listen`. `live` answers which calls are in progress (booking
+/// from a live call); [`NoLiveCalls`] when there is no dialler.
+pub async fn start_api(
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    trunks: Arc<dyn TrunkView>,
+    live: Arc<dyn LiveCalls>,
+) -> Result<ApiServer, StartError> {
     if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir { path: dir.to_path_buf(), source })?;
     }
@@ -174,6 +185,7 @@ pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn 
         metrics,
         agents,
         trunks,
+        live,
     });
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
