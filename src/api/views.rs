@@ -154,6 +154,7 @@ impl CreateCallback {
             when: self.when,
             default_delay_ms: live_defaults.then_some(LIVE_DEFAULT_DELAY_MS),
             unique_interaction: live_defaults,
+            joined_at: None,
         })
     }
 }

@@ -345,11 +345,16 @@ pub struct AttemptOutcome {
     pub amd: Option<Amd>,
     pub agent: Option<String>,
     pub timeline: Timeline,
+    /// A `failed` outcome that is still retried by policy (a 5xx, a
+    /// transport failure: the number may well be right).
+    pub retry: bool,
+    /// Why, in a few words, when the outcome alone does not say.
+    pub note: Option<String>,
 }
 
 impl AttemptOutcome {
     pub fn new(outcome: Outcome) -> Self {
-        Self { outcome, sip_status: None, amd: None, agent: None, timeline: Timeline::default() }
+        Self { outcome, sip_status: None, amd: None, agent: None, timeline: Timeline::default(), retry: false, note: None }
     }
 }
 
@@ -372,6 +377,10 @@ pub struct NewCallback {
     pub origin: Option<Origin>,
     /// Free text ("tomorrow morning"); exclusive with `scheduled_at`.
     pub when: Option<String>,
+    /// An inbound caller's callback: when they joined the queue. With no
+    /// other time given it is due from then (the window permitting), so it
+    /// keeps the caller's place among callbacks due later (issue 7 §5).
+    pub joined_at: Option<Millis>,
     /// With neither `scheduled_at` nor `when`: due this long after now
     /// (a booking from a live call: 30 min), still clipped to the window.
     pub default_delay_ms: Option<Millis>,

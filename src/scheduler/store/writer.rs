@@ -479,7 +479,7 @@ impl Writer {
             sip_status: o.sip_status,
             amd: o.amd,
             agent: o.agent,
-            note: note.map(str::to_string),
+            note: note.map(str::to_string).or_else(|| o.note.clone()),
             timeline: o.timeline,
         };
         t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
@@ -489,7 +489,7 @@ impl Writer {
         let next = match self.cfg.queue(&old.queue) {
             Some(q) => {
                 let tz = rules::parse_tz(&old.timezone).unwrap_or(q.timezone);
-                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some())
+                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
             }
             // The queue left the configuration: nothing can dial it again.
             None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
