@@ -18,11 +18,12 @@ const PHONE: &str = "+15551230001";
 struct World {
     carrier_port: u16,
     dir: tempfile::TempDir,
+    ports: common::PortBlock,
 }
 
 impl World {
     fn new() -> Self {
-        Self { carrier_port: common::free_port(), dir: tempfile::tempdir().unwrap() }
+        Self { carrier_port: common::free_port(), dir: tempfile::tempdir().unwrap(), ports: common::PortBlock::claim() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -36,7 +37,7 @@ impl World {
             s = s.extra_toml(&format!("[[agents]]\nid = \"{a}\"\npassword = \"{a}-pw\"\nqueues = [\"q\"]\n"));
         }
         let prompts = common::manifest_dir().join("prompts");
-        s = s.extra_toml(&format!("[media]\nprompts = \"{}\"\n", prompts.display()));
+        s = s.extra_toml(&format!("[media]\nports = \"{}\"\nprompts = \"{}\"\n", self.ports.range, prompts.display()));
         s.profile(
             "carrier",
             &format!(
@@ -229,9 +230,9 @@ fn challenged_invite_is_answered_with_the_trunk_credentials() {
     let carrier = w.carrier("dial_carrier_challenge.xml", 1, Some(&customer));
     let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
     let id = schedule(&r, json!({}));
+    let out = carrier.wait();
     let cb = wait_final(&r, &id, Duration::from_secs(30));
     assert_eq!(cb["status"], "completed", "{cb}");
-    let out = carrier.wait();
     assert!(out.ok(), "{out}");
     assert!(out.messages.contains("Proxy-Authorization: Digest"), "no credentials sent");
     assert!(agent.wait().ok());
@@ -301,7 +302,9 @@ fn a_kill_during_a_call_closes_the_attempt_and_retries_it_once() {
     assert_eq!(a.len(), 2, "{a:?}");
     drop(agent);
     assert!(agent2.wait().ok());
-    let out = carrier.wait();
+    // The first call's BYE died with the killed process: stop SIPp rather
+    // than wait for its timeout.
+    let out = carrier.stop();
     assert_eq!(out.received("INVITE"), 2, "dialled exactly once per attempt: {out}");
 }
 

@@ -426,6 +426,13 @@ impl Sipp {
 }
 
 impl SippChild {
+    /// Stops SIPp now (SIGUSR1 is not portable: it is killed) and collects
+    /// what it printed and traced so far.
+    pub fn stop(mut self) -> SippOutput {
+        self.hard_timeout = Duration::ZERO;
+        self.wait()
+    }
+
     /// Waits for SIPp to finish, or kills it at its hard timeout.
     pub fn wait(mut self) -> SippOutput {
         let mut child = self.child.take().expect("running");
@@ -560,5 +567,34 @@ impl Redial {
         let (sip, http) = (self.sip.port(), self.http.port());
         let fresh = Redial::spawn(dir, sip, http, env);
         *self = fresh;
+    }
+}
+
+/// A block of RTP ports (`media.ports`) that no other test process on this
+/// machine uses while it is held: each running redial must have its own, or
+/// a port one test just released can receive another test's stray RTP.
+/// Blocks are claimed with an exclusive lock on a file per block.
+pub struct PortBlock {
+    pub range: String,
+    _lock: std::fs::File,
+}
+
+impl PortBlock {
+    pub fn claim() -> PortBlock {
+        const FIRST: u16 = 10_000;
+        const SIZE: u16 = 200;
+        const BLOCKS: u16 = 100; // 10000-29999, below Linux's ephemeral ports
+        let dir = std::env::temp_dir().join("redial-test-rtp-blocks");
+        std::fs::create_dir_all(&dir).expect("lock dir");
+        let start = (std::process::id() as u16).wrapping_mul(7) % BLOCKS;
+        for i in 0..BLOCKS {
+            let b = (start + i) % BLOCKS;
+            let f = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(dir.join(format!("{b}.lock"))).expect("lock file");
+            if f.try_lock().is_ok() {
+                let lo = FIRST + b * SIZE;
+                return PortBlock { range: format!("{lo}-{}", lo + SIZE - 1), _lock: f };
+            }
+        }
+        panic!("every RTP port block is in use");
     }
 }

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// From learning redial's port (at the INVITE) to the first packet.
+const ANSWER_DELAY: Duration = Duration::from_millis(400);
+
 /// µ-law silence.
 const SILENCE: u8 = 0xFF;
 
@@ -92,7 +95,9 @@ fn run(sock: UdpSocket, target_file: PathBuf, audio: Vec<u8>, received: Arc<Atom
             if t.is_some() && t != target {
                 target = t;
                 pos = 0;
-                next_send = Instant::now();
+                // The port is known at the INVITE; a phone speaks once
+                // answered (the scenarios answer 200 ms after ringing).
+                next_send = Instant::now() + ANSWER_DELAY;
             }
             next_look = Instant::now() + Duration::from_millis(50);
         }
