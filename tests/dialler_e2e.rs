@@ -5,106 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::phone::{ulaw_wav, Phone};
-use common::{Redial, Setup, Sipp, SippChild};
-use serde_json::{json, Value};
-
-const PHONE: &str = "+15551230001";
-
-/// A test world: a carrier SIPp port, a queue, one or more agents.
-struct World {
-    carrier_port: u16,
-    dir: tempfile::TempDir,
-    ports: common::PortBlock,
-}
-
-impl World {
-    fn new() -> Self {
-        Self { carrier_port: common::free_port(), dir: tempfile::tempdir().unwrap(), ports: common::PortBlock::claim() }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// redial with one queue `q` (always open) on the carrier trunk.
-    fn redial(&self, agents: &[&str], queue_toml: &str) -> Redial {
-        let mut s = Setup::new().with_token();
-        for a in agents {
-            s = s.extra_toml(&format!("[[agents]]\nid = \"{a}\"\npassword = \"{a}-pw\"\nqueues = [\"q\"]\n"));
-        }
-        let prompts = common::manifest_dir().join("prompts");
-        s = s.extra_toml(&format!("[media]\nports = \"{}\"\nprompts = \"{}\"\n", self.ports.range, prompts.display()));
-        s.profile(
-            "carrier",
-            &format!(
-                "proxy = \"sip:127.0.0.1:{}\"\ndomain = \"carrier.test\"\nregister = false\nusername = \"trunk1\"\npassword = \"s3cret\"\n\
-                 caller_id = \"+15550100\"\ncodecs = [\"PCMU\", \"PCMA\"]\noptions_ping = \"0\"\n",
-                self.carrier_port
-            ),
-        )
-        .extra_toml(&format!(
-            "[[queues]]\nname = \"q\"\nprofile = \"carrier\"\ntimezone = \"UTC\"\nhours = [\"mon-sun 00:00-24:00\"]\n{queue_toml}\n"
-        ))
-        .start()
-    }
-
-    /// The carrier side: SIPp serving `scenario` for `calls` INVITEs, its RTP
-    /// going to `phone`.
-    fn carrier(&self, scenario: &str, calls: u32, phone: Option<&Phone>) -> SippChild {
-        let mut s = Sipp::new(scenario).port(self.carrier_port).calls(calls).timeout(Duration::from_secs(60)).trace_msg();
-        s = s.set("dir", self.dir.path().to_str().unwrap());
-        s = s.set("rtp_port", &phone.map_or(9, |p| p.port).to_string());
-        s.spawn()
-    }
-
-    /// An agent softphone: one SIPp registers `agent` with a Contact on the
-    /// port of a second SIPp that takes the calls with `scenario`.
-    fn agent(&self, r: &Redial, agent: &str, scenario: &str, calls: u32, phone: Option<&Phone>, talk_ms: u32) -> SippChild {
-        let uas = Sipp::new(scenario).calls(calls).timeout(Duration::from_secs(60)).trace_msg();
-        let port = uas.local_port();
-        let child = uas
-            .set("dir", self.dir.path().to_str().unwrap())
-            .set("rtp_port", &phone.map_or(9, |p| p.port).to_string())
-            .set("talk_ms", &talk_ms.to_string())
-            .spawn();
-        let reg = Sipp::new("dial_agent_register.xml")
-            .remote(r.sip)
-            .args_auth(agent, &format!("{agent}-pw"))
-            .set("contact_port", &port.to_string())
-            .run();
-        assert!(reg.ok(), "agent {agent} registration: {reg}");
-        r.wait_json("/v1/agents", Duration::from_secs(5), |v| {
-            v["items"].as_array().unwrap().iter().any(|a| a["id"] == agent && a["state"] == "available")
-        });
-        child
-    }
-}
-
-fn corpus(name: &str) -> Vec<u8> {
-    ulaw_wav(&common::manifest_dir().join("test-media/amd").join(name))
-}
-
-fn schedule(r: &Redial, extra: Value) -> String {
-    let mut body = json!({"phone": PHONE, "queue": "q"});
-    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let (s, v) = r.api("POST", "/v1/callbacks", Some(body));
-    assert_eq!(s, 201, "{v}");
-    v["id"].as_str().unwrap().to_string()
-}
-
-fn wait_final(r: &Redial, id: &str, timeout: Duration) -> Value {
-    r.wait_json(&format!("/v1/callbacks/{id}"), timeout, |v| !matches!(v["status"].as_str(), Some("scheduled" | "in_progress")))
-}
-
-fn attempts(r: &Redial, id: &str) -> Vec<Value> {
-    let (s, v) = r.api("GET", &format!("/v1/callbacks/{id}/attempts"), None);
-    assert_eq!(s, 200, "{v}");
-    v["items"].as_array().unwrap().clone()
-}
+use common::phone::Phone;
+use common::world::*;
+use serde_json::json;
 
 const FAST: &str = "max_attempts = 1\nretry_delay = \"1s\"\nring_timeout = \"3s\"\nagent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\n";
 
@@ -308,21 +213,3 @@ fn a_kill_during_a_call_closes_the_attempt_and_retries_it_once() {
     assert_eq!(out.received("INVITE"), 2, "dialled exactly once per attempt: {out}");
 }
 
-fn ms(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap(),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")).timestamp_millis(),
-        other => panic!("not a time: {other}"),
-    }
-}
-
-/// The first corpus file with this label whose greeting ends in a beep.
-fn corpus_file_with_label(label: &str) -> String {
-    let csv = std::fs::read_to_string(common::manifest_dir().join("test-media/amd/labels.csv")).unwrap();
-    csv.lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|f| f[1] == label && !f[3].is_empty() && f[14] == "ulaw" && f[5] == "0")
-        .map(|f| f[0].to_string())
-        .expect("a corpus file")
-}

@@ -304,6 +304,7 @@ pub struct Sipp {
     trace_msg: bool,
     timeout_is_error: bool,
     args: Vec<String>,
+    local_ip: String,
 }
 
 /// A SIPp started in the background (a UAS waiting for redial).
@@ -328,9 +329,15 @@ impl Sipp {
             trace_msg: false,
             timeout_is_error: true,
             args: vec![],
+            local_ip: "127.0.0.1".into(),
         }
     }
 
+    /// The loopback address SIPp binds (`-i`); 127.0.0.1 unless set.
+    pub fn local_ip(mut self, ip: &str) -> Self {
+        self.local_ip = ip.into();
+        self
+    }
     pub fn remote(mut self, addr: SocketAddr) -> Self {
         self.remote = Some(addr);
         self
@@ -387,7 +394,7 @@ impl Sipp {
         c.current_dir(dir)
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-i", "127.0.0.1", "-p"])
+            .args(["-i", &self.local_ip, "-p"])
             .arg(self.port.to_string())
             .args(["-m", &self.calls.to_string()])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
@@ -598,3 +605,4 @@ impl PortBlock {
         panic!("every RTP port block is in use");
     }
 }
+pub mod world;

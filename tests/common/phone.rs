@@ -19,6 +19,7 @@ const SILENCE: u8 = 0xFF;
 
 pub struct Phone {
     pub port: u16,
+    keys: std::sync::mpsc::Sender<char>,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -53,8 +54,15 @@ impl Phone {
         let port = sock.local_addr().unwrap().port();
         let (received, sent, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
         let (r, s, st) = (received.clone(), sent.clone(), stop.clone());
-        let thread = std::thread::spawn(move || run(sock, target_file, audio, r, s, st));
-        Phone { port, received, sent, stop, thread: Some(thread) }
+        let (keys, keys_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || run(sock, target_file, audio, keys_rx, r, s, st));
+        Phone { port, keys, received, sent, stop, thread: Some(thread) }
+    }
+
+    /// Presses a key: an RFC 4733 telephone-event (payload type 101) of
+    /// 100 ms, in place of audio, with the end packet sent three times.
+    pub fn press(&self, key: char) {
+        let _ = self.keys.send(key);
     }
 
     pub fn received(&self) -> u64 {
@@ -81,7 +89,26 @@ fn read_target(file: &Path) -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-fn run(sock: UdpSocket, target_file: PathBuf, audio: Vec<u8>, received: Arc<AtomicU64>, sent: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+fn event_code(key: char) -> u8 {
+    match key {
+        '0'..='9' => key as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        _ => panic!("not a key: {key}"),
+    }
+}
+
+fn run(
+    sock: UdpSocket,
+    target_file: PathBuf,
+    audio: Vec<u8>,
+    keys: std::sync::mpsc::Receiver<char>,
+    received: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    // (event, timestamp of its start, packets sent so far)
+    let mut pressing: Option<(u8, u32, u32)> = None;
     let mut target: Option<SocketAddr> = None;
     let mut pos = 0usize;
     let (mut seq, mut ts, ssrc) = (0u16, 0u32, 0x5eed_0001u32 ^ sock.local_addr().unwrap().port() as u32);
@@ -103,13 +130,38 @@ fn run(sock: UdpSocket, target_file: PathBuf, audio: Vec<u8>, received: Arc<Atom
         }
         if let Some(to) = target {
             while Instant::now() >= next_send {
+                if pressing.is_none() {
+                    if let Ok(k) = keys.try_recv() {
+                        pressing = Some((event_code(k), ts, 0));
+                    }
+                }
                 let mut pkt = Vec::with_capacity(172);
-                pkt.extend_from_slice(&[0x80, if seq == 0 { 0x80 } else { 0x00 }]);
-                pkt.extend_from_slice(&seq.to_be_bytes());
-                pkt.extend_from_slice(&ts.to_be_bytes());
-                pkt.extend_from_slice(&ssrc.to_be_bytes());
-                for k in 0..160 {
-                    pkt.push(audio.get(pos + k).copied().unwrap_or(SILENCE));
+                match &mut pressing {
+                    // 5 packets of 20 ms (100 ms), then the end packet three times.
+                    Some((event, start, n)) => {
+                        let first = *n == 0;
+                        pkt.extend_from_slice(&[0x80, if first { 0x80 | 101 } else { 101 }]);
+                        pkt.extend_from_slice(&seq.to_be_bytes());
+                        pkt.extend_from_slice(&start.to_be_bytes());
+                        pkt.extend_from_slice(&ssrc.to_be_bytes());
+                        let end = *n >= 5;
+                        let duration = (160 * (*n + 1).min(5)) as u16;
+                        pkt.extend_from_slice(&[*event, if end { 0x80 | 10 } else { 10 }]);
+                        pkt.extend_from_slice(&duration.to_be_bytes());
+                        *n += 1;
+                        if *n >= 8 {
+                            pressing = None;
+                        }
+                    }
+                    None => {
+                        pkt.extend_from_slice(&[0x80, if seq == 0 { 0x80 } else { 0x00 }]);
+                        pkt.extend_from_slice(&seq.to_be_bytes());
+                        pkt.extend_from_slice(&ts.to_be_bytes());
+                        pkt.extend_from_slice(&ssrc.to_be_bytes());
+                        for k in 0..160 {
+                            pkt.push(audio.get(pos + k).copied().unwrap_or(SILENCE));
+                        }
+                    }
                 }
                 pos += 160;
                 let _ = sock.send_to(&pkt, to);
