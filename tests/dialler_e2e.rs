@@ -213,3 +213,46 @@ fn a_kill_during_a_call_closes_the_attempt_and_retries_it_once() {
     assert_eq!(out.received("INVITE"), 2, "dialled exactly once per attempt: {out}");
 }
 
+
+/// baresip as the agent's softphone: it registers, auto-answers redial's
+/// call, sends a tone and records what it hears; the customer hangs up.
+#[test]
+fn a_baresip_agent_answers_and_is_bridged() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h011.wav"));
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "3000")]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let heard = dir.path().join("heard.wav");
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taufile.so\n\
+             module_app\taccount.so\nmodule_app\tmenu.so\naudio_source\tausine,440\naudio_player\taufile,{}\n",
+            heard.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("accounts"), format!("<sip:alice@{};transport=udp>;auth_pass=alice-pw;regint=60;answermode=auto\n", r.sip)).unwrap();
+    let mut baresip = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(dir.path())
+        .args(["-t", "30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn baresip");
+    r.wait_json("/v1/agents", Duration::from_secs(10), |v| v["items"][0]["state"] == "available");
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    let _ = baresip.kill();
+    let _ = baresip.wait();
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let out = carrier.wait();
+    assert!(out.ok(), "{out}");
+    assert!(customer.received() > 60, "the customer heard baresip: {} packets", customer.received());
+    let samples = std::fs::metadata(&heard).map(|m| m.len()).unwrap_or(0) / 2;
+    assert!(samples > 8_000, "baresip heard the customer: {samples} samples");
+}

@@ -93,6 +93,7 @@ impl Dialler {
         let cb = &d.callback;
         let span = tracing::info_span!("attempt", callback = %cb.id, attempt = d.attempt, queue = %cb.queue, agent = %d.agent);
         let _e = span.enter();
+        tracing::info!(callback = %cb.id, attempt = d.attempt, agent = %d.agent, "callback due: dialling");
         self.metrics.fired(self.clock.now_ms() - cb.due_at);
         self.metrics.calls_active_add(1);
         let mut log = attempt::AttemptLog::new(self.clock.clone(), &d.agent);

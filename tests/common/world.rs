@@ -58,9 +58,17 @@ impl World {
     /// The carrier side: SIPp serving `scenario` for `calls` INVITEs, its RTP
     /// going to `phone`.
     pub fn carrier(&self, scenario: &str, calls: u32, phone: Option<&Phone>) -> SippChild {
+        self.carrier_with(scenario, calls, phone, &[])
+    }
+
+    /// As `carrier`, with more scenario variables (`-set`).
+    pub fn carrier_with(&self, scenario: &str, calls: u32, phone: Option<&Phone>, vars: &[(&str, &str)]) -> SippChild {
         let mut s = Sipp::new(scenario).port(self.carrier_port).calls(calls).timeout(Duration::from_secs(60)).trace_msg();
         s = s.set("dir", self.dir.path().to_str().unwrap());
         s = s.set("rtp_port", &phone.map_or(9, |p| p.port).to_string());
+        for (k, v) in vars {
+            s = s.set(k, v);
+        }
         s.spawn()
     }
 
