@@ -158,7 +158,7 @@ async fn inbound_call_to_a_did_rings_answers_and_ends_by_bye() {
     let mut incoming = h.ep.incoming.take().unwrap();
     let sip = h.ep.local_addr;
     let caller = tokio::task::spawn_blocking(move || {
-        Sipp::new("calls_uac_did.xml").remote(sip).arg("-s").arg(DID).timeout(Duration::from_secs(15)).trace_msg().run()
+        Sipp::new("calls_uac_did.xml").remote(sip).arg("-s").arg(DID).arg("-d").arg("300").timeout(Duration::from_secs(15)).trace_msg().run()
     });
     let mut call = tokio::time::timeout(Duration::from_secs(10), incoming.recv()).await.unwrap().unwrap();
     assert_eq!(call.request_user, DID);
@@ -182,7 +182,7 @@ async fn inbound_call_without_a_taker_is_480() {
     drop(h.ep.incoming.take());
     let sip = h.ep.local_addr;
     let out = tokio::task::spawn_blocking(move || {
-        Sipp::new("calls_uac_did.xml").remote(sip).arg("-s").arg(DID).timeout(Duration::from_secs(5)).trace_msg().run()
+        Sipp::new("calls_uac_did.xml").remote(sip).arg("-s").arg(DID).arg("-d").arg("300").timeout(Duration::from_secs(5)).trace_msg().run()
     })
     .await
     .unwrap();
