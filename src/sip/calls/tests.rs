@@ -401,3 +401,62 @@ fn a_2xx_racing_our_cancel_is_acked_then_byed() {
     let cancels = pair.count(1, |e| matches!(e, TransactionEvent::Cancel { .. }));
     assert_eq!(cancels, 5, "the CANCELs were sent");
 }
+
+#[test]
+fn a_callee_that_never_answers_our_cancel_is_abandoned_after_64_t1() {
+    // Side 1 is a bare UA: 180 to the INVITE, 200 to the CANCEL, and never a final.
+    struct Mute {
+        uac: Side,
+    }
+    impl Tu for Mute {
+        fn on_event(&mut self, side: usize, now: Instant, layer: &mut TransactionLayer, ev: &TransactionEvent) {
+            if side == 1 {
+                match ev {
+                    TransactionEvent::Request { key, request, .. } => {
+                        let mut r = reply(request, 180);
+                        r.headers.push(rsip::Header::Contact(<rsip::headers::Contact as rsip::headers::UntypedHeader>::new("<sip:callee@127.0.0.1:5070>")));
+                        layer.send_response(now, key, r).unwrap();
+                    }
+                    TransactionEvent::Cancel { key, request, .. } => layer.send_response(now, key, reply(request, 200)).unwrap(),
+                    _ => {}
+                }
+                return;
+            }
+            self.uac.route(now, layer, ev);
+            for (i, ev) in self.uac.collect() {
+                if matches!(ev, LegEvent::Progress { .. }) {
+                    self.uac.legs[i].0.hangup();
+                }
+            }
+            self.uac.drain_commands(now, layer);
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.uac.calls.poll_timeout()
+        }
+        fn handle_timeout(&mut self, now: Instant, layers: &mut [TransactionLayer; 2]) {
+            let s = &mut self.uac;
+            s.calls.handle_timeout(&mut Ctx { now, layer: &mut layers[0], stats: &s.stats });
+            s.collect();
+        }
+    }
+    let mut pair = Pair::new(SipTimers::default(), 1, 0.0);
+    let mut tu = Mute { uac: Side::new(5060) };
+    let leg = tu.uac.control.dial(DialRequest {
+        request_uri: "sip:bob@127.0.0.1:5070".into(),
+        to: "<sip:bob@127.0.0.1>".into(),
+        from_user: "a".into(),
+        from_host: "127.0.0.1".into(),
+        destination: pair.peers[1],
+        headers: vec![],
+        sdp: b"v=0\r\n".to_vec(),
+        credentials: None,
+    });
+    tu.uac.legs.push((leg, vec![]));
+    let now = pair.now;
+    tu.uac.drain_commands(now, &mut pair.layers[0]);
+    pair.run(&mut tu);
+    assert_eq!(tu.uac.legs[0].1, vec![LegEvent::Progress { status: 180, sdp: None }, LegEvent::Failed { status: 487 }]);
+    assert!(tu.uac.calls.is_empty());
+    assert_eq!(pair.layers[0].len(), 0, "the stuck INVITE client transaction was destroyed");
+    assert!(pair.now - pair.t0 >= SipTimers::default().t1 * 64);
+}
