@@ -190,3 +190,35 @@ async fn inbound_call_without_a_taker_is_480() {
     assert_eq!(out.received("SIP/2.0 480"), 1, "{}", out.messages);
     assert_eq!(h.ep.stats.get(Role::Server, "INVITE", "4xx"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_over_tcp() {
+    let h = start().await;
+    let port = free_port();
+    let sipp = Sipp::new("calls_uas_answer.xml").port(port).tcp().timeout(Duration::from_secs(15)).trace_msg().spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut req = dial_to(port, None);
+    req.destination.transport = Transport::Tcp;
+    let mut leg = h.ep.calls.dial(req);
+    assert_eq!(next(&mut leg).await, LegEvent::Progress { status: 180, sdp: None });
+    assert!(matches!(next(&mut leg).await, LegEvent::Answered { sdp: Some(_) }));
+    drop(leg);
+    let out = finished(sipp).await;
+    assert!(out.ok(), "{out}");
+    assert!(out.messages.contains(";transport=tcp>"), "Contact says TCP: {}", out.messages);
+    assert_eq!(out.received("BYE "), 1, "dropping the leg hung up: {}", out.messages);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hangs_up_confirmed_calls() {
+    let h = start().await;
+    let (port, sipp) = callee("calls_uas_answer.xml").await;
+    let mut leg = h.ep.calls.dial(dial_to(port, None));
+    assert_eq!(next(&mut leg).await, LegEvent::Progress { status: 180, sdp: None });
+    assert!(matches!(next(&mut leg).await, LegEvent::Answered { .. }));
+    h._stop.send(true).unwrap();
+    assert_eq!(next(&mut leg).await, LegEvent::Ended { by_remote: false });
+    tokio::time::timeout(Duration::from_secs(5), h.ep.join()).await.expect("endpoint stops");
+    let out = finished(sipp).await;
+    assert!(out.ok(), "{out}");
+}

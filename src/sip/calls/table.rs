@@ -139,8 +139,7 @@ impl Calls {
         }
     }
 
-    /// Live legs (for tests and metrics).
-    #[allow(dead_code)]
+    /// Live legs.
     pub(crate) fn len(&self) -> usize {
         self.legs.len()
     }
@@ -234,6 +233,14 @@ impl Calls {
             Command::Progress(id, sdp) => self.provisional(cx, id, 183, Some(sdp)),
             Command::Answer(id, sdp) => self.answer(cx, id, sdp),
             Command::Reject(id, status) => self.reject(cx, id, status),
+        }
+    }
+
+    /// Shutdown: every leg is hung up (BYE, CANCEL or 480), as if its handle had been dropped.
+    pub(crate) fn hangup_all(&mut self, cx: &mut Ctx<'_>) {
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            self.hangup(cx, id);
         }
     }
 

@@ -87,8 +87,8 @@ impl Driver {
             let now = Instant::now();
             self.pump(now);
             if let Some(deadline) = stop_by {
-                if now >= deadline || self.trunks.all_unregistered() {
-                    tracing::info!(unregistered = self.trunks.all_unregistered(), "SIP endpoint stopped");
+                if now >= deadline || (self.trunks.all_unregistered() && self.calls.len() == 0) {
+                    tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.len(), "SIP endpoint stopped");
                     return;
                 }
             }
@@ -112,9 +112,10 @@ impl Driver {
                 biased;
                 r = shutdown.changed(), if stop_by.is_none() => {
                     if r.is_err() || *shutdown.borrow() {
-                        tracing::info!("SIP endpoint stopping: unregistering trunks");
+                        tracing::info!("SIP endpoint stopping: hanging up calls, unregistering trunks");
                         stop_by = Some(now + SHUTDOWN_GRACE);
                         self.trunks.unregister_all(now);
+                        self.calls.hangup_all(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
                     }
                 }
                 Some(c) = self.commands.recv() => {
