@@ -140,13 +140,13 @@ impl Calls {
     }
 
     /// Live legs.
-    pub(crate) fn len(&self) -> usize {
+    pub(crate) fn leg_count(&self) -> usize {
         self.legs.len()
     }
 
     /// Whether nothing at all is kept: no leg, no transaction, dialog or timer entry.
     #[allow(dead_code)]
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(crate) fn holds_nothing(&self) -> bool {
         self.legs.is_empty() && self.by_txn.is_empty() && self.by_dialog.is_empty() && self.dialogs.is_empty() && self.timers.is_empty()
     }
 

@@ -180,8 +180,8 @@ fn finish(call: &mut Call, pair: &Pair) {
     for s in &mut call.sides {
         s.collect();
     }
-    assert!(call.sides[0].calls.is_empty(), "UAC side keeps {} legs", call.sides[0].calls.len());
-    assert!(call.sides[1].calls.is_empty(), "UAS side keeps {} legs", call.sides[1].calls.len());
+    assert!(call.sides[0].calls.holds_nothing(), "UAC side keeps {} legs", call.sides[0].calls.leg_count());
+    assert!(call.sides[1].calls.holds_nothing(), "UAS side keeps {} legs", call.sides[1].calls.leg_count());
     assert_eq!(pair.layers[0].len() + pair.layers[1].len(), 0);
 }
 
@@ -281,7 +281,7 @@ fn dropping_the_leg_hangs_up() {
     call.hangup_on_answer = false;
     call.dial(&mut pair, 1);
     pair.run(&mut call);
-    assert_eq!(call.sides[0].calls.len(), 1, "answered, still up");
+    assert_eq!(call.sides[0].calls.leg_count(), 1, "answered, still up");
     call.sides[0].legs.clear();
     let now = pair.now;
     call.sides[0].drain_commands(now, &mut pair.layers[0]);
@@ -355,7 +355,7 @@ fn a_2xx_never_acked_is_retransmitted_then_the_call_is_hung_up_after_64_t1() {
     assert!(oks >= 10, "2xx retransmitted: {oks}");
     assert_eq!(tu.byes, 1);
     assert_eq!(tu.uas.legs[0].1, vec![LegEvent::Ended { by_remote: false }]);
-    assert!(tu.uas.calls.is_empty());
+    assert!(tu.uas.calls.holds_nothing());
 }
 
 #[test]
@@ -456,7 +456,7 @@ fn a_callee_that_never_answers_our_cancel_is_abandoned_after_64_t1() {
     tu.uac.drain_commands(now, &mut pair.layers[0]);
     pair.run(&mut tu);
     assert_eq!(tu.uac.legs[0].1, vec![LegEvent::Progress { status: 180, sdp: None }, LegEvent::Failed { status: 487 }]);
-    assert!(tu.uac.calls.is_empty());
+    assert!(tu.uac.calls.holds_nothing());
     assert_eq!(pair.layers[0].len(), 0, "the stuck INVITE client transaction was destroyed");
     assert!(pair.now - pair.t0 >= SipTimers::default().t1 * 64);
 }

@@ -87,8 +87,8 @@ impl Driver {
             let now = Instant::now();
             self.pump(now);
             if let Some(deadline) = stop_by {
-                if now >= deadline || (self.trunks.all_unregistered() && self.calls.len() == 0) {
-                    tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.len(), "SIP endpoint stopped");
+                if now >= deadline || (self.trunks.all_unregistered() && self.calls.leg_count() == 0) {
+                    tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.leg_count(), "SIP endpoint stopped");
                     return;
                 }
             }
