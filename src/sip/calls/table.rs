@@ -65,6 +65,8 @@ pub(super) struct Calling {
     /// The TU hung up; CANCEL as soon as `provisional`.
     pub hangup: bool,
     pub cancel_sent: bool,
+    /// 64·T1 after our CANCEL: give up on a peer that never sends the INVITE's final (§9.1).
+    pub cancel_deadline: Option<Instant>,
 }
 
 /// A UAS leg whose INVITE waits for the TU (§13.3).
@@ -117,7 +119,7 @@ pub(crate) struct Calls {
     pub(super) by_txn: HashMap<TransactionKey, LegId>,
     pub(super) by_dialog: HashMap<DialogId, LegId>,
     pub(super) dialogs: Dialogs,
-    /// 2xx retransmission deadlines of `Accepting` legs.
+    /// Deadlines: 2xx retransmissions of `Accepting` legs, CANCEL give-ups of `Calling` ones.
     pub(super) timers: BTreeSet<(Instant, LegId)>,
 }
 
@@ -137,15 +139,14 @@ impl Calls {
         }
     }
 
-    /// Live legs (for tests and metrics).
-    #[allow(dead_code)]
-    pub(crate) fn len(&self) -> usize {
+    /// Live legs.
+    pub(crate) fn leg_count(&self) -> usize {
         self.legs.len()
     }
 
     /// Whether nothing at all is kept: no leg, no transaction, dialog or timer entry.
     #[allow(dead_code)]
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(crate) fn holds_nothing(&self) -> bool {
         self.legs.is_empty() && self.by_txn.is_empty() && self.by_dialog.is_empty() && self.dialogs.is_empty() && self.timers.is_empty()
     }
 
@@ -194,7 +195,12 @@ impl Calls {
                 self.forget_dialog(dialog);
             }
             State::Confirmed { dialog, .. } | State::Ending { dialog, .. } => self.forget_dialog(dialog),
-            State::Calling(_) | State::Offered(_) => {}
+            State::Calling(c) => {
+                if let Some(at) = c.cancel_deadline {
+                    self.timers.remove(&(at, id));
+                }
+            }
+            State::Offered(_) => {}
         }
         tracing::debug!(leg = id, call_id = %leg.call_id, "leg ended");
     }
@@ -202,6 +208,11 @@ impl Calls {
     fn forget_dialog(&mut self, dialog: &DialogId) {
         self.by_dialog.remove(dialog);
         self.dialogs.remove(dialog);
+    }
+
+    /// Whether a client or server transaction belongs to a leg.
+    pub(crate) fn owns(&self, key: &TransactionKey) -> bool {
+        self.by_txn.contains_key(key)
     }
 
     /// A transaction ended: drop its mapping.
@@ -222,6 +233,14 @@ impl Calls {
             Command::Progress(id, sdp) => self.provisional(cx, id, 183, Some(sdp)),
             Command::Answer(id, sdp) => self.answer(cx, id, sdp),
             Command::Reject(id, status) => self.reject(cx, id, status),
+        }
+    }
+
+    /// Shutdown: every leg is hung up (BYE, CANCEL or 480), as if its handle had been dropped.
+    pub(crate) fn hangup_all(&mut self, cx: &mut Ctx<'_>) {
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            self.hangup(cx, id);
         }
     }
 
@@ -284,6 +303,17 @@ impl Calls {
             }
             self.timers.pop_first();
             let Some(leg) = self.legs.get_mut(&id) else { continue };
+            if let State::Calling(c) = &mut leg.state {
+                if c.cancel_deadline == Some(at) {
+                    c.cancel_deadline = None;
+                    let key = c.key.clone();
+                    tracing::info!(leg = id, call_id = %leg.call_id, "no final response 64·T1 after CANCEL: INVITE abandoned (RFC 3261 §9.1)");
+                    self.end(id, Some(LegEvent::Failed { status: 487 }));
+                    // The only way to destroy the client transaction, stuck in Proceeding.
+                    cx.layer.report_transport_error(&key);
+                }
+                continue;
+            }
             let State::Accepting { retransmitter, armed, .. } = &mut leg.state else { continue };
             retransmitter.handle_timeout(cx.now);
             while let Some(t) = retransmitter.poll_transmit() {

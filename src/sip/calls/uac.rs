@@ -52,6 +52,7 @@ impl Calls {
             provisional: false,
             hangup: false,
             cancel_sent: false,
+            cancel_deadline: None,
         };
         self.legs.insert(id, LegEntry { call_id, events, peer: to, state: State::Calling(Box::new(calling)), txns: Vec::new() });
         self.map_txn(id, key);
@@ -62,6 +63,9 @@ impl Calls {
         let Some(leg) = self.legs.get_mut(&id) else { return };
         let State::Calling(c) = &mut leg.state else { return };
         c.cancel_sent = true;
+        let at = cx.now + self.timers_cfg.t1 * 64;
+        c.cancel_deadline = Some(at);
+        self.timers.insert((at, id));
         let cancel = cancel_for(&c.invite);
         let peer = leg.peer;
         if let Some(key) = cx.request(cancel, peer) {
@@ -122,7 +126,8 @@ impl Calls {
                 }
             }
             200..=299 => self.on_2xx(cx, id, resp),
-            401 | 407 if c.credentials.is_some() && !c.auth_tried => self.retry_with_auth(cx, id, resp),
+            // After a hangup a challenge simply ends the call.
+            401 | 407 if c.credentials.is_some() && !c.auth_tried && !c.hangup => self.retry_with_auth(cx, id, resp),
             _ => self.end(id, Some(LegEvent::Failed { status })),
         }
     }
@@ -132,6 +137,9 @@ impl Calls {
         let Some(leg) = self.legs.get_mut(&id) else { return };
         let State::Calling(c) = &leg.state else { return };
         let hung_up = c.hangup;
+        if let Some(at) = c.cancel_deadline {
+            self.timers.remove(&(at, id));
+        }
         let dialog = match Dialog::uac(&c.invite, &resp) {
             Ok(d) => d,
             Err(e) => {

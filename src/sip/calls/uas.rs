@@ -2,14 +2,14 @@
 //! responses, 2xx retransmission until the ACK (§13.3.1.4), and CANCEL (§9.2).
 
 use rsip::headers::UntypedHeader;
-use rsip::{Header, Request, StatusCode};
+use rsip::{Header, Request};
 
 use super::table::{body_of, set_body, uas_response, Calls, Ctx, LegEntry, Offered, State};
 use super::{IncomingCall, LegEvent, LegId};
 use crate::sip::dialog::{new_tag, Dialog, Uas2xxRetransmitter};
 use crate::sip::endpoint::reply::{reply, request_user};
 use crate::sip::transaction::message::call_id_of;
-use crate::sip::transaction::{response_for, TransactionKey};
+use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
 
 /// The user part of a name-addr or URI header value (`"Bob" <sip:bob@h>;tag=x` → `bob`).
@@ -25,10 +25,12 @@ fn user_of(value: &str) -> Option<String> {
 }
 
 impl Calls {
-    /// An out-of-dialog INVITE for a user we know: 100 Trying, then an [`IncomingCall`] for the
-    /// TU; 480 when nobody takes calls (receiver gone or full).
+    /// An out-of-dialog INVITE for a user we know: an [`IncomingCall`] for the TU; 480 when
+    /// nobody takes calls (receiver gone or full).
     pub(crate) fn on_invite(&mut self, cx: &mut Ctx<'_>, key: TransactionKey, invite: Request, from: Peer) {
-        cx.respond(&key, response_for(&invite, StatusCode::Trying));
+        // No explicit 100 here: the INVITE server transaction sends it 200 ms after the INVITE
+        // unless the TU answered first (§17.2.1), so a TU that rejects at once sends only
+        // its final.
         let call_id = call_id_of(&invite.headers);
         let (leg, events) = self.control.new_leg(call_id.clone());
         let id = leg.id;

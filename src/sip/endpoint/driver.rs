@@ -30,6 +30,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Messages taken from the transports before the cores are drained.
 const BATCH: usize = 256;
 
+/// The channels between the call handles and the endpoint task, and the shared counters.
+pub(super) struct CallsWiring {
+    pub control: CallControl,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub incoming: mpsc::Sender<IncomingCall>,
+    pub stats: Arc<SipStats>,
+}
+
 pub(super) struct Driver {
     layer: TransactionLayer,
     transports: Transports,
@@ -51,8 +59,7 @@ impl Driver {
         trunk_states: TrunkStates,
         agents: AgentBindings,
         agent_changes: watch::Sender<u64>,
-        calls: (CallControl, mpsc::UnboundedReceiver<Command>, mpsc::Sender<IncomingCall>),
-        stats: Arc<SipStats>,
+        calls: CallsWiring,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
@@ -61,9 +68,9 @@ impl Driver {
             dir: Directory::from_config(cfg),
             registrar: Registrar::new(cfg, now, agents, agent_changes),
             trunks: Trunks::new(cfg, local, now, proxies, trunk_states),
-            calls: Calls::new(cfg, local, calls.0, calls.2),
-            commands: calls.1,
-            stats,
+            calls: Calls::new(cfg, local, calls.control, calls.incoming),
+            commands: calls.commands,
+            stats: calls.stats,
             counted: HashSet::new(),
             transports,
         }
@@ -80,8 +87,8 @@ impl Driver {
             let now = Instant::now();
             self.pump(now);
             if let Some(deadline) = stop_by {
-                if now >= deadline || self.trunks.all_unregistered() {
-                    tracing::info!(unregistered = self.trunks.all_unregistered(), "SIP endpoint stopped");
+                if now >= deadline || (self.trunks.all_unregistered() && self.calls.leg_count() == 0) {
+                    tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.leg_count(), "SIP endpoint stopped");
                     return;
                 }
             }
@@ -105,9 +112,10 @@ impl Driver {
                 biased;
                 r = shutdown.changed(), if stop_by.is_none() => {
                     if r.is_err() || *shutdown.borrow() {
-                        tracing::info!("SIP endpoint stopping: unregistering trunks");
+                        tracing::info!("SIP endpoint stopping: hanging up calls, unregistering trunks");
                         stop_by = Some(now + SHUTDOWN_GRACE);
                         self.trunks.unregister_all(now);
+                        self.calls.hangup_all(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
                     }
                 }
                 Some(c) = self.commands.recv() => {
@@ -211,7 +219,9 @@ impl Driver {
                 if code >= 200 && self.counted.insert(key.clone()) {
                     self.stats.record(Role::Client, &key.method(), Outcome::Status(code));
                 }
-                if !self.calls.on_response(&mut cx, &key, response.clone()) {
+                if self.calls.owns(&key) {
+                    self.calls.on_response(&mut cx, &key, response);
+                } else {
                     self.trunks.on_response(now, &key, response);
                 }
             }

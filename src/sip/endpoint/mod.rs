@@ -135,8 +135,7 @@ impl Endpoint {
             trunks.clone(),
             agents.clone(),
             changes_tx,
-            (calls.clone(), commands, incoming_tx),
-            stats.clone(),
+            driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
         );
         let task = tokio::spawn(driver.run(incoming, shutdown));
         Ok(EndpointHandle {
