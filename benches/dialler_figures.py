@@ -11,8 +11,11 @@ the set-up rate. Agents are not needed to start calls
 (REDIAL_DEV_UNLIMITED_AGENTS=1); each call then ends after AMD and the
 apology prompt.
 
+With SPREAD_S > 0 the due times are spread evenly over that many seconds
+instead (a steady rate of N / SPREAD_S callbacks per second).
+
 Needs: cargo build --release --bins; sipp.
-Usage: benches/dialler_figures.py [N]   (default 2000)
+Usage: benches/dialler_figures.py [N] [SPREAD_S]   (defaults 2000, 0)
 """
 import json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 from datetime import datetime, timedelta, timezone
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/redial"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+SPREAD_S = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 TOKEN = "bench-secret-0001"
 
 
@@ -81,10 +85,15 @@ max_attempts = 1
             except Exception:
                 time.sleep(0.1)
         due = (datetime.now(timezone.utc) + timedelta(seconds=65)).replace(microsecond=0)
-        at = due.isoformat().replace("+00:00", "Z")
-        ids = [api(http, "POST", "/v1/callbacks", {"phone": f"+1555{i:07d}", "queue": "q", "scheduled_at": at})["id"] for i in range(N)]
-        print(f"{N} callbacks due at {at}; waiting", flush=True)
-        time.sleep(max(0, due.timestamp() - time.time()) + 2)
+        dues, ids = {}, []
+        for i in range(N):
+            t = due + timedelta(seconds=SPREAD_S * i / N)
+            at = t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            cid = api(http, "POST", "/v1/callbacks", {"phone": f"+1555{i:07d}", "queue": "q", "scheduled_at": at})["id"]
+            ids.append(cid)
+            dues[cid] = t.timestamp() * 1000
+        print(f"{N} callbacks due from {due.isoformat()} over {SPREAD_S} s; waiting", flush=True)
+        time.sleep(max(0, due.timestamp() + SPREAD_S - time.time()) + 2)
         deadline = time.time() + 120
         while time.time() < deadline:
             left = api(http, "GET", "/v1/stats?queue=q")["pending"]
@@ -96,11 +105,12 @@ max_attempts = 1
             a = api(http, "GET", f"/v1/callbacks/{i}/attempts")["items"]
             t = a[0]["timeline"]["dialed_at"] if a and a[0].get("timeline") else None
             if t:
-                dialed.append(ms(t)); delays.append(ms(t) - due.timestamp() * 1000)
+                dialed.append(ms(t)); delays.append(ms(t) - dues[i])
         delays.sort()
         q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]
         span = (max(dialed) - min(dialed)) / 1000 if dialed else 0
         print(f"dialled {len(dialed)}/{N}; INVITEs over {span:.3f} s = {len(dialed) / span if span else float('inf'):.0f} callbacks started/s")
+        print(f"calls up at the end: {api(http, 'GET', '/v1/stats?queue=q')}")
         print(f"due -> INVITE: p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {delays[-1]:.0f} ms")
     finally:
         redial.terminate(); sipp.kill()
