@@ -255,3 +255,43 @@ fn a_baresip_agent_answers_and_is_bridged() {
     // baresip receives cannot be counted; the SIPp tests count both ways).
     assert!(customer.received() > 60, "the customer heard baresip: {} packets", customer.received());
 }
+
+#[test]
+fn on_machine_message_is_left_after_the_beep_and_completes() {
+    let w = World::new();
+    let wav = common::manifest_dir().join("prompts/voicemail-message.wav");
+    let r = w.redial(&["alice"], &format!("on_machine = \"message:{}\"\n{FAST}", wav.display()));
+    let machine = corpus_file_with_label("machine");
+    let customer = Phone::start(w.path("customer.rtp"), corpus(&machine));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(45));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!((a[0]["outcome"].as_str(), a[0]["amd"].as_str()), (Some("machine"), Some("machine")));
+    assert!(a[0]["timeline"]["agent_ringing_at"].is_null(), "no agent is rung for a machine");
+    assert!(carrier.wait().ok());
+    // The message (≈ 5 s) reached the machine.
+    let message_packets = (common::phone::pcm_wav_len_ms(&wav) / 20) as u64;
+    assert!(customer.received() + 10 >= message_packets, "{} packets, message is {message_packets}", customer.received());
+}
+
+#[test]
+fn a_queue_callback_tries_a_second_agent_when_the_first_declines() {
+    let w = World::new();
+    let r = w.redial(&["alice", "bob"], "max_attempts = 1\nagent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h012.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    // alice has been idle longest (ties go by id): she is tried first.
+    let alice = w.agent(&r, "alice", "dial_agent_decline.xml", 1, None, 0);
+    let bob = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1500);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!((a[0]["outcome"].as_str(), a[0]["agent"].as_str()), (Some("human"), Some("bob")), "{a:?}");
+    assert!(alice.wait().ok());
+    assert!(bob.wait().ok());
+    assert!(carrier.wait().ok());
+}

@@ -45,6 +45,12 @@ pub fn ulaw_wav(path: &Path) -> Vec<u8> {
     panic!("{}: no data chunk", path.display());
 }
 
+/// The length of a 16-bit PCM WAV in ms (8 kHz mono, as the prompts are).
+pub fn pcm_wav_len_ms(path: &Path) -> u64 {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    len.saturating_sub(44) / 2 / 8
+}
+
 impl Phone {
     /// Starts a phone that will read its target port from `target_file` and
     /// play `audio` (µ-law at 8 kHz) once, then silence.
