@@ -46,6 +46,17 @@ fn customer_first_human_is_bridged_to_the_agent_and_completes() {
     assert!(agent_phone.received() > 60, "agent got {} packets", agent_phone.received());
     let (_, agents) = r.api("GET", "/v1/agents", None);
     assert_eq!(agents["items"][0]["state"], "available", "{agents}");
+    // The call shows in the metrics: SIP transactions, the attempt, no call left up.
+    let metrics = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+    for line in [
+        "redial_sip_transactions_total{method=\"INVITE\",role=\"client\",class=\"2xx\"} 2",
+        "redial_sip_transactions_total{method=\"REGISTER\",role=\"server\",class=\"2xx\"} 1",
+        "redial_attempts_total{outcome=\"human\"} 1",
+        "redial_calls_active 0",
+        "redial_agents{state=\"available\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in\n{metrics}");
+    }
 }
 
 #[test]

@@ -120,3 +120,24 @@ fn unknown_dids_get_404_and_unknown_sources_403() {
         assert!(out.messages.contains(&format!("SIP/2.0 {status}")), "{ip} → {did}: {}", out.messages);
     }
 }
+
+/// SIPp's own RTP: the caller plays SIPp's A-law audio pcap, then its RFC 4733
+/// pcap of the key 1 (issue 4's end-to-end DTMF test); redial hears the key
+/// and books the callback.
+#[test]
+fn a_caller_playing_sipps_dtmf_pcap_books_a_callback() {
+    let w = World::new();
+    let r = redial(&w, &["alice"]);
+    let out = Sipp::new("inbound_caller_pcap.xml")
+        .local_ip(CARRIER_IP)
+        .remote(r.sip)
+        .timeout(Duration::from_secs(60))
+        .set("did", DID)
+        .set("caller", CALLER)
+        .run();
+    assert!(out.ok(), "{out}");
+    let (_, list) = r.api("GET", &format!("/v1/callbacks?phone=%2B{}", &CALLER[1..]), None);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["origin"], "inbound");
+}
