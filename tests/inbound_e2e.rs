@@ -141,3 +141,29 @@ fn a_caller_playing_sipps_dtmf_pcap_books_a_callback() {
     assert_eq!(items.len(), 1, "{list}");
     assert_eq!(items[0]["origin"], "inbound");
 }
+
+/// With `offer_after_wait`, a caller who arrives while the only agent is in
+/// a short wrap-up holds for them instead of being offered a callback.
+#[test]
+fn a_short_estimated_wait_holds_the_caller_for_the_agent() {
+    let w = World::new();
+    let r = w.redial_with(
+        &["alice"],
+        "agent_ring_timeout = \"3s\"\nwrap_up = \"3s\"\noffer_after_wait = \"10s\"\n",
+        CARRIER_IP,
+        &format!("dids = [\"{DID}\"]\ninbound_queue = \"q\"\n"),
+    );
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 2, None, 1000);
+    let first = call(&w, &r, CARRIER_IP, DID, None);
+    assert!(first.wait().ok());
+    // alice is in wrap-up now: the next caller waits about 3 s for her.
+    let (_, agents) = r.api("GET", "/v1/agents", None);
+    assert_eq!(agents["items"][0]["state"], "wrap_up", "{agents}");
+    let second = call(&w, &r, CARRIER_IP, DID, None);
+    let out = second.wait();
+    assert!(out.ok(), "{out}");
+    assert!(agent.wait().ok());
+    assert_eq!(r.logs.matching(&["customer and agent bridged"]).len(), 2);
+    let (_, list) = r.api("GET", "/v1/callbacks", None);
+    assert!(list["items"].as_array().unwrap().is_empty(), "no callback was offered: {list}");
+}

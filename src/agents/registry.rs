@@ -339,6 +339,21 @@ impl Registry {
         pick_longest_idle(&self.lock(), queue, now, |_| true).is_some()
     }
 
+    /// When the first agent of `queue` still in wrap-up becomes free (the
+    /// only wait redial can estimate: a ringing or talking agent may be busy
+    /// for any time). `None` when no agent of the queue is in wrap-up.
+    pub fn soonest_wrap_up_end(&self, queue: &str) -> Option<Millis> {
+        let now = self.clock.now_ms();
+        self.lock()
+            .values()
+            .filter(|e| e.queues.iter().any(|q| q == queue) && !e.away && e.registrations.iter().any(|r| r.expires_at > now))
+            .filter_map(|e| match e.activity {
+                Activity::WrapUp { until } if until > now => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Agents per state, for metrics.
     pub fn count_by_state(&self) -> Vec<(AgentState, usize)> {
         let now = self.clock.now_ms();
@@ -457,6 +472,8 @@ mod tests {
         assert_eq!(r.get("alice").unwrap().reserved_for.as_deref(), Some("cb_1"));
         r.finished("alice", 10_000);
         assert_eq!(r.get("alice").unwrap().state, AgentState::WrapUp);
+        assert_eq!(r.soonest_wrap_up_end("default"), Some(clock.now_ms() + 10_000));
+        assert_eq!(r.soonest_wrap_up_end("other"), None);
         assert_eq!(r.reserve("default", None), None, "wrap-up is not free");
         clock.advance(10_000);
         assert_eq!(r.get("alice").unwrap().state, AgentState::Available);

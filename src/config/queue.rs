@@ -61,6 +61,10 @@ pub struct Queue {
     pub window_close: WindowClose,
     /// Most callback calls up at once for this queue; 0 = no limit.
     pub max_calls: u32,
+    /// Inbound: with no agent free, callers whose estimated wait is at most
+    /// this hold for an agent before the callback is offered; 0 = offer at
+    /// once.
+    pub offer_after_wait: Duration,
 }
 
 impl Queue {
@@ -89,6 +93,7 @@ impl Queue {
             skip_if_reached: true,
             window_close: WindowClose::Carry,
             max_calls: 0,
+            offer_after_wait: Duration::ZERO,
         }
     }
 }
@@ -113,6 +118,7 @@ pub(crate) struct RawQueue {
     skip_if_reached: Option<bool>,
     window_close: Option<String>,
     max_calls: Option<u32>,
+    offer_after_wait: Option<String>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -155,6 +161,7 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         ("agent_ring_timeout", &raw.agent_ring_timeout, &mut q.agent_ring_timeout),
         ("wrap_up", &raw.wrap_up, &mut q.wrap_up),
         ("ownership_period", &raw.ownership_period, &mut q.ownership_period),
+        ("offer_after_wait", &raw.offer_after_wait, &mut q.offer_after_wait),
     ] {
         if let Some(v) = value {
             if let Some(d) = c.check(k(field), parse_duration(v)) {

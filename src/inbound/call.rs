@@ -134,7 +134,16 @@ async fn serve(d: &Dialler, mut caller: Party, queue: &Queue, route: &Route, mut
             }
             continue;
         }
-        // None free: offer a callback.
+        // None free. If an agent frees up soon enough, hold for them first.
+        if short_wait(d, queue) {
+            caller.media.play(d.prompts.hold_music.clone(), true);
+            match hold_for_agent(d, &mut caller, queue, queue.offer_after_wait).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(Gone) => return caller.close(),
+            }
+        }
+        // Offer a callback.
         match offer(d, &mut caller, queue, &mut phone, interaction, joined).await {
             Ok(true) => return caller.close(),
             Ok(false) => {}
@@ -142,17 +151,27 @@ async fn serve(d: &Dialler, mut caller: Party, queue: &Queue, route: &Route, mut
         }
         // Stayed on the line: hold until an agent frees up, or offer again.
         caller.media.play(d.prompts.hold_music.clone(), true);
-        if hold_for_agent(d, &mut caller, queue).await.is_err() {
+        if hold_for_agent(d, &mut caller, queue, MAX_HOLD).await.is_err() {
             return caller.close();
         }
         tried.clear();
     }
 }
 
-/// Holds until an agent of `queue` is free (true) or `MAX_HOLD` passed.
-async fn hold_for_agent(d: &Dialler, caller: &mut Party, queue: &Queue) -> Result<bool, Gone> {
+/// Whether the estimated wait for an agent (the soonest end of a wrap-up)
+/// is within the queue's `offer_after_wait`.
+fn short_wait(d: &Dialler, queue: &Queue) -> bool {
+    if queue.offer_after_wait.is_zero() {
+        return false;
+    }
+    let limit = d.clock.now_ms() + queue.offer_after_wait.as_millis() as i64;
+    d.agents.soonest_wrap_up_end(&queue.name).is_some_and(|t| t <= limit)
+}
+
+/// Holds until an agent of `queue` is free (true) or `max` passed.
+async fn hold_for_agent(d: &Dialler, caller: &mut Party, queue: &Queue, max: Duration) -> Result<bool, Gone> {
     let mut changes = d.agents.subscribe();
-    let deadline = Instant::now() + MAX_HOLD;
+    let deadline = Instant::now() + max;
     loop {
         if d.agents.any_available(&queue.name) {
             return Ok(true);
