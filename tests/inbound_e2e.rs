@@ -167,3 +167,36 @@ fn a_short_estimated_wait_holds_the_caller_for_the_agent() {
     let (_, list) = r.api("GET", "/v1/callbacks", None);
     assert!(list["items"].as_array().unwrap().is_empty(), "no callback was offered: {list}");
 }
+
+/// A carrier with `inbound_auth` calls from an address that is not its
+/// proxy's: redial challenges (407), accepts the right credentials and
+/// refuses wrong ones (403).
+#[test]
+fn a_carrier_calling_from_elsewhere_is_accepted_by_digest() {
+    let w = World::new();
+    let r = w.redial_with(&["alice"], QUEUE, CARRIER_IP, &format!("dids = [\"{DID}\"]\ninbound_queue = \"q\"\ninbound_auth = true\n"));
+    let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let caller = |password: &str| {
+        Sipp::new("inbound_caller_auth.xml")
+            .local_ip("127.0.0.1")
+            .remote(r.sip)
+            .timeout(Duration::from_secs(30))
+            .trace_msg()
+            .arg("-au")
+            .arg("trunk1")
+            .arg("-ap")
+            .arg(password)
+            .set("dir", w.dir.path().to_str().unwrap())
+            .set("rtp_port", "9")
+            .set("did", DID)
+            .set("caller", CALLER)
+            .run()
+    };
+    let ok = caller("s3cret");
+    assert!(ok.ok(), "{ok}");
+    assert!(ok.messages.contains("SIP/2.0 407"), "challenged first");
+    assert!(ok.messages.contains("SIP/2.0 200"), "then answered: {}", ok.messages);
+    let bad = caller("wrong");
+    assert!(bad.ok(), "{bad}");
+    assert!(bad.messages.contains("SIP/2.0 403"), "{}", bad.messages);
+}

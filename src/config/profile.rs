@@ -51,6 +51,9 @@ pub struct Profile {
     pub max_calls: u32,
     /// Most new outbound calls per second; 0 = no limit.
     pub max_cps: f64,
+    /// Inbound calls from this carrier may come from any address when they
+    /// prove `username`/`password` by digest (redial challenges with 407).
+    pub inbound_auth: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +77,8 @@ struct RawProfile {
     max_calls: u32,
     #[serde(default)]
     max_cps: f64,
+    #[serde(default)]
+    inbound_auth: bool,
 }
 
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "opus"];
@@ -132,6 +137,10 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         Some("0") => None,
         Some(s) => c.check("options_ping", parse_duration(s)).filter(|d| !d.is_zero()),
     };
+    if raw.inbound_auth && (raw.username.is_none() || raw.password.is_none()) {
+        let key = if raw.username.is_none() { "username" } else { "password" };
+        c.push(key, "required when inbound_auth = true");
+    }
     if !raw.max_cps.is_finite() || raw.max_cps < 0.0 {
         c.push("max_cps", format!("{} must be 0 (no limit) or a positive number of calls per second", raw.max_cps));
     }
@@ -156,6 +165,7 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         options_ping,
         max_calls: raw.max_calls,
         max_cps: raw.max_cps,
+        inbound_auth: raw.inbound_auth,
     })
 }
 

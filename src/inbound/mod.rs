@@ -3,7 +3,9 @@
 //! caller is offered a callback that keeps their place ("virtual hold").
 //!
 //! - [`route`]: which queue a call belongs to; refusing unknown sources
-//!   (403, rate-limited against scanners) and unknown DIDs (404).
+//!   (403, rate-limited against scanners) and unknown DIDs (404). Carriers
+//!   with `inbound_auth` may call from any address with digest credentials
+//!   (407 challenge, here).
 //! - [`call`]: one inbound call from answer to hang-up.
 //! - [`number`]: the caller's number as E.164, or collected by DTMF.
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::dialler::Dialler;
+use crate::sip::auth::{parse_authorization, DigestServer, DEFAULT_NONCE_LIFETIME};
 use crate::sip::calls::IncomingCall;
 
 pub use route::{Refusal, Route, Router, ScannerGuard};
@@ -30,12 +33,65 @@ pub struct Inbound {
     d: Arc<Dialler>,
     router: Router,
     guard: Mutex<ScannerGuard>,
+    /// Challenges carriers that authenticate by digest (`inbound_auth`).
+    digest: Mutex<DigestServer>,
+}
+
+/// What the credentials of a call from an unknown address say.
+enum Proof {
+    /// Valid for this profile.
+    Carrier(String),
+    /// None, or stale: challenge (407).
+    Challenge { stale: bool },
+    /// Wrong: refuse (403).
+    Refused,
 }
 
 impl Inbound {
     pub fn new(d: Arc<Dialler>) -> Self {
         let router = Router::new(&d.cfg, &d.proxies);
-        Self { d, router, guard: Mutex::new(ScannerGuard::new(SCANNER_LIMIT, SCANNER_WINDOW)) }
+        let mut digest = DigestServer::new(
+            d.cfg.sip.realm.clone(),
+            &d.cfg.sip.digest_algorithms,
+            DEFAULT_NONCE_LIFETIME,
+            Instant::now(),
+            &mut rand::rng(),
+        );
+        // Carriers' proxies rewrite the Request-URI; the digest still binds
+        // the method, nonce and credentials.
+        digest.set_check_uri(false);
+        let guard = Mutex::new(ScannerGuard::new(SCANNER_LIMIT, SCANNER_WINDOW));
+        Self { d, router, guard, digest: Mutex::new(digest) }
+    }
+
+    /// Checks the `Proxy-Authorization` of a call from an address that is no
+    /// carrier's, against the profiles with `inbound_auth`.
+    fn prove(&self, c: &IncomingCall, now: Instant) -> Proof {
+        let mut digest = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        let realm = digest.realm().to_string();
+        let creds = c
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Proxy-Authorization"))
+            .filter_map(|(_, v)| parse_authorization(v).ok())
+            .find(|cr| cr.realm == realm);
+        let Some(creds) = creds else { return Proof::Challenge { stale: false } };
+        let Some(profile) = self.router.digest_profile(&creds.username).map(str::to_string) else { return Proof::Refused };
+        let password = self.d.cfg.profiles.get(&profile).and_then(|p| p.password.clone());
+        match digest.verify(now, &rsip::Method::Invite, &rsip::Uri::default(), &creds, |_| password) {
+            Ok(_) => Proof::Carrier(profile),
+            Err(e) if e.is_stale() => Proof::Challenge { stale: true },
+            Err(e) => {
+                tracing::info!(error = %e, "inbound digest refused");
+                Proof::Refused
+            }
+        }
+    }
+
+    fn challenge(&self, c: &IncomingCall, now: Instant, stale: bool) {
+        let digest = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        let headers = digest.challenge(now, stale, &mut rand::rng()).into_iter().map(|ch| ("Proxy-Authenticate".to_string(), ch.to_string())).collect();
+        c.leg.reject_with(407, headers);
     }
 
     /// Takes every inbound call until the endpoint stops.
@@ -50,7 +106,20 @@ impl Inbound {
                 c.leg.reject(Refusal::UnknownSource.status());
                 continue;
             }
-            match self.router.route(&c.source, &c.request_user) {
+            let mut routed = self.router.route(&c.source, &c.request_user);
+            if routed == Err(Refusal::UnknownSource) && self.router.has_digest_carriers() {
+                drop(guard);
+                match self.prove(&c, now) {
+                    Proof::Carrier(profile) => routed = self.router.route_for(&profile, &c.request_user),
+                    Proof::Challenge { stale } => {
+                        self.challenge(&c, now, stale);
+                        continue;
+                    }
+                    Proof::Refused => {}
+                }
+                guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+            }
+            match routed {
                 Ok(route) => {
                     drop(guard);
                     let this = self.clone();

@@ -54,6 +54,9 @@ pub struct Router {
     /// Profile → (normalised DID → (DID as configured, queue, greeting)).
     dids: BTreeMap<String, HashMap<String, (String, Option<String>, Option<PathBuf>)>>,
     inbound_queue: BTreeMap<String, Option<String>>,
+    /// Profiles that accept calls from anywhere with digest credentials:
+    /// username → profile.
+    by_username: HashMap<String, String>,
 }
 
 /// A DID without its `+`, for matching what carriers send either way.
@@ -75,12 +78,34 @@ impl Router {
             }
             r.dids.insert(name.clone(), dids);
             r.inbound_queue.insert(name.clone(), p.inbound_queue.clone());
+            if let (true, Some(u)) = (p.inbound_auth, &p.username) {
+                r.by_username.insert(u.clone(), name.clone());
+            }
         }
         r
     }
 
+    /// Whether some profile accepts calls by digest credentials.
+    pub fn has_digest_carriers(&self) -> bool {
+        !self.by_username.is_empty()
+    }
+
+    /// The profile whose `inbound_auth` credentials have this username.
+    pub fn digest_profile(&self, username: &str) -> Option<&str> {
+        self.by_username.get(username).map(String::as_str)
+    }
+
+    /// Routes a call that proved it comes from `profile` (by digest).
+    pub fn route_for(&self, profile: &str, user: &str) -> Result<Route, Refusal> {
+        self.route_in(std::slice::from_ref(&profile.to_string()), user)
+    }
+
     pub fn route(&self, source: &Peer, user: &str) -> Result<Route, Refusal> {
         let profiles = self.by_ip.get(&source.addr.ip()).ok_or(Refusal::UnknownSource)?;
+        self.route_in(profiles, user)
+    }
+
+    fn route_in(&self, profiles: &[String], user: &str) -> Result<Route, Refusal> {
         for profile in profiles {
             if let Some((did, queue, greeting)) = self.dids.get(profile).and_then(|d| d.get(norm(user))) {
                 let queue = queue.clone().or_else(|| self.inbound_queue.get(profile).cloned().flatten()).ok_or(Refusal::NoQueue)?;

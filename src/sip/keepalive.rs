@@ -232,6 +232,7 @@ mod tests {
             options_ping: ping,
             max_calls: 0,
             max_cps: 0.0,
+            inbound_auth: false,
         }
     }
 

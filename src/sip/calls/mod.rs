@@ -88,7 +88,7 @@ pub(crate) enum Command {
     Ring(LegId),
     Progress(LegId, Vec<u8>),
     Answer(LegId, Vec<u8>),
-    Reject(LegId, u16),
+    Reject(LegId, u16, Vec<(String, String)>),
 }
 
 /// One call leg. Dropping it hangs the call up (as [`Leg::hangup`]).
@@ -138,7 +138,13 @@ impl Leg {
 
     /// Inbound only: a final non-2xx response.
     pub fn reject(&self, status: u16) {
-        self.send(Command::Reject(self.id, status));
+        self.send(Command::Reject(self.id, status, Vec::new()));
+    }
+
+    /// Inbound only: a final non-2xx response carrying these headers (e.g. a
+    /// 407 with its `Proxy-Authenticate` challenge).
+    pub fn reject_with(&self, status: u16, headers: Vec<(String, String)>) {
+        self.send(Command::Reject(self.id, status, headers));
     }
 }
 

@@ -232,7 +232,7 @@ impl Calls {
             Command::Ring(id) => self.provisional(cx, id, 180, None),
             Command::Progress(id, sdp) => self.provisional(cx, id, 183, Some(sdp)),
             Command::Answer(id, sdp) => self.answer(cx, id, sdp),
-            Command::Reject(id, status) => self.reject(cx, id, status),
+            Command::Reject(id, status, headers) => self.reject(cx, id, status, headers),
         }
     }
 
@@ -254,7 +254,7 @@ impl Calls {
                     self.send_cancel(cx, id);
                 }
             }
-            State::Offered(_) => self.reject(cx, id, 480),
+            State::Offered(_) => self.reject(cx, id, 480, Vec::new()),
             State::Accepting { .. } | State::Confirmed { .. } => self.send_bye(cx, id),
             State::Ending { .. } => {}
         }

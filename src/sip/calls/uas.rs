@@ -120,7 +120,7 @@ impl Calls {
     }
 
     /// A final non-2xx (the TU's reject, or 480 on hangup before answering).
-    pub(super) fn reject(&mut self, cx: &mut Ctx<'_>, id: LegId, status: u16) {
+    pub(super) fn reject(&mut self, cx: &mut Ctx<'_>, id: LegId, status: u16, headers: Vec<(String, String)>) {
         let Some(leg) = self.legs.get(&id) else { return };
         let State::Offered(o) = &leg.state else {
             tracing::debug!(leg = id, status, "reject for a leg not offered: ignored");
@@ -128,7 +128,10 @@ impl Calls {
         };
         // Only 3xx–6xx end an INVITE without a dialog; anything else is a TU error.
         let status = if (300..700).contains(&status) { status } else { 500 };
-        let resp = uas_response(&o.invite, status, &o.to_tag, None);
+        let mut resp = uas_response(&o.invite, status, &o.to_tag, None);
+        for (name, value) in headers {
+            resp.headers.push(rsip::Header::Other(name, value));
+        }
         let key = o.key.clone();
         cx.respond(&key, resp);
         self.end(id, None);

@@ -87,6 +87,7 @@ fn dids_are_known_with_and_without_plus() {
         options_ping: None,
         max_calls: 0,
         max_cps: 0.0,
+            inbound_auth: false,
     };
     cfg.profiles.insert("c".into(), p);
     let d = Directory::from_config(&cfg);

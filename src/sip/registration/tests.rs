@@ -25,6 +25,7 @@ pub(crate) fn profile(expires: u64) -> Profile {
         options_ping: Some(Duration::from_secs(30)),
         max_calls: 0,
         max_cps: 0.0,
+            inbound_auth: false,
     }
 }
 
