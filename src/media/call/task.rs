@@ -35,6 +35,9 @@ use crate::media::socket::now;
 pub(crate) struct LegSocket {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// The same sockets, for sending (see `engine::half`).
+    pub rtp_tx: std::net::UdpSocket,
+    pub rtcp_tx: std::net::UdpSocket,
     pub lease: PortPair,
 }
 
@@ -127,10 +130,10 @@ impl LegState {
     fn flush(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
             let sock = match t.channel {
-                Channel::Rtp => &self.sock.rtp,
-                Channel::Rtcp => &self.sock.rtcp,
+                Channel::Rtp => &self.sock.rtp_tx,
+                Channel::Rtcp => &self.sock.rtcp_tx,
             };
-            match sock.try_send_to(&t.payload, t.destination) {
+            match sock.send_to(&t.payload, t.destination) {
                 Ok(_) if t.channel == Channel::Rtp => {
                     self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
                 }
