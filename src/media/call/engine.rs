@@ -46,18 +46,6 @@ pub struct MediaEngine {
     config: Arc<MediaConfig>,
 }
 
-/// One bound port: the tokio socket to wait for datagrams on, and a
-/// non-blocking std handle of the same socket to send with. Sending through
-/// tokio's `try_send_to` fails with `WouldBlock` until its reactor has seen
-/// the socket writable (the first packets of a new leg would be lost), and
-/// waiting for writability per packet is what the task must not do.
-fn half(at: SocketAddr) -> io::Result<(UdpSocket, std::net::UdpSocket)> {
-    let std = std::net::UdpSocket::bind(at)?;
-    std.set_nonblocking(true)?;
-    let tx = std.try_clone()?;
-    Ok((UdpSocket::from_std(std)?, tx))
-}
-
 /// Pairs tried before giving up when ports of the range are held by other programs.
 const BIND_ATTEMPTS: usize = 16;
 
@@ -98,8 +86,8 @@ impl MediaEngine {
         let mut last = None;
         for _ in 0..BIND_ATTEMPTS.min(self.ports.capacity()) {
             let lease = self.ports.allocate()?;
-            match (half(SocketAddr::new(addr, lease.rtp())), half(SocketAddr::new(addr, lease.rtcp()))) {
-                (Ok((rtp, rtp_tx)), Ok((rtcp, rtcp_tx))) => return Ok(LegSocket { rtp, rtcp, rtp_tx, rtcp_tx, lease }),
+            match (UdpSocket::bind(SocketAddr::new(addr, lease.rtp())).await, UdpSocket::bind(SocketAddr::new(addr, lease.rtcp())).await) {
+                (Ok(rtp), Ok(rtcp)) => return Ok(LegSocket { rtp, rtcp, lease }),
                 (Err(e), _) | (_, Err(e)) => last = Some(e),
             }
         }

@@ -35,9 +35,6 @@ use crate::media::socket::now;
 pub(crate) struct LegSocket {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
-    /// The same sockets, for sending (see `engine::half`).
-    pub rtp_tx: std::net::UdpSocket,
-    pub rtcp_tx: std::net::UdpSocket,
     pub lease: PortPair,
 }
 
@@ -130,10 +127,14 @@ impl LegState {
     fn flush(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
             let sock = match t.channel {
-                Channel::Rtp => &self.sock.rtp_tx,
-                Channel::Rtcp => &self.sock.rtcp_tx,
+                Channel::Rtp => &self.sock.rtp,
+                Channel::Rtcp => &self.sock.rtcp,
             };
-            match sock.send_to(&t.payload, t.destination) {
+            // A plain non-blocking send on the socket's descriptor: tokio's
+            // `try_send_to` refuses (WouldBlock) until its reactor has seen the
+            // socket writable, which loses a new leg's first packets, and waiting
+            // for writability per packet is what this task must not do.
+            match socket2::SockRef::from(sock).send_to(&t.payload, &t.destination.into()) {
                 Ok(_) if t.channel == Channel::Rtp => {
                     self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
                 }
