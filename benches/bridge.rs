@@ -14,7 +14,9 @@
 //! phones on another (`phone-w`), so the relay's CPU time is read per thread
 //! from /proc/self/task/*/schedstat.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use redial::amd::AmdConfig;
 use redial::media::call::{MediaConfig, MediaEngine, MediaLeg};
 use redial::media::rtp::RtpPacket;
 use redial::media::Codec;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::runtime::{Builder, Runtime};
 
@@ -62,13 +65,48 @@ struct Phone {
 struct Shared {
     phase: AtomicU8,
     sent: AtomicU64,
-    t0: Instant,
 }
 
-impl Shared {
-    fn ns(&self) -> u64 {
-        self.t0.elapsed().as_nanos() as u64
+/// Wall time in ns (the clock of SO_TIMESTAMPNS).
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as u64
+}
+
+fn enable_rx_timestamps(sock: &UdpSocket) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and an int option of the right size.
+    let r = unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
+    assert_eq!(r, 0, "SO_TIMESTAMPNS: {}", io::Error::last_os_error());
+}
+
+/// One non-blocking `recvmsg`: the length and the kernel's arrival time (ns).
+fn recv_stamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: fd is a socket; msg points at live buffers.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
     }
+    let mut at = None;
+    // SAFETY: walking the control messages the kernel just wrote, with the libc macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                at = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, at))
 }
 
 async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration, sh: Arc<Shared>) {
@@ -84,7 +122,7 @@ async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration
             return;
         }
         for (sock, to, ssrc) in &phones {
-            payload[0..8].copy_from_slice(&sh.ns().to_be_bytes());
+            payload[0..8].copy_from_slice(&wall_ns().to_be_bytes());
             payload[8] = phase;
             pkt.ssrc = *ssrc;
             pkt.sequence = k as u16;
@@ -100,21 +138,26 @@ async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration
     }
 }
 
-/// Receives until DONE; returns the delays (µs) of measured packets.
-async fn receiver(sock: Arc<UdpSocket>, sh: Arc<Shared>) -> Vec<u32> {
+/// Receives until DONE; returns the added delays and the receiver's own
+/// scheduling delays (µs) of measured packets.
+async fn receiver(sock: Arc<UdpSocket>, sh: Arc<Shared>) -> (Vec<u32>, Vec<u32>) {
+    enable_rx_timestamps(&sock);
+    let fd = sock.as_raw_fd();
     let mut buf = [0u8; 2048];
-    let mut delays = Vec::new();
+    let (mut added, mut wake) = (Vec::new(), Vec::new());
     loop {
-        match tokio::time::timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await {
-            Ok(Ok((n, _))) => {
-                let now = sh.ns();
+        let r = tokio::time::timeout(Duration::from_millis(100), sock.async_io(Interest::READABLE, || recv_stamped(fd, &mut buf))).await;
+        match r {
+            Ok(Ok((n, Some(arrived)))) => {
+                let now = wall_ns();
                 // Our legs send plain 12-byte headers; skip RTCP and events.
                 if n == 12 + 160 && buf[1] & 0x7f == 0 && buf[12 + 8] == MEASURE {
                     let sent = u64::from_be_bytes(buf[12..20].try_into().expect("8 bytes"));
-                    delays.push((now.saturating_sub(sent) / 1000) as u32);
+                    added.push((arrived.saturating_sub(sent) / 1000) as u32);
+                    wake.push((now.saturating_sub(arrived) / 1000) as u32);
                 }
             }
-            _ if sh.phase.load(Ordering::Relaxed) == DONE => return delays,
+            _ if sh.phase.load(Ordering::Relaxed) == DONE => return (added, wake),
             _ => {}
         }
     }
@@ -153,7 +196,7 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
         legs.push(b);
     }
 
-    let sh = Arc::new(Shared { phase: AtomicU8::new(WARMUP), sent: AtomicU64::new(0), t0: Instant::now() });
+    let sh = Arc::new(Shared { phase: AtomicU8::new(WARMUP), sent: AtomicU64::new(0) });
     let mut groups: Vec<Vec<(Arc<UdpSocket>, SocketAddr, u32)>> = vec![Vec::new(); GROUPS];
     for (i, p) in phones.iter().enumerate() {
         groups[i % GROUPS].push((p.sock.clone(), p.leg, 0x5000_0000 + i as u32));
@@ -174,12 +217,14 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
             let _ = s.await;
         }
     });
-    let mut delays: Vec<u32> = phones_rt.block_on(async {
-        let mut all = Vec::new();
+    let (mut delays, mut wake) = phones_rt.block_on(async {
+        let (mut all, mut wake) = (Vec::new(), Vec::new());
         for r in receivers {
-            all.extend(r.await.expect("receiver"));
+            let (a, w) = r.await.expect("receiver");
+            all.extend(a);
+            wake.extend(w);
         }
-        all
+        (all, wake)
     });
     let relayed: u64 = legs.iter().map(|l| l.stats().relayed).sum();
     drop(legs);
@@ -187,18 +232,25 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
     let sent = sh.sent.load(Ordering::Relaxed);
     let got = delays.len() as u64;
     delays.sort_unstable();
-    let pct = |p: f64| delays.get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    wake.sort_unstable();
+    let pct_of = |v: &Vec<u32>, p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| pct_of(&delays, p);
     let loss = if sent == 0 { 100.0 } else { 100.0 * sent.saturating_sub(got) as f64 / sent as f64 };
     let call_minutes = n as f64 * window.as_secs_f64() / 60.0;
     let cpu = (cpu1 - cpu0) as f64 / 1e9;
     let pcpu = (pcpu1 - pcpu0) as f64 / 1e9;
     println!(
-        "N={n:>5} pairs  sent {sent:>8}  received {got:>8}  loss {loss:.4} %  delay p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.3} CPU s per call-minute  [phones CPU {pcpu:.2} s; relayed total {relayed}]",
+        "N={n:>5} pairs  sent {sent:>8} ({:.1} pps/direction/call)  received {got:>8}  loss {loss:.4} %  added delay p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.3} CPU s per call-minute  [receiving phone wake-up p50 {:.2} / p99 {:.2} ms; phones CPU {pcpu:.2} s; relayed total {relayed}; load {}]",
+        sent as f64 / (2.0 * n as f64 * window.as_secs_f64()),
         pct(0.5),
         pct(0.99),
+        pct(0.999),
         delays.last().copied().unwrap_or(0) as f64 / 1000.0,
         100.0 * cpu / window.as_secs_f64(),
         cpu / call_minutes,
+        pct_of(&wake, 0.5),
+        pct_of(&wake, 0.99),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?"),
     );
 }
 
