@@ -439,7 +439,7 @@ impl LegTask {
                     tracing::debug!(leg = env.leg, other, "bridge partner closed before the handover");
                     return;
                 };
-                let mut a = self.legs[0].take().expect("own leg in slot 0");
+                let Some(mut a) = self.legs[slot].take() else { return };
                 for l in [&mut a, &mut b] {
                     l.player = None;
                     l.pending_play = None;
@@ -450,6 +450,7 @@ impl LegTask {
                     l.relay_base = l.spurt_position(t) + step;
                     l.next_pos = l.relay_base;
                 }
+                // This task's leg is relay side A (slot 0), the adopted one side B.
                 self.legs = [Some(a), Some(b)];
                 self.relay = Some(relay);
             }
