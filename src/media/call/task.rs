@@ -319,12 +319,42 @@ enum Input {
     Timer,
 }
 
-async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
-    match sock {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
+/// What wakes the task: the timer first (so a flooded socket cannot starve
+/// prompts and RTCP), then commands, then the sockets, starting at a rotating
+/// one. `poll_recv_ready` keeps one waker per socket and direction, which is
+/// all a task that owns its sockets needs, and costs less per wake-up than a
+/// fresh `readable()` future per socket per loop.
+fn poll_input(
+    cx: &mut std::task::Context<'_>,
+    socks: &[Option<&UdpSocket>; 4],
+    cmds: &mut mpsc::UnboundedReceiver<Envelope>,
+    sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+    turn: usize,
+) -> std::task::Poll<Input> {
+    use std::future::Future;
+    use std::task::Poll;
+    if sleep.poll(cx).is_ready() {
+        return Poll::Ready(Input::Timer);
     }
+    if let Poll::Ready(c) = cmds.poll_recv(cx) {
+        return Poll::Ready(Input::Cmd(c));
+    }
+    for k in 0..ORDER.len() {
+        let i = (turn + k) % ORDER.len();
+        let Some(sock) = socks[i] else { continue };
+        let (slot, ch) = ORDER[i];
+        match sock.poll_recv_ready(cx) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Input::Readable(slot, ch)),
+            // Only when the runtime's reactor is gone: end the task.
+            Poll::Ready(Err(_)) => return Poll::Ready(Input::Cmd(None)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
 }
+
+/// The sockets a task waits on: (slot, channel).
+const ORDER: [(usize, Channel); 4] = [(0, Channel::Rtp), (1, Channel::Rtp), (0, Channel::Rtcp), (1, Channel::Rtcp)];
 
 fn side(slot: usize) -> Side {
     if slot == 0 {
@@ -343,6 +373,7 @@ impl LegTask {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let mut turn = 0usize;
         loop {
             let deadline = self.legs.iter().flatten().filter_map(|l| l.deadline()).min();
             if deadline != armed {
@@ -350,16 +381,18 @@ impl LegTask {
                 sleep.as_mut().reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
             }
             let input = {
-                let s0 = self.legs[0].as_deref().map(|l| &l.sock);
-                let s1 = self.legs[1].as_deref().map(|l| &l.sock);
-                tokio::select! {
-                    c = self.cmds.recv() => Input::Cmd(c),
-                    r = readable(s0.map(|s| &s.rtp)) => { r.ok(); Input::Readable(0, Channel::Rtp) }
-                    r = readable(s1.map(|s| &s.rtp)) => { r.ok(); Input::Readable(1, Channel::Rtp) }
-                    r = readable(s0.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(0, Channel::Rtcp) }
-                    r = readable(s1.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(1, Channel::Rtcp) }
-                    _ = &mut sleep => Input::Timer,
-                }
+                // Only the sockets are borrowed across the await (LegState is not Sync).
+                let legs = &self.legs;
+                let socks: [Option<&UdpSocket>; 4] = ORDER.map(|(slot, ch)| {
+                    legs[slot].as_deref().map(|l| match ch {
+                        Channel::Rtp => &l.sock.rtp,
+                        Channel::Rtcp => &l.sock.rtcp,
+                    })
+                });
+                let cmds = &mut self.cmds;
+                let mut sleep = sleep.as_mut();
+                turn = turn.wrapping_add(1);
+                std::future::poll_fn(|cx| poll_input(cx, &socks, cmds, sleep.as_mut(), turn)).await
             };
             match input {
                 Input::Cmd(None) => break,
