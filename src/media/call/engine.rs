@@ -40,7 +40,7 @@ impl MediaConfig {
 }
 
 /// Opens media legs; clone it freely (one allocator behind an `Arc`).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MediaEngine {
     ports: Arc<PortAllocator>,
     config: Arc<MediaConfig>,

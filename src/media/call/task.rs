@@ -195,8 +195,7 @@ impl LegState {
                 self.player = Some(p);
             }
         }
-        if let Some(at) = self.timeout_check.filter(|&t| t <= now) {
-            let _ = at;
+        if self.timeout_check.is_some_and(|t| t <= now) {
             if now.saturating_duration_since(self.last_rx) >= timeout {
                 self.timed_out = true;
                 self.timeout_check = None;
@@ -267,6 +266,8 @@ impl LegState {
     fn close(mut self) {
         self.session.close(now());
         self.flush();
+        let s = self.session.stats();
+        tracing::debug!(leg = self.id, sent = s.sent_packets, received = s.received_packets, send_errors = self.send_errors, "media leg closed");
     }
 }
 
