@@ -375,3 +375,34 @@ async fn ports_are_released_on_close_and_drop() {
     assert!(matches!(x.bridge(&mut y), Err(redial::media::call::MediaCallError::NotNegotiated { .. })));
     assert!(matches!(x.accept_answer("v=0"), Err(redial::media::call::MediaCallError::NoOffer { .. })));
 }
+
+#[tokio::test]
+async fn a_reoffer_moves_the_stream_and_hold_stops_sending() {
+    let e = engine(Duration::from_secs(60));
+    let (mut leg, old) = leg_with_phone(&e, Codec::Pcmu).await;
+    let moved = Phone::new().await;
+    // The phone re-INVITEs from another port, offering PCMA first: the current codec is kept.
+    let reoffer = moved.sdp(Codec::Pcmu).replace("RTP/AVP 0 101", "RTP/AVP 8 0 101").replace("a=rtpmap:0", "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0");
+    let answer = leg.answer_reoffer(&reoffer).unwrap();
+    assert!(answer.contains(&format!("m=audio {} RTP/AVP 0 101", leg.local_port())), "{answer}");
+    assert_eq!(leg.negotiated().unwrap().remote_rtp, Some(moved.addr()));
+    leg.play(Arc::new(tone(&[440.0], 100, 0, 100)), false);
+    for _ in 0..5 {
+        let p = moved.recv().await.expect("prompt at the new address");
+        assert_eq!(p.payload_type, 0);
+    }
+    assert_eq!(next(&mut leg).await, MediaEvent::PlayDone);
+    assert!(timeout(Duration::from_millis(100), old.recv()).await.is_err(), "nothing to the old address");
+
+    // Hold: the phone offers sendonly, we answer recvonly and stop sending.
+    let hold = moved.sdp(Codec::Pcmu).replace("a=sendrecv", "a=sendonly");
+    leg.reoffer(&hold).unwrap();
+    assert!(leg.negotiated().unwrap().on_hold());
+    leg.play(Arc::new(tone(&[440.0], 100, 0, 100)), false);
+    assert_eq!(next(&mut leg).await, MediaEvent::PlayDone, "the prompt runs its course");
+    assert!(timeout(Duration::from_millis(100), moved.recv()).await.is_err(), "but nothing is sent while held");
+    // Resume.
+    leg.reoffer(&moved.sdp(Codec::Pcmu)).unwrap();
+    leg.play(Arc::new(tone(&[440.0], 100, 0, 100)), false);
+    assert!(moved.recv().await.is_some(), "sending again after the hold");
+}
