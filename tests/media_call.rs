@@ -406,3 +406,39 @@ async fn a_reoffer_moves_the_stream_and_hold_stops_sending() {
     leg.play(Arc::new(tone(&[440.0], 100, 0, 100)), false);
     assert!(moved.recv().await.is_some(), "sending again after the hold");
 }
+
+#[tokio::test]
+async fn a_bridge_to_an_opus_leg_transcodes_on_the_48k_clock() {
+    let e = engine(Duration::from_secs(60));
+    let (mut a, mut pa) = leg_with_phone(&e, Codec::Pcmu).await;
+    let mut b = e.open().await.unwrap();
+    let pb = Phone::new().await;
+    b.offer(&[Codec::Opus, Codec::Pcmu]);
+    let opus = pb
+        .sdp(Codec::Pcmu)
+        .replace("RTP/AVP 0 101", "RTP/AVP 111 101")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1");
+    assert_eq!(b.accept_answer(&opus).unwrap().codec, Codec::Opus);
+    a.bridge(&mut b).unwrap();
+    let ap = a.local_port();
+    let speech: Vec<u8> = (0..160).map(|i| g711::ulaw_encode(((i % 40) as i16 - 20) * 400)).collect();
+    let mut got = vec![];
+    for k in 0..200u32 {
+        pa.send(ap, 0, k == 0, 160 * k, &speech).await;
+        if let Ok(Some(p)) = timeout(Duration::from_millis(20), pb.recv()).await {
+            got.push(p);
+        }
+        if got.len() >= 20 {
+            break;
+        }
+    }
+    assert!(got.len() >= 20, "only {} Opus packets", got.len());
+    assert!(got.iter().all(|p| p.payload_type == 111 && !p.payload.is_empty()), "{:?}", got.iter().map(|p| (p.payload_type, p.payload.len(), p.timestamp)).collect::<Vec<_>>());
+    assert!(got.windows(2).all(|w| w[1].timestamp.wrapping_sub(w[0].timestamp) == 960), "20 ms on the 48 kHz clock");
+    let mut dec = redial::media::transcode::FrameDecoder::new(Codec::Opus).unwrap();
+    let mut pcm = vec![];
+    for p in &got {
+        dec.decode(Some(&p.payload), &mut pcm).unwrap();
+    }
+    assert_eq!(pcm.len(), got.len() * 160, "decodes to 20 ms frames of 8 kHz");
+}
