@@ -271,11 +271,14 @@ fn main() {
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![250, 500, 1000]);
     let relay = Builder::new_multi_thread().worker_threads(2).thread_name("relay-w").enable_all().build().expect("relay runtime");
-    let phones = Builder::new_multi_thread().worker_threads(2).thread_name("phone-w").enable_all().build().expect("phone runtime");
+    // Phones' workers (`REDIAL_BENCH_PHONE_THREADS`, default 2): one cannot send for
+    // 1,000 calls while sharing the box; more take CPU share from the relay.
+    let phone_threads = std::env::var("REDIAL_BENCH_PHONE_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let phones = Builder::new_multi_thread().worker_threads(phone_threads).thread_name("phone-w").enable_all().build().expect("phone runtime");
     let cfg = MediaConfig { bind: LO, advertised: LO, media_timeout: Duration::from_secs(60), amd: AmdConfig::default() };
     // 5,000 pairs of ports; pairs other programs hold are skipped.
     let engine = MediaEngine::with_config(cfg, 40000..=49999).expect("engine");
-    println!("bridge bench: {secs} s per run after a 2 s warm-up, PCMU both legs, 50 pps each direction");
+    println!("bridge bench: {secs} s per run after a 2 s warm-up, PCMU both legs, 50 pps each direction; relay runtime 2 workers, phones {phone_threads}");
     for n in ns {
         run(&relay, &phones, &engine, n, secs);
         // Let the closed legs' tasks end and release their ports.
