@@ -13,6 +13,9 @@
 //! - [`media`]: RTP/RTCP, G.711/Opus, SDP, DTMF, prompts.
 //! - [`amd`]: answering-machine detection.
 //! - [`agents`]: agent states, softphone registrations and reservations.
+//! - [`dialler`]: due callbacks become calls: the two dial flows, outcomes,
+//!   bridging, call limits.
+//! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
 //! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
@@ -23,7 +26,9 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dialler;
 pub mod e164;
+pub mod inbound;
 pub mod media;
 pub mod scheduler;
 pub mod serve;

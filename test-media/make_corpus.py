@@ -301,7 +301,14 @@ PROMPTS = {
     "voicemail-message": "Hello, this is a call back from our support team, as you requested. "
                          "We will try again later. Thank you.",
     "apology": "We are sorry, we could not connect your call. We will try again later.",
+    "callback-exists": "You already have a call back booked with us. We will call you soon. Goodbye.",
+    "enter-number": "Please enter your phone number, with the country code, then press the hash key.",
+    "you-entered": "You entered",
+    "press-1-to-confirm": "Press 1 to confirm, or 2 to enter it again.",
 }
+# Digits for reading a number back.
+PROMPTS.update({f"digit-{d}": w for d, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])})
 
 
 def prompts(tmp):

@@ -38,8 +38,16 @@ fn cli_schedule_list_show_reschedule_cancel() {
 
     let (ok, out, _) = cli(&s, Some(RO), &["show", &id]);
     assert!(ok);
-    assert!(out.contains(&format!("id:            {id}")), "{out}");
-    assert!(out.contains("notes:         hello"), "{out}");
+    assert!(out.contains(&format!("id:              {id}")), "{out}");
+    assert!(out.contains("notes:           hello"), "{out}");
+    assert!(out.contains("when_resolution: -"), "{out}");
+
+    // --when: free text, resolved by the server.
+    let (ok, out, err) = cli(&s, Some(RW), &["schedule", "--phone", "+15550501", "--queue", "support", "--when", "in half an hour"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("when:            in half an hour") && out.contains("when_resolution: exact"), "{out}");
+    let (ok, _, err) = cli(&s, Some(RW), &["schedule", "--phone", "+15550502", "--queue", "support", "--when", "in 1 hour", "--at", &in_secs(3600)]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
 
     // --token beats the environment.
     let (ok, out, err) = cli(&s, Some("wrong"), &["reschedule", &id, "--at", &in_secs(7200), "--notes", "later", "--token", RW, "--json"]);

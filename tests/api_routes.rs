@@ -108,7 +108,8 @@ fn callbacks_crud_and_errors() {
         (json!({"phone": "+15550002", "queue": "support", "owner": "bob"}), "owner_not_in_queue", "owner"),
         (json!({"phone": "5550002", "queue": "support"}), "invalid_phone", "phone"),
         (json!({"phone": "+15550002", "queue": "support", "timezone": "Mars/Olympus"}), "unknown_timezone", "timezone"),
-        (json!({"phone": "+15550002", "queue": "support", "when": "tomorrow morning"}), "not_supported", "when"),
+        (json!({"phone": "+15550002", "queue": "support", "when": "tomorrow morning", "scheduled_at": in_secs(3600)}), "conflicting_fields", "when"),
+        (json!({"phone": "+15550002", "queue": "support", "when": "in 45 days"}), "too_late", "when"),
     ];
     for (body, code, field) in cases {
         let (st, e) = create(&s, body.clone());
@@ -164,7 +165,7 @@ fn callbacks_crud_and_errors() {
     let (st, stats) = s.req("GET", "/v1/stats?queue=support", Some(RO), None);
     assert_eq!(st, 200);
     assert_eq!((stats["requested"].as_u64(), stats["cancelled"].as_u64(), stats["pending"].as_u64()), (Some(7), Some(1), Some(6)), "{stats}");
-    for k in ["requested", "pending", "completed", "cancelled", "exhausted", "failed", "avg_delay_s"] {
+    for k in ["requested", "pending", "completed", "cancelled", "exhausted", "failed", "skipped", "avg_delay_s"] {
         assert!(stats.get(k).is_some(), "{k}");
     }
     assert_eq!(s.req("GET", "/v1/stats?queue=nope", Some(RO), None).0, 404);

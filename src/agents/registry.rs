@@ -1,10 +1,16 @@
 //! The shared agent registry.
 //!
-//! State is derived, not stored: an agent is `offline` while it has no live
-//! registration, `away` when it said so, `reserved` while a callback holds
-//! it, `available` otherwise. Deriving it means a softphone that re-registers
-//! never overrides an agent's own `away` (DESIGN.md "HTTP API"), and an
-//! expired registration makes the agent offline without a timer.
+//! An agent's state is derived from three things: its softphone
+//! registrations, its own choice (`away` or not), and what the dialler is
+//! doing with it (its *activity*: idle, reserved, ringing, on a call, in
+//! wrap-up). Deriving it means a softphone that re-registers never
+//! overrides an agent's own `away` (DESIGN.md "HTTP API"), an expired
+//! registration makes an idle agent offline without a timer, and a
+//! reservation or wrap-up that outlives its deadline lapses by itself (a
+//! safety net should a dialler task die).
+//!
+//! Every change of state is published as an [`AgentEvent`] on a broadcast
+//! channel, for the API and metrics.
 //!
 //! The scheduler's writer thread calls [`Availability`] while it fires, so
 //! everything here is a short critical section on a std mutex.
@@ -13,25 +19,35 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::scheduler::engine::Availability;
 
-/// What an agent is doing. Issue 6 adds the dialling states (`ringing`,
-/// `on_call`, `wrap_up`); match with a wildcard arm.
+/// What an agent is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum AgentState {
     Offline,
     Available,
     Away,
     Reserved,
+    Ringing,
+    OnCall,
+    WrapUp,
 }
 
 impl AgentState {
-    pub const ALL: &'static [AgentState] = &[AgentState::Offline, AgentState::Available, AgentState::Away, AgentState::Reserved];
+    pub const ALL: &'static [AgentState] = &[
+        AgentState::Offline,
+        AgentState::Available,
+        AgentState::Away,
+        AgentState::Reserved,
+        AgentState::Ringing,
+        AgentState::OnCall,
+        AgentState::WrapUp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +55,9 @@ impl AgentState {
             AgentState::Available => "available",
             AgentState::Away => "away",
             AgentState::Reserved => "reserved",
+            AgentState::Ringing => "ringing",
+            AgentState::OnCall => "on_call",
+            AgentState::WrapUp => "wrap_up",
         }
     }
 }
@@ -57,7 +76,18 @@ pub struct AgentInfo {
     pub state: AgentState,
     pub queues: Vec<String>,
     pub registrations: Vec<Registration>,
-    /// The callback (or `"pending"` between reservation and hand-over) it is held for.
+    /// The callback (or `"pending"` between reservation and hand-over) or
+    /// inbound call it is held for.
+    pub reserved_for: Option<String>,
+}
+
+/// A change of an agent's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEvent {
+    pub agent: String,
+    pub state: AgentState,
+    pub at: Millis,
+    /// What the agent is held for, if anything.
     pub reserved_for: Option<String>,
 }
 
@@ -70,24 +100,50 @@ pub enum SetStateError {
     NotSettable { state: &'static str },
 }
 
+/// What the dialler is doing with an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Activity {
+    Idle,
+    /// Held for one call until `until` (then it lapses).
+    Reserved { what: String, until: Millis },
+    Ringing { what: String },
+    OnCall { what: String },
+    WrapUp { until: Millis },
+}
+
 #[derive(Debug)]
 struct Entry {
     queues: Vec<String>,
     registrations: Vec<Registration>,
     away: bool,
-    reserved_for: Option<String>,
+    activity: Activity,
+    /// When the agent last became idle: longest-idle first.
+    idle_since: Millis,
 }
 
 impl Entry {
     fn state(&self, now: Millis) -> AgentState {
+        match &self.activity {
+            Activity::Ringing { .. } => return AgentState::Ringing,
+            Activity::OnCall { .. } => return AgentState::OnCall,
+            Activity::Reserved { until, .. } if *until > now => return AgentState::Reserved,
+            Activity::WrapUp { until } if *until > now => return AgentState::WrapUp,
+            _ => {}
+        }
         if !self.registrations.iter().any(|r| r.expires_at > now) {
             AgentState::Offline
-        } else if self.reserved_for.is_some() {
-            AgentState::Reserved
         } else if self.away {
             AgentState::Away
         } else {
             AgentState::Available
+        }
+    }
+
+    fn held_for(&self, now: Millis) -> Option<&str> {
+        match &self.activity {
+            Activity::Reserved { what, until } if *until > now => Some(what),
+            Activity::Ringing { what } | Activity::OnCall { what } => Some(what),
+            _ => None,
         }
     }
 }
@@ -95,12 +151,18 @@ impl Entry {
 /// Marks a reservation made by the scheduler before the dialler names the callback.
 const PENDING: &str = "pending";
 
+/// How long a reservation holds before it lapses by itself. The dialler
+/// moves a reserved agent on (ringing, released) long before this; the
+/// deadline only matters if a dialler task died.
+pub const RESERVATION_HOLD_MS: Millis = 10 * 60 * 1000;
+
 /// Every configured agent. Cheap to share behind an `Arc`.
 pub struct Registry {
     clock: Arc<dyn Clock>,
     agents: Mutex<BTreeMap<String, Entry>>,
     /// Wakes the scheduler when an agent may have become free.
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    events: broadcast::Sender<AgentEvent>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -112,12 +174,17 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// One entry per `[[agents]]`, all offline.
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now_ms();
         let agents = cfg
             .agents
             .iter()
-            .map(|a| (a.id.clone(), Entry { queues: a.queues.clone(), registrations: vec![], away: false, reserved_for: None }))
+            .map(|a| {
+                let e = Entry { queues: a.queues.clone(), registrations: vec![], away: false, activity: Activity::Idle, idle_since: now };
+                (a.id.clone(), e)
+            })
             .collect();
-        Self { clock, agents: Mutex::new(agents), waker: OnceLock::new() }
+        let (events, _) = broadcast::channel(1024);
+        Self { clock, agents: Mutex::new(agents), waker: OnceLock::new(), events }
     }
 
     /// Sets what to call when an agent may have become free (the scheduler
@@ -126,7 +193,14 @@ impl Registry {
         let _ = self.waker.set(Box::new(f));
     }
 
-    fn wake(&self) {
+    /// Every state change from now on. A slow reader loses the oldest events
+    /// (`RecvError::Lagged`), never blocks the registry.
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.events.subscribe()
+    }
+
+    /// Wakes the scheduler: an agent may have become free.
+    pub fn wake(&self) {
         if let Some(w) = self.waker.get() {
             w();
         }
@@ -144,8 +218,28 @@ impl Registry {
             state: e.state(now),
             queues: e.queues.clone(),
             registrations: e.registrations.iter().filter(|r| r.expires_at > now).cloned().collect(),
-            reserved_for: e.reserved_for.clone(),
+            reserved_for: e.held_for(now).map(str::to_string),
         }
+    }
+
+    /// Applies `change` to one agent and publishes the new state if it
+    /// changed. Returns whether the agent exists.
+    fn update(&self, id: &str, change: impl FnOnce(&mut Entry, Millis)) -> bool {
+        let now = self.clock.now_ms();
+        let event = {
+            let mut agents = self.lock();
+            let Some(e) = agents.get_mut(id) else { return false };
+            let (before, held_before) = (e.state(now), e.held_for(now).map(str::to_string));
+            change(e, now);
+            let after = e.state(now);
+            let held = e.held_for(now).map(str::to_string);
+            (after != before || held != held_before).then(|| AgentEvent { agent: id.to_string(), state: after, at: now, reserved_for: held })
+        };
+        if let Some(ev) = event {
+            tracing::debug!(agent = %ev.agent, state = ev.state.as_str(), "agent state");
+            let _ = self.events.send(ev);
+        }
+        true
     }
 
     /// Every agent, by id.
@@ -167,43 +261,82 @@ impl Registry {
             AgentState::Away => true,
             other => return Err(SetStateError::NotSettable { state: other.as_str() }),
         };
-        let now = self.clock.now_ms();
-        let info = {
-            let mut agents = self.lock();
-            let e = agents.get_mut(id).ok_or_else(|| SetStateError::UnknownAgent { id: id.to_string() })?;
-            e.away = away;
-            Self::info(id, e, now)
-        };
+        if !self.update(id, |e, _| e.away = away) {
+            return Err(SetStateError::UnknownAgent { id: id.to_string() });
+        }
         if !away {
             self.wake();
         }
-        Ok(info)
+        Ok(self.get(id).expect("agent exists"))
     }
 
     /// The registrar's view of an agent's bindings changed (a REGISTER was
     /// accepted, refreshed or removed). Unknown agents are ignored: the
     /// registrar only authenticates configured ones.
     pub fn registration_changed(&self, id: &str, bindings: Vec<(String, Millis)>) {
-        let known = {
-            let mut agents = self.lock();
-            match agents.get_mut(id) {
-                Some(e) => {
-                    e.registrations = bindings.into_iter().map(|(contact, expires_at)| Registration { contact, expires_at }).collect();
-                    true
-                }
-                None => false,
-            }
-        };
+        let known = self.update(id, |e, _| {
+            e.registrations = bindings.into_iter().map(|(contact, expires_at)| Registration { contact, expires_at }).collect();
+        });
         if known {
             self.wake();
         }
     }
 
-    /// Names the callback a reservation is for (the dialler, on hand-over).
-    pub fn assign(&self, agent: &str, callback_id: &str) {
-        if let Some(e) = self.lock().get_mut(agent) {
-            e.reserved_for = Some(callback_id.to_string());
-        }
+    /// Names what a reservation is for (the dialler, on hand-over) and
+    /// restarts its hold.
+    pub fn assign(&self, agent: &str, what: &str) {
+        self.update(agent, |e, now| {
+            if matches!(e.activity, Activity::Reserved { .. }) {
+                e.activity = Activity::Reserved { what: what.to_string(), until: now + RESERVATION_HOLD_MS };
+            }
+        });
+    }
+
+    /// The dialler rings the agent's softphone for `what`.
+    pub fn ringing(&self, agent: &str, what: &str) {
+        self.update(agent, |e, _| e.activity = Activity::Ringing { what: what.to_string() });
+    }
+
+    /// The agent answered: it is on the call `what`.
+    pub fn on_call(&self, agent: &str, what: &str) {
+        self.update(agent, |e, _| e.activity = Activity::OnCall { what: what.to_string() });
+    }
+
+    /// The call ended: wrap-up for `wrap_up_ms` (0 = none), then free. The
+    /// caller wakes the scheduler when the wrap-up ends ([`Registry::wake`]).
+    pub fn finished(&self, agent: &str, wrap_up_ms: Millis) {
+        self.update(agent, |e, now| {
+            if wrap_up_ms > 0 {
+                e.activity = Activity::WrapUp { until: now + wrap_up_ms };
+                e.idle_since = now + wrap_up_ms;
+            } else {
+                e.activity = Activity::Idle;
+                e.idle_since = now;
+            }
+        });
+        self.wake();
+    }
+
+    /// Reserves a free agent of `queue` other than those in `exclude`, for
+    /// `what` (an inbound call, or a second agent for a callback whose first
+    /// agent did not answer). Longest-idle first.
+    pub fn reserve_for(&self, queue: &str, exclude: &[&str], what: &str) -> Option<String> {
+        let now = self.clock.now_ms();
+        let id = {
+            let mut agents = self.lock();
+            let id = pick_longest_idle(&agents, queue, now, |id| !exclude.contains(&id))?;
+            let e = agents.get_mut(&id).expect("picked agent exists");
+            e.activity = Activity::Reserved { what: what.to_string(), until: now + RESERVATION_HOLD_MS };
+            id
+        };
+        let _ = self.events.send(AgentEvent { agent: id.clone(), state: AgentState::Reserved, at: now, reserved_for: Some(what.to_string()) });
+        Some(id)
+    }
+
+    /// Whether any agent of `queue` is free now.
+    pub fn any_available(&self, queue: &str) -> bool {
+        let now = self.clock.now_ms();
+        pick_longest_idle(&self.lock(), queue, now, |_| true).is_some()
     }
 
     /// Agents per state, for metrics.
@@ -214,26 +347,48 @@ impl Registry {
     }
 }
 
+/// The free agent of `queue` idle the longest (ties by id), among those
+/// `eligible` accepts.
+fn pick_longest_idle(agents: &BTreeMap<String, Entry>, queue: &str, now: Millis, eligible: impl Fn(&str) -> bool) -> Option<String> {
+    agents
+        .iter()
+        .filter(|(id, e)| e.state(now) == AgentState::Available && e.queues.iter().any(|q| q == queue) && eligible(id))
+        .min_by_key(|(_, e)| e.idle_since)
+        .map(|(id, _)| id.clone())
+}
+
 impl Availability for Registry {
     fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String> {
         let now = self.clock.now_ms();
-        let mut agents = self.lock();
-        let free = |e: &Entry| e.state(now) == AgentState::Available && e.queues.iter().any(|q| q == queue);
-        let id = match owner {
-            Some(o) => agents.get(o).filter(|e| free(e)).map(|_| o.to_string()),
-            None => agents.iter().find(|(_, e)| free(e)).map(|(id, _)| id.clone()),
-        }?;
-        if let Some(e) = agents.get_mut(&id) {
-            e.reserved_for = Some(PENDING.to_string());
-        }
+        let id = {
+            let mut agents = self.lock();
+            let id = match owner {
+                Some(o) => agents.get(o).filter(|e| e.state(now) == AgentState::Available && e.queues.iter().any(|q| q == queue)).map(|_| o.to_string()),
+                None => pick_longest_idle(&agents, queue, now, |_| true),
+            }?;
+            let e = agents.get_mut(&id).expect("picked agent exists");
+            e.activity = Activity::Reserved { what: PENDING.to_string(), until: now + RESERVATION_HOLD_MS };
+            id
+        };
+        let _ = self.events.send(AgentEvent { agent: id.clone(), state: AgentState::Reserved, at: now, reserved_for: Some(PENDING.to_string()) });
         Some(id)
     }
 
+    /// Frees the agent without wrap-up (a reservation that led to no call
+    /// with it).
     fn release(&self, agent: &str) {
-        let released = match self.lock().get_mut(agent) {
-            Some(e) => e.reserved_for.take().is_some(),
-            None => false,
-        };
+        let mut released = false;
+        self.update(agent, |e, now| {
+            if !matches!(e.activity, Activity::Idle) {
+                released = true;
+                // A reservation that led nowhere keeps the agent's place in
+                // the longest-idle order.
+                if !matches!(e.activity, Activity::Reserved { .. } | Activity::Ringing { .. }) {
+                    e.idle_since = now;
+                }
+                e.activity = Activity::Idle;
+            }
+        });
         if released {
             self.wake();
         }
@@ -286,6 +441,59 @@ mod tests {
         assert_eq!(r.get("alice").unwrap().reserved_for.as_deref(), Some("cb_x"));
         r.release("alice");
         assert_eq!(r.reserve("default", Some("alice")).as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn dialling_states_wrap_up_and_lapse() {
+        let (r, clock) = registry();
+        let mut events = r.subscribe();
+        r.registration_changed("alice", vec![("sip:a@h".into(), i64::MAX)]);
+        assert_eq!(r.reserve("default", None).as_deref(), Some("alice"));
+        r.assign("alice", "cb_1");
+        r.ringing("alice", "cb_1");
+        assert_eq!(r.get("alice").unwrap().state, AgentState::Ringing);
+        r.on_call("alice", "cb_1");
+        assert_eq!(r.get("alice").unwrap().state, AgentState::OnCall);
+        assert_eq!(r.get("alice").unwrap().reserved_for.as_deref(), Some("cb_1"));
+        r.finished("alice", 10_000);
+        assert_eq!(r.get("alice").unwrap().state, AgentState::WrapUp);
+        assert_eq!(r.reserve("default", None), None, "wrap-up is not free");
+        clock.advance(10_000);
+        assert_eq!(r.get("alice").unwrap().state, AgentState::Available);
+        // A reservation nobody moves on lapses.
+        assert_eq!(r.reserve("default", None).as_deref(), Some("alice"));
+        clock.advance(RESERVATION_HOLD_MS);
+        assert_eq!(r.get("alice").unwrap().state, AgentState::Available);
+        let mut seen = vec![];
+        while let Ok(ev) = events.try_recv() {
+            seen.push(ev.state);
+        }
+        use AgentState::*;
+        assert_eq!(seen, vec![Available, Reserved, Reserved, Ringing, OnCall, WrapUp, Reserved]);
+    }
+
+    #[test]
+    fn queue_reservations_take_the_longest_idle_agent() {
+        let mut cfg = Config::defaults();
+        cfg.agents = ["a", "b", "c"].iter().map(|id| Agent { id: (*id).into(), password: "pw".into(), queues: vec!["default".into()] }).collect();
+        let clock = FakeClock::new(1_000_000);
+        let r = Registry::new(&cfg, Arc::new(clock.clone()));
+        for id in ["a", "b", "c"] {
+            r.registration_changed(id, vec![("sip:x@h".into(), i64::MAX)]);
+        }
+        // a and b take calls; a finishes first, so b has been idle less long.
+        assert_eq!(r.reserve("default", None).as_deref(), Some("a"));
+        assert_eq!(r.reserve("default", None).as_deref(), Some("b"));
+        r.on_call("a", "x");
+        r.on_call("b", "y");
+        clock.advance(1_000);
+        r.finished("a", 0);
+        clock.advance(1_000);
+        r.finished("b", 0);
+        assert_eq!(r.reserve("default", None).as_deref(), Some("c"), "c never worked");
+        assert_eq!(r.reserve_for("default", &[], "inbound").as_deref(), Some("a"));
+        assert_eq!(r.reserve_for("default", &["b"], "inbound"), None, "b excluded, others held");
+        assert!(r.any_available("default"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl From<ScheduleError> for ApiError {
             ScheduleError::Rule(r) => r.into(),
             ScheduleError::NotFound => Self::not_found("callback"),
             ScheduleError::WrongState { .. } => Self::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
+            ScheduleError::DuplicateInteraction { existing_id } => {
+                let mut err = Self::new(StatusCode::CONFLICT, "duplicate", e.to_string()).field("interaction_id");
+                err.detail.existing_id = Some(existing_id.to_string());
+                err
+            }
             ScheduleError::Store(s) => s.into(),
         }
     }

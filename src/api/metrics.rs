@@ -77,7 +77,8 @@ pub struct Metrics {
     attempts_started: AtomicI64,
     attempts_ended: Mutex<BTreeMap<&'static str, u64>>,
     calls_active: AtomicI64,
-    sip: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// The SIP endpoint's transaction counters, once the endpoint runs.
+    sip: std::sync::OnceLock<std::sync::Arc<crate::sip::stats::SipStats>>,
 }
 
 impl Default for Metrics {
@@ -89,7 +90,7 @@ impl Default for Metrics {
             attempts_started: AtomicI64::new(0),
             attempts_ended: Mutex::default(),
             calls_active: AtomicI64::new(0),
-            sip: Mutex::default(),
+            sip: std::sync::OnceLock::new(),
         }
     }
 }
@@ -126,9 +127,9 @@ impl Metrics {
         self.calls_active.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// A SIP transaction ended with `final_status` (0 = timed out).
-    pub fn sip_transaction(&self, method: &str, final_status: u16) {
-        *lock(&self.sip).entry((method.to_string(), status_class(final_status))).or_default() += 1;
+    /// Renders the SIP endpoint's transaction counters with the rest.
+    pub fn set_sip_stats(&self, stats: std::sync::Arc<crate::sip::stats::SipStats>) {
+        let _ = self.sip.set(stats);
     }
 
     /// Appends the families this struct owns.
@@ -151,9 +152,8 @@ impl Metrics {
         }
         family(out, "redial_calls_active", "gauge", "Calls in progress.");
         let _ = writeln!(out, "redial_calls_active {}", self.calls_active.load(Ordering::Relaxed));
-        family(out, "redial_sip_transactions_total", "counter", "SIP transactions by method and final response class.");
-        for ((m, c), n) in lock(&self.sip).iter() {
-            let _ = writeln!(out, "redial_sip_transactions_total{{method=\"{}\",class=\"{c}\"}} {n}", esc(m));
+        if let Some(sip) = self.sip.get() {
+            sip.render_prometheus(out);
         }
     }
 }
@@ -180,8 +180,6 @@ mod tests {
         m.http_request("/v1/callbacks", "POST", 201, 0.3);
         m.fired(1500);
         m.attempt_ended("no_answer");
-        m.sip_transaction("INVITE", 486);
-        m.sip_transaction("OPTIONS", 0);
         let mut out = String::new();
         m.render_own(&mut out);
         assert!(out.contains("redial_http_requests_total{route=\"/v1/callbacks\",method=\"POST\",status=\"201\"} 2"), "{out}");
@@ -191,7 +189,5 @@ mod tests {
         assert!(out.contains("redial_fire_lateness_seconds_bucket{le=\"1\"} 0"));
         assert!(out.contains("redial_fire_lateness_seconds_bucket{le=\"2\"} 1"));
         assert!(out.contains("redial_attempts_total{outcome=\"no_answer\"} 1"));
-        assert!(out.contains("redial_sip_transactions_total{method=\"INVITE\",class=\"4xx\"} 1"));
-        assert!(out.contains("redial_sip_transactions_total{method=\"OPTIONS\",class=\"timeout\"} 1"));
     }
 }

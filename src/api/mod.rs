@@ -8,16 +8,16 @@
 //! - [`metrics`]: Prometheus text for `/metrics`.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`trunks`]: the [`TrunkView`] trait behind `/v1/trunks`.
-//! - [`dialler`]: the placeholder that receives dispatched callbacks until
-//!   the dialler (issue 6) exists.
+//! - [`live`]: the [`LiveCalls`] trait: calls in progress, for booking
+//!   from a live call (issue 8).
 //!
 //! [`start_api`] opens the book, starts the scheduler driver and serves the
 //! API; [`ApiServer::shutdown`] stops them in order.
 
 pub mod auth;
-pub mod dialler;
 pub mod error;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -33,9 +33,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use self::live::{LiveCall, LiveCalls, NoLiveCalls};
 pub use self::trunks::{ConfiguredTrunks, TrunkView};
 pub use self::views::TrunkInfo;
 use crate::agents::Registry;
@@ -43,6 +44,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::scheduler::driver::{self, SchedulerHandle};
 use crate::scheduler::engine::{Availability, Unlimited};
+use crate::scheduler::model::Dispatch;
 use crate::scheduler::store::{Book, BookOptions, StoreError};
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
@@ -64,6 +66,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub agents: Arc<Registry>,
     pub trunks: Arc<dyn TrunkView>,
+    pub live: Arc<dyn LiveCalls>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -123,24 +126,50 @@ fn authorize(s: &Shared, req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// The running API, scheduler driver and dialler placeholder.
+/// The running API and scheduler driver.
 pub struct ApiServer {
     pub addr: SocketAddr,
     pub state: AppState,
     scheduler: SchedulerHandle,
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
-    dialler: JoinHandle<()>,
+    /// Due callbacks, for the dialler to take ([`ApiServer::take_dispatches`]).
+    dispatches: Option<mpsc::Receiver<Dispatch>>,
 }
 
 /// Set to `1` to make every agent count as free (development and the
 /// crash test, until the SIP registrar feeds the agent registry).
 pub const UNLIMITED_AGENTS_ENV: &str = "REDIAL_DEV_UNLIMITED_AGENTS";
 
+/// What the API is built over besides the configuration and the clock.
+pub struct ApiParts {
+    pub trunks: Arc<dyn TrunkView>,
+    /// Which calls are in progress (booking from a live call).
+    pub live: Arc<dyn LiveCalls>,
+    pub agents: Arc<Registry>,
+    /// Whom the scheduler may reserve: the dialler's call-limit gate over
+    /// `agents`; `None` = `agents` itself.
+    pub availability: Option<Arc<dyn Availability>>,
+}
+
+/// [`start_api_with`] over a fresh agent registry and no call limits.
+/// `live` answers which calls are in progress; [`NoLiveCalls`] when there
+/// is no dialler.
+pub async fn start_api(
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    trunks: Arc<dyn TrunkView>,
+    live: Arc<dyn LiveCalls>,
+) -> Result<ApiServer, StartError> {
+    let agents = Arc::new(Registry::new(&cfg, clock.clone()));
+    start_api_with(cfg, clock, ApiParts { trunks, live, agents, availability: None }).await
+}
+
 /// Opens the book at `cfg.storage_path`, sets up tokens, starts the
-/// scheduler driver and the dialler placeholder, and serves HTTP on
-/// `cfg.http.listen`.
-pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn TrunkView>) -> Result<ApiServer, StartError> {
+/// scheduler driver, and serves HTTP on `cfg.http.listen`. Due callbacks
+/// wait in [`ApiServer::take_dispatches`] for the dialler.
+pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiParts) -> Result<ApiServer, StartError> {
+    let ApiParts { trunks, live, agents, availability } = parts;
     if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir { path: dir.to_path_buf(), source })?;
     }
@@ -153,18 +182,16 @@ pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn 
             .map_err(|_| StoreError::Closed)??
     };
     let book = Arc::new(book);
-    let agents = Arc::new(Registry::new(&cfg, clock.clone()));
     let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
         tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
         Arc::new(Unlimited)
     } else {
-        agents.clone()
+        availability.unwrap_or_else(|| agents.clone())
     };
     let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
     let h = scheduler.clone();
     agents.set_waker(move || h.agents_changed());
     let metrics = Arc::new(Metrics::default());
-    let dialler = tokio::spawn(dialler::run(dispatches, agents.clone(), metrics.clone(), clock.clone()));
     let state = Arc::new(Shared {
         book,
         cfg: cfg.clone(),
@@ -174,6 +201,7 @@ pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn 
         metrics,
         agents,
         trunks,
+        live,
     });
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
@@ -192,7 +220,7 @@ pub async fn start_api(cfg: Arc<Config>, clock: Arc<dyn Clock>, trunks: Arc<dyn 
         }
     });
     tracing::info!(%addr, "HTTP API listening");
-    Ok(ApiServer { addr, state, scheduler, stop, http, dialler })
+    Ok(ApiServer { addr, state, scheduler, stop, http, dispatches: Some(dispatches) })
 }
 
 impl ApiServer {
@@ -208,7 +236,12 @@ impl ApiServer {
         self.state.metrics.clone()
     }
 
-    /// The book, for the dialler's `report_outcome` (issue 6).
+    /// The due callbacks the scheduler hands over; `None` after the first call.
+    pub fn take_dispatches(&mut self) -> Option<mpsc::Receiver<Dispatch>> {
+        self.dispatches.take()
+    }
+
+    /// The book, for the dialler's `report_outcome`.
     pub fn book(&self) -> Arc<Book> {
         self.state.book.clone()
     }
@@ -219,7 +252,6 @@ impl ApiServer {
         let _ = self.stop.send(true);
         let _ = self.http.await;
         self.scheduler.stop().await;
-        let _ = self.dialler.await;
         self.state.book.flush().await;
         let ApiServer { state, .. } = self;
         // The last reference closes the book (joins its writer thread).

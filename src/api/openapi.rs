@@ -18,7 +18,7 @@ use super::views::*;
         routes::change_callback, routes::cancel_callback, routes::stats, routes::list_agents,
         routes::set_agent_state, routes::list_trunks, routes::openapi_json, routes::healthz, routes::metrics,
     ),
-    components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, StatsView, AgentView, RegistrationView,
+    components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, AgentView, RegistrationView,
         SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam)),
     modifiers(&Bearer),
 )]
@@ -58,7 +58,7 @@ mod tests {
             e
         };
         let req: CreateCallback = serde_json::from_value(example("CreateCallback")).unwrap();
-        assert!(req.into_request().is_ok());
+        assert!(req.into_request(None).is_ok());
         let ch: ChangeCallback = serde_json::from_value(example("ChangeCallback")).unwrap();
         assert!(ch.into_changes().is_ok());
         let _: SetAgentState = serde_json::from_value(example("SetAgentState")).unwrap();

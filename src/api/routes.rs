@@ -91,9 +91,9 @@ fn id_of(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
         (status = 400, description = "Malformed JSON, unknown field, wrong type", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks callbacks:write", body = ErrorBody),
-        (status = 409, description = "An active callback exists for this phone in this queue (`existing_id`)", body = ErrorBody),
+        (status = 409, description = "An active callback exists for this phone in this queue, or for this live call's interaction (`existing_id`)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "A rule is broken (time, queue, owner, phone, timezone) or the idempotency key was reused with another body", body = ErrorBody),
+        (status = 422, description = "A rule is broken (time, queue, owner, phone, timezone), both `when` and `scheduled_at` given, or the idempotency key was reused with another body", body = ErrorBody),
         (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -147,7 +147,16 @@ pub async fn create_callback(
 async fn create(s: &AppState, body: Result<Bytes, BytesRejection>) -> Response {
     let r: Result<Response, ApiError> = async {
         let req: CreateCallback = json_body(body)?;
-        let cb = s.book.schedule(req.into_request()?).await?;
+        let live = req.interaction_id.as_deref().and_then(|i| s.live.lookup(i));
+        let by_when = req.when.is_some();
+        let cb = s.book.schedule(req.into_request(live)?).await.map_err(|e| {
+            let mut e = ApiError::from(e);
+            // The time came from `when`: blame it, not `scheduled_at`.
+            if by_when && e.detail.field.as_deref() == Some("scheduled_at") {
+                e.detail.field = Some("when".into());
+            }
+            e
+        })?;
         let mut r = json_response(StatusCode::CREATED, to_bytes(&CallbackView::from(&cb)));
         if let Ok(v) = HeaderValue::from_str(&format!("/v1/callbacks/{}", cb.id)) {
             r.headers_mut().insert(header::LOCATION, v);
@@ -168,6 +177,7 @@ pub enum StatusParam {
     Cancelled,
     Exhausted,
     Failed,
+    Skipped,
 }
 
 /// `GET /v1/callbacks` query.
@@ -400,7 +410,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     for q in &s.cfg.queues {
         let st = s.book.stats(Some(&q.name))?;
         let ql = label(&q.name);
-        for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed)] {
+        for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed), ("skipped", st.skipped)] {
             let _ = writeln!(out, "redial_callbacks{{queue=\"{ql}\",status=\"{status}\"}} {n}");
         }
         requested.insert(ql, st.requested);

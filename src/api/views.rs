@@ -13,7 +13,8 @@ use super::error::ApiError;
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
 use crate::config::DialMode;
-use crate::scheduler::model::{Attempt, Callback, CallbackChanges, NewCallback, Origin, Stats};
+use super::live::LiveCall;
+use crate::scheduler::model::{Attempt, Callback, CallbackChanges, NewCallback, Origin, Stats, Timeline};
 
 /// Renders a time as RFC 3339 UTC (`2026-11-22T09:30:00.000Z`).
 pub fn rfc3339(ms: Millis) -> String {
@@ -64,55 +65,96 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Opti
 /// `POST /v1/callbacks`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"phone": "+15550123", "queue": "support", "scheduled_at": "2026-11-23T15:00:00Z", "timezone": "America/New_York", "notes": "billing question"}))]
+#[schema(example = json!({"phone": "+15550123", "queue": "support", "when": "tomorrow morning", "timezone": "America/New_York", "notes": "billing question"}))]
 pub struct CreateCallback {
-    /// E.164, e.g. `+15550123`.
+    /// E.164, e.g. `+15550123`. Required unless `interaction_id` names a
+    /// live call (then it defaults to the call's customer).
     #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
-    pub phone: String,
+    pub phone: Option<String>,
+    /// Required unless `interaction_id` names a live call (then the call's queue).
     #[schema(min_length = 1)]
-    pub queue: String,
-    /// RFC 3339; absent = as soon as the calling window allows.
+    pub queue: Option<String>,
+    /// RFC 3339; absent = as soon as the calling window allows (30 min from
+    /// now for a live call). Exclusive with `when`.
     #[schema(format = DateTime)]
     pub scheduled_at: Option<String>,
-    /// Free text ("tomorrow morning"); not supported yet (issue 8): refused with 422.
+    /// Free text ("in half an hour", "tomorrow morning", "kal subah", "next
+    /// Tuesday at 3"), resolved in the customer's timezone and clipped to the
+    /// window; text naming no time falls back to the queue's `retry_delay`.
+    /// Exclusive with `scheduled_at`.
+    #[schema(min_length = 1, max_length = 200, example = "tomorrow morning")]
     pub when: Option<String>,
     /// IANA timezone of the customer; default the queue's.
     pub timezone: Option<String>,
-    /// Agent id that owns the callback.
+    /// Agent id that owns the callback; `"me"` = the agent on the live call
+    /// named by `interaction_id`.
     pub owner: Option<String>,
     /// `customer_first` or `agent_first`; default the queue's.
     #[schema(value_type = Option<String>, example = "customer_first")]
     pub mode: Option<DialMode>,
     pub caller_id: Option<String>,
     pub notes: Option<String>,
+    /// The CRM's or redial's id of the conversation. When it names a call
+    /// redial is handling now, the call supplies defaults and at most one
+    /// active callback may exist for it (409 `duplicate`).
     pub interaction_id: Option<String>,
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
 }
 
+/// `owner` value meaning "the agent on the live call".
+pub const OWNER_ME: &str = "me";
+/// Due time of a live-call booking with neither `scheduled_at` nor `when`.
+pub const LIVE_DEFAULT_DELAY_MS: Millis = 30 * 60_000;
+/// Longest `when` text accepted.
+pub const MAX_WHEN: usize = 200;
+
 impl CreateCallback {
-    pub fn into_request(self) -> Result<NewCallback, ApiError> {
-        if self.when.is_some() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "not_supported",
-                "`when` (free-text times) is not supported yet; give `scheduled_at` in RFC 3339",
-            )
-            .field("when"));
+    /// The scheduler's request; `live` is the call `interaction_id` names, if any.
+    pub fn into_request(self, live: Option<LiveCall>) -> Result<NewCallback, ApiError> {
+        if self.when.is_some() && self.scheduled_at.is_some() {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conflicting_fields", "give `when` or `scheduled_at`, not both").field("when"));
         }
+        if let Some(w) = &self.when {
+            if w.trim().is_empty() {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_when", "`when` is empty").field("when"));
+            }
+            if w.len() > MAX_WHEN {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("when is longer than {MAX_WHEN} bytes")).field("when"));
+            }
+        }
+        let missing = |f: &'static str| ApiError::bad_request("invalid_field", format!("missing field `{f}`")).field(f);
         let scheduled_at = self.scheduled_at.as_deref().map(|s| parse_time("scheduled_at", s)).transpose()?;
+        let (phone, queue, owner, origin, live_defaults) = match live {
+            None => (self.phone.ok_or_else(|| missing("phone"))?, self.queue.ok_or_else(|| missing("queue"))?, self.owner, Origin::Api, false),
+            Some(call) => {
+                let owner = match self.owner {
+                    Some(o) if o == OWNER_ME => Some(call.agent.clone().ok_or_else(|| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_owner", "`owner: \"me\"`: no agent is on this interaction").field("owner")
+                    })?),
+                    o => o,
+                };
+                // An agent on the call books it; otherwise the customer did (IVR).
+                let origin = if call.agent.is_some() { Origin::Agent } else { Origin::Inbound };
+                (self.phone.unwrap_or(call.phone), self.queue.unwrap_or(call.queue), owner, origin, true)
+            }
+        };
         Ok(NewCallback {
-            phone: self.phone,
-            queue: self.queue,
+            phone,
+            queue,
             scheduled_at,
             timezone: self.timezone,
-            owner: self.owner,
+            owner,
             mode: self.mode,
             caller_id: self.caller_id,
             notes: self.notes,
             interaction_id: self.interaction_id,
             max_attempts: self.max_attempts,
-            origin: Some(Origin::Api),
+            origin: Some(origin),
+            when: self.when,
+            default_delay_ms: live_defaults.then_some(LIVE_DEFAULT_DELAY_MS),
+            unique_interaction: live_defaults,
+            joined_at: None,
         })
     }
 }
@@ -148,7 +190,7 @@ impl ChangeCallback {
 
 /// The callback object.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T15:00:00.000Z", "due_at": "2026-11-23T15:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z"}))]
+#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T14:00:00.000Z", "due_at": "2026-11-23T14:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z", "end_reason": null, "when": "tomorrow morning", "when_resolution": "approximate", "skipped_by": null}))]
 pub struct CallbackView {
     pub id: String,
     /// `scheduled`, `in_progress`, `completed`, `cancelled`, `exhausted`, `failed`, `skipped`.
@@ -177,6 +219,16 @@ pub struct CallbackView {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// Why it ended when no attempt outcome ended it: `api` (cancelled
+    /// through the API), `ownership_expired`, `window_closed`, `reached`
+    /// (skipped); null otherwise.
+    pub end_reason: Option<String>,
+    /// The free text the time was asked with; null when `scheduled_at` was given.
+    pub when: Option<String>,
+    /// `exact`, `approximate` or `fallback` when `when` was given, else null.
+    pub when_resolution: Option<String>,
+    /// The inbound call (interaction id) that made it `skipped`.
+    pub skipped_by: Option<String>,
 }
 
 fn mode_str(m: DialMode) -> &'static str {
@@ -207,13 +259,17 @@ impl From<&Callback> for CallbackView {
             caller_id: c.caller_id.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            end_reason: c.end_reason.map(|r| r.as_str().to_string()),
+            when: c.when.clone(),
+            when_resolution: c.when_resolution.map(|r| r.as_str().to_string()),
+            skipped_by: c.skipped_by.clone(),
         }
     }
 }
 
 /// One attempt of a callback.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"attempt": 1, "started_at": "2026-11-23T15:00:00.120Z", "ended_at": "2026-11-23T15:00:31.000Z", "outcome": "no_answer", "sip_status": 408, "amd": null, "agent": "alice", "duration_s": 30.88}))]
+#[schema(example = json!({"attempt": 1, "started_at": "2026-11-23T15:00:00.120Z", "ended_at": "2026-11-23T15:00:31.000Z", "outcome": "no_answer", "sip_status": 408, "amd": null, "agent": "alice", "duration_s": 30.88, "timeline": {"dialed_at": "2026-11-23T15:00:00.130Z", "ringing_at": "2026-11-23T15:00:00.900Z", "answered_at": null, "amd_at": null, "agent_ringing_at": null, "agent_answered_at": null, "bridged_at": null}}))]
 pub struct AttemptView {
     /// 1-based.
     pub attempt: u32,
@@ -227,6 +283,50 @@ pub struct AttemptView {
     pub amd: Option<String>,
     pub agent: Option<String>,
     pub duration_s: f64,
+    /// When each step happened; every key is present, null when the step
+    /// did not happen or was not reported.
+    pub timeline: TimelineView,
+}
+
+/// An attempt's steps, RFC 3339 or null.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TimelineView {
+    /// INVITE sent (to the customer; to the agent first in `agent_first`).
+    #[schema(format = DateTime)]
+    pub dialed_at: Option<String>,
+    /// The customer leg rang (180/183).
+    #[schema(format = DateTime)]
+    pub ringing_at: Option<String>,
+    /// The customer answered.
+    #[schema(format = DateTime)]
+    pub answered_at: Option<String>,
+    /// The answering-machine detector decided.
+    #[schema(format = DateTime)]
+    pub amd_at: Option<String>,
+    /// The agent's softphone rang.
+    #[schema(format = DateTime)]
+    pub agent_ringing_at: Option<String>,
+    /// The agent answered.
+    #[schema(format = DateTime)]
+    pub agent_answered_at: Option<String>,
+    /// The legs were bridged.
+    #[schema(format = DateTime)]
+    pub bridged_at: Option<String>,
+}
+
+impl From<&Timeline> for TimelineView {
+    fn from(t: &Timeline) -> Self {
+        let f = |v: Option<Millis>| v.map(rfc3339);
+        Self {
+            dialed_at: f(t.dialed_at),
+            ringing_at: f(t.ringing_at),
+            answered_at: f(t.answered_at),
+            amd_at: f(t.amd_at),
+            agent_ringing_at: f(t.agent_ringing_at),
+            agent_answered_at: f(t.agent_answered_at),
+            bridged_at: f(t.bridged_at),
+        }
+    }
 }
 
 impl From<&Attempt> for AttemptView {
@@ -240,6 +340,7 @@ impl From<&Attempt> for AttemptView {
             amd: a.amd.map(|m| m.as_str().to_string()),
             agent: a.agent.clone(),
             duration_s: a.duration_s(),
+            timeline: TimelineView::from(&a.timeline),
         }
     }
 }
@@ -254,7 +355,7 @@ pub struct List<T: ToSchema> {
 
 /// `GET /v1/stats`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"requested": 120, "pending": 14, "completed": 90, "cancelled": 6, "exhausted": 8, "failed": 2, "avg_delay_s": 5321.5}))]
+#[schema(example = json!({"requested": 120, "pending": 14, "completed": 88, "cancelled": 6, "exhausted": 8, "failed": 2, "skipped": 2, "avg_delay_s": 5321.5}))]
 pub struct StatsView {
     pub requested: u64,
     /// `scheduled` + `in_progress`.
@@ -263,6 +364,8 @@ pub struct StatsView {
     pub cancelled: u64,
     pub exhausted: u64,
     pub failed: u64,
+    /// Ended because the customer reached an agent by calling in.
+    pub skipped: u64,
     /// Mean of first due time − creation, seconds.
     pub avg_delay_s: f64,
 }
@@ -276,6 +379,7 @@ impl From<Stats> for StatsView {
             cancelled: s.cancelled,
             exhausted: s.exhausted,
             failed: s.failed,
+            skipped: s.skipped,
             avg_delay_s: s.avg_delay_s,
         }
     }

@@ -39,8 +39,12 @@ pub enum Action {
         #[arg(long)]
         queue: String,
         /// RFC 3339 time; absent = as soon as the calling window allows.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "when")]
         at: Option<String>,
+        /// Free-text time as the customer said it ("tomorrow morning",
+        /// "in half an hour", "kal subah"), resolved by the server.
+        #[arg(long)]
+        when: Option<String>,
         /// IANA timezone of the customer.
         #[arg(long)]
         timezone: Option<String>,
@@ -204,11 +208,12 @@ pub fn run(cmd: CallbackCmd) -> ExitCode {
 fn execute(c: &Client, action: Action, json: bool) -> Result<String, ClientError> {
     let one = |v: Value| if json { format!("{v}\n") } else { callback_table(&v) };
     match action {
-        Action::Schedule { phone, queue, at, timezone, owner, mode, caller_id, notes, interaction_id, max_attempts, idempotency_key } => {
+        Action::Schedule { phone, queue, at, when, timezone, owner, mode, caller_id, notes, interaction_id, max_attempts, idempotency_key } => {
             let mut b = Map::new();
             b.insert("phone".into(), phone.into());
             b.insert("queue".into(), queue.into());
             put(&mut b, "scheduled_at", at);
+            put(&mut b, "when", when);
             put(&mut b, "timezone", timezone);
             put(&mut b, "owner", owner);
             put(&mut b, "mode", mode);
@@ -279,11 +284,12 @@ fn cell(v: &Value) -> String {
 
 const FIELDS: &[&str] = &[
     "id", "status", "phone", "queue", "owner", "mode", "scheduled_at", "due_at", "timezone", "attempts", "max_attempts",
-    "last_outcome", "origin", "notes", "interaction_id", "caller_id", "created_at", "updated_at",
+    "last_outcome", "origin", "notes", "interaction_id", "caller_id", "created_at", "updated_at", "end_reason", "when",
+    "when_resolution", "skipped_by",
 ];
 
 fn callback_table(v: &Value) -> String {
-    FIELDS.iter().map(|k| format!("{:<15}{}\n", format!("{k}:"), cell(&v[*k]))).collect()
+    FIELDS.iter().map(|k| format!("{:<17}{}\n", format!("{k}:"), cell(&v[*k]))).collect()
 }
 
 fn list_table(items: &[Value]) -> String {

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::e164::is_e164;
+
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
@@ -106,6 +108,15 @@ pub struct Token {
     pub scopes: Vec<Scope>,
 }
 
+/// `[[dids]]`: a per-DID override of the inbound queue and a greeting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DidOverride {
+    pub number: String,
+    pub queue: Option<String>,
+    /// A WAV played to callers of this number before anything else.
+    pub greeting: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
     pub id: String,
@@ -126,6 +137,8 @@ pub struct Config {
     pub tokens: Vec<Token>,
     pub agents: Vec<Agent>,
     pub queues: Vec<Queue>,
+    /// Per-DID overrides for inbound calls.
+    pub dids: Vec<DidOverride>,
     /// Profiles by name (file stem).
     pub profiles: BTreeMap<String, Profile>,
     /// `[amd]`: answering-machine detection thresholds (keys = `AmdConfig` fields).
@@ -159,6 +172,7 @@ impl Config {
             tokens: vec![],
             agents: vec![],
             queues: vec![Queue::default_queue()],
+            dids: vec![],
             profiles: BTreeMap::new(),
             amd: crate::amd::AmdConfig::default(),
             profiles_dir_explicit: false,
@@ -267,6 +281,16 @@ struct RawConfig {
     agents: Vec<RawAgent>,
     #[serde(default)]
     queues: Vec<queue::RawQueue>,
+    #[serde(default)]
+    dids: Vec<RawDid>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDid {
+    number: String,
+    queue: Option<String>,
+    greeting: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -473,6 +497,16 @@ impl RawConfig {
                 c.push(format!("agents[{i}].password"), "must not be empty");
             }
             cfg.agents.push(Agent { id: a.id, password: a.password, queues: a.queues });
+        }
+
+        for (i, d) in self.dids.into_iter().enumerate() {
+            if !is_e164(&d.number) {
+                c.push(format!("dids[{i}].number"), format!("`{}` is not an E.164 number like +15550100", d.number));
+            }
+            if let Some(q) = d.queue.as_deref().filter(|q| cfg.queue(q).is_none()) {
+                c.push(format!("dids[{i}].queue"), format!("no queue named `{q}`"));
+            }
+            cfg.dids.push(DidOverride { number: d.number, queue: d.queue, greeting: d.greeting });
         }
         cfg
     }

@@ -47,6 +47,10 @@ pub struct Profile {
     pub inbound_queue: Option<String>,
     /// OPTIONS keep-alive interval; `None` when disabled (`0`).
     pub options_ping: Option<Duration>,
+    /// Most calls up at once through this trunk; 0 = no limit.
+    pub max_calls: u32,
+    /// Most new outbound calls per second; 0 = no limit.
+    pub max_cps: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +70,10 @@ struct RawProfile {
     dids: Vec<String>,
     inbound_queue: Option<String>,
     options_ping: Option<String>,
+    #[serde(default)]
+    max_calls: u32,
+    #[serde(default)]
+    max_cps: f64,
 }
 
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "opus"];
@@ -124,6 +132,9 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         Some("0") => None,
         Some(s) => c.check("options_ping", parse_duration(s)).filter(|d| !d.is_zero()),
     };
+    if !raw.max_cps.is_finite() || raw.max_cps < 0.0 {
+        c.push("max_cps", format!("{} must be 0 (no limit) or a positive number of calls per second", raw.max_cps));
+    }
     if c.problems.len() > before {
         return None;
     }
@@ -143,6 +154,8 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         dids: raw.dids,
         inbound_queue: raw.inbound_queue,
         options_ping,
+        max_calls: raw.max_calls,
+        max_cps: raw.max_cps,
     })
 }
 

@@ -59,6 +59,8 @@ pub struct Queue {
     pub on_machine: OnMachine,
     pub skip_if_reached: bool,
     pub window_close: WindowClose,
+    /// Most callback calls up at once for this queue; 0 = no limit.
+    pub max_calls: u32,
 }
 
 impl Queue {
@@ -86,6 +88,7 @@ impl Queue {
             on_machine: OnMachine::Retry,
             skip_if_reached: true,
             window_close: WindowClose::Carry,
+            max_calls: 0,
         }
     }
 }
@@ -109,6 +112,7 @@ pub(crate) struct RawQueue {
     on_machine: Option<String>,
     skip_if_reached: Option<bool>,
     window_close: Option<String>,
+    max_calls: Option<u32>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -178,6 +182,9 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         None | Some("carry") => {}
         Some("cancel") => q.window_close = WindowClose::Cancel,
         Some(v) => c.push(k("window_close"), format!("`{v}` is not allowed (use \"carry\" or \"cancel\")")),
+    }
+    if let Some(n) = raw.max_calls {
+        q.max_calls = n;
     }
     q
 }

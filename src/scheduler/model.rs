@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::config::DialMode;
+use crate::scheduler::when::WhenResolution;
 
 /// An opaque callback id: 32 bits of creation sequence then 32 random bits,
 /// rendered `cb_` + 13 Crockford base32 digits.
@@ -153,6 +154,7 @@ const fn to_snake(s: &'static str) -> &'static str {
         b"Inbound" => "inbound",
         b"Agent" => "agent",
         b"Recovered" => "recovered",
+        b"Reached" => "reached",
         _ => "?",
     }
 }
@@ -166,6 +168,8 @@ coded_enum! {
         Cancelled = 3,
         Exhausted = 4,
         Failed = 5,
+        /// The customer called in and reached an agent of the queue first.
+        Skipped = 6,
     }
 }
 
@@ -218,6 +222,8 @@ coded_enum! {
         OwnershipExpired = 1,
         /// The window closed and the queue cancels what is still waiting.
         WindowClosed = 2,
+        /// Skipped: the customer reached an agent of the queue by calling in.
+        Reached = 3,
     }
 }
 
@@ -255,6 +261,58 @@ pub struct Callback {
     pub owner_until: Option<Millis>,
     /// Why it ended, when that was not an attempt outcome.
     pub end_reason: Option<EndReason>,
+    /// The free text the time was asked with (`when`), if it was.
+    pub when: Option<String>,
+    /// How precisely `when` named a time; `None` without `when`.
+    pub when_resolution: Option<WhenResolution>,
+    /// The inbound call (interaction id) that made it `skipped`.
+    pub skipped_by: Option<String>,
+}
+
+/// When each step of an attempt happened (issue 6 §4); `None` = the step
+/// did not happen (or the dialler did not report it). `ended_at` is on the
+/// [`Attempt`] itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The INVITE to the customer (or, agent first, to the agent) was sent.
+    pub dialed_at: Option<Millis>,
+    /// The customer leg rang (180/183).
+    pub ringing_at: Option<Millis>,
+    /// The customer answered (200 OK).
+    pub answered_at: Option<Millis>,
+    /// The answering-machine detector decided.
+    pub amd_at: Option<Millis>,
+    /// The agent's softphone rang.
+    pub agent_ringing_at: Option<Millis>,
+    /// The agent answered.
+    pub agent_answered_at: Option<Millis>,
+    /// Both legs were bridged.
+    pub bridged_at: Option<Millis>,
+}
+
+impl Timeline {
+    /// The fields in storage order, with their API names.
+    pub fn fields(&self) -> [(&'static str, Option<Millis>); 7] {
+        [
+            ("dialed_at", self.dialed_at),
+            ("ringing_at", self.ringing_at),
+            ("answered_at", self.answered_at),
+            ("amd_at", self.amd_at),
+            ("agent_ringing_at", self.agent_ringing_at),
+            ("agent_answered_at", self.agent_answered_at),
+            ("bridged_at", self.bridged_at),
+        ]
+    }
+
+    /// Builds a timeline from [`Timeline::fields`] order.
+    pub fn from_fields(v: [Option<Millis>; 7]) -> Self {
+        let [dialed_at, ringing_at, answered_at, amd_at, agent_ringing_at, agent_answered_at, bridged_at] = v;
+        Self { dialed_at, ringing_at, answered_at, amd_at, agent_ringing_at, agent_answered_at, bridged_at }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One attempt of a callback.
@@ -270,6 +328,7 @@ pub struct Attempt {
     pub agent: Option<String>,
     /// Why the attempt ended without a dialler report (crash recovery).
     pub note: Option<String>,
+    pub timeline: Timeline,
 }
 
 impl Attempt {
@@ -285,16 +344,24 @@ pub struct AttemptOutcome {
     pub sip_status: Option<u16>,
     pub amd: Option<Amd>,
     pub agent: Option<String>,
+    pub timeline: Timeline,
+    /// A `failed` outcome that is still retried by policy (a 5xx, a
+    /// transport failure: the number may well be right).
+    pub retry: bool,
+    /// Why, in a few words, when the outcome alone does not say.
+    pub note: Option<String>,
 }
 
 impl AttemptOutcome {
     pub fn new(outcome: Outcome) -> Self {
-        Self { outcome, sip_status: None, amd: None, agent: None }
+        Self { outcome, sip_status: None, amd: None, agent: None, timeline: Timeline::default(), retry: false, note: None }
     }
 }
 
-/// A request to schedule a callback (the API's `POST /v1/callbacks` body,
-/// with `when` already resolved to `scheduled_at`).
+/// A request to schedule a callback (the API's `POST /v1/callbacks` body).
+/// `when` is resolved by the writer at its commit clock
+/// ([`when::resolve_request`](crate::scheduler::when::resolve_request)), so
+/// the 60 s rule and the resolution see the same `now`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewCallback {
     pub phone: String,
@@ -308,6 +375,18 @@ pub struct NewCallback {
     pub interaction_id: Option<String>,
     pub max_attempts: Option<u32>,
     pub origin: Option<Origin>,
+    /// Free text ("tomorrow morning"); exclusive with `scheduled_at`.
+    pub when: Option<String>,
+    /// An inbound caller's callback: when they joined the queue. With no
+    /// other time given it is due from then (the window permitting), so it
+    /// keeps the caller's place among callbacks due later (issue 7 §5).
+    pub joined_at: Option<Millis>,
+    /// With neither `scheduled_at` nor `when`: due this long after now
+    /// (a booking from a live call: 30 min), still clipped to the window.
+    pub default_delay_ms: Option<Millis>,
+    /// Refuse (409) when an active callback carries the same
+    /// `interaction_id` (a booking from a live call).
+    pub unique_interaction: bool,
 }
 
 /// A `PATCH`: each `Some` replaces the field; `Some(None)` clears an optional one.
@@ -339,6 +418,7 @@ pub struct Stats {
     pub cancelled: u64,
     pub exhausted: u64,
     pub failed: u64,
+    pub skipped: u64,
     /// Mean of `due_at − created_at` (first due time) over every callback requested.
     pub avg_delay_s: f64,
 }

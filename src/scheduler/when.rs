@@ -22,6 +22,8 @@ use chrono_tz::Tz;
 
 use self::lexicon::Daypart;
 use crate::clock::Millis;
+use crate::config::Config;
+use crate::scheduler::model::NewCallback;
 use crate::scheduler::window::{self, WeeklyHours};
 
 /// How far ahead of `now` a resolved time is at least (DESIGN.md: a
@@ -52,6 +54,24 @@ pub enum WhenResolution {
 }
 
 impl WhenResolution {
+    /// The storage code (never reused).
+    pub fn code(self) -> u8 {
+        match self {
+            WhenResolution::Exact => 0,
+            WhenResolution::Approximate => 1,
+            WhenResolution::Fallback => 2,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(WhenResolution::Exact),
+            1 => Some(WhenResolution::Approximate),
+            2 => Some(WhenResolution::Fallback),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             WhenResolution::Exact => "exact",
@@ -102,6 +122,32 @@ struct Parsed {
     /// A bare number not (yet) known to be an hour: "tomorrow 4".
     loose_hour: Option<(u32, u32)>,
     meridiem: Option<bool>, // Some(true) = pm
+}
+
+/// Turns a request's `when` (or its live-call default delay) into
+/// `scheduled_at` at `now_ms`, in the request's timezone else the queue's,
+/// clipped to the queue's window. Returns the resolution when `when` was
+/// resolved. Leaves the request alone when the queue or the timezone is
+/// unknown: validation then refuses it with the right error. Called by the
+/// store's writer at its commit clock, so the 60 s rule sees the same `now`.
+pub fn resolve_request(now_ms: Millis, req: &mut NewCallback, cfg: &Config) -> Option<WhenResolution> {
+    let queue = cfg.queue(&req.queue)?;
+    let tz = match &req.timezone {
+        Some(name) => name.parse::<Tz>().ok()?,
+        None => queue.timezone,
+    };
+    if req.scheduled_at.is_some() {
+        return None;
+    }
+    if let Some(text) = &req.when {
+        let r = resolve(text, now_ms, tz, &queue.hours, queue.retry_delay);
+        req.scheduled_at = Some(r.due_ms);
+        return Some(r.resolution);
+    }
+    if let Some(d) = req.default_delay_ms {
+        req.scheduled_at = Some(window::next_open(&queue.hours, tz, now_ms.saturating_add(d.max(MIN_LEAD_MS))));
+    }
+    None
 }
 
 /// Resolves `text` said at `now_ms` by a customer in `tz` to a due time in

@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::agents::Registry;
+use crate::api::ApiParts;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::dialler::{Dialler, Gate, LiveCallTable};
+use crate::inbound::Inbound;
+use crate::media::call::{MediaEngine, Prompts};
 
 mod bridge;
 
@@ -53,18 +58,29 @@ pub enum ServeError {
     Sip(#[from] crate::sip::endpoint::EndpointError),
     #[error(transparent)]
     Api(#[from] crate::api::StartError),
+    #[error("media: {0}")]
+    Media(#[from] crate::media::call::MediaCallError),
 }
 
-/// Starts the SIP endpoint, then the book, scheduler and HTTP API over it;
-/// runs until `shutdown` completes, then stops them (trunks unregister, the
-/// book is flushed) within a bounded wait.
+/// Starts the SIP endpoint, then the book, scheduler and HTTP API over it,
+/// then the dialler and the inbound call handler; runs until `shutdown`
+/// completes, then stops them (trunks unregister, the book is flushed)
+/// within a bounded wait.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = Arc::new(cfg);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sip = crate::sip::endpoint::Endpoint::start(&cfg, stop_rx.clone()).await?;
+    // Media first: a bad prompt file or port range stops the start before
+    // anything is bound.
+    let media = MediaEngine::new(&cfg)?;
+    let prompts = Arc::new(Prompts::load(&cfg)?);
+    let mut sip = crate::sip::endpoint::Endpoint::start(&cfg, stop_rx.clone()).await?;
     let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
-    let api = match crate::api::start_api(cfg.clone(), clock.clone(), trunks).await {
+    let live = Arc::new(LiveCallTable::default());
+    let agents = Arc::new(Registry::new(&cfg, clock.clone()));
+    let gate = Arc::new(Gate::new(&cfg, agents.clone(), tokio::runtime::Handle::current()));
+    let parts = ApiParts { trunks, live: live.clone(), agents: agents.clone(), availability: Some(gate.clone()) };
+    let mut api = match crate::api::start_api_with(cfg.clone(), clock.clone(), parts).await {
         Ok(api) => api,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -72,13 +88,35 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             return Err(e.into());
         }
     };
+    api.metrics().set_sip_stats(sip.stats.clone());
     tokio::spawn(bridge::follow_agent_bindings(
         sip.agents.clone(),
         sip.agent_changes.clone(),
-        api.agents(),
+        agents.clone(),
         cfg.agents.iter().map(|a| a.id.clone()).collect(),
-        clock,
+        clock.clone(),
     ));
+    let proxies = bridge::proxies(&cfg).await;
+    let dialler = Arc::new(Dialler {
+        cfg: cfg.clone(),
+        book: api.book(),
+        agents,
+        gate,
+        calls: sip.calls.clone(),
+        bindings: sip.agents.clone(),
+        media,
+        prompts,
+        metrics: api.metrics(),
+        clock,
+        proxies,
+        sip_addr: sip.local_addr,
+        live,
+    });
+    let dispatches = api.take_dispatches().expect("dispatches taken once");
+    let dialling = tokio::spawn(dialler.clone().run(dispatches));
+    if let Some(incoming) = sip.incoming.take() {
+        tokio::spawn(Arc::new(Inbound::new(dialler.clone())).run(incoming));
+    }
     tracing::info!(
         sip = %sip.local_addr,
         http = %api.addr,
@@ -89,6 +127,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // Calls in progress are not waited for: their attempts stay in progress
+    // and the next start closes and retries them.
+    dialling.abort();
     // Trunks unregister while the API drains and the book flushes.
     tokio::join!(api.shutdown(), stop_sip(sip));
     tracing::info!("stopped");

@@ -230,6 +230,8 @@ mod tests {
             dids: vec![],
             inbound_queue: None,
             options_ping: ping,
+            max_calls: 0,
+            max_cps: 0.0,
         }
     }
 

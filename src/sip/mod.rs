@@ -8,15 +8,19 @@
 //! - [`registration`]: carrier REGISTER client per profile.
 //! - [`keepalive`]: OPTIONS pings per trunk.
 //! - [`registrar`]: the agents' registrar.
+//! - [`calls`]: call legs (outbound and inbound INVITE sessions) run by the endpoint.
+//! - [`stats`]: transaction counters for `/metrics`.
 //! - [`endpoint`]: the tokio driver tying them together.
 
 pub mod auth;
+pub mod calls;
 pub mod codec;
 pub mod dialog;
 pub mod endpoint;
 pub mod keepalive;
 pub mod registrar;
 pub mod registration;
+pub mod stats;
 pub mod transaction;
 pub mod transport;
 

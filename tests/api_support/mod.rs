@@ -139,7 +139,7 @@ impl Server {
         cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null());
         if let Some(log) = &self.log {
             let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-            cmd.env("RUST_LOG", "warn,redial::api::dialler=info").env("NO_COLOR", "1").stderr(f);
+            cmd.env("RUST_LOG", "warn,redial::dialler=info").env("NO_COLOR", "1").stderr(f);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);

@@ -304,6 +304,7 @@ pub struct Sipp {
     trace_msg: bool,
     timeout_is_error: bool,
     args: Vec<String>,
+    local_ip: String,
 }
 
 /// A SIPp started in the background (a UAS waiting for redial).
@@ -328,9 +329,15 @@ impl Sipp {
             trace_msg: false,
             timeout_is_error: true,
             args: vec![],
+            local_ip: "127.0.0.1".into(),
         }
     }
 
+    /// The loopback address SIPp binds (`-i`); 127.0.0.1 unless set.
+    pub fn local_ip(mut self, ip: &str) -> Self {
+        self.local_ip = ip.into();
+        self
+    }
     pub fn remote(mut self, addr: SocketAddr) -> Self {
         self.remote = Some(addr);
         self
@@ -387,7 +394,7 @@ impl Sipp {
         c.current_dir(dir)
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-i", "127.0.0.1", "-p"])
+            .args(["-i", &self.local_ip, "-p"])
             .arg(self.port.to_string())
             .args(["-m", &self.calls.to_string()])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
@@ -426,6 +433,13 @@ impl Sipp {
 }
 
 impl SippChild {
+    /// Stops SIPp now (SIGUSR1 is not portable: it is killed) and collects
+    /// what it printed and traced so far.
+    pub fn stop(mut self) -> SippOutput {
+        self.hard_timeout = Duration::ZERO;
+        self.wait()
+    }
+
     /// Waits for SIPp to finish, or kills it at its hard timeout.
     pub fn wait(mut self) -> SippOutput {
         let mut child = self.child.take().expect("running");
@@ -496,3 +510,99 @@ pub fn options_request(local: SocketAddr, transport: &str, call_id: &str) -> Str
          Content-Length: 0\r\n\r\n"
     )
 }
+
+pub mod phone;
+
+/// The admin token [`Setup::with_token`] configures.
+pub const TOKEN: &str = "test-admin-secret";
+
+impl Setup {
+    /// An admin `[[tokens]]` entry with secret [`TOKEN`].
+    pub fn with_token(self) -> Self {
+        self.extra_toml(&format!("[[tokens]]\nname = \"test\"\nsecret = \"{TOKEN}\"\nscopes = [\"admin\"]\n"))
+    }
+}
+
+impl Redial {
+    /// One API request with the [`TOKEN`]; any status is returned, with the
+    /// body as JSON (`null` when empty or not JSON).
+    pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{path}", self.http);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
+        let auth = format!("Bearer {TOKEN}");
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(&b),
+            ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("PATCH", Some(b)) => agent.patch(&url).header("Authorization", &auth).send_json(&b),
+            ("PUT", Some(b)) => agent.put(&url).header("Authorization", &auth).send_json(&b),
+            (m, _) => panic!("unsupported method {m}"),
+        };
+        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Polls `GET path` until `done` accepts the body, or panics after `timeout`.
+    pub fn wait_json(&self, path: &str, timeout: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (s, v) = self.api("GET", path, None);
+            if s == 200 && done(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out waiting on {path}; last: {s} {v}\nlogs:\n{}", self.logs.lines().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts `redial serve` again on the same directory and ports.
+    pub fn restart(&mut self, env: &[(String, String)]) {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let (sip, http) = (self.sip.port(), self.http.port());
+        let fresh = Redial::spawn(dir, sip, http, env);
+        *self = fresh;
+    }
+}
+
+/// A block of RTP ports (`media.ports`) that no other test process on this
+/// machine uses while it is held: each running redial must have its own, or
+/// a port one test just released can receive another test's stray RTP.
+/// Blocks are claimed with an exclusive lock on a file per block.
+pub struct PortBlock {
+    pub range: String,
+    _lock: std::fs::File,
+}
+
+impl PortBlock {
+    pub fn claim() -> PortBlock {
+        const FIRST: u16 = 10_000;
+        const SIZE: u16 = 200;
+        const BLOCKS: u16 = 100; // 10000-29999, below Linux's ephemeral ports
+        let dir = std::env::temp_dir().join("redial-test-rtp-blocks");
+        std::fs::create_dir_all(&dir).expect("lock dir");
+        let start = (std::process::id() as u16).wrapping_mul(7) % BLOCKS;
+        for i in 0..BLOCKS {
+            let b = (start + i) % BLOCKS;
+            let f = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(dir.join(format!("{b}.lock"))).expect("lock file");
+            if f.try_lock().is_ok() {
+                let lo = FIRST + b * SIZE;
+                return PortBlock { range: format!("{lo}-{}", lo + SIZE - 1), _lock: f };
+            }
+        }
+        panic!("every RTP port block is in use");
+    }
+}
+pub mod world;

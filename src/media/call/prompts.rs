@@ -15,8 +15,19 @@ pub struct Prompts {
     pub hold_music: Arc<Prompt>,
     pub callback_offer: Arc<Prompt>,
     pub callback_confirm: Arc<Prompt>,
+    /// "You already have a call back booked" (inbound offer, duplicate).
+    pub callback_exists: Arc<Prompt>,
+    /// "Please enter your phone number …" (inbound, caller ID unusable).
+    pub enter_number: Arc<Prompt>,
+    /// "You entered", then the digits, then "press 1 to confirm".
+    pub you_entered: Arc<Prompt>,
+    pub press_1_to_confirm: Arc<Prompt>,
+    /// "zero" … "nine", for reading a number back.
+    pub digits: [Arc<Prompt>; 10],
     /// 480 + 620 Hz, 500 ms on / 500 ms off (North American busy); play it looped.
     pub busy_tone: Arc<Prompt>,
+    /// 440 + 480 Hz, 2 s on / 4 s off (North American ring-back); play it looped.
+    pub ringback: Arc<Prompt>,
 }
 
 impl Prompts {
@@ -44,9 +55,27 @@ impl Prompts {
             hold_music: one("hold_music", "hold-music.wav", || tone(&[440.0, 554.0], 1000, 2000, 3000))?,
             callback_offer: one("callback_offer", "callback-offer.wav", || tone(&[660.0], 300, 200, 1500))?,
             callback_confirm: one("callback_confirm", "callback-confirm.wav", || tone(&[880.0], 150, 100, 750))?,
+            callback_exists: one("callback_exists", "callback-exists.wav", || tone(&[880.0, 660.0], 150, 100, 750))?,
+            enter_number: one("enter_number", "enter-number.wav", || tone(&[660.0], 150, 100, 500))?,
+            you_entered: one("you_entered", "you-entered.wav", || tone(&[550.0], 150, 100, 500))?,
+            press_1_to_confirm: one("press_1_to_confirm", "press-1-to-confirm.wav", || tone(&[660.0], 150, 100, 500))?,
+            digits: digits(&one)?,
             busy_tone: Arc::new(busy_tone()),
+            ringback: Arc::new(tone(&[440.0, 480.0], 2000, 4000, 6000)),
         })
     }
+}
+
+type Loader<'a> = dyn Fn(&'static str, &str, fn() -> Prompt) -> Result<Arc<Prompt>, MediaCallError> + 'a;
+
+/// `digit-0.wav` … `digit-9.wav`; a missing one is a short beep.
+fn digits(one: &Loader<'_>) -> Result<[Arc<Prompt>; 10], MediaCallError> {
+    const NAMES: [&str; 10] = ["digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7", "digit_8", "digit_9"];
+    let mut out = Vec::with_capacity(10);
+    for (i, name) in NAMES.iter().enumerate() {
+        out.push(one(name, &format!("digit-{i}.wav"), || tone(&[700.0], 120, 80, 200))?);
+    }
+    Ok(out.try_into().expect("ten digits"))
 }
 
 /// One busy-tone cycle (loop it).

@@ -157,7 +157,11 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
     }
     check_lengths(req.notes.as_deref(), req.interaction_id.as_deref())?;
-    let due_at = due_for(queue, tz, now, req.scheduled_at);
+    let due_at = match (req.scheduled_at, req.joined_at) {
+        // An inbound caller keeps their place: due from when they joined.
+        (None, Some(joined)) if windows::is_open(&queue.hours, tz, now) => joined.min(now),
+        _ => due_for(queue, tz, now, req.scheduled_at),
+    };
     let owner_until = req.owner.as_ref().map(|_| due_at + queue.ownership_period.as_millis() as Millis);
     Ok(Validated { tz, timezone, due_at, owner_until, max_attempts })
 }

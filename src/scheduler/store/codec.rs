@@ -8,7 +8,8 @@
 
 use crate::clock::Millis;
 use crate::config::DialMode;
-use crate::scheduler::model::{Amd, Attempt, Callback, CallbackId, EndReason, Origin, Outcome, Status};
+use crate::scheduler::model::{Amd, Attempt, Callback, CallbackId, EndReason, Origin, Outcome, Status, Timeline};
+use crate::scheduler::when::WhenResolution;
 
 /// Version byte of records and attempts written by this build.
 pub const VALUE_VERSION: u8 = 1;
@@ -172,6 +173,14 @@ pub fn encode_callback(c: &Callback) -> Vec<u8> {
     w.time(c.first_due_at - c.created_at);
     w.opt_time(c.owner_until.map(|t| t - c.created_at));
     w.opt_code(c.end_reason.map(EndReason::code));
+    // Issue 8 tail. Records written before it end above and decode with
+    // these absent; earlier builds stop reading before it, so both ways work
+    // without a version bump. Omitted entirely when all are absent.
+    if c.when.is_some() || c.when_resolution.is_some() || c.skipped_by.is_some() {
+        w.opt_str(c.when.as_deref());
+        w.opt_code(c.when_resolution.map(WhenResolution::code));
+        w.opt_str(c.skipped_by.as_deref());
+    }
     w.0
 }
 
@@ -210,6 +219,16 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
         None => None,
         Some(c) => Some(EndReason::from_code(c).ok_or(DecodeError::Code("end reason", c))?),
     };
+    let (when, when_resolution, skipped_by) = if r.0.is_empty() {
+        (None, None, None)
+    } else {
+        let when = r.opt_str()?;
+        let res = match r.opt_code()? {
+            None => None,
+            Some(c) => Some(WhenResolution::from_code(c).ok_or(DecodeError::Code("when resolution", c))?),
+        };
+        (when, res, r.opt_str()?)
+    };
     Ok(Callback {
         id,
         status,
@@ -232,6 +251,9 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
         first_due_at,
         owner_until,
         end_reason,
+        when,
+        when_resolution,
+        skipped_by,
     })
 }
 
@@ -246,6 +268,24 @@ pub fn encode_attempt(a: &Attempt) -> Vec<u8> {
     w.opt_code(a.amd.map(Amd::code));
     w.opt_str(a.agent.as_deref());
     w.opt_str(a.note.as_deref());
+    // Timeline tail (issue 6 §4): a bitmap of present fields, then each
+    // present one as a delta from `started_at`. Omitted when empty; older
+    // attempts end above and decode with an empty timeline.
+    if !a.timeline.is_empty() {
+        let fields = a.timeline.fields();
+        let mut bits = 0u8;
+        for (i, (_, v)) in fields.iter().enumerate() {
+            if v.is_some() {
+                bits |= 1 << i;
+            }
+        }
+        w.u8(bits);
+        for (_, v) in fields {
+            if let Some(t) = v {
+                w.time(t - a.started_at);
+            }
+        }
+    }
     w.0
 }
 
@@ -270,7 +310,18 @@ pub fn decode_attempt(b: &[u8]) -> Result<Attempt, DecodeError> {
     };
     let agent = r.opt_str()?;
     let note = r.opt_str()?;
-    Ok(Attempt { attempt, started_at, ended_at, outcome, sip_status, amd, agent, note })
+    let mut timeline = Timeline::default();
+    if !r.0.is_empty() {
+        let bits = r.u8()?;
+        let mut v = [None; 7];
+        for (i, slot) in v.iter_mut().enumerate() {
+            if bits & (1 << i) != 0 {
+                *slot = Some(started_at + r.time()?);
+            }
+        }
+        timeline = Timeline::from_fields(v);
+    }
+    Ok(Attempt { attempt, started_at, ended_at, outcome, sip_status, amd, agent, note, timeline })
 }
 
 #[cfg(test)]
@@ -301,10 +352,28 @@ mod tests {
             first_due_at: 1_800_000_000_000,
             owner_until: Some(1_800_014_400_000),
             end_reason: None,
+            when: None,
+            when_resolution: None,
+            skipped_by: None,
         };
         let b = encode_callback(&c);
         assert!(b.len() <= 140, "{} bytes", b.len());
         assert_eq!(decode_callback(&b).unwrap(), c);
+        // The issue 8 tail round-trips, and a record without it (as written
+        // before issue 8) is exactly the old layout.
+        let tailed = Callback {
+            when: Some("kal subah".into()),
+            when_resolution: Some(WhenResolution::Approximate),
+            skipped_by: Some("inb-7".into()),
+            status: Status::Skipped,
+            end_reason: Some(EndReason::Reached),
+            ..c.clone()
+        };
+        let tb = encode_callback(&tailed);
+        assert_eq!(decode_callback(&tb).unwrap(), tailed);
+        assert_eq!(decode_callback(&tb[..tb.len() - 1]), Err(DecodeError::Truncated));
+        let only_res = Callback { when_resolution: Some(WhenResolution::Fallback), ..c.clone() };
+        assert_eq!(decode_callback(&encode_callback(&only_res)).unwrap(), only_res);
         let mut newer = b.clone();
         newer[0] = VALUE_VERSION + 1;
         assert_eq!(decode_callback(&newer), Err(DecodeError::Version(VALUE_VERSION + 1)));
@@ -322,8 +391,19 @@ mod tests {
             amd: Some(Amd::Unknown),
             agent: Some("bob".into()),
             note: None,
+            timeline: Timeline::default(),
         };
-        assert_eq!(decode_attempt(&encode_attempt(&a)).unwrap(), a);
+        let plain = encode_attempt(&a);
+        assert_eq!(decode_attempt(&plain).unwrap(), a);
+        let timed = Attempt {
+            timeline: Timeline { dialed_at: Some(5), ringing_at: Some(900), answered_at: Some(4_000), bridged_at: Some(6_500), ..Timeline::default() },
+            ..a.clone()
+        };
+        let tb = encode_attempt(&timed);
+        // An empty timeline costs nothing; a full one a few bytes.
+        assert!(tb.len() <= plain.len() + 1 + 7 * 3, "{} vs {}", tb.len(), plain.len());
+        assert_eq!(decode_attempt(&tb).unwrap(), timed);
+        assert_eq!(decode_attempt(&tb[..tb.len() - 1]), Err(DecodeError::Truncated));
         let none = Attempt { sip_status: None, amd: None, agent: None, note: Some(String::new()), ..a };
         assert_eq!(decode_attempt(&encode_attempt(&none)).unwrap(), none);
     }

@@ -96,6 +96,9 @@ pub enum ScheduleError {
     NotFound,
     #[error("the callback is {status}; only scheduled callbacks can change")]
     WrongState { status: Status },
+    /// Issue 8: a live call already booked an active callback.
+    #[error("an active callback already exists for this interaction: {existing_id}")]
+    DuplicateInteraction { existing_id: CallbackId },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -107,6 +110,7 @@ impl ScheduleError {
             ScheduleError::Rule(r) => r.code(),
             ScheduleError::NotFound => "not_found",
             ScheduleError::WrongState { .. } => "wrong_state",
+            ScheduleError::DuplicateInteraction { .. } => "duplicate",
             ScheduleError::Store(_) => "storage",
         }
     }
@@ -116,7 +120,7 @@ impl ScheduleError {
         match self {
             ScheduleError::Rule(r) => r.http_status(),
             ScheduleError::NotFound => 404,
-            ScheduleError::WrongState { .. } => 409,
+            ScheduleError::WrongState { .. } | ScheduleError::DuplicateInteraction { .. } => 409,
             ScheduleError::Store(_) => 503,
         }
     }
@@ -295,6 +299,17 @@ impl Book {
     /// `next_deadline` is already moved `ahead_ms` earlier.
     pub async fn tick_ahead(&self, avail: Arc<dyn Availability>, max: usize, ahead_ms: Millis) -> Result<Tick, StoreError> {
         self.call(|tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)).await
+    }
+
+    /// Issue 8 "skip when already reached", for the inbound call handler
+    /// (which checks the queue's `skip_if_reached` first): the customer at
+    /// `phone` reached an agent of `queue` on the inbound call `interaction`.
+    /// Their `scheduled` callback in that queue ends `skipped` (end reason
+    /// `reached`, `skipped_by` = `interaction`), durably, and is returned;
+    /// `None` when there is none or it is already `in_progress`.
+    pub async fn skip_reached(&self, phone: &str, queue: &str, interaction: &str) -> Result<Option<Callback>, StoreError> {
+        let (p, q, i) = (phone.to_string(), queue.to_string(), interaction.to_string());
+        self.call(|tx| Op::Skip(p, q, i, tx), Err(StoreError::Closed)).await
     }
 
     /// Waits until every change sent before it is committed.

@@ -79,6 +79,16 @@ impl Book {
         v.map(|v| decode_callback(v.value()).map_err(|source| StoreError::Decode { id, source })).transpose()
     }
 
+    /// The active (`scheduled` or `in_progress`) callback for `phone` in
+    /// `queue`, if any: at most one exists.
+    pub fn find_active(&self, phone: &str, queue: &str) -> Result<Option<Callback>, StoreError> {
+        let r = self.read()?;
+        let Some(id) = r.open_table(ACTIVE)?.get((phone, queue))?.map(|v| CallbackId(v.value())) else { return Ok(None) };
+        let t = r.open_table(CALLBACKS)?;
+        let v = t.get(id.0)?;
+        v.map(|v| decode_callback(v.value()).map_err(|source| StoreError::Decode { id, source })).transpose()
+    }
+
     /// The callback with this id as the API gives it; any unknown shape is `None`.
     pub fn get_str(&self, id: &str) -> Result<Option<Callback>, StoreError> {
         match CallbackId::parse(id) {
@@ -179,6 +189,7 @@ impl Book {
         let mut owner = BTreeSet::new();
         let mut phone = BTreeSet::new();
         let mut active = BTreeMap::new();
+        let mut by_interaction = BTreeSet::new();
         let mut counters: HashMap<String, Counters> = HashMap::new();
         let mut active_dupes = 0;
         for e in r.open_table(CALLBACKS)?.iter()? {
@@ -193,6 +204,9 @@ impl Book {
             phone.insert((c.phone.clone(), id));
             if let Some(o) = &c.owner {
                 owner.insert((o.clone(), id));
+            }
+            if let (true, Some(i)) = (c.status.is_active(), &c.interaction_id) {
+                by_interaction.insert((i.clone(), id));
             }
             if c.status.is_active() && active.insert((c.phone.clone(), c.queue.clone()), id).is_some() {
                 active_dupes += 1;
@@ -219,6 +233,12 @@ impl Book {
         cmp("by_queue", strs(BY_QUEUE)? == queue);
         cmp("by_owner", strs(BY_OWNER)? == owner);
         cmp("by_phone", strs(BY_PHONE)? == phone);
+        // Absent on a file no writer of this build has touched yet.
+        let got_interaction = match r.open_table(ACTIVE_BY_INTERACTION) {
+            Err(redb::TableError::TableDoesNotExist(_)) => BTreeSet::new(),
+            _ => strs(ACTIVE_BY_INTERACTION)?,
+        };
+        cmp("active_by_interaction", got_interaction == by_interaction);
         let got_active: BTreeMap<(String, String), u64> = r
             .open_table(ACTIVE)?
             .iter()?

@@ -51,6 +51,7 @@ impl Counters {
             cancelled: n(Status::Cancelled),
             exhausted: n(Status::Exhausted),
             failed: n(Status::Failed),
+            skipped: n(Status::Skipped),
             avg_delay_s: if self.requested == 0 { 0.0 } else { self.delay_sum_ms as f64 / self.requested as f64 / 1000.0 },
         }
     }

@@ -21,6 +21,11 @@ pub const BY_OWNER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_
 pub const BY_PHONE: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_phone");
 /// The uniqueness index: (phone, queue) → id of the active callback.
 pub const ACTIVE: TableDefinition<(&str, &str), u64> = TableDefinition::new("active");
+/// Active callbacks that carry an interaction id: (interaction id, id) → ()
+/// (issue 8: one active callback per live-call interaction). Opened (and so
+/// created) by the writer on files made before it; callbacks still active
+/// from before it are not in it.
+pub const ACTIVE_BY_INTERACTION: TableDefinition<(&str, u64), ()> = TableDefinition::new("active_by_interaction");
 /// (id, attempt number) → encoded [`Attempt`](crate::scheduler::model::Attempt).
 pub const ATTEMPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("attempts");
 /// Per-queue counters for stats: queue → encoded counters.
@@ -78,6 +83,7 @@ fn migrate(w: &WriteTransaction, from: Option<u64>) -> Result<(), StoreError> {
             w.open_table(BY_PHONE)?;
             w.open_table(ACTIVE)?;
             w.open_table(ATTEMPTS)?;
+            w.open_table(ACTIVE_BY_INTERACTION)?;
             w.open_table(STATS)?;
             let mut meta = w.open_table(META)?;
             meta.insert("next_seq", 1)?;

@@ -38,6 +38,8 @@ pub(super) enum Op {
     Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
     /// Answered once everything before it is committed.
     Flush(oneshot::Sender<()>),
+    /// Issue 8: (phone, queue, inbound interaction id) reached an agent.
+    Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
 }
 
 /// An answer held until the commit is known.
@@ -47,6 +49,7 @@ enum Reply {
     Report(oneshot::Sender<Result<Callback, ReportError>>, Result<Callback, ReportError>),
     Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
     Flush(oneshot::Sender<()>),
+    Skip(oneshot::Sender<Result<Option<Callback>, StoreError>>, Option<Callback>),
 }
 
 impl Reply {
@@ -67,6 +70,8 @@ impl Reply {
                 drop(tx.send(Err(e.clone())));
             }
             (Reply::Flush(tx), _) => drop(tx.send(())),
+            (Reply::Skip(tx, r), None) => drop(tx.send(Ok(r))),
+            (Reply::Skip(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
         }
     }
 }
@@ -80,6 +85,7 @@ pub(super) struct Tables<'t> {
     pub phone: Table<'t, (&'static str, u64), ()>,
     pub active: Table<'t, (&'static str, &'static str), u64>,
     pub attempts: Table<'t, (u64, u32), &'static [u8]>,
+    pub interaction: Table<'t, (&'static str, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -93,6 +99,7 @@ impl<'t> Tables<'t> {
             phone: w.open_table(BY_PHONE)?,
             active: w.open_table(ACTIVE)?,
             attempts: w.open_table(ATTEMPTS)?,
+            interaction: w.open_table(ACTIVE_BY_INTERACTION)?,
         })
     }
 
@@ -230,6 +237,10 @@ impl Writer {
                         }
                     }
                     Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
+                    Op::Skip(phone, queue, interaction, tx) => {
+                        let r = self.skip(now, &mut t, &phone, &queue, &interaction, batch)?;
+                        batch.replies.push(Reply::Skip(tx, r));
+                    }
                 }
             }
         }
@@ -294,6 +305,13 @@ impl Writer {
         } else if !was_active && new.status.is_active() {
             t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
         }
+        if let Some(i) = new.interaction_id.as_deref() {
+            if was_active && !new.status.is_active() {
+                t.interaction.remove((i, id))?;
+            } else if !was_active && new.status.is_active() {
+                t.interaction.insert((i, id), ())?;
+            }
+        }
         if old_status != Some(new.status) {
             let c = self.counters.entry(new.queue.clone()).or_default();
             match old {
@@ -321,9 +339,10 @@ impl Writer {
         &mut self,
         now: Millis,
         t: &mut Tables<'_>,
-        req: NewCallback,
+        mut req: NewCallback,
         batch: &mut Batch,
     ) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let when_resolution = crate::scheduler::when::resolve_request(now, &mut req, &self.cfg);
         let v = match rules::validate_new(now, &req, &self.cfg) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e.into())),
@@ -331,6 +350,12 @@ impl Writer {
         if let Some(existing) = t.active.get((req.phone.as_str(), req.queue.as_str()))? {
             let existing_id = CallbackId(existing.value());
             return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+        }
+        if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
+            if let Some(e) = t.interaction.range((i, 0)..=(i, u64::MAX))?.next() {
+                let existing_id = CallbackId(e?.0.value().1);
+                return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
+            }
         }
         let mode = req.mode.unwrap_or(self.cfg.queue(&req.queue).expect("validated").mode);
         let cb = Callback {
@@ -355,6 +380,9 @@ impl Writer {
             first_due_at: v.due_at,
             owner_until: v.owner_until,
             end_reason: None,
+            when: req.when,
+            when_resolution,
+            skipped_by: None,
         };
         self.put(t, None, &cb, batch)?;
         Ok(Ok(cb))
@@ -451,7 +479,8 @@ impl Writer {
             sip_status: o.sip_status,
             amd: o.amd,
             agent: o.agent,
-            note: note.map(str::to_string),
+            note: note.map(str::to_string).or_else(|| o.note.clone()),
+            timeline: o.timeline,
         };
         t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
         let mut new = old.clone();
@@ -460,7 +489,7 @@ impl Writer {
         let next = match self.cfg.queue(&old.queue) {
             Some(q) => {
                 let tz = rules::parse_tz(&old.timezone).unwrap_or(q.timezone);
-                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some())
+                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
             }
             // The queue left the configuration: nothing can dial it again.
             None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
@@ -474,6 +503,32 @@ impl Writer {
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
+    }
+
+    /// Issue 8: the customer reached an agent of `queue` by calling in; a
+    /// `scheduled` callback for them ends `skipped` (an `in_progress` one is
+    /// being dialled and is left alone).
+    fn skip(
+        &mut self,
+        now: Millis,
+        t: &mut Tables<'_>,
+        phone: &str,
+        queue: &str,
+        interaction: &str,
+        batch: &mut Batch,
+    ) -> Result<Option<Callback>, StoreError> {
+        let Some(id) = t.active.get((phone, queue))?.map(|v| CallbackId(v.value())) else { return Ok(None) };
+        let Some(old) = t.get(id)? else { return Ok(None) };
+        if old.status != Status::Scheduled {
+            return Ok(None);
+        }
+        let mut new = old.clone();
+        new.status = Status::Skipped;
+        new.end_reason = Some(EndReason::Reached);
+        new.skipped_by = Some(interaction.to_string());
+        new.updated_at = now;
+        self.put(t, Some(&old), &new, batch)?;
+        Ok(Some(new))
     }
 
     /// Closes every attempt left `in_progress` by a previous run as failed

@@ -1,13 +1,12 @@
 //! The UA core: what the endpoint does with each transaction event (RFC 3261 §8.2).
 //! One handler per method in the sibling files; this file only dispatches.
 
-use std::time::Instant;
-
 use rsip::{Method, Request, Response};
 
 use super::reply::{has_tag, reply};
 use super::{in_dialog, invite, options, unsupported, Directory};
-use crate::sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
+use crate::sip::calls::table::Ctx;
+use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
 
 /// What the dispatcher decided for a new server transaction.
@@ -15,6 +14,10 @@ pub(super) enum Decision {
     Respond(Response),
     /// Not for the core (e.g. a REGISTER, answered by the registrar).
     Register,
+    /// An out-of-dialog INVITE for a user we know: a new inbound call leg.
+    Invite,
+    /// A request in a dialog (To tag): the call legs' dialogs answer it (481 if unknown).
+    InDialog,
 }
 
 /// Picks the handler for a request outside any dialog we know.
@@ -45,7 +48,11 @@ pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
     match req.method {
         Method::Options if !in_dialog => Decision::Respond(options::handle(req)),
         Method::Register => Decision::Register,
-        Method::Invite if !in_dialog => Decision::Respond(invite::handle(req, dir)),
+        Method::Invite if !in_dialog => match invite::handle(req, dir) {
+            Some(r) => Decision::Respond(r),
+            None => Decision::Invite,
+        },
+        _ if in_dialog => Decision::InDialog,
         Method::Invite | Method::Bye | Method::Info | Method::Update | Method::PRack | Method::Options => {
             Decision::Respond(in_dialog::handle(req))
         }
@@ -54,25 +61,16 @@ pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
 }
 
 /// Answers a CANCEL (§9.2): 200 and 487 to the INVITE when it matched a pending one, else 481.
-pub(super) fn cancel(now: Instant, layer: &mut TransactionLayer, key: &TransactionKey, target: Option<TransactionKey>, req: &Request) {
+pub(super) fn cancel(cx: &mut Ctx<'_>, key: &TransactionKey, target: Option<&TransactionKey>, req: &Request) {
     let Some(target) = target else {
-        let _ = layer.send_response(now, key, reply(req, 481));
+        cx.respond(key, reply(req, 481));
         return;
     };
-    let _ = layer.send_response(now, key, reply(req, 200));
-    if layer.is_pending(&target) {
-        if let Some(invite) = layer.invite_request(&target).cloned() {
-            let _ = layer.send_response(now, &target, reply(&invite, 487));
+    cx.respond(key, reply(req, 200));
+    if cx.layer.is_pending(target) {
+        if let Some(invite) = cx.layer.invite_request(target).cloned() {
+            cx.respond(target, reply(&invite, 487));
         }
-    }
-}
-
-/// Logs an event nobody claimed.
-pub(super) fn unclaimed(ev: &TransactionEvent) {
-    match ev {
-        TransactionEvent::Ack { from, .. } => tracing::trace!(peer = %from.addr, "ACK absorbed"),
-        TransactionEvent::StrayResponse { from, .. } => tracing::debug!(peer = %from.addr, "stray 2xx ignored"),
-        other => tracing::trace!(?other, "event ignored"),
     }
 }
 

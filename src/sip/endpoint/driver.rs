@@ -4,8 +4,9 @@
 //! each batch of input the loop drains every core's `poll_transmit`/`poll_event` until
 //! all are empty, then sleeps until the earliest `poll_timeout`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsip::SipMessage;
@@ -17,8 +18,11 @@ use super::register::Registrar;
 use super::trunks::Trunks;
 use super::{AgentBindings, Directory, TrunkStates};
 use crate::config::Config;
+use crate::sip::calls::table::Ctx;
+use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
+use crate::sip::stats::{Outcome, SipStats};
 use crate::sip::codec::via;
-use crate::sip::transaction::{TransactionEvent, TransactionLayer, Transmit};
+use crate::sip::transaction::{Role, TransactionEvent, TransactionKey, TransactionLayer, Transmit};
 use crate::sip::transport::{Incoming, Transports};
 
 /// How long shutdown waits for trunks' un-REGISTERs to be answered.
@@ -26,12 +30,25 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Messages taken from the transports before the cores are drained.
 const BATCH: usize = 256;
 
+/// The channels between the call handles and the endpoint task, and the shared counters.
+pub(super) struct CallsWiring {
+    pub control: CallControl,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub incoming: mpsc::Sender<IncomingCall>,
+    pub stats: Arc<SipStats>,
+}
+
 pub(super) struct Driver {
     layer: TransactionLayer,
     transports: Transports,
     dir: Directory,
     registrar: Registrar,
     trunks: Trunks,
+    calls: Calls,
+    commands: mpsc::UnboundedReceiver<Command>,
+    stats: Arc<SipStats>,
+    /// Client transactions whose final response was counted (2xx retransmissions are not).
+    counted: HashSet<TransactionKey>,
 }
 
 impl Driver {
@@ -42,6 +59,7 @@ impl Driver {
         trunk_states: TrunkStates,
         agents: AgentBindings,
         agent_changes: watch::Sender<u64>,
+        calls: CallsWiring,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
@@ -50,6 +68,10 @@ impl Driver {
             dir: Directory::from_config(cfg),
             registrar: Registrar::new(cfg, now, agents, agent_changes),
             trunks: Trunks::new(cfg, local, now, proxies, trunk_states),
+            calls: Calls::new(cfg, local, calls.control, calls.incoming),
+            commands: calls.commands,
+            stats: calls.stats,
+            counted: HashSet::new(),
             transports,
         }
     }
@@ -65,12 +87,18 @@ impl Driver {
             let now = Instant::now();
             self.pump(now);
             if let Some(deadline) = stop_by {
-                if now >= deadline || self.trunks.all_unregistered() {
-                    tracing::info!(unregistered = self.trunks.all_unregistered(), "SIP endpoint stopped");
+                if now >= deadline || (self.trunks.all_unregistered() && self.calls.leg_count() == 0) {
+                    tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.leg_count(), "SIP endpoint stopped");
                     return;
                 }
             }
-            let wake = [self.layer.poll_timeout(), self.trunks.poll_timeout(), self.registrar.poll_timeout(), stop_by]
+            let wake = [
+                self.layer.poll_timeout(),
+                self.trunks.poll_timeout(),
+                self.registrar.poll_timeout(),
+                self.calls.poll_timeout(),
+                stop_by,
+            ]
                 .into_iter()
                 .flatten()
                 .min();
@@ -84,9 +112,21 @@ impl Driver {
                 biased;
                 r = shutdown.changed(), if stop_by.is_none() => {
                     if r.is_err() || *shutdown.borrow() {
-                        tracing::info!("SIP endpoint stopping: unregistering trunks");
+                        tracing::info!("SIP endpoint stopping: hanging up calls, unregistering trunks");
                         stop_by = Some(now + SHUTDOWN_GRACE);
                         self.trunks.unregister_all(now);
+                        self.calls.hangup_all(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
+                    }
+                }
+                Some(c) = self.commands.recv() => {
+                    let now = Instant::now();
+                    let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
+                    self.calls.handle_command(&mut cx, c);
+                    for _ in 1..BATCH {
+                        match self.commands.try_recv() {
+                            Ok(c) => self.calls.handle_command(&mut cx, c),
+                            Err(_) => break,
+                        }
                     }
                 }
                 m = incoming.recv() => {
@@ -105,6 +145,9 @@ impl Driver {
                     let now = Instant::now();
                     self.layer.handle_timeout(now);
                     self.trunks.handle_timeout(now);
+                    if self.calls.poll_timeout().is_some_and(|at| at <= now) {
+                        self.calls.handle_timeout(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
+                    }
                     if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
                         self.registrar.handle_timeout(now);
                     }
@@ -151,6 +194,7 @@ impl Driver {
     }
 
     fn on_event(&mut self, now: Instant, ev: TransactionEvent) {
+        let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
         match ev {
             TransactionEvent::Request { key, request, from } => {
                 let call_id = crate::sip::transaction::message::call_id_of(&request.headers);
@@ -158,17 +202,54 @@ impl Driver {
                 let resp = match core::dispatch(&request, &self.dir) {
                     Decision::Respond(r) => r,
                     Decision::Register => self.registrar.handle(now, &request, from),
+                    Decision::Invite => return self.calls.on_invite(&mut cx, key, request, from),
+                    Decision::InDialog => return self.calls.on_in_dialog(&mut cx, key, request),
                 };
                 tracing::debug!(status = resp.status_code.code(), peer = %core::peer_str(&from), "answered");
-                if let Err(e) = self.layer.send_response(now, &key, resp) {
-                    tracing::warn!(error = %e, "cannot send response");
+                cx.respond(&key, resp);
+            }
+            TransactionEvent::Cancel { key, target, request, .. } => {
+                core::cancel(&mut cx, &key, target.as_ref(), &request);
+                if let Some(t) = &target {
+                    self.calls.on_cancelled(t);
                 }
             }
-            TransactionEvent::Cancel { key, target, request, .. } => core::cancel(now, &mut self.layer, &key, target, &request),
-            TransactionEvent::Response { key, response } => self.trunks.on_response(now, &key, response),
-            TransactionEvent::Timeout { key } | TransactionEvent::TransportError { key } => self.trunks.on_failure(now, &key),
-            TransactionEvent::Terminated { key } => self.trunks.forget(&key),
-            other => core::unclaimed(&other),
+            TransactionEvent::Response { key, response } => {
+                let code = response.status_code.code();
+                if code >= 200 && self.counted.insert(key.clone()) {
+                    self.stats.record(Role::Client, &key.method(), Outcome::Status(code));
+                }
+                if self.calls.owns(&key) {
+                    self.calls.on_response(&mut cx, &key, response);
+                } else {
+                    self.trunks.on_response(now, &key, response);
+                }
+            }
+            TransactionEvent::Timeout { key } => {
+                self.failure(now, &key, Outcome::Timeout, 408);
+            }
+            TransactionEvent::TransportError { key } => {
+                self.failure(now, &key, Outcome::TransportError, 503);
+            }
+            TransactionEvent::Terminated { key } => {
+                self.counted.remove(&key);
+                self.calls.forget_txn(&key);
+                self.trunks.forget(&key);
+            }
+            TransactionEvent::Ack { request, .. } => self.calls.on_ack(&request),
+            TransactionEvent::StrayResponse { response, .. } => self.calls.on_stray(&mut cx, &response),
+        }
+    }
+
+    /// Timer B/F/H or a transport error: counted, then told to the leg or trunk it belongs to.
+    fn failure(&mut self, now: Instant, key: &TransactionKey, outcome: Outcome, status: u16) {
+        // A server transaction was counted by the final response the core sent.
+        if key.role() == Role::Client {
+            self.stats.record(Role::Client, &key.method(), outcome);
+        }
+        let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
+        if !self.calls.on_failure(&mut cx, key, status) {
+            self.trunks.on_failure(now, key);
         }
     }
 }

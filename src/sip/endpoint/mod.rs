@@ -4,7 +4,7 @@
 //!   after each batch of input, drain `poll_transmit`/`poll_event`, then sleep until `poll_timeout`.
 //! - `core`: dispatch of new server transactions to one handler per method:
 //!   `options` (200 + Allow/Accept/Supported), `register` (the agents' registrar),
-//!   `invite` (404 unknown user), `in_dialog` (481 without a dialog), `unsupported` (501 + Allow).
+//!   `invite` (404 unknown user; known users' INVITEs become call legs, `sip::calls`), `in_dialog` (481 without a dialog), `unsupported` (501 + Allow).
 //!   ACKs are absorbed; CANCEL gets 200/487 or 481.
 //! - `trunks`: per-profile carrier registration and OPTIONS keep-alive, and the shared
 //!   [`TrunkStates`] the HTTP API reads.
@@ -24,13 +24,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use driver::SHUTDOWN_GRACE;
 pub use trunks::{TrunkStates, TrunkStatus};
 
 use crate::config::Config;
+use crate::sip::calls::{CallControl, IncomingCall};
+use crate::sip::stats::SipStats;
 use crate::sip::transport::{TransportError, Transports};
 
 /// Users redial answers for: agents' ids and trunks' DIDs.
@@ -89,6 +91,13 @@ pub struct EndpointHandle {
     /// Changes whenever `agents` changed.
     pub agent_changes: watch::Receiver<u64>,
     pub transports: Transports,
+    /// Places calls (and controls them through their [`Leg`](crate::sip::calls::Leg)s).
+    pub calls: CallControl,
+    /// Calls that arrived for our users (DIDs, agents). Take it to answer calls; while it is
+    /// `None`-ed and dropped, or full, INVITEs get 480.
+    pub incoming: Option<mpsc::Receiver<IncomingCall>>,
+    /// Transaction counters for `/metrics`.
+    pub stats: Arc<SipStats>,
     task: JoinHandle<()>,
 }
 
@@ -100,6 +109,9 @@ impl EndpointHandle {
         self.transports.close();
     }
 }
+
+/// Inbound calls waiting for the TU; beyond this they get 480.
+pub const INCOMING_CALLS: usize = 1024;
 
 pub struct Endpoint;
 
@@ -113,9 +125,30 @@ impl Endpoint {
         let local_addr = transports.local_addr();
         let proxies = trunks::resolve_proxies(cfg).await;
         let (changes_tx, agent_changes) = watch::channel(0u64);
-        let driver = driver::Driver::new(cfg, transports.clone(), &proxies, trunks.clone(), agents.clone(), changes_tx);
+        let (calls, commands) = CallControl::new();
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CALLS);
+        let stats = Arc::new(SipStats::new());
+        let driver = driver::Driver::new(
+            cfg,
+            transports.clone(),
+            &proxies,
+            trunks.clone(),
+            agents.clone(),
+            changes_tx,
+            driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
+        );
         let task = tokio::spawn(driver.run(incoming, shutdown));
-        Ok(EndpointHandle { local_addr, trunks, agents, agent_changes, transports, task })
+        Ok(EndpointHandle {
+            local_addr,
+            trunks,
+            agents,
+            agent_changes,
+            transports,
+            calls,
+            incoming: Some(incoming_rx),
+            stats,
+            task,
+        })
     }
 }
 

@@ -25,6 +25,9 @@ fn status(d: Decision) -> (u16, String) {
     match d {
         Decision::Respond(r) => (r.status_code.code(), String::from_utf8(codec::encode(&rsip::SipMessage::Response(r))).unwrap()),
         Decision::Register => (0, String::new()),
+        // Taken by the call legs: an inbound call, or an in-dialog request (481 without a dialog).
+        Decision::Invite => (1, String::new()),
+        Decision::InDialog => (2, String::new()),
     }
 }
 
@@ -42,12 +45,12 @@ fn options_is_200_with_capabilities() {
 fn method_table() {
     let d = dir();
     assert_eq!(status(dispatch(&req("INVITE", "nobody", false), &d)).0, 404);
-    assert_eq!(status(dispatch(&req("INVITE", "alice", false), &d)).0, 480);
-    assert_eq!(status(dispatch(&req("INVITE", "alice", true), &d)).0, 481);
-    assert_eq!(status(dispatch(&req("BYE", "alice", true), &d)).0, 481);
+    assert_eq!(status(dispatch(&req("INVITE", "alice", false), &d)).0, 1);
+    assert_eq!(status(dispatch(&req("INVITE", "alice", true), &d)).0, 2);
+    assert_eq!(status(dispatch(&req("BYE", "alice", true), &d)).0, 2);
     assert_eq!(status(dispatch(&req("BYE", "alice", false), &d)).0, 481);
-    assert_eq!(status(dispatch(&req("INFO", "alice", true), &d)).0, 481);
-    assert_eq!(status(dispatch(&req("OPTIONS", "alice", true), &d)).0, 481);
+    assert_eq!(status(dispatch(&req("INFO", "alice", true), &d)).0, 2);
+    assert_eq!(status(dispatch(&req("OPTIONS", "alice", true), &d)).0, 2);
     let (code, text) = status(dispatch(&req("MESSAGE", "alice", false), &d));
     assert_eq!(code, 501);
     assert!(text.contains("Allow: "), "{text}");
@@ -82,6 +85,8 @@ fn dids_are_known_with_and_without_plus() {
         dids: vec!["+15550100".into()],
         inbound_queue: None,
         options_ping: None,
+        max_calls: 0,
+        max_cps: 0.0,
     };
     cfg.profiles.insert("c".into(), p);
     let d = Directory::from_config(&cfg);

@@ -73,7 +73,12 @@ pub(super) struct Trunks {
 /// the bound address; when bound to 0.0.0.0/::, the source address the routing table picks
 /// for `proxy` (a connected UDP socket; nothing is sent), else loopback.
 pub fn advertised(cfg: &Config, local: SocketAddr, proxy: Option<SocketAddr>) -> SocketAddr {
-    let ip = match cfg.sip.public_addr {
+    advertised_from(cfg.sip.public_addr, local, proxy)
+}
+
+/// [`advertised`] from `sip.public_addr` alone.
+pub fn advertised_from(public_addr: Option<std::net::IpAddr>, local: SocketAddr, proxy: Option<SocketAddr>) -> SocketAddr {
+    let ip = match public_addr {
         Some(ip) => ip,
         None if local.ip().is_unspecified() => proxy
             .and_then(|p| {

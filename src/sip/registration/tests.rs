@@ -23,6 +23,8 @@ pub(crate) fn profile(expires: u64) -> Profile {
         dids: vec![],
         inbound_queue: None,
         options_ping: Some(Duration::from_secs(30)),
+        max_calls: 0,
+        max_cps: 0.0,
     }
 }
 

@@ -1,0 +1,124 @@
+//! The dialler: turns each due callback the scheduler hands over into calls
+//! (issue 6), and reports how the attempt ended.
+//!
+//! One tokio task per attempt runs the queue's flow to its end:
+//! - [`customer_first`]: dial the customer, run AMD, ring the reserved agent
+//!   while the customer hears the hold prompt, bridge.
+//! - [`agent_first`]: ring the agent, then dial the customer while the agent
+//!   hears the call progress, bridge.
+//!
+//! The pieces they share:
+//! - [`party`]: one call leg (SIP [`Leg`](crate::sip::calls::Leg)) with its
+//!   anchored media ([`MediaLeg`](crate::media::call::MediaLeg)); dialling the
+//!   customer through the queue's trunk; ringing an agent's softphones.
+//! - [`attempt`]: the attempt's timeline and its report to the book.
+//! - [`outcome`]: SIP final statuses to attempt outcomes.
+//! - [`gate`]: per-trunk and per-queue call limits, applied where the
+//!   scheduler reserves an agent.
+//! - [`live`]: the calls in progress, for booking from a live call.
+
+mod agent_first;
+pub mod attempt;
+pub mod customer_first;
+pub mod gate;
+pub mod live;
+pub mod outcome;
+pub mod party;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::agents::Registry;
+use crate::api::metrics::Metrics;
+use crate::clock::Clock;
+use crate::config::{Config, DialMode, Queue};
+use crate::media::call::{MediaEngine, Prompts};
+use crate::scheduler::model::Dispatch;
+use crate::scheduler::store::Book;
+use crate::sip::calls::CallControl;
+use crate::sip::endpoint::AgentBindings;
+use crate::sip::Peer;
+
+pub use gate::Gate;
+pub use live::LiveCallTable;
+
+/// Everything a flow needs, shared by every attempt.
+pub struct Dialler {
+    pub cfg: Arc<Config>,
+    pub book: Arc<Book>,
+    pub agents: Arc<Registry>,
+    pub gate: Arc<Gate>,
+    pub calls: CallControl,
+    pub bindings: AgentBindings,
+    pub media: MediaEngine,
+    pub prompts: Arc<Prompts>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Each profile's proxy, resolved at start.
+    pub proxies: BTreeMap<String, Peer>,
+    /// Our SIP address, the host of the From/Contact we send agents.
+    pub sip_addr: SocketAddr,
+    pub live: Arc<LiveCallTable>,
+}
+
+impl Dialler {
+    fn queue(&self, name: &str) -> Option<&Queue> {
+        self.cfg.queue(name)
+    }
+
+    /// Runs every dispatch to its end until the scheduler's channel closes,
+    /// then waits for the attempts in progress.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Dispatch>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                d = rx.recv() => match d {
+                    Some(d) => {
+                        let this = self.clone();
+                        tasks.spawn(async move { this.attempt(d).await });
+                    }
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// One attempt: run the queue's flow, free what it held, report.
+    async fn attempt(&self, d: Dispatch) {
+        let cb = &d.callback;
+        let span = tracing::info_span!("attempt", callback = %cb.id, attempt = d.attempt, queue = %cb.queue, agent = %d.agent);
+        let _e = span.enter();
+        tracing::info!(callback = %cb.id, attempt = d.attempt, agent = %d.agent, "callback due: dialling");
+        self.metrics.fired(self.clock.now_ms() - cb.due_at);
+        self.metrics.calls_active_add(1);
+        let mut log = attempt::AttemptLog::new(self.clock.clone(), &d.agent);
+        let interaction = live::new_interaction_id();
+        self.agents.assign(&d.agent, &cb.id.to_string());
+        let finish = match self.queue(&cb.queue) {
+            Some(q) => {
+                let mode = cb.mode;
+                drop(_e);
+                let flow = match mode {
+                    DialMode::CustomerFirst => customer_first::run(self, &d, q, &interaction, &mut log).await,
+                    DialMode::AgentFirst => agent_first::run(self, &d, q, &interaction, &mut log).await,
+                };
+                flow
+            }
+            None => attempt::Finish::failed_no_retry("queue no longer configured"),
+        };
+        self.live.remove(&interaction);
+        self.gate.call_ended(&d.agent, &cb.queue);
+        self.metrics.calls_active_add(-1);
+        self.metrics.attempt_ended(finish.outcome.as_str());
+        tracing::info!(callback = %cb.id, attempt = d.attempt, outcome = finish.outcome.as_str(), sip = ?finish.sip_status, "attempt ended");
+        let report = log.into_outcome(finish);
+        if let Err(e) = self.book.report_outcome(cb.id, d.attempt, report).await {
+            tracing::error!(callback = %cb.id, error = %e, "cannot record the attempt's outcome");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! One call leg with its anchored media, and the two ways a flow gets one:
+//! dialling the customer through the queue's trunk, and ringing an agent's
+//! softphones.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Queue;
+use crate::media::call::{MediaEvent, MediaLeg};
+use crate::media::Codec;
+use crate::scheduler::model::{Dispatch, Outcome};
+use crate::sip::calls::{Credentials, DialRequest, Leg, LegEvent};
+use crate::sip::Peer;
+
+use super::attempt::{AttemptLog, Finish};
+use super::outcome;
+use super::Dialler;
+
+/// Longest wait for a final response once we hung up a ringing leg.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// A call leg and its media.
+pub struct Party {
+    pub sip: Leg,
+    pub media: MediaLeg,
+}
+
+/// Whatever happened next on a party.
+#[derive(Debug)]
+pub enum PartyEvent {
+    Sip(LegEvent),
+    Media(MediaEvent),
+    /// Both event sources are closed.
+    Gone,
+}
+
+impl PartyEvent {
+    /// The leg is over: the peer hung up, the call failed, media stopped
+    /// for the media timeout, or the leg's task is gone.
+    pub fn ends_call(&self) -> bool {
+        matches!(
+            self,
+            PartyEvent::Sip(LegEvent::Ended { .. } | LegEvent::Failed { .. }) | PartyEvent::Media(MediaEvent::Timeout) | PartyEvent::Gone
+        )
+    }
+}
+
+impl Party {
+    /// The next event from the leg or its media.
+    pub async fn next(&mut self) -> PartyEvent {
+        tokio::select! {
+            e = self.sip.events.recv() => match e {
+                Some(e) => PartyEvent::Sip(e),
+                None => PartyEvent::Gone,
+            },
+            Some(e) = self.media.events.recv() => PartyEvent::Media(e),
+        }
+    }
+
+    /// Handles what every flow does the same way: a re-offer moves media.
+    pub fn absorb(&mut self, ev: &PartyEvent) {
+        if let PartyEvent::Sip(LegEvent::Reoffer { sdp }) = ev {
+            if let Err(e) = self.media.reoffer(&String::from_utf8_lossy(sdp)) {
+                tracing::warn!(error = %e, "re-offer not applied");
+            }
+        }
+    }
+
+    /// Hangs up and releases the media.
+    pub fn close(self) {
+        self.sip.hangup();
+        self.media.close();
+    }
+
+    /// Waits until this leg's call ends; returns why.
+    pub async fn until_ended(&mut self) -> PartyEvent {
+        loop {
+            let ev = self.next().await;
+            self.absorb(&ev);
+            if ev.ends_call() {
+                return ev;
+            }
+        }
+    }
+
+    /// Applies an SDP answer (from a 18x or 2xx) to the media.
+    fn accept(&mut self, sdp: &Option<Vec<u8>>) -> bool {
+        let Some(sdp) = sdp else { return true };
+        match self.media.accept_answer(&String::from_utf8_lossy(sdp)) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "unusable SDP answer");
+                false
+            }
+        }
+    }
+}
+
+/// Codecs of a profile, in its preference order, that we can use.
+fn codecs(names: &[String]) -> Vec<Codec> {
+    let v: Vec<Codec> = names.iter().filter_map(|n| Codec::from_name(n)).collect();
+    if v.is_empty() {
+        vec![Codec::Pcmu, Codec::Pcma]
+    } else {
+        v
+    }
+}
+
+/// What a customer dial became.
+pub enum Dialled {
+    Answered(Party),
+    /// Not answered: how to record it.
+    NotAnswered(Finish),
+}
+
+/// INVITEs the customer through the queue's trunk and waits for the
+/// answer: on the first 18x the ring timeout starts; when it runs out we
+/// CANCEL (`no_answer`). Early media (183 with SDP) is applied, and
+/// `on_progress` sees every 18x (agent-first relays ring-back with it).
+pub async fn dial_customer(
+    d: &Dialler,
+    dispatch: &Dispatch,
+    queue: &Queue,
+    log: &mut AttemptLog,
+    mut on_progress: impl FnMut(&mut Party, u16),
+) -> Dialled {
+    let cb = &dispatch.callback;
+    let Some(profile) = queue.profile.as_ref().and_then(|p| d.cfg.profiles.get(p)) else {
+        return Dialled::NotAnswered(Finish::new(Outcome::Failed, None).note("the queue has no outbound trunk"));
+    };
+    let Some(dest) = d.proxies.get(&profile.name).copied() else {
+        return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note("the trunk's proxy did not resolve") });
+    };
+    if !crate::e164::is_e164(&cb.phone) {
+        return Dialled::NotAnswered(Finish::new(Outcome::Failed, None).note("not an E.164 number"));
+    }
+    let mut media = match d.media.open().await {
+        Ok(m) => m,
+        Err(e) => return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
+    };
+    let offer = media.offer(&codecs(&profile.codecs));
+    let caller_id = cb.caller_id.clone().or_else(|| queue.caller_id.clone()).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
+    let credentials = match (&profile.username, &profile.password) {
+        (Some(u), Some(p)) => Some(Credentials { username: u.clone(), password: p.clone() }),
+        _ => None,
+    };
+    let uri = format!("sip:{}@{}", cb.phone, profile.domain);
+    let sip = d.calls.dial(DialRequest {
+        request_uri: uri.clone(),
+        to: format!("<{uri}>"),
+        from_user: caller_id,
+        from_host: profile.domain.clone(),
+        destination: dest,
+        headers: vec![],
+        sdp: offer.into_bytes(),
+        credentials,
+    });
+    log.mark(|t| &mut t.dialed_at);
+    let mut party = Party { sip, media };
+    let mut ring_deadline: Option<Instant> = None;
+    let mut cancelled_at: Option<Instant> = None;
+    loop {
+        let deadline = cancelled_at.map(|t| t + CANCEL_GRACE).or(ring_deadline);
+        let ev = tokio::select! {
+            ev = party.sip.events.recv() => ev,
+            _ = sleep_until(deadline) => {
+                if cancelled_at.is_some() {
+                    tracing::warn!("no final response after CANCEL");
+                    party.media.close();
+                    return Dialled::NotAnswered(outcome::for_status(487, true).into());
+                }
+                tracing::info!("ring timeout: cancelling the customer leg");
+                party.sip.hangup();
+                cancelled_at = Some(Instant::now());
+                continue;
+            }
+        };
+        match ev {
+            Some(LegEvent::Progress { status, sdp }) => {
+                log.mark(|t| &mut t.ringing_at);
+                if ring_deadline.is_none() {
+                    ring_deadline = Some(Instant::now() + queue.ring_timeout);
+                }
+                party.accept(&sdp);
+                on_progress(&mut party, status);
+            }
+            Some(LegEvent::Answered { sdp }) => {
+                if cancelled_at.is_some() {
+                    // The 200 crossed our CANCEL: the SIP layer ACKs and BYEs it.
+                    continue;
+                }
+                log.mark(|t| &mut t.answered_at);
+                if !party.accept(&sdp) {
+                    party.close();
+                    return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, Some(200)).note("the answer's SDP was unusable") });
+                }
+                return Dialled::Answered(party);
+            }
+            Some(LegEvent::Failed { status }) => {
+                party.media.close();
+                return Dialled::NotAnswered(outcome::for_status(status, cancelled_at.is_some()).into());
+            }
+            Some(LegEvent::Ended { .. }) | None => {
+                party.media.close();
+                let f = if cancelled_at.is_some() { outcome::for_status(487, true) } else { outcome::for_status(503, false) };
+                return Dialled::NotAnswered(f.into());
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How ringing an agent ended.
+pub enum Rung {
+    Answered(Party),
+    /// No answer within the agent ring timeout.
+    NoAnswer,
+    /// The softphone declined (or failed) with this status.
+    Declined(u16),
+    /// The agent has no live registration to ring.
+    Unreachable,
+    /// The other party (the waiting customer) hung up first.
+    OtherGone,
+}
+
+/// Who is calling the agent, for the INVITE's From and headers.
+pub struct AgentCall<'a> {
+    pub dispatch: Option<&'a Dispatch>,
+    /// The customer's number, shown to the agent as the caller.
+    pub caller: &'a str,
+    pub queue: &'a str,
+    pub interaction: &'a str,
+}
+
+/// Rings every registered contact of `agent` at once (parallel forking):
+/// the first to answer wins and the others are cancelled. While ringing,
+/// `other` (the waiting customer, in customer-first) is watched: if it
+/// hangs up, the agent's legs are cancelled.
+pub async fn ring_agent(d: &Dialler, agent: &str, call: &AgentCall<'_>, timeout: Duration, mut other: Option<&mut Party>, log: &mut AttemptLog) -> Rung {
+    let bindings: Vec<(String, Peer)> = {
+        let now = std::time::Instant::now();
+        let b = d.bindings.read().unwrap_or_else(|e| e.into_inner());
+        b.get(agent).map(|v| v.iter().filter(|b| b.expires_at > now).map(|b| (b.contact.clone(), contact_target(&b.contact, b.source))).collect()).unwrap_or_default()
+    };
+    if bindings.is_empty() {
+        return Rung::Unreachable;
+    }
+    let mut headers = vec![("X-Redial-Queue".to_string(), call.queue.to_string()), ("X-Redial-Interaction-Id".to_string(), call.interaction.to_string())];
+    if let Some(dp) = call.dispatch {
+        headers.push(("X-Redial-Callback-Id".to_string(), dp.callback.id.to_string()));
+        if let Some(n) = dp.callback.notes.as_deref().filter(|n| !n.is_empty()) {
+            // Header values cannot carry line breaks.
+            headers.push(("X-Redial-Notes".to_string(), n.replace(['\r', '\n'], " ")));
+        }
+    }
+    let what = call.dispatch.map_or_else(|| call.interaction.to_string(), |dp| dp.callback.id.to_string());
+    let host = d.sip_addr.to_string();
+    let mut legs: Vec<Party> = Vec::new();
+    for (contact, source) in bindings {
+        let mut media = match d.media.open().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "no media port for the agent leg");
+                continue;
+            }
+        };
+        let offer = media.offer(&[Codec::Pcmu, Codec::Pcma]);
+        let sip = d.calls.dial(DialRequest {
+            request_uri: contact,
+            to: format!("<sip:{agent}@{host}>"),
+            from_user: call.caller.to_string(),
+            from_host: host.clone(),
+            destination: source,
+            headers: headers.clone(),
+            sdp: offer.into_bytes(),
+            credentials: None,
+        });
+        legs.push(Party { sip, media });
+    }
+    if legs.is_empty() {
+        return Rung::Unreachable;
+    }
+    d.agents.ringing(agent, &what);
+    log.mark(|t| &mut t.agent_ringing_at);
+    let deadline = Instant::now() + timeout;
+    let mut last_status = 0u16;
+    let result = loop {
+        if legs.is_empty() {
+            break if last_status == 0 || last_status == 408 || last_status == 480 { Rung::NoAnswer } else { Rung::Declined(last_status) };
+        }
+        let next = futures_next(&mut legs);
+        tokio::select! {
+            (i, ev) = next => match ev {
+                PartyEvent::Sip(LegEvent::Answered { sdp }) => {
+                    let mut p = legs.swap_remove(i);
+                    if !p.accept(&sdp) {
+                        p.close();
+                        last_status = 488;
+                        continue;
+                    }
+                    break Rung::Answered(p);
+                }
+                PartyEvent::Sip(LegEvent::Failed { status }) => {
+                    last_status = status;
+                    legs.swap_remove(i).media.close();
+                }
+                ev if ev.ends_call() => {
+                    legs.swap_remove(i).close();
+                }
+                _ => {}
+            },
+            ev = watch(other.as_deref_mut()) => {
+                if ev.ends_call() {
+                    break Rung::OtherGone;
+                }
+                if let Some(o) = other.as_deref_mut() {
+                    o.absorb(&ev);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break Rung::NoAnswer,
+        }
+    };
+    for l in legs {
+        l.close();
+    }
+    if let Rung::Answered(_) = result {
+        log.mark(|t| &mut t.agent_answered_at);
+    }
+    result
+}
+
+/// Where to send an INVITE for a registered contact: the Contact's own
+/// address when it is on the host the REGISTER came from (a softphone may
+/// register from one port and listen on another), else the REGISTER's
+/// source (the softphone is behind NAT and its Contact is private).
+fn contact_target(contact: &str, source: Peer) -> Peer {
+    let addr = rsip::Uri::try_from(contact).ok().and_then(|u| {
+        let ip: std::net::IpAddr = u.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok()?;
+        let port = u.host_with_port.port.map_or(5060, |p| *p.value());
+        Some(std::net::SocketAddr::new(ip, port))
+    });
+    match addr {
+        Some(a) if a.ip() == source.addr.ip() => Peer { addr: a, transport: source.transport },
+        _ => source,
+    }
+}
+
+/// The next event of any of `legs`, with its index.
+async fn futures_next(legs: &mut [Party]) -> (usize, PartyEvent) {
+    let futs = legs.iter_mut().enumerate().map(|(i, p)| Box::pin(async move { (i, p.next().await) }));
+    futures_util::future::select_all(futs).await.0
+}
+
+/// The next event of `p`, or never.
+async fn watch(p: Option<&mut Party>) -> PartyEvent {
+    match p {
+        Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The party hung up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hangup;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport;
+
+    #[test]
+    fn contacts_on_the_registering_host_are_used_directly_else_the_source() {
+        let src = Peer { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Udp };
+        assert_eq!(contact_target("sip:alice@127.0.0.1:5070", src).addr, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(contact_target("sip:alice@127.0.0.1", src).addr, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(contact_target("sip:alice@192.168.1.10:5060", src), src, "NAT: the source");
+        assert_eq!(contact_target("sip:alice@phone.example", src), src);
+    }
+}
+
+/// Plays `prompt` to `party` and waits for it to finish (bounded by its
+/// length plus a second); `Err` if the party hung up meanwhile.
+pub async fn play_and_wait(party: &mut Party, prompt: std::sync::Arc<crate::media::player::Prompt>) -> Result<(), Hangup> {
+    let limit = prompt.duration() + Duration::from_secs(1);
+    party.media.play(prompt, false);
+    let r = tokio::time::timeout(limit, async {
+        loop {
+            let ev = party.next().await;
+            party.absorb(&ev);
+            match ev {
+                PartyEvent::Media(MediaEvent::PlayDone) => return Ok(()),
+                ev if ev.ends_call() => return Err(Hangup),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    r.unwrap_or(Ok(()))
+}

@@ -1,0 +1,153 @@
+//! The `Book` additions of issues 6 and 8 at the store level (fake clock,
+//! no HTTP): skip when reached, find_active, one active callback per live
+//! interaction, `when` resolution at the writer's clock, attempt timelines.
+
+#[path = "scheduler_util.rs"]
+mod util;
+
+use redial::scheduler::model::{AttemptOutcome, EndReason, NewCallback, Outcome, Status, Timeline};
+use redial::scheduler::store::ScheduleError;
+use redial::scheduler::when::WhenResolution;
+use util::*;
+
+#[tokio::test]
+async fn skip_reached_ends_scheduled_only_and_counts() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let a = h.schedule_at("+15550100", MONDAY_NOON + HOUR).await;
+    assert_eq!(h.book().find_active("+15550100", "q").unwrap().map(|c| c.id), Some(a.id));
+    assert_eq!(h.book().find_active("+15550100", "default").unwrap(), None);
+    // Another queue, or nobody scheduled: nothing to skip.
+    assert_eq!(h.book().skip_reached("+15550100", "default", "inb-1").await.unwrap(), None);
+    assert_eq!(h.book().skip_reached("+15550199", "q", "inb-1").await.unwrap(), None);
+
+    h.clock.advance(MIN);
+    let s = h.book().skip_reached("+15550100", "q", "inb-2").await.unwrap().expect("skipped");
+    assert_eq!((s.id, s.status, s.end_reason, s.skipped_by.as_deref()), (a.id, Status::Skipped, Some(EndReason::Reached), Some("inb-2")));
+    assert_eq!(s.updated_at, MONDAY_NOON + MIN);
+    // Durable, final, frees the phone+queue, counted.
+    assert_eq!(h.get(a.id), s);
+    assert_eq!(h.book().find_active("+15550100", "q").unwrap(), None);
+    assert_eq!(h.book().skip_reached("+15550100", "q", "inb-3").await.unwrap(), None);
+    assert_eq!(h.book().stats(Some("q")).unwrap().skipped, 1);
+    assert_eq!(h.book().stats(None).unwrap().pending, 0);
+    // It never fires.
+    h.clock.advance(2 * HOUR);
+    assert!(h.fire_all().await.is_empty());
+    h.assert_consistent();
+
+    // An in_progress callback is being dialled: left alone.
+    let b = h.schedule_at("+15550100", h.now() + 2 * MIN).await;
+    h.clock.advance(3 * MIN);
+    assert_eq!(ids(&h.fire_all().await), vec![b.id]);
+    assert_eq!(h.book().skip_reached("+15550100", "q", "inb-4").await.unwrap(), None);
+    assert_eq!(h.get(b.id).status, Status::InProgress);
+    assert_eq!(h.book().find_active("+15550100", "q").unwrap().map(|c| c.status), Some(Status::InProgress));
+
+    // Survives a reopen.
+    let mut h = h;
+    h.reopen();
+    assert_eq!(h.get(a.id).status, Status::Skipped);
+    assert_eq!(h.book().stats(Some("q")).unwrap().skipped, 1);
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn attempt_timeline_round_trips_through_report_outcome() {
+    let mut h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let c = h.schedule_at("+15550200", MONDAY_NOON + 2 * MIN).await;
+    h.clock.advance(2 * MIN);
+    let d = h.fire_all().await;
+    assert_eq!(ids(&d), vec![c.id]);
+    let t0 = h.now();
+    let timeline = Timeline {
+        dialed_at: Some(t0 + 20),
+        ringing_at: Some(t0 + 900),
+        answered_at: Some(t0 + 4_000),
+        amd_at: Some(t0 + 6_100),
+        agent_ringing_at: Some(t0 + 6_150),
+        agent_answered_at: Some(t0 + 8_000),
+        bridged_at: Some(t0 + 8_010),
+    };
+    h.clock.advance(30_000);
+    let o = AttemptOutcome { sip_status: Some(200), agent: Some("alice".into()), timeline, ..AttemptOutcome::new(Outcome::Human) };
+    let done = h.book().report_outcome(c.id, 1, o).await.unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let a = h.book().attempts(c.id).unwrap().unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].timeline, timeline);
+    assert_eq!((a[0].started_at, a[0].ended_at), (t0, t0 + 30_000));
+
+    // A partial timeline, and `AttemptOutcome::new`'s empty one.
+    let c2 = h.schedule_at("+15550201", h.now() + 2 * MIN).await;
+    h.clock.advance(2 * MIN);
+    h.fire_all().await;
+    let partial = Timeline { dialed_at: Some(h.now() + 5), ringing_at: Some(h.now() + 700), ..Timeline::default() };
+    let o = AttemptOutcome { sip_status: Some(408), timeline: partial, ..AttemptOutcome::new(Outcome::NoAnswer) };
+    assert_eq!(h.book().report_outcome(c2.id, 1, o).await.unwrap().status, Status::Scheduled);
+    h.clock.advance(11 * MIN);
+    h.fire_all().await;
+    h.book().report_outcome(c2.id, 2, AttemptOutcome::new(Outcome::Busy)).await.unwrap();
+    h.reopen();
+    let a2 = h.book().attempts(c2.id).unwrap().unwrap();
+    assert_eq!(a2.iter().map(|a| a.timeline).collect::<Vec<_>>(), vec![partial, Timeline::default()]);
+    assert_eq!(h.book().attempts(c.id).unwrap().unwrap()[0].timeline, timeline);
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn one_active_callback_per_live_interaction() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let live = |phone: &str| NewCallback {
+        phone: phone.into(),
+        queue: "q".into(),
+        interaction_id: Some("call-1".into()),
+        unique_interaction: true,
+        default_delay_ms: Some(30 * MIN),
+        ..Default::default()
+    };
+    let a = h.book().schedule(live("+15550300")).await.unwrap();
+    // Live default: now + 30 min (the queue is always open).
+    assert_eq!(a.due_at, MONDAY_NOON + 30 * MIN);
+    match h.book().schedule(live("+15550301")).await {
+        Err(ScheduleError::DuplicateInteraction { existing_id }) => assert_eq!(existing_id, a.id),
+        other => panic!("{other:?}"),
+    }
+    // Without the live rule the same interaction id is just stored.
+    let plain = NewCallback { unique_interaction: false, default_delay_ms: None, ..live("+15550302") };
+    let b = h.book().schedule(plain).await.unwrap();
+    assert_eq!(b.interaction_id.as_deref(), Some("call-1"));
+    h.assert_consistent();
+    // Once both end, the interaction may book again.
+    h.book().cancel(a.id).await.unwrap();
+    h.book().cancel(b.id).await.unwrap();
+    let c = h.book().schedule(live("+15550301")).await.unwrap();
+    assert_eq!(c.status, Status::Scheduled);
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn when_is_resolved_at_the_writers_clock() {
+    // Queue q: always open, UTC, retry_delay 10 min.
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let req = |phone: &str, when: &str, tz: Option<&str>| NewCallback {
+        phone: phone.into(),
+        queue: "q".into(),
+        when: Some(when.into()),
+        timezone: tz.map(str::to_string),
+        ..Default::default()
+    };
+    let a = h.book().schedule(req("+15550400", "in half an hour", None)).await.unwrap();
+    assert_eq!((a.due_at, a.when_resolution, a.when.as_deref()), (MONDAY_NOON + 30 * MIN, Some(WhenResolution::Exact), Some("in half an hour")));
+    // 2026-03-03 10:00 in Kolkata (+05:30) = 04:30 UTC.
+    let b = h.book().schedule(req("+15550401", "kal subah", Some("Asia/Kolkata"))).await.unwrap();
+    assert_eq!((b.due_at, b.when_resolution), (utc("2026-03-03T04:30:00Z"), Some(WhenResolution::Approximate)));
+    assert_eq!(b.timezone, "Asia/Kolkata");
+    let c = h.book().schedule(req("+15550402", "not now, busy", None)).await.unwrap();
+    assert_eq!((c.due_at, c.when_resolution), (MONDAY_NOON + 10 * MIN, Some(WhenResolution::Fallback)));
+    // "in 1 minute" is exactly the 60 s minimum: accepted.
+    let d = h.book().schedule(req("+15550403", "in 1 minute", None)).await.unwrap();
+    assert_eq!(d.due_at, MONDAY_NOON + MIN);
+    // Beyond 30 days: the usual rule.
+    let e = h.book().schedule(req("+15550404", "in 45 days", None)).await.unwrap_err();
+    assert_eq!(e.code(), "too_late");
+}

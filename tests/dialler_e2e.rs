@@ -1,0 +1,257 @@
+//! The dialler end to end (issue 6): the real `redial` binary, callbacks
+//! scheduled through the HTTP API, SIPp playing the carrier and the agents'
+//! softphones, and test phones (tests/common/phone.rs) carrying each SIPp
+//! peer's RTP so packets can be counted on both sides.
+
+mod common;
+
+use std::time::Duration;
+
+use common::phone::Phone;
+use common::world::*;
+use serde_json::json;
+
+const FAST: &str = "max_attempts = 1\nretry_delay = \"1s\"\nring_timeout = \"3s\"\nagent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\n";
+
+#[test]
+fn customer_first_human_is_bridged_to_the_agent_and_completes() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 3000);
+    let id = schedule(&r, json!({"notes": "wants a refund"}));
+
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["outcome"], "human", "{a:?}");
+    assert_eq!(a[0]["amd"], "human");
+    assert_eq!(a[0]["agent"], "alice");
+    assert_eq!(a[0]["sip_status"], 200);
+    let t = &a[0]["timeline"];
+    for k in ["dialed_at", "ringing_at", "answered_at", "amd_at", "agent_ringing_at", "agent_answered_at", "bridged_at"] {
+        assert!(t[k].is_string() || t[k].is_number(), "timeline lacks {k}: {t}");
+    }
+    let agent_out = agent.wait();
+    assert!(agent_out.ok(), "{agent_out}");
+    assert!(agent_out.messages.contains(&format!("X-Redial-Callback-Id: {id}")), "{}", agent_out.messages);
+    assert!(agent_out.messages.contains("X-Redial-Notes: wants a refund"));
+    let carrier_out = carrier.wait();
+    assert!(carrier_out.ok(), "{carrier_out}");
+    // Media both ways through the bridge (3 s of talk = 150 packets each way).
+    assert!(customer.received() > 60, "customer got {} packets", customer.received());
+    assert!(agent_phone.received() > 60, "agent got {} packets", agent_phone.received());
+    let (_, agents) = r.api("GET", "/v1/agents", None);
+    assert_eq!(agents["items"][0]["state"], "available", "{agents}");
+}
+
+#[test]
+fn machine_is_retried_after_retry_delay_then_exhausted() {
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 2\nretry_delay = \"2s\"\nring_timeout = \"3s\"\non_machine = \"retry\"\n");
+    let machine = corpus_file_with_label("machine");
+    let customer = Phone::start(w.path("customer.rtp"), corpus(&machine));
+    let carrier = w.carrier("dial_carrier_answer.xml", 2, Some(&customer));
+    let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(45));
+    assert_eq!(cb["status"], "exhausted", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a.len(), 2, "{a:?}");
+    for x in &a {
+        assert_eq!(x["outcome"], "machine", "{x}");
+        assert_eq!(x["amd"], "machine");
+    }
+    let gap = ms(&a[1]["started_at"]) - ms(&a[0]["ended_at"]);
+    assert!((1_900..6_000).contains(&gap), "retry after {gap} ms, want ≈ 2 s");
+    let out = carrier.wait();
+    assert!(out.ok(), "{out}");
+}
+
+#[test]
+fn busy_decline_and_not_found_map_to_their_outcomes() {
+    for (scenario, outcome, status, sip) in [
+        ("dial_carrier_busy.xml", "busy", "exhausted", 486),
+        ("dial_carrier_decline.xml", "declined", "exhausted", 603),
+        ("dial_carrier_notfound.xml", "failed", "failed", 404),
+    ] {
+        let w = World::new();
+        let r = w.redial(&["alice"], FAST);
+        let carrier = w.carrier(scenario, 1, None);
+        let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+        let id = schedule(&r, json!({}));
+        let cb = wait_final(&r, &id, Duration::from_secs(20));
+        assert_eq!(cb["status"], status, "{scenario}: {cb}");
+        let a = attempts(&r, &id);
+        assert_eq!((a[0]["outcome"].as_str(), a[0]["sip_status"].as_u64()), (Some(outcome), Some(sip)), "{scenario}");
+        let out = carrier.wait();
+        assert!(out.ok(), "{scenario}: {out}");
+        // The reserved agent is free again.
+        r.wait_json("/v1/agents", Duration::from_secs(3), |v| v["items"][0]["state"] == "available");
+    }
+}
+
+#[test]
+fn busy_is_retried_after_retry_delay() {
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 2\nretry_delay = \"1s\"\n");
+    let carrier = w.carrier("dial_carrier_busy.xml", 2, None);
+    let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(20));
+    assert_eq!(cb["status"], "exhausted", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a.len(), 2);
+    let gap = ms(&a[1]["started_at"]) - ms(&a[0]["ended_at"]);
+    assert!((950..4_000).contains(&gap), "retry after {gap} ms, want ≈ 1 s");
+    assert!(carrier.wait().ok());
+}
+
+#[test]
+fn no_answer_is_cancelled_at_the_ring_timeout() {
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 1\nring_timeout = \"2s\"\n");
+    let carrier = w.carrier("dial_carrier_noanswer.xml", 1, None);
+    let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(20));
+    assert_eq!(cb["status"], "exhausted", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a[0]["outcome"], "no_answer", "{a:?}");
+    let rang = ms(&a[0]["ended_at"]) - ms(&a[0]["timeline"]["ringing_at"]);
+    assert!((1_900..4_000).contains(&rang), "rang for {rang} ms, want ≈ 2 s");
+    let out = carrier.wait();
+    assert!(out.ok(), "the carrier must see a CANCEL: {out}");
+}
+
+#[test]
+fn challenged_invite_is_answered_with_the_trunk_credentials() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h003.wav"));
+    let carrier = w.carrier("dial_carrier_challenge.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let id = schedule(&r, json!({}));
+    let out = carrier.wait();
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(out.ok(), "{out}");
+    assert!(out.messages.contains("Proxy-Authorization: Digest"), "no credentials sent");
+    assert!(agent.wait().ok());
+}
+
+#[test]
+fn an_agent_who_declines_ends_the_attempt_as_agent_no_answer() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h004.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_decline.xml", 1, None, 0);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "exhausted", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a[0]["outcome"], "agent_no_answer", "{a:?}");
+    assert!(agent.wait().ok());
+    // The customer heard the hold prompt, then the apology, then BYE.
+    let out = carrier.wait();
+    assert!(out.ok(), "{out}");
+    assert!(customer.received() > 25, "customer heard {} packets", customer.received());
+}
+
+#[test]
+fn agent_first_rings_the_agent_then_bridges_the_customer() {
+    let w = World::new();
+    let r = w.redial(&["alice"], &format!("mode = \"agent_first\"\n{FAST}"));
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h005.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h006.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 3000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a[0]["outcome"], "human");
+    assert!(a[0]["amd"].is_null(), "no AMD in agent-first: {}", a[0]);
+    let t = &a[0]["timeline"];
+    assert!(ms(&t["agent_answered_at"]) <= ms(&t["dialed_at"]), "the agent answers before the customer is dialled: {t}");
+    assert!(agent.wait().ok());
+    assert!(carrier.wait().ok());
+    assert!(customer.received() > 60 && agent_phone.received() > 60, "{} / {}", customer.received(), agent_phone.received());
+}
+
+#[test]
+fn a_kill_during_a_call_closes_the_attempt_and_retries_it_once() {
+    let w = World::new();
+    let mut r = w.redial(&["alice"], "max_attempts = 2\nretry_delay = \"2s\"\nwrap_up = \"0s\"\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h007.wav"));
+    // Two INVITEs in all: the attempt in progress at the kill, and its retry.
+    let carrier = w.carrier("dial_carrier_answer.xml", 2, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 2, None, 60_000);
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+    r.restart(&[]);
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    let a = attempts(&r, &id);
+    assert_eq!(a[0]["outcome"], "failed", "{a:?}");
+    assert_eq!(cb["attempts"], 1, "{cb}");
+    // The agent's softphone registration survives only in the old process:
+    // register again so the retry can reach it.
+    let agent2 = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a.len(), 2, "{a:?}");
+    drop(agent);
+    assert!(agent2.wait().ok());
+    // The first call's BYE died with the killed process: stop SIPp rather
+    // than wait for its timeout.
+    let out = carrier.stop();
+    assert_eq!(out.received("INVITE"), 2, "dialled exactly once per attempt: {out}");
+}
+
+
+/// baresip as the agent's softphone: it registers, auto-answers redial's
+/// call and sends a tone; the customer hangs up.
+#[test]
+fn a_baresip_agent_answers_and_is_bridged() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h011.wav"));
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "8000")]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taubridge.so\n\
+             module_app\taccount.so\nmodule_app\tmenu.so\naudio_source\tausine,440\nausrc_srate\t48000\nausrc_channels\t2\naudio_player\taubridge,nil\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("accounts"), format!("<sip:alice@{};transport=udp>;auth_pass=alice-pw;regint=60;answermode=auto\n", r.sip)).unwrap();
+    let mut baresip = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(dir.path())
+        .args(["-t", "30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("baresip.log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn baresip");
+    r.wait_json("/v1/agents", Duration::from_secs(10), |v| v["items"][0]["state"] == "available");
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    let _ = baresip.kill();
+    let _ = baresip.wait();
+    let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
+    assert_eq!(cb["status"], "completed", "{cb}\nbaresip:\n{log}");
+    let out = carrier.wait();
+    assert!(out.ok(), "{out}");
+    // baresip's 440 Hz tone reached the customer through the bridge (what
+    // baresip receives cannot be counted; the SIPp tests count both ways).
+    assert!(customer.received() > 60, "the customer heard baresip: {} packets", customer.received());
+}

@@ -1,0 +1,122 @@
+//! Inbound trunk calls end to end (issue 7, and issue 8's `skipped` and
+//! booking from a live call): SIPp plays the carrier's caller from
+//! 127.0.0.2 (the profile's proxy address), SIPp softphones the agents, and
+//! test phones carry the RTP (DTMF as RFC 4733 events).
+
+mod common;
+
+use std::time::Duration;
+
+use common::phone::Phone;
+use common::world::*;
+use common::{Redial, Sipp, SippChild};
+use serde_json::json;
+
+const CARRIER_IP: &str = "127.0.0.2";
+const DID: &str = "+15550100";
+const CALLER: &str = "+15551230009";
+const QUEUE: &str = "agent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\n";
+
+fn redial(w: &World, agents: &[&str]) -> Redial {
+    w.redial_with(agents, QUEUE, CARRIER_IP, &format!("dids = [\"{DID}\"]\ninbound_queue = \"q\"\n"))
+}
+
+fn call(w: &World, r: &Redial, from_ip: &str, did: &str, phone: Option<&Phone>) -> SippChild {
+    Sipp::new("inbound_caller.xml")
+        .local_ip(from_ip)
+        .remote(r.sip)
+        .timeout(Duration::from_secs(60))
+        .trace_msg()
+        .set("dir", w.dir.path().to_str().unwrap())
+        .set("rtp_port", &phone.map_or(9, |p| p.port).to_string())
+        .set("did", did)
+        .set("caller", CALLER)
+        .spawn()
+}
+
+/// Waits until the caller's SIPp learnt redial's RTP port (the call is
+/// answered), then a little more for the offer prompt to start.
+fn wait_answered(w: &World) {
+    let f = w.path("caller.rtp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !f.exists() {
+        assert!(std::time::Instant::now() < deadline, "the call was not answered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_caller_reaches_a_free_agent_and_their_pending_callback_is_skipped() {
+    let w = World::new();
+    let r = redial(&w, &["alice"]);
+    // A callback booked earlier for the same number, due in an hour.
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, cb) = r.api("POST", "/v1/callbacks", Some(json!({"phone": CALLER, "queue": "q", "scheduled_at": at})));
+    assert_eq!(s, 201, "{cb}");
+    let id = cb["id"].as_str().unwrap().to_string();
+
+    let caller_phone = Phone::start(w.path("caller.rtp"), corpus("h008.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h009.wav"));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 3000);
+    let caller = call(&w, &r, CARRIER_IP, DID, Some(&caller_phone));
+
+    // While they talk, the agent books a callback on this call.
+    let line = r.logs.wait_for(&["inbound call answered"], Duration::from_secs(15)).expect("answered");
+    let interaction = line.split("interaction=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(15)).expect("bridged");
+    let (s, booked) = r.api("POST", "/v1/callbacks", Some(json!({"interaction_id": interaction, "owner": "me"})));
+    assert_eq!(s, 201, "{booked}");
+    assert_eq!((booked["phone"].as_str(), booked["queue"].as_str(), booked["owner"].as_str()), (Some(CALLER), Some("q"), Some("alice")));
+    assert_eq!(booked["origin"], "agent");
+
+    let out = caller.wait();
+    assert!(out.ok(), "{out}");
+    let a = agent.wait();
+    assert!(a.ok(), "{a}");
+    assert!(a.messages.contains("X-Redial-Queue: q"), "{}", a.messages);
+    assert!(a.messages.contains(&format!("From: <sip:{CALLER}@")), "the agent sees the caller's number");
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    assert_eq!(cb["status"], "skipped", "{cb}");
+    assert_eq!(cb["skipped_by"], interaction.as_str());
+    assert!(caller_phone.received() > 50 && agent_phone.received() > 50, "{} / {}", caller_phone.received(), agent_phone.received());
+}
+
+#[test]
+fn with_no_agent_free_pressing_1_books_one_callback_that_keeps_the_callers_place() {
+    let w = World::new();
+    // alice never registers: nobody is free.
+    let r = redial(&w, &["alice"]);
+    let mut ids = vec![];
+    for round in 0..2 {
+        let _ = std::fs::remove_file(w.path("caller.rtp"));
+        let phone = Phone::start(w.path("caller.rtp"), corpus("h010.wav"));
+        let caller = call(&w, &r, CARRIER_IP, DID, Some(&phone));
+        wait_answered(&w);
+        std::thread::sleep(Duration::from_millis(1500));
+        phone.press('1');
+        let out = caller.wait();
+        assert!(out.ok(), "round {round}: {out}\n{}", out.messages);
+        assert!(phone.received() > 50, "the caller heard the prompts ({} packets)", phone.received());
+        let (_, list) = r.api("GET", &format!("/v1/callbacks?phone=%2B{}", &CALLER[1..]), None);
+        ids.push(list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+    }
+    assert_eq!(ids[0].len(), 1, "{ids:?}");
+    assert_eq!(ids[1], ids[0], "the second call is told one is already booked");
+    assert!(r.logs.wait_for(&["the caller already has a callback"], Duration::from_secs(2)).is_some());
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{}", ids[0][0]), None);
+    assert_eq!(cb["origin"], "inbound", "{cb}");
+    assert_eq!(cb["status"], "scheduled", "{cb}");
+    // Due from when the caller joined, before it was booked.
+    assert!(cb["due_at"].as_str().unwrap() < cb["created_at"].as_str().unwrap(), "{cb}");
+}
+
+#[test]
+fn unknown_dids_get_404_and_unknown_sources_403() {
+    let w = World::new();
+    let r = redial(&w, &["alice"]);
+    for (ip, did, status) in [(CARRIER_IP, "+15550199", "404"), ("127.0.0.1", DID, "403")] {
+        let out = Sipp::new("inbound_refused.xml").local_ip(ip).remote(r.sip).trace_msg().set("did", did).run();
+        assert!(out.ok(), "{out}");
+        assert!(out.messages.contains(&format!("SIP/2.0 {status}")), "{ip} → {did}: {}", out.messages);
+    }
+}
