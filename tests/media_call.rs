@@ -22,11 +22,15 @@ const WAIT: Duration = Duration::from_secs(5);
 /// An engine on a range of 40 ports next to one the OS just handed out
 /// (free at that moment; binding skips pairs taken since).
 fn engine(media_timeout: Duration) -> MediaEngine {
+    engine_with(media_timeout, AmdConfig::default())
+}
+
+fn engine_with(media_timeout: Duration, amd: AmdConfig) -> MediaEngine {
     let probe = std::net::UdpSocket::bind((LO, 0)).unwrap();
     let base = probe.local_addr().unwrap().port() & !1;
     drop(probe);
     let start = base.saturating_sub(40).max(1024);
-    let cfg = MediaConfig { bind: LO, advertised: LO, media_timeout, amd: AmdConfig::default() };
+    let cfg = MediaConfig { bind: LO, advertised: LO, media_timeout, amd };
     MediaEngine::with_config(cfg, start..=start + 39).unwrap()
 }
 
@@ -443,4 +447,19 @@ async fn a_bridge_to_an_opus_leg_transcodes_on_the_48k_clock() {
         dec.decode(Some(&p.payload), &mut pcm).unwrap();
     }
     assert_eq!(pcm.len(), got.len() * 160, "decodes to 20 ms frames of 8 kHz");
+}
+
+#[tokio::test]
+async fn amd_on_a_line_that_sends_nothing_decides_after_total_analysis_time() {
+    let amd = AmdConfig { total_analysis_ms: 600, ..AmdConfig::default() };
+    let e = engine_with(Duration::from_secs(60), amd);
+    let (mut leg, _phone) = leg_with_phone(&e, Codec::Pcmu).await;
+    let t0 = tokio::time::Instant::now();
+    leg.start_amd();
+    match next(&mut leg).await {
+        MediaEvent::Amd(d) => assert_eq!(d.result, AmdResult::Unknown, "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(550), "{:?}", t0.elapsed());
+    assert!(timeout(Duration::from_millis(800), leg.events.recv()).await.is_err(), "decided once");
 }

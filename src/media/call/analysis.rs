@@ -30,6 +30,8 @@ pub struct AmdRun {
     beep_sent: bool,
     greeting_ended: bool,
     decided: bool,
+    /// Wall time without audio after which [`AmdRun::give_up`] decides.
+    patience: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,37 @@ impl AmdRun {
             beep_sent: false,
             greeting_ended: false,
             decided: false,
+            patience: std::time::Duration::from_millis(config.total_analysis_ms as u64),
         })
+    }
+
+    /// Whether the detector has decided.
+    pub fn decided(&self) -> bool {
+        self.decided
+    }
+
+    /// How long the leg may go without audio before [`AmdRun::give_up`]
+    /// (`total_analysis_ms`, as wall time).
+    pub fn patience(&self) -> std::time::Duration {
+        self.patience
+    }
+
+    /// No audio came for [`AmdRun::patience`]: the detector counts audio time,
+    /// so a line that sends nothing (silence suppression, or no RTP at all)
+    /// would never decide. Decide with what was heard (`AmdDetector::finish`);
+    /// a machine that went quiet after speaking has also ended its greeting.
+    pub fn give_up(&mut self, out: &mut impl FnMut(MediaEvent)) {
+        if self.decided {
+            return;
+        }
+        let d = self.det.finish();
+        self.decided = true;
+        self.machine = d.result == AmdResult::Machine;
+        out(MediaEvent::Amd(d));
+        if self.machine && self.heard_speech && !self.greeting_ended {
+            self.greeting_ended = true;
+            out(MediaEvent::GreetingEnded);
+        }
     }
 
     /// Whether more audio can still produce an event; once false, drop the run.
@@ -140,6 +172,18 @@ mod tests {
         // Same audio time as `redial amd` on the file (the labelled onset is 5770 ms).
         assert_eq!(ev[1], MediaEvent::Beep { at_ms: 5770 });
         assert_eq!(ev[2], MediaEvent::GreetingEnded);
+    }
+
+    #[test]
+    fn a_silent_line_is_decided_when_the_caller_gives_up() {
+        let mut r = AmdRun::new(&AmdConfig::default(), Codec::Pcmu, 0).unwrap();
+        assert_eq!(r.patience(), std::time::Duration::from_millis(5000));
+        let mut ev = vec![];
+        r.give_up(&mut |e| ev.push(e));
+        r.give_up(&mut |e| ev.push(e));
+        assert_eq!(ev.len(), 1, "once: {ev:?}");
+        assert!(matches!(ev[0], MediaEvent::Amd(d) if d.result == AmdResult::Unknown && d.reason == crate::amd::DecisionReason::EndOfAudio));
+        assert!(r.decided() && !r.active());
     }
 
     #[test]

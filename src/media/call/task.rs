@@ -97,6 +97,9 @@ pub(crate) struct LegState {
     pending_play: Option<(Arc<Prompt>, bool)>,
     amd: Option<AmdRun>,
     amd_wanted: bool,
+    /// When to look at `amd_last_audio` again (AMD's no-audio watchdog).
+    amd_check: Option<Instant>,
+    amd_last_audio: Instant,
     dtmf: DtmfReceiver,
     first_packet: bool,
     last_rx: Instant,
@@ -162,14 +165,18 @@ impl LegState {
         }
     }
 
-    fn start_amd(&mut self, config: &MediaConfig) {
+    fn start_amd(&mut self, now: Instant, config: &MediaConfig) {
         let Some(m) = self.media else {
             self.amd_wanted = true;
             return;
         };
         self.amd_wanted = false;
         match AmdRun::new(&config.amd, m.codec, m.pt) {
-            Ok(r) => self.amd = Some(r),
+            Ok(r) => {
+                self.amd_last_audio = now;
+                self.amd_check = Some(now + r.patience());
+                self.amd = Some(r);
+            }
             Err(e) => tracing::warn!(leg = self.id, error = %e, "cannot start AMD"),
         }
     }
@@ -195,6 +202,19 @@ impl LegState {
                 self.player = Some(p);
             }
         }
+        if self.amd_check.is_some_and(|t| t <= now) {
+            self.amd_check = None;
+            let events = &self.events;
+            if let Some(amd) = self.amd.as_mut().filter(|a| !a.decided()) {
+                if now.saturating_duration_since(self.amd_last_audio) >= amd.patience() {
+                    amd.give_up(&mut |e| {
+                        let _ = events.send(e);
+                    });
+                } else {
+                    self.amd_check = Some(self.amd_last_audio + amd.patience());
+                }
+            }
+        }
         if self.timeout_check.is_some_and(|t| t <= now) {
             if now.saturating_duration_since(self.last_rx) >= timeout {
                 self.timed_out = true;
@@ -208,7 +228,7 @@ impl LegState {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check].into_iter().flatten().min()
+        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check, self.amd_check].into_iter().flatten().min()
     }
 
     /// A packet from the remote was delivered: counters, first packet, timeout.
@@ -258,7 +278,7 @@ impl LegState {
             self.start_player(now, &p, looped);
         }
         if self.amd_wanted {
-            self.start_amd(config);
+            self.start_amd(now, config);
         }
     }
 
@@ -293,6 +313,8 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         pending_play: None,
         amd: None,
         amd_wanted: false,
+        amd_check: None,
+        amd_last_audio: t,
         dtmf: DtmfReceiver::new(),
         first_packet: false,
         last_rx: t,
@@ -453,7 +475,7 @@ impl LegTask {
             }
             Command::StartAmd => {
                 if self.relay.is_none() {
-                    self.legs[slot].as_mut().expect("slot").start_amd(&self.config);
+                    self.legs[slot].as_mut().expect("slot").start_amd(t, &self.config);
                 }
             }
             Command::Handover { to } => {
@@ -561,6 +583,7 @@ impl LegTask {
                     }
                 }
             } else if let Some(amd) = leg.amd.as_mut() {
+                leg.amd_last_audio = t;
                 let events = &leg.events;
                 let mut out = |e| {
                     let _ = events.send(e);
