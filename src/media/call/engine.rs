@@ -40,7 +40,7 @@ impl MediaConfig {
 }
 
 /// Opens media legs; clone it freely (one allocator behind an `Arc`).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MediaEngine {
     ports: Arc<PortAllocator>,
     config: Arc<MediaConfig>,
@@ -86,9 +86,7 @@ impl MediaEngine {
         let mut last = None;
         for _ in 0..BIND_ATTEMPTS.min(self.ports.capacity()) {
             let lease = self.ports.allocate()?;
-            let rtp = UdpSocket::bind(SocketAddr::new(addr, lease.rtp())).await;
-            let rtcp = UdpSocket::bind(SocketAddr::new(addr, lease.rtcp())).await;
-            match (rtp, rtcp) {
+            match (UdpSocket::bind(SocketAddr::new(addr, lease.rtp())).await, UdpSocket::bind(SocketAddr::new(addr, lease.rtcp())).await) {
                 (Ok(rtp), Ok(rtcp)) => return Ok(LegSocket { rtp, rtcp, lease }),
                 (Err(e), _) | (_, Err(e)) => last = Some(e),
             }

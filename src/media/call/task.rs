@@ -97,6 +97,9 @@ pub(crate) struct LegState {
     pending_play: Option<(Arc<Prompt>, bool)>,
     amd: Option<AmdRun>,
     amd_wanted: bool,
+    /// When to look at `amd_last_audio` again (AMD's no-audio watchdog).
+    amd_check: Option<Instant>,
+    amd_last_audio: Instant,
     dtmf: DtmfReceiver,
     first_packet: bool,
     last_rx: Instant,
@@ -130,7 +133,11 @@ impl LegState {
                 Channel::Rtp => &self.sock.rtp,
                 Channel::Rtcp => &self.sock.rtcp,
             };
-            match sock.try_send_to(&t.payload, t.destination) {
+            // A plain non-blocking send on the socket's descriptor: tokio's
+            // `try_send_to` refuses (WouldBlock) until its reactor has seen the
+            // socket writable, which loses a new leg's first packets, and waiting
+            // for writability per packet is what this task must not do.
+            match socket2::SockRef::from(sock).send_to(&t.payload, &t.destination.into()) {
                 Ok(_) if t.channel == Channel::Rtp => {
                     self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
                 }
@@ -158,14 +165,18 @@ impl LegState {
         }
     }
 
-    fn start_amd(&mut self, config: &MediaConfig) {
+    fn start_amd(&mut self, now: Instant, config: &MediaConfig) {
         let Some(m) = self.media else {
             self.amd_wanted = true;
             return;
         };
         self.amd_wanted = false;
         match AmdRun::new(&config.amd, m.codec, m.pt) {
-            Ok(r) => self.amd = Some(r),
+            Ok(r) => {
+                self.amd_last_audio = now;
+                self.amd_check = Some(now + r.patience());
+                self.amd = Some(r);
+            }
             Err(e) => tracing::warn!(leg = self.id, error = %e, "cannot start AMD"),
         }
     }
@@ -191,8 +202,20 @@ impl LegState {
                 self.player = Some(p);
             }
         }
-        if let Some(at) = self.timeout_check.filter(|&t| t <= now) {
-            let _ = at;
+        if self.amd_check.is_some_and(|t| t <= now) {
+            self.amd_check = None;
+            let events = &self.events;
+            if let Some(amd) = self.amd.as_mut().filter(|a| !a.decided()) {
+                if now.saturating_duration_since(self.amd_last_audio) >= amd.patience() {
+                    amd.give_up(&mut |e| {
+                        let _ = events.send(e);
+                    });
+                } else {
+                    self.amd_check = Some(self.amd_last_audio + amd.patience());
+                }
+            }
+        }
+        if self.timeout_check.is_some_and(|t| t <= now) {
             if now.saturating_duration_since(self.last_rx) >= timeout {
                 self.timed_out = true;
                 self.timeout_check = None;
@@ -205,7 +228,7 @@ impl LegState {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check].into_iter().flatten().min()
+        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check, self.amd_check].into_iter().flatten().min()
     }
 
     /// A packet from the remote was delivered: counters, first packet, timeout.
@@ -255,7 +278,7 @@ impl LegState {
             self.start_player(now, &p, looped);
         }
         if self.amd_wanted {
-            self.start_amd(config);
+            self.start_amd(now, config);
         }
     }
 
@@ -263,6 +286,8 @@ impl LegState {
     fn close(mut self) {
         self.session.close(now());
         self.flush();
+        let s = self.session.stats();
+        tracing::debug!(leg = self.id, sent = s.sent_packets, received = s.received_packets, send_errors = self.send_errors, "media leg closed");
     }
 }
 
@@ -288,6 +313,8 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         pending_play: None,
         amd: None,
         amd_wanted: false,
+        amd_check: None,
+        amd_last_audio: t,
         dtmf: DtmfReceiver::new(),
         first_packet: false,
         last_rx: t,
@@ -315,12 +342,42 @@ enum Input {
     Timer,
 }
 
-async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
-    match sock {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
+/// What wakes the task: the timer first (so a flooded socket cannot starve
+/// prompts and RTCP), then commands, then the sockets, starting at a rotating
+/// one. `poll_recv_ready` keeps one waker per socket and direction, which is
+/// all a task that owns its sockets needs, and costs less per wake-up than a
+/// fresh `readable()` future per socket per loop.
+fn poll_input(
+    cx: &mut std::task::Context<'_>,
+    socks: &[Option<&UdpSocket>; 4],
+    cmds: &mut mpsc::UnboundedReceiver<Envelope>,
+    sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+    turn: usize,
+) -> std::task::Poll<Input> {
+    use std::future::Future;
+    use std::task::Poll;
+    if sleep.poll(cx).is_ready() {
+        return Poll::Ready(Input::Timer);
     }
+    if let Poll::Ready(c) = cmds.poll_recv(cx) {
+        return Poll::Ready(Input::Cmd(c));
+    }
+    for k in 0..ORDER.len() {
+        let i = (turn + k) % ORDER.len();
+        let Some(sock) = socks[i] else { continue };
+        let (slot, ch) = ORDER[i];
+        match sock.poll_recv_ready(cx) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Input::Readable(slot, ch)),
+            // Only when the runtime's reactor is gone: end the task.
+            Poll::Ready(Err(_)) => return Poll::Ready(Input::Cmd(None)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
 }
+
+/// The sockets a task waits on: (slot, channel).
+const ORDER: [(usize, Channel); 4] = [(0, Channel::Rtp), (1, Channel::Rtp), (0, Channel::Rtcp), (1, Channel::Rtcp)];
 
 fn side(slot: usize) -> Side {
     if slot == 0 {
@@ -339,6 +396,7 @@ impl LegTask {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let mut turn = 0usize;
         loop {
             let deadline = self.legs.iter().flatten().filter_map(|l| l.deadline()).min();
             if deadline != armed {
@@ -346,16 +404,18 @@ impl LegTask {
                 sleep.as_mut().reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
             }
             let input = {
-                let s0 = self.legs[0].as_deref().map(|l| &l.sock);
-                let s1 = self.legs[1].as_deref().map(|l| &l.sock);
-                tokio::select! {
-                    c = self.cmds.recv() => Input::Cmd(c),
-                    r = readable(s0.map(|s| &s.rtp)) => { r.ok(); Input::Readable(0, Channel::Rtp) }
-                    r = readable(s1.map(|s| &s.rtp)) => { r.ok(); Input::Readable(1, Channel::Rtp) }
-                    r = readable(s0.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(0, Channel::Rtcp) }
-                    r = readable(s1.map(|s| &s.rtcp)) => { r.ok(); Input::Readable(1, Channel::Rtcp) }
-                    _ = &mut sleep => Input::Timer,
-                }
+                // Only the sockets are borrowed across the await (LegState is not Sync).
+                let legs = &self.legs;
+                let socks: [Option<&UdpSocket>; 4] = ORDER.map(|(slot, ch)| {
+                    legs[slot].as_deref().map(|l| match ch {
+                        Channel::Rtp => &l.sock.rtp,
+                        Channel::Rtcp => &l.sock.rtcp,
+                    })
+                });
+                let cmds = &mut self.cmds;
+                let mut sleep = sleep.as_mut();
+                turn = turn.wrapping_add(1);
+                std::future::poll_fn(|cx| poll_input(cx, &socks, cmds, sleep.as_mut(), turn)).await
             };
             match input {
                 Input::Cmd(None) => break,
@@ -415,7 +475,7 @@ impl LegTask {
             }
             Command::StartAmd => {
                 if self.relay.is_none() {
-                    self.legs[slot].as_mut().expect("slot").start_amd(&self.config);
+                    self.legs[slot].as_mut().expect("slot").start_amd(t, &self.config);
                 }
             }
             Command::Handover { to } => {
@@ -435,7 +495,7 @@ impl LegTask {
                     tracing::debug!(leg = env.leg, other, "bridge partner closed before the handover");
                     return;
                 };
-                let mut a = self.legs[0].take().expect("own leg in slot 0");
+                let Some(mut a) = self.legs[slot].take() else { return };
                 for l in [&mut a, &mut b] {
                     l.player = None;
                     l.pending_play = None;
@@ -446,6 +506,7 @@ impl LegTask {
                     l.relay_base = l.spurt_position(t) + step;
                     l.next_pos = l.relay_base;
                 }
+                // This task's leg is relay side A (slot 0), the adopted one side B.
                 self.legs = [Some(a), Some(b)];
                 self.relay = Some(relay);
             }
@@ -522,6 +583,7 @@ impl LegTask {
                     }
                 }
             } else if let Some(amd) = leg.amd.as_mut() {
+                leg.amd_last_audio = t;
                 let events = &leg.events;
                 let mut out = |e| {
                     let _ = events.send(e);
