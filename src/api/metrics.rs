@@ -54,19 +54,6 @@ fn method_name(m: &str) -> &'static str {
     ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].into_iter().find(|s| *s == m).unwrap_or("other")
 }
 
-/// A SIP transaction's final response class, for the SIP counter.
-pub fn status_class(code: u16) -> &'static str {
-    match code {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        600..=699 => "6xx",
-        _ => "timeout",
-    }
-}
-
 /// Counters fed by the API, the scheduler's hand-over and (once wired) the
 /// SIP stack and the dialler. Shared behind an `Arc`.
 #[derive(Debug)]
@@ -74,7 +61,6 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     http_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     lateness: Mutex<Histogram>,
-    attempts_started: AtomicI64,
     attempts_ended: Mutex<BTreeMap<&'static str, u64>>,
     calls_active: AtomicI64,
     /// The SIP endpoint's transaction counters, once the endpoint runs.
@@ -87,7 +73,6 @@ impl Default for Metrics {
             http: Mutex::default(),
             http_latency: Mutex::default(),
             lateness: Mutex::new(Histogram::new(LATENESS_BUCKETS)),
-            attempts_started: AtomicI64::new(0),
             attempts_ended: Mutex::default(),
             calls_active: AtomicI64::new(0),
             sip: std::sync::OnceLock::new(),
@@ -113,7 +98,6 @@ impl Metrics {
 
     /// A callback was handed to the dialler `late_ms` after its due time.
     pub fn fired(&self, late_ms: i64) {
-        self.attempts_started.fetch_add(1, Ordering::Relaxed);
         lock(&self.lateness).observe(late_ms.max(0) as f64 / 1000.0);
     }
 
@@ -142,10 +126,12 @@ impl Metrics {
         for (route, h) in lock(&self.http_latency).iter() {
             h.render(out, "redial_http_request_duration_seconds", &format!("route=\"{}\"", esc(route)));
         }
+        // One snapshot for both, so a scrape never sees them disagree.
+        let lateness = lock(&self.lateness).clone();
         family(out, "redial_fire_lateness_seconds", "histogram", "Time from a callback's due time to its hand-over to the dialler.");
-        lock(&self.lateness).render(out, "redial_fire_lateness_seconds", "");
+        lateness.render(out, "redial_fire_lateness_seconds", "");
         family(out, "redial_attempts_started_total", "counter", "Attempts handed to the dialler since start.");
-        let _ = writeln!(out, "redial_attempts_started_total {}", self.attempts_started.load(Ordering::Relaxed));
+        let _ = writeln!(out, "redial_attempts_started_total {}", lateness.count);
         family(out, "redial_attempts_total", "counter", "Finished attempts by outcome since start.");
         for (o, n) in lock(&self.attempts_ended).iter() {
             let _ = writeln!(out, "redial_attempts_total{{outcome=\"{o}\"}} {n}");
