@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need
-# (SIPp, baresip, libopus, espeak-ng, sox) when missing, then runs every test.
+# (SIPp with its pcaps, baresip, pkg-config, libopus) when missing, then runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
