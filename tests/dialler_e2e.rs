@@ -306,3 +306,65 @@ fn a_queue_callback_tries_a_second_agent_when_the_first_declines() {
     assert!(bob.wait().ok());
     assert!(carrier.wait().ok());
 }
+
+#[test]
+fn a_bridged_call_whose_rtp_stops_is_hung_up_at_the_media_timeout() {
+    let mut w = World::new();
+    w.media_timeout = Some("2s");
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h013.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    // The agent would talk for a minute; the customer's line goes dead.
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 60_000);
+    let id = schedule(&r, json!({}));
+    r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(20)).expect("bridged");
+    customer.mute();
+    let cb = wait_final(&r, &id, Duration::from_secs(15));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(r.logs.matching(&["call ended", "Timeout"]).len() == 1, "{}", r.logs.lines().join("\n"));
+    assert!(carrier.wait().ok(), "the customer leg got its BYE");
+    // The agent's leg was hung up too: its SIPp got a BYE it did not expect.
+    let out = agent.stop();
+    assert!(out.messages.contains("BYE sip:"), "{}", out.messages);
+}
+
+#[test]
+fn a_customer_who_hangs_up_while_the_agent_rings_cancels_the_agent_leg() {
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 1
+agent_ring_timeout = \"20s\"\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h014.wav"));
+    // The customer hangs up 6 s after answering: after AMD, while alice rings.
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "6000")]);
+    let agent = w.agent(&r, "alice", "dial_agent_ring_only.xml", 1, None, 0);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "exhausted", "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!(a[0]["outcome"], "no_answer", "{a:?}");
+    assert!(a[0]["timeline"]["agent_ringing_at"].is_string(), "{a:?}");
+    assert!(carrier.wait().ok());
+    let out = agent.wait();
+    assert!(out.ok(), "the agent's softphone got the CANCEL: {out}");
+}
+
+#[test]
+fn a_trunk_call_limit_holds_the_second_callback_until_the_first_call_ends() {
+    let w = World::new();
+    let r = w.redial_with(&["alice", "bob"], FAST, "127.0.0.1", "max_calls = 1\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h015.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 2, Some(&customer));
+    let a1 = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1500);
+    let a2 = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1500);
+    let first = schedule(&r, json!({}));
+    let second = schedule(&r, json!({"phone": "+15551230002"}));
+    for id in [&first, &second] {
+        let cb = wait_final(&r, id, Duration::from_secs(40));
+        assert_eq!(cb["status"], "completed", "{cb}");
+    }
+    let (x, y) = (attempts(&r, &first).remove(0), attempts(&r, &second).remove(0));
+    let (early, late) = if ms(&x["started_at"]) <= ms(&y["started_at"]) { (x, y) } else { (y, x) };
+    assert!(ms(&late["started_at"]) >= ms(&early["ended_at"]), "one call at a time on the trunk: {early} {late}");
+    assert!(carrier.wait().ok());
+    let _ = (a1.wait(), a2.wait());
+}

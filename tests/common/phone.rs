@@ -20,6 +20,7 @@ const SILENCE: u8 = 0xFF;
 pub struct Phone {
     pub port: u16,
     keys: std::sync::mpsc::Sender<char>,
+    muted: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -61,8 +62,15 @@ impl Phone {
         let (received, sent, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
         let (r, s, st) = (received.clone(), sent.clone(), stop.clone());
         let (keys, keys_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || run(sock, target_file, audio, keys_rx, r, s, st));
-        Phone { port, keys, received, sent, stop, thread: Some(thread) }
+        let muted = Arc::new(AtomicBool::new(false));
+        let m = muted.clone();
+        let thread = std::thread::spawn(move || run(sock, target_file, audio, keys_rx, m, r, s, st));
+        Phone { port, keys, muted, received, sent, stop, thread: Some(thread) }
+    }
+
+    /// Stops sending RTP (a dead line), still counting what arrives.
+    pub fn mute(&self) {
+        self.muted.store(true, Ordering::Relaxed);
     }
 
     /// Presses a key: an RFC 4733 telephone-event (payload type 101) of
@@ -109,6 +117,7 @@ fn run(
     target_file: PathBuf,
     audio: Vec<u8>,
     keys: std::sync::mpsc::Receiver<char>,
+    muted: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -170,8 +179,10 @@ fn run(
                     }
                 }
                 pos += 160;
-                let _ = sock.send_to(&pkt, to);
-                sent.fetch_add(1, Ordering::Relaxed);
+                if !muted.load(Ordering::Relaxed) {
+                    let _ = sock.send_to(&pkt, to);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
                 seq = seq.wrapping_add(1);
                 ts = ts.wrapping_add(160);
                 next_send += Duration::from_millis(20);

@@ -17,11 +17,13 @@ pub struct World {
     pub carrier_port: u16,
     pub dir: tempfile::TempDir,
     pub ports: PortBlock,
+    /// `media.timeout`, when a test needs a short one.
+    pub media_timeout: Option<&'static str>,
 }
 
 impl World {
     pub fn new() -> Self {
-        Self { carrier_port: super::free_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim() }
+        Self { carrier_port: super::free_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim(), media_timeout: None }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -41,6 +43,9 @@ impl World {
         }
         let prompts = super::manifest_dir().join("prompts");
         s = s.extra_toml(&format!("[media]\nports = \"{}\"\nprompts = \"{}\"\n", self.ports.range, prompts.display()));
+        if let Some(t) = self.media_timeout {
+            s = s.extra_toml(&format!("timeout = \"{t}\"\n"));
+        }
         s.profile(
             "carrier",
             &format!(
