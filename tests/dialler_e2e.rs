@@ -368,3 +368,21 @@ fn a_trunk_call_limit_holds_the_second_callback_until_the_first_call_ends() {
     assert!(carrier.wait().ok());
     let _ = (a1.wait(), a2.wait());
 }
+
+#[test]
+fn agent_first_relays_the_carriers_early_media_then_bridges() {
+    let w = World::new();
+    let r = w.redial(&["alice"], &format!("mode = \"agent_first\"\n{FAST}"));
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h016.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h017.wav"));
+    let carrier = w.carrier("dial_carrier_early_media.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 5000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let t = attempts(&r, &id).remove(0)["timeline"].clone();
+    assert!(ms(&t["answered_at"]) - ms(&t["ringing_at"]) >= 1_400, "1.5 s of early media: {t}");
+    assert!(agent.wait().ok());
+    assert!(carrier.wait().ok());
+    assert!(agent_phone.received() > 150, "ring-back, early media and talk: {}", agent_phone.received());
+}

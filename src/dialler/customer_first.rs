@@ -155,7 +155,12 @@ pub async fn bridge(
     log: &mut AttemptLog,
 ) -> Finish {
     customer.media.stop_playing();
-    if let Err(e) = customer.media.bridge(&mut agent.media) {
+    // Agent-first may have bridged already, for the carrier's early media.
+    let bridged = match customer.media.bridge(&mut agent.media) {
+        Err(crate::media::call::MediaCallError::AlreadyBridged { .. }) => Ok(()),
+        r => r,
+    };
+    if let Err(e) = bridged {
         tracing::error!(error = %e, "cannot bridge the legs");
         customer.close();
         agent.close();
