@@ -120,7 +120,13 @@ pub(super) struct Writer {
     pub quick_repair: bool,
     /// Due callbacks waiting for an agent, published after every batch for metrics.
     pub waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Measured cost of marking one callback in progress (apply and commit
+    /// of large rounds, moving average), µs: how early a herd is armed.
+    pub us_per_mark: u32,
 }
+
+/// Before any round is measured: a conservative guess for this machine.
+pub(super) const INITIAL_US_PER_MARK: u32 = 20;
 
 /// What one batch changed, applied to memory after its commit.
 #[derive(Default)]
@@ -133,6 +139,8 @@ struct Batch {
     /// A request from outside the driver changed the book: wake the driver.
     /// Its own ticks must not, or it would wake itself forever.
     wake_driver: bool,
+    /// Callbacks marked in progress by the batch's rounds.
+    marked: usize,
 }
 
 impl Writer {
@@ -154,9 +162,16 @@ impl Writer {
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
         let mut batch = Batch::default();
+        let started = std::time::Instant::now();
         let result = self.apply_all(now, ops, &mut batch);
         match result {
             Ok(()) => {
+                if batch.marked >= 256 {
+                    // Timing the writer's own work, not scheduling logic:
+                    // it only decides how early herds are armed.
+                    let us = (started.elapsed().as_micros() / batch.marked as u128).clamp(1, 1_000) as u32;
+                    self.us_per_mark = (self.us_per_mark + us).div_ceil(2);
+                }
                 for (id, state) in batch.engine.drain() {
                     match state {
                         Some(e) => self.engine.handle_upsert(e),
@@ -522,7 +537,12 @@ impl Writer {
         max: usize,
         batch: &mut Batch,
     ) -> Result<Tick, StoreError> {
-        let now = now + ahead.max(0);
+        let ahead = ahead.max(0);
+        let from = now;
+        // Arm further ahead when more is due soon than can be marked in
+        // `ahead` ms (a herd); plain ticks (`ahead` 0) fire exactly at `now`.
+        let horizon = if ahead > 0 { self.engine.arm_horizon(now, ahead, self.us_per_mark) } else { 0 };
+        let now = now + horizon;
         let mut loaded = 0;
         if let Some(until_s) = self.engine.needs_load(now) {
             loaded = self.load(t, until_s)?;
@@ -549,6 +569,7 @@ impl Writer {
                     }
                 }
                 round.sort_by_key(|(i, _)| *i);
+                batch.marked += round.len();
                 dispatches.extend(round.into_iter().map(|(_, d)| d));
                 if n == 0 {
                     break;
@@ -565,7 +586,11 @@ impl Writer {
         // Actions change records (deferrals, ownership ends) whose new state
         // reaches the engine after the commit: look again at once then.
         let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
-        let next_deadline = self.engine.poll_timeout().map(|d| d - ahead.max(0));
+        let next_deadline = if ahead > 0 {
+            self.engine.poll_arm_timeout(from, ahead, self.us_per_mark)
+        } else {
+            self.engine.poll_timeout()
+        };
         Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
