@@ -476,7 +476,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     }
     let clock: Arc<dyn redial::clock::Clock> = Arc::new(h.clock.clone());
     let e = redial::scheduler::store::Book::open(h.path(), clock, h.cfg.clone(), Default::default()).unwrap_err();
-    assert!(matches!(e, redial::scheduler::store::StoreError::NewerSchema { found: 99, supported: 1 }), "{e}");
+    assert!(matches!(e, redial::scheduler::store::StoreError::NewerSchema { found: 99, supported: 2 }), "{e}");
     assert!(e.to_string().contains("newer"));
 }
 
@@ -540,4 +540,43 @@ async fn due_callbacks_without_a_free_agent_are_counted_as_waiting() {
     let t = book.tick(Arc::new(redial::scheduler::engine::Unlimited), 100).await.unwrap();
     assert_eq!(t.dispatches.len(), 2);
     assert_eq!(book.waiting_for_agent(), 0);
+}
+
+/// Far-future schedules are staged (tables::DUE_LATER) and merged into the
+/// due index before they come near: they fire on time, survive a restart
+/// while staged, and cancels and reschedules of staged ones keep the index
+/// consistent.
+#[tokio::test]
+async fn staged_far_future_callbacks_merge_in_time_and_fire_once() {
+    let mut h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let far: Vec<_> = schedule_far(&h, 20).await;
+    h.assert_consistent();
+    // A cancel and a reschedule (to the near future) of staged ones.
+    h.book().cancel(far[0].id).await.unwrap();
+    let changes = redial::scheduler::model::CallbackChanges { scheduled_at: Some(Some(h.now() + 2 * MIN)), ..Default::default() };
+    let moved = h.book().reschedule(far[1].id, changes).await.unwrap();
+    h.assert_consistent();
+    // Restart while staged.
+    h.reopen();
+    h.assert_consistent();
+    assert!(h.fire_all().await.is_empty());
+    h.clock.set(moved.due_at);
+    assert_eq!(ids(&h.fire_all().await), vec![moved.id]);
+    // Jump to the due time of the staged ones: the merge runs first.
+    h.clock.set(far[2].due_at - 1);
+    assert!(h.fire_all().await.is_empty());
+    h.assert_consistent();
+    h.clock.set(far[19].due_at);
+    let fired = ids(&h.fire_all().await);
+    assert_eq!(fired, far[2..].iter().map(|c| c.id).collect::<Vec<_>>());
+    assert!(h.fire_all().await.is_empty());
+    h.assert_consistent();
+}
+
+async fn schedule_far(h: &Harness, n: u32) -> Vec<redial::scheduler::model::Callback> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(h.schedule_at(&format!("+1555700{i:04}"), h.now() + 2 * HOUR + i64::from(i) * MIN).await);
+    }
+    out
 }

@@ -222,6 +222,8 @@ impl Book {
             quick_repair: opts.quick_repair,
             waiting: Arc::default(),
             us_per_mark: writer::INITIAL_US_PER_MARK,
+            staged: writer::Staged::read(&db)?,
+            armed_until: Millis::MIN,
         };
         let waiting = w.waiting.clone();
         let recovered = w.recover()?;

@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use rand::Rng;
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, Notify};
 
 use super::codec::{decode_callback, encode_attempt, encode_callback};
@@ -74,6 +74,7 @@ impl Reply {
 pub(super) struct Tables<'t> {
     pub cb: Table<'t, u64, &'static [u8]>,
     pub due: Table<'t, (u64, u64), u64>,
+    pub later: Table<'t, u64, u64>,
     pub status: Table<'t, (u8, u64), ()>,
     pub queue: Table<'t, (&'static str, u64), ()>,
     pub owner: Table<'t, (&'static str, u64), ()>,
@@ -87,6 +88,7 @@ impl<'t> Tables<'t> {
         Ok(Self {
             cb: w.open_table(CALLBACKS)?,
             due: w.open_table(DUE)?,
+            later: w.open_table(DUE_LATER)?,
             status: w.open_table(BY_STATUS)?,
             queue: w.open_table(BY_QUEUE)?,
             owner: w.open_table(BY_OWNER)?,
@@ -123,6 +125,42 @@ pub(super) struct Writer {
     /// Measured cost of marking one callback in progress (apply and commit
     /// of large rounds, moving average), µs: how early a herd is armed.
     pub us_per_mark: u32,
+    /// Entries in `due_later`, and a lower bound of their earliest due time.
+    pub staged: Staged,
+    /// The latest instant a round has armed up to. Rounds never look at an
+    /// earlier one: callbacks made ready for a herd's far horizon must still
+    /// count as due in the next, nearer-reaching round.
+    pub armed_until: Millis,
+}
+
+/// What the writer knows of the staging table without reading it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Staged {
+    pub count: usize,
+    pub earliest: Option<Millis>,
+}
+
+impl Staged {
+    /// Reads the staging table once, at open.
+    pub fn read(db: &Database) -> Result<Staged, StoreError> {
+        let r = db.begin_read()?;
+        let t = match r.open_table(DUE_LATER) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Staged::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut s = Staged::default();
+        for e in t.iter()? {
+            let due = e?.1.value() as Millis;
+            s.count += 1;
+            s.earliest = Some(s.earliest.map_or(due, |d| d.min(due)));
+        }
+        Ok(s)
+    }
+
+    fn must_merge(&self, now: Millis) -> bool {
+        self.count >= MERGE_AT || self.earliest.is_some_and(|d| d <= now.saturating_add(MERGE_BEFORE_MS))
+    }
 }
 
 /// Before any round is measured: a conservative guess for this machine.
@@ -141,6 +179,8 @@ struct Batch {
     wake_driver: bool,
     /// Callbacks marked in progress by the batch's rounds.
     marked: usize,
+    /// Something was written that the engine map does not show (a merge).
+    wrote: bool,
 }
 
 impl Writer {
@@ -161,6 +201,7 @@ impl Writer {
         let now = self.clock.now_ms();
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
+        let staged_before = self.staged;
         let mut batch = Batch::default();
         let started = std::time::Instant::now();
         let result = self.apply_all(now, ops, &mut batch);
@@ -190,6 +231,7 @@ impl Writer {
                 tracing::error!(error = %e, "scheduler write failed; batch refused");
                 self.counters = counters_before;
                 self.next_seq = seq_before;
+                self.staged = staged_before;
                 // Memory may be ahead of the disk: reload from the store.
                 self.engine.reset(now);
                 self.publish_waiting();
@@ -215,6 +257,9 @@ impl Writer {
         let mut pending_ops = ops.into_iter();
         {
             let mut t = Tables::open(&w)?;
+            if self.staged.must_merge(now) {
+                self.merge(&mut t, batch)?;
+            }
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
                 match op {
@@ -259,7 +304,7 @@ impl Writer {
                 st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
             }
         }
-        if batch.engine.is_empty() && !batch.seq_used {
+        if batch.engine.is_empty() && !batch.seq_used && !batch.wrote {
             // Nothing written (reads, refusals, idle rounds): no fsync.
             w.abort()?;
         } else {
@@ -284,10 +329,21 @@ impl Writer {
         let new_due = (new.status == Status::Scheduled).then(|| due_key(new));
         if old_due != new_due || old.is_some_and(|o| o.due_at != new.due_at) {
             if let Some(k) = old_due {
-                t.due.remove(k)?;
+                if t.later.remove(id)?.is_some() {
+                    self.staged.count -= 1;
+                } else {
+                    t.due.remove(k)?;
+                }
             }
             if let Some(k) = new_due {
-                t.due.insert(k, new.due_at.max(0) as u64)?;
+                // `updated_at` is the time of this change.
+                if new.due_at > new.updated_at.saturating_add(STAGE_AFTER_MS) {
+                    t.later.insert(id, new.due_at.max(0) as u64)?;
+                    self.staged.count += 1;
+                    self.staged.earliest = Some(self.staged.earliest.map_or(new.due_at, |d| d.min(new.due_at)));
+                } else {
+                    t.due.insert(k, new.due_at.max(0) as u64)?;
+                }
             }
         }
         if old.is_none() {
@@ -542,7 +598,8 @@ impl Writer {
         // Arm further ahead when more is due soon than can be marked in
         // `ahead` ms (a herd); plain ticks (`ahead` 0) fire exactly at `now`.
         let horizon = if ahead > 0 { self.engine.arm_horizon(now, ahead, self.us_per_mark) } else { 0 };
-        let now = now + horizon;
+        let now = (now + horizon).max(self.armed_until);
+        self.armed_until = now;
         let mut loaded = 0;
         if let Some(until_s) = self.engine.needs_load(now) {
             loaded = self.load(t, until_s)?;
@@ -594,6 +651,34 @@ impl Writer {
         Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
+    /// Moves every staged entry into `due`, in key order (each leaf of
+    /// `due` is rewritten once for the whole merge), and empties the stage.
+    fn merge(&mut self, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
+        let mut staged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.staged.count);
+        for e in t.later.iter()? {
+            let (k, v) = e?;
+            let due = v.value();
+            staged.push((due_second(due as Millis).max(0) as u64, k.value(), due));
+        }
+        staged.sort_unstable();
+        let loaded_until = self.engine.loaded_until_s();
+        for &(s, id, due) in &staged {
+            t.due.insert((s, id), due)?;
+            // Only after a jump of the clock can a staged one be this near.
+            if (s as i64) < loaded_until {
+                if let Some(cb) = t.get(CallbackId(id))? {
+                    let tz = self.cfg.queue(&cb.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+                    batch.engine.insert(cb.id, Some(DueEntry::of(&cb, tz)));
+                }
+            }
+        }
+        t.later.retain(|_, _| false)?;
+        tracing::debug!(merged = staged.len(), "staged due entries merged");
+        self.staged = Staged::default();
+        batch.wrote = true;
+        Ok(())
+    }
+
     /// Reads the due index from the engine's horizon up to `until_s`, at most
     /// about [`LOAD_CHUNK`] entries (whole seconds only).
     fn load(&mut self, t: &mut Tables<'_>, until_s: i64) -> Result<usize, StoreError> {
@@ -635,6 +720,12 @@ impl Writer {
         let current = old.status == Status::Scheduled && old.due_at <= now;
         let mut new = old.clone();
         new.updated_at = now;
+        if !current && old.status == Status::Scheduled {
+            // The engine gave it up; it stays scheduled, so it must stay
+            // in memory too.
+            let tz = self.cfg.queue(&old.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+            batch.engine.insert(old.id, Some(DueEntry::of(&old, tz)));
+        }
         match a {
             Action::Fire { agent, .. } => {
                 if !current {
