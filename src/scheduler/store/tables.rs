@@ -21,8 +21,11 @@ pub const DUE: TableDefinition<(u64, u64), u64> = TableDefinition::new("due");
 pub const DUE_LATER: TableDefinition<u64, u64> = TableDefinition::new("due_later");
 /// Schedules due further ahead than this are staged in [`DUE_LATER`].
 pub const STAGE_AFTER_MS: i64 = 3_600_000;
-/// Staged entries are merged when there are this many...
+/// Staged entries are merged, [`MERGE_CHUNK`] per batch, while there are
+/// this many...
 pub const MERGE_AT: usize = 65_536;
+/// How many staged entries one batch merges (the smallest due keys).
+pub const MERGE_CHUNK: usize = 8_192;
 /// ...or when the earliest is due within this much (well before the
 /// engine's few-seconds look-ahead reads `due`).
 pub const MERGE_BEFORE_MS: i64 = 1_800_000;

@@ -258,7 +258,7 @@ impl Writer {
         {
             let mut t = Tables::open(&w)?;
             if self.staged.must_merge(now) {
-                self.merge(&mut t, batch)?;
+                self.merge(now, &mut t, batch)?;
             }
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
@@ -651,9 +651,12 @@ impl Writer {
         Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
-    /// Moves every staged entry into `due`, in key order (each leaf of
-    /// `due` is rewritten once for the whole merge), and empties the stage.
-    fn merge(&mut self, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
+    /// Moves the [`MERGE_CHUNK`] staged entries with the smallest due keys
+    /// (and any due within [`MERGE_BEFORE_MS`]) into `due`, in key order: a
+    /// chunk covers a contiguous stretch of `due`, so each leaf there is
+    /// rewritten once per chunk, and a batch waits for one chunk (tens of
+    /// ms), never for the whole stage.
+    fn merge(&mut self, now: Millis, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
         let mut staged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.staged.count);
         for e in t.later.iter()? {
             let (k, v) = e?;
@@ -661,9 +664,12 @@ impl Writer {
             staged.push((due_second(due as Millis).max(0) as u64, k.value(), due));
         }
         staged.sort_unstable();
+        let near = staged.partition_point(|e| (e.2 as Millis) <= now.saturating_add(MERGE_BEFORE_MS));
+        let take = near.max(MERGE_CHUNK).min(staged.len());
         let loaded_until = self.engine.loaded_until_s();
-        for &(s, id, due) in &staged {
+        for &(s, id, due) in &staged[..take] {
             t.due.insert((s, id), due)?;
+            t.later.remove(id)?;
             // Only after a jump of the clock can a staged one be this near.
             if (s as i64) < loaded_until {
                 if let Some(cb) = t.get(CallbackId(id))? {
@@ -672,9 +678,8 @@ impl Writer {
                 }
             }
         }
-        t.later.retain(|_, _| false)?;
-        tracing::debug!(merged = staged.len(), "staged due entries merged");
-        self.staged = Staged::default();
+        tracing::debug!(merged = take, left = staged.len() - take, "staged due entries merged");
+        self.staged = Staged { count: staged.len() - take, earliest: staged.get(take).map(|e| e.2 as Millis) };
         batch.wrote = true;
         Ok(())
     }
