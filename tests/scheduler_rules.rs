@@ -580,3 +580,43 @@ async fn schedule_far(h: &Harness, n: u32) -> Vec<redial::scheduler::model::Call
     }
     out
 }
+
+/// More staged than `MERGE_AT`: batches merge the stage a chunk at a time
+/// (smallest due keys first), the index stays consistent throughout, and
+/// every callback fires once at its time.
+#[tokio::test]
+async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
+    use redial::scheduler::store::tables::{MERGE_AT, MERGE_CHUNK};
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let book = h.book.clone().unwrap();
+    let n = MERGE_AT + MERGE_CHUNK + 10;
+    let start = h.now() + 2 * HOUR;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (book, req) = (book.clone(), h.req(&format!("+1556{i:08}"), Some(start + (i as i64 * 7919) % (20 * DAY))));
+        tasks.push(tokio::spawn(async move { book.schedule(req).await.unwrap() }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    // The batches after the threshold merged chunks; one more batch merges another.
+    h.book().flush().await;
+    h.schedule_at("+15550001", h.now() + 3 * HOUR).await;
+    h.assert_consistent();
+    h.clock.set(start + 20 * DAY);
+    let mut fired = Vec::new();
+    loop {
+        let round = h.fire_all().await;
+        if round.is_empty() {
+            break;
+        }
+        fired.extend(round);
+    }
+    assert_eq!(fired.len(), n + 1);
+    let mut ids: Vec<_> = fired.iter().map(|d| d.callback.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n + 1, "each fired once");
+    h.assert_consistent();
+}

@@ -25,7 +25,7 @@ pub const STAGE_AFTER_MS: i64 = 3_600_000;
 /// this many...
 pub const MERGE_AT: usize = 65_536;
 /// How many staged entries one batch merges (the smallest due keys).
-pub const MERGE_CHUNK: usize = 8_192;
+pub const MERGE_CHUNK: usize = 4_096;
 /// ...or when the earliest is due within this much (well before the
 /// engine's few-seconds look-ahead reads `due`).
 pub const MERGE_BEFORE_MS: i64 = 1_800_000;

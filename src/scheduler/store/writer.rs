@@ -5,7 +5,7 @@
 //! and updates the engine. Serialising every change here is what makes the
 //! engine, the indexes and the records agree without locks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
@@ -133,11 +133,19 @@ pub(super) struct Writer {
     pub armed_until: Millis,
 }
 
-/// What the writer knows of the staging table without reading it.
-#[derive(Debug, Clone, Copy, Default)]
+/// The staging table's keys in due order, mirrored in memory (≤ about
+/// [`MERGE_AT`] entries, 24 bytes each) so a merge takes its chunk without
+/// scanning the table and `put` knows which table holds an entry.
+#[derive(Debug, Clone, Default)]
 pub(super) struct Staged {
-    pub count: usize,
-    pub earliest: Option<Millis>,
+    /// (due second, id, due ms), as in `due`.
+    pub keys: BTreeSet<(u64, u64, u64)>,
+}
+
+/// One change to [`Staged`], undone if its batch fails.
+enum StagedUndo {
+    Added((u64, u64, u64)),
+    Removed((u64, u64, u64)),
 }
 
 impl Staged {
@@ -151,16 +159,19 @@ impl Staged {
         };
         let mut s = Staged::default();
         for e in t.iter()? {
-            let due = e?.1.value() as Millis;
-            s.count += 1;
-            s.earliest = Some(s.earliest.map_or(due, |d| d.min(due)));
+            let (k, v) = e?;
+            s.keys.insert(staged_key(k.value(), v.value()));
         }
         Ok(s)
     }
 
     fn must_merge(&self, now: Millis) -> bool {
-        self.count >= MERGE_AT || self.earliest.is_some_and(|d| d <= now.saturating_add(MERGE_BEFORE_MS))
+        self.keys.len() >= MERGE_AT || self.keys.first().is_some_and(|k| k.2 as Millis <= now.saturating_add(MERGE_BEFORE_MS))
     }
+}
+
+fn staged_key(id: u64, due_ms: u64) -> (u64, u64, u64) {
+    (due_second(due_ms as Millis).max(0) as u64, id, due_ms)
 }
 
 /// Before any round is measured: a conservative guess for this machine.
@@ -181,6 +192,7 @@ struct Batch {
     marked: usize,
     /// Something was written that the engine map does not show (a merge).
     wrote: bool,
+    staged_undo: Vec<StagedUndo>,
 }
 
 impl Writer {
@@ -201,7 +213,6 @@ impl Writer {
         let now = self.clock.now_ms();
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
-        let staged_before = self.staged;
         let mut batch = Batch::default();
         let started = std::time::Instant::now();
         let result = self.apply_all(now, ops, &mut batch);
@@ -231,7 +242,12 @@ impl Writer {
                 tracing::error!(error = %e, "scheduler write failed; batch refused");
                 self.counters = counters_before;
                 self.next_seq = seq_before;
-                self.staged = staged_before;
+                for u in batch.staged_undo.into_iter().rev() {
+                    match u {
+                        StagedUndo::Added(k) => self.staged.keys.remove(&k),
+                        StagedUndo::Removed(k) => self.staged.keys.insert(k),
+                    };
+                }
                 // Memory may be ahead of the disk: reload from the store.
                 self.engine.reset(now);
                 self.publish_waiting();
@@ -329,8 +345,10 @@ impl Writer {
         let new_due = (new.status == Status::Scheduled).then(|| due_key(new));
         if old_due != new_due || old.is_some_and(|o| o.due_at != new.due_at) {
             if let Some(k) = old_due {
-                if t.later.remove(id)?.is_some() {
-                    self.staged.count -= 1;
+                let sk = staged_key(id, old.map_or(0, |o| o.due_at.max(0) as u64));
+                if self.staged.keys.remove(&sk) {
+                    t.later.remove(id)?;
+                    batch.staged_undo.push(StagedUndo::Removed(sk));
                 } else {
                     t.due.remove(k)?;
                 }
@@ -339,8 +357,9 @@ impl Writer {
                 // `updated_at` is the time of this change.
                 if new.due_at > new.updated_at.saturating_add(STAGE_AFTER_MS) {
                     t.later.insert(id, new.due_at.max(0) as u64)?;
-                    self.staged.count += 1;
-                    self.staged.earliest = Some(self.staged.earliest.map_or(new.due_at, |d| d.min(new.due_at)));
+                    let sk = staged_key(id, new.due_at.max(0) as u64);
+                    self.staged.keys.insert(sk);
+                    batch.staged_undo.push(StagedUndo::Added(sk));
                 } else {
                     t.due.insert(k, new.due_at.max(0) as u64)?;
                 }
@@ -657,17 +676,17 @@ impl Writer {
     /// rewritten once per chunk, and a batch waits for one chunk (tens of
     /// ms), never for the whole stage.
     fn merge(&mut self, now: Millis, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
-        let mut staged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.staged.count);
-        for e in t.later.iter()? {
-            let (k, v) = e?;
-            let due = v.value();
-            staged.push((due_second(due as Millis).max(0) as u64, k.value(), due));
-        }
-        staged.sort_unstable();
-        let near = staged.partition_point(|e| (e.2 as Millis) <= now.saturating_add(MERGE_BEFORE_MS));
-        let take = near.max(MERGE_CHUNK).min(staged.len());
+        let near_until = now.saturating_add(MERGE_BEFORE_MS);
         let loaded_until = self.engine.loaded_until_s();
-        for &(s, id, due) in &staged[..take] {
+        let mut taken = 0;
+        while let Some(&key) = self.staged.keys.first() {
+            if taken >= MERGE_CHUNK && key.2 as Millis > near_until {
+                break;
+            }
+            self.staged.keys.pop_first();
+            batch.staged_undo.push(StagedUndo::Removed(key));
+            taken += 1;
+            let (s, id, due) = key;
             t.due.insert((s, id), due)?;
             t.later.remove(id)?;
             // Only after a jump of the clock can a staged one be this near.
@@ -678,8 +697,7 @@ impl Writer {
                 }
             }
         }
-        tracing::debug!(merged = take, left = staged.len() - take, "staged due entries merged");
-        self.staged = Staged { count: staged.len() - take, earliest: staged.get(take).map(|e| e.2 as Millis) };
+        tracing::debug!(merged = taken, left = self.staged.keys.len(), "staged due entries merged");
         batch.wrote = true;
         Ok(())
     }
