@@ -40,7 +40,7 @@ const ROUND: usize = 20_000;
 /// (two fsyncs with quick repair, p99 ≈ 17 ms each on the development disk)
 /// happens before the due time, not after it. Small against any calling
 /// window; the engine checks windows at the armed time.
-pub const ARM_AHEAD_MS: Millis = 100;
+pub const ARM_AHEAD_MS: Millis = 250;
 /// Longest sleep without a deadline: a safety net against a lost wake-up.
 const IDLE_MS: Millis = 1_000;
 /// The hand-over thread's clock polling step in the last millisecond
