@@ -620,3 +620,33 @@ async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
     assert_eq!(ids.len(), n + 1, "each fired once");
     h.assert_consistent();
 }
+
+/// Regression: a herd is armed further ahead than usual; the rounds after
+/// it, reaching less far, dropped the callbacks already made ready from
+/// memory (they stayed scheduled and never fired).
+#[tokio::test]
+async fn rounds_after_a_herd_round_fire_the_rest_of_the_herd() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let book = h.book.clone().unwrap();
+    let due = h.now() + 2 * MIN;
+    let mut tasks = Vec::new();
+    for i in 0..3_000 {
+        let (book, req) = (book.clone(), h.req(&format!("+1557{i:08}"), Some(due)));
+        tasks.push(tokio::spawn(async move { book.schedule(req).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let avail: Arc<dyn redial::scheduler::engine::Availability> = Arc::new(redial::scheduler::engine::Unlimited);
+    // 3,000 at ≥ 20 µs each need more than the 100 ms asked: the first
+    // round reaches the due time although it is 150 ms away.
+    h.clock.set(due - 150);
+    let mut fired = Vec::new();
+    for _ in 0..10 {
+        let t = book.tick_ahead(avail.clone(), 1_000, 100).await.unwrap();
+        fired.extend(t.dispatches);
+    }
+    assert_eq!(fired.len(), 3_000);
+    assert!(fired.iter().all(|d| d.callback.due_at == due && d.attempt == 1));
+    h.assert_consistent();
+}
