@@ -600,7 +600,9 @@ async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
     for t in tasks {
         all.push(t.await.unwrap());
     }
-    // The batches after the threshold merged chunks; one more batch merges another.
+    // Past the threshold the idle writer merges chunks (and busy batches
+    // past twice it); give it a moment idle, then one more batch.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     h.book().flush().await;
     h.schedule_at("+15550001", h.now() + 3 * HOUR).await;
     h.assert_consistent();

@@ -21,8 +21,8 @@ pub const DUE: TableDefinition<(u64, u64), u64> = TableDefinition::new("due");
 pub const DUE_LATER: TableDefinition<u64, u64> = TableDefinition::new("due_later");
 /// Schedules due further ahead than this are staged in [`DUE_LATER`].
 pub const STAGE_AFTER_MS: i64 = 3_600_000;
-/// Staged entries are merged, [`MERGE_CHUNK`] per batch, while there are
-/// this many...
+/// Staged entries are merged, [`MERGE_CHUNK`] at a time, while there are
+/// this many and the writer is idle (twice this many: in any batch)...
 pub const MERGE_AT: usize = 65_536;
 /// How many staged entries one batch merges (the smallest due keys).
 pub const MERGE_CHUNK: usize = 4_096;

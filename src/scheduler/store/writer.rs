@@ -6,7 +6,8 @@
 //! engine, the indexes and the records agree without locks.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -25,6 +26,10 @@ use crate::scheduler::model::{
     Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
     Status,
 };
+
+/// A writer idle this long merges a chunk of the stage (when it holds at
+/// least `MERGE_AT`); busy batches merge only past twice that.
+const IDLE_MERGE_AFTER: Duration = Duration::from_millis(20);
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 4096;
@@ -165,8 +170,10 @@ impl Staged {
         Ok(s)
     }
 
-    fn must_merge(&self, now: Millis) -> bool {
-        self.keys.len() >= MERGE_AT || self.keys.first().is_some_and(|k| k.2 as Millis <= now.saturating_add(MERGE_BEFORE_MS))
+    /// `idle`: no request is waiting, so a merge delays nobody.
+    fn must_merge(&self, now: Millis, idle: bool) -> bool {
+        let limit = if idle { MERGE_AT } else { MERGE_AT * 2 };
+        self.keys.len() >= limit || self.keys.first().is_some_and(|k| k.2 as Millis <= now.saturating_add(MERGE_BEFORE_MS))
     }
 }
 
@@ -197,7 +204,18 @@ struct Batch {
 
 impl Writer {
     pub fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            // An idle writer merges the stage a chunk at a time, so bursts
+            // of schedules rarely share a batch with a merge.
+            let wait = if self.staged.keys.len() >= MERGE_AT { IDLE_MERGE_AFTER } else { Duration::from_secs(3600) };
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.process(Vec::new());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
             let mut ops = vec![first];
             while ops.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -266,6 +284,7 @@ impl Writer {
     }
 
     fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
+        let ops_empty = ops.is_empty();
         let mut w = self.db.begin_write()?;
         // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
         // the whole file (seconds per million callbacks); docs/design.md.
@@ -273,7 +292,7 @@ impl Writer {
         let mut pending_ops = ops.into_iter();
         {
             let mut t = Tables::open(&w)?;
-            if self.staged.must_merge(now) {
+            if self.staged.must_merge(now, ops_empty) {
                 self.merge(now, &mut t, batch)?;
             }
             for op in pending_ops.by_ref() {
