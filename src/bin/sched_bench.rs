@@ -49,6 +49,12 @@ fn open_with(path: &str, clock: Arc<dyn Clock>) -> Arc<Book> {
     Arc::new(Book::open(path, clock, config(), opts).expect("open book"))
 }
 
+/// Wall-clock ms since the epoch with a fractional part.
+fn now_ms_f64() -> f64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    d.as_micros() as f64 / 1000.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -143,11 +149,13 @@ async fn fire_and_measure(book: Arc<Book>, n: u64, herd_at: Option<Millis>) {
     let t0 = Instant::now();
     let (handle, mut rx) = redial::scheduler::driver::spawn(book.clone(), clock.clone(), Arc::new(Unlimited), 1 << 20);
     let mut late = Vec::with_capacity(n as usize);
-    let mut last = 0;
+    let mut last = 0.0;
     while (late.len() as u64) < n {
         let Some(d) = rx.recv().await else { break };
-        let now = clock.now_ms();
-        late.push((now - d.callback.due_at) as f64);
+        // Microsecond precision: the clock's whole milliseconds would hide
+        // everything below 1 ms.
+        let now = now_ms_f64();
+        late.push(now - d.callback.due_at as f64);
         last = now;
     }
     let wall = t0.elapsed().as_secs_f64();
@@ -155,7 +163,7 @@ async fn fire_and_measure(book: Arc<Book>, n: u64, herd_at: Option<Millis>) {
     handle.stop().await;
     late.sort_by(f64::total_cmp);
     println!(
-        "fired {}: lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.2} s over {:.1} s = {:.2} core",
+        "fired {}: lateness p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; CPU {:.2} s over {:.1} s = {:.2} core",
         late.len(),
         percentile(&late, 0.5),
         percentile(&late, 0.99),
@@ -165,7 +173,7 @@ async fn fire_and_measure(book: Arc<Book>, n: u64, herd_at: Option<Millis>) {
         cpu / wall
     );
     if let Some(at) = herd_at {
-        println!("herd: all {} handed over (durably in_progress) {} ms after their due millisecond", late.len(), last - at);
+        println!("herd: all {} handed over (durably in_progress) {:.1} ms after their due millisecond", late.len(), last - at as f64);
     }
 }
 

@@ -20,7 +20,7 @@
 
 pub mod rules;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -32,12 +32,22 @@ use crate::scheduler::window::{self, NEVER_CLOSES};
 use crate::scheduler::wheel::TimerWheel;
 
 /// The engine asks for more of the due index when what it holds ends less
-/// than this far ahead.
-pub const LOOKAHEAD_MS: Millis = 2_000;
+/// than this far ahead. Longer than [`MAX_ARM_AHEAD_MS`], so a herd is in
+/// memory before it has to be armed.
+pub const LOOKAHEAD_MS: Millis = 3_000;
 /// How far ahead one load reaches (bounded by [`LOAD_CHUNK`] entries).
-pub const LOAD_AHEAD_MS: Millis = 4_000;
+pub const LOAD_AHEAD_MS: Millis = 5_000;
+/// Arming never reaches further ahead than this, however many are due
+/// (see [`Engine::arm_horizon`]).
+pub const MAX_ARM_AHEAD_MS: Millis = 2_000;
 /// At most this many entries per load, so a load never stalls the writer.
 pub const LOAD_CHUNK: usize = 1_024;
+
+/// When marking must start so that the `count`-th callback, due at `due`,
+/// is durable `ahead` ms before it.
+fn mark_start(due: Millis, ahead: Millis, count: u64, us_per_mark: u32) -> Millis {
+    due - ahead - (count.saturating_mul(u64::from(us_per_mark)) / 1000) as Millis
+}
 
 /// The due-index bucket of a due time: whole seconds.
 pub fn due_second(due_at: Millis) -> i64 {
@@ -145,6 +155,9 @@ pub struct Engine {
     by_owner: HashMap<String, BTreeSet<Prio>>,
     /// Due seconds below this are all in memory.
     loaded_until_s: i64,
+    /// How many `Pending` entries are due at each millisecond: what
+    /// [`Engine::arm_horizon`] walks to see a herd coming.
+    pending: BTreeMap<Millis, u32>,
     windows: WindowCache,
 }
 
@@ -196,6 +209,7 @@ impl Engine {
             by_queue: HashMap::new(),
             by_owner: HashMap::new(),
             loaded_until_s: i64::MIN,
+            pending: BTreeMap::new(),
             windows: WindowCache::default(),
         }
     }
@@ -259,6 +273,7 @@ impl Engine {
         match entry.place {
             Place::Pending => {
                 self.wheel.remove(&id);
+                self.unpend(entry.e.due_at);
             }
             Place::Ready { deadline } => {
                 if let Some(d) = deadline {
@@ -282,7 +297,54 @@ impl Engine {
     fn insert(&mut self, e: DueEntry) {
         let id = e.id;
         self.wheel.insert(id, e.due_at);
+        *self.pending.entry(e.due_at).or_default() += 1;
         self.entries.insert(id, Entry { e, place: Place::Pending });
+    }
+
+    /// One `Pending` entry due at `due_at` left the wheel.
+    fn unpend(&mut self, due_at: Millis) {
+        if let Some(n) = self.pending.get_mut(&due_at) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&due_at);
+            }
+        }
+    }
+
+    /// How far ahead of `now` a firing round should arm: at least `ahead`
+    /// ms (the commit's own time), and further when more is due soon than
+    /// can be marked in time at `us_per_mark` µs per callback — a callback
+    /// due at `d` with `c` callbacks due at or before it must start being
+    /// marked by `d - ahead - c·us_per_mark`. So a 100k herd is armed a
+    /// second or so early instead of draining for a second after its due
+    /// time. Never more than [`MAX_ARM_AHEAD_MS`] (or `ahead` if larger).
+    pub fn arm_horizon(&self, now: Millis, ahead: Millis, us_per_mark: u32) -> Millis {
+        let cap = MAX_ARM_AHEAD_MS.max(ahead);
+        let mut horizon = ahead;
+        let mut count: u64 = 0;
+        for (&d, &n) in self.pending.range(..=now.saturating_add(cap)) {
+            count += u64::from(n);
+            if mark_start(d, ahead, count, us_per_mark) <= now {
+                horizon = horizon.max(d - now);
+            }
+        }
+        horizon.min(cap)
+    }
+
+    /// When the next arming round must run, for rounds that arm `ahead` ms
+    /// ahead at `us_per_mark` (see [`Self::arm_horizon`]): the earliest
+    /// marking start of what is pending, or [`Self::poll_timeout`] moved
+    /// `ahead` earlier, whichever comes first. Call again after every round
+    /// and every change.
+    pub fn poll_arm_timeout(&self, now: Millis, ahead: Millis, us_per_mark: u32) -> Option<Millis> {
+        let mut first: Option<Millis> = None;
+        let mut count: u64 = 0;
+        for (&d, &n) in self.pending.range(..=now.saturating_add(MAX_ARM_AHEAD_MS.max(ahead) + ahead)) {
+            count += u64::from(n);
+            let start = mark_start(d, ahead, count, us_per_mark);
+            first = Some(first.map_or(start, |f| f.min(start)));
+        }
+        [first, self.poll_timeout().map(|t| t - ahead)].into_iter().flatten().min()
     }
 
     /// When [`Self::poll_actions`] must be called next: the earliest due
@@ -340,6 +402,8 @@ impl Engine {
         let deadline = [Some(end).filter(|&e| e != NEVER_CLOSES), entry.e.owner_until].into_iter().flatten().min();
         let prio = entry.prio();
         let key = entry.e.owner.clone().map_or_else(|| (false, entry.e.queue.clone()), |o| (true, o));
+        let due_at = entry.e.due_at;
+        self.unpend(due_at);
         let entry = self.entries.get_mut(&id).expect("present");
         entry.place = Place::Ready { deadline };
         if let Some(d) = deadline {
@@ -503,6 +567,36 @@ mod tests {
         e.handle_upsert(entry(2, 10_000, false, None));
         assert!(e.contains(CallbackId(1)) && !e.contains(CallbackId(2)));
         assert_eq!(e.needs_load(6_000), None);
-        assert_eq!(e.needs_load(8_000), Some(13));
+        assert_eq!(e.needs_load(8_000), Some(14));
+    }
+
+    #[test]
+    fn a_herd_is_armed_early_enough_to_be_marked_before_it_is_due() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        let due = 10_000;
+        // 10,000 due in the same millisecond at 100 µs each: 1 s of marking.
+        e.handle_loaded((1..=10_000).map(|i| entry(i, due, false, None)), 20);
+        e.handle_loaded([entry(20_000, due + 1_500, false, None)], 20);
+        // (A safe lower bound: the wheel's own deadline may come earlier.)
+        assert!(e.poll_arm_timeout(0, 100, 100).unwrap() <= due - 100 - 1_000);
+        // Before that start, only the plain arm-ahead.
+        assert_eq!(e.arm_horizon(due - 1_101, 100, 100), 100);
+        // From it, the whole herd (and not the lone one after it).
+        let h = e.arm_horizon(due - 1_100, 100, 100);
+        assert_eq!(h, 1_100);
+        let fired = e.poll_actions(due - 1_100 + h, &Unlimited, usize::MAX);
+        assert_eq!(fired.len(), 10_000);
+        // The lone one is back to the plain arm-ahead, bounded by the cap.
+        assert!(e.poll_arm_timeout(due, 100, 100).unwrap() <= due + 1_500 - 100);
+        assert_eq!(e.arm_horizon(due, 100, 100), 100);
+        // Light load never arms further than asked.
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded((1..=50).map(|i| entry(i, 5_000 + i as Millis * 20, false, None)), 20);
+        assert_eq!(e.arm_horizon(5_000, 100, 20), 100);
+        // Never past the cap, however big the herd.
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        e.handle_loaded((1..=100_000).map(|i| entry(i, due, false, None)), 20);
+        assert_eq!(e.arm_horizon(due - 5_000, 100, 100), 100);
+        assert_eq!(e.arm_horizon(due - MAX_ARM_AHEAD_MS, 100, 100), MAX_ARM_AHEAD_MS);
     }
 }

@@ -225,6 +225,9 @@ impl Book {
             notify: notify.clone(),
             quick_repair: opts.quick_repair,
             waiting: Arc::default(),
+            us_per_mark: writer::INITIAL_US_PER_MARK,
+            staged: writer::Staged::read(&db)?,
+            armed_until: Millis::MIN,
         };
         let waiting = w.waiting.clone();
         let recovered = w.recover()?;
@@ -296,7 +299,10 @@ impl Book {
     /// A round that arms what is due within the next `ahead_ms`: those
     /// callbacks are marked `in_progress` now, and the caller hands each
     /// over at its `due_at`, so the commit's fsync is off the firing path.
-    /// `next_deadline` is already moved `ahead_ms` earlier.
+    /// When more is due soon than can be marked in `ahead_ms` (a herd), the
+    /// round reaches further, up to [`MAX_ARM_AHEAD_MS`](crate::scheduler::engine::MAX_ARM_AHEAD_MS),
+    /// so the marking is done before the due time. `next_deadline` is when
+    /// the next arming round must run (already moved earlier).
     pub async fn tick_ahead(&self, avail: Arc<dyn Availability>, max: usize, ahead_ms: Millis) -> Result<Tick, StoreError> {
         self.call(|tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)).await
     }

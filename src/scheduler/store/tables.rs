@@ -11,6 +11,24 @@ use super::StoreError;
 pub const CALLBACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("callbacks");
 /// Scheduled callbacks by due second: (due second, id) → due ms.
 pub const DUE: TableDefinition<(u64, u64), u64> = TableDefinition::new("due");
+/// Far-future scheduled callbacks not yet merged into [`DUE`]: id → due ms.
+/// A schedule due more than [`STAGE_AFTER_MS`] ahead lands here, at the
+/// table's right edge (ids grow), instead of in a random leaf of `due`; the
+/// writer merges the staged entries into `due` in key order when there are
+/// [`MERGE_AT`] of them or the earliest comes within [`MERGE_BEFORE_MS`],
+/// so each `due` leaf is rewritten once per merge rather than once per
+/// schedule. `due` ∪ `due_later` holds every scheduled callback.
+pub const DUE_LATER: TableDefinition<u64, u64> = TableDefinition::new("due_later");
+/// Schedules due further ahead than this are staged in [`DUE_LATER`].
+pub const STAGE_AFTER_MS: i64 = 3_600_000;
+/// Staged entries are merged, [`MERGE_CHUNK`] at a time, while there are
+/// this many and the writer is idle (twice this many: in any batch)...
+pub const MERGE_AT: usize = 65_536;
+/// How many staged entries one batch merges (the smallest due keys).
+pub const MERGE_CHUNK: usize = 4_096;
+/// ...or when the earliest is due within this much (well before the
+/// engine's few-seconds look-ahead reads `due`).
+pub const MERGE_BEFORE_MS: i64 = 1_800_000;
 /// (status code, id) → ().
 pub const BY_STATUS: TableDefinition<(u8, u64), ()> = TableDefinition::new("by_status");
 /// (queue, id) → ().
@@ -35,7 +53,7 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The schema this build writes. Bump it with a migration step in
 /// [`migrate`] whenever a table's key or value layout changes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Opens (or creates) the database and brings its schema to
 /// [`SCHEMA_VERSION`]; refuses a file written by a newer build.
@@ -69,14 +87,20 @@ pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     Ok(db)
 }
 
-/// Creates the tables of a new file, or migrates from `from` (none yet: 1 is
-/// the first version). Each future version adds one arm that rewrites what
-/// changed, then the version is stored in the same transaction.
+/// Creates the tables of a new file, or migrates from `from`. Each version
+/// adds one arm that rewrites what changed, then the version is stored in
+/// the same transaction.
 fn migrate(w: &WriteTransaction, from: Option<u64>) -> Result<(), StoreError> {
     match from {
+        // 2 added the (empty at first) staging table `due_later`; a build
+        // that knows only 1 would not see staged callbacks, hence the bump.
+        Some(1) => {
+            w.open_table(DUE_LATER)?;
+        }
         None => {
             w.open_table(CALLBACKS)?;
             w.open_table(DUE)?;
+            w.open_table(DUE_LATER)?;
             w.open_table(BY_STATUS)?;
             w.open_table(BY_QUEUE)?;
             w.open_table(BY_OWNER)?;

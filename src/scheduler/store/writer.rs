@@ -5,12 +5,13 @@
 //! and updates the engine. Serialising every change here is what makes the
 //! engine, the indexes and the records agree without locks.
 
-use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 use std::sync::Arc;
 
 use rand::Rng;
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, Notify};
 
 use super::codec::{decode_callback, encode_attempt, encode_callback};
@@ -25,6 +26,10 @@ use crate::scheduler::model::{
     Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
     Status,
 };
+
+/// A writer idle this long merges a chunk of the stage (when it holds at
+/// least `MERGE_AT`); busy batches merge only past twice that.
+const IDLE_MERGE_AFTER: Duration = Duration::from_millis(20);
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 4096;
@@ -79,6 +84,7 @@ impl Reply {
 pub(super) struct Tables<'t> {
     pub cb: Table<'t, u64, &'static [u8]>,
     pub due: Table<'t, (u64, u64), u64>,
+    pub later: Table<'t, u64, u64>,
     pub status: Table<'t, (u8, u64), ()>,
     pub queue: Table<'t, (&'static str, u64), ()>,
     pub owner: Table<'t, (&'static str, u64), ()>,
@@ -93,6 +99,7 @@ impl<'t> Tables<'t> {
         Ok(Self {
             cb: w.open_table(CALLBACKS)?,
             due: w.open_table(DUE)?,
+            later: w.open_table(DUE_LATER)?,
             status: w.open_table(BY_STATUS)?,
             queue: w.open_table(BY_QUEUE)?,
             owner: w.open_table(BY_OWNER)?,
@@ -127,7 +134,62 @@ pub(super) struct Writer {
     pub quick_repair: bool,
     /// Due callbacks waiting for an agent, published after every batch for metrics.
     pub waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Measured cost of marking one callback in progress (apply and commit
+    /// of large rounds, moving average), µs: how early a herd is armed.
+    pub us_per_mark: u32,
+    /// Entries in `due_later`, and a lower bound of their earliest due time.
+    pub staged: Staged,
+    /// The latest instant a round has armed up to. Rounds never look at an
+    /// earlier one: callbacks made ready for a herd's far horizon must still
+    /// count as due in the next, nearer-reaching round.
+    pub armed_until: Millis,
 }
+
+/// The staging table's keys in due order, mirrored in memory (≤ about
+/// [`MERGE_AT`] entries, 24 bytes each) so a merge takes its chunk without
+/// scanning the table and `put` knows which table holds an entry.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Staged {
+    /// (due second, id, due ms), as in `due`.
+    pub keys: BTreeSet<(u64, u64, u64)>,
+}
+
+/// One change to [`Staged`], undone if its batch fails.
+enum StagedUndo {
+    Added((u64, u64, u64)),
+    Removed((u64, u64, u64)),
+}
+
+impl Staged {
+    /// Reads the staging table once, at open.
+    pub fn read(db: &Database) -> Result<Staged, StoreError> {
+        let r = db.begin_read()?;
+        let t = match r.open_table(DUE_LATER) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Staged::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut s = Staged::default();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            s.keys.insert(staged_key(k.value(), v.value()));
+        }
+        Ok(s)
+    }
+
+    /// `idle`: no request is waiting, so a merge delays nobody.
+    fn must_merge(&self, now: Millis, idle: bool) -> bool {
+        let limit = if idle { MERGE_AT } else { MERGE_AT * 2 };
+        self.keys.len() >= limit || self.keys.first().is_some_and(|k| k.2 as Millis <= now.saturating_add(MERGE_BEFORE_MS))
+    }
+}
+
+fn staged_key(id: u64, due_ms: u64) -> (u64, u64, u64) {
+    (due_second(due_ms as Millis).max(0) as u64, id, due_ms)
+}
+
+/// Before any round is measured: a conservative guess for this machine.
+pub(super) const INITIAL_US_PER_MARK: u32 = 20;
 
 /// What one batch changed, applied to memory after its commit.
 #[derive(Default)]
@@ -140,11 +202,27 @@ struct Batch {
     /// A request from outside the driver changed the book: wake the driver.
     /// Its own ticks must not, or it would wake itself forever.
     wake_driver: bool,
+    /// Callbacks marked in progress by the batch's rounds.
+    marked: usize,
+    /// Something was written that the engine map does not show (a merge).
+    wrote: bool,
+    staged_undo: Vec<StagedUndo>,
 }
 
 impl Writer {
     pub fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            // An idle writer merges the stage a chunk at a time, so bursts
+            // of schedules rarely share a batch with a merge.
+            let wait = if self.staged.keys.len() >= MERGE_AT { IDLE_MERGE_AFTER } else { Duration::from_secs(3600) };
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.process(Vec::new());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
             let mut ops = vec![first];
             while ops.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -161,9 +239,16 @@ impl Writer {
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
         let mut batch = Batch::default();
+        let started = std::time::Instant::now();
         let result = self.apply_all(now, ops, &mut batch);
         match result {
             Ok(()) => {
+                if batch.marked >= 256 {
+                    // Timing the writer's own work, not scheduling logic:
+                    // it only decides how early herds are armed.
+                    let us = (started.elapsed().as_micros() / batch.marked as u128).clamp(1, 1_000) as u32;
+                    self.us_per_mark = (self.us_per_mark + us).div_ceil(2);
+                }
                 for (id, state) in batch.engine.drain() {
                     match state {
                         Some(e) => self.engine.handle_upsert(e),
@@ -182,6 +267,12 @@ impl Writer {
                 tracing::error!(error = %e, "scheduler write failed; batch refused");
                 self.counters = counters_before;
                 self.next_seq = seq_before;
+                for u in batch.staged_undo.into_iter().rev() {
+                    match u {
+                        StagedUndo::Added(k) => self.staged.keys.remove(&k),
+                        StagedUndo::Removed(k) => self.staged.keys.insert(k),
+                    };
+                }
                 // Memory may be ahead of the disk: reload from the store.
                 self.engine.reset(now);
                 self.publish_waiting();
@@ -200,6 +291,7 @@ impl Writer {
     }
 
     fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
+        let ops_empty = ops.is_empty();
         let mut w = self.db.begin_write()?;
         // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
         // the whole file (seconds per million callbacks); docs/design.md.
@@ -207,6 +299,9 @@ impl Writer {
         let mut pending_ops = ops.into_iter();
         {
             let mut t = Tables::open(&w)?;
+            if self.staged.must_merge(now, ops_empty) {
+                self.merge(now, &mut t, batch)?;
+            }
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
                 match op {
@@ -255,7 +350,7 @@ impl Writer {
                 st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
             }
         }
-        if batch.engine.is_empty() && !batch.seq_used {
+        if batch.engine.is_empty() && !batch.seq_used && !batch.wrote {
             // Nothing written (reads, refusals, idle rounds): no fsync.
             w.abort()?;
         } else {
@@ -280,10 +375,24 @@ impl Writer {
         let new_due = (new.status == Status::Scheduled).then(|| due_key(new));
         if old_due != new_due || old.is_some_and(|o| o.due_at != new.due_at) {
             if let Some(k) = old_due {
-                t.due.remove(k)?;
+                let sk = staged_key(id, old.map_or(0, |o| o.due_at.max(0) as u64));
+                if self.staged.keys.remove(&sk) {
+                    t.later.remove(id)?;
+                    batch.staged_undo.push(StagedUndo::Removed(sk));
+                } else {
+                    t.due.remove(k)?;
+                }
             }
             if let Some(k) = new_due {
-                t.due.insert(k, new.due_at.max(0) as u64)?;
+                // `updated_at` is the time of this change.
+                if new.due_at > new.updated_at.saturating_add(STAGE_AFTER_MS) {
+                    t.later.insert(id, new.due_at.max(0) as u64)?;
+                    let sk = staged_key(id, new.due_at.max(0) as u64);
+                    self.staged.keys.insert(sk);
+                    batch.staged_undo.push(StagedUndo::Added(sk));
+                } else {
+                    t.due.insert(k, new.due_at.max(0) as u64)?;
+                }
             }
         }
         if old.is_none() {
@@ -577,7 +686,13 @@ impl Writer {
         max: usize,
         batch: &mut Batch,
     ) -> Result<Tick, StoreError> {
-        let now = now + ahead.max(0);
+        let ahead = ahead.max(0);
+        let from = now;
+        // Arm further ahead when more is due soon than can be marked in
+        // `ahead` ms (a herd); plain ticks (`ahead` 0) fire exactly at `now`.
+        let horizon = if ahead > 0 { self.engine.arm_horizon(now, ahead, self.us_per_mark) } else { 0 };
+        let now = (now + horizon).max(self.armed_until);
+        self.armed_until = now;
         let mut loaded = 0;
         if let Some(until_s) = self.engine.needs_load(now) {
             loaded = self.load(t, until_s)?;
@@ -604,6 +719,7 @@ impl Writer {
                     }
                 }
                 round.sort_by_key(|(i, _)| *i);
+                batch.marked += round.len();
                 dispatches.extend(round.into_iter().map(|(_, d)| d));
                 if n == 0 {
                     break;
@@ -620,8 +736,44 @@ impl Writer {
         // Actions change records (deferrals, ownership ends) whose new state
         // reaches the engine after the commit: look again at once then.
         let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
-        let next_deadline = self.engine.poll_timeout().map(|d| d - ahead.max(0));
+        let next_deadline = if ahead > 0 {
+            self.engine.poll_arm_timeout(from, ahead, self.us_per_mark)
+        } else {
+            self.engine.poll_timeout()
+        };
         Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
+    }
+
+    /// Moves the [`MERGE_CHUNK`] staged entries with the smallest due keys
+    /// (and any due within [`MERGE_BEFORE_MS`]) into `due`, in key order: a
+    /// chunk covers a contiguous stretch of `due`, so each leaf there is
+    /// rewritten once per chunk, and a batch waits for one chunk (tens of
+    /// ms), never for the whole stage.
+    fn merge(&mut self, now: Millis, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
+        let near_until = now.saturating_add(MERGE_BEFORE_MS);
+        let loaded_until = self.engine.loaded_until_s();
+        let mut taken = 0;
+        while let Some(&key) = self.staged.keys.first() {
+            if taken >= MERGE_CHUNK && key.2 as Millis > near_until {
+                break;
+            }
+            self.staged.keys.pop_first();
+            batch.staged_undo.push(StagedUndo::Removed(key));
+            taken += 1;
+            let (s, id, due) = key;
+            t.due.insert((s, id), due)?;
+            t.later.remove(id)?;
+            // Only after a jump of the clock can a staged one be this near.
+            if (s as i64) < loaded_until {
+                if let Some(cb) = t.get(CallbackId(id))? {
+                    let tz = self.cfg.queue(&cb.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+                    batch.engine.insert(cb.id, Some(DueEntry::of(&cb, tz)));
+                }
+            }
+        }
+        tracing::debug!(merged = taken, left = self.staged.keys.len(), "staged due entries merged");
+        batch.wrote = true;
+        Ok(())
     }
 
     /// Reads the due index from the engine's horizon up to `until_s`, at most
@@ -665,6 +817,12 @@ impl Writer {
         let current = old.status == Status::Scheduled && old.due_at <= now;
         let mut new = old.clone();
         new.updated_at = now;
+        if !current && old.status == Status::Scheduled {
+            // The engine gave it up; it stays scheduled, so it must stay
+            // in memory too.
+            let tz = self.cfg.queue(&old.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+            batch.engine.insert(old.id, Some(DueEntry::of(&old, tz)));
+        }
         match a {
             Action::Fire { agent, .. } => {
                 if !current {
