@@ -117,7 +117,7 @@ fn busy_is_retried_after_retry_delay() {
     let a = attempts(&r, &id);
     assert_eq!(a.len(), 2);
     let gap = ms(&a[1]["started_at"]) - ms(&a[0]["ended_at"]);
-    assert!((950..4_000).contains(&gap), "retry after {gap} ms, want ≈ 1 s");
+    assert!((950..4_000).contains(&gap), "retry after {gap} ms, want ≈ 1 s: {a:?}");
     assert!(carrier.wait().ok());
 }
 

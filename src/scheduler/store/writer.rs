@@ -581,9 +581,10 @@ impl Writer {
         }
         let attempt = Attempt {
             attempt: n,
-            // The record's last change was the firing that started it.
-            started_at: old.updated_at,
-            ended_at: now.max(old.updated_at),
+            // The record's last change was the arming that started it; an
+            // attempt armed ahead starts at its due time (the hand-over).
+            started_at: old.updated_at.max(old.due_at),
+            ended_at: now.max(old.updated_at).max(old.due_at),
             outcome: o.outcome,
             sip_status: o.sip_status,
             amd: o.amd,
@@ -714,7 +715,7 @@ impl Writer {
                 actions.sort_by_key(|(_, a)| action_id(a));
                 let mut round: Vec<(usize, Dispatch)> = Vec::new();
                 for (i, a) in actions {
-                    if let Some(d) = self.apply_action(now, t, a, avail, batch)? {
+                    if let Some(d) = self.apply_action(now, from, t, a, avail, batch)? {
                         round.push((i, d));
                     }
                 }
@@ -802,9 +803,13 @@ impl Writer {
         Ok(n)
     }
 
+    /// Applies one engine action armed for `now` (possibly ahead of the
+    /// clock); `wall` is the clock's time, recorded as the change's time.
+    #[allow(clippy::too_many_arguments)]
     fn apply_action(
         &mut self,
         now: Millis,
+        wall: Millis,
         t: &mut Tables<'_>,
         a: Action,
         avail: &dyn Availability,
@@ -816,7 +821,7 @@ impl Writer {
         // reschedule) may have overtaken what the engine knew.
         let current = old.status == Status::Scheduled && old.due_at <= now;
         let mut new = old.clone();
-        new.updated_at = now;
+        new.updated_at = wall;
         if !current && old.status == Status::Scheduled {
             // The engine gave it up; it stays scheduled, so it must stay
             // in memory too.
