@@ -13,6 +13,13 @@ pub type Millis = i64;
 /// A source of wall-clock time in milliseconds.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> Millis;
+
+    /// Microseconds since the epoch, for drivers that must hit a millisecond
+    /// boundary closely (the scheduler's hand-over). Clocks without finer
+    /// time answer whole milliseconds.
+    fn now_us(&self) -> i64 {
+        self.now_ms() * 1000
+    }
 }
 
 /// The real clock.
@@ -25,6 +32,13 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         d.as_millis() as Millis
+    }
+
+    fn now_us(&self) -> i64 {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        d.as_micros() as i64
     }
 }
 

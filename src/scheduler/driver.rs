@@ -13,8 +13,9 @@
 //! only after the previous round was handed over, so every round was late
 //! by its own commit.) The hand-over is a plain thread because tokio's
 //! timer has 1 ms granularity and fires up to a millisecond late; the
-//! thread sleeps to within a millisecond, then polls the clock every
-//! [`POLL_US`] µs.
+//! thread sleeps straight to the due millisecond's boundary, computed from
+//! the clock's microseconds (`Clock::now_us`), so it wakes once per due
+//! time, late only by the kernel's timer slack (≈ 50 µs).
 //!
 //! Every callback the dialler receives is already durably `in_progress`
 //! with its attempt number. If the dialler's receiver is gone, the driver
@@ -43,9 +44,9 @@ const ROUND: usize = 20_000;
 pub const ARM_AHEAD_MS: Millis = 250;
 /// Longest sleep without a deadline: a safety net against a lost wake-up.
 const IDLE_MS: Millis = 1_000;
-/// The hand-over thread's clock polling step in the last millisecond
-/// before a due time.
-const POLL_US: u64 = 100;
+/// The shortest sleep of the hand-over thread: a clock that answers whole
+/// milliseconds (a fake one) must not make it spin.
+const MIN_SLEEP_US: u64 = 50;
 
 /// Controls a running driver.
 #[derive(Debug, Clone)]
@@ -223,12 +224,12 @@ fn hand_over(
         if !open && held.is_empty() {
             return;
         }
-        // Sleep until the next due time (to within a millisecond, then in
-        // POLL_US steps) or until more is armed.
+        // Sleep until the next due time's millisecond begins, or until more
+        // is armed.
         let timeout = match held.first_key_value() {
             None => Duration::from_millis(IDLE_MS as u64),
             Some((&(due, _), h)) => {
-                let by_clock = Duration::from_millis((due - now - 1).max(0) as u64).max(Duration::from_micros(POLL_US));
+                let by_clock = Duration::from_micros((due * 1000 - clock.now_us()).max(0) as u64).max(Duration::from_micros(MIN_SLEEP_US));
                 by_clock.min(h.latest.saturating_duration_since(instant))
             }
         };

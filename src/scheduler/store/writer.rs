@@ -31,6 +31,10 @@ use crate::scheduler::model::{
 /// least `MERGE_AT`); busy batches merge only past twice that.
 const IDLE_MERGE_AFTER: Duration = Duration::from_millis(20);
 
+/// Batches up to this size merge a whole staging chunk; bigger ones an
+/// eighth of it (measured: docs/scheduler.md, "Staging under load").
+const SMALL_BATCH: usize = 64;
+
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -292,6 +296,7 @@ impl Writer {
 
     fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
         let ops_empty = ops.is_empty();
+        let waiting = ops.len();
         let mut w = self.db.begin_write()?;
         // Quick repair: a crash costs a ~10 ms reopen instead of a walk of
         // the whole file (seconds per million callbacks); docs/design.md.
@@ -300,7 +305,11 @@ impl Writer {
         {
             let mut t = Tables::open(&w)?;
             if self.staged.must_merge(now, ops_empty) {
-                self.merge(now, &mut t, batch)?;
+                // The merge delays every request of the batch: a big batch
+                // (many producers waiting) takes a small chunk, an idle
+                // writer or a small batch the whole chunk.
+                let chunk = if waiting <= SMALL_BATCH { MERGE_CHUNK } else { MERGE_CHUNK / 8 };
+                self.merge(now, chunk, &mut t, batch)?;
             }
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
@@ -745,17 +754,17 @@ impl Writer {
         Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 })
     }
 
-    /// Moves the [`MERGE_CHUNK`] staged entries with the smallest due keys
+    /// Moves the `chunk` (at most [`MERGE_CHUNK`]) staged entries with the smallest due keys
     /// (and any due within [`MERGE_BEFORE_MS`]) into `due`, in key order: a
     /// chunk covers a contiguous stretch of `due`, so each leaf there is
     /// rewritten once per chunk, and a batch waits for one chunk (tens of
     /// ms), never for the whole stage.
-    fn merge(&mut self, now: Millis, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
+    fn merge(&mut self, now: Millis, chunk: usize, t: &mut Tables<'_>, batch: &mut Batch) -> Result<(), StoreError> {
         let near_until = now.saturating_add(MERGE_BEFORE_MS);
         let loaded_until = self.engine.loaded_until_s();
         let mut taken = 0;
         while let Some(&key) = self.staged.keys.first() {
-            if taken >= MERGE_CHUNK && key.2 as Millis > near_until {
+            if taken >= chunk && key.2 as Millis > near_until {
                 break;
             }
             self.staged.keys.pop_first();
