@@ -47,7 +47,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
         _ => Amd::Unknown,
     });
     if verdict == AmdResult::Machine {
-        return on_machine(d, queue, customer).await;
+        return on_machine(queue, customer).await;
     }
 
     // A person (or unknown, treated as one): hold prompt, ring agents.
@@ -114,7 +114,7 @@ async fn amd_verdict(customer: &mut Party) -> Result<AmdResult, ()> {
 
 /// The queue's `on_machine`: retry later, count it as done, or leave a
 /// message after the beep (or the end of the greeting).
-async fn on_machine(d: &Dialler, queue: &Queue, mut customer: Party) -> Finish {
+async fn on_machine(queue: &Queue, mut customer: Party) -> Finish {
     match &queue.on_machine {
         OnMachine::Retry | OnMachine::Complete => {}
         OnMachine::Message(path) => match Prompt::from_wav(path) {
@@ -137,7 +137,6 @@ async fn on_machine(d: &Dialler, queue: &Queue, mut customer: Party) -> Finish {
         },
     }
     customer.close();
-    let _ = d;
     Finish::new(Outcome::Machine, Some(200))
 }
 

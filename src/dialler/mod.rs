@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::agents::Registry;
 use crate::api::metrics::Metrics;
@@ -88,11 +89,16 @@ impl Dialler {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// One attempt: run the queue's flow, free what it held, report.
+    /// One attempt, in a span naming it.
     async fn attempt(&self, d: Dispatch) {
         let cb = &d.callback;
         let span = tracing::info_span!("attempt", callback = %cb.id, attempt = d.attempt, queue = %cb.queue, agent = %d.agent);
-        let _e = span.enter();
+        self.run_attempt(d).instrument(span).await
+    }
+
+    /// Runs the queue's flow, frees what it held, reports the outcome.
+    async fn run_attempt(&self, d: Dispatch) {
+        let cb = &d.callback;
         tracing::info!(callback = %cb.id, attempt = d.attempt, agent = %d.agent, "callback due: dialling");
         self.metrics.fired(self.clock.now_ms() - cb.due_at);
         self.metrics.calls_active_add(1);
@@ -100,15 +106,10 @@ impl Dialler {
         let interaction = live::new_interaction_id();
         self.agents.assign(&d.agent, &cb.id.to_string());
         let finish = match self.queue(&cb.queue) {
-            Some(q) => {
-                let mode = cb.mode;
-                drop(_e);
-                let flow = match mode {
-                    DialMode::CustomerFirst => customer_first::run(self, &d, q, &interaction, &mut log).await,
-                    DialMode::AgentFirst => agent_first::run(self, &d, q, &interaction, &mut log).await,
-                };
-                flow
-            }
+            Some(q) => match cb.mode {
+                DialMode::CustomerFirst => customer_first::run(self, &d, q, &interaction, &mut log).await,
+                DialMode::AgentFirst => agent_first::run(self, &d, q, &interaction, &mut log).await,
+            },
             None => attempt::Finish::failed_no_retry("queue no longer configured"),
         };
         self.live.remove(&interaction);
