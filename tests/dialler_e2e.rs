@@ -284,7 +284,7 @@ fn on_machine_message_is_left_after_the_beep_and_completes() {
     assert!(a[0]["timeline"]["agent_ringing_at"].is_null(), "no agent is rung for a machine");
     assert!(carrier.wait().ok());
     // The message (≈ 5 s) reached the machine.
-    let message_packets = (common::phone::pcm_wav_len_ms(&wav) / 20) as u64;
+    let message_packets = common::phone::pcm_wav_len_ms(&wav) / 20;
     assert!(customer.received() + 10 >= message_packets, "{} packets, message is {message_packets}", customer.received());
 }
 

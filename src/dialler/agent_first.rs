@@ -23,7 +23,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
     let mut hold = AgentHold::new(d, &dispatch.agent, queue);
     let call = AgentCall { dispatch: Some(dispatch), caller: &cb.phone, queue: &cb.queue, interaction };
     let mut agent = match party::ring_agent(d, &hold.agent, &call, queue.agent_ring_timeout, None, log).await {
-        Rung::Answered(p) => p,
+        Rung::Answered(p) => *p,
         Rung::Unreachable => return Finish::new(Outcome::AgentUnavailable, None),
         Rung::NoAnswer | Rung::OtherGone => return Finish::new(Outcome::AgentNoAnswer, None),
         Rung::Declined(s) => return Finish::new(Outcome::AgentNoAnswer, Some(s)),

@@ -59,7 +59,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
         match rung {
             Rung::Answered(agent) => {
                 log.agent = hold.agent.clone();
-                return bridge(d, &mut hold, customer, agent, interaction, cb.phone.as_str(), &cb.queue, log).await;
+                return bridge(d, &mut hold, customer, *agent, interaction, cb.phone.as_str(), &cb.queue, log).await;
             }
             Rung::OtherGone => {
                 hold.release();

@@ -220,7 +220,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// How ringing an agent ended.
 pub enum Rung {
-    Answered(Party),
+    Answered(Box<Party>),
     /// No answer within the agent ring timeout.
     NoAnswer,
     /// The softphone declined (or failed) with this status.
@@ -306,7 +306,7 @@ pub async fn ring_agent(d: &Dialler, agent: &str, call: &AgentCall<'_>, timeout:
                         last_status = 488;
                         continue;
                     }
-                    break Rung::Answered(p);
+                    break Rung::Answered(Box::new(p));
                 }
                 PartyEvent::Sip(LegEvent::Failed { status }) => {
                     last_status = status;
@@ -371,20 +371,6 @@ async fn watch(p: Option<&mut Party>) -> PartyEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hangup;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Transport;
-
-    #[test]
-    fn contacts_on_the_registering_host_are_used_directly_else_the_source() {
-        let src = Peer { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Udp };
-        assert_eq!(contact_target("sip:alice@127.0.0.1:5070", src).addr, "127.0.0.1:5070".parse().unwrap());
-        assert_eq!(contact_target("sip:alice@127.0.0.1", src).addr, "127.0.0.1:5060".parse().unwrap());
-        assert_eq!(contact_target("sip:alice@192.168.1.10:5060", src), src, "NAT: the source");
-        assert_eq!(contact_target("sip:alice@phone.example", src), src);
-    }
-}
 
 /// Plays `prompt` to `party` and waits for it to finish (bounded by its
 /// length plus a second); `Err` if the party hung up meanwhile.
@@ -404,4 +390,19 @@ pub async fn play_and_wait(party: &mut Party, prompt: std::sync::Arc<crate::medi
     })
     .await;
     r.unwrap_or(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport;
+
+    #[test]
+    fn contacts_on_the_registering_host_are_used_directly_else_the_source() {
+        let src = Peer { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Udp };
+        assert_eq!(contact_target("sip:alice@127.0.0.1:5070", src).addr, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(contact_target("sip:alice@127.0.0.1", src).addr, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(contact_target("sip:alice@192.168.1.10:5060", src), src, "NAT: the source");
+        assert_eq!(contact_target("sip:alice@phone.example", src), src);
+    }
 }

@@ -126,7 +126,7 @@ async fn serve(d: &Dialler, mut caller: Party, queue: &Queue, route: &Route, mut
                             Err(e) => tracing::error!(error = %e, "cannot skip the pending callback"),
                         }
                     }
-                    let _ = bridge(d, &mut hold, caller, a, interaction, phone.as_deref().unwrap_or(""), &queue.name, &mut log).await;
+                    let _ = bridge(d, &mut hold, caller, *a, interaction, phone.as_deref().unwrap_or(""), &queue.name, &mut log).await;
                     return;
                 }
                 Rung::OtherGone => return caller.close(),

@@ -45,14 +45,17 @@ impl Refusal {
     }
 }
 
+/// A DID as configured, with its override queue and greeting.
+type DidEntry = (String, Option<String>, Option<PathBuf>);
+
 /// The routing table, built once from the configuration and the resolved
 /// proxies.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     /// Carrier source IP → profile names with a proxy there.
     by_ip: HashMap<IpAddr, Vec<String>>,
-    /// Profile → (normalised DID → (DID as configured, queue, greeting)).
-    dids: BTreeMap<String, HashMap<String, (String, Option<String>, Option<PathBuf>)>>,
+    /// Profile → normalised DID → its entry.
+    dids: BTreeMap<String, HashMap<String, DidEntry>>,
     inbound_queue: BTreeMap<String, Option<String>>,
     /// Profiles that accept calls from anywhere with digest credentials:
     /// username → profile.

@@ -112,6 +112,7 @@ fn event_code(key: char) -> u8 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     sock: UdpSocket,
     target_file: PathBuf,

@@ -115,7 +115,7 @@ pub fn due_for(queue: &Queue, tz: Tz, now: Millis, scheduled_at: Option<Millis>)
 
 fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError> {
     let agent = cfg.agent(owner).ok_or_else(|| RuleError::UnknownOwner { owner: owner.to_string() })?;
-    if !agent.queues.iter().any(|q| *q == queue.name) {
+    if !agent.queues.contains(&queue.name) {
         return Err(RuleError::OwnerNotInQueue { owner: owner.to_string(), queue: queue.name.clone() });
     }
     Ok(())

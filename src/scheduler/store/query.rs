@@ -122,15 +122,13 @@ impl Book {
         };
         let mut items = Vec::new();
         let mut last = None;
-        let mut scanned = 0;
         let mut exhausted = true;
-        for id in ids {
+        for (scanned, id) in ids.enumerate() {
             if items.len() == limit || scanned == SCAN_BUDGET {
                 exhausted = false;
                 break;
             }
             let id = id?;
-            scanned += 1;
             last = Some(id);
             if let Some(v) = records.get(id)? {
                 let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
