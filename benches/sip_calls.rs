@@ -10,6 +10,9 @@
 //! percentiles, and this process's CPU time per call (the endpoint task plus the bench's own
 //! tasks; SIPp is another process).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,26 +29,8 @@ const HOLD: Duration = Duration::from_secs(5);
 const DID: &str = "+15550100";
 const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
 
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn config(dir: &std::path::Path) -> Config {
-    let sip = free_port();
-    std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
-    std::fs::write(dir.join("redial.toml"), format!("[sip]\nlisten = \"127.0.0.1:{sip}\"\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    std::fs::write(
-        dir.join("sip-profiles/carrier1.toml"),
-        format!("proxy = \"sip:127.0.0.1:9\"\ndomain = \"carrier.test\"\nregister = false\noptions_ping = \"0\"\ndids = [\"{DID}\"]\n"),
-    )
-    .unwrap();
-    Config::load(Some(&dir.join("redial.toml"))).unwrap()
+    common::endpoint_config(dir, DID)
 }
 
 fn scenario(name: &str) -> String {
@@ -104,7 +89,7 @@ async fn outbound(total: u32) {
     let cfg = config(dir.path());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let ep = Endpoint::start(&cfg, stop_rx).await.unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut sipp = Command::new("sipp")
         .args(["-sf", &scenario("calls_uas_answer.xml"), "-i", "127.0.0.1", "-p", &port.to_string()])
         .args(["-m", &total.to_string(), "-timeout", "60s", "-nostdin", "-max_socket", "4096"])
@@ -227,7 +212,7 @@ async fn inbound(total: u32) {
     let sip = ep.local_addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("sipp")
-            .args(["-sf", &scenario("calls_uac_did.xml"), "-i", "127.0.0.1", "-p", &free_port().to_string()])
+            .args(["-sf", &scenario("calls_uac_did.xml"), "-i", "127.0.0.1", "-p", &common::free_port().to_string()])
             .args(["-s", DID, "-d", &HOLD.as_millis().to_string(), "-r", &RATE.to_string()])
             .args(["-m", &total.to_string(), "-timeout", "60s", "-nostdin", "-max_socket", "4096", &sip])
             .stdout(Stdio::null())

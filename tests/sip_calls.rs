@@ -18,16 +18,7 @@ const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.
 const DID: &str = "+15550100";
 
 fn config(dir: &std::path::Path) -> Config {
-    let sip = free_port();
-    std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
-    std::fs::write(dir.join("redial.toml"), format!("[sip]\nlisten = \"127.0.0.1:{sip}\"\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
-    // A trunk that neither registers nor pings: only its DID matters here.
-    std::fs::write(
-        dir.join("sip-profiles/carrier1.toml"),
-        format!("proxy = \"sip:127.0.0.1:9\"\ndomain = \"carrier.test\"\nregister = false\noptions_ping = \"0\"\ndids = [\"{DID}\"]\n"),
-    )
-    .unwrap();
-    Config::load(Some(&dir.join("redial.toml"))).unwrap()
+    common::endpoint_config(dir, DID)
 }
 
 struct Harness {

@@ -32,6 +32,20 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
+/// A configuration for an in-process endpoint on a free port, with one
+/// trunk that neither registers nor pings and answers for `did`.
+pub fn endpoint_config(dir: &Path, did: &str) -> redial::config::Config {
+    let sip = free_port();
+    std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
+    std::fs::write(dir.join("redial.toml"), format!("[sip]\nlisten = \"127.0.0.1:{sip}\"\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    std::fs::write(
+        dir.join("sip-profiles/carrier1.toml"),
+        format!("proxy = \"sip:127.0.0.1:9\"\ndomain = \"carrier.test\"\nregister = false\noptions_ping = \"0\"\ndids = [\"{did}\"]\n"),
+    )
+    .unwrap();
+    redial::config::Config::load(Some(&dir.join("redial.toml"))).unwrap()
+}
+
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
