@@ -82,6 +82,11 @@ fn id_of(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(id)| id).map_err(|_| ApiError::not_found("callback"))
 }
 
+/// A callback id; any other shape is an unknown id (404).
+fn callback_id(id: &str) -> Result<crate::scheduler::model::CallbackId, ApiError> {
+    crate::scheduler::model::CallbackId::parse(id).ok_or_else(|| ApiError::not_found("callback"))
+}
+
 /// Schedule a callback.
 #[utoipa::path(post, path = "/v1/callbacks", tag = "callbacks",
     request_body = CreateCallback,
@@ -255,7 +260,7 @@ pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, Pa
     security(("bearer" = [])))]
 pub async fn list_attempts(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<List<AttemptView>>, ApiError> {
     let id = id_of(id)?;
-    let id = crate::scheduler::model::CallbackId::parse(&id).ok_or_else(|| ApiError::not_found("callback"))?;
+    let id = callback_id(&id)?;
     let attempts = s.book.attempts(id)?.ok_or_else(|| ApiError::not_found("callback"))?;
     Ok(Json(List { items: attempts.iter().map(AttemptView::from).collect(), next_cursor: None }))
 }
@@ -281,7 +286,7 @@ pub async fn change_callback(
 ) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
     let changes: ChangeCallback = json_body(body)?;
-    let id = crate::scheduler::model::CallbackId::parse(&id).ok_or_else(|| ApiError::not_found("callback"))?;
+    let id = callback_id(&id)?;
     let cb = s.book.reschedule(id, changes.into_changes()?).await?;
     Ok(Json(CallbackView::from(&cb)))
 }
@@ -298,7 +303,7 @@ pub async fn change_callback(
     security(("bearer" = [])))]
 pub async fn cancel_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
-    let id = crate::scheduler::model::CallbackId::parse(&id).ok_or_else(|| ApiError::not_found("callback"))?;
+    let id = callback_id(&id)?;
     let cb = s.book.cancel(id).await?;
     Ok(Json(CallbackView::from(&cb)))
 }
