@@ -80,15 +80,18 @@ pub async fn follow_agent_bindings(
     }
 }
 
-/// Each profile's proxy as a SIP peer (address and transport). A proxy that
-/// does not resolve is left out and logged: calls through it fail (and are
-/// retried) until a restart.
-pub async fn proxies(cfg: &crate::config::Config) -> std::collections::BTreeMap<String, crate::sip::Peer> {
+/// Each profile's proxy, as the endpoint resolved it, as a SIP peer
+/// (address and transport). A proxy that did not resolve is left out and
+/// logged: calls through it fail (and are retried) until a restart.
+pub fn proxies(
+    cfg: &crate::config::Config,
+    resolved: &std::collections::BTreeMap<String, Result<std::net::SocketAddr, String>>,
+) -> std::collections::BTreeMap<String, crate::sip::Peer> {
     let mut out = std::collections::BTreeMap::new();
-    for (name, r) in crate::sip::endpoint::trunks::resolve_proxies(cfg).await {
-        match (r, cfg.profiles.get(&name)) {
+    for (name, r) in resolved {
+        match (r, cfg.profiles.get(name)) {
             (Ok(addr), Some(p)) => {
-                out.insert(name, crate::sip::Peer { addr, transport: p.transport });
+                out.insert(name.clone(), crate::sip::Peer { addr: *addr, transport: p.transport });
             }
             (Err(e), _) => tracing::error!(profile = %name, error = %e, "proxy does not resolve; calls through it will fail"),
             _ => {}

@@ -96,7 +96,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         cfg.agents.iter().map(|a| a.id.clone()).collect(),
         clock.clone(),
     ));
-    let proxies = bridge::proxies(&cfg).await;
+    let proxies = bridge::proxies(&cfg, &sip.proxies);
     let dialler = Arc::new(Dialler {
         cfg: cfg.clone(),
         book: api.book(),

@@ -98,6 +98,8 @@ pub struct EndpointHandle {
     pub incoming: Option<mpsc::Receiver<IncomingCall>>,
     /// Transaction counters for `/metrics`.
     pub stats: Arc<SipStats>,
+    /// Each profile's proxy as resolved at start (or why it did not resolve).
+    pub proxies: BTreeMap<String, Result<SocketAddr, String>>,
     task: JoinHandle<()>,
 }
 
@@ -147,6 +149,7 @@ impl Endpoint {
             calls,
             incoming: Some(incoming_rx),
             stats,
+            proxies,
             task,
         })
     }
