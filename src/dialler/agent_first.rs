@@ -11,7 +11,7 @@ use crate::media::call::MediaEvent;
 use crate::scheduler::model::{Dispatch, Outcome};
 
 use super::attempt::{AttemptLog, Finish};
-use super::customer_first::{bridge, AgentHold};
+use super::connect::{bridge, AgentHold};
 use super::party::{self, AgentCall, Dialled, PartyEvent, Rung};
 use super::Dialler;
 
@@ -20,7 +20,7 @@ const BUSY_TONE: Duration = Duration::from_secs(3);
 
 pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &str, log: &mut AttemptLog) -> Finish {
     let cb = &dispatch.callback;
-    let mut hold = AgentHold::new(d, &dispatch.agent, queue);
+    let mut hold = AgentHold::new(d, &dispatch.agent, queue, &cb.id.to_string());
     let call = AgentCall { dispatch: Some(dispatch), caller: &cb.phone, queue: &cb.queue, interaction };
     let mut agent = match party::ring_agent(d, &hold.agent, &call, queue.agent_ring_timeout, None, log).await {
         Rung::Answered(p) => *p,
@@ -60,15 +60,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
         Dialled::Answered(customer) => bridge(d, &mut hold, customer, agent, interaction, &cb.phone, &cb.queue, log).await,
         Dialled::NotAnswered(f) => {
             agent.media.play(d.prompts.busy_tone.clone(), true);
-            let _ = tokio::time::timeout(BUSY_TONE, async {
-                loop {
-                    let ev = agent.next().await;
-                    if ev.ends_call() || matches!(ev, PartyEvent::Media(MediaEvent::PlayDone)) {
-                        return;
-                    }
-                }
-            })
-            .await;
+            let _ = agent.wait_for(BUSY_TONE, |e| matches!(e, PartyEvent::Media(MediaEvent::PlayDone)).then_some(())).await;
             agent.close();
             hold.finished();
             f

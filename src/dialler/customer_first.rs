@@ -11,6 +11,7 @@ use crate::media::player::Prompt;
 use crate::scheduler::model::{Amd, Dispatch, Outcome};
 
 use super::attempt::{AttemptLog, Finish};
+use super::connect::{bridge, AgentHold};
 use super::party::{self, AgentCall, Dialled, Party, PartyEvent, Rung};
 use super::Dialler;
 
@@ -23,7 +24,7 @@ const BEEP_LIMIT: Duration = Duration::from_secs(20);
 
 pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &str, log: &mut AttemptLog) -> Finish {
     let cb = &dispatch.callback;
-    let mut hold = AgentHold::new(d, &dispatch.agent, queue);
+    let mut hold = AgentHold::new(d, &dispatch.agent, queue, &cb.id.to_string());
     let mut customer = match party::dial_customer(d, dispatch, queue, log, |_, _| {}).await {
         Dialled::Answered(p) => p,
         Dialled::NotAnswered(f) => return f,
@@ -34,7 +35,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
     customer.media.start_amd();
     let verdict = match amd_verdict(&mut customer).await {
         Ok(v) => v,
-        Err(()) => {
+        Err(party::Hangup) => {
             // Answered, then gone before we knew who: try again later.
             customer.close();
             return Finish::new(Outcome::NoAnswer, Some(200)).note("the customer hung up during answering-machine detection");
@@ -80,7 +81,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
                 match next {
                     Some(a) => {
                         tried.push(a.clone());
-                        hold = AgentHold::new(d, &a, queue);
+                        hold = AgentHold::new(d, &a, queue, &cb.id.to_string());
                         log.agent = a;
                     }
                     None => {
@@ -96,20 +97,15 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &
 }
 
 /// Waits for the detector's verdict; `Err` when the customer hung up first.
-async fn amd_verdict(customer: &mut Party) -> Result<AmdResult, ()> {
-    let wait = async {
-        loop {
-            let ev = customer.next().await;
-            customer.absorb(&ev);
-            match ev {
-                PartyEvent::Media(MediaEvent::Amd(decision)) => return Ok(decision.result),
-                ev if ev.ends_call() => return Err(()),
-                _ => {}
-            }
-        }
-    };
+async fn amd_verdict(customer: &mut Party) -> Result<AmdResult, party::Hangup> {
+    let verdict = customer
+        .wait_for(AMD_LIMIT, |e| match e {
+            PartyEvent::Media(MediaEvent::Amd(decision)) => Some(decision.result),
+            _ => None,
+        })
+        .await?;
     // A detector that never decides counts as unknown: treated as a person.
-    tokio::time::timeout(AMD_LIMIT, wait).await.unwrap_or(Ok(AmdResult::Unknown))
+    Ok(verdict.unwrap_or(AmdResult::Unknown))
 }
 
 /// The queue's `on_machine`: retry later, count it as done, or leave a
@@ -119,17 +115,10 @@ async fn on_machine(queue: &Queue, mut customer: Party) -> Finish {
         OnMachine::Retry | OnMachine::Complete => {}
         OnMachine::Message(path) => match Prompt::from_wav(path) {
             Ok(prompt) => {
-                let heard = tokio::time::timeout(BEEP_LIMIT, async {
-                    loop {
-                        match customer.next().await {
-                            PartyEvent::Media(MediaEvent::Beep { .. } | MediaEvent::GreetingEnded) => return true,
-                            ev if ev.ends_call() => return false,
-                            _ => {}
-                        }
-                    }
-                })
-                .await;
-                if heard != Ok(false) {
+                // The beep, the end of the greeting, or BEEP_LIMIT: then the
+                // message, unless the machine hung up.
+                let heard = customer.wait_for(BEEP_LIMIT, |e| matches!(e, PartyEvent::Media(MediaEvent::Beep { .. } | MediaEvent::GreetingEnded)).then_some(())).await;
+                if heard.is_ok() {
                     let _ = party::play_and_wait(&mut customer, std::sync::Arc::new(prompt)).await;
                 }
             }
@@ -138,103 +127,4 @@ async fn on_machine(queue: &Queue, mut customer: Party) -> Finish {
     }
     customer.close();
     Finish::new(Outcome::Machine, Some(200))
-}
-
-/// Bridges the customer and the agent, and waits until either hangs up
-/// (or media stops for the media timeout); then ends the other.
-#[allow(clippy::too_many_arguments)]
-pub async fn bridge(
-    d: &Dialler,
-    hold: &mut AgentHold<'_>,
-    mut customer: Party,
-    mut agent: Party,
-    interaction: &str,
-    phone: &str,
-    queue: &str,
-    log: &mut AttemptLog,
-) -> Finish {
-    customer.media.stop_playing();
-    // Agent-first may have bridged already, for the carrier's early media.
-    let bridged = match customer.media.bridge(&mut agent.media) {
-        Err(crate::media::call::MediaCallError::AlreadyBridged { .. }) => Ok(()),
-        r => r,
-    };
-    if let Err(e) = bridged {
-        tracing::error!(error = %e, "cannot bridge the legs");
-        customer.close();
-        agent.close();
-        return Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("bridge failed: {e}"));
-    }
-    hold.on_call();
-    log.mark(|t| &mut t.bridged_at);
-    d.live.set(interaction, phone, queue, Some(&hold.agent));
-    tracing::info!("customer and agent bridged");
-    let ended = tokio::select! {
-        ev = customer.until_ended() => format!("customer: {ev:?}"),
-        ev = agent.until_ended() => format!("agent: {ev:?}"),
-    };
-    tracing::info!(by = %ended, "call ended");
-    customer.close();
-    agent.close();
-    hold.finished();
-    Finish::new(Outcome::Human, Some(200))
-}
-
-/// The agent a flow holds, and what to do with it when the flow lets go:
-/// after a conversation it goes to wrap-up, otherwise it is simply freed.
-pub struct AgentHold<'a> {
-    d: &'a Dialler,
-    pub agent: String,
-    wrap_up: Duration,
-    on_call: bool,
-    done: bool,
-}
-
-impl<'a> AgentHold<'a> {
-    pub fn new(d: &'a Dialler, agent: &str, queue: &Queue) -> Self {
-        Self { d, agent: agent.to_string(), wrap_up: queue.wrap_up, on_call: false, done: false }
-    }
-
-    pub fn on_call(&mut self) {
-        self.on_call = true;
-        // The id the agent is held for stays what the reservation named.
-        let what = self.d.agents.get(&self.agent).and_then(|a| a.reserved_for).unwrap_or_default();
-        self.d.agents.on_call(&self.agent, &what);
-    }
-
-    /// The conversation ended: wrap-up, then free (and wake the scheduler).
-    pub fn finished(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let ms = self.wrap_up.as_millis() as i64;
-        self.d.agents.finished(&self.agent, if self.on_call { ms } else { 0 });
-        if self.on_call && ms > 0 {
-            let agents = self.d.agents.clone();
-            let wrap = self.wrap_up;
-            tokio::spawn(async move {
-                tokio::time::sleep(wrap).await;
-                agents.wake();
-            });
-        }
-    }
-
-    /// Lets go of an agent that took no call.
-    pub fn release(&mut self) {
-        if !self.done {
-            self.done = true;
-            crate::scheduler::engine::Availability::release(&*self.d.agents, &self.agent);
-        }
-    }
-}
-
-impl Drop for AgentHold<'_> {
-    fn drop(&mut self) {
-        if self.on_call {
-            self.finished();
-        } else {
-            self.release();
-        }
-    }
 }

@@ -114,34 +114,33 @@ impl Gate {
     /// A call reserved through the gate for `agent` in `queue` ended: its
     /// capacity is free again.
     pub fn call_ended(&self, agent: &str, queue: &str) {
-        let freed = {
-            let mut st = self.lock();
-            let pos = st.held.get(agent).and_then(|v| v.iter().position(|q| q == queue));
-            match pos {
-                Some(i) => {
-                    let v = st.held.get_mut(agent).expect("present");
-                    v.swap_remove(i);
-                    if v.is_empty() {
-                        st.held.remove(agent);
-                    }
-                    Self::uncount(&mut st, queue, self.queue_trunk.get(queue).map(|(t, _)| t.as_str()));
-                    true
-                }
-                None => false,
-            }
-        };
-        if freed {
+        if self.free(agent, Some(queue)) {
             self.agents.wake();
         }
     }
 
-    fn uncount(st: &mut State, queue: &str, trunk: Option<&str>) {
-        if let Some(u) = st.queues.get_mut(queue) {
+    /// Gives back the capacity counted for one call of `agent` (in `queue`,
+    /// else its latest); whether there was one.
+    fn free(&self, agent: &str, queue: Option<&str>) -> bool {
+        let mut st = self.lock();
+        let Some(held) = st.held.get_mut(agent) else { return false };
+        let Some(i) = (match queue {
+            Some(q) => held.iter().position(|h| h == q),
+            None => held.len().checked_sub(1),
+        }) else {
+            return false;
+        };
+        let queue = held.swap_remove(i);
+        if held.is_empty() {
+            st.held.remove(agent);
+        }
+        if let Some(u) = st.queues.get_mut(&queue) {
             u.calls = u.calls.saturating_sub(1);
         }
-        if let Some(u) = trunk.and_then(|t| st.trunks.get_mut(t)) {
+        if let Some(u) = self.queue_trunk.get(&queue).and_then(|(t, _)| st.trunks.get_mut(t)) {
             u.calls = u.calls.saturating_sub(1);
         }
+        true
     }
 
     /// Wakes the scheduler after `after`, once (a refilled cps bucket).
@@ -189,16 +188,7 @@ impl Availability for Gate {
     /// The scheduler could not hand the reservation over: free the agent
     /// and the capacity counted for it.
     fn release(&self, agent: &str) {
-        {
-            let mut st = self.lock();
-            if let Some(queue) = st.held.get_mut(agent).and_then(|v| v.pop()) {
-                if st.held.get(agent).is_some_and(|v| v.is_empty()) {
-                    st.held.remove(agent);
-                }
-                let trunk = self.queue_trunk.get(&queue).map(|(t, _)| t.clone());
-                Self::uncount(&mut st, &queue, trunk.as_deref());
-            }
-        }
+        self.free(agent, None);
         self.agents.release(agent);
     }
 }

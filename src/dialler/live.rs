@@ -31,14 +31,6 @@ impl LiveCallTable {
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl LiveCalls for LiveCallTable {

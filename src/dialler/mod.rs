@@ -11,6 +11,7 @@
 //! - [`party`]: one call leg (SIP [`Leg`](crate::sip::calls::Leg)) with its
 //!   anchored media ([`MediaLeg`](crate::media::call::MediaLeg)); dialling the
 //!   customer through the queue's trunk; ringing an agent's softphones.
+//! - [`connect`]: the held agent (wrap-up or release) and the bridged call.
 //! - [`attempt`]: the attempt's timeline and its report to the book.
 //! - [`outcome`]: SIP final statuses to attempt outcomes.
 //! - [`gate`]: per-trunk and per-queue call limits, applied where the
@@ -19,7 +20,8 @@
 
 mod agent_first;
 pub mod attempt;
-pub mod customer_first;
+pub mod connect;
+mod customer_first;
 pub mod gate;
 pub mod live;
 pub mod outcome;

@@ -73,6 +73,28 @@ impl Party {
         self.media.close();
     }
 
+    /// Waits up to `limit` for the first event `pick` accepts, applying
+    /// re-offers meanwhile: `Ok(Some(_))` when one came, `Ok(None)` when the
+    /// time ran out, `Err(Hangup)` when the leg ended first.
+    pub async fn wait_for<T>(&mut self, limit: Duration, mut pick: impl FnMut(&PartyEvent) -> Option<T>) -> Result<Option<T>, Hangup> {
+        let wait = async {
+            loop {
+                let ev = self.next().await;
+                self.absorb(&ev);
+                if let Some(t) = pick(&ev) {
+                    return Ok(t);
+                }
+                if ev.ends_call() {
+                    return Err(Hangup);
+                }
+            }
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Waits until this leg's call ends; returns why.
     pub async fn until_ended(&mut self) -> PartyEvent {
         loop {
@@ -98,7 +120,7 @@ impl Party {
 }
 
 /// Codecs of a profile, in its preference order, that we can use.
-fn codecs(names: &[String]) -> Vec<Codec> {
+pub fn codecs(names: &[String]) -> Vec<Codec> {
     let v: Vec<Codec> = names.iter().filter_map(|n| Codec::from_name(n)).collect();
     if v.is_empty() {
         vec![Codec::Pcmu, Codec::Pcma]
@@ -377,19 +399,7 @@ pub struct Hangup;
 pub async fn play_and_wait(party: &mut Party, prompt: std::sync::Arc<crate::media::player::Prompt>) -> Result<(), Hangup> {
     let limit = prompt.duration() + Duration::from_secs(1);
     party.media.play(prompt, false);
-    let r = tokio::time::timeout(limit, async {
-        loop {
-            let ev = party.next().await;
-            party.absorb(&ev);
-            match ev {
-                PartyEvent::Media(MediaEvent::PlayDone) => return Ok(()),
-                ev if ev.ends_call() => return Err(Hangup),
-                _ => {}
-            }
-        }
-    })
-    .await;
-    r.unwrap_or(Ok(()))
+    party.wait_for(limit, |e| matches!(e, PartyEvent::Media(MediaEvent::PlayDone)).then_some(())).await.map(|_| ())
 }
 
 #[cfg(test)]

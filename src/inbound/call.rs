@@ -8,13 +8,12 @@ use tokio::time::Instant;
 
 use crate::config::Queue;
 use crate::dialler::attempt::AttemptLog;
-use crate::dialler::customer_first::{bridge, AgentHold};
+use crate::dialler::connect::{bridge, AgentHold};
 use crate::dialler::live::new_interaction_id;
 use crate::dialler::party::{self, AgentCall, Party, PartyEvent, Rung};
 use crate::dialler::Dialler;
 use crate::media::call::MediaEvent;
 use crate::media::player::Prompt;
-use crate::media::Codec;
 use crate::scheduler::engine::rules::RuleError;
 use crate::scheduler::model::{NewCallback, Origin};
 use crate::scheduler::store::ScheduleError;
@@ -54,7 +53,7 @@ pub async fn handle(d: &Dialler, c: IncomingCall, route: Route) {
             return;
         }
     };
-    let codecs: Vec<Codec> = d.cfg.profiles.get(&route.profile).map(|p| p.codecs.iter().filter_map(|c| Codec::from_name(c)).collect()).unwrap_or_default();
+    let codecs = d.cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
     let answer = match media.answer_offer(&String::from_utf8_lossy(&offer), &codecs) {
         Ok(a) => a,
         Err(e) => {
@@ -112,7 +111,7 @@ async fn serve(d: &Dialler, mut caller: Party, queue: &Queue, route: &Route, mut
         let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
         if let Some(agent) = d.agents.reserve_for(&queue.name, &exclude, interaction) {
             tried.push(agent.clone());
-            let mut hold = AgentHold::new(d, &agent, queue);
+            let mut hold = AgentHold::new(d, &agent, queue, interaction);
             let mut log = AttemptLog::new(d.clock.clone(), &agent);
             caller.media.play(d.prompts.hold_music.clone(), true);
             let shown = phone.clone().unwrap_or_else(|| "anonymous".into());
@@ -300,18 +299,5 @@ async fn collect_number(d: &Dialler, caller: &mut Party) -> Result<Option<String
 }
 
 async fn next_digit(caller: &mut Party, timeout: Duration) -> Result<Option<char>, Gone> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        tokio::select! {
-            ev = caller.next() => {
-                if let Some(k) = digit(&ev) {
-                    return Ok(Some(k));
-                }
-                if ev.ends_call() {
-                    return Err(Gone);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => return Ok(None),
-        }
-    }
+    caller.wait_for(timeout, digit).await
 }
