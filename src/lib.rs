@@ -5,6 +5,7 @@
 //!   problem named by file and key.
 //! - [`clock`]: the `Clock` trait; cores take time as an argument.
 //! - [`e164`]: phone number rules.
+//! - [`events`]: the event bus: committed changes as typed, sequenced events.
 //! - [`sip`]: the SIP stack — codec boundary over rsip, transports, the four
 //!   RFC 3261 transaction machines, dialogs, digest auth, carrier
 //!   registration and the agents' registrar. Sans-IO cores, tokio drivers.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod dialler;
 pub mod e164;
+pub mod events;
 pub mod inbound;
 pub mod media;
 pub mod scheduler;

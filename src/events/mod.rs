@@ -1,0 +1,294 @@
+//! The event bus: every committed change to a callback, an attempt, an agent's
+//! state or a trunk's state, published once, from where it is committed, as a
+//! typed [`Event`] with a sequence number that only ever increases.
+//!
+//! Consumers (the console's live tiles, server-sent events, webhooks, the
+//! audit log) subscribe with [`Bus::subscribe`]; nothing polls the book to
+//! notice changes. The bus keeps the last [`Bus::RECENT`] events in memory so
+//! a subscriber that reconnects with the last sequence it saw can catch up
+//! ([`Bus::since`]); older history is the durable outbox's job.
+//!
+//! The payloads are domain types; adapters render them (the HTTP API renders
+//! each as the same JSON object its REST routes return).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::agents::AgentInfo;
+use crate::clock::Millis;
+use crate::scheduler::model::{Attempt, Callback, CallbackId};
+use crate::sip::endpoint::TrunkStatus;
+
+/// What happened. [`Kind::name`] is the public event type
+/// (`callback.created`, `attempt.ended`, `agent.state`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    CallbackCreated,
+    /// Rescheduled, reassigned, notes changed, or moved back to `scheduled`
+    /// for a retry.
+    CallbackUpdated,
+    CallbackInProgress,
+    CallbackCompleted,
+    CallbackCancelled,
+    CallbackExhausted,
+    CallbackFailed,
+    CallbackSkipped,
+    AttemptStarted,
+    AttemptEnded,
+    AgentState,
+    TrunkState,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::CallbackCreated,
+        Kind::CallbackUpdated,
+        Kind::CallbackInProgress,
+        Kind::CallbackCompleted,
+        Kind::CallbackCancelled,
+        Kind::CallbackExhausted,
+        Kind::CallbackFailed,
+        Kind::CallbackSkipped,
+        Kind::AttemptStarted,
+        Kind::AttemptEnded,
+        Kind::AgentState,
+        Kind::TrunkState,
+    ];
+
+    /// The public event type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::CallbackCreated => "callback.created",
+            Kind::CallbackUpdated => "callback.updated",
+            Kind::CallbackInProgress => "callback.in_progress",
+            Kind::CallbackCompleted => "callback.completed",
+            Kind::CallbackCancelled => "callback.cancelled",
+            Kind::CallbackExhausted => "callback.exhausted",
+            Kind::CallbackFailed => "callback.failed",
+            Kind::CallbackSkipped => "callback.skipped",
+            Kind::AttemptStarted => "attempt.started",
+            Kind::AttemptEnded => "attempt.ended",
+            Kind::AgentState => "agent.state",
+            Kind::TrunkState => "trunk.state",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The stream it belongs to: the server-sent event's `event:` field.
+    pub fn topic(self) -> Topic {
+        match self {
+            Kind::AttemptStarted | Kind::AttemptEnded => Topic::Attempt,
+            Kind::AgentState => Topic::Agent,
+            Kind::TrunkState => Topic::Trunk,
+            _ => Topic::Callback,
+        }
+    }
+}
+
+/// The four streams of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Callback,
+    Attempt,
+    Agent,
+    Trunk,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Callback => "callback",
+            Topic::Attempt => "attempt",
+            Topic::Agent => "agent",
+            Topic::Trunk => "trunk",
+        }
+    }
+}
+
+/// The object an event carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// The callback as committed by the change.
+    Callback(Box<Callback>),
+    /// An attempt began: the callback as it is now `in_progress`, and the
+    /// attempt's number.
+    AttemptStarted { callback: Box<Callback>, attempt: u32 },
+    /// An attempt ended: its record, and the callback after the outcome was
+    /// applied.
+    AttemptEnded { callback: Box<Callback>, attempt: Box<Attempt> },
+    Agent(Box<AgentInfo>),
+    Trunk(Box<TrunkStatus>),
+}
+
+/// One published change.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Assigned by the bus at publication: 1, 2, 3, ... without gaps within
+    /// one process, and continuing from [`Bus::starting_at`] across restarts.
+    pub seq: u64,
+    pub kind: Kind,
+    /// When the change was committed (clock milliseconds).
+    pub at: Millis,
+    pub payload: Payload,
+}
+
+impl Event {
+    /// The event's unique id (`evt_<seq>`; the sequence is unique for the
+    /// life of the book).
+    pub fn id(&self) -> String {
+        format!("evt_{}", self.seq)
+    }
+
+    /// The queue the change concerns, for filtering (agents and trunks have none).
+    pub fn queue(&self) -> Option<&str> {
+        self.callback().map(|c| c.queue.as_str())
+    }
+
+    /// The callback the change concerns, if any.
+    pub fn callback(&self) -> Option<&Callback> {
+        match &self.payload {
+            Payload::Callback(c) | Payload::AttemptStarted { callback: c, .. } | Payload::AttemptEnded { callback: c, .. } => Some(c),
+            Payload::Agent(_) | Payload::Trunk(_) => None,
+        }
+    }
+
+    pub fn callback_id(&self) -> Option<CallbackId> {
+        self.callback().map(|c| c.id)
+    }
+}
+
+/// Publishes events to every subscriber; cheap to clone behind an `Arc`.
+pub struct Bus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+struct Inner {
+    next_seq: u64,
+    recent: VecDeque<Arc<Event>>,
+}
+
+impl Bus {
+    /// Events kept in memory for subscribers that reconnect.
+    pub const RECENT: usize = 4096;
+    /// Events buffered per subscriber before a slow one starts missing them
+    /// (it then sees [`broadcast::error::RecvError::Lagged`] and should
+    /// resynchronise with [`Bus::since`]).
+    pub const CAPACITY: usize = 8192;
+
+    pub fn new() -> Self {
+        Self::starting_at(1)
+    }
+
+    /// A bus whose first event gets sequence `first` (the durable outbox's
+    /// next sequence, so ids stay unique across restarts).
+    pub fn starting_at(first: u64) -> Self {
+        let (tx, _) = broadcast::channel(Self::CAPACITY);
+        Bus { inner: Mutex::new(Inner { next_seq: first.max(1), recent: VecDeque::with_capacity(Self::RECENT) }), tx }
+    }
+
+    /// Assigns the next sequence number and sends the event to every
+    /// subscriber. Call it once per committed change, after the commit.
+    pub fn publish(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload });
+        inner.next_seq += 1;
+        if inner.recent.len() == Self::RECENT {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(ev.clone());
+        // Sent under the lock so every subscriber sees sequence order.
+        let _ = self.tx.send(ev.clone());
+        ev
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// The kept events after `seq`, oldest first, and a receiver of every
+    /// later one, taken atomically so nothing falls between them. `None` when
+    /// events after `seq` have already been dropped from memory.
+    pub fn since(&self, seq: u64) -> Option<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.tx.subscribe();
+        let oldest = inner.recent.front().map(|e| e.seq).unwrap_or(inner.next_seq);
+        if seq + 1 < oldest {
+            return None;
+        }
+        Some((inner.recent.iter().filter(|e| e.seq > seq).cloned().collect(), rx))
+    }
+
+    /// The sequence the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).next_seq
+    }
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunk(name: &str) -> Payload {
+        Payload::Trunk(Box::new(TrunkStatus {
+            name: name.into(),
+            register: false,
+            registered: false,
+            expires_at: None,
+            up: true,
+            last_error: None,
+        }))
+    }
+
+    #[test]
+    fn sequence_numbers_increase_without_gaps_and_reach_every_subscriber() {
+        let bus = Bus::starting_at(10);
+        let mut a = bus.subscribe();
+        let mut b = bus.subscribe();
+        for i in 0..3 {
+            bus.publish(Kind::TrunkState, i, trunk("t"));
+        }
+        for rx in [&mut a, &mut b] {
+            let seqs: Vec<u64> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();
+            assert_eq!(seqs, vec![10, 11, 12]);
+        }
+        assert_eq!(bus.next_seq(), 13);
+    }
+
+    #[test]
+    fn since_returns_the_kept_tail_and_refuses_what_was_dropped() {
+        let bus = Bus::new();
+        for i in 0..(Bus::RECENT as u64 + 5) {
+            bus.publish(Kind::TrunkState, i as Millis, trunk("t"));
+        }
+        let (tail, _rx) = bus.since(Bus::RECENT as u64).unwrap();
+        assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), (Bus::RECENT as u64 + 1..=Bus::RECENT as u64 + 5).collect::<Vec<_>>());
+        assert!(bus.since(1).is_none(), "events 2..=5 were dropped");
+        let (tail, mut rx) = bus.since(bus.next_seq() - 1).unwrap();
+        assert!(tail.is_empty());
+        bus.publish(Kind::TrunkState, 0, trunk("u"));
+        assert_eq!(rx.try_recv().unwrap().seq, Bus::RECENT as u64 + 6);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_public_names() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::AttemptEnded.topic().as_str(), "attempt");
+        assert_eq!(Kind::CallbackSkipped.topic(), Topic::Callback);
+        assert_eq!(Kind::parse("callback.nope"), None);
+    }
+}
