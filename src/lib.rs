@@ -18,6 +18,7 @@
 //!   bridging, call limits.
 //! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
 //! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
+//! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
 
@@ -35,3 +36,4 @@ pub mod media;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;
+pub mod webhooks;

@@ -8,6 +8,7 @@
 mod problem;
 pub mod profile;
 pub mod queue;
+pub mod webhook;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,7 @@ pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
 pub use queue::{DialMode, OnMachine, OwnershipExpiry, Queue, WindowClose};
+pub use webhook::{EventFilter, Webhook};
 
 /// The digest algorithms redial can offer to agents and answer from carriers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +145,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
     /// `[amd]`: answering-machine detection thresholds (keys = `AmdConfig` fields).
     pub amd: crate::amd::AmdConfig,
+    /// `[[webhooks]]`: endpoints that receive events.
+    pub webhooks: Vec<Webhook>,
     /// Whether `profiles.dir` was set explicitly (then it must exist).
     profiles_dir_explicit: bool,
 }
@@ -175,6 +179,7 @@ impl Config {
             dids: vec![],
             profiles: BTreeMap::new(),
             amd: crate::amd::AmdConfig::default(),
+            webhooks: vec![],
             profiles_dir_explicit: false,
         }
     }
@@ -283,6 +288,8 @@ struct RawConfig {
     queues: Vec<queue::RawQueue>,
     #[serde(default)]
     dids: Vec<RawDid>,
+    #[serde(default)]
+    webhooks: Vec<webhook::RawWebhook>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,6 +514,11 @@ impl RawConfig {
                 c.push(format!("dids[{i}].queue"), format!("no queue named `{q}`"));
             }
             cfg.dids.push(DidOverride { number: d.number, queue: d.queue, greeting: d.greeting });
+        }
+        for (i, w) in self.webhooks.into_iter().enumerate() {
+            if let Some(w) = webhook::validate(i, w, &mut c) {
+                cfg.webhooks.push(w);
+            }
         }
         cfg
     }
