@@ -162,6 +162,10 @@ impl Event {
     }
 }
 
+/// What [`Bus::since`] hands a reconnecting subscriber: the kept events it
+/// missed, oldest first, and a receiver of every later one.
+pub type CatchUp = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// Publishes events to every subscriber; cheap to clone behind an `Arc`.
 pub struct Bus {
     inner: Mutex<Inner>,
@@ -215,7 +219,7 @@ impl Bus {
     /// The kept events after `seq`, oldest first, and a receiver of every
     /// later one, taken atomically so nothing falls between them. `None` when
     /// events after `seq` have already been dropped from memory.
-    pub fn since(&self, seq: u64) -> Option<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+    pub fn since(&self, seq: u64) -> Option<CatchUp> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let rx = self.tx.subscribe();
         let oldest = inner.recent.front().map(|e| e.seq).unwrap_or(inner.next_seq);

@@ -12,6 +12,7 @@
 //! See `docs/sip-calls.md` for the event order of each kind of leg.
 
 pub(crate) mod in_dialog;
+pub mod pager;
 pub(crate) mod table;
 pub(crate) mod uac;
 pub(crate) mod uas;
@@ -89,6 +90,7 @@ pub(crate) enum Command {
     Progress(LegId, Vec<u8>),
     Answer(LegId, Vec<u8>),
     Reject(LegId, u16, Vec<(String, String)>),
+    Message(Box<pager::MessageRequest>, tokio::sync::oneshot::Sender<pager::MessageResult>),
 }
 
 /// One call leg. Dropping it hangs the call up (as [`Leg::hangup`]).
@@ -207,6 +209,16 @@ impl CallControl {
             let _ = events.send(LegEvent::Failed { status: 503 });
         }
         leg
+    }
+
+    /// Sends a text as a SIP MESSAGE (RFC 3428); the receiver gets the
+    /// final result. When the endpoint has stopped, the result is `Err(503)`.
+    pub fn message(&self, req: pager::MessageRequest) -> tokio::sync::oneshot::Receiver<pager::MessageResult> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Err(mpsc::error::SendError(Command::Message(_, tx))) = self.commands.send(Command::Message(Box::new(req), tx)) {
+            let _ = tx.send(Err(503));
+        }
+        rx
     }
 }
 

@@ -121,6 +121,8 @@ pub(crate) struct Calls {
     pub(super) dialogs: Dialogs,
     /// Deadlines: 2xx retransmissions of `Accepting` legs, CANCEL give-ups of `Calling` ones.
     pub(super) timers: BTreeSet<(Instant, LegId)>,
+    /// MESSAGE requests in flight (RFC 3428), outside any leg.
+    pub(super) messages: super::pager::Messages,
 }
 
 impl Calls {
@@ -136,6 +138,7 @@ impl Calls {
             by_dialog: HashMap::new(),
             dialogs: Dialogs::new(),
             timers: BTreeSet::new(),
+            messages: Default::default(),
         }
     }
 
@@ -147,7 +150,7 @@ impl Calls {
     /// Whether nothing at all is kept: no leg, no transaction, dialog or timer entry.
     #[allow(dead_code)]
     pub(crate) fn holds_nothing(&self) -> bool {
-        self.legs.is_empty() && self.by_txn.is_empty() && self.by_dialog.is_empty() && self.dialogs.is_empty() && self.timers.is_empty()
+        self.legs.is_empty() && self.messages.is_empty() && self.by_txn.is_empty() && self.by_dialog.is_empty() && self.dialogs.is_empty() && self.timers.is_empty()
     }
 
     /// The address we put in Via and Contact towards `to` (as `trunks::advertised`).
@@ -212,11 +215,13 @@ impl Calls {
 
     /// Whether a client or server transaction belongs to a leg.
     pub(crate) fn owns(&self, key: &TransactionKey) -> bool {
-        self.by_txn.contains_key(key)
+        self.by_txn.contains_key(key) || self.messages.contains_key(key)
     }
 
     /// A transaction ended: drop its mapping.
     pub(crate) fn forget_txn(&mut self, key: &TransactionKey) {
+        // A MESSAGE transaction that ended without a final answer.
+        self.on_message_failure(key, 408);
         if let Some(id) = self.by_txn.remove(key) {
             if let Some(l) = self.legs.get_mut(&id) {
                 l.txns.retain(|k| k != key);
@@ -233,6 +238,7 @@ impl Calls {
             Command::Progress(id, sdp) => self.provisional(cx, id, 183, Some(sdp)),
             Command::Answer(id, sdp) => self.answer(cx, id, sdp),
             Command::Reject(id, status, headers) => self.reject(cx, id, status, headers),
+            Command::Message(req, reply) => self.send_message(cx, *req, reply),
         }
     }
 

@@ -75,6 +75,9 @@ impl Calls {
 
     /// A response in one of a leg's client transactions. Returns false when not ours.
     pub(crate) fn on_response(&mut self, cx: &mut Ctx<'_>, key: &TransactionKey, resp: Response) -> bool {
+        if self.on_message_response(cx, key, &resp) {
+            return true;
+        }
         let Some(&id) = self.by_txn.get(key) else { return false };
         match key.method() {
             Method::Invite => self.on_invite_response(cx, id, key, resp),
@@ -87,6 +90,9 @@ impl Calls {
 
     /// Timer B/F or a transport error in one of a leg's client transactions.
     pub(crate) fn on_failure(&mut self, cx: &mut Ctx<'_>, key: &TransactionKey, status: u16) -> bool {
+        if self.on_message_failure(key, status) {
+            return true;
+        }
         let Some(&id) = self.by_txn.get(key) else { return false };
         let _ = cx;
         match key.method() {
