@@ -19,6 +19,7 @@
 //! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
 //! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
 //! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
+//! - [`cluster`]: cluster mode's shard leases, fencing and agent holds in PostgreSQL.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
 
@@ -26,6 +27,7 @@ pub mod agents;
 pub mod amd;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod clock;
 pub mod config;
 pub mod dialler;

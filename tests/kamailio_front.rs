@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,15 @@ struct Front {
 
 impl Drop for Front {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
+}
+
+/// Kills Kamailio and the worker processes it forked (its process group).
+fn stop_group(child: &mut Child) {
+    // SAFETY: signalling the process group this test created for the child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
 }
 
 /// Sends `req` from `sock` and returns the first response's status line
@@ -82,6 +89,7 @@ impl Front {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
+                .process_group(0)
                 .spawn()
                 .expect("kamailio (is the kamailio package installed?)");
             let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -97,8 +105,7 @@ impl Front {
                     return Front { child, addr, _dir: dir };
                 }
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_group(&mut child);
             eprintln!("kamailio did not start on {addr}:\n{}", std::fs::read_to_string(dir.path().join("kamailio.log")).unwrap_or_default());
         }
         panic!("kamailio did not start");

@@ -525,6 +525,7 @@ pub fn options_request(local: SocketAddr, transport: &str, call_id: &str) -> Str
     )
 }
 
+pub mod pg;
 pub mod phone;
 
 /// The admin token [`Setup::with_token`] configures.

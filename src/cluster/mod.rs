@@ -1,0 +1,17 @@
+//! Cluster mode's coordination in PostgreSQL: several `redial serve` nodes
+//! share one book and must never ring a customer twice or hold one agent
+//! twice.
+//!
+//! - [`schema`]: the tables, migrated at start under an advisory lock.
+//! - [`leases`]: shard leases with fencing epochs, and the fenced start of
+//!   an attempt.
+//! - [`holds`]: agent reservations as conditional writes.
+//!
+//! Time that decides ownership is the database's (`now()`), so clock skew
+//! between nodes cannot give one shard two owners; each node also keeps a
+//! local deadline ([`leases::Held`]) so it stops dialling before its lease
+//! could be taken over.
+
+pub mod holds;
+pub mod leases;
+pub mod schema;
