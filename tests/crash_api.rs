@@ -36,8 +36,17 @@ fn all_callbacks(s: &Server) -> Vec<Value> {
     }
 }
 
-/// Schedules from `CLIENTS` threads until the server dies; returns the acknowledged callbacks.
-fn hammer(port: u16, next_phone: &Arc<AtomicU64>, body: impl Fn(&str) -> Value + Send + Sync + Copy + 'static, run_for: Duration, kill: impl FnOnce()) -> Vec<Value> {
+/// Schedules from `CLIENTS` threads until the server dies, killing it after
+/// `run_for` once at least `min_acked` were acknowledged (so the volume tested
+/// does not depend on the machine's speed); returns the acknowledged callbacks.
+fn hammer(
+    port: u16,
+    next_phone: &Arc<AtomicU64>,
+    body: impl Fn(&str) -> Value + Send + Sync + Copy + 'static,
+    run_for: Duration,
+    min_acked: usize,
+    kill: impl FnOnce(),
+) -> Vec<Value> {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..CLIENTS)
@@ -60,6 +69,11 @@ fn hammer(port: u16, next_phone: &Arc<AtomicU64>, body: impl Fn(&str) -> Value +
         .collect();
     // The kill lands at a seeded moment under load: time is what is tested.
     std::thread::sleep(run_for);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < min_acked {
+        assert!(Instant::now() < deadline, "only {} of {min_acked} acknowledged", acked.lock().unwrap().len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kill();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -107,7 +121,7 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
         let at = at_static(&in_secs(3 * 3600));
         let port = s.port;
         let server = &mut s;
-        let got = hammer(port, &next_phone, move |p| json!({"phone": p, "queue": "support", "scheduled_at": at}), run_for, || server.kill());
+        let got = hammer(port, &next_phone, move |p| json!({"phone": p, "queue": "support", "scheduled_at": at}), run_for, 1500 / ROUNDS, || server.kill());
         acked.extend(got);
         s.spawn();
     }
@@ -128,7 +142,7 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
         let run_for = Duration::from_millis(rng.random_range(200..600));
         let port = s.port;
         let server = &mut s;
-        due.extend(hammer(port, &next_phone, |p| json!({"phone": p, "queue": "support"}), run_for, || server.kill()));
+        due.extend(hammer(port, &next_phone, |p| json!({"phone": p, "queue": "support"}), run_for, 20, || server.kill()));
         s.spawn();
     }
     // Wait until every acknowledged due callback has fired in this run or was recovered.
