@@ -89,7 +89,7 @@ async fn outbound(total: u32) {
     let cfg = config(dir.path());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let ep = Endpoint::start(&cfg, stop_rx).await.unwrap();
-    let port = common::free_port();
+    let port = common::peer_port();
     let mut sipp = Command::new("sipp")
         .args(["-sf", &scenario("calls_uas_answer.xml"), "-i", "127.0.0.1", "-p", &port.to_string()])
         .args(["-m", &total.to_string(), "-timeout", "60s", "-nostdin", "-max_socket", "4096"])
@@ -212,7 +212,7 @@ async fn inbound(total: u32) {
     let sip = ep.local_addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("sipp")
-            .args(["-sf", &scenario("calls_uac_did.xml"), "-i", "127.0.0.1", "-p", &common::free_port().to_string()])
+            .args(["-sf", &scenario("calls_uac_did.xml"), "-i", "127.0.0.1", "-p", &common::peer_port().to_string()])
             .args(["-s", DID, "-d", &HOLD.as_millis().to_string(), "-r", &RATE.to_string()])
             .args(["-m", &total.to_string(), "-timeout", "60s", "-nostdin", "-max_socket", "4096", &sip])
             .stdout(Stdio::null())

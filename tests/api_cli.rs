@@ -1,10 +1,10 @@
 //! `redial callback ...` against the running binary.
 
-mod api_support;
+mod common;
 
 use std::process::Command;
 
-use api_support::*;
+use common::api::*;
 use serde_json::Value;
 
 fn cli(s: &Server, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
@@ -81,9 +81,13 @@ fn cli_schedule_list_show_reschedule_cancel() {
     let page: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(page["items"][0]["id"], id.as_str());
 
-    // An API that is not there.
+    // An API that is not there: a TCP port bound but not listening, so a
+    // connection is refused and no other test can take the port meanwhile.
+    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let closed_port = closed.local_addr().unwrap().as_socket().unwrap().port();
     let mut c = Command::new(env!("CARGO_BIN_EXE_redial"));
-    let o = c.args(["callback", "list", "--api", &format!("http://127.0.0.1:{}", free_tcp_port()), "--token", RO]).output().unwrap();
+    let o = c.args(["callback", "list", "--api", &format!("http://127.0.0.1:{closed_port}"), "--token", RO]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the API"));
 }

@@ -1,9 +1,9 @@
 //! Every route and every error code of the HTTP API, against the running
 //! binary (DESIGN.md "HTTP API").
 
-mod api_support;
+mod common;
 
-use api_support::*;
+use common::api::*;
 use serde_json::{json, Value};
 
 fn create(s: &Server, body: Value) -> (u16, Value) {

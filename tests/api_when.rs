@@ -6,13 +6,13 @@
 //! [`LiveCalls`] of their own, call the `Book` as the inbound handler would,
 //! and move a fake clock; they still talk HTTP to it over loopback.
 
-mod api_support;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_support::*;
+use common::api::*;
 use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
 use redial::api::{start_api, ApiServer, ConfiguredTrunks, LiveCall, LiveCalls};
 use redial::clock::{Clock, FakeClock, Millis};
@@ -137,7 +137,7 @@ impl InProcess {
         let dir = tempfile::tempdir().unwrap();
         let profiles = dir.path().join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
-        let mut toml = config(free_tcp_port(), free_sip_port(), &dir.path().join("data/redial.redb"), &profiles, true);
+        let mut toml = config(&dir.path().join("data/redial.redb"), &profiles, true);
         toml += "\n[[queues]]\nname = \"single\"\ntimezone = \"UTC\"\nhours = [\"mon-sun 09:00-13:00\"]\nwindow_close = \"cancel\"\n";
         let path = dir.path().join("redial.toml");
         std::fs::write(&path, toml).unwrap();

@@ -3,14 +3,14 @@
 //! attempt). The real process is SIGKILLed at seeded random moments while
 //! several clients schedule over HTTP, then restarted.
 
-mod api_support;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_support::*;
+use common::api::*;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -36,8 +36,17 @@ fn all_callbacks(s: &Server) -> Vec<Value> {
     }
 }
 
-/// Schedules from `CLIENTS` threads until the server dies; returns the acknowledged callbacks.
-fn hammer(port: u16, next_phone: &Arc<AtomicU64>, body: impl Fn(&str) -> Value + Send + Sync + Copy + 'static, run_for: Duration, kill: impl FnOnce()) -> Vec<Value> {
+/// Schedules from `CLIENTS` threads until the server dies, killing it after
+/// `run_for` once at least `min_acked` were acknowledged (so the volume tested
+/// does not depend on the machine's speed); returns the acknowledged callbacks.
+fn hammer(
+    port: u16,
+    next_phone: &Arc<AtomicU64>,
+    body: impl Fn(&str) -> Value + Send + Sync + Copy + 'static,
+    run_for: Duration,
+    min_acked: usize,
+    kill: impl FnOnce(),
+) -> Vec<Value> {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..CLIENTS)
@@ -46,23 +55,44 @@ fn hammer(port: u16, next_phone: &Arc<AtomicU64>, body: impl Fn(&str) -> Value +
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let phone = format!("+1555{:07}", next.fetch_add(1, Ordering::Relaxed));
-                    match request(port, "POST", "/v1/callbacks", Some(RW), Some(&body(&phone).to_string()), &[]) {
+                    match post_politely(port, &body(&phone).to_string()) {
                         Ok((201, v)) => acked.lock().unwrap().push(v),
                         Ok((st, v)) => panic!("unexpected {st}: {v}"),
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)), // killed mid-request: not acknowledged
+                        // Killed mid-request: not acknowledged. The next try
+                        // is refused at once while the server is down, so
+                        // pace the retries instead of spinning.
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
                 }
             })
         })
         .collect();
+    // The kill lands at a seeded moment under load: time is what is tested.
     std::thread::sleep(run_for);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < min_acked {
+        assert!(Instant::now() < deadline, "only {} of {min_acked} acknowledged", acked.lock().unwrap().len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kill();
-    std::thread::sleep(Duration::from_millis(30));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
     }
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+/// One POST as a real client sends it: a `429` is retried after its
+/// `Retry-After`, so the answer is never the rate limit.
+fn post_politely(port: u16, body: &str) -> std::io::Result<(u16, Value)> {
+    loop {
+        let (st, v, headers) = raw(port, "POST", "/v1/callbacks", Some(RW), Some(body), &[])?;
+        if st != 429 {
+            return Ok((st, v));
+        }
+        let secs: f64 = headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| v.parse().ok()).unwrap_or(1.0);
+        std::thread::sleep(Duration::from_secs_f64(secs.max(0.001)));
+    }
 }
 
 fn one_per_phone(all: &[Value]) {
@@ -77,8 +107,10 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("redial.log");
-    let mut s = Server::start_logged(dir.path(), true, &[("REDIAL_DEV_UNLIMITED_AGENTS", "1")], Some(log.clone()));
-    let port = s.port;
+    // The hammer is many clients on one token: the limit is set for this
+    // server far above what it can reach (and a 429 would still be honoured).
+    let env = [("REDIAL_DEV_UNLIMITED_AGENTS", "1"), ("REDIAL_API_RATE", "1000000"), ("REDIAL_API_BURST", "1000000")];
+    let mut s = Server::start_logged(dir.path(), true, &env, Some(log.clone()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0005);
     let next_phone = Arc::new(AtomicU64::new(1_000_000));
 
@@ -87,8 +119,9 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
     for _ in 0..ROUNDS {
         let run_for = Duration::from_millis(rng.random_range(500..1500));
         let at = at_static(&in_secs(3 * 3600));
+        let port = s.port;
         let server = &mut s;
-        let got = hammer(port, &next_phone, move |p| json!({"phone": p, "queue": "support", "scheduled_at": at}), run_for, || server.kill());
+        let got = hammer(port, &next_phone, move |p| json!({"phone": p, "queue": "support", "scheduled_at": at}), run_for, 1500 / ROUNDS, || server.kill());
         acked.extend(got);
         s.spawn();
     }
@@ -107,8 +140,9 @@ fn acknowledged_callbacks_survive_sigkill_and_none_fires_twice() {
     let mut due: Vec<Value> = Vec::new();
     for _ in 0..2 {
         let run_for = Duration::from_millis(rng.random_range(200..600));
+        let port = s.port;
         let server = &mut s;
-        due.extend(hammer(port, &next_phone, |p| json!({"phone": p, "queue": "support"}), run_for, || server.kill()));
+        due.extend(hammer(port, &next_phone, |p| json!({"phone": p, "queue": "support"}), run_for, 20, || server.kill()));
         s.spawn();
     }
     // Wait until every acknowledged due callback has fired in this run or was recovered.

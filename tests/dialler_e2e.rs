@@ -234,25 +234,26 @@ fn a_baresip_agent_answers_and_is_bridged() {
     let customer = Phone::start(w.path("customer.rtp"), corpus("h011.wav"));
     let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "8000")]);
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taubridge.so\n\
-             module_app\taccount.so\nmodule_app\tmenu.so\naudio_source\tausine,440\nausrc_srate\t48000\nausrc_channels\t2\naudio_player\taubridge,nil\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("accounts"), format!("<sip:alice@{};transport=udp>;auth_pass=alice-pw;regint=60;answermode=auto\n", r.sip)).unwrap();
-    let mut baresip = std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(dir.path())
-        .args(["-t", "30"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("baresip.log")).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn baresip");
+    // baresip is told its own port; started again elsewhere if it cannot bind it.
+    let (mut baresip, _port) = common::start_peer(|port| {
+        std::fs::write(
+            dir.path().join("config"),
+            format!(
+                "sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taubridge.so\n\
+                 module_app\taccount.so\nmodule_app\tmenu.so\naudio_source\tausine,440\nausrc_srate\t48000\nausrc_channels\t2\naudio_player\taubridge,nil\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("accounts"), format!("<sip:alice@{};transport=udp>;auth_pass=alice-pw;regint=60;answermode=auto\n", r.sip)).unwrap();
+        let mut c = std::process::Command::new("baresip");
+        c.arg("-f")
+            .arg(dir.path())
+            .args(["-t", "30"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("baresip.log")).unwrap())
+            .stderr(std::process::Stdio::null());
+        c
+    });
     r.wait_json("/v1/agents", Duration::from_secs(10), |v| v["items"][0]["state"] == "available");
     let id = schedule(&r, json!({}));
     let cb = wait_final(&r, &id, Duration::from_secs(30));

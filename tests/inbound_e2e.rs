@@ -35,7 +35,7 @@ fn call(w: &World, r: &Redial, from_ip: &str, did: &str, phone: Option<&Phone>) 
 }
 
 /// Waits until the caller's SIPp learnt redial's RTP port (the call is
-/// answered), then a little more for the offer prompt to start.
+/// answered).
 fn wait_answered(w: &World) {
     let f = w.path("caller.rtp");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -92,7 +92,13 @@ fn with_no_agent_free_pressing_1_books_one_callback_that_keeps_the_callers_place
         let phone = Phone::start(w.path("caller.rtp"), corpus("h010.wav"));
         let caller = call(&w, &r, CARRIER_IP, DID, Some(&phone));
         wait_answered(&w);
-        std::thread::sleep(Duration::from_millis(1500));
+        // The offer prompt is playing once its audio reaches the phone; a key
+        // pressed during the prompt is taken.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while phone.received() < 10 {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the offer prompt never played");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         phone.press('1');
         let out = caller.wait();
         assert!(out.ok(), "round {round}: {out}\n{}", out.messages);

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, manifest_dir, Sipp, SippChild};
+use common::{manifest_dir, peer_port, Sipp, SippChild};
 
 /// Kamailio running the front config; killed on drop.
 struct Front {
@@ -75,7 +75,7 @@ impl Front {
                 text.push_str(&format!("2 sip:{n}\n"));
             }
             std::fs::write(&list, text).unwrap();
-            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let addr: SocketAddr = ([127, 0, 0, 1], peer_port()).into();
             let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
             let mut child = Command::new("kamailio")
                 .arg("-f")
@@ -117,9 +117,8 @@ impl Front {
 }
 
 fn node() -> (SocketAddr, SippChild) {
-    let port = free_port();
-    let child = Sipp::new("front_node.xml").port(port).calls(1000).arg("-aa").timeout(Duration::from_secs(120)).timeout_ok().trace_msg().spawn();
-    (([127, 0, 0, 1], port).into(), child)
+    let child = Sipp::new("front_node.xml").calls(1000).arg("-aa").timeout(Duration::from_secs(120)).timeout_ok().trace_msg().spawn();
+    (([127, 0, 0, 1], child.port()).into(), child)
 }
 
 fn calls(front: SocketAddr, n: u32) -> common::SippOutput {

@@ -86,7 +86,8 @@ async fn run() {
             let p = next_packet(&mut phone_b).await;
             if p.payload_type == 96 { events.push(p) } else { audio.push(p) }
         }
-        // Then phone B talks back once it has heard A.
+        // Then phone B talks back once it has heard A, paced like a phone
+        // (pacing is the point here, not a wait for a condition).
         for n in 0..20u64 {
             let payload: Vec<u8> = vec![g711::alaw_encode(1000); 160];
             phone_b.send(8, n == 0, n * 160, &payload).unwrap();
@@ -102,6 +103,7 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+    // The key's packets are paced apart, as a phone sends them.
     for p in dtmf::generate('7', Duration::from_millis(100), 10, 8000).unwrap() {
         phone_a.send(101, p.marker, PACKETS * 160, &p.payload).unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;

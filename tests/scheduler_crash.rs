@@ -66,6 +66,7 @@ fn crash_child() {
                 drop(o);
                 if t.dispatches.is_empty() && !t.more {
                     writeln!(out.lock().unwrap(), "IDLE").unwrap();
+                    // Nothing due: pace the polling loop until the kill.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
@@ -123,6 +124,7 @@ fn run_child(db: &Path, mode: &str, base: u64, kill_after: Duration, prefix: &st
         }
         lines
     });
+    // The kill lands at a seeded moment of the run: time is what is tested.
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();

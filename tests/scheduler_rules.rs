@@ -601,7 +601,9 @@ async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
         all.push(t.await.unwrap());
     }
     // Past the threshold the idle writer merges chunks (and busy batches
-    // past twice it); give it a moment idle, then one more batch.
+    // past twice it); give it a moment idle, then one more batch. The pause
+    // only lets the idle path run: the assertions below hold however much
+    // of the stage it merged, so no condition is awaited here.
     tokio::time::sleep(Duration::from_millis(100)).await;
     h.book().flush().await;
     h.schedule_at("+15550001", h.now() + 3 * HOUR).await;

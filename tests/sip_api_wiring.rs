@@ -1,19 +1,18 @@
 //! The SIP endpoint and the HTTP API in one process: what softphones and
 //! carriers do over SIP shows in `GET /v1/agents` and `GET /v1/trunks`.
 
-mod api_support;
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, Setup, Sipp};
+use common::{Setup, Sipp};
 use serde_json::Value;
 
 const TOKENS: &str = "[[tokens]]\nname = \"admin\"\nsecret = \"admin-secret-0001\"\nscopes = [\"admin\"]\n";
 
 fn get(r: &common::Redial, path: &str) -> Value {
     let (status, body) =
-        api_support::request(r.http.port(), "GET", path, Some("admin-secret-0001"), None, &[]).expect("HTTP request");
+        common::api::request(r.http.port(), "GET", path, Some("admin-secret-0001"), None, &[]).expect("HTTP request");
     assert_eq!(status, 200, "{path}: {body}");
     body
 }
@@ -51,9 +50,8 @@ fn a_registered_softphone_makes_its_agent_available() {
 
 #[test]
 fn a_carrier_registration_shows_in_trunks() {
-    let carrier_port = free_port();
-    let carrier = Sipp::new("carrier_registrar.xml").port(carrier_port).timeout(Duration::from_secs(20)).spawn();
-    std::thread::sleep(Duration::from_millis(300));
+    let carrier = Sipp::new("carrier_registrar.xml").timeout(Duration::from_secs(20)).spawn();
+    let carrier_port = carrier.port();
     let profile = format!(
         "proxy = \"sip:127.0.0.1:{carrier_port}\"\ndomain = \"carrier.test\"\nregister = true\n\
          username = \"trunk1\"\npassword = \"s3cret\"\nexpires = 300\noptions_ping = \"0\"\n"

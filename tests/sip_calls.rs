@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, Sipp, SippOutput};
+use common::{Sipp, SippOutput};
 use redial::config::Config;
 use redial::sip::calls::{Credentials, DialRequest, Leg, LegEvent};
 use redial::sip::endpoint::{Endpoint, EndpointHandle};
@@ -53,12 +53,11 @@ async fn next(leg: &mut Leg) -> LegEvent {
     tokio::time::timeout(Duration::from_secs(10), leg.events.recv()).await.expect("leg event in time").expect("leg open")
 }
 
-/// Starts a SIPp callee and gives it time to bind.
+/// Starts a SIPp callee; it is listening when this returns.
 async fn callee(scenario: &str) -> (u16, common::SippChild) {
-    let port = free_port();
-    let child = Sipp::new(scenario).port(port).timeout(Duration::from_secs(15)).trace_msg().spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    (port, child)
+    let scenario = scenario.to_string();
+    let child = tokio::task::spawn_blocking(move || Sipp::new(&scenario).timeout(Duration::from_secs(15)).trace_msg().spawn()).await.unwrap();
+    (child.port(), child)
 }
 
 async fn finished(child: common::SippChild) -> SippOutput {
@@ -185,9 +184,8 @@ async fn inbound_call_without_a_taker_is_480() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_over_tcp() {
     let h = start().await;
-    let port = free_port();
-    let sipp = Sipp::new("calls_uas_answer.xml").port(port).tcp().timeout(Duration::from_secs(15)).trace_msg().spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sipp = tokio::task::spawn_blocking(|| Sipp::new("calls_uas_answer.xml").tcp().timeout(Duration::from_secs(15)).trace_msg().spawn()).await.unwrap();
+    let port = sipp.port();
     let mut req = dial_to(port, None);
     req.destination.transport = Transport::Tcp;
     let mut leg = h.ep.calls.dial(req);

@@ -5,17 +5,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, Sipp};
+use common::Sipp;
 use redial::config::Config;
 use redial::sip::endpoint::Endpoint;
 
+/// SIP on port 0: the test reads the endpoint's `local_addr`.
 fn config(dir: &std::path::Path, carrier_port: u16) -> Config {
-    let sip = free_port();
     std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
     std::fs::write(
         dir.join("redial.toml"),
         format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [[agents]]\nid = \"alice\"\npassword = \"alice-pw\"\n"
         ),
     )
@@ -44,9 +44,8 @@ async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_and_agent_views_follow_the_peers() {
-    let carrier_port = free_port();
-    let carrier = Sipp::new("carrier_registrar.xml").port(carrier_port).timeout(Duration::from_secs(20)).spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let carrier = tokio::task::spawn_blocking(|| Sipp::new("carrier_registrar.xml").timeout(Duration::from_secs(20)).spawn()).await.unwrap();
+    let carrier_port = carrier.port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), carrier_port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -79,9 +78,9 @@ async fn trunk_and_agent_views_follow_the_peers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_registrar_shows_as_last_error() {
-    let carrier_port = free_port();
-    let carrier = Sipp::new("carrier_registrar_403.xml").port(carrier_port).timeout(Duration::from_secs(5)).timeout_ok().spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let carrier =
+        tokio::task::spawn_blocking(|| Sipp::new("carrier_registrar_403.xml").timeout(Duration::from_secs(5)).timeout_ok().spawn()).await.unwrap();
+    let carrier_port = carrier.port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), carrier_port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -218,6 +218,8 @@ fn hostile_messages_over_udp_and_tcp_then_still_serving() {
         let local = s.local_addr().unwrap();
         for chunk in options_request(local, "TCP", "dribble-1").as_bytes().chunks(7) {
             s.write_all(chunk).unwrap();
+            // Time between writes is the point: each chunk arrives as its own
+            // segment, so the framer sees partial reads.
             std::thread::sleep(Duration::from_millis(2));
         }
         s.write_all(options_request(local, "TCP", "dribble-2").as_bytes()).unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, Sipp};
+use common::Sipp;
 use redial::sip::calls::pager::MessageRequest;
 use redial::sip::calls::Credentials;
 use redial::sip::endpoint::Endpoint;
@@ -30,9 +30,9 @@ async fn send(scenario: &str, credentials: Option<Credentials>) -> (Result<u16, 
     let cfg = common::endpoint_config(dir.path(), "+15550100");
     let (_stop, stop_rx) = watch::channel(false);
     let ep = Endpoint::start(&cfg, stop_rx).await.unwrap();
-    let port = free_port();
-    let sipp = Sipp::new(scenario).port(port).timeout(Duration::from_secs(20)).trace_msg().spawn();
-    // A MESSAGE sent before SIPp has bound its port is retransmitted (Timer E), so no wait is needed.
+    let scenario = scenario.to_string();
+    let sipp = tokio::task::spawn_blocking(move || Sipp::new(&scenario).timeout(Duration::from_secs(20)).trace_msg().spawn()).await.unwrap();
+    let port = sipp.port();
     let result = tokio::time::timeout(Duration::from_secs(40), ep.calls.message(text_to(port, credentials))).await;
     let out = tokio::task::spawn_blocking(move || sipp.wait()).await.unwrap();
     let result = result.unwrap_or_else(|_| panic!("no final result within Timer F; SIPp: {out}")).expect("the endpoint answers");

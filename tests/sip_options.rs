@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, Setup, Sipp};
+use common::{Setup, Sipp};
 
 #[test]
 fn options_in_over_udp_and_tcp() {
@@ -17,10 +17,9 @@ fn options_in_over_udp_and_tcp() {
 
 #[test]
 fn keepalive_options_out_reach_the_carrier() {
-    let carrier_port = free_port();
     // The carrier listens first; redial pings it every second.
-    let carrier = Sipp::new("options_uas.xml").port(carrier_port).calls(2).timeout(Duration::from_secs(10)).trace_msg().spawn();
-    std::thread::sleep(Duration::from_millis(300));
+    let carrier = Sipp::new("options_uas.xml").calls(2).timeout(Duration::from_secs(10)).trace_msg().spawn();
+    let carrier_port = carrier.port();
     let _r = Setup::new()
         .profile(
             "carrier1",

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, Setup, Sipp};
+use common::{Setup, Sipp};
 
 fn trunk_profile(carrier_port: u16, transport: &str, expires: u32) -> String {
     format!(
@@ -14,13 +14,12 @@ fn trunk_profile(carrier_port: u16, transport: &str, expires: u32) -> String {
 }
 
 fn carrier_challenge_then_refreshes(transport: &str) {
-    let carrier_port = free_port();
-    let mut sipp = Sipp::new("carrier_registrar.xml").port(carrier_port).timeout(Duration::from_secs(20)).trace_msg();
+    let mut sipp = Sipp::new("carrier_registrar.xml").timeout(Duration::from_secs(20)).trace_msg();
     if transport == "tcp" {
         sipp = sipp.tcp();
     }
     let carrier = sipp.spawn();
-    std::thread::sleep(Duration::from_millis(300));
+    let carrier_port = carrier.port();
     let started = Instant::now();
     let r = Setup::new().profile("carrier1", &trunk_profile(carrier_port, transport, 300)).start();
     let out = carrier.wait();
@@ -44,11 +43,9 @@ fn carrier_401_then_short_expiry_is_refreshed_tcp() {
 
 #[test]
 fn carrier_403_backs_off() {
-    let carrier_port = free_port();
     // A 7 s window: exponential back-off (2 s, 4 s, ±20 %) allows 2 to 4 attempts.
-    let carrier =
-        Sipp::new("carrier_registrar_403.xml").port(carrier_port).timeout(Duration::from_secs(7)).timeout_ok().trace_msg().spawn();
-    std::thread::sleep(Duration::from_millis(300));
+    let carrier = Sipp::new("carrier_registrar_403.xml").timeout(Duration::from_secs(7)).timeout_ok().trace_msg().spawn();
+    let carrier_port = carrier.port();
     let r = Setup::new().profile("carrier1", &trunk_profile(carrier_port, "udp", 300)).start();
     let out = carrier.wait();
     let n = out.received("REGISTER ");
@@ -59,9 +56,8 @@ fn carrier_403_backs_off() {
 
 #[test]
 fn unregisters_on_sigterm_and_exits_zero() {
-    let carrier_port = free_port();
-    let carrier = Sipp::new("carrier_unregister.xml").port(carrier_port).timeout(Duration::from_secs(15)).trace_msg().spawn();
-    std::thread::sleep(Duration::from_millis(300));
+    let carrier = Sipp::new("carrier_unregister.xml").timeout(Duration::from_secs(15)).trace_msg().spawn();
+    let carrier_port = carrier.port();
     let mut r = Setup::new().profile("carrier1", &trunk_profile(carrier_port, "udp", 300)).start();
     assert!(r.logs.wait_for(&["trunk registered"], Duration::from_secs(5)).is_some(), "{}", r.logs.lines().join("\n"));
     let t0 = Instant::now();

@@ -24,6 +24,10 @@ pub enum Command {
         /// Configuration file; default ./redial.toml if present, else built-in defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Once every listener is bound, write their addresses here as JSON
+        /// (`{"sip":…,"http":…,"media":…}`), atomically; useful with port 0.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Offline answering-machine detection; one JSON line per file.
     Amd {
@@ -52,7 +56,7 @@ pub fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => crate::serve::main(config_path(config)),
+        Command::Serve { config, ready_file } => crate::serve::main(config_path(config), ready_file),
         Command::Check { config } => check::run(config_path(config)),
         Command::ResolveTime(args) => resolve_time::run(args),
         Command::Amd { files } => amd::run(files),

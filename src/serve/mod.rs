@@ -1,7 +1,7 @@
 //! `redial serve`: load the configuration, start every driver, and stop them
 //! gracefully on SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use crate::inbound::Inbound;
 use crate::media::call::{MediaEngine, Prompts};
 
 mod bridge;
+mod ready;
 
 /// Installs the tracing subscriber (`RUST_LOG`, default `info`).
 pub fn init_tracing() {
@@ -25,7 +26,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
-pub fn main(config: Option<PathBuf>) -> ExitCode {
+pub fn main(config: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
     init_tracing();
     let cfg = match Config::load(config.as_deref()) {
         Ok(c) => c,
@@ -43,7 +44,7 @@ pub fn main(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cfg, shutdown_signal())) {
+    match rt.block_on(run(cfg, ready_file.as_deref(), shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "redial stopped");
@@ -60,13 +61,19 @@ pub enum ServeError {
     Api(#[from] crate::api::StartError),
     #[error("media: {0}")]
     Media(#[from] crate::media::call::MediaCallError),
+    #[error(transparent)]
+    ReadyFile(#[from] ready::ReadyFileError),
 }
 
 /// Starts the SIP endpoint, then the book, scheduler and HTTP API over it,
 /// then the dialler and the inbound call handler; runs until `shutdown`
 /// completes, then stops them (trunks unregister, the book is flushed)
-/// within a bounded wait.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+/// within a bounded wait. With `ready_file`, the bound addresses are written
+/// there once everything listens.
+pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+    if let Some(path) = ready_file {
+        ready::clear(path)?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = Arc::new(cfg);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -117,14 +124,21 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(dialler.clone())).run(incoming));
     }
-    tracing::info!(
-        sip = %sip.local_addr,
-        http = %api.addr,
-        queues = cfg.queues.len(),
-        profiles = cfg.profiles.len(),
-        "redial ready"
-    );
-    shutdown.await;
+    let bound = ready::Bound { sip: sip.local_addr, http: api.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
+    match &announced {
+        Ok(()) => {
+            tracing::info!(
+                sip = %sip.local_addr,
+                http = %api.addr,
+                queues = cfg.queues.len(),
+                profiles = cfg.profiles.len(),
+                "redial ready"
+            );
+            shutdown.await;
+        }
+        Err(e) => tracing::error!(error = %e, "not ready"),
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Calls in progress are not waited for: their attempts stay in progress
@@ -132,8 +146,11 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     dialling.abort();
     // Trunks unregister while the API drains and the book flushes.
     tokio::join!(api.shutdown(), stop_sip(sip));
+    if let Some(path) = ready_file {
+        ready::clear(path)?;
+    }
     tracing::info!("stopped");
-    Ok(())
+    announced.map_err(Into::into)
 }
 
 /// Waits for the endpoint to stop; it unregisters trunks within its own grace

@@ -1,6 +1,15 @@
-//! Test harness shared by the integration tests: runs the real `redial` binary in a
-//! temporary directory with a generated `redial.toml` and `sip-profiles/`, on free
-//! loopback ports, and runs SIPp scenarios from `tests/sipp/` with timeouts.
+//! The one test harness shared by the integration tests.
+//!
+//! - [`Setup`] writes a `redial.toml` and `sip-profiles/` into a temporary
+//!   directory and starts the real `redial serve` on port 0 for SIP and HTTP;
+//!   [`api::Server`] does the same with the API tests' fixed configuration.
+//!   Both start the binary through [`serve`], which passes `--ready-file` and
+//!   waits for that file: the ports in it are the ones the kernel gave, so no
+//!   test ever guesses a free port that another test could take first.
+//! - [`Sipp`] runs SIPp scenarios from `tests/sipp/` with timeouts; a SIPp
+//!   must be told its own port (`-p`), so it is started first, retried on
+//!   "address in use", and waited for until its socket is bound.
+//! - [`api`] talks HTTP to a running server.
 //!
 //! ```ignore
 //! mod common;
@@ -17,11 +26,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long `redial serve` may take to log `redial ready`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+pub mod api;
 
-/// A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both).
-pub fn free_port() -> u16 {
+/// How long `redial serve` may take to write its ready file. Generous: a
+/// loaded CI machine may be slow, and an early exit ends the wait at once.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A port for a *peer* that must be told its own port before it starts (SIPp
+/// `-p`, baresip `sip_listen`), free for both UDP and TCP a moment ago. redial
+/// itself always binds port 0. The peer may still lose the port to another
+/// process before it binds; [`Sipp::spawn`] retries on "address in use".
+pub fn peer_port() -> u16 {
     for _ in 0..50 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().expect("addr").port();
@@ -32,12 +47,59 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
-/// A configuration for an in-process endpoint on a free port, with one
-/// trunk that neither registers nor pings and answers for `did`.
+/// The addresses a `redial serve` bound, read from its `--ready-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Starts `redial serve --config <config> --ready-file <dir>/ready.json` in
+/// `dir` (`customize` adds environment and output redirections, `spawned`
+/// takes the child's pipes) and waits until the ready file appears, ending
+/// early if the process exits. `diagnostics` is called for the panic message
+/// when it never gets ready.
+pub fn serve(
+    dir: &Path,
+    config: &Path,
+    customize: impl FnOnce(&mut Command),
+    spawned: impl FnOnce(&mut Child),
+    diagnostics: impl Fn() -> String,
+) -> (Child, Bound) {
+    let ready = dir.join("ready.json");
+    // redial removes a stale file itself; this only makes a failed start of
+    // this test obvious rather than reading an earlier run's ports.
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redial"));
+    cmd.arg("serve").arg("--config").arg(config).arg("--ready-file").arg(&ready).current_dir(dir).stdin(Stdio::null());
+    customize(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn redial");
+    spawned(&mut child);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("ready file {text:?}: {e}"));
+            let addr = |k: &str| v[k].as_str().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("ready file without {k}: {text}"));
+            return (child, Bound { sip: addr("sip"), http: addr("http") });
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redial exited before it was ready ({status}):\n{}", diagnostics());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redial did not become ready within {READY_TIMEOUT:?}:\n{}", diagnostics());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A configuration for an in-process endpoint on port 0 (read the bound
+/// address from the started endpoint's `local_addr`), with one trunk that
+/// neither registers nor pings and answers for `did`.
 pub fn endpoint_config(dir: &Path, did: &str) -> redial::config::Config {
-    let sip = free_port();
     std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
-    std::fs::write(dir.join("redial.toml"), format!("[sip]\nlisten = \"127.0.0.1:{sip}\"\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    std::fs::write(dir.join("redial.toml"), "[sip]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     std::fs::write(
         dir.join("sip-profiles/carrier1.toml"),
         format!("proxy = \"sip:127.0.0.1:9\"\ndomain = \"carrier.test\"\nregister = false\noptions_ping = \"0\"\ndids = [\"{did}\"]\n"),
@@ -61,7 +123,6 @@ pub struct Setup {
     agents: Vec<(String, String)>,
     profiles: Vec<(String, String)>,
     extra: String,
-    sip_port: Option<u16>,
     env: Vec<(String, String)>,
 }
 
@@ -89,23 +150,16 @@ impl Setup {
         self
     }
 
-    pub fn sip_port(mut self, port: u16) -> Self {
-        self.sip_port = Some(port);
-        self
-    }
-
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
 
-    /// Writes the files and starts `redial serve`, waiting for `redial ready`.
+    /// Writes the files and starts `redial serve` on port 0, waiting until it is ready.
     pub fn start(self) -> Redial {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sip_port = self.sip_port.unwrap_or_else(free_port);
-        let http_port = free_port();
-        let mut toml = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrealm = \"redial\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+        let mut toml = String::from(
+            "[sip]\nlisten = \"127.0.0.1:0\"\nrealm = \"redial\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
              [storage]\npath = \"data/redial.redb\"\n\n[profiles]\ndir = \"sip-profiles\"\n\n"
         );
         for (id, pw) in &self.agents {
@@ -118,7 +172,7 @@ impl Setup {
         for (name, body) in &self.profiles {
             std::fs::write(dir.path().join("sip-profiles").join(format!("{name}.toml")), body).expect("write profile");
         }
-        Redial::spawn(dir, sip_port, http_port, &self.env)
+        Redial::spawn(dir, &self.env)
     }
 }
 
@@ -172,43 +226,40 @@ pub struct Redial {
 }
 
 impl Redial {
-    fn spawn(dir: tempfile::TempDir, sip_port: u16, http_port: u16, env: &[(String, String)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redial"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("redial.toml"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", std::env::var("REDIAL_TEST_LOG").unwrap_or_else(|_| "info".into()));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn redial");
+    fn spawn(dir: tempfile::TempDir, env: &[(String, String)]) -> Self {
         let logs = Logs::default();
-        let stderr = child.stderr.take().expect("stderr");
         let l2 = logs.clone();
         let echo = std::env::var_os("REDIAL_TEST_ECHO").is_some();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if echo {
-                    eprintln!("[redial] {line}");
+        let (child, bound) = serve(
+            dir.path(),
+            &dir.path().join("redial.toml"),
+            |cmd| {
+                cmd.stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .env("RUST_LOG", std::env::var("REDIAL_TEST_LOG").unwrap_or_else(|_| "info".into()));
+                for (k, v) in env {
+                    cmd.env(k, v);
                 }
-                l2.push(line);
-            }
-        });
-        let mut r = Redial {
-            dir,
-            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
-            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
-            logs,
-            child: Some(child),
-        };
+            },
+            |child| {
+                let stderr = child.stderr.take().expect("stderr");
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stderr).lines() {
+                        let Ok(line) = line else { break };
+                        if echo {
+                            eprintln!("[redial] {line}");
+                        }
+                        l2.push(line);
+                    }
+                });
+            },
+            || logs.lines().join("\n"),
+        );
+        let r = Redial { dir, sip: bound.sip, http: bound.http, logs, child: Some(child) };
+        // The ready line is logged right after the ready file is written;
+        // tests that read the log expect it there.
         if r.logs.wait_for(&["redial ready"], READY_TIMEOUT).is_none() {
-            let status = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("redial did not become ready (exit: {status:?}); logs:\n{}", r.logs.lines().join("\n"));
+            panic!("redial wrote its ready file but never logged `redial ready`:\n{}", r.logs.lines().join("\n"));
         }
         r
     }
@@ -310,7 +361,8 @@ fn tail(s: &str, n: usize) -> String {
 pub struct Sipp {
     scenario: PathBuf,
     remote: Option<SocketAddr>,
-    port: u16,
+    /// `-p`; `None`: a fresh [`peer_port`] for every start.
+    port: Option<u16>,
     calls: u32,
     rate: Option<u32>,
     timeout: Duration,
@@ -324,6 +376,9 @@ pub struct Sipp {
 /// A SIPp started in the background (a UAS waiting for redial).
 pub struct SippChild {
     child: Option<Child>,
+    port: u16,
+    /// What SIPp printed on stderr when it had already exited at start.
+    early_stderr: String,
     dir: tempfile::TempDir,
     started: Instant,
     hard_timeout: Duration,
@@ -335,7 +390,7 @@ impl Sipp {
         Self {
             scenario: scenario(scenario_name),
             remote: None,
-            port: free_port(),
+            port: None,
             calls: 1,
             rate: None,
             timeout: Duration::from_secs(15),
@@ -356,12 +411,12 @@ impl Sipp {
         self.remote = Some(addr);
         self
     }
+    /// A fixed `-p`, for a peer redial was configured with before SIPp
+    /// starts; without it every start takes a fresh port (read it from
+    /// [`SippChild::port`]).
     pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.port = Some(port);
         self
-    }
-    pub fn local_port(&self) -> u16 {
-        self.port
     }
     pub fn calls(mut self, n: u32) -> Self {
         self.calls = n;
@@ -403,13 +458,13 @@ impl Sipp {
         self
     }
 
-    fn command(&self, dir: &Path) -> Command {
+    fn command(&self, dir: &Path, port: u16) -> Command {
         let mut c = Command::new("sipp");
         c.current_dir(dir)
             .arg("-sf")
             .arg(&self.scenario)
             .args(["-i", &self.local_ip, "-p"])
-            .arg(self.port.to_string())
+            .arg(port.to_string())
             .args(["-m", &self.calls.to_string()])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
             .args(["-trace_err", "-error_file", "errors.log", "-nostdin"]);
@@ -433,11 +488,37 @@ impl Sipp {
         c
     }
 
-    /// Starts SIPp in the background.
+    /// Starts SIPp in the background and returns once its socket is bound
+    /// (so a UAS is listening before anything is sent to it). SIPp is told
+    /// its port (`-p`) and another process may take it first: on "address
+    /// in use" it is started again, on a fresh port unless one was fixed.
     pub fn spawn(&self) -> SippChild {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = self.command(dir.path()).spawn().expect("spawn sipp (is sip-tester installed?)");
-        SippChild { child: Some(child), dir, started: Instant::now(), hard_timeout: self.timeout + Duration::from_secs(5) }
+        const TRIES: u32 = 20;
+        for attempt in 1..=TRIES {
+            let port = self.port.unwrap_or_else(peer_port);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut child = self.command(dir.path(), port).spawn().expect("spawn sipp (is sip-tester installed?)");
+            let started = Instant::now();
+            let hard_timeout = self.timeout + Duration::from_secs(5);
+            let exited = wait_bound(&mut child, port, started + hard_timeout) == Started::Exited;
+            let mut early_stderr = String::new();
+            if exited {
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut early_stderr);
+                }
+                if early_stderr.contains("Address already in use") && attempt < TRIES {
+                    let _ = child.wait();
+                    if self.port.is_some() {
+                        // The fixed port is held by someone else for now;
+                        // give them a moment to let go of it.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    continue;
+                }
+            }
+            return SippChild { child: Some(child), port, early_stderr, dir, started, hard_timeout };
+        }
+        unreachable!("the last try returns")
     }
 
     /// Runs SIPp to completion (killed `timeout + 5 s` at the latest).
@@ -454,19 +535,27 @@ impl SippChild {
         self.wait()
     }
 
+    /// The port SIPp listens on (`-p`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Waits for SIPp to finish, or kills it at its hard timeout.
     pub fn wait(mut self) -> SippOutput {
         let mut child = self.child.take().expect("running");
         let mut stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take();
         let out_t = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
             s
         });
+        let early = std::mem::take(&mut self.early_stderr);
         let err_t = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            let mut s = early;
+            if let Some(mut e) = stderr {
+                let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            }
             s
         });
         let deadline = self.started + self.hard_timeout;
@@ -490,6 +579,65 @@ impl SippChild {
             elapsed: self.started.elapsed(),
         }
     }
+}
+
+/// How a peer's start went, from [`wait_bound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    Bound,
+    Exited,
+    TimedOut,
+}
+
+/// Waits until `child` has a UDP or TCP socket bound on `port`, from the
+/// process's socket inodes in `/proc` (peers print nothing when they start
+/// listening), or until it exits, or `deadline`.
+fn wait_bound(child: &mut Child, port: u16, deadline: Instant) -> Started {
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Started::Exited;
+        }
+        if socket_bound(child.id(), port) {
+            return Started::Bound;
+        }
+        if Instant::now() >= deadline {
+            return Started::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts a peer that must be told its own port (`command` builds it for a
+/// port) and returns once it has bound that port; when it does not (another
+/// process took the port first), it is stopped and started again on another.
+pub fn start_peer(mut command: impl FnMut(u16) -> Command) -> (Child, u16) {
+    for _ in 0..10 {
+        let port = peer_port();
+        let mut child = command(port).spawn().expect("spawn peer");
+        match wait_bound(&mut child, port, Instant::now() + Duration::from_secs(20)) {
+            Started::Bound => return (child, port),
+            Started::Exited | Started::TimedOut => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    panic!("the peer never bound its port in 10 starts");
+}
+
+fn socket_bound(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let inodes: std::collections::HashSet<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    let hex = format!(":{port:04X}");
+    ["udp", "udp6", "tcp", "tcp6"].iter().any(|t| {
+        std::fs::read_to_string(format!("/proc/net/{t}")).unwrap_or_default().lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9 && f[1].ends_with(&hex) && inodes.contains(f[9])
+        })
+    })
 }
 
 impl Drop for SippChild {
@@ -582,12 +730,12 @@ impl Redial {
         }
     }
 
-    /// Starts `redial serve` again on the same directory and ports.
+    /// Starts `redial serve` again on the same directory; it binds new
+    /// ports (port 0), which `sip` and `http` then hold.
     pub fn restart(&mut self, env: &[(String, String)]) {
         self.kill9();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        let (sip, http) = (self.sip.port(), self.http.port());
-        let fresh = Redial::spawn(dir, sip, http, env);
+        let fresh = Redial::spawn(dir, env);
         *self = fresh;
     }
 }

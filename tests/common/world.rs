@@ -23,7 +23,7 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        Self { carrier_port: super::free_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim(), media_timeout: None }
+        Self { carrier_port: super::peer_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim(), media_timeout: None }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -80,13 +80,15 @@ impl World {
     /// An agent softphone: one SIPp registers `agent` with a Contact on the
     /// port of a second SIPp that takes the calls with `scenario`.
     pub fn agent(&self, r: &Redial, agent: &str, scenario: &str, calls: u32, phone: Option<&Phone>, talk_ms: u32) -> SippChild {
-        let uas = Sipp::new(scenario).calls(calls).timeout(Duration::from_secs(60)).trace_msg();
-        let port = uas.local_port();
-        let child = uas
+        let child = Sipp::new(scenario)
+            .calls(calls)
+            .timeout(Duration::from_secs(60))
+            .trace_msg()
             .set("dir", self.dir.path().to_str().unwrap())
             .set("rtp_port", &phone.map_or(9, |p| p.port).to_string())
             .set("talk_ms", &talk_ms.to_string())
             .spawn();
+        let port = child.port();
         let reg = Sipp::new("dial_agent_register.xml")
             .remote(r.sip)
             .args_auth(agent, &format!("{agent}-pw"))

@@ -1,12 +1,12 @@
-//! Runs the real `redial` binary on free loopback ports with a temporary
-//! config and database, and talks HTTP to it.
-#![allow(dead_code)]
+//! The API tests' server: the real `redial` binary with a fixed test
+//! configuration (queues, agents, tokens), started through [`super::serve`]
+//! on port 0, and a tiny HTTP client to talk to it.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, UdpSocket};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -14,25 +14,9 @@ pub const ADMIN: &str = "admin-secret-0001";
 pub const RW: &str = "rw-secret-0001";
 pub const RO: &str = "ro-secret-0001";
 
-/// A loopback TCP port that was free a moment ago (bound, then dropped).
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A port free for both UDP and TCP (SIP listens on both).
-pub fn free_sip_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-/// The default test configuration: an always-open `support` queue, a
-/// business-hours `sales` queue, two agents, three tokens.
-pub fn config(http: u16, sip: u16, storage: &Path, profiles: &Path, with_tokens: bool) -> String {
+/// The default test configuration: SIP and HTTP on port 0, an always-open
+/// `support` queue, a business-hours `sales` queue, two agents, three tokens.
+pub fn config(storage: &Path, profiles: &Path, with_tokens: bool) -> String {
     let tokens = if with_tokens {
         format!(
             r#"
@@ -58,10 +42,10 @@ scopes = ["callbacks:read"]
     format!(
         r#"
 [sip]
-listen = "127.0.0.1:{sip}"
+listen = "127.0.0.1:0"
 
 [http]
-listen = "127.0.0.1:{http}"
+listen = "127.0.0.1:0"
 
 [storage]
 path = "{storage}"
@@ -97,8 +81,11 @@ hours = ["mon-fri 09:00-17:00"]
 /// A running `redial serve`.
 pub struct Server {
     pub dir: PathBuf,
+    /// The HTTP port of the current process (a restart binds a new one).
     pub port: u16,
+    pub sip: SocketAddr,
     pub child: Option<Child>,
+    /// What the current process printed on stdout before it was ready.
     pub stdout_lines: Vec<String>,
     pub config: PathBuf,
     env: Vec<(String, String)>,
@@ -114,14 +101,14 @@ impl Server {
 
     /// Like [`Server::start`], appending stderr to `log`.
     pub fn start_logged(dir: &Path, with_tokens: bool, env: &[(&str, &str)], log: Option<PathBuf>) -> Server {
-        let port = free_tcp_port();
         let profiles = dir.join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
         let config = dir.join("redial.toml");
-        std::fs::write(&config, self::config(port, free_sip_port(), &dir.join("data/redial.redb"), &profiles, with_tokens)).unwrap();
+        std::fs::write(&config, self::config(&dir.join("data/redial.redb"), &profiles, with_tokens)).unwrap();
         let mut s = Server {
             dir: dir.to_path_buf(),
-            port,
+            port: 0,
+            sip: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             stdout_lines: vec![],
             config,
@@ -132,40 +119,32 @@ impl Server {
         s
     }
 
-    /// (Re)starts the process on the same config and database.
+    /// (Re)starts the process on the same config and database, waiting until
+    /// it is ready; `port` and `sip` then hold its new addresses.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redial"));
-        cmd.arg("serve").arg("--config").arg(&self.config).current_dir(&self.dir);
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null());
-        if let Some(log) = &self.log {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-            cmd.env("RUST_LOG", "warn,redial::dialler=info").env("NO_COLOR", "1").stderr(f);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn redial");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        // stdout goes to a file: everything printed before the ready file was
+        // written is in it once the ready file is there, with no reader to race.
+        let stdout_path = self.dir.join("stdout.log");
+        let (child, bound) = super::serve(
+            &self.dir,
+            &self.config,
+            |cmd| {
+                cmd.env("RUST_LOG", "warn").stdout(std::fs::File::create(&stdout_path).unwrap()).stderr(Stdio::null());
+                if let Some(log) = &self.log {
+                    let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+                    cmd.env("RUST_LOG", "warn,redial::dialler=info").env("NO_COLOR", "1").stderr(f);
+                }
+                for (k, v) in &self.env {
+                    cmd.env(k, v);
+                }
+            },
+            |_| {},
+            || std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _)) = try_request(self.port, "GET", "/healthz", None, None, &[]) {
-                break;
-            }
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("redial exited during start: {st}");
-            }
-            assert!(Instant::now() < deadline, "redial did not answer /healthz");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        self.stdout_lines = rx.try_iter().collect();
+        self.port = bound.http.port();
+        self.sip = bound.sip;
+        self.stdout_lines = std::fs::read_to_string(&stdout_path).unwrap().lines().map(str::to_string).collect();
     }
 
     /// SIGKILL: no shutdown path runs.
@@ -250,9 +229,6 @@ pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: O
     raw(port, method, path, token, body, headers).map(|(s, v, _)| (s, v))
 }
 
-pub fn try_request(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> std::io::Result<(u16, Value)> {
-    request(port, method, path, token, body, headers)
-}
 
 /// RFC 3339 UTC for now + `secs`.
 pub fn in_secs(secs: i64) -> String {
