@@ -235,6 +235,12 @@ impl Bus {
     }
 }
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("next_seq", &self.next_seq()).field("subscribers", &self.tx.receiver_count()).finish()
+    }
+}
+
 impl Default for Bus {
     fn default() -> Self {
         Self::new()

@@ -44,11 +44,13 @@ pub struct BookOptions {
     /// a reopen after a crash takes milliseconds instead of a walk of the
     /// whole file. On by default; docs/design.md explains the trade.
     pub quick_repair: bool,
+    /// Where every committed change is published, after its commit.
+    pub bus: Option<Arc<crate::events::Bus>>,
 }
 
 impl Default for BookOptions {
     fn default() -> Self {
-        Self { cache_bytes: 64 << 20, quick_repair: true }
+        Self { cache_bytes: 64 << 20, quick_repair: true, bus: None }
     }
 }
 
@@ -228,6 +230,7 @@ impl Book {
             us_per_mark: writer::INITIAL_US_PER_MARK,
             staged: writer::Staged::read(&db)?,
             armed_until: Millis::MIN,
+            bus: opts.bus.clone(),
         };
         let waiting = w.waiting.clone();
         let recovered = w.recover()?;

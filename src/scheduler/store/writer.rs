@@ -20,6 +20,7 @@ use super::tables::*;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, OwnershipExpiry};
+use crate::events::{Bus, Kind, Payload};
 use crate::scheduler::engine::rules::{self, Next};
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
 use crate::scheduler::model::{
@@ -147,6 +148,8 @@ pub(super) struct Writer {
     /// earlier one: callbacks made ready for a herd's far horizon must still
     /// count as due in the next, nearer-reaching round.
     pub armed_until: Millis,
+    /// Where committed changes are published; `None` = nobody listens.
+    pub bus: Option<Arc<Bus>>,
 }
 
 /// The staging table's keys in due order, mirrored in memory (≤ about
@@ -211,6 +214,8 @@ struct Batch {
     /// Something was written that the engine map does not show (a merge).
     wrote: bool,
     staged_undo: Vec<StagedUndo>,
+    /// Changes to publish once the batch is durable, in the order made.
+    events: Vec<(Kind, Payload)>,
 }
 
 impl Writer {
@@ -260,6 +265,7 @@ impl Writer {
                     }
                 }
                 self.publish_waiting();
+                self.publish_events(now, &mut batch.events);
                 for r in batch.replies {
                     r.send(None);
                 }
@@ -284,6 +290,16 @@ impl Writer {
                     r.send(Some(&e));
                 }
                 self.notify.notify_one();
+            }
+        }
+    }
+
+    /// After the commit and before any reply, so a caller that got its
+    /// answer can already have seen the change's event.
+    fn publish_events(&self, now: Millis, events: &mut Vec<(Kind, Payload)>) {
+        if let Some(bus) = &self.bus {
+            for (kind, payload) in events.drain(..) {
+                bus.publish(kind, now, payload);
             }
         }
     }
@@ -443,6 +459,13 @@ impl Writer {
             DueEntry::of(new, tz)
         });
         batch.engine.insert(new.id, entry);
+        if self.bus.is_some() {
+            let kind = change_kind(old, new);
+            batch.events.push((kind, Payload::Callback(Box::new(new.clone()))));
+            if kind == Kind::CallbackInProgress {
+                batch.events.push((Kind::AttemptStarted, Payload::AttemptStarted { callback: Box::new(new.clone()), attempt: new.attempts }));
+            }
+        }
         Ok(())
     }
 
@@ -620,6 +643,9 @@ impl Writer {
                 new.due_at = due_at;
             }
         }
+        if self.bus.is_some() {
+            batch.events.push((Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(new.clone()), attempt: Box::new(attempt) }));
+        }
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
     }
@@ -682,6 +708,7 @@ impl Writer {
             }
         }
         w.commit()?;
+        self.publish_events(now, &mut batch.events);
         Ok(n)
     }
 
@@ -870,6 +897,25 @@ impl Writer {
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(None)
+    }
+}
+
+/// The event a committed change of a callback is: by its new status when
+/// that changed, else an update (rescheduled, reassigned, deferred, or a
+/// retry's new due time).
+fn change_kind(old: Option<&Callback>, new: &Callback) -> Kind {
+    let Some(old) = old else { return Kind::CallbackCreated };
+    if old.status == new.status {
+        return Kind::CallbackUpdated;
+    }
+    match new.status {
+        Status::Scheduled => Kind::CallbackUpdated,
+        Status::InProgress => Kind::CallbackInProgress,
+        Status::Completed => Kind::CallbackCompleted,
+        Status::Cancelled => Kind::CallbackCancelled,
+        Status::Exhausted => Kind::CallbackExhausted,
+        Status::Failed => Kind::CallbackFailed,
+        Status::Skipped => Kind::CallbackSkipped,
     }
 }
 
