@@ -26,6 +26,7 @@ pub mod amd;
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod dialler;
 pub mod e164;
