@@ -1,4 +1,4 @@
-//! Offline AMD tools over the labelled corpus (test-media/amd/labels.csv), for the
+//! Offline AMD tools over the labelled corpus (test-media/amd-world/labels.csv), for the
 //! training and calibration scripts in test-media/:
 //!
 //! - `cargo run --release --example amd_eval -- features` prints, for every file and every
@@ -23,7 +23,7 @@ struct Row {
 }
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd-world")
 }
 
 fn labels() -> Vec<Row> {

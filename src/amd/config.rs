@@ -39,6 +39,11 @@ pub struct AmdConfig {
     /// Commit to `human` as soon as the model's P(human) = 1 - P(machine) reaches this
     /// (0.5..=1; 1 never commits to human before the deadline).
     pub human_confidence: f32,
+    /// A `human` verdict needs at least this much silence after the last speech: a person
+    /// says a few words and waits; a recording's pause is shorter.
+    pub human_silence_ms: u32,
+    /// A `machine` verdict from the model needs at least this much speech heard.
+    pub machine_speech_ms: u32,
     /// No speech this long after answer (or after the last ring-back burst) gives
     /// `silence_result`.
     pub initial_silence_ms: u32,
@@ -89,6 +94,8 @@ impl Default for AmdConfig {
             machine_phrase_ms: 3000,
             machine_confidence: 0.9,
             human_confidence: 0.9,
+            human_silence_ms: 400,
+            machine_speech_ms: 800,
             initial_silence_ms: 3500,
             silence_result: AmdResult::Unknown,
             total_analysis_ms: 5000,
@@ -138,6 +145,8 @@ impl AmdConfig {
         check("machine_phrase_ms", self.machine_phrase_ms as f64, 20.0, 30_000.0)?;
         check("machine_confidence", self.machine_confidence as f64, 0.5, 1.0)?;
         check("human_confidence", self.human_confidence as f64, 0.5, 1.0)?;
+        check("human_silence_ms", self.human_silence_ms as f64, 0.0, 10_000.0)?;
+        check("machine_speech_ms", self.machine_speech_ms as f64, 0.0, 10_000.0)?;
         check("initial_silence_ms", self.initial_silence_ms as f64, 20.0, 60_000.0)?;
         check("total_analysis_ms", self.total_analysis_ms as f64, 20.0, 120_000.0)?;
         check("ringback_concentration", self.ringback_concentration as f64, 0.0, 1.0)?;

@@ -546,9 +546,12 @@ impl AmdDetector {
                 let p = self.model.p_machine(&features);
                 self.last = Some(Observation { at_ms: now * FRAME_MS, features, p_machine: p });
                 let (mc, hc) = (self.cfg.machine_confidence, self.cfg.human_confidence);
-                if mc < 1.0 && p >= mc {
+                let speech = frames_of(self.cfg.machine_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let pause = frames_of(self.cfg.human_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
+                if mc < 1.0 && p >= mc && voiced_s >= speech {
                     Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
-                } else if hc < 1.0 && p <= 1.0 - hc {
+                } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause {
                     Some(self.decide(AmdResult::Human, DecisionReason::Confident, now, Some(*u)))
                 } else {
                     None
