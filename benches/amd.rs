@@ -12,7 +12,7 @@ use redial::amd::wav::read_wav;
 use redial::amd::{AmdConfig, AmdDetector, FRAME_SAMPLES};
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd-world");
     let mut clips = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("corpus").flatten().map(|e| e.path()).collect();
     entries.sort();

@@ -29,6 +29,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod dialler;
 pub mod e164;

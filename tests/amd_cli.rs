@@ -91,3 +91,31 @@ fn other_sample_rates_are_resampled() {
     let beep = lines[0]["beep_at_ms"].as_i64().expect("beep heard");
     assert!((beep - 7846).abs() <= 30, "{beep}");
 }
+
+#[test]
+fn explain_prints_features_confidence_and_the_same_decision() {
+    let machine = media("m001.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_redial")).args(["amd", "--explain", &machine, "/no/such.wav"]).output().expect("run redial");
+    assert_eq!(out.status.code(), Some(1), "an unreadable file makes the exit code 1");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let header = text.lines().find(|l| l.trim_start().starts_with("t_ms")).expect("a header line");
+    for name in redial::amd::features::FEATURE_NAMES {
+        assert!(header.contains(name), "{name} missing from {header}");
+    }
+    // Rows: time, P(machine) in 0..1, one value per feature.
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("t_ms"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("decision"))
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap_or_else(|e| panic!("{l}: {e}"))).collect())
+        .collect();
+    assert!(rows.len() >= 3, "{text}");
+    assert!(rows.iter().all(|r| r.len() == 2 + redial::amd::features::FEATURE_COUNT && (0.0..=1.0).contains(&r[1])), "{text}");
+    assert!(rows.windows(2).all(|w| w[0][0] < w[1][0]), "time increases: {text}");
+    // The verdict is the one `redial amd` gives.
+    let (lines, _) = redial_amd(&[&machine]);
+    let want = format!("decision: {} at {} ms", lines[0]["result"].as_str().unwrap(), lines[0]["decided_at_ms"]);
+    assert!(text.contains(&want), "{want} not in {text}");
+    assert!(text.contains("/no/such.wav:\nerror: cannot read"), "{text}");
+}

@@ -7,7 +7,7 @@ use super::AmdResult;
 /// Tuning of [`super::AmdDetector`]. Times are milliseconds of audio (8 kHz), levels are
 /// dB relative to full scale (dBFS) or dB above the adaptive noise floor.
 ///
-/// Defaults were tuned on the `dev` split of `test-media/amd/` only.
+/// Defaults were tuned on the `train` split of `test-media/amd/` only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmdConfig {
@@ -23,22 +23,33 @@ pub struct AmdConfig {
     pub word_gap_ms: u32,
     /// Speech bursts shorter than this are clicks or noise, not words.
     pub min_word_ms: u32,
-    /// Silence that ends an utterance; a short greeting followed by this much silence is a
-    /// person waiting for an answer (Asterisk's "after greeting silence").
+    /// Silence that ends an utterance (words closer than this are one utterance).
     pub end_of_greeting_silence_ms: u32,
     /// An utterance (words with gaps shorter than `end_of_greeting_silence_ms`) that lasts
-    /// this long is a recorded greeting.
+    /// this long is a recorded greeting, whatever the model says.
     pub machine_greeting_ms: u32,
     /// Words closer than this form one phrase (no breath or comma pause between them).
     pub phrase_gap_ms: u32,
-    /// One phrase this long is a recorded greeting: people answer in short phrases.
+    /// One phrase this long is a recorded greeting, whatever the model says: people
+    /// answer in short phrases.
     pub machine_phrase_ms: u32,
+    /// Commit to `machine` as soon as the model's P(machine) reaches this (0.5..=1; 1
+    /// leaves machine verdicts to the greeting-length rules, the beep and the deadline).
+    pub machine_confidence: f32,
+    /// Commit to `human` as soon as the model's P(human) = 1 - P(machine) reaches this
+    /// (0.5..=1; 1 never commits to human before the deadline).
+    pub human_confidence: f32,
+    /// A `human` verdict needs at least this much silence after the last speech: a person
+    /// says a few words and waits; a recording's pause is shorter.
+    pub human_silence_ms: u32,
+    /// A `machine` verdict from the model needs at least this much speech heard.
+    pub machine_speech_ms: u32,
     /// No speech this long after answer (or after the last ring-back burst) gives
     /// `silence_result`.
     pub initial_silence_ms: u32,
     /// What a silent line is called.
     pub silence_result: AmdResult,
-    /// Give up and answer `unknown` this long after answer (or the last ring-back burst).
+    /// Answer `unknown` this long after answer (or the last ring-back burst).
     pub total_analysis_ms: u32,
     /// Fraction of a frame's energy at a ring-back tone's frequencies (440+480, 400+450 or
     /// 425 Hz) above which the frame is ring-back, not speech.
@@ -78,10 +89,14 @@ impl Default for AmdConfig {
             word_gap_ms: 60,
             min_word_ms: 80,
             end_of_greeting_silence_ms: 700,
-            machine_greeting_ms: 2000,
+            machine_greeting_ms: 4000,
             phrase_gap_ms: 150,
-            machine_phrase_ms: 1300,
-            initial_silence_ms: 2500,
+            machine_phrase_ms: 3000,
+            machine_confidence: 0.9,
+            human_confidence: 0.9,
+            human_silence_ms: 400,
+            machine_speech_ms: 800,
+            initial_silence_ms: 3500,
             silence_result: AmdResult::Unknown,
             total_analysis_ms: 5000,
             ringback_concentration: 0.6,
@@ -128,6 +143,10 @@ impl AmdConfig {
         check("machine_greeting_ms", self.machine_greeting_ms as f64, 20.0, 30_000.0)?;
         check("phrase_gap_ms", self.phrase_gap_ms as f64, 0.0, 10_000.0)?;
         check("machine_phrase_ms", self.machine_phrase_ms as f64, 20.0, 30_000.0)?;
+        check("machine_confidence", self.machine_confidence as f64, 0.5, 1.0)?;
+        check("human_confidence", self.human_confidence as f64, 0.5, 1.0)?;
+        check("human_silence_ms", self.human_silence_ms as f64, 0.0, 10_000.0)?;
+        check("machine_speech_ms", self.machine_speech_ms as f64, 0.0, 10_000.0)?;
         check("initial_silence_ms", self.initial_silence_ms as f64, 20.0, 60_000.0)?;
         check("total_analysis_ms", self.total_analysis_ms as f64, 20.0, 120_000.0)?;
         check("ringback_concentration", self.ringback_concentration as f64, 0.0, 1.0)?;

@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::config::{AmdConfig, AmdConfigError};
+use super::features::{Features, FrameStats, FEATURE_COUNT};
 use super::floor::NoiseFloor;
+use super::model::Model;
 use super::tone::analyse;
 use super::{FRAME_MS, FRAME_SAMPLES};
 
@@ -33,10 +35,13 @@ impl AmdResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionReason {
-    /// A short greeting followed by silence (a person waiting for a reply).
-    ShortGreeting,
-    /// A long, continuous greeting.
+    /// The model's confidence crossed `human_confidence` or `machine_confidence`.
+    Confident,
+    /// A greeting longer than any person's first phrase (`machine_greeting_ms`,
+    /// `machine_phrase_ms`), whatever the model says.
     LongGreeting,
+    /// A voicemail beep was heard before anything else decided.
+    Beep,
     /// No speech within `initial_silence_ms`.
     InitialSilence,
     /// Nothing conclusive within `total_analysis_ms`.
@@ -78,6 +83,7 @@ enum FrameKind {
 struct Frame {
     energy_db: f32,
     kind: FrameKind,
+    stats: FrameStats,
 }
 
 /// A run of speech frames, in frame indexes `[start, end)`.
@@ -91,6 +97,29 @@ struct Span {
     longest_phrase: u64,
     /// Start of the current (last) phrase.
     phrase_start: u64,
+}
+
+/// The utterances of the history and what the speech in them sounds like.
+#[derive(Debug, Clone, Default)]
+struct Scan {
+    utts: Vec<Span>,
+    /// Speech frames, and the sums of their zero-crossing rate, tilt, level and level².
+    voiced: u64,
+    zcr: f32,
+    tilt: f32,
+    level: f32,
+    level2: f32,
+    floor_db: f32,
+}
+
+/// What the detector thought at the last frame it evaluated (for `redial amd --explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Observation {
+    /// Audio time of the frame's end.
+    pub at_ms: u64,
+    pub features: Features,
+    /// The model's P(machine).
+    pub p_machine: f32,
 }
 
 /// A single-tone run that may become the beep.
@@ -134,6 +163,8 @@ pub struct AmdDetector {
     beep_at_ms: Option<u64>,
     beep_stopped: bool,
     finished: bool,
+    model: &'static Model,
+    last: Option<Observation>,
 }
 
 fn frames_of(ms: u32) -> u64 {
@@ -180,6 +211,8 @@ impl AmdDetector {
             beep_at_ms: None,
             beep_stopped: false,
             finished: false,
+            model: Model::builtin(),
+            last: None,
         })
     }
 
@@ -240,6 +273,12 @@ impl AmdDetector {
         !self.finished && (self.decision.is_none() || self.beep_listening())
     }
 
+    /// The features and the model's confidence at the last frame evaluated while
+    /// undecided and after speech was heard.
+    pub fn observation(&self) -> Option<Observation> {
+        self.last
+    }
+
     /// Ring-back bursts heard so far.
     pub fn ringback_bursts(&self) -> u32 {
         self.ring_bursts
@@ -257,13 +296,14 @@ impl AmdDetector {
         if let Some(d) = self.decision {
             return d;
         }
-        let spans = self.utterances();
+        let scan = self.scan();
         let now = self.frames;
-        let d = match spans.first() {
+        let d = match scan.utts.first() {
             None => self.decide(self.cfg.silence_result, DecisionReason::EndOfAudio, now, None),
             Some(u) => {
-                let long = (u.end - u.start) >= frames_of(self.cfg.machine_greeting_ms);
-                let r = if long { AmdResult::Machine } else { AmdResult::Human };
+                // The audio ended undecided: the more likely answer, by the model.
+                let p = self.model.p_machine(&self.features(&scan, now));
+                let r = if p >= 0.5 { AmdResult::Machine } else { AmdResult::Human };
                 self.decide(r, DecisionReason::EndOfAudio, now, Some(*u))
             }
         };
@@ -281,7 +321,8 @@ impl AmdDetector {
     fn process(&mut self, frame: &[f32; FRAME_SAMPLES]) {
         let index = self.frames;
         self.frames += 1;
-        let ms = frame.iter().map(|v| v * v).sum::<f32>() / FRAME_SAMPLES as f32;
+        let energy = frame.iter().map(|v| v * v).sum::<f32>();
+        let ms = energy / FRAME_SAMPLES as f32;
         let energy_db = 10.0 * (ms / (32768.0 * 32768.0) + 1e-10).log10();
         let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
 
@@ -302,7 +343,9 @@ impl AmdDetector {
                 FrameKind::Plain
             };
         }
-        if kind != FrameKind::Ringback {
+        // Ring-back is the network's, and digital silence (below `floor_min_dbfs`: the line
+        // before answer, a lost packet) is no line at all: neither is the callee's noise.
+        if kind != FrameKind::Ringback && energy_db > self.cfg.floor_min_dbfs {
             self.floor.push(energy_db);
         }
 
@@ -311,7 +354,8 @@ impl AmdDetector {
             self.track_beep(frame, ms, kind, index);
         }
         if self.decision.is_none() {
-            self.history.push(Frame { energy_db, kind });
+            let stats = FrameStats::of(frame, energy);
+            self.history.push(Frame { energy_db, kind, stats });
             self.evaluate();
         }
     }
@@ -389,9 +433,10 @@ impl AmdDetector {
     /// Splits the history into utterances with the current noise floor. Re-run on every
     /// frame: the floor settles as the line is heard, and earlier frames are re-read with
     /// it (the history is at most `total_analysis_ms` long).
-    fn utterances(&self) -> Vec<Span> {
+    fn scan(&self) -> Scan {
         let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
         let thr = floor + self.cfg.speech_margin_db;
+        let mut scan = Scan { floor_db: floor, ..Scan::default() };
         let word_gap = frames_of(self.cfg.word_gap_ms);
         let min_word = frames_of(self.cfg.min_word_ms);
         let eou = frames_of(self.cfg.end_of_greeting_silence_ms);
@@ -400,6 +445,11 @@ impl AmdDetector {
         for (i, f) in self.history.iter().enumerate() {
             let i = i as u64;
             if f.kind == FrameKind::Plain && f.energy_db >= thr {
+                scan.voiced += 1;
+                scan.zcr += f.stats.zcr;
+                scan.tilt += f.stats.tilt;
+                scan.level += f.energy_db;
+                scan.level2 += f.energy_db * f.energy_db;
                 cur = Some(match cur {
                     Some(w) if i - w.end <= word_gap => Span { end: i + 1, voiced: w.voiced + 1, ..w },
                     Some(w) => {
@@ -439,7 +489,37 @@ impl AmdDetector {
             u.end += self.t0;
             u.phrase_start += self.t0;
         }
-        utts
+        scan.utts = utts;
+        scan
+    }
+
+    /// The feature vector at frame `now` (see [`super::features::FEATURE_NAMES`]).
+    fn features(&self, scan: &Scan, now: u64) -> Features {
+        const FPS: f32 = 1000.0 / FRAME_MS as f32;
+        let s = |frames: u64| frames as f32 / FPS;
+        let elapsed = now - self.t0;
+        let mut x = [0.0f32; FEATURE_COUNT];
+        x[0] = s(elapsed);
+        x[1] = x[0];
+        if let (Some(first), Some(last)) = (scan.utts.first(), scan.utts.last()) {
+            let n = scan.voiced.max(1) as f32;
+            let mean = scan.level / n;
+            x[1] = s(first.start - self.t0);
+            x[2] = s(first.end - first.start);
+            x[3] = s(last.end - last.start);
+            x[4] = s(now.saturating_sub(last.end));
+            x[5] = s(scan.voiced);
+            x[6] = scan.voiced as f32 / (now - first.start).max(1) as f32;
+            x[7] = s(scan.utts.iter().map(|u| u.longest_phrase).max().unwrap_or(0));
+            x[8] = scan.utts.iter().map(|u| u.words).sum::<u32>() as f32;
+            x[9] = scan.utts.len() as f32;
+            x[10] = s(scan.utts.windows(2).map(|w| w[1].start - w[0].end).max().unwrap_or(0));
+            x[11] = scan.zcr / n;
+            x[12] = scan.tilt / n;
+            x[13] = (scan.level2 / n - mean * mean).max(0.0).sqrt();
+            x[14] = mean - scan.floor_db;
+        }
+        Features(x)
     }
 
     fn evaluate(&mut self) {
@@ -447,7 +527,8 @@ impl AmdDetector {
             return; // still ringing: nothing has answered yet
         }
         let now = self.frames;
-        let utts = self.utterances();
+        let scan = self.scan();
+        let utts = &scan.utts;
         self.speech_heard = !utts.is_empty();
         let d = match utts.first() {
             None if now - self.t0 >= self.initial_silence_frames() => {
@@ -460,11 +541,29 @@ impl AmdDetector {
             {
                 Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
             }
-            Some(u) if now - u.end >= frames_of(self.cfg.end_of_greeting_silence_ms) => {
-                Some(self.decide(AmdResult::Human, DecisionReason::ShortGreeting, now, Some(*u)))
+            Some(u) => {
+                let features = self.features(&scan, now);
+                let p = self.model.p_machine(&features);
+                self.last = Some(Observation { at_ms: now * FRAME_MS, features, p_machine: p });
+                let (mc, hc) = (self.cfg.machine_confidence, self.cfg.human_confidence);
+                let speech = frames_of(self.cfg.machine_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let pause = frames_of(self.cfg.human_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
+                if mc < 1.0 && p >= mc && voiced_s >= speech {
+                    Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
+                } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause {
+                    Some(self.decide(AmdResult::Human, DecisionReason::Confident, now, Some(*u)))
+                } else {
+                    None
+                }
             }
-            Some(_) => None,
         };
+        let d = d.or_else(|| {
+            // A beep before any verdict: a voicemail system, however short its greeting.
+            self.beep_at_ms
+                .is_some()
+                .then(|| self.decide(AmdResult::Machine, DecisionReason::Beep, now, utts.first().copied()))
+        });
         let d = d.or_else(|| {
             (now - self.t0 >= frames_of(self.cfg.total_analysis_ms))
                 .then(|| self.decide(AmdResult::Unknown, DecisionReason::MaxTime, now, utts.first().copied()))

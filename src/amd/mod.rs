@@ -3,6 +3,8 @@
 //! - [`detector`]: [`AmdDetector`], the sans-IO core: frames in, [`AmdDecision`] and the
 //!   beep onset out.
 //! - [`config`]: [`AmdConfig`], every threshold with its default.
+//! - [`features`]: the feature vector read at every frame.
+//! - [`model`]: the learned classifier (weights in `model.json`) giving P(machine).
 //! - [`floor`]: the adaptive noise floor (a decaying percentile of frame energies).
 //! - [`goertzel`]: single-frequency power, for ring-back and beep tones.
 //! - [`tone`]: per-frame ring-back / single-tone analysis.
@@ -12,13 +14,15 @@
 
 pub mod config;
 pub mod detector;
+pub mod features;
 pub mod floor;
 pub mod goertzel;
+pub mod model;
 pub mod tone;
 pub mod wav;
 
 pub use config::{AmdConfig, AmdConfigError};
-pub use detector::{AmdDecision, AmdDetector, AmdError, AmdResult, DecisionReason};
+pub use detector::{AmdDecision, AmdDetector, AmdError, AmdResult, DecisionReason, Observation};
 
 /// The detector's sample rate.
 pub const SAMPLE_RATE: u32 = 8000;

@@ -122,8 +122,8 @@ fn g711(b: &[u8]) -> Result<Option<(u32, Vec<i16>)>, WavError> {
                 return Err(WavError::NotWav { reason: "data chunk before fmt chunk".into() });
             };
             let decode: fn(u8) -> i16 = match tag {
-                7 => crate::media::g711::ulaw_decode,
-                6 => crate::media::g711::alaw_decode,
+                7 => crate::codec::g711::ulaw_decode,
+                6 => crate::codec::g711::alaw_decode,
                 _ => return Ok(None),
             };
             if bits != 8 || channels == 0 {
@@ -195,13 +195,13 @@ mod tests {
     #[test]
     fn g711_reference_points() {
         // G.711: µ-law 0xFF and 0x7F are ±0, 0x80 is +32124, 0x00 is -32124.
-        assert_eq!(crate::media::g711::ulaw_decode(0xff), 0);
-        assert_eq!(crate::media::g711::ulaw_decode(0x80), 32124);
-        assert_eq!(crate::media::g711::ulaw_decode(0x00), -32124);
+        assert_eq!(crate::codec::g711::ulaw_decode(0xff), 0);
+        assert_eq!(crate::codec::g711::ulaw_decode(0x80), 32124);
+        assert_eq!(crate::codec::g711::ulaw_decode(0x00), -32124);
         // A-law 0xD5 is +8, 0x55 is -8; 0xAA is +32256.
-        assert_eq!(crate::media::g711::alaw_decode(0xd5), 8);
-        assert_eq!(crate::media::g711::alaw_decode(0x55), -8);
-        assert_eq!(crate::media::g711::alaw_decode(0xaa), 32256);
+        assert_eq!(crate::codec::g711::alaw_decode(0xd5), 8);
+        assert_eq!(crate::codec::g711::alaw_decode(0x55), -8);
+        assert_eq!(crate::codec::g711::alaw_decode(0xaa), 32256);
     }
 
     #[test]

@@ -63,3 +63,74 @@ pub fn run(files: Vec<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+/// `redial amd --explain FILE...`: for each file, a table of the features and the model's
+/// P(machine) every 100 ms from the first speech to the decision, then the decision and the
+/// beep. Exit code 1 if any file could not be read.
+pub fn explain(files: Vec<PathBuf>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut failed = false;
+    for path in &files {
+        let text = match read_wav(path) {
+            Ok(clip) => explain_clip(&clip.samples),
+            Err(e) => {
+                failed = true;
+                format!("error: {e}\n")
+            }
+        };
+        if write!(out, "{}:\n{text}\n", path.display()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn explain_clip(samples: &[i16]) -> String {
+    use std::fmt::Write as _;
+
+    use crate::amd::features::FEATURE_NAMES;
+    use crate::amd::{AmdDetector, FRAME_SAMPLES};
+
+    let cfg = AmdConfig::default();
+    let (mc, hc) = (cfg.machine_confidence, cfg.human_confidence);
+    let mut det = match AmdDetector::new(cfg) {
+        Ok(d) => d,
+        Err(e) => return format!("error: {e}\n"),
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "commit: machine when p_machine >= {mc}, human when p_machine <= {:.3}", 1.0 - hc);
+    let _ = writeln!(s, "{:>7} {:>9} {}", "t_ms", "p_machine", FEATURE_NAMES.join(" "));
+    let mut printed = None;
+    for chunk in samples.chunks(FRAME_SAMPLES) {
+        if !det.wants_audio() || det.push_frame(chunk).is_err() {
+            break;
+        }
+        let decided_now = det.poll_decision().is_some();
+        if let Some(o) = det.observation() {
+            if printed != Some(o.at_ms) && (o.at_ms % 100 == 0 || decided_now) {
+                printed = Some(o.at_ms);
+                let cols: Vec<String> = FEATURE_NAMES
+                    .iter()
+                    .zip(o.features.0)
+                    .map(|(n, v)| format!("{:>w$.2}", v, w = n.len()))
+                    .collect();
+                let _ = writeln!(s, "{:>7} {:>9.3} {}", o.at_ms, o.p_machine, cols.join(" "));
+            }
+        }
+    }
+    let d = det.finish();
+    let _ = writeln!(
+        s,
+        "decision: {} at {} ms ({:?}); beep at {}",
+        d.result.as_str(),
+        d.decided_at_ms,
+        d.reason,
+        det.beep_at_ms().map(|b| format!("{b} ms")).unwrap_or_else(|| "none".into())
+    );
+    s
+}

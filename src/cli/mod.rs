@@ -31,6 +31,9 @@ pub enum Command {
     },
     /// Offline answering-machine detection; one JSON line per file.
     Amd {
+        /// Print the features and the model's confidence over time instead of JSON.
+        #[arg(long)]
+        explain: bool,
         #[arg(required = true, value_name = "FILE.wav")]
         files: Vec<PathBuf>,
     },
@@ -59,7 +62,8 @@ pub fn main() -> ExitCode {
         Command::Serve { config, ready_file } => crate::serve::main(config_path(config), ready_file),
         Command::Check { config } => check::run(config_path(config)),
         Command::ResolveTime(args) => resolve_time::run(args),
-        Command::Amd { files } => amd::run(files),
+        Command::Amd { explain: false, files } => amd::run(files),
+        Command::Amd { explain: true, files } => amd::explain(files),
         Command::Callback(cmd) => callback::run(*cmd),
     }
 }

@@ -27,7 +27,8 @@
 pub mod call;
 pub mod codec;
 pub mod dtmf;
-pub mod g711;
+/// G.711 lives in [`crate::codec::g711`] (the AMD WAV reader uses it too); re-exported here.
+pub use crate::codec::g711;
 pub mod jitter;
 pub mod opus;
 pub mod player;

@@ -1,0 +1,120 @@
+//! Offline AMD tools over the labelled corpus (test-media/amd-world/labels.csv), for the
+//! training and calibration scripts in test-media/:
+//!
+//! - `cargo run --release --example amd_eval -- features` prints, for every file and every
+//!   20 ms frame after the first speech, the feature vector (CSV on stdout) with the model
+//!   not allowed to commit, so the trainer sees the whole first seconds.
+//! - `cargo run --release --example amd_eval -- sweep SPLIT` runs the detector on SPLIT
+//!   (`train`, `holdout` or `all`) for a range of `machine_confidence` = `human_confidence`
+//!   and prints accuracy, recalls and decision times from answer for each (CSV).
+
+use std::path::PathBuf;
+
+use redial::amd::features::FEATURE_NAMES;
+use redial::amd::wav::read_wav;
+use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_SAMPLES};
+
+struct Row {
+    file: String,
+    label: String,
+    kind: String,
+    split: String,
+    answer_ms: u64,
+}
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd-world")
+}
+
+fn labels() -> Vec<Row> {
+    let text = std::fs::read_to_string(corpus().join("labels.csv")).expect("labels.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap_or_else(|| panic!("column {n}"));
+    let (f, l, k, s, a) = (col("file"), col("label"), col("kind"), col("split"), col("answer_ms"));
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let c: Vec<&str> = line.split(',').collect();
+            Row {
+                file: c[f].into(),
+                label: c[l].into(),
+                kind: c[k].into(),
+                split: c[s].into(),
+                answer_ms: c[a].parse().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+fn features() {
+    let mut cfg = AmdConfig { machine_confidence: 1.0, human_confidence: 1.0, ..AmdConfig::default() };
+    cfg.machine_greeting_ms = 30_000;
+    cfg.machine_phrase_ms = 30_000;
+    println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
+    for row in labels() {
+        let clip = read_wav(&corpus().join(&row.file)).expect("corpus wav");
+        let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
+        let mut last_at = None;
+        for frame in clip.samples.chunks_exact(FRAME_SAMPLES) {
+            det.push_frame(frame).expect("not finished");
+            if det.decision().is_some() {
+                break;
+            }
+            if let Some(o) = det.observation() {
+                if Some(o.at_ms) != last_at {
+                    last_at = Some(o.at_ms);
+                    let v: Vec<String> = o.features.0.iter().map(|x| format!("{x:.4}")).collect();
+                    println!("{},{},{},{},{},{}", row.file, row.label, row.kind, row.split, o.at_ms, v.join(","));
+                }
+            }
+        }
+    }
+}
+
+fn sweep(split: &str) {
+    let rows: Vec<Row> = labels().into_iter().filter(|r| split == "all" || r.split == split).collect();
+    let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&corpus().join(&r.file)).expect("corpus wav").samples).collect();
+    println!("confidence,accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
+    for c in (0..=18).map(|i| 0.55 + i as f32 * 0.025) {
+        let cfg = AmdConfig { machine_confidence: c, human_confidence: c, ..AmdConfig::default() };
+        let mut times = Vec::new();
+        let (mut ok, mut unknown) = (0usize, 0usize);
+        let mut per = [(0usize, 0usize); 2];
+        for (row, clip) in rows.iter().zip(&clips) {
+            let (d, _) = redial::amd::detect_clip(cfg.clone(), clip).expect("valid config");
+            let want = if row.label == "human" { AmdResult::Human } else { AmdResult::Machine };
+            let i = (want == AmdResult::Machine) as usize;
+            per[i].1 += 1;
+            if d.result == want {
+                ok += 1;
+                per[i].0 += 1;
+            }
+            unknown += (d.result == AmdResult::Unknown) as usize;
+            times.push(d.decided_at_ms.saturating_sub(row.answer_ms));
+            let _ = &row.kind;
+        }
+        times.sort_unstable();
+        let q = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "{c:.3},{:.4},{:.4},{:.4},{unknown},{},{}",
+            ok as f64 / rows.len() as f64,
+            per[0].0 as f64 / per[0].1.max(1) as f64,
+            per[1].0 as f64 / per[1].1.max(1) as f64,
+            q(0.5),
+            q(0.9)
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("features") => features(),
+        Some("sweep") => sweep(args.get(1).map(String::as_str).unwrap_or("holdout")),
+        _ => {
+            eprintln!("usage: amd_eval features | amd_eval sweep [train|holdout|all]");
+            std::process::exit(2);
+        }
+    }
+}

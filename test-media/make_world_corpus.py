@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+"""Build the "world" AMD corpus (test-media/amd-world/), reproducibly.
+
+The corpus is meant to look like the world, not like one speech engine:
+
+- three speech engines (espeak-ng, flite, festival) and many voices, several speaking
+  rates (sox tempo) and levels;
+- the telephone channel: 300-3400 Hz band-pass, then one of G.711 mu-law, an A-law round
+  trip, GSM 06.10 or Opus at 8-12 kbit/s, packet-loss gaps (20-60 ms of silence, as a
+  concealment that gave up), and clipping of a hot line;
+- background noise (white, pink, brown), babble of other voices, and TV/radio (a voice
+  and music);
+- ring-back lead-ins of several countries and late pick-ups;
+- the hard humans (repeated "Hello?", a long first sentence, a receptionist's business
+  greeting, a TV in the background, a whisper-quiet voice in noise, "Hello?" after a long
+  silence) and the hard machines (short greeting, a greeting that starts with a question,
+  music before the greeting, carrier announcements, no beep).
+
+The **holdout split is by voice and by script**: every voice belongs to one split, and
+every phrase list is divided by index (every fourth phrase is holdout), so no voice and
+no sentence of the holdout is heard in the `train` split. The learned classifier
+(`test-media/train_amd.py`) and every tuning use `train` only; the figures reported are
+on `holdout`.
+
+Every random choice comes from `random.Random(<fixed string seed>)`; espeak-ng, flite,
+festival, sox (run with -D: no dither, -R: fixed noise seed) and opus-tools (fixed
+stream serial) are deterministic, so the same tools give the same files. Output:
+test-media/amd-world/*.wav (8 kHz mono G.711 mu-law WAV, format tag 7) and
+test-media/amd-world/labels.csv. (test-media/make_corpus.py makes the first, espeak-only
+corpus in test-media/amd/, which the end-to-end tests play as callers, and the prompts.)
+
+Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-tools
+(Debian package names) and python3.
+
+Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
+"""
+import array
+import csv
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+
+SEED = "redial-amd-v2"
+RATE = 8000
+N_HUMAN = 240
+N_MACHINE = 240
+HOLDOUT_EVERY = 4  # every 4th clip of each class is holdout
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+AMD_DIR = os.path.join(HERE, "amd-world")
+
+# Voices: (engine, name). A voice is in exactly one split.
+TRAIN_VOICES = [
+    ("espeak", "en-us+m3"), ("espeak", "en+f2"), ("espeak", "en-gb+m1"), ("espeak", "en-us+f4"),
+    ("espeak", "en+m7"), ("espeak", "en-gb-x-rp+f1"), ("espeak", "en-us+m2"),
+    ("flite", "kal"), ("flite", "kal16"), ("flite", "awb"),
+    ("festival", "kal_diphone"),
+]
+HOLDOUT_VOICES = [
+    ("flite", "rms"), ("flite", "slt"), ("festival", "cmu_us_slt_arctic_hts"),
+    ("espeak", "en-gb-scotland+f3"), ("espeak", "en-029+m5"), ("espeak", "en-us-nyc+f5"),
+]
+
+NAMES = ["Sam", "Alex", "Maria", "John", "Priya", "Chen", "Laura", "David", "Fatima", "Tom",
+         "Olga", "Ben", "Grace", "Omar", "Julia", "Kevin", "Nadia", "Peter", "Rosa", "Ivan"]
+COMPANIES = ["Acme Plumbing", "Northside Dental", "Bright Insurance", "City Motors",
+             "Green Valley Clinic", "Summit Realty", "Harbor Bank", "Lakeside Vets",
+             "Pine Street Bakery", "Metro Cabs", "Oak Hill Library", "Riverside Garage"]
+
+# --- scripts (each list is split by index: i % 4 == 3 is holdout) -----------------------
+HUMAN_SHORT = ["Hello?", "Yeah?", "Hi.", "Hello.", "Yes?", "Hi, this is {n}.",
+               "Hello, who's this?", "{n} speaking.", "Hey.", "Yes, hello?", "Hello, {n} here.",
+               "Hi there.", "Good morning.", "Hello, yes?", "Hiya.", "Speaking.",
+               "Good afternoon.", "Yep, hello?", "{n}.", "Hello, {n}'s phone.",
+               "Hi, who is it?", "Evening.", "Hello there.", "Yes, {n} here."]
+HUMAN_AGAIN = ["Hello?", "Hello? Anyone there?", "Hello, can you hear me?", "Who is this?",
+               "Hello? Is anyone there?", "Yes?", "Hi? Hello?", "Can you hear me?",
+               "Hello, I can't hear you.", "Is somebody there?", "Hello-o?", "Who's calling?"]
+HUMAN_LONG = [
+    ["Hi, yes, this is {n} speaking,", "I was just about to head out,", "who's calling please?"],
+    ["Oh hello,", "sorry, I was in the other room,", "what can I do for you?"],
+    ["Yes, hello,", "{n} here,", "is this about the appointment tomorrow?"],
+    ["Hi,", "you caught me at a bad moment actually,", "who is this?"],
+    ["Hello, this is {n},", "I think I missed a call from this number earlier,", "is that right?"],
+    ["Good evening,", "the {n} household,", "who's speaking?"],
+    ["Hello?", "Sorry, the line is not very good,", "could you say that again?"],
+    ["Yes, speaking,", "I got your message this morning,", "thanks for calling back."],
+]
+HUMAN_BUSINESS = [
+    "Good morning, {c}, {n} speaking, how can I help?",
+    "{c}, this is {n}, how may I help you?",
+    "Thank you for calling {c}, {n} speaking.",
+    "Hello, {c}, front desk.",
+    "{c}, good afternoon, how can I help you today?",
+    "Hi, {c}, {n} here.",
+    "Reception, {n} speaking.",
+    "{c}, can I help you?",
+]
+PERSONAL = [
+    "Hi, you've reached {n}. I can't take your call right now, please leave a message after the tone.",
+    "Hey, this is {n}. Leave a message and I'll get back to you.",
+    "Hello, you have reached {n}. I'm not available at the moment. Please leave your name and number.",
+    "Hi, it's {n}. Sorry I missed you. Leave a message after the beep.",
+    "This is {n}. I'm away from my phone. Please leave a message.",
+    "Hi, you've reached {n} and {m}. We can't come to the phone right now. Leave a message.",
+    "Hey there, {n} here. I'm probably out walking the dog, so leave me a message and I'll call you back.",
+    "You've reached the voicemail of {n}. Please leave a detailed message and I will return your call.",
+    "Hello! {n} and {m} aren't home right now. Please leave a message after the beep.",
+    "Hi, this is {n}'s phone. I'm either on the other line or away from my desk.",
+    "Thanks for calling. You've reached {n}. I'll get back to you as soon as I can.",
+    "Hi. This is {n}. I'm travelling this week with limited access to my phone. Please leave a message.",
+]
+QUESTION_FIRST = [
+    "Hello? Ha, got you, this is {n}'s voicemail. Leave a message.",
+    "Looking for {n}? Sorry, I can't pick up right now. Leave a message after the tone.",
+    "Is that you? Well, I'm not here. Leave me a message.",
+    "Who's calling? Tell me after the beep, and I'll call you back.",
+    "Hi, is this important? Then leave a message and I will get back to you.",
+    "Did you want to reach {n}? I'm not available, please leave your name and number.",
+    "Hello, hello? This is a recording. {n} can't take your call.",
+    "Can't reach me? That's because I'm busy. Leave a message.",
+]
+SHORT_MACHINE = ["Leave a message.", "It's {n}. Leave a message.", "{n}. Message please.",
+                 "Not here. Leave a message.", "{n}'s phone, leave a message.",
+                 "Please leave a message.", "Message after the beep.", "You know what to do.",
+                 "Hi, it's {n}. Talk to me.", "Leave it at the tone.", "Speak after the beep.",
+                 "{n}. Can't talk."]
+CARRIER = [
+    "The person you are calling is not available. Please leave a message after the tone.",
+    "The number you have dialed is not available. At the tone, please record your message.",
+    "Your call has been forwarded to an automated voice messaging system. {n} is not available.",
+    "The subscriber you are trying to reach is unavailable. Please try again later, or leave a message.",
+    "Welcome to the voice mail service. The mailbox of {n} is full. Goodbye.",
+    "The person you are calling cannot take your call at the moment. Please leave a message.",
+    "The mobile phone you are calling is switched off. Please try again later.",
+    "Sorry, the number you have called is not in service. Please check the number and try again.",
+    "The customer you are calling is busy. Please leave a message after the tone.",
+    "The call cannot be completed as dialed. Please hang up and try again.",
+    "Please leave your message for {n} after the tone. When you are done, hang up.",
+    "The wireless customer you are calling is not available. Please try your call again later.",
+]
+BUSINESS = [
+    "Thank you for calling {c}. Our office is currently closed. Please leave a message.",
+    "You have reached {c}. Our business hours are nine to five, Monday to Friday.",
+    "Thank you for calling {c}. All of our staff are busy. Please leave a message after the tone.",
+    "Welcome to {c}. For sales, press one. For support, press two.",
+    "Hello, and thank you for calling {c}. Your call is important to us.",
+    "You've reached {c}. We're closed for the holidays and will reopen on Monday.",
+    "Thanks for calling {c}. If you know your party's extension, you may dial it at any time.",
+    "{c}. Please hold, and the next available representative will be with you shortly.",
+    "Hi, you've reached {c}. We are out on a job right now, so leave your number and we'll call back.",
+    "Good day, this is {c}. Our opening hours have changed. Please listen carefully.",
+    "Thank you for calling {c}. This call may be recorded for training purposes.",
+    "You have reached the after hours line of {c}. For emergencies, call the main number.",
+]
+# Babble and TV content: never used as a script.
+BACKGROUND = [
+    "And now the weather for the weekend, with sunshine in the north and rain in the south.",
+    "The match ended two all after a late goal in the second half.",
+    "Stocks closed higher today as investors welcomed the news from the central bank.",
+    "Add the flour slowly and keep stirring until the mixture is smooth.",
+    "Traffic is heavy on the ring road this morning because of roadworks near the bridge.",
+    "Scientists say the discovery could change how we think about the early universe.",
+    "Coming up after the break, an interview with the author of a new novel.",
+    "The council will meet again next week to discuss the plans for the park.",
+]
+
+
+def run(*args, stdin=None):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, input=stdin)
+
+
+def read_wav(path):
+    with wave.open(path, "rb") as w:
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2, path
+        data = array.array("h", w.readframes(w.getnframes()))
+    if sys.byteorder == "big":
+        data.byteswap()
+    return [s / 32768.0 for s in data]
+
+
+def write_wav(path, samples):
+    data = array.array("h", (max(-32768, min(32767, int(round(s * 32768.0)))) for s in samples))
+    if sys.byteorder == "big":
+        data.byteswap()
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(data.tobytes())
+
+
+def split_of(items, split):
+    """The phrases of a list that belong to `split` (every 4th is holdout)."""
+    return [p for i, p in enumerate(items) if (i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1) == (split == "holdout")]
+
+
+def tts(tmp, text, voice, tempo, pitch):
+    """One utterance from `voice` (engine, name) at 8 kHz, trimmed of the engine's padding."""
+    engine, name = voice
+    raw = os.path.join(tmp, "tts.wav")
+    out = os.path.join(tmp, "tts8.wav")
+    if engine == "espeak":
+        run("espeak-ng", "-v", name, "-s", "165", "-p", str(pitch), "-w", raw, text)
+    elif engine == "flite":
+        run("flite", "-voice", name, "-t", text, "-o", raw)
+    else:
+        txt = os.path.join(tmp, "tts.txt")
+        with open(txt, "w") as f:
+            f.write(text)
+        run("text2wave", "-eval", f"(voice_{name})", txt, "-o", raw)
+    run("sox", "-D", raw, "-r", str(RATE), "-c", "1", "-b", "16", out, "tempo", "-s", f"{tempo:.3f}")
+    x = read_wav(out)
+    peak = max(abs(s) for s in x) or 1.0
+    thr = 0.01 * peak
+    first = next(i for i, s in enumerate(x) if abs(s) > thr)
+    last = len(x) - next(i for i, s in enumerate(reversed(x)) if abs(s) > thr)
+    return [s / peak for s in x[first:last]]
+
+
+def silence(sec):
+    return [0.0] * int(round(sec * RATE))
+
+
+def tone(freqs, sec, amp, fade=0.005, am_hz=0.0):
+    n = int(round(sec * RATE))
+    nf = max(1, int(fade * RATE))
+    out = []
+    for i in range(n):
+        g = min(1.0, i / nf, (n - 1 - i) / nf)
+        if am_hz:
+            g *= 0.5 + 0.5 * math.sin(2 * math.pi * am_hz * i / RATE)
+        out.append(amp * g * sum(math.sin(2 * math.pi * f * i / RATE) for f in freqs) / len(freqs))
+    return out
+
+
+def ringback(rng, amp):
+    """Ring-back of one country: one or two cadences then part of the off period.
+    Returns (country, samples, end of the last tone burst in ms)."""
+    kind = rng.choice(["us", "uk", "eu", "fr", "au", "jp"])
+    seg = []
+    for k in range(rng.choice([1, 1, 2])):
+        if kind == "us":      # 440+480 Hz, 2 s on 4 s off
+            on, off = tone([440, 480], 2.0, amp), 4.0
+        elif kind == "uk":    # 400+450 Hz, 0.4 on 0.2 off 0.4 on 2 s off
+            on, off = tone([400, 450], 0.4, amp) + silence(0.2) + tone([400, 450], 0.4, amp), 2.0
+        elif kind == "eu":    # 425 Hz, 1 s on 4 s off (ITU-T E.180)
+            on, off = tone([425], 1.0, amp), 4.0
+        elif kind == "fr":    # 440 Hz, 1.5 s on 3.5 s off
+            on, off = tone([440], 1.5, amp), 3.5
+        elif kind == "au":    # 400+425+450 Hz, 0.4 on 0.2 off 0.4 on 2 s off
+            t = [400, 425, 450]
+            on, off = tone(t, 0.4, amp) + silence(0.2) + tone(t, 0.4, amp), 2.0
+        else:                 # Japan: 400 Hz modulated at 16 Hz, 1 s on 2 s off
+            on, off = tone([400], 1.0, amp, am_hz=16.0), 2.0
+        if k > 0:
+            seg += silence(off)
+        seg += on
+    tone_end = len(seg)
+    seg += silence(rng.uniform(0.1, 0.8))
+    return kind, seg, tone_end * 1000 // RATE
+
+
+def music(rng, sec, amp):
+    """Chords with harmonics (no single dominant tone, so no beep), as on-hold or intro
+    music before a greeting."""
+    out = []
+    root = rng.choice([220.0, 246.9, 261.6, 293.7, 329.6])
+    while len(out) < sec * RATE:
+        r = root * rng.choice([1.0, 1.335, 1.498, 1.26, 0.891])
+        notes = [r, r * 1.26, r * 1.498]
+        freqs = [f * h for f in notes for h in (1, 2, 3)]
+        out += tone(freqs, rng.uniform(0.25, 0.5), amp, fade=0.02)
+    return out[: int(sec * RATE)]
+
+
+class Beds:
+    """Long background beds (noise, babble, TV) from which clips take random slices."""
+
+    def __init__(self, tmp, split):
+        self.beds = {}
+        for kind in ("white", "pink", "brown"):
+            path = os.path.join(tmp, f"{kind}.wav")
+            run("sox", "-D", "-R", "-n", "-r", str(RATE), "-b", "16", path, "synth", "40", f"{kind}noise", "vol", "0.3")
+            self.beds[kind] = normalise(read_wav(path))
+        rng = random.Random(f"{SEED}-beds-{split}")
+        voices = TRAIN_VOICES if split == "train" else HOLDOUT_VOICES
+        lines = split_of(BACKGROUND, split)
+        # Babble: four talkers, each a loop of background lines.
+        talkers = []
+        for _ in range(4):
+            x = []
+            while len(x) < 40 * RATE:
+                x += tts(tmp, rng.choice(lines), rng.choice(voices), rng.uniform(0.9, 1.1), 50)
+                x += silence(rng.uniform(0.1, 0.4))
+            talkers.append(x[: 40 * RATE])
+        self.beds["babble"] = normalise([sum(t[i] for t in talkers) for i in range(40 * RATE)])
+        # TV / radio: one presenter over music.
+        m = music(rng, 40, 0.3)
+        self.beds["tv"] = normalise([a + 0.5 * b for a, b in zip(talkers[0], m)])
+
+    def take(self, rng, kind, n):
+        bed = self.beds[kind]
+        start = rng.randrange(0, len(bed) - n) if n < len(bed) else 0
+        out = bed[start:start + n]
+        while len(out) < n:
+            out += bed[: n - len(out)]
+        return out
+
+
+def normalise(x):
+    r = math.sqrt(sum(s * s for s in x) / max(1, len(x))) or 1.0
+    return [s / r for s in x]
+
+
+def active_rms(x):
+    peak = max(abs(s) for s in x) or 1.0
+    act = [s for s in x if abs(s) > 0.05 * peak]
+    return math.sqrt(sum(s * s for s in act) / max(1, len(act)))
+
+
+def scale_to_peak(x, dbfs):
+    peak = max(abs(s) for s in x) or 1.0
+    g = 10 ** (dbfs / 20) / peak
+    return [s * g for s in x]
+
+
+def cut_greeting(rng, g, lo, hi):
+    """Greetings are cut by the beep or the end of the recording: keep lo..hi s."""
+    limit = rng.uniform(lo, hi)
+    if len(g) > limit * RATE:
+        cut = int(limit * RATE)
+        g = g[:cut]
+        fade = int(0.03 * RATE)
+        for i in range(fade):
+            g[cut - fade + i] *= 1 - i / fade
+    return g
+
+
+def make_clip(rng, label, split, tmp):
+    """Returns (speech samples at unit peak, beep onset ms or None, meta).
+    Times in ms from the clip start (the answer)."""
+    voices = TRAIN_VOICES if split == "train" else HOLDOUT_VOICES
+    voice = rng.choice(voices)
+    tempo = rng.uniform(0.85, 1.2)
+    pitch = rng.randint(30, 70)
+    n, m = rng.sample(NAMES, 2)
+    c = rng.choice(COMPANIES)
+    say = lambda text: tts(tmp, text.format(n=n, m=m, c=c), voice, tempo, pitch)
+    pick = lambda items: rng.choice(split_of(items, split))
+    meta = {"voice": f"{voice[0]}:{voice[1]}", "tempo": round(tempo, 2)}
+    # Most people and machines speak within a second of answering; some wait.
+    lead = rng.choice([rng.uniform(0.1, 0.9)] * 4 + [rng.uniform(0.9, 1.8)])
+    beep_at = None
+    extra = None
+    if label == "human":
+        kind = rng.choice(["human_short"] * 6 + ["human_again"] * 2 + [
+            "human_repeat", "human_late", "human_long", "human_business", "human_tv", "human_quiet"])
+        if kind == "human_late":
+            lead = rng.uniform(2.0, 3.0)
+        parts = [silence(lead)]
+        if kind in ("human_short", "human_tv", "human_quiet"):
+            parts.append(say(pick(HUMAN_SHORT)))
+        elif kind == "human_again":
+            parts.append(say(pick(HUMAN_SHORT)))
+            parts.append(silence(rng.uniform(1.0, 2.0)))
+            parts.append(say(pick(HUMAN_AGAIN)))
+        elif kind == "human_repeat":
+            for _ in range(rng.choice([2, 3])):
+                parts.append(say("Hello?"))
+                parts.append(silence(rng.uniform(0.6, 1.2)))
+        elif kind == "human_late":
+            parts.append(say(rng.choice(["Hello?", "Hello? Hello?", "Yes?", "Hi?"])))
+        elif kind == "human_long":
+            for k, clause in enumerate(pick(HUMAN_LONG)):
+                if k:
+                    parts.append(silence(rng.uniform(0.2, 0.5)))
+                parts.append(say(clause))
+        else:  # human_business
+            parts.append(say(pick(HUMAN_BUSINESS)))
+        parts.append(silence(rng.uniform(1.5, 2.5)))
+        if kind == "human_tv":
+            extra = ("tv", rng.uniform(8, 16))
+        elif kind == "human_quiet":
+            extra = (rng.choice(["pink", "brown", "white"]), rng.uniform(6, 12))
+        speech = [s for p in parts for s in p]
+    else:
+        kind = rng.choice(["machine_personal"] * 3 + ["machine_business"] * 2 + ["machine_carrier"] * 2 + [
+            "machine_short", "machine_question", "machine_music"])
+        parts = [silence(lead)]
+        if kind == "machine_music":
+            parts.append(music(rng, rng.uniform(1.0, 2.5), 0.5))
+            parts.append(silence(rng.uniform(0.0, 0.3)))
+            g = cut_greeting(rng, say(pick(PERSONAL + BUSINESS)), 1.5, 4.0)
+        elif kind == "machine_short":
+            g = say(pick(SHORT_MACHINE))
+        elif kind == "machine_question":
+            g = cut_greeting(rng, say(pick(QUESTION_FIRST)), 2.0, 5.0)
+        else:
+            lists = {"machine_personal": PERSONAL, "machine_business": BUSINESS, "machine_carrier": CARRIER}
+            g = cut_greeting(rng, say(pick(lists[kind])), 2.0, 6.0)
+        parts.append(g)
+        speech = [s for p in parts for s in p]
+        # Carrier announcements and business lines often end without a beep.
+        p_beep = {"machine_carrier": 0.3, "machine_business": 0.4}.get(kind, 0.7)
+        if rng.random() < p_beep:
+            speech += silence(rng.uniform(0.2, 0.8))
+            beep_at = len(speech) * 1000 // RATE
+            f = rng.uniform(400, 2000)
+            dur = rng.uniform(0.15, 1.0)
+            meta["beep_hz"] = round(f)
+            beep_amp = 10 ** (-rng.uniform(0, 6) / 20)
+            speech += tone([f], dur, beep_amp, fade=0.002)
+        speech += silence(rng.uniform(0.3, 0.6))
+    meta["kind"] = kind
+    meta["onset_ms"] = int(lead * 1000) if kind != "machine_music" else len(parts[0]) * 1000 // RATE
+    return speech, beep_at, extra, meta
+
+
+def build(index, label, split, tmp, beds):
+    rng = random.Random(f"{SEED}-{label}-{index}")
+    speech, beep_at, extra, meta = make_clip(rng, label, split, tmp)
+    quiet = meta["kind"] == "human_quiet"
+    level = rng.uniform(-45, -36) if quiet else rng.uniform(-30, -2)
+    speech = scale_to_peak(speech, level)
+    prefix = []
+    answer_ms = 0
+    meta["ringback"] = ""
+    if rng.random() < 0.25:
+        rb_kind, prefix, tone_end = ringback(rng, 10 ** (rng.uniform(-24, -8) / 20))
+        meta["ringback"] = rb_kind
+        answer_ms = tone_end
+    offset_ms = len(prefix) * 1000 // RATE
+    x = prefix + speech
+    if extra is not None:
+        nk, snr = extra
+    else:
+        nk = rng.choice(["none", "none", "pink", "brown", "white", "babble", "pink", "brown"])
+        snr = rng.uniform(12, 30)
+    if nk != "none":
+        # The background is heard from the answer on (ring-back is the network's, clean).
+        nrms = active_rms(speech) / 10 ** (snr / 20)
+        bed = beds.take(rng, nk, len(speech))
+        x = prefix + [s + nrms * v for s, v in zip(speech, bed)]
+    clip = rng.random() < 0.1 and not quiet
+    if clip:
+        # A hot line: 6-12 dB too much gain, clipped at full scale.
+        g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
+        x = [max(-0.99, min(0.99, s * g)) for s in x]
+    peak = max(abs(s) for s in x)
+    if peak > 0.99:
+        x = [s * 0.99 / peak for s in x]
+    codec = rng.choice(["ulaw", "ulaw", "alaw", "gsm", "opus"])
+    loss = rng.choice([0.0, 0.0, 0.0, rng.uniform(0.01, 0.05)])
+    meta.update(level_dbfs=round(level, 1), noise=nk, snr_db="" if nk == "none" else round(snr, 1),
+                codec=codec, loss=round(loss, 3), clipped=int(clip), answer_ms=answer_ms,
+                speech_onset_ms=meta["onset_ms"] + offset_ms,
+                beep_onset_ms="" if beep_at is None else beep_at + offset_ms)
+    return x, meta, rng
+
+
+def telephone(tmp, x, codec, loss, rng, out):
+    """Band-pass 300-3400 Hz, a codec round trip, packet-loss gaps, then G.711 mu-law WAV."""
+    a = os.path.join(tmp, "a.wav")
+    b = os.path.join(tmp, "b.wav")
+    write_wav(a, x)
+    run("sox", "-D", a, b, "sinc", "300-3400")
+    if codec == "gsm":
+        g = os.path.join(tmp, "c.gsm")
+        run("sox", "-D", b, g)
+        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", a)
+    elif codec == "alaw":
+        g = os.path.join(tmp, "c.wav")
+        run("sox", "-D", b, "-e", "a-law", "-b", "8", g)
+        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", a)
+    elif codec == "opus":
+        g = os.path.join(tmp, "c.opus")
+        run("opusenc", "--quiet", "--serial", "1", "--bitrate", str(rng.choice([8, 10, 12])), b, g)
+        run("opusdec", "--quiet", "--rate", str(RATE), g, a)
+    else:
+        a, b = b, a
+    y = read_wav(a)[: len(x)]
+    if loss > 0:
+        # Lost packets whose concealment gave up: 1-3 frames of 20 ms go silent.
+        i = 0
+        while i < len(y):
+            if rng.random() < loss:
+                n = 160 * rng.choice([1, 1, 2, 3])
+                y[i:i + n] = [0.0] * len(y[i:i + n])
+            i += 160
+    write_wav(b, y)
+    run("sox", "-D", b, "-e", "u-law", "-b", "8", out)
+
+
+def corpus(tmp):
+    if os.path.isdir(AMD_DIR):
+        for f in os.listdir(AMD_DIR):
+            if f.endswith(".wav") or f == "labels.csv":
+                os.remove(os.path.join(AMD_DIR, f))
+    os.makedirs(AMD_DIR, exist_ok=True)
+    beds = {s: Beds(tmp, s) for s in ("train", "holdout")}
+    rows = []
+    for label, count, prefix in (("human", N_HUMAN, "h"), ("machine", N_MACHINE, "m")):
+        for i in range(count):
+            name = f"{prefix}{i + 1:03d}.wav"
+            split = "holdout" if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else "train"
+            x, meta, rng = build(i, label, split, tmp, beds[split])
+            telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(AMD_DIR, name))
+            rows.append({"file": name, "label": label, "kind": meta["kind"],
+                         "beep_onset_ms": meta["beep_onset_ms"], "split": split,
+                         "answer_ms": meta["answer_ms"],
+                         "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
+                         "voice": meta["voice"], "tempo": meta["tempo"],
+                         "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
+                         "snr_db": meta["snr_db"], "codec": meta["codec"], "loss": meta["loss"],
+                         "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE})
+            print(name, split, meta["kind"], meta["voice"], file=sys.stderr)
+    with open(os.path.join(AMD_DIR, "labels.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def main():
+    tools = ("espeak-ng", "flite", "text2wave", "sox", "opusenc", "opusdec")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
+                     "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Draw the AMD accuracy / decision-time trade-off as an SVG (no plotting library needed).
+
+    cargo run --release --example amd_eval -- sweep holdout > /tmp/sweep.csv
+    python3 test-media/plot_tradeoff.py /tmp/sweep.csv docs/amd-tradeoff.svg
+
+The sweep sets `machine_confidence` = `human_confidence` = c for c in 0.55..1.0 and
+scores the holdout split. The plot shows accuracy, human recall and machine recall
+(left axis) and the median and 90th-percentile decision time from answer (right axis)
+against c, with the shipped default marked.
+"""
+import csv
+import sys
+
+DEFAULT = 0.9
+W, H = 720, 420
+L, R, T, B = 60, 70, 40, 60
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(sys.argv[1]))]
+    cs = [r["confidence"] for r in rows]
+    x0, x1 = min(cs), max(cs)
+    tmax = 5000.0
+    px = lambda c: L + (c - x0) / (x1 - x0) * (W - L - R)
+    py = lambda a: T + (1 - (a - 0.5) / 0.5) * (H - T - B)  # accuracy 0.5 .. 1.0
+    pt = lambda ms: T + (1 - ms / tmax) * (H - T - B)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">AMD on the holdout split: '
+           'accuracy and decision time vs. confidence threshold</text>']
+    for a in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        out.append(f'<line x1="{L}" y1="{py(a):.1f}" x2="{W - R}" y2="{py(a):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 6}" y="{py(a) + 4:.1f}" text-anchor="end">{a:.1f}</text>')
+    for ms in range(0, 5001, 1000):
+        out.append(f'<text x="{W - R + 6}" y="{pt(ms) + 4:.1f}">{ms / 1000:.0f} s</text>')
+    for c in cs[::2]:
+        out.append(f'<text x="{px(c):.1f}" y="{H - B + 18}" text-anchor="middle">{c:.2f}</text>')
+    out.append(f'<text x="{W / 2}" y="{H - 15}" text-anchor="middle">machine_confidence = human_confidence</text>')
+    out.append(f'<line x1="{px(DEFAULT):.1f}" y1="{T}" x2="{px(DEFAULT):.1f}" y2="{H - B}" stroke="#999" stroke-dasharray="4 3"/>')
+    out.append(f'<text x="{px(DEFAULT) + 4:.1f}" y="{T + 12}" fill="#666">default</text>')
+    series = [("accuracy", "accuracy", "#000", py, ""), ("human_recall", "human recall", "#1f77b4", py, ""),
+              ("machine_recall", "machine recall", "#d62728", py, ""),
+              ("median_ms", "median decision (right axis)", "#2ca02c", pt, "6 3"),
+              ("p90_ms", "p90 decision (right axis)", "#9467bd", pt, "2 3")]
+    for i, (key, name, colour, f, dash) in enumerate(series):
+        pts = " ".join(f"{px(r['confidence']):.1f},{f(r[key]):.1f}" for r in rows)
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        ly = T + 30 + i * 16
+        out.append(f'<line x1="{L + 10}" y1="{ly}" x2="{L + 34}" y2="{ly}" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        out.append(f'<text x="{L + 40}" y="{ly + 4}">{name}</text>')
+    out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#333"/>')
+    out.append("</svg>")
+    with open(sys.argv[2], "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
