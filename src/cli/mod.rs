@@ -1,6 +1,7 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
 mod amd;
+mod backup;
 pub mod callback;
 mod check;
 mod resolve_time;
@@ -37,6 +38,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a consistent copy of the running daemon's book to PATH (a new file).
+    Backup(backup::BackupCmd),
     /// Show how a free-text callback time ("kal subah") resolves, as JSON.
     ResolveTime(resolve_time::Args),
 }
@@ -57,5 +60,6 @@ pub fn main() -> ExitCode {
         Command::ResolveTime(args) => resolve_time::run(args),
         Command::Amd { files } => amd::run(files),
         Command::Callback(cmd) => callback::run(*cmd),
+        Command::Backup(cmd) => backup::run(cmd),
     }
 }
