@@ -161,7 +161,7 @@ fn udp_send(server: SocketAddr, msg: &[u8], call_id_of_msg: Option<&str>, wants_
     got
 }
 
-fn tcp_send(server: SocketAddr, msg: &[u8], wants_answer: bool, name: &str) -> Outcome {
+fn tcp_send(server: SocketAddr, msg: &[u8], wants_answer: bool) -> Outcome {
     let mut s = TcpStream::connect(server).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let _ = s.write_all(msg);
@@ -196,7 +196,6 @@ fn tcp_send(server: SocketAddr, msg: &[u8], wants_answer: bool, name: &str) -> O
             }
         }
     }
-    let _ = name;
     got
 }
 
@@ -242,7 +241,7 @@ fn rfc4475_torture_messages_over_udp_and_tcp() {
                 let cid = message_call_id(&bytes);
                 udp_send(r.sip, &bytes, cid.as_deref(), wants_answer, name)
             } else {
-                let got = tcp_send(r.sip, &bytes, wants_answer, name);
+                let got = tcp_send(r.sip, &bytes, wants_answer);
                 assert_alive_tcp(r.sip, name);
                 got
             };

@@ -525,7 +525,8 @@ fn tidy(value: &str, slash: bool) -> String {
 }
 
 /// One Via value (RFC 3261 §20.42, §25.1): `SIP/2.0/transport SP sent-by *(;param)`,
-/// with a host of valid characters and every param a non-empty token name.
+/// with a host of host-name or IP characters (`_` too, seen in the wild) and every
+/// param a non-empty token name.
 fn valid_via(value: &str) -> bool {
     let Some((protocol, rest)) = value.split_once(' ') else { return false };
     let mut proto = protocol.splitn(3, '/');
@@ -535,7 +536,7 @@ fn valid_via(value: &str) -> bool {
     }
     let mut parts = rest.split(';');
     let sent_by = parts.next().unwrap_or("");
-    if sent_by.is_empty() || !sent_by.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+    if sent_by.is_empty() || !sent_by.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b)) {
         return false;
     }
     parts.all(|p| {

@@ -305,3 +305,20 @@ fn rfc4475_messages_decode_or_are_refused_as_the_rfc_says() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn lws_around_separators_is_taken_out() {
+    // RFC 3261 §25.1: SLASH, SEMI, EQUAL may have LWS around them; quoted text is kept.
+    let raw = with(
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport",
+        "Via: SIP / 2.0 / UDP   my_host.example.com:5070 ; branch = z9hG4bK-1 ;\r\n  rport",
+    )
+    .replace("From: <sip:probe@127.0.0.1>;tag=a1", "From: \"A  B\"   <sip:probe@127.0.0.1> ;  tag = a1");
+    let SipMessage::Request(r) = decode(raw.as_bytes()).unwrap() else { panic!("not a request") };
+    assert_eq!(header_value(&r.headers, "Via").unwrap(), "SIP/2.0/UDP my_host.example.com:5070;branch=z9hG4bK-1;rport");
+    assert_eq!(header_value(&r.headers, "From").unwrap(), "\"A  B\" <sip:probe@127.0.0.1>;tag=a1");
+    // Empty Via params are not LWS: 400.
+    let e = decode(with(";rport\r\n", ";;rport\r\n").as_bytes()).unwrap_err();
+    assert_eq!(e.kind, DecodeErrorKind::BadVia);
+    assert_eq!(status_of(&e), Some(400));
+}
