@@ -1,5 +1,5 @@
 //! Hostile input against the running server over UDP and TCP: every malformed message is
-//! answered (400/404/416/481/483/501/513) when it can be addressed, or dropped — and
+//! answered (400/404/416/481/483/501/505/513) when it can be addressed, or dropped — and
 //! redial still answers OPTIONS on both transports afterwards.
 
 mod common;
@@ -38,10 +38,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<u16>)> {
         ("start line only", b"INVITE sip:a@b SIP/2.0\r\n\r\n".to_vec(), None),
         ("no end of headers", BASE.trim_end().as_bytes().to_vec(), None),
         ("missing Via", without("Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKhostile;rport\r\n"), None),
-        ("missing From", without("From: <sip:mallory@127.0.0.1>;tag=m1\r\n"), None),
-        ("missing To", without("To: <sip:alice@127.0.0.1>\r\n"), None),
-        ("missing Call-ID", without("Call-ID: hostile@127.0.0.1\r\n"), None),
-        ("missing CSeq", without("CSeq: 1 INVITE\r\n"), None),
+        ("missing From", without("From: <sip:mallory@127.0.0.1>;tag=m1\r\n"), Some(400)),
+        ("missing To", without("To: <sip:alice@127.0.0.1>\r\n"), Some(400)),
+        ("missing Call-ID", without("Call-ID: hostile@127.0.0.1\r\n"), Some(400)),
+        ("missing CSeq", without("CSeq: 1 INVITE\r\n"), Some(400)),
         ("Content-Length beyond body", with("Content-Length: 0\r\n\r\n", "Content-Length: 500\r\n\r\nv=0\r\n"), Some(400)),
         ("Content-Length text", with("Content-Length: 0", "Content-Length: lots"), Some(400)),
         ("Content-Length negative", with("Content-Length: 0", "Content-Length: -5"), Some(400)),
@@ -66,7 +66,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<u16>)> {
             b
         }, None),
         ("Via not SIP/2.0", with("Via: SIP/2.0/UDP", "Via: HTTP/1.1/UDP"), None),
-        ("bad version", with("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), None),
+        ("bad version", with("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), Some(505)),
         ("NUL in header", with("Max-Forwards: 70", "Max-Forwards: 7\u{0}0"), Some(400)),
         ("unknown method", with("INVITE sip:", "FROB sip:").into_iter().collect::<Vec<u8>>().replace_all("1 INVITE", "1 FROB"), Some(501)),
         ("unknown user", with("INVITE sip:alice@", "INVITE sip:nobody@"), Some(404)),

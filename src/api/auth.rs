@@ -113,7 +113,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     }
     if method == Method::GET || method == Method::HEAD {
         Some(Scope::CallbacksRead)
-    } else if method == Method::PUT && path.starts_with("/v1/agents/") {
+    } else if (method == Method::PUT && path.starts_with("/v1/agents/")) || path.starts_with("/v1/admin/") {
         Some(Scope::Admin)
     } else {
         Some(Scope::CallbacksWrite)
@@ -215,6 +215,7 @@ mod tests {
         assert_eq!(check(&t, Some("Bearer s3cret-boss"), Scope::Admin).unwrap(), "boss");
         assert_eq!(required_scope(&Method::GET, "/healthz"), None);
         assert_eq!(required_scope(&Method::PUT, "/v1/agents/a/state"), Some(Scope::Admin));
+        assert_eq!(required_scope(&Method::POST, "/v1/admin/backup"), Some(Scope::Admin));
         assert_eq!(required_scope(&Method::PATCH, "/v1/callbacks/x"), Some(Scope::CallbacksWrite));
     }
 

@@ -14,6 +14,7 @@
 //! [`start_api`] opens the book, starts the scheduler driver and serves the
 //! API; [`ApiServer::shutdown`] stops them in order.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod idempotency;

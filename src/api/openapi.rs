@@ -16,10 +16,11 @@ use super::views::*;
     paths(
         routes::create_callback, routes::list_callbacks, routes::get_callback, routes::list_attempts,
         routes::change_callback, routes::cancel_callback, routes::stats, routes::list_agents,
-        routes::set_agent_state, routes::list_trunks, routes::openapi_json, routes::healthz, routes::metrics,
+        routes::set_agent_state, routes::list_trunks, super::admin::backup, routes::openapi_json, routes::healthz, routes::metrics,
     ),
     components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, AgentView, RegistrationView,
-        SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam)),
+        SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam,
+        super::admin::BackupRequest, super::admin::BackupView)),
     modifiers(&Bearer),
 )]
 pub struct ApiDoc;

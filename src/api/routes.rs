@@ -35,6 +35,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/agents",
     "/v1/agents/{id}/state",
     "/v1/trunks",
+    "/v1/admin/backup",
     "/v1/openapi.json",
     "/healthz",
     "/metrics",
@@ -54,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}/state", put(set_agent_state))
         .route("/v1/trunks", get(list_trunks))
+        .route("/v1/admin/backup", post(super::admin::backup))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

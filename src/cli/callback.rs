@@ -105,7 +105,7 @@ pub enum Action {
 
 /// A failed call, printed by [`run`].
 #[derive(Debug, thiserror::Error)]
-enum ClientError {
+pub(super) enum ClientError {
     #[error("cannot reach the API at {url}: {source}")]
     Transport { url: String, source: Box<ureq::Error> },
     #[error("{status} {code}: {message}{detail}")]
@@ -114,14 +114,14 @@ enum ClientError {
     NotJson { status: u16 },
 }
 
-struct Client {
+pub(super) struct Client {
     agent: ureq::Agent,
     base: String,
     auth: Option<String>,
 }
 
 impl Client {
-    fn new(o: &ClientOpts) -> Self {
+    pub(super) fn new(o: &ClientOpts) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(30)))
@@ -130,7 +130,7 @@ impl Client {
         Self { agent, base: o.api.trim_end_matches('/').to_string(), auth: o.token.as_ref().map(|t| format!("Bearer {t}")) }
     }
 
-    fn send(&self, method: &str, path: &str, query: &[(&str, String)], body: Option<&Value>, key: Option<&str>) -> Result<Value, ClientError> {
+    pub(super) fn send(&self, method: &str, path: &str, query: &[(&str, String)], body: Option<&Value>, key: Option<&str>) -> Result<Value, ClientError> {
         let url = format!("{}{}", self.base, path);
         let transport = |e: ureq::Error| ClientError::Transport { url: url.clone(), source: Box::new(e) };
         let mut req = ureq::http::Request::builder().method(method).uri(&url);

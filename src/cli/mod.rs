@@ -1,6 +1,7 @@
 //! The `redial` command line (DESIGN.md "Command line").
 
 mod amd;
+mod backup;
 pub mod callback;
 mod check;
 mod resolve_time;
@@ -44,6 +45,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a consistent copy of the running daemon's book to PATH (a new file).
+    Backup(backup::BackupCmd),
     /// Show how a free-text callback time ("kal subah") resolves, as JSON.
     ResolveTime(resolve_time::Args),
 }
@@ -65,5 +68,6 @@ pub fn main() -> ExitCode {
         Command::Amd { explain: false, files } => amd::run(files),
         Command::Amd { explain: true, files } => amd::explain(files),
         Command::Callback(cmd) => callback::run(*cmd),
+        Command::Backup(cmd) => backup::run(cmd),
     }
 }

@@ -19,11 +19,21 @@ mod bridge;
 mod ready;
 
 /// Installs the tracing subscriber (`RUST_LOG`, default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); `REDIAL_LOG_FORMAT=json` writes
+/// one JSON object per line (for log shippers) instead of text.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match std::env::var("REDIAL_LOG_FORMAT").as_deref() {
+        Ok("json") => fmt.json().with_current_span(true).try_init(),
+        Ok("text") | Err(_) => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        Ok(other) => {
+            let r = fmt.with_ansi(false).try_init();
+            tracing::warn!(value = other, "REDIAL_LOG_FORMAT is neither `text` nor `json`; logging text");
+            r
+        }
+    };
 }
 
 pub fn main(config: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {

@@ -4,6 +4,7 @@
 //! - [`codec`]: the compact versioned encoding of records and attempts.
 //! - [`stats`]: per-queue counters kept in step with every status change.
 //! - `writer`: the writer thread (group commit; the only mutator).
+//! - [`backup`]: a consistent copy of the file from one read snapshot.
 //! - [`query`]: reads — get, list with cursors, attempts, stats, and the
 //!   consistency check used by tests.
 //!
@@ -11,6 +12,7 @@
 //! their transaction is durably committed; reads use redb snapshots
 //! directly (they never wait for the writer).
 
+pub mod backup;
 pub mod codec;
 pub mod query;
 pub mod stats;
@@ -242,6 +244,13 @@ impl Book {
             .spawn(move || w.run())
             .map_err(|e| StoreError::io(path, e))?;
         Ok(Book { db, cfg, tx, writer: Some(writer), notify, recovered, waiting })
+    }
+
+    /// Writes a consistent copy of the book to `dest` (a new file) from one read
+    /// snapshot, while the writer goes on (see [`backup`]). Blocking: run it off the
+    /// async threads.
+    pub fn backup(&self, dest: &Path) -> Result<backup::BackupReport, StoreError> {
+        backup::backup(&self.db, dest)
     }
 
     /// Callbacks that are due but wait for an agent (as of the last round).

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, SipMessage, StatusCode};
 
-use super::headers::{is_token_byte, parse_method, parse_name_addr, split_list};
+use super::headers::{escape_user_for_rsip, is_token_byte, parse_method, parse_name_addr, split_list};
 use super::MAX_MESSAGE_SIZE;
 
 /// Why a message was refused.
@@ -22,6 +22,9 @@ pub enum DecodeErrorKind {
     Empty,
     #[error("bad start line")]
     BadStartLine,
+    /// A request line with a SIP version other than 2.0 (RFC 3261 §21.5.10).
+    #[error("SIP version `{version}` is not supported")]
+    VersionNotSupported { version: String },
     #[error("headers are not terminated by an empty line")]
     Unterminated,
     #[error("header line {line} is malformed")]
@@ -66,6 +69,7 @@ impl DecodeErrorKind {
             DecodeErrorKind::TooManyHops => 483,
             DecodeErrorKind::UnknownMethod { .. } => 501,
             DecodeErrorKind::UnsupportedScheme { .. } => 416,
+            DecodeErrorKind::VersionNotSupported { .. } => 505,
             _ => 400,
         }
     }
@@ -124,6 +128,8 @@ struct Line<'a> {
 /// What we have read of a message before rsip sees it.
 struct Head<'a> {
     start: &'a str,
+    /// Why the start line is refused; the head is still read so a request can be answered.
+    start_error: Option<DecodeErrorKind>,
     is_request: bool,
     method: Option<&'a str>,
     lines: Vec<Line<'a>>,
@@ -199,10 +205,24 @@ fn split_head(bytes: &[u8]) -> Result<Head<'_>, DecodeErrorKind> {
         }
         raw_lines.push((n, line));
     }
-    let Some(body_at) = body_at else { return Err(DecodeErrorKind::Unterminated) };
+    // A datagram whose last header line ends with CRLF but lacks the empty line is one
+    // whole message all the same (RFC 3261 §18.3: the datagram frames it); a stream never
+    // hands us such a frame.
+    let body_at = match body_at {
+        Some(at) => at,
+        None if bytes.ends_with(b"\n") && !raw_lines.is_empty() => bytes.len(),
+        None => return Err(DecodeErrorKind::Unterminated),
+    };
     let (&(_, start), headers) = raw_lines.split_first().ok_or(DecodeErrorKind::Empty)?;
     let start = std::str::from_utf8(start).map_err(|_| DecodeErrorKind::BadStartLine)?;
-    let (is_request, method) = parse_start(start)?;
+    let (is_request, method, start_error) = match parse_start(start) {
+        Ok((r, m)) => (r, m, None),
+        // Answerable only if it still looks like a request line (`METHOD ...`).
+        Err(e) => {
+            let method = start.split(' ').next().filter(|m| !m.is_empty() && m.bytes().all(is_token_byte));
+            (!start.starts_with("SIP/") && method.is_some(), method, Some(e))
+        }
+    };
 
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(headers.len());
     for &(no, raw) in headers {
@@ -227,6 +247,15 @@ fn split_head(bytes: &[u8]) -> Result<Head<'_>, DecodeErrorKind> {
         };
         lines.push(Line { name, value: Cow::Borrowed(value.trim()) });
     }
+    // Linear white space around separators is allowed (RFC 3261 §7.3.1, §25.1 SEMI/EQUAL/
+    // COMMA/SLASH); rsip's typed headers are not that liberal, so it is taken out here.
+    for l in &mut lines {
+        if let Some(slash) = TIDY.iter().find(|(n, _)| l.name.eq_ignore_ascii_case(n)).map(|(_, s)| *s) {
+            if l.value.contains([' ', '\t']) {
+                l.value = Cow::Owned(tidy(&l.value, slash));
+            }
+        }
+    }
     // One value per line for the list headers rsip types one at a time.
     if lines.iter().any(|l| SPLIT.iter().any(|s| l.name.eq_ignore_ascii_case(s)) && l.value.contains(',')) {
         let mut out = Vec::with_capacity(lines.len() + 2);
@@ -241,7 +270,7 @@ fn split_head(bytes: &[u8]) -> Result<Head<'_>, DecodeErrorKind> {
         }
         lines = out;
     }
-    Ok(Head { start, is_request, method, lines, body: &bytes[body_at..] })
+    Ok(Head { start, start_error, is_request, method, lines, body: &bytes[body_at..] })
 }
 
 fn parse_start(start: &str) -> Result<(bool, Option<&str>), DecodeErrorKind> {
@@ -252,18 +281,34 @@ fn parse_start(start: &str) -> Result<(bool, Option<&str>), DecodeErrorKind> {
         }
         return Ok((false, None));
     }
+    // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, single spaces, nothing after.
     let mut parts = start.split(' ');
     let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(DecodeErrorKind::BadStartLine);
     };
-    if method.is_empty() || !method.bytes().all(is_token_byte) || uri.is_empty() || version != "SIP/2.0" {
+    if method.is_empty() || !method.bytes().all(is_token_byte) || uri.is_empty() {
         return Err(DecodeErrorKind::BadStartLine);
+    }
+    if version != "SIP/2.0" {
+        // `SIP/x.y` of another version is 505 (§21.5.10, RFC 4475 §3.1.2.16); anything else is malformed.
+        let other_sip = version.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+            && version[4..].split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            });
+        return Err(if other_sip {
+            DecodeErrorKind::VersionNotSupported { version: version.to_string() }
+        } else {
+            DecodeErrorKind::BadStartLine
+        });
     }
     Ok((true, Some(method)))
 }
 
 /// RFC 3261 §8.1.1 / §8.2 checks on the head.
 fn check(head: &Head<'_>) -> Result<(), DecodeErrorKind> {
+    if let Some(e) = &head.start_error {
+        return Err(e.clone());
+    }
     for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
         if head.count(h) == 0 {
             return Err(DecodeErrorKind::Missing { header: h });
@@ -274,9 +319,10 @@ fn check(head: &Head<'_>) -> Result<(), DecodeErrorKind> {
             return Err(DecodeErrorKind::Duplicate { header: h });
         }
     }
-    let via = head.first("Via").unwrap_or("");
-    if !via.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/")) {
-        return Err(DecodeErrorKind::BadVia);
+    for via in head.lines.iter().filter(|l| l.name.eq_ignore_ascii_case("Via")) {
+        if !valid_via(&via.value) {
+            return Err(DecodeErrorKind::BadVia);
+        }
     }
     if head.first("Call-ID").is_some_and(|c| c.is_empty() || c.contains(char::is_whitespace)) {
         return Err(DecodeErrorKind::Missing { header: "Call-ID" });
@@ -354,7 +400,14 @@ fn body_of<'a>(head: &Head<'a>) -> Result<&'a [u8], DecodeErrorKind> {
 fn rebuild(head: &Head<'_>, body: &[u8]) -> Vec<u8> {
     let len = head.start.len() + head.lines.iter().map(|l| l.name.len() + l.value.len() + 4).sum::<usize>() + body.len() + 4;
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(head.start.as_bytes());
+    match request_uri_for_rsip(head) {
+        Some(uri) => {
+            let mut parts = head.start.splitn(3, ' ');
+            let (method, _, version) = (parts.next().unwrap_or(""), parts.next(), parts.next().unwrap_or(""));
+            out.extend_from_slice(format!("{method} {uri} {version}").as_bytes());
+        }
+        None => out.extend_from_slice(head.start.as_bytes()),
+    }
     out.extend_from_slice(b"\r\n");
     for l in &head.lines {
         out.extend_from_slice(l.name.as_bytes());
@@ -367,29 +420,52 @@ fn rebuild(head: &Head<'_>, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The Request-URI with its user escaped so rsip's request-line tokenizer reads it, when
+/// the user has characters it cannot take (see [`escape_user_for_rsip`]).
+fn request_uri_for_rsip(head: &Head<'_>) -> Option<String> {
+    if !head.is_request {
+        return None;
+    }
+    let uri = head.start.split(' ').nth(1)?;
+    let scheme = uri.split_once(':')?.0;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    escape_user_for_rsip(uri)
+}
+
 /// A response to a request we refused, built from its raw headers (RFC 3261 §8.2.6),
 /// or `None` when it cannot be addressed (not a request, or a key header missing).
+///
+/// Only the top Via is needed (it says where the answer goes, §18.2.2); From, To, Call-ID
+/// and CSeq are copied when present, so a request missing them still learns why it was
+/// refused (RFC 4475 §3.3.1).
 fn error_reply(head: &Head<'_>, status: u16, warning: Option<&str>) -> Option<Box<rsip::Response>> {
     if !head.is_request {
         return None;
     }
-    let from = head.first("From")?;
-    let to = head.first("To")?;
-    let call_id = head.first("Call-ID")?;
-    let cseq = head.first("CSeq")?;
     let vias: Vec<&str> = head.lines.iter().filter(|l| l.name.eq_ignore_ascii_case("Via")).map(|l| l.value.as_ref()).collect();
-    if vias.is_empty() || !vias[0].get(..8).is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/")) {
+    // A 505 answers a request of another SIP version, whose Via carries that version.
+    if vias.is_empty() || !vias[0].get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")) || !vias[0].contains(' ') {
         return None;
     }
     let mut headers = Headers::default();
     for v in vias {
         headers.push(Header::Via(rsip::headers::Via::new(v)));
     }
-    headers.push(Header::From(rsip::headers::From::new(from)));
-    let to = if to.contains(";tag=") { to.to_string() } else { format!("{to};tag={}", super::new_tag()) };
-    headers.push(Header::To(rsip::headers::To::new(to)));
-    headers.push(Header::CallId(rsip::headers::CallId::new(call_id)));
-    headers.push(Header::CSeq(rsip::headers::CSeq::new(cseq)));
+    if let Some(from) = head.first("From") {
+        headers.push(Header::From(rsip::headers::From::new(from)));
+    }
+    if let Some(to) = head.first("To") {
+        let to = if to.contains(";tag=") { to.to_string() } else { format!("{to};tag={}", super::new_tag()) };
+        headers.push(Header::To(rsip::headers::To::new(to)));
+    }
+    if let Some(call_id) = head.first("Call-ID") {
+        headers.push(Header::CallId(rsip::headers::CallId::new(call_id)));
+    }
+    if let Some(cseq) = head.first("CSeq") {
+        headers.push(Header::CSeq(rsip::headers::CSeq::new(cseq)));
+    }
     if let Some(w) = warning {
         // RFC 3261 §20.43: 399 = miscellaneous warning; the text says what was wrong.
         let w = w.replace(['"', '\\', '\r', '\n'], "'");
@@ -403,6 +479,70 @@ fn error_reply(head: &Head<'_>, status: u16, warning: Option<&str>) -> Option<Bo
     // rsip prints the standard reason phrase for the code.
     let status_code = StatusCode::from(status);
     Some(Box::new(rsip::Response { status_code, version: rsip::Version::V2, headers, body: vec![] }))
+}
+
+/// Headers whose separators may carry white space, and whether `/` is one of them.
+const TIDY: &[(&str, bool)] = &[("Via", true), ("From", false), ("To", false), ("Contact", false), ("Route", false), ("Record-Route", false)];
+
+/// `value` with LWS runs collapsed to one space and dropped next to `;`, `=`, `,` (and `/`
+/// when `slash`), outside quoted strings and `<...>`.
+fn tidy(value: &str, slash: bool) -> String {
+    let is_sep = |c: char| matches!(c, ';' | '=' | ',') || (slash && c == '/');
+    let mut out = String::with_capacity(value.len());
+    let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quote {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' if !in_angle => in_quote = true,
+            '<' => in_angle = true,
+            '>' => in_angle = false,
+            ' ' | '\t' if !in_angle => {
+                while chars.peek().is_some_and(|n| *n == ' ' || *n == '\t') {
+                    chars.next();
+                }
+                let before = out.chars().last().is_some_and(is_sep);
+                let after = chars.peek().is_some_and(|n| is_sep(*n));
+                if !before && !after && !out.is_empty() && chars.peek().is_some() {
+                    out.push(' ');
+                }
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One Via value (RFC 3261 §20.42, §25.1): `SIP/2.0/transport SP sent-by *(;param)`,
+/// with a host of host-name or IP characters (`_` too, seen in the wild) and every
+/// param a non-empty token name.
+fn valid_via(value: &str) -> bool {
+    let Some((protocol, rest)) = value.split_once(' ') else { return false };
+    let mut proto = protocol.splitn(3, '/');
+    let (Some(name), Some(ver), Some(transport)) = (proto.next(), proto.next(), proto.next()) else { return false };
+    if !name.eq_ignore_ascii_case("SIP") || ver != "2.0" || transport.is_empty() || !transport.bytes().all(is_token_byte) {
+        return false;
+    }
+    let mut parts = rest.split(';');
+    let sent_by = parts.next().unwrap_or("");
+    if sent_by.is_empty() || !sent_by.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b)) {
+        return false;
+    }
+    parts.all(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, "x"));
+        !n.is_empty() && n.bytes().all(is_token_byte) && !v.is_empty() && !v.contains(' ')
+    })
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {

@@ -52,7 +52,10 @@ impl AnyUri {
             return Err(bad());
         }
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-            let uri = rsip::Uri::try_from(s).map_err(|_| bad())?;
+            let uri = match rsip::Uri::try_from(s) {
+                Ok(u) => u,
+                Err(_) => rsip::Uri::try_from(escape_user_for_rsip(s).ok_or_else(bad)?.as_str()).map_err(|_| bad())?,
+            };
             // rsip accepts `sip:` with an empty host; RFC 3261 §19.1.1 requires one.
             if uri.host_with_port.to_string().is_empty() {
                 return Err(bad());
@@ -92,6 +95,35 @@ impl std::fmt::Display for AnyUri {
             AnyUri::Other(s) => f.write_str(s),
         }
     }
+}
+
+/// `sip:user@host` with the user's characters other than alphanumerics and `-_.!~*'()%+`
+/// percent-encoded, or `None` when there is nothing to encode.
+///
+/// rsip 0.4 cuts the user part at the first `.` or `;`, so it refuses users RFC 3261 §25.1
+/// allows (`sip:user;par=u%40example.net@example.com`, RFC 4475 §3.1.1.9); the escaped
+/// form names the same user (§19.1.4 compares users after unescaping).
+pub(crate) fn escape_user_for_rsip(s: &str) -> Option<String> {
+    let colon = s.find(':')?;
+    let rest = &s[colon + 1..];
+    let at = rest.find('@')?;
+    let userinfo = &rest[..at];
+    let user_end = userinfo.find(':').unwrap_or(userinfo.len());
+    let user = &userinfo[..user_end];
+    if user.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!~*'()%+".contains(&b)) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    out.push_str(&s[..=colon]);
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_!~*'()%+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(&rest[user_end..]);
+    Some(out)
 }
 
 /// A generic `;name[=value]` parameter; quoted values keep their quotes off.
@@ -134,6 +166,10 @@ pub fn parse_name_addr(value: &str, header: &'static str) -> Result<NameAddr, He
             Some(unquote(q).ok_or(HeaderError::Unterminated { header, delimiter: '"', at: 0 })?)
         } else if display.is_empty() {
             None
+        } else if !display.bytes().all(|b| is_token_byte(b) || b == b' ' || b == b'\t' || !b.is_ascii()) {
+            // An unquoted display-name is tokens and LWS (RFC 3261 §25.1); `Bell, Alexander`
+            // needs quotes (RFC 4475 §3.1.2.15).
+            return Err(HeaderError::Trailing { header, text: display.to_string() });
         } else {
             Some(display.to_string())
         };

@@ -4,10 +4,12 @@
 //! rsip parses and prints messages and keeps every header as text; its gaps
 //! (checked with tests in the submodules) are handled here and nowhere else:
 //! - [`decode`]: splits the head ourselves — compact names (`i:`, `v:`, `m:`...) expanded,
-//!   folded lines joined, comma lists of Via/Contact/Route split — checks what RFC 3261
+//!   folded lines joined, white space around `;`/`=`/`,`/`/` taken out of the address
+//!   headers and Via, comma lists of Via/Contact/Route split — checks what RFC 3261
 //!   requires (mandatory headers, single-value headers, Content-Length vs body,
-//!   CSeq, Max-Forwards, URIs, the 64 KiB cap) and builds the response to a refused
-//!   request when it can be addressed. Then rsip parses a canonical copy.
+//!   CSeq, Max-Forwards, URIs, the SIP version, the 64 KiB cap) and builds the response
+//!   to a refused request when it can be addressed (a top Via is enough). Then rsip parses
+//!   a canonical copy. The RFC 4475 torture messages are the acceptance test.
 //! - [`headers`]: our own parsers for what rsip's typed headers get wrong (name-addr
 //!   with `tel:`, Contact with `+sip.instance="<urn:...>"`) or lack (P-Asserted-Identity,
 //!   RSeq, RAck, Session-Expires).

@@ -92,18 +92,21 @@ fn content_length_garbage_is_400() {
 
 #[test]
 fn missing_mandatory_headers() {
-    // Without Call-ID (or From/To/CSeq) no response can be addressed: dropped.
+    // A missing Call-ID, From, To or CSeq is answered 400 (RFC 4475 §3.3.1) with the
+    // headers that are there; without Via no response can be addressed: dropped.
     for (line, header) in [
         ("Call-ID: c1@127.0.0.1\r\n", "Call-ID"),
         ("CSeq: 1 OPTIONS\r\n", "CSeq"),
         ("From: <sip:probe@127.0.0.1>;tag=a1\r\n", "From"),
         ("To: <sip:redial@127.0.0.1>\r\n", "To"),
-        ("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport\r\n", "Via"),
     ] {
         let e = decode(with(line, "").as_bytes()).unwrap_err();
         assert_eq!(e.kind, DecodeErrorKind::Missing { header }, "{header}");
-        assert!(e.reply.is_none(), "{header}");
+        assert_eq!(status_of(&e), Some(400), "{header}");
     }
+    let e = decode(with("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport\r\n", "").as_bytes()).unwrap_err();
+    assert_eq!(e.kind, DecodeErrorKind::Missing { header: "Via" });
+    assert!(e.reply.is_none());
 }
 
 #[test]
@@ -258,4 +261,64 @@ proptest::proptest! {
         let _ = decode(&b[..cut]);
         let _ = decode(&b);
     }
+}
+
+/// Every RFC 4475 message through the decoder alone (the integration test `rfc4475`
+/// checks the answers of the running server): the valid requests decode, and the
+/// invalid ones the RFC wants refused with a status are refused with one.
+#[test]
+fn rfc4475_messages_decode_or_are_refused_as_the_rfc_says() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rfc4475/msgs");
+    let outcome = |name: &str| {
+        let bytes = std::fs::read(dir.join(format!("{name}.sip"))).unwrap();
+        match decode(&bytes) {
+            Ok(_) => Ok(()),
+            Err(e) => Err((status_of(&e), e.kind.to_string())),
+        }
+    };
+    let mut wrong = Vec::new();
+    for name in ["wsinv", "esc01", "escnull", "lwsdisp", "longreq", "dblreq", "semiuri", "transports", "mpart01", "unreason", "noreason", "inv2543"] {
+        if outcome(name).is_err() {
+            wrong.push(format!("{name} is valid (RFC 4475 §3.1.1): {:?}", outcome(name)));
+        }
+    }
+    let refused = [
+        ("badinv01", 400),
+        ("lwsruri", 400),
+        ("lwsstart", 400),
+        ("trws", 400),
+        ("baddn", 400),
+        ("badvers", 505),
+        ("insuf", 400),
+        ("quotbal", 400),
+        ("ltgtruri", 400),
+        ("escruri", 400),
+        ("mismatch01", 400),
+        ("scalar02", 400),
+        ("multi01", 400),
+    ];
+    for (name, status) in refused {
+        let got = outcome(name);
+        if got.as_ref().map_err(|e| e.0) != Err(Some(status)) {
+            wrong.push(format!("{name}: want {status}, got {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn lws_around_separators_is_taken_out() {
+    // RFC 3261 §25.1: SLASH, SEMI, EQUAL may have LWS around them; quoted text is kept.
+    let raw = with(
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport",
+        "Via: SIP / 2.0 / UDP   my_host.example.com:5070 ; branch = z9hG4bK-1 ;\r\n  rport",
+    )
+    .replace("From: <sip:probe@127.0.0.1>;tag=a1", "From: \"A  B\"   <sip:probe@127.0.0.1> ;  tag = a1");
+    let SipMessage::Request(r) = decode(raw.as_bytes()).unwrap() else { panic!("not a request") };
+    assert_eq!(header_value(&r.headers, "Via").unwrap(), "SIP/2.0/UDP my_host.example.com:5070;branch=z9hG4bK-1;rport");
+    assert_eq!(header_value(&r.headers, "From").unwrap(), "\"A  B\" <sip:probe@127.0.0.1>;tag=a1");
+    // Empty Via params are not LWS: 400.
+    let e = decode(with(";rport\r\n", ";;rport\r\n").as_bytes()).unwrap_err();
+    assert_eq!(e.kind, DecodeErrorKind::BadVia);
+    assert_eq!(status_of(&e), Some(400));
 }

@@ -39,8 +39,33 @@ pub fn has_tag(value: &str) -> bool {
 pub fn request_user(req: &Request) -> Option<String> {
     match &req.uri.scheme {
         Some(rsip::Scheme::Other(s)) if s.eq_ignore_ascii_case("tel") => Some(req.uri.to_string()[4..].split(';').next()?.to_string()),
-        _ => req.uri.auth.as_ref().map(|a| a.user.clone()),
+        _ => req.uri.auth.as_ref().map(|a| unescape_user(&a.user)),
     }
+}
+
+/// A URI user with its `%HH` escapes decoded: escaped and plain characters name the same
+/// user (RFC 3261 §19.1.4), and the codec escapes users rsip cannot read as they are.
+fn unescape_user(user: &str) -> String {
+    if !user.contains('%') {
+        return user.to_string();
+    }
+    let b = user.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -53,5 +78,13 @@ mod tests {
         assert!(!has_tag("<sip:a@b;tag=1>"));
         assert!(has_tag("sip:a@b;tag=1"));
         assert!(!has_tag("<sip:a@b>"));
+    }
+
+    #[test]
+    fn users_are_unescaped() {
+        assert_eq!(unescape_user("t%2Ewatson"), "t.watson");
+        assert_eq!(unescape_user("%75se%72"), "user");
+        assert_eq!(unescape_user("100%"), "100%");
+        assert_eq!(unescape_user("a%zz"), "a%zz");
     }
 }
