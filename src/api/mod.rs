@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod live;
 pub mod metrics;
@@ -67,6 +68,12 @@ pub struct Shared {
     pub agents: Arc<Registry>,
     pub trunks: Arc<dyn TrunkView>,
     pub live: Arc<dyn LiveCalls>,
+    /// The callback and agent operations shared with the console.
+    pub ops: crate::ops::Ops,
+    /// Published changes, for `/v1/events` and the console's live updates.
+    pub bus: Arc<crate::events::Bus>,
+    /// The console's sessions and login throttle.
+    pub console: crate::console::ConsoleState,
 }
 
 pub type AppState = Arc<Shared>;
@@ -91,6 +98,8 @@ pub enum StartError {
 /// The router over `state`, with the auth, rate-limit, metrics and body-limit layers.
 pub fn router(state: AppState) -> Router {
     routes::routes()
+        .merge(feed::routes())
+        .merge(crate::console::routes())
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -192,8 +201,12 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
     let h = scheduler.clone();
     agents.set_waker(move || h.agents_changed());
     let metrics = Arc::new(Metrics::default());
+    let ops = crate::ops::Ops { book: book.clone(), cfg: cfg.clone(), agents: agents.clone(), live: live.clone(), clock: clock.clone() };
     let state = Arc::new(Shared {
         book,
+        ops,
+        bus: Arc::new(crate::events::Bus::new()),
+        console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
@@ -210,7 +223,7 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
     let (stop, mut stop_rx) = watch::channel(false);
     let app = router(state.clone());
     let http = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             })

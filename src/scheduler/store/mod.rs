@@ -11,6 +11,7 @@
 //! their transaction is durably committed; reads use redb snapshots
 //! directly (they never wait for the writer).
 
+pub mod audit;
 pub mod codec;
 pub mod query;
 pub mod stats;
@@ -26,6 +27,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, Notify};
 
+pub use self::audit::{AuditEntry, AuditPage};
 pub use self::query::{Inconsistency, ListFilter, Page};
 use self::stats::Counters;
 use self::writer::{Op, Writer};
