@@ -201,11 +201,30 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
     let h = scheduler.clone();
     agents.set_waker(move || h.agents_changed());
     let metrics = Arc::new(Metrics::default());
-    let ops = crate::ops::Ops { book: book.clone(), cfg: cfg.clone(), agents: agents.clone(), live: live.clone(), clock: clock.clone() };
+    let bus = Arc::new(crate::events::Bus::new());
+    let ops = crate::ops::Ops { book: book.clone(), cfg: cfg.clone(), agents: agents.clone(), live: live.clone(), clock: clock.clone(), bus: bus.clone() };
+    // TEMP (replaced by core wiring): the registry's reservations and state
+    // changes reach the bus, so the workspace's screen pop can be seen.
+    {
+        let (mut rx, bus, agents) = (agents.subscribe(), bus.clone(), agents.clone());
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if let Some(info) = agents.get(&ev.agent) {
+                            bus.publish(crate::events::Kind::AgentState, ev.at, crate::events::Payload::Agent(Box::new(info)));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
+    }
     let state = Arc::new(Shared {
         book,
         ops,
-        bus: Arc::new(crate::events::Bus::new()),
+        bus,
         console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),
         tokens,

@@ -105,9 +105,17 @@ pub struct Ops {
     pub agents: Arc<Registry>,
     pub live: Arc<dyn LiveCalls>,
     pub clock: Arc<dyn Clock>,
+    /// TEMP until the core wiring publishes from the book's commit points:
+    /// the changes made through these operations are published here.
+    pub bus: Arc<crate::events::Bus>,
 }
 
 impl Ops {
+    /// TEMP (replaced by core wiring): publishes a committed callback change.
+    fn publish(&self, kind: crate::events::Kind, cb: &Callback) {
+        self.bus.publish(kind, cb.updated_at, crate::events::Payload::Callback(Box::new(cb.clone())));
+    }
+
     async fn audit(&self, actor: &Actor, action: &str, target: &str, detail: String) {
         let e = AuditEntry { at: self.clock.now_ms(), actor: actor.name(), action: action.into(), target: target.into(), detail };
         // The change is already committed: a failed audit write is logged,
@@ -157,6 +165,7 @@ impl Ops {
             e
         })?;
         let detail = format!("{} in {} due {}", cb.phone, cb.queue, crate::api::views::rfc3339(cb.due_at));
+        self.publish(crate::events::Kind::CallbackCreated, &cb);
         self.audit(actor, "callback.create", &cb.id.to_string(), detail).await;
         Ok(cb)
     }
@@ -179,6 +188,7 @@ impl Ops {
             "callback.change"
         };
         let cb = self.book.reschedule(cb.id, ch.into_changes()?).await?;
+        self.publish(crate::events::Kind::CallbackUpdated, &cb);
         self.audit(actor, action, &cb.id.to_string(), detail).await;
         Ok(cb)
     }
@@ -199,6 +209,7 @@ impl Ops {
             }
             e
         })?;
+        self.publish(crate::events::Kind::CallbackUpdated, &out);
         self.audit(actor, "callback.reschedule", id, format!("when `{detail_when}` → {}", crate::api::views::rfc3339(out.due_at))).await;
         Ok(out)
     }
@@ -221,6 +232,7 @@ impl Ops {
         let cb = self.get(actor, id)?;
         let cid = self.check_change(actor, &cb)?;
         let cb = self.book.cancel(cid).await?;
+        self.publish(crate::events::Kind::CallbackCancelled, &cb);
         self.audit(actor, "callback.cancel", id, String::new()).await;
         Ok(cb)
     }
