@@ -470,7 +470,13 @@ async fn agent_state(State(s): State<AppState>, h: HeaderMap, Form(f): Form<Fiel
     };
     let Some(me) = c.sess.actor.agent_id().map(str::to_string) else { return see_other("/console") };
     let r = match parse_state(&f) {
-        Ok(st) => s.ops.set_agent_state(&c.sess.actor, &me, st).await.map(|a| format!("You are {}.", a.state.as_str())),
+        Ok(st) => s.ops.set_agent_state(&c.sess.actor, &me, st).await.map(|a| {
+            if a.state == st {
+                format!("You are {}.", a.state.as_str())
+            } else {
+                format!("Set to {}; you show as {} until your softphone registers.", st.as_str(), a.state.as_str())
+            }
+        }),
         Err(e) => Err(e),
     };
     c.report(&s, r);

@@ -130,21 +130,23 @@ pub fn login(error: Option<&str>) -> Markup {
             div.login {
                 h1 { "Sign in to redial" }
                 @if let Some(e) = error { p.flash.err role="alert" data-testid="login-error" { (e) } }
-                div.cards {
-                    form.card method="post" action="/login" {
-                        h2 { "Supervisor" }
-                        label for="token" { "API token" }
-                        input id="token" name="token" type="password" autocomplete="current-password" data-testid="login-token";
-                        button.primary type="submit" data-testid="login-submit" { "Sign in" }
+                form.card method="post" action="/login" {
+                    div.cards {
+                        fieldset {
+                            legend { "Supervisor" }
+                            label for="token" { "API token" }
+                            input id="token" name="token" type="password" autocomplete="off" data-testid="login-token";
+                        }
+                        fieldset {
+                            legend { "Agent" }
+                            label for="agent_id" { "Agent id" }
+                            input id="agent_id" name="agent_id" autocomplete="username" data-testid="login-agent-id";
+                            label for="password" { "SIP password" }
+                            input id="password" name="password" type="password" autocomplete="current-password" data-testid="login-password";
+                        }
                     }
-                    form.card method="post" action="/login" {
-                        h2 { "Agent" }
-                        label for="agent_id" { "Agent id" }
-                        input id="agent_id" name="agent_id" autocomplete="username" data-testid="login-agent-id";
-                        label for="password" { "SIP password" }
-                        input id="password" name="password" type="password" autocomplete="current-password" data-testid="login-password";
-                        button.primary type="submit" data-testid="login-submit-agent" { "Sign in" }
-                    }
+                    p.sub { "Supervisors sign in with an API token; agents with their agent id and SIP password." }
+                    button.primary type="submit" data-testid="login-submit" { "Sign in" }
                 }
             }
         },
@@ -226,18 +228,19 @@ pub fn tiles(t: &Tiles) -> Markup {
 /// A bar chart of `bars` (label, value) as inline SVG.
 pub fn bar_chart(title: &str, bars: &[(String, u64)]) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
-    let (w, h, gap) = (28u64, 100u64, 6u64);
+    // `top` leaves room for the value written above the tallest bar.
+    let (w, h, gap, top) = (28u64, 100u64, 6u64, 14u64);
     let width = bars.len() as u64 * (w + gap) + gap;
     html! {
         figure.chart {
             figcaption { (title) }
-            svg width=(width) height=(h + 30) viewBox={ "0 0 " (width) " " (h + 30) } role="img" aria-label=(title) {
+            svg width=(width) height=(top + h + 20) viewBox={ "0 0 " (width) " " (top + h + 20) } role="img" aria-label=(title) {
                 @for (i, (name, v)) in bars.iter().enumerate() {
-                    @let bh = v * h / max;
+                    @let bh = (v * h / max).max(1);
                     @let x = gap + i as u64 * (w + gap);
-                    rect x=(x) y=(h - bh) width=(w) height=(bh.max(1)) fill="#2563eb" rx="3" { title { (name) ": " (v) } }
-                    text x=(x + w / 2) y=(h + 14) font-size="10" text-anchor="middle" fill="#475569" { (name) }
-                    text x=(x + w / 2) y=(h - bh - 3) font-size="10" text-anchor="middle" fill="#0f172a" { (v) }
+                    rect x=(x) y=(top + h - bh) width=(w) height=(bh) fill="#2563eb" rx="3" { title { (name) ": " (v) } }
+                    text x=(x + w / 2) y=(top + h + 14) font-size="10" text-anchor="middle" fill="#475569" { (name) }
+                    text x=(x + w / 2) y=(top + h - bh - 3) font-size="10" text-anchor="middle" fill="#0f172a" { (v) }
                 }
             }
         }
@@ -676,4 +679,115 @@ pub fn workspace(f: &Frame, state: &str, next: Option<&Callback>, mine: &[Callba
 /// A page that says what went wrong (403 CSRF, 404).
 pub fn problem(f: Option<&Frame>, title: &str, message: &str) -> Markup {
     page(title, f, html! { h1 { (title) } p data-testid="problem" { (message) } p { a href="/" { "Back" } } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DialMode, Scope};
+    use crate::scheduler::model::{CallbackId, Origin};
+
+    fn cb(status: Status, notes: &str) -> Callback {
+        Callback {
+            id: CallbackId::new(7, 42),
+            status,
+            phone: "+15550123".into(),
+            queue: "support".into(),
+            owner: Some("alice".into()),
+            mode: DialMode::CustomerFirst,
+            scheduled_at: None,
+            due_at: 1_795_000_000_000,
+            timezone: "America/New_York".into(),
+            attempts: 1,
+            max_attempts: 3,
+            last_outcome: None,
+            origin: Origin::Api,
+            notes: Some(notes.into()),
+            interaction_id: None,
+            caller_id: None,
+            created_at: 1_794_990_000_000,
+            updated_at: 1_794_990_000_000,
+            first_due_at: 1_795_000_000_000,
+            owner_until: None,
+            end_reason: None,
+            when: Some("tomorrow 10am".into()),
+            when_resolution: None,
+            skipped_by: None,
+        }
+    }
+
+    fn sup(scopes: Vec<Scope>) -> Actor {
+        Actor::Token { name: "boss".into(), scopes }
+    }
+
+    fn render_console(actor: &Actor, rows: &[Callback]) -> String {
+        let f = Frame { actor, csrf: "tok123", flash: None, nav: "callbacks" };
+        let st = Stats { requested: 9, pending: 4, completed: 3, avg_delay_s: 61.6, ..Default::default() };
+        let t = Tiles::new(&st, &[], &[], 0);
+        let p = ListParams { tab: "all".into(), ..Default::default() };
+        console(&f, &t, &st, bar_chart("x", &[("a".into(), 2)]), &["support".into()], &p, rows, Some("cb_next")).into_string()
+    }
+
+    #[test]
+    fn the_list_carries_the_test_hooks_and_escapes_every_value() {
+        let html = render_console(&sup(vec![Scope::CallbacksWrite]), &[cb(Status::Scheduled, "<script>alert(1)</script>")]);
+        for hook in ["tile-requested", "tile-pending", "tile-completed", "tile-avg-delay", "tile-agents-available", "tab-all", "tab-in_progress", "tab-skipped", "filter-phone", "callback-row", "callback-badge", "bulk-select", "bulk-cancel", "action-cancel", "action-reschedule", "reschedule-when", "action-reassign", "reassign-owner"] {
+            assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
+        }
+        assert!(html.contains("data-status=\"scheduled\""));
+        assert!(html.contains("data-testid=\"tile-avg-delay\">62<"), "average delay in whole seconds");
+        assert!(!html.contains("<script>alert"), "notes are escaped");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("style=") && !html.contains("onclick") && !html.contains("<script>"), "no inline style or script (the CSP forbids them)");
+        assert!(html.contains("name=\"csrf\" value=\"tok123\""));
+        assert!(html.contains("Tue 24 Nov"), "due time shown in the customer's timezone");
+    }
+
+    #[test]
+    fn a_read_only_viewer_gets_no_actions_and_final_rows_no_cancel() {
+        let html = render_console(&sup(vec![Scope::CallbacksRead]), &[cb(Status::Scheduled, "n")]);
+        assert!(!html.contains("action-cancel") && !html.contains("bulk-cancel") && !html.contains("bulk-select"));
+        let html = render_console(&sup(vec![Scope::Admin]), &[cb(Status::Completed, "n")]);
+        assert!(!html.contains("data-testid=\"action-cancel\""));
+        assert!(!html.contains("data-testid=\"callback-badge\""), "a final callback is not pending");
+    }
+
+    #[test]
+    fn login_refusal_and_workspace_hooks() {
+        let html = login(Some("Sign-in refused")).into_string();
+        for hook in ["login-token", "login-agent-id", "login-password", "login-submit", "login-error"] {
+            assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
+        }
+        let agent = Actor::Agent { id: "alice".into(), queues: vec!["support".into()] };
+        let f = Frame { actor: &agent, csrf: "t", flash: None, nav: "agent" };
+        let next = cb(Status::Scheduled, "refund status");
+        let html = workspace(&f, "away", Some(&next), &[next.clone()], &["support".into()], Some(("int-1", "+15550999")), "UTC").into_string();
+        for hook in ["agent-state", "pending-banner", "banner-cancel", "book-phone", "book-when", "book-notes", "book-submit", "softphone-status", "softphone-answer", "softphone-hangup"] {
+            assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
+        }
+        assert!(html.contains("value=\"+15550999\""), "booking is prefilled from the live call");
+        assert!(html.contains("name=\"interaction_id\" value=\"int-1\""));
+        assert!(html.contains(">unregistered<"));
+        assert!(html.contains("refund status"));
+    }
+
+    #[test]
+    fn the_timeline_places_each_stage_it_has() {
+        let mut a = Attempt {
+            attempt: 1,
+            started_at: 0,
+            ended_at: 10_000,
+            outcome: crate::scheduler::model::Outcome::Human,
+            sip_status: Some(200),
+            amd: None,
+            agent: None,
+            note: None,
+            timeline: Default::default(),
+        };
+        a.timeline.dialed_at = Some(0);
+        a.timeline.answered_at = Some(5_000);
+        let svg = timeline(&a).into_string();
+        assert_eq!(svg.matches("<circle").count(), 3, "dialled, answered, ended");
+        assert!(svg.contains("cx=\"220.0\""), "answered half-way");
+    }
 }
