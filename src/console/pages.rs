@@ -229,7 +229,7 @@ pub fn tiles(t: &Tiles) -> Markup {
 pub fn bar_chart(title: &str, bars: &[(String, u64)]) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
     // `top` leaves room for the value written above the tallest bar.
-    let (w, h, gap, top) = (28u64, 100u64, 6u64, 14u64);
+    let (w, h, gap, top) = (46u64, 100u64, 8u64, 14u64);
     let width = bars.len() as u64 * (w + gap) + gap;
     html! {
         figure.chart {
@@ -306,7 +306,7 @@ fn row(cb: &Callback, f: &Frame, can_write: bool) -> Markup {
                 (status_badge(cb.status))
                 @if is_pending(cb.status) { " " span.badge data-testid="callback-badge" { "Callback" } }
             }
-            td {
+            td.due {
                 div { (local(cb.due_at, &cb.timezone)) }
                 div.sub { "yours: " (viewer_time(cb.due_at)) }
             }
@@ -740,7 +740,7 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("style=") && !html.contains("onclick") && !html.contains("<script>"), "no inline style or script (the CSP forbids them)");
         assert!(html.contains("name=\"csrf\" value=\"tok123\""));
-        assert!(html.contains("Tue 24 Nov"), "due time shown in the customer's timezone");
+        assert!(html.contains("Wed 18 Nov 06:06 EST"), "due time shown in the customer's timezone");
     }
 
     #[test]

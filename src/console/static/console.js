@@ -14,7 +14,7 @@
     $all("time[data-local]", root).forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
       if (!isNaN(d)) {
-        t.textContent = d.toLocaleString(undefined, { weekday: "short", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+        t.textContent = d.toLocaleString(undefined, { weekday: "short", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit", hour12: false, timeZoneName: "short" });
       }
     });
   }
