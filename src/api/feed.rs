@@ -17,6 +17,7 @@ use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
+use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::views::{rfc3339, AgentView, AttemptView, CallbackView};
@@ -175,21 +176,26 @@ struct Feed {
     backlog: VecDeque<Arc<Event>>,
     rx: Receiver<Arc<Event>>,
     filter: EventFilter,
+    stopping: watch::Receiver<bool>,
 }
 
 /// An SSE stream of the bus's events admitted by `filter`, resuming after
 /// `last` (the `Last-Event-ID`) from the bus's kept tail when it still holds it.
-pub fn event_stream(bus: &Bus, filter: EventFilter, last: Option<u64>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// The stream ends when `stopping` turns true.
+pub fn event_stream(bus: &Bus, filter: EventFilter, last: Option<u64>, stopping: watch::Receiver<bool>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (backlog, rx) = match last.and_then(|l| bus.since(l)) {
         Some((tail, rx)) => (tail.into(), rx),
         None => (VecDeque::new(), bus.subscribe()),
     };
-    let feed = Feed { backlog, rx, filter };
+    let feed = Feed { backlog, rx, filter, stopping };
     let s = stream::unfold(feed, |mut f| async move {
         loop {
             let ev = match f.backlog.pop_front() {
                 Some(e) => e,
-                None => match f.rx.recv().await {
+                None => match tokio::select! {
+                    r = f.rx.recv() => r,
+                    _ = f.stopping.wait_for(|s| *s) => return None,
+                } {
                     Ok(e) => e,
                     // A slow reader skipped some: say so; the client resynchronises.
                     Err(RecvError::Lagged(n)) => return Some((Ok(SseEvent::default().event("lagged").data(n.to_string())), f)),
@@ -215,7 +221,7 @@ async fn events(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<E
         EventFilter::parse(q.types.as_deref(), q.queue)
     })();
     match r {
-        Ok(filter) => event_stream(&s.bus, filter, last_event_id(&headers)).into_response(),
+        Ok(filter) => event_stream(&s.bus, filter, last_event_id(&headers), s.stopping.clone()).into_response(),
         Err(e) => e.into_response(),
     }
 }

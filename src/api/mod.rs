@@ -74,6 +74,9 @@ pub struct Shared {
     pub bus: Arc<crate::events::Bus>,
     /// The console's sessions and login throttle.
     pub console: crate::console::ConsoleState,
+    /// Turns true when the server stops: endless responses (server-sent
+    /// events) end then, so the graceful shutdown is not held open.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -221,10 +224,12 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
             }
         });
     }
+    let (stop, mut stop_rx) = watch::channel(false);
     let state = Arc::new(Shared {
         book,
         ops,
         bus,
+        stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),
         tokens,
@@ -239,7 +244,6 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
         .await
         .map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
-    let (stop, mut stop_rx) = watch::channel(false);
     let app = router(state.clone());
     let http = tokio::spawn(async move {
         let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -271,3 +271,13 @@ test("every page passes an axe-core scan with no serious or critical violation",
   assert.deepEqual(problems, []);
   for (const p of [sup, agent, anon]) await p.context().close();
 });
+
+// Last: it stops the server.
+test("the server stops promptly while a console page holds its event stream open", { timeout: 30_000 }, async () => {
+  const page = await signIn(browser, srv.base, { token: "admin-secret-0001" });
+  await page.waitForFunction(() => document.body.getAttribute("data-live") === "open");
+  // A hung graceful shutdown would leave this promise pending until the
+  // runner's own timeout fails the test.
+  await srv.stop();
+  await page.context().close();
+});
