@@ -336,6 +336,7 @@ impl Book {
         drop(std::mem::replace(&mut self.tx, tx));
         if let Some(h) = self.writer.take() {
             let _ = h.join();
+            Book::audit_sync(&self.db);
         }
     }
 }
