@@ -75,6 +75,11 @@ impl Tokens {
         Ok(Self(vec![Token { name: "admin".into(), sha256, scopes: vec![Scope::Admin] }]))
     }
 
+    /// The scopes of the token named `name` (none when unknown).
+    pub fn scopes_of(&self, name: &str) -> Vec<Scope> {
+        self.0.iter().find(|t| t.name == name).map(|t| t.scopes.clone()).unwrap_or_default()
+    }
+
     /// The token a bearer secret belongs to. Every hash is compared, so the
     /// time taken does not depend on which one matched.
     pub fn authenticate(&self, secret: &str) -> Option<&Token> {

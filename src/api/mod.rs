@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod live;
 pub mod metrics;
@@ -68,6 +69,15 @@ pub struct Shared {
     pub agents: Arc<Registry>,
     pub trunks: Arc<dyn TrunkView>,
     pub live: Arc<dyn LiveCalls>,
+    /// The callback and agent operations shared with the console.
+    pub ops: crate::ops::Ops,
+    /// Published changes, for `/v1/events` and the console's live updates.
+    pub bus: Arc<crate::events::Bus>,
+    /// The console's sessions and login throttle.
+    pub console: crate::console::ConsoleState,
+    /// Turns true when the server stops: endless responses (server-sent
+    /// events) end then, so the graceful shutdown is not held open.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -92,6 +102,8 @@ pub enum StartError {
 /// The router over `state`, with the auth, rate-limit, metrics and body-limit layers.
 pub fn router(state: AppState) -> Router {
     routes::routes()
+        .merge(feed::routes())
+        .merge(crate::console::routes())
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -175,10 +187,12 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
         std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir { path: dir.to_path_buf(), source })?;
     }
     let tokens = Tokens::load(&cfg)?;
+    let bus = Arc::new(crate::events::Bus::new());
     let book = {
         let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
         // Opening recovers and may scan: keep it off the async workers.
-        tokio::task::spawn_blocking(move || Book::open(path, clock, cfg, BookOptions::default()))
+        let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+        tokio::task::spawn_blocking(move || Book::open(path, clock, cfg, opts))
             .await
             .map_err(|_| StoreError::Closed)??
     };
@@ -193,8 +207,33 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
     let h = scheduler.clone();
     agents.set_waker(move || h.agents_changed());
     let metrics = Arc::new(Metrics::default());
+    let ops = crate::ops::Ops { book: book.clone(), cfg: cfg.clone(), agents: agents.clone(), live: live.clone(), clock: clock.clone() };
+    // The agents registry commits state changes in memory and announces
+    // them on its own channel; each reaches the bus as an `agent.state`
+    // event with the agent's snapshot.
+    {
+        let (mut rx, bus, agents) = (agents.subscribe(), bus.clone(), agents.clone());
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if let Some(info) = agents.get(&ev.agent) {
+                            bus.publish(crate::events::Kind::AgentState, ev.at, crate::events::Payload::Agent(Box::new(info)));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    let (stop, mut stop_rx) = watch::channel(false);
     let state = Arc::new(Shared {
         book,
+        ops,
+        bus,
+        stopping: stop_rx.clone(),
+        console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
@@ -208,10 +247,9 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
         .await
         .map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
-    let (stop, mut stop_rx) = watch::channel(false);
     let app = router(state.clone());
     let http = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             })

@@ -36,6 +36,8 @@ pub const ROUTES: &[&str] = &[
     "/v1/agents/{id}/state",
     "/v1/trunks",
     "/v1/admin/backup",
+    "/v1/audit",
+    "/v1/events",
     "/v1/openapi.json",
     "/healthz",
     "/metrics",
@@ -119,12 +121,13 @@ pub async fn create_callback(
                 .into_response()
         }
     };
-    let Some(key) = key else { return create(&s, body).await };
+    let actor = super::feed::actor_of(&s, caller);
+    let Some(key) = key else { return create(&s, &actor, body).await };
     let body = match body {
         Ok(b) => b,
-        Err(e) => return create(&s, Err(e)).await,
+        Err(e) => return create(&s, &actor, Err(e)).await,
     };
-    let token = caller.map(|Extension(c)| c.0).unwrap_or_default();
+    let token = actor.name();
     let now = Instant::now();
     let slot = s.idempotency.slot(&token, &key, now);
     let mut held = slot.lock().await;
@@ -139,7 +142,7 @@ pub async fn create_callback(
         r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return r;
     }
-    let resp = create(&s, Ok(body)).await;
+    let resp = create(&s, &actor, Ok(body)).await;
     let status = resp.status();
     // Remember definite answers only: a 5xx or 503 may succeed on retry.
     if status.is_success() || (status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS) {
@@ -151,19 +154,10 @@ pub async fn create_callback(
     resp
 }
 
-async fn create(s: &AppState, body: Result<Bytes, BytesRejection>) -> Response {
+async fn create(s: &AppState, actor: &crate::ops::Actor, body: Result<Bytes, BytesRejection>) -> Response {
     let r: Result<Response, ApiError> = async {
         let req: CreateCallback = json_body(body)?;
-        let live = req.interaction_id.as_deref().and_then(|i| s.live.lookup(i));
-        let by_when = req.when.is_some();
-        let cb = s.book.schedule(req.into_request(live)?).await.map_err(|e| {
-            let mut e = ApiError::from(e);
-            // The time came from `when`: blame it, not `scheduled_at`.
-            if by_when && e.detail.field.as_deref() == Some("scheduled_at") {
-                e.detail.field = Some("when".into());
-            }
-            e
-        })?;
+        let cb = s.ops.create(actor, req).await?;
         let mut r = json_response(StatusCode::CREATED, to_bytes(&CallbackView::from(&cb)));
         if let Ok(v) = HeaderValue::from_str(&format!("/v1/callbacks/{}", cb.id)) {
             r.headers_mut().insert(header::LOCATION, v);
@@ -283,13 +277,14 @@ pub async fn list_attempts(State(s): State<AppState>, id: Result<Path<String>, P
     security(("bearer" = [])))]
 pub async fn change_callback(
     State(s): State<AppState>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
     let changes: ChangeCallback = json_body(body)?;
-    let id = callback_id(&id)?;
-    let cb = s.book.reschedule(id, changes.into_changes()?).await?;
+    callback_id(&id)?;
+    let cb = s.ops.change(&super::feed::actor_of(&s, caller), &id, changes).await?;
     Ok(Json(CallbackView::from(&cb)))
 }
 
@@ -303,10 +298,10 @@ pub async fn change_callback(
         (status = 409, description = "Already in progress or final", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn cancel_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
+pub async fn cancel_callback(State(s): State<AppState>, caller: Option<Extension<Caller>>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
-    let id = callback_id(&id)?;
-    let cb = s.book.cancel(id).await?;
+    callback_id(&id)?;
+    let cb = s.ops.cancel(&super::feed::actor_of(&s, caller), &id).await?;
     Ok(Json(CallbackView::from(&cb)))
 }
 
@@ -363,6 +358,7 @@ pub async fn list_agents(State(s): State<AppState>) -> Json<List<AgentView>> {
     security(("bearer" = [])))]
 pub async fn set_agent_state(
     State(s): State<AppState>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
@@ -375,7 +371,7 @@ pub async fn set_agent_state(
         SettableState::Available => AgentState::Available,
         SettableState::Away => AgentState::Away,
     };
-    Ok(Json(AgentView::from(&s.agents.set_state(&id, state)?)))
+    Ok(Json(AgentView::from(&s.ops.set_agent_state(&super::feed::actor_of(&s, caller), &id, state).await?)))
 }
 
 /// Carrier trunks.

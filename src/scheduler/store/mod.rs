@@ -13,6 +13,7 @@
 //! directly (they never wait for the writer).
 
 pub mod backup;
+pub mod audit;
 pub mod codec;
 pub mod query;
 pub mod stats;
@@ -28,6 +29,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, Notify};
 
+pub use self::audit::{AuditEntry, AuditPage};
 pub use self::query::{Inconsistency, ListFilter, Page};
 use self::stats::Counters;
 use self::writer::{Op, Writer};
@@ -346,6 +348,7 @@ impl Book {
         drop(std::mem::replace(&mut self.tx, tx));
         if let Some(h) = self.writer.take() {
             let _ = h.join();
+            Book::audit_sync(&self.db);
         }
     }
 }

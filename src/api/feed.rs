@@ -1,0 +1,227 @@
+//! `GET /v1/audit` (the audit log, admin) and `GET /v1/events` (server-sent
+//! events from the event bus). The console's own event stream is the same
+//! [`event_stream`] behind its session instead of a bearer token.
+
+use std::collections::{HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::watch;
+
+use super::error::ApiError;
+use super::views::{rfc3339, AgentView, AttemptView, CallbackView};
+use super::{AppState, Caller};
+use crate::config::Scope;
+use crate::events::{Bus, Event, Kind, Payload};
+use crate::ops::Actor;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/audit", get(audit)).route("/v1/events", get(events))
+}
+
+/// The actor behind an authenticated API request.
+pub fn actor_of(s: &super::Shared, caller: Option<Extension<Caller>>) -> Actor {
+    let name = caller.map(|Extension(c)| c.0).unwrap_or_default();
+    let scopes = s.tokens.scopes_of(&name);
+    Actor::Token { name, scopes }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditList {
+    pub items: Vec<AuditView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Audit entries, newest first (`admin`).
+async fn audit(State(s): State<AppState>, caller: Option<Extension<Caller>>, q: Result<Query<AuditQuery>, QueryRejection>) -> Result<Json<AuditList>, ApiError> {
+    let actor = actor_of(&s, caller);
+    if !actor.has(Scope::Admin) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("token `{}` lacks the `admin` scope", actor.name())));
+    }
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => return Err(ApiError::bad_request("invalid_limit", "limit must be 1 to 500").field("limit")),
+        },
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.strip_prefix("au_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| ApiError::bad_request("invalid_cursor", "unknown cursor").field("cursor"))?),
+    };
+    let page = s.book.audit_page(limit, before)?;
+    Ok(Json(AuditList {
+        items: page
+            .items
+            .into_iter()
+            .map(|(_, e)| AuditView { at: rfc3339(e.at), actor: e.actor, action: e.action, target: e.target, detail: e.detail })
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| format!("au_{c}")),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Comma-separated event types (`callback.created,attempt.ended`); absent = all.
+    pub types: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// Which events a subscriber receives.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub kinds: Option<HashSet<Kind>>,
+    pub queue: Option<String>,
+    /// Only what this actor may see (agents: their own and their queues').
+    pub viewer: Option<Actor>,
+}
+
+impl EventFilter {
+    pub fn parse(types: Option<&str>, queue: Option<String>) -> Result<Self, ApiError> {
+        let kinds = match types.filter(|t| !t.trim().is_empty()) {
+            None => None,
+            Some(t) => Some(
+                t.split(',')
+                    .map(|n| Kind::parse(n.trim()).ok_or_else(|| ApiError::bad_request("invalid_types", format!("`{}` is not an event type", n.trim())).field("types")))
+                    .collect::<Result<HashSet<_>, _>>()?,
+            ),
+        };
+        Ok(Self { kinds, queue, viewer: None })
+    }
+
+    pub fn admits(&self, e: &Event) -> bool {
+        if self.kinds.as_ref().is_some_and(|k| !k.contains(&e.kind)) {
+            return false;
+        }
+        if let Some(q) = &self.queue {
+            if e.queue() != Some(q.as_str()) {
+                return false;
+            }
+        }
+        match (&self.viewer, e.callback()) {
+            (Some(v), Some(cb)) => v.sees(cb),
+            _ => true,
+        }
+    }
+}
+
+/// The JSON object the REST routes return for the event's object: the
+/// callback, the attempt (with `callback_id`), the agent, or the trunk.
+pub fn event_data(e: &Event) -> serde_json::Value {
+    let v = match &e.payload {
+        Payload::Callback(c) => serde_json::to_value(CallbackView::from(&**c)),
+        Payload::AttemptStarted { callback, attempt } => Ok(serde_json::json!({
+            "callback_id": callback.id.to_string(),
+            "attempt": attempt,
+            "callback": CallbackView::from(&**callback),
+        })),
+        Payload::AttemptEnded { callback, attempt } => serde_json::to_value(AttemptView::from(&**attempt)).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("callback_id".into(), callback.id.to_string().into());
+            }
+            v
+        }),
+        Payload::Agent(a) => serde_json::to_value(AgentView::from(&**a)),
+        Payload::Trunk(t) => {
+            let now = std::time::Instant::now();
+            Ok(serde_json::json!({
+                "name": t.name,
+                "registered": t.registered,
+                "expires_in": t.expires_at.map(|x| x.saturating_duration_since(now).as_secs()),
+                "up": t.up,
+                "last_error": t.last_error,
+            }))
+        }
+    };
+    v.unwrap_or_default()
+}
+
+fn to_sse(e: &Event) -> SseEvent {
+    let mut data = event_data(e);
+    if let Some(o) = data.as_object_mut() {
+        // The precise type (`callback.cancelled`) besides the topic in `event:`.
+        o.insert("type".into(), e.kind.name().into());
+    }
+    SseEvent::default().event(e.kind.topic().as_str()).id(e.seq.to_string()).data(data.to_string())
+}
+
+struct Feed {
+    backlog: VecDeque<Arc<Event>>,
+    rx: Receiver<Arc<Event>>,
+    filter: EventFilter,
+    stopping: watch::Receiver<bool>,
+}
+
+/// An SSE stream of the bus's events admitted by `filter`, resuming after
+/// `last` (the `Last-Event-ID`) from the bus's kept tail when it still holds it.
+/// The stream ends when `stopping` turns true.
+pub fn event_stream(bus: &Bus, filter: EventFilter, last: Option<u64>, stopping: watch::Receiver<bool>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let (backlog, rx) = match last.and_then(|l| bus.since(l)) {
+        Some((tail, rx)) => (tail.into(), rx),
+        None => (VecDeque::new(), bus.subscribe()),
+    };
+    let feed = Feed { backlog, rx, filter, stopping };
+    let s = stream::unfold(feed, |mut f| async move {
+        loop {
+            let ev = match f.backlog.pop_front() {
+                Some(e) => e,
+                None => match tokio::select! {
+                    r = f.rx.recv() => r,
+                    _ = f.stopping.wait_for(|s| *s) => return None,
+                } {
+                    Ok(e) => e,
+                    // A slow reader skipped some: say so; the client resynchronises.
+                    Err(RecvError::Lagged(n)) => return Some((Ok(SseEvent::default().event("lagged").data(n.to_string())), f)),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            if f.filter.admits(&ev) {
+                return Some((Ok(to_sse(&ev)), f));
+            }
+        }
+    });
+    Sse::new(s).keep_alive(KeepAlive::default())
+}
+
+pub fn last_event_id(h: &HeaderMap) -> Option<u64> {
+    h.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+}
+
+/// Server-sent events (`callbacks:read`).
+async fn events(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<EventsQuery>, QueryRejection>) -> Response {
+    let r = (|| {
+        let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        EventFilter::parse(q.types.as_deref(), q.queue)
+    })();
+    match r {
+        Ok(filter) => event_stream(&s.bus, filter, last_event_id(&headers), s.stopping.clone()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
