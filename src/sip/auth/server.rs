@@ -37,6 +37,10 @@ pub const MAX_TRACKED_NONCES: usize = 4096;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Digested in place of a password for users that do not exist; its value
+/// does not matter since the result is refused whatever it is.
+const UNKNOWN_USER_PASSWORD: &str = "\u{0}no such user";
+
 /// Why credentials were refused. [`VerifyError::is_stale`] tells whether to
 /// challenge again with `stale=true`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,8 +194,11 @@ impl DigestServer {
             (None, _, _) if !self.offer_qop => None,
             _ => return Err(VerifyError::MissingQop),
         };
-        let password = lookup_password(&creds.username)
-            .ok_or_else(|| VerifyError::UnknownUser { username: creds.username.clone() })?;
+        // An unknown user costs the same digest as a known one (against a
+        // password nobody has), so the time to answer does not tell them apart.
+        let found = lookup_password(&creds.username);
+        let known = found.is_some();
+        let password = found.unwrap_or_else(|| UNKNOWN_USER_PASSWORD.to_string());
         let expected = request_digest(&DigestInput {
             algorithm: creds.algorithm,
             username: &creds.username,
@@ -204,7 +211,11 @@ impl DigestServer {
             cnonce: qop.map(|(_, c)| c).unwrap_or(""),
         });
         let got = creds.response.to_ascii_lowercase();
-        if !bool::from(expected.as_bytes().ct_eq(got.as_bytes())) {
+        let matches = bool::from(expected.as_bytes().ct_eq(got.as_bytes()));
+        if !known {
+            return Err(VerifyError::UnknownUser { username: creds.username.clone() });
+        }
+        if !matches {
             return Err(VerifyError::WrongResponse { username: creds.username.clone() });
         }
         // The nonce is checked after the digest so that a bad nonce with a
