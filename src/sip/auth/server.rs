@@ -88,7 +88,6 @@ pub struct DigestServer {
     algorithms: Vec<DigestAlgorithm>,
     lifetime: Duration,
     epoch: Instant,
-    secret: [u8; 32],
     /// nonce body (issue time ‖ random) → (issued_ms, highest nc accepted).
     seen: HashMap<u128, (u64, u32)>,
     /// The keys of `seen` in recording order.
@@ -100,6 +99,9 @@ pub struct DigestServer {
     check_uri: bool,
     /// Bound of `seen`.
     max_tracked: usize,
+    /// HMAC state keyed with the per-process secret (drawn from the RNG), cloned per nonce
+    /// so the key is not hashed again each time.
+    keyed: HmacSha256,
     /// Per algorithm, the text of its challenge around the nonce, `[fresh, stale]`:
     /// formatted once, so a 401 costs one allocation per challenge header.
     templates: Vec<[(String, String); 2]>,
@@ -124,12 +126,13 @@ impl DigestServer {
             algorithms,
             lifetime,
             epoch,
-            secret,
             seen: HashMap::new(),
             order: VecDeque::new(),
             offer_qop: true,
             check_uri: true,
             max_tracked: MAX_TRACKED_NONCES,
+            // new_from_slice accepts any key length for HMAC; 32 bytes never fails.
+            keyed: HmacSha256::new_from_slice(&secret).expect("HMAC takes any key length"),
             templates: Vec::new(),
         };
         s.templates = s.make_templates();
@@ -306,8 +309,7 @@ impl DigestServer {
     }
 
     fn mac(&self, body: &[u8]) -> [u8; 16] {
-        // new_from_slice accepts any key length for HMAC; 32 bytes never fails.
-        let mut m = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut m = self.keyed.clone();
         m.update(body);
         let full = m.finalize().into_bytes();
         let mut out = [0u8; 16];

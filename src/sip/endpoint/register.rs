@@ -19,7 +19,7 @@ use rsip::{Request, Response, SipMessage};
 
 use super::{AgentBinding, AgentBindings};
 use crate::config::{Config, GuardConfig};
-use crate::sip::registrar::{Answer, Penalty, RegistrarEvent};
+use crate::sip::registrar::{to_user, Answer, Penalty, RegistrarEvent};
 use crate::sip::stats::{AuthCounter, SipStats};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
@@ -214,15 +214,6 @@ impl Registrar {
             self.changes.send_modify(|g| *g = g.wrapping_add(1));
         }
     }
-}
-
-/// The user of the To URI.
-fn to_user(req: &Request) -> Option<String> {
-    req.headers.iter().find_map(|h| match h {
-        rsip::Header::To(t) => crate::sip::codec::headers::parse_name_addr(t.value(), "To").ok(),
-        _ => None,
-    })
-    .and_then(|na| na.uri.user().map(str::to_string))
 }
 
 /// Whether a User-Agent header of `req` contains one of `agents` (lower-case), ignoring case.

@@ -536,3 +536,15 @@ fn guard_holds_then_blocks_a_guessing_source_but_not_others() {
     let req = signed(&mut reg, later, "alice", "alice-pw", 12);
     assert!(matches!(reg.register(later, &req, attacker), Answer::Now(_)));
 }
+
+#[test]
+fn user_of_reads_the_user_in_place() {
+    assert_eq!(user_of("<sip:alice@redial>").as_deref(), Some("alice"));
+    assert_eq!(user_of("\"A <x>\" <sips:bob@10.0.0.1:5061;transport=tls>;tag=1").as_deref(), Some("bob"));
+    assert_eq!(user_of("sip:carol@redial;tag=9").as_deref(), Some("carol"));
+    assert_eq!(user_of("<SIP:dave:secret@redial>").as_deref(), Some("dave"));
+    assert_eq!(user_of("<sip:redial>"), None);
+    assert_eq!(user_of("<tel:+15550100>"), None);
+    assert_eq!(user_of("<sip:alice@redial"), None);
+    assert_eq!(user_of(""), None);
+}
