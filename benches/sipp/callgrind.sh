@@ -33,6 +33,6 @@ sipp -sf "$here/register.xml" -inf "$work/users.csv" -i 127.0.0.1 -p "$cport" -r
   -timeout 300s -timeout_error -nostdin -trace_stat -stf "$work/stat.csv" "127.0.0.1:$port" > "$work/sipp.out" 2>&1 || true
 kill -TERM "$vpid"; wait "$vpid" 2>/dev/null || true; vpid=
 grep -E "Successful call|Failed call" "$work/sipp.out" | head -4 || true
-total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+total=$(callgrind_annotate --auto=no "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",","",$1); print $1; done=1}')
 echo "instructions=$total per_registration=$((total / calls))"
-callgrind_annotate --inclusive=yes "$out" 2>/dev/null | grep -E "^ *[0-9,]+ " | head -45
+callgrind_annotate --auto=no --inclusive=yes "$out" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -45 || true
