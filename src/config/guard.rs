@@ -127,3 +127,52 @@ pub(super) fn validate(raw: RawGuard, c: &mut Collector<'_>) -> GuardConfig {
     }
     g
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Config, GuardConfig};
+
+    fn load(dir: &Path, text: &str) -> Result<Config, crate::config::Problems> {
+        let f = dir.join("redial.toml");
+        std::fs::write(&f, text).unwrap();
+        Config::load(Some(&f))
+    }
+
+    #[test]
+    fn keys_and_defaults() {
+        assert_eq!(Config::defaults().sip.guard, GuardConfig::default());
+        let d = tempfile::tempdir().unwrap();
+        let c = load(
+            d.path(),
+            "[sip.guard]\nfree_failures = 0\nbase_delay = \"250ms\"\nmax_delay = \"2s\"\nblock_after = 4\nblock_for = \"1h\"\n\
+             forget_after = \"2h\"\nmax_tracked = 50\ndrop_scanners = false\nscanner_agents = [\"EvilScan\"]\n",
+        )
+        .unwrap();
+        let g = c.sip.guard;
+        assert_eq!((g.free_failures, g.block_after, g.max_tracked, g.drop_scanners), (0, 4, 50, false));
+        assert_eq!((g.base_delay, g.max_delay), (Duration::from_millis(250), Duration::from_secs(2)));
+        assert_eq!((g.block_for, g.forget_after), (Duration::from_secs(3600), Duration::from_secs(7200)));
+        assert_eq!(g.scanner_agents, vec!["evilscan".to_string()]);
+    }
+
+    #[test]
+    fn problems_are_named_by_key() {
+        let d = tempfile::tempdir().unwrap();
+        for (text, key) in [
+            ("[sip.guard]\nmax_delay = \"31s\"\n", "sip.guard.max_delay"),
+            ("[sip.guard]\nbase_delay = \"20s\"\n", "sip.guard.base_delay"),
+            ("[sip.guard]\nblock_for = \"soon\"\n", "sip.guard.block_for"),
+            ("[sip.guard]\nblock_after = 0\n", "sip.guard.block_after"),
+            ("[sip.guard]\nmax_tracked = 0\n", "sip.guard.max_tracked"),
+            ("[sip.guard]\nforget_after = \"0s\"\n", "sip.guard.forget_after"),
+            ("[sip.guard]\nscanner_agents = [\"\"]\n", "sip.guard.scanner_agents[0]"),
+        ] {
+            let e = load(d.path(), text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{text}: {e}");
+            assert_eq!(e.0[0].key, key, "{text}: {e}");
+        }
+    }
+}
