@@ -56,8 +56,13 @@ pub(super) struct Registrar {
     changes: tokio::sync::watch::Sender<u64>,
     /// Per agent, the earliest binding expiry the registry was last told about. A refresh
     /// that keeps the same contacts is not announced while this is still at least half
-    /// the new lifetime away (the registry then never sees an agent lapse early).
+    /// the new lifetime away; instead a re-announcement is scheduled [`ANNOUNCE_MARGIN`]
+    /// before it (`recheck`), so the registry never sees a live agent lapse.
     announced: HashMap<String, Instant>,
+    /// (when, agent, the expiry announced when it was scheduled), earliest first.
+    recheck: BinaryHeap<Reverse<(Instant, String, Instant)>>,
+    /// The expiry each agent's pending recheck was scheduled for (one per agent).
+    scheduled: HashMap<String, Instant>,
     /// Answers the guard holds, earliest first; at most `sip.guard.max_tracked`.
     held: BinaryHeap<Reverse<Held>>,
     held_seq: u64,
@@ -74,6 +79,8 @@ impl Registrar {
             view,
             changes,
             announced: HashMap::new(),
+            recheck: BinaryHeap::new(),
+            scheduled: HashMap::new(),
             held: BinaryHeap::new(),
             held_seq: 0,
             max_held: cfg.sip.guard.max_tracked,
@@ -135,13 +142,25 @@ impl Registrar {
     /// When `handle_timeout` or `poll_held` is due (the next binding expiry or held answer).
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         let held = self.held.peek().map(|Reverse(h)| h.at);
-        [self.inner.poll_timeout(), held].into_iter().flatten().min()
+        let recheck = self.recheck.peek().map(|Reverse((at, _, _))| *at);
+        [self.inner.poll_timeout(), held, recheck].into_iter().flatten().min()
     }
 
     pub(super) fn handle_timeout(&mut self, now: Instant) {
         if self.inner.poll_timeout().is_some_and(|at| at <= now) {
             self.inner.handle_timeout(now);
             self.drain_events(now);
+        }
+        while self.recheck.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
+            let Some(Reverse((_, agent, for_expiry))) = self.recheck.pop() else { break };
+            if self.scheduled.get(&agent) == Some(&for_expiry) {
+                self.scheduled.remove(&agent);
+                // Still what the registry knows: announce the refreshed expiry now.
+                if self.announced.get(&agent) == Some(&for_expiry) {
+                    self.announced.remove(&agent);
+                    self.refresh_view(&agent, now);
+                }
+            }
         }
     }
 
@@ -202,6 +221,15 @@ impl Registrar {
             }
             !(same_contacts && fresh_enough)
         };
+        if !announce {
+            if let Some(&known) = self.announced.get(agent) {
+                if self.scheduled.get(agent) != Some(&known) {
+                    self.scheduled.insert(agent.to_string(), known);
+                    let at = known.checked_sub(ANNOUNCE_MARGIN).unwrap_or(known).max(now);
+                    self.recheck.push(Reverse((at, agent.to_string(), known)));
+                }
+            }
+        }
         if announce {
             match earliest {
                 Some(e) => {
@@ -215,6 +243,9 @@ impl Registrar {
         }
     }
 }
+
+/// How long before the expiry the registry knows a skipped refresh is announced after all.
+const ANNOUNCE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether a User-Agent header of `req` contains one of `agents` (lower-case), ignoring case.
 fn is_scanner(req: &Request, agents: &[String]) -> bool {
