@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # Load runs behind docs/sip.md "Performance". Usage:
 #   benches/sipp/run.sh redial|kamailio options|register RATE SECONDS
-# Starts the server on a free loopback port (redial: target/release/redial with 1000
-# agents user0..user999, password "<user>-pw"; kamailio: benches/sipp/kamailio.cfg),
-# runs SIPp at RATE calls/s for SECONDS, prints SIPp's counters, stops the server.
+# Starts the server on a free loopback port (redial: target/release/redial, or $REDIAL_BIN,
+# with 1000 agents user0..user999, password "<user>-pw"; kamailio: benches/sipp/kamailio.cfg
+# with 2 GB of shared memory, so its location table never runs short), runs SIPp at RATE
+# calls/s for SECONDS with distinct users from an -inf CSV ([authentication] per line) and a
+# 4 MB socket buffer, prints SIPp's counters and the server's CPU seconds (user + system, the
+# server and every process it forked, measured over the SIPp run only), then stops the server.
+# A run passes when FailedCall=0 and SuccessfulCall=RATE*SECONDS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 server=$1 scenario=$2 rate=$3 secs=$4
 work=$(mktemp -d)
-trap 'kill $spid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+spid=
+trap '[ -n "$spid" ] && kill $spid 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# CPU ticks (utime + stime) of a process and all its descendants.
+ticks() {
+  local total=0 p
+  for p in $(descendants "$1"); do
+    if [ -r "/proc/$p/stat" ]; then
+      # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+      total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    fi
+  done
+  echo "$total"
+}
+descendants() { echo "$1"; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done; }
 port=$(freeport)
 cport=$(freeport)
 { echo SEQUENTIAL; for i in $(seq 0 999); do echo "user$i;[authentication username=user$i password=user$i-pw]"; done; } > "$work/users.csv"
@@ -20,24 +37,35 @@ if [ "$server" = redial ]; then
     for i in $(seq 0 999); do printf '[[agents]]\nid = "user%s"\npassword = "user%s-pw"\n' "$i" "$i"; done
   } > "$work/redial.toml"
   mkdir -p "$work/sip-profiles"
-  (cd "$work" && RUST_LOG=warn exec "${REDIAL_BIN:-$root/target/release/redial}" serve --config redial.toml 2> redial.log) & spid=$!
+  (cd "$work" && RUST_LOG=warn exec "${REDIAL_BIN:-$root/target/release/redial}" serve --config redial.toml > redial.out 2> redial.log) & spid=$!
+  ready() { grep -q "redial ready" "$work/redial.log" 2>/dev/null || [ -n "$(ss -Hlun "sport = :$port")" ]; }
 else
-  kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$port" -DD -E -m 256 -M 32 2> "$work/kamailio.log" & spid=$!
+  kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$port" -DD -E -m 2048 -M 32 > "$work/kamailio.out" 2> "$work/kamailio.log" & spid=$!
+  ready() { [ -n "$(ss -Hlun "sport = :$port")" ]; }
 fi
-sleep 1
+for _ in $(seq 1 100); do ready && break; sleep 0.1; done
+sleep 0.5
 calls=$((rate * secs))
+cpu0=$(ticks "$spid")
 set +e
 sipp -sf "$here/$scenario.xml" -inf "$work/users.csv" -i 127.0.0.1 -p "$cport" -r "$rate" -m "$calls" \
-  -timeout "$((secs + 15))s" -timeout_error -nostdin -trace_stat -stf "$work/stat.csv" \
+  -buff_size 4194304 -timeout "$((secs + 15))s" -timeout_error -nostdin -trace_stat -stf "$work/stat.csv" \
   "127.0.0.1:$port" > "$work/sipp.out" 2>&1
 rc=$?
 set -e
+cpu1=$(ticks "$spid")
+hz=$(getconf CLK_TCK)
 line=$(tail -1 "$work/stat.csv")
 IFS=';' read -r -a f <<< "$(head -1 "$work/stat.csv")"
 IFS=';' read -r -a v <<< "$line"
+ok=0
 for i in "${!f[@]}"; do
   case "${f[$i]}" in
-    ElapsedTime\(C\)|TotalCallCreated|SuccessfulCall\(C\)|FailedCall\(C\)|Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}";;
+    ElapsedTime\(C\)|TotalCallCreated|FailedCall\(C\)|Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}";;
+    SuccessfulCall\(C\)) echo "${f[$i]}=${v[$i]}"; ok=${v[$i]};;
   esac
 done
+cpu=$(echo "scale=3; ($cpu1 - $cpu0) / $hz" | bc)
+per=$( [ "$ok" -gt 0 ] && echo "scale=4; $cpu * 1000 / $ok" | bc || echo "-")
+echo "server_cpu_s=$cpu cpu_s_per_1000=$per"
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"

@@ -5,6 +5,7 @@
 //! Relative paths in `redial.toml` are relative to the directory of that file;
 //! with no file, to the current directory.
 
+pub mod guard;
 mod problem;
 pub mod profile;
 pub mod queue;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use crate::e164::is_e164;
 
+pub use guard::GuardConfig;
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
@@ -67,6 +69,8 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     pub public_addr: Option<IpAddr>,
     pub timers: SipTimers,
+    /// `[sip.guard]`: throttling of failed digest attempts, scanner dropping.
+    pub guard: GuardConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +167,7 @@ impl Config {
                 digest_algorithms: vec![DigestAlgorithm::Md5],
                 public_addr: None,
                 timers: SipTimers::default(),
+                guard: GuardConfig::default(),
             },
             media: MediaConfig {
                 addr: IpAddr::from([127, 0, 0, 1]),
@@ -310,6 +315,8 @@ struct RawSip {
     t1: Option<String>,
     t2: Option<String>,
     t4: Option<String>,
+    #[serde(default)]
+    guard: guard::RawGuard,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +411,7 @@ impl RawConfig {
                 }
             }
         }
+        cfg.sip.guard = guard::validate(self.sip.guard, &mut c);
         if cfg.sip.timers.t2 < cfg.sip.timers.t1 {
             c.push("sip.t2", "must not be less than sip.t1");
         }

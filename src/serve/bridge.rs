@@ -42,7 +42,9 @@ impl TrunkView for LiveTrunks {
 }
 
 /// Feeds every change of the registrar's bindings into the agents' registry
-/// until `changes` closes (the endpoint stopped).
+/// until `changes` closes (the endpoint stopped). Only agents whose contacts or
+/// expiries changed since the last look are passed on, so a wake costs a
+/// comparison per agent and a registry update per changed agent.
 pub async fn follow_agent_bindings(
     bindings: AgentBindings,
     mut changes: watch::Receiver<u64>,
@@ -50,29 +52,34 @@ pub async fn follow_agent_bindings(
     agent_ids: Vec<String>,
     clock: Arc<dyn Clock>,
 ) {
+    // What the registry was last told, per agent (in `agent_ids` order).
+    let mut told: Vec<Option<Vec<(String, Instant)>>> = vec![None; agent_ids.len()];
     loop {
-        let snapshot: Vec<(String, Vec<(String, Millis)>)> = {
+        let updates: Vec<(usize, Vec<(String, Millis)>)> = {
             let view = bindings.read().expect("agent bindings lock");
             // Binding expiries are monotonic instants; the registry keeps wall
             // clock milliseconds.
             let (now, wall) = (Instant::now(), clock.now_ms());
-            agent_ids
-                .iter()
-                .map(|id| {
-                    let regs = view
-                        .get(id)
-                        .map(|bs| {
-                            bs.iter()
-                                .map(|b| (b.contact.clone(), wall + b.expires_at.saturating_duration_since(now).as_millis() as Millis))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (id.clone(), regs)
-                })
-                .collect()
+            let mut out = Vec::new();
+            for (i, id) in agent_ids.iter().enumerate() {
+                let current = view.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+                let same = told[i].as_ref().is_some_and(|t| {
+                    t.len() == current.len() && t.iter().zip(current).all(|((c, e), b)| *c == b.contact && *e == b.expires_at)
+                });
+                if same {
+                    continue;
+                }
+                told[i] = Some(current.iter().map(|b| (b.contact.clone(), b.expires_at)).collect());
+                let regs = current
+                    .iter()
+                    .map(|b| (b.contact.clone(), wall + b.expires_at.saturating_duration_since(now).as_millis() as Millis))
+                    .collect();
+                out.push((i, regs));
+            }
+            out
         };
-        for (id, regs) in snapshot {
-            registry.registration_changed(&id, regs);
+        for (i, regs) in updates {
+            registry.registration_changed(&agent_ids[i], regs);
         }
         if changes.changed().await.is_err() {
             return;

@@ -28,6 +28,10 @@ use std::net::SocketAddr;
 
 pub use crate::config::Transport;
 
+/// How redial names itself in User-Agent (requests) and Server (responses)
+/// headers, RFC 3261 §20.35, §20.41.
+pub const USER_AGENT: &str = concat!("redial/", env!("CARGO_PKG_VERSION"));
+
 /// Where a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {

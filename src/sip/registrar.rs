@@ -9,9 +9,19 @@
 //! replaces the binding closest to expiry.
 //!
 //! Order of checks for a REGISTER: 400 (missing To/From/Call-ID/CSeq),
-//! 404 (To user is not an agent), 401 (no/invalid/stale credentials),
-//! 403 (authenticated user ≠ To user), 400 (bad Contact), 423, 500 (§10.3
-//! step 7: same Call-ID with a CSeq not above the binding's), then 200.
+//! 401 (no/invalid/stale credentials), 403 (authenticated user ≠ To user),
+//! 400 (bad Contact), 423, 500 (§10.3 step 7: same Call-ID with a CSeq not
+//! above the binding's), then 200.
+//!
+//! No enumeration: a To user that is not an agent is challenged like an
+//! agent, and credentials for an unknown user are refused with the same
+//! 401 as a wrong password (the digest is computed all the same, so the
+//! time taken does not tell either). The two answers differ only in their
+//! To tag and nonce.
+//!
+//! No free guessing: [`Registrar::register`] consults an [`AuthGuard`] —
+//! only for sources already on record and after failures — which holds
+//! answers to repeated failures and then drops a blocked source's requests.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,9 +31,12 @@ use rsip::headers::UntypedHeader;
 use rsip::Header;
 
 use super::auth::client::random_hex;
-use super::auth::DigestServer;
+use super::auth::{DigestServer, VerifyError};
 use super::Peer;
-use crate::config::{Agent, DigestAlgorithm};
+use crate::config::{Agent, DigestAlgorithm, GuardConfig};
+
+pub mod guard;
+pub use guard::{Admission, AuthGuard, Penalty};
 
 /// Shortest binding lifetime accepted (423 below).
 pub const MIN_EXPIRES: u32 = 60;
@@ -184,11 +197,39 @@ fn find_unquoted(s: &str, target: char) -> Option<usize> {
     None
 }
 
-/// The user part of a To/From header value.
-fn user_of(name_addr: &str) -> Option<String> {
-    let spec = parse_contacts(name_addr).ok()?.into_specs().into_iter().next()?;
-    let uri = rsip::Uri::try_from(spec.uri.as_str()).ok()?;
-    uri.user().map(str::to_string)
+/// The user part of a To/From header value's `sip:`/`sips:` URI: the URI
+/// inside `<>` (or, for an addr-spec, the value up to its first `;`), after
+/// the scheme, before the `@`. Read in place, because a full URI parse on
+/// every REGISTER cost more than the rest of the registrar; the registrar
+/// only compares the result with agent ids.
+pub fn user_of(name_addr: &str) -> Option<String> {
+    let uri = match find_unquoted(name_addr, '<') {
+        Some(lt) => {
+            let rest = &name_addr[lt + 1..];
+            &rest[..rest.find('>')?]
+        }
+        None => name_addr.split(';').next().unwrap_or(""),
+    };
+    let uri = uri.trim();
+    let colon = uri.find(':')?;
+    let scheme = &uri[..colon];
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    let rest = &uri[colon + 1..];
+    let at = rest.find('@')?;
+    let user = &rest[..at];
+    // `user:password@` (§19.1.1): the password is not part of the user.
+    let user = user.split(':').next().unwrap_or(user);
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// The user of the To URI of `req`.
+pub fn to_user(req: &rsip::Request) -> Option<String> {
+    req.headers.iter().find_map(|h| match h {
+        Header::To(t) => user_of(t.value()),
+        _ => None,
+    })
 }
 
 /// URI equality, structurally through rsip when both parse (§19.1.4
@@ -220,13 +261,29 @@ pub struct Binding {
     pub q: Option<String>,
 }
 
-/// Agent reachability changes.
+/// Agent reachability changes and authentication failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrarEvent {
     /// First binding after none: the agent can be made `available`.
     AgentReachable { agent: String },
     /// Last binding removed or expired.
     AgentUnreachable { agent: String },
+    /// Wrong credentials (wrong password or unknown user) from `source`;
+    /// `penalty` is what the guard decided for the answer.
+    AuthFailure { source: std::net::IpAddr, user: String, penalty: Penalty },
+    /// A request from a blocked source (or for a blocked account) was dropped unanswered.
+    Blocked { source: std::net::IpAddr },
+}
+
+/// How to send the answer to a REGISTER.
+#[derive(Debug)]
+pub enum Answer {
+    /// Send it now.
+    Now(rsip::Response),
+    /// Hold it until then (a throttled failure).
+    Hold(rsip::Response, Instant),
+    /// Send nothing (a blocked source or account).
+    Drop,
 }
 
 /// The registrar for `sip.realm`.
@@ -240,7 +297,17 @@ pub struct Registrar<R: Rng> {
     /// refresh can leave it early, which costs one wake that finds nothing.
     next_expiry: Option<Instant>,
     events: VecDeque<RegistrarEvent>,
+    guard: AuthGuard,
     rng: R,
+}
+
+/// What [`Registrar::authenticate`] found, for the guard.
+enum AuthOutcome {
+    /// No credentials, or a stale/foreign nonce with a good digest: not a guess.
+    NotTried,
+    /// A wrong digest or an unknown user: a guess that failed.
+    Failed(String),
+    Ok,
 }
 
 impl<R: Rng> Registrar<R> {
@@ -255,15 +322,64 @@ impl<R: Rng> Registrar<R> {
         mut rng: R,
     ) -> Self {
         let server = DigestServer::new(realm, algorithms, nonce_lifetime, now, &mut rng);
-        let mut r = Self { server, passwords: HashMap::new(), bindings: HashMap::new(), next_expiry: None, events: VecDeque::new(), rng };
+        let guard = AuthGuard::new(GuardConfig::default());
+        let mut r = Self { server, passwords: HashMap::new(), bindings: HashMap::new(), next_expiry: None, events: VecDeque::new(), guard, rng };
         r.set_agents(agents);
         r
     }
 
     /// From the validated config: `sip.realm`, `sip.digest_algorithms`,
-    /// `agents`, and the default nonce lifetime (5 min).
+    /// `sip.guard`, `agents`, and the default nonce lifetime (5 min).
     pub fn from_config(cfg: &crate::config::Config, now: Instant, rng: R) -> Self {
-        Self::new(&cfg.sip.realm, &cfg.sip.digest_algorithms, &cfg.agents, super::auth::DEFAULT_NONCE_LIFETIME, now, rng)
+        let mut r = Self::new(&cfg.sip.realm, &cfg.sip.digest_algorithms, &cfg.agents, super::auth::DEFAULT_NONCE_LIFETIME, now, rng);
+        r.set_guard(cfg.sip.guard.clone());
+        r
+    }
+
+    /// Replaces the guard (and forgets its records).
+    pub fn set_guard(&mut self, cfg: GuardConfig) {
+        self.guard = AuthGuard::new(cfg);
+    }
+
+    /// The guard, to screen requests before they reach a transaction.
+    pub fn guard(&self) -> &AuthGuard {
+        &self.guard
+    }
+
+    /// [`Registrar::handle_register`] behind the guard: a source or account
+    /// that is blocked gets nothing; a failed guess gets its 401 now, held,
+    /// or dropped as the guard says ([`RegistrarEvent::AuthFailure`] is queued
+    /// for each failure).
+    pub fn register(&mut self, now: Instant, req: &rsip::Request, source: Peer) -> Answer {
+        let ip = source.addr.ip();
+        if self.guard.tracked().0 > 0 {
+            let user = header_value(req, "to").and_then(|t| user_of(&t));
+            if self.guard.admit(now, ip, user.as_deref()) == Admission::Drop {
+                return self.blocked(ip);
+            }
+        }
+        let (resp, outcome) = self.register_inner(now, req, source);
+        match outcome {
+            AuthOutcome::Ok => {
+                self.guard.success(ip);
+                Answer::Now(resp)
+            }
+            AuthOutcome::NotTried => Answer::Now(resp),
+            AuthOutcome::Failed(user) => {
+                let penalty = self.guard.failure(now, ip, &user);
+                self.events.push_back(RegistrarEvent::AuthFailure { source: ip, user, penalty });
+                match penalty {
+                    Penalty::None => Answer::Now(resp),
+                    Penalty::Hold(at) => Answer::Hold(resp, at),
+                    Penalty::Block => Answer::Drop,
+                }
+            }
+        }
+    }
+
+    fn blocked(&mut self, source: std::net::IpAddr) -> Answer {
+        self.events.push_back(RegistrarEvent::Blocked { source });
+        Answer::Drop
     }
 
     /// See [`DigestServer::set_check_uri`] (on by default).
@@ -284,28 +400,38 @@ impl<R: Rng> Registrar<R> {
     }
 
     /// Handles a REGISTER received from `source` and returns the complete
-    /// final response to send in its server transaction.
+    /// final response to send in its server transaction, without the guard
+    /// (see [`Registrar::register`]).
     ///
     /// Only this agent's bindings are expired here; the others expire from
     /// [`Registrar::handle_timeout`], so a REGISTER costs the same whatever
     /// the number of agents.
     pub fn handle_register(&mut self, now: Instant, req: &rsip::Request, source: Peer) -> rsip::Response {
+        self.register_inner(now, req, source).0
+    }
+
+    fn register_inner(&mut self, now: Instant, req: &rsip::Request, source: Peer) -> (rsip::Response, AuthOutcome) {
         let (Some(to), Some(call_id), Some(cseq)) = (header_value(req, "to"), call_id(req), cseq(req)) else {
-            return self.reply(req, 400, vec![]);
+            return (self.reply(req, 400, vec![]), AuthOutcome::NotTried);
         };
-        if header_value(req, "from").is_none() {
-            return self.reply(req, 400, vec![]);
+        if !req.headers.iter().any(|h| matches!(h, Header::From(_))) {
+            return (self.reply(req, 400, vec![]), AuthOutcome::NotTried);
         }
-        let Some(agent) = user_of(&to).filter(|u| self.passwords.contains_key(u)) else {
-            return self.reply(req, 404, vec![]);
-        };
+        // An unknown To user goes through the same challenge as an agent
+        // (no enumeration); it can only end in 401 or 403.
+        let to_user = user_of(&to).unwrap_or_default();
         let user = match self.authenticate(now, req) {
             Ok(u) => u,
-            Err(resp) => return resp,
+            Err((resp, outcome)) => return (resp, outcome),
         };
-        if user != agent {
-            return self.reply(req, 403, vec![]);
+        if user != to_user {
+            return (self.reply(req, 403, vec![]), AuthOutcome::Ok);
         }
+        let agent = user;
+        (self.register_bindings(now, req, source, agent, call_id, cseq), AuthOutcome::Ok)
+    }
+
+    fn register_bindings(&mut self, now: Instant, req: &rsip::Request, source: Peer, agent: String, call_id: String, cseq: u32) -> rsip::Response {
         self.expire_agent(&agent, now);
         // Contacts (all headers), Expires header.
         let mut star = false;
@@ -328,13 +454,18 @@ impl<R: Rng> Registrar<R> {
             _ => None,
         });
         let had_any = self.has_bindings(&agent);
-        let existing = self.bindings.get(&agent).cloned().unwrap_or_default();
+        // §10.3 step 7: the binding exists with this Call-ID and a CSeq not below this one.
+        let out_of_order = |bindings: &HashMap<String, Vec<Binding>>, uri: Option<&str>| {
+            bindings.get(&agent).is_some_and(|v| {
+                v.iter().any(|b| uri.is_none_or(|u| same_uri(&b.uri, u)) && b.call_id == call_id && b.cseq >= cseq)
+            })
+        };
         if star {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if !specs.is_empty() || expires_header != Some(0) {
                 return self.reply(req, 400, vec![]);
             }
-            if existing.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+            if out_of_order(&self.bindings, None) {
                 return self.reply(req, 500, vec![]);
             }
             self.bindings.remove(&agent);
@@ -347,7 +478,7 @@ impl<R: Rng> Registrar<R> {
                     let min = rsip::headers::MinExpires::new(MIN_EXPIRES.to_string()).into();
                     return self.reply(req, 423, vec![min]);
                 }
-                if existing.iter().any(|b| same_uri(&b.uri, &s.uri) && b.call_id == call_id && b.cseq >= cseq) {
+                if out_of_order(&self.bindings, Some(&s.uri)) {
                     return self.reply(req, 500, vec![]);
                 }
                 let q = s.params.iter().find(|(n, _)| n == "q").and_then(|(_, v)| v.clone());
@@ -377,15 +508,20 @@ impl<R: Rng> Registrar<R> {
         }
         self.note_change(&agent, had_any);
         let contacts = self
-            .contacts(&agent, now)
-            .into_iter()
-            .map(|b| {
-                let left = b.expires_at.saturating_duration_since(now);
-                // Round up so a binding never looks expired early.
-                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                rsip::headers::Contact::new(format!("<{}>;expires={secs}", b.uri)).into()
+            .bindings
+            .get(&agent)
+            .map(|v| {
+                v.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(|b| {
+                        let left = b.expires_at.saturating_duration_since(now);
+                        // Round up so a binding never looks expired early.
+                        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                        rsip::headers::Contact::new(format!("<{}>;expires={secs}", b.uri)).into()
+                    })
+                    .collect()
             })
-            .collect();
+            .unwrap_or_default();
         self.reply(req, 200, contacts)
     }
 
@@ -393,7 +529,7 @@ impl<R: Rng> Registrar<R> {
     /// `Ok(agent id)`, or the 401 (challenge, `stale` when due) / 403 (From
     /// user ≠ authenticated user) to send back.
     pub fn verify_request(&mut self, now: Instant, req: &rsip::Request) -> Result<String, rsip::Response> {
-        let user = self.authenticate(now, req)?;
+        let user = self.authenticate(now, req).map_err(|(resp, _)| resp)?;
         match header_value(req, "from").and_then(|f| user_of(&f)) {
             Some(from_user) if from_user == user => Ok(user),
             _ => Err(self.reply(req, 403, vec![])),
@@ -468,16 +604,21 @@ impl<R: Rng> Registrar<R> {
         }
     }
 
-    /// Verifies the request's credentials; on failure the 401 to send.
-    fn authenticate(&mut self, now: Instant, req: &rsip::Request) -> Result<String, rsip::Response> {
+    /// Verifies the request's credentials; on failure the 401 to send and
+    /// whether it was a failed guess.
+    fn authenticate(&mut self, now: Instant, req: &rsip::Request) -> Result<String, (rsip::Response, AuthOutcome)> {
         let passwords = &self.passwords;
         match self.server.verify_request(now, req, |u| passwords.get(u).cloned()) {
             Ok(u) => Ok(u),
             Err(e) => {
                 let stale = e.is_stale();
                 tracing::debug!(error = %e, "digest verification failed");
+                let outcome = match e {
+                    VerifyError::WrongResponse { username } | VerifyError::UnknownUser { username } => AuthOutcome::Failed(username),
+                    _ => AuthOutcome::NotTried,
+                };
                 let challenges = self.server.challenge_headers(now, stale, &mut self.rng);
-                Err(self.reply(req, 401, challenges))
+                Err((self.reply(req, 401, challenges), outcome))
             }
         }
     }
@@ -502,7 +643,7 @@ impl<R: Rng> Registrar<R> {
             }
         }
         headers.extend(extra);
-        headers.push(rsip::headers::Server::new(super::registration::USER_AGENT).into());
+        headers.push(rsip::headers::Server::new(super::USER_AGENT).into());
         headers.push(rsip::headers::ContentLength::new("0").into());
         rsip::Response {
             status_code: rsip::StatusCode::from(code),

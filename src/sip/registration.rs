@@ -45,8 +45,7 @@ pub const BACKOFF_JITTER_PERMILLE: u64 = 200;
 pub const MAX_AUTH_ROUNDS: u8 = 3;
 /// Largest Min-Expires (423) we accept.
 pub const MAX_MIN_EXPIRES: u32 = 86_400;
-/// The User-Agent header value.
-pub const USER_AGENT: &str = concat!("redial/", env!("CARGO_PKG_VERSION"));
+pub use super::USER_AGENT;
 
 /// Why the last attempt failed (shown as the trunk's `last_error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,15 +23,36 @@ pub enum Outcome {
     TransportError,
 }
 
-/// Transaction counters by role × method × class.
+/// What the agents' registrar guard counts (`redial_sip_auth_total{event=...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCounter {
+    /// A wrong password or unknown user.
+    Failure,
+    /// A failure whose answer was held.
+    Delayed,
+    /// A failure that started a block.
+    Blocked,
+    /// A request dropped because its source or account was blocked.
+    Dropped,
+    /// A request dropped because its User-Agent names a known scanner.
+    Scanner,
+}
+
+const AUTH_EVENTS: [&str; 5] = ["failure", "delayed", "blocked", "dropped", "scanner"];
+
+/// Transaction counters by role × method × class, and the registrar guard's counters.
 #[derive(Debug)]
 pub struct SipStats {
     counts: [[[AtomicU64; CLASSES.len()]; METHODS.len()]; ROLES.len()],
+    auth: [AtomicU64; AUTH_EVENTS.len()],
 }
 
 impl Default for SipStats {
     fn default() -> Self {
-        Self { counts: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))) }
+        Self {
+            counts: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
+            auth: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
@@ -65,6 +86,16 @@ impl SipStats {
         self.counts[r][method_index(method)][c].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one guard event.
+    pub fn auth(&self, what: AuthCounter) {
+        self.auth[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current count of one guard event.
+    pub fn auth_count(&self, what: AuthCounter) -> u64 {
+        self.auth[what as usize].load(Ordering::Relaxed)
+    }
+
     /// The current count for one label set (`method` as in the metric, e.g. "INVITE").
     pub fn get(&self, role: Role, method: &str, class: &str) -> u64 {
         let r = match role {
@@ -96,6 +127,11 @@ impl SipStats {
                 }
             }
         }
+        out.push_str("# HELP redial_sip_auth_total Agents' digest failures and what the guard did (held, blocked, dropped; scanners dropped).\n");
+        out.push_str("# TYPE redial_sip_auth_total counter\n");
+        for (i, event) in AUTH_EVENTS.iter().enumerate() {
+            let _ = writeln!(out, "redial_sip_auth_total{{event=\"{event}\"}} {}", self.auth[i].load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -116,10 +152,15 @@ mod tests {
         assert_eq!(s.get(Role::Client, "OTHER", "transport_error"), 1);
         let mut out = String::new();
         s.render_prometheus(&mut out);
-        assert_eq!(out.matches("# TYPE").count(), 1);
+        assert_eq!(out.matches("# TYPE").count(), 2);
         assert!(out.contains("redial_sip_transactions_total{method=\"INVITE\",role=\"client\",class=\"2xx\"} 2\n"), "{out}");
         assert!(out.contains("{method=\"BYE\",role=\"server\",class=\"4xx\"} 1\n"), "{out}");
         assert!(out.contains("{method=\"OPTIONS\",role=\"client\",class=\"timeout\"} 1\n"), "{out}");
-        assert_eq!(out.lines().count(), 2 + 4, "{out}");
+        assert_eq!(out.lines().count(), 2 + 4 + 2 + AUTH_EVENTS.len(), "{out}");
+        s.auth(AuthCounter::Blocked);
+        assert_eq!(s.auth_count(AuthCounter::Blocked), 1);
+        let mut out = String::new();
+        s.render_prometheus(&mut out);
+        assert!(out.contains("redial_sip_auth_total{event=\"blocked\"} 1\n"), "{out}");
     }
 }

@@ -14,9 +14,11 @@
 //! `nc` is remembered; a request with an `nc` not above it is refused as a
 //! replay (answered with a stale challenge so the client picks a new nonce).
 //! The table drops nonces older than the lifetime and holds at most
-//! [`MAX_TRACKED_NONCES`] entries (oldest evicted first).
+//! [`MAX_TRACKED_NONCES`] entries; the first recorded is evicted first, in
+//! constant time (a queue in recording order beside the map, keyed by the
+//! nonce's 16 bytes of time and randomness).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -32,10 +34,15 @@ use crate::config::DigestAlgorithm;
 
 /// Default nonce lifetime.
 pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
-/// Bound of the replay table.
-pub const MAX_TRACKED_NONCES: usize = 4096;
+/// Bound of the replay table (about 2 MB when full): at 16,000
+/// registrations/s a nonce stays tracked for 4 s at least.
+pub const MAX_TRACKED_NONCES: usize = 65_536;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Digested in place of a password for users that do not exist; its value
+/// does not matter since the result is refused whatever it is.
+const UNKNOWN_USER_PASSWORD: &str = "\u{0}no such user";
 
 /// Why credentials were refused. [`VerifyError::is_stale`] tells whether to
 /// challenge again with `stale=true`.
@@ -81,10 +88,10 @@ pub struct DigestServer {
     algorithms: Vec<DigestAlgorithm>,
     lifetime: Duration,
     epoch: Instant,
-    secret: [u8; 32],
-    /// nonce → (issued_ms, highest nc accepted, insertion number).
-    seen: HashMap<String, (u64, u32, u64)>,
-    inserted: u64,
+    /// nonce body (issue time ‖ random) → (issued_ms, highest nc accepted).
+    seen: HashMap<u128, (u64, u32)>,
+    /// The keys of `seen` in recording order.
+    order: VecDeque<u128>,
     /// Offer and require `qop="auth"` (default). Off: RFC 2069-style
     /// challenges, for old clients; no replay detection is then possible.
     offer_qop: bool,
@@ -92,6 +99,12 @@ pub struct DigestServer {
     check_uri: bool,
     /// Bound of `seen`.
     max_tracked: usize,
+    /// HMAC state keyed with the per-process secret (drawn from the RNG), cloned per nonce
+    /// so the key is not hashed again each time.
+    keyed: HmacSha256,
+    /// Per algorithm, the text of its challenge around the nonce, `[fresh, stale]`:
+    /// formatted once, so a 401 costs one allocation per challenge header.
+    templates: Vec<[(String, String); 2]>,
 }
 
 impl DigestServer {
@@ -108,12 +121,56 @@ impl DigestServer {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let algorithms = if algorithms.is_empty() { vec![DigestAlgorithm::Md5] } else { algorithms.to_vec() };
-        Self { realm: realm.into(), algorithms, lifetime, epoch, secret, seen: HashMap::new(), inserted: 0, offer_qop: true, check_uri: true, max_tracked: MAX_TRACKED_NONCES }
+        let mut s = Self {
+            realm: realm.into(),
+            algorithms,
+            lifetime,
+            epoch,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            offer_qop: true,
+            check_uri: true,
+            max_tracked: MAX_TRACKED_NONCES,
+            // new_from_slice accepts any key length for HMAC; 32 bytes never fails.
+            keyed: HmacSha256::new_from_slice(&secret).expect("HMAC takes any key length"),
+            templates: Vec::new(),
+        };
+        s.templates = s.make_templates();
+        s
     }
 
     /// Whether challenges carry `qop="auth"` (on by default).
     pub fn set_offer_qop(&mut self, on: bool) {
         self.offer_qop = on;
+        self.templates = self.make_templates();
+    }
+
+    /// [`DigestServer::challenge`]'s text split around the nonce (the nonce
+    /// is hex, so it is never escaped; nothing after it is free text).
+    fn make_templates(&self) -> Vec<[(String, String); 2]> {
+        const SLOT: &str = "0123456789abcdef";
+        self.algorithms
+            .iter()
+            .map(|a| {
+                [false, true].map(|stale| {
+                    let text = self.challenge_with(SLOT, *a, stale).to_string();
+                    let (head, tail) = text.rsplit_once(SLOT).expect("the nonce is in the challenge");
+                    (head.to_string(), tail.to_string())
+                })
+            })
+            .collect()
+    }
+
+    fn challenge_with(&self, nonce: &str, a: DigestAlgorithm, stale: bool) -> Challenge {
+        Challenge {
+            realm: self.realm.clone(),
+            nonce: nonce.to_string(),
+            opaque: None,
+            algorithm: Algorithm::from(a),
+            qop: if self.offer_qop { vec![Qop::Auth] } else { vec![] },
+            stale,
+            domain: None,
+        }
     }
 
     /// Whether `uri=` must match the Request-URI (RFC 7616 §3.4.6; on by
@@ -139,25 +196,22 @@ impl DigestServer {
     /// fresh nonce and `qop="auth"`.
     pub fn challenge<R: Rng + ?Sized>(&self, now: Instant, stale: bool, rng: &mut R) -> Vec<Challenge> {
         let nonce = self.make_nonce(now, rng);
-        self.algorithms
-            .iter()
-            .map(|a| Challenge {
-                realm: self.realm.clone(),
-                nonce: nonce.clone(),
-                opaque: None,
-                algorithm: Algorithm::from(*a),
-                qop: if self.offer_qop { vec![Qop::Auth] } else { vec![] },
-                stale,
-                domain: None,
-            })
-            .collect()
+        self.algorithms.iter().map(|a| self.challenge_with(&nonce, *a, stale)).collect()
     }
 
     /// [`DigestServer::challenge`] as `WWW-Authenticate` headers (for a 401).
     pub fn challenge_headers<R: Rng + ?Sized>(&self, now: Instant, stale: bool, rng: &mut R) -> Vec<Header> {
-        self.challenge(now, stale, rng)
-            .into_iter()
-            .map(|c| Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(c.to_string())))
+        let nonce = self.make_nonce(now, rng);
+        self.templates
+            .iter()
+            .map(|t| {
+                let (head, tail) = &t[usize::from(stale)];
+                let mut v = String::with_capacity(head.len() + nonce.len() + tail.len());
+                v.push_str(head);
+                v.push_str(&nonce);
+                v.push_str(tail);
+                Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(v))
+            })
             .collect()
     }
 
@@ -190,8 +244,11 @@ impl DigestServer {
             (None, _, _) if !self.offer_qop => None,
             _ => return Err(VerifyError::MissingQop),
         };
-        let password = lookup_password(&creds.username)
-            .ok_or_else(|| VerifyError::UnknownUser { username: creds.username.clone() })?;
+        // An unknown user costs the same digest as a known one (against a
+        // password nobody has), so the time to answer does not tell them apart.
+        let found = lookup_password(&creds.username);
+        let known = found.is_some();
+        let password = found.unwrap_or_else(|| UNKNOWN_USER_PASSWORD.to_string());
         let expected = request_digest(&DigestInput {
             algorithm: creds.algorithm,
             username: &creds.username,
@@ -204,15 +261,19 @@ impl DigestServer {
             cnonce: qop.map(|(_, c)| c).unwrap_or(""),
         });
         let got = creds.response.to_ascii_lowercase();
-        if !bool::from(expected.as_bytes().ct_eq(got.as_bytes())) {
+        let matches = bool::from(expected.as_bytes().ct_eq(got.as_bytes()));
+        if !known {
+            return Err(VerifyError::UnknownUser { username: creds.username.clone() });
+        }
+        if !matches {
             return Err(VerifyError::WrongResponse { username: creds.username.clone() });
         }
         // The nonce is checked after the digest so that a bad nonce with a
         // valid digest (an old or foreign nonce, e.g. from before a restart)
         // is answered with stale=true, RFC 2617 §3.2.1.
-        let issued = self.check_nonce(now, &creds.nonce)?;
+        let (issued, key) = self.check_nonce(now, &creds.nonce)?;
         if let Some((nc, _)) = qop {
-            self.record_nc(now, &creds.nonce, issued, nc)?;
+            self.record_nc(now, key, issued, nc)?;
         }
         Ok(creds.username.clone())
     }
@@ -248,8 +309,7 @@ impl DigestServer {
     }
 
     fn mac(&self, body: &[u8]) -> [u8; 16] {
-        // new_from_slice accepts any key length for HMAC; 32 bytes never fails.
-        let mut m = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut m = self.keyed.clone();
         m.update(body);
         let full = m.finalize().into_bytes();
         let mut out = [0u8; 16];
@@ -258,28 +318,26 @@ impl DigestServer {
     }
 
     fn make_nonce<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> String {
-        let mut body = [0u8; 16];
-        body[..8].copy_from_slice(&self.ms_since_epoch(now).to_be_bytes());
-        rng.fill_bytes(&mut body[8..]);
-        let mac = self.mac(&body);
-        let mut raw = body.to_vec();
-        raw.extend_from_slice(&mac);
+        let mut raw = [0u8; 32];
+        raw[..8].copy_from_slice(&self.ms_since_epoch(now).to_be_bytes());
+        rng.fill_bytes(&mut raw[8..16]);
+        let mac = self.mac(&raw[..16]);
+        raw[16..].copy_from_slice(&mac);
         hex::encode(raw)
     }
 
-    /// Checks the HMAC and age; returns the issue time in ms.
-    fn check_nonce(&self, now: Instant, nonce: &str) -> Result<u64, VerifyError> {
-        let raw = hex::decode(nonce).map_err(|_| VerifyError::InvalidNonce)?;
-        if raw.len() != 32 {
-            return Err(VerifyError::InvalidNonce);
-        }
+    /// Checks the HMAC and age; returns the issue time in ms and the
+    /// nonce's body (its key in the replay table).
+    fn check_nonce(&self, now: Instant, nonce: &str) -> Result<(u64, u128), VerifyError> {
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(nonce, &mut raw).map_err(|_| VerifyError::InvalidNonce)?;
         let mac = self.mac(&raw[..16]);
         if !bool::from(mac.ct_eq(&raw[16..])) {
             return Err(VerifyError::InvalidNonce);
         }
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&raw[..8]);
-        let issued = u64::from_be_bytes(ts);
+        let mut body = [0u8; 16];
+        body.copy_from_slice(&raw[..16]);
+        let issued = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
         let now_ms = self.ms_since_epoch(now);
         if issued > now_ms {
             return Err(VerifyError::InvalidNonce);
@@ -287,11 +345,11 @@ impl DigestServer {
         if now_ms - issued > self.lifetime.as_millis() as u64 {
             return Err(VerifyError::StaleNonce);
         }
-        Ok(issued)
+        Ok((issued, u128::from_be_bytes(body)))
     }
 
-    fn record_nc(&mut self, now: Instant, nonce: &str, issued: u64, nc: u32) -> Result<(), VerifyError> {
-        if let Some((_, last, _)) = self.seen.get_mut(nonce) {
+    fn record_nc(&mut self, now: Instant, key: u128, issued: u64, nc: u32) -> Result<(), VerifyError> {
+        if let Some((_, last)) = self.seen.get_mut(&key) {
             if nc <= *last {
                 return Err(VerifyError::Replay { nc });
             }
@@ -300,17 +358,17 @@ impl DigestServer {
         }
         let now_ms = self.ms_since_epoch(now);
         let life = self.lifetime.as_millis() as u64;
-        if self.seen.len() >= self.max_tracked {
-            self.seen.retain(|_, (t, _, _)| now_ms.saturating_sub(*t) <= life);
-        }
-        if self.seen.len() >= self.max_tracked {
-            // Oldest issue time first, then first inserted.
-            if let Some(oldest) = self.seen.iter().min_by_key(|(_, (t, _, i))| (*t, *i)).map(|(k, _)| k.clone()) {
-                self.seen.remove(&oldest);
+        // Drop expired nonces from the front, then the oldest recorded while full.
+        while let Some(&front) = self.order.front() {
+            let expired = self.seen.get(&front).is_none_or(|(t, _)| now_ms.saturating_sub(*t) > life);
+            if !expired && self.seen.len() < self.max_tracked {
+                break;
             }
+            self.order.pop_front();
+            self.seen.remove(&front);
         }
-        self.inserted += 1;
-        self.seen.insert(nonce.to_string(), (issued, nc, self.inserted));
+        self.seen.insert(key, (issued, nc));
+        self.order.push_back(key);
         Ok(())
     }
 
@@ -561,6 +619,30 @@ Content-Length: 0";
         assert!(cs.iter().all(|c| c.stale && c.qop == vec![Qop::Auth] && c.realm == "redial"));
         assert_eq!(cs[0].nonce, cs[1].nonce);
         assert_eq!(cs[0].nonce.len(), 64);
+    }
+
+    #[test]
+    fn challenge_headers_are_the_challenges_text() {
+        let t0 = Instant::now();
+        for qop in [true, false] {
+            let mut srv = server(&[DigestAlgorithm::Sha256, DigestAlgorithm::Md5], t0);
+            srv.set_offer_qop(qop);
+            for stale in [false, true] {
+                let hs = srv.challenge_headers(t0, stale, &mut rng(4));
+                let cs = srv.challenge(t0, stale, &mut rng(4));
+                let texts: Vec<String> = cs.iter().map(|c| c.to_string()).collect();
+                assert_eq!(header_values_of(&hs), texts);
+            }
+        }
+    }
+
+    fn header_values_of(hs: &[Header]) -> Vec<String> {
+        hs.iter()
+            .map(|h| match h {
+                Header::WwwAuthenticate(v) => v.value().to_string(),
+                _ => panic!("not WWW-Authenticate"),
+            })
+            .collect()
     }
 
     #[test]

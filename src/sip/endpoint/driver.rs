@@ -66,7 +66,7 @@ impl Driver {
         Self {
             layer: TransactionLayer::new(cfg.sip.timers),
             dir: Directory::from_config(cfg),
-            registrar: Registrar::new(cfg, now, agents, agent_changes),
+            registrar: Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone()),
             trunks: Trunks::new(cfg, local, now, proxies, trunk_states),
             calls: Calls::new(cfg, local, calls.control, calls.incoming),
             commands: calls.commands,
@@ -132,9 +132,12 @@ impl Driver {
                 m = incoming.recv() => {
                     let Some(m) = m else { return };
                     let now = Instant::now();
-                    self.layer.handle_message(now, m.msg, m.from);
+                    if !self.registrar.screen(now, &m.msg, &m.from) {
+                        self.layer.handle_message(now, m.msg, m.from);
+                    }
                     for _ in 1..BATCH {
                         match incoming.try_recv() {
+                            Ok(m) if self.registrar.screen(now, &m.msg, &m.from) => {}
                             Ok(m) => self.layer.handle_message(now, m.msg, m.from),
                             Err(_) => break,
                         }
@@ -150,6 +153,10 @@ impl Driver {
                     }
                     if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
                         self.registrar.handle_timeout(now);
+                        let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
+                        while let Some((key, resp)) = self.registrar.poll_held(now) {
+                            cx.respond(&key, resp);
+                        }
                     }
                 }
             }
@@ -201,7 +208,10 @@ impl Driver {
                 let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
                 let resp = match core::dispatch(&request, &self.dir) {
                     Decision::Respond(r) => r,
-                    Decision::Register => self.registrar.handle(now, &request, from),
+                    Decision::Register => match self.registrar.handle(now, &key, &request, from) {
+                        Some(r) => r,
+                        None => return,
+                    },
                     Decision::Invite => return self.calls.on_invite(&mut cx, key, request, from),
                     Decision::InDialog => return self.calls.on_in_dialog(&mut cx, key, request),
                 };

@@ -190,8 +190,16 @@ fn interval_too_brief_and_cap() {
 fn unknown_user_forbidden_user_and_cseq_order() {
     let t0 = Instant::now();
     let mut reg = registrar(t0);
+    // carol is not an agent: challenged, then refused like a wrong password.
     let r = reg.handle_register(t0, &register("carol", "c1", 1, &["<sip:carol@10.0.0.1>"], None), source());
-    assert_eq!(code(&r), 404);
+    assert_eq!(code(&r), 401);
+    let mut carol = DigestClient::new("carol", "anything");
+    let r = send(&mut reg, &mut carol, t0, &register("carol", "c1", 1, &["<sip:carol@10.0.0.1>"], None));
+    assert_eq!(code(&r), 401);
+    // alice's right credentials for carol's address of record: 403, as for another agent's.
+    let mut alice = DigestClient::new("alice", "alice-pw");
+    let r = send(&mut reg, &mut alice, t0, &register("carol", "c9", 1, &["<sip:alice@10.0.0.1>"], None));
+    assert_eq!(code(&r), 403);
     // bob authenticates but registers alice's address of record.
     let mut bob = DigestClient::new("bob", "bob-pw");
     let r = send(&mut reg, &mut bob, t0, &register("alice", "c1", 1, &["<sip:bob@10.0.0.1>"], None));
@@ -423,4 +431,120 @@ fn registration_over_lossy_network_in_virtual_time() {
     assert!(share > 0.97, "registered {:.1} % of the time", share * 100.0);
     // About 48 refreshes in two hours, plus challenges and retries.
     assert!((48..300).contains(&sends), "{sends} REGISTERs");
+}
+
+/// The response as text with the To tag, the nonce and the user name masked.
+fn masked(r: &rsip::Response, user: &str) -> String {
+    let text = r.to_string().replace(&format!("sip:{user}@"), "sip:USER@");
+    let mut out = String::new();
+    for line in text.split("\r\n") {
+        let line = match (line.find(";tag="), line.find("nonce=\"")) {
+            (Some(i), _) if line.starts_with("To:") => format!("{};tag=TAG", &line[..i]),
+            (_, Some(i)) => {
+                let end = line[i + 7..].find('"').map(|e| i + 7 + e).unwrap();
+                format!("{}nonce=\"NONCE{}", &line[..i], &line[end..])
+            }
+            _ => line.to_string(),
+        };
+        out += &line;
+        out += "\r\n";
+    }
+    out
+}
+
+#[test]
+fn known_and_unknown_users_get_identical_answers() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    for (known, unknown) in [("alice", "carol"), ("bob", "zed")] {
+        // Challenge first.
+        let a = reg.handle_register(t0, &register(known, "c1", 1, &[&format!("<sip:{known}@10.0.0.1>")], None), source());
+        let b = reg.handle_register(t0, &register(unknown, "c1", 1, &[&format!("<sip:{unknown}@10.0.0.1>")], None), source());
+        assert_eq!(code(&a), 401);
+        assert_eq!(masked(&a, known), masked(&b, unknown));
+        // The same answer after credentials: a wrong password for a known
+        // user, any password for an unknown one.
+        let mut wrong = DigestClient::new(known, "guess");
+        let a = send(&mut reg, &mut wrong, t0, &register(known, "c2", 1, &[&format!("<sip:{known}@10.0.0.1>")], None));
+        let mut nobody = DigestClient::new(unknown, "guess");
+        let b = send(&mut reg, &mut nobody, t0, &register(unknown, "c2", 1, &[&format!("<sip:{unknown}@10.0.0.1>")], None));
+        assert_eq!(code(&a), 401);
+        assert_eq!(masked(&a, known), masked(&b, unknown));
+        assert_ne!(a.to_string(), b.to_string().replace(&format!("sip:{unknown}@"), &format!("sip:{known}@")), "tags and nonces are fresh");
+    }
+}
+
+/// One signed REGISTER for `user` with `password` against a fresh challenge.
+fn signed(reg: &mut Registrar<SmallRng>, now: Instant, user: &str, password: &str, n: u32) -> rsip::Request {
+    let req = register(user, &format!("g{n}"), 1, &[&format!("<sip:{user}@10.0.0.1>")], None);
+    let ch = reg.handle_register(now, &req, source());
+    let mut cli = DigestClient::new(user, password);
+    let hs = cli.respond(&ch, &req, &mut rng(n.into())).unwrap();
+    let mut req = req.clone();
+    set_auth_headers(&mut req, hs);
+    req
+}
+
+#[test]
+fn guard_holds_then_blocks_a_guessing_source_but_not_others() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    let cfg = crate::config::GuardConfig {
+        free_failures: 1,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(2),
+        block_after: 4,
+        block_for: Duration::from_secs(60),
+        ..Default::default()
+    };
+    reg.set_guard(cfg);
+    let attacker = source();
+    let other = Peer { addr: "127.0.0.2:40000".parse().unwrap(), transport: Transport::Udp };
+    let mut now = t0;
+    let mut kinds = Vec::new();
+    for n in 0..5 {
+        let req = signed(&mut reg, now, "alice", "guess", n);
+        match reg.register(now, &req, attacker) {
+            Answer::Now(r) => kinds.push(format!("now {}", code(&r))),
+            Answer::Hold(r, at) => {
+                kinds.push(format!("hold {} {}s", code(&r), (at - now).as_secs()));
+                now = at;
+            }
+            Answer::Drop => kinds.push("drop".into()),
+        }
+    }
+    assert_eq!(kinds, ["now 401", "hold 401 1s", "hold 401 2s", "drop", "drop"]);
+    let events: Vec<_> = std::iter::from_fn(|| reg.poll_event()).collect();
+    assert_eq!(events.iter().filter(|e| matches!(e, RegistrarEvent::AuthFailure { .. })).count(), 4);
+    assert!(events.contains(&RegistrarEvent::Blocked { source: attacker.addr.ip() }));
+    assert!(events.contains(&RegistrarEvent::AuthFailure { source: attacker.addr.ip(), user: "alice".into(), penalty: Penalty::Block }));
+    // The right password from the blocked source: dropped too.
+    let req = signed(&mut reg, now, "alice", "alice-pw", 10);
+    assert!(matches!(reg.register(now, &req, attacker), Answer::Drop));
+    // From another address it works at once, though the account is blocked.
+    let req = signed(&mut reg, now, "alice", "alice-pw", 11);
+    match reg.register(now, &req, other) {
+        Answer::Now(r) => assert_eq!(code(&r), 200),
+        a => panic!("{a:?}"),
+    }
+    // A first challenge (no credentials) is not a failure.
+    let req = register("bob", "c1", 1, &["<sip:bob@10.0.0.1>"], None);
+    assert!(matches!(reg.register(now, &req, other), Answer::Now(_)));
+    assert_eq!(reg.guard().tracked(), (1, 1));
+    // After the block, the attacker's address is served again.
+    let later = now + Duration::from_secs(60);
+    let req = signed(&mut reg, later, "alice", "alice-pw", 12);
+    assert!(matches!(reg.register(later, &req, attacker), Answer::Now(_)));
+}
+
+#[test]
+fn user_of_reads_the_user_in_place() {
+    assert_eq!(user_of("<sip:alice@redial>").as_deref(), Some("alice"));
+    assert_eq!(user_of("\"A <x>\" <sips:bob@10.0.0.1:5061;transport=tls>;tag=1").as_deref(), Some("bob"));
+    assert_eq!(user_of("sip:carol@redial;tag=9").as_deref(), Some("carol"));
+    assert_eq!(user_of("<SIP:dave:secret@redial>").as_deref(), Some("dave"));
+    assert_eq!(user_of("<sip:redial>"), None);
+    assert_eq!(user_of("<tel:+15550100>"), None);
+    assert_eq!(user_of("<sip:alice@redial"), None);
+    assert_eq!(user_of(""), None);
 }
