@@ -39,8 +39,10 @@ fn customer_first_human_is_bridged_to_the_agent_and_completes() {
     assert!(agent_out.ok(), "{agent_out}");
     assert!(agent_out.messages.contains(&format!("X-Redial-Callback-Id: {id}")), "{}", agent_out.messages);
     assert!(agent_out.messages.contains("X-Redial-Notes: wants a refund"));
+    assert!(agent_out.messages.contains(&format!("X-Redial-Attempt: {id}/1")), "{}", agent_out.messages);
     let carrier_out = carrier.wait();
     assert!(carrier_out.ok(), "{carrier_out}");
+    assert!(carrier_out.messages.contains(&format!("X-Redial-Attempt: {id}/1")), "{}", carrier_out.messages);
     // Media both ways through the bridge (3 s of talk = 150 packets each way).
     assert!(customer.received() > 60, "customer got {} packets", customer.received());
     assert!(agent_phone.received() > 60, "agent got {} packets", agent_phone.received());

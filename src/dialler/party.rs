@@ -174,7 +174,7 @@ pub async fn dial_customer(
         from_user: caller_id,
         from_host: profile.domain.clone(),
         destination: dest,
-        headers: vec![],
+        headers: vec![attempt_header(dispatch)],
         sdp: offer.into_bytes(),
         credentials,
     });
@@ -233,6 +233,13 @@ pub async fn dial_customer(
     }
 }
 
+/// `X-Redial-Attempt: <callback id>/<attempt number>` (attempts count from
+/// 1), so both the carrier's and the agent's logs can tie a call to the
+/// attempt that placed it.
+fn attempt_header(dispatch: &Dispatch) -> (String, String) {
+    ("X-Redial-Attempt".to_string(), format!("{}/{}", dispatch.callback.id, dispatch.attempt))
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -278,6 +285,7 @@ pub async fn ring_agent(d: &Dialler, agent: &str, call: &AgentCall<'_>, timeout:
     let mut headers = vec![("X-Redial-Queue".to_string(), call.queue.to_string()), ("X-Redial-Interaction-Id".to_string(), call.interaction.to_string())];
     if let Some(dp) = call.dispatch {
         headers.push(("X-Redial-Callback-Id".to_string(), dp.callback.id.to_string()));
+        headers.push(attempt_header(dp));
         if let Some(n) = dp.callback.notes.as_deref().filter(|n| !n.is_empty()) {
             // Header values cannot carry line breaks.
             headers.push(("X-Redial-Notes".to_string(), n.replace(['\r', '\n'], " ")));
