@@ -17,7 +17,9 @@
 //! - [`dialler`]: due callbacks become calls: the two dial flows, outcomes,
 //!   bridging, call limits.
 //! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
-//! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
+//! - [`metrics`]: in-memory counters and histograms, Prometheus text format.
+//! - [`calls`]: the live-call lookup that booking from a call uses.
+//! - [`api`]: the HTTP API (axum), tokens, OpenAPI: an adapter over the core.
 //! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
 //! - [`cluster`]: cluster mode's shard leases, fencing and agent holds in PostgreSQL.
 //! - [`cli`]: the `redial` command line.
@@ -26,6 +28,7 @@
 pub mod agents;
 pub mod amd;
 pub mod api;
+pub mod calls;
 pub mod cli;
 pub mod cluster;
 pub mod clock;
@@ -35,6 +38,7 @@ pub mod e164;
 pub mod events;
 pub mod inbound;
 pub mod media;
+pub mod metrics;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;

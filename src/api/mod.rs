@@ -17,8 +17,6 @@
 pub mod auth;
 pub mod error;
 pub mod idempotency;
-pub mod live;
-pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod trunks;
@@ -36,7 +34,7 @@ use axum::Router;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use self::live::{LiveCall, LiveCalls, NoLiveCalls};
+pub use crate::calls::{LiveCall, LiveCalls, NoLiveCalls};
 pub use self::trunks::{ConfiguredTrunks, TrunkView};
 pub use self::views::TrunkInfo;
 use crate::agents::Registry;
@@ -49,7 +47,7 @@ use crate::scheduler::store::{Book, BookOptions, StoreError};
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
-use self::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;

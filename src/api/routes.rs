@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::idempotency::{self, Stored};
-use super::metrics::{family, label};
+use crate::metrics::{family, label};
 use super::views::*;
 use super::{AppState, Caller};
 use crate::agents::AgentState;
