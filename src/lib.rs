@@ -5,6 +5,7 @@
 //!   problem named by file and key.
 //! - [`clock`]: the `Clock` trait; cores take time as an argument.
 //! - [`e164`]: phone number rules.
+//! - [`window`]: calling windows (`hours`) and their DST-correct arithmetic.
 //! - [`events`]: the event bus: committed changes as typed, sequenced events.
 //! - [`sip`]: the SIP stack — codec boundary over rsip, transports, the four
 //!   RFC 3261 transaction machines, dialogs, digest auth, carrier
@@ -42,4 +43,5 @@ pub mod metrics;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;
+pub mod window;
 pub mod webhooks;
