@@ -88,7 +88,10 @@ pub enum StartError {
 
 /// The router over `state`, with the auth, rate-limit, metrics and body-limit layers.
 pub fn router(state: AppState) -> Router {
+    // The document is served beside the routes it describes; `routes` does
+    // not know about it, so the two modules do not import each other.
     routes::routes()
+        .route("/v1/openapi.json", axum::routing::get(openapi::openapi_json))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
