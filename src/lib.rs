@@ -5,6 +5,7 @@
 //!   problem named by file and key.
 //! - [`clock`]: the `Clock` trait; cores take time as an argument.
 //! - [`e164`]: phone number rules.
+//! - [`window`]: calling windows (`hours`) and their DST-correct arithmetic.
 //! - [`events`]: the event bus: committed changes as typed, sequenced events.
 //! - [`sip`]: the SIP stack — codec boundary over rsip, transports, the four
 //!   RFC 3261 transaction machines, dialogs, digest auth, carrier
@@ -17,7 +18,9 @@
 //! - [`dialler`]: due callbacks become calls: the two dial flows, outcomes,
 //!   bridging, call limits.
 //! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
-//! - [`api`]: the HTTP API (axum), tokens, metrics, OpenAPI.
+//! - [`metrics`]: in-memory counters and histograms, Prometheus text format.
+//! - [`calls`]: the live-call lookup that booking from a call uses.
+//! - [`api`]: the HTTP API (axum), tokens, OpenAPI: an adapter over the core.
 //! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
 //! - [`cluster`]: cluster mode's shard leases, fencing and agent holds in PostgreSQL.
 //! - [`cli`]: the `redial` command line.
@@ -26,6 +29,7 @@
 pub mod agents;
 pub mod amd;
 pub mod api;
+pub mod calls;
 pub mod cli;
 pub mod cluster;
 pub mod clock;
@@ -37,8 +41,10 @@ pub mod e164;
 pub mod events;
 pub mod inbound;
 pub mod media;
+pub mod metrics;
 pub mod ops;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;
+pub mod window;
 pub mod webhooks;

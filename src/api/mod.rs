@@ -19,8 +19,6 @@ pub mod auth;
 pub mod error;
 pub mod feed;
 pub mod idempotency;
-pub mod live;
-pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod trunks;
@@ -38,7 +36,7 @@ use axum::Router;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use self::live::{LiveCall, LiveCalls, NoLiveCalls};
+pub use crate::calls::{LiveCall, LiveCalls, NoLiveCalls};
 pub use self::trunks::{ConfiguredTrunks, TrunkView};
 pub use self::views::TrunkInfo;
 use crate::agents::Registry;
@@ -51,7 +49,7 @@ use crate::scheduler::store::{Book, BookOptions, StoreError};
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
-use self::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -101,9 +99,12 @@ pub enum StartError {
 
 /// The router over `state`, with the auth, rate-limit, metrics and body-limit layers.
 pub fn router(state: AppState) -> Router {
+    // The document is served beside the routes it describes; `routes` does
+    // not know about it, so the two modules do not import each other.
     routes::routes()
         .merge(feed::routes())
         .merge(crate::console::routes())
+        .route("/v1/openapi.json", axum::routing::get(openapi::openapi_json))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -3,6 +3,9 @@
 
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -16,7 +19,7 @@ use super::views::*;
     paths(
         routes::create_callback, routes::list_callbacks, routes::get_callback, routes::list_attempts,
         routes::change_callback, routes::cancel_callback, routes::stats, routes::list_agents,
-        routes::set_agent_state, routes::list_trunks, super::admin::backup, routes::openapi_json, routes::healthz, routes::metrics,
+        routes::set_agent_state, routes::list_trunks, super::admin::backup, openapi_json, routes::healthz, routes::metrics,
     ),
     components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, AgentView, RegistrationView,
         SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam,
@@ -38,6 +41,18 @@ impl Modify for Bearer {
 pub fn document_json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks callbacks:read", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn openapi_json() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Bytes::from(document_json())).into_response()
 }
 
 #[cfg(test)]

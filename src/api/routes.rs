@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::idempotency::{self, Stored};
-use super::metrics::{family, label};
+use crate::metrics::{family, label};
 use super::views::*;
 use super::{AppState, Caller};
 use crate::agents::AgentState;
@@ -58,7 +58,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agents/{id}/state", put(set_agent_state))
         .route("/v1/trunks", get(list_trunks))
         .route("/v1/admin/backup", post(super::admin::backup))
-        .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -390,18 +389,6 @@ pub async fn list_trunks(State(s): State<AppState>) -> Json<List<TrunkInfo>> {
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
-}
-
-/// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
-    responses(
-        (status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks callbacks:read", body = ErrorBody),
-    ),
-    security(("bearer" = [])))]
-pub async fn openapi_json() -> Response {
-    json_response(StatusCode::OK, Bytes::from(super::openapi::document_json()))
 }
 
 /// Prometheus metrics; no token needed (bind to loopback or firewall it).

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
 use crate::config::DialMode;
-use super::live::LiveCall;
+use crate::calls::LiveCall;
 use crate::scheduler::model::{Attempt, Callback, CallbackChanges, NewCallback, Origin, Stats, Timeline};
 
 /// Renders a time as RFC 3339 UTC (`2026-11-22T09:30:00.000Z`).

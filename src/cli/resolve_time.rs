@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::scheduler::when;
-use crate::scheduler::window::{HoursError, WeeklyHours};
+use crate::window::{HoursError, WeeklyHours};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::problem::{parse_duration, Collector};
 use crate::e164::is_e164;
-use crate::scheduler::window::WeeklyHours;
+use crate::window::WeeklyHours;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 
-use crate::api::live::{LiveCall, LiveCalls};
+use crate::calls::{LiveCall, LiveCalls};
 
 /// A fresh interaction id (`call_` + 16 hex digits), sent to the agent in
 /// `X-Redial-Interaction-Id`.

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::agents::Registry;
-use crate::api::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::clock::Clock;
 use crate::config::{Config, DialMode, Queue};
 use crate::media::call::{MediaEngine, Prompts};

@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 
 use crate::agents::{AgentInfo, AgentState, Registry};
 use crate::api::error::ApiError;
-use crate::api::live::LiveCalls;
+use crate::calls::LiveCalls;
 use crate::api::views::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, Scope};

@@ -1,8 +1,9 @@
-//! The durable callback book (DESIGN.md "Callback model").
+//! The durable callback book.
 //!
 //! - [`model`]: records, statuses, attempts, origins.
 //! - [`store`]: redb tables, indexes and group commit.
-//! - [`window`]: calling windows (`hours`) in the customer's timezone.
+//! - [`window`]: calling windows (`hours`), re-exported from the crate's
+//!   [`crate::window`], which configuration parses into.
 //! - [`wheel`]: the in-memory timer wheel for the near future.
 //! - [`engine`]: the sans-IO core: rules, firing, retries, priority.
 //! - [`driver`]: the tokio driver that hands due callbacks to the dialler.
@@ -14,4 +15,4 @@ pub mod model;
 pub mod store;
 pub mod wheel;
 pub mod when;
-pub mod window;
+pub use crate::window;

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::config::DialMode;
-use crate::scheduler::when::WhenResolution;
 
 /// An opaque callback id: 32 bits of creation sequence then 32 random bits,
 /// rendered `cb_` + 13 Crockford base32 digits.
@@ -421,6 +420,46 @@ pub struct Stats {
     pub skipped: u64,
     /// Mean of `due_at − created_at` (first due time) over every callback requested.
     pub avg_delay_s: f64,
+}
+
+/// How precisely the text named a time (the API's `when_resolution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenResolution {
+    /// A clock time ("3pm", "tomorrow at 15:30") or a duration ("in 20 min").
+    Exact,
+    /// A daypart, a day without a time, or "around"/"about" a time.
+    Approximate,
+    /// Nothing usable ("later", "busy"): now + the queue's retry delay.
+    Fallback,
+}
+
+impl WhenResolution {
+    /// The storage code (never reused).
+    pub fn code(self) -> u8 {
+        match self {
+            WhenResolution::Exact => 0,
+            WhenResolution::Approximate => 1,
+            WhenResolution::Fallback => 2,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(WhenResolution::Exact),
+            1 => Some(WhenResolution::Approximate),
+            2 => Some(WhenResolution::Fallback),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenResolution::Exact => "exact",
+            WhenResolution::Approximate => "approximate",
+            WhenResolution::Fallback => "fallback",
+        }
+    }
 }
 
 #[cfg(test)]

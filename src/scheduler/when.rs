@@ -24,7 +24,10 @@ use self::lexicon::Daypart;
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::scheduler::model::NewCallback;
-use crate::scheduler::window::{self, WeeklyHours};
+/// Re-exported where callers have always found it; defined with the record it
+/// describes.
+pub use crate::scheduler::model::WhenResolution;
+use crate::window::{self, WeeklyHours};
 
 /// How far ahead of `now` a resolved time is at least (DESIGN.md: a
 /// scheduled time is at least 60 s ahead).
@@ -40,46 +43,6 @@ pub const MAX_AHEAD_MS: Millis = 400 * 86_400_000;
 /// Minutes for "a few minutes" and hours for "a few hours" / "a couple of".
 const FEW: f64 = 10.0;
 const FEW_HOURS: f64 = 2.0;
-
-/// How precisely the text named a time (the API's `when_resolution`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WhenResolution {
-    /// A clock time ("3pm", "tomorrow at 15:30") or a duration ("in 20 min").
-    Exact,
-    /// A daypart, a day without a time, or "around"/"about" a time.
-    Approximate,
-    /// Nothing usable ("later", "busy"): now + the queue's retry delay.
-    Fallback,
-}
-
-impl WhenResolution {
-    /// The storage code (never reused).
-    pub fn code(self) -> u8 {
-        match self {
-            WhenResolution::Exact => 0,
-            WhenResolution::Approximate => 1,
-            WhenResolution::Fallback => 2,
-        }
-    }
-
-    pub fn from_code(c: u8) -> Option<Self> {
-        match c {
-            0 => Some(WhenResolution::Exact),
-            1 => Some(WhenResolution::Approximate),
-            2 => Some(WhenResolution::Fallback),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WhenResolution::Exact => "exact",
-            WhenResolution::Approximate => "approximate",
-            WhenResolution::Fallback => "fallback",
-        }
-    }
-}
 
 /// The outcome of [`resolve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

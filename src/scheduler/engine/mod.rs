@@ -28,7 +28,7 @@ use chrono_tz::Tz;
 use crate::clock::Millis;
 use crate::config::{Config, WindowClose};
 use crate::scheduler::model::{Callback, CallbackId};
-use crate::scheduler::window::{self, NEVER_CLOSES};
+use crate::window::{self, NEVER_CLOSES};
 use crate::scheduler::wheel::TimerWheel;
 
 /// The engine asks for more of the due index when what it holds ends less

@@ -1,5 +1,5 @@
-//! The calls redial is handling now, as the API sees them (issue 8 §2:
-//! booking a callback from a live call).
+//! The calls redial is handling now, as booking a callback sees them
+//! (a callback booked from a live call takes its defaults).
 //!
 //! `POST /v1/callbacks` with an `interaction_id` asks [`LiveCalls::lookup`];
 //! when it names a live call, the call supplies the defaults (phone, queue,
