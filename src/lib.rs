@@ -1,6 +1,7 @@
 //! redial — a SIP telephony agent with an embedded callback scheduler.
 //!
 //! # Layout
+//! - [`app`]: the application core: book, scheduler, event bus, metrics, agents; what every adapter is handed.
 //! - [`config`]: `redial.toml` and `sip-profiles/*.toml`, validated with every
 //!   problem named by file and key.
 //! - [`clock`]: the `Clock` trait; cores take time as an argument.
@@ -27,6 +28,7 @@
 //! - [`serve`]: wires the drivers together for `redial serve`.
 
 pub mod agents;
+pub mod app;
 pub mod amd;
 pub mod api;
 pub mod calls;

@@ -1,18 +1,17 @@
-//! The HTTP API of DESIGN.md "HTTP API", on axum.
+//! The HTTP adapter (axum): the REST API of the external contract, the
+//! console's routes, and server-sent events, over the application core it
+//! is handed ([`serve`]); it opens nothing itself.
 //!
 //! - [`error`]: the error body and the status/code of every domain error.
 //! - [`views`]: request and response JSON shapes, RFC 3339 times.
 //! - [`auth`]: bearer tokens, scopes, the first-start admin token, rate limit.
 //! - [`idempotency`]: `Idempotency-Key` answers remembered for 24 h.
-//! - [`routes`]: the handlers.
-//! - [`metrics`]: Prometheus text for `/metrics`.
+//! - [`routes`]: the handlers; [`admin`]: `/v1/admin/*`; [`feed`]: `/v1/events`.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`trunks`]: the [`TrunkView`] trait behind `/v1/trunks`.
-//! - [`live`]: the [`LiveCalls`] trait: calls in progress, for booking
-//!   from a live call (issue 8).
 //!
-//! [`start_api`] opens the book, starts the scheduler driver and serves the
-//! API; [`ApiServer::shutdown`] stops them in order.
+//! [`start_api`] opens a core and serves over it in one go, for in-process
+//! tests and tools.
 
 pub mod admin;
 pub mod auth;
@@ -42,10 +41,9 @@ pub use self::views::TrunkInfo;
 use crate::agents::Registry;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::scheduler::driver::{self, SchedulerHandle};
-use crate::scheduler::engine::{Availability, Unlimited};
+use crate::app::Core;
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::store::{Book, BookOptions, StoreError};
+use crate::scheduler::store::Book;
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
@@ -53,9 +51,6 @@ use crate::metrics::Metrics;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Dispatches buffered between the scheduler driver and the dialler.
-const DISPATCH_CAPACITY: usize = 1024;
-
 /// Everything a handler needs.
 pub struct Shared {
     pub book: Arc<Book>,
@@ -87,10 +82,8 @@ pub struct Caller(pub String);
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create {path}: {source}")]
-    CreateDir { path: std::path::PathBuf, source: std::io::Error },
-    #[error("cannot open the callback book: {0}")]
-    Book(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] crate::app::OpenError),
     #[error(transparent)]
     AdminToken(#[from] auth::AdminTokenError),
     #[error("cannot bind HTTP on {addr}: {source}")]
@@ -140,107 +133,40 @@ fn authorize(s: &Shared, req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// The running API and scheduler driver.
-pub struct ApiServer {
+/// The HTTP server: the API and the console, over a [`Core`] it was handed.
+pub struct HttpServer {
     pub addr: SocketAddr,
     pub state: AppState,
-    scheduler: SchedulerHandle,
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
-    /// Due callbacks, for the dialler to take ([`ApiServer::take_dispatches`]).
-    dispatches: Option<mpsc::Receiver<Dispatch>>,
 }
 
-/// Set to `1` to make every agent count as free (development and the
-/// crash test, until the SIP registrar feeds the agent registry).
-pub const UNLIMITED_AGENTS_ENV: &str = "REDIAL_DEV_UNLIMITED_AGENTS";
-
-/// What the API is built over besides the configuration and the clock.
-pub struct ApiParts {
-    pub trunks: Arc<dyn TrunkView>,
-    /// Which calls are in progress (booking from a live call).
-    pub live: Arc<dyn LiveCalls>,
-    pub agents: Arc<Registry>,
-    /// Whom the scheduler may reserve: the dialler's call-limit gate over
-    /// `agents`; `None` = `agents` itself.
-    pub availability: Option<Arc<dyn Availability>>,
-}
-
-/// [`start_api_with`] over a fresh agent registry and no call limits.
-/// `live` answers which calls are in progress; [`NoLiveCalls`] when there
-/// is no dialler.
-pub async fn start_api(
-    cfg: Arc<Config>,
-    clock: Arc<dyn Clock>,
-    trunks: Arc<dyn TrunkView>,
-    live: Arc<dyn LiveCalls>,
-) -> Result<ApiServer, StartError> {
-    let agents = Arc::new(Registry::new(&cfg, clock.clone()));
-    start_api_with(cfg, clock, ApiParts { trunks, live, agents, availability: None }).await
-}
-
-/// Opens the book at `cfg.storage_path`, sets up tokens, starts the
-/// scheduler driver, and serves HTTP on `cfg.http.listen`. Due callbacks
-/// wait in [`ApiServer::take_dispatches`] for the dialler.
-pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiParts) -> Result<ApiServer, StartError> {
-    let ApiParts { trunks, live, agents, availability } = parts;
-    if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir { path: dir.to_path_buf(), source })?;
-    }
+/// Serves the API and the console on `core.cfg.http.listen` over the core's
+/// book, bus, metrics and agents' registry. `trunks` answers `/v1/trunks`
+/// and `live` which calls are in progress ([`NoLiveCalls`] without a dialler).
+pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCalls>) -> Result<HttpServer, StartError> {
+    let cfg = core.cfg.clone();
     let tokens = Tokens::load(&cfg)?;
-    let bus = Arc::new(crate::events::Bus::new());
-    let book = {
-        let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
-        // Opening recovers and may scan: keep it off the async workers.
-        let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
-        tokio::task::spawn_blocking(move || Book::open(path, clock, cfg, opts))
-            .await
-            .map_err(|_| StoreError::Closed)??
+    let ops = crate::ops::Ops {
+        book: core.book.clone(),
+        cfg: cfg.clone(),
+        agents: core.agents.clone(),
+        live: live.clone(),
+        clock: core.clock.clone(),
     };
-    let book = Arc::new(book);
-    let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
-        tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
-        Arc::new(Unlimited)
-    } else {
-        availability.unwrap_or_else(|| agents.clone())
-    };
-    let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
-    let h = scheduler.clone();
-    agents.set_waker(move || h.agents_changed());
-    let metrics = Arc::new(Metrics::default());
-    let ops = crate::ops::Ops { book: book.clone(), cfg: cfg.clone(), agents: agents.clone(), live: live.clone(), clock: clock.clone() };
-    // The agents registry commits state changes in memory and announces
-    // them on its own channel; each reaches the bus as an `agent.state`
-    // event with the agent's snapshot.
-    {
-        let (mut rx, bus, agents) = (agents.subscribe(), bus.clone(), agents.clone());
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if let Some(info) = agents.get(&ev.agent) {
-                            bus.publish(crate::events::Kind::AgentState, ev.at, crate::events::Payload::Agent(Box::new(info)));
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
-        });
-    }
     let (stop, mut stop_rx) = watch::channel(false);
     let state = Arc::new(Shared {
-        book,
+        book: core.book.clone(),
         ops,
-        bus,
+        bus: core.bus.clone(),
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
         idempotency: IdempotencyCache::default(),
-        metrics,
-        agents,
+        metrics: core.metrics.clone(),
+        agents: core.agents.clone(),
         trunks,
         live,
     });
@@ -260,45 +186,63 @@ pub async fn start_api_with(cfg: Arc<Config>, clock: Arc<dyn Clock>, parts: ApiP
         }
     });
     tracing::info!(%addr, "HTTP API listening");
-    Ok(ApiServer { addr, state, scheduler, stop, http, dispatches: Some(dispatches) })
+    Ok(HttpServer { addr, state, stop, http })
+}
+
+impl HttpServer {
+    /// Stops accepting requests and finishes those in flight; the state
+    /// (and its hold on the book) is dropped.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.http.await;
+    }
+}
+
+/// A core and the HTTP server over it, in one process without SIP: for
+/// tests and tools that drive the API in-process.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    http: HttpServer,
+    core: Core,
+}
+
+/// Opens a [`Core`] with a fresh agents' registry and serves HTTP over it.
+pub async fn start_api(
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    trunks: Arc<dyn TrunkView>,
+    live: Arc<dyn LiveCalls>,
+) -> Result<ApiServer, StartError> {
+    let agents = Arc::new(Registry::new(&cfg, clock.clone()));
+    let core = Core::open(cfg, clock, agents, None).await?;
+    let http = serve(&core, trunks, live).await?;
+    Ok(ApiServer { addr: http.addr, state: http.state.clone(), http, core })
 }
 
 impl ApiServer {
-    /// The agent registry: the SIP registrar calls
-    /// [`Registry::registration_changed`] on it.
     pub fn agents(&self) -> Arc<Registry> {
-        self.state.agents.clone()
+        self.core.agents.clone()
     }
 
-    /// The metrics registry: the SIP stack calls [`Metrics::sip_transaction`]
-    /// and the dialler [`Metrics::attempt_ended`] / [`Metrics::calls_active_add`].
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.state.metrics.clone()
+        self.core.metrics.clone()
     }
 
     /// The due callbacks the scheduler hands over; `None` after the first call.
     pub fn take_dispatches(&mut self) -> Option<mpsc::Receiver<Dispatch>> {
-        self.dispatches.take()
+        self.core.take_dispatches()
     }
 
-    /// The book, for the dialler's `report_outcome`.
     pub fn book(&self) -> Arc<Book> {
-        self.state.book.clone()
+        self.core.book.clone()
     }
 
-    /// Stops accepting requests and finishes those in flight, stops the
-    /// scheduler driver, then flushes and closes the book.
+    /// Stops HTTP, then the core (the book is flushed and closed).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.http.await;
-        self.scheduler.stop().await;
-        self.state.book.flush().await;
-        let ApiServer { state, .. } = self;
-        // The last reference closes the book (joins its writer thread).
-        if let Ok(shared) = Arc::try_unwrap(state) {
-            if let Ok(book) = Arc::try_unwrap(shared.book) {
-                let _ = tokio::task::spawn_blocking(move || book.close()).await;
-            }
-        }
+        let ApiServer { state, http, core, .. } = self;
+        http.shutdown().await;
+        drop(state);
+        core.shutdown().await;
     }
 }

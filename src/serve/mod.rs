@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::agents::Registry;
-use crate::api::ApiParts;
+use crate::app::Core;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dialler::{Dialler, Gate, LiveCallTable};
@@ -69,14 +69,17 @@ pub enum ServeError {
     Sip(#[from] crate::sip::endpoint::EndpointError),
     #[error(transparent)]
     Api(#[from] crate::api::StartError),
+    #[error(transparent)]
+    Core(#[from] crate::app::OpenError),
     #[error("media: {0}")]
     Media(#[from] crate::media::call::MediaCallError),
     #[error(transparent)]
     ReadyFile(#[from] ready::ReadyFileError),
 }
 
-/// Starts the SIP endpoint, then the book, scheduler and HTTP API over it,
-/// then the dialler and the inbound call handler; runs until `shutdown`
+/// Starts the SIP endpoint, then the application core (book, scheduler,
+/// event bus), the HTTP adapter over it, then the dialler and the inbound
+/// call handler; runs until `shutdown`
 /// completes, then stops them (trunks unregister, the book is flushed)
 /// within a bounded wait. With `ready_file`, the bound addresses are written
 /// there once everything listens.
@@ -96,16 +99,25 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let live = Arc::new(LiveCallTable::default());
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
     let gate = Arc::new(Gate::new(&cfg, agents.clone(), tokio::runtime::Handle::current()));
-    let parts = ApiParts { trunks, live: live.clone(), agents: agents.clone(), availability: Some(gate.clone()) };
-    let mut api = match crate::api::start_api_with(cfg.clone(), clock.clone(), parts).await {
-        Ok(api) => api,
+    let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
+        Ok(core) => core,
         Err(e) => {
             let _ = stop_tx.send(true);
             stop_sip(sip).await;
             return Err(e.into());
         }
     };
-    api.metrics().set_sip_stats(sip.stats.clone());
+    core.metrics.set_sip_stats(sip.stats.clone());
+    core.follow_trunks(sip.trunks.clone(), sip.trunk_changes.clone());
+    let http = match crate::api::serve(&core, trunks, live.clone()).await {
+        Ok(http) => http,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            core.shutdown().await;
+            stop_sip(sip).await;
+            return Err(e.into());
+        }
+    };
     tokio::spawn(bridge::follow_agent_bindings(
         sip.agents.clone(),
         sip.agent_changes.clone(),
@@ -116,31 +128,31 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let proxies = bridge::proxies(&cfg, &sip.proxies);
     let dialler = Arc::new(Dialler {
         cfg: cfg.clone(),
-        book: api.book(),
+        book: core.book.clone(),
         agents,
         gate,
         calls: sip.calls.clone(),
         bindings: sip.agents.clone(),
         media,
         prompts,
-        metrics: api.metrics(),
+        metrics: core.metrics.clone(),
         clock,
         proxies,
         sip_addr: sip.local_addr,
         live,
     });
-    let dispatches = api.take_dispatches().expect("dispatches taken once");
+    let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(dialler.clone())).run(incoming));
     }
-    let bound = ready::Bound { sip: sip.local_addr, http: api.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    let bound = ready::Bound { sip: sip.local_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
         Ok(()) => {
             tracing::info!(
                 sip = %sip.local_addr,
-                http = %api.addr,
+                http = %http.addr,
                 queues = cfg.queues.len(),
                 profiles = cfg.profiles.len(),
                 "redial ready"
@@ -154,8 +166,14 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // Calls in progress are not waited for: their attempts stay in progress
     // and the next start closes and retries them.
     dialling.abort();
-    // Trunks unregister while the API drains and the book flushes.
-    tokio::join!(api.shutdown(), stop_sip(sip));
+    drop(dialler);
+    // Trunks unregister while HTTP drains, then the core stops the
+    // scheduler and flushes the book.
+    let core_down = async {
+        http.shutdown().await;
+        core.shutdown().await;
+    };
+    tokio::join!(core_down, stop_sip(sip));
     if let Some(path) = ready_file {
         ready::clear(path)?;
     }

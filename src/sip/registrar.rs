@@ -224,6 +224,16 @@ pub fn user_of(name_addr: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
+/// Whether a To value (name-addr or addr-spec) holds a `sip:`/`sips:` URI.
+fn is_sip_aor(to: &str) -> bool {
+    let uri = match (to.find('<'), to.find('>')) {
+        (Some(a), Some(b)) if a < b => &to[a + 1..b],
+        _ => to.trim(),
+    };
+    let scheme = uri.split(':').next().unwrap_or("");
+    scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
+}
+
 /// The user of the To URI of `req`.
 pub fn to_user(req: &rsip::Request) -> Option<String> {
     req.headers.iter().find_map(|h| match h {
@@ -416,6 +426,11 @@ impl<R: Rng> Registrar<R> {
         };
         if !req.headers.iter().any(|h| matches!(h, Header::From(_))) {
             return (self.reply(req, 400, vec![]), AuthOutcome::NotTried);
+        }
+        // RFC 3261 §10.3 step 3: an address-of-record that is no SIP URI is
+        // not valid for this registrar (RFC 4475 §3.3.4), whoever asks.
+        if !is_sip_aor(&to) {
+            return (self.reply(req, 404, vec![]), AuthOutcome::NotTried);
         }
         // An unknown To user goes through the same challenge as an agent
         // (no enumeration); it can only end in 401 or 403.

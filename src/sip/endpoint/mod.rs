@@ -90,6 +90,8 @@ pub struct EndpointHandle {
     pub agents: AgentBindings,
     /// Changes whenever `agents` changed.
     pub agent_changes: watch::Receiver<u64>,
+    /// Changes whenever a trunk's registered/up/last-error state changed.
+    pub trunk_changes: watch::Receiver<u64>,
     pub transports: Transports,
     /// Places calls (and controls them through their [`Leg`](crate::sip::calls::Leg)s).
     pub calls: CallControl,
@@ -127,6 +129,7 @@ impl Endpoint {
         let local_addr = transports.local_addr();
         let proxies = trunks::resolve_proxies(cfg).await;
         let (changes_tx, agent_changes) = watch::channel(0u64);
+        let (trunk_changes_tx, trunk_changes) = watch::channel(0u64);
         let (calls, commands) = CallControl::new();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CALLS);
         let stats = Arc::new(SipStats::new());
@@ -134,7 +137,7 @@ impl Endpoint {
             cfg,
             transports.clone(),
             &proxies,
-            trunks.clone(),
+            (trunks.clone(), trunk_changes_tx),
             agents.clone(),
             changes_tx,
             driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
@@ -145,6 +148,7 @@ impl Endpoint {
             trunks,
             agents,
             agent_changes,
+            trunk_changes,
             transports,
             calls,
             incoming: Some(incoming_rx),

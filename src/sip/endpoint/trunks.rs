@@ -66,6 +66,8 @@ pub(super) struct Trunks {
     trunks: Vec<Trunk>,
     keys: HashMap<TransactionKey, Origin>,
     states: TrunkStates,
+    /// Bumped when a trunk's registered/up/last-error state changes.
+    changes: tokio::sync::watch::Sender<u64>,
     stopping: bool,
 }
 
@@ -117,6 +119,7 @@ impl Trunks {
         now: Instant,
         proxies: &BTreeMap<String, Result<SocketAddr, String>>,
         states: TrunkStates,
+        changes: tokio::sync::watch::Sender<u64>,
     ) -> Self {
         let mut trunks = Vec::new();
         for p in cfg.profiles.values() {
@@ -140,7 +143,7 @@ impl Trunks {
             let proxy = proxy.unwrap_or(Peer { addr: SocketAddr::from(([0, 0, 0, 0], 0)), transport: p.transport });
             trunks.push(Trunk { name: p.name.clone(), proxy, registration, pinger, last_error });
         }
-        let t = Self { trunks, keys: HashMap::new(), states, stopping: false };
+        let t = Self { trunks, keys: HashMap::new(), states, changes, stopping: false };
         t.publish(cfg.profiles.values());
         t
     }
@@ -182,7 +185,12 @@ impl Trunks {
         }
         let register = t.registration.is_some();
         let status = status_of(t, register);
-        self.states.write().expect("trunk states lock").insert(t.name.clone(), status);
+        let seen = |s: &TrunkStatus| (s.registered, s.up, s.last_error.clone());
+        let new = seen(&status);
+        let old = self.states.write().expect("trunk states lock").insert(t.name.clone(), status);
+        if old.as_ref().map(seen) != Some(new) {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 
     /// The next request a trunk wants sent, its destination and origin.

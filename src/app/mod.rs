@@ -1,0 +1,132 @@
+//! The application core, below every adapter: it opens the book, starts the
+//! scheduler driver, and owns the event bus, the metrics and the agents'
+//! registry. `redial serve` starts the SIP endpoint, then this core, then
+//! hands the core to the HTTP API (and the console) and to the dialler and
+//! the inbound handler; on shutdown it stops them in the reverse order.
+//!
+//! ```text
+//!   api, console (HTTP)      sip endpoint (UDP/TCP)
+//!         \                     /
+//!          ops  --->  app::Core  <--- dialler, inbound
+//!                     /   |   \
+//!               book+bus  agents  metrics
+//! ```
+//!
+//! - [`Core`]: the book, the bus, the metrics, the registry, and due
+//!   callbacks for the dialler.
+//! - [`follow`]: the agents' and trunks' state changes onto the bus.
+
+pub mod follow;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::agents::Registry;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::events::Bus;
+use crate::metrics::Metrics;
+use crate::scheduler::driver::{self, SchedulerHandle};
+use crate::scheduler::engine::{Availability, Unlimited};
+use crate::scheduler::model::Dispatch;
+use crate::scheduler::store::{Book, BookOptions, StoreError};
+
+/// Dispatches buffered between the scheduler driver and the dialler.
+const DISPATCH_CAPACITY: usize = 1024;
+
+/// Set to `1` to make every agent count as free (development and the
+/// crash test, which run without registered softphones).
+pub const UNLIMITED_AGENTS_ENV: &str = "REDIAL_DEV_UNLIMITED_AGENTS";
+
+/// Why the core could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot open the callback book: {0}")]
+    Book(#[from] StoreError),
+}
+
+/// The running core.
+pub struct Core {
+    pub cfg: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub book: Arc<Book>,
+    pub bus: Arc<Bus>,
+    pub metrics: Arc<Metrics>,
+    pub agents: Arc<Registry>,
+    scheduler: SchedulerHandle,
+    dispatches: Option<mpsc::Receiver<Dispatch>>,
+    followers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Core {
+    /// Opens the book at `cfg.storage_path` (recovering attempts left in
+    /// progress) with every committed change published on a new bus, and
+    /// starts the scheduler driver over `availability` (the dialler's
+    /// call-limit gate; `None` = the registry itself).
+    pub async fn open(
+        cfg: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        agents: Arc<Registry>,
+        availability: Option<Arc<dyn Availability>>,
+    ) -> Result<Core, OpenError> {
+        if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_path_buf(), source })?;
+        }
+        let bus = Arc::new(Bus::new());
+        let book = {
+            let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
+            let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+            // Opening recovers and may scan: keep it off the async workers.
+            tokio::task::spawn_blocking(move || Book::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??
+        };
+        let book = Arc::new(book);
+        let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
+            tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
+            Arc::new(Unlimited)
+        } else {
+            availability.unwrap_or_else(|| agents.clone())
+        };
+        let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
+        let h = scheduler.clone();
+        agents.set_waker(move || h.agents_changed());
+        let followers = vec![tokio::spawn(follow::agents(agents.clone(), bus.clone()))];
+        Ok(Core {
+            cfg,
+            clock,
+            book,
+            bus,
+            metrics: Arc::new(Metrics::default()),
+            agents,
+            scheduler,
+            dispatches: Some(dispatches),
+            followers,
+        })
+    }
+
+    /// The due callbacks the scheduler hands over; `None` after the first call.
+    pub fn take_dispatches(&mut self) -> Option<mpsc::Receiver<Dispatch>> {
+        self.dispatches.take()
+    }
+
+    /// Publishes the endpoint's trunk state changes on the bus until the
+    /// endpoint stops.
+    pub fn follow_trunks(&mut self, states: crate::sip::endpoint::TrunkStates, changes: tokio::sync::watch::Receiver<u64>) {
+        self.followers.push(tokio::spawn(follow::trunks(states, changes, self.bus.clone(), self.clock.clone())));
+    }
+
+    /// Stops the scheduler driver, then flushes the book and closes it when
+    /// no adapter holds it any more (the writer thread is joined).
+    pub async fn shutdown(self) {
+        self.scheduler.stop().await;
+        self.book.flush().await;
+        for f in &self.followers {
+            f.abort();
+        }
+        if let Ok(book) = Arc::try_unwrap(self.book) {
+            let _ = tokio::task::spawn_blocking(move || book.close()).await;
+        }
+    }
+}
