@@ -32,6 +32,7 @@ pub mod e164;
 pub mod events;
 pub mod inbound;
 pub mod media;
+pub mod phone_tz;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;
