@@ -27,6 +27,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod dialler;
 pub mod e164;
 pub mod events;
