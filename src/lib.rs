@@ -21,7 +21,13 @@
 //! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
 //! - [`metrics`]: in-memory counters and histograms, Prometheus text format.
 //! - [`calls`]: the live-call lookup that booking from a call uses.
+//! - [`ops`]: the callback and agent operations (scopes, visibility, audit)
+//!   that the REST API and the console share.
 //! - [`api`]: the HTTP API (axum), tokens, OpenAPI: an adapter over the core.
+//! - [`console`]: the web console and agent workspace (server-rendered pages).
+//! - [`codec`]: G.711 tables shared by media and AMD.
+//! - [`detect`]: callback requests and promises found in a conversation.
+//! - [`phone_tz`]: the timezone a phone number rings in.
 //! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
 //! - [`cluster`]: cluster mode's shard leases, fencing and agent holds in PostgreSQL.
 //! - [`cli`]: the `redial` command line.
@@ -38,6 +44,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod console;
+pub mod detect;
 pub mod dialler;
 pub mod e164;
 pub mod events;
@@ -45,6 +52,7 @@ pub mod inbound;
 pub mod media;
 pub mod metrics;
 pub mod ops;
+pub mod phone_tz;
 pub mod scheduler;
 pub mod serve;
 pub mod sip;

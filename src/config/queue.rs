@@ -65,6 +65,9 @@ pub struct Queue {
     /// this hold for an agent before the callback is offered; 0 = offer at
     /// once.
     pub offer_after_wait: Duration,
+    /// Whether `POST /v1/detections` may book a callback on this queue when
+    /// the request also asks for it (`create: true`).
+    pub callback_detection: bool,
 }
 
 impl Queue {
@@ -94,6 +97,7 @@ impl Queue {
             window_close: WindowClose::Carry,
             max_calls: 0,
             offer_after_wait: Duration::ZERO,
+            callback_detection: false,
         }
     }
 }
@@ -119,6 +123,7 @@ pub(crate) struct RawQueue {
     window_close: Option<String>,
     max_calls: Option<u32>,
     offer_after_wait: Option<String>,
+    callback_detection: Option<bool>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -193,5 +198,6 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
     if let Some(n) = raw.max_calls {
         q.max_calls = n;
     }
+    q.callback_detection = raw.callback_detection.unwrap_or(false);
     q
 }

@@ -46,6 +46,7 @@ retry_delay = "2m"
 on_machine = "message:vm.wav"
 on_ownership_expiry = "cancel"
 window_close = "cancel"
+callback_detection = true
 "#;
 
 const PROFILE: &str = r#"
@@ -89,6 +90,8 @@ fn loads_full_example() {
     assert_eq!(q.retry_delay, Duration::from_secs(120));
     assert_eq!(q.on_machine, OnMachine::Message("vm.wav".into()));
     assert_eq!(q.window_close, WindowClose::Cancel);
+    assert!(q.callback_detection);
+    assert!(!Config::defaults().queues[0].callback_detection, "off unless configured");
     let p = &c.profiles["carrier1"];
     assert_eq!((p.proxy_host.as_str(), p.proxy_port), ("127.0.0.1", 5080));
     assert_eq!(p.transport, Transport::Tcp);
