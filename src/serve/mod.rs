@@ -118,6 +118,14 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             return Err(e.into());
         }
     };
+    // Webhooks get each event as the REST routes and /v1/events render it.
+    let webhooks = crate::webhooks::driver::spawn(
+        &cfg.webhooks,
+        &core.bus,
+        Arc::new(crate::api::feed::event_data),
+        clock.clone(),
+        stop_rx.clone(),
+    );
     tokio::spawn(bridge::follow_agent_bindings(
         sip.agents.clone(),
         sip.agent_changes.clone(),
@@ -167,6 +175,9 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // and the next start closes and retries them.
     dialling.abort();
     drop(dialler);
+    for w in webhooks {
+        w.abort();
+    }
     // Trunks unregister while HTTP drains, then the core stops the
     // scheduler and flushes the book.
     let core_down = async {
