@@ -4,7 +4,7 @@
 //! registrations, its own choice (`away` or not), and what the dialler is
 //! doing with it (its *activity*: idle, reserved, ringing, on a call, in
 //! wrap-up). Deriving it means a softphone that re-registers never
-//! overrides an agent's own `away` (DESIGN.md "HTTP API"), an expired
+//! overrides an agent's own `away` (an agent who set itself away stays away), an expired
 //! registration makes an idle agent offline without a timer, and a
 //! reservation or wrap-up that outlives its deadline lapses by itself (a
 //! safety net should a dialler task die).

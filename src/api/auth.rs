@@ -111,7 +111,9 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// The scope a request needs (DESIGN.md "HTTP API"); `None` = no token needed.
+/// The scope a request needs: GETs under `/v1` need `callbacks:read`,
+/// changes `callbacks:write`, agent state and `/v1/admin` need `admin`;
+/// `None` = no token needed.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if !path.starts_with("/v1/") && path != "/v1" {
         return None; // /healthz, /metrics

@@ -1,5 +1,5 @@
 //! The API's error body and the mapping from every domain error to an HTTP
-//! status and a stable `code` (DESIGN.md "HTTP API": 400, 401, 403, 404,
+//! status and a stable `code` (400, 401, 403, 404,
 //! 409, 413, 422, 429).
 
 use axum::http::{header, HeaderValue, StatusCode};

@@ -1,4 +1,4 @@
-//! The handlers of DESIGN.md "HTTP API". Each answers JSON; errors go
+//! The handlers of the REST API. Each answers JSON; errors go
 //! through [`ApiError`].
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The JSON shapes of the API (DESIGN.md "HTTP API") and their conversions
+//! The JSON shapes of the API and their conversions
 //! from the model. Times are RFC 3339 UTC with milliseconds.
 
 use axum::body::Bytes;

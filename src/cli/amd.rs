@@ -1,5 +1,5 @@
 //! `redial amd FILE.wav...`: offline answering-machine detection, one JSON line per file
-//! (DESIGN.md "Command line").
+//! (in argument order).
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The `redial` command line (DESIGN.md "Command line").
+//! The `redial` command line.
 
 mod amd;
 mod backup;

@@ -1,4 +1,4 @@
-//! Configuration: `redial.toml` and `sip-profiles/*.toml` (DESIGN.md).
+//! Configuration: `redial.toml` and `sip-profiles/*.toml`.
 //!
 //! Loading never stops at the first problem: every problem is collected and
 //! named by its file and key, so `redial check` can list them all.
@@ -156,7 +156,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The built-in defaults of DESIGN.md, with profiles read from
+    /// The built-in defaults (loopback listeners, one always-open `default`
+    /// queue, no agents), with profiles read from
     /// `./sip-profiles` when that directory exists.
     pub fn defaults() -> Self {
         Self {

@@ -1,5 +1,5 @@
 //! One inbound call: answer, then an agent if one is free, else the
-//! callback offer, else hold until an agent frees up (issue 7 §2–§5).
+//! callback offer, else hold until an agent frees up.
 
 use std::sync::Arc;
 use std::time::Duration;

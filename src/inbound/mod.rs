@@ -1,4 +1,4 @@
-//! Inbound trunk calls (issue 7): a carrier's call to one of its DIDs goes
+//! Inbound trunk calls: a carrier's call to one of its DIDs goes
 //! to the DID's queue. An available agent takes it; when none is free the
 //! caller is offered a callback that keeps their place ("virtual hold").
 //!

@@ -1,4 +1,4 @@
-//! The caller's number as E.164 (issue 7 §3): from P-Asserted-Identity,
+//! The caller's number as E.164: from P-Asserted-Identity,
 //! else the From user. Carriers send national or international forms
 //! without `+`; only what is unambiguous is accepted.
 

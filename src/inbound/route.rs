@@ -1,4 +1,4 @@
-//! Which queue an inbound INVITE belongs to (issue 7 §1), and the guard
+//! Which queue an inbound INVITE belongs to, and the guard
 //! against scanners.
 //!
 //! A call is accepted from a configured carrier only: its source address

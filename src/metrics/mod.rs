@@ -101,12 +101,12 @@ impl Metrics {
         lock(&self.lateness).observe(late_ms.max(0) as f64 / 1000.0);
     }
 
-    /// An attempt ended with `outcome` (the dialler, issue 6).
+    /// An attempt ended with `outcome` (the dialler).
     pub fn attempt_ended(&self, outcome: &'static str) {
         *lock(&self.attempts_ended).entry(outcome).or_default() += 1;
     }
 
-    /// A call started (+1) or ended (−1) (the dialler, issue 6).
+    /// A call started (+1) or ended (−1) (the dialler).
     pub fn calls_active_add(&self, delta: i64) {
         self.calls_active.fetch_add(delta, Ordering::Relaxed);
     }

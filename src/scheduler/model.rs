@@ -1,7 +1,7 @@
 //! The callback model: records, statuses, attempts, origins.
 //!
 //! These types are what the store keeps and what the HTTP API serialises
-//! (statuses and outcomes in `snake_case`, DESIGN.md "Callback model").
+//! (statuses and outcomes in `snake_case`, as the API shows them).
 //! Times are [`Millis`]; the API renders them as RFC 3339.
 
 use std::fmt;
@@ -86,7 +86,7 @@ impl<'de> Deserialize<'de> for CallbackId {
 pub struct UnknownId;
 
 /// Generates an enum with a stable one-byte storage code per variant, so
-/// adding a variant (issue 8 adds `skipped`) is one line and never renumbers.
+/// adding a variant (as `skipped` was) is one line and never renumbers.
 macro_rules! coded_enum {
     ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident = $code:literal,)+ }) => {
         $(#[$m])*
@@ -159,7 +159,7 @@ const fn to_snake(s: &'static str) -> &'static str {
 }
 
 coded_enum! {
-    /// Where a callback is in its life (DESIGN.md "Callback model").
+    /// Where a callback is in its life: `scheduled` → `in_progress` → a final status.
     pub enum Status {
         Scheduled = 0,
         InProgress = 1,
@@ -268,7 +268,7 @@ pub struct Callback {
     pub skipped_by: Option<String>,
 }
 
-/// When each step of an attempt happened (issue 6 §4); `None` = the step
+/// When each step of an attempt happened; `None` = the step
 /// did not happen (or the dialler did not report it). `ended_at` is on the
 /// [`Attempt`] itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -378,7 +378,7 @@ pub struct NewCallback {
     pub when: Option<String>,
     /// An inbound caller's callback: when they joined the queue. With no
     /// other time given it is due from then (the window permitting), so it
-    /// keeps the caller's place among callbacks due later (issue 7 §5).
+    /// keeps the caller's place among callbacks due later.
     pub joined_at: Option<Millis>,
     /// With neither `scheduled_at` nor `when`: due this long after now
     /// (a booking from a live call: 30 min), still clipped to the window.

@@ -1,5 +1,5 @@
 //! Free-text callback times ("tomorrow morning", "kal subah", "in half an
-//! hour", "next Tuesday at 3") resolved to due times (issue 8 item 1).
+//! hour", "next Tuesday at 3") resolved to due times.
 //!
 //! [`resolve`] is deterministic: it reads no clock (`now_ms` is an argument)
 //! and depends only on the text, `now_ms`, the timezone and the window.
@@ -29,7 +29,7 @@ use crate::scheduler::model::NewCallback;
 pub use crate::scheduler::model::WhenResolution;
 use crate::window::{self, WeeklyHours};
 
-/// How far ahead of `now` a resolved time is at least (DESIGN.md: a
+/// How far ahead of `now` a resolved time is at least (the booking rule: a
 /// scheduled time is at least 60 s ahead).
 pub const MIN_LEAD_MS: Millis = 60_000;
 

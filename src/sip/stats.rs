@@ -1,4 +1,4 @@
-//! SIP transaction counters (issue 5): client and server transactions by method and by how
+//! SIP transaction counters: client and server transactions by method and by how
 //! they ended (final response class, timeout, transport error), for `/metrics`.
 //!
 //! Atomics, so the endpoint task counts without locks and the HTTP task reads any time.

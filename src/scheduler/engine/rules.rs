@@ -1,4 +1,5 @@
-//! The callback rules of DESIGN.md "Callback model" as pure functions of
+//! The callback rules (E.164, 60 s to 30 days ahead, one active callback
+//! per phone and queue, calling windows, retries) as pure functions of
 //! (now, request, configuration): validation, window clipping, and the
 //! retry policy applied when an attempt ends.
 
@@ -67,7 +68,7 @@ impl RuleError {
         }
     }
 
-    /// The HTTP status (DESIGN.md "Errors"): 409 for a duplicate, else 422.
+    /// The HTTP status: 409 for a duplicate, else 422 (a rule broken).
     pub fn http_status(&self) -> u16 {
         match self {
             RuleError::Duplicate { .. } => 409,

@@ -173,7 +173,7 @@ pub fn encode_callback(c: &Callback) -> Vec<u8> {
     w.time(c.first_due_at - c.created_at);
     w.opt_time(c.owner_until.map(|t| t - c.created_at));
     w.opt_code(c.end_reason.map(EndReason::code));
-    // Issue 8 tail. Records written before it end above and decode with
+    // Tail added with `when`/`skipped`. Records written before it end above and decode with
     // these absent; earlier builds stop reading before it, so both ways work
     // without a version bump. Omitted entirely when all are absent.
     if c.when.is_some() || c.when_resolution.is_some() || c.skipped_by.is_some() {
@@ -268,7 +268,7 @@ pub fn encode_attempt(a: &Attempt) -> Vec<u8> {
     w.opt_code(a.amd.map(Amd::code));
     w.opt_str(a.agent.as_deref());
     w.opt_str(a.note.as_deref());
-    // Timeline tail (issue 6 §4): a bitmap of present fields, then each
+    // Timeline tail: a bitmap of present fields, then each
     // present one as a delta from `started_at`. Omitted when empty; older
     // attempts end above and decode with an empty timeline.
     if !a.timeline.is_empty() {
@@ -359,8 +359,8 @@ mod tests {
         let b = encode_callback(&c);
         assert!(b.len() <= 140, "{} bytes", b.len());
         assert_eq!(decode_callback(&b).unwrap(), c);
-        // The issue 8 tail round-trips, and a record without it (as written
-        // before issue 8) is exactly the old layout.
+        // The `when`/`skipped` tail round-trips, and a record without it (as written
+        // before it existed) is exactly the old layout.
         let tailed = Callback {
             when: Some("kal subah".into()),
             when_resolution: Some(WhenResolution::Approximate),

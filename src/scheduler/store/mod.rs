@@ -102,7 +102,7 @@ pub enum ScheduleError {
     NotFound,
     #[error("the callback is {status}; only scheduled callbacks can change")]
     WrongState { status: Status },
-    /// Issue 8: a live call already booked an active callback.
+    /// A live call already booked an active callback (one per interaction).
     #[error("an active callback already exists for this interaction: {existing_id}")]
     DuplicateInteraction { existing_id: CallbackId },
     #[error(transparent)]
@@ -321,7 +321,7 @@ impl Book {
         self.call(|tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)).await
     }
 
-    /// Issue 8 "skip when already reached", for the inbound call handler
+    /// "Skip when already reached", for the inbound call handler
     /// (which checks the queue's `skip_if_reached` first): the customer at
     /// `phone` reached an agent of `queue` on the inbound call `interaction`.
     /// Their `scheduled` callback in that queue ends `skipped` (end reason

@@ -40,7 +40,7 @@ pub const BY_PHONE: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_
 /// The uniqueness index: (phone, queue) → id of the active callback.
 pub const ACTIVE: TableDefinition<(&str, &str), u64> = TableDefinition::new("active");
 /// Active callbacks that carry an interaction id: (interaction id, id) → ()
-/// (issue 8: one active callback per live-call interaction). Opened (and so
+/// (one active callback per live-call interaction). Opened (and so
 /// created) by the writer on files made before it; callbacks still active
 /// from before it are not in it.
 pub const ACTIVE_BY_INTERACTION: TableDefinition<(&str, u64), ()> = TableDefinition::new("active_by_interaction");

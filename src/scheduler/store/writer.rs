@@ -48,7 +48,7 @@ pub(super) enum Op {
     Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
     /// Answered once everything before it is committed.
     Flush(oneshot::Sender<()>),
-    /// Issue 8: (phone, queue, inbound interaction id) reached an agent.
+    /// (phone, queue, inbound interaction id) reached an agent.
     Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
 }
 
@@ -650,7 +650,7 @@ impl Writer {
         Ok(Ok(new))
     }
 
-    /// Issue 8: the customer reached an agent of `queue` by calling in; a
+    /// The customer reached an agent of `queue` by calling in; a
     /// `scheduled` callback for them ends `skipped` (an `in_progress` one is
     /// being dialled and is left alone).
     fn skip(
