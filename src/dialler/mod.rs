@@ -22,6 +22,7 @@ mod agent_first;
 pub mod attempt;
 pub mod connect;
 mod customer_first;
+pub mod flow;
 pub mod gate;
 pub mod live;
 pub mod outcome;

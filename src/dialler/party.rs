@@ -14,11 +14,7 @@ use crate::sip::calls::{Credentials, DialRequest, Leg, LegEvent};
 use crate::sip::Peer;
 
 use super::attempt::{AttemptLog, Finish};
-use super::outcome;
 use super::Dialler;
-
-/// Longest wait for a final response once we hung up a ringing leg.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// A call leg and its media.
 pub struct Party {
@@ -107,7 +103,7 @@ impl Party {
     }
 
     /// Applies an SDP answer (from a 18x or 2xx) to the media.
-    fn accept(&mut self, sdp: &Option<Vec<u8>>) -> bool {
+    pub fn accept(&mut self, sdp: &Option<Vec<u8>>) -> bool {
         let Some(sdp) = sdp else { return true };
         match self.media.accept_answer(&String::from_utf8_lossy(sdp)) {
             Ok(_) => true,
@@ -129,37 +125,31 @@ pub fn codecs(names: &[String]) -> Vec<Codec> {
     }
 }
 
-/// What a customer dial became.
-pub enum Dialled {
-    Answered(Party),
-    /// Not answered: how to record it.
-    NotAnswered(Finish),
+/// `X-Redial-Attempt: <callback id>/<attempt number>` (e.g. `cb_…/2`, the
+/// id as the API shows it), on every customer INVITE of an attempt. Only
+/// there: a front proxy refuses a second INVITE carrying the same value
+/// (the guard against ringing a customer twice), and an agent's INVITEs
+/// (one per contact) may pass the same proxy.
+pub fn attempt_header(dispatch: &Dispatch) -> (String, String) {
+    ("X-Redial-Attempt".to_string(), format!("{}/{}", dispatch.callback.id, dispatch.attempt))
 }
 
-/// INVITEs the customer through the queue's trunk and waits for the
-/// answer: on the first 18x the ring timeout starts; when it runs out we
-/// CANCEL (`no_answer`). Early media (183 with SDP) is applied, and
-/// `on_progress` sees every 18x (agent-first relays ring-back with it).
-pub async fn dial_customer(
-    d: &Dialler,
-    dispatch: &Dispatch,
-    queue: &Queue,
-    log: &mut AttemptLog,
-    mut on_progress: impl FnMut(&mut Party, u16),
-) -> Dialled {
+/// Opens media and sends the customer's INVITE through the queue's trunk;
+/// `Err` with how to record the attempt when it cannot be sent.
+pub async fn dial(d: &Dialler, dispatch: &Dispatch, queue: &Queue) -> Result<Party, Finish> {
     let cb = &dispatch.callback;
     let Some(profile) = queue.profile.as_ref().and_then(|p| d.cfg.profiles.get(p)) else {
-        return Dialled::NotAnswered(Finish::new(Outcome::Failed, None).note("the queue has no outbound trunk"));
+        return Err(Finish::new(Outcome::Failed, None).note("the queue has no outbound trunk"));
     };
     let Some(dest) = d.proxies.get(&profile.name).copied() else {
-        return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note("the trunk's proxy did not resolve") });
+        return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note("the trunk's proxy did not resolve") });
     };
     if !crate::e164::is_e164(&cb.phone) {
-        return Dialled::NotAnswered(Finish::new(Outcome::Failed, None).note("not an E.164 number"));
+        return Err(Finish::new(Outcome::Failed, None).note("not an E.164 number"));
     }
     let mut media = match d.media.open().await {
         Ok(m) => m,
-        Err(e) => return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
+        Err(e) => return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
     };
     let offer = media.offer(&codecs(&profile.codecs));
     let caller_id = cb.caller_id.clone().or_else(|| queue.caller_id.clone()).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
@@ -178,73 +168,7 @@ pub async fn dial_customer(
         sdp: offer.into_bytes(),
         credentials,
     });
-    log.mark(|t| &mut t.dialed_at);
-    let mut party = Party { sip, media };
-    let mut ring_deadline: Option<Instant> = None;
-    let mut cancelled_at: Option<Instant> = None;
-    loop {
-        let deadline = cancelled_at.map(|t| t + CANCEL_GRACE).or(ring_deadline);
-        let ev = tokio::select! {
-            ev = party.sip.events.recv() => ev,
-            _ = sleep_until(deadline) => {
-                if cancelled_at.is_some() {
-                    tracing::warn!("no final response after CANCEL");
-                    party.media.close();
-                    return Dialled::NotAnswered(outcome::for_status(487, true).into());
-                }
-                tracing::info!("ring timeout: cancelling the customer leg");
-                party.sip.hangup();
-                cancelled_at = Some(Instant::now());
-                continue;
-            }
-        };
-        match ev {
-            Some(LegEvent::Progress { status, sdp }) => {
-                log.mark(|t| &mut t.ringing_at);
-                if ring_deadline.is_none() {
-                    ring_deadline = Some(Instant::now() + queue.ring_timeout);
-                }
-                party.accept(&sdp);
-                on_progress(&mut party, status);
-            }
-            Some(LegEvent::Answered { sdp }) => {
-                if cancelled_at.is_some() {
-                    // The 200 crossed our CANCEL: the SIP layer ACKs and BYEs it.
-                    continue;
-                }
-                log.mark(|t| &mut t.answered_at);
-                if !party.accept(&sdp) {
-                    party.close();
-                    return Dialled::NotAnswered(Finish { retry: true, ..Finish::new(Outcome::Failed, Some(200)).note("the answer's SDP was unusable") });
-                }
-                return Dialled::Answered(party);
-            }
-            Some(LegEvent::Failed { status }) => {
-                party.media.close();
-                return Dialled::NotAnswered(outcome::for_status(status, cancelled_at.is_some()).into());
-            }
-            Some(LegEvent::Ended { .. }) | None => {
-                party.media.close();
-                let f = if cancelled_at.is_some() { outcome::for_status(487, true) } else { outcome::for_status(503, false) };
-                return Dialled::NotAnswered(f.into());
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-/// `X-Redial-Attempt: <callback id>/<attempt number>` (attempts count from
-/// 1), so both the carrier's and the agent's logs can tie a call to the
-/// attempt that placed it.
-fn attempt_header(dispatch: &Dispatch) -> (String, String) {
-    ("X-Redial-Attempt".to_string(), format!("{}/{}", dispatch.callback.id, dispatch.attempt))
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    Ok(Party { sip, media })
 }
 
 /// How ringing an agent ended.
@@ -274,13 +198,63 @@ pub struct AgentCall<'a> {
 /// `other` (the waiting customer, in customer-first) is watched: if it
 /// hangs up, the agent's legs are cancelled.
 pub async fn ring_agent(d: &Dialler, agent: &str, call: &AgentCall<'_>, timeout: Duration, mut other: Option<&mut Party>, log: &mut AttemptLog) -> Rung {
+    let Some(mut ringing) = start_ringing(d, agent, call, log).await else {
+        return Rung::Unreachable;
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        tokio::select! {
+            r = ringing.next() => return match r {
+                RingEvent::Answered(p) => {
+                    log.mark(|t| &mut t.agent_answered_at);
+                    Rung::Answered(p)
+                }
+                RingEvent::Failed(s) if s == 0 || s == 408 || s == 480 => Rung::NoAnswer,
+                RingEvent::Failed(s) => Rung::Declined(s),
+            },
+            ev = watch(other.as_deref_mut()) => {
+                if ev.ends_call() {
+                    ringing.cancel();
+                    return Rung::OtherGone;
+                }
+                if let Some(o) = other.as_deref_mut() {
+                    o.absorb(&ev);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                ringing.cancel();
+                return Rung::NoAnswer;
+            }
+        }
+    }
+}
+
+/// An agent's contacts being rung at once: the first to answer wins.
+pub struct Ringing {
+    legs: Vec<Party>,
+    /// The last final failure status seen (0: none).
+    last_status: u16,
+}
+
+/// How ringing an agent's contacts ended (the ring timeout is the flow's).
+pub enum RingEvent {
+    /// One contact answered; the others are cancelled.
+    Answered(Box<Party>),
+    /// Every contact failed or ended; the last failure status (0: none).
+    Failed(u16),
+}
+
+/// INVITEs every live registered contact of `agent`, with the headers
+/// naming the call, and marks the agent ringing. `None` when the agent has
+/// no contact that could be rung.
+pub async fn start_ringing(d: &Dialler, agent: &str, call: &AgentCall<'_>, log: &mut AttemptLog) -> Option<Ringing> {
     let bindings: Vec<(String, Peer)> = {
         let now = std::time::Instant::now();
         let b = d.bindings.read().unwrap_or_else(|e| e.into_inner());
         b.get(agent).map(|v| v.iter().filter(|b| b.expires_at > now).map(|b| (b.contact.clone(), contact_target(&b.contact, b.source))).collect()).unwrap_or_default()
     };
     if bindings.is_empty() {
-        return Rung::Unreachable;
+        return None;
     }
     let mut headers = vec![("X-Redial-Queue".to_string(), call.queue.to_string()), ("X-Redial-Interaction-Id".to_string(), call.interaction.to_string())];
     if let Some(dp) = call.dispatch {
@@ -316,55 +290,51 @@ pub async fn ring_agent(d: &Dialler, agent: &str, call: &AgentCall<'_>, timeout:
         legs.push(Party { sip, media });
     }
     if legs.is_empty() {
-        return Rung::Unreachable;
+        return None;
     }
     d.agents.ringing(agent, &what);
     log.mark(|t| &mut t.agent_ringing_at);
-    let deadline = Instant::now() + timeout;
-    let mut last_status = 0u16;
-    let result = loop {
-        if legs.is_empty() {
-            break if last_status == 0 || last_status == 408 || last_status == 480 { Rung::NoAnswer } else { Rung::Declined(last_status) };
-        }
-        let next = futures_next(&mut legs);
-        tokio::select! {
-            (i, ev) = next => match ev {
+    Some(Ringing { legs, last_status: 0 })
+}
+
+impl Ringing {
+    /// Waits for the first answer (cancelling the other contacts), or for
+    /// every contact to have failed.
+    pub async fn next(&mut self) -> RingEvent {
+        loop {
+            if self.legs.is_empty() {
+                return RingEvent::Failed(self.last_status);
+            }
+            let (i, ev) = futures_next(&mut self.legs).await;
+            match ev {
                 PartyEvent::Sip(LegEvent::Answered { sdp }) => {
-                    let mut p = legs.swap_remove(i);
+                    let mut p = self.legs.swap_remove(i);
                     if !p.accept(&sdp) {
                         p.close();
-                        last_status = 488;
+                        self.last_status = 488;
                         continue;
                     }
-                    break Rung::Answered(Box::new(p));
+                    for l in self.legs.drain(..) {
+                        l.close();
+                    }
+                    return RingEvent::Answered(Box::new(p));
                 }
                 PartyEvent::Sip(LegEvent::Failed { status }) => {
-                    last_status = status;
-                    legs.swap_remove(i).media.close();
+                    self.last_status = status;
+                    self.legs.swap_remove(i).media.close();
                 }
-                ev if ev.ends_call() => {
-                    legs.swap_remove(i).close();
-                }
+                ev if ev.ends_call() => self.legs.swap_remove(i).close(),
                 _ => {}
-            },
-            ev = watch(other.as_deref_mut()) => {
-                if ev.ends_call() {
-                    break Rung::OtherGone;
-                }
-                if let Some(o) = other.as_deref_mut() {
-                    o.absorb(&ev);
-                }
             }
-            _ = tokio::time::sleep_until(deadline) => break Rung::NoAnswer,
         }
-    };
-    for l in legs {
-        l.close();
     }
-    if let Rung::Answered(_) = result {
-        log.mark(|t| &mut t.agent_answered_at);
+
+    /// Cancels every contact still ringing.
+    pub fn cancel(self) {
+        for l in self.legs {
+            l.close();
+        }
     }
-    result
 }
 
 /// Where to send an INVITE for a registered contact: the Contact's own
