@@ -180,4 +180,11 @@ fn a_second_invite_for_the_same_attempt_is_refused() {
     assert!(second.as_deref().is_some_and(|l| l.contains(" 482 ")), "second INVITE: {second:?}\n{}", front.log());
     let next = exchange(&node, front.addr, &invite(&ruri, me, "three", "cb_7/2"), Duration::from_secs(5));
     assert!(next.as_deref().is_some_and(|l| !l.contains(" 482 ")), "the next attempt goes through: {next:?}");
+    // An agent's INVITEs carry the attempt too, one per registered contact:
+    // only calls to customers (E.164 users) are fenced.
+    let agent = format!("sip:alice@{}", carrier.local_addr().unwrap());
+    for (i, call) in ["four", "five"].iter().enumerate() {
+        let r = exchange(&node, front.addr, &invite(&agent, me, call, "cb_7/2"), Duration::from_secs(5));
+        assert!(r.as_deref().is_some_and(|l| !l.contains(" 482 ")), "agent INVITE {i}: {r:?}");
+    }
 }
