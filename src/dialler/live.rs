@@ -1,5 +1,5 @@
 //! The calls redial is handling now, by interaction id: an agent on one of
-//! them can book a callback with `interaction_id` naming it (issue 8 §2).
+//! them can book a callback with `interaction_id` naming it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,5 +1,5 @@
 //! The dialler: turns each due callback the scheduler hands over into calls
-//! (issue 6), and reports how the attempt ended.
+//! and reports how the attempt ended.
 //!
 //! One tokio task per attempt runs the queue's flow to its end:
 //! - [`customer_first`]: dial the customer, run AMD, ring the reserved agent

@@ -1,4 +1,4 @@
-//! How a call leg's end becomes an attempt outcome (issue 6 §4).
+//! How a call leg's end becomes an attempt outcome.
 
 use crate::scheduler::model::Outcome;
 
