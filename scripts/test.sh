@@ -47,16 +47,6 @@ cargo build --locked --bin redial
 cargo test --locked --benches --no-run
 cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 
-# --- Browser tests of the web console (tests/browser) -------------------------
-# Debian's chromium driven by playwright-core (no browser download); npm only
-# installs the test's two packages. `node --test` exits non-zero on a failure.
-if ! command -v chromium >/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium nodejs npm >/dev/null
-fi
-if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
-  (cd tests/browser && npm ci --no-audit --no-fund)
-fi
+# Browser tests of the web console: Debian's chromium driven by playwright-core
+# (installed above; no browser download). `node --test` exits non-zero on a failure.
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
-# --- end of browser tests ------------------------------------------------------
