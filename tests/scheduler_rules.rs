@@ -519,7 +519,7 @@ async fn only_outside_changes_wake_the_driver() {
 /// No agent is ever free.
 struct Nobody;
 impl redial::scheduler::engine::Availability for Nobody {
-    fn reserve(&self, _queue: &str, _owner: Option<&str>) -> Option<String> {
+    fn reserve(&self, _now: redial::clock::Millis, _queue: &str, _owner: Option<&str>) -> Option<String> {
         None
     }
     fn release(&self, _agent: &str) {}

@@ -43,7 +43,7 @@ impl Agents {
 }
 
 impl Availability for Agents {
-    fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String> {
+    fn reserve(&self, _now: Millis, queue: &str, owner: Option<&str>) -> Option<String> {
         match owner {
             Some(o) => {
                 let mut owners = self.owners.lock().unwrap();

@@ -373,8 +373,9 @@ fn pick_longest_idle(agents: &BTreeMap<String, Entry>, queue: &str, now: Millis,
 }
 
 impl Availability for Registry {
-    fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String> {
-        let now = self.clock.now_ms();
+    /// Free and the reservation's start and lapse are judged at the
+    /// scheduler's `now`, not this registry's clock.
+    fn reserve(&self, now: Millis, queue: &str, owner: Option<&str>) -> Option<String> {
         let id = {
             let mut agents = self.lock();
             let id = match owner {
@@ -444,18 +445,18 @@ mod tests {
 
     #[test]
     fn reserve_respects_queue_owner_and_state_and_release_frees() {
-        let (r, _clock) = registry();
-        assert_eq!(r.reserve("default", None), None, "offline agents are not free");
+        let (r, clock) = registry();
+        assert_eq!(r.reserve(clock.now_ms(), "default", None), None, "offline agents are not free");
         r.registration_changed("alice", vec![("sip:a@h".into(), i64::MAX)]);
         r.registration_changed("bob", vec![("sip:b@h".into(), i64::MAX)]);
-        assert_eq!(r.reserve("default", Some("bob")), None, "bob is not in default");
-        assert_eq!(r.reserve("default", None).as_deref(), Some("alice"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", Some("bob")), None, "bob is not in default");
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("alice"));
         assert_eq!(r.get("alice").unwrap().state, AgentState::Reserved);
-        assert_eq!(r.reserve("default", None), None, "alice is held");
+        assert_eq!(r.reserve(clock.now_ms(), "default", None), None, "alice is held");
         r.assign("alice", "cb_x");
         assert_eq!(r.get("alice").unwrap().reserved_for.as_deref(), Some("cb_x"));
         r.release("alice");
-        assert_eq!(r.reserve("default", Some("alice")).as_deref(), Some("alice"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", Some("alice")).as_deref(), Some("alice"));
     }
 
     #[test]
@@ -463,7 +464,7 @@ mod tests {
         let (r, clock) = registry();
         let mut events = r.subscribe();
         r.registration_changed("alice", vec![("sip:a@h".into(), i64::MAX)]);
-        assert_eq!(r.reserve("default", None).as_deref(), Some("alice"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("alice"));
         r.assign("alice", "cb_1");
         r.ringing("alice", "cb_1");
         assert_eq!(r.get("alice").unwrap().state, AgentState::Ringing);
@@ -474,11 +475,11 @@ mod tests {
         assert_eq!(r.get("alice").unwrap().state, AgentState::WrapUp);
         assert_eq!(r.soonest_wrap_up_end("default"), Some(clock.now_ms() + 10_000));
         assert_eq!(r.soonest_wrap_up_end("other"), None);
-        assert_eq!(r.reserve("default", None), None, "wrap-up is not free");
+        assert_eq!(r.reserve(clock.now_ms(), "default", None), None, "wrap-up is not free");
         clock.advance(10_000);
         assert_eq!(r.get("alice").unwrap().state, AgentState::Available);
         // A reservation nobody moves on lapses.
-        assert_eq!(r.reserve("default", None).as_deref(), Some("alice"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("alice"));
         clock.advance(RESERVATION_HOLD_MS);
         assert_eq!(r.get("alice").unwrap().state, AgentState::Available);
         let mut seen = vec![];
@@ -487,6 +488,22 @@ mod tests {
         }
         use AgentState::*;
         assert_eq!(seen, vec![Available, Reserved, Reserved, Ringing, OnCall, WrapUp, Reserved]);
+    }
+
+    #[test]
+    fn a_reservation_starts_and_lapses_at_the_given_now() {
+        let (r, clock) = registry();
+        let mut events = r.subscribe();
+        r.registration_changed("alice", vec![("sip:a@h".into(), i64::MAX)]);
+        // Armed a second ahead of the registry's clock.
+        let armed = clock.now_ms() + 1_000;
+        assert_eq!(r.reserve(armed, "default", None).as_deref(), Some("alice"));
+        let reserved = std::iter::from_fn(|| events.try_recv().ok()).find(|e| e.state == AgentState::Reserved).unwrap();
+        assert_eq!(reserved.at, armed);
+        clock.advance(RESERVATION_HOLD_MS);
+        assert_eq!(r.get("alice").unwrap().state, AgentState::Reserved, "held until the armed time plus the hold");
+        clock.advance(1_000);
+        assert_eq!(r.get("alice").unwrap().state, AgentState::Available);
     }
 
     #[test]
@@ -499,15 +516,15 @@ mod tests {
             r.registration_changed(id, vec![("sip:x@h".into(), i64::MAX)]);
         }
         // a and b take calls; a finishes first, so b has been idle less long.
-        assert_eq!(r.reserve("default", None).as_deref(), Some("a"));
-        assert_eq!(r.reserve("default", None).as_deref(), Some("b"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("a"));
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("b"));
         r.on_call("a", "x");
         r.on_call("b", "y");
         clock.advance(1_000);
         r.finished("a", 0);
         clock.advance(1_000);
         r.finished("b", 0);
-        assert_eq!(r.reserve("default", None).as_deref(), Some("c"), "c never worked");
+        assert_eq!(r.reserve(clock.now_ms(), "default", None).as_deref(), Some("c"), "c never worked");
         assert_eq!(r.reserve_for("default", &[], "inbound").as_deref(), Some("a"));
         assert_eq!(r.reserve_for("default", &["b"], "inbound"), None, "b excluded, others held");
         assert!(r.any_available("default"));

@@ -254,7 +254,7 @@ fn main() {
 /// Readiness is measured without handing anything over.
 struct NoAgents;
 impl redial::scheduler::engine::Availability for NoAgents {
-    fn reserve(&self, _: &str, _: Option<&str>) -> Option<String> {
+    fn reserve(&self, _: redial::clock::Millis, _: &str, _: Option<&str>) -> Option<String> {
         None
     }
     fn release(&self, _: &str) {}

@@ -5,15 +5,17 @@
 //! [`Availability`]: a callback whose trunk or queue is at its limit (too
 //! many calls up, or too many new calls this second) gets no agent, so it
 //! stays due and keeps its place in priority order exactly like a callback
-//! waiting for a free agent. When capacity returns (a call ends, the
-//! calls-per-second bucket refills) the gate wakes the scheduler.
+//! waiting for a free agent. The gate decides on the scheduler's `now` and
+//! reads no clock. When a call ends it wakes the scheduler; when only the
+//! calls-per-second bucket holds callbacks back, it records when the next
+//! token is due ([`Availability::take_retry_at`]) and the scheduler's driver
+//! rounds again then.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::agents::Registry;
+use crate::clock::Millis;
 use crate::config::Config;
 use crate::scheduler::engine::Availability;
 
@@ -25,44 +27,60 @@ struct Limit {
     max_cps: f64,
 }
 
+/// One call's token in a calls-per-second bucket, in the integer units the
+/// bucket counts, so pacing on whole milliseconds is exact (no float drift
+/// making a token due a millisecond late).
+const TOKEN: i64 = 1_000_000;
+
+impl Limit {
+    /// The calls-per-second bucket, if any: units gained per ms, and its
+    /// size (a burst of `max_cps` calls, at least one).
+    fn bucket(&self) -> Option<(i64, i64)> {
+        (self.max_cps > 0.0).then(|| {
+            let per_ms = ((self.max_cps * (TOKEN / 1000) as f64).round() as i64).max(1);
+            let size = (self.max_cps.max(1.0) * TOKEN as f64).round() as i64;
+            (per_ms, size)
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Usage {
     calls: u32,
-    /// Token bucket for new calls per second: tokens, as of `at`.
-    tokens: f64,
-    at: Option<Instant>,
+    /// Calls-per-second bucket: units (see [`TOKEN`]) as of `at`.
+    tokens: i64,
+    at: Option<Millis>,
 }
 
 impl Usage {
-    fn refill(&mut self, now: Instant, cps: f64) {
-        if cps <= 0.0 {
-            return;
-        }
-        let burst = cps.max(1.0);
+    fn refill(&mut self, now: Millis, per_ms: i64, size: i64) {
         self.tokens = match self.at {
-            Some(at) => (self.tokens + now.saturating_duration_since(at).as_secs_f64() * cps).min(burst),
-            None => burst,
+            // A `now` behind the last one adds nothing.
+            Some(at) => self.tokens.saturating_add((now - at).max(0).saturating_mul(per_ms)).min(size),
+            None => size,
         };
-        self.at = Some(now);
+        self.at = Some(self.at.map_or(now, |at| at.max(now)));
     }
 
-    /// Whether one more call fits; if not, how long until a token is due
-    /// (`None` when only a call ending can make room).
-    fn admits(&mut self, now: Instant, limit: Limit) -> Result<(), Option<Duration>> {
+    /// Whether one more call fits at `now`; if not, when the next token is
+    /// due (`None` when only a call ending can make room).
+    fn admits(&mut self, now: Millis, limit: Limit) -> Result<(), Option<Millis>> {
         if limit.max_calls > 0 && self.calls >= limit.max_calls {
             return Err(None);
         }
-        self.refill(now, limit.max_cps);
-        if limit.max_cps > 0.0 && self.tokens < 1.0 {
-            return Err(Some(Duration::from_secs_f64((1.0 - self.tokens) / limit.max_cps)));
+        let Some((per_ms, size)) = limit.bucket() else { return Ok(()) };
+        self.refill(now, per_ms, size);
+        if self.tokens < TOKEN {
+            let at = self.at.unwrap_or(now);
+            return Err(Some(at + (TOKEN - self.tokens + per_ms - 1) / per_ms));
         }
         Ok(())
     }
 
     fn take(&mut self, limit: Limit) {
         self.calls += 1;
-        if limit.max_cps > 0.0 {
-            self.tokens -= 1.0;
+        if limit.bucket().is_some() {
+            self.tokens -= TOKEN;
         }
     }
 }
@@ -74,6 +92,9 @@ struct State {
     /// Calls counted per agent reserved through the gate, by queue: the
     /// scheduler releases by agent name.
     held: HashMap<String, Vec<String>>,
+    /// The earliest time a refused callback's cps bucket has a token again,
+    /// not yet taken by the driver.
+    retry_at: Option<Millis>,
 }
 
 /// The scheduler's view of who can be called now.
@@ -83,14 +104,10 @@ pub struct Gate {
     /// queue → (trunk, its limit)
     queue_trunk: HashMap<String, (String, Limit)>,
     state: Mutex<State>,
-    /// A wake-up for a refilling cps bucket is already on its way.
-    wake_pending: Arc<AtomicBool>,
-    /// The scheduler's writer thread calls in without a runtime context.
-    runtime: tokio::runtime::Handle,
 }
 
 impl Gate {
-    pub fn new(cfg: &Config, agents: Arc<Registry>, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(cfg: &Config, agents: Arc<Registry>) -> Self {
         let mut queue_limits = HashMap::new();
         let mut queue_trunk = HashMap::new();
         for q in &cfg.queues {
@@ -99,7 +116,7 @@ impl Gate {
                 queue_trunk.insert(q.name.clone(), (p.name.clone(), Limit { max_calls: p.max_calls, max_cps: p.max_cps }));
             }
         }
-        Self { agents, queue_limits, queue_trunk, state: Mutex::new(State::default()), wake_pending: Arc::default(), runtime }
+        Self { agents, queue_limits, queue_trunk, state: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -142,24 +159,10 @@ impl Gate {
         }
         true
     }
-
-    /// Wakes the scheduler after `after`, once (a refilled cps bucket).
-    fn wake_later(&self, after: Duration) {
-        if self.wake_pending.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (agents, pending) = (self.agents.clone(), self.wake_pending.clone());
-        self.runtime.spawn(async move {
-            tokio::time::sleep(after).await;
-            pending.store(false, Ordering::Release);
-            agents.wake();
-        });
-    }
 }
 
 impl Availability for Gate {
-    fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String> {
-        let now = Instant::now();
+    fn reserve(&self, now: Millis, queue: &str, owner: Option<&str>) -> Option<String> {
         let qlimit = self.queue_limits.get(queue).copied().unwrap_or_default();
         let trunk = self.queue_trunk.get(queue);
         let mut st = self.lock();
@@ -169,14 +172,14 @@ impl Availability for Gate {
             None => Ok(()),
         };
         for r in [q_ok, t_ok] {
-            if let Err(wait) = r {
-                if let Some(w) = wait {
-                    self.wake_later(w);
+            if let Err(retry) = r {
+                if let Some(t) = retry {
+                    st.retry_at = Some(st.retry_at.map_or(t, |r| r.min(t)));
                 }
                 return None;
             }
         }
-        let agent = self.agents.reserve(queue, owner)?;
+        let agent = self.agents.reserve(now, queue, owner)?;
         st.queues.get_mut(queue).expect("entry made above").take(qlimit);
         if let Some((t, l)) = trunk {
             st.trunks.get_mut(t).expect("entry made above").take(*l);
@@ -191,6 +194,10 @@ impl Availability for Gate {
         self.free(agent, None);
         self.agents.release(agent);
     }
+
+    fn take_retry_at(&self) -> Option<Millis> {
+        self.lock().retry_at.take()
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +205,8 @@ mod tests {
     use super::*;
     use crate::clock::FakeClock;
     use crate::config::{Agent, Queue};
+
+    const T0: Millis = 1_000_000;
 
     fn setup(max_calls: u32, max_cps: f64, queue_max: u32) -> (Gate, Arc<Registry>) {
         let mut cfg = Config::defaults();
@@ -211,48 +220,70 @@ mod tests {
         p.max_cps = max_cps;
         cfg.profiles.insert("carrier".into(), p);
         cfg.agents = (0..10).map(|i| Agent { id: format!("a{i}"), password: "pw".into(), queues: vec!["q".into()] }).collect();
-        let reg = Arc::new(Registry::new(&cfg, Arc::new(FakeClock::new(1_000))));
+        let reg = Arc::new(Registry::new(&cfg, Arc::new(FakeClock::new(T0))));
         for i in 0..10 {
             reg.registration_changed(&format!("a{i}"), vec![("sip:x@h".into(), i64::MAX)]);
         }
-        (Gate::new(&cfg, reg.clone(), tokio::runtime::Handle::current()), reg)
+        (Gate::new(&cfg, reg.clone()), reg)
     }
 
-    #[tokio::test]
-    async fn trunk_call_limit_holds_until_a_call_ends() {
-        let (g, _) = setup(2, 0.0, 0);
-        let a = g.reserve("q", None).unwrap();
-        let _b = g.reserve("q", None).unwrap();
-        assert_eq!(g.reserve("q", None), None, "the trunk carries two calls");
-        g.call_ended(&a, "q");
-        assert!(g.reserve("q", None).is_some());
-        assert_eq!(g.calls_up("q"), 2);
-    }
-
-    #[tokio::test]
-    async fn queue_limit_and_release_give_capacity_back() {
-        let (g, reg) = setup(0, 0.0, 1);
-        let a = g.reserve("q", None).unwrap();
-        assert_eq!(g.reserve("q", None), None);
-        g.release(&a);
-        assert_eq!(reg.get(&a).unwrap().state, crate::agents::AgentState::Available);
-        assert!(g.reserve("q", None).is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn calls_per_second_refill_and_wake_the_scheduler() {
-        let (g, reg) = setup(0, 2.0, 0);
+    #[test]
+    fn trunk_call_limit_holds_until_a_call_ends() {
+        let (g, reg) = setup(2, 0.0, 0);
         let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let w = woken.clone();
         reg.set_waker(move || {
-            w.fetch_add(1, Ordering::SeqCst);
+            w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         });
-        assert!(g.reserve("q", None).is_some());
-        assert!(g.reserve("q", None).is_some());
-        assert_eq!(g.reserve("q", None), None, "a burst of 2 per second");
-        let before = woken.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        tokio::task::yield_now().await;
-        assert!(woken.load(Ordering::SeqCst) > before, "the refill wakes the scheduler");
+        let a = g.reserve(T0, "q", None).unwrap();
+        let _b = g.reserve(T0, "q", None).unwrap();
+        assert_eq!(g.reserve(T0, "q", None), None, "the trunk carries two calls");
+        assert_eq!(g.take_retry_at(), None, "only a call ending makes room");
+        g.call_ended(&a, "q");
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1, "a call ending wakes the scheduler");
+        assert!(g.reserve(T0, "q", None).is_some());
+        assert_eq!(g.calls_up("q"), 2);
+    }
+
+    #[test]
+    fn queue_limit_and_release_give_capacity_back() {
+        let (g, reg) = setup(0, 0.0, 1);
+        let a = g.reserve(T0, "q", None).unwrap();
+        assert_eq!(g.reserve(T0, "q", None), None);
+        g.release(&a);
+        assert_eq!(reg.get(&a).unwrap().state, crate::agents::AgentState::Available);
+        assert!(g.reserve(T0, "q", None).is_some());
+    }
+
+    #[test]
+    fn calls_per_second_pace_by_the_given_now() {
+        let (g, _) = setup(0, 2.0, 0);
+        assert!(g.reserve(T0, "q", None).is_some());
+        assert!(g.reserve(T0, "q", None).is_some());
+        assert_eq!(g.reserve(T0, "q", None), None, "a burst of 2 per second");
+        assert_eq!(g.take_retry_at(), Some(T0 + 500), "one token every 500 ms");
+        assert_eq!(g.take_retry_at(), None, "taken once");
+        assert_eq!(g.reserve(T0 + 499, "q", None), None);
+        assert_eq!(g.take_retry_at(), Some(T0 + 500));
+        assert_eq!(g.reserve(T0 + 100, "q", None), None, "an earlier now adds no tokens");
+        assert_eq!(g.take_retry_at(), Some(T0 + 500));
+        assert!(g.reserve(T0 + 500, "q", None).is_some());
+        assert_eq!(g.reserve(T0 + 500, "q", None), None);
+        assert_eq!(g.take_retry_at(), Some(T0 + 1_000));
+        // A long pause refills only the burst.
+        assert!(g.reserve(T0 + 60_000, "q", None).is_some());
+        assert!(g.reserve(T0 + 60_000, "q", None).is_some());
+        assert_eq!(g.reserve(T0 + 60_000, "q", None), None);
+        assert_eq!(g.take_retry_at(), Some(T0 + 60_500));
+    }
+
+    #[test]
+    fn a_rate_below_one_per_second_bursts_one_call() {
+        let (g, _) = setup(0, 0.5, 0);
+        assert!(g.reserve(T0, "q", None).is_some());
+        assert_eq!(g.reserve(T0, "q", None), None);
+        assert_eq!(g.take_retry_at(), Some(T0 + 2_000));
+        assert_eq!(g.reserve(T0 + 1_999, "q", None), None);
+        assert!(g.reserve(T0 + 2_000, "q", None).is_some());
     }
 }

@@ -3,7 +3,8 @@
 //! - the **arming task** (tokio) asks the book for firing rounds ahead of
 //!   time ([`Book::tick_ahead`], [`ARM_AHEAD_MS`] or further for a herd),
 //!   sleeping until the next round is needed and waking on new or changed
-//!   callbacks and on agent availability changes;
+//!   callbacks, on agent availability changes and when a rate limit that
+//!   held callbacks back refills ([`Availability::take_retry_at`]);
 //! - the **hand-over thread** holds what is armed in memory and gives each
 //!   callback to the dialler at its due time.
 //!
@@ -159,11 +160,11 @@ impl Arming {
                     return;
                 }
             }
+            let retry_at = self.avail.take_retry_at();
             if tick.more {
                 continue;
             }
-            let now = self.clock.now_ms();
-            let wait = tick.next_deadline.map_or(IDLE_MS, |d| (d - now).clamp(0, IDLE_MS));
+            let wait = wait_ms(self.clock.now_ms(), tick.next_deadline, retry_at);
             if wait == 0 {
                 continue;
             }
@@ -174,6 +175,15 @@ impl Arming {
             }
         }
     }
+}
+
+/// How long the arming task sleeps at `now`: until the round's next
+/// deadline, or until a rate limit that held callbacks back lifts
+/// (`retry_at`, in the engine's time, which runs at least `ARM_AHEAD_MS`
+/// ahead of the clock), and at most `IDLE_MS`.
+fn wait_ms(now: Millis, next_deadline: Option<Millis>, retry_at: Option<Millis>) -> Millis {
+    let retry = retry_at.map(|t| t - ARM_AHEAD_MS);
+    [next_deadline, retry].into_iter().flatten().min().map_or(IDLE_MS, |d| (d - now).clamp(0, IDLE_MS))
 }
 
 /// One armed callback: hand over when the clock reaches `due_at`, or at
@@ -247,5 +257,24 @@ fn hand_over(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arming_task_wakes_for_the_next_deadline_or_a_lifted_rate_limit() {
+        let now = 1_000_000;
+        assert_eq!(wait_ms(now, None, None), IDLE_MS, "nothing to wait for: the safety net");
+        assert_eq!(wait_ms(now, Some(now + 300), None), 300);
+        // A token due 500 ms ahead in the engine's time is armed for
+        // `ARM_AHEAD_MS` before it.
+        assert_eq!(wait_ms(now, None, Some(now + ARM_AHEAD_MS + 500)), 500);
+        assert_eq!(wait_ms(now, Some(now + 300), Some(now + ARM_AHEAD_MS + 100)), 100, "the sooner of the two");
+        assert_eq!(wait_ms(now, Some(now + 300), Some(now + ARM_AHEAD_MS + 900)), 300);
+        assert_eq!(wait_ms(now, None, Some(now)), 0, "already lifted: round again at once");
+        assert_eq!(wait_ms(now, None, Some(now + 60_000)), IDLE_MS);
     }
 }

@@ -98,7 +98,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
     let live = Arc::new(LiveCallTable::default());
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
-    let gate = Arc::new(Gate::new(&cfg, agents.clone(), tokio::runtime::Handle::current()));
+    let gate = Arc::new(Gate::new(&cfg, agents.clone()));
     let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
         Err(e) => {

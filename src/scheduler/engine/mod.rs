@@ -57,12 +57,19 @@ pub fn due_second(due_at: Millis) -> i64 {
 /// Agents, as the dialler sees them. Called from the store's writer thread
 /// while it fires: answers must be quick and must not block.
 pub trait Availability: Send + Sync {
-    /// Reserves a free agent for a callback of `queue` about to be handed
-    /// over: `owner` when given (only that agent may take it), else any free
-    /// agent of the queue. `None` when no suitable agent is free.
-    fn reserve(&self, queue: &str, owner: Option<&str>) -> Option<String>;
+    /// Reserves a free agent for a callback of `queue` handed over at `now`:
+    /// `owner` when given (only that agent may take it), else any free agent
+    /// of the queue. `None` when no suitable agent is free at `now`.
+    fn reserve(&self, now: Millis, queue: &str, owner: Option<&str>) -> Option<String>;
     /// Gives back a reservation that was not handed over after all.
     fn release(&self, agent: &str);
+    /// The earliest time at which a refusal that only time lifts (a
+    /// calls-per-second limit refilling) ends, recorded since the last call,
+    /// which forgets it. The driver rounds again by then; refusals that an
+    /// event lifts (an agent freed, a call ended) wake it through that event.
+    fn take_retry_at(&self) -> Option<Millis> {
+        None
+    }
 }
 
 /// Every agent is always free (benchmarks, and a dialler that reserves
@@ -71,7 +78,7 @@ pub trait Availability: Send + Sync {
 pub struct Unlimited;
 
 impl Availability for Unlimited {
-    fn reserve(&self, _queue: &str, owner: Option<&str>) -> Option<String> {
+    fn reserve(&self, _now: Millis, _queue: &str, owner: Option<&str>) -> Option<String> {
         Some(owner.unwrap_or("any").to_string())
     }
     fn release(&self, _agent: &str) {}
@@ -379,7 +386,7 @@ impl Engine {
             }
             self.recheck_ready(now, id, &mut out);
         }
-        self.dispatch(avail, max, &mut out);
+        self.dispatch(now, avail, max, &mut out);
         out
     }
 
@@ -448,7 +455,7 @@ impl Engine {
     /// Owned callbacks go to their owner first (each owner takes its best
     /// one per round); then each queue's unowned callbacks take free agents
     /// in priority order until none is free.
-    fn dispatch(&mut self, avail: &dyn Availability, max: usize, out: &mut Vec<Action>) {
+    fn dispatch(&mut self, now: Millis, avail: &dyn Availability, max: usize, out: &mut Vec<Action>) {
         let mut fired: Vec<CallbackId> = Vec::new();
         let owners: Vec<String> = self.by_owner.keys().cloned().collect();
         for owner in owners {
@@ -457,7 +464,7 @@ impl Engine {
             }
             let Some(&(_, _, id)) = self.by_owner.get(&owner).and_then(|s| s.first()) else { continue };
             let queue = self.entries[&id].e.queue.clone();
-            if let Some(agent) = avail.reserve(&queue, Some(&owner)) {
+            if let Some(agent) = avail.reserve(now, &queue, Some(&owner)) {
                 self.handle_removed(id);
                 fired.push(id);
                 out.push(Action::Fire { id, agent });
@@ -467,7 +474,7 @@ impl Engine {
         for queue in queues {
             while out.len() < max {
                 let Some(&(_, _, id)) = self.by_queue.get(&queue).and_then(|s| s.first()) else { break };
-                match avail.reserve(&queue, None) {
+                match avail.reserve(now, &queue, None) {
                     Some(agent) => {
                         self.handle_removed(id);
                         out.push(Action::Fire { id, agent });
@@ -494,7 +501,7 @@ mod tests {
     struct Free(Mutex<usize>, Vec<&'static str>);
 
     impl Availability for Free {
-        fn reserve(&self, _queue: &str, owner: Option<&str>) -> Option<String> {
+        fn reserve(&self, _now: Millis, _queue: &str, owner: Option<&str>) -> Option<String> {
             if let Some(o) = owner {
                 return self.1.contains(&o).then(|| o.to_string());
             }
