@@ -1,4 +1,4 @@
-//! Call limits per trunk and per queue (issue 6 §6), enforced where the
+//! Call limits per trunk and per queue, enforced where the
 //! scheduler reserves an agent.
 //!
 //! The gate wraps the agents' registry as the scheduler's
