@@ -224,6 +224,7 @@ mod tests {
         assert_eq!(required_scope(&Method::PUT, "/v1/agents/a/state"), Some(Scope::Admin));
         assert_eq!(required_scope(&Method::POST, "/v1/admin/backup"), Some(Scope::Admin));
         assert_eq!(required_scope(&Method::PATCH, "/v1/callbacks/x"), Some(Scope::CallbacksWrite));
+        assert_eq!(required_scope(&Method::POST, "/v1/detections"), Some(Scope::CallbacksWrite));
     }
 
     #[test]

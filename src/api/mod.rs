@@ -6,7 +6,8 @@
 //! - [`views`]: request and response JSON shapes, RFC 3339 times.
 //! - [`auth`]: bearer tokens, scopes, the first-start admin token, rate limit.
 //! - [`idempotency`]: `Idempotency-Key` answers remembered for 24 h.
-//! - [`routes`]: the handlers; [`admin`]: `/v1/admin/*`; [`feed`]: `/v1/events`.
+//! - [`routes`]: the handlers; [`admin`]: `/v1/admin/*`; [`feed`]: `/v1/events`;
+//!   [`detections`]: `/v1/detections`.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`trunks`]: the [`TrunkView`] trait behind `/v1/trunks`.
 //!
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod detections;
 pub mod error;
 pub mod feed;
 pub mod idempotency;

@@ -18,12 +18,12 @@ use super::views::*;
     info(title = "redial", description = "Durable callback scheduling over SIP. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."),
     paths(
         routes::create_callback, routes::list_callbacks, routes::get_callback, routes::list_attempts,
-        routes::change_callback, routes::cancel_callback, routes::stats, routes::list_agents,
+        routes::change_callback, routes::cancel_callback, super::detections::detect, routes::stats, routes::list_agents,
         routes::set_agent_state, routes::list_trunks, super::admin::backup, openapi_json, routes::healthz, routes::metrics,
     ),
     components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, AgentView, RegistrationView,
         SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam,
-        super::admin::BackupRequest, super::admin::BackupView)),
+        super::admin::BackupRequest, super::admin::BackupView, super::detections::DetectRequest, super::detections::DetectionView)),
     modifiers(&Bearer),
 )]
 pub struct ApiDoc;
@@ -78,6 +78,7 @@ mod tests {
         let ch: ChangeCallback = serde_json::from_value(example("ChangeCallback")).unwrap();
         assert!(ch.into_changes().is_ok());
         let _: SetAgentState = serde_json::from_value(example("SetAgentState")).unwrap();
+        let _: super::super::detections::DetectRequest = serde_json::from_value(example("DetectRequest")).unwrap();
         for (name, check) in [
             ("CallbackView", (|v: Value| serde_json::to_value(serde_json::from_value::<CallbackView>(v).unwrap()).unwrap()) as fn(Value) -> Value),
             ("AttemptView", |v| serde_json::to_value(serde_json::from_value::<AttemptView>(v).unwrap()).unwrap()),

@@ -31,6 +31,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/callbacks/{id}",
     "/v1/callbacks/{id}/attempts",
     "/v1/callbacks/{id}/cancel",
+    "/v1/detections",
     "/v1/stats",
     "/v1/agents",
     "/v1/agents/{id}/state",
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/callbacks/{id}", get(get_callback).patch(change_callback))
         .route("/v1/callbacks/{id}/attempts", get(list_attempts))
         .route("/v1/callbacks/{id}/cancel", post(cancel_callback))
+        .route("/v1/detections", post(super::detections::detect))
         .route("/v1/stats", get(stats))
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}/state", put(set_agent_state))
