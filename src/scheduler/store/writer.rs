@@ -50,6 +50,8 @@ pub(super) enum Op {
     Flush(oneshot::Sender<()>),
     /// (phone, queue, inbound interaction id) reached an agent.
     Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
+    /// Audit entries, written in the next batch's transaction.
+    Audit(Vec<super::audit::AuditEntry>),
 }
 
 /// An answer held until the commit is known.
@@ -216,6 +218,8 @@ struct Batch {
     staged_undo: Vec<StagedUndo>,
     /// Changes to publish once the batch is durable, in the order made.
     events: Vec<(Kind, Payload)>,
+    /// Audit entries to append in this batch's transaction.
+    audit: Vec<super::audit::AuditEntry>,
 }
 
 impl Writer {
@@ -328,7 +332,7 @@ impl Writer {
                 self.merge(now, chunk, &mut t, batch)?;
             }
             for op in pending_ops.by_ref() {
-                batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_));
+                batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(_));
                 match op {
                     Op::Schedule(req, tx) => {
                         let r = self.schedule(now, &mut t, req, batch)?;
@@ -357,6 +361,7 @@ impl Writer {
                         }
                     }
                     Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
+                    Op::Audit(entries) => batch.audit.extend(entries),
                     Op::Skip(phone, queue, interaction, tx) => {
                         let r = self.skip(now, &mut t, &phone, &queue, &interaction, batch)?;
                         batch.replies.push(Reply::Skip(tx, r));
@@ -366,6 +371,10 @@ impl Writer {
         }
         if batch.seq_used {
             w.open_table(META)?.insert("next_seq", self.next_seq)?;
+        }
+        if !batch.audit.is_empty() {
+            super::audit::append(&w, &batch.audit)?;
+            batch.wrote = true;
         }
         if !batch.dirty_stats.is_empty() {
             let mut st = w.open_table(STATS)?;
