@@ -462,5 +462,4 @@ impl RtpSession {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

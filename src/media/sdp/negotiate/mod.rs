@@ -246,5 +246,4 @@ pub fn accept_answer(answer: &str, offered: &[Codec], our_direction: Direction) 
 }
 
 #[cfg(test)]
-#[path = "negotiate_tests.rs"]
 mod tests;

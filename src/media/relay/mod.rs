@@ -274,5 +274,4 @@ impl Relay {
 }
 
 #[cfg(test)]
-#[path = "relay_tests.rs"]
 mod tests;
