@@ -14,8 +14,8 @@ use util::*;
 async fn skip_reached_ends_scheduled_only_and_counts() {
     let h = Harness::new(MONDAY_NOON, config(|_| {}));
     let a = h.schedule_at("+15550100", MONDAY_NOON + HOUR).await;
-    assert_eq!(h.book().find_active("+15550100", "q").unwrap().map(|c| c.id), Some(a.id));
-    assert_eq!(h.book().find_active("+15550100", "default").unwrap(), None);
+    assert_eq!(h.book().find_active("+15550100", "q").await.unwrap().map(|c| c.id), Some(a.id));
+    assert_eq!(h.book().find_active("+15550100", "default").await.unwrap(), None);
     // Another queue, or nobody scheduled: nothing to skip.
     assert_eq!(h.book().skip_reached("+15550100", "default", "inb-1").await.unwrap(), None);
     assert_eq!(h.book().skip_reached("+15550199", "q", "inb-1").await.unwrap(), None);
@@ -25,30 +25,30 @@ async fn skip_reached_ends_scheduled_only_and_counts() {
     assert_eq!((s.id, s.status, s.end_reason, s.skipped_by.as_deref()), (a.id, Status::Skipped, Some(EndReason::Reached), Some("inb-2")));
     assert_eq!(s.updated_at, MONDAY_NOON + MIN);
     // Durable, final, frees the phone+queue, counted.
-    assert_eq!(h.get(a.id), s);
-    assert_eq!(h.book().find_active("+15550100", "q").unwrap(), None);
+    assert_eq!(h.get(a.id).await, s);
+    assert_eq!(h.book().find_active("+15550100", "q").await.unwrap(), None);
     assert_eq!(h.book().skip_reached("+15550100", "q", "inb-3").await.unwrap(), None);
-    assert_eq!(h.book().stats(Some("q")).unwrap().skipped, 1);
-    assert_eq!(h.book().stats(None).unwrap().pending, 0);
+    assert_eq!(h.book().stats(Some("q")).await.unwrap().skipped, 1);
+    assert_eq!(h.book().stats(None).await.unwrap().pending, 0);
     // It never fires.
     h.clock.advance(2 * HOUR);
     assert!(h.fire_all().await.is_empty());
-    h.assert_consistent();
+    h.assert_consistent().await;
 
     // An in_progress callback is being dialled: left alone.
     let b = h.schedule_at("+15550100", h.now() + 2 * MIN).await;
     h.clock.advance(3 * MIN);
     assert_eq!(ids(&h.fire_all().await), vec![b.id]);
     assert_eq!(h.book().skip_reached("+15550100", "q", "inb-4").await.unwrap(), None);
-    assert_eq!(h.get(b.id).status, Status::InProgress);
-    assert_eq!(h.book().find_active("+15550100", "q").unwrap().map(|c| c.status), Some(Status::InProgress));
+    assert_eq!(h.get(b.id).await.status, Status::InProgress);
+    assert_eq!(h.book().find_active("+15550100", "q").await.unwrap().map(|c| c.status), Some(Status::InProgress));
 
     // Survives a reopen.
     let mut h = h;
     h.reopen();
-    assert_eq!(h.get(a.id).status, Status::Skipped);
-    assert_eq!(h.book().stats(Some("q")).unwrap().skipped, 1);
-    h.assert_consistent();
+    assert_eq!(h.get(a.id).await.status, Status::Skipped);
+    assert_eq!(h.book().stats(Some("q")).await.unwrap().skipped, 1);
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn attempt_timeline_round_trips_through_report_outcome() {
     let o = AttemptOutcome { sip_status: Some(200), agent: Some("alice".into()), timeline, ..AttemptOutcome::new(Outcome::Human) };
     let done = h.book().report_outcome(c.id, 1, o).await.unwrap();
     assert_eq!(done.status, Status::Completed);
-    let a = h.book().attempts(c.id).unwrap().unwrap();
+    let a = h.book().attempts(c.id).await.unwrap().unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].timeline, timeline);
     assert_eq!((a[0].started_at, a[0].ended_at), (t0, t0 + 30_000));
@@ -88,10 +88,10 @@ async fn attempt_timeline_round_trips_through_report_outcome() {
     h.fire_all().await;
     h.book().report_outcome(c2.id, 2, AttemptOutcome::new(Outcome::Busy)).await.unwrap();
     h.reopen();
-    let a2 = h.book().attempts(c2.id).unwrap().unwrap();
+    let a2 = h.book().attempts(c2.id).await.unwrap().unwrap();
     assert_eq!(a2.iter().map(|a| a.timeline).collect::<Vec<_>>(), vec![partial, Timeline::default()]);
-    assert_eq!(h.book().attempts(c.id).unwrap().unwrap()[0].timeline, timeline);
-    h.assert_consistent();
+    assert_eq!(h.book().attempts(c.id).await.unwrap().unwrap()[0].timeline, timeline);
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -116,13 +116,13 @@ async fn one_active_callback_per_live_interaction() {
     let plain = NewCallback { unique_interaction: false, default_delay_ms: None, ..live("+15550302") };
     let b = h.book().schedule(plain).await.unwrap();
     assert_eq!(b.interaction_id.as_deref(), Some("call-1"));
-    h.assert_consistent();
+    h.assert_consistent().await;
     // Once both end, the interaction may book again.
     h.book().cancel(a.id).await.unwrap();
     h.book().cancel(b.id).await.unwrap();
     let c = h.book().schedule(live("+15550301")).await.unwrap();
     assert_eq!(c.status, Status::Scheduled);
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::app::Core;
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::store::Book;
+use crate::scheduler::book::Book;
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
@@ -55,7 +55,7 @@ use crate::metrics::Metrics;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Everything a handler needs.
 pub struct Shared {
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub cfg: Arc<Config>,
     pub tokens: Tokens,
     pub limiter: RateLimiter,
@@ -236,7 +236,7 @@ impl ApiServer {
         self.core.take_dispatches()
     }
 
-    pub fn book(&self) -> Arc<Book> {
+    pub fn book(&self) -> Arc<dyn Book> {
         self.core.book.clone()
     }
 

@@ -250,8 +250,8 @@ fn error_page(sess: Option<&Session>, e: ApiError) -> Response {
     html(e.status, pages::problem(f.as_ref(), title, &e.detail.message))
 }
 
-fn tiles_now(s: &AppState) -> Result<Tiles, ApiError> {
-    let st = s.book.stats(None)?;
+async fn tiles_now(s: &AppState) -> Result<Tiles, ApiError> {
+    let st = s.book.stats(None).await?;
     Ok(Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent()))
 }
 
@@ -278,17 +278,17 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         phone: clean(q.phone),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let r = (|| -> Result<Markup, ApiError> {
+    let r: Result<Markup, ApiError> = async {
         let filter = ListFilter {
             status: if p.tab == "all" { None } else { p.tab.parse::<Status>().ok() },
             queue: (!p.queue.is_empty()).then(|| p.queue.clone()),
             owner: (!p.owner.is_empty()).then(|| p.owner.clone()),
             phone: (!p.phone.is_empty()).then(|| p.phone.clone()),
         };
-        let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).map_err(ApiError::from)?;
+        let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).await.map_err(ApiError::from)?;
         let mut rows = page.items;
         rows.sort_by_key(|c| (c.due_at, c.id));
-        let st = s.book.stats(None)?;
+        let st = s.book.stats(None).await?;
         let tiles = Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent());
         let bars = vec![
             ("pending".to_string(), st.pending),
@@ -301,7 +301,8 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         let charts = pages::bar_chart("Callbacks by status", &bars);
         let queues: Vec<String> = s.cfg.queues.iter().map(|q| q.name.clone()).collect();
         Ok(pages::console(&frame(&sess, "callbacks"), &tiles, &st, charts, &queues, &p, &rows, page.next_cursor.as_deref()))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -310,12 +311,13 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
 
 async fn detail(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let Some((_, sess)) = session(&s, &h) else { return see_other("/login") };
-    let r = (|| -> Result<Markup, ApiError> {
-        let cb = s.ops.get(&sess.actor, &id)?;
-        let attempts = s.book.attempts(cb.id)?.unwrap_or_default();
-        let trail = s.book.audit_for(&id, 50, 100_000)?;
+    let r: Result<Markup, ApiError> = async {
+        let cb = s.ops.get(&sess.actor, &id).await?;
+        let attempts = s.book.attempts(cb.id).await?.unwrap_or_default();
+        let trail = s.book.audit_for(&id, 50, 100_000).await?;
         Ok(pages::detail(&frame(&sess, "callbacks"), &cb, &attempts, &trail))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -487,7 +489,7 @@ async fn tiles(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = supervisor(&s, &h) {
         return r;
     }
-    match tiles_now(&s) {
+    match tiles_now(&s).await {
         Ok(t) => Json(t).into_response(),
         Err(e) => e.into_response(),
     }
@@ -555,16 +557,17 @@ async fn workspace(State(s): State<AppState>, h: HeaderMap, q: Result<Query<Work
         Actor::Agent { queues, .. } => queues.clone(),
         Actor::Token { .. } => Vec::new(),
     };
-    let r = (|| -> Result<Markup, ApiError> {
+    let r: Result<Markup, ApiError> = async {
         let state = s.agents.get(&me).map(|a| a.state.as_str()).unwrap_or("offline");
-        let next = s.ops.next_for_agent(&me)?;
-        let mut mine = s.book.list(&ListFilter { owner: Some(me.clone()), ..Default::default() }, PAGE_ROWS, None)?.items;
+        let next = s.ops.next_for_agent(&me).await?;
+        let mut mine = s.book.list(&ListFilter { owner: Some(me.clone()), ..Default::default() }, PAGE_ROWS, None).await?.items;
         mine.sort_by_key(|c| std::cmp::Reverse(c.due_at));
         let interaction = q.ok().and_then(|Query(q)| q.interaction).filter(|i| !i.is_empty());
         let live = interaction.as_ref().and_then(|i| s.live.lookup(i).filter(|c| c.agent.as_deref() == Some(me.as_str())).map(|c| (i.clone(), c.phone)));
         let tz = agent_tz(&s, &queues);
         Ok(pages::workspace(&frame(&sess, "agent"), state, next.as_ref(), &mine, &queues, live.as_ref().map(|(i, p)| (i.as_str(), p.as_str())), &tz))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -581,7 +584,7 @@ async fn banner(State(s): State<AppState>, h: HeaderMap) -> Response {
         Actor::Agent { queues, .. } => queues.clone(),
         Actor::Token { .. } => Vec::new(),
     };
-    match s.ops.next_for_agent(&me) {
+    match s.ops.next_for_agent(&me).await {
         Ok(next) => html(StatusCode::OK, pages::banner(&frame(&sess, "agent"), next.as_ref(), &agent_tz(&s, &queues))),
         Err(e) => e.into_response(),
     }
@@ -594,11 +597,12 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
         Ok(x) => x,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
-    let r = (|| -> Result<Markup, ApiError> {
-        let cb = s.ops.get(&sess.actor, &id)?;
-        let earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 20, None)?.items;
+    let r: Result<Markup, ApiError> = async {
+        let cb = s.ops.get(&sess.actor, &id).await?;
+        let earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 20, None).await?.items;
         Ok(pages::screen_pop(&cb, &earlier))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => e.into_response(),

@@ -41,7 +41,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DialMode, Queue};
 use crate::media::call::{MediaEngine, Prompts};
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::store::Book;
+use crate::scheduler::book::Book;
 use crate::sip::calls::CallControl;
 use crate::sip::endpoint::AgentBindings;
 use crate::sip::Peer;
@@ -52,7 +52,7 @@ pub use live::LiveCallTable;
 /// Everything a flow needs, shared by every attempt.
 pub struct Dialler {
     pub cfg: Arc<Config>,
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub agents: Arc<Registry>,
     pub gate: Arc<Gate>,
     pub calls: CallControl,

@@ -19,7 +19,7 @@ use crate::api::views::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, Scope};
 use crate::scheduler::model::{Callback, CallbackId, Status};
-use crate::scheduler::store::{AuditEntry, Book};
+use crate::scheduler::book::{AuditEntry, AuditNote, Book};
 use crate::scheduler::when;
 
 /// Who asks.
@@ -100,7 +100,7 @@ pub const MAX_BULK: usize = 1000;
 
 /// The operations, over the book and the agent registry.
 pub struct Ops {
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub cfg: Arc<Config>,
     pub agents: Arc<Registry>,
     pub live: Arc<dyn LiveCalls>,
@@ -118,9 +118,9 @@ impl Ops {
     }
 
     /// The callback `id` if the actor may see it; any other id is 404.
-    pub fn get(&self, actor: &Actor, id: &str) -> Result<Callback, ApiError> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Callback, ApiError> {
         let cid = CallbackId::parse(id).ok_or_else(|| ApiError::not_found("callback"))?;
-        match self.book.get(cid)? {
+        match self.book.get(cid).await? {
             Some(cb) if actor.sees(&cb) => Ok(cb),
             _ => Err(ApiError::not_found("callback")),
         }
@@ -148,7 +148,10 @@ impl Ops {
         if actor.agent_id().is_some() && new.origin == Some(crate::scheduler::model::Origin::Api) {
             new.origin = Some(crate::scheduler::model::Origin::Agent);
         }
-        let cb = self.book.schedule(new).await.map_err(|e| {
+        let note = AuditNote::new(actor.name(), "callback.create", |cb: &Callback| {
+            format!("{} in {} due {}", cb.phone, cb.queue, crate::api::views::rfc3339(cb.due_at))
+        });
+        let cb = self.book.schedule_noted(new, Some(note)).await.map_err(|e| {
             let mut e = ApiError::from(e);
             // The time came from `when`: blame it, not `scheduled_at`.
             if by_when && e.detail.field.as_deref() == Some("scheduled_at") {
@@ -156,14 +159,12 @@ impl Ops {
             }
             e
         })?;
-        let detail = format!("{} in {} due {}", cb.phone, cb.queue, crate::api::views::rfc3339(cb.due_at));
-        self.audit(actor, "callback.create", &cb.id.to_string(), detail).await;
         Ok(cb)
     }
 
     /// `PATCH`: changes a scheduled callback.
     pub async fn change(&self, actor: &Actor, id: &str, ch: ChangeCallback) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+        let cb = self.get(actor, id).await?;
         if !actor.may_change(&cb) {
             return Err(forbidden(format!("`{}` may not change this callback", actor.name())));
         }
@@ -178,28 +179,29 @@ impl Ops {
         } else {
             "callback.change"
         };
-        let cb = self.book.reschedule(cb.id, ch.into_changes()?).await?;
-        self.audit(actor, action, &cb.id.to_string(), detail).await;
-        Ok(cb)
+        let note = AuditNote::new(actor.name(), action, move |_: &Callback| detail);
+        Ok(self.book.reschedule_noted(cb.id, ch.into_changes()?, Some(note)).await?)
     }
 
     /// Moves a scheduled callback to `when`: RFC 3339, or free text resolved
     /// in the callback's timezone and its queue's window.
     pub async fn reschedule(&self, actor: &Actor, id: &str, when: &str) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+        let cb = self.get(actor, id).await?;
         let at = self.resolve_when(&cb.queue, Some(&cb.timezone), when)?.0;
         let ch = ChangeCallback { scheduled_at: Some(Some(crate::api::views::rfc3339(at))), ..Default::default() };
         let mut detail_when = when.trim().to_string();
         detail_when.truncate(MAX_WHEN);
         let cb2 = self.check_change(actor, &cb)?;
-        let out = self.book.reschedule(cb2, ch.into_changes()?).await.map_err(|e| {
+        let note = AuditNote::new(actor.name(), "callback.reschedule", move |cb: &Callback| {
+            format!("when `{detail_when}` → {}", crate::api::views::rfc3339(cb.due_at))
+        });
+        let out = self.book.reschedule_noted(cb2, ch.into_changes()?, Some(note)).await.map_err(|e| {
             let mut e = ApiError::from(e);
             if e.detail.field.as_deref() == Some("scheduled_at") {
                 e.detail.field = Some("when".into());
             }
             e
         })?;
-        self.audit(actor, "callback.reschedule", id, format!("when `{detail_when}` → {}", crate::api::views::rfc3339(out.due_at))).await;
         Ok(out)
     }
 
@@ -218,11 +220,10 @@ impl Ops {
 
     /// Cancels a scheduled callback (409 with the reason once `in_progress` or final).
     pub async fn cancel(&self, actor: &Actor, id: &str) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+        let cb = self.get(actor, id).await?;
         let cid = self.check_change(actor, &cb)?;
-        let cb = self.book.cancel(cid).await?;
-        self.audit(actor, "callback.cancel", id, String::new()).await;
-        Ok(cb)
+        let note = AuditNote::new(actor.name(), "callback.cancel", |_: &Callback| String::new());
+        Ok(self.book.cancel_noted(cid, Some(note)).await?)
     }
 
     /// Applies `action` to each of `ids` (supervisors with `callbacks:write`
@@ -295,12 +296,15 @@ impl Ops {
 
     /// The next callback the agent should know about: the one it is reserved
     /// for, else its earliest owned `scheduled` one.
-    pub fn next_for_agent(&self, agent: &str) -> Result<Option<Callback>, ApiError> {
-        if let Some(cb) = self.agents.get(agent).and_then(|a| a.reserved_for).and_then(|id| CallbackId::parse(&id)).and_then(|id| self.book.get(id).ok().flatten()) {
-            return Ok(Some(cb));
+    pub async fn next_for_agent(&self, agent: &str) -> Result<Option<Callback>, ApiError> {
+        let reserved = self.agents.get(agent).and_then(|a| a.reserved_for).and_then(|id| CallbackId::parse(&id));
+        if let Some(id) = reserved {
+            if let Ok(Some(cb)) = self.book.get(id).await {
+                return Ok(Some(cb));
+            }
         }
-        let filter = crate::scheduler::store::ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
-        let page = self.book.list(&filter, 200, None)?;
+        let filter = crate::scheduler::book::ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
+        let page = self.book.list(&filter, 200, None).await?;
         Ok(page.items.into_iter().min_by_key(|c| c.due_at))
     }
 }

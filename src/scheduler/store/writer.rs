@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use super::codec::{decode_callback, encode_attempt, encode_callback};
 use super::stats::Counters;
 use super::tables::*;
+use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, OwnershipExpiry};
@@ -40,9 +41,9 @@ const SMALL_BATCH: usize = 64;
 const MAX_BATCH: usize = 4096;
 
 pub(super) enum Op {
-    Schedule(NewCallback, oneshot::Sender<Result<Callback, ScheduleError>>),
-    Reschedule(CallbackId, CallbackChanges, oneshot::Sender<Result<Callback, ScheduleError>>),
-    Cancel(CallbackId, oneshot::Sender<Result<Callback, CancelError>>),
+    Schedule(NewCallback, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Reschedule(CallbackId, CallbackChanges, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Cancel(CallbackId, Option<AuditNote>, oneshot::Sender<Result<Callback, CancelError>>),
     Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
     /// A firing round: (availability, most callbacks, arm-ahead ms, reply).
     Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
@@ -222,6 +223,16 @@ struct Batch {
     audit: Vec<super::audit::AuditEntry>,
 }
 
+impl Batch {
+    /// The audit entry of a change that was made, in the change's own
+    /// transaction (a refused change records nothing).
+    fn note(&mut self, now: Millis, note: Option<AuditNote>, done: Option<&Callback>) {
+        if let (Some(note), Some(cb)) = (note, done) {
+            self.audit.push(note.entry(now, cb));
+        }
+    }
+}
+
 impl Writer {
     pub fn run(mut self) {
         loop {
@@ -334,16 +345,19 @@ impl Writer {
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(_));
                 match op {
-                    Op::Schedule(req, tx) => {
+                    Op::Schedule(req, note, tx) => {
                         let r = self.schedule(now, &mut t, req, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Schedule(tx, r));
                     }
-                    Op::Reschedule(id, ch, tx) => {
+                    Op::Reschedule(id, ch, note, tx) => {
                         let r = self.reschedule(now, &mut t, id, &ch, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Schedule(tx, r));
                     }
-                    Op::Cancel(id, tx) => {
+                    Op::Cancel(id, note, tx) => {
                         let r = self.cancel(now, &mut t, id, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Cancel(tx, r));
                     }
                     Op::Report(id, n, outcome, tx) => {
