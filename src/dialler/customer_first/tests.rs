@@ -6,7 +6,7 @@ use super::machine::*;
 use crate::amd::AmdResult;
 use crate::calls::sim::Sim;
 use crate::dialler::flow::testing::{finish, AGENT_RING, RING};
-use crate::dialler::flow::{Action, Event, Flow, Step};
+use crate::dialler::flow::{Action, Event, Step};
 use crate::scheduler::model::{Amd, Outcome};
 
 const APOLOGY: Duration = Duration::from_secs(3);
