@@ -39,19 +39,20 @@ const AVAILABILITY_CHECK: Duration = Duration::from_millis(500);
 /// Serves one inbound call to its end, in a span naming it (Call-ID, the
 /// interaction, then the agent and the booked callback as they are known).
 pub async fn handle(kit: &CallKit, c: IncomingCall, route: Route) {
+    let interaction = new_interaction_id();
     let span = tracing::info_span!(
         "inbound",
         call_id = %c.leg.call_id,
+        interaction = %interaction,
         did = %route.did,
         queue = %route.queue,
-        interaction = Empty,
         agent = Empty,
         callback = Empty,
     );
-    answer_and_serve(kit, c, route).instrument(span).await
+    answer_and_serve(kit, c, route, interaction).instrument(span).await
 }
 
-async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route) {
+async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interaction: String) {
     let IncomingCall { leg, from_user, asserted_user, sdp, .. } = c;
     let Some(queue) = kit.cfg.queue(&route.queue) else {
         leg.reject(480);
@@ -87,9 +88,7 @@ async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route) {
         return;
     }
     let phone = number::caller(asserted_user.as_deref(), from_user.as_deref());
-    let interaction = new_interaction_id();
-    Span::current().record("interaction", interaction.as_str());
-    tracing::info!(caller = ?phone, "inbound call answered");
+    tracing::info!(caller = ?phone, interaction = %interaction, "inbound call answered");
     kit.live.set(&interaction, phone.as_deref().unwrap_or(""), &queue.name, None);
     kit.metrics.calls_active_add(1);
     drive(kit, caller, queue, &route, phone, &interaction).await;
@@ -220,7 +219,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                                 h.on_call();
                             }
                             m.bridged(&mut out);
-                            tracing::info!("caller and agent bridged");
+                            tracing::info!("customer and agent bridged");
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot bridge the legs");
