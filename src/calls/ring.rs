@@ -98,7 +98,7 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
             sdp: offer.into_bytes(),
             credentials: None,
         });
-        span.record("call_id", sip.call_id.as_str());
+        span.record("call_id", tracing::field::display(&sip.call_id));
         legs.push(Party { sip, media });
     }
     if legs.is_empty() {

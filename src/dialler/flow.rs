@@ -184,7 +184,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
             match action {
                 Action::DialCustomer => match party::dial(d, dispatch, queue).await {
                     Ok(p) => {
-                        tracing::Span::current().record("call_id", p.sip.call_id.as_str());
+                        tracing::Span::current().record("call_id", tracing::field::display(&p.sip.call_id));
                         customer = Some(p);
                         log.mark(|t| &mut t.dialed_at);
                     }
@@ -266,7 +266,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                     m.on_event(now, Event::Reserved(next), &mut out);
                 }
                 Action::HoldAgent(a) => {
-                    tracing::Span::current().record("agent", a.as_str());
+                    tracing::Span::current().record("agent", tracing::field::display(&a));
                     hold = AgentHold::new(&d.agents, &a, queue.wrap_up, &what);
                     log.agent = a;
                 }

@@ -49,7 +49,7 @@ pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Par
         sdp: offer.into_bytes(),
         credentials,
     });
-    span.record("call_id", sip.call_id.as_str());
+    span.record("call_id", tracing::field::display(&sip.call_id));
     Ok(Party { sip, media })
 }
 

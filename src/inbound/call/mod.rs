@@ -176,7 +176,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                     let exclude: Vec<&str> = exclude.iter().map(String::as_str).collect();
                     let ev = match kit.agents.reserve_for(&queue.name, &exclude, interaction) {
                         Some(a) => {
-                            Span::current().record("agent", a.as_str());
+                            Span::current().record("agent", tracing::field::display(&a));
                             hold = Some(AgentHold::new(&kit.agents, &a, queue.wrap_up, interaction));
                             Event::Reserved(a)
                         }
@@ -298,7 +298,7 @@ async fn book(kit: &CallKit, queue: &Queue, phone: String, interaction: &str, jo
     };
     match kit.book.schedule(req).await {
         Ok(cb) => {
-            Span::current().record("callback", cb.id.to_string().as_str());
+            Span::current().record("callback", tracing::field::display(&cb.id));
             tracing::info!(callback = %cb.id, "callback booked from the inbound offer");
             Booking::Booked
         }
