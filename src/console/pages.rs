@@ -10,8 +10,8 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::session::Flash;
 use crate::agents::AgentInfo;
-use crate::api::views::{rfc3339, TrunkInfo};
-use crate::clock::Millis;
+use super::TrunkInfo;
+use crate::clock::{rfc3339, Millis};
 use crate::ops::Actor;
 use crate::scheduler::model::{Attempt, Callback, Stats, Status};
 use crate::scheduler::store::AuditEntry;
