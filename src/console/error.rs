@@ -20,8 +20,8 @@ pub enum ConsoleError {
     NoQueue,
     #[error("state must be available or away")]
     UnknownState,
-    #[error("the filter matches {matched} callbacks but the confirmation was for {confirmed}; nothing was changed, check the list and try again")]
-    CountChanged { matched: usize, confirmed: usize },
+    #[error("this filter matches {matched} scheduled callbacks: confirm the count before acting on all of them; nothing was changed")]
+    Unconfirmed { matched: usize },
     #[error("Done for {done}; refused for {refused} (first: {first_id}: {first_reason}).")]
     PartlyRefused { done: usize, refused: usize, first_id: String, first_reason: String },
 }
@@ -40,7 +40,7 @@ impl ConsoleError {
                 Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ConsoleError::UnknownAction | ConsoleError::UnknownState => StatusCode::BAD_REQUEST,
-            ConsoleError::CountChanged { .. } | ConsoleError::PartlyRefused { .. } => StatusCode::CONFLICT,
+            ConsoleError::PartlyRefused { .. } | ConsoleError::Unconfirmed { .. } => StatusCode::CONFLICT,
             ConsoleError::NothingSelected | ConsoleError::NoWhen | ConsoleError::NoQueue => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }

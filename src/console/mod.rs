@@ -61,6 +61,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/callbacks/{id}/cancel", post(cancel))
         .route("/console/callbacks/{id}/reschedule", post(reschedule))
         .route("/console/callbacks/{id}/reassign", post(reassign))
+        .route("/console/callbacks/{id}/move", post(move_queue))
+        .route("/console/bulk/count", get(bulk_count))
         .route("/console/agents", get(agents))
         .route("/console/agents/{id}/state", post(set_agent_state))
         .route("/console/trunks", get(trunks))
@@ -308,7 +310,7 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
             ("skipped".to_string(), st.skipped),
         ];
         let charts = pages::bar_chart("Callbacks by status", &bars);
-        let queues: Vec<String> = s.cfg.queues.iter().map(|q| q.name.clone()).collect();
+        let queues = queue_names(&s);
         Ok(pages::console(&frame(&sess, "callbacks"), &tiles, &st, charts, &queues, &p, &rows, page.next_cursor.as_deref()))
     }
     .await;
@@ -324,7 +326,7 @@ async fn detail(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>)
         let cb = s.ops.get(&sess.actor, &id).await?;
         let attempts = s.book.attempts(cb.id).await?.unwrap_or_default();
         let trail = s.book.audit_for(&id, 50, 100_000).await?;
-        Ok(pages::detail(&frame(&sess, "callbacks"), &cb, &attempts, &trail))
+        Ok(pages::detail(&frame(&sess, "callbacks"), &cb, &attempts, &trail, &queue_names(&s)))
     }
     .await;
     match r {
@@ -406,31 +408,101 @@ async fn reassign(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String
     see_other(&back(&h, "/console"))
 }
 
+fn queue_names(s: &AppState) -> Vec<String> {
+    s.cfg.queues.iter().map(|q| q.name.clone()).collect()
+}
+
+async fn move_queue(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+    let c = match checked(&s, &h, &f) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r = match nonempty(&f, "queue") {
+        None => Err(ConsoleError::NoQueue),
+        Some(q) => s.ops.move_queue(&c.sess.actor, &id, q).await.map(|cb| format!("{} moved to queue {}.", cb.phone, cb.queue)).map_err(Into::into),
+    };
+    c.report(&s, r);
+    see_other(&back(&h, "/console"))
+}
+
+/// The list filter a form or query names (`status` is a tab name).
+fn list_filter(status: &str, queue: &str, owner: &str, phone: &str) -> ListFilter {
+    let some = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+    ListFilter {
+        status: if status == "all" || status.is_empty() { None } else { status.parse::<Status>().ok() },
+        queue: some(queue),
+        owner: some(owner),
+        phone: some(phone),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct CountQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    phone: String,
+}
+
+/// How many callbacks a bulk action "on all matching this filter" would
+/// touch, for its confirmation: `{"count": n, "max": 1000}`.
+async fn bulk_count(State(s): State<AppState>, h: HeaderMap, q: Result<Query<CountQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let (_, sess) = match supervisor(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = q.ok().map(|Query(q)| q).unwrap_or_default();
+    let filter = list_filter(&q.status, &q.queue, &q.owner, &q.phone);
+    match s.ops.matching(&sess.actor, &filter).await {
+        Ok(found) => Json(serde_json::json!({ "count": found.len(), "max": crate::ops::MAX_BULK })).into_response(),
+        Err(e) => plain_error(e.into()),
+    }
+}
+
 async fn bulk(State(s): State<AppState>, h: HeaderMap, Form(f): Form<Fields>) -> Response {
     let c = match checked(&s, &h, &f) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let ids: Vec<String> = f.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.clone()).collect();
+    let by_filter = field(&f, "scope") == Some("filter");
     let action = match field(&f, "action") {
         Some("cancel") => Ok(BulkAction::Cancel),
         Some("reassign") => Ok(BulkAction::Reassign(nonempty(&f, "owner"))),
-        Some("reschedule") => match nonempty(&f, "when") {
-            Some(w) => Ok(BulkAction::Reschedule(w)),
-            None => Err(ConsoleError::NoWhen),
-        },
+        Some("move") => nonempty(&f, "queue").map(BulkAction::Move).ok_or(ConsoleError::NoQueue),
+        Some("reschedule") => nonempty(&f, "when").map(BulkAction::Reschedule).ok_or(ConsoleError::NoWhen),
         _ => Err(ConsoleError::UnknownAction),
     };
+    let done = |b: crate::ops::Bulk| {
+        if b.refused.is_empty() {
+            Ok(format!("Done for {} callbacks.", b.done.len()))
+        } else {
+            let (id, e) = &b.refused[0];
+            Err(ConsoleError::PartlyRefused { done: b.done.len(), refused: b.refused.len(), first_id: id.clone(), first_reason: e.public_message() })
+        }
+    };
     let r = match action {
-        _ if ids.is_empty() => Err(ConsoleError::NothingSelected),
         Err(e) => Err(e),
+        Ok(a) if by_filter => {
+            let g = |k: &str| field(&f, k).unwrap_or("");
+            let filter = list_filter(g("filter_status"), g("filter_queue"), g("filter_owner"), g("filter_phone"));
+            // Without the count the person confirmed, nothing is done (and
+            // the refusal says how many the filter matches).
+            let confirmed = g("confirmed").trim().parse::<usize>().unwrap_or(usize::MAX);
+            match s.ops.bulk_matching(&c.sess.actor, &filter, confirmed, a).await {
+                Err(crate::ops::OpsError::CountChanged { matched, confirmed: usize::MAX }) => Err(ConsoleError::Unconfirmed { matched }),
+                Err(e) => Err(e.into()),
+                Ok(b) => done(b),
+            }
+        }
+        Ok(_) if ids.is_empty() => Err(ConsoleError::NothingSelected),
         Ok(a) => match s.ops.bulk(&c.sess.actor, &ids, a).await {
             Err(e) => Err(e.into()),
-            Ok(b) if b.refused.is_empty() => Ok(format!("Done for {} callbacks.", b.done.len())),
-            Ok(b) => {
-                let (id, e) = &b.refused[0];
-                Err(ConsoleError::PartlyRefused { done: b.done.len(), refused: b.refused.len(), first_id: id.clone(), first_reason: e.public_message() })
-            }
+            Ok(b) => done(b),
         },
     };
     c.report(&s, r);

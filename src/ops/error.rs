@@ -20,13 +20,17 @@ pub enum OpsError {
     #[error("`{actor}` may not change this callback")]
     MayNotChange { actor: String },
     #[error("agents cannot reassign callbacks")]
-    AgentsCannotReassign,
+    AgentsCannotReassign { field: &'static str },
     #[error("`{actor}` may not use bulk actions")]
     NoBulk { actor: String },
     #[error("`{actor}` may not set agent `{agent}`'s state")]
     MayNotSetState { actor: String, agent: String },
     #[error("at most {max} callbacks per bulk action")]
     TooMany { max: usize },
+    /// A bulk action over a filter was confirmed for another count than
+    /// the filter matches now.
+    #[error("the filter now matches {matched} callbacks, not the {confirmed} confirmed; nothing was changed")]
+    CountChanged { matched: usize, confirmed: usize },
     #[error("`when` is empty")]
     EmptyWhen,
     #[error("when is longer than {max} bytes")]
@@ -104,10 +108,11 @@ impl OpsError {
             OpsError::NotInQueue { .. }
             | OpsError::MissingScope { .. }
             | OpsError::MayNotChange { .. }
-            | OpsError::AgentsCannotReassign
+            | OpsError::AgentsCannotReassign { .. }
             | OpsError::NoBulk { .. }
             | OpsError::MayNotSetState { .. } => Class::Forbidden,
             OpsError::InvalidTime { .. } | OpsError::MissingField { .. } => Class::Malformed,
+            OpsError::CountChanged { .. } => Class::Conflict,
             OpsError::TooMany { .. }
             | OpsError::EmptyWhen
             | OpsError::WhenTooLong { .. }
@@ -140,10 +145,11 @@ impl OpsError {
             OpsError::NotInQueue { .. }
             | OpsError::MissingScope { .. }
             | OpsError::MayNotChange { .. }
-            | OpsError::AgentsCannotReassign
+            | OpsError::AgentsCannotReassign { .. }
             | OpsError::NoBulk { .. }
             | OpsError::MayNotSetState { .. } => "forbidden",
             OpsError::TooMany { .. } => "too_many",
+            OpsError::CountChanged { .. } => "count_changed",
             OpsError::EmptyWhen => "invalid_when",
             OpsError::WhenTooLong { .. } => "too_long",
             OpsError::UnknownQueue { .. } => "unknown_queue",
@@ -164,7 +170,8 @@ impl OpsError {
     pub fn field(&self) -> Option<&str> {
         match self {
             OpsError::NotInQueue { .. } | OpsError::UnknownQueue { .. } => Some("queue"),
-            OpsError::AgentsCannotReassign | OpsError::NoAgentOnCall => Some("owner"),
+            OpsError::AgentsCannotReassign { field } => Some(field),
+            OpsError::NoAgentOnCall => Some("owner"),
             OpsError::EmptyWhen | OpsError::WhenTooLong { .. } | OpsError::ConflictingWhen => Some("when"),
             OpsError::InvalidTimezone { .. } => Some("timezone"),
             OpsError::InvalidTime { field, .. } | OpsError::MissingField { field } => Some(field),

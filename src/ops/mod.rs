@@ -23,7 +23,7 @@ use crate::calls::LiveCalls;
 use crate::clock::{rfc3339, Clock, Millis};
 use crate::config::{Config, Scope};
 use crate::scheduler::model::{Callback, CallbackId, Status};
-use crate::scheduler::book::{AuditEntry, AuditNote, Book};
+use crate::scheduler::book::{AuditEntry, AuditNote, Book, ListFilter};
 use crate::scheduler::when;
 
 /// Who asks.
@@ -91,8 +91,50 @@ pub enum BulkAction {
     Cancel,
     /// `None` clears the owner.
     Reassign(Option<String>),
+    /// To another queue.
+    Move(String),
     /// Free text or RFC 3339.
     Reschedule(String),
+}
+
+impl BulkAction {
+    fn audit_name(&self) -> &'static str {
+        match self {
+            BulkAction::Cancel => "bulk.cancel",
+            BulkAction::Reassign(_) => "bulk.reassign",
+            BulkAction::Move(_) => "bulk.move",
+            BulkAction::Reschedule(_) => "bulk.reschedule",
+        }
+    }
+
+    /// The action's argument for the audit detail.
+    fn describe(&self) -> String {
+        match self {
+            BulkAction::Cancel => String::new(),
+            BulkAction::Reassign(o) => format!("owner={}: ", o.as_deref().unwrap_or("null")),
+            BulkAction::Move(q) => format!("queue={q}: "),
+            // By characters: a byte cut could split one.
+            BulkAction::Reschedule(w) => format!("when `{}`: ", w.trim().chars().take(MAX_WHEN).collect::<String>()),
+        }
+    }
+}
+
+/// A filter as the audit log names it: `status=scheduled queue=support`.
+fn describe_filter(f: &ListFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = f.status {
+        parts.push(format!("status={}", s.as_str()));
+    }
+    for (k, v) in [("queue", &f.queue), ("owner", &f.owner), ("phone", &f.phone)] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// Most callbacks one bulk action may touch.
@@ -169,13 +211,21 @@ impl Ops {
         if !actor.may_change(&cb) {
             return Err(OpsError::MayNotChange { actor: actor.name() });
         }
-        if actor.agent_id().is_some() && ch.owner.is_some() {
-            return Err(OpsError::AgentsCannotReassign);
+        if actor.agent_id().is_some() {
+            if ch.owner.is_some() {
+                return Err(OpsError::AgentsCannotReassign { field: "owner" });
+            }
+            if ch.queue.is_some() {
+                return Err(OpsError::AgentsCannotReassign { field: "queue" });
+            }
         }
         let detail = describe(&ch);
-        let action = if ch.owner.is_some() && ch.scheduled_at.is_none() && ch.notes.is_none() && ch.timezone.is_none() {
+        let only_owner_or_queue = ch.scheduled_at.is_none() && ch.notes.is_none() && ch.timezone.is_none();
+        let action = if only_owner_or_queue && ch.queue.is_some() && ch.owner.is_none() {
+            "callback.move"
+        } else if only_owner_or_queue && ch.owner.is_some() && ch.queue.is_none() {
             "callback.reassign"
-        } else if ch.scheduled_at.is_some() && ch.owner.is_none() {
+        } else if ch.scheduled_at.is_some() && ch.owner.is_none() && ch.queue.is_none() {
             "callback.reschedule"
         } else {
             "callback.change"
@@ -213,6 +263,11 @@ impl Ops {
         self.change(actor, id, ChangeCallback { owner: Some(owner), ..Default::default() }).await
     }
 
+    /// Moves a scheduled callback to another queue. Supervisors only.
+    pub async fn move_queue(&self, actor: &Actor, id: &str, queue: String) -> Result<Callback, OpsError> {
+        self.change(actor, id, ChangeCallback { queue: Some(queue), ..Default::default() }).await
+    }
+
     /// Cancels a scheduled callback (409 with the reason once `in_progress` or final).
     pub async fn cancel(&self, actor: &Actor, id: &str) -> Result<Callback, OpsError> {
         let cb = self.get(actor, id).await?;
@@ -232,23 +287,74 @@ impl Ops {
         }
         let mut out = Bulk::default();
         for id in ids {
-            let r = match &action {
-                BulkAction::Cancel => self.cancel(actor, id).await,
-                BulkAction::Reassign(o) => self.reassign(actor, id, o.clone()).await,
-                BulkAction::Reschedule(w) => self.reschedule(actor, id, w).await,
-            };
-            match r {
+            match self.apply(actor, id, &action).await {
                 Ok(cb) => out.done.push(cb),
                 Err(e) => out.refused.push((id.clone(), e)),
             }
         }
-        let name = match action {
-            BulkAction::Cancel => "bulk.cancel",
-            BulkAction::Reassign(_) => "bulk.reassign",
-            BulkAction::Reschedule(_) => "bulk.reschedule",
-        };
-        self.audit(actor, name, &format!("{} callbacks", ids.len()), format!("{} done, {} refused", out.done.len(), out.refused.len())).await;
+        self.audit(actor, action.audit_name(), &format!("{} callbacks", ids.len()), format!("{}{} done, {} refused", action.describe(), out.done.len(), out.refused.len())).await;
         Ok(out)
+    }
+
+    /// The scheduled callbacks matching `filter` that `actor` sees: what a
+    /// bulk action "on all matching this filter" acts on (only scheduled
+    /// callbacks can change). At most [`MAX_BULK`] + 1, so that too many is
+    /// known without reading them all.
+    pub async fn matching(&self, actor: &Actor, filter: &ListFilter) -> Result<Vec<Callback>, OpsError> {
+        if filter.status.is_some_and(|s| s != Status::Scheduled) {
+            return Ok(Vec::new());
+        }
+        let filter = ListFilter { status: Some(Status::Scheduled), ..filter.clone() };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.book.list(&filter, 500, cursor.as_deref()).await?;
+            out.extend(page.items.into_iter().filter(|c| actor.sees(c)));
+            if out.len() > MAX_BULK {
+                out.truncate(MAX_BULK + 1);
+                return Ok(out);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Applies `action` to every scheduled callback matching `filter`, when
+    /// they are still the `confirmed` count the person was asked about;
+    /// otherwise nothing changes. One audit entry names the filter.
+    pub async fn bulk_matching(&self, actor: &Actor, filter: &ListFilter, confirmed: usize, action: BulkAction) -> Result<Bulk, OpsError> {
+        if !actor.has(Scope::CallbacksWrite) {
+            return Err(OpsError::NoBulk { actor: actor.name() });
+        }
+        let found = self.matching(actor, filter).await?;
+        if found.len() > MAX_BULK {
+            return Err(OpsError::TooMany { max: MAX_BULK });
+        }
+        if found.len() != confirmed {
+            return Err(OpsError::CountChanged { matched: found.len(), confirmed });
+        }
+        let ids: Vec<String> = found.iter().map(|c| c.id.to_string()).collect();
+        let mut out = Bulk::default();
+        for id in &ids {
+            match self.apply(actor, id, &action).await {
+                Ok(cb) => out.done.push(cb),
+                Err(e) => out.refused.push((id.clone(), e)),
+            }
+        }
+        let target = format!("filter {}", describe_filter(filter));
+        self.audit(actor, action.audit_name(), &target, format!("{}{} done, {} refused", action.describe(), out.done.len(), out.refused.len())).await;
+        Ok(out)
+    }
+
+    async fn apply(&self, actor: &Actor, id: &str, action: &BulkAction) -> Result<Callback, OpsError> {
+        match action {
+            BulkAction::Cancel => self.cancel(actor, id).await,
+            BulkAction::Reassign(o) => self.reassign(actor, id, o.clone()).await,
+            BulkAction::Move(q) => self.move_queue(actor, id, q.clone()).await,
+            BulkAction::Reschedule(w) => self.reschedule(actor, id, w).await,
+        }
     }
 
     /// Sets an agent `available` or `away`: `admin` for anyone, an agent for itself.
@@ -298,7 +404,7 @@ impl Ops {
                 return Ok(Some(cb));
             }
         }
-        let filter = crate::scheduler::book::ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
+        let filter = ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
         let page = self.book.list(&filter, 200, None).await?;
         Ok(page.items.into_iter().min_by_key(|c| c.due_at))
     }
@@ -317,6 +423,9 @@ fn describe(ch: &ChangeCallback) -> String {
     }
     if ch.notes.is_some() {
         parts.push("notes changed".into());
+    }
+    if let Some(q) = &ch.queue {
+        parts.push(format!("queue={q}"));
     }
     parts.join(", ")
 }

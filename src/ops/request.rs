@@ -131,6 +131,10 @@ pub struct ChangeCallback {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub notes: Option<Option<String>>,
+    /// Moves the callback to another queue (its window, retries and agents
+    /// from then on); the owner, if any, must serve it.
+    #[schema(min_length = 1)]
+    pub queue: Option<String>,
 }
 
 impl ChangeCallback {
@@ -140,7 +144,7 @@ impl ChangeCallback {
             Some(None) => Some(None),
             Some(Some(s)) => Some(Some(parse_time("scheduled_at", &s)?)),
         };
-        Ok(CallbackChanges { scheduled_at, timezone: self.timezone, owner: self.owner, notes: self.notes })
+        Ok(CallbackChanges { scheduled_at, timezone: self.timezone, owner: self.owner, notes: self.notes, queue: self.queue })
     }
 }
 
