@@ -10,6 +10,7 @@
 //! Policy (scripts and styles only from `/static`), `X-Frame-Options: DENY`,
 //! and `Cache-Control: no-store`.
 
+pub mod charts;
 pub mod error;
 pub mod pages;
 pub mod session;
@@ -42,6 +43,27 @@ use crate::ops::request::{CreateCallback, OWNER_ME};
 use crate::ops::{Actor, BulkAction};
 use crate::scheduler::model::Status;
 use crate::scheduler::store::ListFilter;
+
+/// Counts the bus's attempts into the charts until the server stops.
+pub fn feed_charts(s: &AppState) {
+    let mut rx = s.bus.subscribe();
+    let mut stopping = s.stopping.clone();
+    let charts = s.console.charts.clone();
+    tokio::spawn(async move {
+        loop {
+            let r = tokio::select! {
+                r = rx.recv() => r,
+                _ = stopping.wait_for(|v| *v) => return,
+            };
+            match r {
+                Ok(e) => charts.observe(&e),
+                // Missed events only make the charts a little short.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(missed = n, "charts lagged behind the bus"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
 
 /// Rows per page of the list.
 pub const PAGE_ROWS: usize = 50;
@@ -301,15 +323,9 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         rows.sort_by_key(|c| (c.due_at, c.id));
         let st = s.book.stats(None).await?;
         let tiles = Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent());
-        let bars = vec![
-            ("pending".to_string(), st.pending),
-            ("done".to_string(), st.completed),
-            ("cancel".to_string(), st.cancelled),
-            ("exhaust".to_string(), st.exhausted),
-            ("failed".to_string(), st.failed),
-            ("skipped".to_string(), st.skipped),
-        ];
-        let charts = pages::bar_chart("Callbacks by status", &bars);
+        let now = s.ops.clock.now_ms();
+        let history = s.console.charts.snapshot();
+        let charts = maud::html! { (charts::per_hour_chart(&history, now)) (charts::delay_chart(&history, now)) };
         let queues = queue_names(&s);
         Ok(pages::console(&frame(&sess, "callbacks"), &tiles, &st, charts, &queues, &p, &rows, page.next_cursor.as_deref()))
     }
