@@ -81,17 +81,6 @@ pub(super) fn append(w: &redb::WriteTransaction, entries: &[AuditEntry]) -> Resu
 }
 
 impl RedbBook {
-    /// Hands `entries` to the writer, which appends them in its next
-    /// batch's transaction; returns once that batch is durably committed.
-    pub async fn audit_append(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        self.tx.send(super::writer::Op::Audit(entries)).map_err(|_| StoreError::Closed)?;
-        self.flush().await;
-        Ok(())
-    }
-
     /// Persists the audit entries not yet made durable (the book calls it when it closes).
     pub(super) fn audit_sync(db: &redb::Database) {
         if let Ok(w) = db.begin_write() {

@@ -334,6 +334,17 @@ impl RedbBook {
         self.call(|tx| Op::Skip(p, q, i, tx), Err(StoreError::Closed)).await
     }
 
+    /// Hands `entries` to the writer, which appends them in its next
+    /// batch's transaction; returns once that batch is durably committed.
+    pub async fn audit_append(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(Op::Audit(entries)).map_err(|_| StoreError::Closed)?;
+        self.flush().await;
+        Ok(())
+    }
+
     /// Waits until every change sent before it is committed.
     pub async fn flush(&self) {
         self.call(Op::Flush, ()).await
