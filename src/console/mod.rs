@@ -696,7 +696,11 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
     };
     let r: Result<Markup, ConsoleError> = async {
         let cb = s.ops.get(&sess.actor, &id).await?;
-        let earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 20, None).await?.items;
+        // This number's history, as far as this agent may see it.
+        let mut earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 50, None).await?.items;
+        earlier.retain(|c| sess.actor.sees(c));
+        earlier.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        earlier.truncate(20);
         Ok(pages::screen_pop(&cb, &earlier))
     }
     .await;
