@@ -5,7 +5,9 @@
 //! Relative paths in `redial.toml` are relative to the directory of that file;
 //! with no file, to the current directory.
 
+pub mod cluster;
 pub mod guard;
+pub mod overload;
 mod problem;
 pub mod profile;
 pub mod queue;
@@ -21,7 +23,9 @@ use serde::Deserialize;
 
 use crate::e164::is_e164;
 
+pub use cluster::{Backend, ClusterConfig};
 pub use guard::GuardConfig;
+pub use overload::OverloadConfig;
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
@@ -71,6 +75,8 @@ pub struct SipConfig {
     pub timers: SipTimers,
     /// `[sip.guard]`: throttling of failed digest attempts, scanner dropping.
     pub guard: GuardConfig,
+    /// `[sip.overload]`: when new INVITEs and REGISTERs get 503.
+    pub overload: OverloadConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +145,10 @@ pub struct Config {
     pub media: MediaConfig,
     pub http: HttpConfig,
     pub storage_path: PathBuf,
+    /// `storage.backend`: redb (`storage_path`) or PostgreSQL (`storage.url`).
+    pub backend: Backend,
+    /// `[cluster]`: this node in a cluster (with the PostgreSQL backend).
+    pub cluster: Option<ClusterConfig>,
     pub profiles_dir: PathBuf,
     pub tokens: Vec<Token>,
     pub agents: Vec<Agent>,
@@ -169,6 +179,7 @@ impl Config {
                 public_addr: None,
                 timers: SipTimers::default(),
                 guard: GuardConfig::default(),
+                overload: OverloadConfig::default(),
             },
             media: MediaConfig {
                 addr: IpAddr::from([127, 0, 0, 1]),
@@ -178,6 +189,8 @@ impl Config {
             },
             http: HttpConfig { listen: "127.0.0.1:8080".parse().expect("literal") },
             storage_path: PathBuf::from("data/redial.redb"),
+            backend: Backend::Redb,
+            cluster: None,
             profiles_dir: PathBuf::from("sip-profiles"),
             tokens: vec![],
             agents: vec![],
@@ -282,6 +295,7 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     storage: RawStorage,
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     profiles: RawProfiles,
     #[serde(default)]
@@ -318,6 +332,8 @@ struct RawSip {
     t4: Option<String>,
     #[serde(default)]
     guard: guard::RawGuard,
+    #[serde(default)]
+    overload: overload::RawOverload,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,6 +355,8 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<String>,
+    backend: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -413,6 +431,7 @@ impl RawConfig {
             }
         }
         cfg.sip.guard = guard::validate(self.sip.guard, &mut c);
+        cfg.sip.overload = overload::validate(self.sip.overload, &mut c);
         if cfg.sip.timers.t2 < cfg.sip.timers.t1 {
             c.push("sip.t2", "must not be less than sip.t1");
         }
@@ -445,6 +464,7 @@ impl RawConfig {
         if let Some(l) = &self.http.listen {
             cfg.http.listen = c.check("http.listen", addr(l)).unwrap_or(cfg.http.listen);
         }
+        (cfg.backend, cfg.cluster) = cluster::validate(self.storage.backend.as_deref(), self.storage.url.clone(), self.cluster, &mut c);
         if let Some(p) = self.storage.path {
             cfg.storage_path = base.join(p);
         } else {

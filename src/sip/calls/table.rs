@@ -149,6 +149,11 @@ impl Calls {
         self.legs.len()
     }
 
+    /// Legs not yet confirmed: dialling, offered, or answering until the ACK.
+    pub(crate) fn setup_count(&self) -> usize {
+        self.legs.values().filter(|l| matches!(l.state, State::Calling(_) | State::Offered(_) | State::Accepting { .. })).count()
+    }
+
     /// Whether nothing at all is kept: no leg, no transaction, dialog or timer entry.
     #[allow(dead_code)]
     pub(crate) fn holds_nothing(&self) -> bool {
