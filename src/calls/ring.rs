@@ -148,6 +148,15 @@ impl Ringing {
     }
 }
 
+/// The next event of `r`, or never when no agent is ringing: a branch of a
+/// driver's `select!`.
+pub async fn next_of(r: Option<&mut Ringing>) -> RingEvent {
+    match r {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Where to send an INVITE for a registered contact: the Contact's own
 /// address when it is on the host the REGISTER came from (a softphone may
 /// register from one port and listen on another), else the REGISTER's
