@@ -83,6 +83,7 @@ impl Driver {
 
     async fn run_inner(mut self, mut incoming: mpsc::Receiver<Incoming>, mut shutdown: watch::Receiver<bool>) {
         let mut stop_by: Option<Instant> = None;
+        let mut closed = self.transports.take_closed();
         loop {
             let now = Instant::now();
             self.pump(now);
@@ -142,6 +143,9 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                }
+                Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
+                    self.registrar.connection_closed(Instant::now(), peer);
                 }
                 _ = sleep => {
                     // Every core ignores a timeout that is not due yet.
