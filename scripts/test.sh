@@ -50,3 +50,5 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 # Browser tests of the web console: Debian's chromium driven by playwright-core
 # (installed above; no browser download). `node --test` exits non-zero on a failure.
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
+# SIP over WebSocket against a bare JsSIP page (vendored in tests/browser/vendor).
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 sipws.test.mjs)
