@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need
-# when missing (SIPp with its pcaps, baresip, pkg-config, libopus; chromium,
+# when missing (SIPp with its pcaps, baresip, pkg-config, libopus, libssl (str0m's DTLS); chromium,
 # PostgreSQL, Kamailio with its WebSocket modules and Node for the browser and
 # cluster tests), installs the browser tests' npm packages when there are any,
 # then runs every test.
@@ -19,6 +19,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 command -v chromium >/dev/null || need+=(chromium)
 installed postgresql || need+=(postgresql)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
