@@ -53,3 +53,6 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
 # SIP over WebSocket against a bare JsSIP page (vendored in tests/browser/vendor).
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 sipws.test.mjs)
+# The WebRTC leg against chromium (ICE-lite, DTLS-SRTP, G.711 both ways on loopback).
+cargo build --locked --example webrtc_leg_peer
+(cd tests/browser && node --test --test-concurrency=1 webrtc_leg.test.mjs)
