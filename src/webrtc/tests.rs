@@ -182,7 +182,10 @@ fn wrong_fingerprint_fails_the_leg() {
     let tampered: String = answer
         .lines()
         .map(|l| if let Some(fp) = l.strip_prefix("a=fingerprint:sha-256 ") {
-            let flipped = if fp.starts_with("00") { format!("11{}", &fp[2..]) } else { format!("00{}", &fp[2..]) };
+            let flipped = match fp.strip_prefix("00") {
+                Some(rest) => format!("11{rest}"),
+                None => format!("00{}", &fp[2..]),
+            };
             format!("a=fingerprint:sha-256 {flipped}\r\n")
         } else {
             format!("{l}\r\n")

@@ -167,7 +167,9 @@ fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(codec::MAX_MESSAGE_SIZE)).max_frame_size(Some(codec::MAX_MESSAGE_SIZE))
 }
 
-/// The handshake callback: RFC 7118 §4.1 subprotocol negotiation.
+/// The handshake callback: RFC 7118 §4.1 subprotocol negotiation. The signature is
+/// tungstenite's `Callback`, hence its large error type.
+#[allow(clippy::result_large_err)]
 fn upgrade(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
     let protocols = req.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok());
     match policy::check_upgrade(req.uri().path(), protocols) {
