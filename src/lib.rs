@@ -14,6 +14,7 @@
 //! - [`scheduler`]: the durable callback book — model, redb store with group
 //!   commit, timer wheel, calling windows and rules.
 //! - [`media`]: RTP/RTCP, G.711/Opus, SDP, DTMF, prompts.
+//! - [`webrtc`]: browser agents' media legs (ICE-lite, DTLS-SRTP) on str0m.
 //! - [`amd`]: answering-machine detection.
 //! - [`agents`]: agent states, softphone registrations and reservations.
 //! - [`dialler`]: due callbacks become calls: the two dial flows (sans-IO
@@ -60,3 +61,4 @@ pub mod serve;
 pub mod sip;
 pub mod window;
 pub mod webhooks;
+pub mod webrtc;

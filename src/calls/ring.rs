@@ -162,6 +162,10 @@ pub async fn next_of(r: Option<&mut Ringing>) -> RingEvent {
 /// register from one port and listen on another), else the REGISTER's
 /// source (the softphone is behind NAT and its Contact is private).
 fn contact_target(contact: &str, source: Peer) -> Peer {
+    // A WebSocket agent is reachable only on the connection it registered over (RFC 7118 §5.3).
+    if source.transport == crate::config::Transport::Ws {
+        return source;
+    }
     let addr = rsip::Uri::try_from(contact).ok().and_then(|u| {
         let ip: std::net::IpAddr = u.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok()?;
         let port = u.host_with_port.port.map_or(5060, |p| *p.value());
