@@ -9,6 +9,7 @@ pub mod guard;
 mod problem;
 pub mod profile;
 pub mod queue;
+pub mod tls;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashSet};
@@ -26,6 +27,7 @@ pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
 pub use queue::{DialMode, OnMachine, OwnershipExpiry, Queue, WindowClose};
+pub use tls::TlsConfig;
 pub use webhook::{EventFilter, Webhook};
 
 /// The digest algorithms redial can offer to agents and answer from carriers.
@@ -65,6 +67,8 @@ impl Default for SipTimers {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// `sip.tls_listen`: SIP over TLS (RFC 3261 §26.2) with `[tls]`'s certificate.
+    pub tls_listen: Option<SocketAddr>,
     pub realm: String,
     pub digest_algorithms: Vec<DigestAlgorithm>,
     pub public_addr: Option<IpAddr>,
@@ -151,6 +155,8 @@ pub struct Config {
     pub amd: crate::amd::AmdConfig,
     /// `[[webhooks]]`: endpoints that receive events.
     pub webhooks: Vec<Webhook>,
+    /// `[tls]`: certificates for `sip.tls_listen` and for TLS toward carriers.
+    pub tls: TlsConfig,
     /// Whether `profiles.dir` was set explicitly (then it must exist).
     profiles_dir_explicit: bool,
 }
@@ -164,6 +170,7 @@ impl Config {
             source: None,
             sip: SipConfig {
                 listen: "127.0.0.1:5060".parse().expect("literal"),
+                tls_listen: None,
                 realm: "redial".into(),
                 digest_algorithms: vec![DigestAlgorithm::Md5],
                 public_addr: None,
@@ -186,6 +193,7 @@ impl Config {
             profiles: BTreeMap::new(),
             amd: crate::amd::AmdConfig::default(),
             webhooks: vec![],
+            tls: TlsConfig::default(),
             profiles_dir_explicit: false,
         }
     }
@@ -296,6 +304,8 @@ struct RawConfig {
     dids: Vec<RawDid>,
     #[serde(default)]
     webhooks: Vec<webhook::RawWebhook>,
+    #[serde(default)]
+    tls: tls::RawTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +320,7 @@ struct RawDid {
 #[serde(deny_unknown_fields)]
 struct RawSip {
     listen: Option<String>,
+    tls_listen: Option<String>,
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
     public_addr: Option<String>,
@@ -375,6 +386,13 @@ impl RawConfig {
         let addr = |s: &str| s.parse::<SocketAddr>().map_err(|_| format!("`{s}` is not an address like 127.0.0.1:5060"));
         if let Some(l) = &self.sip.listen {
             cfg.sip.listen = c.check("sip.listen", addr(l)).unwrap_or(cfg.sip.listen);
+        }
+        if let Some(l) = &self.sip.tls_listen {
+            cfg.sip.tls_listen = c.check("sip.tls_listen", addr(l));
+        }
+        cfg.tls = tls::validate(self.tls, base, &mut c);
+        if cfg.sip.tls_listen.is_some() && !cfg.tls.has_server_cert() {
+            c.push("sip.tls_listen", "needs tls.cert and tls.key");
         }
         if let Some(r) = self.sip.realm {
             if r.is_empty() || r.contains('"') {

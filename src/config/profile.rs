@@ -13,6 +13,16 @@ pub enum Transport {
     #[default]
     Udp,
     Tcp,
+    /// TCP with TLS (RFC 3261 §26.2; `sips:` URIs imply it).
+    Tls,
+}
+
+impl Transport {
+    /// Whether messages travel on a connection (TCP, TLS): responses go back on it
+    /// (RFC 3261 §18.2.2) and the transaction layer does not retransmit.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
 }
 
 impl std::fmt::Display for Transport {
@@ -20,6 +30,7 @@ impl std::fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -97,14 +108,21 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
     let before = c.problems.len();
 
     let (proxy_host, proxy_port) = c.check("proxy", parse_proxy(&raw.proxy)).unwrap_or_default();
+    let sips = raw.proxy.starts_with("sips:");
     let transport = match raw.transport.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None if sips => Transport::Tls,
         None | Some("udp") => Transport::Udp,
         Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
         Some(other) => {
-            c.push("transport", format!("`{other}` is not a transport (use \"udp\" or \"tcp\")"));
+            c.push("transport", format!("`{other}` is not a transport (use \"udp\", \"tcp\" or \"tls\")"));
             Transport::Udp
         }
     };
+    // A sips: URI must be reached over TLS end to end (RFC 3261 §19.1).
+    if sips && transport != Transport::Tls {
+        c.push("transport", format!("`{transport}` cannot reach a sips: proxy (use \"tls\")"));
+    }
     if raw.register && (raw.username.is_none() || raw.password.is_none()) {
         let key = if raw.username.is_none() { "username" } else { "password" };
         c.push(key, "required when register = true");
@@ -169,10 +187,14 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
     })
 }
 
-/// `sip:host[:port]` (or `host[:port]`) → host and port (default 5060).
+/// `sip:host[:port]`, `sips:host[:port]` (or `host[:port]`) → host and port (default
+/// 5060, 5061 for sips: as RFC 3261 §19.1.2 says).
 fn parse_proxy(proxy: &str) -> Result<(String, u16), String> {
     let bad = || format!("`{proxy}` is not a SIP URI like sip:192.0.2.10:5060");
-    let rest = proxy.strip_prefix("sip:").unwrap_or(proxy);
+    let (rest, default_port) = match proxy.strip_prefix("sips:") {
+        Some(r) => (r, 5061),
+        None => (proxy.strip_prefix("sip:").unwrap_or(proxy), 5060),
+    };
     let rest = rest.split(';').next().unwrap_or_default();
     if rest.is_empty() || rest.contains('@') {
         return Err(bad());
@@ -190,7 +212,7 @@ fn parse_proxy(proxy: &str) -> Result<(String, u16), String> {
         return Err(bad());
     }
     let port = match port {
-        None => 5060,
+        None => default_port,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
     Ok((host, port))
@@ -209,5 +231,7 @@ mod tests {
         assert!(parse_proxy("sip:host:0").is_err());
         assert!(parse_proxy("sip:user@host").is_err());
         assert!(parse_proxy("sip:host:99999").is_err());
+        assert_eq!(parse_proxy("sips:carrier.test"), Ok(("carrier.test".into(), 5061)));
+        assert_eq!(parse_proxy("sips:carrier.test:5071"), Ok(("carrier.test".into(), 5071)));
     }
 }

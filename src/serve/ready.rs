@@ -19,6 +19,9 @@ use serde::Serialize;
 pub struct Bound {
     /// SIP, UDP and TCP on the same port.
     pub sip: SocketAddr,
+    /// SIP over TLS (`sip.tls_listen`), when enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_tls: Option<SocketAddr>,
     pub http: SocketAddr,
     pub media: Media,
 }
@@ -79,6 +82,7 @@ mod tests {
     fn bound() -> Bound {
         Bound {
             sip: "127.0.0.1:5062".parse().unwrap(),
+            sip_tls: None,
             http: "127.0.0.1:8081".parse().unwrap(),
             media: Media::new("127.0.0.1".parse().unwrap(), &(20000..=20999)),
         }

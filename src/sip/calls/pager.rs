@@ -62,7 +62,7 @@ impl Calls {
         };
         let to = req.destination;
         let mut headers = Headers::default();
-        headers.push(Header::Via(via(to.transport, self.me(to.addr), &new_branch())));
+        headers.push(Header::Via(via(to.transport, self.me(to), &new_branch())));
         headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
         headers.push(Header::From(rsip::headers::From::new(format!("<sip:{}@{}>;tag={}", req.from_user, req.from_host, new_tag()))));
         headers.push(Header::To(rsip::headers::To::new(req.to)));
@@ -143,7 +143,7 @@ impl Calls {
         };
         let mut request = p.request.clone();
         let seq = crate::sip::transaction::message::cseq_of(&request.headers).map(|(s, _)| s).unwrap_or(1) + 1;
-        let new_via = via(p.peer.transport, self.me(p.peer.addr), &new_branch());
+        let new_via = via(p.peer.transport, self.me(p.peer), &new_branch());
         for h in request.headers.iter_mut() {
             match h {
                 Header::CSeq(_) => *h = Header::CSeq(rsip::headers::CSeq::new(format!("{seq} MESSAGE"))),

@@ -26,7 +26,7 @@ impl Calls {
         };
         let to = req.destination;
         let mut headers = Headers::default();
-        headers.push(Header::Via(via(to.transport, self.me(to.addr), &new_branch())));
+        headers.push(Header::Via(via(to.transport, self.me(to), &new_branch())));
         headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
         headers.push(Header::From(rsip::headers::From::new(format!("<sip:{}@{}>;tag={}", req.from_user, req.from_host, new_tag()))));
         headers.push(Header::To(rsip::headers::To::new(req.to.clone())));
@@ -198,7 +198,7 @@ impl Calls {
         let mut invite = c.invite.clone();
         let seq = crate::sip::transaction::message::cseq_of(&invite.headers).map(|(s, _)| s).unwrap_or(1) + 1;
         let peer = leg.peer;
-        let new_via = via(peer.transport, self.me(peer.addr), &new_branch());
+        let new_via = via(peer.transport, self.me(peer), &new_branch());
         for h in invite.headers.iter_mut() {
             match h {
                 Header::CSeq(_) => *h = Header::CSeq(rsip::headers::CSeq::new(format!("{seq} INVITE"))),
