@@ -340,8 +340,13 @@ impl Ringing {
 /// Where to send an INVITE for a registered contact: the Contact's own
 /// address when it is on the host the REGISTER came from (a softphone may
 /// register from one port and listen on another), else the REGISTER's
-/// source (the softphone is behind NAT and its Contact is private).
+/// source (the softphone is behind NAT and its Contact is private). Over TLS
+/// always the connection the REGISTER came on: a softphone seldom holds a
+/// server certificate, so it is reached on the connection it opened (RFC 5923).
 fn contact_target(contact: &str, source: Peer) -> Peer {
+    if source.transport == crate::config::Transport::Tls {
+        return source;
+    }
     let addr = rsip::Uri::try_from(contact).ok().and_then(|u| {
         let ip: std::net::IpAddr = u.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok()?;
         let port = u.host_with_port.port.map_or(5060, |p| *p.value());
@@ -392,5 +397,7 @@ mod tests {
         assert_eq!(contact_target("sip:alice@127.0.0.1", src).addr, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(contact_target("sip:alice@192.168.1.10:5060", src), src, "NAT: the source");
         assert_eq!(contact_target("sip:alice@phone.example", src), src);
+        let tls = Peer { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Tls };
+        assert_eq!(contact_target("sip:alice@127.0.0.1:5071;transport=tls", tls), tls, "TLS: the REGISTER's connection");
     }
 }
