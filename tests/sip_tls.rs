@@ -13,23 +13,42 @@ use common::world::{attempts, corpus, schedule, wait_final, World};
 use common::{Redial, Setup};
 use serde_json::json;
 
-/// A self-signed certificate for 127.0.0.1 / `redial.test`: (cert.pem, key.pem).
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=redial.test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:redial.test"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA in `dir` (`{name}.pem`, `{name}-key.pem`).
+fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+    openssl(&[
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", &format!("/CN={name} test CA"), "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
+    ]);
     (cert, key)
+}
+
+/// A leaf certificate for 127.0.0.1 / `redial.test` signed by `ca`: (cert.pem, key.pem).
+fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key, csr, ext) =
+        (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")), dir.join(format!("{name}.csr")), dir.join(format!("{name}.ext")));
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:redial.test\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
+    openssl(&[
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &format!("/CN={name}"),
+        "-keyout", key.to_str().unwrap(), "-out", csr.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "x509", "-req", "-in", csr.to_str().unwrap(), "-CA", ca.0.to_str().unwrap(), "-CAkey", ca.1.to_str().unwrap(),
+        "-CAcreateserial", "-days", "2", "-extfile", ext.to_str().unwrap(), "-out", cert.to_str().unwrap(),
+    ]);
+    (cert, key)
+}
+
+/// A CA and a server certificate it signed: (ca.pem, cert.pem, key.pem).
+fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca = make_ca(dir, &format!("{name}-ca"));
+    let (cert, key) = make_leaf(dir, &ca, name);
+    (ca.0, cert, key)
 }
 
 fn tls_toml(cert: &Path, key: &Path) -> String {
@@ -71,13 +90,13 @@ fn baresip(dir: &Path, ca: &Path, account: &str, extra_modules: &str, seconds: u
 #[test]
 fn baresip_registers_over_tls() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = make_cert(certs.path(), "server");
+    let (ca, cert, key) = make_cert(certs.path(), "server");
     let r = Setup::new().agent("alice", "alice-pw").sip_toml("tls_listen = \"127.0.0.1:0\"").extra_toml(&tls_toml(&cert, &key)).start();
     let tls = tls_addr(&r);
     assert_ne!(tls.port(), r.sip.port());
     let dir = tempfile::tempdir().unwrap();
     let account = format!("<sip:alice@{tls};transport=tls>;auth_pass=alice-pw;regint=60");
-    let (mut child, _port) = baresip(dir.path(), &cert, &account, "audio_player\tnone\naudio_source\tnone\n", 30);
+    let (mut child, _port) = baresip(dir.path(), &ca, &account, "audio_player\tnone\naudio_source\tnone\n", 30);
     let registered = r.logs.wait_for(&["agent registered", "agent=alice", "transport=tls"], Duration::from_secs(10));
     let _ = child.kill();
     let _ = child.wait();
@@ -90,7 +109,7 @@ fn baresip_registers_over_tls() {
 #[test]
 fn a_baresip_agent_over_tls_answers_and_is_bridged() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = make_cert(certs.path(), "server");
+    let (ca, cert, key) = make_cert(certs.path(), "server");
     let mut w = World::new();
     w.sip_toml = "tls_listen = \"127.0.0.1:0\"".into();
     w.extra_toml = tls_toml(&cert, &key);
@@ -101,7 +120,7 @@ fn a_baresip_agent_over_tls_answers_and_is_bridged() {
     let dir = tempfile::tempdir().unwrap();
     let account = format!("<sip:alice@{tls};transport=tls>;auth_pass=alice-pw;regint=60;answermode=auto");
     let modules = "module\tausine.so\nmodule\taubridge.so\naudio_source\tausine,440\nausrc_srate\t48000\nausrc_channels\t2\naudio_player\taubridge,nil\n";
-    let (mut child, _port) = baresip(dir.path(), &cert, &account, modules, 40);
+    let (mut child, _port) = baresip(dir.path(), &ca, &account, modules, 40);
     r.wait_json("/v1/agents", Duration::from_secs(15), |v| v["items"][0]["state"] == "available");
     let id = schedule(&r, json!({}));
     let cb = wait_final(&r, &id, Duration::from_secs(40));
@@ -112,4 +131,100 @@ fn a_baresip_agent_over_tls_answers_and_is_bridged() {
     assert!(carrier.wait().ok());
     assert!(customer.received() > 60, "the customer heard baresip: {} packets", customer.received());
     assert!(log.contains("tls") || log.contains("TLS"), "baresip used TLS:\n{log}");
+}
+
+/// `openssl s_server` as a carrier's TLS front on a fresh port, asking for a client
+/// certificate signed by `client_ca`; what it receives goes to `log`.
+fn carrier_tls(cert: &Path, key: &Path, client_ca: &Path, log: &Path) -> (std::process::Child, u16) {
+    common::start_peer(|port| {
+        let mut c = Command::new("openssl");
+        c.args(["s_server", "-quiet", "-naccept", "1", "-Verify", "1", "-verify_return_error"])
+            .arg("-accept")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .arg("-CAfile")
+            .arg(client_ca)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+        c
+    })
+}
+
+fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `transport = "tls"` trunk: redial verifies the carrier's certificate against
+/// `tls.ca`, presents its client certificate (the carrier requires one) and sends its
+/// REGISTER inside the TLS session with a TLS Via.
+#[test]
+fn registers_to_a_carrier_over_mutual_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (carrier_ca, carrier_cert, carrier_key) = make_cert(certs.path(), "carrier");
+    let (client_ca, client_cert, client_key) = make_cert(certs.path(), "client");
+    let log = certs.path().join("carrier.log");
+    let (mut carrier, port) = carrier_tls(&carrier_cert, &carrier_key, &client_ca, &log);
+    let r = Setup::new()
+        .extra_toml(&format!(
+            "[tls]\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            carrier_ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ))
+        .profile(
+            "secure",
+            &format!("proxy = \"sips:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"trunk1\"\npassword = \"s3cret\"\noptions_ping = \"0\"\n"),
+        )
+        .start();
+    let got = wait_file_contains(&log, "REGISTER sip:carrier.test", Duration::from_secs(15));
+    let _ = carrier.kill();
+    let _ = carrier.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let err = std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
+    assert!(got, "carrier saw:\n{text}\n{err}\nredial:\n{}", r.logs.lines().join("\n"));
+    assert!(text.contains("Via: SIP/2.0/TLS "), "{text}");
+    assert!(text.contains(";alias"), "RFC 5923 alias offered: {text}");
+    assert!(text.contains("transport=tls"), "a TLS Contact: {text}");
+}
+
+/// A carrier whose certificate is not signed by `tls.ca` gets no request: the handshake
+/// fails on redial's side and is logged.
+#[test]
+fn a_carrier_with_an_untrusted_certificate_is_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    let (_, carrier_cert, carrier_key) = make_cert(certs.path(), "carrier");
+    let (other_ca, _) = make_ca(certs.path(), "other");
+    let (client_ca, client_cert, client_key) = make_cert(certs.path(), "client");
+    let log = certs.path().join("carrier.log");
+    let (mut carrier, port) = carrier_tls(&carrier_cert, &carrier_key, &client_ca, &log);
+    let r = Setup::new()
+        .extra_toml(&format!(
+            "[tls]\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            other_ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ))
+        .profile(
+            "secure",
+            &format!("proxy = \"sips:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"trunk1\"\npassword = \"s3cret\"\noptions_ping = \"0\"\n"),
+        )
+        .start();
+    let refused = r.logs.wait_for(&["tls connect failed", &format!("127.0.0.1:{port}")], Duration::from_secs(15));
+    let _ = carrier.kill();
+    let _ = carrier.wait();
+    assert!(refused.is_some(), "{}", r.logs.lines().join("\n"));
+    assert!(!std::fs::read_to_string(&log).unwrap_or_default().contains("REGISTER"));
 }
