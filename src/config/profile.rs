@@ -65,6 +65,8 @@ pub struct Profile {
     /// Inbound calls from this carrier may come from any address when they
     /// prove `username`/`password` by digest (redial challenges with 407).
     pub inbound_auth: bool,
+    /// `srtp = "off" | "optional" | "required"`: SDES-keyed SRTP (RFC 4568) on this trunk.
+    pub srtp: crate::media::sdp::SrtpPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +92,7 @@ struct RawProfile {
     max_cps: f64,
     #[serde(default)]
     inbound_auth: bool,
+    srtp: Option<String>,
 }
 
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "opus"];
@@ -162,6 +165,17 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
     if !raw.max_cps.is_finite() || raw.max_cps < 0.0 {
         c.push("max_cps", format!("{} must be 0 (no limit) or a positive number of calls per second", raw.max_cps));
     }
+    let srtp = match raw.srtp.as_deref() {
+        None => crate::media::sdp::SrtpPolicy::Off,
+        Some(v) => crate::media::sdp::SrtpPolicy::parse(v).unwrap_or_else(|| {
+            c.push("srtp", format!("`{v}` is not an SRTP mode (use \"off\", \"optional\" or \"required\")"));
+            crate::media::sdp::SrtpPolicy::Off
+        }),
+    };
+    // SDES sends the keys inside the SDP: only over TLS are they not in the clear (RFC 4568 §8.3).
+    if srtp != crate::media::sdp::SrtpPolicy::Off && transport != Transport::Tls {
+        tracing::warn!(profile = %name, "srtp is on over {transport}: the SRTP keys travel in clear SIP; use transport = \"tls\"");
+    }
     if c.problems.len() > before {
         return None;
     }
@@ -184,6 +198,7 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         max_calls: raw.max_calls,
         max_cps: raw.max_cps,
         inbound_auth: raw.inbound_auth,
+        srtp,
     })
 }
 

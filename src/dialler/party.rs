@@ -151,6 +151,7 @@ pub async fn dial(d: &Dialler, dispatch: &Dispatch, queue: &Queue) -> Result<Par
         Ok(m) => m,
         Err(e) => return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
     };
+    media.set_srtp(profile.srtp);
     let offer = media.offer(&codecs(&profile.codecs));
     let caller_id = cb.caller_id.clone().or_else(|| queue.caller_id.clone()).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
     let credentials = match (&profile.username, &profile.password) {
@@ -276,6 +277,7 @@ pub async fn start_ringing(d: &Dialler, agent: &str, call: &AgentCall<'_>, log: 
                 continue;
             }
         };
+        media.set_srtp(agent_srtp(source));
         let offer = media.offer(&[Codec::Pcmu, Codec::Pcma]);
         let sip = d.calls.dial(DialRequest {
             request_uri: contact,
@@ -334,6 +336,15 @@ impl Ringing {
         for l in self.legs {
             l.close();
         }
+    }
+}
+
+/// SRTP toward an agent's softphone: offered (SDES, RFC 4568) when it registered over
+/// TLS, where the keys in the SDP are not in the clear (§8.3); plain RTP otherwise.
+pub(crate) fn agent_srtp(source: Peer) -> crate::media::sdp::SrtpPolicy {
+    match source.transport {
+        crate::config::Transport::Tls => crate::media::sdp::SrtpPolicy::Optional,
+        _ => crate::media::sdp::SrtpPolicy::Off,
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn handle(d: &Dialler, c: IncomingCall, route: Route) {
         }
     };
     let codecs = d.cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
+    media.set_srtp(d.cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
     let answer = match media.answer_offer(&String::from_utf8_lossy(&offer), &codecs) {
         Ok(a) => a,
         Err(e) => {
