@@ -339,11 +339,14 @@ impl Ringing {
     }
 }
 
-/// SRTP toward an agent's softphone: offered (SDES, RFC 4568) when it registered over
-/// TLS, where the keys in the SDP are not in the clear (§8.3); plain RTP otherwise.
+/// SRTP toward an agent's softphone: required (RTP/SAVP with SDES keys, RFC 4568) when
+/// it registered over TLS, where the keys in the SDP are not in the clear (§8.3); plain
+/// RTP otherwise. RTP/SAVP rather than RTP/AVP with a=crypto: softphones in mandatory
+/// SRTP mode find no common media in an RTP/AVP offer, while those in best-effort mode
+/// accept either.
 pub(crate) fn agent_srtp(source: Peer) -> crate::media::sdp::SrtpPolicy {
     match source.transport {
-        crate::config::Transport::Tls => crate::media::sdp::SrtpPolicy::Optional,
+        crate::config::Transport::Tls => crate::media::sdp::SrtpPolicy::Required,
         _ => crate::media::sdp::SrtpPolicy::Off,
     }
 }

@@ -326,6 +326,17 @@ impl LegState {
         self.flush();
         let s = self.session.stats();
         tracing::debug!(leg = self.id, sent = s.sent_packets, received = s.received_packets, send_errors = self.send_errors, "media leg closed");
+        if let Some(srtp) = &self.srtp {
+            // Received counts only packets whose SRTP tag verified.
+            tracing::info!(
+                leg = self.id,
+                suite = srtp.keys.local.suite.name(),
+                sent = s.sent_packets,
+                received = s.received_packets,
+                dropped = self.srtp_dropped,
+                "SRTP leg closed"
+            );
+        }
     }
 }
 
