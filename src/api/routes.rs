@@ -223,11 +223,7 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
         },
     };
     let filter = ListFilter { status, queue: q.queue, owner: q.owner, phone: q.phone };
-    let book = s.book.clone();
-    let cursor = q.cursor;
-    let page = tokio::task::spawn_blocking(move || book.list(&filter, limit, cursor.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let page = s.book.list(&filter, limit, q.cursor.as_deref()).await?;
     Ok(Json(List { items: page.items.iter().map(CallbackView::from).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -242,7 +238,7 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
     security(("bearer" = [])))]
 pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
-    let cb = s.book.get_str(&id)?.ok_or_else(|| ApiError::not_found("callback"))?;
+    let cb = s.book.get_str(&id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
     Ok(Json(CallbackView::from(&cb)))
 }
 
@@ -258,7 +254,7 @@ pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, Pa
 pub async fn list_attempts(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<List<AttemptView>>, ApiError> {
     let id = id_of(id)?;
     let id = callback_id(&id)?;
-    let attempts = s.book.attempts(id)?.ok_or_else(|| ApiError::not_found("callback"))?;
+    let attempts = s.book.attempts(id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
     Ok(Json(List { items: attempts.iter().map(AttemptView::from).collect(), next_cursor: None }))
 }
 
@@ -330,7 +326,7 @@ pub async fn stats(State(s): State<AppState>, q: Result<Query<StatsQuery>, Query
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no queue named `{name}`")).field("queue"));
         }
     }
-    Ok(Json(s.book.stats(q.queue.as_deref())?.into()))
+    Ok(Json(s.book.stats(q.queue.as_deref()).await?.into()))
 }
 
 /// Every configured agent.
@@ -400,7 +396,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     family(&mut out, "redial_callbacks", "gauge", "Callbacks by queue and status (pending = scheduled + in_progress).");
     let mut requested = BTreeMap::new();
     for q in &s.cfg.queues {
-        let st = s.book.stats(Some(&q.name))?;
+        let st = s.book.stats(Some(&q.name)).await?;
         let ql = label(&q.name);
         for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed), ("skipped", st.skipped)] {
             let _ = writeln!(out, "redial_callbacks{{queue=\"{ql}\",status=\"{status}\"}} {n}");

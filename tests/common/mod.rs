@@ -158,6 +158,13 @@ impl Setup {
         self
     }
 
+    /// Extra keys of the `[sip]` table (e.g. `t1 = "50ms"`).
+    pub fn sip_keys(mut self, toml: &str) -> Self {
+        self.sip.push_str(toml);
+        self.sip.push('\n');
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
