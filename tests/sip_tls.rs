@@ -269,3 +269,38 @@ fn a_carrier_with_an_untrusted_certificate_is_refused() {
     assert!(refused.is_some(), "{}", r.logs.lines().join("\n"));
     assert!(!std::fs::read_to_string(&log).unwrap_or_default().contains("REGISTER"));
 }
+
+/// The subject of the certificate served at `addr` (as `openssl s_client` prints it).
+fn served_subject(addr: SocketAddr) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-brief"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    text.lines().find(|l| l.contains("Peer certificate:")).unwrap_or_else(|| panic!("no peer certificate in:\n{text}")).to_string()
+}
+
+/// SIGHUP swaps in a renewed certificate for new TLS connections; a broken `[tls]` file
+/// keeps the old one and names the key.
+#[test]
+fn sighup_reloads_the_tls_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = make_ca(certs.path(), "ca");
+    let (cert, key) = make_leaf(certs.path(), &ca, "first");
+    let r = Setup::new().sip_toml("tls_listen = \"127.0.0.1:0\"").extra_toml(&tls_toml(&cert, &key)).start();
+    let tls = tls_addr(&r);
+    assert!(served_subject(tls).contains("CN = first"), "{}", served_subject(tls));
+    // A renewed certificate written over the same files.
+    let (renewed, renewed_key) = make_leaf(certs.path(), &ca, "renewed");
+    std::fs::copy(&renewed, &cert).unwrap();
+    std::fs::copy(&renewed_key, &key).unwrap();
+    unsafe { libc::kill(r.pid() as i32, libc::SIGHUP) };
+    assert!(r.logs.wait_for(&["TLS certificates reloaded"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+    assert!(served_subject(tls).contains("CN = renewed"), "{}", served_subject(tls));
+    // A key file that is not a key: nothing applied, the problem named by key.
+    std::fs::write(&key, "garbage\n").unwrap();
+    unsafe { libc::kill(r.pid() as i32, libc::SIGHUP) };
+    assert!(r.logs.wait_for(&["SIGHUP: not reloaded", "key=tls.key"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+    assert!(served_subject(tls).contains("CN = renewed"));
+}
