@@ -327,3 +327,18 @@ fn first_start_prints_an_admin_token_once_and_graceful_stop() {
     let (st, again) = s.req("GET", &format!("/v1/callbacks/{}", cb["id"].as_str().unwrap()), Some(&token), None);
     assert_eq!((st, again), (200, cb));
 }
+
+/// Guessing API tokens is throttled per source like console sign-ins: after 20 wrong
+/// tokens, even the right one gets 429 with Retry-After from that address.
+#[test]
+fn wrong_tokens_are_throttled_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), true, &[]);
+    for i in 0..20 {
+        assert_eq!(s.req("GET", "/v1/callbacks", Some(&format!("guess-{i}")), None).0, 401, "guess {i}");
+    }
+    let (status, body, headers) = s.req_h("GET", "/v1/callbacks", Some(RO), None, &[]);
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("retry-after") && v.trim() == "300"), "{headers:?}");
+    assert_eq!(s.req("GET", "/healthz", None, None).0, 200, "routes without a token still answer");
+}

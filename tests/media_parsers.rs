@@ -9,7 +9,14 @@ use redial::media::sdp::{answer_offer, Direction, LocalMedia};
 use redial::media::Codec;
 
 fn local() -> LocalMedia {
-    LocalMedia { addr: "127.0.0.1".parse().unwrap(), port: 20000, session_id: 1, session_version: 1 }
+    LocalMedia {
+        addr: "127.0.0.1".parse().unwrap(),
+        port: 20000,
+        session_id: 1,
+        session_version: 1,
+        srtp: redial::media::sdp::SrtpPolicy::Off,
+        key: redial::media::srtp::KeyMaterial::random(redial::media::srtp::Suite::AesCm128HmacSha1_80),
+    }
 }
 
 proptest! {

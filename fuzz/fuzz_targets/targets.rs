@@ -14,12 +14,20 @@ use redial::media::Codec;
 pub fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = sdp::model::parse(text);
-    let local = LocalMedia { addr: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 20000, session_id: 1, session_version: 1 };
+    // SRTP optional: a=crypto lines are parsed and answered too.
+    let local = LocalMedia {
+        addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 20000,
+        session_id: 1,
+        session_version: 1,
+        srtp: sdp::SrtpPolicy::Optional,
+        key: redial::media::srtp::KeyMaterial::random(redial::media::srtp::Suite::AesCm128HmacSha1_80),
+    };
     if let Ok(answer) = sdp::answer_offer(text, &local, &[Codec::Pcmu, Codec::Pcma, Codec::Opus], Direction::SendRecv) {
         // Our own answer must be something we read back.
         let _ = sdp::model::parse(&answer.sdp).expect("our answer parses");
     }
-    let _ = sdp::accept_answer(text, &[Codec::Pcmu, Codec::Pcma, Codec::Opus], Direction::SendRecv);
+    let _ = sdp::accept_answer(text, &[Codec::Pcmu, Codec::Pcma, Codec::Opus], Direction::SendRecv, &local);
 }
 
 /// RTP datagrams (RFC 3550 §5) and RTCP compound packets (§6).

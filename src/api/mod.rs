@@ -100,7 +100,30 @@ async fn guard(State(s): State<AppState>, mut req: Request, next: Next) -> Respo
 fn authorize(s: &Shared, req: &Request) -> Result<Option<String>, ApiError> {
     let Some(need) = auth::required_scope(req.method(), req.uri().path()) else { return Ok(None) };
     let header = req.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
-    let name = auth::check(&s.tokens, header, need)?;
+    // Token guessing is throttled per source like console sign-ins: after too many
+    // wrong tokens, every request from that address gets 429 until the window ends.
+    let source = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let now = Instant::now();
+    if let Some(ip) = source.filter(|ip| !s.console.may_try_token(*ip, now)) {
+        tracing::warn!(source = %ip, "API token guessing throttled");
+        let secs = crate::console::session::WINDOW.as_secs();
+        let mut e = ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "throttled", format!("too many wrong tokens from this address; retry in {secs} s"));
+        e.retry_after = Some(secs);
+        return Err(e);
+    }
+    let name = match auth::check(&s.tokens, header, need) {
+        Ok(n) => n,
+        Err(e) => {
+            // A wrong secret counts; a missing header does not (health probes, typos in tooling).
+            if let (Some(ip), Some(_)) = (source, header) {
+                if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                    s.console.token_failed(ip, now);
+                    tracing::info!(source = %ip, "API token refused");
+                }
+            }
+            return Err(e);
+        }
+    };
     if let Err(secs) = s.limiter.take(&name, Instant::now()) {
         let mut e = ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("token `{name}` is over its rate limit; retry in {secs} s"));
         e.retry_after = Some(secs);

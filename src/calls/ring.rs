@@ -87,6 +87,7 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
                 continue;
             }
         };
+        media.set_srtp(agent_srtp(source));
         let offer = media.offer(&[Codec::Pcmu, Codec::Pcma]);
         let sip = d.calls.dial(DialRequest {
             request_uri: contact,
@@ -157,13 +158,28 @@ pub async fn next_of(r: Option<&mut Ringing>) -> RingEvent {
     }
 }
 
+/// SRTP toward an agent's softphone: required (RTP/SAVP with SDES keys, RFC 4568) when
+/// it registered over TLS, where the keys in the SDP are not in the clear (§8.3); plain
+/// RTP otherwise. RTP/SAVP rather than RTP/AVP with a=crypto: softphones in mandatory
+/// SRTP mode find no common media in an RTP/AVP offer, while those in best-effort mode
+/// accept either.
+pub(crate) fn agent_srtp(source: Peer) -> crate::media::sdp::SrtpPolicy {
+    match source.transport {
+        crate::config::Transport::Tls => crate::media::sdp::SrtpPolicy::Required,
+        _ => crate::media::sdp::SrtpPolicy::Off,
+    }
+}
+
 /// Where to send an INVITE for a registered contact: the Contact's own
 /// address when it is on the host the REGISTER came from (a softphone may
 /// register from one port and listen on another), else the REGISTER's
-/// source (the softphone is behind NAT and its Contact is private).
+/// source (the softphone is behind NAT and its Contact is private). Over TLS
+/// always the connection the REGISTER came on: a softphone seldom holds a
+/// server certificate, so it is reached on the connection it opened (RFC 5923).
 fn contact_target(contact: &str, source: Peer) -> Peer {
-    // A WebSocket agent is reachable only on the connection it registered over (RFC 7118 §5.3).
-    if source.transport == crate::config::Transport::Ws {
+    // A WebSocket agent is reachable only on the connection it registered over
+    // (RFC 7118 §5.3), a TLS one on the connection its REGISTER opened.
+    if matches!(source.transport, crate::config::Transport::Ws | crate::config::Transport::Tls) {
         return source;
     }
     let addr = rsip::Uri::try_from(contact).ok().and_then(|u| {
@@ -195,5 +211,7 @@ mod tests {
         assert_eq!(contact_target("sip:alice@127.0.0.1", src).addr, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(contact_target("sip:alice@192.168.1.10:5060", src), src, "NAT: the source");
         assert_eq!(contact_target("sip:alice@phone.example", src), src);
+        let tls = Peer { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Tls };
+        assert_eq!(contact_target("sip:alice@127.0.0.1:5071;transport=tls", tls), tls, "TLS: the REGISTER's connection");
     }
 }

@@ -11,6 +11,7 @@ pub mod overload;
 mod problem;
 pub mod profile;
 pub mod queue;
+pub mod tls;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashSet};
@@ -30,6 +31,7 @@ pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
 pub use queue::{DialMode, OnMachine, OwnershipExpiry, Queue, WindowClose};
+pub use tls::TlsConfig;
 pub use webhook::{EventFilter, Webhook};
 
 /// The digest algorithms redial can offer to agents and answer from carriers.
@@ -71,6 +73,8 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// `sip.ws_listen`: SIP over WebSocket (RFC 7118) for browser agents; off when `None`.
     pub ws_listen: Option<SocketAddr>,
+    /// `sip.tls_listen`: SIP over TLS (RFC 3261 §26.2) with `[tls]`'s certificate.
+    pub tls_listen: Option<SocketAddr>,
     pub realm: String,
     pub digest_algorithms: Vec<DigestAlgorithm>,
     pub public_addr: Option<IpAddr>,
@@ -163,6 +167,8 @@ pub struct Config {
     pub amd: crate::amd::AmdConfig,
     /// `[[webhooks]]`: endpoints that receive events.
     pub webhooks: Vec<Webhook>,
+    /// `[tls]`: certificates for `sip.tls_listen` and for TLS toward carriers.
+    pub tls: TlsConfig,
     /// Whether `profiles.dir` was set explicitly (then it must exist).
     profiles_dir_explicit: bool,
 }
@@ -177,6 +183,7 @@ impl Config {
             sip: SipConfig {
                 listen: "127.0.0.1:5060".parse().expect("literal"),
                 ws_listen: None,
+                tls_listen: None,
                 realm: "redial".into(),
                 digest_algorithms: vec![DigestAlgorithm::Md5],
                 public_addr: None,
@@ -202,6 +209,7 @@ impl Config {
             profiles: BTreeMap::new(),
             amd: crate::amd::AmdConfig::default(),
             webhooks: vec![],
+            tls: TlsConfig::default(),
             profiles_dir_explicit: false,
         }
     }
@@ -313,6 +321,8 @@ struct RawConfig {
     dids: Vec<RawDid>,
     #[serde(default)]
     webhooks: Vec<webhook::RawWebhook>,
+    #[serde(default)]
+    tls: tls::RawTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +338,7 @@ struct RawDid {
 struct RawSip {
     listen: Option<String>,
     ws_listen: Option<String>,
+    tls_listen: Option<String>,
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
     public_addr: Option<String>,
@@ -400,6 +411,13 @@ impl RawConfig {
         }
         if let Some(l) = &self.sip.ws_listen {
             cfg.sip.ws_listen = c.check("sip.ws_listen", addr(l));
+        }
+        if let Some(l) = &self.sip.tls_listen {
+            cfg.sip.tls_listen = c.check("sip.tls_listen", addr(l));
+        }
+        cfg.tls = tls::validate(self.tls, base, &mut c);
+        if cfg.sip.tls_listen.is_some() && !cfg.tls.has_server_cert() {
+            c.push("sip.tls_listen", "needs tls.cert and tls.key");
         }
         if let Some(r) = self.sip.realm {
             if r.is_empty() || r.contains('"') {

@@ -16,6 +16,16 @@ pub enum Transport {
     /// SIP over WebSocket (RFC 7118): only for agents whose browser connected to
     /// `sip.ws_listen`; messages to them go down that connection.
     Ws,
+    /// TCP with TLS (RFC 3261 §26.2; `sips:` URIs imply it).
+    Tls,
+}
+
+impl Transport {
+    /// Whether messages travel on a connection (TCP, TLS): responses go back on it
+    /// (RFC 3261 §18.2.2) and the transaction layer does not retransmit.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
 }
 
 impl std::fmt::Display for Transport {
@@ -24,6 +34,7 @@ impl std::fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Ws => "ws",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -58,6 +69,8 @@ pub struct Profile {
     /// Inbound calls from this carrier may come from any address when they
     /// prove `username`/`password` by digest (redial challenges with 407).
     pub inbound_auth: bool,
+    /// `srtp = "off" | "optional" | "required"`: SDES-keyed SRTP (RFC 4568) on this trunk.
+    pub srtp: crate::media::sdp::SrtpPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +96,7 @@ struct RawProfile {
     max_cps: f64,
     #[serde(default)]
     inbound_auth: bool,
+    srtp: Option<String>,
 }
 
 pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "opus"];
@@ -101,14 +115,21 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
     let before = c.problems.len();
 
     let (proxy_host, proxy_port) = c.check("proxy", parse_proxy(&raw.proxy)).unwrap_or_default();
+    let sips = raw.proxy.starts_with("sips:");
     let transport = match raw.transport.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None if sips => Transport::Tls,
         None | Some("udp") => Transport::Udp,
         Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
         Some(other) => {
-            c.push("transport", format!("`{other}` is not a transport (use \"udp\" or \"tcp\")"));
+            c.push("transport", format!("`{other}` is not a transport (use \"udp\", \"tcp\" or \"tls\")"));
             Transport::Udp
         }
     };
+    // A sips: URI must be reached over TLS end to end (RFC 3261 §19.1).
+    if sips && transport != Transport::Tls {
+        c.push("transport", format!("`{transport}` cannot reach a sips: proxy (use \"tls\")"));
+    }
     if raw.register && (raw.username.is_none() || raw.password.is_none()) {
         let key = if raw.username.is_none() { "username" } else { "password" };
         c.push(key, "required when register = true");
@@ -148,6 +169,17 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
     if !raw.max_cps.is_finite() || raw.max_cps < 0.0 {
         c.push("max_cps", format!("{} must be 0 (no limit) or a positive number of calls per second", raw.max_cps));
     }
+    let srtp = match raw.srtp.as_deref() {
+        None => crate::media::sdp::SrtpPolicy::Off,
+        Some(v) => crate::media::sdp::SrtpPolicy::parse(v).unwrap_or_else(|| {
+            c.push("srtp", format!("`{v}` is not an SRTP mode (use \"off\", \"optional\" or \"required\")"));
+            crate::media::sdp::SrtpPolicy::Off
+        }),
+    };
+    // SDES sends the keys inside the SDP: only over TLS are they not in the clear (RFC 4568 §8.3).
+    if srtp != crate::media::sdp::SrtpPolicy::Off && transport != Transport::Tls {
+        tracing::warn!(profile = %name, "srtp is on over {transport}: the SRTP keys travel in clear SIP; use transport = \"tls\"");
+    }
     if c.problems.len() > before {
         return None;
     }
@@ -170,13 +202,18 @@ pub(crate) fn load(file: &Path, problems: &mut Vec<Problem>) -> Option<Profile> 
         max_calls: raw.max_calls,
         max_cps: raw.max_cps,
         inbound_auth: raw.inbound_auth,
+        srtp,
     })
 }
 
-/// `sip:host[:port]` (or `host[:port]`) → host and port (default 5060).
+/// `sip:host[:port]`, `sips:host[:port]` (or `host[:port]`) → host and port (default
+/// 5060, 5061 for sips: as RFC 3261 §19.1.2 says).
 fn parse_proxy(proxy: &str) -> Result<(String, u16), String> {
     let bad = || format!("`{proxy}` is not a SIP URI like sip:192.0.2.10:5060");
-    let rest = proxy.strip_prefix("sip:").unwrap_or(proxy);
+    let (rest, default_port) = match proxy.strip_prefix("sips:") {
+        Some(r) => (r, 5061),
+        None => (proxy.strip_prefix("sip:").unwrap_or(proxy), 5060),
+    };
     let rest = rest.split(';').next().unwrap_or_default();
     if rest.is_empty() || rest.contains('@') {
         return Err(bad());
@@ -194,7 +231,7 @@ fn parse_proxy(proxy: &str) -> Result<(String, u16), String> {
         return Err(bad());
     }
     let port = match port {
-        None => 5060,
+        None => default_port,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
     Ok((host, port))
@@ -213,5 +250,7 @@ mod tests {
         assert!(parse_proxy("sip:host:0").is_err());
         assert!(parse_proxy("sip:user@host").is_err());
         assert!(parse_proxy("sip:host:99999").is_err());
+        assert_eq!(parse_proxy("sips:carrier.test"), Ok(("carrier.test".into(), 5061)));
+        assert_eq!(parse_proxy("sips:carrier.test:5071"), Ok(("carrier.test".into(), 5071)));
     }
 }

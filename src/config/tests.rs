@@ -220,6 +220,39 @@ fn ws_listen_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn tls_problems_are_named_by_key() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "key.pem", "not a key\n");
+    let f = write(
+        d.path(),
+        "redial.toml",
+        "[sip]\ntls_listen = \"127.0.0.1:5061\"\n[tls]\nkey = \"key.pem\"\nca = \"missing.pem\"\nclient_cert = \"key.pem\"\n",
+    );
+    write(d.path(), "sip-profiles/plain.toml", "proxy = \"sips:carrier.test\"\ntransport = \"udp\"\n");
+    let text = Config::load(Some(&f)).unwrap_err().to_string();
+    for needle in [
+        "redial.toml: tls.cert: required with tls.key",
+        "redial.toml: tls.key:",
+        "redial.toml: tls.ca: cannot read",
+        "redial.toml: tls.client_key: required with tls.client_cert",
+        "redial.toml: sip.tls_listen: needs tls.cert and tls.key",
+        "plain.toml: transport: `udp` cannot reach a sips: proxy",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+#[test]
+fn a_sips_proxy_means_tls_on_5061() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "redial.toml", "");
+    write(d.path(), "sip-profiles/secure.toml", "proxy = \"sips:carrier.test\"\n");
+    let cfg = Config::load(Some(&f)).unwrap();
+    let p = &cfg.profiles["secure"];
+    assert_eq!((p.transport, p.proxy_port), (Transport::Tls, 5061));
+}
+
+#[test]
 fn overload_keys_are_read_and_bad_ones_named() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_transactions = 50\nmax_call_setups = 5\nretry_after = \"9s\"\nresume_at = 0.5\n");

@@ -112,6 +112,20 @@ impl ConsoleState {
         }
     }
 
+    /// Whether an API bearer token from `source` may be tried now: wrong tokens are
+    /// throttled per source like console sign-ins (`MAX_FAILS_SOURCE` in `WINDOW`).
+    pub fn may_try_token(&self, source: IpAddr, now: Instant) -> bool {
+        let m = self.fails.lock().unwrap_or_else(|e| e.into_inner());
+        !m.get(&format!("t:{source}")).is_some_and(|(n, since)| now.duration_since(*since) < WINDOW && *n >= MAX_FAILS_SOURCE)
+    }
+
+    /// Counts a wrong API token from `source`.
+    pub fn token_failed(&self, source: IpAddr, now: Instant) {
+        let mut m = self.fails.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
+        m.entry(format!("t:{source}")).or_insert((0, now)).0 += 1;
+    }
+
     pub fn succeeded(&self, account: &str) {
         self.fails.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("a:{account}"));
     }
@@ -171,6 +185,20 @@ mod tests {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
         assert!(set_cookie(&id, true).ends_with("; Secure"));
         assert_eq!(cookie_value(&format!("a=b; {COOKIE}={id}; c=d")), Some(id.as_str()));
+    }
+
+    #[test]
+    fn wrong_api_tokens_are_throttled_per_source() {
+        let st = ConsoleState::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILS_SOURCE {
+            assert!(st.may_try_token(a, t0));
+            st.token_failed(a, t0);
+        }
+        assert!(!st.may_try_token(a, t0), "blocked after the limit");
+        assert!(st.may_try_token(b, t0), "another source is not");
+        assert!(st.may_try_token(a, t0 + WINDOW), "the block ends with the window");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Par
         Ok(m) => m,
         Err(e) => return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
     };
+    media.set_srtp(profile.srtp);
     let offer = media.offer(&codecs(&profile.codecs));
     let caller_id = cb.caller_id.clone().or_else(|| queue.caller_id.clone()).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
     let credentials = match (&profile.username, &profile.password) {

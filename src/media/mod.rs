@@ -40,6 +40,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod socket;
+pub mod srtp;
 pub mod tap;
 pub mod source;
 pub mod transcode;

@@ -18,6 +18,8 @@ use crate::media::call::{MediaEngine, Prompts};
 
 mod bridge;
 mod ready;
+#[cfg(unix)]
+mod reload;
 
 /// Installs the tracing subscriber (`RUST_LOG`, default `info`).
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); `REDIAL_LOG_FORMAT=json` writes
@@ -155,7 +157,9 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(kit)).run(incoming));
     }
-    let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    #[cfg(unix)]
+    let reloader = tokio::spawn(reload::on_hangup(cfg.source.clone(), sip.transports.clone()));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
         Ok(()) => {
@@ -172,6 +176,8 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         Err(e) => tracing::error!(error = %e, "not ready"),
     }
     tracing::info!("shutting down");
+    #[cfg(unix)]
+    reloader.abort();
     let _ = stop_tx.send(true);
     // Calls in progress are not waited for: their attempts stay in progress
     // and the next start closes and retries them.

@@ -233,6 +233,7 @@ mod tests {
             max_calls: 0,
             max_cps: 0.0,
             inbound_auth: false,
+            srtp: Default::default(),
         }
     }
 

@@ -144,6 +144,13 @@ impl Setup {
         self
     }
 
+    /// Extra keys in `redial.toml`'s `[sip]` table (e.g. `tls_listen = "127.0.0.1:0"`).
+    pub fn sip_toml(mut self, toml: &str) -> Self {
+        self.sip.push_str(toml);
+        self.sip.push('\n');
+        self
+    }
+
     /// Extra TOML appended to `redial.toml` (e.g. `[[queues]]`).
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
@@ -167,7 +174,7 @@ impl Setup {
     pub fn start(self) -> Redial {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut toml = String::from(
-            "[sip]\nlisten = \"127.0.0.1:0\"\nrealm = \"redial\"\n"
+            "[sip]\nlisten = \"127.0.0.1:0\"\nrealm = \"redial\"\n",
         );
         toml.push_str(&self.sip);
         toml.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"data/redial.redb\"\n\n[profiles]\ndir = \"sip-profiles\"\n\n");

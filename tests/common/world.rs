@@ -19,11 +19,15 @@ pub struct World {
     pub ports: PortBlock,
     /// `media.timeout`, when a test needs a short one.
     pub media_timeout: Option<&'static str>,
+    /// More keys for `[sip]` (e.g. `tls_listen`).
+    pub sip_toml: String,
+    /// More tables for `redial.toml` (e.g. `[tls]`).
+    pub extra_toml: String,
 }
 
 impl World {
     pub fn new() -> Self {
-        Self { carrier_port: super::peer_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim(), media_timeout: None }
+        Self { carrier_port: super::peer_port(), dir: tempfile::tempdir().unwrap(), ports: PortBlock::claim(), media_timeout: None, sip_toml: String::new(), extra_toml: String::new() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -43,7 +47,7 @@ impl World {
     /// As `redial_with`, with environment variables for the process (the
     /// log format, its filter).
     pub fn redial_env(&self, agents: &[&str], queue_toml: &str, carrier_ip: &str, profile_extra: &str, env: &[(&str, &str)]) -> Redial {
-        let mut s = Setup::new().with_token();
+        let mut s = Setup::new().with_token().sip_toml(&self.sip_toml).extra_toml(&self.extra_toml);
         for (k, v) in env {
             s = s.env(k, v);
         }

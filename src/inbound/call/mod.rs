@@ -72,6 +72,7 @@ async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interact
         }
     };
     let codecs = kit.cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
+    media.set_srtp(kit.cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
     let answer = match media.answer_offer(&String::from_utf8_lossy(&offer), &codecs) {
         Ok(a) => a,
         Err(e) => {

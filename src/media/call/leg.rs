@@ -14,7 +14,8 @@ use super::task::{self, Command, Counters, Envelope, LegSocket, RemoteMedia};
 use super::{MediaCallError, MediaEvent};
 use crate::media::player::Prompt;
 use crate::media::relay::{LegMedia, Relay};
-use crate::media::sdp::{self, Direction, LocalMedia, Negotiated};
+use crate::media::sdp::{self, Direction, LocalMedia, Negotiated, SrtpPolicy};
+use crate::media::srtp::{KeyMaterial, Suite};
 use crate::media::Codec;
 
 /// Packets received from / sent to the remote so far.
@@ -54,7 +55,15 @@ impl MediaLeg {
         let (ev_tx, events) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let cmd = task::spawn(id, socket, ev_tx, counters.clone(), config.clone());
-        let local = LocalMedia { addr: config.advertised, port, session_id: rand::random::<u32>() as u64, session_version: 0 };
+        let local = LocalMedia {
+            addr: config.advertised,
+            port,
+            session_id: rand::random::<u32>() as u64,
+            session_version: 0,
+            srtp: SrtpPolicy::Off,
+            // One key per leg for its whole life: a re-INVITE keeps the SRTP streams going.
+            key: KeyMaterial::random(Suite::AesCm128HmacSha1_80),
+        };
         Self { events, id, cmd, counters, local, offered: Vec::new(), negotiated: None, bridged: false }
     }
 
@@ -71,6 +80,11 @@ impl MediaLeg {
     /// What the last offer/answer agreed, if any.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// Whether this leg's offers and answers use SRTP (SDES); plain RTP until set.
+    pub fn set_srtp(&mut self, policy: SrtpPolicy) {
+        self.local.srtp = policy;
     }
 
     fn send(&self, cmd: Command) {
@@ -92,7 +106,7 @@ impl MediaLeg {
         if self.offered.is_empty() {
             return Err(MediaCallError::NoOffer { leg: self.id });
         }
-        let n = sdp::accept_answer(sdp, &self.offered, Direction::SendRecv)?;
+        let n = sdp::accept_answer(sdp, &self.offered, Direction::SendRecv, &self.local)?;
         self.apply(&n);
         Ok(n)
     }
@@ -131,6 +145,7 @@ impl MediaLeg {
             rtcp: n.remote_rtcp,
             sends: n.direction.sends() && n.remote_rtp.is_some(),
             receives: n.direction.receives(),
+            srtp: n.srtp,
         }));
     }
 

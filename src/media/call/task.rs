@@ -27,7 +27,9 @@ use crate::media::dtmf::DtmfReceiver;
 use crate::media::player::{Player, Prompt};
 use crate::media::ports::PortPair;
 use crate::media::relay::{LegMedia, Relay, Side};
+use crate::media::sdp::SrtpKeys;
 use crate::media::session::{Channel, RtpEvent, RtpSession, SessionConfig};
+use crate::media::srtp::SrtpContext;
 use crate::media::socket::now;
 
 /// A bound RTP/RTCP pair and its port lease (released when dropped).
@@ -55,6 +57,22 @@ pub(crate) struct RemoteMedia {
     pub sends: bool,
     /// We expect media (the media timeout runs).
     pub receives: bool,
+    /// SRTP keys when the leg is encrypted (SDES).
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// A leg's SRTP contexts: what the session sends is protected on the way out, what
+/// arrives is verified and decrypted before the session sees it (RFC 3711).
+struct LegSrtp {
+    keys: SrtpKeys,
+    tx: SrtpContext,
+    rx: SrtpContext,
+}
+
+impl LegSrtp {
+    fn new(keys: SrtpKeys) -> Box<Self> {
+        Box::new(Self { keys, tx: SrtpContext::new(&keys.local), rx: SrtpContext::new(&keys.remote) })
+    }
 }
 
 pub(crate) enum Command {
@@ -107,6 +125,9 @@ pub(crate) struct LegState {
     timeout_check: Option<Instant>,
     timed_out: bool,
     send_errors: u64,
+    srtp: Option<Box<LegSrtp>>,
+    /// SRTP/SRTCP datagrams that failed authentication or replay checks.
+    srtp_dropped: u64,
 }
 
 impl LegState {
@@ -128,7 +149,20 @@ impl LegState {
     /// dropped and counted: late media is useless, and loopback/LAN sockets only
     /// refuse under overload.
     fn flush(&mut self) {
-        while let Some(t) = self.session.poll_transmit() {
+        while let Some(mut t) = self.session.poll_transmit() {
+            if let Some(srtp) = self.srtp.as_mut() {
+                let protected = match t.channel {
+                    Channel::Rtp => srtp.tx.protect(&t.payload),
+                    Channel::Rtcp => srtp.tx.protect_rtcp(&t.payload),
+                };
+                match protected {
+                    Ok(p) => t.payload = p.into(),
+                    Err(_) => {
+                        self.send_errors += 1;
+                        continue;
+                    }
+                }
+            }
             let sock = match t.channel {
                 Channel::Rtp => &self.sock.rtp,
                 Channel::Rtcp => &self.sock.rtcp,
@@ -257,6 +291,10 @@ impl LegState {
         if let Some(rtp) = r.rtp {
             self.session.set_remote(rtp, r.rtcp);
         }
+        // New keys (or none) start new SRTP contexts; the same keys keep their state.
+        if self.srtp.as_ref().map(|s| s.keys) != r.srtp {
+            self.srtp = r.srtp.map(LegSrtp::new);
+        }
         let codec_changed = self.media.is_some_and(|m| m != r.media);
         self.media = Some(r.media);
         self.sends = r.sends;
@@ -288,6 +326,17 @@ impl LegState {
         self.flush();
         let s = self.session.stats();
         tracing::debug!(leg = self.id, sent = s.sent_packets, received = s.received_packets, send_errors = self.send_errors, "media leg closed");
+        if let Some(srtp) = &self.srtp {
+            // Received counts only packets whose SRTP tag verified.
+            tracing::info!(
+                leg = self.id,
+                suite = srtp.keys.local.suite.name(),
+                sent = s.sent_packets,
+                received = s.received_packets,
+                dropped = self.srtp_dropped,
+                "SRTP leg closed"
+            );
+        }
     }
 }
 
@@ -321,6 +370,8 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         timeout_check: None,
         timed_out: false,
         send_errors: 0,
+        srtp: None,
+        srtp_dropped: 0,
     };
     let task = LegTask { legs: [Some(Box::new(leg)), None], relay: None, cmds: rx, rng, config, buf: Box::new([0; 2048]) };
     // The task logs in the span of the call leg that opened it.
@@ -542,9 +593,30 @@ impl LegTask {
                 Err(_) => continue,
             };
             let t = now();
+            let clear;
+            let bytes = match leg.srtp.as_mut() {
+                None => &self.buf[..n],
+                Some(srtp) => {
+                    let r = match ch {
+                        Channel::Rtp => srtp.rx.unprotect(&self.buf[..n]),
+                        Channel::Rtcp => srtp.rx.unprotect_rtcp(&self.buf[..n]),
+                    };
+                    match r {
+                        Ok(p) => {
+                            clear = p;
+                            &clear[..]
+                        }
+                        Err(e) => {
+                            leg.srtp_dropped += 1;
+                            tracing::trace!(leg = leg.id, %from, error = %e, "SRTP datagram dropped");
+                            continue;
+                        }
+                    }
+                }
+            };
             let r = match ch {
-                Channel::Rtp => leg.session.handle_rtp(t, from, &self.buf[..n]),
-                Channel::Rtcp => leg.session.handle_rtcp(t, from, &self.buf[..n]),
+                Channel::Rtp => leg.session.handle_rtp(t, from, bytes),
+                Channel::Rtcp => leg.session.handle_rtcp(t, from, bytes),
             };
             if let Err(e) = r {
                 tracing::trace!(leg = leg.id, %from, error = %e, "datagram dropped");

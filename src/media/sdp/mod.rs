@@ -11,8 +11,8 @@
 pub mod model;
 pub mod negotiate;
 
-pub use model::{Direction, Format, RemoteMedia};
-pub use negotiate::{accept_answer, answer_offer, build_offer, Answer, LocalMedia, Negotiated};
+pub use model::{Crypto, Direction, Format, RemoteMedia};
+pub use negotiate::{accept_answer, answer_offer, build_offer, Answer, LocalMedia, Negotiated, SrtpKeys, SrtpPolicy};
 
 /// Why an SDP could not be used.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -29,6 +29,10 @@ pub enum SdpError {
     Address { address: String },
     #[error("the answer chose payload type {pt}, which was not offered")]
     NotOffered { pt: u8 },
+    #[error("SRTP is required but no usable a=crypto (AES_CM_128_HMAC_SHA1_80/_32, inline key, no MKI) was agreed")]
+    SrtpRequired,
+    #[error("SRTP (RTP/SAVP) was offered but SRTP is off")]
+    SrtpOff,
 }
 
 impl SdpError {

@@ -96,6 +96,28 @@ pub struct RemoteMedia {
     pub ptime: Option<u32>,
     /// Origin session id and version, to tell a re-offer that changed nothing.
     pub origin: (u64, u64),
+    /// `a=crypto` lines (RFC 4568 §9.1), in the offerer's order of preference.
+    pub crypto: Vec<Crypto>,
+}
+
+/// One `a=crypto:<tag> <suite> <key-params> [<session-params>]` line (RFC 4568 §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: String,
+    pub key_params: String,
+    /// Session parameters (e.g. `UNENCRYPTED_SRTP`); any makes the line unusable here.
+    pub session_params: bool,
+}
+
+impl Crypto {
+    fn parse(v: &str) -> Option<Self> {
+        let mut it = v.split_whitespace();
+        let tag = it.next()?.parse().ok()?;
+        let suite = it.next()?.to_owned();
+        let key_params = it.next()?.to_owned();
+        Some(Self { tag, suite, key_params, session_params: it.next().is_some() })
+    }
 }
 
 /// A parsed SDP: all m-lines (kind, port, proto, formats) plus the audio one.
@@ -179,6 +201,7 @@ pub fn parse(text: &str) -> Result<ParsedSdp, SdpError> {
             let ip = it.nth(2).and_then(|a| a.parse().ok()).unwrap_or(ip);
             Some(SocketAddr::new(ip, port))
         });
+        let crypto = m.attributes.iter().filter(|a| a.key == "crypto").filter_map(|a| a.value.as_deref().and_then(Crypto::parse)).collect();
         let usable = port != 0 && !ip.is_unspecified();
         audio = Some(RemoteMedia {
             index,
@@ -190,6 +213,7 @@ pub fn parse(text: &str) -> Result<ParsedSdp, SdpError> {
             direction,
             ptime,
             origin: (desc.origin.session_id, desc.origin.session_version),
+            crypto,
         });
     }
     Ok(ParsedSdp { lines, audio, desc })

@@ -127,6 +127,8 @@ pub(crate) struct Calls {
     pub(super) timers_cfg: SipTimers,
     pub(super) cfg_public: Option<std::net::IpAddr>,
     pub(super) local: SocketAddr,
+    /// The TLS listener (bound), for Via and Contact over TLS.
+    pub(super) local_tls: Option<SocketAddr>,
     pub(super) legs: HashMap<LegId, LegEntry>,
     pub(super) by_txn: HashMap<TransactionKey, LegId>,
     pub(super) by_dialog: HashMap<DialogId, LegId>,
@@ -146,6 +148,7 @@ impl Calls {
             timers_cfg: cfg.sip.timers,
             cfg_public: cfg.sip.public_addr,
             local,
+            local_tls: cfg.sip.tls_listen,
             legs: HashMap::new(),
             by_txn: HashMap::new(),
             by_dialog: HashMap::new(),
@@ -171,17 +174,22 @@ impl Calls {
         self.legs.is_empty() && self.messages.is_empty() && self.by_txn.is_empty() && self.by_dialog.is_empty() && self.dialogs.is_empty() && self.timers.is_empty()
     }
 
-    /// The address we put in Via and Contact towards `to` (as `trunks::advertised`).
-    pub(super) fn me(&self, to: SocketAddr) -> SocketAddr {
+    /// The address we put in Via and Contact towards `to` (as `trunks::advertised`): the
+    /// TLS listener's over TLS when there is one.
+    pub(super) fn me(&self, to: Peer) -> SocketAddr {
+        let local = match (to.transport, self.local_tls) {
+            (Transport::Tls, Some(tls)) => tls,
+            _ => self.local,
+        };
         match self.cfg_public {
-            Some(ip) => SocketAddr::new(ip, self.local.port()),
-            None if !self.local.ip().is_unspecified() => self.local,
-            None => crate::sip::endpoint::trunks::advertised_from(self.cfg_public, self.local, Some(to)),
+            Some(ip) => SocketAddr::new(ip, local.port()),
+            None if !local.ip().is_unspecified() => local,
+            None => crate::sip::endpoint::trunks::advertised_from(self.cfg_public, local, Some(to.addr)),
         }
     }
 
     pub(super) fn via(&self, to: Peer) -> rsip::headers::Via {
-        crate::sip::dialog::new_via(to.transport, &self.me(to.addr).to_string())
+        crate::sip::dialog::new_via(to.transport, &self.me(to).to_string())
     }
 
     /// `request` sent again with digest credentials answering `challenge` (a 401 or 407), as
@@ -207,11 +215,12 @@ impl Calls {
     }
 
     pub(super) fn contact(&self, to: Peer) -> String {
-        let me = self.me(to.addr);
+        let me = self.me(to);
         match to.transport {
             Transport::Udp => format!("<sip:redial@{me}>"),
             Transport::Tcp => format!("<sip:redial@{me};transport=tcp>"),
             Transport::Ws => format!("<sip:redial@{me};transport=ws>"),
+            Transport::Tls => format!("<sip:redial@{me};transport=tls>"),
         }
     }
 

@@ -24,7 +24,7 @@ impl Calls {
         };
         let to = req.destination;
         let mut headers = Headers::default();
-        headers.push(Header::Via(via(to.transport, self.me(to.addr), &new_branch())));
+        headers.push(Header::Via(via(to.transport, self.me(to), &new_branch())));
         headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
         headers.push(Header::From(rsip::headers::From::new(format!("<sip:{}@{}>;tag={}", req.from_user, req.from_host, new_tag()))));
         headers.push(Header::To(rsip::headers::To::new(req.to.clone())));

@@ -124,7 +124,7 @@ fn top_via_of(resp: &rsip::Response) -> Option<String> {
 }
 
 /// The destination for a response to `peer` (§18.2.2): over UDP per the top Via; over TCP
-/// the connection the request came on when `connected(peer)` says it is still open, else
+/// or TLS the connection the request came on when `connected(peer)` says it is still open, else
 /// a new connection to the Via's sent-by; over WebSocket always the request's connection.
 pub fn response_peer(resp: &rsip::Response, peer: Peer, connected: impl Fn(SocketAddr) -> bool) -> Peer {
     // RFC 7118 §5.3: a WebSocket client cannot be reached but on its own connection.
@@ -132,7 +132,7 @@ pub fn response_peer(resp: &rsip::Response, peer: Peer, connected: impl Fn(Socke
         return peer;
     }
     let top = top_via_of(resp);
-    let addr = if peer.transport == crate::config::Transport::Tcp {
+    let addr = if peer.transport.is_stream() {
         if connected(peer.addr) {
             return peer;
         }

@@ -39,6 +39,9 @@ pub fn via(transport: Transport, sent_by: impl std::fmt::Display, branch: &str) 
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
         Transport::Ws => "WS",
+        Transport::Tls => "TLS",
     };
-    rsip::headers::Via::new(format!("SIP/2.0/{proto} {sent_by};branch={branch};rport"))
+    // Over TLS, `alias` offers the connection for requests back to us (RFC 5923 §5).
+    let alias = if transport == Transport::Tls { ";alias" } else { "" };
+    rsip::headers::Via::new(format!("SIP/2.0/{proto} {sent_by};branch={branch};rport{alias}"))
 }

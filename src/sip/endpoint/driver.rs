@@ -208,7 +208,7 @@ impl Driver {
         let to = match &t.message {
             // §18.2.2: UDP responses go where the top Via (received/rport) says; TCP ones
             // on the request's connection, or to the Via sent-by once it closed.
-            SipMessage::Response(r) => via::response_peer(r, t.to, |a| self.transports.has_tcp_connection(a)),
+            SipMessage::Response(r) => via::response_peer(r, t.to, |a| self.transports.has_connection(t.to.transport, a)),
             SipMessage::Request(_) => t.to,
         };
         if let Err(e) = self.transports.send(to, &t.message) {

@@ -88,6 +88,8 @@ pub struct EndpointHandle {
     pub local_addr: SocketAddr,
     /// The SIP-over-WebSocket listener (`sip.ws_listen`), when on.
     pub ws_addr: Option<SocketAddr>,
+    /// The TLS listener's address, when `sip.tls_listen` is set.
+    pub tls_addr: Option<SocketAddr>,
     pub trunks: TrunkStates,
     pub agents: AgentBindings,
     /// Changes whenever `agents` changed.
@@ -130,10 +132,21 @@ impl Endpoint {
             Some(addr) => Some(transports.listen_ws(addr).await?),
             None => None,
         };
+        let tls_addr = start_tls(cfg, &transports).await?;
+        // From here on `sip.tls_listen` is the bound address (port 0 picks one), which
+        // Via and Contact over TLS advertise.
+        let mut bound = cfg.clone();
+        bound.sip.tls_listen = tls_addr;
+        let cfg = &bound;
         let trunks: TrunkStates = Arc::default();
         let agents: AgentBindings = Arc::default();
         let local_addr = transports.local_addr();
         let proxies = trunks::resolve_proxies(cfg).await;
+        for p in cfg.profiles.values().filter(|p| p.transport == crate::config::Transport::Tls) {
+            if let Some(Ok(addr)) = proxies.get(&p.name) {
+                transports.set_tls_name(*addr, &p.proxy_host);
+            }
+        }
         let (changes_tx, agent_changes) = watch::channel(0u64);
         let (trunk_changes_tx, trunk_changes) = watch::channel(0u64);
         let (calls, commands) = CallControl::new();
@@ -152,6 +165,7 @@ impl Endpoint {
         Ok(EndpointHandle {
             local_addr,
             ws_addr,
+            tls_addr,
             trunks,
             agents,
             agent_changes,
@@ -164,6 +178,19 @@ impl Endpoint {
             task,
         })
     }
+}
+
+/// Enables TLS when `sip.tls_listen`, `[tls]` or a `transport = "tls"` profile asks for
+/// it; returns the TLS listener's address.
+async fn start_tls(cfg: &Config, transports: &Transports) -> Result<Option<SocketAddr>, TransportError> {
+    let wanted = cfg.sip.tls_listen.is_some()
+        || cfg.tls != crate::config::TlsConfig::default()
+        || cfg.profiles.values().any(|p| p.transport == crate::config::Transport::Tls);
+    if !wanted {
+        return Ok(None);
+    }
+    let configs = crate::sip::transport::tls::TlsConfigs::load(&cfg.tls)?;
+    transports.enable_tls(configs, cfg.sip.tls_listen).await
 }
 
 #[cfg(test)]

@@ -88,6 +88,7 @@ fn dids_are_known_with_and_without_plus() {
         max_calls: 0,
         max_cps: 0.0,
             inbound_auth: false,
+            srtp: Default::default(),
     };
     cfg.profiles.insert("c".into(), p);
     let d = Directory::from_config(&cfg);

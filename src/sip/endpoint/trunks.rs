@@ -9,7 +9,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::config::{Config, Profile};
+use crate::config::{Config, Profile, Transport};
 use crate::sip::keepalive::{KeepaliveEvent, OptionsPinger};
 use crate::sip::registration::{Registration, RegistrationEvent};
 use crate::sip::transaction::TransactionKey;
@@ -124,6 +124,12 @@ impl Trunks {
         let mut trunks = Vec::new();
         for p in cfg.profiles.values() {
             let proxy_addr = proxies.get(&p.name).and_then(|r| r.as_ref().ok()).copied();
+            // Over TLS we speak from the TLS listener when there is one (the bound address
+            // is in `cfg.sip.tls_listen`); without one, replies come back on our connection.
+            let local = match (p.transport, cfg.sip.tls_listen) {
+                (Transport::Tls, Some(tls)) => tls,
+                _ => local,
+            };
             let me = Peer { addr: advertised(cfg, local, proxy_addr), transport: p.transport };
             let (proxy, mut last_error) = match proxies.get(&p.name) {
                 Some(Ok(a)) => (Some(Peer { addr: *a, transport: p.transport }), None),

@@ -26,6 +26,7 @@ pub(crate) fn profile(expires: u64) -> Profile {
         max_calls: 0,
         max_cps: 0.0,
             inbound_auth: false,
+            srtp: Default::default(),
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `tcp`: one listener, a task per connection (not per call), outgoing connections
 //!   reused per destination, responses sent back on the connection of the request (§18.2.2).
 //! - [`ws`]: browser agents' WebSocket connections; requests to them reuse the connection.
+//! - [`tls`]: TLS over TCP on `sip.tls_listen` and toward carriers (§26.2), started with
+//!   [`Transports::enable_tls`].
 //!
 //! Receive tasks decode (codec::decode) and stamp the top Via with `received`/`rport`
 //! (§18.2.1, RFC 3581) before handing messages on, so the endpoint only sees messages
@@ -13,13 +15,14 @@
 
 pub mod framer;
 mod tcp;
+pub mod tls;
 mod udp;
 pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rsip::SipMessage;
 use tokio::net::{TcpListener, UdpSocket};
@@ -45,6 +48,10 @@ pub enum TransportError {
     Send { transport: Transport, to: SocketAddr, source: std::io::Error },
     #[error("message of {len} bytes exceeds the cap")]
     TooLarge { len: usize },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("TLS is already enabled")]
+    TlsTwice,
 }
 
 /// Counters for tests and metrics.
@@ -66,11 +73,25 @@ struct Inner {
     udp: Arc<UdpSocket>,
     /// Writers of live TCP connections by remote address (both accepted and outgoing).
     tcp: Mutex<HashMap<SocketAddr, tcp::ConnHandle>>,
+    /// The same for TLS connections.
+    tls_conns: Mutex<HashMap<SocketAddr, tcp::ConnHandle>>,
+    /// Set once by [`Transports::enable_tls`].
+    tls: OnceLock<tls::TlsState>,
     next_conn: AtomicU64,
     incoming: mpsc::Sender<Incoming>,
     tasks: Mutex<Vec<AbortHandle>>,
     stats: TransportStats,
     ws: ws::WsState,
+}
+
+impl Inner {
+    /// The open connections of a stream transport.
+    fn conns(&self, transport: Transport) -> &Mutex<HashMap<SocketAddr, tcp::ConnHandle>> {
+        match transport {
+            Transport::Tls => &self.tls_conns,
+            _ => &self.tcp,
+        }
+    }
 }
 
 /// How many tasks share the UDP socket: decoding runs there, so use the cores.
@@ -89,6 +110,8 @@ impl Transports {
             local,
             udp: Arc::new(udp),
             tcp: Mutex::new(HashMap::new()),
+            tls_conns: Mutex::new(HashMap::new()),
+            tls: OnceLock::new(),
             next_conn: AtomicU64::new(1),
             incoming: tx,
             tasks: Mutex::new(Vec::new()),
@@ -136,6 +159,61 @@ impl Transports {
             Transport::Udp => false,
             Transport::Tcp => self.has_tcp_connection(peer.addr),
             Transport::Ws => self.inner.ws.is_open(peer.addr),
+            Transport::Tls => self.inner.tls_conns.lock().expect("conns lock").contains_key(&peer.addr),
+        }
+    }
+
+    /// Enables TLS: connections to carriers with `configs.client`, and a listener on
+    /// `listen` when given (it needs `configs.server`). Returns the bound listener address.
+    pub async fn enable_tls(&self, configs: tls::TlsConfigs, listen: Option<SocketAddr>) -> Result<Option<SocketAddr>, TransportError> {
+        let listener = match listen {
+            Some(addr) => {
+                if configs.server.is_none() {
+                    return Err(TransportError::Tls(tls::TlsError::File {
+                        key: "tls.cert",
+                        path: String::new(),
+                        message: "sip.tls_listen needs a server certificate".into(),
+                    }));
+                }
+                let l = TcpListener::bind(addr).await.map_err(|source| TransportError::Bind { transport: Transport::Tls, addr, source })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let local = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|source| TransportError::Bind { transport: Transport::Tls, addr: self.inner.local, source })?),
+            None => None,
+        };
+        self.inner.tls.set(tls::TlsState::new(configs, local)).map_err(|_| TransportError::TlsTwice)?;
+        if let Some(l) = listener {
+            let h = tokio::spawn(tls::accept(self.inner.clone(), l)).abort_handle();
+            self.inner.tasks.lock().expect("tasks lock").push(h);
+            tracing::info!(local = ?local, "SIP TLS listening");
+        }
+        Ok(local)
+    }
+
+    /// The TLS listener's address, when listening.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls.get().and_then(|t| t.local)
+    }
+
+    /// Verifies the certificate of the TLS peer at `addr` against `host` rather than
+    /// its IP address (a carrier's proxy name).
+    pub fn set_tls_name(&self, addr: SocketAddr, host: &str) {
+        if let (Some(t), Ok(name)) = (self.inner.tls.get(), pki_types::ServerName::try_from(host.to_owned())) {
+            t.set_name(addr, name);
+        }
+    }
+
+    /// Swaps in renewed certificates (SIGHUP): new handshakes use them.
+    pub fn reload_tls(&self, configs: tls::TlsConfigs) -> bool {
+        match self.inner.tls.get() {
+            Some(t) => {
+                t.replace(configs);
+                true
+            }
+            None => false,
         }
     }
 
@@ -158,8 +236,8 @@ impl Transports {
         self.inner.stats.sent.fetch_add(1, Ordering::Relaxed);
         match to.transport {
             Transport::Udp => udp::send(&self.inner, to.addr, bytes),
-            Transport::Tcp => {
-                tcp::send(&self.inner, to.addr, bytes);
+            Transport::Tcp | Transport::Tls => {
+                tcp::send(&self.inner, to.transport, to.addr, bytes);
                 Ok(())
             }
             Transport::Ws => ws::send(&self.inner, to.addr, bytes),
@@ -171,13 +249,20 @@ impl Transports {
         self.inner.tcp.lock().expect("tcp lock").contains_key(&addr)
     }
 
+    /// Whether a connection of `transport` (TCP or TLS) to `addr` is open.
+    pub fn has_connection(&self, transport: Transport, addr: SocketAddr) -> bool {
+        transport.is_stream() && self.inner.conns(transport).lock().expect("conns lock").contains_key(&addr)
+    }
+
     /// Stops the receive tasks and drops every connection.
     pub fn close(&self) {
         for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
             t.abort();
         }
-        for (_, c) in self.inner.tcp.lock().expect("tcp lock").drain() {
-            c.task.abort();
+        for conns in [&self.inner.tcp, &self.inner.tls_conns] {
+            for (_, c) in conns.lock().expect("conns lock").drain() {
+                c.task.abort();
+            }
         }
         self.inner.ws.close_all();
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -17,15 +17,15 @@ use crate::sip::codec;
 use crate::sip::Peer;
 
 /// How long an outgoing connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections with no traffic for this long are closed (RFC 5626 keep-alives reset it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bytes queued per connection before sends are dropped (a stuck peer must not grow memory).
-const WRITE_QUEUE: usize = 1024;
+pub(super) const WRITE_QUEUE: usize = 1024;
 
 pub(super) struct ConnHandle {
-    id: u64,
-    tx: mpsc::Sender<Vec<u8>>,
+    pub(super) id: u64,
+    pub(super) tx: mpsc::Sender<Vec<u8>>,
     pub(super) task: AbortHandle,
 }
 
@@ -36,8 +36,8 @@ pub(super) async fn accept(inner: Arc<Inner>, listener: TcpListener) {
                 let _ = stream.set_nodelay(true);
                 let (tx, rx) = mpsc::channel(WRITE_QUEUE);
                 let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-                let task = tokio::spawn(run(inner.clone(), stream, remote, id, rx, tx.clone()));
-                register(&inner, remote, ConnHandle { id, tx, task: task.abort_handle() });
+                let task = tokio::spawn(run(inner.clone(), stream, remote, Transport::Tcp, id, rx, tx.clone()));
+                register(&inner, Transport::Tcp, remote, ConnHandle { id, tx, task: task.abort_handle() });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept failed");
@@ -47,31 +47,35 @@ pub(super) async fn accept(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-fn register(inner: &Inner, remote: SocketAddr, handle: ConnHandle) {
-    let mut map = inner.tcp.lock().expect("tcp lock");
+pub(super) fn register(inner: &Inner, transport: Transport, remote: SocketAddr, handle: ConnHandle) {
+    let mut map = inner.conns(transport).lock().expect("conns lock");
     // A newer connection from the same address replaces the old one for sending.
     map.insert(remote, handle);
 }
 
-/// Queues bytes for `to`, connecting first when no connection exists.
-pub(super) fn send(inner: &Arc<Inner>, to: SocketAddr, bytes: Vec<u8>) {
-    let mut map = inner.tcp.lock().expect("tcp lock");
+/// Queues bytes for `to` over TCP or TLS, connecting first when no connection exists.
+pub(super) fn send(inner: &Arc<Inner>, transport: Transport, to: SocketAddr, bytes: Vec<u8>) {
+    let connect = |inner: &Arc<Inner>, to, b| match transport {
+        Transport::Tls => super::tls::connect_and_send(inner, to, b),
+        _ => connect_and_send(inner, to, b),
+    };
+    let mut map = inner.conns(transport).lock().expect("conns lock");
     if let Some(c) = map.get(&to) {
         match c.tx.try_send(bytes) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(%to, "tcp write queue full; message dropped");
+                tracing::warn!(%to, %transport, "write queue full; message dropped");
                 return;
             }
             Err(mpsc::error::TrySendError::Closed(b)) => {
                 map.remove(&to);
                 drop(map);
-                return connect_and_send(inner, to, b);
+                return connect(inner, to, b);
             }
         }
     }
     drop(map);
-    connect_and_send(inner, to, bytes);
+    connect(inner, to, bytes);
 }
 
 fn connect_and_send(inner: &Arc<Inner>, to: SocketAddr, bytes: Vec<u8>) {
@@ -85,38 +89,39 @@ fn connect_and_send(inner: &Arc<Inner>, to: SocketAddr, bytes: Vec<u8>) {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 tracing::debug!(%to, "tcp connected");
-                run(inner2, stream, to, id, rx, tx2).await;
+                run(inner2, stream, to, Transport::Tcp, id, rx, tx2).await;
             }
             Ok(Err(e)) => {
                 tracing::warn!(%to, error = %e, "tcp connect failed");
-                unregister(&inner2, to, id);
+                unregister(&inner2, Transport::Tcp, to, id);
             }
             Err(_) => {
                 tracing::warn!(%to, "tcp connect timed out");
-                unregister(&inner2, to, id);
+                unregister(&inner2, Transport::Tcp, to, id);
             }
         }
     });
-    register(inner, to, ConnHandle { id, tx, task: task.abort_handle() });
+    register(inner, Transport::Tcp, to, ConnHandle { id, tx, task: task.abort_handle() });
 }
 
-fn unregister(inner: &Inner, remote: SocketAddr, id: u64) {
-    let mut map = inner.tcp.lock().expect("tcp lock");
+pub(super) fn unregister(inner: &Inner, transport: Transport, remote: SocketAddr, id: u64) {
+    let mut map = inner.conns(transport).lock().expect("conns lock");
     if map.get(&remote).is_some_and(|c| c.id == id) {
         map.remove(&remote);
     }
 }
 
-/// Reads and writes one connection until either side closes it.
-async fn run(
+/// Reads and writes one connection (TCP, or TLS over TCP) until either side closes it.
+pub(super) async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
     inner: Arc<Inner>,
-    stream: TcpStream,
+    stream: S,
     remote: SocketAddr,
+    transport: Transport,
     id: u64,
     mut rx: mpsc::Receiver<Vec<u8>>,
     tx: mpsc::Sender<Vec<u8>>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
@@ -125,7 +130,7 @@ async fn run(
         }
         let _ = wr.shutdown().await;
     });
-    let from = Peer { addr: remote, transport: Transport::Tcp };
+    let from = Peer { addr: remote, transport };
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
@@ -153,7 +158,7 @@ async fn run(
                 }
                 Err(e) => {
                     inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %remote, error = %e, "tcp framing lost; closing");
+                    tracing::debug!(peer = %remote, %transport, error = %e, "stream framing lost; closing");
                     let reply = match e {
                         FrameError::TooLarge { head, .. } => codec::decode::too_large_reply(&head),
                         // The decoder refuses the same Content-Length, with a 400 when addressable.
@@ -168,7 +173,7 @@ async fn run(
             }
         }
     }
-    unregister(&inner, remote, id);
+    unregister(&inner, transport, remote, id);
     drop(tx);
     // Let queued replies (e.g. a 513) go out before the socket closes.
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;

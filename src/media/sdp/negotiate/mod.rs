@@ -9,7 +9,53 @@ use sdp::SessionDescription;
 
 use super::model::{parse, Direction, Format, RemoteMedia};
 use super::SdpError;
+use crate::media::srtp::{KeyMaterial, Suite};
 use crate::media::Codec;
+
+/// Whether a leg uses SRTP with SDES keys (RFC 4568): a profile's `srtp` key; agents'
+/// legs use `Optional` (they follow what the softphone offers or answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Plain RTP; an `RTP/SAVP` offer is refused (488).
+    #[default]
+    Off,
+    /// Offer `RTP/AVP` with `a=crypto` (the peer may ignore it); answer with SRTP when the
+    /// offer has a usable `a=crypto`.
+    Optional,
+    /// Offer `RTP/SAVP`; refuse (488) an offer or answer without a usable `a=crypto`.
+    Required,
+}
+
+impl SrtpPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(SrtpPolicy::Off),
+            "optional" => Some(SrtpPolicy::Optional),
+            "required" => Some(SrtpPolicy::Required),
+            _ => None,
+        }
+    }
+}
+
+/// The keys of an SRTP leg: ours protects what we send, the remote's what we receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub local: KeyMaterial,
+    pub remote: KeyMaterial,
+}
+
+/// The first `a=crypto` of `remote` redial can use: a supported suite, an inline key
+/// without MKI, no session parameters. With the tag it came with.
+fn usable_crypto(remote: &RemoteMedia) -> Option<(u32, KeyMaterial)> {
+    remote.crypto.iter().filter(|c| !c.session_params).find_map(|c| {
+        let suite = Suite::parse(&c.suite)?;
+        KeyMaterial::from_key_params(suite, &c.key_params).ok().map(|k| (c.tag, k))
+    })
+}
+
+fn is_savp(proto: &str) -> bool {
+    proto == "RTP/SAVP" || proto == "RTP/SAVPF"
+}
 
 /// Payload type redial offers for telephone-event (RFC 4733 §7.1.1).
 pub const TELEPHONE_EVENT_PT: u8 = 101;
@@ -25,6 +71,10 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// Incremented by the caller for each new offer or answer in the dialog (RFC 3264 §8).
     pub session_version: u64,
+    pub srtp: SrtpPolicy,
+    /// Our SRTP master key and salt (offered under `srtp`; its suite follows the peer's
+    /// choice when answering).
+    pub key: KeyMaterial,
 }
 
 /// The outcome of an offer/answer exchange for the audio stream.
@@ -42,6 +92,8 @@ pub struct Negotiated {
     pub ptime: u32,
     /// What we do: `sends()` = we may send media, `receives()` = we expect it.
     pub direction: Direction,
+    /// SRTP keys when the stream is encrypted.
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl Negotiated {
@@ -116,8 +168,10 @@ fn codec_fmtp(c: Codec) -> Option<&'static str> {
 
 /// redial's offer: the codecs in `codecs` order, then telephone-event/8000
 /// (events 0-16), ptime 20, and `direction` (sendrecv, or sendonly to hold).
+/// With `local.srtp` on, `a=crypto:1` carries our key, under `RTP/SAVP` when required.
 pub fn build_offer(local: &LocalMedia, codecs: &[Codec], direction: Direction) -> String {
-    let mut m = media_line("audio", local.port, "RTP/AVP", vec![]);
+    let proto = if local.srtp == SrtpPolicy::Required { "RTP/SAVP" } else { "RTP/AVP" };
+    let mut m = media_line("audio", local.port, proto, vec![]);
     for &c in codecs {
         m.media_name.formats.push(c.default_pt().to_string());
     }
@@ -132,14 +186,30 @@ pub fn build_offer(local: &LocalMedia, codecs: &[Codec], direction: Direction) -
     attr(&mut m, "fmtp", Some(format!("{TELEPHONE_EVENT_PT} 0-16")));
     attr(&mut m, "ptime", Some(PTIME_MS.to_string()));
     attr(&mut m, direction.as_str(), None);
+    if local.srtp != SrtpPolicy::Off {
+        attr(&mut m, "crypto", Some(format!("1 {} {}", local.key.suite.name(), local.key.inline())));
+    }
     let mut d = base(local);
     d.media_descriptions.push(m);
     d.marshal()
 }
 
 fn usable_proto(p: &str) -> bool {
-    // Plain RTP only: SRTP profiles (RTP/SAVP...) are rejected stream by stream.
-    p == "RTP/AVP" || p == "RTP/AVPF"
+    p == "RTP/AVP" || p == "RTP/AVPF" || is_savp(p)
+}
+
+/// The SRTP keys an offer/answer agrees on under `policy` (RFC 4568 §7.1.2 / §7.1.3):
+/// the peer's first usable `a=crypto`, or none when SRTP is not wanted or not offered.
+fn agree_srtp(policy: SrtpPolicy, remote: &RemoteMedia, local_key: KeyMaterial) -> Result<Option<(u32, SrtpKeys)>, SdpError> {
+    let savp = is_savp(&remote.proto);
+    if policy == SrtpPolicy::Off {
+        return if savp { Err(SdpError::SrtpOff) } else { Ok(None) };
+    }
+    match usable_crypto(remote) {
+        Some((tag, remote_key)) => Ok(Some((tag, SrtpKeys { local: KeyMaterial { suite: remote_key.suite, ..local_key }, remote: remote_key }))),
+        None if policy == SrtpPolicy::Required || savp => Err(SdpError::SrtpRequired),
+        None => Ok(None),
+    }
 }
 
 fn pick_event(remote: &RemoteMedia, clock_rate: u32) -> Option<&Format> {
@@ -178,6 +248,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia, prefs: &[Codec], local_dire
             accepted: prefs.iter().map(|c| c.name().to_owned()).collect(),
         })?;
     let (codec, pt) = chosen;
+    let srtp = agree_srtp(local.srtp, &remote, local.key)?;
     let event = pick_event(&remote, codec.clock_rate()).cloned();
     let direction = intersect(remote.direction.answer(), local_direction);
     let direction = if remote.rtp.is_none() { intersect(direction, Direction::RecvOnly) } else { direction };
@@ -201,6 +272,10 @@ pub fn answer_offer(offer: &str, local: &LocalMedia, prefs: &[Codec], local_dire
         }
         attr(&mut m, "ptime", Some(PTIME_MS.to_string()));
         attr(&mut m, direction.as_str(), None);
+        if let Some((tag, keys)) = &srtp {
+            // The answer keeps the offer's tag and suite, with our own key (§7.1.2).
+            attr(&mut m, "crypto", Some(format!("{tag} {} {}", keys.local.suite.name(), keys.local.inline())));
+        }
         d.media_descriptions.push(m);
     }
     let negotiated = Negotiated {
@@ -211,17 +286,28 @@ pub fn answer_offer(offer: &str, local: &LocalMedia, prefs: &[Codec], local_dire
         remote_rtcp: remote.rtcp,
         ptime: remote.ptime.unwrap_or(PTIME_MS),
         direction,
+        srtp: srtp.map(|(_, k)| k),
     };
     Ok(Answer { sdp: d.marshal(), negotiated })
 }
 
-/// Reads the answer to an offer made by [`build_offer`] with `offered` codecs
-/// and `our_direction`. The answerer's first listed codec is the one used.
-pub fn accept_answer(answer: &str, offered: &[Codec], our_direction: Direction) -> Result<Negotiated, SdpError> {
+/// Reads the answer to an offer made by [`build_offer`] with `offered` codecs,
+/// `our_direction` and `local`'s SRTP policy and key. The answerer's first listed codec
+/// is the one used.
+pub fn accept_answer(answer: &str, offered: &[Codec], our_direction: Direction, local: &LocalMedia) -> Result<Negotiated, SdpError> {
     let remote = parse(answer)?.audio.ok_or(SdpError::NoAudio)?;
     if remote.port == 0 {
         return Err(SdpError::Rejected);
     }
+    // Only the tag we offered (1) can come back (RFC 4568 §7.1.3).
+    let srtp = match local.srtp {
+        SrtpPolicy::Off => None,
+        policy => match usable_crypto(&remote).filter(|(tag, k)| *tag == 1 && k.suite == local.key.suite) {
+            Some((_, remote_key)) => Some(SrtpKeys { local: local.key, remote: remote_key }),
+            None if policy == SrtpPolicy::Required || is_savp(&remote.proto) => return Err(SdpError::SrtpRequired),
+            None => None,
+        },
+    };
     let first = remote.formats.iter().find(|f| !f.is_telephone_event() && f.name.as_deref() != Some("CN")).ok_or(SdpError::NoCommonCodec {
         offered: offered.iter().map(|c| c.name().to_owned()).collect(),
         accepted: vec![],
@@ -242,6 +328,7 @@ pub fn accept_answer(answer: &str, offered: &[Codec], our_direction: Direction) 
         remote_rtcp: remote.rtcp,
         ptime: remote.ptime.unwrap_or(PTIME_MS),
         direction,
+        srtp,
     })
 }
 

@@ -2,7 +2,14 @@ use super::*;
 use crate::media::sdp::model::parse;
 
 fn local() -> LocalMedia {
-    LocalMedia { addr: "127.0.0.1".parse().unwrap(), port: 20000, session_id: 42, session_version: 1 }
+    LocalMedia {
+        addr: "127.0.0.1".parse().unwrap(),
+        port: 20000,
+        session_id: 42,
+        session_version: 1,
+        srtp: SrtpPolicy::Off,
+        key: KeyMaterial::random(Suite::AesCm128HmacSha1_80),
+    }
 }
 
 fn offer(body: &str) -> String {
@@ -122,18 +129,18 @@ fn other_streams_are_rejected_in_place() {
 #[test]
 fn accepting_answers() {
     let ans = offer("m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=recvonly\r\n");
-    let n = accept_answer(&ans, PCMU_PCMA, Direction::SendRecv).unwrap();
+    let n = accept_answer(&ans, PCMU_PCMA, Direction::SendRecv, &local()).unwrap();
     assert_eq!((n.codec, n.pt, n.telephone_event), (Codec::Pcma, 8, Some(101)));
     assert_eq!(n.direction, Direction::SendOnly);
     assert_eq!(n.remote_rtp, Some("192.0.2.10:6000".parse().unwrap()));
     let bad = offer("m=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n");
-    assert_eq!(accept_answer(&bad, PCMU_PCMA, Direction::SendRecv), Err(SdpError::NotOffered { pt: 18 }));
+    assert_eq!(accept_answer(&bad, PCMU_PCMA, Direction::SendRecv, &local()), Err(SdpError::NotOffered { pt: 18 }));
     let rejected = offer("m=audio 0 RTP/AVP 0\r\n");
-    assert_eq!(accept_answer(&rejected, PCMU_PCMA, Direction::SendRecv), Err(SdpError::Rejected));
+    assert_eq!(accept_answer(&rejected, PCMU_PCMA, Direction::SendRecv, &local()), Err(SdpError::Rejected));
     // Our own offer answered by our own answerer.
     let o = build_offer(&local(), PCMU_PCMA, Direction::SendRecv);
     let a = answer_offer(&o, &LocalMedia { port: 30000, ..local() }, &[Codec::Pcma], Direction::SendRecv).unwrap();
-    let n = accept_answer(&a.sdp, PCMU_PCMA, Direction::SendRecv).unwrap();
+    let n = accept_answer(&a.sdp, PCMU_PCMA, Direction::SendRecv, &local()).unwrap();
     assert_eq!((n.codec, n.pt, n.telephone_event), (Codec::Pcma, 8, Some(101)));
     assert_eq!(n.remote_rtp, Some("127.0.0.1:30000".parse().unwrap()));
 }
@@ -163,4 +170,57 @@ fn offer_text_is_well_formed() {
     assert_eq!(&kinds[..6], "vosctm", "{o}");
     assert!(o.ends_with("\r\n"));
     assert_eq!(lines[0], "v=0");
+}
+
+fn with_srtp(policy: SrtpPolicy) -> LocalMedia {
+    LocalMedia { srtp: policy, ..local() }
+}
+
+#[test]
+fn srtp_offers_carry_a_crypto_line_and_required_uses_savp() {
+    let o = build_offer(&with_srtp(SrtpPolicy::Optional), PCMU_PCMA, Direction::SendRecv);
+    assert!(o.contains("m=audio 20000 RTP/AVP "), "{o}");
+    assert!(o.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{o}");
+    let o = build_offer(&with_srtp(SrtpPolicy::Required), PCMU_PCMA, Direction::SendRecv);
+    assert!(o.contains("m=audio 20000 RTP/SAVP "), "{o}");
+    assert!(!build_offer(&local(), PCMU_PCMA, Direction::SendRecv).contains("crypto"));
+}
+
+#[test]
+fn srtp_answers_follow_the_offer_and_the_policy() {
+    let them = KeyMaterial::random(Suite::AesCm128HmacSha1_32);
+    let crypto = format!("a=crypto:3 AES_CM_128_HMAC_SHA1_32 {}\r\na=crypto:4 F8_128_HMAC_SHA1_80 inline:xx\r\n", them.inline());
+    let savp = offer(&format!("m=audio 6000 RTP/SAVP 0\r\n{crypto}"));
+    // Optional: the offer's first usable line, its tag and suite, our key.
+    let a = answer_offer(&savp, &with_srtp(SrtpPolicy::Optional), &[Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert!(a.sdp.contains("m=audio 20000 RTP/SAVP 0"), "{}", a.sdp);
+    assert!(a.sdp.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:"), "{}", a.sdp);
+    let keys = a.negotiated.srtp.unwrap();
+    assert!(keys.remote == them);
+    assert_eq!(keys.local.suite, Suite::AesCm128HmacSha1_32);
+    // Off refuses SAVP; an AVP offer with crypto is answered in plain RTP.
+    assert_eq!(answer_offer(&savp, &local(), &[Codec::Pcmu], Direction::SendRecv).unwrap_err(), SdpError::SrtpOff);
+    let avp = offer(&format!("m=audio 6000 RTP/AVP 0\r\n{crypto}"));
+    let a = answer_offer(&avp, &local(), &[Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert!(a.negotiated.srtp.is_none() && !a.sdp.contains("crypto"), "{}", a.sdp);
+    // Required refuses an offer without crypto.
+    let plain = offer("m=audio 6000 RTP/AVP 0\r\n");
+    assert_eq!(answer_offer(&plain, &with_srtp(SrtpPolicy::Required), &[Codec::Pcmu], Direction::SendRecv).unwrap_err(), SdpError::SrtpRequired);
+    assert_eq!(SdpError::SrtpRequired.sip_status(), 488);
+}
+
+#[test]
+fn srtp_offer_answered_by_our_own_answerer_agrees_on_both_keys() {
+    let ours = with_srtp(SrtpPolicy::Required);
+    let o = build_offer(&ours, PCMU_PCMA, Direction::SendRecv);
+    let theirs = LocalMedia { port: 30000, key: KeyMaterial::random(Suite::AesCm128HmacSha1_80), ..with_srtp(SrtpPolicy::Optional) };
+    let a = answer_offer(&o, &theirs, &[Codec::Pcmu], Direction::SendRecv).unwrap();
+    let n = accept_answer(&a.sdp, PCMU_PCMA, Direction::SendRecv, &ours).unwrap();
+    let k = n.srtp.unwrap();
+    assert!(k.local == ours.key && k.remote == theirs.key);
+    let back = a.negotiated.srtp.unwrap();
+    assert!(back.local == theirs.key && back.remote == ours.key);
+    // An answer without crypto to a required offer is refused.
+    let plain = answer_offer(&o.replace("RTP/SAVP", "RTP/AVP"), &LocalMedia { port: 30000, ..local() }, &[Codec::Pcmu], Direction::SendRecv).unwrap();
+    assert_eq!(accept_answer(&plain.sdp, PCMU_PCMA, Direction::SendRecv, &ours).unwrap_err(), SdpError::SrtpRequired);
 }
