@@ -15,6 +15,7 @@
 //! tests and tools.
 
 pub mod admin;
+pub mod deliveries;
 pub mod auth;
 pub mod detections;
 pub mod error;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub ops: crate::ops::Ops,
     /// Published changes, for `/v1/events` and the console's live updates.
     pub bus: Arc<crate::events::Bus>,
+    /// The durable outbox: history for `/v1/events`, webhook deliveries.
+    pub outbox: Arc<dyn crate::events::Outbox>,
     /// The console's sessions and login throttle.
     pub console: crate::console::ConsoleState,
     /// Turns true when the server stops: endless responses (server-sent
@@ -161,6 +164,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         book: core.book.clone(),
         ops,
         bus: core.bus.clone(),
+        outbox: core.outbox.clone(),
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::default(),
         cfg: cfg.clone(),

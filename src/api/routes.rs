@@ -424,6 +424,10 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             let _ = writeln!(out, "redial_trunk_up{{trunk=\"{}\"}} {}", label(&t.name), u8::from(up));
         }
     }
+    family(&mut out, "redial_webhook_deliveries_parked", "gauge", "Webhook deliveries parked after a day of failures (GET /v1/webhooks/deliveries?status=failed).");
+    let _ = writeln!(out, "redial_webhook_deliveries_parked {}", s.outbox.parked_count()?);
+    family(&mut out, "redial_events_next_seq", "gauge", "The sequence the next event will get (events written to the outbox so far, plus one).");
+    let _ = writeln!(out, "redial_events_next_seq {}", s.outbox.next_seq());
     s.metrics.render_own(&mut out);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], out).into_response())
 }

@@ -121,6 +121,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // Webhooks get each event as the REST routes and /v1/events render it.
     let webhooks = crate::webhooks::driver::spawn(
         &cfg.webhooks,
+        core.outbox.clone(),
         &core.bus,
         Arc::new(crate::api::feed::event_data),
         clock.clone(),
@@ -175,8 +176,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // and the next start closes and retries them.
     dialling.abort();
     drop(dialler);
+    // Webhook tasks save their cursors and return as soon as they see the stop.
     for w in webhooks {
-        w.abort();
+        let abort = w.abort_handle();
+        if tokio::time::timeout(std::time::Duration::from_secs(1), w).await.is_err() {
+            abort.abort();
+        }
     }
     // Trunks unregister while HTTP drains, then the core stops the
     // scheduler and flushes the book.
