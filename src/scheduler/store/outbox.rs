@@ -68,6 +68,8 @@ pub(super) struct State {
     pub endpoints: Vec<String>,
     /// `next` as of the last commit, for readers.
     pub published_next: Arc<AtomicU64>,
+    /// The newest events always kept ([`RETAIN`]; smaller in tests).
+    pub retain: u64,
 }
 
 impl State {
@@ -95,12 +97,12 @@ impl State {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(State { next, first: first.unwrap_or(next), cursors, endpoints, published_next: Arc::new(AtomicU64::new(next)) })
+        Ok(State { next, first: first.unwrap_or(next), cursors, endpoints, published_next: Arc::new(AtomicU64::new(next)), retain: RETAIN })
     }
 
     /// Where pruning may go up to (exclusive).
     fn prune_limit(&self) -> u64 {
-        let mut limit = self.next.saturating_sub(RETAIN);
+        let mut limit = self.next.saturating_sub(self.retain);
         for e in &self.endpoints {
             if let Some(c) = self.cursors.get(e) {
                 limit = limit.min(c + 1);
@@ -162,7 +164,7 @@ pub(super) fn append(
         }
     }
     let limit = state.prune_limit();
-    if limit > state.first && state.next - state.first > RETAIN + PRUNE_CHUNK / 4 {
+    if limit > state.first && state.next - state.first > state.retain + (PRUNE_CHUNK / 4).min(state.retain) {
         let upto = limit.min(state.first + PRUNE_CHUNK);
         let mut t = w.open_table(OUTBOX)?;
         for seq in state.first..upto {
@@ -407,3 +409,120 @@ impl Outbox for RedbBook {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::model::{Attempt, Outcome};
+
+    fn db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("o.redb")).unwrap();
+        (dir, db)
+    }
+
+    fn trunk(name: &str) -> (Kind, Millis, Payload) {
+        let t = TrunkStatus { name: name.into(), register: true, registered: true, expires_at: None, up: false, last_error: Some("408".into()) };
+        (Kind::TrunkState, 5, Payload::Trunk(Box::new(t)))
+    }
+
+    fn write(db: &Database, state: &mut State, events: Vec<(Kind, Millis, Payload)>, work: Vec<OutboxOp>) -> Vec<Event> {
+        let w = db.begin_write().unwrap();
+        let out = append(&w, state, events, work).unwrap();
+        w.commit().unwrap();
+        out
+    }
+
+    fn stored(db: &Database) -> Vec<u64> {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(OUTBOX).unwrap();
+        t.iter().unwrap().map(|e| e.unwrap().0.value()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_is_in_the_outbox_when_acknowledged_and_every_payload_round_trips() {
+        use crate::clock::FakeClock;
+        use crate::config::Config;
+        use crate::scheduler::model::NewCallback;
+        use crate::scheduler::store::BookOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let book = RedbBook::open(dir.path().join("b.redb"), Arc::new(FakeClock::new(1_000)), Arc::new(Config::defaults()), BookOptions::default()).unwrap();
+        let req = NewCallback { phone: "+15550001".into(), queue: "default".into(), ..Default::default() };
+        let cb = book.schedule(req, None).await.unwrap();
+        // No flush: the answer itself means the event is committed.
+        let evs = book.after(0, 10).unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!((evs[0].seq, evs[0].kind, evs[0].at), (1, Kind::CallbackCreated, 1_000));
+        assert!(matches!(&evs[0].payload, Payload::Callback(c) if **c == cb));
+        assert_eq!(book.next_seq(), 2);
+
+        let attempt = Attempt { attempt: 2, started_at: 1, ended_at: 9, outcome: Outcome::Busy, sip_status: Some(486), amd: None, agent: Some("alice".into()), note: None, timeline: Default::default() };
+        let agent = AgentInfo {
+            id: "alice".into(),
+            state: AgentState::Away,
+            queues: vec!["support".into()],
+            registrations: vec![Registration { contact: "sip:alice@127.0.0.1".into(), expires_at: 77 }],
+            reserved_for: Some("cb_x".into()),
+        };
+        let payloads = [
+            (Kind::AttemptStarted, Payload::AttemptStarted { callback: Box::new(cb.clone()), attempt: 3 }),
+            (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(cb.clone()), attempt: Box::new(attempt) }),
+            (Kind::AgentState, Payload::Agent(Box::new(agent))),
+            (Kind::TrunkState, trunk("carrier").2),
+        ];
+        for (kind, payload) in payloads {
+            let ev = Event { seq: 42, kind, at: -3, payload };
+            let back = decode_event(42, &encode_event(&ev)).unwrap();
+            assert_eq!((back.seq, back.kind, back.at), (42, kind, -3));
+            match (&ev.payload, &back.payload) {
+                (Payload::AttemptStarted { callback: a, attempt: n }, Payload::AttemptStarted { callback: b, attempt: m }) => assert_eq!((a, n), (b, m)),
+                (Payload::AttemptEnded { callback: a, attempt: x }, Payload::AttemptEnded { callback: b, attempt: y }) => assert_eq!((a, x), (b, y)),
+                (Payload::Agent(a), Payload::Agent(b)) => assert_eq!(a, b),
+                (Payload::Trunk(a), Payload::Trunk(b)) => assert_eq!((&a.name, a.up, &a.last_error), (&b.name, b.up, &b.last_error)),
+                (a, b) => panic!("{a:?} came back as {b:?}"),
+            }
+        }
+        assert!(decode_event(1, &[9, 0]).is_err(), "a newer format is refused");
+    }
+
+    #[test]
+    fn sequences_continue_and_pruning_waits_for_every_endpoint() {
+        let (_d, db) = db();
+        let mut st = State::read(&db, vec!["http://a".into(), "http://b".into()]).unwrap();
+        st.retain = 4;
+        let at_start = vec![OutboxOp::Cursor("http://a".into(), 0), OutboxOp::Cursor("http://b".into(), 0)];
+        let evs = write(&db, &mut st, (0..10).map(|i| trunk(&i.to_string())).collect(), at_start);
+        assert_eq!(stored(&db).len(), 10, "nothing an endpoint still needs is pruned");
+        assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        // Endpoint a is at 8, b has not got past 2: only 1..=2 may go.
+        write(&db, &mut st, vec![trunk("x")], vec![OutboxOp::Cursor("http://a".into(), 8), OutboxOp::Cursor("http://b".into(), 2)]);
+        assert_eq!(stored(&db), (3..=11).collect::<Vec<_>>());
+        // b catches up: the newest `retain` stay.
+        write(&db, &mut st, vec![trunk("y")], vec![OutboxOp::Cursor("http://b".into(), 11)]);
+        assert_eq!(stored(&db), (9..=12).collect::<Vec<_>>());
+        // Reopened: the sequence and cursors are read back.
+        let st2 = State::read(&db, vec![]).unwrap();
+        assert_eq!((st2.next, st2.first, st2.cursors.get("http://b").copied()), (13, 9, Some(11)));
+    }
+
+    #[test]
+    fn a_parked_delivery_stays_until_a_retry_delivers_it() {
+        let (_d, db) = db();
+        let mut st = State::read(&db, vec![]).unwrap();
+        let p = Parked { id: 0, endpoint: "http://a".into(), seq: 7, kind: "callback.created".into(), body: b"{}".to_vec(), failures: 40, first_failure: 1, last_failure: 2, last_error: "HTTP 500".into() };
+        write(&db, &mut st, vec![], vec![OutboxOp::Park(p.clone()), OutboxOp::Park(p.clone())]);
+        let read = |db: &Database| -> Vec<Parked> {
+            let r = db.begin_read().unwrap();
+            let t = r.open_table(WEBHOOK_PARKED).unwrap();
+            t.iter().unwrap().map(|e| serde_json::from_slice(e.unwrap().1.value()).unwrap()).collect()
+        };
+        assert_eq!(read(&db).iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 2]);
+        let (tx, _rx) = oneshot::channel();
+        write(&db, &mut st, vec![], vec![OutboxOp::Retried(1, RetryOutcome::Failed { at: 99, error: "refused".into() }, tx)]);
+        let after = read(&db);
+        assert_eq!((after[0].failures, after[0].last_failure, after[0].last_error.as_str()), (41, 99, "refused"));
+        let (tx, _rx) = oneshot::channel();
+        write(&db, &mut st, vec![], vec![OutboxOp::Retried(1, RetryOutcome::Delivered, tx)]);
+        assert_eq!(read(&db).iter().map(|p| p.id).collect::<Vec<_>>(), vec![2]);
+    }
+}
