@@ -236,10 +236,13 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
         (status = 404, description = "No such callback", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
+pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let id = id_of(id)?;
     let cb = s.book.get_str(&id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
-    Ok(Json(CallbackView::from(&cb)))
+    let mut v = serde_json::to_value(CallbackView::from(&cb)).map_err(|e| ApiError::internal(&e))?;
+    // Every text sent for it (`sms_confirm`, `sms_on_exhausted`), oldest first.
+    v["texts"] = crate::api::views::texts_json(&s.outbox.texts(cb.id.0)?);
+    Ok(Json(v))
 }
 
 /// Every attempt of a callback, in order.

@@ -81,6 +81,12 @@ pub trait Outbox: Send + Sync {
     /// How many deliveries are parked.
     fn parked_count(&self) -> Result<u64, StoreError>;
 
+    /// Records a text sent for a callback (durable with the next commit).
+    fn record_text(&self, text: crate::sms::TextRecord);
+
+    /// The texts recorded for a callback, oldest first.
+    fn texts(&self, callback: u64) -> Result<Vec<crate::sms::TextRecord>, StoreError>;
+
     /// Records a retry's outcome; resolves once it is durable.
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>>;
 }

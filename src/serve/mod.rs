@@ -150,6 +150,16 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         sip_addr: sip.local_addr,
         live,
     });
+    if crate::sms::notify::wanted(&cfg) {
+        let notifier = crate::sms::notify::Notifier {
+            cfg: cfg.clone(),
+            outbox: core.outbox.clone(),
+            calls: sip.calls.clone(),
+            proxies: dialler.proxies.clone(),
+            clock: dialler.clock.clone(),
+        };
+        tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));
+    }
     let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));
     if let Some(incoming) = sip.incoming.take() {

@@ -240,7 +240,10 @@ impl RedbBook {
             staged: writer::Staged::read(&db)?,
             armed_until: Millis::MIN,
             bus: opts.bus.clone(),
-            outbox: outbox::State::read(&db, cfg.webhooks.iter().map(|h| h.url.clone()).collect())?,
+            outbox: outbox::State::read(
+                &db,
+                cfg.webhooks.iter().map(|h| h.url.clone()).chain(crate::sms::notify::wanted(&cfg).then(|| crate::sms::notify::CURSOR.to_string())).collect(),
+            )?,
         };
         let events_next = w.outbox.published_next.clone();
         let waiting = w.waiting.clone();

@@ -32,6 +32,7 @@ use crate::events::outbox::{OutboxFuture, RetryOutcome};
 use crate::events::{Event, Kind, Outbox, Parked, Payload};
 use crate::scheduler::model::CallbackId;
 use crate::sip::endpoint::TrunkStatus;
+use crate::sms::TextRecord;
 
 /// Sequence → encoded event. Created on first use (a file without it has no
 /// events; no schema bump needed).
@@ -40,6 +41,9 @@ pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 pub const WEBHOOK_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("webhook_cursors");
 /// Parked delivery id → JSON-encoded [`Parked`].
 pub const WEBHOOK_PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_parked");
+
+/// (callback id, number) → JSON-encoded [`TextRecord`]: the texts sent for a callback.
+pub const TEXTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("texts");
 
 /// `meta` key of the next event sequence.
 const NEXT_EVENT: &str = "next_event";
@@ -54,6 +58,7 @@ pub(super) enum OutboxOp {
     Cursor(String, u64),
     Park(Parked),
     Retried(u64, RetryOutcome, oneshot::Sender<Result<(), StoreError>>),
+    Text(TextRecord),
 }
 
 /// The writer's view of the outbox.
@@ -144,6 +149,11 @@ pub(super) fn append(
                 let mut t = w.open_table(WEBHOOK_PARKED)?;
                 p.id = t.last()?.map_or(1, |(k, _)| k.value() + 1);
                 t.insert(p.id, serde_json::to_vec(&p).unwrap_or_default().as_slice())?;
+            }
+            OutboxOp::Text(rec) => {
+                let mut t = w.open_table(TEXTS)?;
+                let n = t.range((rec.callback_id, 0)..=(rec.callback_id, u32::MAX))?.next_back().transpose()?.map_or(1, |(k, _)| k.value().1 + 1);
+                t.insert((rec.callback_id, n), serde_json::to_vec(&rec).unwrap_or_default().as_slice())?;
             }
             OutboxOp::Retried(id, outcome, _) => {
                 let mut t = w.open_table(WEBHOOK_PARKED)?;
@@ -395,6 +405,27 @@ impl Outbox for RedbBook {
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn record_text(&self, text: TextRecord) {
+        self.send_outbox(OutboxOp::Text(text));
+    }
+
+    fn texts(&self, callback: u64) -> Result<Vec<TextRecord>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = match r.open_table(TEXTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in t.range((callback, 0)..=(callback, u32::MAX))? {
+            let (_, v) = row?;
+            if let Ok(rec) = serde_json::from_slice(v.value()) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
     }
 
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
