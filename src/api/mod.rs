@@ -166,7 +166,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         bus: core.bus.clone(),
         outbox: core.outbox.clone(),
         stopping: stop_rx.clone(),
-        console: crate::console::ConsoleState::default(),
+        console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
@@ -176,6 +176,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         trunks,
         live,
     });
+    crate::console::feed_charts(&state);
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
