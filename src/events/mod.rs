@@ -208,7 +208,10 @@ impl Bus {
     pub fn publish(&self, ev: Event) -> Arc<Event> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert!(ev.seq >= inner.next_seq || inner.recent.is_empty(), "events are published in sequence order");
-        let ev = Arc::new(ev);
+        self.send_locked(&mut inner, Arc::new(ev))
+    }
+
+    fn send_locked(&self, inner: &mut Inner, ev: Arc<Event>) -> Arc<Event> {
         inner.next_seq = ev.seq + 1;
         if inner.recent.len() == Self::RECENT {
             inner.recent.pop_front();
@@ -217,6 +220,15 @@ impl Bus {
         // Sent under the lock so every subscriber sees sequence order.
         let _ = self.tx.send(ev.clone());
         ev
+    }
+
+    /// Publishes with the next in-memory sequence: for a book without a
+    /// durable outbox (the PostgreSQL backend), whose sequences restart
+    /// with the process.
+    pub fn publish_next(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload });
+        self.send_locked(&mut inner, ev)
     }
 
     /// A receiver of every event published from now on.
