@@ -240,8 +240,12 @@ pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, Pa
     let id = id_of(id)?;
     let cb = s.book.get_str(&id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
     let mut v = serde_json::to_value(CallbackView::from(&cb)).map_err(|e| ApiError::internal(&e))?;
-    // Every text sent for it (`sms_confirm`, `sms_on_exhausted`), oldest first.
-    v["texts"] = crate::api::views::texts_json(&s.outbox.texts(cb.id.0)?);
+    // Every text sent for it (`sms_confirm`, `sms_on_exhausted`), oldest
+    // first; absent when none was, so GET answers what POST did.
+    let texts = s.outbox.texts(cb.id.0)?;
+    if !texts.is_empty() {
+        v["texts"] = crate::api::views::texts_json(&texts);
+    }
     Ok(Json(v))
 }
 
