@@ -31,7 +31,8 @@
 //! - [`codec`]: G.711 tables shared by media and AMD.
 //! - [`detect`]: callback requests and promises found in a conversation.
 //! - [`phone_tz`]: the timezone a phone number rings in.
-//! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints.
+//! - [`webhooks`]: signed POSTs of events to `[[webhooks]]` endpoints, from the durable outbox.
+//! - [`sms`]: texts to customers on booking and exhaustion, through the queue's trunk.
 //! - [`cluster`]: cluster mode's shard leases, fencing and agent holds in PostgreSQL.
 //! - [`cli`]: the `redial` command line.
 //! - [`serve`]: wires the drivers together for `redial serve`.
@@ -58,6 +59,7 @@ pub mod ops;
 pub mod phone_tz;
 pub mod scheduler;
 pub mod serve;
+pub mod sms;
 pub mod sip;
 pub mod window;
 pub mod webhooks;

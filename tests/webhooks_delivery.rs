@@ -1,5 +1,7 @@
-//! Webhook delivery against a real HTTP receiver on loopback: signatures,
-//! order, retries after 500s and a receiver that is away for a while.
+//! Webhook delivery from the durable outbox against a real HTTP receiver on
+//! loopback: signatures, order, retries after 500s, the endpoint's filter,
+//! a new endpoint starting from now, and resumption after a restart from
+//! the saved cursor without repeats.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,8 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use redial::clock::SystemClock;
-use redial::config::{EventFilter, Webhook};
-use redial::events::{Bus, Kind, Payload};
+use redial::config::{Config, EventFilter, Webhook};
+use redial::events::{Bus, Kind, Outbox, Payload};
+use redial::scheduler::store::{BookOptions, RedbBook};
 use redial::sip::endpoint::TrunkStatus;
 use redial::webhooks::{self, sign};
 use serde_json::{json, Value};
@@ -24,7 +27,9 @@ struct Receiver {
     got: Vec<Value>,
 }
 
-async fn hook(State(r): State<Arc<Mutex<Receiver>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+type Shared = Arc<Mutex<Receiver>>;
+
+async fn hook(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let sig = headers.get(sign::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     assert!(sign::verify("s3cret", &body, sig), "bad signature on {}", String::from_utf8_lossy(&body));
     let mut r = r.lock().unwrap();
@@ -40,51 +45,114 @@ fn trunk(name: &str) -> Payload {
     Payload::Trunk(Box::new(TrunkStatus { name: name.into(), register: false, registered: true, expires_at: None, up: true, last_error: None }))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
-    let state = Arc::new(Mutex::new(Receiver { fail_first: 2, ..Default::default() }));
+async fn receiver(fail_first: usize) -> (Shared, String) {
+    let state = Arc::new(Mutex::new(Receiver { fail_first, ..Default::default() }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route("/hook", post(hook)).with_state(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (state, format!("http://{addr}/hook"))
+}
 
-    let bus = Bus::new();
-    let hooks = vec![Webhook {
-        url: format!("http://{addr}/hook"),
-        secret: "s3cret".into(),
-        events: EventFilter::Only([Kind::TrunkState.name()].into_iter().collect()),
-    }];
-    let render: webhooks::Render = Arc::new(|ev| match &ev.payload {
+fn hooks(url: &str) -> Vec<Webhook> {
+    vec![Webhook { url: url.into(), secret: "s3cret".into(), events: EventFilter::Only([Kind::TrunkState.name()].into_iter().collect()) }]
+}
+
+fn open(path: &std::path::Path, bus: &Arc<Bus>) -> Arc<RedbBook> {
+    let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+    Arc::new(RedbBook::open(path, Arc::new(SystemClock), Arc::new(Config::defaults()), opts).unwrap())
+}
+
+fn render() -> webhooks::Render {
+    Arc::new(|ev| match &ev.payload {
         Payload::Trunk(t) => json!({ "name": t.name }),
         _ => Value::Null,
-    });
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let tasks = webhooks::driver::spawn(&hooks, &bus, render, Arc::new(SystemClock), stop);
-    for i in 0..5 {
-        bus.publish(Kind::TrunkState, 1_700_000_000_000 + i, trunk(&format!("t{i}")));
-        // Not wanted by the filter: never sent.
-        bus.publish(Kind::AgentState, 0, trunk("agent"));
-    }
+    })
+}
 
+async fn wait_for(state: &Shared, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if state.lock().unwrap().got.len() == 5 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {} of 5 delivered", state.lock().unwrap().got.len());
+    while state.lock().unwrap().got.len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} delivered", state.lock().unwrap().got.len());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+fn names(state: &Shared) -> Vec<String> {
+    state.lock().unwrap().got.iter().map(|v| v["data"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
+    let (state, url) = receiver(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(Bus::new());
+    let book = open(&dir.path().join("b.redb"), &bus);
+    // Committed before the endpoint ever ran: a new endpoint starts from now.
+    book.publish(Kind::TrunkState, 0, trunk("before"));
+    redial::scheduler::book::Book::flush(&*book).await;
+
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    // The task reads its cursor as it starts; then the events come.
+    while book.cursor(&url).unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..5 {
+        book.publish(Kind::TrunkState, 1_700_000_000_000 + i, trunk(&format!("t{i}")));
+        // Not wanted by the filter: never sent.
+        book.publish(Kind::AgentState, 0, trunk("agent"));
+    }
+    wait_for(&state, 5).await;
+    assert_eq!(names(&state), ["t0", "t1", "t2", "t3", "t4"]);
     let r = state.lock().unwrap();
-    let names: Vec<&str> = r.got.iter().map(|v| v["data"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["t0", "t1", "t2", "t3", "t4"]);
     assert_eq!(r.seen, 7, "two 500s, then one request per event");
     assert_eq!(r.got[0]["type"], "trunk.state");
-    assert_eq!(r.got[0]["id"], "evt_1");
     assert_eq!(r.got[0]["at"], "2023-11-14T22:13:20.000Z");
     let ids: Vec<&str> = r.got.iter().map(|v| v["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["evt_1", "evt_3", "evt_5", "evt_7", "evt_9"]);
+    assert_eq!(ids, ["evt_2", "evt_4", "evt_6", "evt_8", "evt_10"], "ids are the outbox's sequences");
     drop(r);
+    let _ = stop_tx.send(true);
     for t in tasks {
-        t.abort();
+        t.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
+    let (state, url) = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.redb");
+    let bus = Arc::new(Bus::new());
+    let book = open(&path, &bus);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    while book.cursor(&url).unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..3 {
+        book.publish(Kind::TrunkState, i, trunk(&format!("a{i}")));
+    }
+    wait_for(&state, 3).await;
+    // A clean stop saves the cursor; the book then closes.
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    redial::scheduler::book::Book::flush(&*book).await;
+    drop(book);
+
+    // Committed while no webhook task ran.
+    let bus = Arc::new(Bus::new());
+    let book = open(&path, &bus);
+    for i in 0..3 {
+        book.publish(Kind::TrunkState, i, trunk(&format!("b{i}")));
+    }
+    redial::scheduler::book::Book::flush(&*book).await;
+    assert_eq!(book.next_seq(), 7, "sequences continue across the reopen");
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let _tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    book.publish(Kind::TrunkState, 9, trunk("c0"));
+    wait_for(&state, 7).await;
+    assert_eq!(names(&state), ["a0", "a1", "a2", "b0", "b1", "b2", "c0"], "each once, in order");
 }

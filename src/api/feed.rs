@@ -23,11 +23,11 @@ use super::error::ApiError;
 use super::views::{rfc3339, AgentView, AttemptView, CallbackView};
 use super::state::{AppState, Caller};
 use crate::config::Scope;
-use crate::events::{Bus, Event, Kind, Payload};
+use crate::events::{Bus, Event, Kind, Outbox, Payload};
 use crate::ops::Actor;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(audit)).route("/v1/events", get(events))
+    Router::new().route("/v1/audit", get(audit)).route("/v1/events", get(events)).merge(super::deliveries::routes())
 }
 
 /// The actor behind an authenticated API request.
@@ -172,36 +172,65 @@ fn to_sse(e: &Event) -> SseEvent {
     SseEvent::default().event(e.kind.topic().as_str()).id(e.seq.to_string()).data(data.to_string())
 }
 
+/// Events read from the outbox per page while a stream catches up.
+const PAGE: usize = 256;
+
 struct Feed {
+    outbox: Arc<dyn Outbox>,
     backlog: VecDeque<Arc<Event>>,
     rx: Receiver<Arc<Event>>,
+    /// The last sequence handed on (or skipped by the filter).
+    last: u64,
+    /// Still reading history from the outbox before following the bus.
+    catching_up: bool,
     filter: EventFilter,
     stopping: watch::Receiver<bool>,
 }
 
-/// An SSE stream of the bus's events admitted by `filter`, resuming after
-/// `last` (the `Last-Event-ID`) from the bus's kept tail when it still holds it.
-/// The stream ends when `stopping` turns true.
-pub fn event_stream(bus: &Bus, filter: EventFilter, last: Option<u64>, stopping: watch::Receiver<bool>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let (backlog, rx) = match last.and_then(|l| bus.since(l)) {
-        Some((tail, rx)) => (tail.into(), rx),
-        None => (VecDeque::new(), bus.subscribe()),
-    };
-    let feed = Feed { backlog, rx, filter, stopping };
+/// An SSE stream of the events admitted by `filter`. With `last` (the
+/// `Last-Event-ID`), it first replays every event after it from the durable
+/// outbox (across restarts too), then follows the bus; a subscriber that
+/// falls behind the bus catches up from the outbox again, so it misses
+/// nothing. The stream ends when `stopping` turns true.
+pub fn event_stream(bus: &Bus, outbox: Arc<dyn Outbox>, filter: EventFilter, last: Option<u64>, stopping: watch::Receiver<bool>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribed before the outbox is read: nothing falls between the two,
+    // and what both hold is skipped by sequence.
+    let rx = bus.subscribe();
+    let feed = Feed { outbox, backlog: VecDeque::new(), rx, last: last.unwrap_or(0), catching_up: last.is_some(), filter, stopping };
     let s = stream::unfold(feed, |mut f| async move {
         loop {
             let ev = match f.backlog.pop_front() {
                 Some(e) => e,
+                None if f.catching_up => {
+                    match f.outbox.after(f.last, PAGE) {
+                        Ok(page) => {
+                            f.catching_up = page.len() == PAGE;
+                            f.backlog.extend(page.into_iter().map(Arc::new));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the outbox for an event stream; it ends");
+                            return None;
+                        }
+                    }
+                    continue;
+                }
                 None => match tokio::select! {
                     r = f.rx.recv() => r,
                     _ = f.stopping.wait_for(|s| *s) => return None,
                 } {
                     Ok(e) => e,
-                    // A slow reader skipped some: say so; the client resynchronises.
-                    Err(RecvError::Lagged(n)) => return Some((Ok(SseEvent::default().event("lagged").data(n.to_string())), f)),
+                    // Fell behind the bus: read what was missed from the outbox.
+                    Err(RecvError::Lagged(_)) => {
+                        f.catching_up = true;
+                        continue;
+                    }
                     Err(RecvError::Closed) => return None,
                 },
             };
+            if ev.seq <= f.last {
+                continue;
+            }
+            f.last = ev.seq;
             if f.filter.admits(&ev) {
                 return Some((Ok(to_sse(&ev)), f));
             }
@@ -221,7 +250,7 @@ async fn events(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<E
         EventFilter::parse(q.types.as_deref(), q.queue)
     })();
     match r {
-        Ok(filter) => event_stream(&s.bus, filter, last_event_id(&headers), s.stopping.clone()).into_response(),
+        Ok(filter) => event_stream(&s.bus, s.outbox.clone(), filter, last_event_id(&headers), s.stopping.clone()).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -15,6 +15,7 @@
 //! tests and tools.
 
 pub mod admin;
+pub mod deliveries;
 pub mod auth;
 pub mod detections;
 pub mod error;
@@ -158,6 +159,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         book: core.book.clone(),
         ops,
         bus: core.bus.clone(),
+        outbox: core.outbox.clone(),
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),

@@ -236,10 +236,17 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
         (status = 404, description = "No such callback", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
+pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let id = id_of(id)?;
     let cb = s.book.get_str(&id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
-    Ok(Json(CallbackView::from(&cb)))
+    let mut v = serde_json::to_value(CallbackView::from(&cb)).map_err(|e| ApiError::internal(&e))?;
+    // Every text sent for it (`sms_confirm`, `sms_on_exhausted`), oldest
+    // first; absent when none was, so GET answers what POST did.
+    let texts = s.outbox.texts(cb.id.0)?;
+    if !texts.is_empty() {
+        v["texts"] = crate::api::views::texts_json(&texts);
+    }
+    Ok(Json(v))
 }
 
 /// Every attempt of a callback, in order.
@@ -424,6 +431,10 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             let _ = writeln!(out, "redial_trunk_up{{trunk=\"{}\"}} {}", label(&t.name), u8::from(up));
         }
     }
+    family(&mut out, "redial_webhook_deliveries_parked", "gauge", "Webhook deliveries parked after a day of failures (GET /v1/webhooks/deliveries?status=failed).");
+    let _ = writeln!(out, "redial_webhook_deliveries_parked {}", s.outbox.parked_count()?);
+    family(&mut out, "redial_events_next_seq", "gauge", "The sequence the next event will get (events written to the outbox so far, plus one).");
+    let _ = writeln!(out, "redial_events_next_seq {}", s.outbox.next_seq());
     s.metrics.render_own(&mut out);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], out).into_response())
 }

@@ -30,6 +30,8 @@ pub struct Shared {
     pub ops: crate::ops::Ops,
     /// Published changes, for `/v1/events` and the console's live updates.
     pub bus: Arc<crate::events::Bus>,
+    /// The durable outbox: history for `/v1/events`, webhook deliveries.
+    pub outbox: Arc<dyn crate::events::Outbox>,
     /// The console's sessions and login throttle.
     pub console: crate::console::session::ConsoleState,
     /// Turns true when the server stops: endless responses (server-sent

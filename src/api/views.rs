@@ -314,3 +314,21 @@ pub struct Health {
     /// `ok`.
     pub status: String,
 }
+
+/// The texts sent for a callback as `GET /v1/callbacks/{id}` shows them.
+pub fn texts_json(texts: &[crate::sms::TextRecord]) -> serde_json::Value {
+    texts
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "at": rfc3339(t.at),
+                "purpose": t.purpose,
+                "to": t.to,
+                "text": t.text,
+                "parts": t.parts,
+                "status": t.status,
+                "sip_status": t.sip_status,
+            })
+        })
+        .collect()
+}

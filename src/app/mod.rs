@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::agents::Registry;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::events::Bus;
+use crate::events::{Bus, Outbox};
 use crate::metrics::Metrics;
 use crate::scheduler::driver::{self, SchedulerHandle};
 use crate::scheduler::engine::{Availability, Unlimited};
@@ -55,6 +55,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub book: Arc<dyn Book>,
     pub bus: Arc<Bus>,
+    /// Where every event is durably written before the bus sees it.
+    pub outbox: Arc<dyn Outbox>,
     pub metrics: Arc<Metrics>,
     pub agents: Arc<Registry>,
     scheduler: SchedulerHandle,
@@ -83,7 +85,9 @@ impl Core {
             // Opening recovers and may scan: keep it off the async workers.
             tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??
         };
-        let book: Arc<dyn Book> = Arc::new(book);
+        let book = Arc::new(book);
+        let outbox: Arc<dyn Outbox> = book.clone();
+        let book: Arc<dyn Book> = book;
         let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
             tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
             Arc::new(Unlimited)
@@ -93,12 +97,13 @@ impl Core {
         let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
         let h = scheduler.clone();
         agents.set_waker(move || h.agents_changed());
-        let followers = vec![tokio::spawn(follow::agents(agents.clone(), bus.clone()))];
+        let followers = vec![tokio::spawn(follow::agents(agents.clone(), outbox.clone()))];
         Ok(Core {
             cfg,
             clock,
             book,
             bus,
+            outbox,
             metrics: Arc::new(Metrics::default()),
             agents,
             scheduler,
@@ -115,7 +120,7 @@ impl Core {
     /// Publishes the endpoint's trunk state changes on the bus until the
     /// endpoint stops.
     pub fn follow_trunks(&mut self, states: crate::sip::endpoint::TrunkStates, changes: tokio::sync::watch::Receiver<u64>) {
-        self.followers.push(tokio::spawn(follow::trunks(states, changes, self.bus.clone(), self.clock.clone())));
+        self.followers.push(tokio::spawn(follow::trunks(states, changes, self.outbox.clone(), self.clock.clone())));
     }
 
     /// Stops the scheduler driver, then flushes the book and closes it when
@@ -127,6 +132,7 @@ impl Core {
             f.abort();
         }
         // The last handle's drop joins the writer thread: off the async workers.
+        drop(self.outbox);
         if Arc::strong_count(&self.book) == 1 {
             let book = self.book;
             let _ = tokio::task::spawn_blocking(move || drop(book)).await;

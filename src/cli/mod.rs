@@ -4,7 +4,9 @@ mod amd;
 mod backup;
 pub mod callback;
 mod check;
+mod events;
 mod resolve_time;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,10 @@ pub enum Command {
     Backup(backup::BackupCmd),
     /// Show how a free-text callback time ("kal subah") resolves, as JSON.
     ResolveTime(resolve_time::Args),
+    /// Follow the event stream over the HTTP API (`events tail`).
+    Events(events::EventsCmd),
+    /// Webhook tools (`webhooks test URL` sends a signed sample event).
+    Webhooks(webhooks::WebhooksCmd),
 }
 
 /// `--config FILE`, else `./redial.toml` when present, else none (defaults).
@@ -69,5 +75,7 @@ pub fn main() -> ExitCode {
         Command::Amd { explain: true, files } => amd::explain(files),
         Command::Callback(cmd) => callback::run(*cmd),
         Command::Backup(cmd) => backup::run(cmd),
+        Command::Events(cmd) => events::run(cmd),
+        Command::Webhooks(cmd) => webhooks::run(cmd),
     }
 }

@@ -372,7 +372,7 @@ impl Writer {
                 self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
                 if let Some(bus) = &self.bus {
                     for (kind, payload) in batch.events.drain(..) {
-                        bus.publish(kind, now, payload);
+                        bus.publish_next(kind, now, payload);
                     }
                 }
                 for r in batch.replies {
@@ -669,7 +669,7 @@ impl Writer {
             Ok(n) => {
                 if let Some(bus) = &self.bus {
                     for (kind, payload) in batch.events.drain(..) {
-                        bus.publish(kind, now, payload);
+                        bus.publish_next(kind, now, payload);
                     }
                 }
                 self.engine.reset(now);

@@ -68,6 +68,11 @@ pub struct Queue {
     /// Whether `POST /v1/detections` may book a callback on this queue when
     /// the request also asks for it (`create: true`).
     pub callback_detection: bool,
+    /// Text sent through the queue's trunk when a callback is booked
+    /// (`{when}` in the customer's timezone, `{queue}`, `{phone}`).
+    pub sms_confirm: Option<String>,
+    /// Text sent when a callback ends `exhausted` (same placeholders).
+    pub sms_on_exhausted: Option<String>,
 }
 
 impl Queue {
@@ -98,6 +103,8 @@ impl Queue {
             max_calls: 0,
             offer_after_wait: Duration::ZERO,
             callback_detection: false,
+            sms_confirm: None,
+            sms_on_exhausted: None,
         }
     }
 }
@@ -124,6 +131,8 @@ pub(crate) struct RawQueue {
     max_calls: Option<u32>,
     offer_after_wait: Option<String>,
     callback_detection: Option<bool>,
+    sms_confirm: Option<String>,
+    sms_on_exhausted: Option<String>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -199,5 +208,14 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         q.max_calls = n;
     }
     q.callback_detection = raw.callback_detection.unwrap_or(false);
+    for (field, text, slot) in [("sms_confirm", raw.sms_confirm, &mut q.sms_confirm), ("sms_on_exhausted", raw.sms_on_exhausted, &mut q.sms_on_exhausted)] {
+        let Some(text) = text else { continue };
+        if let Err(why) = crate::sms::template::check(&text) {
+            c.push(k(field), why);
+        } else if q.profile.is_none() {
+            c.push(k(field), "needs the queue's `profile`: texts go out through its trunk".to_string());
+        }
+        *slot = Some(text);
+    }
     q
 }

@@ -85,7 +85,7 @@ pub(super) fn validate(i: usize, raw: RawWebhook, c: &mut Collector<'_>) -> Opti
 }
 
 /// An absolute `http`/`https` URL with a host and no credentials or fragment.
-fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_URL {
         return Err(format!("longer than {MAX_URL} characters"));
     }

@@ -621,7 +621,7 @@ async fn preview(State(s): State<AppState>, h: HeaderMap, Query(q): Query<Previe
 async fn events(State(s): State<AppState>, h: HeaderMap) -> Response {
     let Some((_, sess)) = session(&s, &h) else { return StatusCode::UNAUTHORIZED.into_response() };
     let filter = EventFilter { viewer: Some(sess.actor.clone()), ..Default::default() };
-    event_stream(&s.bus, filter, last_event_id(&h), s.stopping.clone()).into_response()
+    event_stream(&s.bus, s.outbox.clone(), filter, last_event_id(&h), s.stopping.clone()).into_response()
 }
 
 /// An agent's session: (id, session, agent id).

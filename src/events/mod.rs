@@ -2,11 +2,14 @@
 //! state or a trunk's state, published once, from where it is committed, as a
 //! typed [`Event`] with a sequence number that only ever increases.
 //!
-//! Consumers (the console's live tiles, server-sent events, webhooks, the
-//! audit log) subscribe with [`Bus::subscribe`]; nothing polls the book to
-//! notice changes. The bus keeps the last [`Bus::RECENT`] events in memory so
-//! a subscriber that reconnects with the last sequence it saw can catch up
-//! ([`Bus::since`]); older history is the durable outbox's job.
+//! Every event is first written to the durable [`outbox`] in the same commit
+//! as the change it reports, which assigns its sequence (unique for the life
+//! of the book, across restarts); only then is it published here.
+//! Consumers (the console's live tiles, server-sent events, webhooks)
+//! subscribe with [`Bus::subscribe`]; nothing polls the book to notice
+//! changes. The bus keeps the last [`Bus::RECENT`] events in memory so a
+//! subscriber that reconnects with the last sequence it saw can catch up
+//! ([`Bus::since`]); older history is read back from the outbox.
 //!
 //! The payloads are domain types; adapters render them (the HTTP API renders
 //! each as the same JSON object its REST routes return).
@@ -15,6 +18,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
+
+pub mod outbox;
+pub use outbox::{Outbox, Parked};
 
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
@@ -128,8 +134,8 @@ pub enum Payload {
 /// One published change.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// Assigned by the bus at publication: 1, 2, 3, ... without gaps within
-    /// one process, and continuing from [`Bus::starting_at`] across restarts.
+    /// Assigned by the outbox when the event is committed: 1, 2, 3, ...
+    /// without gaps, for the life of the book.
     pub seq: u64,
     pub kind: Kind,
     /// When the change was committed (clock milliseconds).
@@ -173,6 +179,7 @@ pub struct Bus {
 }
 
 struct Inner {
+    /// The sequence after the last one published.
     next_seq: u64,
     recent: VecDeque<Arc<Event>>,
 }
@@ -189,19 +196,23 @@ impl Bus {
         Self::starting_at(1)
     }
 
-    /// A bus whose first event gets sequence `first` (the durable outbox's
-    /// next sequence, so ids stay unique across restarts).
+    /// A bus expecting `first` as the next sequence (the outbox's next one).
     pub fn starting_at(first: u64) -> Self {
         let (tx, _) = broadcast::channel(Self::CAPACITY);
         Bus { inner: Mutex::new(Inner { next_seq: first.max(1), recent: VecDeque::with_capacity(Self::RECENT) }), tx }
     }
 
-    /// Assigns the next sequence number and sends the event to every
-    /// subscriber. Call it once per committed change, after the commit.
-    pub fn publish(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
+    /// Sends a committed event (its sequence assigned by the outbox, higher
+    /// than every one sent before) to every subscriber. The outbox calls it
+    /// once per event, after the commit, in sequence order.
+    pub fn publish(&self, ev: Event) -> Arc<Event> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload });
-        inner.next_seq += 1;
+        debug_assert!(ev.seq >= inner.next_seq || inner.recent.is_empty(), "events are published in sequence order");
+        self.send_locked(&mut inner, Arc::new(ev))
+    }
+
+    fn send_locked(&self, inner: &mut Inner, ev: Arc<Event>) -> Arc<Event> {
+        inner.next_seq = ev.seq + 1;
         if inner.recent.len() == Self::RECENT {
             inner.recent.pop_front();
         }
@@ -209,6 +220,15 @@ impl Bus {
         // Sent under the lock so every subscriber sees sequence order.
         let _ = self.tx.send(ev.clone());
         ev
+    }
+
+    /// Publishes with the next in-memory sequence: for a book without a
+    /// durable outbox (the PostgreSQL backend), whose sequences restart
+    /// with the process.
+    pub fn publish_next(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload });
+        self.send_locked(&mut inner, ev)
     }
 
     /// A receiver of every event published from now on.
@@ -229,7 +249,7 @@ impl Bus {
         Some((inner.recent.iter().filter(|e| e.seq > seq).cloned().collect(), rx))
     }
 
-    /// The sequence the next event will get.
+    /// The sequence after the last one published.
     pub fn next_seq(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).next_seq
     }
@@ -262,13 +282,17 @@ mod tests {
         }))
     }
 
+    fn ev(seq: u64, at: Millis, name: &str) -> Event {
+        Event { seq, kind: Kind::TrunkState, at, payload: trunk(name) }
+    }
+
     #[test]
-    fn sequence_numbers_increase_without_gaps_and_reach_every_subscriber() {
+    fn events_reach_every_subscriber_in_sequence_order() {
         let bus = Bus::starting_at(10);
         let mut a = bus.subscribe();
         let mut b = bus.subscribe();
         for i in 0..3 {
-            bus.publish(Kind::TrunkState, i, trunk("t"));
+            bus.publish(ev(10 + i, i as Millis, "t"));
         }
         for rx in [&mut a, &mut b] {
             let seqs: Vec<u64> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();
@@ -281,14 +305,14 @@ mod tests {
     fn since_returns_the_kept_tail_and_refuses_what_was_dropped() {
         let bus = Bus::new();
         for i in 0..(Bus::RECENT as u64 + 5) {
-            bus.publish(Kind::TrunkState, i as Millis, trunk("t"));
+            bus.publish(ev(i + 1, i as Millis, "t"));
         }
         let (tail, _rx) = bus.since(Bus::RECENT as u64).unwrap();
         assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), (Bus::RECENT as u64 + 1..=Bus::RECENT as u64 + 5).collect::<Vec<_>>());
         assert!(bus.since(1).is_none(), "events 2..=5 were dropped");
         let (tail, mut rx) = bus.since(bus.next_seq() - 1).unwrap();
         assert!(tail.is_empty());
-        bus.publish(Kind::TrunkState, 0, trunk("u"));
+        bus.publish(ev(Bus::RECENT as u64 + 6, 0, "u"));
         assert_eq!(rx.try_recv().unwrap().seq, Bus::RECENT as u64 + 6);
     }
 

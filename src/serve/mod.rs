@@ -124,6 +124,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // Webhooks get each event as the REST routes and /v1/events render it.
     let webhooks = crate::webhooks::driver::spawn(
         &cfg.webhooks,
+        core.outbox.clone(),
         &core.bus,
         Arc::new(crate::api::feed::event_data),
         clock.clone(),
@@ -151,6 +152,16 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         sip_addr: sip.local_addr,
         live,
     });
+    if crate::sms::notify::wanted(&cfg) {
+        let notifier = crate::sms::notify::Notifier {
+            cfg: cfg.clone(),
+            outbox: core.outbox.clone(),
+            calls: sip.calls.clone(),
+            proxies: kit.proxies.clone(),
+            clock: kit.clock.clone(),
+        };
+        tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));
+    }
     let dialler = Arc::new(Dialler { kit: kit.clone(), gate });
     let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));
@@ -183,8 +194,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // and the next start closes and retries them.
     dialling.abort();
     drop(dialler);
+    // Webhook tasks save their cursors and return as soon as they see the stop.
     for w in webhooks {
-        w.abort();
+        let abort = w.abort_handle();
+        if tokio::time::timeout(std::time::Duration::from_secs(1), w).await.is_err() {
+            abort.abort();
+        }
     }
     // Trunks unregister while HTTP drains, then the core stops the
     // scheduler and flushes the book.

@@ -1,7 +1,14 @@
-//! The tokio side of webhooks: one task per endpoint takes the events it
-//! wants from the bus into its [`Queue`] and sends the head on a blocking
-//! thread, so neither a slow receiver nor the HTTP client ever runs on the
-//! runtime's own threads or holds up the book.
+//! The tokio side of webhooks: one task per endpoint reads the events it
+//! wants from the durable outbox, after its stored cursor, into a bounded
+//! [`Queue`] and sends the head on a blocking thread, so neither a slow
+//! receiver nor the HTTP client ever runs on the runtime's own threads or
+//! holds up the book or another endpoint.
+//!
+//! The bus only says "something new was committed" (and saves a read when
+//! the task is caught up); the outbox is the source, so a restart, a
+//! SIGKILL or a lagging task loses nothing: delivery resumes after the
+//! cursor, which is saved at most every [`CURSOR_EVERY`] (a crash repeats
+//! at most that much: at least once, never lost).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,78 +20,191 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Webhook;
-use crate::events::{Bus, Event};
+use crate::events::{Bus, Event, Outbox, Parked};
 
 use super::queue::{Delivery, Queue};
 use super::{body, send, Render};
 
-/// Events held per endpoint while its receiver is down.
-pub const QUEUE_LIMIT: usize = 100_000;
+/// Events held in memory per endpoint (read from the outbox as room frees).
+pub const WINDOW: usize = 256;
+/// How often a moving cursor is saved.
+pub const CURSOR_EVERY: Duration = Duration::from_millis(500);
+/// After a failed outbox read, the next try comes this much later.
+const READ_RETRY: Duration = Duration::from_secs(1);
 
-/// Starts one delivery task per endpoint; they stop when `stop` turns true.
-pub fn spawn(hooks: &[Webhook], bus: &Bus, render: Render, clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// Starts one delivery task per endpoint; they stop when `stop` turns true
+/// (saving their cursors first).
+pub fn spawn(hooks: &[Webhook], outbox: Arc<dyn Outbox>, bus: &Bus, render: Render, clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let agent = send::agent();
     hooks
         .iter()
         .enumerate()
         .map(|(i, hook)| {
             let span = tracing::info_span!("webhook", endpoint = i, url = %hook.url);
-            let task = run(hook.clone(), bus.subscribe(), render.clone(), clock.clone(), agent.clone(), stop.clone());
-            tokio::spawn(task.instrument(span))
+            let ep = Endpoint {
+                hook: Arc::new(hook.clone()),
+                outbox: outbox.clone(),
+                render: render.clone(),
+                clock: clock.clone(),
+                agent: agent.clone(),
+            };
+            // Subscribed before the cursor is read, so nothing committed
+            // in between is missed.
+            tokio::spawn(ep.run(bus.subscribe(), stop.clone()).instrument(span))
         })
         .collect()
 }
 
-async fn run(
-    hook: Webhook,
-    mut events: broadcast::Receiver<Arc<Event>>,
+struct Endpoint {
+    hook: Arc<Webhook>,
+    outbox: Arc<dyn Outbox>,
     render: Render,
     clock: Arc<dyn Clock>,
     agent: ureq::Agent,
-    mut stop: watch::Receiver<bool>,
-) {
-    let hook = Arc::new(hook);
-    let mut queue = Queue::new(QUEUE_LIMIT);
-    let mut in_flight: Option<JoinHandle<Result<u16, String>>> = None;
-    loop {
-        let now = clock.now_ms();
-        if in_flight.is_none() {
-            if let Some(d) = queue.poll_send(now) {
-                in_flight = Some(start(&agent, &hook, d));
-            }
-        }
-        let wait = queue.poll_timeout().map(|at| Duration::from_millis((at - now).max(0) as u64));
-        tokio::select! {
-            _ = stop.changed() => return,
-            ev = events.recv() => match ev {
-                Ok(ev) if hook.events.wants(ev.kind) => {
-                    if let Err(full) = queue.push(Delivery::new(ev.seq, Arc::from(body(&ev, &render)))) {
-                        tracing::error!(seq = ev.seq, %full, "webhook event dropped");
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => tracing::error!(missed = n, "webhook fell behind the event bus; events dropped"),
-                Err(RecvError::Closed) => return,
-            },
-            res = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
-                in_flight = None;
-                let now = clock.now_ms();
-                match res.unwrap_or_else(|e| Err(format!("sender failed: {e}"))) {
-                    Ok(_) => queue.on_delivered(),
-                    Err(why) => {
-                        tracing::debug!(error = %why, "webhook delivery failed");
-                        if let Some(p) = queue.on_failed(now, why, rand::random::<f64>()) {
-                            tracing::warn!(seq = p.seq, failures = p.failures, error = ?p.last_error, "webhook delivery parked after a day of failures");
-                        }
-                    }
-                }
-            }
-            _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))), if wait.is_some() && in_flight.is_none() => {}
-        }
-    }
 }
 
-fn start(agent: &ureq::Agent, hook: &Arc<Webhook>, d: Delivery) -> JoinHandle<Result<u16, String>> {
-    let (agent, hook) = (agent.clone(), hook.clone());
-    tokio::task::spawn_blocking(move || send::post(&agent, &hook.url, &hook.secret, &format!("evt_{}", d.seq), &d.body))
+/// Where one endpoint's reading stands.
+struct Reading {
+    /// The highest sequence read (queued, or skipped as unwanted).
+    loaded: u64,
+    /// The outbox may hold events after `loaded` that are not queued.
+    behind: bool,
+}
+
+impl Endpoint {
+    async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, mut stop: watch::Receiver<bool>) {
+        let key = self.hook.url.clone();
+        let start = match self.outbox.cursor(&key) {
+            Ok(Some(c)) => c,
+            // A new endpoint gets what is committed from now on.
+            Ok(None) => {
+                let c = self.outbox.next_seq().saturating_sub(1);
+                self.outbox.save_cursor(&key, c);
+                c
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the webhook cursor; endpoint not served");
+                return;
+            }
+        };
+        tracing::debug!(cursor = start, "webhook delivery resumes");
+        let mut reading = Reading { loaded: start, behind: true };
+        let mut saved = start;
+        let mut queue = Queue::new(WINDOW);
+        let mut in_flight: Option<(u64, JoinHandle<Result<u16, String>>)> = None;
+        let mut read_again_at: Option<tokio::time::Instant> = None;
+        let mut save_tick = tokio::time::interval(CURSOR_EVERY);
+        save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if reading.behind && queue.len() < WINDOW && read_again_at.is_none_or(|t| t <= tokio::time::Instant::now()) {
+                read_again_at = None;
+                if let Err(e) = self.fill(&mut reading, &mut queue) {
+                    tracing::warn!(error = %e, "cannot read the outbox; trying again shortly");
+                    read_again_at = Some(tokio::time::Instant::now() + READ_RETRY);
+                }
+            }
+            let now = self.clock.now_ms();
+            if in_flight.is_none() {
+                if let Some(d) = queue.poll_send(now) {
+                    in_flight = Some((d.seq, self.start(d)));
+                }
+            }
+            let wait = queue.poll_timeout().map(|at| Duration::from_millis((at - now).max(0) as u64));
+            let read_wait = read_again_at;
+            tokio::select! {
+                _ = stop.changed() => {
+                    self.save(&key, &queue, &reading, &mut saved);
+                    return;
+                }
+                ev = events.recv() => match ev {
+                    Ok(ev) => self.offer(&ev, &mut reading, &mut queue),
+                    Err(RecvError::Lagged(_)) => reading.behind = true,
+                    Err(RecvError::Closed) => return,
+                },
+                res = async { (&mut in_flight.as_mut().expect("guarded").1).await }, if in_flight.is_some() => {
+                    let (seq, _) = in_flight.take().expect("guarded");
+                    let now = self.clock.now_ms();
+                    match res.unwrap_or_else(|e| Err(format!("sender failed: {e}"))) {
+                        Ok(_) => queue.on_delivered(),
+                        Err(why) => {
+                            tracing::debug!(seq, error = %why, "webhook delivery failed");
+                            if let Some(p) = queue.on_failed(now, why, rand::random::<f64>()) {
+                                tracing::warn!(seq = p.seq, failures = p.failures, error = ?p.last_error, "webhook delivery parked after a day of failures");
+                                self.outbox.park(Parked {
+                                    id: 0,
+                                    endpoint: key.clone(),
+                                    seq: p.seq,
+                                    kind: p.kind.to_string(),
+                                    body: p.body.to_vec(),
+                                    failures: p.failures,
+                                    first_failure: p.first_failure.unwrap_or(now),
+                                    last_failure: now,
+                                    last_error: p.last_error.unwrap_or_default(),
+                                });
+                            }
+                        }
+                    }
+                    if queue.is_empty() {
+                        // Caught up: say so at once rather than at the next tick.
+                        self.save(&key, &queue, &reading, &mut saved);
+                    }
+                }
+                _ = save_tick.tick() => self.save(&key, &queue, &reading, &mut saved),
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))), if wait.is_some() && in_flight.is_none() => {}
+                _ = tokio::time::sleep_until(read_wait.unwrap_or_else(tokio::time::Instant::now)), if read_wait.is_some() => {}
+            }
+        }
+    }
+
+    /// Reads the next events after `loaded` from the outbox, as many as fit.
+    fn fill(&self, reading: &mut Reading, queue: &mut Queue) -> Result<(), crate::scheduler::book::StoreError> {
+        let room = WINDOW - queue.len();
+        let evs = self.outbox.after(reading.loaded, room)?;
+        reading.behind = evs.len() == room;
+        for ev in evs {
+            self.take(&ev, reading, queue);
+        }
+        Ok(())
+    }
+
+    /// A just-published event: queued at once when it is the next one and
+    /// there is room; otherwise it is read from the outbox later.
+    fn offer(&self, ev: &Event, reading: &mut Reading, queue: &mut Queue) {
+        if ev.seq <= reading.loaded {
+            return;
+        }
+        if !reading.behind && ev.seq == reading.loaded + 1 && queue.len() < WINDOW {
+            self.take(ev, reading, queue);
+        } else {
+            reading.behind = true;
+        }
+    }
+
+    fn take(&self, ev: &Event, reading: &mut Reading, queue: &mut Queue) {
+        reading.loaded = ev.seq;
+        if self.hook.events.wants(ev.kind) {
+            let d = Delivery::new(ev.seq, ev.kind.name(), Arc::from(body(ev, &self.render)));
+            if let Err(full) = queue.push(d) {
+                // Cannot happen: room is checked first. Read it again later.
+                tracing::error!(seq = ev.seq, %full, "webhook queue full");
+                reading.loaded = ev.seq - 1;
+                reading.behind = true;
+            }
+        }
+    }
+
+    /// Saves the cursor when it moved: every event up to it is delivered,
+    /// parked or not wanted.
+    fn save(&self, key: &str, queue: &Queue, reading: &Reading, saved: &mut u64) {
+        let done = queue.head().map_or(reading.loaded, |h| h - 1);
+        if done > *saved {
+            self.outbox.save_cursor(key, done);
+            *saved = done;
+        }
+    }
+
+    fn start(&self, d: Delivery) -> JoinHandle<Result<u16, String>> {
+        let (agent, hook) = (self.agent.clone(), self.hook.clone());
+        tokio::task::spawn_blocking(move || send::post(&agent, &hook.url, &hook.secret, &format!("evt_{}", d.seq), &d.body))
+    }
 }

@@ -16,6 +16,8 @@ use super::retry::{self, Next};
 pub struct Delivery {
     /// The event's sequence number.
     pub seq: u64,
+    /// The event's type (`callback.created`, ...).
+    pub kind: &'static str,
     /// The signed JSON body.
     pub body: Arc<[u8]>,
     /// Failed tries so far.
@@ -25,8 +27,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(seq: u64, body: Arc<[u8]>) -> Self {
-        Self { seq, body, failures: 0, first_failure: None, last_error: None }
+    pub fn new(seq: u64, kind: &'static str, body: Arc<[u8]>) -> Self {
+        Self { seq, kind, body, failures: 0, first_failure: None, last_error: None }
     }
 }
 
@@ -107,6 +109,11 @@ impl Queue {
         }
     }
 
+    /// The sequence of the oldest event not yet delivered or parked.
+    pub fn head(&self) -> Option<u64> {
+        self.waiting.front().map(|d| d.seq)
+    }
+
     pub fn len(&self) -> usize {
         self.waiting.len()
     }
@@ -121,7 +128,7 @@ mod tests {
     use super::*;
 
     fn d(seq: u64) -> Delivery {
-        Delivery::new(seq, Arc::from(format!("{{\"seq\":{seq}}}").into_bytes()))
+        Delivery::new(seq, "trunk.state", Arc::from(format!("{{\"seq\":{seq}}}").into_bytes()))
     }
 
     #[test]

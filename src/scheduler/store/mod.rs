@@ -16,6 +16,7 @@
 pub mod backup;
 pub mod audit;
 pub mod codec;
+pub mod outbox;
 pub mod query;
 pub mod stats;
 pub mod tables;
@@ -201,6 +202,8 @@ pub struct RedbBook {
     notify: Arc<Notify>,
     recovered: usize,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// The outbox's next event sequence as of the last commit.
+    events_next: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbBook {
@@ -243,7 +246,12 @@ impl RedbBook {
             staged: writer::Staged::read(&db)?,
             armed_until: Millis::MIN,
             bus: opts.bus.clone(),
+            outbox: outbox::State::read(
+                &db,
+                cfg.webhooks.iter().map(|h| h.url.clone()).chain(crate::sms::notify::wanted(&cfg).then(|| crate::sms::notify::CURSOR.to_string())).collect(),
+            )?,
         };
+        let events_next = w.outbox.published_next.clone();
         let waiting = w.waiting.clone();
         let recovered = w.recover()?;
         if recovered > 0 {
@@ -253,7 +261,7 @@ impl RedbBook {
             .name("redial-book".into())
             .spawn(move || w.run())
             .map_err(|e| StoreError::io(path, e))?;
-        Ok(RedbBook { db, cfg, tx, writer: Some(writer), notify, recovered, waiting })
+        Ok(RedbBook { db, cfg, tx, writer: Some(writer), notify, recovered, waiting, events_next })
     }
 
     /// Writes a consistent copy of the book to `dest` (a new file) from one read

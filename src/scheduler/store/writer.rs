@@ -21,7 +21,8 @@ use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
-use crate::events::{Bus, Kind, Payload};
+use super::outbox::{self, OutboxOp};
+use crate::events::{Bus, Event, Kind, Payload};
 use crate::scheduler::change::{self, action_id};
 use crate::scheduler::engine::rules;
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
@@ -54,6 +55,9 @@ pub(super) enum Op {
     Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
     /// Audit entries, written in the next batch's transaction.
     Audit(Vec<super::audit::AuditEntry>),
+    /// Outbox work: an event from outside the book, a webhook cursor, a
+    /// parked delivery or a retry's outcome.
+    Outbox(OutboxOp),
 }
 
 /// An answer held until the commit is known.
@@ -64,6 +68,7 @@ enum Reply {
     Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
     Flush(oneshot::Sender<()>),
     Skip(oneshot::Sender<Result<Option<Callback>, StoreError>>, Option<Callback>),
+    Retried(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Reply {
@@ -86,6 +91,8 @@ impl Reply {
             (Reply::Flush(tx), _) => drop(tx.send(())),
             (Reply::Skip(tx, r), None) => drop(tx.send(Ok(r))),
             (Reply::Skip(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
+            (Reply::Retried(tx), None) => drop(tx.send(Ok(()))),
+            (Reply::Retried(tx), Some(e)) => drop(tx.send(Err(e.clone()))),
         }
     }
 }
@@ -154,6 +161,8 @@ pub(super) struct Writer {
     pub armed_until: Millis,
     /// Where committed changes are published; `None` = nobody listens.
     pub bus: Option<Arc<Bus>>,
+    /// The durable outbox every event is written to first.
+    pub outbox: outbox::State,
 }
 
 /// The staging table's keys in due order, mirrored in memory (≤ about
@@ -218,8 +227,13 @@ struct Batch {
     /// Something was written that the engine map does not show (a merge).
     wrote: bool,
     staged_undo: Vec<StagedUndo>,
-    /// Changes to publish once the batch is durable, in the order made.
-    events: Vec<(Kind, Payload)>,
+    /// Events to write to the outbox in this transaction and publish once
+    /// it is durable, in the order made.
+    events: Vec<(Kind, Millis, Payload)>,
+    /// Outbox work other than events (cursors, parking, retries).
+    outbox: Vec<OutboxOp>,
+    /// The events as stored, with their sequences: published after the commit.
+    stored: Vec<Event>,
     /// Audit entries to append in this batch's transaction.
     audit: Vec<super::audit::AuditEntry>,
 }
@@ -263,6 +277,7 @@ impl Writer {
         let now = self.clock.now_ms();
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
+        let events_before = (self.outbox.next, self.outbox.first, self.outbox.cursors.clone());
         let mut batch = Batch::default();
         let started = std::time::Instant::now();
         let result = self.apply_all(now, ops, &mut batch);
@@ -281,7 +296,7 @@ impl Writer {
                     }
                 }
                 self.publish_waiting();
-                self.publish_events(now, &mut batch.events);
+                self.publish_events(&mut batch.stored);
                 for r in batch.replies {
                     r.send(None);
                 }
@@ -293,6 +308,7 @@ impl Writer {
                 tracing::error!(error = %e, "scheduler write failed; batch refused");
                 self.counters = counters_before;
                 self.next_seq = seq_before;
+                (self.outbox.next, self.outbox.first, self.outbox.cursors) = events_before;
                 for u in batch.staged_undo.into_iter().rev() {
                     match u {
                         StagedUndo::Added(k) => self.staged.keys.remove(&k),
@@ -312,12 +328,34 @@ impl Writer {
 
     /// After the commit and before any reply, so a caller that got its
     /// answer can already have seen the change's event.
-    fn publish_events(&self, now: Millis, events: &mut Vec<(Kind, Payload)>) {
+    fn publish_events(&self, stored: &mut Vec<Event>) {
+        self.outbox.published_next.store(self.outbox.next, std::sync::atomic::Ordering::Release);
         if let Some(bus) = &self.bus {
-            for (kind, payload) in events.drain(..) {
-                bus.publish(kind, now, payload);
+            for ev in stored.drain(..) {
+                bus.publish(ev);
             }
         }
+    }
+
+    /// Writes the batch's events and outbox work in `w` (before its commit).
+    fn write_outbox(&mut self, w: &WriteTransaction, batch: &mut Batch) -> Result<(), StoreError> {
+        if batch.events.is_empty() && batch.outbox.is_empty() {
+            return Ok(());
+        }
+        let work: Vec<OutboxOp> = batch
+            .outbox
+            .drain(..)
+            .map(|op| match op {
+                OutboxOp::Retried(id, outcome, tx) => {
+                    batch.replies.push(Reply::Retried(tx));
+                    OutboxOp::Retried(id, outcome, oneshot::channel().0)
+                }
+                other => other,
+            })
+            .collect();
+        batch.stored = outbox::append(w, &mut self.outbox, std::mem::take(&mut batch.events), work)?;
+        batch.wrote = true;
+        Ok(())
     }
 
     /// Before any reply of the batch is sent, so a caller that got its answer
@@ -344,7 +382,7 @@ impl Writer {
                 self.merge(now, chunk, &mut t, batch)?;
             }
             for op in pending_ops.by_ref() {
-                batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(_));
+                batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(_) | Op::Outbox(_));
                 match op {
                     Op::Schedule(req, note, tx) => {
                         let r = self.schedule(now, &mut t, req, batch)?;
@@ -377,6 +415,8 @@ impl Writer {
                     }
                     Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
                     Op::Audit(entries) => batch.audit.extend(entries),
+                    Op::Outbox(OutboxOp::Publish(kind, at, payload)) => batch.events.push((kind, at, payload)),
+                    Op::Outbox(op) => batch.outbox.push(op),
                     Op::Skip(phone, queue, interaction, tx) => {
                         let r = self.skip(now, &mut t, &phone, &queue, &interaction, batch)?;
                         batch.replies.push(Reply::Skip(tx, r));
@@ -387,6 +427,7 @@ impl Writer {
         if batch.seq_used {
             w.open_table(META)?.insert("next_seq", self.next_seq)?;
         }
+        self.write_outbox(&w, batch)?;
         if !batch.audit.is_empty() {
             super::audit::append(&w, &batch.audit)?;
             batch.wrote = true;
@@ -495,9 +536,9 @@ impl Writer {
         }
         let entry = (new.status == Status::Scheduled).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
-        if self.bus.is_some() {
-            batch.events.extend(change::change_events(old, new));
-        }
+        // Every change is written to the outbox, listened to or not.
+        let at = new.updated_at;
+        batch.events.extend(change::change_events(old, new).into_iter().map(|(k, p)| (k, at, p)));
         Ok(())
     }
 
@@ -598,9 +639,8 @@ impl Writer {
             Err(e) => return Ok(Err(e)),
         };
         t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
-        if self.bus.is_some() {
-            batch.events.push(change::attempt_event(&new, &attempt));
-        }
+        let (kind, payload) = change::attempt_event(&new, &attempt);
+        batch.events.push((kind, now, payload));
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
     }
@@ -655,8 +695,9 @@ impl Writer {
                 st.insert(q.as_str(), self.counters[q].encode().as_slice())?;
             }
         }
+        self.write_outbox(&w, &mut batch)?;
         w.commit()?;
-        self.publish_events(now, &mut batch.events);
+        self.publish_events(&mut batch.stored);
         Ok(n)
     }
 

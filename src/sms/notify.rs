@@ -1,0 +1,160 @@
+//! The texts that follow callback events: `sms_confirm` on
+//! `callback.created`, `sms_on_exhausted` on `callback.exhausted`, sent
+//! through the callback's queue trunk. The task reads the durable outbox
+//! after its own cursor ([`CURSOR`]), so a committed booking gets its text
+//! even when redial restarts in between; the cursor is saved after each
+//! text, so a crash repeats at most the text in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use super::{template, TextRecord};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::events::{Event, Kind, Outbox};
+use crate::scheduler::model::Callback;
+use crate::sip::calls::pager::{split, MessageRequest, DEFAULT_MAX_TEXT};
+use crate::sip::calls::{CallControl, Credentials};
+use crate::sip::Peer;
+
+/// The outbox cursor of this task.
+pub const CURSOR: &str = "sms:notify";
+const PAGE: usize = 64;
+
+pub struct Notifier {
+    pub cfg: Arc<Config>,
+    pub outbox: Arc<dyn Outbox>,
+    pub calls: CallControl,
+    /// Resolved trunk proxies by profile name.
+    pub proxies: BTreeMap<String, Peer>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Whether any queue sends texts on events (else the task is not started).
+pub fn wanted(cfg: &Config) -> bool {
+    cfg.queues.iter().any(|q| q.sms_confirm.is_some() || q.sms_on_exhausted.is_some())
+}
+
+impl Notifier {
+    /// Runs until `stop` turns true. `events` (subscribed before the call)
+    /// only wakes it; the outbox is the source.
+    pub async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, mut stop: watch::Receiver<bool>) {
+        let mut cursor = match self.outbox.cursor(CURSOR) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                let c = self.outbox.next_seq().saturating_sub(1);
+                self.outbox.save_cursor(CURSOR, c);
+                c
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the texts' outbox cursor; no texts on events");
+                return;
+            }
+        };
+        loop {
+            let page = match self.outbox.after(cursor, PAGE) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox; trying again shortly");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if page.is_empty() {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    ev = events.recv() => if let Err(RecvError::Closed) = ev { return },
+                }
+                continue;
+            }
+            for ev in page {
+                if *stop.borrow() {
+                    return;
+                }
+                let sent = self.on_event(&ev).await;
+                cursor = ev.seq;
+                if sent {
+                    self.outbox.save_cursor(CURSOR, cursor);
+                }
+            }
+            self.outbox.save_cursor(CURSOR, cursor);
+        }
+    }
+
+    /// Sends the text `ev` calls for, if any; whether one was tried.
+    async fn on_event(&self, ev: &Event) -> bool {
+        let Some(cb) = ev.callback() else { return false };
+        let Some(queue) = self.cfg.queue(&cb.queue) else { return false };
+        let (purpose, text) = match ev.kind {
+            Kind::CallbackCreated => ("confirm", queue.sms_confirm.as_deref()),
+            Kind::CallbackExhausted => ("exhausted", queue.sms_on_exhausted.as_deref()),
+            _ => return false,
+        };
+        let Some(text) = text else { return false };
+        let text = template::render(text, cb, queue.timezone);
+        let (parts, status) = self.send(cb, queue.profile.as_deref(), &text).await;
+        let ok = (200..300).contains(&status);
+        if ok {
+            tracing::info!(callback = %cb.id, purpose, parts, "text sent");
+        } else {
+            tracing::warn!(callback = %cb.id, purpose, status, "text not accepted by the trunk");
+        }
+        self.outbox.record_text(TextRecord {
+            callback_id: cb.id.0,
+            at: self.clock.now_ms(),
+            purpose: purpose.into(),
+            to: cb.phone.clone(),
+            text,
+            parts,
+            status: if ok { "sent" } else { "failed" }.into(),
+            sip_status: status,
+        });
+        true
+    }
+
+    /// Sends `text` as one MESSAGE per part, stopping at the first failure:
+    /// (parts tried, final status of the last). A status below 100 means
+    /// nothing could be sent (no trunk, a text that cannot be split).
+    async fn send(&self, cb: &Callback, profile: Option<&str>, text: &str) -> (u32, u16) {
+        let Some(profile) = profile.and_then(|p| self.cfg.profiles.get(p)) else { return (0, 0) };
+        let Some(dest) = self.proxies.get(&profile.name).copied() else { return (0, 0) };
+        let Some(parts) = split(text, DEFAULT_MAX_TEXT) else { return (0, 0) };
+        let queue = self.cfg.queue(&cb.queue);
+        let from = cb.caller_id.clone().or_else(|| queue.and_then(|q| q.caller_id.clone())).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
+        let credentials = match (&profile.username, &profile.password) {
+            (Some(u), Some(p)) => Some(Credentials { username: u.clone(), password: p.clone() }),
+            _ => None,
+        };
+        let uri = format!("sip:{}@{}", cb.phone, profile.domain);
+        let mut tried = 0;
+        let mut status = 0;
+        for part in parts {
+            tried += 1;
+            let req = MessageRequest {
+                request_uri: uri.clone(),
+                to: format!("<{uri}>"),
+                from_user: from.clone(),
+                from_host: profile.domain.clone(),
+                destination: dest,
+                text: part,
+                credentials: credentials.clone(),
+                headers: vec![("X-Redial-Callback-Id".into(), cb.id.to_string())],
+            };
+            status = match self.calls.message(req).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(s)) => s,
+                Err(_) => 503,
+            };
+            if !(200..300).contains(&status) {
+                break;
+            }
+        }
+        (tried, status)
+    }
+}
