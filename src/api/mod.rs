@@ -73,6 +73,8 @@ pub struct Shared {
     /// Turns true when the server stops: endless responses (server-sent
     /// events) end then, so the graceful shutdown is not held open.
     pub stopping: watch::Receiver<bool>,
+    /// Cluster mode: this node's leases (`GET /v1/cluster`).
+    pub cluster: Option<Arc<crate::cluster::node::ClusterHandle>>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -171,6 +173,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         agents: core.agents.clone(),
         trunks,
         live,
+        cluster: core.cluster.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await

@@ -74,6 +74,8 @@ pub fn pg_error(e: tokio_postgres::Error) -> StoreError {
 pub struct Ownership {
     pub node: String,
     pub shards: u32,
+    /// A node not seen for this long is gone (its attempts can be closed).
+    pub lease: std::time::Duration,
     held: Mutex<Held>,
     /// Bumped whenever the set of shards held changes.
     generation: AtomicU64,
@@ -83,8 +85,8 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub fn new(node: impl Into<String>, shards: u32) -> Arc<Self> {
-        Arc::new(Self { node: node.into(), shards: shards.max(1), held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
+    pub fn new(node: impl Into<String>, shards: u32, lease: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self { node: node.into(), shards: shards.max(1), lease, held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -655,8 +657,36 @@ impl Writer {
                 .await
                 .map_err(pg_error)?;
             let mut n = 0;
+            let live: HashSet<String> = match &self.own {
+                None => HashSet::new(),
+                Some(o) => self
+                    .db
+                    .query("SELECT node FROM redial_nodes WHERE seen_at > now() - make_interval(secs => $1)", &[&o.lease.as_secs_f64()])
+                    .await
+                    .map_err(pg_error)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect(),
+            };
             for row in rows {
                 let cb = decode_row(&row, 1)?;
+                if let Some(o) = &self.own {
+                    // Left alone: an attempt a live node is dialling (it
+                    // reports the outcome), and one this process started
+                    // under the epoch it holds now.
+                    let start = self
+                        .db
+                        .query_opt("SELECT node, epoch, shard FROM redial_attempt_starts WHERE callback = $1 AND attempt = $2", &[&cb.id.to_string(), &(cb.attempts as i32)])
+                        .await
+                        .map_err(pg_error)?;
+                    if let Some(st) = start {
+                        let (node, epoch, shard): (String, i64, i32) = (st.get(0), st.get(1), st.get(2));
+                        let ours_now = node == o.node && o.list().iter().any(|(s, e)| *s == shard as u32 && *e == epoch);
+                        if ours_now || (node != o.node && live.contains(&node)) {
+                            continue;
+                        }
+                    }
+                }
                 let o = AttemptOutcome::new(Outcome::Failed);
                 let _ = self.report(now, cb.id, cb.attempts, o, Some("redial restarted during this attempt"), &mut batch).await?;
                 n += 1;
