@@ -151,3 +151,51 @@ async fn when_is_resolved_at_the_writers_clock() {
     let e = h.book().schedule(req("+15550404", "in 45 days", None)).await.unwrap_err();
     assert_eq!(e.code(), "too_late");
 }
+
+/// A scheduled callback moved to another queue takes its indexes and its
+/// counters along, keeps its place in time (clipped to the new window), is
+/// refused where the phone already has an active callback or the owner does
+/// not serve the new queue, and then fires from its new queue.
+#[tokio::test]
+async fn moving_to_another_queue_carries_indexes_and_counters() {
+    use redial::scheduler::engine::rules::RuleError;
+    use redial::scheduler::model::CallbackChanges;
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let a = h.schedule_at("+15550300", MONDAY_NOON + HOUR).await;
+    let to = |q: &str| CallbackChanges { queue: Some(q.into()), ..Default::default() };
+
+    let moved = h.book().reschedule(a.id, to("default")).await.unwrap();
+    assert_eq!((moved.queue.as_str(), moved.status, moved.due_at), ("default", Status::Scheduled, MONDAY_NOON + HOUR));
+    assert_eq!(h.book().find_active("+15550300", "q").await.unwrap(), None);
+    assert_eq!(h.book().find_active("+15550300", "default").await.unwrap().map(|c| c.id), Some(a.id));
+    let (q, d) = (h.book().stats(Some("q")).await.unwrap(), h.book().stats(Some("default")).await.unwrap());
+    assert_eq!((q.requested, q.pending, d.requested, d.pending), (0, 0, 1, 1));
+    assert_eq!(d.avg_delay_s, 3600.0, "the delay moves with it");
+    let in_default = h.book().list(&redial::scheduler::book::ListFilter { queue: Some("default".into()), ..Default::default() }, 10, None).await.unwrap();
+    assert_eq!(in_default.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![a.id]);
+    h.assert_consistent().await;
+
+    // The phone is already active in `q` again: moving back collides.
+    let b = h.schedule_at("+15550300", MONDAY_NOON + 2 * HOUR).await;
+    match h.book().reschedule(a.id, to("q")).await {
+        Err(ScheduleError::Rule(RuleError::Duplicate { existing_id })) => assert_eq!(existing_id, b.id),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    // An owner who does not serve the new queue, or a queue that does not exist.
+    let owned = h.book().reschedule(b.id, CallbackChanges { owner: Some(Some("alice".into())), ..Default::default() }).await.unwrap();
+    h.book().cancel(a.id).await.unwrap();
+    assert!(matches!(h.book().reschedule(owned.id, to("default")).await, Err(ScheduleError::Rule(RuleError::OwnerNotInQueue { .. }))));
+    assert!(matches!(h.book().reschedule(owned.id, to("nope")).await, Err(ScheduleError::Rule(RuleError::UnknownQueue { .. }))));
+    assert_eq!(h.get(owned.id).await.queue, "q", "a refused move changes nothing");
+
+    // Counters survive a reopen; the moved callback fires from its new queue.
+    let c = h.schedule_at("+15550301", MONDAY_NOON + 10 * MIN).await;
+    h.book().reschedule(c.id, to("default")).await.unwrap();
+    let mut h = h;
+    h.reopen();
+    assert_eq!(h.book().stats(Some("default")).await.unwrap().requested, 2);
+    h.clock.advance(11 * MIN);
+    let fired = h.fire_all().await;
+    assert_eq!(fired.iter().map(|d| (d.callback.id, d.callback.queue.as_str())).collect::<Vec<_>>(), vec![(c.id, "default")]);
+    h.assert_consistent().await;
+}

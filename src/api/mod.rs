@@ -164,7 +164,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         ops,
         bus: core.bus.clone(),
         stopping: stop_rx.clone(),
-        console: crate::console::ConsoleState::default(),
+        console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
@@ -175,6 +175,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         live,
         cluster: core.cluster.clone(),
     });
+    crate::console::feed_charts(&state);
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;

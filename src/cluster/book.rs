@@ -517,8 +517,8 @@ impl Writer {
             Some(_) => {
                 self.db
                     .execute(
-                        "UPDATE redial_callbacks SET status = $2, owner = $3, due_at = $4, first_delay = $5, record = $6 WHERE id = $1",
-                        &[&id_i64(new.id), &(new.status.code() as i16), &new.owner, &new.due_at, &delay, &record],
+                        "UPDATE redial_callbacks SET status = $2, owner = $3, due_at = $4, first_delay = $5, record = $6, queue = $7 WHERE id = $1",
+                        &[&id_i64(new.id), &(new.status.code() as i16), &new.owner, &new.due_at, &delay, &record, &new.queue],
                     )
                     .await
                     .map_err(pg_error)?;
@@ -581,6 +581,11 @@ impl Writer {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),
         };
+        if new.queue != old.queue {
+            if let Some(existing_id) = self.active_id(&old.phone, &new.queue).await? {
+                return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+            }
+        }
         self.put(Some(&old), &new, batch).await?;
         Ok(Ok(new))
     }

@@ -448,6 +448,21 @@ impl Writer {
             t.queue.insert((new.queue.as_str(), id), ())?;
             t.phone.insert((new.phone.as_str(), id), ())?;
         }
+        if let Some(o) = old.filter(|o| o.queue != new.queue) {
+            // Moved to another queue (only while scheduled): its indexes and
+            // counters go with it.
+            t.queue.remove((o.queue.as_str(), id))?;
+            t.queue.insert((new.queue.as_str(), id), ())?;
+            if o.status.is_active() {
+                t.active.remove((o.phone.as_str(), o.queue.as_str()))?;
+                t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
+            }
+            let delay = o.first_due_at - o.created_at;
+            self.counters.entry(o.queue.clone()).or_default().removed(o.status, delay);
+            self.counters.entry(new.queue.clone()).or_default().created(o.status, delay);
+            batch.dirty_stats.push(o.queue.clone());
+            batch.dirty_stats.push(new.queue.clone());
+        }
         let old_owner = old.and_then(|o| o.owner.as_deref());
         if old.is_none() || old_owner != new.owner.as_deref() {
             if let Some(o) = old_owner {
@@ -533,6 +548,12 @@ impl Writer {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),
         };
+        if new.queue != old.queue {
+            if let Some(existing) = t.active.get((old.phone.as_str(), new.queue.as_str()))? {
+                let existing_id = CallbackId(existing.value());
+                return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            }
+        }
         if old.attempts == 0 {
             self.counters.entry(new.queue.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
             batch.dirty_stats.push(new.queue.clone());
