@@ -150,14 +150,14 @@ fn run(seed: u64) {
     let started = Instant::now();
     std::thread::scope(|s| {
         for (i, n) in nodes.iter().enumerate() {
-            let (port, acked, phone) = (n.port, acked.clone(), phone.clone());
+            let (port, acked, phone, log) = (n.port, acked.clone(), phone.clone(), n.log.clone());
             s.spawn(move || {
                 while started.elapsed() < load_for {
                     let p = format!("+1999{:07}", phone.fetch_add(1, Ordering::Relaxed));
                     let body = json!({"phone": p, "queue": "support"}).to_string();
                     match request(port, "POST", "/v1/callbacks", Some(RW), Some(&body), &[]) {
                         Ok((201, v)) => acked.lock().unwrap().push(v),
-                        Ok((st, v)) => panic!("node {i}: POST answered {st}: {v}"),
+                        Ok((st, v)) => panic!("node {i}: POST answered {st}: {v}\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
                         // The node was killed: stop loading it.
                         Err(_) => break,
                     }

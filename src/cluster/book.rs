@@ -466,7 +466,7 @@ impl Writer {
         let bodies: Vec<Vec<u8>> = entries.iter().map(|e| serde_json::to_vec(e).unwrap_or_default()).collect();
         self.db
             .execute(
-                "INSERT INTO redial_audit (target, entry) SELECT * FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(t, e, n) ORDER BY n",
+                "INSERT INTO redial_audit (target, entry) SELECT t, e FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(t, e, n) ORDER BY n",
                 &[&targets, &bodies],
             )
             .await
