@@ -96,11 +96,20 @@ impl Ownership {
     /// The lease loop's view changed: `f` edits it; `claimed` are shards
     /// just taken over.
     pub fn update(&self, claimed: &[u32], f: impl FnOnce(&mut Held)) {
-        f(&mut self.held());
+        let changed = {
+            let mut held = self.held();
+            let before = held.list();
+            f(&mut held);
+            held.list() != before
+        };
         if !claimed.is_empty() {
             self.claimed.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(claimed);
         }
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Renewals only move deadlines: the book reloads only when the
+        // shards or their epochs changed, or some need a sweep.
+        if changed || !claimed.is_empty() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// (shard, epoch) of every shard held (for renewals and `GET /v1/cluster`).
