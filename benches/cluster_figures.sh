@@ -62,7 +62,7 @@ secret = "bench-secret-0001"
 scopes = ["admin"]
 [[queues]]
 name = "q"
-$3
+${3:-}
 TOML
   REDIAL_DEV_UNLIMITED_AGENTS=1 REDIAL_API_RATE=0 RUST_LOG=warn "$BIN" serve --config "$dir/redial.toml" >"$dir/out.log" 2>&1 &
   PIDS+=($!)
@@ -97,13 +97,16 @@ herd() {
   local at n=${#URLS[@]}
   at=$(python3 -c 'import time; print(int(time.time()) + 65)')
   python3 - "$at" "$HERD" "${URLS[@]}" <<'PY'
-import json, sys, time, urllib.request, concurrent.futures as cf, datetime
+import json, sys, time, urllib.request, urllib.error, concurrent.futures as cf, datetime
 at, herd, urls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 iso = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 def post(i):
     body = json.dumps({"phone": "+1888%07d" % i, "queue": "q", "scheduled_at": iso}).encode()
     r = urllib.request.Request(urls[i % len(urls)] + "/v1/callbacks", body, {"Content-Type": "application/json", "Authorization": "Bearer bench-secret-0001"})
-    return urllib.request.urlopen(r).status
+    try:
+        return urllib.request.urlopen(r).status
+    except urllib.error.HTTPError as e:
+        sys.exit(f"POST answered {e.code}: {e.read().decode()}")
 with cf.ThreadPoolExecutor(32) as ex:
     assert all(s == 201 for s in ex.map(post, range(herd)))
 def pending():

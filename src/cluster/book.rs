@@ -52,6 +52,10 @@ const MAX_BATCH: usize = 1024;
 const MAX_LIMIT: usize = 500;
 /// The channel every node listens on for changes to the book.
 const CHANNEL: &str = "redial_book";
+/// Changes to callbacks due sooner than this wake the other nodes; later
+/// ones reach them through their own loads of the due index (which look
+/// [`crate::scheduler::engine::LOOKAHEAD_MS`] ahead).
+const NOTIFY_WITHIN_MS: Millis = 10_000;
 /// Before any round is measured: the cost of marking one callback, µs.
 const INITIAL_US_PER_MARK: u32 = 200;
 
@@ -256,6 +260,9 @@ struct Batch {
     audit: Vec<AuditEntry>,
     /// Ids reserved for this batch's schedules.
     ids: Vec<u32>,
+    /// A callback became scheduled due within [`NOTIFY_WITHIN_MS`]: other
+    /// nodes may have to dial it before their next load reaches it.
+    near_due: bool,
 }
 
 impl Batch {
@@ -459,7 +466,7 @@ impl Writer {
             }
         }
         self.append_audit(&batch.audit).await?;
-        if batch.wake_driver && self.own.is_some() {
+        if batch.near_due && self.own.is_some() {
             let me = self.own.as_ref().map(|o| o.node.clone()).unwrap_or_default();
             self.db.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &me]).await.map_err(pg_error)?;
         }
@@ -534,6 +541,9 @@ impl Writer {
             }
         }
         let now = new.updated_at;
+        if new.status == Status::Scheduled && new.due_at < now.saturating_add(NOTIFY_WITHIN_MS) {
+            batch.near_due = true;
+        }
         let entry = (new.status == Status::Scheduled && self.mine(new, now)).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
         if self.bus.is_some() {
