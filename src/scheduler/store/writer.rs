@@ -549,6 +549,7 @@ impl Writer {
             Err(e) => return Ok(Err(e)),
         };
         if new.queue != old.queue {
+            // Moved to another queue: one active callback per phone there too.
             if let Some(existing) = t.active.get((old.phone.as_str(), new.queue.as_str()))? {
                 let existing_id = CallbackId(existing.value());
                 return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
