@@ -91,11 +91,12 @@ print(f"  total {t:.0f} POST/s")'
   rm -f "$TMP"/wrk*.txt
 }
 
-# herd: HERD callbacks due at one instant (65 s ahead), spread over the
+# herd: HERD callbacks due at one instant (75 s and more ahead), spread over the
 # nodes; prints fired/s from the due instant until none is pending.
 herd() {
   local at n=${#URLS[@]}
-  at=$(python3 -c 'import time; print(int(time.time()) + 65)')
+  # Due after the 60 s minimum lead plus time to post the herd.
+  at=$(python3 -c "import time; print(int(time.time()) + 75 + $HERD // 50)")
   python3 - "$at" "$HERD" "${URLS[@]}" <<'PY'
 import json, sys, time, urllib.request, urllib.error, concurrent.futures as cf, datetime
 at, herd, urls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
