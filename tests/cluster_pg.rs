@@ -180,3 +180,59 @@ async fn a_database_restart_stops_dialling_then_ownership_resumes() {
     assert!(!leases::start_attempt(&a, "node-a", 0, epoch0, "cb_1", 1).await.unwrap());
     assert!(leases::start_attempt(&a, "node-a", 0, epoch0, "cb_1", 2).await.unwrap());
 }
+
+/// The book's own fence: a node whose shard was taken over cannot start an
+/// attempt there, although its local view still says it may dial; the
+/// callback stays scheduled for the new owner. Before the take-over the
+/// same node's round starts the attempt and records its fenced start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_book_whose_shard_was_taken_over_cannot_start_an_attempt() {
+    use redial::clock::{Clock, FakeClock};
+    use redial::cluster::book::{Ownership, PgBook, PgOptions};
+    use redial::config::Config;
+    use redial::scheduler::book::Book;
+    use redial::scheduler::engine::Unlimited;
+    use redial::scheduler::model::{NewCallback, Status};
+
+    let pg = Postgres::start();
+    let db = connect(&pg).await;
+    let t = LeaseTiming { lease: Duration::from_secs(60), renew_every: Duration::from_secs(10), margin: Duration::from_secs(5) };
+    let start = 1_772_452_800_000; // a Monday, noon UTC
+    let clock = FakeClock::new(start);
+    let own = Ownership::new("a", 1, t.lease);
+    let opts = PgOptions { shards: 1, ownership: Some(own.clone()), ..PgOptions::new(pg.url()) };
+    let (c, cfg) = (Arc::new(clock.clone()) as Arc<dyn Clock>, Arc::new(Config::defaults()));
+    let book = tokio::task::spawn_blocking(move || PgBook::open(opts, c, cfg)).await.unwrap().unwrap();
+    let claimed = leases::claim(&db, "a", 1, &t).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let req = |p: &str| NewCallback { phone: p.into(), queue: "default".into(), scheduled_at: Some(start + 60_000), ..Default::default() };
+    let first = book.schedule(req("+15550001")).await.unwrap();
+    let second = book.schedule(req("+15550002")).await.unwrap();
+    clock.set(start + 60_000);
+    own.update(&[], |h| h.granted(claimed[0].0, claimed[0].1, clock.now_ms(), &t));
+
+    let tick = book.tick(Arc::new(Unlimited), 1).await.unwrap();
+    assert_eq!(tick.dispatches.len(), 1, "the first fires under the lease");
+    let fired = tick.dispatches[0].callback.id;
+    let starts: i64 = db
+        .query_one("SELECT count(*) FROM redial_attempt_starts WHERE callback = $1 AND node = 'a' AND epoch = $2", &[&fired.to_string(), &claimed[0].1])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(starts, 1);
+
+    // Node b takes the shard over (as after an expiry); a has not noticed.
+    db.execute("UPDATE redial_shards SET node = 'b', epoch = epoch + 1", &[]).await.unwrap();
+    assert!(own.may_dial(0, clock.now_ms()).is_some());
+    let mut dispatched = 0;
+    for _ in 0..5 {
+        let tick = book.tick(Arc::new(Unlimited), 10).await.unwrap();
+        dispatched += tick.dispatches.len();
+    }
+    assert_eq!(dispatched, 0, "a fenced-out node started an attempt");
+    let other = if fired == first.id { second.id } else { first.id };
+    let cb = book.get(other).await.unwrap().unwrap();
+    assert_eq!((cb.status, cb.attempts), (Status::Scheduled, 0), "left for the new owner");
+    let n: i64 = db.query_one("SELECT count(*) FROM redial_attempt_starts", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}

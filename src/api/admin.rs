@@ -1,4 +1,4 @@
-//! Operator routes: `POST /v1/admin/backup` (admin scope).
+//! Operator routes: `POST /v1/admin/backup` and `GET /v1/cluster` (admin scope).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -66,4 +66,22 @@ pub async fn backup(State(s): State<AppState>, body: Result<Bytes, BytesRejectio
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Cluster mode: the nodes, each shard's holder, epoch and lease expiry, as
+/// the database has them, and how many shards this node may dial now.
+#[utoipa::path(get, path = "/v1/cluster", tag = "ops",
+    responses(
+        (status = 200, description = "The cluster", body = crate::cluster::node::ClusterView),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks admin", body = ErrorBody),
+        (status = 404, description = "Not in cluster mode", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn cluster(State(s): State<AppState>) -> Result<Json<crate::cluster::node::ClusterView>, ApiError> {
+    let Some(c) = &s.cluster else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_clustered", "this node runs alone (storage.backend = \"redb\")"));
+    };
+    c.view().await.map(Json).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()))
 }

@@ -118,7 +118,9 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if !path.starts_with("/v1/") && path != "/v1" {
         return None; // /healthz, /metrics
     }
-    if method == Method::GET || method == Method::HEAD {
+    if path == "/v1/cluster" {
+        Some(Scope::Admin)
+    } else if method == Method::GET || method == Method::HEAD {
         Some(Scope::CallbacksRead)
     } else if (method == Method::PUT && path.starts_with("/v1/agents/")) || path.starts_with("/v1/admin/") {
         Some(Scope::Admin)

@@ -170,6 +170,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         agents: core.agents.clone(),
         trunks,
         live,
+        cluster: core.cluster.clone(),
     });
     crate::console::feed_charts(&state);
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)

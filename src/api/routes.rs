@@ -37,6 +37,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/agents/{id}/state",
     "/v1/trunks",
     "/v1/admin/backup",
+    "/v1/cluster",
     "/v1/audit",
     "/v1/events",
     "/v1/openapi.json",
@@ -60,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agents/{id}/state", put(set_agent_state))
         .route("/v1/trunks", get(list_trunks))
         .route("/v1/admin/backup", post(super::admin::backup))
+        .route("/v1/cluster", get(super::admin::cluster))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -37,6 +37,8 @@ pub struct Shared {
     /// Turns true when the server stops: endless responses (server-sent
     /// events) end then, so the graceful shutdown is not held open.
     pub stopping: watch::Receiver<bool>,
+    /// Cluster mode: this node's leases (`GET /v1/cluster`).
+    pub cluster: Option<Arc<crate::cluster::node::ClusterHandle>>,
 }
 
 pub type AppState = Arc<Shared>;

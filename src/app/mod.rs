@@ -25,12 +25,16 @@ use tokio::sync::mpsc;
 use crate::agents::Registry;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::events::memory::MemoryOutbox;
 use crate::events::{Bus, Outbox};
 use crate::metrics::Metrics;
 use crate::scheduler::driver::{self, SchedulerHandle};
 use crate::scheduler::engine::{Availability, Unlimited};
 use crate::scheduler::model::Dispatch;
 use crate::scheduler::book::Book;
+use crate::cluster::book::{Ownership, PgBook, PgOptions};
+use crate::cluster::node::{self, ClusterHandle};
+use crate::config::Backend;
 use crate::scheduler::store::{BookOptions, RedbBook, StoreError};
 
 /// Dispatches buffered between the scheduler driver and the dialler.
@@ -59,14 +63,18 @@ pub struct Core {
     pub outbox: Arc<dyn Outbox>,
     pub metrics: Arc<Metrics>,
     pub agents: Arc<Registry>,
+    /// Cluster mode: this node's leases, for `GET /v1/cluster`.
+    pub cluster: Option<Arc<crate::cluster::node::ClusterHandle>>,
+    leases: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     scheduler: SchedulerHandle,
     dispatches: Option<mpsc::Receiver<Dispatch>>,
     followers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Core {
-    /// Opens the book at `cfg.storage_path` (recovering attempts left in
-    /// progress) with every committed change published on a new bus, and
+    /// Opens the book — redb at `cfg.storage_path`, or PostgreSQL in
+    /// cluster mode with this node's lease loop — (recovering attempts left
+    /// in progress) with every committed change published on a new bus, and
     /// starts the scheduler driver over `availability` (the dialler's
     /// call-limit gate; `None` = the registry itself).
     pub async fn open(
@@ -75,19 +83,32 @@ impl Core {
         agents: Arc<Registry>,
         availability: Option<Arc<dyn Availability>>,
     ) -> Result<Core, OpenError> {
-        if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
         let bus = Arc::new(Bus::new());
-        let book = {
-            let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
-            let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
-            // Opening recovers and may scan: keep it off the async workers.
-            tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??
+        let mut cluster = None;
+        // The redb book is its own durable outbox; the PostgreSQL book has
+        // none yet, so a cluster node keeps its outbox in memory.
+        let (book, outbox): (Arc<dyn Book>, Arc<dyn Outbox>) = match (&cfg.backend, &cfg.cluster) {
+            (Backend::Postgres { url }, Some(c)) => {
+                let own = Ownership::new(c.node.clone(), c.shards, c.lease);
+                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), ..PgOptions::new(url.clone()) };
+                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, ..opts.clone() }, own, node::timing(c));
+                cluster = Some(Arc::new(handle));
+                let (clock, cfg) = (clock.clone(), cfg.clone());
+                // Opening connects and migrates: keep it off the async workers.
+                let book = tokio::task::spawn_blocking(move || PgBook::open(opts, clock, cfg)).await.map_err(|_| StoreError::Closed)??;
+                (Arc::new(book), Arc::new(MemoryOutbox::new(bus.clone())))
+            }
+            _ => {
+                if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_path_buf(), source })?;
+                }
+                let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
+                let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+                // Opening recovers and may scan: keep it off the async workers.
+                let book = Arc::new(tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??);
+                (book.clone(), book)
+            }
         };
-        let book = Arc::new(book);
-        let outbox: Arc<dyn Outbox> = book.clone();
-        let book: Arc<dyn Book> = book;
         let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
             tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
             Arc::new(Unlimited)
@@ -98,7 +119,14 @@ impl Core {
         let h = scheduler.clone();
         agents.set_waker(move || h.agents_changed());
         let followers = vec![tokio::spawn(follow::agents(agents.clone(), outbox.clone()))];
+        let leases = cluster.as_ref().map(|h| {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(node::run_leases(h.opts.clone(), h.own.clone(), h.timing, clock.clone(), book.changed(), stop_rx));
+            (stop_tx, task)
+        });
         Ok(Core {
+            cluster,
+            leases,
             cfg,
             clock,
             book,
@@ -125,8 +153,13 @@ impl Core {
 
     /// Stops the scheduler driver, then flushes the book and closes it when
     /// no adapter holds it any more (the writer thread is joined).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.scheduler.stop().await;
+        if let Some((stop, task)) = self.leases.take() {
+            // The leases go back at once, so the other nodes take over now.
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         self.book.flush().await;
         for f in &self.followers {
             f.abort();

@@ -52,6 +52,10 @@ const MAX_BATCH: usize = 1024;
 const MAX_LIMIT: usize = 500;
 /// The channel every node listens on for changes to the book.
 const CHANNEL: &str = "redial_book";
+/// Changes to callbacks due sooner than this wake the other nodes; later
+/// ones reach them through their own loads of the due index (which look
+/// [`crate::scheduler::engine::LOOKAHEAD_MS`] ahead).
+const NOTIFY_WITHIN_MS: Millis = 10_000;
 /// Before any round is measured: the cost of marking one callback, µs.
 const INITIAL_US_PER_MARK: u32 = 200;
 
@@ -74,6 +78,8 @@ pub fn pg_error(e: tokio_postgres::Error) -> StoreError {
 pub struct Ownership {
     pub node: String,
     pub shards: u32,
+    /// A node not seen for this long is gone (its attempts can be closed).
+    pub lease: std::time::Duration,
     held: Mutex<Held>,
     /// Bumped whenever the set of shards held changes.
     generation: AtomicU64,
@@ -83,8 +89,8 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub fn new(node: impl Into<String>, shards: u32) -> Arc<Self> {
-        Arc::new(Self { node: node.into(), shards: shards.max(1), held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
+    pub fn new(node: impl Into<String>, shards: u32, lease: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self { node: node.into(), shards: shards.max(1), lease, held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -94,11 +100,20 @@ impl Ownership {
     /// The lease loop's view changed: `f` edits it; `claimed` are shards
     /// just taken over.
     pub fn update(&self, claimed: &[u32], f: impl FnOnce(&mut Held)) {
-        f(&mut self.held());
+        let changed = {
+            let mut held = self.held();
+            let before = held.list();
+            f(&mut held);
+            held.list() != before
+        };
         if !claimed.is_empty() {
             self.claimed.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(claimed);
         }
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Renewals only move deadlines: the book reloads only when the
+        // shards or their epochs changed, or some need a sweep.
+        if changed || !claimed.is_empty() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// (shard, epoch) of every shard held (for renewals and `GET /v1/cluster`).
@@ -245,6 +260,9 @@ struct Batch {
     audit: Vec<AuditEntry>,
     /// Ids reserved for this batch's schedules.
     ids: Vec<u32>,
+    /// A callback became scheduled due within [`NOTIFY_WITHIN_MS`]: other
+    /// nodes may have to dial it before their next load reaches it.
+    near_due: bool,
 }
 
 impl Batch {
@@ -448,7 +466,7 @@ impl Writer {
             }
         }
         self.append_audit(&batch.audit).await?;
-        if batch.wake_driver && self.own.is_some() {
+        if batch.near_due && self.own.is_some() {
             let me = self.own.as_ref().map(|o| o.node.clone()).unwrap_or_default();
             self.db.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &me]).await.map_err(pg_error)?;
         }
@@ -464,7 +482,7 @@ impl Writer {
         let bodies: Vec<Vec<u8>> = entries.iter().map(|e| serde_json::to_vec(e).unwrap_or_default()).collect();
         self.db
             .execute(
-                "INSERT INTO redial_audit (target, entry) SELECT * FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(t, e, n) ORDER BY n",
+                "INSERT INTO redial_audit (target, entry) SELECT t, e FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(t, e, n) ORDER BY n",
                 &[&targets, &bodies],
             )
             .await
@@ -515,14 +533,17 @@ impl Writer {
             Some(_) => {
                 self.db
                     .execute(
-                        "UPDATE redial_callbacks SET status = $2, owner = $3, due_at = $4, first_delay = $5, record = $6 WHERE id = $1",
-                        &[&id_i64(new.id), &(new.status.code() as i16), &new.owner, &new.due_at, &delay, &record],
+                        "UPDATE redial_callbacks SET status = $2, owner = $3, due_at = $4, first_delay = $5, record = $6, queue = $7 WHERE id = $1",
+                        &[&id_i64(new.id), &(new.status.code() as i16), &new.owner, &new.due_at, &delay, &record, &new.queue],
                     )
                     .await
                     .map_err(pg_error)?;
             }
         }
         let now = new.updated_at;
+        if new.status == Status::Scheduled && new.due_at < now.saturating_add(NOTIFY_WITHIN_MS) {
+            batch.near_due = true;
+        }
         let entry = (new.status == Status::Scheduled && self.mine(new, now)).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
         if self.bus.is_some() {
@@ -579,6 +600,11 @@ impl Writer {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),
         };
+        if new.queue != old.queue {
+            if let Some(existing_id) = self.active_id(&old.phone, &new.queue).await? {
+                return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+            }
+        }
         self.put(Some(&old), &new, batch).await?;
         Ok(Ok(new))
     }
@@ -655,8 +681,36 @@ impl Writer {
                 .await
                 .map_err(pg_error)?;
             let mut n = 0;
+            let live: HashSet<String> = match &self.own {
+                None => HashSet::new(),
+                Some(o) => self
+                    .db
+                    .query("SELECT node FROM redial_nodes WHERE seen_at > now() - make_interval(secs => $1)", &[&o.lease.as_secs_f64()])
+                    .await
+                    .map_err(pg_error)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect(),
+            };
             for row in rows {
                 let cb = decode_row(&row, 1)?;
+                if let Some(o) = &self.own {
+                    // Left alone: an attempt a live node is dialling (it
+                    // reports the outcome), and one this process started
+                    // under the epoch it holds now.
+                    let start = self
+                        .db
+                        .query_opt("SELECT node, epoch, shard FROM redial_attempt_starts WHERE callback = $1 AND attempt = $2", &[&cb.id.to_string(), &(cb.attempts as i32)])
+                        .await
+                        .map_err(pg_error)?;
+                    if let Some(st) = start {
+                        let (node, epoch, shard): (String, i64, i32) = (st.get(0), st.get(1), st.get(2));
+                        let ours_now = node == o.node && o.list().iter().any(|(s, e)| *s == shard as u32 && *e == epoch);
+                        if ours_now || (node != o.node && live.contains(&node)) {
+                            continue;
+                        }
+                    }
+                }
                 let o = AttemptOutcome::new(Outcome::Failed);
                 let _ = self.report(now, cb.id, cb.attempts, o, Some("redial restarted during this attempt"), &mut batch).await?;
                 n += 1;

@@ -7,6 +7,7 @@
 //!   an attempt.
 //! - [`holds`]: agent reservations as conditional writes.
 //! - [`book`]: the callback book in PostgreSQL behind the storage seam.
+//! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
 //! between nodes cannot give one shard two owners; each node also keeps a
@@ -16,4 +17,5 @@
 pub mod book;
 pub mod holds;
 pub mod leases;
+pub mod node;
 pub mod schema;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+pub mod memory;
 pub mod outbox;
 pub use outbox::{Outbox, Parked};
 

@@ -64,7 +64,9 @@ pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v
     }
 }
 
-/// A `PATCH` of a scheduled callback. A callback not yet tried takes the
+/// A `PATCH` of a scheduled callback (possibly to another queue: the
+/// caller checks that the customer has no active callback there). A
+/// callback not yet tried takes the
 /// new due time as its first due time (priority, the ownership period and
 /// the delay in stats start from it).
 pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChanges) -> Result<Callback, ScheduleError> {
