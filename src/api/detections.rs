@@ -127,9 +127,12 @@ pub async fn detect(
             owner: None,
             mode: None,
             caller_id: None,
-            notes: d.reason.map(|r| format!("reason: {r}")),
+            notes: None,
             interaction_id: None,
             max_attempts: None,
+            reason: d.reason.map(str::to_string),
+            confidence: Some(d.confidence),
+            ..CreateCallback::default()
         };
         let cb = s.ops.create(&actor, create).await?;
         Some(CallbackView::from(&cb))

@@ -68,6 +68,9 @@ pub struct Queue {
     /// Whether `POST /v1/detections` may book a callback on this queue when
     /// the request also asks for it (`create: true`).
     pub callback_detection: bool,
+    /// Whether a customer's 603 Decline is retried like busy; by default it
+    /// ends the callback (`failed`, `declined`).
+    pub retry_declined: bool,
 }
 
 impl Queue {
@@ -98,6 +101,7 @@ impl Queue {
             max_calls: 0,
             offer_after_wait: Duration::ZERO,
             callback_detection: false,
+            retry_declined: false,
         }
     }
 }
@@ -124,6 +128,7 @@ pub(crate) struct RawQueue {
     max_calls: Option<u32>,
     offer_after_wait: Option<String>,
     callback_detection: Option<bool>,
+    retry_declined: Option<bool>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -199,5 +204,6 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         q.max_calls = n;
     }
     q.callback_detection = raw.callback_detection.unwrap_or(false);
+    q.retry_declined = raw.retry_declined.unwrap_or(false);
     q
 }

@@ -284,6 +284,7 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
             queue: (!p.queue.is_empty()).then(|| p.queue.clone()),
             owner: (!p.owner.is_empty()).then(|| p.owner.clone()),
             phone: (!p.phone.is_empty()).then(|| p.phone.clone()),
+            ..ListFilter::default()
         };
         let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).map_err(ApiError::from)?;
         let mut rows = page.items;
@@ -335,6 +336,7 @@ fn create_request(f: &Fields) -> CreateCallback {
         notes: nonempty(f, "notes"),
         interaction_id: nonempty(f, "interaction_id"),
         max_attempts: None,
+        ..CreateCallback::default()
     }
 }
 

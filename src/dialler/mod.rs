@@ -66,6 +66,8 @@ pub struct Dialler {
     /// Our SIP address, the host of the From/Contact we send agents.
     pub sip_addr: SocketAddr,
     pub live: Arc<LiveCallTable>,
+    /// Where the console serves (`http://<http address>`), for the agent's `Call-Info` link.
+    pub console_url: String,
 }
 
 impl Dialler {

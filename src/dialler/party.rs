@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::config::Queue;
 use crate::media::call::{MediaEvent, MediaLeg};
 use crate::media::Codec;
-use crate::scheduler::model::{Dispatch, Outcome};
+use crate::scheduler::model::{Callback, Dispatch, Outcome};
 use crate::sip::calls::{Credentials, DialRequest, Leg, LegEvent};
 use crate::sip::Peer;
 
@@ -134,6 +134,26 @@ pub fn attempt_header(dispatch: &Dispatch) -> (String, String) {
     ("X-Redial-Attempt".to_string(), format!("{}/{}", dispatch.callback.id, dispatch.attempt))
 }
 
+/// What the agent's softphone can show about a callback: `X-Redial-Reason`,
+/// `X-Redial-When` (the customer's own words), `X-Redial-Origin`, and
+/// `Call-Info: <console page>;purpose=info` (RFC 3261 §20.9). Values lose
+/// control characters: a header value cannot carry them.
+pub fn context_headers(cb: &Callback, console_url: &str) -> Vec<(String, String)> {
+    let clean = |v: &str| v.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    let mut h = Vec::new();
+    if let Some(r) = cb.reason.as_deref().filter(|r| !r.is_empty()) {
+        h.push(("X-Redial-Reason".to_string(), clean(r)));
+    }
+    if let Some(w) = cb.when.as_deref().filter(|w| !w.is_empty()) {
+        h.push(("X-Redial-When".to_string(), clean(w)));
+    }
+    h.push(("X-Redial-Origin".to_string(), cb.origin.as_str().to_string()));
+    if !console_url.is_empty() {
+        h.push(("Call-Info".to_string(), format!("<{}/console/callbacks/{}>;purpose=info", console_url.trim_end_matches('/'), cb.id)));
+    }
+    h
+}
+
 /// Opens media and sends the customer's INVITE through the queue's trunk;
 /// `Err` with how to record the attempt when it cannot be sent.
 pub async fn dial(d: &Dialler, dispatch: &Dispatch, queue: &Queue) -> Result<Party, Finish> {
@@ -161,6 +181,7 @@ pub async fn dial(d: &Dialler, dispatch: &Dispatch, queue: &Queue) -> Result<Par
     let sip = d.calls.dial(DialRequest {
         request_uri: uri.clone(),
         to: format!("<{uri}>"),
+        from_name: cb.caller_name.clone(),
         from_user: caller_id,
         from_host: profile.domain.clone(),
         destination: dest,
@@ -264,6 +285,7 @@ pub async fn start_ringing(d: &Dialler, agent: &str, call: &AgentCall<'_>, log: 
             // Header values cannot carry line breaks.
             headers.push(("X-Redial-Notes".to_string(), n.replace(['\r', '\n'], " ")));
         }
+        headers.extend(context_headers(&dp.callback, &d.console_url));
     }
     let what = call.dispatch.map_or_else(|| call.interaction.to_string(), |dp| dp.callback.id.to_string());
     let host = d.sip_addr.to_string();
@@ -280,6 +302,7 @@ pub async fn start_ringing(d: &Dialler, agent: &str, call: &AgentCall<'_>, log: 
         let sip = d.calls.dial(DialRequest {
             request_uri: contact,
             to: format!("<sip:{agent}@{host}>"),
+            from_name: None,
             from_user: call.caller.to_string(),
             from_host: host.clone(),
             destination: source,

@@ -144,7 +144,16 @@ impl Ops {
             return Err(forbidden(format!("`{}` lacks the `callbacks:write` scope", actor.name())));
         }
         let by_when = req.when.is_some();
+        // The callback the live call's agent is on (being dialled now): a
+        // booking from that call is its follow-up, not its duplicate.
+        let follow_up_of = live
+            .as_ref()
+            .and_then(|l| l.agent.as_deref())
+            .and_then(|a| self.agents.get(a))
+            .and_then(|a| a.reserved_for)
+            .and_then(|w| crate::scheduler::model::CallbackId::parse(&w));
         let mut new = req.into_request(live)?;
+        new.follow_up_of = follow_up_of;
         if actor.agent_id().is_some() && new.origin == Some(crate::scheduler::model::Origin::Api) {
             new.origin = Some(crate::scheduler::model::Origin::Agent);
         }

@@ -148,6 +148,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         proxies,
         sip_addr: sip.local_addr,
         live,
+        console_url: crate::api::console_base_url(http.addr, &cfg),
     });
     let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));

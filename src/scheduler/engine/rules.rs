@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use crate::clock::Millis;
 use crate::config::{Config, OnMachine, Queue};
 use crate::e164::is_e164;
-use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status};
+use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status, TimezoneSource};
 
 use crate::scheduler::window as windows;
 
@@ -20,6 +20,10 @@ pub const MAX_AHEAD_MS: Millis = 30 * 86_400_000;
 pub const MAX_NOTES: usize = 1_000;
 /// Longest `interaction_id` accepted (bytes).
 pub const MAX_INTERACTION_ID: usize = 200;
+/// Longest `caller_name` accepted (characters): the From display name.
+pub const MAX_CALLER_NAME: usize = 64;
+/// Longest `reason` accepted (characters).
+pub const MAX_REASON: usize = 200;
 
 /// Why a schedule or reschedule was refused. The API maps each to a status
 /// and an error code (422 for rules, 409 for `Duplicate`/`WrongState`, 404
@@ -46,6 +50,10 @@ pub enum RuleError {
     InvalidMaxAttempts { max_attempts: u32 },
     #[error("{field} is longer than {max} bytes")]
     TooLong { field: &'static str, max: usize },
+    #[error("{field} is longer than {max} characters")]
+    TooManyChars { field: &'static str, max: usize },
+    #[error("{field} must not contain control characters")]
+    ControlChars { field: &'static str },
     #[error("an active callback already exists for this phone in this queue: {existing_id}")]
     Duplicate { existing_id: CallbackId },
 }
@@ -63,7 +71,8 @@ impl RuleError {
             RuleError::OwnerNotInQueue { .. } => "owner_not_in_queue",
             RuleError::UnknownTimezone { .. } => "unknown_timezone",
             RuleError::InvalidMaxAttempts { .. } => "invalid_max_attempts",
-            RuleError::TooLong { .. } => "too_long",
+            RuleError::TooLong { .. } | RuleError::TooManyChars { .. } => "too_long",
+            RuleError::ControlChars { .. } => "invalid_field",
             RuleError::Duplicate { .. } => "duplicate",
         }
     }
@@ -86,7 +95,7 @@ impl RuleError {
             RuleError::UnknownOwner { .. } | RuleError::OwnerNotInQueue { .. } => "owner",
             RuleError::UnknownTimezone { .. } => "timezone",
             RuleError::InvalidMaxAttempts { .. } => "max_attempts",
-            RuleError::TooLong { field, .. } => field,
+            RuleError::TooLong { field, .. } | RuleError::TooManyChars { field, .. } | RuleError::ControlChars { field } => field,
         })
     }
 }
@@ -127,6 +136,7 @@ fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError
 pub struct Validated {
     pub tz: Tz,
     pub timezone: String,
+    pub timezone_source: TimezoneSource,
     pub due_at: Millis,
     pub owner_until: Option<Millis>,
     pub max_attempts: u32,
@@ -143,9 +153,13 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
             return Err(RuleError::InvalidCallerId { caller_id: cid.clone() });
         }
     }
-    let (tz, timezone) = match &req.timezone {
-        Some(name) => (parse_tz(name).ok_or_else(|| RuleError::UnknownTimezone { timezone: name.clone() })?, name.clone()),
-        None => (queue.timezone, queue.timezone.name().to_string()),
+    let (tz, timezone, timezone_source) = match &req.timezone {
+        Some(name) => (
+            parse_tz(name).ok_or_else(|| RuleError::UnknownTimezone { timezone: name.clone() })?,
+            name.clone(),
+            TimezoneSource::Request,
+        ),
+        None => (queue.timezone, queue.timezone.name().to_string(), TimezoneSource::Queue),
     };
     if let Some(at) = req.scheduled_at {
         check_time(now, at)?;
@@ -158,13 +172,28 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
     }
     check_lengths(req.notes.as_deref(), req.interaction_id.as_deref())?;
+    check_text("caller_name", req.caller_name.as_deref(), MAX_CALLER_NAME)?;
+    check_text("reason", req.reason.as_deref(), MAX_REASON)?;
     let due_at = match (req.scheduled_at, req.joined_at) {
         // An inbound caller keeps their place: due from when they joined.
         (None, Some(joined)) if windows::is_open(&queue.hours, tz, now) => joined.min(now),
         _ => due_for(queue, tz, now, req.scheduled_at),
     };
     let owner_until = req.owner.as_ref().map(|_| due_at + queue.ownership_period.as_millis() as Millis);
-    Ok(Validated { tz, timezone, due_at, owner_until, max_attempts })
+    Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
+}
+
+/// A short text shown to people and carried in SIP headers: at most `max`
+/// characters, no control characters (a header value cannot carry them).
+pub fn check_text(field: &'static str, v: Option<&str>, max: usize) -> Result<(), RuleError> {
+    let Some(v) = v else { return Ok(()) };
+    if v.chars().count() > max {
+        return Err(RuleError::TooManyChars { field, max });
+    }
+    if v.chars().any(char::is_control) {
+        return Err(RuleError::ControlChars { field });
+    }
+    Ok(())
 }
 
 fn check_lengths(notes: Option<&str>, interaction_id: Option<&str>) -> Result<(), RuleError> {
@@ -252,6 +281,7 @@ pub enum Next {
 /// the queue handles machines (`complete`, `message:`), else retries;
 /// `failed` is not retryable; `cancelled` ends as cancelled; everything else
 /// retries after `retry_delay` while attempts remain, then `exhausted`.
+/// `declined` ends `failed` unless the queue has `retry_declined`.
 /// `recovered` marks an attempt closed by crash recovery: it is recorded as
 /// `failed` but retried, because the customer may never have been dialled.
 pub fn after_attempt(
@@ -271,7 +301,10 @@ pub fn after_attempt(
         },
         Outcome::Failed => recovered,
         Outcome::Cancelled => return Next::Done(Status::Cancelled),
-        Outcome::NoAnswer | Outcome::Busy | Outcome::Declined | Outcome::AgentUnavailable | Outcome::AgentNoAnswer => true,
+        // A customer who declined (603, RFC 3261 §21.6.2) said no: not rung
+        // again unless the queue says so.
+        Outcome::Declined => queue.retry_declined,
+        Outcome::NoAnswer | Outcome::Busy | Outcome::AgentUnavailable | Outcome::AgentNoAnswer => true,
     };
     if !retryable {
         return Next::Done(Status::Failed);

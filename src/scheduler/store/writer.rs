@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, Notify};
 
 use super::codec::{decode_callback, encode_attempt, encode_callback};
-use super::stats::Counters;
+use super::stats::{origin_key, Counters};
 use super::tables::*;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
@@ -444,7 +444,12 @@ impl Writer {
         }
         let was_active = old.is_some_and(|o| o.status.is_active());
         if was_active && !new.status.is_active() {
-            t.active.remove((new.phone.as_str(), new.queue.as_str()))?;
+            // A follow-up booked during this callback's call holds the
+            // (phone, queue) slot now: leave it to the follow-up.
+            let key = (new.phone.as_str(), new.queue.as_str());
+            if t.active.get(key)?.is_some_and(|v| v.value() == id) {
+                t.active.remove(key)?;
+            }
         } else if !was_active && new.status.is_active() {
             t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
         }
@@ -456,12 +461,14 @@ impl Writer {
             }
         }
         if old_status != Some(new.status) {
-            let c = self.counters.entry(new.queue.clone()).or_default();
-            match old {
-                Some(o) => c.moved(o.status, new.status),
-                None => c.created(new.status, new.first_due_at - new.created_at),
+            for key in [new.queue.clone(), origin_key(&new.queue, new.origin)] {
+                let c = self.counters.entry(key.clone()).or_default();
+                match old {
+                    Some(o) => c.moved(o.status, new.status),
+                    None => c.created(new.status, new.first_due_at - new.created_at),
+                }
+                batch.dirty_stats.push(key);
             }
-            batch.dirty_stats.push(new.queue.clone());
         }
         let entry = (new.status == Status::Scheduled).then(|| {
             let tz = self.cfg.queue(&new.queue).map_or(chrono_tz::UTC, |q| q.timezone);
@@ -499,12 +506,18 @@ impl Writer {
         };
         if let Some(existing) = t.active.get((req.phone.as_str(), req.queue.as_str()))? {
             let existing_id = CallbackId(existing.value());
-            return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            // A follow-up booked on the live call of the callback being
+            // dialled replaces nothing: that one is about to end.
+            if !self.is_follow_up(t, &req, existing_id)? {
+                return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            }
         }
         if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
-            if let Some(e) = t.interaction.range((i, 0)..=(i, u64::MAX))?.next() {
+            for e in t.interaction.range((i, 0)..=(i, u64::MAX))? {
                 let existing_id = CallbackId(e?.0.value().1);
-                return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
+                if !self.is_follow_up(t, &req, existing_id)? {
+                    return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
+                }
             }
         }
         let mode = req.mode.unwrap_or(self.cfg.queue(&req.queue).expect("validated").mode);
@@ -533,9 +546,24 @@ impl Writer {
             when: req.when,
             when_resolution,
             skipped_by: None,
+            caller_name: req.caller_name,
+            reason: req.reason,
+            confidence: req.confidence,
+            owners: req.owners,
+            owner_mode: req.owner_mode.unwrap_or_default(),
+            timezone_source: Some(v.timezone_source),
         };
         self.put(t, None, &cb, batch)?;
         Ok(Ok(cb))
+    }
+
+    /// Whether `existing` is the callback in progress on the live call the
+    /// request is a follow-up of (same phone and queue, being dialled now).
+    fn is_follow_up(&self, t: &Tables<'_>, req: &NewCallback, existing: CallbackId) -> Result<bool, StoreError> {
+        if req.follow_up_of != Some(existing) {
+            return Ok(false);
+        }
+        Ok(t.get(existing)?.is_some_and(|c| c.status == Status::InProgress && c.phone == req.phone && c.queue == req.queue))
     }
 
     fn reschedule(
@@ -576,8 +604,10 @@ impl Writer {
         if new.attempts == 0 {
             // Not yet tried: the new time is its first due time (priority,
             // ownership period and the delay in stats start from it).
-            self.counters.entry(new.queue.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
-            batch.dirty_stats.push(new.queue.clone());
+            for key in [new.queue.clone(), origin_key(&new.queue, new.origin)] {
+                self.counters.entry(key.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
+                batch.dirty_stats.push(key);
+            }
             new.first_due_at = new.due_at;
         }
         self.put(t, Some(&old), &new, batch)?;
@@ -645,8 +675,17 @@ impl Writer {
             // The queue left the configuration: nothing can dial it again.
             None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
         };
+        // A follow-up booked during this call holds the (phone, queue) slot:
+        // this one cannot be scheduled again beside it.
+        let slot_taken = t.active.get((old.phone.as_str(), old.queue.as_str()))?.is_some_and(|v| v.value() != id.0);
         match next {
-            Next::Done(s) => new.status = s,
+            Next::Done(s) => {
+                new.status = s;
+                if s == Status::Failed && o.outcome == Outcome::Declined {
+                    new.end_reason = Some(EndReason::Declined);
+                }
+            }
+            Next::Retry { .. } if slot_taken => new.status = Status::Cancelled,
             Next::Retry { due_at } => {
                 new.status = Status::Scheduled;
                 new.due_at = due_at;
