@@ -163,3 +163,56 @@ fn bad_new_fields_are_refused_with_the_field_named() {
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["confidence"], 0.0);
 }
+
+#[test]
+fn owners_preferred_fallback_and_strict_waiting_against_the_binary() {
+    let w = World::new();
+    // alice never registers (not free); bob takes what reaches him.
+    let r = w.redial(&["alice", "bob"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 2, Some(&customer));
+    let bob = w.agent(&r, "bob", "dial_agent_answer.xml", 2, None, 1000);
+
+    // Several owners: the first free one (bob) takes it.
+    let a = schedule(&r, json!({"owners": ["alice", "bob"]}));
+    let cb = wait_final(&r, &a, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert_eq!(attempts(&r, &a)[0]["agent"], "bob");
+    assert_eq!(cb["owners"], json!(["alice", "bob"]), "{cb}");
+
+    // Preferred owner alice is not free at the due time: the queue (bob) takes it at once.
+    let b = schedule(&r, json!({"phone": "+15551230002", "owner": "alice", "owner_mode": "preferred"}));
+    let cb = wait_final(&r, &b, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert_eq!(attempts(&r, &b)[0]["agent"], "bob");
+    assert_eq!((cb["owner"].as_str(), cb["owner_mode"].as_str()), (None, Some("preferred")), "{cb}");
+    assert!(bob.wait().ok());
+    assert!(carrier.wait().ok());
+
+    // Strict owner alice: it waits for her although bob is free.
+    let c = schedule(&r, json!({"phone": "+15551230003", "owner": "alice"}));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
+            break;
+        }
+        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{c}"), None);
+    assert_eq!((cb["status"].as_str(), cb["owner"].as_str(), cb["attempts"].as_u64()), (Some("scheduled"), Some("alice"), Some(0)), "{cb}");
+
+    // Bad owner fields are refused with the field named.
+    for (body, code, field) in [
+        (json!({"owners": ["alice", "zed"]}), "unknown_owner", "owners"),
+        (json!({"owner_mode": "preferred"}), "owner_mode_without_owner", "owner_mode"),
+        (json!({"owner": "bob", "owners": ["alice"]}), "conflicting_fields", "owners"),
+        (json!({"owner": "bob", "when": "in 8 days"}), "beyond_owned_horizon", "when"),
+    ] {
+        let mut b = json!({"phone": "+15551230009", "queue": "q"});
+        b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        let (s, e) = r.api("POST", "/v1/callbacks", Some(b.clone()));
+        assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some(code), Some(field)), "{b}: {e}");
+    }
+}

@@ -55,6 +55,8 @@ pub struct Queue {
     pub agent_ring_timeout: Duration,
     pub wrap_up: Duration,
     pub ownership_period: Duration,
+    /// How far ahead an owned callback may be booked (1 h to 30 d).
+    pub owned_booking_horizon: Duration,
     pub on_ownership_expiry: OwnershipExpiry,
     pub on_machine: OnMachine,
     pub skip_if_reached: bool,
@@ -94,6 +96,7 @@ impl Queue {
             agent_ring_timeout: Duration::from_secs(15),
             wrap_up: Duration::from_secs(10),
             ownership_period: Duration::from_secs(4 * 3600),
+            owned_booking_horizon: Duration::from_secs(7 * 86_400),
             on_ownership_expiry: OwnershipExpiry::Queue,
             on_machine: OnMachine::Retry,
             skip_if_reached: true,
@@ -121,6 +124,7 @@ pub(crate) struct RawQueue {
     agent_ring_timeout: Option<String>,
     wrap_up: Option<String>,
     ownership_period: Option<String>,
+    owned_booking_horizon: Option<String>,
     on_ownership_expiry: Option<String>,
     on_machine: Option<String>,
     skip_if_reached: Option<bool>,
@@ -171,12 +175,23 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         ("agent_ring_timeout", &raw.agent_ring_timeout, &mut q.agent_ring_timeout),
         ("wrap_up", &raw.wrap_up, &mut q.wrap_up),
         ("ownership_period", &raw.ownership_period, &mut q.ownership_period),
+        ("owned_booking_horizon", &raw.owned_booking_horizon, &mut q.owned_booking_horizon),
         ("offer_after_wait", &raw.offer_after_wait, &mut q.offer_after_wait),
     ] {
         if let Some(v) = value {
             if let Some(d) = c.check(k(field), parse_duration(v)) {
                 *slot = d;
             }
+        }
+    }
+    // Ownership is about hours and days: under an hour no agent can be
+    // expected back, past the 30-day booking limit it would never end.
+    for (field, set, v) in [
+        ("ownership_period", raw.ownership_period.is_some(), q.ownership_period),
+        ("owned_booking_horizon", raw.owned_booking_horizon.is_some(), q.owned_booking_horizon),
+    ] {
+        if set && !(Duration::from_secs(3600)..=Duration::from_secs(30 * 86_400)).contains(&v) {
+            c.push(k(field), format!("{}s is out of range (1h to 30d)", v.as_secs()));
         }
     }
     match raw.on_ownership_expiry.as_deref() {

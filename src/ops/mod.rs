@@ -137,7 +137,7 @@ impl Ops {
                     return Err(forbidden(format!("agent `{id}` does not serve queue `{q}`")).field("queue"));
                 }
             }
-            if req.owner.is_none() {
+            if req.owner.is_none() && req.owners.as_ref().is_none_or(Vec::is_empty) {
                 req.owner = Some(id.clone());
             }
         } else if !actor.has(Scope::CallbacksWrite) {

@@ -54,6 +54,16 @@ pub enum RuleError {
     TooManyChars { field: &'static str, max: usize },
     #[error("{field} must not contain control characters")]
     ControlChars { field: &'static str },
+    #[error("`owners` lists `{owner}`, who is not an agent")]
+    UnknownListedOwner { owner: String },
+    #[error("`owners` lists `{owner}`, who is not in queue `{queue}`")]
+    ListedOwnerNotInQueue { owner: String, queue: String },
+    #[error("give `owner` or `owners`, not both")]
+    OwnerAndOwners,
+    #[error("`owner_mode` needs an owner (`owner` or `owners`)")]
+    OwnerModeWithoutOwner,
+    #[error("an owned callback may be booked at most {horizon_s} s ahead (latest {latest_ms})")]
+    BeyondOwnedHorizon { horizon_s: u64, latest_ms: Millis },
     #[error("an active callback already exists for this phone in this queue: {existing_id}")]
     Duplicate { existing_id: CallbackId },
 }
@@ -74,6 +84,11 @@ impl RuleError {
             RuleError::TooLong { .. } | RuleError::TooManyChars { .. } => "too_long",
             RuleError::ControlChars { .. } => "invalid_field",
             RuleError::Duplicate { .. } => "duplicate",
+            RuleError::UnknownListedOwner { .. } => "unknown_owner",
+            RuleError::ListedOwnerNotInQueue { .. } => "owner_not_in_queue",
+            RuleError::OwnerAndOwners => "conflicting_fields",
+            RuleError::OwnerModeWithoutOwner => "owner_mode_without_owner",
+            RuleError::BeyondOwnedHorizon { .. } => "beyond_owned_horizon",
         }
     }
 
@@ -95,6 +110,9 @@ impl RuleError {
             RuleError::UnknownOwner { .. } | RuleError::OwnerNotInQueue { .. } => "owner",
             RuleError::UnknownTimezone { .. } => "timezone",
             RuleError::InvalidMaxAttempts { .. } => "max_attempts",
+            RuleError::UnknownListedOwner { .. } | RuleError::ListedOwnerNotInQueue { .. } | RuleError::OwnerAndOwners => "owners",
+            RuleError::OwnerModeWithoutOwner => "owner_mode",
+            RuleError::BeyondOwnedHorizon { .. } => "scheduled_at",
             RuleError::TooLong { field, .. } | RuleError::TooManyChars { field, .. } | RuleError::ControlChars { field } => field,
         })
     }
@@ -167,6 +185,19 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     if let Some(owner) = &req.owner {
         check_owner(cfg, queue, owner)?;
     }
+    if !req.owners.is_empty() && req.owner.is_some() {
+        return Err(RuleError::OwnerAndOwners);
+    }
+    for o in &req.owners {
+        check_owner(cfg, queue, o).map_err(|e| match e {
+            RuleError::OwnerNotInQueue { owner, queue } => RuleError::ListedOwnerNotInQueue { owner, queue },
+            _ => RuleError::UnknownListedOwner { owner: o.clone() },
+        })?;
+    }
+    let owned = req.owner.is_some() || !req.owners.is_empty();
+    if req.owner_mode.is_some() && !owned {
+        return Err(RuleError::OwnerModeWithoutOwner);
+    }
     let max_attempts = req.max_attempts.unwrap_or(queue.max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
@@ -179,8 +210,21 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
         (None, Some(joined)) if windows::is_open(&queue.hours, tz, now) => joined.min(now),
         _ => due_for(queue, tz, now, req.scheduled_at),
     };
-    let owner_until = req.owner.as_ref().map(|_| due_at + queue.ownership_period.as_millis() as Millis);
+    if owned {
+        check_owned_horizon(queue, now, due_at)?;
+    }
+    let owner_until = owned.then(|| due_at + queue.ownership_period.as_millis() as Millis);
     Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
+}
+
+/// An owned callback may be due at most `owned_booking_horizon` ahead: an
+/// agent's promise to call back is not kept for weeks.
+fn check_owned_horizon(queue: &Queue, now: Millis, due_at: Millis) -> Result<(), RuleError> {
+    let horizon = queue.owned_booking_horizon.as_millis() as Millis;
+    if due_at > now + horizon {
+        return Err(RuleError::BeyondOwnedHorizon { horizon_s: queue.owned_booking_horizon.as_secs(), latest_ms: now + horizon });
+    }
+    Ok(())
 }
 
 /// A short text shown to people and carried in SIP headers: at most `max`
@@ -251,6 +295,9 @@ pub fn validate_changes(
     let moved = ch.scheduled_at.is_some() || ch.timezone.is_some();
     let new_due = if moved { due_for(queue, tz, now, new_at) } else { due_at };
     let owner_changed = ch.owner.is_some() && new_owner.as_deref() != owner;
+    if new_owner.is_some() && (moved || owner_changed) {
+        check_owned_horizon(queue, now, new_due)?;
+    }
     let new_owner_until = match &new_owner {
         None => None,
         Some(_) if moved || owner_changed || owner_until.is_none() => {

@@ -37,7 +37,7 @@ impl ListFilter {
     fn matches(&self, c: &Callback) -> bool {
         self.status.is_none_or(|s| s == c.status)
             && self.queue.as_ref().is_none_or(|q| *q == c.queue)
-            && self.owner.as_ref().is_none_or(|o| Some(o) == c.owner.as_ref())
+            && self.owner.as_ref().is_none_or(|o| c.all_owners().contains(&o.as_str()))
             && self.phone.as_ref().is_none_or(|p| *p == c.phone)
             && self.origin.is_none_or(|o| o == c.origin)
             && self.reason.as_ref().is_none_or(|r| c.reason.as_ref().is_some_and(|cr| cr.to_lowercase().contains(&r.to_lowercase())))
@@ -222,8 +222,8 @@ impl Book {
             status.insert((c.status.code(), id));
             queue.insert((c.queue.clone(), id));
             phone.insert((c.phone.clone(), id));
-            if let Some(o) = &c.owner {
-                owner.insert((o.clone(), id));
+            for o in c.all_owners() {
+                owner.insert((o.to_string(), id));
             }
             if let (true, Some(i)) = (c.status.is_active(), &c.interaction_id) {
                 by_interaction.insert((i.clone(), id));

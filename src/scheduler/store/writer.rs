@@ -25,7 +25,7 @@ use crate::scheduler::engine::rules::{self, Next};
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
 use crate::scheduler::model::{
     Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
-    Status,
+    OwnerMode, Status,
 };
 
 /// A writer idle this long merges a chunk of the stage (when it holds at
@@ -433,13 +433,14 @@ impl Writer {
             t.queue.insert((new.queue.as_str(), id), ())?;
             t.phone.insert((new.phone.as_str(), id), ())?;
         }
-        let old_owner = old.and_then(|o| o.owner.as_deref());
-        if old.is_none() || old_owner != new.owner.as_deref() {
-            if let Some(o) = old_owner {
+        let old_owners = old.map(Callback::all_owners).unwrap_or_default();
+        let new_owners = new.all_owners();
+        if old.is_none() || old_owners != new_owners {
+            for o in old_owners {
                 t.owner.remove((o, id))?;
             }
-            if let Some(o) = &new.owner {
-                t.owner.insert((o.as_str(), id), ())?;
+            for o in new_owners {
+                t.owner.insert((o, id), ())?;
             }
         }
         let was_active = old.is_some_and(|o| o.status.is_active());
@@ -528,7 +529,7 @@ impl Writer {
             caller_id: req.caller_id.clone(),
             phone: req.phone,
             queue: req.queue,
-            owner: req.owner,
+            owner: req.owner.or_else(|| req.owners.first().cloned()),
             scheduled_at: req.scheduled_at,
             due_at: v.due_at,
             timezone: v.timezone,
@@ -597,6 +598,13 @@ impl Writer {
         new.scheduled_at = r.scheduled_at;
         new.timezone = r.timezone;
         new.due_at = r.due_at;
+        if ch.owner.is_some() {
+            // Reassigned (or cleared): one owner, or none, from now on.
+            new.owners.clear();
+            if r.owner.is_none() {
+                new.owner_mode = OwnerMode::Strict;
+            }
+        }
         new.owner = r.owner;
         new.owner_until = r.owner_until;
         new.notes = r.notes;
@@ -926,10 +934,15 @@ impl Writer {
             _ if !current => return Ok(None),
             Action::Defer { due_at, .. } => new.due_at = due_at,
             Action::ExpireOwnership { .. } => {
-                let policy = self.cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry);
+                let policy = match old.owner_mode {
+                    // No owner was free at the due time: the queue takes it at once.
+                    OwnerMode::Preferred => OwnershipExpiry::Queue,
+                    OwnerMode::Strict => self.cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry),
+                };
                 match policy {
                     OwnershipExpiry::Queue => {
                         new.owner = None;
+                        new.owners.clear();
                         new.owner_until = None;
                     }
                     OwnershipExpiry::Cancel => {

@@ -1,0 +1,217 @@
+//! The callback rules of turn 2 with a fake clock: several owners, the
+//! preferred owner mode, the ownership bounds and booking horizon, declines,
+//! follow-ups and the counters by origin.
+
+#[path = "scheduler_util.rs"]
+mod util;
+
+use std::time::Duration;
+
+use redial::config::OwnershipExpiry;
+use redial::scheduler::engine::rules::RuleError;
+use redial::scheduler::model::{
+    AttemptOutcome, CallbackChanges, Confidence, EndReason, NewCallback, Origin, Outcome, OwnerMode, Status, TimezoneSource,
+};
+use redial::scheduler::store::{ListFilter, ScheduleError};
+use util::*;
+
+fn rule(e: ScheduleError) -> RuleError {
+    match e {
+        ScheduleError::Rule(r) => r,
+        other => panic!("expected a rule error, got {other:?}"),
+    }
+}
+
+fn owned(h: &Harness, owners: &[&str], mode: Option<OwnerMode>) -> NewCallback {
+    NewCallback { owners: owners.iter().map(|s| s.to_string()).collect(), owner_mode: mode, ..h.req("+15550001", Some(h.now() + MIN)) }
+}
+
+#[tokio::test]
+async fn the_first_free_of_several_owners_takes_it() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_owner_free("bob", false);
+    agents.set_free("q", 5);
+    let cb = h.book().schedule(owned(&h, &["alice", "bob"], None)).await.unwrap();
+    assert_eq!((cb.owner.as_deref(), cb.owners.len(), cb.owner_mode), (Some("alice"), 2, OwnerMode::Strict));
+    assert_eq!(cb.owner_until, Some(cb.due_at + 4 * HOUR));
+    // Both listed owners find it.
+    for who in ["alice", "bob"] {
+        let l = h.book().list(&ListFilter { owner: Some(who.into()), ..Default::default() }, 10, None).unwrap();
+        assert_eq!(l.items.len(), 1, "{who}");
+    }
+    h.clock.set(cb.due_at);
+    assert!(h.fire(agents.clone()).await.is_empty(), "strict: waits for an owner although the queue has agents");
+    agents.set_owner_free("bob", true);
+    let d = h.fire(agents.clone()).await;
+    assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "bob"));
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn preferred_goes_to_the_queue_at_once_when_no_owner_is_free() {
+    let h = Harness::new(MONDAY_NOON, config(|c| c.queues[1].on_ownership_expiry = OwnershipExpiry::Cancel));
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_free("q", 1);
+    let cb = h.book().schedule(owned(&h, &["alice"], Some(OwnerMode::Preferred))).await.unwrap();
+    h.clock.set(cb.due_at);
+    // The owner is busy at the due time: the queue takes it now, whatever
+    // the queue does with expired strict ownerships.
+    let mut d = h.fire(agents.clone()).await;
+    if d.is_empty() {
+        d = h.fire(agents.clone()).await;
+    }
+    assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "q-agent"));
+    assert_eq!((d[0].callback.owner.as_deref(), d[0].callback.owners.len()), (None, 0));
+    h.assert_consistent();
+
+    // A free owner at the due time takes it.
+    let agents = Agents::new();
+    agents.set_owner_free("bob", true);
+    agents.set_free("q", 1);
+    let cb2 = h.book().schedule(NewCallback { phone: "+15550002".into(), ..owned(&h, &["bob"], Some(OwnerMode::Preferred)) }).await.unwrap();
+    h.clock.set(cb2.due_at);
+    let d = h.fire(agents.clone()).await;
+    assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb2.id], "bob"));
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn strict_ownership_expires_to_the_queue_after_the_period_over_days() {
+    let h = Harness::new(MONDAY_NOON, config(|c| c.queues[1].ownership_period = Duration::from_secs(2 * 86_400)));
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_owner_free("bob", false);
+    agents.set_free("q", 1);
+    let cb = h.book().schedule(owned(&h, &["alice", "bob"], Some(OwnerMode::Strict))).await.unwrap();
+    assert_eq!(cb.owner_until, Some(cb.due_at + 2 * DAY));
+    h.clock.set(cb.due_at + 2 * DAY - 1);
+    assert!(h.fire(agents.clone()).await.is_empty());
+    h.clock.set(cb.due_at + 2 * DAY);
+    let d = h.fire(agents.clone()).await;
+    assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "q-agent"));
+    assert!(d[0].callback.owners.is_empty());
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn owner_rules_are_validated() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let b = h.book();
+    let e = rule(b.schedule(owned(&h, &["alice", "zed"], None)).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("unknown_owner", Some("owners")));
+    let e = rule(b.schedule(owned(&h, &["carol"], None)).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("owner_not_in_queue", Some("owners")));
+    let e = rule(b.schedule(NewCallback { owner: Some("alice".into()), ..owned(&h, &["bob"], None) }).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("conflicting_fields", Some("owners")));
+    let e = rule(b.schedule(owned(&h, &[], Some(OwnerMode::Preferred))).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("owner_mode_without_owner", Some("owner_mode")));
+    // Owned: at most 7 days ahead by default (edges included); unowned: 30 days.
+    let at = |d: i64| Some(h.now() + d);
+    let ok = b.schedule(NewCallback { scheduled_at: at(7 * DAY), ..owned(&h, &["alice"], None) }).await.unwrap();
+    b.cancel(ok.id).await.unwrap();
+    let e = rule(b.schedule(NewCallback { scheduled_at: at(7 * DAY + 1), ..owned(&h, &["alice"], None) }).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("beyond_owned_horizon", Some("scheduled_at")));
+    let free = b.schedule(h.req("+15550001", at(20 * DAY))).await.unwrap();
+    // Reassigning it to an owner that far ahead breaks the same rule.
+    let e = rule(b.reschedule(free.id, CallbackChanges { owner: Some(Some("alice".into())), ..Default::default() }).await.unwrap_err());
+    assert_eq!(e.code(), "beyond_owned_horizon");
+    // caller_name / reason lengths are in characters.
+    let e = rule(b.schedule(NewCallback { caller_name: Some("é".repeat(65)), ..h.req("+15550003", None) }).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("too_long", Some("caller_name")));
+    let e = rule(b.schedule(NewCallback { reason: Some("a\nb".into()), ..h.req("+15550003", None) }).await.unwrap_err());
+    assert_eq!(e.field(), Some("reason"));
+}
+
+#[tokio::test]
+async fn ownership_bounds_are_checked_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, v) in [("ownership_period", "30m"), ("ownership_period", "31d"), ("owned_booking_horizon", "59m")] {
+        let p = dir.path().join("redial.toml");
+        std::fs::write(&p, format!("[[queues]]\nname = \"q\"\n{key} = \"{v}\"\n")).unwrap();
+        let e = redial::config::Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("redial.toml") && e.contains(&format!("queues[0].{key}")) && e.contains("1h to 30d"), "{key} = {v}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_decline_ends_the_callback_unless_the_queue_retries_declines() {
+    for (retry, want) in [(false, Status::Failed), (true, Status::Scheduled)] {
+        let h = Harness::new(MONDAY_NOON, config(|c| c.queues[1].retry_declined = retry));
+        let cb = h.book().schedule(h.req("+15550001", None)).await.unwrap();
+        let d = h.fire_all().await;
+        assert_eq!(ids(&d), vec![cb.id]);
+        let o = AttemptOutcome { sip_status: Some(603), ..AttemptOutcome::new(Outcome::Declined) };
+        let after = h.book().report_outcome(cb.id, 1, o).await.unwrap();
+        assert_eq!(after.status, want, "retry_declined = {retry}");
+        assert_eq!(after.end_reason, (!retry).then_some(EndReason::Declined));
+        h.assert_consistent();
+    }
+}
+
+#[tokio::test]
+async fn a_follow_up_of_the_callback_in_progress_is_not_its_duplicate() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let b = h.book();
+    let cb = b.schedule(h.req("+15550001", None)).await.unwrap();
+    assert_eq!(ids(&h.fire_all().await), vec![cb.id]);
+    let next = || NewCallback { follow_up_of: Some(cb.id), origin: Some(Origin::Agent), ..h.req("+15550001", Some(h.now() + HOUR)) };
+    // Without naming the live callback it is a duplicate.
+    let e = rule(b.schedule(NewCallback { follow_up_of: None, ..next() }).await.unwrap_err());
+    assert_eq!(e.code(), "duplicate");
+    let f = b.schedule(next()).await.unwrap();
+    // Only one follow-up.
+    let e = rule(b.schedule(next()).await.unwrap_err());
+    assert_eq!(e, RuleError::Duplicate { existing_id: f.id });
+    h.assert_consistent();
+    // The call ends; the follow-up keeps the slot.
+    let done = b.report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::Human)).await.unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let e = rule(b.schedule(h.req("+15550001", None)).await.unwrap_err());
+    assert_eq!(e, RuleError::Duplicate { existing_id: f.id });
+    h.assert_consistent();
+    let st = b.stats_by_origin(Some("q"), None).unwrap();
+    assert_eq!((st.0.requested, st.0.completed, st.0.pending), (2, 1, 1));
+    let by = |o: Origin| st.1.iter().find(|(x, _)| *x == o).unwrap().1;
+    assert_eq!((by(Origin::Api).completed, by(Origin::Agent).pending, by(Origin::Inbound).requested), (1, 1, 0));
+    let only_agent = b.stats_by_origin(None, Some(Origin::Agent)).unwrap().0;
+    assert_eq!(only_agent.requested, 1);
+}
+
+#[tokio::test]
+async fn a_retry_beside_a_follow_up_is_not_scheduled_again() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let b = h.book();
+    let cb = b.schedule(h.req("+15550001", None)).await.unwrap();
+    h.fire_all().await;
+    let f = b.schedule(NewCallback { follow_up_of: Some(cb.id), ..h.req("+15550001", Some(h.now() + HOUR)) }).await.unwrap();
+    let after = b.report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::AgentNoAnswer)).await.unwrap();
+    assert_eq!(after.status, Status::Cancelled);
+    assert_eq!(h.get(f.id).status, Status::Scheduled);
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn new_fields_are_stored_and_returned() {
+    let mut h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let req = NewCallback {
+        caller_name: Some("Acme Support".into()),
+        reason: Some("driving".into()),
+        confidence: Confidence::from_f64(0.875),
+        ..h.req("+15550001", None)
+    };
+    let cb = h.book().schedule(req).await.unwrap();
+    assert_eq!(cb.timezone_source, Some(TimezoneSource::Queue));
+    let tz = h.book().schedule(NewCallback { timezone: Some("Europe/Paris".into()), ..h.req("+15550002", None) }).await.unwrap();
+    assert_eq!(tz.timezone_source, Some(TimezoneSource::Request));
+    h.reopen();
+    let back = h.get(cb.id);
+    assert_eq!((back.caller_name.as_deref(), back.reason.as_deref()), (Some("Acme Support"), Some("driving")));
+    assert_eq!(back.confidence.map(Confidence::as_f64), Some(0.875));
+    let l = h.book().list(&ListFilter { reason: Some("DRIV".into()), ..Default::default() }, 10, None).unwrap();
+    assert_eq!(l.items.len(), 1);
+    let l = h.book().list(&ListFilter { min_confidence: Confidence::from_f64(0.9), ..Default::default() }, 10, None).unwrap();
+    assert!(l.items.is_empty());
+}
