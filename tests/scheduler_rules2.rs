@@ -215,3 +215,95 @@ async fn new_fields_are_stored_and_returned() {
     let l = h.book().list(&ListFilter { min_confidence: Confidence::from_f64(0.9), ..Default::default() }, 10, None).unwrap();
     assert!(l.items.is_empty());
 }
+
+/// Queue `q` in `queue_tz`, always open, with quiet hours 08:00-21:00.
+fn quiet(queue_tz: chrono_tz::Tz, infer: bool) -> redial::config::Config {
+    config(|c| {
+        c.queues[1].timezone = queue_tz;
+        c.queues[1].quiet = Some((8 * 60, 21 * 60));
+        c.queues[1].infer_timezone = infer;
+    })
+}
+
+#[tokio::test]
+async fn quiet_hours_move_a_due_time_to_their_end_across_dst_changes() {
+    for (now, want) in [
+        // Saturday 23:00 EST, the night New York springs forward: 08:00 EDT.
+        ("2026-03-08T04:00:00Z", "2026-03-08T12:00:00Z"),
+        // Saturday 22:00 EDT, the night it falls back: 08:00 EST.
+        ("2026-11-01T02:00:00Z", "2026-11-01T13:00:00Z"),
+        // 07:59 EST: one minute later.
+        ("2026-01-12T12:59:00Z", "2026-01-12T13:00:00Z"),
+    ] {
+        let h = Harness::new(utc(now), quiet(chrono_tz::UTC, false));
+        let req = NewCallback { timezone: Some("America/New_York".into()), ..h.req("+15550001", None) };
+        let cb = h.book().schedule(req).await.unwrap();
+        assert_eq!(cb.due_at, utc(want), "booked at {now}");
+        // Asked for inside quiet hours: moved too.
+        let at = NewCallback { timezone: Some("America/New_York".into()), ..h.req("+15550002", Some(utc(now) + 2 * MIN)) };
+        assert_eq!(h.book().schedule(at).await.unwrap().due_at, utc(want).max(utc(now) + 2 * MIN), "asked at {now}");
+    }
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_at_dial_time_and_for_retries() {
+    // Monday 20:50 EST.
+    let h = Harness::new(utc("2026-01-13T01:50:00Z"), quiet(chrono_tz::UTC, false));
+    let agents = Agents::new();
+    let cb = h.book().schedule(NewCallback { timezone: Some("America/New_York".into()), ..h.req("+15550001", None) }).await.unwrap();
+    assert_eq!(cb.due_at, h.now());
+    // No agent before 21:00 local: it is not dialled after, but deferred to 08:00.
+    assert!(h.fire(agents.clone()).await.is_empty());
+    h.clock.set(utc("2026-01-13T02:00:00Z"));
+    agents.set_free("q", 1);
+    assert!(h.fire(agents.clone()).await.is_empty());
+    assert_eq!(h.get(cb.id).due_at, utc("2026-01-13T13:00:00Z"));
+    // At 08:00 local it goes; a retry that would fall at 21:05 waits for 08:00 again.
+    h.clock.set(utc("2026-01-13T13:00:00Z"));
+    let d = h.fire(agents.clone()).await;
+    assert_eq!(ids(&d), vec![cb.id]);
+    h.clock.set(utc("2026-01-14T01:55:00Z"));
+    let after = h.book().report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::NoAnswer)).await.unwrap();
+    assert_eq!((after.status, after.due_at), (Status::Scheduled, utc("2026-01-14T13:00:00Z")));
+    h.assert_consistent();
+}
+
+#[tokio::test]
+async fn the_timezone_is_inferred_from_the_number_when_the_queue_asks() {
+    // Monday 10:00 in London, 05:00 in New York.
+    let h = Harness::new(utc("2026-01-12T10:00:00Z"), quiet(chrono_tz::Europe::London, true));
+    let b = h.book();
+    let ny = b.schedule(h.req("+12125550100", None)).await.unwrap();
+    assert_eq!((ny.timezone.as_str(), ny.timezone_source), ("America/New_York", Some(TimezoneSource::Number)));
+    // The customer's zone, not the queue's, decides the quiet hours: 08:00 in New York.
+    assert_eq!(ny.due_at, utc("2026-01-12T13:00:00Z"));
+    let uk = b.schedule(h.req("+442071838750", None)).await.unwrap();
+    assert_eq!((uk.timezone.as_str(), uk.timezone_source, uk.due_at), ("Europe/London", Some(TimezoneSource::Number), h.now()));
+    // An area code spanning zones is not guessed: the queue's zone.
+    let idaho = b.schedule(h.req("+12085550100", None)).await.unwrap();
+    assert_eq!((idaho.timezone.as_str(), idaho.timezone_source), ("Europe/London", Some(TimezoneSource::Queue)));
+    let given = b.schedule(NewCallback { timezone: Some("Asia/Kolkata".into()), ..h.req("+12135550100", None) }).await.unwrap();
+    assert_eq!((given.timezone.as_str(), given.timezone_source), ("Asia/Kolkata", Some(TimezoneSource::Request)));
+    // Without the queue key nothing is inferred.
+    let h2 = Harness::new(utc("2026-01-12T10:00:00Z"), quiet(chrono_tz::Europe::London, false));
+    let plain = h2.book().schedule(h2.req("+12125550100", None)).await.unwrap();
+    assert_eq!((plain.timezone.as_str(), plain.timezone_source), ("Europe/London", Some(TimezoneSource::Queue)));
+}
+
+#[tokio::test]
+async fn a_bad_quiet_hours_string_stops_the_start_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("redial.toml");
+    for bad in ["8am-9pm", "21:00-08:00", "08:00"] {
+        std::fs::write(&p, format!("[compliance]\nquiet_hours = \"{bad}\"\n")).unwrap();
+        let e = redial::config::Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("redial.toml") && e.contains("compliance.quiet_hours"), "{bad}: {e}");
+    }
+    std::fs::write(&p, "[compliance]\nquiet_hours = \"09:00-17:00\"\n[[queues]]\nname = \"night\"\nhours = [\"18:00-23:00\"]\n").unwrap();
+    let e = redial::config::Config::load(Some(&p)).unwrap_err().to_string();
+    assert!(e.contains("queues[0].hours") && e.contains("quiet_hours"), "{e}");
+    std::fs::write(&p, "[compliance]\nquiet_hours = \"08:00-21:00\"\n[[queues]]\nname = \"q\"\ninfer_timezone = true\n").unwrap();
+    let cfg = redial::config::Config::load(Some(&p)).unwrap();
+    assert_eq!(cfg.queue("q").unwrap().quiet, Some((480, 1260)));
+    assert!(cfg.queue("q").unwrap().infer_timezone);
+}

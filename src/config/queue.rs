@@ -70,12 +70,27 @@ pub struct Queue {
     /// Whether `POST /v1/detections` may book a callback on this queue when
     /// the request also asks for it (`create: true`).
     pub callback_detection: bool,
+    /// `[compliance] quiet_hours` (copied here at load): the daily local
+    /// range outside which no customer is called, whatever `hours` says.
+    pub quiet: Option<(crate::window::MinuteOfDay, crate::window::MinuteOfDay)>,
+    /// A callback without `timezone` takes the one its number rings in
+    /// (country code; +1 by area code), when that is known exactly.
+    pub infer_timezone: bool,
     /// Whether a customer's 603 Decline is retried like busy; by default it
     /// ends the callback (`failed`, `declined`).
     pub retry_declined: bool,
 }
 
 impl Queue {
+    /// The hours a customer of this queue may be called, in the customer's
+    /// local time: the queue's window within the compliance quiet hours.
+    pub fn calling_hours(&self) -> std::borrow::Cow<'_, WeeklyHours> {
+        match self.quiet.and_then(|q| self.hours.within_daily(q)) {
+            Some(h) => std::borrow::Cow::Owned(h),
+            None => std::borrow::Cow::Borrowed(&self.hours),
+        }
+    }
+
     /// The built-in `default` queue: UTC, always open.
     pub fn default_queue() -> Self {
         Self::named("default")
@@ -105,6 +120,8 @@ impl Queue {
             offer_after_wait: Duration::ZERO,
             callback_detection: false,
             retry_declined: false,
+            quiet: None,
+            infer_timezone: false,
         }
     }
 }
@@ -133,6 +150,7 @@ pub(crate) struct RawQueue {
     offer_after_wait: Option<String>,
     callback_detection: Option<bool>,
     retry_declined: Option<bool>,
+    infer_timezone: Option<bool>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -220,5 +238,6 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
     }
     q.callback_detection = raw.callback_detection.unwrap_or(false);
     q.retry_declined = raw.retry_declined.unwrap_or(false);
+    q.infer_timezone = raw.infer_timezone.unwrap_or(false);
     q
 }

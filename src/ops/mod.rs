@@ -298,7 +298,7 @@ impl Ops {
             let at = parse_time("when", text)?;
             return Ok((at, "exact"));
         }
-        let r = when::resolve(text, self.clock.now_ms(), tz, &q.hours, q.retry_delay);
+        let r = when::resolve(text, self.clock.now_ms(), tz, &q.calling_hours(), q.retry_delay);
         Ok((r.due_ms, r.resolution.as_str()))
     }
 

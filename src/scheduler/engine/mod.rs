@@ -200,10 +200,11 @@ impl WindowCache {
         }
         // A queue removed from the configuration: no window to respect.
         let Some(q) = cfg.queue(queue) else { return (Some(NEVER_CLOSES), now) };
-        let (r, st) = match window::open_until(&q.hours, tz, now) {
+        let hours = q.calling_hours();
+        let (r, st) = match window::open_until(&hours, tz, now) {
             Some(until) => ((Some(until), now), WindowState::Open { from: now, until }),
             None => {
-                let opens = window::next_open(&q.hours, tz, now);
+                let opens = window::next_open(&hours, tz, now);
                 ((None, opens), WindowState::Closed { from: now, opens })
             }
         };

@@ -138,7 +138,7 @@ pub fn check_time(now: Millis, at: Millis) -> Result<(), RuleError> {
 /// The due time of a request: the asked time (or now) moved to the next
 /// window opening in the customer's timezone.
 pub fn due_for(queue: &Queue, tz: Tz, now: Millis, scheduled_at: Option<Millis>) -> Millis {
-    windows::next_open(&queue.hours, tz, scheduled_at.unwrap_or(now))
+    windows::next_open(&queue.calling_hours(), tz, scheduled_at.unwrap_or(now))
 }
 
 fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError> {
@@ -207,7 +207,7 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     check_text("reason", req.reason.as_deref(), MAX_REASON)?;
     let due_at = match (req.scheduled_at, req.joined_at) {
         // An inbound caller keeps their place: due from when they joined.
-        (None, Some(joined)) if windows::is_open(&queue.hours, tz, now) => joined.min(now),
+        (None, Some(joined)) if windows::is_open(&queue.calling_hours(), tz, now) => joined.min(now),
         _ => due_for(queue, tz, now, req.scheduled_at),
     };
     if owned {
@@ -215,6 +215,24 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     }
     let owner_until = owned.then(|| due_at + queue.ownership_period.as_millis() as Millis);
     Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
+}
+
+/// With the queue's `infer_timezone`, a request without `timezone` takes the
+/// zone its number rings in: by country code, and for +1 by area code. Only
+/// a zone known exactly is used (a guess could ring someone at night);
+/// otherwise the queue's stays. Returns whether one was inferred.
+pub fn infer_timezone(cfg: &Config, req: &mut NewCallback) -> bool {
+    let Some(queue) = cfg.queue(&req.queue) else { return false };
+    if req.timezone.is_some() || !queue.infer_timezone {
+        return false;
+    }
+    match crate::phone_tz::timezone_for(&req.phone) {
+        Some((tz, crate::phone_tz::Precision::Exact)) => {
+            req.timezone = Some(tz.name().to_string());
+            true
+        }
+        _ => false,
+    }
 }
 
 /// An owned callback may be due at most `owned_booking_horizon` ahead: an
@@ -360,5 +378,5 @@ pub fn after_attempt(
         return Next::Done(Status::Exhausted);
     }
     let at = now + queue.retry_delay.as_millis() as Millis;
-    Next::Retry { due_at: windows::next_open(&queue.hours, tz, at) }
+    Next::Retry { due_at: windows::next_open(&queue.calling_hours(), tz, at) }
 }

@@ -500,6 +500,7 @@ impl Writer {
         mut req: NewCallback,
         batch: &mut Batch,
     ) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let inferred = rules::infer_timezone(&self.cfg, &mut req);
         let when_resolution = crate::scheduler::when::resolve_request(now, &mut req, &self.cfg);
         let v = match rules::validate_new(now, &req, &self.cfg) {
             Ok(v) => v,
@@ -552,7 +553,7 @@ impl Writer {
             confidence: req.confidence,
             owners: req.owners,
             owner_mode: req.owner_mode.unwrap_or_default(),
-            timezone_source: Some(v.timezone_source),
+            timezone_source: Some(if inferred { crate::scheduler::model::TimezoneSource::Number } else { v.timezone_source }),
         };
         self.put(t, None, &cb, batch)?;
         Ok(Ok(cb))
