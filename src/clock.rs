@@ -84,3 +84,16 @@ mod tests {
         assert!(SystemClock.now_ms() > 1_577_836_800_000);
     }
 }
+
+/// Renders a time as RFC 3339 UTC with milliseconds
+/// (`2026-11-22T09:30:00.000Z`), the one text form redial writes.
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 time with any offset to milliseconds.
+pub fn parse_rfc3339(s: &str) -> Result<Millis, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis())
+}

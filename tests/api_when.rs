@@ -247,7 +247,7 @@ fn skipped_when_the_customer_reached_an_agent() {
     assert_eq!(st, 201, "{a}");
     let id = a["id"].as_str().unwrap();
     let book = p.api.as_ref().unwrap().book();
-    assert_eq!(book.find_active("+15550801", "support").unwrap().map(|c| c.id.to_string()).as_deref(), Some(id));
+    assert_eq!(p.rt.block_on(book.find_active("+15550801", "support")).unwrap().map(|c| c.id.to_string()).as_deref(), Some(id));
 
     // What the inbound handler does when the customer reaches an agent.
     p.clock.advance(60_000);

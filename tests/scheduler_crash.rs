@@ -24,7 +24,7 @@ use redial::clock::{Clock, FakeClock, Millis, SystemClock};
 use redial::config::Config;
 use redial::scheduler::engine::Unlimited;
 use redial::scheduler::model::{Callback, CallbackId, NewCallback, Status};
-use redial::scheduler::store::{Book, BookOptions};
+use redial::scheduler::book::Book;
 
 const ENV_DB: &str = "REDIAL_CRASH_CHILD_DB";
 const ENV_MODE: &str = "REDIAL_CRASH_CHILD_MODE";
@@ -53,7 +53,7 @@ fn crash_child() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let ahead = if mode == "fire" { FIRE_AHEAD_MS } else { 0 };
-        let book = Arc::new(Book::open(&db, Arc::new(AheadClock(ahead)), cfg(), BookOptions::default()).unwrap());
+        let book = util::open_book(std::path::Path::new(&db), Arc::new(AheadClock(ahead)), cfg(), None).unwrap();
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
         if mode == "fire" {
             loop {
@@ -133,11 +133,11 @@ fn run_child(db: &Path, mode: &str, base: u64, kill_after: Duration, prefix: &st
 
 /// Every acknowledged callback is in `book` with identical fields (as
 /// acknowledged, unless it has moved on since), and no phone has two.
-pub fn check_acknowledged(book: &Book, acked: &[Callback]) {
+pub async fn check_acknowledged(book: &dyn Book, acked: &[Callback]) {
     let mut ids = HashSet::new();
     for a in acked {
         assert!(ids.insert(a.id), "id {} acknowledged twice", a.id);
-        let got = book.get(a.id).unwrap().unwrap_or_else(|| panic!("acknowledged {} lost", a.id));
+        let got = book.get(a.id).await.unwrap().unwrap_or_else(|| panic!("acknowledged {} lost", a.id));
         if got.status == Status::Scheduled && got.attempts == 0 {
             assert_eq!(&got, a, "fields changed");
         } else {
@@ -147,7 +147,7 @@ pub fn check_acknowledged(book: &Book, acked: &[Callback]) {
     let mut phones: HashMap<String, CallbackId> = HashMap::new();
     let mut cursor = None;
     loop {
-        let p = book.list(&Default::default(), 500, cursor.as_deref()).unwrap();
+        let p = book.list(&Default::default(), 500, cursor.as_deref()).await.unwrap();
         for c in p.items {
             if let Some(prev) = phones.insert(c.phone.clone(), c.id) {
                 panic!("phone {} booked twice: {prev} and {}", c.phone, c.id);
@@ -158,7 +158,7 @@ pub fn check_acknowledged(book: &Book, acked: &[Callback]) {
             None => break,
         }
     }
-    book.check_consistency().unwrap().expect("indexes consistent");
+    book.check_consistency().await.unwrap().expect("indexes consistent");
 }
 
 #[test]
@@ -176,10 +176,11 @@ fn sigkill_loses_nothing_acknowledged_and_fires_each_attempt_once() {
         acked.extend(lines.iter().map(|l| serde_json::from_str::<Callback>(l).unwrap()));
     }
     assert!(acked.len() > 500, "only {} acknowledged", acked.len());
-    {
-        let book = Book::open(&db, Arc::new(SystemClock), cfg(), BookOptions::default()).unwrap();
-        check_acknowledged(&book, &acked);
-    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let book = util::open_book(&db, Arc::new(SystemClock), cfg(), None).unwrap();
+        check_acknowledged(&*book, &acked).await;
+    });
     // Fire with a child, killed mid-way, twice.
     let mut fired: Vec<(String, u32)> = Vec::new();
     for _ in 0..2 {
@@ -193,8 +194,7 @@ fn sigkill_loses_nothing_acknowledged_and_fires_each_attempt_once() {
     }
     // Then fire the rest here, after the retry delay of recovered attempts.
     let clock = FakeClock::new(SystemClock.now_ms() + 2 * FIRE_AHEAD_MS);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let book = Book::open(&db, Arc::new(clock.clone()), cfg(), BookOptions::default()).unwrap();
+    let book = util::open_book(&db, Arc::new(clock.clone()), cfg(), None).unwrap();
     rt.block_on(async {
         // Twice: attempts the children started but never printed were
         // closed at this open and come back after the retry delay.
@@ -208,7 +208,6 @@ fn sigkill_loses_nothing_acknowledged_and_fires_each_attempt_once() {
             }
             clock.advance(11 * 60_000);
         }
-    });
     let mut once = HashSet::new();
     for f in &fired {
         assert!(once.insert(f.clone()), "attempt {f:?} handed over twice");
@@ -217,16 +216,17 @@ fn sigkill_loses_nothing_acknowledged_and_fires_each_attempt_once() {
     let fired_ids: HashSet<String> = fired.iter().map(|f| f.0.clone()).collect();
     for id in &acked_ids {
         assert!(fired_ids.contains(id), "{id} never fired");
-        let cb = book.get_str(id).unwrap().unwrap();
+        let cb = book.get_str(id).await.unwrap().unwrap();
         assert_eq!(cb.status, Status::InProgress, "{cb:?} fired {:?}", fired.iter().filter(|f| &f.0 == id).collect::<Vec<_>>());
         let max_fired = fired.iter().filter(|f| &f.0 == id).map(|f| f.1).max().unwrap();
         // The last attempt is the one in progress; earlier ones were closed
         // by recovery (printed or not before the kill), never re-used.
         assert_eq!(cb.attempts, max_fired, "{id}");
-        let closed = book.attempts(cb.id).unwrap().unwrap();
+        let closed = book.attempts(cb.id).await.unwrap().unwrap();
         assert_eq!(closed.len() as u32, cb.attempts - 1, "{id}");
     }
-    book.check_consistency().unwrap().expect("indexes consistent");
+    book.check_consistency().await.unwrap().expect("indexes consistent");
     let retried = fired.iter().filter(|f| f.1 > 1).count();
     eprintln!("acknowledged {}, attempts handed over {}, after recovery {retried}", acked.len(), fired.len());
+    });
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use redial::clock::Clock;
 use redial::events::{Bus, Event, Kind, Payload};
 use redial::scheduler::model::{AttemptOutcome, CallbackChanges, Outcome, Status};
-use redial::scheduler::store::{Book, BookOptions};
+use redial::scheduler::book::Book;
 use tokio::sync::broadcast;
 use util::*;
 
-fn open(h: &Harness, bus: &Arc<Bus>) -> Book {
+fn open(h: &Harness, bus: &Arc<Bus>) -> Arc<dyn Book> {
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
-    Book::open(h.path(), clock, h.cfg.clone(), BookOptions { bus: Some(bus.clone()), ..Default::default() }).expect("open")
+    open_book(&h.path(), clock, h.cfg.clone(), Some(bus.clone())).expect("open")
 }
 
 fn drain(rx: &mut broadcast::Receiver<Arc<Event>>) -> Vec<Arc<Event>> {

@@ -89,14 +89,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     h.reopen();
                     // Every attempt in flight was closed by recovery.
                     for (id, n) in in_flight.drain() {
-                        let cb = h.get(id);
+                        let cb = h.get(id).await;
                         prop_assert!(cb.status != Status::InProgress);
                         prop_assert_eq!(cb.attempts, n);
                     }
                 }
                 _ => {}
             }
-            let check = h.book().check_consistency().unwrap();
+            let check = h.book().check_consistency().await.unwrap();
             prop_assert!(check.is_ok(), "{:?}", check);
         }
         Ok(())

@@ -32,7 +32,7 @@ async fn sixty_seconds_and_thirty_days_at_the_exact_edges() {
     assert_eq!(rule(e), RuleError::TooLate { latest_ms: now + 30 * DAY });
     let far = h.schedule_at("+15550002", now + 30 * DAY).await;
     assert_eq!(far.status, Status::Scheduled);
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -48,8 +48,8 @@ async fn thirty_day_horizon_fires_on_time_and_survives_restarts() {
     let d = h.fire_all().await;
     assert_eq!(ids(&d), vec![cb.id]);
     assert_eq!(d[0].attempt, 1);
-    assert_eq!(h.get(cb.id).status, Status::InProgress);
-    h.assert_consistent();
+    assert_eq!(h.get(cb.id).await.status, Status::InProgress);
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn validation_errors_name_the_problem() {
     r.timezone = None;
     r.max_attempts = Some(0);
     assert!(matches!(rule(b.schedule(r.clone()).await.unwrap_err()), RuleError::InvalidMaxAttempts { .. }));
-    assert_eq!(b.stats(None).unwrap().requested, 0);
+    assert_eq!(b.stats(None).await.unwrap().requested, 0);
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn one_active_callback_per_phone_and_queue() {
         h.book().schedule(h.req("+15550009", None))
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -125,15 +125,15 @@ async fn retries_after_delay_until_exhausted() {
             assert_eq!(after.last_outcome, Some(Outcome::NoAnswer));
         }
     }
-    let attempts = h.book().attempts(cb.id).unwrap().unwrap();
+    let attempts = h.book().attempts(cb.id).await.unwrap().unwrap();
     assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(attempts.iter().all(|a| a.outcome == Outcome::NoAnswer && a.ended_at - a.started_at == 30_000));
     // A stale or repeated report is refused.
     let e = h.book().report_outcome(cb.id, 3, AttemptOutcome::new(Outcome::Human)).await.unwrap_err();
     assert!(matches!(e, ReportError::NotInProgress { status: Status::Exhausted, attempts: 3 }));
-    let s = h.book().stats(Some("q")).unwrap();
+    let s = h.book().stats(Some("q")).await.unwrap();
     assert_eq!((s.requested, s.pending, s.exhausted), (1, 0, 1));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -162,9 +162,9 @@ async fn outcomes_map_to_final_statuses() {
         let after = h.book().report_outcome(cb.id, 1, o).await.unwrap();
         assert_eq!(after.status, want, "{outcome}");
     }
-    let s = h.book().stats(None).unwrap();
+    let s = h.book().stats(None).await.unwrap();
     assert_eq!((s.requested, s.completed, s.failed, s.cancelled, s.pending), (6, 2, 1, 1, 2));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -209,7 +209,7 @@ async fn ownership_expiry_moves_to_the_queue() {
     assert_eq!(ids(&d), vec![cb.id]);
     assert_eq!(d[0].callback.owner, None);
     assert_eq!(d[0].agent, "q-agent");
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -233,10 +233,10 @@ async fn ownership_expiry_cancels_when_configured() {
     let cb = h.book().schedule(req).await.unwrap();
     h.clock.advance(4 * HOUR);
     assert!(h.fire(agents.clone()).await.is_empty());
-    let after = h.get(cb.id);
+    let after = h.get(cb.id).await;
     assert_eq!((after.status, after.end_reason), (Status::Cancelled, Some(EndReason::OwnershipExpired)));
-    assert_eq!(h.book().stats(Some("q")).unwrap().cancelled, 1);
-    h.assert_consistent();
+    assert_eq!(h.book().stats(Some("q")).await.unwrap().cancelled, 1);
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -257,9 +257,9 @@ async fn cancel_and_reschedule_only_while_scheduled() {
     let e = h.book().reschedule(cb.id, CallbackChanges::default()).await.unwrap_err();
     assert!(matches!(e, ScheduleError::WrongState { status: Status::InProgress }));
     assert!(matches!(h.book().cancel(redial::scheduler::model::CallbackId(7)).await, Err(CancelError::NotFound)));
-    assert!(h.book().get_str("cb_nonsense").unwrap().is_none());
-    assert!(h.book().get_str(&cb.id.to_string()).unwrap().is_some());
-    h.assert_consistent();
+    assert!(h.book().get_str("cb_nonsense").await.unwrap().is_none());
+    assert!(h.book().get_str(&cb.id.to_string()).await.unwrap().is_some());
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn cancelled_callbacks_never_fire() {
     h.book().cancel(cb.id).await.unwrap();
     h.clock.advance(2 * MIN);
     assert!(h.fire_all().await.is_empty());
-    assert_eq!(h.get(cb.id).end_reason, Some(EndReason::Api));
+    assert_eq!(h.get(cb.id).await.end_reason, Some(EndReason::Api));
 }
 
 #[tokio::test]
@@ -287,7 +287,7 @@ async fn lists_paginate_with_cursors_and_filters() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let p = h.book().list(&ListFilter::default(), 10, cursor.as_deref()).unwrap();
+        let p = h.book().list(&ListFilter::default(), 10, cursor.as_deref()).await.unwrap();
         seen.extend(p.items.iter().map(|c| c.id));
         match p.next_cursor {
             Some(c) => cursor = Some(c),
@@ -295,13 +295,13 @@ async fn lists_paginate_with_cursors_and_filters() {
         }
     }
     assert_eq!(seen, all);
-    let owned = h.book().list(&ListFilter { owner: Some("alice".into()), ..Default::default() }, 500, None).unwrap();
+    let owned = h.book().list(&ListFilter { owner: Some("alice".into()), ..Default::default() }, 500, None).await.unwrap();
     assert_eq!(owned.items.len(), 5);
-    let cancelled = h.book().list(&ListFilter { status: Some(Status::Cancelled), queue: Some("q".into()), ..Default::default() }, 500, None).unwrap();
+    let cancelled = h.book().list(&ListFilter { status: Some(Status::Cancelled), queue: Some("q".into()), ..Default::default() }, 500, None).await.unwrap();
     assert_eq!(cancelled.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![all[3]]);
-    let phone = h.book().list(&ListFilter { phone: Some("+155510007".into()), ..Default::default() }, 5, None).unwrap();
+    let phone = h.book().list(&ListFilter { phone: Some("+155510007".into()), ..Default::default() }, 5, None).await.unwrap();
     assert_eq!((phone.items.len(), phone.next_cursor), (1, None));
-    assert!(h.book().list(&ListFilter::default(), 5, Some("garbage")).unwrap().items.is_empty());
+    assert!(h.book().list(&ListFilter::default(), 5, Some("garbage")).await.unwrap().items.is_empty());
 }
 
 #[tokio::test]
@@ -312,10 +312,10 @@ async fn in_progress_at_crash_is_a_failed_attempt_then_retried_once() {
     h.clock.advance(5_000);
     h.reopen();
     assert_eq!(h.book().recovered(), 1);
-    let after = h.get(cb.id);
+    let after = h.get(cb.id).await;
     assert_eq!((after.status, after.attempts, after.last_outcome), (Status::Scheduled, 1, Some(Outcome::Failed)));
     assert_eq!(after.due_at, h.now() + 10 * MIN);
-    let a = h.book().attempts(cb.id).unwrap().unwrap();
+    let a = h.book().attempts(cb.id).await.unwrap().unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!((a[0].outcome, a[0].sip_status), (Outcome::Failed, None));
     assert!(a[0].note.as_deref().unwrap_or("").contains("restarted"));
@@ -323,7 +323,7 @@ async fn in_progress_at_crash_is_a_failed_attempt_then_retried_once() {
     h.clock.advance(10 * MIN);
     let d = h.fire_all().await;
     assert_eq!((ids(&d), d[0].attempt), (vec![cb.id], 2));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -423,11 +423,11 @@ async fn waiting_for_an_agent_at_close_waits_for_the_next_opening() {
     agents.set_free("q", 1);
     assert!(h.fire(agents.clone()).await.is_empty(), "closed: never dialled outside the window");
     // Friday close → Monday opening.
-    assert_eq!(h.get(cb.id).due_at, utc("2026-03-09T09:00:00Z"));
-    assert_eq!(h.get(cb.id).attempts, 0);
+    assert_eq!(h.get(cb.id).await.due_at, utc("2026-03-09T09:00:00Z"));
+    assert_eq!(h.get(cb.id).await.attempts, 0);
     h.clock.set(utc("2026-03-09T09:00:00Z"));
     assert_eq!(ids(&h.fire(agents.clone()).await), vec![cb.id]);
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -440,7 +440,7 @@ async fn window_close_cancel_cancels_what_still_waits() {
     assert!(h.fire(agents.clone()).await.is_empty());
     h.clock.set(utc("2026-03-02T17:00:00Z"));
     assert!(h.fire(agents.clone()).await.is_empty());
-    let after = h.get(cb.id);
+    let after = h.get(cb.id).await;
     assert_eq!((after.status, after.end_reason), (Status::Cancelled, Some(EndReason::WindowClosed)));
 }
 
@@ -475,7 +475,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
         w.commit().unwrap();
     }
     let clock: Arc<dyn redial::clock::Clock> = Arc::new(h.clock.clone());
-    let e = redial::scheduler::store::Book::open(h.path(), clock, h.cfg.clone(), Default::default()).unwrap_err();
+    let e = redial::scheduler::store::RedbBook::open(h.path(), clock, h.cfg.clone(), Default::default()).unwrap_err();
     assert!(matches!(e, redial::scheduler::store::StoreError::NewerSchema { found: 99, supported: 2 }), "{e}");
     assert!(e.to_string().contains("newer"));
 }
@@ -492,7 +492,7 @@ async fn arming_ahead_marks_only_what_is_due_within_the_arm_time() {
     h.clock.set(cb.due_at - 20);
     let t = h.book().tick_ahead(avail, 100, 20).await.unwrap();
     assert_eq!(ids(&t.dispatches), vec![cb.id]);
-    assert_eq!(h.get(cb.id).status, Status::InProgress);
+    assert_eq!(h.get(cb.id).await.status, Status::InProgress);
 }
 
 /// Regression: the writer woke the driver after every batch, including the
@@ -550,27 +550,27 @@ async fn due_callbacks_without_a_free_agent_are_counted_as_waiting() {
 async fn staged_far_future_callbacks_merge_in_time_and_fire_once() {
     let mut h = Harness::new(MONDAY_NOON, config(|_| {}));
     let far: Vec<_> = schedule_far(&h, 20).await;
-    h.assert_consistent();
+    h.assert_consistent().await;
     // A cancel and a reschedule (to the near future) of staged ones.
     h.book().cancel(far[0].id).await.unwrap();
     let changes = redial::scheduler::model::CallbackChanges { scheduled_at: Some(Some(h.now() + 2 * MIN)), ..Default::default() };
     let moved = h.book().reschedule(far[1].id, changes).await.unwrap();
-    h.assert_consistent();
+    h.assert_consistent().await;
     // Restart while staged.
     h.reopen();
-    h.assert_consistent();
+    h.assert_consistent().await;
     assert!(h.fire_all().await.is_empty());
     h.clock.set(moved.due_at);
     assert_eq!(ids(&h.fire_all().await), vec![moved.id]);
     // Jump to the due time of the staged ones: the merge runs first.
     h.clock.set(far[2].due_at - 1);
     assert!(h.fire_all().await.is_empty());
-    h.assert_consistent();
+    h.assert_consistent().await;
     h.clock.set(far[19].due_at);
     let fired = ids(&h.fire_all().await);
     assert_eq!(fired, far[2..].iter().map(|c| c.id).collect::<Vec<_>>());
     assert!(h.fire_all().await.is_empty());
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 async fn schedule_far(h: &Harness, n: u32) -> Vec<redial::scheduler::model::Callback> {
@@ -607,7 +607,7 @@ async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     h.book().flush().await;
     h.schedule_at("+15550001", h.now() + 3 * HOUR).await;
-    h.assert_consistent();
+    h.assert_consistent().await;
     h.clock.set(start + 20 * DAY);
     let mut fired = Vec::new();
     loop {
@@ -622,7 +622,7 @@ async fn a_large_stage_merges_in_chunks_and_everything_fires_once() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), n + 1, "each fired once");
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 /// Regression: a herd is armed further ahead than usual; the rounds after
@@ -652,5 +652,5 @@ async fn rounds_after_a_herd_round_fire_the_rest_of_the_herd() {
     }
     assert_eq!(fired.len(), 3_000);
     assert!(fired.iter().all(|d| d.callback.due_at == due && d.attempt == 1));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }

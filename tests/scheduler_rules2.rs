@@ -38,7 +38,7 @@ async fn the_first_free_of_several_owners_takes_it() {
     assert_eq!(cb.owner_until, Some(cb.due_at + 4 * HOUR));
     // Both listed owners find it.
     for who in ["alice", "bob"] {
-        let l = h.book().list(&ListFilter { owner: Some(who.into()), ..Default::default() }, 10, None).unwrap();
+        let l = h.book().list(&ListFilter { owner: Some(who.into()), ..Default::default() }, 10, None).await.unwrap();
         assert_eq!(l.items.len(), 1, "{who}");
     }
     h.clock.set(cb.due_at);
@@ -46,7 +46,7 @@ async fn the_first_free_of_several_owners_takes_it() {
     agents.set_owner_free("bob", true);
     let d = h.fire(agents.clone()).await;
     assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "bob"));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn preferred_goes_to_the_queue_at_once_when_no_owner_is_free() {
     }
     assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "q-agent"));
     assert_eq!((d[0].callback.owner.as_deref(), d[0].callback.owners.len()), (None, 0));
-    h.assert_consistent();
+    h.assert_consistent().await;
 
     // A free owner at the due time takes it.
     let agents = Agents::new();
@@ -75,7 +75,7 @@ async fn preferred_goes_to_the_queue_at_once_when_no_owner_is_free() {
     h.clock.set(cb2.due_at);
     let d = h.fire(agents.clone()).await;
     assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb2.id], "bob"));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn strict_ownership_expires_to_the_queue_after_the_period_over_days() {
     let d = h.fire(agents.clone()).await;
     assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "q-agent"));
     assert!(d[0].callback.owners.is_empty());
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -147,7 +147,7 @@ async fn a_decline_ends_the_callback_unless_the_queue_retries_declines() {
         let after = h.book().report_outcome(cb.id, 1, o).await.unwrap();
         assert_eq!(after.status, want, "retry_declined = {retry}");
         assert_eq!(after.end_reason, (!retry).then_some(EndReason::Declined));
-        h.assert_consistent();
+        h.assert_consistent().await;
     }
 }
 
@@ -165,18 +165,18 @@ async fn a_follow_up_of_the_callback_in_progress_is_not_its_duplicate() {
     // Only one follow-up.
     let e = rule(b.schedule(next()).await.unwrap_err());
     assert_eq!(e, RuleError::Duplicate { existing_id: f.id });
-    h.assert_consistent();
+    h.assert_consistent().await;
     // The call ends; the follow-up keeps the slot.
     let done = b.report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::Human)).await.unwrap();
     assert_eq!(done.status, Status::Completed);
     let e = rule(b.schedule(h.req("+15550001", None)).await.unwrap_err());
     assert_eq!(e, RuleError::Duplicate { existing_id: f.id });
-    h.assert_consistent();
-    let st = b.stats_by_origin(Some("q"), None).unwrap();
+    h.assert_consistent().await;
+    let st = b.stats_by_origin(Some("q"), None).await.unwrap();
     assert_eq!((st.0.requested, st.0.completed, st.0.pending), (2, 1, 1));
     let by = |o: Origin| st.1.iter().find(|(x, _)| *x == o).unwrap().1;
     assert_eq!((by(Origin::Api).completed, by(Origin::Agent).pending, by(Origin::Inbound).requested), (1, 1, 0));
-    let only_agent = b.stats_by_origin(None, Some(Origin::Agent)).unwrap().0;
+    let only_agent = b.stats_by_origin(None, Some(Origin::Agent)).await.unwrap().0;
     assert_eq!(only_agent.requested, 1);
 }
 
@@ -189,8 +189,8 @@ async fn a_retry_beside_a_follow_up_is_not_scheduled_again() {
     let f = b.schedule(NewCallback { follow_up_of: Some(cb.id), ..h.req("+15550001", Some(h.now() + HOUR)) }).await.unwrap();
     let after = b.report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::AgentNoAnswer)).await.unwrap();
     assert_eq!(after.status, Status::Cancelled);
-    assert_eq!(h.get(f.id).status, Status::Scheduled);
-    h.assert_consistent();
+    assert_eq!(h.get(f.id).await.status, Status::Scheduled);
+    h.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -207,12 +207,12 @@ async fn new_fields_are_stored_and_returned() {
     let tz = h.book().schedule(NewCallback { timezone: Some("Europe/Paris".into()), ..h.req("+15550002", None) }).await.unwrap();
     assert_eq!(tz.timezone_source, Some(TimezoneSource::Request));
     h.reopen();
-    let back = h.get(cb.id);
+    let back = h.get(cb.id).await;
     assert_eq!((back.caller_name.as_deref(), back.reason.as_deref()), (Some("Acme Support"), Some("driving")));
     assert_eq!(back.confidence.map(Confidence::as_f64), Some(0.875));
-    let l = h.book().list(&ListFilter { reason: Some("DRIV".into()), ..Default::default() }, 10, None).unwrap();
+    let l = h.book().list(&ListFilter { reason: Some("DRIV".into()), ..Default::default() }, 10, None).await.unwrap();
     assert_eq!(l.items.len(), 1);
-    let l = h.book().list(&ListFilter { min_confidence: Confidence::from_f64(0.9), ..Default::default() }, 10, None).unwrap();
+    let l = h.book().list(&ListFilter { min_confidence: Confidence::from_f64(0.9), ..Default::default() }, 10, None).await.unwrap();
     assert!(l.items.is_empty());
 }
 
@@ -257,7 +257,7 @@ async fn quiet_hours_hold_at_dial_time_and_for_retries() {
     h.clock.set(utc("2026-01-13T02:00:00Z"));
     agents.set_free("q", 1);
     assert!(h.fire(agents.clone()).await.is_empty());
-    assert_eq!(h.get(cb.id).due_at, utc("2026-01-13T13:00:00Z"));
+    assert_eq!(h.get(cb.id).await.due_at, utc("2026-01-13T13:00:00Z"));
     // At 08:00 local it goes; a retry that would fall at 21:05 waits for 08:00 again.
     h.clock.set(utc("2026-01-13T13:00:00Z"));
     let d = h.fire(agents.clone()).await;
@@ -265,7 +265,7 @@ async fn quiet_hours_hold_at_dial_time_and_for_retries() {
     h.clock.set(utc("2026-01-14T01:55:00Z"));
     let after = h.book().report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::NoAnswer)).await.unwrap();
     assert_eq!((after.status, after.due_at), (Status::Scheduled, utc("2026-01-14T13:00:00Z")));
-    h.assert_consistent();
+    h.assert_consistent().await;
 }
 
 #[tokio::test]

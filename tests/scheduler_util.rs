@@ -1,4 +1,9 @@
 //! Shared helpers of the scheduler tests (included with `#[path]`).
+//!
+//! These tests are the book's contract: they reach the book only through
+//! the storage seam ([`Book`]), and [`open_book`] is the one place that
+//! picks a backend. A new backend runs the same files by opening itself
+//! there.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -9,7 +14,8 @@ use redial::clock::{Clock, FakeClock, Millis};
 use redial::config::{Agent, Config, Queue};
 use redial::scheduler::engine::Availability;
 use redial::scheduler::model::{Callback, CallbackId, Dispatch, NewCallback};
-use redial::scheduler::store::{Book, BookOptions};
+use redial::scheduler::book::Book;
+use redial::scheduler::store::{BookOptions, RedbBook};
 
 /// 2026-03-02 12:00:00 UTC, a Monday.
 pub const MONDAY_NOON: Millis = 1_772_452_800_000;
@@ -72,7 +78,7 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub clock: FakeClock,
     pub cfg: Arc<Config>,
-    pub book: Option<Arc<Book>>,
+    pub book: Option<Arc<dyn Book>>,
 }
 
 /// A configuration with queue `q` (UTC, always open, 3 attempts, 10 min
@@ -101,8 +107,8 @@ impl Harness {
         self.dir.path().join("book.redb")
     }
 
-    pub fn book(&self) -> &Book {
-        self.book.as_ref().expect("open")
+    pub fn book(&self) -> &dyn Book {
+        &**self.book.as_ref().expect("open")
     }
 
     /// Closes (dropping the writer) and opens the book again.
@@ -111,8 +117,7 @@ impl Harness {
             drop(b);
         }
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        let book = Book::open(self.path(), clock, self.cfg.clone(), BookOptions::default()).expect("open book");
-        self.book = Some(Arc::new(book));
+        self.book = Some(open_book(&self.path(), clock, self.cfg.clone(), None).expect("open book"));
     }
 
     pub fn now(&self) -> Millis {
@@ -145,13 +150,20 @@ impl Harness {
         self.fire(Arc::new(redial::scheduler::engine::Unlimited)).await
     }
 
-    pub fn get(&self, id: CallbackId) -> Callback {
-        self.book().get(id).expect("get").expect("present")
+    pub async fn get(&self, id: CallbackId) -> Callback {
+        self.book().get(id).await.expect("get").expect("present")
     }
 
-    pub fn assert_consistent(&self) {
-        self.book().check_consistency().expect("read").expect("consistent");
+    pub async fn assert_consistent(&self) {
+        self.book().check_consistency().await.expect("read").expect("consistent");
     }
+}
+
+/// Opens the backend under test at `path` (the redb book), publishing its
+/// changes on `bus` when given. Errors are the backend's opening errors.
+pub fn open_book(path: &std::path::Path, clock: Arc<dyn Clock>, cfg: Arc<Config>, bus: Option<Arc<redial::events::Bus>>) -> Result<Arc<dyn Book>, redial::scheduler::book::StoreError> {
+    let opts = BookOptions { bus, ..BookOptions::default() };
+    RedbBook::open(path, clock, cfg, opts).map(|b| Arc::new(b) as Arc<dyn Book>)
 }
 
 pub fn ids(d: &[Dispatch]) -> Vec<CallbackId> {

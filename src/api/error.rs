@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::agents::SetStateError;
+use crate::ops::error::{Class, OpsError};
 use crate::scheduler::engine::rules::RuleError;
 use crate::scheduler::store::{CancelError, ScheduleError, StoreError};
 
@@ -127,5 +128,23 @@ impl From<SetStateError> for ApiError {
             SetStateError::UnknownAgent { .. } => Self::not_found("agent"),
             SetStateError::NotSettable { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_state", e.to_string()).field("state"),
         }
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        let status = match e.class() {
+            Class::Malformed => StatusCode::BAD_REQUEST,
+            Class::Forbidden => StatusCode::FORBIDDEN,
+            Class::NotFound => StatusCode::NOT_FOUND,
+            Class::Conflict => StatusCode::CONFLICT,
+            Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut err = Self::new(status, e.code(), e.public_message());
+        err.detail.field = e.field().map(str::to_string);
+        err.detail.existing_id = e.existing_id();
+        err
     }
 }

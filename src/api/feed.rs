@@ -76,7 +76,7 @@ async fn audit(State(s): State<AppState>, caller: Option<Extension<Caller>>, q: 
         None | Some("") => None,
         Some(c) => Some(c.strip_prefix("au_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| ApiError::bad_request("invalid_cursor", "unknown cursor").field("cursor"))?),
     };
-    let page = s.book.audit_page(limit, before)?;
+    let page = s.book.audit_page(limit, before).await?;
     Ok(Json(AuditList {
         items: page
             .items

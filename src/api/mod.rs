@@ -45,7 +45,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::app::Core;
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::store::Book;
+use crate::scheduler::book::Book;
 use self::auth::{RateLimiter, Tokens};
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
@@ -55,7 +55,7 @@ use crate::metrics::Metrics;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Everything a handler needs.
 pub struct Shared {
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub cfg: Arc<Config>,
     pub tokens: Tokens,
     pub limiter: RateLimiter,
@@ -170,7 +170,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         ops,
         bus: core.bus.clone(),
         stopping: stop_rx.clone(),
-        console: crate::console::ConsoleState::default(),
+        console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
@@ -180,6 +180,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         trunks,
         live,
     });
+    crate::console::feed_charts(&state);
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|source| StartError::Bind { addr: cfg.http.listen, source })?;
@@ -244,7 +245,7 @@ impl ApiServer {
         self.core.take_dispatches()
     }
 
-    pub fn book(&self) -> Arc<Book> {
+    pub fn book(&self) -> Arc<dyn Book> {
         self.core.book.clone()
     }
 

@@ -257,11 +257,7 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
         .transpose()?;
     let reason = q.reason.filter(|r| !r.is_empty());
     let filter = ListFilter { status, queue: q.queue, owner: q.owner, phone: q.phone, origin, reason, min_confidence };
-    let book = s.book.clone();
-    let cursor = q.cursor;
-    let page = tokio::task::spawn_blocking(move || book.list(&filter, limit, cursor.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let page = s.book.list(&filter, limit, q.cursor.as_deref()).await?;
     Ok(Json(List { items: page.items.iter().map(CallbackView::from).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -276,7 +272,7 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
     security(("bearer" = [])))]
 pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<CallbackView>, ApiError> {
     let id = id_of(id)?;
-    let cb = s.book.get_str(&id)?.ok_or_else(|| ApiError::not_found("callback"))?;
+    let cb = s.book.get_str(&id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
     Ok(Json(CallbackView::from(&cb)))
 }
 
@@ -292,7 +288,7 @@ pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, Pa
 pub async fn list_attempts(State(s): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<List<AttemptView>>, ApiError> {
     let id = id_of(id)?;
     let id = callback_id(&id)?;
-    let attempts = s.book.attempts(id)?.ok_or_else(|| ApiError::not_found("callback"))?;
+    let attempts = s.book.attempts(id).await?.ok_or_else(|| ApiError::not_found("callback"))?;
     Ok(Json(List { items: attempts.iter().map(AttemptView::from).collect(), next_cursor: None }))
 }
 
@@ -372,7 +368,7 @@ pub async fn stats(State(s): State<AppState>, q: Result<Query<StatsQuery>, Query
         .as_deref()
         .map(|v| v.parse::<Origin>().map_err(|_| ApiError::bad_request("invalid_query", format!("`{v}` is not an origin")).field("origin")))
         .transpose()?;
-    let (total, split) = s.book.stats_by_origin(q.queue.as_deref(), origin)?;
+    let (total, split) = s.book.stats_by_origin(q.queue.as_deref(), origin).await?;
     let mut view = StatsView::from(total);
     view.by_origin = split.into_iter().map(|(o, st)| (o.as_str().to_string(), OriginStatsView::from(st))).collect();
     Ok(Json(view))
@@ -450,7 +446,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut requested = BTreeMap::new();
     let mut by_origin = Vec::new();
     for q in &s.cfg.queues {
-        let (st, split) = s.book.stats_by_origin(Some(&q.name), None)?;
+        let (st, split) = s.book.stats_by_origin(Some(&q.name), None).await?;
         let ql = label(&q.name);
         for (status, n) in status_counts(&st) {
             let _ = writeln!(out, "redial_callbacks{{queue=\"{ql}\",status=\"{status}\"}} {n}");

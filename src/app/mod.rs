@@ -30,7 +30,8 @@ use crate::metrics::Metrics;
 use crate::scheduler::driver::{self, SchedulerHandle};
 use crate::scheduler::engine::{Availability, Unlimited};
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::store::{Book, BookOptions, StoreError};
+use crate::scheduler::book::Book;
+use crate::scheduler::store::{BookOptions, RedbBook, StoreError};
 
 /// Dispatches buffered between the scheduler driver and the dialler.
 const DISPATCH_CAPACITY: usize = 1024;
@@ -52,7 +53,7 @@ pub enum OpenError {
 pub struct Core {
     pub cfg: Arc<Config>,
     pub clock: Arc<dyn Clock>,
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub bus: Arc<Bus>,
     pub metrics: Arc<Metrics>,
     pub agents: Arc<Registry>,
@@ -80,9 +81,9 @@ impl Core {
             let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
             let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
             // Opening recovers and may scan: keep it off the async workers.
-            tokio::task::spawn_blocking(move || Book::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??
+            tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??
         };
-        let book = Arc::new(book);
+        let book: Arc<dyn Book> = Arc::new(book);
         let availability: Arc<dyn Availability> = if std::env::var(UNLIMITED_AGENTS_ENV).is_ok_and(|v| v == "1") {
             tracing::warn!("{UNLIMITED_AGENTS_ENV}=1: every agent counts as free");
             Arc::new(Unlimited)
@@ -125,8 +126,10 @@ impl Core {
         for f in &self.followers {
             f.abort();
         }
-        if let Ok(book) = Arc::try_unwrap(self.book) {
-            let _ = tokio::task::spawn_blocking(move || book.close()).await;
+        // The last handle's drop joins the writer thread: off the async workers.
+        if Arc::strong_count(&self.book) == 1 {
+            let book = self.book;
+            let _ = tokio::task::spawn_blocking(move || drop(book)).await;
         }
     }
 }

@@ -17,7 +17,8 @@ use redial::clock::{Clock, Millis, SystemClock};
 use redial::config::{Config, Queue};
 use redial::scheduler::engine::Unlimited;
 use redial::scheduler::model::NewCallback;
-use redial::scheduler::store::{Book, BookOptions};
+use redial::scheduler::book::Book;
+use redial::scheduler::store::{BookOptions, RedbBook};
 
 const DAY: Millis = 86_400_000;
 
@@ -38,15 +39,15 @@ impl Clock for OffsetClock {
     }
 }
 
-fn open(path: &str) -> Arc<Book> {
+fn open(path: &str) -> Arc<dyn Book> {
     open_with(path, Arc::new(SystemClock))
 }
 
-fn open_with(path: &str, clock: Arc<dyn Clock>) -> Arc<Book> {
+fn open_with(path: &str, clock: Arc<dyn Clock>) -> Arc<dyn Book> {
     // REDIAL_QUICK_REPAIR=0 measures the other side of the trade.
     let quick_repair = std::env::var("REDIAL_QUICK_REPAIR").map_or(true, |v| v != "0");
     let opts = BookOptions { quick_repair, ..BookOptions::default() };
-    Arc::new(Book::open(path, clock, config(), opts).expect("open book"))
+    Arc::new(RedbBook::open(path, clock, config(), opts).expect("open book"))
 }
 
 /// Wall-clock ms since the epoch with a fractional part.
@@ -78,9 +79,9 @@ fn cpu_s() -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
-fn size_report(path: &str, book: &Book) {
+async fn size_report(path: &str, book: &dyn Book) {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let n = book.stats(None).map(|s| s.requested).unwrap_or(0);
+    let n = book.stats(None).await.map(|s| s.requested).unwrap_or(0);
     if n > 0 {
         println!("file {:.1} MB, {} callbacks, {:.0} bytes/callback", bytes as f64 / 1e6, n, bytes as f64 / n as f64);
     }
@@ -88,7 +89,7 @@ fn size_report(path: &str, book: &Book) {
 
 /// Schedules `n` callbacks from `producers` concurrent tasks; `at(i)` gives
 /// each one's time. Returns (elapsed, sorted ack latencies in ms).
-async fn produce(book: &Arc<Book>, n: u64, producers: u64, at: Arc<dyn Fn(u64) -> Millis + Send + Sync>) -> (Duration, Vec<f64>) {
+async fn produce(book: &Arc<dyn Book>, n: u64, producers: u64, at: Arc<dyn Fn(u64) -> Millis + Send + Sync>) -> (Duration, Vec<f64>) {
     let run = (SystemClock.now_ms() / 1000) % 100_000;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -143,7 +144,7 @@ fn report_produce(what: &str, n: u64, el: Duration, lat: &[f64]) {
     );
 }
 
-async fn fire_and_measure(book: Arc<Book>, n: u64, herd_at: Option<Millis>) {
+async fn fire_and_measure(book: Arc<dyn Book>, n: u64, herd_at: Option<Millis>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cpu0 = cpu_s();
     let t0 = Instant::now();
@@ -189,15 +190,15 @@ fn main() {
             let (n, p) = (num(3, 1_000_000), num(4, 1024));
             let (el, lat) = produce(&book, n, p, spread_30_days(SystemClock.now_ms())).await;
             report_produce(&format!("fill ({p} producers)"), n, el, &lat);
-            size_report(&path, &book);
+            size_report(&path, &*book).await;
         }),
         "throughput" => rt.block_on(async {
             let book = open(&path);
-            let pending = book.stats(None).map(|s| s.pending).unwrap_or(0);
+            let pending = book.stats(None).await.map(|s| s.pending).unwrap_or(0);
             let (p, n) = (num(3, 1024), num(4, 100_000));
             let (el, lat) = produce(&book, n, p, spread_30_days(SystemClock.now_ms())).await;
             report_produce(&format!("throughput ({p} producers, {pending} pending before)"), n, el, &lat);
-            size_report(&path, &book);
+            size_report(&path, &*book).await;
         }),
         "lateness" => rt.block_on(async {
             let book = open(&path);
@@ -211,7 +212,7 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
             fire_and_measure(book.clone(), n, None).await;
-            size_report(&path, &book);
+            size_report(&path, &*book).await;
         }),
         "herd" => rt.block_on(async {
             let clock = Arc::new(OffsetClock::default());
@@ -242,7 +243,7 @@ fn main() {
                 tick.next_deadline.map(|d| d - SystemClock.now_ms()),
                 rss_mb()
             );
-            size_report(&path, &book);
+            size_report(&path, &*book).await;
         }),
         _ => {
             eprintln!("usage: sched_bench fill|throughput|lateness|herd|open PATH ... (see the source header)");

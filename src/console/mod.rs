@@ -10,6 +10,8 @@
 //! Policy (scripts and styles only from `/static`), `X-Frame-Options: DENY`,
 //! and `Cache-Control: no-store`.
 
+pub mod charts;
+pub mod error;
 pub mod pages;
 pub mod session;
 
@@ -28,16 +30,40 @@ use subtle::ConstantTimeEq;
 
 pub use self::session::ConsoleState;
 use self::pages::{Frame, ListParams, Tiles};
+use self::error::ConsoleError;
 use self::session::{csrf_ok, Flash, Session};
 use crate::agents::AgentState;
-use crate::api::error::ApiError;
+// The console is an adapter beside the REST API: it mounts its routes on
+// the same router and state, and streams the same event feed.
 use crate::api::feed::{event_stream, last_event_id, EventFilter};
-use crate::api::views::CreateCallback;
 use crate::api::AppState;
+pub(crate) use crate::api::TrunkInfo;
 use crate::config::Scope;
+use crate::ops::request::{CreateCallback, OWNER_ME};
 use crate::ops::{Actor, BulkAction};
 use crate::scheduler::model::Status;
 use crate::scheduler::store::ListFilter;
+
+/// Counts the bus's attempts into the charts until the server stops.
+pub fn feed_charts(s: &AppState) {
+    let mut rx = s.bus.subscribe();
+    let mut stopping = s.stopping.clone();
+    let charts = s.console.charts.clone();
+    tokio::spawn(async move {
+        loop {
+            let r = tokio::select! {
+                r = rx.recv() => r,
+                _ = stopping.wait_for(|v| *v) => return,
+            };
+            match r {
+                Ok(e) => charts.observe(&e),
+                // Missed events only make the charts a little short.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(missed = n, "charts lagged behind the bus"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
 
 /// Rows per page of the list.
 pub const PAGE_ROWS: usize = 50;
@@ -57,6 +83,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/callbacks/{id}/cancel", post(cancel))
         .route("/console/callbacks/{id}/reschedule", post(reschedule))
         .route("/console/callbacks/{id}/reassign", post(reassign))
+        .route("/console/callbacks/{id}/move", post(move_queue))
+        .route("/console/bulk/count", get(bulk_count))
         .route("/console/agents", get(agents))
         .route("/console/agents/{id}/state", post(set_agent_state))
         .route("/console/trunks", get(trunks))
@@ -151,10 +179,10 @@ fn checked(s: &AppState, h: &HeaderMap, f: &Fields) -> Result<Checked, Response>
 }
 
 impl Checked {
-    fn report(&self, s: &AppState, r: Result<String, ApiError>) {
-        let f = match r {
+    fn report<E: Into<ConsoleError>>(&self, s: &AppState, r: Result<String, E>) {
+        let f = match r.map_err(Into::into) {
             Ok(m) => Flash { ok: true, message: m, field: None },
-            Err(e) => Flash { ok: false, message: e.detail.message, field: e.detail.field },
+            Err(e) => Flash { ok: false, message: e.message(), field: e.field() },
         };
         s.console.flash(&self.sid, f);
     }
@@ -184,8 +212,8 @@ async fn login(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketA
         let actor = s
             .tokens
             .authenticate(&token)
-            .filter(|t| crate::api::auth::has_scope(t, Scope::CallbacksRead))
-            .map(|t| Actor::Token { name: t.name.clone(), scopes: t.scopes.clone() });
+            .map(|t| Actor::Token { name: t.name.clone(), scopes: t.scopes.clone() })
+            .filter(|a| a.has(Scope::CallbacksRead));
         (account, actor)
     } else {
         let id = nonempty(&f, "agent_id").unwrap_or_default();
@@ -244,14 +272,19 @@ fn frame<'a>(sess: &'a Session, nav: &'a str) -> Frame<'a> {
     Frame { actor: &sess.actor, csrf: &sess.csrf, flash: sess.flash.as_ref(), nav }
 }
 
-fn error_page(sess: Option<&Session>, e: ApiError) -> Response {
+fn error_page(sess: Option<&Session>, e: ConsoleError) -> Response {
     let f = sess.map(|s| frame(s, "callbacks"));
-    let title = if e.status == StatusCode::NOT_FOUND { "Not found" } else { "Cannot show this" };
-    html(e.status, pages::problem(f.as_ref(), title, &e.detail.message))
+    let title = if e.status() == StatusCode::NOT_FOUND { "Not found" } else { "Cannot show this" };
+    html(e.status(), pages::problem(f.as_ref(), title, &e.message()))
 }
 
-fn tiles_now(s: &AppState) -> Result<Tiles, ApiError> {
-    let st = s.book.stats(None)?;
+/// A fragment's refusal: its status and message as plain text.
+fn plain_error(e: ConsoleError) -> Response {
+    (e.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], e.message()).into_response()
+}
+
+async fn tiles_now(s: &AppState) -> Result<Tiles, ConsoleError> {
+    let st = s.book.stats(None).await?;
     Ok(Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent()))
 }
 
@@ -278,7 +311,7 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         phone: clean(q.phone),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let r = (|| -> Result<Markup, ApiError> {
+    let r: Result<Markup, ConsoleError> = async {
         let filter = ListFilter {
             status: if p.tab == "all" { None } else { p.tab.parse::<Status>().ok() },
             queue: (!p.queue.is_empty()).then(|| p.queue.clone()),
@@ -286,23 +319,18 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
             phone: (!p.phone.is_empty()).then(|| p.phone.clone()),
             ..ListFilter::default()
         };
-        let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).map_err(ApiError::from)?;
+        let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).await.map_err(ConsoleError::from)?;
         let mut rows = page.items;
         rows.sort_by_key(|c| (c.due_at, c.id));
-        let st = s.book.stats(None)?;
+        let st = s.book.stats(None).await?;
         let tiles = Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent());
-        let bars = vec![
-            ("pending".to_string(), st.pending),
-            ("done".to_string(), st.completed),
-            ("cancel".to_string(), st.cancelled),
-            ("exhaust".to_string(), st.exhausted),
-            ("failed".to_string(), st.failed),
-            ("skipped".to_string(), st.skipped),
-        ];
-        let charts = pages::bar_chart("Callbacks by status", &bars);
-        let queues: Vec<String> = s.cfg.queues.iter().map(|q| q.name.clone()).collect();
+        let now = s.ops.clock.now_ms();
+        let history = s.console.charts.snapshot();
+        let charts = maud::html! { (charts::per_hour_chart(&history, now)) (charts::delay_chart(&history, now)) };
+        let queues = queue_names(&s);
         Ok(pages::console(&frame(&sess, "callbacks"), &tiles, &st, charts, &queues, &p, &rows, page.next_cursor.as_deref()))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -311,12 +339,13 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
 
 async fn detail(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let Some((_, sess)) = session(&s, &h) else { return see_other("/login") };
-    let r = (|| -> Result<Markup, ApiError> {
-        let cb = s.ops.get(&sess.actor, &id)?;
-        let attempts = s.book.attempts(cb.id)?.unwrap_or_default();
-        let trail = s.book.audit_for(&id, 50, 100_000)?;
-        Ok(pages::detail(&frame(&sess, "callbacks"), &cb, &attempts, &trail))
-    })();
+    let r: Result<Markup, ConsoleError> = async {
+        let cb = s.ops.get(&sess.actor, &id).await?;
+        let attempts = s.book.attempts(cb.id).await?.unwrap_or_default();
+        let trail = s.book.audit_for(&id, 50, 100_000).await?;
+        Ok(pages::detail(&frame(&sess, "callbacks"), &cb, &attempts, &trail, &queue_names(&s)))
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -358,7 +387,7 @@ async fn book(State(s): State<AppState>, h: HeaderMap, Form(f): Form<Fields>) ->
     let mut req = create_request(&f);
     if req.interaction_id.is_some() {
         // A live call supplies the defaults; an explicit phone still wins.
-        req.owner = Some(crate::api::views::OWNER_ME.into());
+        req.owner = Some(OWNER_ME.into());
     }
     let r = s.ops.create(&c.sess.actor, req).await.map(|cb| format!("Booked a callback to {} for {}.", cb.phone, pages::local(cb.due_at, &cb.timezone)));
     c.report(&s, r);
@@ -397,32 +426,103 @@ async fn reassign(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String
     see_other(&back(&h, "/console"))
 }
 
+fn queue_names(s: &AppState) -> Vec<String> {
+    s.cfg.queues.iter().map(|q| q.name.clone()).collect()
+}
+
+async fn move_queue(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
+    let c = match checked(&s, &h, &f) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r = match nonempty(&f, "queue") {
+        None => Err(ConsoleError::NoQueue),
+        Some(q) => s.ops.move_queue(&c.sess.actor, &id, q).await.map(|cb| format!("{} moved to queue {}.", cb.phone, cb.queue)).map_err(Into::into),
+    };
+    c.report(&s, r);
+    see_other(&back(&h, "/console"))
+}
+
+/// The list filter a form or query names (`status` is a tab name).
+fn list_filter(status: &str, queue: &str, owner: &str, phone: &str) -> ListFilter {
+    let some = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+    ListFilter {
+        status: if status == "all" || status.is_empty() { None } else { status.parse::<Status>().ok() },
+        queue: some(queue),
+        owner: some(owner),
+        phone: some(phone),
+        ..ListFilter::default()
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct CountQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    phone: String,
+}
+
+/// How many callbacks a bulk action "on all matching this filter" would
+/// touch, for its confirmation: `{"count": n, "max": 1000}`.
+async fn bulk_count(State(s): State<AppState>, h: HeaderMap, q: Result<Query<CountQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let (_, sess) = match supervisor(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = q.ok().map(|Query(q)| q).unwrap_or_default();
+    let filter = list_filter(&q.status, &q.queue, &q.owner, &q.phone);
+    match s.ops.matching(&sess.actor, &filter).await {
+        Ok(found) => Json(serde_json::json!({ "count": found.len(), "max": crate::ops::MAX_BULK })).into_response(),
+        Err(e) => plain_error(e.into()),
+    }
+}
+
 async fn bulk(State(s): State<AppState>, h: HeaderMap, Form(f): Form<Fields>) -> Response {
     let c = match checked(&s, &h, &f) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let ids: Vec<String> = f.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.clone()).collect();
+    let by_filter = field(&f, "scope") == Some("filter");
     let action = match field(&f, "action") {
         Some("cancel") => Ok(BulkAction::Cancel),
         Some("reassign") => Ok(BulkAction::Reassign(nonempty(&f, "owner"))),
-        Some("reschedule") => match nonempty(&f, "when") {
-            Some(w) => Ok(BulkAction::Reschedule(w)),
-            None => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_when", "give the new time for the selected callbacks").field("when")),
-        },
-        _ => Err(ApiError::bad_request("invalid_action", "choose cancel, reassign or reschedule").field("action")),
+        Some("move") => nonempty(&f, "queue").map(BulkAction::Move).ok_or(ConsoleError::NoQueue),
+        Some("reschedule") => nonempty(&f, "when").map(BulkAction::Reschedule).ok_or(ConsoleError::NoWhen),
+        _ => Err(ConsoleError::UnknownAction),
+    };
+    let done = |b: crate::ops::Bulk| {
+        if b.refused.is_empty() {
+            Ok(format!("Done for {} callbacks.", b.done.len()))
+        } else {
+            let (id, e) = &b.refused[0];
+            Err(ConsoleError::PartlyRefused { done: b.done.len(), refused: b.refused.len(), first_id: id.clone(), first_reason: e.public_message() })
+        }
     };
     let r = match action {
-        _ if ids.is_empty() => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_selected", "select at least one callback")),
         Err(e) => Err(e),
-        Ok(a) => s.ops.bulk(&c.sess.actor, &ids, a).await.and_then(|b| {
-            if b.refused.is_empty() {
-                Ok(format!("Done for {} callbacks.", b.done.len()))
-            } else {
-                let (id, e) = &b.refused[0];
-                Err(ApiError::new(StatusCode::CONFLICT, "partly_refused", format!("Done for {}; refused for {} (first: {id}: {}).", b.done.len(), b.refused.len(), e.detail.message)))
+        Ok(a) if by_filter => {
+            let g = |k: &str| field(&f, k).unwrap_or("");
+            let filter = list_filter(g("filter_status"), g("filter_queue"), g("filter_owner"), g("filter_phone"));
+            // Without the count the person confirmed, nothing is done (and
+            // the refusal says how many the filter matches).
+            let confirmed = g("confirmed").trim().parse::<usize>().unwrap_or(usize::MAX);
+            match s.ops.bulk_matching(&c.sess.actor, &filter, confirmed, a).await {
+                Err(crate::ops::OpsError::CountChanged { matched, confirmed: usize::MAX }) => Err(ConsoleError::Unconfirmed { matched }),
+                Err(e) => Err(e.into()),
+                Ok(b) => done(b),
             }
-        }),
+        }
+        Ok(_) if ids.is_empty() => Err(ConsoleError::NothingSelected),
+        Ok(a) => match s.ops.bulk(&c.sess.actor, &ids, a).await {
+            Err(e) => Err(e.into()),
+            Ok(b) => done(b),
+        },
     };
     c.report(&s, r);
     see_other(&back(&h, "/console"))
@@ -444,11 +544,11 @@ async fn trunks(State(s): State<AppState>, h: HeaderMap) -> Response {
     html(StatusCode::OK, pages::trunks(&frame(&sess, "trunks"), &s.trunks.trunks()))
 }
 
-fn parse_state(f: &Fields) -> Result<AgentState, ApiError> {
+fn parse_state(f: &Fields) -> Result<AgentState, ConsoleError> {
     match field(f, "state") {
         Some("available") => Ok(AgentState::Available),
         Some("away") => Ok(AgentState::Away),
-        _ => Err(ApiError::bad_request("invalid_state", "state must be available or away").field("state")),
+        _ => Err(ConsoleError::UnknownState),
     }
 }
 
@@ -458,7 +558,7 @@ async fn set_agent_state(State(s): State<AppState>, h: HeaderMap, Path(id): Path
         Err(r) => return r,
     };
     let r = match parse_state(&f) {
-        Ok(st) => s.ops.set_agent_state(&c.sess.actor, &id, st).await.map(|a| format!("{} is {}.", a.id, a.state.as_str())),
+        Ok(st) => s.ops.set_agent_state(&c.sess.actor, &id, st).await.map(|a| format!("{} is {}.", a.id, a.state.as_str())).map_err(Into::into),
         Err(e) => Err(e),
     };
     c.report(&s, r);
@@ -478,7 +578,7 @@ async fn agent_state(State(s): State<AppState>, h: HeaderMap, Form(f): Form<Fiel
             } else {
                 format!("Set to {}; you show as {} until your softphone registers.", st.as_str(), a.state.as_str())
             }
-        }),
+        }).map_err(Into::into),
         Err(e) => Err(e),
     };
     c.report(&s, r);
@@ -489,9 +589,9 @@ async fn tiles(State(s): State<AppState>, h: HeaderMap) -> Response {
     if let Err(r) = supervisor(&s, &h) {
         return r;
     }
-    match tiles_now(&s) {
+    match tiles_now(&s).await {
         Ok(t) => Json(t).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => plain_error(e.into()),
     }
 }
 
@@ -515,7 +615,7 @@ async fn preview(State(s): State<AppState>, h: HeaderMap, Query(q): Query<Previe
             let zone = tz.or_else(|| s.cfg.queue(&queue).map(|q| q.timezone.name().to_string())).unwrap_or_else(|| "UTC".into());
             format!("→ {} ({how})", pages::local(at, &zone))
         }
-        Err(e) => e.detail.message,
+        Err(e) => e.public_message(),
     };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }
@@ -557,16 +657,17 @@ async fn workspace(State(s): State<AppState>, h: HeaderMap, q: Result<Query<Work
         Actor::Agent { queues, .. } => queues.clone(),
         Actor::Token { .. } => Vec::new(),
     };
-    let r = (|| -> Result<Markup, ApiError> {
+    let r: Result<Markup, ConsoleError> = async {
         let state = s.agents.get(&me).map(|a| a.state.as_str()).unwrap_or("offline");
-        let next = s.ops.next_for_agent(&me)?;
-        let mut mine = s.book.list(&ListFilter { owner: Some(me.clone()), ..Default::default() }, PAGE_ROWS, None)?.items;
+        let next = s.ops.next_for_agent(&me).await?;
+        let mut mine = s.book.list(&ListFilter { owner: Some(me.clone()), ..Default::default() }, PAGE_ROWS, None).await?.items;
         mine.sort_by_key(|c| std::cmp::Reverse(c.due_at));
         let interaction = q.ok().and_then(|Query(q)| q.interaction).filter(|i| !i.is_empty());
         let live = interaction.as_ref().and_then(|i| s.live.lookup(i).filter(|c| c.agent.as_deref() == Some(me.as_str())).map(|c| (i.clone(), c.phone)));
         let tz = agent_tz(&s, &queues);
         Ok(pages::workspace(&frame(&sess, "agent"), state, next.as_ref(), &mine, &queues, live.as_ref().map(|(i, p)| (i.as_str(), p.as_str())), &tz))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),
@@ -583,9 +684,9 @@ async fn banner(State(s): State<AppState>, h: HeaderMap) -> Response {
         Actor::Agent { queues, .. } => queues.clone(),
         Actor::Token { .. } => Vec::new(),
     };
-    match s.ops.next_for_agent(&me) {
+    match s.ops.next_for_agent(&me).await {
         Ok(next) => html(StatusCode::OK, pages::banner(&frame(&sess, "agent"), next.as_ref(), &agent_tz(&s, &queues))),
-        Err(e) => e.into_response(),
+        Err(e) => plain_error(e.into()),
     }
 }
 
@@ -596,13 +697,18 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
         Ok(x) => x,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
-    let r = (|| -> Result<Markup, ApiError> {
-        let cb = s.ops.get(&sess.actor, &id)?;
-        let earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 20, None)?.items;
+    let r: Result<Markup, ConsoleError> = async {
+        let cb = s.ops.get(&sess.actor, &id).await?;
+        // This number's history, as far as this agent may see it.
+        let mut earlier = s.book.list(&ListFilter { phone: Some(cb.phone.clone()), ..Default::default() }, 50, None).await?.items;
+        earlier.retain(|c| sess.actor.sees(c));
+        earlier.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        earlier.truncate(20);
         Ok(pages::screen_pop(&cb, &earlier))
-    })();
+    }
+    .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
-        Err(e) => e.into_response(),
+        Err(e) => plain_error(e.into()),
     }
 }

@@ -10,8 +10,8 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::session::Flash;
 use crate::agents::AgentInfo;
-use crate::api::views::{rfc3339, TrunkInfo};
-use crate::clock::Millis;
+use super::TrunkInfo;
+use crate::clock::{rfc3339, Millis};
 use crate::ops::Actor;
 use crate::scheduler::model::{Attempt, Callback, Stats, Status};
 use crate::scheduler::store::AuditEntry;
@@ -286,7 +286,7 @@ fn status_badge(s: Status) -> Markup {
     html! { span.status.(s.as_str()) data-role="status" { (label(s.as_str())) } }
 }
 
-fn row(cb: &Callback, f: &Frame, can_write: bool) -> Markup {
+fn row(cb: &Callback, f: &Frame, can_write: bool, queues: &[String]) -> Markup {
     let id = cb.id.to_string();
     html! {
         tr data-testid="callback-row" data-callback-id=(id) data-status=(cb.status.as_str()) {
@@ -314,13 +314,13 @@ fn row(cb: &Callback, f: &Frame, can_write: bool) -> Markup {
             td { (cb.last_outcome.map(|o| label(o.as_str())).unwrap_or_else(|| "—".into())) }
             td.notes { (excerpt(cb.notes.as_deref().unwrap_or(""), 40)) }
             td.actions {
-                (actions(cb, f, can_write))
+                (actions(cb, f, can_write, queues))
             }
         }
     }
 }
 
-fn actions(cb: &Callback, f: &Frame, can_write: bool) -> Markup {
+fn actions(cb: &Callback, f: &Frame, can_write: bool, queues: &[String]) -> Markup {
     let id = cb.id.to_string();
     html! {
         @if can_write && cb.status != Status::Scheduled && cb.status != Status::InProgress {
@@ -341,6 +341,15 @@ fn actions(cb: &Callback, f: &Frame, can_write: bool) -> Markup {
                     (csrf(f.csrf))
                     input name="owner" data-testid="reassign-owner" placeholder="agent id" aria-label="New owner" size="8";
                     button type="submit" data-testid="action-reassign" { "Reassign" }
+                }
+                @if queues.len() > 1 {
+                    form.inline method="post" action={ "/console/callbacks/" (id) "/move" } {
+                        (csrf(f.csrf))
+                        select name="queue" data-testid="move-queue" aria-label="Move to queue" {
+                            @for q in queues.iter().filter(|q| **q != cb.queue) { option value=(q) { (q) } }
+                        }
+                        button type="submit" data-testid="action-move" { "Move" }
+                    }
                 }
             }
         }
@@ -399,10 +408,22 @@ pub fn console(f: &Frame, t: &Tiles, st: &Stats, charts: Markup, queues: &[Strin
         @if can_write {
             form #bulk .bulkbar method="post" action="/console/bulk" data-confirm-noun="callbacks" {
                 (csrf(f.csrf))
-                span { "With the selected: " }
+                // The filter the list shows, for "all matching this filter".
+                input type="hidden" name="filter_status" value=(p.tab);
+                input type="hidden" name="filter_queue" value=(p.queue);
+                input type="hidden" name="filter_owner" value=(p.owner);
+                input type="hidden" name="filter_phone" value=(p.phone);
+                input type="hidden" name="confirmed" value="";
+                label.scope {
+                    input type="checkbox" name="scope" value="filter" data-testid="bulk-all";
+                    " All scheduled callbacks matching this filter (not only the selected)"
+                }
+                span { "Act: " }
                 button.danger type="submit" name="action" value="cancel" data-testid="bulk-cancel" data-verb="Cancel" { "Cancel" }
                 input name="owner" placeholder="agent id" aria-label="Owner for bulk reassign" data-testid="bulk-owner" size="8";
                 button type="submit" name="action" value="reassign" data-testid="bulk-reassign" data-verb="Reassign" { "Reassign" }
+                select name="queue" aria-label="Queue for bulk move" data-testid="bulk-queue" { @for q in queues { option value=(q) { (q) } } }
+                button type="submit" name="action" value="move" data-testid="bulk-move" data-verb="Move" { "Move to queue" }
                 input name="when" placeholder="monday 9am" aria-label="Time for bulk reschedule" data-testid="bulk-when" size="10";
                 button type="submit" name="action" value="reschedule" data-testid="bulk-reschedule" data-verb="Reschedule" { "Reschedule" }
             }
@@ -413,7 +434,7 @@ pub fn console(f: &Frame, t: &Tiles, st: &Stats, charts: Markup, queues: &[Strin
                 th { "Due" } th { "Attempts" } th { "Last outcome" } th { "Notes" } th { "Actions" }
             } }
             tbody {
-                @for cb in rows { (row(cb, f, can_write)) }
+                @for cb in rows { (row(cb, f, can_write, queues)) }
                 @if rows.is_empty() { tr { td colspan="11" .empty { "No callbacks match." } } }
             }
         }
@@ -457,7 +478,7 @@ pub fn timeline(a: &Attempt) -> Markup {
 }
 
 /// The detail page of one callback.
-pub fn detail(f: &Frame, cb: &Callback, attempts: &[Attempt], trail: &[AuditEntry]) -> Markup {
+pub fn detail(f: &Frame, cb: &Callback, attempts: &[Attempt], trail: &[AuditEntry], queues: &[String]) -> Markup {
     let can_write = f.actor.has(crate::config::Scope::CallbacksWrite) || f.actor.agent_id().is_some_and(|a| cb.owner.as_deref() == Some(a));
     let body = html! {
         p { a href="/console" { "← Callbacks" } }
@@ -487,7 +508,7 @@ pub fn detail(f: &Frame, cb: &Callback, attempts: &[Attempt], trail: &[AuditEntr
                     dt { "Updated" } dd { (viewer_time(cb.updated_at)) }
                     dt { "Notes" } dd { (cb.notes.as_deref().unwrap_or("—")) }
                 }
-                @if can_write { div.actions { (actions(cb, f, true)) } }
+                @if can_write { div.actions { (actions(cb, f, true, queues)) } }
             }
             section.card {
                 h2 { "Attempts" }
@@ -731,13 +752,13 @@ mod tests {
         let st = Stats { requested: 9, pending: 4, completed: 3, avg_delay_s: 61.6, ..Default::default() };
         let t = Tiles::new(&st, &[], &[], 0);
         let p = ListParams { tab: "all".into(), ..Default::default() };
-        console(&f, &t, &st, bar_chart("x", &[("a".into(), 2)]), &["support".into()], &p, rows, Some("cb_next")).into_string()
+        console(&f, &t, &st, bar_chart("x", &[("a".into(), 2)]), &["support".into(), "sales".into()], &p, rows, Some("cb_next")).into_string()
     }
 
     #[test]
     fn the_list_carries_the_test_hooks_and_escapes_every_value() {
         let html = render_console(&sup(vec![Scope::CallbacksWrite]), &[cb(Status::Scheduled, "<script>alert(1)</script>")]);
-        for hook in ["tile-requested", "tile-pending", "tile-completed", "tile-avg-delay", "tile-agents-available", "tab-all", "tab-in_progress", "tab-skipped", "filter-phone", "callback-row", "callback-badge", "bulk-select", "bulk-cancel", "action-cancel", "action-reschedule", "reschedule-when", "action-reassign", "reassign-owner"] {
+        for hook in ["tile-requested", "tile-pending", "tile-completed", "tile-avg-delay", "tile-agents-available", "tab-all", "tab-in_progress", "tab-skipped", "filter-phone", "callback-row", "callback-badge", "bulk-select", "bulk-cancel", "action-cancel", "action-reschedule", "reschedule-when", "action-reassign", "reassign-owner", "action-move", "move-queue", "bulk-all", "bulk-move", "bulk-queue"] {
             assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
         }
         assert!(html.contains("data-status=\"scheduled\""));

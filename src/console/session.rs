@@ -48,9 +48,16 @@ fn random_hex(n: usize) -> String {
 pub struct ConsoleState {
     sessions: Mutex<HashMap<String, Session>>,
     fails: Mutex<HashMap<String, (u32, Instant)>>,
+    /// What the charts draw, counted from the event bus.
+    pub charts: std::sync::Arc<super::charts::Charts>,
 }
 
 impl ConsoleState {
+    /// The state of a console started at `now` (clock milliseconds).
+    pub fn new(now: crate::clock::Millis) -> Self {
+        Self { charts: std::sync::Arc::new(super::charts::Charts::new(now)), ..Default::default() }
+    }
+
     /// Starts a session for `actor`; returns its id (the cookie value).
     pub fn open(&self, actor: Actor, now: Instant) -> String {
         let id = random_hex(32);

@@ -4,22 +4,26 @@
 //!
 //! Every operation takes an [`Actor`] (a token with its scopes, or a signed-in
 //! agent), checks what that actor may see and do, calls the book, and writes
-//! one audit entry per change. Errors are the API's [`ApiError`], so the
-//! console shows exactly the message, code and field the API would answer.
+//! one audit entry per change. Refusals are [`OpsError`]s, which the API and
+//! the console each turn into their answer (same message, code and field).
+//!
+//! - [`error`]: the refusals. [`request`]: the create and change requests.
+
+pub mod error;
+pub mod request;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use chrono_tz::Tz;
 
 use crate::agents::{AgentInfo, AgentState, Registry};
-use crate::api::error::ApiError;
+pub use self::error::OpsError;
+use self::request::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
 use crate::calls::LiveCalls;
-use crate::api::views::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
-use crate::clock::{Clock, Millis};
+use crate::clock::{rfc3339, Clock, Millis};
 use crate::config::{Config, Scope};
 use crate::scheduler::model::{Callback, CallbackId, Status};
-use crate::scheduler::store::{AuditEntry, Book};
+use crate::scheduler::book::{AuditEntry, AuditNote, Book, ListFilter};
 use crate::scheduler::when;
 
 /// Who asks.
@@ -74,15 +78,11 @@ impl Actor {
     }
 }
 
-fn forbidden(msg: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg)
-}
-
 /// The outcome of a bulk action: what changed, and each refusal with its reason.
 #[derive(Debug, Default)]
 pub struct Bulk {
     pub done: Vec<Callback>,
-    pub refused: Vec<(String, ApiError)>,
+    pub refused: Vec<(String, OpsError)>,
 }
 
 /// What a bulk action does to each selected callback.
@@ -91,8 +91,50 @@ pub enum BulkAction {
     Cancel,
     /// `None` clears the owner.
     Reassign(Option<String>),
+    /// To another queue.
+    Move(String),
     /// Free text or RFC 3339.
     Reschedule(String),
+}
+
+impl BulkAction {
+    fn audit_name(&self) -> &'static str {
+        match self {
+            BulkAction::Cancel => "bulk.cancel",
+            BulkAction::Reassign(_) => "bulk.reassign",
+            BulkAction::Move(_) => "bulk.move",
+            BulkAction::Reschedule(_) => "bulk.reschedule",
+        }
+    }
+
+    /// The action's argument for the audit detail.
+    fn describe(&self) -> String {
+        match self {
+            BulkAction::Cancel => String::new(),
+            BulkAction::Reassign(o) => format!("owner={}: ", o.as_deref().unwrap_or("null")),
+            BulkAction::Move(q) => format!("queue={q}: "),
+            // By characters: a byte cut could split one.
+            BulkAction::Reschedule(w) => format!("when `{}`: ", w.trim().chars().take(MAX_WHEN).collect::<String>()),
+        }
+    }
+}
+
+/// A filter as the audit log names it: `status=scheduled queue=support`.
+fn describe_filter(f: &ListFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = f.status {
+        parts.push(format!("status={}", s.as_str()));
+    }
+    for (k, v) in [("queue", &f.queue), ("owner", &f.owner), ("phone", &f.phone)] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// Most callbacks one bulk action may touch.
@@ -100,7 +142,7 @@ pub const MAX_BULK: usize = 1000;
 
 /// The operations, over the book and the agent registry.
 pub struct Ops {
-    pub book: Arc<Book>,
+    pub book: Arc<dyn Book>,
     pub cfg: Arc<Config>,
     pub agents: Arc<Registry>,
     pub live: Arc<dyn LiveCalls>,
@@ -118,30 +160,30 @@ impl Ops {
     }
 
     /// The callback `id` if the actor may see it; any other id is 404.
-    pub fn get(&self, actor: &Actor, id: &str) -> Result<Callback, ApiError> {
-        let cid = CallbackId::parse(id).ok_or_else(|| ApiError::not_found("callback"))?;
-        match self.book.get(cid)? {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Callback, OpsError> {
+        let cid = CallbackId::parse(id).ok_or_else(|| OpsError::NotFound { what: "callback" })?;
+        match self.book.get(cid).await? {
             Some(cb) if actor.sees(&cb) => Ok(cb),
-            _ => Err(ApiError::not_found("callback")),
+            _ => Err(OpsError::NotFound { what: "callback" }),
         }
     }
 
     /// Schedules a callback. Agents book in their own queues only, and own
     /// what they book unless they name another owner.
-    pub async fn create(&self, actor: &Actor, mut req: CreateCallback) -> Result<Callback, ApiError> {
+    pub async fn create(&self, actor: &Actor, mut req: CreateCallback) -> Result<Callback, OpsError> {
         let live = req.interaction_id.as_deref().and_then(|i| self.live.lookup(i));
         if let Actor::Agent { id, queues } = actor {
             let queue = req.queue.clone().or_else(|| live.as_ref().map(|l| l.queue.clone()));
             if let Some(q) = &queue {
                 if !queues.iter().any(|x| x == q) {
-                    return Err(forbidden(format!("agent `{id}` does not serve queue `{q}`")).field("queue"));
+                    return Err(OpsError::NotInQueue { agent: id.clone(), queue: q.clone() });
                 }
             }
             if req.owner.is_none() && req.owners.as_ref().is_none_or(Vec::is_empty) {
                 req.owner = Some(id.clone());
             }
         } else if !actor.has(Scope::CallbacksWrite) {
-            return Err(forbidden(format!("`{}` lacks the `callbacks:write` scope", actor.name())));
+            return Err(OpsError::MissingScope { actor: actor.name(), scope: "callbacks:write" });
         }
         let by_when = req.when.is_some();
         // The callback the live call's agent is on (being dialled now): a
@@ -157,121 +199,181 @@ impl Ops {
         if actor.agent_id().is_some() && new.origin == Some(crate::scheduler::model::Origin::Api) {
             new.origin = Some(crate::scheduler::model::Origin::Agent);
         }
-        let cb = self.book.schedule(new).await.map_err(|e| {
-            let mut e = ApiError::from(e);
+        let note = AuditNote::new(actor.name(), "callback.create", |cb: &Callback| {
+            format!("{} in {} due {}", cb.phone, cb.queue, rfc3339(cb.due_at))
+        });
+        let cb = self.book.schedule_noted(new, Some(note)).await.map_err(|e| {
+            let e = OpsError::from(e);
             // The time came from `when`: blame it, not `scheduled_at`.
-            if by_when && e.detail.field.as_deref() == Some("scheduled_at") {
-                e.detail.field = Some("when".into());
+            if by_when {
+                e.by_when()
+            } else {
+                e
             }
-            e
         })?;
-        let detail = format!("{} in {} due {}", cb.phone, cb.queue, crate::api::views::rfc3339(cb.due_at));
-        self.audit(actor, "callback.create", &cb.id.to_string(), detail).await;
         Ok(cb)
     }
 
     /// `PATCH`: changes a scheduled callback.
-    pub async fn change(&self, actor: &Actor, id: &str, ch: ChangeCallback) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+    pub async fn change(&self, actor: &Actor, id: &str, ch: ChangeCallback) -> Result<Callback, OpsError> {
+        let cb = self.get(actor, id).await?;
         if !actor.may_change(&cb) {
-            return Err(forbidden(format!("`{}` may not change this callback", actor.name())));
+            return Err(OpsError::MayNotChange { actor: actor.name() });
         }
-        if actor.agent_id().is_some() && ch.owner.is_some() {
-            return Err(forbidden("agents cannot reassign callbacks").field("owner"));
+        if actor.agent_id().is_some() {
+            if ch.owner.is_some() {
+                return Err(OpsError::AgentsCannotReassign { field: "owner" });
+            }
+            if ch.queue.is_some() {
+                return Err(OpsError::AgentsCannotReassign { field: "queue" });
+            }
         }
         let detail = describe(&ch);
-        let action = if ch.owner.is_some() && ch.scheduled_at.is_none() && ch.notes.is_none() && ch.timezone.is_none() {
+        let only_owner_or_queue = ch.scheduled_at.is_none() && ch.notes.is_none() && ch.timezone.is_none();
+        let action = if only_owner_or_queue && ch.queue.is_some() && ch.owner.is_none() {
+            "callback.move"
+        } else if only_owner_or_queue && ch.owner.is_some() && ch.queue.is_none() {
             "callback.reassign"
-        } else if ch.scheduled_at.is_some() && ch.owner.is_none() {
+        } else if ch.scheduled_at.is_some() && ch.owner.is_none() && ch.queue.is_none() {
             "callback.reschedule"
         } else {
             "callback.change"
         };
-        let cb = self.book.reschedule(cb.id, ch.into_changes()?).await?;
-        self.audit(actor, action, &cb.id.to_string(), detail).await;
-        Ok(cb)
+        let note = AuditNote::new(actor.name(), action, move |_: &Callback| detail);
+        Ok(self.book.reschedule_noted(cb.id, ch.into_changes()?, Some(note)).await?)
     }
 
     /// Moves a scheduled callback to `when`: RFC 3339, or free text resolved
     /// in the callback's timezone and its queue's window.
-    pub async fn reschedule(&self, actor: &Actor, id: &str, when: &str) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+    pub async fn reschedule(&self, actor: &Actor, id: &str, when: &str) -> Result<Callback, OpsError> {
+        let cb = self.get(actor, id).await?;
         let at = self.resolve_when(&cb.queue, Some(&cb.timezone), when)?.0;
-        let ch = ChangeCallback { scheduled_at: Some(Some(crate::api::views::rfc3339(at))), ..Default::default() };
+        let ch = ChangeCallback { scheduled_at: Some(Some(rfc3339(at))), ..Default::default() };
         let mut detail_when = when.trim().to_string();
         detail_when.truncate(MAX_WHEN);
         let cb2 = self.check_change(actor, &cb)?;
-        let out = self.book.reschedule(cb2, ch.into_changes()?).await.map_err(|e| {
-            let mut e = ApiError::from(e);
-            if e.detail.field.as_deref() == Some("scheduled_at") {
-                e.detail.field = Some("when".into());
-            }
-            e
-        })?;
-        self.audit(actor, "callback.reschedule", id, format!("when `{detail_when}` → {}", crate::api::views::rfc3339(out.due_at))).await;
+        let note = AuditNote::new(actor.name(), "callback.reschedule", move |cb: &Callback| {
+            format!("when `{detail_when}` → {}", rfc3339(cb.due_at))
+        });
+        let out = self.book.reschedule_noted(cb2, ch.into_changes()?, Some(note)).await.map_err(|e| OpsError::from(e).by_when())?;
         Ok(out)
     }
 
-    fn check_change(&self, actor: &Actor, cb: &Callback) -> Result<CallbackId, ApiError> {
+    fn check_change(&self, actor: &Actor, cb: &Callback) -> Result<CallbackId, OpsError> {
         if actor.may_change(cb) {
             Ok(cb.id)
         } else {
-            Err(forbidden(format!("`{}` may not change this callback", actor.name())))
+            Err(OpsError::MayNotChange { actor: actor.name() })
         }
     }
 
     /// Gives a scheduled callback to `owner` (`None` = nobody). Supervisors only.
-    pub async fn reassign(&self, actor: &Actor, id: &str, owner: Option<String>) -> Result<Callback, ApiError> {
+    pub async fn reassign(&self, actor: &Actor, id: &str, owner: Option<String>) -> Result<Callback, OpsError> {
         self.change(actor, id, ChangeCallback { owner: Some(owner), ..Default::default() }).await
     }
 
+    /// Moves a scheduled callback to another queue. Supervisors only.
+    pub async fn move_queue(&self, actor: &Actor, id: &str, queue: String) -> Result<Callback, OpsError> {
+        self.change(actor, id, ChangeCallback { queue: Some(queue), ..Default::default() }).await
+    }
+
     /// Cancels a scheduled callback (409 with the reason once `in_progress` or final).
-    pub async fn cancel(&self, actor: &Actor, id: &str) -> Result<Callback, ApiError> {
-        let cb = self.get(actor, id)?;
+    pub async fn cancel(&self, actor: &Actor, id: &str) -> Result<Callback, OpsError> {
+        let cb = self.get(actor, id).await?;
         let cid = self.check_change(actor, &cb)?;
-        let cb = self.book.cancel(cid).await?;
-        self.audit(actor, "callback.cancel", id, String::new()).await;
-        Ok(cb)
+        let note = AuditNote::new(actor.name(), "callback.cancel", |_: &Callback| String::new());
+        Ok(self.book.cancel_noted(cid, Some(note)).await?)
     }
 
     /// Applies `action` to each of `ids` (supervisors with `callbacks:write`
     /// only); each refusal is reported and changes nothing else.
-    pub async fn bulk(&self, actor: &Actor, ids: &[String], action: BulkAction) -> Result<Bulk, ApiError> {
+    pub async fn bulk(&self, actor: &Actor, ids: &[String], action: BulkAction) -> Result<Bulk, OpsError> {
         if !actor.has(Scope::CallbacksWrite) {
-            return Err(forbidden(format!("`{}` may not use bulk actions", actor.name())));
+            return Err(OpsError::NoBulk { actor: actor.name() });
         }
         if ids.len() > MAX_BULK {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many", format!("at most {MAX_BULK} callbacks per bulk action")));
+            return Err(OpsError::TooMany { max: MAX_BULK });
         }
         let mut out = Bulk::default();
         for id in ids {
-            let r = match &action {
-                BulkAction::Cancel => self.cancel(actor, id).await,
-                BulkAction::Reassign(o) => self.reassign(actor, id, o.clone()).await,
-                BulkAction::Reschedule(w) => self.reschedule(actor, id, w).await,
-            };
-            match r {
+            match self.apply(actor, id, &action).await {
                 Ok(cb) => out.done.push(cb),
                 Err(e) => out.refused.push((id.clone(), e)),
             }
         }
-        let name = match action {
-            BulkAction::Cancel => "bulk.cancel",
-            BulkAction::Reassign(_) => "bulk.reassign",
-            BulkAction::Reschedule(_) => "bulk.reschedule",
-        };
-        self.audit(actor, name, &format!("{} callbacks", ids.len()), format!("{} done, {} refused", out.done.len(), out.refused.len())).await;
+        self.audit(actor, action.audit_name(), &format!("{} callbacks", ids.len()), format!("{}{} done, {} refused", action.describe(), out.done.len(), out.refused.len())).await;
         Ok(out)
     }
 
+    /// The scheduled callbacks matching `filter` that `actor` sees: what a
+    /// bulk action "on all matching this filter" acts on (only scheduled
+    /// callbacks can change). At most [`MAX_BULK`] + 1, so that too many is
+    /// known without reading them all.
+    pub async fn matching(&self, actor: &Actor, filter: &ListFilter) -> Result<Vec<Callback>, OpsError> {
+        if filter.status.is_some_and(|s| s != Status::Scheduled) {
+            return Ok(Vec::new());
+        }
+        let filter = ListFilter { status: Some(Status::Scheduled), ..filter.clone() };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.book.list(&filter, 500, cursor.as_deref()).await?;
+            out.extend(page.items.into_iter().filter(|c| actor.sees(c)));
+            if out.len() > MAX_BULK {
+                out.truncate(MAX_BULK + 1);
+                return Ok(out);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Applies `action` to every scheduled callback matching `filter`, when
+    /// they are still the `confirmed` count the person was asked about;
+    /// otherwise nothing changes. One audit entry names the filter.
+    pub async fn bulk_matching(&self, actor: &Actor, filter: &ListFilter, confirmed: usize, action: BulkAction) -> Result<Bulk, OpsError> {
+        if !actor.has(Scope::CallbacksWrite) {
+            return Err(OpsError::NoBulk { actor: actor.name() });
+        }
+        let found = self.matching(actor, filter).await?;
+        if found.len() > MAX_BULK {
+            return Err(OpsError::TooMany { max: MAX_BULK });
+        }
+        if found.len() != confirmed {
+            return Err(OpsError::CountChanged { matched: found.len(), confirmed });
+        }
+        let ids: Vec<String> = found.iter().map(|c| c.id.to_string()).collect();
+        let mut out = Bulk::default();
+        for id in &ids {
+            match self.apply(actor, id, &action).await {
+                Ok(cb) => out.done.push(cb),
+                Err(e) => out.refused.push((id.clone(), e)),
+            }
+        }
+        let target = format!("filter {}", describe_filter(filter));
+        self.audit(actor, action.audit_name(), &target, format!("{}{} done, {} refused", action.describe(), out.done.len(), out.refused.len())).await;
+        Ok(out)
+    }
+
+    async fn apply(&self, actor: &Actor, id: &str, action: &BulkAction) -> Result<Callback, OpsError> {
+        match action {
+            BulkAction::Cancel => self.cancel(actor, id).await,
+            BulkAction::Reassign(o) => self.reassign(actor, id, o.clone()).await,
+            BulkAction::Move(q) => self.move_queue(actor, id, q.clone()).await,
+            BulkAction::Reschedule(w) => self.reschedule(actor, id, w).await,
+        }
+    }
+
     /// Sets an agent `available` or `away`: `admin` for anyone, an agent for itself.
-    pub async fn set_agent_state(&self, actor: &Actor, id: &str, state: AgentState) -> Result<AgentInfo, ApiError> {
+    pub async fn set_agent_state(&self, actor: &Actor, id: &str, state: AgentState) -> Result<AgentInfo, OpsError> {
         let allowed = actor.has(Scope::Admin) || actor.agent_id() == Some(id);
         if !allowed {
-            return Err(forbidden(format!("`{}` may not set agent `{id}`'s state", actor.name())));
+            return Err(OpsError::MayNotSetState { actor: actor.name(), agent: id.to_string() });
         }
         if self.agents.get(id).is_none() {
-            return Err(ApiError::not_found("agent"));
+            return Err(OpsError::NotFound { what: "agent" });
         }
         let info = self.agents.set_state(id, state)?;
         self.audit(actor, "agent.state", id, state.as_str().to_string()).await;
@@ -281,17 +383,17 @@ impl Ops {
     /// How `text` (free text or RFC 3339) resolves now for `queue` in `tz`
     /// (the queue's timezone when `None`): the due time after window
     /// clipping, and the resolution (`exact`, `approximate`, `fallback`).
-    pub fn resolve_when(&self, queue: &str, tz: Option<&str>, text: &str) -> Result<(Millis, &'static str), ApiError> {
+    pub fn resolve_when(&self, queue: &str, tz: Option<&str>, text: &str) -> Result<(Millis, &'static str), OpsError> {
         let text = text.trim();
         if text.is_empty() {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_when", "`when` is empty").field("when"));
+            return Err(OpsError::EmptyWhen);
         }
         if text.len() > MAX_WHEN {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("when is longer than {MAX_WHEN} bytes")).field("when"));
+            return Err(OpsError::WhenTooLong { max: MAX_WHEN });
         }
-        let q = self.cfg.queue(queue).ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_queue", format!("no queue named `{queue}`")).field("queue"))?;
+        let q = self.cfg.queue(queue).ok_or_else(|| OpsError::UnknownQueue { queue: queue.to_string() })?;
         let tz: Tz = match tz {
-            Some(name) => name.parse().map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_timezone", format!("`{name}` is not an IANA timezone")).field("timezone"))?,
+            Some(name) => name.parse().map_err(|_| OpsError::InvalidTimezone { timezone: name.to_string() })?,
             None => q.timezone,
         };
         if text.chars().next().is_some_and(|c| c.is_ascii_digit()) && text.contains('T') {
@@ -304,12 +406,15 @@ impl Ops {
 
     /// The next callback the agent should know about: the one it is reserved
     /// for, else its earliest owned `scheduled` one.
-    pub fn next_for_agent(&self, agent: &str) -> Result<Option<Callback>, ApiError> {
-        if let Some(cb) = self.agents.get(agent).and_then(|a| a.reserved_for).and_then(|id| CallbackId::parse(&id)).and_then(|id| self.book.get(id).ok().flatten()) {
-            return Ok(Some(cb));
+    pub async fn next_for_agent(&self, agent: &str) -> Result<Option<Callback>, OpsError> {
+        let reserved = self.agents.get(agent).and_then(|a| a.reserved_for).and_then(|id| CallbackId::parse(&id));
+        if let Some(id) = reserved {
+            if let Ok(Some(cb)) = self.book.get(id).await {
+                return Ok(Some(cb));
+            }
         }
-        let filter = crate::scheduler::store::ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
-        let page = self.book.list(&filter, 200, None)?;
+        let filter = ListFilter { status: Some(Status::Scheduled), owner: Some(agent.to_string()), ..Default::default() };
+        let page = self.book.list(&filter, 200, None).await?;
         Ok(page.items.into_iter().min_by_key(|c| c.due_at))
     }
 }
@@ -327,6 +432,9 @@ fn describe(ch: &ChangeCallback) -> String {
     }
     if ch.notes.is_some() {
         parts.push("notes changed".into());
+    }
+    if let Some(q) = &ch.queue {
+        parts.push(format!("queue={q}"));
     }
     parts.join(", ")
 }

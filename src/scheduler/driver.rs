@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::engine::Availability;
 use super::model::Dispatch;
-use super::store::Book;
+use super::book::Book;
 use crate::clock::{Clock, Millis};
 
 /// Callbacks marked per round; bounds one transaction's size.
@@ -84,7 +84,7 @@ impl SchedulerHandle {
 /// pauses while more than `max(capacity, ROUND)` are armed and not yet
 /// taken, so a stalled dialler does not turn the book `in_progress`.
 pub fn spawn(
-    book: Arc<Book>,
+    book: Arc<dyn Book>,
     clock: Arc<dyn Clock>,
     availability: Arc<dyn Availability>,
     capacity: usize,
@@ -115,7 +115,7 @@ pub fn spawn(
 }
 
 struct Arming {
-    book: Arc<Book>,
+    book: Arc<dyn Book>,
     clock: Arc<dyn Clock>,
     avail: Arc<dyn Availability>,
     armed: std::sync::mpsc::Sender<Dispatch>,

@@ -1,7 +1,8 @@
 //! The durable callback book.
 //!
 //! - [`model`]: records, statuses, attempts, origins.
-//! - [`store`]: redb tables, indexes and group commit.
+//! - [`book`]: the storage seam, the one interface to the durable book.
+//! - [`store`]: the redb book: tables, indexes and group commit.
 //! - [`window`]: calling windows (`hours`), re-exported from the crate's
 //!   [`crate::window`], which configuration parses into.
 //! - [`wheel`]: the in-memory timer wheel for the near future.
@@ -11,6 +12,7 @@
 
 pub mod driver;
 pub mod engine;
+pub mod book;
 pub mod model;
 pub mod store;
 pub mod wheel;

@@ -508,6 +508,9 @@ pub struct CallbackChanges {
     pub timezone: Option<String>,
     pub owner: Option<Option<String>>,
     pub notes: Option<Option<String>>,
+    /// Moves the callback to another queue: its window, retry policy and
+    /// agents from then on (the owner must serve the new queue).
+    pub queue: Option<String>,
 }
 
 /// A callback handed to the dialler: it is durably `in_progress` with this

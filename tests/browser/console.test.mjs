@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { startServer, launch, signIn, RO } from "./harness.mjs";
+import { startServer, launch, signIn, sippUas, sippUac, RO } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -140,6 +140,49 @@ test("bulk cancel asks for confirmation with the count, and does nothing when de
   await page.context().close();
 });
 
+test("bulk on all matching the filter confirms the server's count; moving to another queue, single and bulk", async () => {
+  const mine = [];
+  for (let i = 0; i < 3; i++) mine.push(await newCallback({ queue: "sales", owner: "bob" }));
+  const gone = await newCallback({ queue: "sales", owner: "bob" });
+  assert.equal((await srv.api("POST", `/v1/callbacks/${gone.id}/cancel`)).status, 200);
+  const page = await signIn(browser, srv.base, { token: "admin-secret-0001" });
+  await page.goto(srv.base + "/console?status=all&owner=bob");
+  await row(page, gone.id).waitFor();
+  await page.getByTestId("bulk-all").check();
+  const asked = [];
+  // The confirmation comes after the page has asked the server for the count.
+  const declined = new Promise((r) => page.once("dialog", (d) => { asked.push(d.message()); d.dismiss().then(r); }));
+  await page.getByTestId("bulk-reassign").click();
+  await declined;
+  assert.deepEqual(asked, ["Reassign 3 callbacks (all matching this filter)?"], "the cancelled one is not counted");
+  for (const cb of mine) assert.equal((await srv.api("GET", `/v1/callbacks/${cb.id}`)).body.owner, "bob");
+  page.once("dialog", (d) => { asked.push(d.message()); d.accept(); });
+  await go(page, page.getByTestId("bulk-reassign"));
+  await page.getByTestId("flash-ok").waitFor();
+  assert.match(await page.getByTestId("flash-ok").textContent(), /Done for 3 callbacks/);
+  for (const cb of mine) assert.equal((await srv.api("GET", `/v1/callbacks/${cb.id}`)).body.owner, null);
+  let audit = (await srv.api("GET", "/v1/audit?limit=10")).body.items;
+  assert.ok(audit.some((e) => e.action === "bulk.reassign" && e.target === "filter owner=bob" && /3 done/.test(e.detail)), JSON.stringify(audit));
+
+  // One row moves to support; the other two move together.
+  await page.goto(srv.base + "/console?status=scheduled&queue=sales");
+  await row(page, mine[0].id).getByTestId("move-queue").selectOption("support");
+  await go(page, row(page, mine[0].id).getByTestId("action-move"));
+  await page.getByTestId("flash-ok").waitFor();
+  assert.equal((await srv.api("GET", `/v1/callbacks/${mine[0].id}`)).body.queue, "support");
+  for (const cb of mine.slice(1)) await row(page, cb.id).getByTestId("bulk-select").check();
+  await page.getByTestId("bulk-queue").selectOption("support");
+  page.once("dialog", (d) => { asked.push(d.message()); d.accept(); });
+  await go(page, page.getByTestId("bulk-move"));
+  await page.getByTestId("flash-ok").waitFor();
+  assert.equal(asked.at(-1), "Move 2 callbacks?");
+  for (const cb of mine) assert.equal((await srv.api("GET", `/v1/callbacks/${cb.id}`)).body.queue, "support");
+  audit = (await srv.api("GET", "/v1/audit?limit=10")).body.items;
+  assert.ok(audit.some((e) => e.action === "callback.move" && e.target === mine[0].id), JSON.stringify(audit));
+  assert.ok(audit.some((e) => e.action === "bulk.move" && /queue=support: 2 done/.test(e.detail)), JSON.stringify(audit));
+  await page.context().close();
+});
+
 test("reassign and reschedule from a row; a bad value is shown and changes nothing", async () => {
   const cb = await newCallback();
   const page = await signIn(browser, srv.base, { token: "admin-secret-0001" });
@@ -223,6 +266,61 @@ test("agent: toggles its state, books a callback, and sees it in the banner and 
   assert.ok(audit.some((e) => e.actor === "agent:alice" && e.action === "callback.create"));
   assert.ok(audit.some((e) => e.actor === "agent:alice" && e.action === "agent.state" && e.target === "alice" && e.detail === "away"));
   await page.context().close();
+});
+
+test("agent: the screen pop shows when a customer-first callback to a SIPp carrier reserves them", { timeout: 120_000 }, async () => {
+  // The carrier (a SIPp UAS that rings and never answers) and carol's
+  // softphone (a SIPp UAS registered as carol) hold their ports first.
+  const carrier = await sippUas("dial_carrier_noanswer.xml", { vars: { dir: true, rtp_port: 9 } });
+  const phoneUas = await sippUas("dial_agent_answer.xml", { vars: { dir: true, rtp_port: 9, talk_ms: 1000 } });
+  const pop = await startServer({
+    profiles: {
+      carrier: `proxy = "sip:127.0.0.1:${carrier.port}"\ndomain = "carrier.test"\nregister = false\ncaller_id = "+15550100"\ncodecs = ["PCMU", "PCMA"]\noptions_ping = "0"\n`,
+    },
+    extra: `[[agents]]\nid = "carol"\npassword = "carol-pw"\nqueues = ["pop"]\n\n[[queues]]\nname = "pop"\nprofile = "carrier"\nmode = "customer_first"\ntimezone = "UTC"\nhours = ["mon-sun 00:00-24:00"]\nmax_attempts = 1\nring_timeout = "3s"\n`,
+  });
+  try {
+    const reg = await sippUac("dial_agent_register.xml", pop.sip, ["-s", "carol", "-au", "carol", "-ap", "carol-pw"], { vars: { contact_port: phoneUas.port } });
+    assert.equal(reg.code, 0, reg.out);
+    const number = phone();
+    // An earlier callback of this number, cancelled: the pop lists it.
+    const earlier = await pop.api("POST", "/v1/callbacks", { phone: number, queue: "pop", scheduled_at: inHours(30), notes: "asked about the March invoice" });
+    assert.equal(earlier.status, 201, JSON.stringify(earlier.body));
+    assert.equal((await pop.api("POST", `/v1/callbacks/${earlier.body.id}/cancel`)).status, 200);
+
+    const page = await signIn(browser, pop.base, { agent: "carol", password: "carol-pw" });
+    assert.equal(new URL(page.url()).pathname, "/agent");
+    await page.waitForSelector("body[data-live=open]");
+    await page.waitForSelector("[data-testid=agent-state][data-state=available]");
+
+    // Due now: the scheduler reserves carol and dials the carrier.
+    const cb = await pop.api("POST", "/v1/callbacks", { phone: number, queue: "pop", notes: "refund for order 1234" });
+    assert.equal(cb.status, 201, JSON.stringify(cb.body));
+    const popup = page.locator(`[data-testid=screen-pop][data-callback-id="${cb.body.id}"]`);
+    await popup.waitFor({ timeout: 30_000 });
+    const text = await popup.textContent();
+    assert.ok(text.includes(number), text);
+    assert.ok(text.includes("refund for order 1234"), text);
+    assert.match(text, /Attempts so far: [01] of 1/);
+    assert.ok(text.includes("asked about the March invoice"), "this number's earlier callback: " + text);
+
+    // The carrier really was called: it rang until redial gave up (CANCEL).
+    const out = await carrier.done;
+    assert.equal(out.code, 0, out.out);
+    let final;
+    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      final = (await pop.api("GET", `/v1/callbacks/${cb.body.id}`)).body;
+      if (final.status !== "scheduled" && final.status !== "in_progress") break;
+    }
+    assert.equal(final.status, "exhausted", JSON.stringify(final));
+    const attempts = (await pop.api("GET", `/v1/callbacks/${cb.body.id}/attempts`)).body.items;
+    assert.equal(attempts[0].outcome, "no_answer", JSON.stringify(attempts));
+    await page.context().close();
+  } finally {
+    carrier.kill();
+    phoneUas.kill();
+    await pop.stop();
+  }
 });
 
 test("GET /v1/events streams callback changes as server-sent events", async () => {

@@ -1,8 +1,10 @@
 // Starts the real redial binary on loopback ports chosen by the kernel
-// (port 0; the bound HTTP address is read from its log) with a throw-away
-// config and book, and launches Debian's chromium through playwright-core.
+// (port 0; the bound addresses are read from its ready file) with a
+// throw-away config and book, SIPp peers on loopback, and Debian's chromium
+// through playwright-core.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import dgram from "node:dgram";
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,93 +12,72 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(here, "../..");
-export const ADMIN = "admin-secret-0001";
-export const RW = "rw-secret-0001";
-export const RO = "ro-secret-0001";
 
-function config(dir) {
-  return `
-[sip]
-listen = "127.0.0.1:0"
+// The configuration is the Rust API tests' own (tests/common/api.rs reads
+// the same two files), so both suites run redial the same way.
+const COMMON = join(ROOT, "tests/common");
+const TOKENS = readFileSync(join(COMMON, "api-test-tokens.toml"), "utf8");
+/** The secret of the token named `name` in the shared tokens file. */
+function secret(name) {
+  const m = TOKENS.match(new RegExp(`name = "${name}"\\s*\\nsecret = "([^"]+)"`));
+  if (!m) throw new Error(`no token ${name} in api-test-tokens.toml`);
+  return m[1];
+}
+export const ADMIN = secret("admin");
+export const RW = secret("crm");
+export const RO = secret("viewer");
 
-[http]
-listen = "127.0.0.1:0"
-
-[storage]
-path = "${join(dir, "data/redial.redb")}"
-
-[profiles]
-dir = "${join(dir, "sip-profiles")}"
-
-[[tokens]]
-name = "admin"
-secret = "${ADMIN}"
-scopes = ["admin"]
-
-[[tokens]]
-name = "crm"
-secret = "${RW}"
-scopes = ["callbacks:read", "callbacks:write"]
-
-[[tokens]]
-name = "viewer"
-secret = "${RO}"
-scopes = ["callbacks:read"]
-
-[[agents]]
-id = "alice"
-password = "alice-pw"
-queues = ["support"]
-
-[[agents]]
-id = "bob"
-password = "bob-pw"
-queues = ["sales"]
-
-[[queues]]
-name = "support"
-timezone = "UTC"
-hours = ["mon-sun 00:00-24:00"]
-
-[[queues]]
-name = "sales"
-timezone = "America/New_York"
-hours = ["mon-fri 09:00-17:00"]
-`;
+function config(dir, extra) {
+  return readFileSync(join(COMMON, "api-test.toml"), "utf8")
+    .replace("@STORAGE@", join(dir, "data/redial.redb"))
+    .replace("@PROFILES@", join(dir, "sip-profiles"))
+    .replace("@TOKENS@", TOKENS) + "\n" + extra;
 }
 
-/** Starts `redial serve`; resolves once its HTTP address is known. */
-export async function startServer() {
+/**
+ * Starts `redial serve` on the shared test configuration plus `extra` TOML,
+ * with `profiles` ({name: toml}) in its profiles directory; resolves once
+ * its ready file names the bound HTTP and SIP addresses.
+ */
+export async function startServer({ extra = "", profiles = {} } = {}) {
   const bin = process.env.REDIAL_BIN || join(ROOT, "target/debug/redial");
   if (!existsSync(bin)) throw new Error(`no redial binary at ${bin}: run cargo build first`);
   const dir = mkdtempSync(join(tmpdir(), "redial-browser-"));
   mkdirSync(join(dir, "sip-profiles"), { recursive: true });
-  writeFileSync(join(dir, "redial.toml"), config(dir));
-  const child = spawn(bin, ["serve", "--config", join(dir, "redial.toml")], {
+  for (const [name, body] of Object.entries(profiles)) writeFileSync(join(dir, "sip-profiles", `${name}.toml`), body);
+  writeFileSync(join(dir, "redial.toml"), config(dir, extra));
+  const ready = join(dir, "ready.json");
+  const child = spawn(bin, ["serve", "--config", join(dir, "redial.toml"), "--ready-file", ready], {
     cwd: dir,
     env: { ...process.env, RUST_LOG: "warn,redial::api=info", NO_COLOR: "1" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";
-  const base = await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error("redial did not report its HTTP address in 60 s:\n" + log)), 60_000);
-    child.stderr.on("data", (b) => {
-      log += b.toString();
-      const m = log.match(/HTTP API listening addr=(127\.0\.0\.1:\d+)/);
-      if (m) { clearTimeout(timer); ok(`http://${m[1]}`); }
-    });
-    child.on("exit", (code) => { clearTimeout(timer); fail(new Error(`redial exited (${code}) before listening:\n${log}`)); });
-  });
-  child.removeAllListeners("exit");
+  child.stderr.on("data", (b) => { log += b.toString(); });
+  let exited = null;
+  child.once("exit", (code) => { exited = code; });
+  const deadline = Date.now() + 60_000;
+  let bound = null;
+  while (!bound) {
+    if (existsSync(ready)) {
+      try { bound = JSON.parse(readFileSync(ready, "utf8")); } catch { /* being written */ }
+    }
+    if (!bound) {
+      if (exited !== null) throw new Error(`redial exited (${exited}) before it was ready:\n${log}`);
+      if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error("redial was not ready in 60 s:\n" + log); }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  const base = `http://${bound.http}`;
   const stop = async () => {
-    if (child.exitCode === null) {
+    if (child.exitCode === null && child.signalCode === null) {
       const done = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       await done;
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  return { base, stop, api: api(base) };
+  return { base, sip: bound.sip, stop, api: api(base), log: () => log };
 }
 
 /** A tiny REST client with a bearer token. */
@@ -135,4 +116,71 @@ export async function signIn(browser, base, creds) {
   }
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.getByTestId("login-submit").click()]);
   return page;
+}
+
+/** A UDP port free a moment ago (the kernel's choice for port 0). */
+async function freePort() {
+  const s = dgram.createSocket("udp4");
+  await new Promise((ok, fail) => { s.once("error", fail); s.bind(0, "127.0.0.1", ok); });
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Whether some process holds UDP `port` on loopback. */
+async function udpTaken(port) {
+  const s = dgram.createSocket("udp4");
+  return new Promise((ok) => {
+    s.once("error", (e) => ok(e.code === "EADDRINUSE"));
+    s.bind(port, "127.0.0.1", () => s.close(() => ok(false)));
+  });
+}
+
+/**
+ * Starts SIPp with `scenario` from tests/sipp as a UAS (`-p` must be told,
+ * so a port free a moment ago is taken, and another if SIPp loses it) and
+ * resolves once it holds its port: { port, done } where `done` resolves to
+ * { code, stdout } when it exits (it ends after `calls` calls or `timeoutS`).
+ */
+export async function sippUas(scenario, { calls = 1, timeoutS = 60, vars = {} } = {}) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = await freePort();
+    const r = await sipp(scenario, ["-p", String(port), "-m", String(calls)], { timeoutS, vars });
+    const deadline = Date.now() + 20_000;
+    while (r.child.exitCode === null && !(await udpTaken(port)) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 10));
+    if (r.child.exitCode === null && Date.now() < deadline) return { port, done: r.done, kill: () => r.child.kill("SIGKILL") };
+    r.child.kill("SIGKILL");
+    await r.done;
+  }
+  throw new Error(`SIPp ${scenario} could not bind a port`);
+}
+
+/** Runs SIPp with `scenario` as a UAC against `remote` to completion. */
+export async function sippUac(scenario, remote, args = [], { timeoutS = 30, vars = {} } = {}) {
+  const port = await freePort();
+  const r = await sipp(scenario, [remote, "-p", String(port), "-m", "1", ...args], { timeoutS, vars });
+  return r.done;
+}
+
+async function sipp(scenario, args, { timeoutS, vars }) {
+  const dir = mkdtempSync(join(tmpdir(), "redial-sipp-"));
+  // `dir: true` names SIPp's own scratch directory (scenarios that write files take it).
+  const sets = Object.entries(vars).flatMap(([k, v]) => ["-set", k, v === true ? dir : String(v)]);
+  const child = spawn("sipp", ["-sf", join(ROOT, "tests/sipp", scenario), "-i", "127.0.0.1", ...args, "-timeout", `${timeoutS}s`, "-timeout_error", "-nostdin", "-trace_err", "-error_file", join(dir, "errors.log"), ...sets], {
+    cwd: dir,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (b) => { out += b.toString(); });
+  child.stderr.on("data", (b) => { out += b.toString(); });
+  // A hard stop a little after SIPp's own timeout.
+  const hard = setTimeout(() => child.kill("SIGKILL"), (timeoutS + 5) * 1000);
+  const done = new Promise((ok) => child.once("exit", (code) => {
+    clearTimeout(hard);
+    let errors = "";
+    try { errors = readFileSync(join(dir, "errors.log"), "utf8"); } catch { /* none */ }
+    rmSync(dir, { recursive: true, force: true });
+    ok({ code, out: out + errors });
+  }));
+  return { child, done };
 }

@@ -16,66 +16,15 @@ pub const RO: &str = "ro-secret-0001";
 
 /// The default test configuration: SIP and HTTP on port 0, an always-open
 /// `support` queue, a business-hours `sales` queue, two agents, three tokens.
+/// The text is in `api-test.toml` and `api-test-tokens.toml` beside this
+/// file, which the browser tests (tests/browser/harness.mjs) read too; the
+/// token secrets there are [`ADMIN`], [`RW`] and [`RO`].
 pub fn config(storage: &Path, profiles: &Path, with_tokens: bool) -> String {
-    let tokens = if with_tokens {
-        format!(
-            r#"
-[[tokens]]
-name = "admin"
-secret = "{ADMIN}"
-scopes = ["admin"]
-
-[[tokens]]
-name = "crm"
-secret = "{RW}"
-scopes = ["callbacks:read", "callbacks:write"]
-
-[[tokens]]
-name = "viewer"
-secret = "{RO}"
-scopes = ["callbacks:read"]
-"#
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"
-[sip]
-listen = "127.0.0.1:0"
-
-[http]
-listen = "127.0.0.1:0"
-
-[storage]
-path = "{storage}"
-
-[profiles]
-dir = "{profiles}"
-{tokens}
-[[agents]]
-id = "alice"
-password = "alice-pw"
-queues = ["support"]
-
-[[agents]]
-id = "bob"
-password = "bob-pw"
-queues = ["sales"]
-
-[[queues]]
-name = "support"
-timezone = "UTC"
-hours = ["mon-sun 00:00-24:00"]
-
-[[queues]]
-name = "sales"
-timezone = "America/New_York"
-hours = ["mon-fri 09:00-17:00"]
-"#,
-        storage = storage.display(),
-        profiles = profiles.display()
-    )
+    let tokens = if with_tokens { include_str!("api-test-tokens.toml") } else { "" };
+    include_str!("api-test.toml")
+        .replace("@STORAGE@", &storage.display().to_string())
+        .replace("@PROFILES@", &profiles.display().to_string())
+        .replace("@TOKENS@", tokens)
 }
 
 /// A running `redial serve`.

@@ -45,14 +45,37 @@
     });
   }
 
-  // Every bulk action states the count and asks first.
+  // Every bulk action states the count and asks first. "All matching this
+  // filter" asks the server how many that is, and sends the count it
+  // confirmed: the server acts only if the filter still matches that many.
   function bulkConfirm() {
     var form = $("#bulk");
     if (!form) return;
+    var confirmedBy = null;
     form.addEventListener("submit", function (ev) {
-      var n = $all('input[name=id][form=bulk]:checked').length;
       var btn = ev.submitter;
+      if (confirmedBy && btn === confirmedBy) { confirmedBy = null; return; }
       var verb = (btn && btn.getAttribute("data-verb")) || "Change";
+      var all = form.querySelector("input[name=scope]");
+      if (all && all.checked) {
+        ev.preventDefault();
+        var g = function (n) { return encodeURIComponent(form.querySelector("input[name=filter_" + n + "]").value); };
+        var q = "status=" + g("status") + "&queue=" + g("queue") + "&owner=" + g("owner") + "&phone=" + g("phone");
+        fetch("/console/bulk/count?" + q, { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (c) {
+            if (!c) return;
+            if (c.count > c.max) { window.alert("This filter matches more than " + c.max + " callbacks; narrow it first."); return; }
+            if (c.count === 0) { window.alert("No scheduled callback matches this filter."); return; }
+            if (!window.confirm(verb + " " + c.count + " callback" + (c.count === 1 ? "" : "s") + " (all matching this filter)?")) return;
+            form.querySelector("input[name=confirmed]").value = String(c.count);
+            confirmedBy = btn;
+            form.requestSubmit(btn);
+          })
+          .catch(function () {});
+        return;
+      }
+      var n = $all('input[name=id][form=bulk]:checked').length;
       if (n === 0) { ev.preventDefault(); window.alert("Select at least one callback first."); return; }
       if (!window.confirm(verb + " " + n + " callback" + (n === 1 ? "" : "s") + "?")) ev.preventDefault();
     });

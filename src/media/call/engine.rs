@@ -1,43 +1,18 @@
 //! The media engine: the port allocator and configuration shared by every leg.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
 use super::leg::MediaLeg;
 use super::task::LegSocket;
 use super::MediaCallError;
-use crate::amd::AmdConfig;
 use crate::config::Config;
+use super::settings::MediaConfig;
 use crate::media::ports::PortAllocator;
-
-/// What the live legs need from the configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MediaConfig {
-    /// `media.addr`: where RTP/RTCP sockets are bound.
-    pub bind: IpAddr,
-    /// `sip.public_addr` if set, else `media.addr`: the address in our SDP.
-    pub advertised: IpAddr,
-    /// No RTP for this long -> [`super::MediaEvent::Timeout`] (`media.timeout`, default 60 s).
-    pub media_timeout: Duration,
-    /// `[amd]`.
-    pub amd: AmdConfig,
-}
-
-impl MediaConfig {
-    pub fn from_config(cfg: &Config) -> Self {
-        Self {
-            bind: cfg.media.addr,
-            advertised: cfg.sip.public_addr.unwrap_or(cfg.media.addr),
-            media_timeout: cfg.media.timeout,
-            amd: cfg.amd.clone(),
-        }
-    }
-}
 
 /// Opens media legs; clone it freely (one allocator behind an `Arc`).
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::MediaConfig;
+use super::settings::MediaConfig;
 use super::task::{self, Command, Counters, Envelope, LegSocket, RemoteMedia};
 use super::{MediaCallError, MediaEvent};
 use crate::media::player::Prompt;

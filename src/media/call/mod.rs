@@ -13,7 +13,8 @@
 //! received, relayed ([`Relay`](super::relay::Relay)) and sent in the same
 //! wake-up, with no channel hop.
 //!
-//! - [`engine`]: [`MediaEngine`] (ports, configuration) and [`MediaConfig`].
+//! - [`engine`]: [`MediaEngine`] (ports, configuration).
+//! - [`settings`]: [`MediaConfig`], what the live legs need from the configuration.
 //! - [`leg`]: [`MediaLeg`], the handle: offer/answer, play, AMD, bridge.
 //! - [`task`]: the task serving one leg, or a bridged pair of legs.
 //! - [`analysis`]: AMD on a leg's received audio (tap → detector → events).
@@ -23,12 +24,14 @@ pub mod analysis;
 pub mod engine;
 pub mod leg;
 pub mod prompts;
+pub mod settings;
 mod task;
 
 use std::io;
 use std::net::IpAddr;
 
-pub use engine::{MediaConfig, MediaEngine};
+pub use engine::MediaEngine;
+pub use settings::MediaConfig;
 pub use leg::{MediaLeg, MediaLegStats};
 pub use prompts::Prompts;
 

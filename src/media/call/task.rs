@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::analysis::AmdRun;
-use super::engine::MediaConfig;
+use super::settings::MediaConfig;
 use super::MediaEvent;
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::player::{Player, Prompt};

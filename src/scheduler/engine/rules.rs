@@ -271,6 +271,7 @@ fn check_lengths(notes: Option<&str>, interaction_id: Option<&str>) -> Result<()
 /// The fields a valid `PATCH` produces.
 #[derive(Debug, Clone)]
 pub struct Rescheduled {
+    pub queue: String,
     pub scheduled_at: Option<Millis>,
     pub timezone: String,
     pub due_at: Millis,
@@ -295,7 +296,9 @@ pub fn validate_changes(
     notes: Option<&str>,
     ch: &CallbackChanges,
 ) -> Result<Rescheduled, RuleError> {
-    let queue = cfg.queue(queue_name).ok_or_else(|| RuleError::UnknownQueue { queue: queue_name.to_string() })?;
+    let new_queue = ch.queue.as_deref().unwrap_or(queue_name);
+    let queue = cfg.queue(new_queue).ok_or_else(|| RuleError::UnknownQueue { queue: new_queue.to_string() })?;
+    let requeued = new_queue != queue_name;
     let new_tz_name = ch.timezone.clone().unwrap_or_else(|| timezone.to_string());
     let tz = parse_tz(&new_tz_name).ok_or_else(|| RuleError::UnknownTimezone { timezone: new_tz_name.clone() })?;
     let new_at = ch.scheduled_at.unwrap_or(scheduled_at);
@@ -304,13 +307,14 @@ pub fn validate_changes(
     }
     let new_owner = ch.owner.clone().unwrap_or_else(|| owner.map(str::to_string));
     if let Some(o) = &new_owner {
-        if ch.owner.is_some() {
+        if ch.owner.is_some() || requeued {
             check_owner(cfg, queue, o)?;
         }
     }
     let new_notes = ch.notes.clone().unwrap_or_else(|| notes.map(str::to_string));
     check_lengths(new_notes.as_deref(), None)?;
-    let moved = ch.scheduled_at.is_some() || ch.timezone.is_some();
+    // Another queue has its own window: the due time is clipped to it again.
+    let moved = ch.scheduled_at.is_some() || ch.timezone.is_some() || requeued;
     let new_due = if moved { due_for(queue, tz, now, new_at) } else { due_at };
     let owner_changed = ch.owner.is_some() && new_owner.as_deref() != owner;
     if new_owner.is_some() && (moved || owner_changed) {
@@ -324,6 +328,7 @@ pub fn validate_changes(
         Some(_) => owner_until,
     };
     Ok(Rescheduled {
+        queue: queue.name.clone(),
         scheduled_at: new_at,
         timezone: new_tz_name,
         due_at: new_due,

@@ -11,8 +11,9 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{Book, StoreError};
+use super::{RedbBook, StoreError};
 use crate::clock::Millis;
+use crate::scheduler::model::Callback;
 
 /// Sequence → JSON-encoded [`AuditEntry`]. Created on the first append; a
 /// file without it simply has no entries (no schema bump needed).
@@ -31,6 +32,33 @@ pub struct AuditEntry {
     pub target: String,
     /// A short human-readable account (new values, bulk size).
     pub detail: String,
+}
+
+/// The audit entry a change carries to the writer: it is appended in the
+/// change's own commit, so a change and its record are durable together and
+/// cost one commit wait. `detail` is given the changed callback (its id and
+/// new due time are only known once the change is made).
+pub struct AuditNote {
+    /// Token name, or `agent:<id>`.
+    pub actor: String,
+    pub action: String,
+    pub detail: Box<dyn FnOnce(&Callback) -> String + Send>,
+}
+
+impl AuditNote {
+    pub fn new(actor: impl Into<String>, action: impl Into<String>, detail: impl FnOnce(&Callback) -> String + Send + 'static) -> Self {
+        Self { actor: actor.into(), action: action.into(), detail: Box::new(detail) }
+    }
+
+    pub(super) fn entry(self, at: Millis, cb: &Callback) -> AuditEntry {
+        AuditEntry { at, actor: self.actor, action: self.action, target: cb.id.to_string(), detail: (self.detail)(cb) }
+    }
+}
+
+impl std::fmt::Debug for AuditNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditNote").field("actor", &self.actor).field("action", &self.action).finish_non_exhaustive()
+    }
 }
 
 /// One page of entries, newest first, with the cursor of the next page.
@@ -52,18 +80,7 @@ pub(super) fn append(w: &redb::WriteTransaction, entries: &[AuditEntry]) -> Resu
     Ok(())
 }
 
-impl Book {
-    /// Hands `entries` to the writer, which appends them in its next
-    /// batch's transaction; returns once that batch is durably committed.
-    pub async fn audit_append(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        self.tx.send(super::writer::Op::Audit(entries)).map_err(|_| StoreError::Closed)?;
-        self.flush().await;
-        Ok(())
-    }
-
+impl RedbBook {
     /// Persists the audit entries not yet made durable (the book calls it when it closes).
     pub(super) fn audit_sync(db: &redb::Database) {
         if let Ok(w) = db.begin_write() {
@@ -134,7 +151,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.redb");
         let cfg = Arc::new(Config::defaults());
-        let book = Book::open(&path, Arc::new(FakeClock::new(0)), cfg.clone(), BookOptions::default()).unwrap();
+        let book = RedbBook::open(&path, Arc::new(FakeClock::new(0)), cfg.clone(), BookOptions::default()).unwrap();
         assert!(book.audit_page(10, None).unwrap().items.is_empty(), "a book without the table has no entries");
         book.audit_append((1..=5).map(|i| entry(i, if i % 2 == 0 { "cb_even" } else { "cb_odd" })).collect()).await.unwrap();
         let p1 = book.audit_page(2, None).unwrap();
@@ -146,7 +163,27 @@ mod tests {
         assert_eq!(p3.next_cursor, None);
         assert_eq!(book.audit_for("cb_even", 10, 100).unwrap().iter().map(|e| e.at).collect::<Vec<_>>(), vec![4, 2]);
         book.close();
-        let book = Book::open(&path, Arc::new(FakeClock::new(0)), cfg, BookOptions::default()).unwrap();
+        let book = RedbBook::open(&path, Arc::new(FakeClock::new(0)), cfg, BookOptions::default()).unwrap();
         assert_eq!(book.audit_page(10, None).unwrap().items.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_change_carries_its_entry_into_its_own_commit_and_a_refusal_records_nothing() {
+        use crate::scheduler::model::NewCallback;
+        let dir = tempfile::tempdir().unwrap();
+        let book = RedbBook::open(dir.path().join("b.redb"), Arc::new(FakeClock::new(1_000)), Arc::new(Config::defaults()), BookOptions::default()).unwrap();
+        let req = NewCallback { phone: "+15550001".into(), queue: "default".into(), ..Default::default() };
+        let note = AuditNote::new("boss", "callback.create", |cb: &Callback| format!("{} due {}", cb.phone, cb.due_at));
+        let cb = book.schedule(req.clone(), Some(note)).await.unwrap();
+        // No flush: the answer itself means the entry is committed.
+        let page = book.audit_page(10, None).unwrap();
+        assert_eq!(page.items.len(), 1);
+        let e = &page.items[0].1;
+        assert_eq!((e.at, e.actor.as_str(), e.action.as_str(), e.target.clone()), (1_000, "boss", "callback.create", cb.id.to_string()));
+        assert_eq!(e.detail, format!("+15550001 due {}", cb.due_at));
+        // The same phone again is a duplicate: refused, so not audited.
+        let note = AuditNote::new("boss", "callback.create", |_: &Callback| String::new());
+        assert!(book.schedule(req, Some(note)).await.is_err());
+        assert_eq!(book.audit_page(10, None).unwrap().items.len(), 1);
     }
 }

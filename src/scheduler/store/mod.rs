@@ -8,9 +8,10 @@
 //! - [`query`]: reads — get, list with cursors, attempts, stats, and the
 //!   consistency check used by tests.
 //!
-//! [`Book`] is the API: changes go to the writer thread and return once
-//! their transaction is durably committed; reads use redb snapshots
-//! directly (they never wait for the writer).
+//! [`RedbBook`] implements the storage seam [`crate::scheduler::book::Book`]:
+//! changes go to the writer thread and return once their transaction is
+//! durably committed; reads use redb snapshots directly (they never wait
+//! for the writer).
 
 pub mod backup;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod query;
 pub mod stats;
 pub mod tables;
+mod seam;
 mod writer;
 
 use std::collections::HashMap;
@@ -29,7 +31,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, Notify};
 
-pub use self::audit::{AuditEntry, AuditPage};
+pub use self::audit::{AuditEntry, AuditNote, AuditPage};
 pub use self::query::{Inconsistency, ListFilter, Page};
 use self::stats::Counters;
 use self::writer::{Op, Writer};
@@ -184,8 +186,8 @@ pub struct Tick {
     pub more: bool,
 }
 
-/// The durable callback book. Cheap to share behind an `Arc`.
-pub struct Book {
+/// The durable callback book in one redb file. Cheap to share behind an `Arc`.
+pub struct RedbBook {
     db: Arc<Database>,
     cfg: Arc<Config>,
     tx: mpsc::Sender<Op>,
@@ -195,16 +197,16 @@ pub struct Book {
     waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl std::fmt::Debug for Book {
+impl std::fmt::Debug for RedbBook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Book").finish_non_exhaustive()
+        f.debug_struct("RedbBook").finish_non_exhaustive()
     }
 }
 
-impl Book {
+impl RedbBook {
     /// Opens (or creates) the book at `path`, recovers attempts left in
     /// progress by a previous run, and starts the writer thread.
-    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>, cfg: Arc<Config>, opts: BookOptions) -> Result<Book, StoreError> {
+    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>, cfg: Arc<Config>, opts: BookOptions) -> Result<RedbBook, StoreError> {
         let path = path.as_ref();
         let db = Arc::new(tables::open(path, opts.cache_bytes)?);
         let (next_seq, counters) = {
@@ -245,7 +247,7 @@ impl Book {
             .name("redial-book".into())
             .spawn(move || w.run())
             .map_err(|e| StoreError::io(path, e))?;
-        Ok(Book { db, cfg, tx, writer: Some(writer), notify, recovered, waiting })
+        Ok(RedbBook { db, cfg, tx, writer: Some(writer), notify, recovered, waiting })
     }
 
     /// Writes a consistent copy of the book to `dest` (a new file) from one read
@@ -282,19 +284,19 @@ impl Book {
         rx.await.unwrap_or(closed)
     }
 
-    /// Schedules a callback; returns once it is durably stored.
-    pub async fn schedule(&self, req: NewCallback) -> Result<Callback, ScheduleError> {
-        self.call(|tx| Op::Schedule(req, tx), Err(StoreError::Closed.into())).await
+    /// Schedules a callback; returns once it (and `audit`) is durably stored.
+    pub async fn schedule(&self, req: NewCallback, audit: Option<AuditNote>) -> Result<Callback, ScheduleError> {
+        self.call(|tx| Op::Schedule(req, audit, tx), Err(StoreError::Closed.into())).await
     }
 
     /// Changes a scheduled callback (`PATCH`).
-    pub async fn reschedule(&self, id: CallbackId, changes: CallbackChanges) -> Result<Callback, ScheduleError> {
-        self.call(|tx| Op::Reschedule(id, changes, tx), Err(StoreError::Closed.into())).await
+    pub async fn reschedule(&self, id: CallbackId, changes: CallbackChanges, audit: Option<AuditNote>) -> Result<Callback, ScheduleError> {
+        self.call(|tx| Op::Reschedule(id, changes, audit, tx), Err(StoreError::Closed.into())).await
     }
 
     /// Cancels a scheduled callback.
-    pub async fn cancel(&self, id: CallbackId) -> Result<Callback, CancelError> {
-        self.call(|tx| Op::Cancel(id, tx), Err(StoreError::Closed.into())).await
+    pub async fn cancel(&self, id: CallbackId, audit: Option<AuditNote>) -> Result<Callback, CancelError> {
+        self.call(|tx| Op::Cancel(id, audit, tx), Err(StoreError::Closed.into())).await
     }
 
     /// Records how attempt `attempt` ended and applies the retry policy.
@@ -332,6 +334,17 @@ impl Book {
         self.call(|tx| Op::Skip(p, q, i, tx), Err(StoreError::Closed)).await
     }
 
+    /// Hands `entries` to the writer, which appends them in its next
+    /// batch's transaction; returns once that batch is durably committed.
+    pub async fn audit_append(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(Op::Audit(entries)).map_err(|_| StoreError::Closed)?;
+        self.flush().await;
+        Ok(())
+    }
+
     /// Waits until every change sent before it is committed.
     pub async fn flush(&self) {
         self.call(Op::Flush, ()).await
@@ -348,12 +361,12 @@ impl Book {
         drop(std::mem::replace(&mut self.tx, tx));
         if let Some(h) = self.writer.take() {
             let _ = h.join();
-            Book::audit_sync(&self.db);
+            RedbBook::audit_sync(&self.db);
         }
     }
 }
 
-impl Drop for Book {
+impl Drop for RedbBook {
     fn drop(&mut self) {
         self.stop();
     }

@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use super::codec::{decode_attempt, decode_callback};
 use super::stats::{origin_key, split_key, Counters};
 use super::tables::*;
-use super::{Book, StoreError};
+use super::{RedbBook, StoreError};
 use crate::scheduler::engine::due_second;
 use crate::scheduler::model::{Attempt, Callback, CallbackId, Origin, Stats, Status};
 
@@ -74,7 +74,7 @@ pub struct Inconsistency {
     pub count: usize,
 }
 
-impl Book {
+impl RedbBook {
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         Ok(self.db.begin_read()?)
     }

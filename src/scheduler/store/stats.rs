@@ -39,6 +39,14 @@ impl Counters {
         self.delay_sum_ms += delay_ms;
     }
 
+    /// Undoes [`created`](Self::created): the callback left for another queue.
+    pub fn removed(&mut self, s: Status, delay_ms: Millis) {
+        self.requested = self.requested.saturating_sub(1);
+        let n = &mut self.by_status[s.code() as usize];
+        *n = n.saturating_sub(1);
+        self.delay_sum_ms -= delay_ms;
+    }
+
     pub fn moved(&mut self, from: Status, to: Status) {
         let f = &mut self.by_status[from.code() as usize];
         *f = f.saturating_sub(1);

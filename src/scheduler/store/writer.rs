@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use super::codec::{decode_callback, encode_attempt, encode_callback};
 use super::stats::{origin_key, Counters};
 use super::tables::*;
+use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, OwnershipExpiry};
@@ -40,9 +41,9 @@ const SMALL_BATCH: usize = 64;
 const MAX_BATCH: usize = 4096;
 
 pub(super) enum Op {
-    Schedule(NewCallback, oneshot::Sender<Result<Callback, ScheduleError>>),
-    Reschedule(CallbackId, CallbackChanges, oneshot::Sender<Result<Callback, ScheduleError>>),
-    Cancel(CallbackId, oneshot::Sender<Result<Callback, CancelError>>),
+    Schedule(NewCallback, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Reschedule(CallbackId, CallbackChanges, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Cancel(CallbackId, Option<AuditNote>, oneshot::Sender<Result<Callback, CancelError>>),
     Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
     /// A firing round: (availability, most callbacks, arm-ahead ms, reply).
     Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
@@ -222,6 +223,16 @@ struct Batch {
     audit: Vec<super::audit::AuditEntry>,
 }
 
+impl Batch {
+    /// The audit entry of a change that was made, in the change's own
+    /// transaction (a refused change records nothing).
+    fn note(&mut self, now: Millis, note: Option<AuditNote>, done: Option<&Callback>) {
+        if let (Some(note), Some(cb)) = (note, done) {
+            self.audit.push(note.entry(now, cb));
+        }
+    }
+}
+
 impl Writer {
     pub fn run(mut self) {
         loop {
@@ -334,16 +345,19 @@ impl Writer {
             for op in pending_ops.by_ref() {
                 batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(_));
                 match op {
-                    Op::Schedule(req, tx) => {
+                    Op::Schedule(req, note, tx) => {
                         let r = self.schedule(now, &mut t, req, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Schedule(tx, r));
                     }
-                    Op::Reschedule(id, ch, tx) => {
+                    Op::Reschedule(id, ch, note, tx) => {
                         let r = self.reschedule(now, &mut t, id, &ch, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Schedule(tx, r));
                     }
-                    Op::Cancel(id, tx) => {
+                    Op::Cancel(id, note, tx) => {
                         let r = self.cancel(now, &mut t, id, batch)?;
+                        batch.note(now, note, r.as_ref().ok());
                         batch.replies.push(Reply::Cancel(tx, r));
                     }
                     Op::Report(id, n, outcome, tx) => {
@@ -432,6 +446,23 @@ impl Writer {
         if old.is_none() {
             t.queue.insert((new.queue.as_str(), id), ())?;
             t.phone.insert((new.phone.as_str(), id), ())?;
+        }
+        if let Some(o) = old.filter(|o| o.queue != new.queue) {
+            // Moved to another queue (only while scheduled): its indexes and
+            // counters go with it.
+            t.queue.remove((o.queue.as_str(), id))?;
+            t.queue.insert((new.queue.as_str(), id), ())?;
+            if o.status.is_active() {
+                t.active.remove((o.phone.as_str(), o.queue.as_str()))?;
+                t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
+            }
+            let delay = o.first_due_at - o.created_at;
+            for (from, to) in [(o.queue.clone(), new.queue.clone()), (origin_key(&o.queue, o.origin), origin_key(&new.queue, new.origin))] {
+                self.counters.entry(from.clone()).or_default().removed(o.status, delay);
+                self.counters.entry(to.clone()).or_default().created(o.status, delay);
+                batch.dirty_stats.push(from);
+                batch.dirty_stats.push(to);
+            }
         }
         let old_owners = old.map(Callback::all_owners).unwrap_or_default();
         let new_owners = new.all_owners();
@@ -595,7 +626,14 @@ impl Writer {
             Ok(r) => r,
             Err(e) => return Ok(Err(e.into())),
         };
+        if r.queue != old.queue {
+            if let Some(existing) = t.active.get((old.phone.as_str(), r.queue.as_str()))? {
+                let existing_id = CallbackId(existing.value());
+                return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            }
+        }
         let mut new = old.clone();
+        new.queue = r.queue;
         new.scheduled_at = r.scheduled_at;
         new.timezone = r.timezone;
         new.due_at = r.due_at;
