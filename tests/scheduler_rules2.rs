@@ -307,3 +307,34 @@ async fn a_bad_quiet_hours_string_stops_the_start_naming_file_and_key() {
     assert_eq!(cfg.queue("q").unwrap().quiet, Some((480, 1260)));
     assert!(cfg.queue("q").unwrap().infer_timezone);
 }
+
+#[tokio::test]
+async fn a_single_day_queue_refuses_later_days_and_cancels_retries_past_the_close() {
+    let h = Harness::new(
+        utc("2026-03-02T15:00:00Z"),
+        config(|c| {
+            c.queues[1].hours = redial::scheduler::window::WeeklyHours::parse(&["09:00-17:00"]).unwrap();
+            c.queues[1].window_close = redial::config::WindowClose::Cancel;
+            c.queues[1].retry_delay = Duration::from_secs(3600);
+        }),
+    );
+    let b = h.book();
+    let e = rule(b.schedule(h.req("+15550001", Some(h.now() + DAY))).await.unwrap_err());
+    assert_eq!((e.code(), e.field()), ("single_day_queue", Some("scheduled_at")));
+    let e = rule(b.schedule(NewCallback { when: Some("tomorrow at 10am".into()), ..h.req("+15550001", None) }).await.unwrap_err());
+    assert_eq!(e.code(), "single_day_queue");
+    // Today is fine; a retry that would fall after today's close is cancelled.
+    let cb = b.schedule(h.req("+15550001", None)).await.unwrap();
+    assert_eq!(ids(&h.fire_all().await), vec![cb.id]);
+    let first = b.report_outcome(cb.id, 1, AttemptOutcome::new(Outcome::NoAnswer)).await.unwrap();
+    assert_eq!((first.status, first.due_at), (Status::Scheduled, utc("2026-03-02T16:00:00Z")));
+    h.clock.set(first.due_at);
+    assert_eq!(ids(&h.fire_all().await), vec![cb.id]);
+    let second = b.report_outcome(cb.id, 2, AttemptOutcome::new(Outcome::Busy)).await.unwrap();
+    assert_eq!((second.status, second.end_reason), (Status::Cancelled, Some(EndReason::WindowClosed)));
+    // Moving one to another day is refused too.
+    let c2 = b.schedule(h.req("+15550002", None)).await.unwrap();
+    let e = rule(b.reschedule(c2.id, CallbackChanges { scheduled_at: Some(Some(h.now() + DAY)), ..Default::default() }).await.unwrap_err());
+    assert_eq!(e.code(), "single_day_queue");
+    h.assert_consistent().await;
+}

@@ -165,6 +165,10 @@ pub fn reported(now: Millis, cfg: &Config, old: &Callback, n: u32, o: AttemptOut
                 new.end_reason = Some(EndReason::Declined);
             }
         }
+        Next::WindowClosed => {
+            new.status = Status::Cancelled;
+            new.end_reason = Some(EndReason::WindowClosed);
+        }
         Next::Retry { due_at } => {
             new.status = Status::Scheduled;
             new.due_at = due_at;

@@ -6,7 +6,7 @@
 use chrono_tz::Tz;
 
 use crate::clock::Millis;
-use crate::config::{Config, OnMachine, Queue};
+use crate::config::{Config, OnMachine, Queue, WindowClose};
 use crate::e164::is_e164;
 use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status, TimezoneSource};
 
@@ -62,6 +62,8 @@ pub enum RuleError {
     OwnerAndOwners,
     #[error("`owner_mode` needs an owner (`owner` or `owners`)")]
     OwnerModeWithoutOwner,
+    #[error("queue `{queue}` is single-day (window_close = \"cancel\"): a callback must be due before today's close")]
+    SingleDay { queue: String },
     #[error("an owned callback may be booked at most {horizon_s} s ahead (latest {latest_ms})")]
     BeyondOwnedHorizon { horizon_s: u64, latest_ms: Millis },
     #[error("an active callback already exists for this phone in this queue: {existing_id}")]
@@ -89,6 +91,7 @@ impl RuleError {
             RuleError::OwnerAndOwners => "conflicting_fields",
             RuleError::OwnerModeWithoutOwner => "owner_mode_without_owner",
             RuleError::BeyondOwnedHorizon { .. } => "beyond_owned_horizon",
+            RuleError::SingleDay { .. } => "single_day_queue",
         }
     }
 
@@ -112,7 +115,7 @@ impl RuleError {
             RuleError::InvalidMaxAttempts { .. } => "max_attempts",
             RuleError::UnknownListedOwner { .. } | RuleError::ListedOwnerNotInQueue { .. } | RuleError::OwnerAndOwners => "owners",
             RuleError::OwnerModeWithoutOwner => "owner_mode",
-            RuleError::BeyondOwnedHorizon { .. } => "scheduled_at",
+            RuleError::BeyondOwnedHorizon { .. } | RuleError::SingleDay { .. } => "scheduled_at",
             RuleError::TooLong { field, .. } | RuleError::TooManyChars { field, .. } | RuleError::ControlChars { field } => field,
         })
     }
@@ -213,6 +216,9 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     if owned {
         check_owned_horizon(queue, now, due_at)?;
     }
+    if !same_window_day(queue, tz, now, due_at) {
+        return Err(RuleError::SingleDay { queue: queue.name.clone() });
+    }
     let owner_until = owned.then(|| due_at + queue.ownership_period.as_millis() as Millis);
     Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
 }
@@ -233,6 +239,13 @@ pub fn infer_timezone(cfg: &Config, req: &mut NewCallback) -> bool {
         }
         _ => false,
     }
+}
+
+/// A `window_close = "cancel"` queue is single-day: what it calls must be
+/// due on the customer's local day of `now`, before that day's close.
+/// Other queues carry over, so any day is the same.
+pub fn same_window_day(queue: &Queue, tz: Tz, now: Millis, due_at: Millis) -> bool {
+    queue.window_close != WindowClose::Cancel || windows::local_date(tz, now) == windows::local_date(tz, due_at)
 }
 
 /// An owned callback may be due at most `owned_booking_horizon` ahead: an
@@ -320,6 +333,9 @@ pub fn validate_changes(
     if new_owner.is_some() && (moved || owner_changed) {
         check_owned_horizon(queue, now, new_due)?;
     }
+    if moved && !same_window_day(queue, tz, now, new_due) {
+        return Err(RuleError::SingleDay { queue: queue.name.clone() });
+    }
     let new_owner_until = match &new_owner {
         None => None,
         Some(_) if moved || owner_changed || owner_until.is_none() => {
@@ -345,6 +361,9 @@ pub enum Next {
     Done(Status),
     /// Scheduled again, due at this (window-clipped) time.
     Retry { due_at: Millis },
+    /// A retry would fall after today's close on a single-day queue:
+    /// cancelled (`window_closed`).
+    WindowClosed,
 }
 
 /// The retry policy: `human` (bridged) completes; `machine` completes when
@@ -383,5 +402,9 @@ pub fn after_attempt(
         return Next::Done(Status::Exhausted);
     }
     let at = now + queue.retry_delay.as_millis() as Millis;
-    Next::Retry { due_at: windows::next_open(&queue.calling_hours(), tz, at) }
+    let due_at = windows::next_open(&queue.calling_hours(), tz, at);
+    if !same_window_day(queue, tz, now, due_at) {
+        return Next::WindowClosed;
+    }
+    Next::Retry { due_at }
 }
