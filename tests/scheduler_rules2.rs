@@ -338,3 +338,25 @@ async fn a_single_day_queue_refuses_later_days_and_cancels_retries_past_the_clos
     assert_eq!(e.code(), "single_day_queue");
     h.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_caller_who_hung_up_waiting_gets_a_callback_keeping_their_place() {
+    let h = Harness::new(MONDAY_NOON, config(|c| c.queues[1].abandoned_callback_after = Some(Duration::from_secs(30))));
+    let q = h.cfg.queue("q").unwrap().clone();
+    let now = h.now();
+    use redial::ops::abandoned::caller_left;
+    // Waited 29 s, or no number: nothing.
+    assert!(caller_left(h.book(), &q, Some("+15550001"), "call_1", now - 29_000, now).await.is_none());
+    assert!(caller_left(h.book(), &q, None, "call_2", now - 60_000, now).await.is_none());
+    // Waited 30 s: a queue callback due from when they joined.
+    let cb = caller_left(h.book(), &q, Some("+15550001"), "call_3", now - 30_000, now).await.unwrap();
+    assert_eq!((cb.origin, cb.owner.as_deref(), cb.due_at, cb.status), (Origin::Abandoned, None, now - 30_000, Status::Scheduled));
+    // One is active: not a second.
+    assert!(caller_left(h.book(), &q, Some("+15550001"), "call_4", now - 90_000, now).await.is_none());
+    // A queue without the key never calls back.
+    let plain = h.cfg.queue("default").unwrap().clone();
+    assert!(caller_left(h.book(), &plain, Some("+15550002"), "call_5", now - 3_600_000, now).await.is_none());
+    let st = h.book().stats_by_origin(Some("q"), Some(Origin::Abandoned)).await.unwrap().0;
+    assert_eq!(st.requested, 1);
+    h.assert_consistent().await;
+}

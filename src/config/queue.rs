@@ -76,6 +76,9 @@ pub struct Queue {
     /// A callback without `timezone` takes the one its number rings in
     /// (country code; +1 by area code), when that is known exactly.
     pub infer_timezone: bool,
+    /// An inbound caller who waited at least this long and hung up before
+    /// reaching an agent gets a queue callback (origin `abandoned`); `None` = never.
+    pub abandoned_callback_after: Option<Duration>,
     /// Whether a customer's 603 Decline is retried like busy; by default it
     /// ends the callback (`failed`, `declined`).
     pub retry_declined: bool,
@@ -122,6 +125,7 @@ impl Queue {
             retry_declined: false,
             quiet: None,
             infer_timezone: false,
+            abandoned_callback_after: None,
         }
     }
 }
@@ -151,6 +155,7 @@ pub(crate) struct RawQueue {
     callback_detection: Option<bool>,
     retry_declined: Option<bool>,
     infer_timezone: Option<bool>,
+    abandoned_callback_after: Option<String>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -239,5 +244,8 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
     q.callback_detection = raw.callback_detection.unwrap_or(false);
     q.retry_declined = raw.retry_declined.unwrap_or(false);
     q.infer_timezone = raw.infer_timezone.unwrap_or(false);
+    if let Some(v) = &raw.abandoned_callback_after {
+        q.abandoned_callback_after = c.check(k("abandoned_callback_after"), parse_duration(v));
+    }
     q
 }

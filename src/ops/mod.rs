@@ -9,6 +9,7 @@
 //!
 //! - [`error`]: the refusals. [`request`]: the create and change requests.
 
+pub mod abandoned;
 pub mod error;
 pub mod request;
 
