@@ -2,6 +2,9 @@
 //! (parallel forking); the first to answer wins and the others are
 //! cancelled. The ring timeout belongs to the flow that rings.
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use crate::media::Codec;
 use crate::scheduler::model::{Callback, Dispatch};
 use crate::sip::calls::{DialRequest, LegEvent};
@@ -98,7 +101,9 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
     let host = d.sip_addr.to_string();
     let mut legs: Vec<Party> = Vec::new();
     for (contact, source) in bindings {
-        let mut media = match d.media.open().await {
+        // The leg's span: its media task logs in it, under the call's.
+        let span = tracing::info_span!("leg", role = "agent", agent = %agent, call_id = Empty);
+        let mut media = match d.media.open().instrument(span.clone()).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "no media port for the agent leg");
@@ -117,6 +122,7 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
             sdp: offer.into_bytes(),
             credentials: None,
         });
+        span.record("call_id", tracing::field::display(&sip.call_id));
         legs.push(Party { sip, media });
     }
     if legs.is_empty() {
@@ -163,6 +169,15 @@ impl Ringing {
         for l in self.legs {
             l.close();
         }
+    }
+}
+
+/// The next event of `r`, or never when no agent is ringing: a branch of a
+/// driver's `select!`.
+pub async fn next_of(r: Option<&mut Ringing>) -> RingEvent {
+    match r {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
     }
 }
 
