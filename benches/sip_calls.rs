@@ -109,6 +109,7 @@ async fn outbound(total: u32) {
         let req = DialRequest {
             request_uri: format!("sip:+15551234567@127.0.0.1:{port}"),
             to: "<sip:+15551234567@carrier.test>".into(),
+            from_name: None,
             from_user: DID.into(),
             from_host: "carrier.test".into(),
             destination: Peer { addr: ([127, 0, 0, 1], port).into(), transport: Transport::Udp },

@@ -67,6 +67,7 @@ fn booking(phone: &str, queue: &str) -> CreateCallback {
         notes: None,
         interaction_id: None,
         max_attempts: None,
+        ..CreateCallback::default()
     }
 }
 

@@ -87,7 +87,10 @@ fn detects_resolves_and_books_only_with_both_gates_on() {
     assert_eq!(cb["phone"], "+15550106");
     assert_eq!(cb["queue"], "leads");
     assert_eq!(cb["when"], "tomorrow at 5 pm");
-    assert_eq!(cb["notes"], "reason: driving");
+    // The reason and confidence have their own fields now, not the notes.
+    assert_eq!(cb["notes"], serde_json::Value::Null);
+    assert_eq!(cb["reason"], "driving");
+    assert_eq!(cb["confidence"], d["confidence"]);
     assert_eq!(cb["origin"], "api");
     assert_eq!(cb["timezone"], "Asia/Kolkata");
     assert_eq!(cb["due_at"], d["callback"]["due_at"]);

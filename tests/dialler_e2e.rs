@@ -88,7 +88,8 @@ fn machine_is_retried_after_retry_delay_then_exhausted() {
 fn busy_decline_and_not_found_map_to_their_outcomes() {
     for (scenario, outcome, status, sip) in [
         ("dial_carrier_busy.xml", "busy", "exhausted", 486),
-        ("dial_carrier_decline.xml", "declined", "exhausted", 603),
+        // A decline ends the callback: the customer said no.
+        ("dial_carrier_decline.xml", "declined", "failed", 603),
         ("dial_carrier_notfound.xml", "failed", "failed", 404),
     ] {
         let w = World::new();

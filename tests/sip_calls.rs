@@ -39,6 +39,7 @@ fn dial_to(port: u16, credentials: Option<Credentials>) -> DialRequest {
     DialRequest {
         request_uri: format!("sip:+15551234567@127.0.0.1:{port}"),
         to: "<sip:+15551234567@carrier.test>".into(),
+        from_name: None,
         from_user: DID.into(),
         from_host: "carrier.test".into(),
         destination: Peer { addr: ([127, 0, 0, 1], port).into(), transport: Transport::Udp },

@@ -89,6 +89,7 @@ async fn websocket_agent_registers_is_called_on_its_connection_and_leaves_with_i
         request_uri: "sip:k3j2@df7jal23ls0d.invalid;transport=ws".into(),
         to: "<sip:alice@redial>".into(),
         from_user: "redial".into(),
+        from_name: None,
         from_host: "redial".into(),
         destination: to,
         headers: vec![],

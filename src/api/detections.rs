@@ -110,7 +110,7 @@ pub async fn detect(
     // can only answer with the queue's retry delay name no time.
     let due_at = match (&d.when, d.requested) {
         (Some(words), true) => {
-            let r = when::resolve(words, s.ops.clock.now_ms(), tz, &queue.hours, queue.retry_delay);
+            let r = when::resolve(words, s.ops.clock.now_ms(), tz, &queue.calling_hours(), queue.retry_delay);
             (r.resolution != WhenResolution::Fallback).then(|| rfc3339(r.due_ms))
         }
         _ => None,
@@ -127,9 +127,12 @@ pub async fn detect(
             owner: None,
             mode: None,
             caller_id: None,
-            notes: d.reason.map(|r| format!("reason: {r}")),
+            notes: None,
             interaction_id: None,
             max_attempts: None,
+            reason: d.reason.map(str::to_string),
+            confidence: Some(d.confidence),
+            ..CreateCallback::default()
         };
         let cb = s.ops.create(&actor, create).await?;
         Some(CallbackView::from(&cb))

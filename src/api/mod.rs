@@ -141,6 +141,14 @@ pub struct HttpServer {
     http: JoinHandle<()>,
 }
 
+/// The console's base URL as a softphone on the SIP side can reach it: the
+/// bound HTTP address, with a wildcard address replaced by the SIP public
+/// address (or the SIP listen address).
+pub fn console_base_url(http: SocketAddr, cfg: &crate::config::Config) -> String {
+    let ip = if http.ip().is_unspecified() { cfg.sip.public_addr.unwrap_or(cfg.sip.listen.ip()) } else { http.ip() };
+    format!("http://{}", SocketAddr::new(ip, http.port()))
+}
+
 /// Serves the API and the console on `core.cfg.http.listen` over the core's
 /// book, bus, metrics and agents' registry. `trunks` answers `/v1/trunks`
 /// and `live` which calls are in progress ([`NoLiveCalls`] without a dialler).

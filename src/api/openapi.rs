@@ -21,7 +21,7 @@ use super::views::*;
         routes::change_callback, routes::cancel_callback, super::detections::detect, routes::stats, routes::list_agents,
         routes::set_agent_state, routes::list_trunks, super::admin::backup, super::admin::cluster, super::deliveries::list_deliveries, super::deliveries::retry_delivery, openapi_json, routes::healthz, routes::metrics,
     ),
-    components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, AgentView, RegistrationView,
+    components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, OriginStatsView, routes::OriginParam, AgentView, RegistrationView,
         SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam,
         super::admin::BackupRequest, super::admin::BackupView, crate::cluster::node::ClusterView,
         crate::cluster::node::NodeView, crate::cluster::node::ShardView, super::detections::DetectRequest, super::detections::DetectionView,

@@ -21,7 +21,7 @@ use crate::metrics::{family, label};
 use super::views::*;
 use super::state::{AppState, Caller};
 use crate::agents::AgentState;
-use crate::scheduler::model::Status;
+use crate::scheduler::model::{Confidence, Origin, Status};
 use crate::scheduler::store::ListFilter;
 
 /// Every route template, for metrics labels (a fixed set, so label
@@ -184,6 +184,16 @@ pub enum StatusParam {
     Skipped,
 }
 
+/// The origins a list or stats can filter on (schema only; parsed as [`Origin`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OriginParam {
+    Api,
+    Agent,
+    Inbound,
+    Abandoned,
+}
+
 /// `GET /v1/callbacks` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -194,6 +204,14 @@ pub struct ListQuery {
     pub owner: Option<String>,
     /// E.164.
     pub phone: Option<String>,
+    /// `api`, `agent`, `inbound` or `abandoned`.
+    #[param(value_type = Option<OriginParam>)]
+    pub origin: Option<String>,
+    /// Callbacks whose `reason` contains these words (any case).
+    pub reason: Option<String>,
+    /// Callbacks with at least this `confidence` (0 to 1).
+    #[param(value_type = Option<f64>, minimum = 0.0, maximum = 1.0)]
+    pub min_confidence: Option<String>,
     /// 1 to 500, default 100.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
@@ -224,7 +242,23 @@ pub async fn list_callbacks(State(s): State<AppState>, q: Result<Query<ListQuery
             _ => return Err(ApiError::bad_request("invalid_query", format!("limit `{v}` must be 1 to 500")).field("limit")),
         },
     };
-    let filter = ListFilter { status, queue: q.queue, owner: q.owner, phone: q.phone };
+    let origin = q
+        .origin
+        .as_deref()
+        .map(|v| v.parse::<Origin>().map_err(|_| ApiError::bad_request("invalid_query", format!("`{v}` is not an origin")).field("origin")))
+        .transpose()?;
+    let min_confidence = q
+        .min_confidence
+        .as_deref()
+        .map(|v| {
+            v.parse::<f64>()
+                .ok()
+                .and_then(Confidence::from_f64)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", format!("min_confidence `{v}` must be a number from 0 to 1")).field("min_confidence"))
+        })
+        .transpose()?;
+    let reason = q.reason.filter(|r| !r.is_empty());
+    let filter = ListFilter { status, queue: q.queue, owner: q.owner, phone: q.phone, origin, reason, min_confidence };
     let page = s.book.list(&filter, limit, q.cursor.as_deref()).await?;
     Ok(Json(List { items: page.items.iter().map(CallbackView::from).collect(), next_cursor: page.next_cursor }))
 }
@@ -316,6 +350,9 @@ pub async fn cancel_callback(State(s): State<AppState>, caller: Option<Extension
 pub struct StatsQuery {
     /// A queue name; absent = all queues.
     pub queue: Option<String>,
+    /// Count only callbacks of this origin; `by_origin` still splits the queue's by every origin.
+    #[param(value_type = Option<OriginParam>)]
+    pub origin: Option<String>,
 }
 
 /// Counters for one queue or all.
@@ -335,7 +372,15 @@ pub async fn stats(State(s): State<AppState>, q: Result<Query<StatsQuery>, Query
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no queue named `{name}`")).field("queue"));
         }
     }
-    Ok(Json(s.book.stats(q.queue.as_deref()).await?.into()))
+    let origin = q
+        .origin
+        .as_deref()
+        .map(|v| v.parse::<Origin>().map_err(|_| ApiError::bad_request("invalid_query", format!("`{v}` is not an origin")).field("origin")))
+        .transpose()?;
+    let (total, split) = s.book.stats_by_origin(q.queue.as_deref(), origin).await?;
+    let mut view = StatsView::from(total);
+    view.by_origin = split.into_iter().map(|(o, st)| (o.as_str().to_string(), OriginStatsView::from(st))).collect();
+    Ok(Json(view))
 }
 
 /// Every configured agent.
@@ -398,23 +443,45 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
+fn status_counts(st: &crate::scheduler::model::Stats) -> [(&'static str, u64); 6] {
+    [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed), ("skipped", st.skipped)]
+}
+
 /// Prometheus metrics; no token needed (bind to loopback or firewall it).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::with_capacity(8192);
     family(&mut out, "redial_callbacks", "gauge", "Callbacks by queue and status (pending = scheduled + in_progress).");
     let mut requested = BTreeMap::new();
+    let mut by_origin = Vec::new();
     for q in &s.cfg.queues {
-        let st = s.book.stats(Some(&q.name)).await?;
+        let (st, split) = s.book.stats_by_origin(Some(&q.name), None).await?;
         let ql = label(&q.name);
-        for (status, n) in [("pending", st.pending), ("completed", st.completed), ("cancelled", st.cancelled), ("exhausted", st.exhausted), ("failed", st.failed), ("skipped", st.skipped)] {
+        for (status, n) in status_counts(&st) {
             let _ = writeln!(out, "redial_callbacks{{queue=\"{ql}\",status=\"{status}\"}} {n}");
         }
-        requested.insert(ql, st.requested);
+        requested.insert(ql.clone(), st.requested);
+        by_origin.push((ql, split));
     }
     family(&mut out, "redial_callbacks_requested_total", "counter", "Callbacks ever requested, by queue.");
     for (q, n) in requested {
         let _ = writeln!(out, "redial_callbacks_requested_total{{queue=\"{q}\"}} {n}");
+    }
+    // The same counts split by origin, in their own families so that summing
+    // a family never counts a callback twice.
+    family(&mut out, "redial_callbacks_by_origin", "gauge", "Callbacks by queue, origin and status (pending = scheduled + in_progress).");
+    for (ql, split) in &by_origin {
+        for (origin, st) in split {
+            for (status, n) in status_counts(st) {
+                let _ = writeln!(out, "redial_callbacks_by_origin{{queue=\"{ql}\",origin=\"{origin}\",status=\"{status}\"}} {n}");
+            }
+        }
+    }
+    family(&mut out, "redial_callbacks_requested_by_origin_total", "counter", "Callbacks ever requested, by queue and origin.");
+    for (ql, split) in &by_origin {
+        for (origin, st) in split {
+            let _ = writeln!(out, "redial_callbacks_requested_by_origin_total{{queue=\"{ql}\",origin=\"{origin}\"}} {}", st.requested);
+        }
     }
     family(&mut out, "redial_callbacks_waiting_for_agent", "gauge", "Callbacks due but waiting for a free agent.");
     let _ = writeln!(out, "redial_callbacks_waiting_for_agent {}", s.book.waiting_for_agent());

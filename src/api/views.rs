@@ -12,7 +12,7 @@ use super::error::ApiError;
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
 use crate::config::DialMode;
-use crate::scheduler::model::{Attempt, Callback, Stats, Timeline};
+use crate::scheduler::model::{Attempt, Callback, Confidence, Stats, Timeline};
 
 pub use crate::clock::rfc3339;
 pub use crate::ops::request::{ChangeCallback, CreateCallback, LIVE_DEFAULT_DELAY_MS, MAX_WHEN, OWNER_ME};
@@ -48,7 +48,7 @@ fn unknown_field_name(msg: &str) -> Option<&str> {
 
 /// The callback object.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T14:00:00.000Z", "due_at": "2026-11-23T14:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z", "end_reason": null, "when": "tomorrow morning", "when_resolution": "approximate", "skipped_by": null}))]
+#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T14:00:00.000Z", "due_at": "2026-11-23T14:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z", "end_reason": null, "when": "tomorrow morning", "when_resolution": "approximate", "skipped_by": null, "caller_name": "Acme Support", "reason": "billing question", "confidence": 0.9, "owners": [], "owner_mode": "strict", "timezone_source": "request"}))]
 pub struct CallbackView {
     pub id: String,
     /// `scheduled`, `in_progress`, `completed`, `cancelled`, `exhausted`, `failed`, `skipped`.
@@ -68,7 +68,7 @@ pub struct CallbackView {
     pub max_attempts: u32,
     /// Outcome of the last finished attempt.
     pub last_outcome: Option<String>,
-    /// `api`, `inbound` or `agent`.
+    /// `api`, `inbound`, `agent` or `abandoned`.
     pub origin: String,
     pub notes: Option<String>,
     pub interaction_id: Option<String>,
@@ -87,6 +87,20 @@ pub struct CallbackView {
     pub when_resolution: Option<String>,
     /// The inbound call (interaction id) that made it `skipped`.
     pub skipped_by: Option<String>,
+    /// The display name of the From of the call to the customer.
+    pub caller_name: Option<String>,
+    /// Why the customer wants the call.
+    pub reason: Option<String>,
+    /// A voice bot's confidence that a callback was asked for, 0 to 1.
+    pub confidence: Option<f64>,
+    /// The agents who may take it (the first free one does); `[owner]`
+    /// for a single owner, empty when not owned.
+    pub owners: Vec<String>,
+    /// `strict` or `preferred`.
+    pub owner_mode: String,
+    /// Where `timezone` came from: `request`, `number` or `queue`; null on
+    /// callbacks booked before this was recorded.
+    pub timezone_source: Option<String>,
 }
 
 fn mode_str(m: DialMode) -> &'static str {
@@ -121,6 +135,12 @@ impl From<&Callback> for CallbackView {
             when: c.when.clone(),
             when_resolution: c.when_resolution.map(|r| r.as_str().to_string()),
             skipped_by: c.skipped_by.clone(),
+            caller_name: c.caller_name.clone(),
+            reason: c.reason.clone(),
+            confidence: c.confidence.map(Confidence::as_f64),
+            owners: c.all_owners().into_iter().map(str::to_string).collect(),
+            owner_mode: c.owner_mode.as_str().to_string(),
+            timezone_source: c.timezone_source.map(|t| t.as_str().to_string()),
         }
     }
 }
@@ -213,7 +233,12 @@ pub struct List<T: ToSchema> {
 
 /// `GET /v1/stats`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"requested": 120, "pending": 14, "completed": 88, "cancelled": 6, "exhausted": 8, "failed": 2, "skipped": 2, "avg_delay_s": 5321.5}))]
+#[schema(example = json!({"requested": 120, "pending": 14, "completed": 88, "cancelled": 6, "exhausted": 8, "failed": 2, "skipped": 2, "avg_delay_s": 5321.5,
+    "by_origin": {
+        "api": {"requested": 100, "pending": 10, "completed": 75, "cancelled": 5, "exhausted": 7, "failed": 2, "skipped": 1, "avg_delay_s": 6000.0},
+        "inbound": {"requested": 12, "pending": 2, "completed": 8, "cancelled": 1, "exhausted": 1, "failed": 0, "skipped": 0, "avg_delay_s": 300.0},
+        "agent": {"requested": 6, "pending": 1, "completed": 4, "cancelled": 0, "exhausted": 0, "failed": 0, "skipped": 1, "avg_delay_s": 1800.0},
+        "abandoned": {"requested": 2, "pending": 1, "completed": 1, "cancelled": 0, "exhausted": 0, "failed": 0, "skipped": 0, "avg_delay_s": 0.0}}}))]
 pub struct StatsView {
     pub requested: u64,
     /// `scheduled` + `in_progress`.
@@ -226,6 +251,38 @@ pub struct StatsView {
     pub skipped: u64,
     /// Mean of first due time − creation, seconds.
     pub avg_delay_s: f64,
+    /// The same counters for each origin (`api`, `agent`, `inbound`,
+    /// `abandoned`) of the queue asked for, or of all queues.
+    #[schema(value_type = Object)]
+    pub by_origin: std::collections::BTreeMap<String, OriginStatsView>,
+}
+
+/// One origin's counters in `by_origin`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OriginStatsView {
+    pub requested: u64,
+    pub pending: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub exhausted: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub avg_delay_s: f64,
+}
+
+impl From<Stats> for OriginStatsView {
+    fn from(s: Stats) -> Self {
+        Self {
+            requested: s.requested,
+            pending: s.pending,
+            completed: s.completed,
+            cancelled: s.cancelled,
+            exhausted: s.exhausted,
+            failed: s.failed,
+            skipped: s.skipped,
+            avg_delay_s: s.avg_delay_s,
+        }
+    }
 }
 
 impl From<Stats> for StatsView {
@@ -239,6 +296,7 @@ impl From<Stats> for StatsView {
             failed: s.failed,
             skipped: s.skipped,
             avg_delay_s: s.avg_delay_s,
+            by_origin: Default::default(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct CallKit {
     /// Our SIP address, the host of the From/Contact we send agents.
     pub sip_addr: SocketAddr,
     pub live: Arc<LiveCallTable>,
+    /// Where the console serves (`http://<http address>`), for the agent's `Call-Info` link.
+    pub console_url: String,
 }
 
 /// A call in progress, as far as booking a callback needs it.

@@ -6,7 +6,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::media::Codec;
-use crate::scheduler::model::Dispatch;
+use crate::scheduler::model::{Callback, Dispatch};
 use crate::sip::calls::{DialRequest, LegEvent};
 use crate::sip::Peer;
 
@@ -45,6 +45,26 @@ pub enum RingEvent {
     Failed(u16),
 }
 
+/// What the agent's softphone can show about a callback: `X-Redial-Reason`,
+/// `X-Redial-When` (the customer's own words), `X-Redial-Origin`, and
+/// `Call-Info: <console page>;purpose=info` (RFC 3261 §20.9). Values lose
+/// control characters: a header value cannot carry them.
+pub fn context_headers(cb: &Callback, console_url: &str) -> Vec<(String, String)> {
+    let clean = |v: &str| v.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    let mut h = Vec::new();
+    if let Some(r) = cb.reason.as_deref().filter(|r| !r.is_empty()) {
+        h.push(("X-Redial-Reason".to_string(), clean(r)));
+    }
+    if let Some(w) = cb.when.as_deref().filter(|w| !w.is_empty()) {
+        h.push(("X-Redial-When".to_string(), clean(w)));
+    }
+    h.push(("X-Redial-Origin".to_string(), cb.origin.as_str().to_string()));
+    if !console_url.is_empty() {
+        h.push(("Call-Info".to_string(), format!("<{}/console/callbacks/{}>;purpose=info", console_url.trim_end_matches('/'), cb.id)));
+    }
+    h
+}
+
 /// The headers of the INVITEs to an agent: which queue and live call
 /// (`X-Redial-Queue`, `X-Redial-Interaction-Id`) and, for a callback, which
 /// callback and attempt, with its notes.
@@ -73,7 +93,10 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
     if bindings.is_empty() {
         return None;
     }
-    let headers = agent_headers(call);
+    let mut headers = agent_headers(call);
+    if let Some(dp) = call.dispatch {
+        headers.extend(context_headers(&dp.callback, &d.console_url));
+    }
     let what = call.dispatch.map_or_else(|| call.interaction.to_string(), |dp| dp.callback.id.to_string());
     let host = d.sip_addr.to_string();
     let mut legs: Vec<Party> = Vec::new();
@@ -92,6 +115,7 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
         let sip = d.calls.dial(DialRequest {
             request_uri: contact,
             to: format!("<sip:{agent}@{host}>"),
+            from_name: None,
             from_user: call.caller.to_string(),
             from_host: host.clone(),
             destination: source,

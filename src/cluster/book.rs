@@ -42,7 +42,7 @@ use crate::scheduler::book::{
 use crate::scheduler::change::{self, action_id};
 use crate::scheduler::engine::rules::RuleError;
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
-use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, NewCallback, Outcome, Stats, Status};
+use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, NewCallback, Origin, Outcome, Stats, Status};
 use crate::scheduler::store::codec::{decode_attempt, decode_callback, encode_attempt, encode_callback};
 use crate::scheduler::store::stats::Counters;
 
@@ -1108,6 +1108,28 @@ impl PgBook {
         Ok(c.stats())
     }
 
+    /// Counts by origin. The origin lives only in the record, so this reads
+    /// the records of the queues asked for (no column to group by).
+    async fn stats_by_origin_now(&self, queue: Option<&str>, origin: Option<Origin>) -> Result<(Stats, Vec<(Origin, Stats)>), StoreError> {
+        let rows = self
+            .read
+            .query("SELECT id, record FROM redial_callbacks WHERE ($1::text IS NULL OR queue = $1)", &[&queue])
+            .await
+            .map_err(pg_error)?;
+        let mut split: Vec<(Origin, Counters)> = Origin::ALL.iter().map(|o| (*o, Counters::default())).collect();
+        for r in rows {
+            let c = decode_row(&r, 1)?;
+            if let Some((_, ct)) = split.iter_mut().find(|(o, _)| *o == c.origin) {
+                ct.created(c.status, c.first_due_at - c.created_at);
+            }
+        }
+        let total = match origin {
+            Some(o) => split.iter().find(|(x, _)| *x == o).map(|(_, c)| c.stats()).unwrap_or_default(),
+            None => self.stats_now(queue).await?,
+        };
+        Ok((total, split.into_iter().map(|(o, c)| (o, c.stats())).collect()))
+    }
+
     async fn audit_page_now(&self, limit: usize, before: Option<u64>) -> Result<AuditPage, StoreError> {
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let rows = self
@@ -1269,6 +1291,10 @@ impl Book for PgBook {
 
     fn stats<'a>(&'a self, queue: Option<&'a str>) -> BookFuture<'a, Result<Stats, StoreError>> {
         Box::pin(self.stats_now(queue))
+    }
+
+    fn stats_by_origin<'a>(&'a self, queue: Option<&'a str>, origin: Option<Origin>) -> BookFuture<'a, Result<(Stats, Vec<(Origin, Stats)>), StoreError>> {
+        Box::pin(self.stats_by_origin_now(queue, origin))
     }
 
     fn audit_page(&self, limit: usize, before: Option<u64>) -> BookFuture<'_, Result<AuditPage, StoreError>> {

@@ -169,6 +169,10 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     /// `[tls]`: certificates for `sip.tls_listen` and for TLS toward carriers.
     pub tls: TlsConfig,
+    /// `[compliance] quiet_hours = "08:00-21:00"`: the only local hours
+    /// (the customer's) in which a customer may be called or texted, above
+    /// every queue's window; `None` = no limit beyond the queues'.
+    pub calling_hours: Option<(crate::window::MinuteOfDay, crate::window::MinuteOfDay)>,
     /// Whether `profiles.dir` was set explicitly (then it must exist).
     profiles_dir_explicit: bool,
 }
@@ -210,6 +214,7 @@ impl Config {
             amd: crate::amd::AmdConfig::default(),
             webhooks: vec![],
             tls: TlsConfig::default(),
+            calling_hours: None,
             profiles_dir_explicit: false,
         }
     }
@@ -323,6 +328,14 @@ struct RawConfig {
     webhooks: Vec<webhook::RawWebhook>,
     #[serde(default)]
     tls: tls::RawTls,
+    #[serde(default)]
+    compliance: RawCompliance,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompliance {
+    quiet_hours: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -544,11 +557,24 @@ impl RawConfig {
         if !self.queues.is_empty() {
             cfg.queues.clear();
         }
+        if let Some(v) = &self.compliance.quiet_hours {
+            cfg.calling_hours = c.check(
+                "compliance.quiet_hours".to_string(),
+                crate::window::WeeklyHours::parse_daily(v).map_err(|e| format!("`{v}`: {e} (the hours calls are allowed, e.g. \"08:00-21:00\")")),
+            );
+        }
         for (i, rq) in self.queues.into_iter().enumerate() {
             let q = queue::validate(rq, &format!("queues[{i}]"), &mut c);
             if cfg.queue(&q.name).is_some() {
                 c.push(format!("queues[{i}].name"), format!("duplicate queue `{}`", q.name));
             }
+            if let Some(allowed) = cfg.calling_hours {
+                if q.hours.within_daily(allowed).is_none() {
+                    c.push(format!("queues[{i}].hours"), format!("no hour of `{}` is inside compliance.quiet_hours", q.hours));
+                }
+            }
+            let mut q = q;
+            q.quiet = cfg.calling_hours;
             cfg.queues.push(q);
         }
 

@@ -55,6 +55,8 @@ pub struct Queue {
     pub agent_ring_timeout: Duration,
     pub wrap_up: Duration,
     pub ownership_period: Duration,
+    /// How far ahead an owned callback may be booked (1 h to 30 d).
+    pub owned_booking_horizon: Duration,
     pub on_ownership_expiry: OwnershipExpiry,
     pub on_machine: OnMachine,
     pub skip_if_reached: bool,
@@ -73,9 +75,30 @@ pub struct Queue {
     pub sms_confirm: Option<String>,
     /// Text sent when a callback ends `exhausted` (same placeholders).
     pub sms_on_exhausted: Option<String>,
+    /// `[compliance] quiet_hours` (copied here at load): the daily local
+    /// range outside which no customer is called, whatever `hours` says.
+    pub quiet: Option<(crate::window::MinuteOfDay, crate::window::MinuteOfDay)>,
+    /// A callback without `timezone` takes the one its number rings in
+    /// (country code; +1 by area code), when that is known exactly.
+    pub infer_timezone: bool,
+    /// An inbound caller who waited at least this long and hung up before
+    /// reaching an agent gets a queue callback (origin `abandoned`); `None` = never.
+    pub abandoned_callback_after: Option<Duration>,
+    /// Whether a customer's 603 Decline is retried like busy; by default it
+    /// ends the callback (`failed`, `declined`).
+    pub retry_declined: bool,
 }
 
 impl Queue {
+    /// The hours a customer of this queue may be called, in the customer's
+    /// local time: the queue's window within the compliance quiet hours.
+    pub fn calling_hours(&self) -> std::borrow::Cow<'_, WeeklyHours> {
+        match self.quiet.and_then(|q| self.hours.within_daily(q)) {
+            Some(h) => std::borrow::Cow::Owned(h),
+            None => std::borrow::Cow::Borrowed(&self.hours),
+        }
+    }
+
     /// The built-in `default` queue: UTC, always open.
     pub fn default_queue() -> Self {
         Self::named("default")
@@ -96,6 +119,7 @@ impl Queue {
             agent_ring_timeout: Duration::from_secs(15),
             wrap_up: Duration::from_secs(10),
             ownership_period: Duration::from_secs(4 * 3600),
+            owned_booking_horizon: Duration::from_secs(7 * 86_400),
             on_ownership_expiry: OwnershipExpiry::Queue,
             on_machine: OnMachine::Retry,
             skip_if_reached: true,
@@ -105,6 +129,10 @@ impl Queue {
             callback_detection: false,
             sms_confirm: None,
             sms_on_exhausted: None,
+            retry_declined: false,
+            quiet: None,
+            infer_timezone: false,
+            abandoned_callback_after: None,
         }
     }
 }
@@ -124,6 +152,7 @@ pub(crate) struct RawQueue {
     agent_ring_timeout: Option<String>,
     wrap_up: Option<String>,
     ownership_period: Option<String>,
+    owned_booking_horizon: Option<String>,
     on_ownership_expiry: Option<String>,
     on_machine: Option<String>,
     skip_if_reached: Option<bool>,
@@ -133,6 +162,9 @@ pub(crate) struct RawQueue {
     callback_detection: Option<bool>,
     sms_confirm: Option<String>,
     sms_on_exhausted: Option<String>,
+    retry_declined: Option<bool>,
+    infer_timezone: Option<bool>,
+    abandoned_callback_after: Option<String>,
 }
 
 pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue {
@@ -175,12 +207,23 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         ("agent_ring_timeout", &raw.agent_ring_timeout, &mut q.agent_ring_timeout),
         ("wrap_up", &raw.wrap_up, &mut q.wrap_up),
         ("ownership_period", &raw.ownership_period, &mut q.ownership_period),
+        ("owned_booking_horizon", &raw.owned_booking_horizon, &mut q.owned_booking_horizon),
         ("offer_after_wait", &raw.offer_after_wait, &mut q.offer_after_wait),
     ] {
         if let Some(v) = value {
             if let Some(d) = c.check(k(field), parse_duration(v)) {
                 *slot = d;
             }
+        }
+    }
+    // Ownership is about hours and days: under an hour no agent can be
+    // expected back, past the 30-day booking limit it would never end.
+    for (field, set, v) in [
+        ("ownership_period", raw.ownership_period.is_some(), q.ownership_period),
+        ("owned_booking_horizon", raw.owned_booking_horizon.is_some(), q.owned_booking_horizon),
+    ] {
+        if set && !(Duration::from_secs(3600)..=Duration::from_secs(30 * 86_400)).contains(&v) {
+            c.push(k(field), format!("{}s is out of range (1h to 30d)", v.as_secs()));
         }
     }
     match raw.on_ownership_expiry.as_deref() {
@@ -216,6 +259,11 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
             c.push(k(field), "needs the queue's `profile`: texts go out through its trunk".to_string());
         }
         *slot = Some(text);
+    }
+    q.retry_declined = raw.retry_declined.unwrap_or(false);
+    q.infer_timezone = raw.infer_timezone.unwrap_or(false);
+    if let Some(v) = &raw.abandoned_callback_after {
+        q.abandoned_callback_after = c.check(k("abandoned_callback_after"), parse_duration(v));
     }
     q
 }

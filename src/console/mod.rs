@@ -317,6 +317,7 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
             queue: (!p.queue.is_empty()).then(|| p.queue.clone()),
             owner: (!p.owner.is_empty()).then(|| p.owner.clone()),
             phone: (!p.phone.is_empty()).then(|| p.phone.clone()),
+            ..ListFilter::default()
         };
         let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).await.map_err(ConsoleError::from)?;
         let mut rows = page.items;
@@ -364,6 +365,7 @@ fn create_request(f: &Fields) -> CreateCallback {
         notes: nonempty(f, "notes"),
         interaction_id: nonempty(f, "interaction_id"),
         max_attempts: None,
+        ..CreateCallback::default()
     }
 }
 
@@ -449,6 +451,7 @@ fn list_filter(status: &str, queue: &str, owner: &str, phone: &str) -> ListFilte
         queue: some(queue),
         owner: some(owner),
         phone: some(phone),
+        ..ListFilter::default()
     }
 }
 

@@ -734,6 +734,12 @@ mod tests {
             when: Some("tomorrow 10am".into()),
             when_resolution: None,
             skipped_by: None,
+            caller_name: None,
+            reason: None,
+            confidence: None,
+            owners: Vec::new(),
+            owner_mode: Default::default(),
+            timezone_source: None,
         }
     }
 

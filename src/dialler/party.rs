@@ -43,6 +43,7 @@ pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Par
     let sip = d.calls.dial(DialRequest {
         request_uri: uri.clone(),
         to: format!("<{uri}>"),
+        from_name: cb.caller_name.clone(),
         from_user: caller_id,
         from_host: profile.domain.clone(),
         destination: dest,

@@ -47,6 +47,8 @@ pub enum OpsError {
     MissingField { field: &'static str },
     #[error("`owner: \"me\"`: no agent is on this interaction")]
     NoAgentOnCall,
+    #[error("confidence {value} is not between 0 and 1")]
+    InvalidConfidence { value: f64 },
     /// The book refused a create or a change. `by_when`: the time came from
     /// free text, so a complaint about `scheduled_at` is about `when`.
     #[error("{source}")]
@@ -119,7 +121,8 @@ impl OpsError {
             | OpsError::UnknownQueue { .. }
             | OpsError::InvalidTimezone { .. }
             | OpsError::ConflictingWhen
-            | OpsError::NoAgentOnCall => Class::Invalid,
+            | OpsError::NoAgentOnCall
+            | OpsError::InvalidConfidence { .. } => Class::Invalid,
             OpsError::Schedule { source, .. } => match source {
                 ScheduleError::Rule(r) if r.http_status() == 409 => Class::Conflict,
                 ScheduleError::Rule(_) => Class::Invalid,
@@ -158,6 +161,7 @@ impl OpsError {
             OpsError::ConflictingWhen => "conflicting_fields",
             OpsError::MissingField { .. } => "invalid_field",
             OpsError::NoAgentOnCall => "unknown_owner",
+            OpsError::InvalidConfidence { .. } => "invalid_confidence",
             OpsError::Schedule { source: ScheduleError::Store(s), .. } | OpsError::Cancel(CancelError::Store(s)) | OpsError::Store(s) => store_code(s),
             OpsError::Schedule { source, .. } => source.code(),
             OpsError::Cancel(c) => c.code(),
@@ -172,6 +176,7 @@ impl OpsError {
             OpsError::NotInQueue { .. } | OpsError::UnknownQueue { .. } => Some("queue"),
             OpsError::AgentsCannotReassign { field } => Some(field),
             OpsError::NoAgentOnCall => Some("owner"),
+            OpsError::InvalidConfidence { .. } => Some("confidence"),
             OpsError::EmptyWhen | OpsError::WhenTooLong { .. } | OpsError::ConflictingWhen => Some("when"),
             OpsError::InvalidTimezone { .. } => Some("timezone"),
             OpsError::InvalidTime { field, .. } | OpsError::MissingField { field } => Some(field),

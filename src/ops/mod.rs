@@ -9,6 +9,7 @@
 //!
 //! - [`error`]: the refusals. [`request`]: the create and change requests.
 
+pub mod abandoned;
 pub mod error;
 pub mod request;
 
@@ -179,14 +180,23 @@ impl Ops {
                     return Err(OpsError::NotInQueue { agent: id.clone(), queue: q.clone() });
                 }
             }
-            if req.owner.is_none() {
+            if req.owner.is_none() && req.owners.as_ref().is_none_or(Vec::is_empty) {
                 req.owner = Some(id.clone());
             }
         } else if !actor.has(Scope::CallbacksWrite) {
             return Err(OpsError::MissingScope { actor: actor.name(), scope: "callbacks:write" });
         }
         let by_when = req.when.is_some();
+        // The callback the live call's agent is on (being dialled now): a
+        // booking from that call is its follow-up, not its duplicate.
+        let follow_up_of = live
+            .as_ref()
+            .and_then(|l| l.agent.as_deref())
+            .and_then(|a| self.agents.get(a))
+            .and_then(|a| a.reserved_for)
+            .and_then(|w| crate::scheduler::model::CallbackId::parse(&w));
         let mut new = req.into_request(live)?;
+        new.follow_up_of = follow_up_of;
         if actor.agent_id().is_some() && new.origin == Some(crate::scheduler::model::Origin::Api) {
             new.origin = Some(crate::scheduler::model::Origin::Agent);
         }
@@ -391,7 +401,7 @@ impl Ops {
             let at = parse_time("when", text)?;
             return Ok((at, "exact"));
         }
-        let r = when::resolve(text, self.clock.now_ms(), tz, &q.hours, q.retry_delay);
+        let r = when::resolve(text, self.clock.now_ms(), tz, &q.calling_hours(), q.retry_delay);
         Ok((r.due_ms, r.resolution.as_str()))
     }
 

@@ -8,7 +8,7 @@ use super::error::OpsError;
 use crate::calls::LiveCall;
 use crate::clock::{parse_rfc3339, Millis};
 use crate::config::DialMode;
-use crate::scheduler::model::{CallbackChanges, NewCallback, Origin};
+use crate::scheduler::model::{CallbackChanges, Confidence, NewCallback, Origin, OwnerMode};
 
 /// Parses an RFC 3339 time (any offset) given in `field`.
 pub fn parse_time(field: &'static str, s: &str) -> Result<Millis, OpsError> {
@@ -21,7 +21,7 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Opti
 }
 
 /// `POST /v1/callbacks`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"phone": "+15550123", "queue": "support", "when": "tomorrow morning", "timezone": "America/New_York", "notes": "billing question"}))]
 pub struct CreateCallback {
@@ -58,6 +58,24 @@ pub struct CreateCallback {
     pub interaction_id: Option<String>,
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
+    /// The display name of the From of the call to the customer (with
+    /// `caller_id` as its number), e.g. "Acme Support".
+    #[schema(max_length = 64)]
+    pub caller_name: Option<String>,
+    /// Why the customer wants the call ("busy", "driving", "billing"); shown
+    /// to the agent and sent in `X-Redial-Reason`.
+    #[schema(max_length = 200)]
+    pub reason: Option<String>,
+    /// How sure a voice bot was that a callback was asked for, 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub confidence: Option<f64>,
+    /// Several agents who may take it (the first free one does); instead of `owner`.
+    pub owners: Option<Vec<String>>,
+    /// `strict` (default: wait for an owner until the ownership period
+    /// ends) or `preferred` (an owner if one is free at the due time, else
+    /// the queue at once).
+    #[schema(value_type = Option<String>, example = "preferred")]
+    pub owner_mode: Option<OwnerMode>,
 }
 
 /// `owner` value meaning "the agent on the live call".
@@ -81,6 +99,10 @@ impl CreateCallback {
                 return Err(OpsError::WhenTooLong { max: MAX_WHEN });
             }
         }
+        let confidence = match self.confidence {
+            None => None,
+            Some(v) => Some(Confidence::from_f64(v).ok_or(OpsError::InvalidConfidence { value: v })?),
+        };
         let missing = |f: &'static str| OpsError::MissingField { field: f };
         let scheduled_at = self.scheduled_at.as_deref().map(|s| parse_time("scheduled_at", s)).transpose()?;
         let (phone, queue, owner, origin, live_defaults) = match live {
@@ -111,6 +133,12 @@ impl CreateCallback {
             default_delay_ms: live_defaults.then_some(LIVE_DEFAULT_DELAY_MS),
             unique_interaction: live_defaults,
             joined_at: None,
+            caller_name: self.caller_name,
+            reason: self.reason,
+            confidence,
+            owners: self.owners.unwrap_or_default(),
+            owner_mode: self.owner_mode,
+            follow_up_of: None,
         })
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::engine::Availability;
-use super::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, NewCallback, Stats};
+use super::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, NewCallback, Origin, Stats};
 pub use super::store::audit::{AuditEntry, AuditNote, AuditPage};
 pub use super::store::backup::BackupReport;
 pub use super::store::query::{Inconsistency, ListFilter, Page};
@@ -77,6 +77,10 @@ pub trait Book: Send + Sync {
 
     /// Counts per status, for one queue or all.
     fn stats<'a>(&'a self, queue: Option<&'a str>) -> BookFuture<'a, Result<Stats, StoreError>>;
+
+    /// Counts per status for one queue or all, of one origin or all, and
+    /// the same selection of queues split by every origin.
+    fn stats_by_origin<'a>(&'a self, queue: Option<&'a str>, origin: Option<Origin>) -> BookFuture<'a, Result<(Stats, Vec<(Origin, Stats)>), StoreError>>;
 
     /// Audit entries older than `before`, newest first.
     fn audit_page(&self, limit: usize, before: Option<u64>) -> BookFuture<'_, Result<AuditPage, StoreError>>;

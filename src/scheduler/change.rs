@@ -13,7 +13,7 @@ use crate::scheduler::engine::rules::{self, Next, Validated};
 use crate::scheduler::engine::{Action, DueEntry};
 use crate::scheduler::model::{
     Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
-    Status, WhenResolution,
+    OwnerMode, Status, TimezoneSource, WhenResolution,
 };
 use crate::scheduler::store::{CancelError, ReportError, ScheduleError};
 
@@ -28,8 +28,12 @@ pub fn due_entry(cfg: &Config, cb: &Callback) -> DueEntry {
 /// that need the book (one active callback per phone and queue, one per
 /// interaction).
 pub fn validate_new(now: Millis, cfg: &Config, req: &mut NewCallback) -> Result<(Validated, Option<WhenResolution>), ScheduleError> {
+    let inferred = rules::infer_timezone(cfg, req);
     let when_resolution = crate::scheduler::when::resolve_request(now, req, cfg);
-    let v = rules::validate_new(now, req, cfg)?;
+    let mut v = rules::validate_new(now, req, cfg)?;
+    if inferred {
+        v.timezone_source = TimezoneSource::Number;
+    }
     Ok((v, when_resolution))
 }
 
@@ -43,7 +47,7 @@ pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v
         caller_id: req.caller_id,
         phone: req.phone,
         queue: req.queue,
-        owner: req.owner,
+        owner: req.owner.or_else(|| req.owners.first().cloned()),
         scheduled_at: req.scheduled_at,
         due_at: v.due_at,
         timezone: v.timezone,
@@ -61,6 +65,12 @@ pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v
         when: req.when,
         when_resolution,
         skipped_by: None,
+        caller_name: req.caller_name,
+        reason: req.reason,
+        confidence: req.confidence,
+        owners: req.owners,
+        owner_mode: req.owner_mode.unwrap_or_default(),
+        timezone_source: Some(v.timezone_source),
     }
 }
 
@@ -90,6 +100,13 @@ pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChang
     new.scheduled_at = r.scheduled_at;
     new.timezone = r.timezone;
     new.due_at = r.due_at;
+    if ch.owner.is_some() {
+        // Reassigned (or cleared): one owner, or none, from now on.
+        new.owners.clear();
+        if r.owner.is_none() {
+            new.owner_mode = OwnerMode::Strict;
+        }
+    }
     new.owner = r.owner;
     new.owner_until = r.owner_until;
     new.notes = r.notes;
@@ -144,7 +161,16 @@ pub fn reported(now: Millis, cfg: &Config, old: &Callback, n: u32, o: AttemptOut
         None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
     };
     match next {
-        Next::Done(s) => new.status = s,
+        Next::Done(s) => {
+            new.status = s;
+            if s == Status::Failed && o.outcome == Outcome::Declined {
+                new.end_reason = Some(EndReason::Declined);
+            }
+        }
+        Next::WindowClosed => {
+            new.status = Status::Cancelled;
+            new.end_reason = Some(EndReason::WindowClosed);
+        }
         Next::Retry { due_at } => {
             new.status = Status::Scheduled;
             new.due_at = due_at;
@@ -207,9 +233,10 @@ pub fn apply_action(now: Millis, wall: Millis, cfg: &Config, old: &Callback, a: 
         }
         _ if !current => return out,
         Action::Defer { due_at, .. } => new.due_at = due_at,
-        Action::ExpireOwnership { .. } => match cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry) {
+        Action::ExpireOwnership { .. } => match expiry_policy(cfg, old) {
             OwnershipExpiry::Queue => {
                 new.owner = None;
+                new.owners.clear();
                 new.owner_until = None;
             }
             OwnershipExpiry::Cancel => {
@@ -224,6 +251,16 @@ pub fn apply_action(now: Millis, wall: Millis, cfg: &Config, old: &Callback, a: 
     }
     out.write = Some(new);
     out
+}
+
+/// What an ended ownership does: `preferred` ones (no owner was free at the
+/// due time) go to the queue at once; `strict` ones follow the queue's
+/// `on_ownership_expiry`.
+fn expiry_policy(cfg: &Config, cb: &Callback) -> OwnershipExpiry {
+    match cb.owner_mode {
+        OwnerMode::Preferred => OwnershipExpiry::Queue,
+        OwnerMode::Strict => cfg.queue(&cb.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry),
+    }
 }
 
 /// The callback an action is about.

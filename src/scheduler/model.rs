@@ -154,6 +154,12 @@ const fn to_snake(s: &'static str) -> &'static str {
         b"Agent" => "agent",
         b"Recovered" => "recovered",
         b"Reached" => "reached",
+        b"Abandoned" => "abandoned",
+        b"Strict" => "strict",
+        b"Preferred" => "preferred",
+        b"Request" => "request",
+        b"Number" => "number",
+        b"Queue" => "queue",
         _ => "?",
     }
 }
@@ -200,6 +206,8 @@ coded_enum! {
         Api = 0,
         Inbound = 1,
         Agent = 2,
+        /// An inbound caller who hung up waiting for an agent.
+        Abandoned = 3,
     }
 }
 
@@ -223,6 +231,76 @@ coded_enum! {
         WindowClosed = 2,
         /// Skipped: the customer reached an agent of the queue by calling in.
         Reached = 3,
+        /// The customer declined the call (603) and the queue does not retry declines.
+        Declined = 4,
+    }
+}
+
+coded_enum! {
+    /// How an owned callback waits for its owners.
+    pub enum OwnerMode {
+        /// Wait for an owner until the ownership period ends.
+        Strict = 0,
+        /// An owner if one is free at the due time, else the queue at once.
+        Preferred = 1,
+    }
+}
+
+coded_enum! {
+    /// Where the callback's timezone came from.
+    pub enum TimezoneSource {
+        /// Given in the request.
+        Request = 0,
+        /// Inferred from the phone number (country code; +1 by area code).
+        Number = 1,
+        /// The queue's timezone.
+        Queue = 2,
+    }
+}
+
+impl Default for OwnerMode {
+    fn default() -> Self {
+        OwnerMode::Strict
+    }
+}
+
+/// A voice bot's confidence, 0 to 1, kept in ten-thousandths so the record
+/// stays `Eq` and encodes as a small integer (four decimals are far more
+/// than any bot reports meaningfully).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Confidence(u16);
+
+impl Confidence {
+    pub const SCALE: u16 = 10_000;
+
+    /// `None` outside 0–1 (or NaN).
+    pub fn from_f64(v: f64) -> Option<Self> {
+        (0.0..=1.0).contains(&v).then(|| Self((v * f64::from(Self::SCALE)).round() as u16))
+    }
+
+    pub fn from_raw(v: u16) -> Option<Self> {
+        (v <= Self::SCALE).then_some(Self(v))
+    }
+
+    pub fn raw(self) -> u16 {
+        self.0
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(Self::SCALE)
+    }
+}
+
+impl Serialize for Confidence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Confidence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        Self::from_f64(v).ok_or_else(|| serde::de::Error::custom("confidence must be between 0 and 1"))
     }
 }
 
@@ -266,6 +344,31 @@ pub struct Callback {
     pub when_resolution: Option<WhenResolution>,
     /// The inbound call (interaction id) that made it `skipped`.
     pub skipped_by: Option<String>,
+    /// The display name of the customer INVITE's From.
+    pub caller_name: Option<String>,
+    /// Why the customer wants the call (a voice bot's or an agent's words).
+    pub reason: Option<String>,
+    /// How sure the reporter (a voice bot) was that a callback was asked for.
+    pub confidence: Option<Confidence>,
+    /// Agents who may take it, in order of preference (the first free one
+    /// takes it); `owner` is the first of them. Empty when not owned, or
+    /// owned by `owner` alone.
+    pub owners: Vec<String>,
+    /// How it waits for its owners; `Strict` for records written before modes existed.
+    pub owner_mode: OwnerMode,
+    /// Where `timezone` came from; `None` on records written before this was kept.
+    pub timezone_source: Option<TimezoneSource>,
+}
+
+impl Callback {
+    /// Every agent who owns it: `owners`, or `owner` alone.
+    pub fn all_owners(&self) -> Vec<&str> {
+        if self.owners.is_empty() {
+            self.owner.as_deref().into_iter().collect()
+        } else {
+            self.owners.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// When each step of an attempt happened; `None` = the step
@@ -386,6 +489,15 @@ pub struct NewCallback {
     /// Refuse (409) when an active callback carries the same
     /// `interaction_id` (a booking from a live call).
     pub unique_interaction: bool,
+    pub caller_name: Option<String>,
+    pub reason: Option<String>,
+    pub confidence: Option<Confidence>,
+    /// Several owners (the first free takes it); exclusive with `owner`.
+    pub owners: Vec<String>,
+    pub owner_mode: Option<OwnerMode>,
+    /// The callback being dialled on the live call this booking comes
+    /// from: it does not count as a duplicate of its own follow-up.
+    pub follow_up_of: Option<CallbackId>,
 }
 
 /// A `PATCH`: each `Some` replaces the field; `Some(None)` clears an optional one.

@@ -151,6 +151,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         proxies,
         sip_addr: sip.local_addr,
         live,
+        console_url: crate::api::console_base_url(http.addr, &cfg),
     });
     if crate::sms::notify::wanted(&cfg) {
         let notifier = crate::sms::notify::Notifier {

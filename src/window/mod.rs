@@ -112,6 +112,24 @@ impl WeeklyHours {
     }
 }
 
+impl WeeklyHours {
+    /// Parses one daily range `HH:MM-HH:MM` (as in an entry without days).
+    pub fn parse_daily(range: &str) -> Result<(MinuteOfDay, MinuteOfDay), HoursError> {
+        parse_range(range.trim())
+    }
+
+    /// These hours, each day cut to `[start, end)`; `None` when nothing is left.
+    pub fn within_daily(&self, (start, end): (MinuteOfDay, MinuteOfDay)) -> Option<Self> {
+        let days: [Vec<(MinuteOfDay, MinuteOfDay)>; 7] = std::array::from_fn(|d| {
+            self.days[d].iter().filter_map(|&(s, e)| {
+                let (s, e) = (s.max(start), e.min(end));
+                (s < e).then_some((s, e))
+            }).collect()
+        });
+        (!days.iter().all(Vec::is_empty)).then_some(Self { days })
+    }
+}
+
 impl fmt::Display for WeeklyHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;

@@ -144,6 +144,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
         }
     });
     let sayings = Arc::new(Sayings { prompts: kit.prompts.clone(), greeting });
+    let caller_phone = phone.clone();
     let lengths = sayings.clone();
     let mut m = InboundCall::new(Params {
         phone,
@@ -246,6 +247,9 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                 // Dropping `hold` puts the agent in wrap-up after a call.
                 Action::End(ended) => {
                     tracing::info!(?ended, "inbound call ended");
+                    if ended == machine::Ended::CallerLeft {
+                        crate::ops::abandoned::caller_left(&*kit.book, queue, caller_phone.as_deref(), interaction, joined, kit.clock.now_ms()).await;
+                    }
                     return;
                 }
             }

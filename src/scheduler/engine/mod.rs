@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 
 use crate::clock::Millis;
 use crate::config::{Config, WindowClose};
-use crate::scheduler::model::{Callback, CallbackId};
+use crate::scheduler::model::{Callback, CallbackId, OwnerMode};
 use crate::window::{self, NEVER_CLOSES};
 use crate::scheduler::wheel::TimerWheel;
 
@@ -92,8 +92,12 @@ pub struct DueEntry {
     /// Not the first attempt: ranks after first attempts.
     pub retry: bool,
     pub queue: String,
-    pub owner: Option<String>,
+    /// The agents who may take it, best first; empty = the queue's.
+    pub owners: Vec<String>,
     pub owner_until: Option<Millis>,
+    /// `preferred` ownership: if no owner is free when it becomes due, it
+    /// goes to the queue at once instead of waiting out the period.
+    pub preferred: bool,
     pub tz: Tz,
 }
 
@@ -106,8 +110,9 @@ impl DueEntry {
             due_at: cb.due_at,
             retry: cb.attempts > 0,
             queue: cb.queue.clone(),
-            owner: cb.owner.clone(),
+            owners: cb.all_owners().into_iter().map(str::to_string).collect(),
             owner_until: cb.owner.as_ref().and(cb.owner_until),
+            preferred: cb.owner_mode == OwnerMode::Preferred,
             tz: rules::parse_tz(&cb.timezone).unwrap_or(fallback_tz),
         }
     }
@@ -160,6 +165,8 @@ pub struct Engine {
     deadlines: BTreeSet<(Millis, CallbackId)>,
     by_queue: HashMap<String, BTreeSet<Prio>>,
     by_owner: HashMap<String, BTreeSet<Prio>>,
+    /// Ready `preferred` callbacks that no owner has taken yet.
+    preferred_ready: BTreeSet<CallbackId>,
     /// Due seconds below this are all in memory.
     loaded_until_s: i64,
     /// How many `Pending` entries are due at each millisecond: what
@@ -193,10 +200,11 @@ impl WindowCache {
         }
         // A queue removed from the configuration: no window to respect.
         let Some(q) = cfg.queue(queue) else { return (Some(NEVER_CLOSES), now) };
-        let (r, st) = match window::open_until(&q.hours, tz, now) {
+        let hours = q.calling_hours();
+        let (r, st) = match window::open_until(&hours, tz, now) {
             Some(until) => ((Some(until), now), WindowState::Open { from: now, until }),
             None => {
-                let opens = window::next_open(&q.hours, tz, now);
+                let opens = window::next_open(&hours, tz, now);
                 ((None, opens), WindowState::Closed { from: now, opens })
             }
         };
@@ -215,6 +223,7 @@ impl Engine {
             deadlines: BTreeSet::new(),
             by_queue: HashMap::new(),
             by_owner: HashMap::new(),
+            preferred_ready: BTreeSet::new(),
             loaded_until_s: i64::MIN,
             pending: BTreeMap::new(),
             windows: WindowCache::default(),
@@ -287,16 +296,21 @@ impl Engine {
                     self.deadlines.remove(&(d, id));
                 }
                 let prio = entry.prio();
-                let (map, key) = match &entry.e.owner {
-                    Some(o) => (&mut self.by_owner, o),
-                    None => (&mut self.by_queue, &entry.e.queue),
+                let keys: Vec<(bool, &String)> = if entry.e.owners.is_empty() {
+                    vec![(false, &entry.e.queue)]
+                } else {
+                    entry.e.owners.iter().map(|o| (true, o)).collect()
                 };
-                if let Some(set) = map.get_mut(key) {
-                    set.remove(&prio);
-                    if set.is_empty() {
-                        map.remove(key);
+                for (owned, key) in keys {
+                    let map = if owned { &mut self.by_owner } else { &mut self.by_queue };
+                    if let Some(set) = map.get_mut(key) {
+                        set.remove(&prio);
+                        if set.is_empty() {
+                            map.remove(key);
+                        }
                     }
                 }
+                self.preferred_ready.remove(&id);
             }
         }
     }
@@ -408,7 +422,14 @@ impl Engine {
         }
         let deadline = [Some(end).filter(|&e| e != NEVER_CLOSES), entry.e.owner_until].into_iter().flatten().min();
         let prio = entry.prio();
-        let key = entry.e.owner.clone().map_or_else(|| (false, entry.e.queue.clone()), |o| (true, o));
+        let keys: Vec<(bool, String)> = if entry.e.owners.is_empty() {
+            vec![(false, entry.e.queue.clone())]
+        } else {
+            entry.e.owners.iter().map(|o| (true, o.clone())).collect()
+        };
+        if entry.e.preferred && !entry.e.owners.is_empty() {
+            self.preferred_ready.insert(id);
+        }
         let due_at = entry.e.due_at;
         self.unpend(due_at);
         let entry = self.entries.get_mut(&id).expect("present");
@@ -416,8 +437,10 @@ impl Engine {
         if let Some(d) = deadline {
             self.deadlines.insert((d, id));
         }
-        let map = if key.0 { &mut self.by_owner } else { &mut self.by_queue };
-        map.entry(key.1).or_default().insert(prio);
+        for (owned, key) in keys {
+            let map = if owned { &mut self.by_owner } else { &mut self.by_queue };
+            map.entry(key).or_default().insert(prio);
+        }
     }
 
     /// A ready callback reached its deadline: the window closed or the
@@ -456,18 +479,31 @@ impl Engine {
     /// one per round); then each queue's unowned callbacks take free agents
     /// in priority order until none is free.
     fn dispatch(&mut self, now: Millis, avail: &dyn Availability, max: usize, out: &mut Vec<Action>) {
-        let mut fired: Vec<CallbackId> = Vec::new();
         let owners: Vec<String> = self.by_owner.keys().cloned().collect();
+        let mut tried_all = true;
         for owner in owners {
-            if out.len() + fired.len() >= max {
+            if out.len() >= max {
+                tried_all = false;
                 break;
             }
+            // An owner taken by an earlier owner's pick this round is gone.
             let Some(&(_, _, id)) = self.by_owner.get(&owner).and_then(|s| s.first()) else { continue };
             let queue = self.entries[&id].e.queue.clone();
             if let Some(agent) = avail.reserve(now, &queue, Some(&owner)) {
                 self.handle_removed(id);
-                fired.push(id);
                 out.push(Action::Fire { id, agent });
+            }
+        }
+        // `preferred`: no owner was free at the due time, so the queue
+        // takes it now (only once every owner had its chance this round).
+        if tried_all {
+            let waiting: Vec<CallbackId> = self.preferred_ready.iter().copied().collect();
+            for id in waiting {
+                if out.len() >= max {
+                    break;
+                }
+                self.handle_removed(id);
+                out.push(Action::ExpireOwnership { id });
             }
         }
         let queues: Vec<String> = self.by_queue.keys().cloned().collect();
@@ -520,7 +556,8 @@ mod tests {
             due_at,
             retry,
             queue: "default".into(),
-            owner: owner.map(str::to_string),
+            owners: owner.map(str::to_string).into_iter().collect(),
+            preferred: false,
             owner_until: owner.map(|_| due_at + 1_000),
             tz: chrono_tz::UTC,
         }

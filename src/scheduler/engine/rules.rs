@@ -6,9 +6,9 @@
 use chrono_tz::Tz;
 
 use crate::clock::Millis;
-use crate::config::{Config, OnMachine, Queue};
+use crate::config::{Config, OnMachine, Queue, WindowClose};
 use crate::e164::is_e164;
-use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status};
+use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status, TimezoneSource};
 
 use crate::scheduler::window as windows;
 
@@ -20,6 +20,10 @@ pub const MAX_AHEAD_MS: Millis = 30 * 86_400_000;
 pub const MAX_NOTES: usize = 1_000;
 /// Longest `interaction_id` accepted (bytes).
 pub const MAX_INTERACTION_ID: usize = 200;
+/// Longest `caller_name` accepted (characters): the From display name.
+pub const MAX_CALLER_NAME: usize = 64;
+/// Longest `reason` accepted (characters).
+pub const MAX_REASON: usize = 200;
 
 /// Why a schedule or reschedule was refused. The API maps each to a status
 /// and an error code (422 for rules, 409 for `Duplicate`/`WrongState`, 404
@@ -46,6 +50,22 @@ pub enum RuleError {
     InvalidMaxAttempts { max_attempts: u32 },
     #[error("{field} is longer than {max} bytes")]
     TooLong { field: &'static str, max: usize },
+    #[error("{field} is longer than {max} characters")]
+    TooManyChars { field: &'static str, max: usize },
+    #[error("{field} must not contain control characters")]
+    ControlChars { field: &'static str },
+    #[error("`owners` lists `{owner}`, who is not an agent")]
+    UnknownListedOwner { owner: String },
+    #[error("`owners` lists `{owner}`, who is not in queue `{queue}`")]
+    ListedOwnerNotInQueue { owner: String, queue: String },
+    #[error("give `owner` or `owners`, not both")]
+    OwnerAndOwners,
+    #[error("`owner_mode` needs an owner (`owner` or `owners`)")]
+    OwnerModeWithoutOwner,
+    #[error("queue `{queue}` is single-day (window_close = \"cancel\"): a callback must be due before today's close")]
+    SingleDay { queue: String },
+    #[error("an owned callback may be booked at most {horizon_s} s ahead (latest {latest_ms})")]
+    BeyondOwnedHorizon { horizon_s: u64, latest_ms: Millis },
     #[error("an active callback already exists for this phone in this queue: {existing_id}")]
     Duplicate { existing_id: CallbackId },
 }
@@ -63,8 +83,15 @@ impl RuleError {
             RuleError::OwnerNotInQueue { .. } => "owner_not_in_queue",
             RuleError::UnknownTimezone { .. } => "unknown_timezone",
             RuleError::InvalidMaxAttempts { .. } => "invalid_max_attempts",
-            RuleError::TooLong { .. } => "too_long",
+            RuleError::TooLong { .. } | RuleError::TooManyChars { .. } => "too_long",
+            RuleError::ControlChars { .. } => "invalid_field",
             RuleError::Duplicate { .. } => "duplicate",
+            RuleError::UnknownListedOwner { .. } => "unknown_owner",
+            RuleError::ListedOwnerNotInQueue { .. } => "owner_not_in_queue",
+            RuleError::OwnerAndOwners => "conflicting_fields",
+            RuleError::OwnerModeWithoutOwner => "owner_mode_without_owner",
+            RuleError::BeyondOwnedHorizon { .. } => "beyond_owned_horizon",
+            RuleError::SingleDay { .. } => "single_day_queue",
         }
     }
 
@@ -86,7 +113,10 @@ impl RuleError {
             RuleError::UnknownOwner { .. } | RuleError::OwnerNotInQueue { .. } => "owner",
             RuleError::UnknownTimezone { .. } => "timezone",
             RuleError::InvalidMaxAttempts { .. } => "max_attempts",
-            RuleError::TooLong { field, .. } => field,
+            RuleError::UnknownListedOwner { .. } | RuleError::ListedOwnerNotInQueue { .. } | RuleError::OwnerAndOwners => "owners",
+            RuleError::OwnerModeWithoutOwner => "owner_mode",
+            RuleError::BeyondOwnedHorizon { .. } | RuleError::SingleDay { .. } => "scheduled_at",
+            RuleError::TooLong { field, .. } | RuleError::TooManyChars { field, .. } | RuleError::ControlChars { field } => field,
         })
     }
 }
@@ -111,7 +141,7 @@ pub fn check_time(now: Millis, at: Millis) -> Result<(), RuleError> {
 /// The due time of a request: the asked time (or now) moved to the next
 /// window opening in the customer's timezone.
 pub fn due_for(queue: &Queue, tz: Tz, now: Millis, scheduled_at: Option<Millis>) -> Millis {
-    windows::next_open(&queue.hours, tz, scheduled_at.unwrap_or(now))
+    windows::next_open(&queue.calling_hours(), tz, scheduled_at.unwrap_or(now))
 }
 
 fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError> {
@@ -127,6 +157,7 @@ fn check_owner(cfg: &Config, queue: &Queue, owner: &str) -> Result<(), RuleError
 pub struct Validated {
     pub tz: Tz,
     pub timezone: String,
+    pub timezone_source: TimezoneSource,
     pub due_at: Millis,
     pub owner_until: Option<Millis>,
     pub max_attempts: u32,
@@ -143,9 +174,13 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
             return Err(RuleError::InvalidCallerId { caller_id: cid.clone() });
         }
     }
-    let (tz, timezone) = match &req.timezone {
-        Some(name) => (parse_tz(name).ok_or_else(|| RuleError::UnknownTimezone { timezone: name.clone() })?, name.clone()),
-        None => (queue.timezone, queue.timezone.name().to_string()),
+    let (tz, timezone, timezone_source) = match &req.timezone {
+        Some(name) => (
+            parse_tz(name).ok_or_else(|| RuleError::UnknownTimezone { timezone: name.clone() })?,
+            name.clone(),
+            TimezoneSource::Request,
+        ),
+        None => (queue.timezone, queue.timezone.name().to_string(), TimezoneSource::Queue),
     };
     if let Some(at) = req.scheduled_at {
         check_time(now, at)?;
@@ -153,18 +188,87 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     if let Some(owner) = &req.owner {
         check_owner(cfg, queue, owner)?;
     }
+    if !req.owners.is_empty() && req.owner.is_some() {
+        return Err(RuleError::OwnerAndOwners);
+    }
+    for o in &req.owners {
+        check_owner(cfg, queue, o).map_err(|e| match e {
+            RuleError::OwnerNotInQueue { owner, queue } => RuleError::ListedOwnerNotInQueue { owner, queue },
+            _ => RuleError::UnknownListedOwner { owner: o.clone() },
+        })?;
+    }
+    let owned = req.owner.is_some() || !req.owners.is_empty();
+    if req.owner_mode.is_some() && !owned {
+        return Err(RuleError::OwnerModeWithoutOwner);
+    }
     let max_attempts = req.max_attempts.unwrap_or(queue.max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
     }
     check_lengths(req.notes.as_deref(), req.interaction_id.as_deref())?;
+    check_text("caller_name", req.caller_name.as_deref(), MAX_CALLER_NAME)?;
+    check_text("reason", req.reason.as_deref(), MAX_REASON)?;
     let due_at = match (req.scheduled_at, req.joined_at) {
         // An inbound caller keeps their place: due from when they joined.
-        (None, Some(joined)) if windows::is_open(&queue.hours, tz, now) => joined.min(now),
+        (None, Some(joined)) if windows::is_open(&queue.calling_hours(), tz, now) => joined.min(now),
         _ => due_for(queue, tz, now, req.scheduled_at),
     };
-    let owner_until = req.owner.as_ref().map(|_| due_at + queue.ownership_period.as_millis() as Millis);
-    Ok(Validated { tz, timezone, due_at, owner_until, max_attempts })
+    if owned {
+        check_owned_horizon(queue, now, due_at)?;
+    }
+    if !same_window_day(queue, tz, now, due_at) {
+        return Err(RuleError::SingleDay { queue: queue.name.clone() });
+    }
+    let owner_until = owned.then(|| due_at + queue.ownership_period.as_millis() as Millis);
+    Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
+}
+
+/// With the queue's `infer_timezone`, a request without `timezone` takes the
+/// zone its number rings in: by country code, and for +1 by area code. Only
+/// a zone known exactly is used (a guess could ring someone at night);
+/// otherwise the queue's stays. Returns whether one was inferred.
+pub fn infer_timezone(cfg: &Config, req: &mut NewCallback) -> bool {
+    let Some(queue) = cfg.queue(&req.queue) else { return false };
+    if req.timezone.is_some() || !queue.infer_timezone {
+        return false;
+    }
+    match crate::phone_tz::timezone_for(&req.phone) {
+        Some((tz, crate::phone_tz::Precision::Exact)) => {
+            req.timezone = Some(tz.name().to_string());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A `window_close = "cancel"` queue is single-day: what it calls must be
+/// due on the customer's local day of `now`, before that day's close.
+/// Other queues carry over, so any day is the same.
+pub fn same_window_day(queue: &Queue, tz: Tz, now: Millis, due_at: Millis) -> bool {
+    queue.window_close != WindowClose::Cancel || windows::local_date(tz, now) == windows::local_date(tz, due_at)
+}
+
+/// An owned callback may be due at most `owned_booking_horizon` ahead: an
+/// agent's promise to call back is not kept for weeks.
+fn check_owned_horizon(queue: &Queue, now: Millis, due_at: Millis) -> Result<(), RuleError> {
+    let horizon = queue.owned_booking_horizon.as_millis() as Millis;
+    if due_at > now + horizon {
+        return Err(RuleError::BeyondOwnedHorizon { horizon_s: queue.owned_booking_horizon.as_secs(), latest_ms: now + horizon });
+    }
+    Ok(())
+}
+
+/// A short text shown to people and carried in SIP headers: at most `max`
+/// characters, no control characters (a header value cannot carry them).
+pub fn check_text(field: &'static str, v: Option<&str>, max: usize) -> Result<(), RuleError> {
+    let Some(v) = v else { return Ok(()) };
+    if v.chars().count() > max {
+        return Err(RuleError::TooManyChars { field, max });
+    }
+    if v.chars().any(char::is_control) {
+        return Err(RuleError::ControlChars { field });
+    }
+    Ok(())
 }
 
 fn check_lengths(notes: Option<&str>, interaction_id: Option<&str>) -> Result<(), RuleError> {
@@ -226,6 +330,12 @@ pub fn validate_changes(
     let moved = ch.scheduled_at.is_some() || ch.timezone.is_some() || requeued;
     let new_due = if moved { due_for(queue, tz, now, new_at) } else { due_at };
     let owner_changed = ch.owner.is_some() && new_owner.as_deref() != owner;
+    if new_owner.is_some() && (moved || owner_changed) {
+        check_owned_horizon(queue, now, new_due)?;
+    }
+    if moved && !same_window_day(queue, tz, now, new_due) {
+        return Err(RuleError::SingleDay { queue: queue.name.clone() });
+    }
     let new_owner_until = match &new_owner {
         None => None,
         Some(_) if moved || owner_changed || owner_until.is_none() => {
@@ -251,12 +361,16 @@ pub enum Next {
     Done(Status),
     /// Scheduled again, due at this (window-clipped) time.
     Retry { due_at: Millis },
+    /// A retry would fall after today's close on a single-day queue:
+    /// cancelled (`window_closed`).
+    WindowClosed,
 }
 
 /// The retry policy: `human` (bridged) completes; `machine` completes when
 /// the queue handles machines (`complete`, `message:`), else retries;
 /// `failed` is not retryable; `cancelled` ends as cancelled; everything else
 /// retries after `retry_delay` while attempts remain, then `exhausted`.
+/// `declined` ends `failed` unless the queue has `retry_declined`.
 /// `recovered` marks an attempt closed by crash recovery: it is recorded as
 /// `failed` but retried, because the customer may never have been dialled.
 pub fn after_attempt(
@@ -276,7 +390,10 @@ pub fn after_attempt(
         },
         Outcome::Failed => recovered,
         Outcome::Cancelled => return Next::Done(Status::Cancelled),
-        Outcome::NoAnswer | Outcome::Busy | Outcome::Declined | Outcome::AgentUnavailable | Outcome::AgentNoAnswer => true,
+        // A customer who declined (603, RFC 3261 §21.6.2) said no: not rung
+        // again unless the queue says so.
+        Outcome::Declined => queue.retry_declined,
+        Outcome::NoAnswer | Outcome::Busy | Outcome::AgentUnavailable | Outcome::AgentNoAnswer => true,
     };
     if !retryable {
         return Next::Done(Status::Failed);
@@ -285,5 +402,9 @@ pub fn after_attempt(
         return Next::Done(Status::Exhausted);
     }
     let at = now + queue.retry_delay.as_millis() as Millis;
-    Next::Retry { due_at: windows::next_open(&queue.hours, tz, at) }
+    let due_at = windows::next_open(&queue.calling_hours(), tz, at);
+    if !same_window_day(queue, tz, now, due_at) {
+        return Next::WindowClosed;
+    }
+    Next::Retry { due_at }
 }

@@ -8,7 +8,9 @@
 
 use crate::clock::Millis;
 use crate::config::DialMode;
-use crate::scheduler::model::{Amd, Attempt, Callback, CallbackId, EndReason, Origin, Outcome, Status, Timeline};
+use crate::scheduler::model::{
+    Amd, Attempt, Callback, CallbackId, Confidence, EndReason, Origin, Outcome, OwnerMode, Status, Timeline, TimezoneSource,
+};
 use crate::scheduler::when::WhenResolution;
 
 /// Version byte of records and attempts written by this build.
@@ -176,10 +178,30 @@ pub fn encode_callback(c: &Callback) -> Vec<u8> {
     // Tail added with `when`/`skipped`. Records written before it end above and decode with
     // these absent; earlier builds stop reading before it, so both ways work
     // without a version bump. Omitted entirely when all are absent.
-    if c.when.is_some() || c.when_resolution.is_some() || c.skipped_by.is_some() {
+    let second_tail = c.caller_name.is_some()
+        || c.reason.is_some()
+        || c.confidence.is_some()
+        || !c.owners.is_empty()
+        || c.owner_mode != OwnerMode::Strict
+        || c.timezone_source.is_some();
+    if second_tail || c.when.is_some() || c.when_resolution.is_some() || c.skipped_by.is_some() {
         w.opt_str(c.when.as_deref());
         w.opt_code(c.when_resolution.map(WhenResolution::code));
         w.opt_str(c.skipped_by.as_deref());
+    }
+    // Second tail (caller name, reason, confidence, owners, owner mode,
+    // timezone source), on the same terms: absent = all defaults, and builds
+    // that predate it stop reading before it.
+    if second_tail {
+        w.opt_str(c.caller_name.as_deref());
+        w.opt_str(c.reason.as_deref());
+        w.var(c.confidence.map_or(0, |v| u64::from(v.raw()) + 1));
+        w.var(c.owners.len() as u64);
+        for o in &c.owners {
+            w.str(o);
+        }
+        w.u8(c.owner_mode.code());
+        w.opt_code(c.timezone_source.map(TimezoneSource::code));
     }
     w.0
 }
@@ -229,6 +251,28 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
         };
         (when, res, r.opt_str()?)
     };
+    let (mut caller_name, mut reason, mut confidence, mut owners, mut owner_mode, mut timezone_source) =
+        (None, None, None, Vec::new(), OwnerMode::Strict, None);
+    if !r.0.is_empty() {
+        caller_name = r.opt_str()?;
+        reason = r.opt_str()?;
+        confidence = match r.var()? {
+            0 => None,
+            v => Some(u16::try_from(v - 1).ok().and_then(Confidence::from_raw).ok_or(DecodeError::Code("confidence", 0xff))?),
+        };
+        let n = r.var()? as usize;
+        // Each owner takes at least one byte: a count beyond that is corrupt.
+        if n > r.0.len() {
+            return Err(DecodeError::Truncated);
+        }
+        owners = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
+        let mc = r.u8()?;
+        owner_mode = OwnerMode::from_code(mc).ok_or(DecodeError::Code("owner mode", mc))?;
+        timezone_source = match r.opt_code()? {
+            None => None,
+            Some(c) => Some(TimezoneSource::from_code(c).ok_or(DecodeError::Code("timezone source", c))?),
+        };
+    }
     Ok(Callback {
         id,
         status,
@@ -254,6 +298,12 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
         when,
         when_resolution,
         skipped_by,
+        caller_name,
+        reason,
+        confidence,
+        owners,
+        owner_mode,
+        timezone_source,
     })
 }
 
@@ -355,6 +405,12 @@ mod tests {
             when: None,
             when_resolution: None,
             skipped_by: None,
+            caller_name: None,
+            reason: None,
+            confidence: None,
+            owners: Vec::new(),
+            owner_mode: OwnerMode::Strict,
+            timezone_source: None,
         };
         let b = encode_callback(&c);
         assert!(b.len() <= 140, "{} bytes", b.len());
@@ -372,6 +428,23 @@ mod tests {
         let tb = encode_callback(&tailed);
         assert_eq!(decode_callback(&tb).unwrap(), tailed);
         assert_eq!(decode_callback(&tb[..tb.len() - 1]), Err(DecodeError::Truncated));
+        // The second tail round-trips alone (the first then written empty) and with it.
+        let second = Callback {
+            caller_name: Some("Acme Support".into()),
+            reason: Some("driving".into()),
+            confidence: Confidence::from_f64(0.85),
+            owners: vec!["alice".into(), "bob".into()],
+            owner_mode: OwnerMode::Preferred,
+            timezone_source: Some(TimezoneSource::Number),
+            ..c.clone()
+        };
+        let sb = encode_callback(&second);
+        assert_eq!(decode_callback(&sb).unwrap(), second);
+        assert_eq!(decode_callback(&sb[..sb.len() - 1]), Err(DecodeError::Truncated));
+        let both = Callback { when: Some("later".into()), ..second.clone() };
+        assert_eq!(decode_callback(&encode_callback(&both)).unwrap(), both);
+        // A record with only the first tail is exactly as before: the second is all defaults.
+        assert_eq!(encode_callback(&tailed).len(), tb.len());
         let only_res = Callback { when_resolution: Some(WhenResolution::Fallback), ..c.clone() };
         assert_eq!(decode_callback(&encode_callback(&only_res)).unwrap(), only_res);
         let mut newer = b.clone();

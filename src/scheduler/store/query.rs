@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec::{decode_attempt, decode_callback};
-use super::stats::Counters;
+use super::stats::{origin_key, split_key, Counters};
 use super::tables::*;
 use super::{RedbBook, StoreError};
 use crate::scheduler::engine::due_second;
-use crate::scheduler::model::{Attempt, Callback, CallbackId, Stats, Status};
+use crate::scheduler::model::{Attempt, Callback, CallbackId, Origin, Stats, Status};
 
 /// Largest page of a list.
 pub const MAX_LIMIT: usize = 500;
@@ -26,14 +26,22 @@ pub struct ListFilter {
     pub queue: Option<String>,
     pub owner: Option<String>,
     pub phone: Option<String>,
+    pub origin: Option<Origin>,
+    /// Words the reason contains (any case).
+    pub reason: Option<String>,
+    /// Only callbacks with at least this confidence.
+    pub min_confidence: Option<crate::scheduler::model::Confidence>,
 }
 
 impl ListFilter {
     fn matches(&self, c: &Callback) -> bool {
         self.status.is_none_or(|s| s == c.status)
             && self.queue.as_ref().is_none_or(|q| *q == c.queue)
-            && self.owner.as_ref().is_none_or(|o| Some(o) == c.owner.as_ref())
+            && self.owner.as_ref().is_none_or(|o| c.all_owners().contains(&o.as_str()))
             && self.phone.as_ref().is_none_or(|p| *p == c.phone)
+            && self.origin.is_none_or(|o| o == c.origin)
+            && self.reason.as_ref().is_none_or(|r| c.reason.as_ref().is_some_and(|cr| cr.to_lowercase().contains(&r.to_lowercase())))
+            && self.min_confidence.is_none_or(|m| c.confidence.is_some_and(|v| v >= m))
     }
 }
 
@@ -158,23 +166,37 @@ impl RedbBook {
 
     /// Counters for one queue, or all queues together.
     pub fn stats(&self, queue: Option<&str>) -> Result<Stats, StoreError> {
+        Ok(self.stats_by_origin(queue, None)?.0)
+    }
+
+    /// Counters for one queue or all, for one origin or all, and the split
+    /// by origin of the same queues (every origin, zero or not).
+    pub fn stats_by_origin(&self, queue: Option<&str>, origin: Option<Origin>) -> Result<(Stats, Vec<(Origin, Stats)>), StoreError> {
         let r = self.read()?;
         let t = r.open_table(STATS)?;
+        let mut split: Vec<(Origin, Counters)> = Origin::ALL.iter().map(|o| (*o, Counters::default())).collect();
         let mut total = Counters::default();
-        let decode = |b: &[u8]| Counters::decode(b).map_err(|source| StoreError::Decode { id: CallbackId(0), source });
-        match queue {
-            Some(q) => {
-                if let Some(v) = t.get(q)? {
-                    total = decode(v.value())?;
-                }
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let (q, o) = split_key(k.value());
+            if queue.is_some_and(|want| want != q) {
+                continue;
             }
-            None => {
-                for e in t.iter()? {
-                    total.add(&decode(e?.1.value())?);
+            let c = Counters::decode(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(0), source })?;
+            match o {
+                None if origin.is_none() => total.add(&c),
+                None => {}
+                Some(o) => {
+                    if let Some(slot) = split.iter_mut().find(|(x, _)| *x == o) {
+                        slot.1.add(&c);
+                    }
+                    if origin == Some(o) {
+                        total.add(&c);
+                    }
                 }
             }
         }
-        Ok(total.stats())
+        Ok((total.stats(), split.into_iter().map(|(o, c)| (o, c.stats())).collect()))
     }
 
     /// Checks every index and counter against the records; used by tests
@@ -200,19 +222,29 @@ impl RedbBook {
             status.insert((c.status.code(), id));
             queue.insert((c.queue.clone(), id));
             phone.insert((c.phone.clone(), id));
-            if let Some(o) = &c.owner {
-                owner.insert((o.clone(), id));
+            for o in c.all_owners() {
+                owner.insert((o.to_string(), id));
             }
             if let (true, Some(i)) = (c.status.is_active(), &c.interaction_id) {
                 by_interaction.insert((i.clone(), id));
             }
-            if c.status.is_active() && active.insert((c.phone.clone(), c.queue.clone()), id).is_some() {
-                active_dupes += 1;
+            if c.status.is_active() {
+                if let Some((other, other_status)) = active.insert((c.phone.clone(), c.queue.clone()), (id, c.status)) {
+                    // A follow-up (scheduled, newer) booked during the call of
+                    // the one in progress holds the slot; anything else is a duplicate.
+                    let (newer, older_status) = if other > id { ((other, other_status), c.status) } else { ((id, c.status), other_status) };
+                    if newer.1 != Status::Scheduled || older_status != Status::InProgress {
+                        active_dupes += 1;
+                    }
+                    active.insert((c.phone.clone(), c.queue.clone()), newer);
+                }
             }
-            let ct = counters.entry(c.queue.clone()).or_default();
-            ct.requested += 1;
-            ct.by_status[c.status.code() as usize] += 1;
-            ct.delay_sum_ms += c.first_due_at - c.created_at;
+            for key in [c.queue.clone(), origin_key(&c.queue, c.origin)] {
+                let ct = counters.entry(key).or_default();
+                ct.requested += 1;
+                ct.by_status[c.status.code() as usize] += 1;
+                ct.delay_sum_ms += c.first_due_at - c.created_at;
+            }
         }
         let mut bad = Vec::new();
         let mut cmp = |table: &'static str, same: bool| {
@@ -248,6 +280,7 @@ impl RedbBook {
             .iter()?
             .map(|e| e.map(|(k, v)| ((k.value().0.to_string(), k.value().1.to_string()), v.value())))
             .collect::<Result<_, _>>()?;
+        let active: BTreeMap<(String, String), u64> = active.into_iter().map(|(k, (id, _))| (k, id)).collect();
         cmp("active", got_active == active && active_dupes == 0);
         let mut got_counters = HashMap::new();
         for e in r.open_table(STATS)?.iter()? {

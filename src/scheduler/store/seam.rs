@@ -13,7 +13,7 @@ use super::{CancelError, RedbBook, ReportError, ScheduleError, StoreError, Tick}
 use crate::clock::Millis;
 use crate::scheduler::book::{Book, BookFuture};
 use crate::scheduler::engine::Availability;
-use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, NewCallback, Stats};
+use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, NewCallback, Origin, Stats};
 
 fn ready<'a, T: Send + 'a>(v: T) -> BookFuture<'a, T> {
     Box::pin(std::future::ready(v))
@@ -79,6 +79,10 @@ impl Book for RedbBook {
 
     fn stats<'a>(&'a self, queue: Option<&'a str>) -> BookFuture<'a, Result<Stats, StoreError>> {
         ready(RedbBook::stats(self, queue))
+    }
+
+    fn stats_by_origin<'a>(&'a self, queue: Option<&'a str>, origin: Option<Origin>) -> BookFuture<'a, Result<(Stats, Vec<(Origin, Stats)>), StoreError>> {
+        ready(RedbBook::stats_by_origin(self, queue, origin))
     }
 
     fn audit_page(&self, limit: usize, before: Option<u64>) -> BookFuture<'_, Result<AuditPage, StoreError>> {

@@ -3,7 +3,22 @@
 
 use super::codec::{DecodeError, Reader, Writer};
 use crate::clock::Millis;
-use crate::scheduler::model::{Stats, Status};
+use crate::scheduler::model::{Origin, Stats, Status};
+
+/// The stats-table key of one queue's counters for one origin: the queue
+/// name, a unit separator (never in a queue name), the origin. Queue-only
+/// keys hold the queue's totals; these hold its split by origin.
+pub fn origin_key(queue: &str, origin: Origin) -> String {
+    format!("{queue}\u{1f}{}", origin.as_str())
+}
+
+/// Splits a stats-table key into the queue and, for a by-origin key, the origin.
+pub fn split_key(key: &str) -> (&str, Option<Origin>) {
+    match key.split_once('\u{1f}') {
+        Some((q, o)) => (q, o.parse().ok()),
+        None => (key, None),
+    }
+}
 
 /// Slots per status code; room for statuses added later.
 const SLOTS: usize = 16;

@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{oneshot, Notify};
 
 use super::codec::{decode_callback, encode_attempt, encode_callback};
-use super::stats::Counters;
+use super::stats::{origin_key, Counters};
 use super::tables::*;
 use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
@@ -499,23 +499,31 @@ impl Writer {
                 t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
             }
             let delay = o.first_due_at - o.created_at;
-            self.counters.entry(o.queue.clone()).or_default().removed(o.status, delay);
-            self.counters.entry(new.queue.clone()).or_default().created(o.status, delay);
-            batch.dirty_stats.push(o.queue.clone());
-            batch.dirty_stats.push(new.queue.clone());
+            for (from, to) in [(o.queue.clone(), new.queue.clone()), (origin_key(&o.queue, o.origin), origin_key(&new.queue, new.origin))] {
+                self.counters.entry(from.clone()).or_default().removed(o.status, delay);
+                self.counters.entry(to.clone()).or_default().created(o.status, delay);
+                batch.dirty_stats.push(from);
+                batch.dirty_stats.push(to);
+            }
         }
-        let old_owner = old.and_then(|o| o.owner.as_deref());
-        if old.is_none() || old_owner != new.owner.as_deref() {
-            if let Some(o) = old_owner {
+        let old_owners = old.map(Callback::all_owners).unwrap_or_default();
+        let new_owners = new.all_owners();
+        if old.is_none() || old_owners != new_owners {
+            for o in old_owners {
                 t.owner.remove((o, id))?;
             }
-            if let Some(o) = &new.owner {
-                t.owner.insert((o.as_str(), id), ())?;
+            for o in new_owners {
+                t.owner.insert((o, id), ())?;
             }
         }
         let was_active = old.is_some_and(|o| o.status.is_active());
         if was_active && !new.status.is_active() {
-            t.active.remove((new.phone.as_str(), new.queue.as_str()))?;
+            // A follow-up booked during this callback's call holds the
+            // (phone, queue) slot now: leave it to the follow-up.
+            let key = (new.phone.as_str(), new.queue.as_str());
+            if t.active.get(key)?.is_some_and(|v| v.value() == id) {
+                t.active.remove(key)?;
+            }
         } else if !was_active && new.status.is_active() {
             t.active.insert((new.phone.as_str(), new.queue.as_str()), id)?;
         }
@@ -527,12 +535,14 @@ impl Writer {
             }
         }
         if old_status != Some(new.status) {
-            let c = self.counters.entry(new.queue.clone()).or_default();
-            match old {
-                Some(o) => c.moved(o.status, new.status),
-                None => c.created(new.status, new.first_due_at - new.created_at),
+            for key in [new.queue.clone(), origin_key(&new.queue, new.origin)] {
+                let c = self.counters.entry(key.clone()).or_default();
+                match old {
+                    Some(o) => c.moved(o.status, new.status),
+                    None => c.created(new.status, new.first_due_at - new.created_at),
+                }
+                batch.dirty_stats.push(key);
             }
-            batch.dirty_stats.push(new.queue.clone());
         }
         let entry = (new.status == Status::Scheduled).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
@@ -562,18 +572,33 @@ impl Writer {
         };
         if let Some(existing) = t.active.get((req.phone.as_str(), req.queue.as_str()))? {
             let existing_id = CallbackId(existing.value());
-            return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            // A follow-up booked on the live call of the callback being
+            // dialled replaces nothing: that one is about to end.
+            if !self.is_follow_up(t, &req, existing_id)? {
+                return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
+            }
         }
         if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
-            if let Some(e) = t.interaction.range((i, 0)..=(i, u64::MAX))?.next() {
+            for e in t.interaction.range((i, 0)..=(i, u64::MAX))? {
                 let existing_id = CallbackId(e?.0.value().1);
-                return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
+                if !self.is_follow_up(t, &req, existing_id)? {
+                    return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
+                }
             }
         }
         let id = self.new_id(batch);
         let cb = change::new_record(&self.cfg, now, id, req, v, when_resolution);
         self.put(t, None, &cb, batch)?;
         Ok(Ok(cb))
+    }
+
+    /// Whether `existing` is the callback in progress on the live call the
+    /// request is a follow-up of (same phone and queue, being dialled now).
+    fn is_follow_up(&self, t: &Tables<'_>, req: &NewCallback, existing: CallbackId) -> Result<bool, StoreError> {
+        if req.follow_up_of != Some(existing) {
+            return Ok(false);
+        }
+        Ok(t.get(existing)?.is_some_and(|c| c.status == Status::InProgress && c.phone == req.phone && c.queue == req.queue))
     }
 
     fn reschedule(
@@ -597,8 +622,10 @@ impl Writer {
             }
         }
         if old.attempts == 0 {
-            self.counters.entry(new.queue.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
-            batch.dirty_stats.push(new.queue.clone());
+            for key in [new.queue.clone(), origin_key(&new.queue, new.origin)] {
+                self.counters.entry(key.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
+                batch.dirty_stats.push(key);
+            }
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
@@ -639,6 +666,12 @@ impl Writer {
             Err(e) => return Ok(Err(e)),
         };
         t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
+        // A follow-up booked during this call holds the (phone, queue) slot:
+        // this one cannot be scheduled again beside it.
+        let mut new = new;
+        if new.status == Status::Scheduled && t.active.get((old.phone.as_str(), old.queue.as_str()))?.is_some_and(|v| v.value() != id.0) {
+            new.status = Status::Cancelled;
+        }
         let (kind, payload) = change::attempt_event(&new, &attempt);
         batch.events.push((kind, now, payload));
         self.put(t, Some(&old), &new, batch)?;

@@ -103,12 +103,12 @@ pub fn resolve_request(now_ms: Millis, req: &mut NewCallback, cfg: &Config) -> O
         return None;
     }
     if let Some(text) = &req.when {
-        let r = resolve(text, now_ms, tz, &queue.hours, queue.retry_delay);
+        let r = resolve(text, now_ms, tz, &queue.calling_hours(), queue.retry_delay);
         req.scheduled_at = Some(r.due_ms);
         return Some(r.resolution);
     }
     if let Some(d) = req.default_delay_ms {
-        req.scheduled_at = Some(window::next_open(&queue.hours, tz, now_ms.saturating_add(d.max(MIN_LEAD_MS))));
+        req.scheduled_at = Some(window::next_open(&queue.calling_hours(), tz, now_ms.saturating_add(d.max(MIN_LEAD_MS))));
     }
     None
 }

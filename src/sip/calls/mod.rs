@@ -47,6 +47,8 @@ pub struct DialRequest {
     pub request_uri: String,
     /// To header value, e.g. "<sip:+15551234567@carrier.test>".
     pub to: String,
+    /// From display name ("Acme Support"), sent as a quoted string.
+    pub from_name: Option<String>,
     /// From user part (caller ID, e.g. "+15550100").
     pub from_user: String,
     /// From host (profile domain, or our address for agents).

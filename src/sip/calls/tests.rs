@@ -119,6 +119,7 @@ impl Call {
             let leg = self.sides[0].control.dial(DialRequest {
                 request_uri: "sip:+15551234567@127.0.0.1:5070".into(),
                 to: "<sip:+15551234567@carrier.test>".into(),
+                from_name: None,
                 from_user: "+15550100".into(),
                 from_host: "carrier.test".into(),
                 destination: pair.peers[1],
@@ -444,6 +445,7 @@ fn a_callee_that_never_answers_our_cancel_is_abandoned_after_64_t1() {
     let leg = tu.uac.control.dial(DialRequest {
         request_uri: "sip:bob@127.0.0.1:5070".into(),
         to: "<sip:bob@127.0.0.1>".into(),
+        from_name: None,
         from_user: "a".into(),
         from_host: "127.0.0.1".into(),
         destination: pair.peers[1],

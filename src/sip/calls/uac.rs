@@ -26,7 +26,8 @@ impl Calls {
         let mut headers = Headers::default();
         headers.push(Header::Via(via(to.transport, self.me(to), &new_branch())));
         headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
-        headers.push(Header::From(rsip::headers::From::new(format!("<sip:{}@{}>;tag={}", req.from_user, req.from_host, new_tag()))));
+        let name = req.from_name.as_deref().map_or_else(String::new, |n| format!("{} ", quoted(n)));
+        headers.push(Header::From(rsip::headers::From::new(format!("{name}<sip:{}@{}>;tag={}", req.from_user, req.from_host, new_tag()))));
         headers.push(Header::To(rsip::headers::To::new(req.to.clone())));
         headers.push(Header::CallId(rsip::headers::CallId::new(call_id.clone())));
         headers.push(Header::CSeq(rsip::headers::CSeq::new("1 INVITE")));
@@ -217,4 +218,19 @@ impl Calls {
             send_ack(cx, &ack, peer);
         }
     }
+}
+
+/// A display name as an RFC 3261 §25.1 quoted-string: `"` and `\` escaped,
+/// control characters (which a quoted-pair may not carry as CR/LF) dropped.
+pub(crate) fn quoted(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }

@@ -1,0 +1,218 @@
+//! The callback rules of turn 2 end to end: the real `redial` binary,
+//! callbacks booked through the HTTP API, SIPp playing the carrier and the
+//! agents' softphones (its scenarios check the headers on the wire).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::phone::Phone;
+use common::world::*;
+use serde_json::json;
+
+const FAST: &str = "max_attempts = 1\nretry_delay = \"1s\"\nring_timeout = \"3s\"\nagent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\n";
+
+/// Books a callback with `when` words but due now: the words are kept, the
+/// time is moved to "as soon as the window allows" by a PATCH.
+fn schedule_with_words_due_now(r: &common::Redial, extra: serde_json::Value) -> String {
+    let id = schedule(r, extra);
+    let (s, v) = r.api("PATCH", &format!("/v1/callbacks/{id}"), Some(json!({"scheduled_at": null})));
+    assert_eq!(s, 200, "{v}");
+    id
+}
+
+fn wait_file(path: &std::path::Path, timeout: Duration) -> String {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(Instant::now() < end, "{} never written", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn caller_name_and_context_are_on_the_wire_and_a_follow_up_books_during_the_call() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    // Each scenario fails unless the INVITE it gets carries what is asked.
+    let carrier = w.carrier("dial_carrier_answer_named.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer_context.xml", 1, Some(&agent_phone), 6000);
+    let id = schedule_with_words_due_now(
+        &r,
+        json!({"caller_name": "Acme \"Care\"", "caller_id": "+15550177", "reason": "driving home", "confidence": 0.8, "when": "kal subah"}),
+    );
+
+    // While the call is bridged, the agent books the next one with the call's interaction id.
+    let iid_line = wait_file(&w.path("agent.iid"), Duration::from_secs(30));
+    let iid = iid_line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(iid.starts_with("call_"), "{iid_line}");
+    r.wait_json(&format!("/v1/callbacks/{id}"), Duration::from_secs(20), |v| v["status"] == "in_progress");
+    let end = Instant::now() + Duration::from_secs(20);
+    let follow = loop {
+        // The live call shows only once bridged: until then the booking is a plain duplicate.
+        let (s, v) = r.api("POST", "/v1/callbacks", Some(json!({"interaction_id": iid, "when": "tomorrow at 10am", "reason": "send the contract first"})));
+        if s == 201 {
+            break v;
+        }
+        assert_eq!(s, 409, "{v}");
+        assert!(Instant::now() < end, "follow-up never accepted: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(follow["phone"], common::world::PHONE, "{follow}");
+    assert_eq!(follow["origin"], "agent", "{follow}");
+    assert_eq!(follow["status"], "scheduled");
+    let follow_id = follow["id"].as_str().unwrap().to_string();
+    assert_ne!(follow_id, id);
+    // A second follow-up is a duplicate of the first.
+    let (s, v) = r.api("POST", "/v1/callbacks", Some(json!({"interaction_id": iid, "when": "tomorrow at 11am"})));
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["existing_id"], follow_id.as_str(), "{v}");
+
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    for (k, want) in [("caller_name", json!("Acme \"Care\"")), ("reason", json!("driving home")), ("confidence", json!(0.8)), ("when", json!("kal subah"))] {
+        assert_eq!(cb[k], want, "{k}: {cb}");
+    }
+    assert_eq!(cb["timezone_source"], "queue");
+    let agent_out = agent.wait();
+    assert!(agent_out.ok(), "{agent_out}");
+    let carrier_out = carrier.wait();
+    assert!(carrier_out.ok(), "{carrier_out}");
+    // The follow-up is still the active callback for the customer once the call is over.
+    let (_, f) = r.api("GET", &format!("/v1/callbacks/{follow_id}"), None);
+    assert_eq!(f["status"], "scheduled", "{f}");
+    let (s, v) = r.api("POST", "/v1/callbacks", Some(json!({"phone": common::world::PHONE, "queue": "q", "when": "tomorrow"})));
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["existing_id"], follow_id.as_str(), "{v}");
+
+    // Filters and stats by origin and reason.
+    let (_, l) = r.api("GET", "/v1/callbacks?origin=agent", None);
+    let ids: Vec<&str> = l["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [follow_id.as_str()], "{l}");
+    let (_, l) = r.api("GET", "/v1/callbacks?reason=DRIVING&min_confidence=0.5", None);
+    let ids: Vec<&str> = l["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()], "{l}");
+    let (_, l) = r.api("GET", "/v1/callbacks?min_confidence=0.9", None);
+    assert!(l["items"].as_array().unwrap().is_empty(), "{l}");
+    let (s, e) = r.api("GET", "/v1/callbacks?origin=robot", None);
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("origin")), "{e}");
+    let (_, st) = r.api("GET", "/v1/stats", None);
+    assert_eq!((st["requested"].as_u64(), st["completed"].as_u64(), st["pending"].as_u64()), (Some(2), Some(1), Some(1)), "{st}");
+    assert_eq!(st["by_origin"]["api"]["completed"], 1, "{st}");
+    assert_eq!(st["by_origin"]["agent"]["pending"], 1, "{st}");
+    assert_eq!(st["by_origin"]["abandoned"]["requested"], 0, "{st}");
+    let (_, st) = r.api("GET", "/v1/stats?origin=agent", None);
+    assert_eq!((st["requested"].as_u64(), st["pending"].as_u64()), (Some(1), Some(1)), "{st}");
+    let metrics = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+    for line in [
+        "redial_callbacks_requested_by_origin_total{queue=\"q\",origin=\"api\"} 1",
+        "redial_callbacks_requested_by_origin_total{queue=\"q\",origin=\"agent\"} 1",
+        "redial_callbacks_by_origin{queue=\"q\",origin=\"api\",status=\"completed\"} 1",
+        "redial_callbacks_by_origin{queue=\"q\",origin=\"agent\",status=\"pending\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in\n{metrics}");
+    }
+}
+
+#[test]
+fn a_decline_is_not_redialled_unless_the_queue_retries_declines() {
+    for (retry_declined, status, tries) in [(false, "failed", 1), (true, "exhausted", 2)] {
+        let w = World::new();
+        let r = w.redial(&["alice"], &format!("max_attempts = 2\nretry_delay = \"1s\"\nring_timeout = \"3s\"\nretry_declined = {retry_declined}\n"));
+        let carrier = w.carrier("dial_carrier_decline.xml", tries, None);
+        let _agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+        let id = schedule(&r, json!({}));
+        let cb = wait_final(&r, &id, Duration::from_secs(30));
+        assert_eq!(cb["status"], status, "retry_declined = {retry_declined}: {cb}");
+        let a = attempts(&r, &id);
+        assert_eq!(a.len(), tries as usize, "{a:?}");
+        assert!(a.iter().all(|x| x["outcome"] == "declined" && x["sip_status"] == 603), "{a:?}");
+        assert_eq!(cb["end_reason"], if retry_declined { json!(null) } else { json!("declined") }, "{cb}");
+        let out = carrier.wait();
+        assert!(out.ok(), "{out}");
+        // The carrier saw exactly the INVITEs expected: a declined customer is not rung again.
+        assert_eq!(out.received("INVITE"), tries as usize, "{}", out.messages);
+    }
+}
+
+#[test]
+fn bad_new_fields_are_refused_with_the_field_named() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    for (body, status, code, field) in [
+        (json!({"confidence": 1.5}), 422, "invalid_confidence", "confidence"),
+        (json!({"confidence": "high"}), 400, "invalid_field", "confidence"),
+        (json!({"caller_name": "x".repeat(65)}), 422, "too_long", "caller_name"),
+        (json!({"caller_name": "a\r\nb"}), 422, "invalid_field", "caller_name"),
+        (json!({"reason": "r".repeat(201)}), 422, "too_long", "reason"),
+        (json!({"owner_mode": "sometimes"}), 400, "invalid_field", "owner_mode"),
+    ] {
+        let mut b = json!({"phone": common::world::PHONE, "queue": "q", "when": "tomorrow"});
+        b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        let (s, e) = r.api("POST", "/v1/callbacks", Some(b.clone()));
+        assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (status, Some(code), Some(field)), "{b}: {e}");
+    }
+    // 64 characters of any script are fine (characters, not bytes).
+    let (s, v) = r.api("POST", "/v1/callbacks", Some(json!({"phone": common::world::PHONE, "queue": "q", "when": "tomorrow", "caller_name": "é".repeat(64), "confidence": 0})));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["confidence"], 0.0);
+}
+
+#[test]
+fn owners_preferred_fallback_and_strict_waiting_against_the_binary() {
+    let w = World::new();
+    // alice never registers (not free); bob takes what reaches him.
+    let r = w.redial(&["alice", "bob"], FAST);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 2, Some(&customer));
+    let bob = w.agent(&r, "bob", "dial_agent_answer.xml", 2, None, 1000);
+
+    // Several owners: the first free one (bob) takes it.
+    let a = schedule(&r, json!({"owners": ["alice", "bob"]}));
+    let cb = wait_final(&r, &a, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert_eq!(attempts(&r, &a)[0]["agent"], "bob");
+    assert_eq!(cb["owners"], json!(["alice", "bob"]), "{cb}");
+
+    // Preferred owner alice is not free at the due time: the queue (bob) takes it at once.
+    let b = schedule(&r, json!({"phone": "+15551230002", "owner": "alice", "owner_mode": "preferred"}));
+    let cb = wait_final(&r, &b, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert_eq!(attempts(&r, &b)[0]["agent"], "bob");
+    assert_eq!((cb["owner"].as_str(), cb["owner_mode"].as_str()), (None, Some("preferred")), "{cb}");
+    assert!(bob.wait().ok());
+    assert!(carrier.wait().ok());
+
+    // Strict owner alice: it waits for her although bob is free.
+    let c = schedule(&r, json!({"phone": "+15551230003", "owner": "alice"}));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
+            break;
+        }
+        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{c}"), None);
+    assert_eq!((cb["status"].as_str(), cb["owner"].as_str(), cb["attempts"].as_u64()), (Some("scheduled"), Some("alice"), Some(0)), "{cb}");
+
+    // Bad owner fields are refused with the field named.
+    for (body, code, field) in [
+        (json!({"owners": ["alice", "zed"]}), "unknown_owner", "owners"),
+        (json!({"owner_mode": "preferred"}), "owner_mode_without_owner", "owner_mode"),
+        (json!({"owner": "bob", "owners": ["alice"]}), "conflicting_fields", "owners"),
+        (json!({"owner": "bob", "when": "in 8 days"}), "beyond_owned_horizon", "when"),
+    ] {
+        let mut b = json!({"phone": "+15551230009", "queue": "q"});
+        b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        let (s, e) = r.api("POST", "/v1/callbacks", Some(b.clone()));
+        assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some(code), Some(field)), "{b}: {e}");
+    }
+}
