@@ -3,6 +3,8 @@
 # then GET /v1/callbacks?limit=100 per second over a filled book.
 # Needs: cargo build --release --bins; wrk (apt-get install -y wrk).
 # Usage: benches/api_figures.sh [DURATION_S] [CONNECTIONS] [FILL]
+# ONLY=post measures the POST section alone (for before/after runs of two
+# binaries in the same minute: BIN=old ONLY=post …; BIN=new ONLY=post …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -48,6 +50,7 @@ serve "$TMP/post.redb"
 echo "== POST /v1/callbacks, $CONN connections, ${DUR}s (each 201 after the group commit)"
 wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s benches/api_post.lua "$URL/v1/callbacks" | grep -E "requests|Non-2xx|Socket errors" || true
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+[ "${ONLY:-}" = post ] && exit 0
 
 echo "== filling $FILL callbacks with sched_bench"
 "$BENCH" fill "$TMP/fill.redb" "$FILL" | tail -3

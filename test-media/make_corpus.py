@@ -8,19 +8,17 @@ test-media/amd/labels.csv and test-media/prompts/*.wav (8 kHz mono 16-bit PCM).
 
 Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
 """
-import array
 import csv
 import math
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import wave
+
+from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_wav
 
 SEED = "redial-amd-v1"
-RATE = 8000
 N_HUMAN = 120
 N_MACHINE = 120
 
@@ -65,30 +63,6 @@ VOICES = ["en", "en-us", "en-gb", "en-gb-scotland", "en-029"]
 VARIANTS = ["", "+m1", "+m2", "+m3", "+m4", "+m5", "+m7", "+f1", "+f2", "+f3", "+f4"]
 
 
-def run(*args):
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def read_wav(path):
-    with wave.open(path, "rb") as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2, path
-        data = array.array("h", w.readframes(w.getnframes()))
-    if sys.byteorder == "big":
-        data.byteswap()
-    return [s / 32768.0 for s in data]
-
-
-def write_wav(path, samples):
-    data = array.array("h", (max(-32768, min(32767, int(round(s * 32768.0)))) for s in samples))
-    if sys.byteorder == "big":
-        data.byteswap()
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(data.tobytes())
-
-
 def tts(tmp, text, voice, speed, pitch):
     """espeak-ng at its native rate, then sox to 8 kHz; returns floats."""
     raw = os.path.join(tmp, "tts.wav")
@@ -101,10 +75,6 @@ def tts(tmp, text, voice, speed, pitch):
     first = next(i for i, s in enumerate(x) if abs(s) > thr)
     last = len(x) - next(i for i, s in enumerate(reversed(x)) if abs(s) > thr)
     return x[first:last]
-
-
-def silence(sec):
-    return [0.0] * int(round(sec * RATE))
 
 
 def tone(freqs, sec, amp, fade=0.005):
@@ -152,18 +122,6 @@ def noise(rng, kind, n):
             out[i] = b
     r = math.sqrt(sum(s * s for s in out) / n) or 1.0
     return [s / r for s in out]
-
-
-def active_rms(x):
-    peak = max(abs(s) for s in x) or 1.0
-    act = [s for s in x if abs(s) > 0.05 * peak]
-    return math.sqrt(sum(s * s for s in act) / max(1, len(act)))
-
-
-def scale_to_peak(x, dbfs):
-    peak = max(abs(s) for s in x) or 1.0
-    g = 10 ** (dbfs / 20) / peak
-    return [s * g for s in x]
 
 
 def voice_choice(rng):

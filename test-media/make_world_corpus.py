@@ -34,19 +34,17 @@ Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-to
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
 """
-import array
 import csv
 import math
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import wave
+
+from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_wav
 
 SEED = "redial-amd-v2"
-RATE = 8000
 N_HUMAN = 240
 N_MACHINE = 240
 HOLDOUT_EVERY = 4  # every 4th clip of each class is holdout
@@ -171,30 +169,6 @@ BACKGROUND = [
 ]
 
 
-def run(*args, stdin=None):
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, input=stdin)
-
-
-def read_wav(path):
-    with wave.open(path, "rb") as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2, path
-        data = array.array("h", w.readframes(w.getnframes()))
-    if sys.byteorder == "big":
-        data.byteswap()
-    return [s / 32768.0 for s in data]
-
-
-def write_wav(path, samples):
-    data = array.array("h", (max(-32768, min(32767, int(round(s * 32768.0)))) for s in samples))
-    if sys.byteorder == "big":
-        data.byteswap()
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(data.tobytes())
-
-
 def split_of(items, split):
     """The phrases of a list that belong to `split` (every 4th is holdout)."""
     return [p for i, p in enumerate(items) if (i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1) == (split == "holdout")]
@@ -221,10 +195,6 @@ def tts(tmp, text, voice, tempo, pitch):
     first = next(i for i, s in enumerate(x) if abs(s) > thr)
     last = len(x) - next(i for i, s in enumerate(reversed(x)) if abs(s) > thr)
     return [s / peak for s in x[first:last]]
-
-
-def silence(sec):
-    return [0.0] * int(round(sec * RATE))
 
 
 def tone(freqs, sec, amp, fade=0.005, am_hz=0.0):
@@ -316,18 +286,6 @@ class Beds:
 def normalise(x):
     r = math.sqrt(sum(s * s for s in x) / max(1, len(x))) or 1.0
     return [s / r for s in x]
-
-
-def active_rms(x):
-    peak = max(abs(s) for s in x) or 1.0
-    act = [s for s in x if abs(s) > 0.05 * peak]
-    return math.sqrt(sum(s * s for s in act) / max(1, len(act)))
-
-
-def scale_to_peak(x, dbfs):
-    peak = max(abs(s) for s in x) or 1.0
-    g = 10 ** (dbfs / 20) / peak
-    return [s * g for s in x]
 
 
 def cut_greeting(rng, g, lo, hi):

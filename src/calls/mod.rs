@@ -1,11 +1,60 @@
-//! The calls redial is handling now, as booking a callback sees them
-//! (a callback booked from a live call takes its defaults).
+//! What every call redial handles shares, outbound (the dialler's flows)
+//! and inbound alike:
+//! - [`CallKit`]: the SIP call control, media, agents, prompts, book,
+//!   metrics and clock a call uses.
+//! - [`party`]: one call leg with its anchored media; bridging two.
+//! - [`ring`]: ringing an agent's softphones, with the headers naming the call.
+//! - [`hold`]: the agent a call holds (wrap-up after a conversation).
+//! - [`live`]: the calls in progress, by interaction id.
 //!
-//! `POST /v1/callbacks` with an `interaction_id` asks [`LiveCalls::lookup`];
-//! when it names a live call, the call supplies the defaults (phone, queue,
-//! `owner: "me"` = its agent, due in 30 min) and at most one active callback
-//! may be booked for it. The dialler and the inbound handler implement the
-//! trait; [`NoLiveCalls`] is the implementation for a process without them.
+//! Booking a callback from a live call: `POST /v1/callbacks` with an
+//! `interaction_id` asks [`LiveCalls::lookup`]; when it names a live call,
+//! the call supplies the defaults (phone, queue, `owner: "me"` = its agent,
+//! due in 30 min) and at most one active callback may be booked for it.
+//! [`live::LiveCallTable`] is the implementation the calls fill;
+//! [`NoLiveCalls`] is the one for a process without calls.
+
+pub mod hold;
+pub mod live;
+pub mod party;
+pub mod ring;
+#[cfg(test)]
+pub(crate) mod sim;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::agents::Registry;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::media::call::{MediaEngine, Prompts};
+use crate::metrics::Metrics;
+use crate::scheduler::book::Book;
+use crate::sip::calls::CallControl;
+use crate::sip::endpoint::AgentBindings;
+use crate::sip::Peer;
+
+pub use live::{new_interaction_id, LiveCallTable};
+
+/// Everything a call uses, shared by every call.
+pub struct CallKit {
+    pub cfg: Arc<Config>,
+    pub book: Arc<dyn Book>,
+    pub agents: Arc<Registry>,
+    pub calls: CallControl,
+    /// The agents' registered contacts.
+    pub bindings: AgentBindings,
+    pub media: MediaEngine,
+    pub prompts: Arc<Prompts>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Each profile's proxy, resolved at start.
+    pub proxies: BTreeMap<String, Peer>,
+    /// Our SIP address, the host of the From/Contact we send agents.
+    pub sip_addr: SocketAddr,
+    pub live: Arc<LiveCallTable>,
+}
 
 /// A call in progress, as far as booking a callback needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! with no file, to the current directory.
 
 pub mod guard;
+pub mod overload;
 mod problem;
 pub mod profile;
 pub mod queue;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use crate::e164::is_e164;
 
 pub use guard::GuardConfig;
+pub use overload::OverloadConfig;
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};
 pub use profile::{Profile, Transport};
@@ -71,6 +73,8 @@ pub struct SipConfig {
     pub timers: SipTimers,
     /// `[sip.guard]`: throttling of failed digest attempts, scanner dropping.
     pub guard: GuardConfig,
+    /// `[sip.overload]`: when new INVITEs and REGISTERs get 503.
+    pub overload: OverloadConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +173,7 @@ impl Config {
                 public_addr: None,
                 timers: SipTimers::default(),
                 guard: GuardConfig::default(),
+                overload: OverloadConfig::default(),
             },
             media: MediaConfig {
                 addr: IpAddr::from([127, 0, 0, 1]),
@@ -318,6 +323,8 @@ struct RawSip {
     t4: Option<String>,
     #[serde(default)]
     guard: guard::RawGuard,
+    #[serde(default)]
+    overload: overload::RawOverload,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -413,6 +420,7 @@ impl RawConfig {
             }
         }
         cfg.sip.guard = guard::validate(self.sip.guard, &mut c);
+        cfg.sip.overload = overload::validate(self.sip.overload, &mut c);
         if cfg.sip.timers.t2 < cfg.sip.timers.t1 {
             c.push("sip.t2", "must not be less than sip.t1");
         }

@@ -14,15 +14,21 @@ use tokio::time::Instant;
 
 use crate::amd::AmdResult;
 use crate::config::{OnMachine, Queue};
-use crate::media::call::{MediaCallError, MediaEvent};
+use crate::media::call::MediaEvent;
 use crate::media::player::Prompt;
 use crate::scheduler::model::{Amd, Dispatch};
 use crate::sip::calls::LegEvent;
 
+use crate::calls::hold::AgentHold;
+use crate::calls::party::{self as legs, Party, PartyEvent};
+use crate::calls::ring::{self, AgentCall, RingEvent, Ringing};
+use crate::scheduler::model::Outcome;
+
 use super::attempt::{AttemptLog, Finish};
-use super::connect::AgentHold;
-use super::party::{self, AgentCall, Party, PartyEvent, RingEvent, Ringing};
+use super::party;
 use super::Dialler;
+
+
 
 /// A moment of the attempt's timeline the machine records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,13 +145,28 @@ pub trait Flow {
     fn in_call(&self) -> bool;
 }
 
+/// How a call being bridged, or bridged, ends on `ev`, if it does; both
+/// legs are hung up. A bridge that failed is `agent_no_answer` (the agent
+/// took no call); once bridged, a hang-up or a media timeout on either side
+/// is `human`.
+pub fn bridge_ending(ev: &Event, out: &mut Vec<Action>) -> Option<Finish> {
+    let f = match ev {
+        Event::BridgeFailed(e) => Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("bridge failed: {e}")),
+        Event::CustomerEnded | Event::AgentEnded | Event::AgentMediaTimeout => Finish::new(Outcome::Human, Some(200)),
+        _ => return None,
+    };
+    out.push(Action::HangUpCustomer);
+    out.push(Action::HangUpAgent);
+    Some(f)
+}
+
 /// Runs `m` to its end on the real legs: performs its actions, feeds it
 /// the legs' events and its deadlines, and returns how the attempt ended.
 /// The held agent is freed (or put in wrap-up after a call) on return.
 pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction: &str, log: &mut AttemptLog, m: &mut impl Flow) -> Finish {
     let cb = &dispatch.callback;
     let what = cb.id.to_string();
-    let mut hold = AgentHold::new(d, &dispatch.agent, queue, &what);
+    let mut hold = AgentHold::new(&d.agents, &dispatch.agent, queue.wrap_up, &what);
     let mut customer: Option<Party> = None;
     let mut agent: Option<Party> = None;
     let mut ringing: Option<Ringing> = None;
@@ -225,9 +246,10 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                 }
                 Action::RingAgent(a) => {
                     let call = AgentCall { dispatch: Some(dispatch), caller: &cb.phone, queue: &cb.queue, interaction };
-                    ringing = party::start_ringing(d, &a, &call, log).await;
-                    if ringing.is_none() {
-                        m.on_event(now, Event::AgentUnreachable, &mut out);
+                    ringing = ring::start_ringing(d, &a, &call).await;
+                    match ringing {
+                        Some(_) => log.mark(|t| &mut t.agent_ringing_at),
+                        None => m.on_event(now, Event::AgentUnreachable, &mut out),
                     }
                 }
                 Action::CancelAgent => {
@@ -243,16 +265,14 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                     m.on_event(now, Event::Reserved(next), &mut out);
                 }
                 Action::HoldAgent(a) => {
-                    hold = AgentHold::new(d, &a, queue, &what);
+                    hold = AgentHold::new(&d.agents, &a, queue.wrap_up, &what);
                     log.agent = a;
                 }
                 Action::Bridge => {
                     log.agent = hold.agent.clone();
                     let (Some(c), Some(a)) = (&mut customer, &mut agent) else { unreachable!("both legs are up when the flow bridges") };
-                    c.media.stop_playing();
-                    // Agent-first may have bridged already, for the early media.
-                    match c.media.bridge(&mut a.media) {
-                        Ok(()) | Err(MediaCallError::AlreadyBridged { .. }) => {
+                    match legs::bridge(c, a) {
+                        Ok(()) => {
                             hold.on_call();
                             m.bridged(&mut out);
                             tracing::info!("customer and agent bridged");
@@ -385,5 +405,43 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+impl<F: Flow> crate::calls::sim::Machine for F {
+    type Event = Event;
+    type Action = Action;
+    fn start(&mut self, now: StdInstant, out: &mut Vec<Action>) {
+        Flow::start(self, now, out)
+    }
+    fn on_event(&mut self, now: StdInstant, ev: Event, out: &mut Vec<Action>) {
+        Flow::on_event(self, now, ev, out)
+    }
+    fn on_timeout(&mut self, now: StdInstant, out: &mut Vec<Action>) {
+        Flow::on_timeout(self, now, out)
+    }
+    fn poll_timeout(&self) -> Option<StdInstant> {
+        Flow::poll_timeout(self)
+    }
+}
+
+/// What the flows' tests share: the timeouts their queue is set up with,
+/// and reading how an attempt ended.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::time::Duration;
+
+    use super::{Action, Finish};
+
+    pub const RING: Duration = Duration::from_secs(30);
+    pub const AGENT_RING: Duration = Duration::from_secs(15);
+
+    /// The outcome the last action ends the attempt with.
+    pub fn finish(out: &[Action]) -> &Finish {
+        match out.last() {
+            Some(Action::End(f)) => f,
+            other => panic!("not ended: {other:?} in {out:?}"),
+        }
     }
 }

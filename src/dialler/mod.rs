@@ -8,64 +8,48 @@
 //!   hears the call progress, bridge.
 //!
 //! The pieces they share:
-//! - [`party`]: one call leg (SIP [`Leg`](crate::sip::calls::Leg)) with its
-//!   anchored media ([`MediaLeg`](crate::media::call::MediaLeg)); dialling the
-//!   customer through the queue's trunk; ringing an agent's softphones.
-//! - [`connect`]: the held agent (wrap-up or release) and the bridged call.
+//! - [`flow`]: the events and actions of the flow machines, and the driver
+//!   that performs them on the real legs.
+//! - [`party`]: dialling the customer through the queue's trunk.
+//! - [`crate::calls`] (shared with inbound calls): call legs, ringing an
+//!   agent, bridging, the held agent, the live-call table.
 //! - [`attempt`]: the attempt's timeline and its report to the book.
 //! - [`outcome`]: SIP final statuses to attempt outcomes.
 //! - [`gate`]: per-trunk and per-queue call limits, applied where the
 //!   scheduler reserves an agent.
-//! - [`live`]: the calls in progress, for booking from a live call.
 
 mod agent_first;
 pub mod attempt;
-pub mod connect;
 mod customer_first;
 pub mod flow;
 pub mod gate;
-pub mod live;
 pub mod outcome;
 pub mod party;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::agents::Registry;
-use crate::metrics::Metrics;
-use crate::clock::Clock;
-use crate::config::{Config, DialMode, Queue};
-use crate::media::call::{MediaEngine, Prompts};
+use crate::calls::{new_interaction_id, CallKit};
+use crate::config::{DialMode, Queue};
 use crate::scheduler::model::Dispatch;
-use crate::scheduler::book::Book;
-use crate::sip::calls::CallControl;
-use crate::sip::endpoint::AgentBindings;
-use crate::sip::Peer;
 
 pub use gate::Gate;
-pub use live::LiveCallTable;
 
-/// Everything a flow needs, shared by every attempt.
+/// Everything a flow needs, shared by every attempt: what every call uses,
+/// and the call limits.
 pub struct Dialler {
-    pub cfg: Arc<Config>,
-    pub book: Arc<dyn Book>,
-    pub agents: Arc<Registry>,
+    pub kit: Arc<CallKit>,
     pub gate: Arc<Gate>,
-    pub calls: CallControl,
-    pub bindings: AgentBindings,
-    pub media: MediaEngine,
-    pub prompts: Arc<Prompts>,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
-    /// Each profile's proxy, resolved at start.
-    pub proxies: BTreeMap<String, Peer>,
-    /// Our SIP address, the host of the From/Contact we send agents.
-    pub sip_addr: SocketAddr,
-    pub live: Arc<LiveCallTable>,
+}
+
+impl Deref for Dialler {
+    type Target = CallKit;
+    fn deref(&self) -> &CallKit {
+        &self.kit
+    }
 }
 
 impl Dialler {
@@ -106,7 +90,7 @@ impl Dialler {
         self.metrics.fired(self.clock.now_ms() - cb.due_at);
         self.metrics.calls_active_add(1);
         let mut log = attempt::AttemptLog::new(self.clock.clone(), &d.agent);
-        let interaction = live::new_interaction_id();
+        let interaction = new_interaction_id();
         self.agents.assign(&d.agent, &cb.id.to_string());
         let finish = match self.queue(&cb.queue) {
             Some(q) => match cb.mode {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::dialler::Dialler;
+use crate::calls::CallKit;
 use crate::sip::auth::{parse_authorization, DigestServer, DEFAULT_NONCE_LIFETIME};
 use crate::sip::calls::IncomingCall;
 
@@ -30,7 +30,7 @@ const SCANNER_WINDOW: Duration = Duration::from_secs(60);
 
 /// Serves inbound calls.
 pub struct Inbound {
-    d: Arc<Dialler>,
+    kit: Arc<CallKit>,
     router: Router,
     guard: Mutex<ScannerGuard>,
     /// Challenges carriers that authenticate by digest (`inbound_auth`).
@@ -48,7 +48,8 @@ enum Proof {
 }
 
 impl Inbound {
-    pub fn new(d: Arc<Dialler>) -> Self {
+    pub fn new(kit: Arc<CallKit>) -> Self {
+        let d = &kit;
         let router = Router::new(&d.cfg, &d.proxies);
         let mut digest = DigestServer::new(
             d.cfg.sip.realm.clone(),
@@ -61,7 +62,7 @@ impl Inbound {
         // the method, nonce and credentials.
         digest.set_check_uri(false);
         let guard = Mutex::new(ScannerGuard::new(SCANNER_LIMIT, SCANNER_WINDOW));
-        Self { d, router, guard, digest: Mutex::new(digest) }
+        Self { kit: kit.clone(), router, guard, digest: Mutex::new(digest) }
     }
 
     /// Checks the `Proxy-Authorization` of a call from an address that is no
@@ -77,7 +78,7 @@ impl Inbound {
             .find(|cr| cr.realm == realm);
         let Some(creds) = creds else { return Proof::Challenge { stale: false } };
         let Some(profile) = self.router.digest_profile(&creds.username).map(str::to_string) else { return Proof::Refused };
-        let password = self.d.cfg.profiles.get(&profile).and_then(|p| p.password.clone());
+        let password = self.kit.cfg.profiles.get(&profile).and_then(|p| p.password.clone());
         match digest.verify(now, &rsip::Method::Invite, &rsip::Uri::default(), &creds, |_| password) {
             Ok(_) => Proof::Carrier(profile),
             Err(e) if e.is_stale() => Proof::Challenge { stale: true },
@@ -123,7 +124,7 @@ impl Inbound {
                 Ok(route) => {
                     drop(guard);
                     let this = self.clone();
-                    tokio::spawn(async move { call::handle(&this.d, c, route).await });
+                    tokio::spawn(async move { call::handle(&this.kit, c, route).await });
                 }
                 Err(refusal) => {
                     if refusal == Refusal::UnknownSource {

@@ -11,7 +11,8 @@ use crate::agents::Registry;
 use crate::app::Core;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::dialler::{Dialler, Gate, LiveCallTable};
+use crate::calls::{CallKit, LiveCallTable};
+use crate::dialler::{Dialler, Gate};
 use crate::inbound::Inbound;
 use crate::media::call::{MediaEngine, Prompts};
 
@@ -134,11 +135,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         clock.clone(),
     ));
     let proxies = bridge::proxies(&cfg, &sip.proxies);
-    let dialler = Arc::new(Dialler {
+    let kit = Arc::new(CallKit {
         cfg: cfg.clone(),
         book: core.book.clone(),
         agents,
-        gate,
         calls: sip.calls.clone(),
         bindings: sip.agents.clone(),
         media,
@@ -149,10 +149,11 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         sip_addr: sip.local_addr,
         live,
     });
+    let dialler = Arc::new(Dialler { kit: kit.clone(), gate });
     let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));
     if let Some(incoming) = sip.incoming.take() {
-        tokio::spawn(Arc::new(Inbound::new(dialler.clone())).run(incoming));
+        tokio::spawn(Arc::new(Inbound::new(kit)).run(incoming));
     }
     let bound = ready::Bound { sip: sip.local_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));

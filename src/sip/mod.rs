@@ -18,6 +18,7 @@ pub mod codec;
 pub mod dialog;
 pub mod endpoint;
 pub mod keepalive;
+pub mod overload;
 pub mod registrar;
 pub mod registration;
 pub mod stats;

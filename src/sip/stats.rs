@@ -45,6 +45,10 @@ const AUTH_EVENTS: [&str; 5] = ["failure", "delayed", "blocked", "dropped", "sca
 pub struct SipStats {
     counts: [[[AtomicU64; CLASSES.len()]; METHODS.len()]; ROLES.len()],
     auth: [AtomicU64; AUTH_EVENTS.len()],
+    /// New INVITEs and REGISTERs answered 503 for overload.
+    overload_refused: AtomicU64,
+    /// 1 while the endpoint refuses new work.
+    overloaded: std::sync::atomic::AtomicBool,
 }
 
 impl Default for SipStats {
@@ -52,6 +56,8 @@ impl Default for SipStats {
         Self {
             counts: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
             auth: std::array::from_fn(|_| AtomicU64::new(0)),
+            overload_refused: AtomicU64::new(0),
+            overloaded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -109,6 +115,15 @@ impl SipStats {
         self.counts[r][m][c].load(Ordering::Relaxed)
     }
 
+    /// One new INVITE or REGISTER refused with 503 for overload.
+    pub fn overload_refused(&self) {
+        self.overload_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_overloaded(&self, on: bool) {
+        self.overloaded.store(on, Ordering::Relaxed);
+    }
+
     /// Appends `redial_sip_transactions_total` in the Prometheus text format: `# HELP` and
     /// `# TYPE` once, then one line per non-zero label set.
     pub fn render_prometheus(&self, out: &mut String) {
@@ -132,6 +147,12 @@ impl SipStats {
         for (i, event) in AUTH_EVENTS.iter().enumerate() {
             let _ = writeln!(out, "redial_sip_auth_total{{event=\"{event}\"}} {}", self.auth[i].load(Ordering::Relaxed));
         }
+        out.push_str("# HELP redial_sip_overload_refused_total New INVITEs and REGISTERs answered 503 because the endpoint was overloaded.\n");
+        out.push_str("# TYPE redial_sip_overload_refused_total counter\n");
+        let _ = writeln!(out, "redial_sip_overload_refused_total {}", self.overload_refused.load(Ordering::Relaxed));
+        out.push_str("# HELP redial_sip_overloaded 1 while new INVITEs and REGISTERs are refused.\n");
+        out.push_str("# TYPE redial_sip_overloaded gauge\n");
+        let _ = writeln!(out, "redial_sip_overloaded {}", u8::from(self.overloaded.load(Ordering::Relaxed)));
     }
 }
 

@@ -123,6 +123,7 @@ pub struct Setup {
     agents: Vec<(String, String)>,
     profiles: Vec<(String, String)>,
     extra: String,
+    sip: String,
     env: Vec<(String, String)>,
 }
 
@@ -150,6 +151,13 @@ impl Setup {
         self
     }
 
+    /// Extra keys of the `[sip]` table (e.g. `t1 = "50ms"`).
+    pub fn sip_keys(mut self, toml: &str) -> Self {
+        self.sip.push_str(toml);
+        self.sip.push('\n');
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -159,9 +167,10 @@ impl Setup {
     pub fn start(self) -> Redial {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut toml = String::from(
-            "[sip]\nlisten = \"127.0.0.1:0\"\nrealm = \"redial\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [storage]\npath = \"data/redial.redb\"\n\n[profiles]\ndir = \"sip-profiles\"\n\n"
+            "[sip]\nlisten = \"127.0.0.1:0\"\nrealm = \"redial\"\n"
         );
+        toml.push_str(&self.sip);
+        toml.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"data/redial.redb\"\n\n[profiles]\ndir = \"sip-profiles\"\n\n");
         for (id, pw) in &self.agents {
             toml.push_str(&format!("[[agents]]\nid = \"{id}\"\npassword = \"{pw}\"\n\n"));
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::scheduler::model::Outcome;
 
 use super::super::attempt::Finish;
-use super::super::flow::{Action, Event, Flow, Step};
+use super::super::flow::{self, Action, Event, Flow, Step};
 use super::super::outcome;
 
 /// How long the agent hears the busy tone before the call ends.
@@ -136,16 +136,10 @@ impl Flow for AgentFirst {
                 out.push(Action::HangUpAgent);
                 self.end(out, finish);
             }
-            (State::Bridging, Event::BridgeFailed(e)) => {
-                out.push(Action::HangUpCustomer);
-                out.push(Action::HangUpAgent);
-                self.end(out, Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("bridge failed: {e}")));
-            }
-            (State::Bridging | State::Bridged, Event::CustomerEnded | Event::AgentEnded | Event::AgentMediaTimeout) => {
-                out.push(Action::HangUpCustomer);
-                out.push(Action::HangUpAgent);
-                self.end(out, Finish::new(Outcome::Human, Some(200)));
-            }
+            (s @ (State::Bridging | State::Bridged), ev) => match flow::bridge_ending(&ev, out) {
+                Some(f) => self.end(out, f),
+                None => self.state = s,
+            },
             // Anything else changes nothing in this state.
             (s, _) => self.state = s,
         }

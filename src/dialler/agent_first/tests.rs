@@ -1,83 +1,49 @@
 //! The agent-first machine in virtual time: every path, no socket.
 
-use std::time::{Duration, Instant};
-
 use super::machine::*;
+use crate::calls::sim::Sim;
 use crate::dialler::attempt::Finish;
+use crate::dialler::flow::testing::{finish, AGENT_RING, RING};
 use crate::dialler::flow::{Action, Event, Flow, Step};
 use crate::scheduler::model::Outcome;
 
-const RING: Duration = Duration::from_secs(30);
-const AGENT_RING: Duration = Duration::from_secs(15);
-
-struct Sim {
-    m: AgentFirst,
-    now: Instant,
+fn new_sim() -> (Sim<AgentFirst>, Vec<Action>) {
+    Sim::start(AgentFirst::new(Params { agent: "alice".into(), agent_ring_timeout: AGENT_RING, ring_timeout: RING }))
 }
 
-impl Sim {
-    fn new() -> (Self, Vec<Action>) {
-        let mut m = AgentFirst::new(Params { agent: "alice".into(), agent_ring_timeout: AGENT_RING, ring_timeout: RING });
-        let now = Instant::now();
-        let mut out = Vec::new();
-        m.start(now, &mut out);
-        (Self { m, now }, out)
-    }
-
-    fn ev(&mut self, ev: Event) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.m.on_event(self.now, ev, &mut out);
-        out
-    }
-
-    fn until_timeout(&mut self) -> Vec<Action> {
-        self.now = self.m.poll_timeout().expect("a deadline");
-        let mut out = Vec::new();
-        self.m.on_timeout(self.now, &mut out);
-        out
-    }
-
-    /// The agent answered; the customer is being dialled.
-    fn dialling() -> Self {
-        let (mut s, _) = Self::new();
-        let out = s.ev(Event::AgentAnswered);
-        assert_eq!(out, vec![Action::AgentOnCall, Action::ShowLive { agent: Some("alice".into()) }, Action::PlayRingback, Action::DialCustomer]);
-        s
-    }
-}
-
-fn finish(out: &[Action]) -> &Finish {
-    match out.last() {
-        Some(Action::End(f)) => f,
-        other => panic!("not ended: {other:?} in {out:?}"),
-    }
+/// The agent answered; the customer is being dialled.
+fn dialling() -> Sim<AgentFirst> {
+    let (mut s, _) = new_sim();
+    let out = s.ev(Event::AgentAnswered);
+    assert_eq!(out, vec![Action::AgentOnCall, Action::ShowLive { agent: Some("alice".into()) }, Action::PlayRingback, Action::DialCustomer]);
+    s
 }
 
 #[test]
 fn rings_the_agent_first_for_the_agent_ring_timeout() {
-    let (s, out) = Sim::new();
+    let (s, out) = new_sim();
     assert_eq!(out, vec![Action::RingAgent("alice".into())]);
     assert_eq!(s.m.poll_timeout(), Some(s.now + AGENT_RING));
 }
 
 #[test]
 fn agent_not_answering_declining_or_unreachable() {
-    let (mut s, _) = Sim::new();
+    let (mut s, _) = new_sim();
     let out = s.until_timeout();
     assert_eq!(out[0], Action::CancelAgent);
     assert_eq!(finish(&out), &Finish::new(Outcome::AgentNoAnswer, None));
 
-    let (mut s, _) = Sim::new();
+    let (mut s, _) = new_sim();
     assert_eq!(finish(&s.ev(Event::AgentFailed { status: 603 })), &Finish::new(Outcome::AgentNoAnswer, Some(603)));
-    let (mut s, _) = Sim::new();
+    let (mut s, _) = new_sim();
     assert_eq!(finish(&s.ev(Event::AgentFailed { status: 480 })), &Finish::new(Outcome::AgentNoAnswer, None));
-    let (mut s, _) = Sim::new();
+    let (mut s, _) = new_sim();
     assert_eq!(finish(&s.ev(Event::AgentUnreachable)).outcome, Outcome::AgentUnavailable);
 }
 
 #[test]
 fn customer_answers_and_is_bridged_then_human() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     s.ev(Event::CustomerProgress { early_media: false });
     assert_eq!(s.ev(Event::CustomerAnswered { usable: true }), vec![Action::Mark(Step::Answered), Action::Bridge]);
     let mut out = Vec::new();
@@ -89,7 +55,7 @@ fn customer_answers_and_is_bridged_then_human() {
 
 #[test]
 fn early_media_is_relayed_to_the_agent_once() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     assert_eq!(s.ev(Event::CustomerProgress { early_media: false }), vec![Action::Mark(Step::Ringing)]);
     assert_eq!(s.ev(Event::CustomerProgress { early_media: true }), vec![Action::Mark(Step::Ringing), Action::RelayEarlyMedia]);
     s.ev(Event::EarlyMediaRelayed(true));
@@ -98,7 +64,7 @@ fn early_media_is_relayed_to_the_agent_once() {
 
 #[test]
 fn busy_customer_with_early_media_the_agent_hears_the_busy_tone_then_busy() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     s.ev(Event::CustomerProgress { early_media: true });
     s.ev(Event::EarlyMediaRelayed(true));
     let out = s.ev(Event::CustomerFailed { status: 486 });
@@ -112,7 +78,7 @@ fn busy_customer_with_early_media_the_agent_hears_the_busy_tone_then_busy() {
 
 #[test]
 fn customer_no_answer_with_early_media_cancels_at_the_ring_timeout() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     s.ev(Event::CustomerProgress { early_media: true });
     s.ev(Event::EarlyMediaRelayed(true));
     let first = s.now;
@@ -129,7 +95,7 @@ fn customer_no_answer_with_early_media_cancels_at_the_ring_timeout() {
 
 #[test]
 fn agent_hanging_up_while_the_customer_rings_cancels_the_customer() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     s.ev(Event::CustomerProgress { early_media: false });
     let out = s.ev(Event::AgentEnded);
     assert_eq!(out[0], Action::HangUpCustomer);
@@ -138,7 +104,7 @@ fn agent_hanging_up_while_the_customer_rings_cancels_the_customer() {
 
 #[test]
 fn a_customer_that_cannot_be_dialled_is_heard_as_busy_tone_then_recorded() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     let out = s.ev(Event::DialFailed(Finish::new(Outcome::Failed, None).note("not an E.164 number")));
     assert_eq!(out, vec![Action::PlayBusyTone]);
     let f = finish(&s.until_timeout()).clone();
@@ -147,7 +113,7 @@ fn a_customer_that_cannot_be_dialled_is_heard_as_busy_tone_then_recorded() {
 
 #[test]
 fn media_timeout_while_bridged_ends_the_call() {
-    let mut s = Sim::dialling();
+    let mut s = dialling();
     s.ev(Event::CustomerAnswered { usable: true });
     s.m.bridged(&mut Vec::new());
     assert_eq!(finish(&s.ev(Event::AgentMediaTimeout)).outcome, Outcome::Human);

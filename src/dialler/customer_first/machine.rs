@@ -21,7 +21,7 @@ use crate::amd::AmdResult;
 use crate::scheduler::model::{Amd, Outcome};
 
 use super::super::attempt::Finish;
-use super::super::flow::{Action, Event, Flow, Step};
+use super::super::flow::{self, Action, Event, Flow, Step};
 use super::super::outcome;
 
 /// Longest wait for the AMD verdict after answer (the detector itself
@@ -206,16 +206,10 @@ impl CustomerFirst {
                 out.push(Action::Bridge);
                 self.state = State::Bridging;
             }
-            (State::Bridging, Event::BridgeFailed(e)) => {
-                out.push(Action::HangUpCustomer);
-                out.push(Action::HangUpAgent);
-                self.end(out, Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("bridge failed: {e}")));
-            }
-            (State::Bridging | State::Bridged, Event::CustomerEnded | Event::AgentEnded | Event::AgentMediaTimeout) => {
-                out.push(Action::HangUpCustomer);
-                out.push(Action::HangUpAgent);
-                self.end(out, Finish::new(Outcome::Human, Some(200)));
-            }
+            (s @ (State::Bridging | State::Bridged), ev) => match flow::bridge_ending(&ev, out) {
+                Some(f) => self.end(out, f),
+                None => self.state = s,
+            },
             (State::AgentRinging { .. }, Event::AgentFailed { .. } | Event::AgentUnreachable) => self.agent_missed(now, out),
             (State::AgentRinging { .. }, Event::CustomerEnded) => {
                 out.push(Action::CancelAgent);

@@ -1,82 +1,38 @@
 //! The customer-first machine in virtual time: every path, no socket.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::machine::*;
-use crate::dialler::flow::{Action, Event, Step};
 use crate::amd::AmdResult;
+use crate::calls::sim::Sim;
+use crate::dialler::flow::testing::{finish, AGENT_RING, RING};
+use crate::dialler::flow::{Action, Event, Step};
 use crate::scheduler::model::{Amd, Outcome};
 
-const RING: Duration = Duration::from_secs(30);
-const AGENT_RING: Duration = Duration::from_secs(15);
 const APOLOGY: Duration = Duration::from_secs(3);
 
-/// The machine with a virtual clock.
-struct Sim {
-    m: CustomerFirst,
-    now: Instant,
+fn new_sim(on_machine: MachinePlan, owned: bool) -> (Sim<CustomerFirst>, Vec<Action>) {
+    Sim::start(CustomerFirst::new(Params { agent: "alice".into(), ring_timeout: RING, agent_ring_timeout: AGENT_RING, on_machine, owned, apology: APOLOGY }))
 }
 
-impl Sim {
-    fn new(on_machine: MachinePlan, owned: bool) -> (Self, Vec<Action>) {
-        let mut m = CustomerFirst::new(Params {
-            agent: "alice".into(),
-            ring_timeout: RING,
-            agent_ring_timeout: AGENT_RING,
-            on_machine,
-            owned,
-            apology: APOLOGY,
-        });
-        let mut out = Vec::new();
-        m.start(&mut out);
-        (Self { m, now: Instant::now() }, out)
-    }
-
-    fn queue() -> (Self, Vec<Action>) {
-        Self::new(MachinePlan::Retry, false)
-    }
-
-    fn ev(&mut self, ev: Event) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.m.on_event(self.now, ev, &mut out);
-        out
-    }
-
-    fn after(&mut self, d: Duration) -> Vec<Action> {
-        self.now += d;
-        let mut out = Vec::new();
-        self.m.on_timeout(self.now, &mut out);
-        out
-    }
-
-    /// Runs to the next deadline.
-    fn until_timeout(&mut self) -> Vec<Action> {
-        let at = self.m.poll_timeout().expect("a deadline");
-        assert!(at >= self.now);
-        self.after(at - self.now)
-    }
-
-    /// Answered by a person, the agent ringing.
-    fn agent_ringing(owned: bool) -> Self {
-        let (mut s, _) = Self::new(MachinePlan::Retry, owned);
-        s.ev(Event::CustomerProgress { early_media: false });
-        s.ev(Event::CustomerAnswered { usable: true });
-        let out = s.ev(Event::Amd(AmdResult::Human));
-        assert_eq!(out, vec![Action::Mark(Step::Amd), Action::SetAmd(Amd::Human), Action::PlayHold, Action::RingAgent("alice".into())]);
-        s
-    }
+/// A queue callback whose queue retries on a machine.
+fn queue() -> (Sim<CustomerFirst>, Vec<Action>) {
+    new_sim(MachinePlan::Retry, false)
 }
 
-fn finish(out: &[Action]) -> &crate::dialler::attempt::Finish {
-    match out.last() {
-        Some(Action::End(f)) => f,
-        other => panic!("not ended: {other:?} in {out:?}"),
-    }
+/// Answered by a person, the agent ringing.
+fn agent_ringing(owned: bool) -> Sim<CustomerFirst> {
+    let (mut s, _) = new_sim(MachinePlan::Retry, owned);
+    s.ev(Event::CustomerProgress { early_media: false });
+    s.ev(Event::CustomerAnswered { usable: true });
+    let out = s.ev(Event::Amd(AmdResult::Human));
+    assert_eq!(out, vec![Action::Mark(Step::Amd), Action::SetAmd(Amd::Human), Action::PlayHold, Action::RingAgent("alice".into())]);
+    s
 }
 
 #[test]
 fn start_dials_and_marks_the_moment() {
-    let (s, out) = Sim::queue();
+    let (s, out) = queue();
     assert_eq!(out, vec![Action::DialCustomer]);
     assert_eq!(s.m.poll_timeout(), None, "no ring timeout before the first 18x");
     assert!(!s.m.wants_media());
@@ -84,7 +40,7 @@ fn start_dials_and_marks_the_moment() {
 
 #[test]
 fn person_answers_agent_answers_bridged_then_completed_as_human() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     assert_eq!(s.ev(Event::AgentAnswered), vec![Action::Bridge]);
     let mut out = Vec::new();
     s.m.bridged(&mut out);
@@ -99,7 +55,7 @@ fn person_answers_agent_answers_bridged_then_completed_as_human() {
 
 #[test]
 fn answer_starts_amd_and_shows_the_call() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     assert_eq!(s.ev(Event::CustomerProgress { early_media: false }), vec![Action::Mark(Step::Ringing)]);
     let out = s.ev(Event::CustomerAnswered { usable: true });
     assert_eq!(out, vec![Action::Mark(Step::Answered), Action::ShowLive { agent: None }, Action::StartAmd]);
@@ -109,7 +65,7 @@ fn answer_starts_amd_and_shows_the_call() {
 
 #[test]
 fn no_amd_verdict_in_time_counts_as_a_person() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     s.ev(Event::CustomerAnswered { usable: true });
     let out = s.until_timeout();
     assert_eq!(out, vec![Action::Mark(Step::Amd), Action::SetAmd(Amd::Unknown), Action::PlayHold, Action::RingAgent("alice".into())]);
@@ -117,7 +73,7 @@ fn no_amd_verdict_in_time_counts_as_a_person() {
 
 #[test]
 fn machine_with_retry_hangs_up_as_machine() {
-    let (mut s, _) = Sim::new(MachinePlan::Retry, false);
+    let (mut s, _) = new_sim(MachinePlan::Retry, false);
     s.ev(Event::CustomerAnswered { usable: true });
     let out = s.ev(Event::Amd(AmdResult::Machine));
     assert_eq!(&out[..3], &[Action::Mark(Step::Amd), Action::SetAmd(Amd::Machine), Action::HangUpCustomer]);
@@ -127,7 +83,7 @@ fn machine_with_retry_hangs_up_as_machine() {
 
 #[test]
 fn machine_with_complete_hangs_up_as_machine_at_once() {
-    let (mut s, _) = Sim::new(MachinePlan::Complete, false);
+    let (mut s, _) = new_sim(MachinePlan::Complete, false);
     s.ev(Event::CustomerAnswered { usable: true });
     let out = s.ev(Event::Amd(AmdResult::Machine));
     assert!(!out.contains(&Action::LoadMessage));
@@ -136,7 +92,7 @@ fn machine_with_complete_hangs_up_as_machine_at_once() {
 
 #[test]
 fn machine_with_message_waits_for_the_beep_then_plays_it_to_its_end() {
-    let (mut s, _) = Sim::new(MachinePlan::Message, false);
+    let (mut s, _) = new_sim(MachinePlan::Message, false);
     s.ev(Event::CustomerAnswered { usable: true });
     let out = s.ev(Event::Amd(AmdResult::Machine));
     assert_eq!(out.last(), Some(&Action::LoadMessage));
@@ -152,7 +108,7 @@ fn machine_with_message_waits_for_the_beep_then_plays_it_to_its_end() {
 
 #[test]
 fn machine_message_is_played_anyway_when_no_beep_comes_in_time() {
-    let (mut s, _) = Sim::new(MachinePlan::Message, false);
+    let (mut s, _) = new_sim(MachinePlan::Message, false);
     s.ev(Event::CustomerAnswered { usable: true });
     s.ev(Event::Amd(AmdResult::Machine));
     s.ev(Event::MessageLoaded(Some(Duration::from_secs(5))));
@@ -165,12 +121,12 @@ fn machine_message_is_played_anyway_when_no_beep_comes_in_time() {
 
 #[test]
 fn machine_message_that_cannot_load_or_a_machine_hanging_up_ends_as_machine() {
-    let (mut s, _) = Sim::new(MachinePlan::Message, false);
+    let (mut s, _) = new_sim(MachinePlan::Message, false);
     s.ev(Event::CustomerAnswered { usable: true });
     s.ev(Event::Amd(AmdResult::Machine));
     assert_eq!(finish(&s.ev(Event::MessageLoaded(None))).outcome, Outcome::Machine);
 
-    let (mut s, _) = Sim::new(MachinePlan::Message, false);
+    let (mut s, _) = new_sim(MachinePlan::Message, false);
     s.ev(Event::CustomerAnswered { usable: true });
     s.ev(Event::Amd(AmdResult::Machine));
     s.ev(Event::MessageLoaded(Some(Duration::from_secs(5))));
@@ -181,7 +137,7 @@ fn machine_message_that_cannot_load_or_a_machine_hanging_up_ends_as_machine() {
 
 #[test]
 fn ring_timeout_runs_from_the_first_18x_and_cancels_as_no_answer() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     s.now += Duration::from_secs(3);
     s.ev(Event::CustomerProgress { early_media: false });
     let first = s.now;
@@ -199,7 +155,7 @@ fn ring_timeout_runs_from_the_first_18x_and_cancels_as_no_answer() {
 
 #[test]
 fn an_answer_crossing_our_cancel_is_ignored_and_silence_after_cancel_is_no_answer() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     s.ev(Event::CustomerProgress { early_media: false });
     s.until_timeout();
     assert!(!s.m.takes_answer());
@@ -212,7 +168,7 @@ fn an_answer_crossing_our_cancel_is_ignored_and_silence_after_cancel_is_no_answe
 #[test]
 fn busy_declined_and_failures_map_to_outcomes() {
     let end = |status| {
-        let (mut s, _) = Sim::queue();
+        let (mut s, _) = queue();
         s.ev(Event::CustomerProgress { early_media: false });
         finish(&s.ev(Event::CustomerFailed { status })).clone()
     };
@@ -228,7 +184,7 @@ fn busy_declined_and_failures_map_to_outcomes() {
 
 #[test]
 fn unusable_answer_sdp_is_a_retried_failure() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     let out = s.ev(Event::CustomerAnswered { usable: false });
     assert!(out.contains(&Action::HangUpCustomer));
     let f = finish(&out);
@@ -237,7 +193,7 @@ fn unusable_answer_sdp_is_a_retried_failure() {
 
 #[test]
 fn customer_hanging_up_during_amd_is_no_answer() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     s.ev(Event::CustomerAnswered { usable: true });
     let out = s.ev(Event::CustomerEnded);
     assert_eq!(finish(&out).outcome, Outcome::NoAnswer);
@@ -245,7 +201,7 @@ fn customer_hanging_up_during_amd_is_no_answer() {
 
 #[test]
 fn queue_callback_agent_declines_then_a_second_agent_answers() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     let out = s.ev(Event::AgentFailed { status: 603 });
     assert_eq!(out, vec![Action::ReleaseAgent, Action::ReserveAgent { exclude: vec!["alice".into()] }]);
     let out = s.ev(Event::Reserved(Some("bob".into())));
@@ -256,7 +212,7 @@ fn queue_callback_agent_declines_then_a_second_agent_answers() {
 
 #[test]
 fn queue_callback_second_agent_no_answer_plays_the_apology_then_agent_no_answer() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     // The first agent lets it ring out.
     let out = s.until_timeout();
     assert_eq!(out, vec![Action::CancelAgent, Action::ReleaseAgent, Action::ReserveAgent { exclude: vec!["alice".into()] }]);
@@ -271,7 +227,7 @@ fn queue_callback_second_agent_no_answer_plays_the_apology_then_agent_no_answer(
 
 #[test]
 fn owned_callback_agent_no_answer_tries_nobody_else() {
-    let mut s = Sim::agent_ringing(true);
+    let mut s = agent_ringing(true);
     let out = s.until_timeout();
     assert!(!out.iter().any(|a| matches!(a, Action::ReserveAgent { .. })), "{out:?}");
     assert_eq!(out.last(), Some(&Action::PlayApology));
@@ -282,7 +238,7 @@ fn owned_callback_agent_no_answer_tries_nobody_else() {
 
 #[test]
 fn owned_callback_agent_declines_gets_the_apology() {
-    let mut s = Sim::agent_ringing(true);
+    let mut s = agent_ringing(true);
     let out = s.ev(Event::AgentFailed { status: 486 });
     assert_eq!(out, vec![Action::ReleaseAgent, Action::StopPlaying, Action::PlayApology]);
     assert_eq!(finish(&s.ev(Event::CustomerEnded)).outcome, Outcome::AgentNoAnswer);
@@ -290,7 +246,7 @@ fn owned_callback_agent_declines_gets_the_apology() {
 
 #[test]
 fn queue_callback_with_no_free_agent_left_gets_the_apology() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     s.ev(Event::AgentUnreachable);
     let out = s.ev(Event::Reserved(None));
     assert_eq!(out, vec![Action::StopPlaying, Action::PlayApology]);
@@ -298,7 +254,7 @@ fn queue_callback_with_no_free_agent_left_gets_the_apology() {
 
 #[test]
 fn customer_hanging_up_while_the_agent_rings_cancels_the_agent() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     s.now += Duration::from_secs(5);
     let out = s.ev(Event::CustomerEnded);
     assert_eq!(&out[..3], &[Action::CancelAgent, Action::ReleaseAgent, Action::HangUpCustomer]);
@@ -309,7 +265,7 @@ fn customer_hanging_up_while_the_agent_rings_cancels_the_agent() {
 
 #[test]
 fn media_timeout_while_bridged_ends_the_call_as_human() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     s.ev(Event::AgentAnswered);
     s.m.bridged(&mut Vec::new());
     // The driver reports the customer's media timeout as the leg ending.
@@ -320,7 +276,7 @@ fn media_timeout_while_bridged_ends_the_call_as_human() {
 
 #[test]
 fn bridge_failure_is_agent_no_answer() {
-    let mut s = Sim::agent_ringing(false);
+    let mut s = agent_ringing(false);
     s.ev(Event::AgentAnswered);
     let out = s.ev(Event::BridgeFailed("no codec".into()));
     let f = finish(&out);
@@ -330,7 +286,7 @@ fn bridge_failure_is_agent_no_answer() {
 
 #[test]
 fn a_customer_that_cannot_be_dialled_ends_the_attempt_as_recorded() {
-    let (mut s, _) = Sim::queue();
+    let (mut s, _) = queue();
     let f = crate::dialler::attempt::Finish::new(Outcome::Failed, None).note("not an E.164 number");
     let out = s.ev(Event::DialFailed(f.clone()));
     assert_eq!(out, vec![Action::End(f)]);

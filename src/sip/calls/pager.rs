@@ -5,14 +5,12 @@
 
 use std::collections::HashMap;
 
-use rand::SeedableRng;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, Method, Request, Response};
 use tokio::sync::oneshot;
 
 use super::table::{set_body, Calls, Ctx};
 use super::Credentials;
-use crate::sip::auth::client::{set_auth_headers, DigestClient};
 use crate::sip::dialog::{new_branch, new_call_id, new_tag, via};
 use crate::sip::transaction::TransactionKey;
 
@@ -132,27 +130,13 @@ impl Calls {
     /// The MESSAGE again with credentials: CSeq + 1, a new branch (§22.2).
     fn with_auth(&self, p: &Pending, challenge: &Response) -> Option<Request> {
         let creds = p.credentials.as_ref()?;
-        let mut client = DigestClient::new(creds.username.clone(), creds.password.clone());
-        let mut rng = rand::rngs::StdRng::from_os_rng();
-        let auth = match client.respond(challenge, &p.request, &mut rng) {
-            Ok(a) => a,
+        match self.with_digest(&p.request, challenge, creds, p.peer) {
+            Ok(r) => Some(r),
             Err(e) => {
                 tracing::info!(error = %e, "MESSAGE challenge not answerable");
-                return None;
-            }
-        };
-        let mut request = p.request.clone();
-        let seq = crate::sip::transaction::message::cseq_of(&request.headers).map(|(s, _)| s).unwrap_or(1) + 1;
-        let new_via = via(p.peer.transport, self.me(p.peer.addr), &new_branch());
-        for h in request.headers.iter_mut() {
-            match h {
-                Header::CSeq(_) => *h = Header::CSeq(rsip::headers::CSeq::new(format!("{seq} MESSAGE"))),
-                Header::Via(_) => *h = Header::Via(new_via.clone()),
-                _ => {}
+                None
             }
         }
-        set_auth_headers(&mut request, auth);
-        Some(request)
     }
 }
 

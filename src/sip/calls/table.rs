@@ -9,11 +9,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rand::SeedableRng;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Request, Response, SipMessage, StatusCode};
 use tokio::sync::mpsc;
 
 use super::{CallControl, Command, Credentials, IncomingCall, LegEvent, LegId};
+use crate::sip::auth::client::{set_auth_headers, ClientError, DigestClient};
 use crate::config::{Config, SipTimers};
 use crate::sip::dialog::{DialogId, Dialogs, Uas2xxRetransmitter};
 use crate::sip::endpoint::reply::{has_tag, SERVER};
@@ -147,6 +149,11 @@ impl Calls {
         self.legs.len()
     }
 
+    /// Legs not yet confirmed: dialling, offered, or answering until the ACK.
+    pub(crate) fn setup_count(&self) -> usize {
+        self.legs.values().filter(|l| matches!(l.state, State::Calling(_) | State::Offered(_) | State::Accepting { .. })).count()
+    }
+
     /// Whether nothing at all is kept: no leg, no transaction, dialog or timer entry.
     #[allow(dead_code)]
     pub(crate) fn holds_nothing(&self) -> bool {
@@ -164,6 +171,28 @@ impl Calls {
 
     pub(super) fn via(&self, to: Peer) -> rsip::headers::Via {
         crate::sip::dialog::new_via(to.transport, &self.me(to.addr).to_string())
+    }
+
+    /// `request` sent again with digest credentials answering `challenge` (a 401 or 407), as
+    /// a new transaction towards `to`: CSeq one higher (RFC 3261 §22.2) and a fresh Via branch
+    /// (§8.1.1.7); the rest of the request is unchanged.
+    pub(super) fn with_digest(&self, request: &Request, challenge: &Response, creds: &Credentials, to: Peer) -> Result<Request, ClientError> {
+        let mut client = DigestClient::new(creds.username.clone(), creds.password.clone());
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let auth = client.respond(challenge, request, &mut rng)?;
+        let mut retried = request.clone();
+        let seq = crate::sip::transaction::message::cseq_of(&retried.headers).map(|(s, _)| s).unwrap_or(1) + 1;
+        let method = retried.method;
+        let new_via = self.via(to);
+        for h in retried.headers.iter_mut() {
+            match h {
+                Header::CSeq(_) => *h = Header::CSeq(rsip::headers::CSeq::new(format!("{seq} {method}"))),
+                Header::Via(_) => *h = Header::Via(new_via.clone()),
+                _ => {}
+            }
+        }
+        set_auth_headers(&mut retried, auth);
+        Ok(retried)
     }
 
     pub(super) fn contact(&self, to: Peer) -> String {

@@ -1,14 +1,12 @@
 //! Outbound legs (UAC, RFC 3261 §13.2): the INVITE, one digest retry (§22.2), CANCEL (§9.1)
 //! and the ACK of the 2xx (§13.2.2.4).
 
-use rand::SeedableRng;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, Method, Request, Response};
 use tokio::sync::mpsc;
 
 use super::table::{body_of, send_ack, set_body, Calling, Calls, Ctx, LegEntry, State};
 use super::{DialRequest, LegEvent, LegId};
-use crate::sip::auth::client::{set_auth_headers, DigestClient};
 use crate::sip::codec::ALLOW;
 use crate::sip::dialog::{cancel_for, new_branch, new_tag, via, Dialog, DialogId};
 use crate::sip::transaction::TransactionKey;
@@ -182,31 +180,19 @@ impl Calls {
     fn retry_with_auth(&mut self, cx: &mut Ctx<'_>, id: LegId, resp: Response) {
         let status = resp.status_code.code();
         let Some(leg) = self.legs.get_mut(&id) else { return };
+        let peer = leg.peer;
         let State::Calling(c) = &mut leg.state else { return };
-        let Some(creds) = &c.credentials else { return };
+        let Some(creds) = c.credentials.clone() else { return };
         c.auth_tried = true;
-        let mut client = DigestClient::new(creds.username.clone(), creds.password.clone());
-        let mut rng = rand::rngs::StdRng::from_os_rng();
-        let auth = match client.respond(&resp, &c.invite, &mut rng) {
-            Ok(h) => h,
+        let sent = c.invite.clone();
+        let invite = match self.with_digest(&sent, &resp, &creds, peer) {
+            Ok(r) => r,
             Err(e) => {
                 tracing::info!(leg = id, error = %e, "challenge not answerable");
                 self.end(id, Some(LegEvent::Failed { status }));
                 return;
             }
         };
-        let mut invite = c.invite.clone();
-        let seq = crate::sip::transaction::message::cseq_of(&invite.headers).map(|(s, _)| s).unwrap_or(1) + 1;
-        let peer = leg.peer;
-        let new_via = via(peer.transport, self.me(peer.addr), &new_branch());
-        for h in invite.headers.iter_mut() {
-            match h {
-                Header::CSeq(_) => *h = Header::CSeq(rsip::headers::CSeq::new(format!("{seq} INVITE"))),
-                Header::Via(_) => *h = Header::Via(new_via.clone()),
-                _ => {}
-            }
-        }
-        set_auth_headers(&mut invite, auth);
         let Some(key) = cx.request(invite.clone(), peer) else {
             self.end(id, Some(LegEvent::Failed { status: 503 }));
             return;

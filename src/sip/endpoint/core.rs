@@ -20,13 +20,17 @@ pub(super) enum Decision {
     InDialog,
 }
 
+/// Whether the request's To carries a tag: it belongs to a dialog (§12.2.2).
+pub(super) fn in_dialog(req: &Request) -> bool {
+    req.headers.iter().any(|h| match h {
+        rsip::Header::To(t) => has_tag(rsip::headers::UntypedHeader::value(t)),
+        _ => false,
+    })
+}
+
 /// Picks the handler for a request outside any dialog we know.
 pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
-    let to_tag = req.headers.iter().find_map(|h| match h {
-        rsip::Header::To(t) => Some(rsip::headers::UntypedHeader::value(t).to_string()),
-        _ => None,
-    });
-    let in_dialog = to_tag.as_deref().is_some_and(has_tag);
+    let in_dialog = in_dialog(req);
     // §8.2.2.3: we support no extensions, so any Require (except on ACK/CANCEL) is 420.
     if !matches!(req.method, Method::Ack | Method::Cancel) {
         let required: Vec<String> = req

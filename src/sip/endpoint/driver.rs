@@ -20,6 +20,7 @@ use super::{AgentBindings, Directory, TrunkStates};
 use crate::config::Config;
 use crate::sip::calls::table::Ctx;
 use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
+use crate::sip::overload::{Load, Overload};
 use crate::sip::stats::{Outcome, SipStats};
 use crate::sip::codec::via;
 use crate::sip::transaction::{Role, TransactionEvent, TransactionKey, TransactionLayer, Transmit};
@@ -49,6 +50,7 @@ pub(super) struct Driver {
     stats: Arc<SipStats>,
     /// Client transactions whose final response was counted (2xx retransmissions are not).
     counted: HashSet<TransactionKey>,
+    overload: Overload,
 }
 
 impl Driver {
@@ -72,6 +74,7 @@ impl Driver {
             commands: calls.commands,
             stats: calls.stats,
             counted: HashSet::new(),
+            overload: Overload::new(cfg.sip.overload.clone()),
             transports,
         }
     }
@@ -132,6 +135,13 @@ impl Driver {
                 m = incoming.recv() => {
                     let Some(m) = m else { return };
                     let now = Instant::now();
+                    if self.overload.sample_due(now) {
+                        let load = Load { transactions: self.layer.len(), call_setups: self.calls.setup_count(), queued: incoming.len() };
+                        if let Some(on) = self.overload.sample(now, load) {
+                            tracing::warn!(overloaded = on, transactions = load.transactions, call_setups = load.call_setups, queued = load.queued, "SIP overload state changed");
+                            self.stats.set_overloaded(on);
+                        }
+                    }
                     if !self.registrar.screen(now, &m.msg, &m.from) {
                         self.layer.handle_message(now, m.msg, m.from);
                     }
@@ -206,6 +216,16 @@ impl Driver {
             TransactionEvent::Request { key, request, from } => {
                 let call_id = crate::sip::transaction::message::call_id_of(&request.headers);
                 let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
+                let new_work = request.method == rsip::Method::Register || (request.method == rsip::Method::Invite && !core::in_dialog(&request));
+                if new_work {
+                    if let Some(secs) = self.overload.refuse() {
+                        self.stats.overload_refused();
+                        let mut r = super::reply::reply(&request, 503);
+                        r.headers.push(rsip::Header::RetryAfter(<rsip::headers::RetryAfter as rsip::headers::UntypedHeader>::new(secs.to_string())));
+                        cx.respond(&key, r);
+                        return;
+                    }
+                }
                 let resp = match core::dispatch(&request, &self.dir) {
                     Decision::Respond(r) => r,
                     Decision::Register => match self.registrar.handle(now, &key, &request, from) {

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-
-use crate::calls::{LiveCall, LiveCalls};
+use super::{LiveCall, LiveCalls};
 
 /// A fresh interaction id (`call_` + 16 hex digits), sent to the agent in
 /// `X-Redial-Interaction-Id`.

@@ -1,0 +1,73 @@
+//! `[sip.overload]`: when the endpoint refuses new work. Above any limit,
+//! new INVITEs and REGISTERs are answered 503 with `Retry-After` (RFC 3261
+//! §21.5.4) while calls already set up, in-dialog requests, OPTIONS and the
+//! HTTP API go on. The state is left once every measure is back under
+//! `resume_at` of its limit, so the endpoint does not flap at the edge.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::problem::{parse_duration, Collector};
+
+/// The validated `[sip.overload]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverloadConfig {
+    /// `max_transactions`: live SIP transactions, completed ones kept for
+    /// retransmissions included (default 300000, about 250 MB).
+    pub max_transactions: usize,
+    /// `max_call_setups`: call legs ringing or answering, not yet confirmed (default 2000).
+    pub max_call_setups: usize,
+    /// `max_queued`: received messages waiting for the endpoint (default 4000).
+    pub max_queued: usize,
+    /// `retry_after`: the `Retry-After` of a 503, whole seconds (default 5s).
+    pub retry_after: Duration,
+    /// `resume_at`: the share of each limit under which work is admitted again (default 0.8).
+    pub resume_at: f64,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self { max_transactions: 300_000, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverload {
+    max_transactions: Option<usize>,
+    max_call_setups: Option<usize>,
+    max_queued: Option<usize>,
+    retry_after: Option<String>,
+    resume_at: Option<f64>,
+}
+
+pub(super) fn validate(raw: RawOverload, c: &mut Collector<'_>) -> OverloadConfig {
+    let mut o = OverloadConfig::default();
+    for (key, v, slot) in [
+        ("sip.overload.max_transactions", raw.max_transactions, &mut o.max_transactions),
+        ("sip.overload.max_call_setups", raw.max_call_setups, &mut o.max_call_setups),
+        ("sip.overload.max_queued", raw.max_queued, &mut o.max_queued),
+    ] {
+        match v {
+            Some(0) => c.push(key, "must be at least 1"),
+            Some(n) => *slot = n,
+            None => {}
+        }
+    }
+    if let Some(d) = raw.retry_after.as_deref().and_then(|v| c.check("sip.overload.retry_after", parse_duration(v))) {
+        if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+            c.push("sip.overload.retry_after", "must be a whole number of seconds, at least 1s");
+        } else {
+            o.retry_after = d;
+        }
+    }
+    if let Some(r) = raw.resume_at {
+        if r > 0.0 && r <= 1.0 {
+            o.resume_at = r;
+        } else {
+            c.push("sip.overload.resume_at", "must be more than 0 and at most 1");
+        }
+    }
+    o
+}

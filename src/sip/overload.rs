@@ -1,0 +1,110 @@
+//! The endpoint's overload state, sans-IO: the driver samples its load (live
+//! transactions, call legs in set-up, messages waiting) at most every
+//! [`SAMPLE_EVERY`] and asks, per new INVITE or REGISTER, whether to admit it.
+//! Above any limit the answer is 503 with `Retry-After` (RFC 3261 §21.5.4)
+//! until every measure is back under `resume_at` of its limit. Sampling, not
+//! counting per request, keeps the check O(1) on the hot path.
+
+use std::time::{Duration, Instant};
+
+use crate::config::OverloadConfig;
+
+/// How often the driver measures its load.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// One measurement of the endpoint's load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub transactions: usize,
+    pub call_setups: usize,
+    pub queued: usize,
+}
+
+#[derive(Debug)]
+pub struct Overload {
+    cfg: OverloadConfig,
+    overloaded: bool,
+    next_sample: Option<Instant>,
+    /// New requests refused since start.
+    refused: u64,
+}
+
+impl Overload {
+    pub fn new(cfg: OverloadConfig) -> Self {
+        Self { cfg, overloaded: false, next_sample: None, refused: 0 }
+    }
+
+    /// Whether a sample is due at `now`.
+    pub fn sample_due(&self, now: Instant) -> bool {
+        self.next_sample.is_none_or(|at| now >= at)
+    }
+
+    /// Takes a sample; returns `Some(new state)` when it changed.
+    pub fn sample(&mut self, now: Instant, load: Load) -> Option<bool> {
+        self.next_sample = Some(now + SAMPLE_EVERY);
+        let c = &self.cfg;
+        let measures = [(load.transactions, c.max_transactions), (load.call_setups, c.max_call_setups), (load.queued, c.max_queued)];
+        let next = if self.overloaded {
+            // Stay until every measure is under its resume mark.
+            measures.iter().any(|&(v, max)| v as f64 >= max as f64 * c.resume_at)
+        } else {
+            measures.iter().any(|&(v, max)| v >= max)
+        };
+        let changed = next != self.overloaded;
+        self.overloaded = next;
+        changed.then_some(next)
+    }
+
+    /// `Some(Retry-After seconds)` when a new INVITE or REGISTER must be refused.
+    pub fn refuse(&mut self) -> Option<u64> {
+        if self.overloaded {
+            self.refused += 1;
+            Some(self.cfg.retry_after.as_secs())
+        } else {
+            None
+        }
+    }
+
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> OverloadConfig {
+        OverloadConfig { max_transactions: 100, max_call_setups: 10, max_queued: 50, retry_after: Duration::from_secs(7), resume_at: 0.8 }
+    }
+
+    #[test]
+    fn refuses_above_any_limit_and_resumes_only_under_every_resume_mark() {
+        let t0 = Instant::now();
+        let mut o = Overload::new(cfg());
+        assert!(o.sample_due(t0));
+        assert_eq!(o.sample(t0, Load { transactions: 99, call_setups: 9, queued: 49 }), None);
+        assert_eq!(o.refuse(), None);
+        assert!(!o.sample_due(t0 + SAMPLE_EVERY / 2), "sampled at most every SAMPLE_EVERY");
+        let t1 = t0 + SAMPLE_EVERY;
+        assert_eq!(o.sample(t1, Load { transactions: 10, call_setups: 10, queued: 0 }), Some(true), "one measure at its limit");
+        assert_eq!(o.refuse(), Some(7));
+        // Under the limit but over 80 % of it: still refusing (no flapping).
+        assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { transactions: 85, call_setups: 0, queued: 0 }), None);
+        assert!(o.is_overloaded());
+        assert_eq!(o.sample(t1 + 2 * SAMPLE_EVERY, Load { transactions: 79, call_setups: 7, queued: 39 }), Some(false));
+        assert_eq!(o.refuse(), None);
+        assert_eq!(o.refused(), 1);
+    }
+
+    #[test]
+    fn a_queue_backlog_alone_is_overload() {
+        let t0 = Instant::now();
+        let mut o = Overload::new(cfg());
+        assert_eq!(o.sample(t0, Load { transactions: 0, call_setups: 0, queued: 50 }), Some(true));
+    }
+}

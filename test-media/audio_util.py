@@ -1,0 +1,50 @@
+"""Audio helpers shared by the corpus generators (make_corpus.py,
+make_world_corpus.py): 16-bit mono WAV at 8 kHz as lists of floats in
+[-1, 1), and the few level operations both use."""
+import array
+import math
+import subprocess
+import sys
+import wave
+
+RATE = 8000
+
+
+def run(*args, stdin=None):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, input=stdin)
+
+
+def read_wav(path):
+    with wave.open(path, "rb") as w:
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2, path
+        data = array.array("h", w.readframes(w.getnframes()))
+    if sys.byteorder == "big":
+        data.byteswap()
+    return [s / 32768.0 for s in data]
+
+
+def write_wav(path, samples):
+    data = array.array("h", (max(-32768, min(32767, int(round(s * 32768.0)))) for s in samples))
+    if sys.byteorder == "big":
+        data.byteswap()
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(data.tobytes())
+
+
+def silence(sec):
+    return [0.0] * int(round(sec * RATE))
+
+
+def active_rms(x):
+    peak = max(abs(s) for s in x) or 1.0
+    act = [s for s in x if abs(s) > 0.05 * peak]
+    return math.sqrt(sum(s * s for s in act) / max(1, len(act)))
+
+
+def scale_to_peak(x, dbfs):
+    peak = max(abs(s) for s in x) or 1.0
+    g = 10 ** (dbfs / 20) / peak
+    return [s * g for s in x]
