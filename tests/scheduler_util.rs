@@ -2,8 +2,9 @@
 //!
 //! These tests are the book's contract: they reach the book only through
 //! the storage seam ([`Book`]), and [`open_book`] is the one place that
-//! picks a backend. A new backend runs the same files by opening itself
-//! there.
+//! picks a backend: redb, or PostgreSQL when `REDIAL_TEST_BOOK=postgres` is
+//! set or the files are compiled into the `cluster_book` target (which
+//! runs them all against PostgreSQL in `cargo test`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -162,8 +163,67 @@ impl Harness {
 /// Opens the backend under test at `path` (the redb book), publishing its
 /// changes on `bus` when given. Errors are the backend's opening errors.
 pub fn open_book(path: &std::path::Path, clock: Arc<dyn Clock>, cfg: Arc<Config>, bus: Option<Arc<redial::events::Bus>>) -> Result<Arc<dyn Book>, redial::scheduler::book::StoreError> {
+    if postgres_backend() {
+        return pg_book::open(path, clock, cfg, bus);
+    }
     let opts = BookOptions { bus, ..BookOptions::default() };
     RedbBook::open(path, clock, cfg, opts).map(|b| Arc::new(b) as Arc<dyn Book>)
+}
+
+/// Whether the contract runs against PostgreSQL: asked for in the
+/// environment, or compiled into the `cluster_book` target.
+pub fn postgres_backend() -> bool {
+    module_path!().starts_with("cluster_book::") || std::env::var("REDIAL_TEST_BOOK").is_ok_and(|v| v == "postgres")
+}
+
+#[path = "common/pg.rs"]
+mod pg;
+
+/// The PostgreSQL backend of the contract: one throw-away server per test
+/// process (started on first use, stopped when the process exits), one
+/// schema per book path, so reopening a path finds its book again.
+mod pg_book {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use redial::clock::Clock;
+    use redial::cluster::book::{PgBook, PgOptions};
+    use redial::config::Config;
+    use redial::scheduler::book::{Book, StoreError};
+
+    use super::pg;
+
+    static SERVER: OnceLock<Mutex<Option<pg::Postgres>>> = OnceLock::new();
+
+    extern "C" fn stop_server() {
+        if let Some(m) = SERVER.get() {
+            drop(m.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
+    }
+
+    fn url() -> String {
+        let m = SERVER.get_or_init(|| {
+            // SAFETY: registers a plain function to run at process exit.
+            unsafe { libc::atexit(stop_server) };
+            Mutex::new(Some(pg::Postgres::start()))
+        });
+        m.lock().unwrap_or_else(|p| p.into_inner()).as_ref().expect("the test server runs until exit").url()
+    }
+
+    /// A schema name of the book at `path` (stable for the path).
+    fn schema_of(path: &Path) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in path.as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("book_{h:016x}")
+    }
+
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, cfg: Arc<Config>, bus: Option<Arc<redial::events::Bus>>) -> Result<Arc<dyn Book>, StoreError> {
+        let opts = PgOptions { schema: Some(schema_of(path)), bus, ..PgOptions::new(url()) };
+        PgBook::open(opts, clock, cfg).map(|b| Arc::new(b) as Arc<dyn Book>)
+    }
 }
 
 pub fn ids(d: &[Dispatch]) -> Vec<CallbackId> {

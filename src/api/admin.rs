@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::AppState;
+use super::state::AppState;
 use crate::scheduler::store::StoreError;
 
 /// `POST /v1/admin/backup` body.

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::views::{json_body, rfc3339, CallbackView, CreateCallback};
-use super::{AppState, Caller};
+use super::state::{AppState, Caller};
 use crate::scheduler::engine::rules::RuleError;
 use crate::scheduler::model::WhenResolution;
 use crate::scheduler::when;

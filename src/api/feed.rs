@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::error::{ApiError, ErrorBody};
 use super::views::{rfc3339, AgentView, AttemptView, CallbackView};
-use super::{AppState, Caller};
+use super::state::{AppState, Caller};
 use crate::config::Scope;
 use crate::events::{Bus, Event, Kind, Payload};
 use crate::ops::Actor;

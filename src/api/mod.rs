@@ -22,6 +22,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod openapi;
 pub mod routes;
+pub mod state;
 pub mod trunks;
 pub mod views;
 
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 pub use crate::calls::{LiveCall, LiveCalls, NoLiveCalls};
 pub use self::trunks::{ConfiguredTrunks, TrunkView};
 pub use self::views::TrunkInfo;
+pub use self::state::{AppState, Caller, Shared};
 use crate::agents::Registry;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -53,34 +55,6 @@ use crate::metrics::Metrics;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Everything a handler needs.
-pub struct Shared {
-    pub book: Arc<dyn Book>,
-    pub cfg: Arc<Config>,
-    pub tokens: Tokens,
-    pub limiter: RateLimiter,
-    pub idempotency: IdempotencyCache,
-    pub metrics: Arc<Metrics>,
-    pub agents: Arc<Registry>,
-    pub trunks: Arc<dyn TrunkView>,
-    pub live: Arc<dyn LiveCalls>,
-    /// The callback and agent operations shared with the console.
-    pub ops: crate::ops::Ops,
-    /// Published changes, for `/v1/events` and the console's live updates.
-    pub bus: Arc<crate::events::Bus>,
-    /// The console's sessions and login throttle.
-    pub console: crate::console::ConsoleState,
-    /// Turns true when the server stops: endless responses (server-sent
-    /// events) end then, so the graceful shutdown is not held open.
-    pub stopping: watch::Receiver<bool>,
-}
-
-pub type AppState = Arc<Shared>;
-
-/// The caller's token name, set by the auth middleware.
-#[derive(Debug, Clone)]
-pub struct Caller(pub String);
-
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

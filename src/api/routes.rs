@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorBody};
 use super::idempotency::{self, Stored};
 use crate::metrics::{family, label};
 use super::views::*;
-use super::{AppState, Caller};
+use super::state::{AppState, Caller};
 use crate::agents::AgentState;
 use crate::scheduler::model::Status;
 use crate::scheduler::store::ListFilter;

@@ -6,12 +6,14 @@
 //! - [`leases`]: shard leases with fencing epochs, and the fenced start of
 //!   an attempt.
 //! - [`holds`]: agent reservations as conditional writes.
+//! - [`book`]: the callback book in PostgreSQL behind the storage seam.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
 //! between nodes cannot give one shard two owners; each node also keeps a
 //! local deadline ([`leases::Held`]) so it stops dialling before its lease
 //! could be taken over.
 
+pub mod book;
 pub mod holds;
 pub mod leases;
 pub mod schema;

@@ -35,6 +35,43 @@ pub const MIGRATIONS: &[&str] = &[
          at       timestamptz NOT NULL DEFAULT now(),
          PRIMARY KEY (callback, attempt)
      );",
+    // 2: the callback book. `record` is the callback in the book's compact
+    // encoding; the columns beside it are what indexes and conditional
+    // writes need, kept in step with it by every write. Ids are the redb
+    // book's (32-bit creation sequence, 32 random bits), so below 2^63.
+    "CREATE TABLE redial_callbacks (
+         id             bigint PRIMARY KEY,
+         shard          integer NOT NULL,
+         status         smallint NOT NULL,
+         phone          text NOT NULL,
+         queue          text NOT NULL,
+         owner          text,
+         interaction_id text,
+         due_at         bigint NOT NULL,
+         first_delay    bigint NOT NULL,
+         record         bytea NOT NULL
+     );
+     CREATE UNIQUE INDEX redial_callbacks_active ON redial_callbacks (phone, queue) WHERE status IN (0, 1);
+     CREATE INDEX redial_callbacks_due ON redial_callbacks (due_at, id) WHERE status = 0;
+     CREATE INDEX redial_callbacks_in_progress ON redial_callbacks (shard) WHERE status = 1;
+     CREATE INDEX redial_callbacks_status ON redial_callbacks (status, id);
+     CREATE INDEX redial_callbacks_queue ON redial_callbacks (queue, id);
+     CREATE INDEX redial_callbacks_owner ON redial_callbacks (owner, id) WHERE owner IS NOT NULL;
+     CREATE INDEX redial_callbacks_phone ON redial_callbacks (phone, id);
+     CREATE INDEX redial_callbacks_interaction ON redial_callbacks (interaction_id)
+         WHERE status IN (0, 1) AND interaction_id IS NOT NULL;
+     CREATE TABLE redial_attempts (
+         callback bigint NOT NULL,
+         attempt  integer NOT NULL,
+         record   bytea NOT NULL,
+         PRIMARY KEY (callback, attempt)
+     );
+     CREATE TABLE redial_audit (
+         seq    bigserial PRIMARY KEY,
+         target text NOT NULL,
+         entry  bytea NOT NULL
+     );
+     CREATE SEQUENCE redial_callback_seq MINVALUE 1 MAXVALUE 4294967295 CYCLE;",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! Relative paths in `redial.toml` are relative to the directory of that file;
 //! with no file, to the current directory.
 
+pub mod cluster;
 pub mod guard;
 pub mod overload;
 mod problem;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 use crate::e164::is_e164;
 
+pub use cluster::{Backend, ClusterConfig};
 pub use guard::GuardConfig;
 pub use overload::OverloadConfig;
 pub use problem::{Problem, Problems};
@@ -143,6 +145,10 @@ pub struct Config {
     pub media: MediaConfig,
     pub http: HttpConfig,
     pub storage_path: PathBuf,
+    /// `storage.backend`: redb (`storage_path`) or PostgreSQL (`storage.url`).
+    pub backend: Backend,
+    /// `[cluster]`: this node in a cluster (with the PostgreSQL backend).
+    pub cluster: Option<ClusterConfig>,
     pub profiles_dir: PathBuf,
     pub tokens: Vec<Token>,
     pub agents: Vec<Agent>,
@@ -183,6 +189,8 @@ impl Config {
             },
             http: HttpConfig { listen: "127.0.0.1:8080".parse().expect("literal") },
             storage_path: PathBuf::from("data/redial.redb"),
+            backend: Backend::Redb,
+            cluster: None,
             profiles_dir: PathBuf::from("sip-profiles"),
             tokens: vec![],
             agents: vec![],
@@ -287,6 +295,7 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     storage: RawStorage,
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     profiles: RawProfiles,
     #[serde(default)]
@@ -346,6 +355,8 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<String>,
+    backend: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -453,6 +464,7 @@ impl RawConfig {
         if let Some(l) = &self.http.listen {
             cfg.http.listen = c.check("http.listen", addr(l)).unwrap_or(cfg.http.listen);
         }
+        (cfg.backend, cfg.cluster) = cluster::validate(self.storage.backend.as_deref(), self.storage.url.clone(), self.cluster, &mut c);
         if let Some(p) = self.storage.path {
             cfg.storage_path = base.join(p);
         } else {

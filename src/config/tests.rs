@@ -217,3 +217,35 @@ fn overload_keys_are_read_and_bad_ones_named() {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }
+
+#[test]
+fn cluster_mode_needs_postgres_a_url_and_a_node_name() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "redial.toml",
+        "[storage]\nbackend = \"postgres\"\nurl = \"host=/tmp user=redial\"\n[cluster]\nnode = \"a-1\"\nshards = 16\nlease = \"6s\"\nrenew_every = \"2s\"\nmargin = \"1s\"\n",
+    );
+    let c = Config::load(Some(&f)).unwrap();
+    assert_eq!(c.backend, Backend::Postgres { url: "host=/tmp user=redial".into() });
+    let cl = c.cluster.unwrap();
+    assert_eq!((cl.node.as_str(), cl.shards, cl.lease), ("a-1", 16, Duration::from_secs(6)));
+    assert_eq!(Config::load(None).unwrap().backend, Backend::Redb);
+
+    let cases: &[(&str, &str)] = &[
+        ("[storage]\nbackend = \"mysql\"\n", "redial.toml: storage.backend: `mysql` is not a backend"),
+        ("[storage]\nbackend = \"postgres\"\n[cluster]\nnode = \"a\"\n", "redial.toml: storage.url: is required"),
+        ("[storage]\nbackend = \"postgres\"\nurl = \"host=/tmp\"\n", "redial.toml: cluster.node: is required"),
+        ("[storage]\nurl = \"host=/tmp\"\n", "redial.toml: storage.url: is only used with backend"),
+        ("[cluster]\nnode = \"a\"\n", "redial.toml: cluster: cluster mode needs storage.backend"),
+        ("[storage]\nbackend = \"postgres\"\nurl = \"x\"\n[cluster]\nnode = \"a b\"\n", "redial.toml: cluster.node: `a b` must be"),
+        ("[storage]\nbackend = \"postgres\"\nurl = \"x\"\n[cluster]\nnode = \"a\"\nshards = 0\n", "redial.toml: cluster.shards: 0 is out of range"),
+        ("[storage]\nbackend = \"postgres\"\nurl = \"x\"\n[cluster]\nnode = \"a\"\nlease = \"2s\"\n", "redial.toml: cluster.lease: must be longer"),
+        ("[storage]\nbackend = \"postgres\"\nurl = \"x\"\n[cluster]\nnode = \"a\"\nmargin = \"soon\"\n", "redial.toml: cluster.margin: `soon` is not a duration"),
+    ];
+    for (text, needle) in cases {
+        let f = write(d.path(), "redial.toml", text);
+        let e = Config::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains(needle), "`{needle}` missing in:\n{e}");
+    }
+}

@@ -37,8 +37,8 @@ use crate::agents::AgentState;
 // The console is an adapter beside the REST API: it mounts its routes on
 // the same router and state, and streams the same event feed.
 use crate::api::feed::{event_stream, last_event_id, EventFilter};
-use crate::api::AppState;
-pub(crate) use crate::api::TrunkInfo;
+use crate::api::state::AppState;
+pub(crate) use crate::api::views::TrunkInfo;
 use crate::config::Scope;
 use crate::ops::request::{CreateCallback, OWNER_ME};
 use crate::ops::{Actor, BulkAction};

@@ -173,11 +173,11 @@ mod tests {
         assert_eq!(s.get(Role::Client, "OTHER", "transport_error"), 1);
         let mut out = String::new();
         s.render_prometheus(&mut out);
-        assert_eq!(out.matches("# TYPE").count(), 2);
+        assert_eq!(out.matches("# TYPE").count(), 4);
         assert!(out.contains("redial_sip_transactions_total{method=\"INVITE\",role=\"client\",class=\"2xx\"} 2\n"), "{out}");
         assert!(out.contains("{method=\"BYE\",role=\"server\",class=\"4xx\"} 1\n"), "{out}");
         assert!(out.contains("{method=\"OPTIONS\",role=\"client\",class=\"timeout\"} 1\n"), "{out}");
-        assert_eq!(out.lines().count(), 2 + 4 + 2 + AUTH_EVENTS.len(), "{out}");
+        assert_eq!(out.lines().count(), 2 + 4 + 2 + AUTH_EVENTS.len() + 6, "{out}");
         s.auth(AuthCounter::Blocked);
         assert_eq!(s.auth_count(AuthCounter::Blocked), 1);
         let mut out = String::new();

@@ -50,7 +50,7 @@ impl AuditNote {
         Self { actor: actor.into(), action: action.into(), detail: Box::new(detail) }
     }
 
-    pub(super) fn entry(self, at: Millis, cb: &Callback) -> AuditEntry {
+    pub(crate) fn entry(self, at: Millis, cb: &Callback) -> AuditEntry {
         AuditEntry { at, actor: self.actor, action: self.action, target: cb.id.to_string(), detail: (self.detail)(cb) }
     }
 }

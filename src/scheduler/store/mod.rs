@@ -76,6 +76,12 @@ pub enum StoreError {
     NoMigration { from: u64, to: u64 },
     #[error("the scheduler has stopped")]
     Closed,
+    /// The PostgreSQL book (cluster mode) failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(Arc<str>),
+    /// The backend cannot do this (a file backup of a PostgreSQL book).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

@@ -20,12 +20,13 @@ use super::tables::*;
 use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
 use crate::clock::{Clock, Millis};
-use crate::config::{Config, OwnershipExpiry};
+use crate::config::Config;
 use crate::events::{Bus, Kind, Payload};
-use crate::scheduler::engine::rules::{self, Next};
+use crate::scheduler::change::{self, action_id};
+use crate::scheduler::engine::rules;
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
 use crate::scheduler::model::{
-    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
+    AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, NewCallback, Outcome,
     Status,
 };
 
@@ -492,17 +493,10 @@ impl Writer {
             }
             batch.dirty_stats.push(new.queue.clone());
         }
-        let entry = (new.status == Status::Scheduled).then(|| {
-            let tz = self.cfg.queue(&new.queue).map_or(chrono_tz::UTC, |q| q.timezone);
-            DueEntry::of(new, tz)
-        });
+        let entry = (new.status == Status::Scheduled).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
         if self.bus.is_some() {
-            let kind = change_kind(old, new);
-            batch.events.push((kind, Payload::Callback(Box::new(new.clone()))));
-            if kind == Kind::CallbackInProgress {
-                batch.events.push((Kind::AttemptStarted, Payload::AttemptStarted { callback: Box::new(new.clone()), attempt: new.attempts }));
-            }
+            batch.events.extend(change::change_events(old, new));
         }
         Ok(())
     }
@@ -521,10 +515,9 @@ impl Writer {
         mut req: NewCallback,
         batch: &mut Batch,
     ) -> Result<Result<Callback, ScheduleError>, StoreError> {
-        let when_resolution = crate::scheduler::when::resolve_request(now, &mut req, &self.cfg);
-        let v = match rules::validate_new(now, &req, &self.cfg) {
+        let (v, when_resolution) = match change::validate_new(now, &self.cfg, &mut req) {
             Ok(v) => v,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => return Ok(Err(e)),
         };
         if let Some(existing) = t.active.get((req.phone.as_str(), req.queue.as_str()))? {
             let existing_id = CallbackId(existing.value());
@@ -536,33 +529,8 @@ impl Writer {
                 return Ok(Err(ScheduleError::DuplicateInteraction { existing_id }));
             }
         }
-        let mode = req.mode.unwrap_or(self.cfg.queue(&req.queue).expect("validated").mode);
-        let cb = Callback {
-            id: self.new_id(batch),
-            status: Status::Scheduled,
-            mode,
-            caller_id: req.caller_id.clone(),
-            phone: req.phone,
-            queue: req.queue,
-            owner: req.owner,
-            scheduled_at: req.scheduled_at,
-            due_at: v.due_at,
-            timezone: v.timezone,
-            attempts: 0,
-            max_attempts: v.max_attempts,
-            last_outcome: None,
-            origin: req.origin.unwrap_or(Origin::Api),
-            notes: req.notes,
-            interaction_id: req.interaction_id,
-            created_at: now,
-            updated_at: now,
-            first_due_at: v.due_at,
-            owner_until: v.owner_until,
-            end_reason: None,
-            when: req.when,
-            when_resolution,
-            skipped_by: None,
-        };
+        let id = self.new_id(batch);
+        let cb = change::new_record(&self.cfg, now, id, req, v, when_resolution);
         self.put(t, None, &cb, batch)?;
         Ok(Ok(cb))
     }
@@ -576,45 +544,20 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Result<Callback, ScheduleError>, StoreError> {
         let Some(old) = t.get(id)? else { return Ok(Err(ScheduleError::NotFound)) };
-        if old.status != Status::Scheduled {
-            return Ok(Err(ScheduleError::WrongState { status: old.status }));
-        }
-        let r = match rules::validate_changes(
-            now,
-            &self.cfg,
-            &old.queue,
-            old.scheduled_at,
-            &old.timezone,
-            old.due_at,
-            old.owner.as_deref(),
-            old.owner_until,
-            old.notes.as_deref(),
-            ch,
-        ) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e.into())),
+        let new = match change::rescheduled(now, &self.cfg, &old, ch) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
         };
-        if r.queue != old.queue {
-            if let Some(existing) = t.active.get((old.phone.as_str(), r.queue.as_str()))? {
+        if new.queue != old.queue {
+            // Moved to another queue: one active callback per phone there too.
+            if let Some(existing) = t.active.get((old.phone.as_str(), new.queue.as_str()))? {
                 let existing_id = CallbackId(existing.value());
                 return Ok(Err(rules::RuleError::Duplicate { existing_id }.into()));
             }
         }
-        let mut new = old.clone();
-        new.queue = r.queue;
-        new.scheduled_at = r.scheduled_at;
-        new.timezone = r.timezone;
-        new.due_at = r.due_at;
-        new.owner = r.owner;
-        new.owner_until = r.owner_until;
-        new.notes = r.notes;
-        new.updated_at = now;
-        if new.attempts == 0 {
-            // Not yet tried: the new time is its first due time (priority,
-            // ownership period and the delay in stats start from it).
+        if old.attempts == 0 {
             self.counters.entry(new.queue.clone()).or_default().first_due_moved(new.due_at - old.first_due_at);
             batch.dirty_stats.push(new.queue.clone());
-            new.first_due_at = new.due_at;
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
@@ -628,13 +571,10 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Result<Callback, CancelError>, StoreError> {
         let Some(old) = t.get(id)? else { return Ok(Err(CancelError::NotFound)) };
-        if old.status != Status::Scheduled {
-            return Ok(Err(CancelError::WrongState { status: old.status }));
-        }
-        let mut new = old.clone();
-        new.status = Status::Cancelled;
-        new.end_reason = Some(EndReason::Api);
-        new.updated_at = now;
+        let new = match change::cancelled(now, &old) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
+        };
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
     }
@@ -653,43 +593,13 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Result<Callback, ReportError>, StoreError> {
         let Some(old) = t.get(id)? else { return Ok(Err(ReportError::NotFound)) };
-        if old.status != Status::InProgress || old.attempts != n {
-            return Ok(Err(ReportError::NotInProgress { status: old.status, attempts: old.attempts }));
-        }
-        let attempt = Attempt {
-            attempt: n,
-            // The record's last change was the arming that started it; an
-            // attempt armed ahead starts at its due time (the hand-over).
-            started_at: old.updated_at.max(old.due_at),
-            ended_at: now.max(old.updated_at).max(old.due_at),
-            outcome: o.outcome,
-            sip_status: o.sip_status,
-            amd: o.amd,
-            agent: o.agent,
-            note: note.map(str::to_string).or_else(|| o.note.clone()),
-            timeline: o.timeline,
+        let (new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
         };
         t.attempts.insert((id.0, n), encode_attempt(&attempt).as_slice())?;
-        let mut new = old.clone();
-        new.last_outcome = Some(o.outcome);
-        new.updated_at = now;
-        let next = match self.cfg.queue(&old.queue) {
-            Some(q) => {
-                let tz = rules::parse_tz(&old.timezone).unwrap_or(q.timezone);
-                rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
-            }
-            // The queue left the configuration: nothing can dial it again.
-            None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
-        };
-        match next {
-            Next::Done(s) => new.status = s,
-            Next::Retry { due_at } => {
-                new.status = Status::Scheduled;
-                new.due_at = due_at;
-            }
-        }
         if self.bus.is_some() {
-            batch.events.push((Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(new.clone()), attempt: Box::new(attempt) }));
+            batch.events.push(change::attempt_event(&new, &attempt));
         }
         self.put(t, Some(&old), &new, batch)?;
         Ok(Ok(new))
@@ -709,14 +619,7 @@ impl Writer {
     ) -> Result<Option<Callback>, StoreError> {
         let Some(id) = t.active.get((phone, queue))?.map(|v| CallbackId(v.value())) else { return Ok(None) };
         let Some(old) = t.get(id)? else { return Ok(None) };
-        if old.status != Status::Scheduled {
-            return Ok(None);
-        }
-        let mut new = old.clone();
-        new.status = Status::Skipped;
-        new.end_reason = Some(EndReason::Reached);
-        new.skipped_by = Some(interaction.to_string());
-        new.updated_at = now;
+        let Some(new) = change::skipped(now, &old, interaction) else { return Ok(None) };
         self.put(t, Some(&old), &new, batch)?;
         Ok(Some(new))
     }
@@ -898,74 +801,17 @@ impl Writer {
     ) -> Result<Option<Dispatch>, StoreError> {
         let id = action_id(&a);
         let Some(old) = t.get(id)? else { return Ok(None) };
-        // The record is the truth: a change earlier in this batch (cancel,
-        // reschedule) may have overtaken what the engine knew.
-        let current = old.status == Status::Scheduled && old.due_at <= now;
-        let mut new = old.clone();
-        new.updated_at = wall;
-        if !current && old.status == Status::Scheduled {
-            // The engine gave it up; it stays scheduled, so it must stay
-            // in memory too.
-            let tz = self.cfg.queue(&old.queue).map_or(chrono_tz::UTC, |q| q.timezone);
-            batch.engine.insert(old.id, Some(DueEntry::of(&old, tz)));
+        let applied = change::apply_action(now, wall, &self.cfg, &old, a);
+        if let Some(keep) = applied.keep {
+            batch.engine.insert(old.id, Some(keep));
         }
-        match a {
-            Action::Fire { agent, .. } => {
-                if !current {
-                    avail.release(&agent);
-                    return Ok(None);
-                }
-                new.status = Status::InProgress;
-                new.attempts += 1;
-                self.put(t, Some(&old), &new, batch)?;
-                return Ok(Some(Dispatch { attempt: new.attempts, callback: new, agent }));
-            }
-            _ if !current => return Ok(None),
-            Action::Defer { due_at, .. } => new.due_at = due_at,
-            Action::ExpireOwnership { .. } => {
-                let policy = self.cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry);
-                match policy {
-                    OwnershipExpiry::Queue => {
-                        new.owner = None;
-                        new.owner_until = None;
-                    }
-                    OwnershipExpiry::Cancel => {
-                        new.status = Status::Cancelled;
-                        new.end_reason = Some(EndReason::OwnershipExpired);
-                    }
-                }
-            }
-            Action::CloseWindow { .. } => {
-                new.status = Status::Cancelled;
-                new.end_reason = Some(EndReason::WindowClosed);
-            }
+        if let Some(agent) = applied.release {
+            avail.release(&agent);
         }
-        self.put(t, Some(&old), &new, batch)?;
-        Ok(None)
+        if let Some(new) = applied.write {
+            self.put(t, Some(&old), &new, batch)?;
+        }
+        Ok(applied.dispatch)
     }
 }
 
-/// The event a committed change of a callback is: by its new status when
-/// that changed, else an update (rescheduled, reassigned, deferred, or a
-/// retry's new due time).
-fn change_kind(old: Option<&Callback>, new: &Callback) -> Kind {
-    let Some(old) = old else { return Kind::CallbackCreated };
-    if old.status == new.status {
-        return Kind::CallbackUpdated;
-    }
-    match new.status {
-        Status::Scheduled => Kind::CallbackUpdated,
-        Status::InProgress => Kind::CallbackInProgress,
-        Status::Completed => Kind::CallbackCompleted,
-        Status::Cancelled => Kind::CallbackCancelled,
-        Status::Exhausted => Kind::CallbackExhausted,
-        Status::Failed => Kind::CallbackFailed,
-        Status::Skipped => Kind::CallbackSkipped,
-    }
-}
-
-fn action_id(a: &Action) -> CallbackId {
-    match a {
-        Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
-    }
-}

@@ -3,13 +3,12 @@
 //! final status. A text is a short message; [`split`] cuts a longer one into
 //! parts that fit a trunk's limit.
 
-use std::collections::HashMap;
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, Method, Request, Response};
 use tokio::sync::oneshot;
 
-use super::table::{set_body, Calls, Ctx};
+use super::table::{set_body, Calls, Ctx, PendingMessage as Pending};
 use super::Credentials;
 use crate::sip::dialog::{new_branch, new_call_id, new_tag, via};
 use crate::sip::transaction::TransactionKey;
@@ -39,16 +38,6 @@ pub struct MessageRequest {
 /// else the failing status (408 for no answer, 503 for a transport error).
 pub type MessageResult = Result<u16, u16>;
 
-pub(crate) struct Pending {
-    request: Request,
-    peer: crate::sip::Peer,
-    credentials: Option<Credentials>,
-    auth_tried: bool,
-    reply: oneshot::Sender<MessageResult>,
-}
-
-/// MESSAGE client transactions in flight, by transaction.
-pub(crate) type Messages = HashMap<TransactionKey, Pending>;
 
 impl Calls {
     /// Builds and sends a MESSAGE; `reply` gets its final result.

@@ -93,6 +93,16 @@ pub(super) enum State {
 }
 
 #[derive(Debug)]
+/// A MESSAGE in flight: what a digest retry needs, and who gets the result
+/// (`Ok(2xx)` or the failing status).
+pub(crate) struct PendingMessage {
+    pub(super) request: Request,
+    pub(super) peer: crate::sip::Peer,
+    pub(super) credentials: Option<Credentials>,
+    pub(super) auth_tried: bool,
+    pub(super) reply: tokio::sync::oneshot::Sender<Result<u16, u16>>,
+}
+
 pub(super) struct LegEntry {
     pub call_id: String,
     pub events: mpsc::UnboundedSender<LegEvent>,
@@ -124,7 +134,8 @@ pub(crate) struct Calls {
     /// Deadlines: 2xx retransmissions of `Accepting` legs, CANCEL give-ups of `Calling` ones.
     pub(super) timers: BTreeSet<(Instant, LegId)>,
     /// MESSAGE requests in flight (RFC 3428), outside any leg.
-    pub(super) messages: super::pager::Messages,
+    /// MESSAGE client transactions in flight (see `pager`).
+    pub(super) messages: HashMap<crate::sip::transaction::TransactionKey, PendingMessage>,
 }
 
 impl Calls {

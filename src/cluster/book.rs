@@ -1,0 +1,1247 @@
+//! The callback book in PostgreSQL, behind the storage seam
+//! ([`Book`]). It keeps the redb book's shape: one writer per node applies
+//! every change of a batch in one transaction (group commit), using the
+//! same pure rules ([`crate::scheduler::change`]) and the same in-memory
+//! engine for timing; reads go straight to the database on a second
+//! connection.
+//!
+//! What differs is that several nodes share the tables:
+//! - a firing round reads and locks only callbacks of shards this node may
+//!   dial (`FOR UPDATE SKIP LOCKED`: a row another node is changing is left
+//!   for the next round, never waited for);
+//! - in cluster mode ([`Ownership`]) the move to `in_progress` for attempt N
+//!   is written together with the fenced start ([`leases::start_attempt`]):
+//!   a node whose lease was taken over cannot start an attempt even before
+//!   it notices;
+//! - the one active callback per phone and queue is a unique index, so two
+//!   nodes booking the same customer at once cannot both succeed;
+//! - every change that may alter what is due sends `NOTIFY redial_book`, and
+//!   each node's listener forgets its near future and reloads it, so a
+//!   change on one node reaches the driver that dials it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures_util::future::try_join_all;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::leases::{self, shard_of, Held};
+use super::schema;
+use crate::clock::{Clock, Millis};
+use crate::config::Config;
+use crate::events::{Bus, Kind, Payload};
+use crate::scheduler::book::{
+    AuditEntry, AuditNote, AuditPage, BackupReport, Book, BookFuture, CancelError, Inconsistency, ListFilter, Page,
+    ReportError, ScheduleError, StoreError, Tick,
+};
+use crate::scheduler::change::{self, action_id};
+use crate::scheduler::engine::rules::RuleError;
+use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
+use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, NewCallback, Outcome, Stats, Status};
+use crate::scheduler::store::codec::{decode_attempt, decode_callback, encode_attempt, encode_callback};
+use crate::scheduler::store::stats::Counters;
+
+/// At most this many requests share one transaction.
+const MAX_BATCH: usize = 1024;
+/// Largest page of a list (as the redb book).
+const MAX_LIMIT: usize = 500;
+/// The channel every node listens on for changes to the book.
+const CHANNEL: &str = "redial_book";
+/// Before any round is measured: the cost of marking one callback, µs.
+const INITIAL_US_PER_MARK: u32 = 200;
+
+/// A PostgreSQL error as the book reports it: the server's message and
+/// SQLSTATE when there is one.
+pub fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(&e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        },
+    };
+    StoreError::Postgres(text.into())
+}
+
+/// Which shards this node may dial, shared with the lease loop. A book
+/// without one (a single node) dials every shard without fencing.
+#[derive(Debug)]
+pub struct Ownership {
+    pub node: String,
+    pub shards: u32,
+    held: Mutex<Held>,
+    /// Bumped whenever the set of shards held changes.
+    generation: AtomicU64,
+    /// Shards newly claimed whose in-progress attempts must be closed
+    /// (their dialler lost them) before they are dialled here.
+    claimed: Mutex<Vec<u32>>,
+}
+
+impl Ownership {
+    pub fn new(node: impl Into<String>, shards: u32) -> Arc<Self> {
+        Arc::new(Self { node: node.into(), shards: shards.max(1), held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lease loop's view changed: `f` edits it; `claimed` are shards
+    /// just taken over.
+    pub fn update(&self, claimed: &[u32], f: impl FnOnce(&mut Held)) {
+        f(&mut self.held());
+        if !claimed.is_empty() {
+            self.claimed.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(claimed);
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// (shard, epoch) of every shard held (for renewals and `GET /v1/cluster`).
+    pub fn list(&self) -> Vec<(u32, i64)> {
+        self.held().list()
+    }
+
+    /// The epoch to fence with, if `shard` may be dialled at `now`.
+    pub fn may_dial(&self, shard: u32, now: Millis) -> Option<i64> {
+        self.held().may_dial(shard, now)
+    }
+
+    /// Forgets shards whose local deadline passed; true if any was.
+    pub fn expire(&self, now: Millis) -> bool {
+        let gone = self.held().expire(now);
+        if !gone.is_empty() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        !gone.is_empty()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn take_claimed(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.claimed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// How to reach the database and what this node is.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A libpq-style connection string (`host=… user=… dbname=…`) or URL.
+    pub url: String,
+    /// A schema of its own (created if missing); `None` = the default
+    /// search path. Tests give each book one.
+    pub schema: Option<String>,
+    /// Shards of the cluster (fixed for its life).
+    pub shards: u32,
+    /// Cluster mode: the shards this node leases. `None` = a single node.
+    pub ownership: Option<Arc<Ownership>>,
+    /// Where committed changes are published, after their commit.
+    pub bus: Option<Arc<Bus>>,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), schema: None, shards: 64, ownership: None, bus: None }
+    }
+}
+
+/// Connects with `opts` (its schema set as the search path); the
+/// connection runs on the calling runtime. `listen` receives notifications.
+pub async fn connect(opts: &PgOptions, listen: Option<mpsc::UnboundedSender<String>>) -> Result<Client, StoreError> {
+    let (client, mut conn) = tokio_postgres::connect(&opts.url, NoTls).await.map_err(pg_error)?;
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if let Some(l) = &listen {
+                        let _ = l.send(n.payload().to_string());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "PostgreSQL connection ended");
+                    break;
+                }
+                None => break,
+            }
+        }
+    });
+    if let Some(s) = &opts.schema {
+        let q = quote_ident(s);
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {q}; SET search_path TO {q}")).await.map_err(pg_error)?;
+    }
+    Ok(client)
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+enum Op {
+    Schedule(NewCallback, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Reschedule(CallbackId, CallbackChanges, Option<AuditNote>, oneshot::Sender<Result<Callback, ScheduleError>>),
+    Cancel(CallbackId, Option<AuditNote>, oneshot::Sender<Result<Callback, CancelError>>),
+    Report(CallbackId, u32, AttemptOutcome, oneshot::Sender<Result<Callback, ReportError>>),
+    Tick(Arc<dyn Availability>, usize, Millis, oneshot::Sender<Result<Tick, StoreError>>),
+    Flush(oneshot::Sender<()>),
+    Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
+    Audit(Vec<AuditEntry>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// An answer held until the commit is known.
+enum Reply {
+    Schedule(oneshot::Sender<Result<Callback, ScheduleError>>, Result<Callback, ScheduleError>),
+    Cancel(oneshot::Sender<Result<Callback, CancelError>>, Result<Callback, CancelError>),
+    Report(oneshot::Sender<Result<Callback, ReportError>>, Result<Callback, ReportError>),
+    Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
+    Flush(oneshot::Sender<()>),
+    Skip(oneshot::Sender<Result<Option<Callback>, StoreError>>, Option<Callback>),
+    Audit(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Reply {
+    fn send(self, failed: Option<&StoreError>) {
+        match (self, failed) {
+            (Reply::Schedule(tx, r), None) => drop(tx.send(r)),
+            (Reply::Schedule(tx, _), Some(e)) => drop(tx.send(Err(ScheduleError::Store(e.clone())))),
+            (Reply::Cancel(tx, r), None) => drop(tx.send(r)),
+            (Reply::Cancel(tx, _), Some(e)) => drop(tx.send(Err(CancelError::Store(e.clone())))),
+            (Reply::Report(tx, r), None) => drop(tx.send(r)),
+            (Reply::Report(tx, _), Some(e)) => drop(tx.send(Err(ReportError::Store(e.clone())))),
+            (Reply::Tick(tx, _, t), None) => drop(tx.send(Ok(t))),
+            (Reply::Tick(tx, avail, t), Some(e)) => {
+                // Nothing was handed over: give the agents back.
+                for d in &t.dispatches {
+                    avail.release(&d.agent);
+                }
+                drop(tx.send(Err(e.clone())));
+            }
+            (Reply::Flush(tx), _) => drop(tx.send(())),
+            (Reply::Skip(tx, r), None) => drop(tx.send(Ok(r))),
+            (Reply::Skip(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
+            (Reply::Audit(tx), None) => drop(tx.send(Ok(()))),
+            (Reply::Audit(tx), Some(e)) => drop(tx.send(Err(e.clone()))),
+        }
+    }
+}
+
+/// What one batch changed, applied to memory after its commit.
+#[derive(Default)]
+struct Batch {
+    replies: Vec<Reply>,
+    engine: HashMap<CallbackId, Option<DueEntry>>,
+    wake_driver: bool,
+    marked: usize,
+    /// A row was locked by another node or its fence refused: memory no
+    /// longer knows what is due; reload after the commit.
+    reload: bool,
+    events: Vec<(Kind, Payload)>,
+    audit: Vec<AuditEntry>,
+    /// Ids reserved for this batch's schedules.
+    ids: Vec<u32>,
+}
+
+impl Batch {
+    fn note(&mut self, now: Millis, note: Option<AuditNote>, done: Option<&Callback>) {
+        if let (Some(note), Some(cb)) = (note, done) {
+            self.audit.push(note.entry(now, cb));
+        }
+    }
+}
+
+struct Writer {
+    db: Client,
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    engine: Engine,
+    shards: u32,
+    own: Option<Arc<Ownership>>,
+    generation: u64,
+    notify: Arc<Notify>,
+    waiting: Arc<AtomicUsize>,
+    us_per_mark: u32,
+    armed_until: Millis,
+    bus: Option<Arc<Bus>>,
+}
+
+fn id_i64(id: CallbackId) -> i64 {
+    id.0 as i64
+}
+
+fn decode_row(row: &Row, col: usize) -> Result<Callback, StoreError> {
+    let id: i64 = row.get(0);
+    let bytes: &[u8] = row.get(col);
+    decode_callback(bytes).map_err(|source| StoreError::Decode { id: CallbackId(id as u64), source })
+}
+
+impl Writer {
+    /// The shards this node may dial at `now` with their epochs; `None` =
+    /// every shard, unfenced (a single node).
+    fn dialable(&self, now: Millis) -> Option<HashMap<u32, i64>> {
+        self.own.as_ref().map(|o| o.list().into_iter().filter(|(s, _)| o.may_dial(*s, now).is_some()).collect())
+    }
+
+    fn mine(&self, cb: &Callback, now: Millis) -> bool {
+        match &self.own {
+            None => true,
+            Some(o) => o.may_dial(shard_of(&cb.id.to_string(), self.shards), now).is_some(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>, mut remote: mpsc::UnboundedReceiver<String>) {
+        let me = self.own.as_ref().map(|o| o.node.clone()).unwrap_or_default();
+        loop {
+            let first = tokio::select! {
+                op = rx.recv() => match op {
+                    Some(op) => op,
+                    None => return,
+                },
+                Some(from) = remote.recv() => {
+                    // Another node changed the book: what this node holds
+                    // in memory may be stale or missing.
+                    let mut other = from != me;
+                    while let Ok(f) = remote.try_recv() {
+                        other |= f != me;
+                    }
+                    if other {
+                        self.engine.reset(self.clock.now_ms());
+                        self.notify.notify_one();
+                    }
+                    continue;
+                }
+            };
+            let mut ops = vec![first];
+            while ops.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.process(ops).await;
+        }
+    }
+
+    async fn process(&mut self, ops: Vec<Op>) {
+        let now = self.clock.now_ms();
+        if let Some(o) = self.own.clone() {
+            let g = o.generation();
+            if g != self.generation {
+                // Shards came or went: reload the near future of those held now.
+                self.generation = g;
+                self.engine.reset(now);
+                let claimed = o.take_claimed();
+                if !claimed.is_empty() {
+                    match self.recover(&claimed).await {
+                        Ok(n) if n > 0 => tracing::warn!(recovered = n, "closed attempts left in progress on shards taken over"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot close the attempts of shards taken over");
+                            o.claimed.lock().unwrap_or_else(|p| p.into_inner()).extend(claimed);
+                            self.generation = 0;
+                        }
+                    }
+                }
+            }
+        }
+        let mut batch = Batch::default();
+        let started = std::time::Instant::now();
+        let result = self.apply_all(now, ops, &mut batch).await;
+        match result {
+            Ok(()) => {
+                if batch.marked >= 64 {
+                    // Timing the writer's own work, not scheduling logic:
+                    // it only decides how early herds are armed.
+                    let us = (started.elapsed().as_micros() / batch.marked as u128).clamp(1, 5_000) as u32;
+                    self.us_per_mark = (self.us_per_mark + us).div_ceil(2);
+                }
+                for (id, state) in batch.engine.drain() {
+                    match state {
+                        Some(e) => self.engine.handle_upsert(e),
+                        None => self.engine.handle_removed(id),
+                    }
+                }
+                if batch.reload {
+                    self.engine.reset(now);
+                }
+                self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
+                if let Some(bus) = &self.bus {
+                    for (kind, payload) in batch.events.drain(..) {
+                        bus.publish(kind, now, payload);
+                    }
+                }
+                for r in batch.replies {
+                    r.send(None);
+                }
+                if batch.wake_driver || batch.reload {
+                    self.notify.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "book write failed; batch refused");
+                let _ = self.db.batch_execute("ROLLBACK").await;
+                self.engine.reset(now);
+                self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
+                for r in batch.replies {
+                    r.send(Some(&e));
+                }
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    async fn apply_all(&mut self, now: Millis, ops: Vec<Op>, batch: &mut Batch) -> Result<(), StoreError> {
+        let schedules = ops.iter().filter(|o| matches!(o, Op::Schedule(..))).count();
+        self.db.batch_execute("BEGIN").await.map_err(pg_error)?;
+        if schedules > 0 {
+            let rows = self
+                .db
+                .query("SELECT nextval('redial_callback_seq') FROM generate_series(1, $1)", &[&(schedules as i32)])
+                .await
+                .map_err(pg_error)?;
+            batch.ids = rows.iter().rev().map(|r| r.get::<_, i64>(0) as u32).collect();
+        }
+        let mut ops = ops.into_iter();
+        for op in ops.by_ref() {
+            batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(..));
+            match op {
+                Op::Schedule(req, note, tx) => {
+                    let r = self.schedule(now, req, batch).await?;
+                    batch.note(now, note, r.as_ref().ok());
+                    batch.replies.push(Reply::Schedule(tx, r));
+                }
+                Op::Reschedule(id, ch, note, tx) => {
+                    let r = self.reschedule(now, id, &ch, batch).await?;
+                    batch.note(now, note, r.as_ref().ok());
+                    batch.replies.push(Reply::Schedule(tx, r));
+                }
+                Op::Cancel(id, note, tx) => {
+                    let r = self.cancel(now, id, batch).await?;
+                    batch.note(now, note, r.as_ref().ok());
+                    batch.replies.push(Reply::Cancel(tx, r));
+                }
+                Op::Report(id, n, outcome, tx) => {
+                    let r = self.report(now, id, n, outcome, None, batch).await?;
+                    batch.replies.push(Reply::Report(tx, r));
+                }
+                Op::Tick(avail, max, ahead, tx) => match self.tick(now, ahead, &*avail, max, batch).await {
+                    Ok(tick) => batch.replies.push(Reply::Tick(tx, avail, tick)),
+                    Err(e) => {
+                        drop(tx.send(Err(e.clone())));
+                        return Err(e);
+                    }
+                },
+                Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
+                Op::Audit(entries, tx) => {
+                    batch.audit.extend(entries);
+                    batch.replies.push(Reply::Audit(tx));
+                }
+                Op::Skip(phone, queue, interaction, tx) => {
+                    let r = self.skip(now, &phone, &queue, &interaction, batch).await?;
+                    batch.replies.push(Reply::Skip(tx, r));
+                }
+            }
+        }
+        self.append_audit(&batch.audit).await?;
+        if batch.wake_driver && self.own.is_some() {
+            let me = self.own.as_ref().map(|o| o.node.clone()).unwrap_or_default();
+            self.db.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &me]).await.map_err(pg_error)?;
+        }
+        self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let targets: Vec<&str> = entries.iter().map(|e| e.target.as_str()).collect();
+        let bodies: Vec<Vec<u8>> = entries.iter().map(|e| serde_json::to_vec(e).unwrap_or_default()).collect();
+        self.db
+            .execute(
+                "INSERT INTO redial_audit (target, entry) SELECT * FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(t, e, n) ORDER BY n",
+                &[&targets, &bodies],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn get_for_update(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
+        let row = self.db.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1 FOR UPDATE", &[&id_i64(id)]).await.map_err(pg_error)?;
+        row.map(|r| decode_row(&r, 1)).transpose()
+    }
+
+    /// Writes `new` over `old` (none when creating) and records the
+    /// engine's view and the events of the change.
+    /// A new record that conflicts with an active one for its phone and
+    /// queue is not written: `false`.
+    async fn put(&self, old: Option<&Callback>, new: &Callback, batch: &mut Batch) -> Result<bool, StoreError> {
+        let record = encode_callback(new);
+        let delay = new.first_due_at - new.created_at;
+        match old {
+            None => {
+                let shard = shard_of(&new.id.to_string(), self.shards) as i32;
+                let n = self
+                    .db
+                    .execute(
+                        "INSERT INTO redial_callbacks (id, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, record)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (phone, queue) WHERE status IN (0, 1) DO NOTHING",
+                        &[
+                            &id_i64(new.id),
+                            &shard,
+                            &(new.status.code() as i16),
+                            &new.phone,
+                            &new.queue,
+                            &new.owner,
+                            &new.interaction_id,
+                            &new.due_at,
+                            &delay,
+                            &record,
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                if n == 0 {
+                    return Ok(false);
+                }
+            }
+            Some(_) => {
+                self.db
+                    .execute(
+                        "UPDATE redial_callbacks SET status = $2, owner = $3, due_at = $4, first_delay = $5, record = $6 WHERE id = $1",
+                        &[&id_i64(new.id), &(new.status.code() as i16), &new.owner, &new.due_at, &delay, &record],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+            }
+        }
+        let now = new.updated_at;
+        let entry = (new.status == Status::Scheduled && self.mine(new, now)).then(|| change::due_entry(&self.cfg, new));
+        batch.engine.insert(new.id, entry);
+        if self.bus.is_some() {
+            batch.events.extend(change::change_events(old, new));
+        }
+        Ok(true)
+    }
+
+    async fn schedule(&self, now: Millis, mut req: NewCallback, batch: &mut Batch) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let seq = batch.ids.pop().unwrap_or(0);
+        let (v, when_resolution) = match change::validate_new(now, &self.cfg, &mut req) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
+            let row = self
+                .db
+                .query_opt("SELECT id FROM redial_callbacks WHERE interaction_id = $1 AND status IN (0, 1) LIMIT 1", &[&i])
+                .await
+                .map_err(pg_error)?;
+            if let Some(r) = row {
+                // A duplicate customer is named first, as the rules order them.
+                if let Some(existing_id) = self.active_id(&req.phone, &req.queue).await? {
+                    return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+                }
+                return Ok(Err(ScheduleError::DuplicateInteraction { existing_id: CallbackId(r.get::<_, i64>(0) as u64) }));
+            }
+        }
+        let id = CallbackId::new(seq, rand::rng().random());
+        let cb = change::new_record(&self.cfg, now, id, req, v, when_resolution);
+        // The unique index over active callbacks decides, also against a
+        // booking another node is committing at this moment.
+        if !self.put(None, &cb, batch).await? {
+            return match self.active_id(&cb.phone, &cb.queue).await? {
+                Some(existing_id) => Ok(Err(RuleError::Duplicate { existing_id }.into())),
+                None => Err(StoreError::Postgres("an active callback conflicted and then vanished; try again".into())),
+            };
+        }
+        Ok(Ok(cb))
+    }
+
+    async fn active_id(&self, phone: &str, queue: &str) -> Result<Option<CallbackId>, StoreError> {
+        let row = self
+            .db
+            .query_opt("SELECT id FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| CallbackId(r.get::<_, i64>(0) as u64)))
+    }
+
+    async fn reschedule(&self, now: Millis, id: CallbackId, ch: &CallbackChanges, batch: &mut Batch) -> Result<Result<Callback, ScheduleError>, StoreError> {
+        let Some(old) = self.get_for_update(id).await? else { return Ok(Err(ScheduleError::NotFound)) };
+        let new = match change::rescheduled(now, &self.cfg, &old, ch) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.put(Some(&old), &new, batch).await?;
+        Ok(Ok(new))
+    }
+
+    async fn cancel(&self, now: Millis, id: CallbackId, batch: &mut Batch) -> Result<Result<Callback, CancelError>, StoreError> {
+        let Some(old) = self.get_for_update(id).await? else { return Ok(Err(CancelError::NotFound)) };
+        let new = match change::cancelled(now, &old) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.put(Some(&old), &new, batch).await?;
+        Ok(Ok(new))
+    }
+
+    async fn report(
+        &self,
+        now: Millis,
+        id: CallbackId,
+        n: u32,
+        o: AttemptOutcome,
+        note: Option<&str>,
+        batch: &mut Batch,
+    ) -> Result<Result<Callback, ReportError>, StoreError> {
+        let Some(old) = self.get_for_update(id).await? else { return Ok(Err(ReportError::NotFound)) };
+        let (new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.db
+            .execute(
+                "INSERT INTO redial_attempts (callback, attempt, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (callback, attempt) DO UPDATE SET record = EXCLUDED.record",
+                &[&id_i64(id), &(n as i32), &encode_attempt(&attempt)],
+            )
+            .await
+            .map_err(pg_error)?;
+        if self.bus.is_some() {
+            batch.events.push(change::attempt_event(&new, &attempt));
+        }
+        self.put(Some(&old), &new, batch).await?;
+        Ok(Ok(new))
+    }
+
+    async fn skip(&self, now: Millis, phone: &str, queue: &str, interaction: &str, batch: &mut Batch) -> Result<Option<Callback>, StoreError> {
+        let row = self
+            .db
+            .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) FOR UPDATE", &[&phone, &queue])
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let old = decode_row(&row, 1)?;
+        let Some(new) = change::skipped(now, &old, interaction) else { return Ok(None) };
+        self.put(Some(&old), &new, batch).await?;
+        Ok(Some(new))
+    }
+
+    /// Closes every attempt left `in_progress` in `shards` (every shard
+    /// when empty) as failed and reschedules it by the retry policy: the
+    /// node that dialled it is gone or fenced and will never report it, so
+    /// the attempt is spent and never dialled again under the same number.
+    async fn recover(&mut self, shards: &[u32]) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let mut batch = Batch::default();
+        self.db.batch_execute("BEGIN").await.map_err(pg_error)?;
+        let result = async {
+            let all = shards.is_empty();
+            let shards: Vec<i32> = shards.iter().map(|s| *s as i32).collect();
+            let rows = self
+                .db
+                .query(
+                    "SELECT id, record FROM redial_callbacks WHERE status = 1 AND ($1 OR shard = ANY($2)) ORDER BY id FOR UPDATE",
+                    &[&all, &shards],
+                )
+                .await
+                .map_err(pg_error)?;
+            let mut n = 0;
+            for row in rows {
+                let cb = decode_row(&row, 1)?;
+                let o = AttemptOutcome::new(Outcome::Failed);
+                let _ = self.report(now, cb.id, cb.attempts, o, Some("redial restarted during this attempt"), &mut batch).await?;
+                n += 1;
+            }
+            self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
+            Ok::<usize, StoreError>(n)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                if let Some(bus) = &self.bus {
+                    for (kind, payload) in batch.events.drain(..) {
+                        bus.publish(kind, now, payload);
+                    }
+                }
+                self.engine.reset(now);
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.db.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// One firing round as if it were `ahead` ms later (the redb writer's
+    /// round, over the shards this node may dial).
+    async fn tick(&mut self, now: Millis, ahead: Millis, avail: &dyn Availability, max: usize, batch: &mut Batch) -> Result<Tick, StoreError> {
+        let ahead = ahead.max(0);
+        let from = now;
+        let horizon = if ahead > 0 { self.engine.arm_horizon(now, ahead, self.us_per_mark) } else { 0 };
+        let now = (now + horizon).max(self.armed_until);
+        self.armed_until = now;
+        let dialable = self.dialable(from);
+        let mut loaded = 0;
+        if let Some(until_s) = self.engine.needs_load(now) {
+            loaded = self.load(until_s, dialable.as_ref()).await?;
+        }
+        let mut dispatches = Vec::new();
+        let mut more = false;
+        let result = async {
+            loop {
+                let budget = max.saturating_sub(dispatches.len());
+                if budget == 0 {
+                    more = true;
+                    break;
+                }
+                let actions = self.engine.poll_actions(now, avail, budget);
+                let n = actions.len();
+                if n == 0 {
+                    break;
+                }
+                let round = self.apply_actions(now, from, actions, avail, dialable.as_ref(), batch).await?;
+                batch.marked += round.len();
+                dispatches.extend(round);
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            for d in &dispatches {
+                avail.release(&d.agent);
+            }
+            return Err(e);
+        }
+        let changed = batch.engine.values().any(|e| e.as_ref().is_some_and(|e| e.due_at <= now));
+        let next_deadline = if ahead > 0 { self.engine.poll_arm_timeout(from, ahead, self.us_per_mark) } else { self.engine.poll_timeout() };
+        // A node in a cluster also looks again when its leases may change.
+        let next_deadline = match self.own.as_ref().and_then(|o| o.held().poll_timeout()) {
+            Some(d) => Some(next_deadline.map_or(d, |n| n.min(d))),
+            None => next_deadline,
+        };
+        Ok(Tick { dispatches, next_deadline, more: more || changed || loaded > 0 || batch.reload })
+    }
+
+    /// Applies one poll's actions: the records are locked together (rows
+    /// another node is changing are skipped, not waited for), each action
+    /// goes through the shared rules, and a fire in cluster mode writes its
+    /// fenced start first. Dispatches come back in the engine's order.
+    async fn apply_actions(
+        &mut self,
+        now: Millis,
+        wall: Millis,
+        actions: Vec<Action>,
+        avail: &dyn Availability,
+        dialable: Option<&HashMap<u32, i64>>,
+        batch: &mut Batch,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let ids: Vec<i64> = actions.iter().map(|a| id_i64(action_id(a))).collect();
+        let rows = self
+            .db
+            .query("SELECT id, record, shard FROM redial_callbacks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED", &[&ids])
+            .await
+            .map_err(pg_error)?;
+        let mut records: HashMap<CallbackId, (Callback, u32)> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let cb = decode_row(r, 1)?;
+            records.insert(cb.id, (cb, r.get::<_, i32>(2) as u32));
+        }
+        let mut writes = Vec::new();
+        let mut out = Vec::new();
+        let mut starts: Vec<(CallbackId, u32, u32, i64)> = Vec::new();
+        for a in actions {
+            let id = action_id(&a);
+            let Some((old, shard)) = records.get(&id) else {
+                // Locked by another node's change, or gone: the next round
+                // sees it as it is then.
+                if let Action::Fire { agent, .. } = &a {
+                    avail.release(agent);
+                }
+                batch.reload = true;
+                continue;
+            };
+            let epoch = match dialable {
+                None => None,
+                Some(d) => match d.get(shard) {
+                    Some(e) => Some(*e),
+                    None => {
+                        // The shard left this node since the engine loaded it.
+                        if let Action::Fire { agent, .. } = &a {
+                            avail.release(agent);
+                        }
+                        batch.reload = true;
+                        continue;
+                    }
+                },
+            };
+            let applied = change::apply_action(now, wall, &self.cfg, old, a);
+            if let Some(keep) = applied.keep {
+                batch.engine.insert(old.id, Some(keep));
+            }
+            if let Some(agent) = applied.release {
+                avail.release(&agent);
+            }
+            if let (Some(d), Some(e)) = (&applied.dispatch, epoch) {
+                starts.push((old.id, d.attempt, *shard, e));
+            }
+            if let Some(new) = applied.write {
+                writes.push((old.clone(), new));
+            }
+            if let Some(d) = applied.dispatch {
+                out.push(d);
+            }
+        }
+        if let Some(own) = &self.own {
+            // The fenced starts: a refused one (the lease moved on) is not
+            // dialled and its record is left as it was.
+            let node = own.node.clone();
+            let fenced = try_join_all(starts.iter().map(|(id, n, shard, epoch)| {
+                let node = node.clone();
+                let db = &self.db;
+                async move { leases::start_attempt(db, &node, *shard, *epoch, &id.to_string(), *n).await.map(|ok| (*id, ok)) }
+            }))
+            .await
+            .map_err(pg_error)?;
+            let refused: HashSet<CallbackId> = fenced.into_iter().filter(|(_, ok)| !ok).map(|(id, _)| id).collect();
+            if !refused.is_empty() {
+                tracing::warn!(refused = refused.len(), "attempt starts refused by the fence: shards lost");
+                batch.reload = true;
+                out.retain(|d| {
+                    let keep = !refused.contains(&d.callback.id);
+                    if !keep {
+                        avail.release(&d.agent);
+                    }
+                    keep
+                });
+                writes.retain(|(old, _)| !refused.contains(&old.id));
+            }
+        }
+        for (old, new) in &writes {
+            self.put(Some(old), new, batch).await?;
+        }
+        Ok(out)
+    }
+
+    /// Reads the due index from the engine's horizon up to `until_s`, at
+    /// most about [`LOAD_CHUNK`] entries (whole seconds only), of the
+    /// shards this node may dial.
+    async fn load(&mut self, until_s: i64, dialable: Option<&HashMap<u32, i64>>) -> Result<usize, StoreError> {
+        let from_s = self.engine.loaded_until_s().max(0);
+        let all = dialable.is_none();
+        let shards: Vec<i32> = dialable.map(|d| d.keys().map(|s| *s as i32).collect()).unwrap_or_default();
+        let sql = "SELECT id, record FROM redial_callbacks
+                    WHERE status = 0 AND due_at >= $1 AND due_at < $2 AND ($3 OR shard = ANY($4))
+                    ORDER BY due_at, id LIMIT $5";
+        let lo = from_s.saturating_mul(1000);
+        let hi = until_s.max(0).saturating_mul(1000);
+        let rows = self.db.query(sql, &[&lo, &hi, &all, &shards, &(LOAD_CHUNK as i64 + 1)]).await.map_err(pg_error)?;
+        let mut cbs = rows.iter().map(|r| decode_row(r, 1)).collect::<Result<Vec<_>, _>>()?;
+        let mut reached = until_s;
+        if cbs.len() > LOAD_CHUNK {
+            let last_s = due_second(cbs.last().expect("non-empty").due_at);
+            if due_second(cbs[0].due_at) == last_s {
+                // One second holds more than a chunk: take all of it.
+                let rows = self
+                    .db
+                    .query(sql, &[&lo, &(last_s.saturating_add(1).saturating_mul(1000)), &all, &shards, &i64::MAX])
+                    .await
+                    .map_err(pg_error)?;
+                cbs = rows.iter().map(|r| decode_row(r, 1)).collect::<Result<Vec<_>, _>>()?;
+                reached = last_s + 1;
+            } else {
+                cbs.retain(|c| due_second(c.due_at) < last_s);
+                reached = last_s;
+            }
+        }
+        let n = cbs.len();
+        let entries: Vec<DueEntry> = cbs.iter().map(|c| change::due_entry(&self.cfg, c)).collect();
+        self.engine.handle_loaded(entries, reached);
+        Ok(n)
+    }
+}
+
+/// The callback book in PostgreSQL. Cheap to share behind an `Arc`.
+pub struct PgBook {
+    tx: mpsc::UnboundedSender<Op>,
+    read: Client,
+    writer: Option<JoinHandle<()>>,
+    notify: Arc<Notify>,
+    waiting: Arc<AtomicUsize>,
+    recovered: usize,
+}
+
+impl std::fmt::Debug for PgBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBook").finish_non_exhaustive()
+    }
+}
+
+impl PgBook {
+    /// Connects, applies the migrations, closes attempts a previous run
+    /// left in progress (a single node: all of them; in cluster mode the
+    /// lease loop hands over shards as they are claimed), and starts the
+    /// writer on a thread of its own. Blocking: call it off async threads
+    /// or before the runtime is busy.
+    pub fn open(opts: PgOptions, clock: Arc<dyn Clock>, cfg: Arc<Config>) -> Result<PgBook, StoreError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("redial-pg-book".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StoreError::io(Path::new("tokio runtime"), e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let opened = async {
+                        let (listen_tx, listen_rx) = mpsc::unbounded_channel();
+                        let mut db = connect(&opts, None).await?;
+                        schema::migrate(&mut db, opts.shards).await.map_err(|e| match e {
+                            schema::MigrateError::Db(e) => pg_error(e),
+                            other => StoreError::Postgres(other.to_string().into()),
+                        })?;
+                        let read = connect(&opts, None).await?;
+                        if opts.ownership.is_some() {
+                            let listen = connect(&opts, Some(listen_tx)).await?;
+                            listen.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error)?;
+                            // The listening connection lives as long as the writer.
+                            tokio::spawn(async move {
+                                let _keep = listen;
+                                std::future::pending::<()>().await
+                            });
+                        }
+                        let now = clock.now_ms();
+                        let mut w = Writer {
+                            db,
+                            cfg: cfg.clone(),
+                            clock: clock.clone(),
+                            engine: Engine::new(cfg.clone(), now),
+                            shards: opts.shards.max(1),
+                            own: opts.ownership.clone(),
+                            generation: 0,
+                            notify: Arc::new(Notify::new()),
+                            waiting: Arc::default(),
+                            us_per_mark: INITIAL_US_PER_MARK,
+                            armed_until: Millis::MIN,
+                            bus: opts.bus.clone(),
+                        };
+                        let recovered = if opts.ownership.is_none() { w.recover(&[]).await? } else { 0 };
+                        if recovered > 0 {
+                            tracing::warn!(recovered, "closed attempts left in progress by the previous run");
+                        }
+                        Ok::<_, StoreError>((w, read, recovered, listen_rx))
+                    }
+                    .await;
+                    match opened {
+                        Ok((w, read, recovered, listen_rx)) => {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            let _ = ready_tx.send(Ok((tx, read, w.notify.clone(), w.waiting.clone(), recovered)));
+                            w.run(rx, listen_rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| StoreError::io(Path::new("redial-pg-book thread"), e))?;
+        match ready_rx.recv() {
+            Ok(Ok((tx, read, notify, waiting, recovered))) => Ok(PgBook { tx, read, writer: Some(writer), notify, waiting, recovered }),
+            Ok(Err(e)) => {
+                let _ = writer.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = writer.join();
+                Err(StoreError::Closed)
+            }
+        }
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<T>) -> Op, closed: T) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(op(tx)).is_err() {
+            return closed;
+        }
+        rx.await.unwrap_or(closed)
+    }
+
+    async fn get_now(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
+        let row = self.read.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1", &[&id_i64(id)]).await.map_err(pg_error)?;
+        row.map(|r| decode_row(&r, 1)).transpose()
+    }
+
+    async fn list_now(&self, filter: &ListFilter, limit: usize, cursor: Option<&str>) -> Result<Page<Callback>, StoreError> {
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let from: i64 = match cursor {
+            None => 0,
+            // The cursor is the last id of the previous page; an invalid
+            // one is past the end.
+            Some(c) => match CallbackId::parse(c) {
+                Some(id) => id_i64(id).saturating_add(1),
+                None => return Ok(Page { items: vec![], next_cursor: None }),
+            },
+        };
+        let status = filter.status.map(|s| s.code() as i16);
+        let rows = self
+            .read
+            .query(
+                "SELECT id, record FROM redial_callbacks
+                  WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
+                    AND ($4::text IS NULL OR owner = $4) AND ($5::text IS NULL OR phone = $5)
+                  ORDER BY id LIMIT $6",
+                &[&from, &status, &filter.queue, &filter.owner, &filter.phone, &(limit as i64 + 1)],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut items = rows.iter().map(|r| decode_row(r, 1)).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| c.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn attempts_now(&self, id: CallbackId) -> Result<Option<Vec<Attempt>>, StoreError> {
+        if self.get_now(id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = self
+            .read
+            .query("SELECT record FROM redial_attempts WHERE callback = $1 ORDER BY attempt", &[&id_i64(id)])
+            .await
+            .map_err(pg_error)?;
+        let out = rows
+            .iter()
+            .map(|r| decode_attempt(r.get::<_, &[u8]>(0)).map_err(|source| StoreError::Decode { id, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(out))
+    }
+
+    async fn stats_now(&self, queue: Option<&str>) -> Result<Stats, StoreError> {
+        let rows = self
+            .read
+            .query(
+                "SELECT status, count(*), coalesce(sum(first_delay), 0)::bigint FROM redial_callbacks
+                  WHERE ($1::text IS NULL OR queue = $1) GROUP BY status",
+                &[&queue],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut c = Counters::default();
+        for r in rows {
+            let (status, n, delay): (i16, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            c.requested += n as u64;
+            if let Some(slot) = c.by_status.get_mut(status as usize) {
+                *slot += n as u64;
+            }
+            c.delay_sum_ms += delay;
+        }
+        Ok(c.stats())
+    }
+
+    async fn audit_page_now(&self, limit: usize, before: Option<u64>) -> Result<AuditPage, StoreError> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let rows = self
+            .read
+            .query("SELECT seq, entry FROM redial_audit WHERE seq < $1 ORDER BY seq DESC LIMIT $2", &[&before, &(limit as i64 + 1)])
+            .await
+            .map_err(pg_error)?;
+        let mut page = AuditPage::default();
+        for r in rows {
+            let Ok(e) = serde_json::from_slice::<AuditEntry>(r.get::<_, &[u8]>(1)) else { continue };
+            if page.items.len() == limit {
+                page.next_cursor = page.items.last().map(|(k, _)| *k);
+                break;
+            }
+            page.items.push((r.get::<_, i64>(0) as u64, e));
+        }
+        Ok(page)
+    }
+
+    async fn audit_for_now(&self, target: &str, limit: usize, horizon: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self
+            .read
+            .query(
+                "SELECT entry FROM (SELECT seq, target, entry FROM redial_audit ORDER BY seq DESC LIMIT $2) t
+                  WHERE target = $1 ORDER BY seq DESC LIMIT $3",
+                &[&target, &(horizon as i64), &(limit as i64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().filter_map(|r| serde_json::from_slice::<AuditEntry>(r.get::<_, &[u8]>(0)).ok()).collect())
+    }
+
+    /// Every column agrees with the record it indexes, one active callback
+    /// per phone and queue, and every attempt row belongs to an attempt.
+    async fn check_now(&self) -> Result<Result<(), Vec<Inconsistency>>, StoreError> {
+        let rows = self
+            .read
+            .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay FROM redial_callbacks", &[])
+            .await
+            .map_err(pg_error)?;
+        let mut bad = Vec::new();
+        let mut columns = 0;
+        let mut active = HashSet::new();
+        let mut dupes = 0;
+        let mut attempts: HashMap<i64, u32> = HashMap::new();
+        for r in &rows {
+            let c = decode_row(r, 1)?;
+            let same = r.get::<_, i16>(3) == c.status.code() as i16
+                && r.get::<_, &str>(4) == c.phone
+                && r.get::<_, &str>(5) == c.queue
+                && r.get::<_, Option<&str>>(6) == c.owner.as_deref()
+                && r.get::<_, Option<&str>>(7) == c.interaction_id.as_deref()
+                && r.get::<_, i64>(8) == c.due_at
+                && r.get::<_, i64>(9) == c.first_due_at - c.created_at;
+            if !same {
+                columns += 1;
+            }
+            if c.status.is_active() && !active.insert((c.phone.clone(), c.queue.clone())) {
+                dupes += 1;
+            }
+            attempts.insert(r.get(0), c.attempts);
+        }
+        if columns > 0 {
+            bad.push(Inconsistency { table: "redial_callbacks", problem: "columns differ from the record", count: columns });
+        }
+        if dupes > 0 {
+            bad.push(Inconsistency { table: "redial_callbacks", problem: "more than one active callback per phone and queue", count: dupes });
+        }
+        let mut orphans = 0;
+        for r in self.read.query("SELECT callback, attempt FROM redial_attempts", &[]).await.map_err(pg_error)? {
+            let (id, n): (i64, i32) = (r.get(0), r.get(1));
+            match attempts.get(&id) {
+                Some(&made) if n >= 1 && n as u32 <= made => {}
+                _ => orphans += 1,
+            }
+        }
+        if orphans > 0 {
+            bad.push(Inconsistency { table: "redial_attempts", problem: "rows without a matching attempt", count: orphans });
+        }
+        Ok(if bad.is_empty() { Ok(()) } else { Err(bad) })
+    }
+
+    fn stop(&mut self) {
+        let (tx, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for PgBook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Book for PgBook {
+    fn schedule_noted(&self, req: NewCallback, audit: Option<AuditNote>) -> BookFuture<'_, Result<Callback, ScheduleError>> {
+        Box::pin(self.call(move |tx| Op::Schedule(req, audit, tx), Err(StoreError::Closed.into())))
+    }
+
+    fn reschedule_noted(&self, id: CallbackId, changes: CallbackChanges, audit: Option<AuditNote>) -> BookFuture<'_, Result<Callback, ScheduleError>> {
+        Box::pin(self.call(move |tx| Op::Reschedule(id, changes, audit, tx), Err(StoreError::Closed.into())))
+    }
+
+    fn cancel_noted(&self, id: CallbackId, audit: Option<AuditNote>) -> BookFuture<'_, Result<Callback, CancelError>> {
+        Box::pin(self.call(move |tx| Op::Cancel(id, audit, tx), Err(StoreError::Closed.into())))
+    }
+
+    fn report_outcome(&self, id: CallbackId, attempt: u32, outcome: AttemptOutcome) -> BookFuture<'_, Result<Callback, ReportError>> {
+        Box::pin(self.call(move |tx| Op::Report(id, attempt, outcome, tx), Err(StoreError::Closed.into())))
+    }
+
+    fn tick_ahead(&self, avail: Arc<dyn Availability>, max: usize, ahead_ms: Millis) -> BookFuture<'_, Result<Tick, StoreError>> {
+        Box::pin(self.call(move |tx| Op::Tick(avail, max, ahead_ms, tx), Err(StoreError::Closed)))
+    }
+
+    fn skip_reached<'a>(&'a self, phone: &'a str, queue: &'a str, interaction: &'a str) -> BookFuture<'a, Result<Option<Callback>, StoreError>> {
+        let (p, q, i) = (phone.to_string(), queue.to_string(), interaction.to_string());
+        Box::pin(self.call(move |tx| Op::Skip(p, q, i, tx), Err(StoreError::Closed)))
+    }
+
+    fn audit_append(&self, entries: Vec<AuditEntry>) -> BookFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            self.call(move |tx| Op::Audit(entries, tx), Err(StoreError::Closed)).await
+        })
+    }
+
+    fn flush(&self) -> BookFuture<'_, ()> {
+        Box::pin(self.call(Op::Flush, ()))
+    }
+
+    fn get(&self, id: CallbackId) -> BookFuture<'_, Result<Option<Callback>, StoreError>> {
+        Box::pin(self.get_now(id))
+    }
+
+    fn find_active<'a>(&'a self, phone: &'a str, queue: &'a str) -> BookFuture<'a, Result<Option<Callback>, StoreError>> {
+        Box::pin(async move {
+            let row = self
+                .read
+                .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+                .await
+                .map_err(pg_error)?;
+            row.map(|r| decode_row(&r, 1)).transpose()
+        })
+    }
+
+    fn list<'a>(&'a self, filter: &'a ListFilter, limit: usize, cursor: Option<&'a str>) -> BookFuture<'a, Result<Page<Callback>, StoreError>> {
+        Box::pin(self.list_now(filter, limit, cursor))
+    }
+
+    fn attempts(&self, id: CallbackId) -> BookFuture<'_, Result<Option<Vec<Attempt>>, StoreError>> {
+        Box::pin(self.attempts_now(id))
+    }
+
+    fn stats<'a>(&'a self, queue: Option<&'a str>) -> BookFuture<'a, Result<Stats, StoreError>> {
+        Box::pin(self.stats_now(queue))
+    }
+
+    fn audit_page(&self, limit: usize, before: Option<u64>) -> BookFuture<'_, Result<AuditPage, StoreError>> {
+        Box::pin(self.audit_page_now(limit, before))
+    }
+
+    fn audit_for<'a>(&'a self, target: &'a str, limit: usize, horizon: usize) -> BookFuture<'a, Result<Vec<AuditEntry>, StoreError>> {
+        Box::pin(self.audit_for_now(target, limit, horizon))
+    }
+
+    fn check_consistency(&self) -> BookFuture<'_, Result<Result<(), Vec<Inconsistency>>, StoreError>> {
+        Box::pin(self.check_now())
+    }
+
+    fn backup(&self, _dest: &Path) -> Result<BackupReport, StoreError> {
+        Err(StoreError::Unsupported("a PostgreSQL book is backed up with PostgreSQL's own tools (pg_dump, base backups), not `redial backup`"))
+    }
+
+    fn waiting_for_agent(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn recovered(&self) -> usize {
+        self.recovered
+    }
+
+    fn changed(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}

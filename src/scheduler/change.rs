@@ -1,0 +1,266 @@
+//! What each change does to a callback record, as pure functions of (now,
+//! configuration, the record as stored): building a new callback, a
+//! `PATCH`, a cancel, an attempt's end with the retry policy, a skip, and
+//! the engine's actions of a firing round. Every backend of the book
+//! (redb's writer, PostgreSQL's) reads the record, calls these, and writes
+//! what they return, so the rules live in one place and the backends only
+//! differ in how they store.
+
+use crate::clock::Millis;
+use crate::config::{Config, OwnershipExpiry};
+use crate::events::{Kind, Payload};
+use crate::scheduler::engine::rules::{self, Next, Validated};
+use crate::scheduler::engine::{Action, DueEntry};
+use crate::scheduler::model::{
+    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
+    Status, WhenResolution,
+};
+use crate::scheduler::store::{CancelError, ReportError, ScheduleError};
+
+/// The engine's view of a scheduled callback (its timezone falls back to
+/// the queue's, then UTC when the queue left the configuration).
+pub fn due_entry(cfg: &Config, cb: &Callback) -> DueEntry {
+    let tz = cfg.queue(&cb.queue).map_or(chrono_tz::UTC, |q| q.timezone);
+    DueEntry::of(cb, tz)
+}
+
+/// Resolves a request's free-text time and checks every rule but the ones
+/// that need the book (one active callback per phone and queue, one per
+/// interaction).
+pub fn validate_new(now: Millis, cfg: &Config, req: &mut NewCallback) -> Result<(Validated, Option<WhenResolution>), ScheduleError> {
+    let when_resolution = crate::scheduler::when::resolve_request(now, req, cfg);
+    let v = rules::validate_new(now, req, cfg)?;
+    Ok((v, when_resolution))
+}
+
+/// The record of a new callback that passed every rule.
+pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v: Validated, when_resolution: Option<WhenResolution>) -> Callback {
+    let mode = req.mode.unwrap_or_else(|| cfg.queue(&req.queue).expect("validated").mode);
+    Callback {
+        id,
+        status: Status::Scheduled,
+        mode,
+        caller_id: req.caller_id,
+        phone: req.phone,
+        queue: req.queue,
+        owner: req.owner,
+        scheduled_at: req.scheduled_at,
+        due_at: v.due_at,
+        timezone: v.timezone,
+        attempts: 0,
+        max_attempts: v.max_attempts,
+        last_outcome: None,
+        origin: req.origin.unwrap_or(Origin::Api),
+        notes: req.notes,
+        interaction_id: req.interaction_id,
+        created_at: now,
+        updated_at: now,
+        first_due_at: v.due_at,
+        owner_until: v.owner_until,
+        end_reason: None,
+        when: req.when,
+        when_resolution,
+        skipped_by: None,
+    }
+}
+
+/// A `PATCH` of a scheduled callback. A callback not yet tried takes the
+/// new due time as its first due time (priority, the ownership period and
+/// the delay in stats start from it).
+pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChanges) -> Result<Callback, ScheduleError> {
+    if old.status != Status::Scheduled {
+        return Err(ScheduleError::WrongState { status: old.status });
+    }
+    let r = rules::validate_changes(
+        now,
+        cfg,
+        &old.queue,
+        old.scheduled_at,
+        &old.timezone,
+        old.due_at,
+        old.owner.as_deref(),
+        old.owner_until,
+        old.notes.as_deref(),
+        ch,
+    )?;
+    let mut new = old.clone();
+    new.queue = r.queue;
+    new.scheduled_at = r.scheduled_at;
+    new.timezone = r.timezone;
+    new.due_at = r.due_at;
+    new.owner = r.owner;
+    new.owner_until = r.owner_until;
+    new.notes = r.notes;
+    new.updated_at = now;
+    if new.attempts == 0 {
+        new.first_due_at = new.due_at;
+    }
+    Ok(new)
+}
+
+/// A cancel through the API: only a scheduled callback can be cancelled.
+pub fn cancelled(now: Millis, old: &Callback) -> Result<Callback, CancelError> {
+    if old.status != Status::Scheduled {
+        return Err(CancelError::WrongState { status: old.status });
+    }
+    let mut new = old.clone();
+    new.status = Status::Cancelled;
+    new.end_reason = Some(EndReason::Api);
+    new.updated_at = now;
+    Ok(new)
+}
+
+/// The end of attempt `n` with the retry policy applied: the new record and
+/// the attempt to record. `note` marks an attempt closed by recovery (it is
+/// retried: the customer may never have been dialled).
+pub fn reported(now: Millis, cfg: &Config, old: &Callback, n: u32, o: AttemptOutcome, note: Option<&str>) -> Result<(Callback, Attempt), ReportError> {
+    if old.status != Status::InProgress || old.attempts != n {
+        return Err(ReportError::NotInProgress { status: old.status, attempts: old.attempts });
+    }
+    let attempt = Attempt {
+        attempt: n,
+        // The record's last change was the arming that started it; an
+        // attempt armed ahead starts at its due time (the hand-over).
+        started_at: old.updated_at.max(old.due_at),
+        ended_at: now.max(old.updated_at).max(old.due_at),
+        outcome: o.outcome,
+        sip_status: o.sip_status,
+        amd: o.amd,
+        agent: o.agent,
+        note: note.map(str::to_string).or_else(|| o.note.clone()),
+        timeline: o.timeline,
+    };
+    let mut new = old.clone();
+    new.last_outcome = Some(o.outcome);
+    new.updated_at = now;
+    let next = match cfg.queue(&old.queue) {
+        Some(q) => {
+            let tz = rules::parse_tz(&old.timezone).unwrap_or(q.timezone);
+            rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
+        }
+        // The queue left the configuration: nothing can dial it again.
+        None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
+    };
+    match next {
+        Next::Done(s) => new.status = s,
+        Next::Retry { due_at } => {
+            new.status = Status::Scheduled;
+            new.due_at = due_at;
+        }
+    }
+    Ok((new, attempt))
+}
+
+/// The customer reached an agent of the queue by calling in: a `scheduled`
+/// callback ends `skipped` (an `in_progress` one is being dialled and is
+/// left alone).
+pub fn skipped(now: Millis, old: &Callback, interaction: &str) -> Option<Callback> {
+    if old.status != Status::Scheduled {
+        return None;
+    }
+    let mut new = old.clone();
+    new.status = Status::Skipped;
+    new.end_reason = Some(EndReason::Reached);
+    new.skipped_by = Some(interaction.to_string());
+    new.updated_at = now;
+    Some(new)
+}
+
+/// What one engine action does to the record it names.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The record to write, when it changed.
+    pub write: Option<Callback>,
+    /// The attempt to hand over (the record is `write`).
+    pub dispatch: Option<Dispatch>,
+    /// The callback stays scheduled unchanged: the engine must hold it again.
+    pub keep: Option<DueEntry>,
+    /// The agent reserved for a fire that did not happen: give it back.
+    pub release: Option<String>,
+}
+
+/// Applies one engine action armed for `now` (possibly ahead of the clock)
+/// to the record as stored; `wall` is the clock's time, recorded as the
+/// change's time. The record is the truth: a change made since the engine
+/// last saw it (cancel, reschedule) overtakes the action.
+pub fn apply_action(now: Millis, wall: Millis, cfg: &Config, old: &Callback, a: Action) -> Applied {
+    let current = old.status == Status::Scheduled && old.due_at <= now;
+    let mut out = Applied::default();
+    if !current && old.status == Status::Scheduled {
+        // The engine gave it up; it stays scheduled, so it must stay in
+        // memory too.
+        out.keep = Some(due_entry(cfg, old));
+    }
+    let mut new = old.clone();
+    new.updated_at = wall;
+    match a {
+        Action::Fire { agent, .. } => {
+            if !current {
+                out.release = Some(agent);
+                return out;
+            }
+            new.status = Status::InProgress;
+            new.attempts += 1;
+            out.dispatch = Some(Dispatch { attempt: new.attempts, callback: new.clone(), agent });
+        }
+        _ if !current => return out,
+        Action::Defer { due_at, .. } => new.due_at = due_at,
+        Action::ExpireOwnership { .. } => match cfg.queue(&old.queue).map_or(OwnershipExpiry::Queue, |q| q.on_ownership_expiry) {
+            OwnershipExpiry::Queue => {
+                new.owner = None;
+                new.owner_until = None;
+            }
+            OwnershipExpiry::Cancel => {
+                new.status = Status::Cancelled;
+                new.end_reason = Some(EndReason::OwnershipExpired);
+            }
+        },
+        Action::CloseWindow { .. } => {
+            new.status = Status::Cancelled;
+            new.end_reason = Some(EndReason::WindowClosed);
+        }
+    }
+    out.write = Some(new);
+    out
+}
+
+/// The callback an action is about.
+pub fn action_id(a: &Action) -> CallbackId {
+    match a {
+        Action::Fire { id, .. } | Action::Defer { id, .. } | Action::ExpireOwnership { id } | Action::CloseWindow { id } => *id,
+    }
+}
+
+/// The event a committed change of a callback is: by its new status when
+/// that changed, else an update (rescheduled, reassigned, deferred, or a
+/// retry's new due time).
+pub fn change_kind(old: Option<&Callback>, new: &Callback) -> Kind {
+    let Some(old) = old else { return Kind::CallbackCreated };
+    if old.status == new.status {
+        return Kind::CallbackUpdated;
+    }
+    match new.status {
+        Status::Scheduled => Kind::CallbackUpdated,
+        Status::InProgress => Kind::CallbackInProgress,
+        Status::Completed => Kind::CallbackCompleted,
+        Status::Cancelled => Kind::CallbackCancelled,
+        Status::Exhausted => Kind::CallbackExhausted,
+        Status::Failed => Kind::CallbackFailed,
+        Status::Skipped => Kind::CallbackSkipped,
+    }
+}
+
+/// The events a committed write of `new` over `old` publishes, in order.
+pub fn change_events(old: Option<&Callback>, new: &Callback) -> Vec<(Kind, Payload)> {
+    let kind = change_kind(old, new);
+    let mut out = vec![(kind, Payload::Callback(Box::new(new.clone())))];
+    if kind == Kind::CallbackInProgress {
+        out.push((Kind::AttemptStarted, Payload::AttemptStarted { callback: Box::new(new.clone()), attempt: new.attempts }));
+    }
+    out
+}
+
+/// The event of an attempt's end, published before the callback's change.
+pub fn attempt_event(new: &Callback, attempt: &Attempt) -> (Kind, Payload) {
+    (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(new.clone()), attempt: Box::new(attempt.clone()) })
+}
