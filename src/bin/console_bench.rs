@@ -67,7 +67,6 @@ async fn fill(book: &Arc<dyn Book>, n: u64) {
         println!("book already holds {have} callbacks");
         return;
     }
-    let now = SystemClock.now_ms();
     let next = Arc::new(AtomicU64::new(have));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -84,7 +83,8 @@ async fn fill(book: &Arc<dyn Book>, n: u64) {
                     phone: format!("+3{i:010}"),
                     queue: format!("q{}", i as usize % QUEUES),
                     owner: Some(format!("a{}", i as usize % OWNERS)),
-                    scheduled_at: Some(now + 120_000 + (h % (30 * DAY as u64 - 3_600_000)) as Millis),
+                    // From each schedule's own now: a long fill must not make early ones too soon.
+                    scheduled_at: Some(SystemClock.now_ms() + 120_000 + (h % (30 * DAY as u64 - 3_600_000)) as Millis),
                     notes: Some("call about invoice 1234, prefers mornings".into()),
                     ..Default::default()
                 };
