@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need
-# when missing (SIPp with its pcaps, baresip, pkg-config, libopus; chromium,
+# when missing (SIPp with its pcaps, baresip, pkg-config, libopus, libssl (str0m's DTLS); chromium,
 # PostgreSQL, Kamailio with its WebSocket modules and Node for the browser and
 # cluster tests), installs the browser tests' npm packages when there are any,
 # then runs every test.
@@ -19,6 +19,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 command -v chromium >/dev/null || need+=(chromium)
 installed postgresql || need+=(postgresql)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
@@ -50,3 +51,8 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 # Browser tests of the web console: Debian's chromium driven by playwright-core
 # (installed above; no browser download). `node --test` exits non-zero on a failure.
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
+# SIP over WebSocket against a bare JsSIP page (vendored in tests/browser/vendor).
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 sipws.test.mjs)
+# The WebRTC leg against chromium (ICE-lite, DTLS-SRTP, G.711 both ways on loopback).
+cargo build --locked --example webrtc_leg_peer
+(cd tests/browser && node --test --test-concurrency=1 webrtc_leg.test.mjs)

@@ -14,13 +14,16 @@
 //! - [`scheduler`]: the durable callback book — model, redb store with group
 //!   commit, timer wheel, calling windows and rules.
 //! - [`media`]: RTP/RTCP, G.711/Opus, SDP, DTMF, prompts.
+//! - [`webrtc`]: browser agents' media legs (ICE-lite, DTLS-SRTP) on str0m.
 //! - [`amd`]: answering-machine detection.
 //! - [`agents`]: agent states, softphone registrations and reservations.
-//! - [`dialler`]: due callbacks become calls: the two dial flows, outcomes,
-//!   bridging, call limits.
-//! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer.
+//! - [`dialler`]: due callbacks become calls: the two dial flows (sans-IO
+//!   machines and their driver), outcomes, call limits.
+//! - [`inbound`]: carriers' calls to DIDs: to an agent, or a callback offer
+//!   (a sans-IO machine and its driver).
 //! - [`metrics`]: in-memory counters and histograms, Prometheus text format.
-//! - [`calls`]: the live-call lookup that booking from a call uses.
+//! - [`calls`]: what outbound and inbound calls share: call legs, ringing an
+//!   agent, bridging, the held agent, the live-call table.
 //! - [`ops`]: the callback and agent operations (scopes, visibility, audit)
 //!   that the REST API and the console share.
 //! - [`api`]: the HTTP API (axum), tokens, OpenAPI: an adapter over the core.
@@ -58,3 +61,4 @@ pub mod serve;
 pub mod sip;
 pub mod window;
 pub mod webhooks;
+pub mod webrtc;

@@ -389,3 +389,75 @@ fn agent_first_relays_the_carriers_early_media_then_bridges() {
     assert!(carrier.wait().ok());
     assert!(agent_phone.received() > 150, "ring-back, early media and talk: {}", agent_phone.received());
 }
+
+/// Every call leg logs in its own span (role, Call-ID) under the attempt's
+/// (callback id, attempt, agent, the customer's Call-ID), and the media
+/// tasks log in the span of the leg that opened them: read from the JSON
+/// log of one bridged call.
+#[test]
+fn each_leg_and_its_media_task_log_in_spans_naming_the_call() {
+    let w = World::new();
+    let env = [("REDIAL_LOG_FORMAT", "json"), ("RUST_LOG", "info,redial::media::call=debug")];
+    let r = w.redial_env(&["alice"], FAST, "127.0.0.1", "", &env);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let agent = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 3000);
+    let id = schedule(&r, json!({}));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(carrier.wait().ok());
+    assert!(agent.wait().ok());
+
+    let spans_of = |line: &str| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        v["spans"].as_array().cloned().unwrap_or_default()
+    };
+    let named = |spans: &[serde_json::Value], name: &str| spans.iter().find(|s| s["name"] == name).cloned();
+    let attempt_ok = |a: &serde_json::Value| a["callback"] == id.as_str() && a["attempt"] == 1 && a["agent"] == "alice";
+
+    // The driver's lines carry the attempt with the customer's Call-ID.
+    let bridged = r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(5)).expect("bridged");
+    let attempt = named(&spans_of(&bridged), "attempt").unwrap_or_else(|| panic!("no attempt span: {bridged}"));
+    assert!(attempt_ok(&attempt), "{attempt}");
+    let customer_call_id = attempt["call_id"].as_str().unwrap_or_else(|| panic!("no call_id: {attempt}")).to_string();
+    assert!(!customer_call_id.is_empty());
+
+    // Each leg's media task starts in its leg's span; the tasks still log
+    // there when they close (a bridge may hand one leg to the other's task).
+    let media_lines = |logs: &common::Logs, what: &str, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = logs.matching(&[what]);
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(std::time::Instant::now() < deadline, "fewer than {n} `{what}`:\n{}", logs.lines().join("\n"));
+            logs.wait_for(&["\"level\""], Duration::from_millis(100));
+        }
+    };
+    let mut roles = Vec::new();
+    for (what, n) in [("media leg opened", 2), ("media leg closed", 1)] {
+        for line in media_lines(&r.logs, what, n) {
+            let spans = spans_of(&line);
+            let attempt = named(&spans, "attempt").unwrap_or_else(|| panic!("media task outside the attempt's span: {line}"));
+            assert!(attempt_ok(&attempt), "{line}");
+            let leg = named(&spans, "leg").unwrap_or_else(|| panic!("media task outside its leg's span: {line}"));
+            if leg["role"] != "customer" {
+                assert_eq!((&leg["role"], &leg["agent"]), (&json!("agent"), &json!("alice")), "{line}");
+            }
+            // The media opens before the INVITE exists; the Call-ID is
+            // recorded on the leg's span once it is sent.
+            if what == "media leg closed" {
+                let expected = if leg["role"] == "customer" { Some(customer_call_id.as_str()) } else { None };
+                let call_id = leg["call_id"].as_str().unwrap_or_else(|| panic!("no call_id: {line}"));
+                assert!(!call_id.is_empty() && expected.is_none_or(|c| c == call_id) && (expected.is_some() || call_id != customer_call_id), "{line}");
+            }
+            if what == "media leg opened" {
+                roles.push(leg["role"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    roles.sort();
+    assert_eq!(roles, ["agent", "customer"], "one media task per leg, each in its leg's span");
+}

@@ -63,7 +63,10 @@ fn a_caller_reaches_a_free_agent_and_their_pending_callback_is_skipped() {
     // While they talk, the agent books a callback on this call.
     let line = r.logs.wait_for(&["inbound call answered"], Duration::from_secs(15)).expect("answered");
     let interaction = line.split("interaction=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(15)).expect("bridged");
+    let bridged = r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(15)).expect("bridged");
+    // The call's span names it: Call-ID, interaction, and the agent once reserved.
+    assert!(bridged.contains("inbound{call_id=") && bridged.contains(&format!("interaction={interaction}")), "{bridged}");
+    assert!(bridged.contains("agent=alice"), "{bridged}");
     let (s, booked) = r.api("POST", "/v1/callbacks", Some(json!({"interaction_id": interaction, "owner": "me"})));
     assert_eq!(s, 201, "{booked}");
     assert_eq!((booked["phone"].as_str(), booked["queue"].as_str(), booked["owner"].as_str()), (Some(CALLER), Some("q"), Some("alice")));

@@ -37,6 +37,15 @@ use crate::sip::Peer;
 
 pub use live::{new_interaction_id, LiveCallTable};
 
+/// Sleeps until `at`, or forever without a deadline: the timer branch of a
+/// driver's `select!`.
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Everything a call uses, shared by every call.
 pub struct CallKit {
     pub cfg: Arc<Config>,

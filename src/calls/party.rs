@@ -82,6 +82,13 @@ pub fn codecs(names: &[String]) -> Vec<Codec> {
     }
 }
 
+/// Runs `f` on the party, if there is one still.
+pub fn with(p: &mut Option<Party>, f: impl FnOnce(&mut Party)) {
+    if let Some(p) = p {
+        f(p)
+    }
+}
+
 /// Joins the customer's (or caller's) media to the agent's: whatever
 /// `customer` was hearing stops. Legs already bridged (agent-first relays
 /// the carrier's early media before answer) count as bridged.

@@ -2,6 +2,9 @@
 //! (parallel forking); the first to answer wins and the others are
 //! cancelled. The ring timeout belongs to the flow that rings.
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use crate::media::Codec;
 use crate::scheduler::model::Dispatch;
 use crate::sip::calls::{DialRequest, LegEvent};
@@ -75,7 +78,9 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
     let host = d.sip_addr.to_string();
     let mut legs: Vec<Party> = Vec::new();
     for (contact, source) in bindings {
-        let mut media = match d.media.open().await {
+        // The leg's span: its media task logs in it, under the call's.
+        let span = tracing::info_span!("leg", role = "agent", agent = %agent, call_id = Empty);
+        let mut media = match d.media.open().instrument(span.clone()).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "no media port for the agent leg");
@@ -93,6 +98,7 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
             sdp: offer.into_bytes(),
             credentials: None,
         });
+        span.record("call_id", tracing::field::display(&sip.call_id));
         legs.push(Party { sip, media });
     }
     if legs.is_empty() {
@@ -142,11 +148,24 @@ impl Ringing {
     }
 }
 
+/// The next event of `r`, or never when no agent is ringing: a branch of a
+/// driver's `select!`.
+pub async fn next_of(r: Option<&mut Ringing>) -> RingEvent {
+    match r {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Where to send an INVITE for a registered contact: the Contact's own
 /// address when it is on the host the REGISTER came from (a softphone may
 /// register from one port and listen on another), else the REGISTER's
 /// source (the softphone is behind NAT and its Contact is private).
 fn contact_target(contact: &str, source: Peer) -> Peer {
+    // A WebSocket agent is reachable only on the connection it registered over (RFC 7118 §5.3).
+    if source.transport == crate::config::Transport::Ws {
+        return source;
+    }
     let addr = rsip::Uri::try_from(contact).ok().and_then(|u| {
         let ip: std::net::IpAddr = u.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok()?;
         let port = u.host_with_port.port.map_or(5060, |p| *p.value());

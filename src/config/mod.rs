@@ -69,6 +69,8 @@ impl Default for SipTimers {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// `sip.ws_listen`: SIP over WebSocket (RFC 7118) for browser agents; off when `None`.
+    pub ws_listen: Option<SocketAddr>,
     pub realm: String,
     pub digest_algorithms: Vec<DigestAlgorithm>,
     pub public_addr: Option<IpAddr>,
@@ -174,6 +176,7 @@ impl Config {
             source: None,
             sip: SipConfig {
                 listen: "127.0.0.1:5060".parse().expect("literal"),
+                ws_listen: None,
                 realm: "redial".into(),
                 digest_algorithms: vec![DigestAlgorithm::Md5],
                 public_addr: None,
@@ -324,6 +327,7 @@ struct RawDid {
 #[serde(deny_unknown_fields)]
 struct RawSip {
     listen: Option<String>,
+    ws_listen: Option<String>,
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
     public_addr: Option<String>,
@@ -394,6 +398,9 @@ impl RawConfig {
         if let Some(l) = &self.sip.listen {
             cfg.sip.listen = c.check("sip.listen", addr(l)).unwrap_or(cfg.sip.listen);
         }
+        if let Some(l) = &self.sip.ws_listen {
+            cfg.sip.ws_listen = c.check("sip.ws_listen", addr(l));
+        }
         if let Some(r) = self.sip.realm {
             if r.is_empty() || r.contains('"') {
                 c.push("sip.realm", "must be non-empty and contain no quote");
@@ -463,6 +470,13 @@ impl RawConfig {
         cfg.amd = self.amd;
         if let Some(l) = &self.http.listen {
             cfg.http.listen = c.check("http.listen", addr(l)).unwrap_or(cfg.http.listen);
+        }
+        // The WebSocket listener is a TCP socket of its own: it cannot share the SIP
+        // (UDP+TCP) or HTTP port.
+        if let Some(ws) = cfg.sip.ws_listen.filter(|ws| ws.port() != 0) {
+            if ws == cfg.sip.listen || ws == cfg.http.listen {
+                c.push("sip.ws_listen", format!("`{ws}` is already sip.listen or http.listen"));
+            }
         }
         (cfg.backend, cfg.cluster) = cluster::validate(self.storage.backend.as_deref(), self.storage.url.clone(), self.cluster, &mut c);
         if let Some(p) = self.storage.path {

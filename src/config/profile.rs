@@ -13,6 +13,9 @@ pub enum Transport {
     #[default]
     Udp,
     Tcp,
+    /// SIP over WebSocket (RFC 7118): only for agents whose browser connected to
+    /// `sip.ws_listen`; messages to them go down that connection.
+    Ws,
 }
 
 impl std::fmt::Display for Transport {
@@ -20,6 +23,7 @@ impl std::fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
         })
     }
 }

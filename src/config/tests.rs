@@ -205,6 +205,21 @@ fn media_and_amd_problems_are_named() {
 }
 
 #[test]
+fn ws_listen_is_off_by_default_and_checked() {
+    let d = tempfile::tempdir().unwrap();
+    assert_eq!(Config::defaults().sip.ws_listen, None);
+    let f = write(d.path(), "redial.toml", "[sip]\nws_listen = \"127.0.0.1:8088\"\n");
+    let c = Config::load(Some(&f)).unwrap();
+    assert_eq!(c.sip.ws_listen, Some("127.0.0.1:8088".parse().unwrap()));
+    let f = write(d.path(), "redial.toml", "[sip]\nws_listen = \"somewhere\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert_eq!(e.0[0].key, "sip.ws_listen", "{e}");
+    let f = write(d.path(), "redial.toml", "[sip]\nlisten = \"127.0.0.1:5070\"\nws_listen = \"127.0.0.1:5070\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert_eq!(e.0[0].key, "sip.ws_listen", "{e}");
+}
+
+#[test]
 fn overload_keys_are_read_and_bad_ones_named() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_transactions = 50\nmax_call_setups = 5\nretry_after = \"9s\"\nresume_at = 0.5\n");

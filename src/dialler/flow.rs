@@ -20,7 +20,7 @@ use crate::scheduler::model::{Amd, Dispatch};
 use crate::sip::calls::LegEvent;
 
 use crate::calls::hold::AgentHold;
-use crate::calls::party::{self as legs, Party, PartyEvent};
+use crate::calls::party::{self as legs, with, Party, PartyEvent};
 use crate::calls::ring::{self, AgentCall, RingEvent, Ringing};
 use crate::scheduler::model::Outcome;
 
@@ -184,6 +184,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
             match action {
                 Action::DialCustomer => match party::dial(d, dispatch, queue).await {
                     Ok(p) => {
+                        tracing::Span::current().record("call_id", tracing::field::display(&p.sip.call_id));
                         customer = Some(p);
                         log.mark(|t| &mut t.dialed_at);
                     }
@@ -265,6 +266,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                     m.on_event(now, Event::Reserved(next), &mut out);
                 }
                 Action::HoldAgent(a) => {
+                    tracing::Span::current().record("agent", tracing::field::display(&a));
                     hold = AgentHold::new(&d.agents, &a, queue.wrap_up, &what);
                     log.agent = a;
                 }
@@ -309,9 +311,9 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
         let deadline = m.poll_timeout().map(Instant::from_std);
         let wake = tokio::select! {
             ev = customer_event(customer.as_mut(), m.wants_media(), m.takes_answer(), m.in_call()) => Wake::Event(ev),
-            r = ring_event(ringing.as_mut()) => Wake::Ring(r),
+            r = ring::next_of(ringing.as_mut()) => Wake::Ring(r),
             ev = agent_event(agent.as_mut(), m.in_call()) => Wake::Event(ev),
-            _ = sleep_until(deadline) => Wake::Timer,
+            _ = crate::calls::sleep_until(deadline) => Wake::Timer,
         };
         let now = Instant::now().into_std();
         match wake {
@@ -339,12 +341,6 @@ enum Wake {
     Event(Option<Event>),
     Ring(RingEvent),
     Timer,
-}
-
-fn with(p: &mut Option<Party>, f: impl FnOnce(&mut Party)) {
-    if let Some(p) = p {
-        f(p)
-    }
 }
 
 /// The customer's next event, as a machine sees it (`None`: nothing for
@@ -391,20 +387,6 @@ async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
         PartyEvent::Media(MediaEvent::PlayDone) => Some(Event::AgentPromptDone),
         ev if ev.ends_call() => Some(Event::AgentEnded),
         _ => None,
-    }
-}
-
-async fn ring_event(r: Option<&mut Ringing>) -> RingEvent {
-    match r {
-        Some(r) => r.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

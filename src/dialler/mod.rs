@@ -79,7 +79,9 @@ impl Dialler {
     /// One attempt, in a span naming it.
     async fn attempt(&self, d: Dispatch) {
         let cb = &d.callback;
-        let span = tracing::info_span!("attempt", callback = %cb.id, attempt = d.attempt, queue = %cb.queue, agent = %d.agent);
+        // The customer's Call-ID is recorded once dialled, a second agent once
+        // held.
+        let span = tracing::info_span!("attempt", callback = %cb.id, attempt = d.attempt, queue = %cb.queue, agent = %d.agent, call_id = tracing::field::Empty);
         self.run_attempt(d).instrument(span).await
     }
 

@@ -8,6 +8,9 @@ use crate::config::Queue;
 use crate::scheduler::model::{Dispatch, Outcome};
 use crate::sip::calls::{Credentials, DialRequest};
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use super::attempt::Finish;
 
 /// Opens media and sends the customer's INVITE through the queue's trunk;
@@ -23,7 +26,9 @@ pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Par
     if !crate::e164::is_e164(&cb.phone) {
         return Err(Finish::new(Outcome::Failed, None).note("not an E.164 number"));
     }
-    let mut media = match d.media.open().await {
+    // The leg's span: its media task logs in it, under the attempt's.
+    let span = tracing::info_span!("leg", role = "customer", call_id = Empty);
+    let mut media = match d.media.open().instrument(span.clone()).await {
         Ok(m) => m,
         Err(e) => return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note(format!("no media port: {e}")) }),
     };
@@ -44,6 +49,7 @@ pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Par
         sdp: offer.into_bytes(),
         credentials,
     });
+    span.record("call_id", tracing::field::display(&sip.call_id));
     Ok(Party { sip, media })
 }
 

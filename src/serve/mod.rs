@@ -155,12 +155,13 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(kit)).run(incoming));
     }
-    let bound = ready::Bound { sip: sip.local_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
         Ok(()) => {
             tracing::info!(
                 sip = %sip.local_addr,
+                ws = ?sip.ws_addr,
                 http = %http.addr,
                 queues = cfg.queues.len(),
                 profiles = cfg.profiles.len(),

@@ -19,6 +19,9 @@ use serde::Serialize;
 pub struct Bound {
     /// SIP, UDP and TCP on the same port.
     pub sip: SocketAddr,
+    /// SIP over WebSocket (`sip.ws_listen`), only when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws: Option<SocketAddr>,
     pub http: SocketAddr,
     pub media: Media,
 }
@@ -78,6 +81,7 @@ mod tests {
 
     fn bound() -> Bound {
         Bound {
+            ws: None,
             sip: "127.0.0.1:5062".parse().unwrap(),
             http: "127.0.0.1:8081".parse().unwrap(),
             media: Media::new("127.0.0.1".parse().unwrap(), &(20000..=20999)),

@@ -37,7 +37,16 @@ impl World {
 
     /// As `redial`, with the carrier at `carrier_ip` and more profile lines.
     pub fn redial_with(&self, agents: &[&str], queue_toml: &str, carrier_ip: &str, profile_extra: &str) -> Redial {
+        self.redial_env(agents, queue_toml, carrier_ip, profile_extra, &[])
+    }
+
+    /// As `redial_with`, with environment variables for the process (the
+    /// log format, its filter).
+    pub fn redial_env(&self, agents: &[&str], queue_toml: &str, carrier_ip: &str, profile_extra: &str, env: &[(&str, &str)]) -> Redial {
         let mut s = Setup::new().with_token();
+        for (k, v) in env {
+            s = s.env(k, v);
+        }
         for a in agents {
             s = s.extra_toml(&format!("[[agents]]\nid = \"{a}\"\npassword = \"{a}-pw\"\nqueues = [\"q\"]\n"));
         }

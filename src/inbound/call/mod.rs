@@ -15,7 +15,7 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
 use crate::calls::hold::AgentHold;
-use crate::calls::party::{self, Party, PartyEvent};
+use crate::calls::party::{self, with, Party, PartyEvent};
 use crate::calls::ring::{self, AgentCall, RingEvent, Ringing};
 use crate::calls::{new_interaction_id, CallKit};
 use crate::config::Queue;
@@ -176,7 +176,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                     let exclude: Vec<&str> = exclude.iter().map(String::as_str).collect();
                     let ev = match kit.agents.reserve_for(&queue.name, &exclude, interaction) {
                         Some(a) => {
-                            Span::current().record("agent", a.as_str());
+                            Span::current().record("agent", tracing::field::display(&a));
                             hold = Some(AgentHold::new(&kit.agents, &a, queue.wrap_up, interaction));
                             Event::Reserved(a)
                         }
@@ -260,11 +260,11 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
         let deadline = m.poll_timeout().map(Instant::from_std);
         let wake = tokio::select! {
             ev = caller_event(caller.as_mut(), m.in_call()) => Wake::Event(ev),
-            r = ring_event(ringing.as_mut()) => Wake::Ring(r),
+            r = ring::next_of(ringing.as_mut()) => Wake::Ring(r),
             ev = agent_event(agent.as_mut(), m.in_call()) => Wake::Event(ev),
             _ = changes.recv(), if holding => Wake::Check,
             _ = tokio::time::sleep(AVAILABILITY_CHECK), if holding => Wake::Check,
-            _ = sleep_until(deadline) => Wake::Timer,
+            _ = crate::calls::sleep_until(deadline) => Wake::Timer,
         };
         let now = Instant::now().into_std();
         match wake {
@@ -298,7 +298,7 @@ async fn book(kit: &CallKit, queue: &Queue, phone: String, interaction: &str, jo
     };
     match kit.book.schedule(req).await {
         Ok(cb) => {
-            Span::current().record("callback", cb.id.to_string().as_str());
+            Span::current().record("callback", tracing::field::display(&cb.id));
             tracing::info!(callback = %cb.id, "callback booked from the inbound offer");
             Booking::Booked
         }
@@ -320,12 +320,6 @@ enum Wake {
     /// Look again whether an agent is available.
     Check,
     Timer,
-}
-
-fn with(p: &mut Option<Party>, f: impl FnOnce(&mut Party)) {
-    if let Some(p) = p {
-        f(p)
-    }
 }
 
 /// The caller's next event, as the machine sees it (`None`: nothing for
@@ -354,18 +348,4 @@ async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
         tracing::info!(by = %format!("agent: {ev:?}"), "call ended");
     }
     ev.ends_call().then_some(Event::AgentEnded)
-}
-
-async fn ring_event(r: Option<&mut Ringing>) -> RingEvent {
-    match r {
-        Some(r) => r.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

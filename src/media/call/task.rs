@@ -323,7 +323,8 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         send_errors: 0,
     };
     let task = LegTask { legs: [Some(Box::new(leg)), None], relay: None, cmds: rx, rng, config, buf: Box::new([0; 2048]) };
-    tokio::spawn(task.run());
+    // The task logs in the span of the call leg that opened it.
+    tokio::spawn(tracing::Instrument::in_current_span(task.run()));
     tx
 }
 
@@ -392,6 +393,9 @@ const MAX_BATCH: usize = 64;
 
 impl LegTask {
     async fn run(mut self) {
+        if let Some(l) = &self.legs[0] {
+            tracing::debug!(leg = l.id, port = ?l.sock.rtp.local_addr().ok().map(|a| a.port()), "media leg opened");
+        }
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);

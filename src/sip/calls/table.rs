@@ -211,6 +211,7 @@ impl Calls {
         match to.transport {
             Transport::Udp => format!("<sip:redial@{me}>"),
             Transport::Tcp => format!("<sip:redial@{me};transport=tcp>"),
+            Transport::Ws => format!("<sip:redial@{me};transport=ws>"),
         }
     }
 

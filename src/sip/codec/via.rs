@@ -125,8 +125,12 @@ fn top_via_of(resp: &rsip::Response) -> Option<String> {
 
 /// The destination for a response to `peer` (§18.2.2): over UDP per the top Via; over TCP
 /// the connection the request came on when `connected(peer)` says it is still open, else
-/// a new connection to the Via's sent-by.
+/// a new connection to the Via's sent-by; over WebSocket always the request's connection.
 pub fn response_peer(resp: &rsip::Response, peer: Peer, connected: impl Fn(SocketAddr) -> bool) -> Peer {
+    // RFC 7118 §5.3: a WebSocket client cannot be reached but on its own connection.
+    if peer.transport == crate::config::Transport::Ws {
+        return peer;
+    }
     let top = top_via_of(resp);
     let addr = if peer.transport == crate::config::Transport::Tcp {
         if connected(peer.addr) {
@@ -183,6 +187,16 @@ mod tests {
         assert_eq!(response_peer(&resp, peer, |_| false).addr, "10.0.0.9:5070".parse().unwrap());
         let udp = Peer { addr: "127.0.0.1:1".parse().unwrap(), transport: crate::config::Transport::Udp };
         assert_eq!(response_peer(&resp, udp, |_| false).addr, src());
+    }
+
+    #[test]
+    fn websocket_responses_always_use_the_connection() {
+        // RFC 7118 §5.3: the sent-by is a made-up `.invalid` host; only the connection works.
+        let raw = "SIP/2.0 200 OK\r\nVia: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK1;received=10.0.0.9\r\n\
+                   From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+        let rsip::SipMessage::Response(resp) = crate::sip::codec::decode(raw.as_bytes()).unwrap() else { panic!() };
+        let peer = Peer { addr: src(), transport: crate::config::Transport::Ws };
+        assert_eq!(response_peer(&resp, peer, |_| false), peer);
     }
 
     #[test]

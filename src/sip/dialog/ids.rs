@@ -38,6 +38,7 @@ pub fn via(transport: Transport, sent_by: impl std::fmt::Display, branch: &str) 
     let proto = match transport {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Ws => "WS",
     };
     rsip::headers::Via::new(format!("SIP/2.0/{proto} {sent_by};branch={branch};rport"))
 }

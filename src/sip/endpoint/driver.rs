@@ -23,6 +23,8 @@ use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
 use crate::sip::overload::{Load, Overload};
 use crate::sip::stats::{Outcome, SipStats};
 use crate::sip::codec::via;
+use crate::config::Transport;
+use crate::sip::transaction::message::{branch_of, top_via};
 use crate::sip::transaction::{Role, TransactionEvent, TransactionKey, TransactionLayer, Transmit};
 use crate::sip::transport::{Incoming, Transports};
 
@@ -86,6 +88,7 @@ impl Driver {
 
     async fn run_inner(mut self, mut incoming: mpsc::Receiver<Incoming>, mut shutdown: watch::Receiver<bool>) {
         let mut stop_by: Option<Instant> = None;
+        let mut closed = self.transports.take_closed();
         loop {
             let now = Instant::now();
             self.pump(now);
@@ -153,6 +156,9 @@ impl Driver {
                         }
                     }
                 }
+                Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
+                    self.registrar.connection_closed(Instant::now(), peer);
+                }
                 _ = sleep => {
                     // Every core ignores a timeout that is not due yet.
                     let now = Instant::now();
@@ -198,7 +204,7 @@ impl Driver {
         }
     }
 
-    fn transmit(&self, t: Transmit) {
+    fn transmit(&mut self, t: Transmit) {
         let to = match &t.message {
             // §18.2.2: UDP responses go where the top Via (received/rport) says; TCP ones
             // on the request's connection, or to the Via sent-by once it closed.
@@ -207,6 +213,13 @@ impl Driver {
         };
         if let Err(e) = self.transports.send(to, &t.message) {
             tracing::debug!(error = %e, to = %to.addr, "send failed");
+            // A WebSocket peer is reachable only on its own connection (RFC 7118 §5.3): once
+            // that is gone the request's transaction fails now (§17.1.4), not at Timer B/F.
+            if let (SipMessage::Request(req), Transport::Ws) = (&t.message, to.transport) {
+                if let Some(branch) = top_via(&req.headers).ok().as_ref().and_then(branch_of) {
+                    self.layer.report_transport_error(&TransactionKey::client(branch, req.method));
+                }
+            }
         }
     }
 

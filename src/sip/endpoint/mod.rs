@@ -86,6 +86,8 @@ pub enum EndpointError {
 /// What `Endpoint::start` gives back: addresses and shared views, and the task to await.
 pub struct EndpointHandle {
     pub local_addr: SocketAddr,
+    /// The SIP-over-WebSocket listener (`sip.ws_listen`), when on.
+    pub ws_addr: Option<SocketAddr>,
     pub trunks: TrunkStates,
     pub agents: AgentBindings,
     /// Changes whenever `agents` changed.
@@ -124,6 +126,10 @@ impl Endpoint {
     /// `shutdown` becomes `true`; then unregisters trunks (Expires: 0) and stops.
     pub async fn start(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<EndpointHandle, EndpointError> {
         let (transports, incoming) = Transports::bind(cfg.sip.listen).await?;
+        let ws_addr = match cfg.sip.ws_listen {
+            Some(addr) => Some(transports.listen_ws(addr).await?),
+            None => None,
+        };
         let trunks: TrunkStates = Arc::default();
         let agents: AgentBindings = Arc::default();
         let local_addr = transports.local_addr();
@@ -145,6 +151,7 @@ impl Endpoint {
         let task = tokio::spawn(driver.run(incoming, shutdown));
         Ok(EndpointHandle {
             local_addr,
+            ws_addr,
             trunks,
             agents,
             agent_changes,

@@ -130,6 +130,16 @@ impl Registrar {
         }
     }
 
+    /// A connection-oriented peer (a browser's WebSocket) went away: its bindings end now.
+    pub(super) fn connection_closed(&mut self, now: Instant, source: Peer) {
+        let agents = self.inner.connection_closed(now, source);
+        self.drain_events(now);
+        for agent in agents {
+            tracing::info!(agent = %agent, peer = %source.addr, "binding ended with its connection");
+            self.refresh_view(&agent, now);
+        }
+    }
+
     /// A held answer that is due at `now`.
     pub(super) fn poll_held(&mut self, now: Instant) -> Option<(TransactionKey, Response)> {
         if self.held.peek().is_some_and(|Reverse(h)| h.at <= now) {

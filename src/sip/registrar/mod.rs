@@ -551,6 +551,29 @@ impl<R: Rng> Registrar<R> {
         }
     }
 
+    /// The connection `source` (a WebSocket, RFC 7118 §5.3) closed: every binding
+    /// registered over it ends now, since nothing can reach its contact any more
+    /// (`AgentUnreachable` for agents left with none). Returns the agents whose bindings
+    /// changed.
+    pub fn connection_closed(&mut self, now: Instant, source: Peer) -> Vec<String> {
+        let hit: Vec<String> =
+            self.bindings.iter().filter(|(_, v)| v.iter().any(|b| b.source == source)).map(|(a, _)| a.clone()).collect();
+        for agent in &hit {
+            let had = self.has_bindings(agent);
+            if let Some(v) = self.bindings.get_mut(agent) {
+                v.retain(|b| b.source != source && b.expires_at > now);
+                if v.is_empty() {
+                    self.bindings.remove(agent);
+                }
+            }
+            self.note_change(agent, had);
+        }
+        if self.bindings.is_empty() {
+            self.next_expiry = None;
+        }
+        hit
+    }
+
     /// Live bindings of `agent` at `now`.
     pub fn contacts(&self, agent: &str, now: Instant) -> Vec<Binding> {
         self.bindings

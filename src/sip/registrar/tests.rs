@@ -50,10 +50,15 @@ fn code(r: &rsip::Response) -> u16 {
 /// Sends `req` (pre-authenticated when the client has a nonce); on 401
 /// answers the challenge with CSeq+1 and sends again.
 fn send(reg: &mut Registrar<SmallRng>, cli: &mut DigestClient, now: Instant, req: &rsip::Request) -> rsip::Response {
+    send_from(reg, cli, now, req, source())
+}
+
+/// [`send`] from `src`.
+fn send_from(reg: &mut Registrar<SmallRng>, cli: &mut DigestClient, now: Instant, req: &rsip::Request, src: Peer) -> rsip::Response {
     let mut req = req.clone();
     let hs = cli.pre_authorize(&req, &mut rng(20));
     set_auth_headers(&mut req, hs);
-    let resp = reg.handle_register(now, &req, source());
+    let resp = reg.handle_register(now, &req, src);
     if code(&resp) != 401 {
         return resp;
     }
@@ -62,7 +67,7 @@ fn send(reg: &mut Registrar<SmallRng>, cli: &mut DigestClient, now: Instant, req
     let n: u32 = header_values(&req.headers, "CSeq")[0].split(' ').next().unwrap().parse().unwrap();
     req.headers.retain(|h| !matches!(h, Header::CSeq(_)));
     req.headers.push(rsip::headers::CSeq::new(format!("{} REGISTER", n + 1)).into());
-    reg.handle_register(now, &req, source())
+    reg.handle_register(now, &req, src)
 }
 
 fn contact_expiries(r: &rsip::Response) -> Vec<(String, u32)> {
@@ -547,4 +552,48 @@ fn user_of_reads_the_user_in_place() {
     assert_eq!(user_of("<tel:+15550100>"), None);
     assert_eq!(user_of("<sip:alice@redial"), None);
     assert_eq!(user_of(""), None);
+}
+
+fn ws(port: u16) -> Peer {
+    Peer { addr: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port).into(), transport: Transport::Ws }
+}
+
+use std::net::SocketAddrV4;
+
+#[test]
+fn closed_connection_ends_its_bindings_at_once() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    let mut cli = DigestClient::new("alice", "alice-pw");
+    // A browser over WebSocket and a desk phone over UDP for alice; bob on another socket.
+    let r = send_from(&mut reg, &mut cli, t0, &register("alice", "w1", 1, &["<sip:k3j2@df7jal23ls0d.invalid;transport=ws>"], Some(600)), ws(50001));
+    assert_eq!(code(&r), 200);
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentReachable { agent: "alice".into() }));
+    assert_eq!(reg.contacts("alice", t0)[0].source, ws(50001));
+    let r = send(&mut reg, &mut cli, t0, &register("alice", "u1", 1, &["<sip:alice@10.0.0.1>"], Some(600)));
+    assert_eq!(code(&r), 200);
+    let mut bob = DigestClient::new("bob", "bob-pw");
+    let r = send_from(&mut reg, &mut bob, t0, &register("bob", "w2", 1, &["<sip:q1@x.invalid;transport=ws>"], Some(600)), ws(50002));
+    assert_eq!(code(&r), 200);
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentReachable { agent: "bob".into() }));
+
+    // A connection nobody registered over changes nothing.
+    assert!(reg.connection_closed(t0, ws(50003)).is_empty());
+    assert_eq!(reg.poll_event(), None);
+
+    // Bob's connection closes long before his binding would expire: he is gone now.
+    let t1 = t0 + Duration::from_secs(5);
+    assert_eq!(reg.connection_closed(t1, ws(50002)), vec!["bob".to_string()]);
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentUnreachable { agent: "bob".into() }));
+    assert!(reg.contacts("bob", t1).is_empty());
+    assert_eq!(reg.registered_agents(t1), vec!["alice".to_string()]);
+
+    // Alice's browser goes; her UDP phone stays, so she is still reachable (no event).
+    assert_eq!(reg.connection_closed(t1, ws(50001)), vec!["alice".to_string()]);
+    assert_eq!(reg.poll_event(), None);
+    let left = reg.contacts("alice", t1);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].source, source());
+    // The same address over UDP is another peer: a close of the WebSocket does not touch it.
+    assert!(reg.connection_closed(t1, Peer { addr: source().addr, transport: Transport::Ws }).is_empty());
 }

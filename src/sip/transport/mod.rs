@@ -1,9 +1,11 @@
-//! UDP and TCP transports on one address (RFC 3261 §18).
+//! UDP and TCP transports on one address (RFC 3261 §18), and SIP over WebSocket
+//! (RFC 7118) on its own address when `sip.ws_listen` is set.
 //!
 //! - [`framer`]: sans-IO Content-Length framing of TCP streams.
 //! - `udp`: one socket, a few receive tasks sharing it.
 //! - `tcp`: one listener, a task per connection (not per call), outgoing connections
 //!   reused per destination, responses sent back on the connection of the request (§18.2.2).
+//! - [`ws`]: browser agents' WebSocket connections; requests to them reuse the connection.
 //!
 //! Receive tasks decode (codec::decode) and stamp the top Via with `received`/`rport`
 //! (§18.2.1, RFC 3581) before handing messages on, so the endpoint only sees messages
@@ -12,6 +14,7 @@
 pub mod framer;
 mod tcp;
 mod udp;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,6 +70,7 @@ struct Inner {
     incoming: mpsc::Sender<Incoming>,
     tasks: Mutex<Vec<AbortHandle>>,
     stats: TransportStats,
+    ws: ws::WsState,
 }
 
 /// How many tasks share the UDP socket: decoding runs there, so use the cores.
@@ -89,6 +93,7 @@ impl Transports {
             incoming: tx,
             tasks: Mutex::new(Vec::new()),
             stats: TransportStats::default(),
+            ws: ws::WsState::default(),
         });
         let mut handles = Vec::new();
         for _ in 0..udp_receivers() {
@@ -102,6 +107,36 @@ impl Transports {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// Starts SIP over WebSocket on `addr` (port 0 picks one); returns the bound address.
+    pub async fn listen_ws(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        let (listener, local) = ws::bind(addr).await?;
+        ws::set_local(&self.inner, local);
+        let task = tokio::spawn(ws::accept(self.inner.clone(), listener)).abort_handle();
+        self.inner.tasks.lock().expect("tasks lock").push(task);
+        tracing::info!(%local, "SIP over WebSocket listening");
+        Ok(local)
+    }
+
+    /// The WebSocket listener's address, when one was started.
+    pub fn ws_local_addr(&self) -> Option<SocketAddr> {
+        self.inner.ws.local()
+    }
+
+    /// Peers whose WebSocket connection closed, one message each (for the registrar,
+    /// whose bindings over a connection end with it). Given out once.
+    pub fn take_closed(&self) -> Option<mpsc::UnboundedReceiver<Peer>> {
+        self.inner.ws.take_closed()
+    }
+
+    /// Whether the connection to a connection-oriented peer (TCP, WebSocket) is open.
+    pub fn is_connected(&self, peer: Peer) -> bool {
+        match peer.transport {
+            Transport::Udp => false,
+            Transport::Tcp => self.has_tcp_connection(peer.addr),
+            Transport::Ws => self.inner.ws.is_open(peer.addr),
+        }
     }
 
     pub fn stats(&self) -> &TransportStats {
@@ -127,6 +162,7 @@ impl Transports {
                 tcp::send(&self.inner, to.addr, bytes);
                 Ok(())
             }
+            Transport::Ws => ws::send(&self.inner, to.addr, bytes),
         }
     }
 
@@ -143,6 +179,7 @@ impl Transports {
         for (_, c) in self.inner.tcp.lock().expect("tcp lock").drain() {
             c.task.abort();
         }
+        self.inner.ws.close_all();
     }
 }
 

@@ -1,0 +1,235 @@
+//! Two peers in virtual time: the leg (ICE-lite, offerer) against a str0m peer playing
+//! the browser (full ICE, controlling; codecs in Chrome's order, Opus first). Datagrams
+//! are carried in memory; the clock only moves to the next timeout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::*;
+
+fn leg_addr() -> SocketAddr {
+    "10.0.0.1:20000".parse().unwrap()
+}
+fn browser_addr() -> SocketAddr {
+    "10.0.0.2:50000".parse().unwrap()
+}
+
+/// The browser side, driven by hand.
+struct Browser {
+    rtc: Rtc,
+    out: Vec<(SocketAddr, Vec<u8>)>,
+    audio: Vec<(Codec, Vec<u8>)>,
+    connected: bool,
+    timeout: Instant,
+    error: Option<String>,
+    mid: Option<Mid>,
+}
+
+impl Browser {
+    fn new(now: Instant) -> Self {
+        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false).build(now);
+        rtc.add_local_candidate(Candidate::host(browser_addr(), "udp").unwrap());
+        Self { rtc, out: vec![], audio: vec![], connected: false, timeout: now, error: None, mid: None }
+    }
+
+    fn answer(&mut self, offer: &str) -> String {
+        let offer = SdpOffer::from_sdp_string(offer).unwrap();
+        let answer = self.rtc.sdp_api().accept_offer(offer).unwrap();
+        self.drain();
+        answer.to_sdp_string()
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => self.out.push((t.destination, t.contents.to_vec())),
+                Ok(Output::Event(Event::Connected)) => self.connected = true,
+                Ok(Output::Event(Event::MediaAdded(m))) => self.mid = Some(m.mid),
+                Ok(Output::Event(Event::MediaData(d))) => self.audio.push((d.params.spec().codec, d.data.to_vec())),
+                Ok(Output::Event(_)) => {}
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, i: Input<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        match self.rtc.handle_input(i) {
+            Ok(()) => self.drain(),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn send(&mut self, now: Instant, codec: Codec, payload: &[u8], rtp_time: u64) {
+        let mid: Mid = self.mid.unwrap();
+        let w = self.rtc.writer(mid).unwrap();
+        let pt = w.payload_params().find(|p| p.spec().codec == codec).unwrap().pt();
+        w.write(pt, now, MediaTime::new(rtp_time, str0m::media::Frequency::EIGHT_KHZ), payload.to_vec()).unwrap();
+        self.drain();
+    }
+}
+
+/// Moves packets both ways and time forward to the earlier timeout, `steps` times or
+/// until `done` holds.
+fn run(now: &mut Instant, leg: &mut WebRtcLeg, b: &mut Browser, steps: usize, mut done: impl FnMut(&mut WebRtcLeg, &Browser) -> bool) -> bool {
+    for _ in 0..steps {
+        if done(leg, b) {
+            return true;
+        }
+        let mut moved = false;
+        while let Some(d) = leg.poll_transmit() {
+            assert_eq!(d.to, browser_addr(), "the leg only ever talks to the browser's candidate");
+            let i = Input::Receive(*now, Receive { proto: Protocol::Udp, source: leg_addr(), destination: browser_addr(), contents: d.bytes.as_slice().try_into().unwrap() });
+            b.input(i);
+            moved = true;
+        }
+        for (to, bytes) in std::mem::take(&mut b.out) {
+            assert_eq!(to, leg_addr());
+            leg.handle_receive(*now, browser_addr(), &bytes);
+            moved = true;
+        }
+        if !moved {
+            let next = [leg.poll_timeout(), Some(b.timeout)].into_iter().flatten().min().unwrap();
+            *now = next.max(*now);
+            leg.handle_timeout(*now);
+            b.input(Input::Timeout(*now));
+        }
+    }
+    done(leg, b)
+}
+
+fn events(leg: &mut WebRtcLeg) -> Vec<LegEvent> {
+    std::iter::from_fn(|| leg.poll_event()).collect()
+}
+
+#[test]
+fn offer_is_ice_lite_dtls_srtp_rtcp_mux_audio_with_g711_first() {
+    let (_, sdp) = WebRtcLeg::offer(Instant::now(), leg_addr()).unwrap();
+    for needle in ["a=ice-lite", "UDP/TLS/RTP/SAVPF", "a=setup:actpass", "a=rtcp-mux", "a=fingerprint:sha-256 ", "a=candidate:", "10.0.0.1 20000 typ host", "PCMU/8000", "PCMA/8000"] {
+        assert!(sdp.contains(needle), "offer lacks `{needle}`:\n{sdp}");
+    }
+    let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
+    assert_eq!(m.len(), 1, "audio only: {m:?}");
+    assert!(m[0].starts_with("m=audio "), "{m:?}");
+    // PCMU (0) then PCMA (8), and nothing else to transcode.
+    assert!(m[0].ends_with("UDP/TLS/RTP/SAVPF 0 8"), "{}", m[0]);
+}
+
+#[test]
+fn browser_connects_and_g711_flows_both_ways_without_transcoding() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    let answer = b.answer(&offer);
+    // RFC 5763 §5: the answerer to `actpass` picks a role (Chrome: active; str0m: passive);
+    // the leg takes the other.
+    assert!(answer.contains("a=setup:active") || answer.contains("a=setup:passive"), "no DTLS role chosen:\n{answer}");
+    leg.accept_answer(&answer).unwrap();
+    assert_eq!(leg.law(), Some(G711::Pcmu), "PCMU, offered first, is kept");
+
+    assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
+    assert!(now - t0 < Duration::from_secs(5), "ICE + DTLS took {:?} of virtual time", now - t0);
+    assert_eq!(events(&mut leg), vec![LegEvent::Connected]);
+
+    // 20 ms G.711 frames each way for one second of virtual time.
+    let frame = |i: u64| (0..160).map(|k| ((i * 7 + k) % 251) as u8).collect::<Vec<u8>>();
+    for i in 0..50u64 {
+        now += Duration::from_millis(20);
+        leg.send_audio(now, G711::Pcmu, &frame(i), i * 160).unwrap();
+        b.send(now, Codec::PCMU, &frame(i + 1000), i * 160);
+        run(&mut now, &mut leg, &mut b, 20, |_, _| false);
+    }
+    run(&mut now, &mut leg, &mut b, 50, |_, _| false);
+    let got: Vec<(G711, Vec<u8>)> = events(&mut leg)
+        .into_iter()
+        .filter_map(|e| match e {
+            LegEvent::Audio { law, payload, .. } => Some((law, payload)),
+            _ => None,
+        })
+        .collect();
+    assert!(got.len() >= 45, "leg got {} frames", got.len());
+    assert!(got.iter().all(|(law, p)| *law == G711::Pcmu && p.len() == 160));
+    assert_eq!(got[0].1, frame(1000), "payloads arrive unchanged (SRTP decrypted, no transcoding)");
+    assert!(b.audio.len() >= 45, "browser got {} frames", b.audio.len());
+    assert!(b.audio.iter().all(|(c, p)| *c == Codec::PCMU && p.len() == 160));
+    assert_eq!(b.audio[0].1, frame(0));
+    assert!(b.error.is_none(), "{:?}", b.error);
+}
+
+#[test]
+fn wrong_fingerprint_fails_the_leg() {
+    let mut now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    let answer = b.answer(&offer);
+    // Another certificate's fingerprint in the answer: the DTLS peer is not who the SDP says.
+    let tampered: String = answer
+        .lines()
+        .map(|l| if let Some(fp) = l.strip_prefix("a=fingerprint:sha-256 ") {
+            let flipped = match fp.strip_prefix("00") {
+                Some(rest) => format!("11{rest}"),
+                None => format!("00{}", &fp[2..]),
+            };
+            format!("a=fingerprint:sha-256 {flipped}\r\n")
+        } else {
+            format!("{l}\r\n")
+        })
+        .collect();
+    assert_ne!(tampered.replace("\r\n", "\n").trim_end(), answer.replace("\r\n", "\n").trim_end());
+    leg.accept_answer(&tampered).unwrap();
+    let failed = run(&mut now, &mut leg, &mut b, 500, |l, _| l.poll_timeout().is_none());
+    assert!(failed, "the leg did not fail");
+    let ev = events(&mut leg);
+    assert!(!ev.contains(&LegEvent::Connected), "{ev:?}");
+    assert!(matches!(ev.last(), Some(LegEvent::Failed { .. })), "{ev:?}");
+    assert!(matches!(ev.last(), Some(LegEvent::Failed { reason }) if reason.contains("fingerprint")), "{ev:?}");
+    assert!(matches!(leg.send_audio(now, G711::Pcmu, &[0; 160], 0), Err(WebRtcError::NotConnected)));
+}
+
+#[test]
+fn answer_without_g711_is_refused() {
+    let now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    let answer = b.answer(&offer);
+    // A browser answering with G.722 only (a codec we did not offer, so nothing to send).
+    let no_g711: String = answer
+        .lines()
+        .filter(|l| !l.starts_with("a=rtpmap:0 ") && !l.starts_with("a=rtpmap:8 "))
+        .map(|l| {
+            if l.starts_with("m=audio ") {
+                format!("{} 9\r\n", l.rsplitn(3, ' ').nth(2).unwrap())
+            } else {
+                format!("{l}\r\n")
+            }
+        })
+        .collect::<String>()
+        + "a=rtpmap:9 G722/8000\r\n";
+    let e = leg.accept_answer(&no_g711).unwrap_err();
+    assert!(matches!(e, WebRtcError::NoG711), "{e:?}");
+    assert!(matches!(leg.accept_answer(&answer), Err(WebRtcError::NoPendingOffer)));
+}
+
+#[test]
+fn garbage_sdp_is_a_clear_error() {
+    let now = Instant::now();
+    let (mut leg, _) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    assert!(matches!(leg.accept_answer("not sdp"), Err(WebRtcError::BadSdp(_))));
+    assert!(matches!(WebRtcLeg::answer(now, leg_addr(), "v=0\r\nnonsense"), Err(WebRtcError::BadSdp(_))));
+}
