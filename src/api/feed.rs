@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::watch;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::views::{rfc3339, AgentView, AttemptView, CallbackView};
 use super::state::{AppState, Caller};
 use crate::config::Scope;
@@ -37,29 +37,49 @@ pub fn actor_of(s: &super::Shared, caller: Option<Extension<Caller>>) -> Actor {
     Actor::Token { name, scopes }
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET /v1/audit` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// 1 to 500, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
+    /// `next_cursor` of the previous page (`au_<n>`).
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One change made through the API or the console.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"at": "2026-11-22T09:00:00.000Z", "actor": "crm", "action": "callback.reschedule", "target": "cb_00000001c4k2p", "detail": "when `tomorrow 10am` → 2026-11-23T10:00:00.000Z"}))]
 pub struct AuditView {
+    #[schema(format = DateTime)]
     pub at: String,
+    /// The token's name, or `agent:<id>`.
     pub actor: String,
+    /// e.g. `callback.create`, `callback.cancel`, `callback.move`, `bulk.cancel`, `agent.state`.
     pub action: String,
+    /// A callback id, an agent id, or what a bulk action covered.
     pub target: String,
     pub detail: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditList {
     pub items: Vec<AuditView>,
     pub next_cursor: Option<String>,
 }
 
-/// Audit entries, newest first (`admin`).
-async fn audit(State(s): State<AppState>, caller: Option<Extension<Caller>>, q: Result<Query<AuditQuery>, QueryRejection>) -> Result<Json<AuditList>, ApiError> {
+/// The audit log: every change made through the API or the console, newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "ops", params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of entries", body = AuditList),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks admin", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn audit(State(s): State<AppState>, caller: Option<Extension<Caller>>, q: Result<Query<AuditQuery>, QueryRejection>) -> Result<Json<AuditList>, ApiError> {
     let actor = actor_of(&s, caller);
     if !actor.has(Scope::Admin) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("token `{}` lacks the `admin` scope", actor.name())));
@@ -87,10 +107,13 @@ async fn audit(State(s): State<AppState>, caller: Option<Extension<Caller>>, q: 
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET /v1/events` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Comma-separated event types (`callback.created,attempt.ended`); absent = all.
     pub types: Option<String>,
+    /// Only events about this queue's callbacks.
     pub queue: Option<String>,
 }
 
@@ -243,8 +266,21 @@ pub fn last_event_id(h: &HeaderMap) -> Option<u64> {
     h.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
 }
 
-/// Server-sent events (`callbacks:read`).
-async fn events(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<EventsQuery>, QueryRejection>) -> Response {
+/// Server-sent events: `event:` is `callback`, `attempt`, `agent` or `trunk`;
+/// `data:` is the object the REST routes return, with `type` (e.g.
+/// `callback.cancelled`); `id:` is a sequence to resume from with
+/// `Last-Event-ID`. A reader too slow for the stream gets `event: lagged`.
+#[utoipa::path(get, path = "/v1/events", tag = "callbacks",
+    params(EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id while the server still holds it")),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Unknown event type", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks callbacks:read", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn events(State(s): State<AppState>, headers: HeaderMap, q: Result<Query<EventsQuery>, QueryRejection>) -> Response {
     let r = (|| {
         let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         EventFilter::parse(q.types.as_deref(), q.queue)

@@ -19,13 +19,14 @@ use super::views::*;
     paths(
         routes::create_callback, routes::list_callbacks, routes::get_callback, routes::list_attempts,
         routes::change_callback, routes::cancel_callback, super::detections::detect, routes::stats, routes::list_agents,
-        routes::set_agent_state, routes::list_trunks, super::admin::backup, super::admin::cluster, super::deliveries::list_deliveries, super::deliveries::retry_delivery, openapi_json, routes::healthz, routes::metrics,
+        routes::set_agent_state, routes::list_trunks, super::admin::backup, super::admin::cluster, super::deliveries::list_deliveries, super::deliveries::retry_delivery,
+        super::feed::audit, super::feed::events, openapi_json, routes::healthz, routes::metrics,
     ),
     components(schemas(CreateCallback, ChangeCallback, CallbackView, AttemptView, TimelineView, StatsView, OriginStatsView, routes::OriginParam, AgentView, RegistrationView,
         SetAgentState, SettableState, TrunkInfo, Health, ErrorBody, ErrorDetail, routes::StatusParam,
         super::admin::BackupRequest, super::admin::BackupView, crate::cluster::node::ClusterView,
         crate::cluster::node::NodeView, crate::cluster::node::ShardView, super::detections::DetectRequest, super::detections::DetectionView,
-        super::deliveries::DeliveryView, super::deliveries::DeliveryList)),
+        super::deliveries::DeliveryView, super::deliveries::DeliveryList, super::feed::AuditView, super::feed::AuditList)),
     modifiers(&Bearer),
 )]
 pub struct ApiDoc;
@@ -97,6 +98,24 @@ mod tests {
         }
         let err: Value = example("ErrorDetail");
         assert!(err["code"].is_string() && err["message"].is_string());
+    }
+
+    #[test]
+    fn the_audit_log_and_the_event_stream_are_documented_with_their_parameters() {
+        let doc: Value = serde_json::from_str(document_json()).unwrap();
+        let params = |path: &str| -> Vec<String> {
+            doc["paths"][path]["get"]["parameters"].as_array().unwrap_or_else(|| panic!("{path} has no parameters")).iter().map(|p| format!("{}:{}", p["in"].as_str().unwrap(), p["name"].as_str().unwrap())).collect()
+        };
+        assert_eq!(params("/v1/audit"), ["query:limit", "query:cursor"]);
+        assert_eq!(params("/v1/events"), ["query:types", "query:queue", "header:Last-Event-ID"]);
+        assert!(doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"].is_object());
+        assert_eq!(doc["paths"]["/v1/audit"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/AuditList");
+        let audit = &doc["components"]["schemas"]["AuditView"];
+        for p in ["at", "actor", "action", "target", "detail"] {
+            assert!(audit["properties"][p].is_object() && audit["example"][p].is_string(), "AuditView.{p}");
+        }
+        // PATCH documents the queue move.
+        assert!(doc["components"]["schemas"]["ChangeCallback"]["properties"]["queue"].is_object());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod charts;
 pub mod error;
+pub mod list;
 pub mod pages;
 pub mod session;
 
@@ -65,8 +66,7 @@ pub fn feed_charts(s: &AppState) {
     });
 }
 
-/// Rows per page of the list.
-pub const PAGE_ROWS: usize = 50;
+pub use self::list::PAGE_ROWS;
 
 static JS: &[u8] = include_bytes!("static/console.js");
 static CSS: &[u8] = include_bytes!("static/console.css");
@@ -311,26 +311,9 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         phone: clean(q.phone),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let r: Result<Markup, ConsoleError> = async {
-        let filter = ListFilter {
-            status: if p.tab == "all" { None } else { p.tab.parse::<Status>().ok() },
-            queue: (!p.queue.is_empty()).then(|| p.queue.clone()),
-            owner: (!p.owner.is_empty()).then(|| p.owner.clone()),
-            phone: (!p.phone.is_empty()).then(|| p.phone.clone()),
-            ..ListFilter::default()
-        };
-        let page = s.book.list(&filter, PAGE_ROWS, p.cursor.as_deref()).await.map_err(ConsoleError::from)?;
-        let mut rows = page.items;
-        rows.sort_by_key(|c| (c.due_at, c.id));
-        let st = s.book.stats(None).await?;
-        let tiles = Tiles::new(&st, &s.agents.list(), &s.trunks.trunks(), s.book.waiting_for_agent());
-        let now = s.ops.clock.now_ms();
-        let history = s.console.charts.snapshot();
-        let charts = maud::html! { (charts::per_hour_chart(&history, now)) (charts::delay_chart(&history, now)) };
-        let queues = queue_names(&s);
-        Ok(pages::console(&frame(&sess, "callbacks"), &tiles, &st, charts, &queues, &p, &rows, page.next_cursor.as_deref()))
-    }
-    .await;
+    let (agents, trunks, history) = (s.agents.list(), s.trunks.trunks(), s.console.charts.snapshot());
+    let src = list::Sources { book: &*s.book, cfg: &s.cfg, agents: &agents, trunks: &trunks, history: &history, now: s.ops.clock.now_ms() };
+    let r = list::page(&src, &frame(&sess, "callbacks"), &p).await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => error_page(Some(&sess), e),

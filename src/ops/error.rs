@@ -229,3 +229,35 @@ fn store_code(s: &StoreError) -> &'static str {
         _ => "internal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::model::{CallbackId, Status};
+
+    #[test]
+    fn each_refusal_has_its_class_code_and_field() {
+        let e = OpsError::MissingField { field: "phone" };
+        assert_eq!((e.class(), e.code(), e.field(), e.to_string().as_str()), (Class::Malformed, "invalid_field", Some("phone"), "missing field `phone`"));
+        let e = OpsError::AgentsCannotReassign { field: "queue" };
+        assert_eq!((e.class(), e.code(), e.field()), (Class::Forbidden, "forbidden", Some("queue")));
+        let e = OpsError::from(SetStateError::UnknownAgent { id: "zed".into() });
+        assert_eq!((e.class(), e.to_string().as_str()), (Class::NotFound, "no such agent"));
+        let e = OpsError::from(CancelError::WrongState { status: Status::Completed });
+        assert_eq!((e.class(), e.code()), (Class::Conflict, "wrong_state"));
+        let e = OpsError::from(StoreError::Closed);
+        assert_eq!((e.class(), e.code(), e.public_message().as_str()), (Class::Unavailable, "shutting_down", "redial is shutting down"));
+    }
+
+    #[test]
+    fn a_time_from_when_is_blamed_on_when_and_a_duplicate_names_the_existing_callback() {
+        let too_soon = ScheduleError::Rule(RuleError::TooSoon { earliest_ms: 0 });
+        assert_eq!(OpsError::from(too_soon.clone()).field(), Some("scheduled_at"));
+        assert_eq!(OpsError::from(too_soon).by_when().field(), Some("when"));
+        let id = CallbackId::new(1, 2);
+        let e = OpsError::from(ScheduleError::Rule(RuleError::Duplicate { existing_id: id }));
+        assert_eq!((e.class(), e.code(), e.existing_id()), (Class::Conflict, "duplicate", Some(id.to_string())));
+        let e = OpsError::from(ScheduleError::DuplicateInteraction { existing_id: id });
+        assert_eq!((e.field(), e.existing_id()), (Some("interaction_id"), Some(id.to_string())));
+    }
+}
