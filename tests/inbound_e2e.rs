@@ -209,3 +209,44 @@ fn a_carrier_calling_from_elsewhere_is_accepted_by_digest() {
     assert!(bad.ok(), "{bad}");
     assert!(bad.messages.contains("SIP/2.0 403"), "{}", bad.messages);
 }
+
+#[test]
+fn a_caller_who_waited_and_hung_up_gets_one_abandoned_callback() {
+    let w = World::new();
+    // alice never registers: nobody is free, the caller hears the offer and gives up.
+    let queue = format!("{QUEUE}abandoned_callback_after = \"1s\"\n");
+    let r = w.redial_with(&["alice"], &queue, CARRIER_IP, &format!("dids = [\"{DID}\"]\ninbound_queue = \"q\"\n"));
+    let mut found = vec![];
+    for round in 0..2 {
+        let _ = std::fs::remove_file(w.path("caller.rtp"));
+        let phone = Phone::start(w.path("caller.rtp"), corpus("h010.wav"));
+        let caller = Sipp::new("inbound_caller_hangup.xml")
+            .local_ip(CARRIER_IP)
+            .remote(r.sip)
+            .timeout(Duration::from_secs(60))
+            .trace_msg()
+            .set("dir", w.dir.path().to_str().unwrap())
+            .set("rtp_port", &phone.port.to_string())
+            .set("did", DID)
+            .set("caller", CALLER)
+            .spawn();
+        let out = caller.wait();
+        assert!(out.ok(), "round {round}: {out}\n{}", out.messages);
+        // The callback is booked when the hang-up is handled: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let items = loop {
+            let (_, list) = r.api("GET", &format!("/v1/callbacks?phone=%2B{}", &CALLER[1..]), None);
+            let items = list["items"].as_array().unwrap().clone();
+            if !items.is_empty() || std::time::Instant::now() > deadline {
+                break items;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        found.push(items);
+    }
+    assert_eq!(found[0].len(), 1, "{found:?}");
+    let cb = &found[0][0];
+    assert_eq!((cb["origin"].as_str(), cb["status"].as_str(), cb["queue"].as_str()), (Some("abandoned"), Some("scheduled"), Some("q")), "{cb}");
+    assert_eq!(found[1].len(), 1, "a second abandoned call while one is active books nothing more: {found:?}");
+    assert_eq!(found[1][0]["id"], cb["id"]);
+}
