@@ -187,12 +187,15 @@ pub fn event_data(e: &Event) -> serde_json::Value {
 }
 
 fn to_sse(e: &Event) -> SseEvent {
-    let mut data = event_data(e);
-    if let Some(o) = data.as_object_mut() {
-        // The precise type (`callback.cancelled`) besides the topic in `event:`.
-        o.insert("type".into(), e.kind.name().into());
-    }
-    SseEvent::default().event(e.kind.topic().as_str()).id(e.seq.to_string()).data(data.to_string())
+    let data = e.rendered.get_or_init(|| {
+        let mut data = event_data(e);
+        if let Some(o) = data.as_object_mut() {
+            // The precise type (`callback.cancelled`) besides the topic in `event:`.
+            o.insert("type".into(), e.kind.name().into());
+        }
+        data.to_string().into()
+    });
+    SseEvent::default().event(e.kind.topic().as_str()).id(e.seq.to_string()).data(&**data)
 }
 
 /// Events read from the outbox per page while a stream catches up.

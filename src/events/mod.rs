@@ -142,6 +142,10 @@ pub struct Event {
     /// When the change was committed (clock milliseconds).
     pub at: Millis,
     pub payload: Payload,
+    /// Its `data:` line for server-sent events, rendered by the first
+    /// stream that sends it and shared by every other (one JSON rendering per
+    /// event, not one per subscriber).
+    pub rendered: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Event {
@@ -228,7 +232,7 @@ impl Bus {
     /// with the process.
     pub fn publish_next(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload });
+        let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload, rendered: Default::default() });
         self.send_locked(&mut inner, ev)
     }
 
@@ -284,7 +288,7 @@ mod tests {
     }
 
     fn ev(seq: u64, at: Millis, name: &str) -> Event {
-        Event { seq, kind: Kind::TrunkState, at, payload: trunk(name) }
+        Event { seq, kind: Kind::TrunkState, at, payload: trunk(name), rendered: Default::default() }
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub(super) fn append(
     if !events.is_empty() {
         let mut t = w.open_table(OUTBOX)?;
         for (kind, at, payload) in events {
-            let ev = Event { seq: state.next, kind, at, payload };
+            let ev = Event { seq: state.next, kind, at, payload, rendered: Default::default() };
             t.insert(ev.seq, encode_event(&ev).as_slice())?;
             state.next += 1;
             out.push(ev);
@@ -317,7 +317,7 @@ pub fn decode_event(seq: u64, b: &[u8]) -> Result<Event, DecodeError> {
         }
         other => return Err(DecodeError::Code("event payload", other)),
     };
-    Ok(Event { seq, kind, at, payload })
+    Ok(Event { seq, kind, at, payload, rendered: Default::default() })
 }
 
 impl RedbBook {
@@ -502,7 +502,7 @@ mod tests {
             (Kind::TrunkState, trunk("carrier").2),
         ];
         for (kind, payload) in payloads {
-            let ev = Event { seq: 42, kind, at: -3, payload };
+            let ev = Event { seq: 42, kind, at: -3, payload, rendered: Default::default() };
             let back = decode_event(42, &encode_event(&ev)).unwrap();
             assert_eq!((back.seq, back.kind, back.at), (42, kind, -3));
             match (&ev.payload, &back.payload) {
