@@ -34,6 +34,25 @@ pub struct Notifier {
     pub clock: Arc<dyn Clock>,
 }
 
+/// When the customer's quiet hours (`[compliance] quiet_hours`, in their
+/// local time) end, if `ev` calls for a text and `now` is inside them.
+pub fn quiet_until(cfg: &Config, ev: &Event, now: crate::clock::Millis) -> Option<crate::clock::Millis> {
+    let allowed = crate::window::WeeklyHours::always().within_daily(cfg.calling_hours?)?;
+    let cb = ev.callback()?;
+    let queue = cfg.queue(&cb.queue)?;
+    let wants = match ev.kind {
+        Kind::CallbackCreated => queue.sms_confirm.is_some(),
+        Kind::CallbackExhausted => queue.sms_on_exhausted.is_some(),
+        _ => false,
+    };
+    if !wants {
+        return None;
+    }
+    let tz = crate::scheduler::engine::rules::parse_tz(&cb.timezone).unwrap_or(queue.timezone);
+    let at = crate::window::next_open(&allowed, tz, now);
+    (at > now).then_some(at)
+}
+
 /// Whether any queue sends texts on events (else the task is not started).
 pub fn wanted(cfg: &Config) -> bool {
     cfg.queues.iter().any(|q| q.sms_confirm.is_some() || q.sms_on_exhausted.is_some())
@@ -76,6 +95,17 @@ impl Notifier {
             for ev in page {
                 if *stop.borrow() {
                     return;
+                }
+                // `[compliance] quiet_hours`: no text in the customer's
+                // quiet hours. Texts go out in outbox order, so one held
+                // until morning holds those after it too.
+                if let Some(at) = quiet_until(&self.cfg, &ev, self.clock.now_ms()) {
+                    let wait = Duration::from_millis((at - self.clock.now_ms()).max(0) as u64);
+                    tracing::info!(seq = ev.seq, wait_s = wait.as_secs(), "text held until the customer's quiet hours end");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
                 let sent = self.on_event(&ev).await;
                 cursor = ev.seq;
@@ -156,5 +186,61 @@ impl Notifier {
             }
         }
         (tried, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Payload;
+
+    #[test]
+    fn a_text_waits_for_the_end_of_the_customers_quiet_hours() {
+        let mut cfg = Config::defaults();
+        cfg.calling_hours = Some(crate::window::WeeklyHours::parse_daily("08:00-21:00").unwrap());
+        cfg.queues[0].sms_confirm = Some("We will call you {when}".into());
+        let cb = Callback {
+            id: crate::scheduler::model::CallbackId::new(7, 42),
+            status: crate::scheduler::model::Status::Scheduled,
+            phone: "+12125550123".into(),
+            queue: "default".into(),
+            owner: None,
+            mode: crate::config::DialMode::CustomerFirst,
+            scheduled_at: None,
+            due_at: 0,
+            timezone: "America/New_York".into(),
+            attempts: 0,
+            max_attempts: 3,
+            last_outcome: None,
+            origin: crate::scheduler::model::Origin::Api,
+            notes: None,
+            interaction_id: None,
+            caller_id: None,
+            created_at: 0,
+            updated_at: 0,
+            first_due_at: 0,
+            owner_until: None,
+            end_reason: None,
+            when: None,
+            when_resolution: None,
+            skipped_by: None,
+            caller_name: None,
+            reason: None,
+            confidence: None,
+            owners: Vec::new(),
+            owner_mode: Default::default(),
+            timezone_source: None,
+        };
+        let ev = |kind| Event { seq: 1, kind, at: 0, payload: Payload::Callback(Box::new(cb.clone())), rendered: Default::default() };
+        // 2026-03-02 03:00 UTC = 22:00 in New York (EST): quiet until 08:00 EST = 13:00 UTC.
+        let late = chrono::DateTime::parse_from_rfc3339("2026-03-02T03:00:00Z").unwrap().timestamp_millis();
+        let morning = chrono::DateTime::parse_from_rfc3339("2026-03-02T13:00:00Z").unwrap().timestamp_millis();
+        assert_eq!(quiet_until(&cfg, &ev(Kind::CallbackCreated), late), Some(morning));
+        // 15:00 UTC = 10:00 in New York: sent at once.
+        assert_eq!(quiet_until(&cfg, &ev(Kind::CallbackCreated), morning + 2 * 3_600_000), None);
+        // No text for this event, or no quiet hours: nothing to wait for.
+        assert_eq!(quiet_until(&cfg, &ev(Kind::CallbackExhausted), late), None);
+        cfg.calling_hours = None;
+        assert_eq!(quiet_until(&cfg, &ev(Kind::CallbackCreated), late), None);
     }
 }
