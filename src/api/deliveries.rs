@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::feed::actor_of;
 use super::views::rfc3339;
-use super::{AppState, Caller};
+use super::state::{AppState, Caller};
 use crate::config::Scope;
 use crate::events::outbox::RetryOutcome;
 use crate::events::Parked;

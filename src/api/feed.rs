@@ -27,11 +27,11 @@ use crate::events::{Bus, Event, Kind, Outbox, Payload};
 use crate::ops::Actor;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(audit)).route("/v1/events", get(events)).merge(super::deliveries::routes())
+    Router::new().route("/v1/audit", get(audit)).route("/v1/events", get(events))
 }
 
 /// The actor behind an authenticated API request.
-pub fn actor_of(s: &super::Shared, caller: Option<Extension<Caller>>) -> Actor {
+pub fn actor_of(s: &super::state::Shared, caller: Option<Extension<Caller>>) -> Actor {
     let name = caller.map(|Extension(c)| c.0).unwrap_or_default();
     let scopes = s.tokens.scopes_of(&name);
     Actor::Token { name, scopes }

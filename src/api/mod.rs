@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     // not know about it, so the two modules do not import each other.
     routes::routes()
         .merge(feed::routes())
+        .merge(deliveries::routes())
         .merge(crate::console::routes())
         .route("/v1/openapi.json", axum::routing::get(openapi::openapi_json))
         .layer(middleware::from_fn_with_state(state.clone(), guard))

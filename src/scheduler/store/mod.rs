@@ -359,6 +359,16 @@ impl RedbBook {
         Ok(())
     }
 
+    /// Hands outbox work (cursors, parked deliveries, texts, publications)
+    /// to the writer, for its next transaction; false once the book is closed.
+    fn send_outbox(&self, op: outbox::OutboxOp) -> bool {
+        let sent = self.tx.send(Op::Outbox(op)).is_ok();
+        if !sent {
+            tracing::warn!("the book is closed; outbox work dropped");
+        }
+        sent
+    }
+
     /// Waits until every change sent before it is committed.
     pub async fn flush(&self) {
         self.call(Op::Flush, ()).await

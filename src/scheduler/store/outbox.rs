@@ -24,7 +24,6 @@ use tokio::sync::oneshot;
 
 use super::codec::{decode_attempt, decode_callback, encode_attempt, encode_callback, DecodeError, Reader, Writer};
 use super::tables::META;
-use super::writer::Op;
 use super::{RedbBook, StoreError};
 use crate::agents::{AgentInfo, AgentState, Registration};
 use crate::clock::Millis;
@@ -320,14 +319,6 @@ pub fn decode_event(seq: u64, b: &[u8]) -> Result<Event, DecodeError> {
     Ok(Event { seq, kind, at, payload, rendered: Default::default() })
 }
 
-impl RedbBook {
-    fn send_outbox(&self, op: OutboxOp) {
-        if self.tx.send(Op::Outbox(op)).is_err() {
-            tracing::warn!("the book is closed; outbox work dropped");
-        }
-    }
-}
-
 impl Outbox for RedbBook {
     fn publish(&self, kind: Kind, at: Millis, payload: Payload) {
         self.send_outbox(OutboxOp::Publish(kind, at, payload));
@@ -430,7 +421,7 @@ impl Outbox for RedbBook {
 
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.tx.send(Op::Outbox(OutboxOp::Retried(id, outcome, tx))).is_ok();
+        let sent = self.send_outbox(OutboxOp::Retried(id, outcome, tx));
         Box::pin(async move {
             if !sent {
                 return Err(StoreError::Closed);

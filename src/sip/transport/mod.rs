@@ -236,8 +236,12 @@ impl Transports {
         self.inner.stats.sent.fetch_add(1, Ordering::Relaxed);
         match to.transport {
             Transport::Udp => udp::send(&self.inner, to.addr, bytes),
-            Transport::Tcp | Transport::Tls => {
-                tcp::send(&self.inner, to.transport, to.addr, bytes);
+            Transport::Tcp => {
+                tcp::send(&self.inner, to.transport, to.addr, bytes, tcp::connect_and_send);
+                Ok(())
+            }
+            Transport::Tls => {
+                tcp::send(&self.inner, to.transport, to.addr, bytes, tls::connect_and_send);
                 Ok(())
             }
             Transport::Ws => ws::send(&self.inner, to.addr, bytes),

@@ -53,12 +53,12 @@ pub(super) fn register(inner: &Inner, transport: Transport, remote: SocketAddr, 
     map.insert(remote, handle);
 }
 
-/// Queues bytes for `to` over TCP or TLS, connecting first when no connection exists.
-pub(super) fn send(inner: &Arc<Inner>, transport: Transport, to: SocketAddr, bytes: Vec<u8>) {
-    let connect = |inner: &Arc<Inner>, to, b| match transport {
-        Transport::Tls => super::tls::connect_and_send(inner, to, b),
-        _ => connect_and_send(inner, to, b),
-    };
+/// How a stream transport opens a connection and sends its first bytes.
+pub(super) type Connect = fn(&Arc<Inner>, SocketAddr, Vec<u8>);
+
+/// Queues bytes for `to` over TCP or TLS, connecting first (with `connect`,
+/// the transport's own) when no connection exists.
+pub(super) fn send(inner: &Arc<Inner>, transport: Transport, to: SocketAddr, bytes: Vec<u8>, connect: Connect) {
     let mut map = inner.conns(transport).lock().expect("conns lock");
     if let Some(c) = map.get(&to) {
         match c.tx.try_send(bytes) {
@@ -78,7 +78,7 @@ pub(super) fn send(inner: &Arc<Inner>, transport: Transport, to: SocketAddr, byt
     connect(inner, to, bytes);
 }
 
-fn connect_and_send(inner: &Arc<Inner>, to: SocketAddr, bytes: Vec<u8>) {
+pub(super) fn connect_and_send(inner: &Arc<Inner>, to: SocketAddr, bytes: Vec<u8>) {
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let _ = tx.try_send(bytes);
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
