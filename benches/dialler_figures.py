@@ -84,7 +84,8 @@ max_attempts = 1
                 api(http, "GET", "/healthz"); break
             except Exception:
                 time.sleep(0.1)
-        due = (datetime.now(timezone.utc) + timedelta(seconds=65)).replace(microsecond=0)
+        # Booking must end before the first due time comes within the 60 s minimum lead.
+        due = (datetime.now(timezone.utc) + timedelta(seconds=65 + N // 100)).replace(microsecond=0)
         dues, ids = {}, []
         for i in range(N):
             t = due + timedelta(seconds=SPREAD_S * i / N)
