@@ -1,4 +1,4 @@
-//! Bridged-call capacity of `media::call` (issue 6: ≥ 1,000 concurrent
+//! Bridged-call capacity of `media::call` (target: ≥ 1,000 concurrent
 //! bridged G.711 calls with < 0.1 % loss and p99 added relay delay ≤ 5 ms).
 //!
 //! `cargo bench --bench bridge` — for N = 250, 500, 1000 bridged pairs

@@ -1,4 +1,4 @@
-//! Free-text resolver throughput (issue 8: it runs on every booking).
+//! Free-text resolver throughput (it runs on every booking).
 //! Run: `cargo bench --bench when`. Prints phrases/s and µs/phrase.
 
 use std::hint::black_box;

@@ -1,5 +1,5 @@
-//! Issue 8 over real HTTP: free-text `when`, booking from a live call,
-//! `skipped`, window-closed cancellation (issue 8 §1–4).
+//! Over real HTTP: free-text `when`, booking from a live call,
+//! `skipped`, window-closed cancellation.
 //!
 //! The `when` tests run the real binary. The live-call, skip and window
 //! tests start the API in this process (`start_api`) so they can pass a

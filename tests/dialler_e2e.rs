@@ -1,4 +1,4 @@
-//! The dialler end to end (issue 6): the real `redial` binary, callbacks
+//! The dialler end to end: the real `redial` binary, callbacks
 //! scheduled through the HTTP API, SIPp playing the carrier and the agents'
 //! softphones, and test phones (tests/common/phone.rs) carrying each SIPp
 //! peer's RTP so packets can be counted on both sides.

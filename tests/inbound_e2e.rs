@@ -1,4 +1,4 @@
-//! Inbound trunk calls end to end (issue 7, and issue 8's `skipped` and
+//! Inbound trunk calls end to end (and the `skipped` rule and
 //! booking from a live call): SIPp plays the carrier's caller from
 //! 127.0.0.2 (the profile's proxy address), SIPp softphones the agents, and
 //! test phones carry the RTP (DTMF as RFC 4733 events).
@@ -131,7 +131,7 @@ fn unknown_dids_get_404_and_unknown_sources_403() {
 }
 
 /// SIPp's own RTP: the caller plays SIPp's A-law audio pcap, then its RFC 4733
-/// pcap of the key 1 (issue 4's end-to-end DTMF test); redial hears the key
+/// pcap of the key 1 (the media layer's end-to-end DTMF input); redial hears the key
 /// and books the callback.
 #[test]
 fn a_caller_playing_sipps_dtmf_pcap_books_a_callback() {
