@@ -40,6 +40,7 @@ use crate::scheduler::book::{
     ReportError, ScheduleError, StoreError, Tick,
 };
 use crate::scheduler::change::{self, action_id};
+use crate::scheduler::reply::Reply;
 use crate::scheduler::engine::rules::RuleError;
 use crate::scheduler::engine::{due_second, Action, Availability, DueEntry, Engine, LOAD_CHUNK};
 use crate::scheduler::model::{Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, NewCallback, Origin, Outcome, Stats, Status};
@@ -207,43 +208,6 @@ enum Op {
     Flush(oneshot::Sender<()>),
     Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
     Audit(Vec<AuditEntry>, oneshot::Sender<Result<(), StoreError>>),
-}
-
-/// An answer held until the commit is known.
-enum Reply {
-    Schedule(oneshot::Sender<Result<Callback, ScheduleError>>, Result<Callback, ScheduleError>),
-    Cancel(oneshot::Sender<Result<Callback, CancelError>>, Result<Callback, CancelError>),
-    Report(oneshot::Sender<Result<Callback, ReportError>>, Result<Callback, ReportError>),
-    Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
-    Flush(oneshot::Sender<()>),
-    Skip(oneshot::Sender<Result<Option<Callback>, StoreError>>, Option<Callback>),
-    Audit(oneshot::Sender<Result<(), StoreError>>),
-}
-
-impl Reply {
-    fn send(self, failed: Option<&StoreError>) {
-        match (self, failed) {
-            (Reply::Schedule(tx, r), None) => drop(tx.send(r)),
-            (Reply::Schedule(tx, _), Some(e)) => drop(tx.send(Err(ScheduleError::Store(e.clone())))),
-            (Reply::Cancel(tx, r), None) => drop(tx.send(r)),
-            (Reply::Cancel(tx, _), Some(e)) => drop(tx.send(Err(CancelError::Store(e.clone())))),
-            (Reply::Report(tx, r), None) => drop(tx.send(r)),
-            (Reply::Report(tx, _), Some(e)) => drop(tx.send(Err(ReportError::Store(e.clone())))),
-            (Reply::Tick(tx, _, t), None) => drop(tx.send(Ok(t))),
-            (Reply::Tick(tx, avail, t), Some(e)) => {
-                // Nothing was handed over: give the agents back.
-                for d in &t.dispatches {
-                    avail.release(&d.agent);
-                }
-                drop(tx.send(Err(e.clone())));
-            }
-            (Reply::Flush(tx), _) => drop(tx.send(())),
-            (Reply::Skip(tx, r), None) => drop(tx.send(Ok(r))),
-            (Reply::Skip(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
-            (Reply::Audit(tx), None) => drop(tx.send(Ok(()))),
-            (Reply::Audit(tx), Some(e)) => drop(tx.send(Err(e.clone()))),
-        }
-    }
 }
 
 /// What one batch changed, applied to memory after its commit.
@@ -457,7 +421,7 @@ impl Writer {
                 Op::Flush(tx) => batch.replies.push(Reply::Flush(tx)),
                 Op::Audit(entries, tx) => {
                     batch.audit.extend(entries);
-                    batch.replies.push(Reply::Audit(tx));
+                    batch.replies.push(Reply::Done(tx));
                 }
                 Op::Skip(phone, queue, interaction, tx) => {
                     let r = self.skip(now, &phone, &queue, &interaction, batch).await?;

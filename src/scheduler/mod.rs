@@ -16,6 +16,7 @@ pub mod driver;
 pub mod engine;
 pub mod book;
 pub mod model;
+pub(crate) mod reply;
 pub mod store;
 pub mod wheel;
 pub mod when;

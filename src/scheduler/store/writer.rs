@@ -19,6 +19,7 @@ use super::stats::{origin_key, Counters};
 use super::tables::*;
 use super::audit::AuditNote;
 use super::{CancelError, ReportError, ScheduleError, StoreError, Tick};
+use crate::scheduler::reply::Reply;
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use super::outbox::{self, OutboxOp};
@@ -58,43 +59,6 @@ pub(super) enum Op {
     /// Outbox work: an event from outside the book, a webhook cursor, a
     /// parked delivery or a retry's outcome.
     Outbox(OutboxOp),
-}
-
-/// An answer held until the commit is known.
-enum Reply {
-    Schedule(oneshot::Sender<Result<Callback, ScheduleError>>, Result<Callback, ScheduleError>),
-    Cancel(oneshot::Sender<Result<Callback, CancelError>>, Result<Callback, CancelError>),
-    Report(oneshot::Sender<Result<Callback, ReportError>>, Result<Callback, ReportError>),
-    Tick(oneshot::Sender<Result<Tick, StoreError>>, Arc<dyn Availability>, Tick),
-    Flush(oneshot::Sender<()>),
-    Skip(oneshot::Sender<Result<Option<Callback>, StoreError>>, Option<Callback>),
-    Retried(oneshot::Sender<Result<(), StoreError>>),
-}
-
-impl Reply {
-    fn send(self, failed: Option<&StoreError>) {
-        match (self, failed) {
-            (Reply::Schedule(tx, r), None) => drop(tx.send(r)),
-            (Reply::Schedule(tx, _), Some(e)) => drop(tx.send(Err(ScheduleError::Store(e.clone())))),
-            (Reply::Cancel(tx, r), None) => drop(tx.send(r)),
-            (Reply::Cancel(tx, _), Some(e)) => drop(tx.send(Err(CancelError::Store(e.clone())))),
-            (Reply::Report(tx, r), None) => drop(tx.send(r)),
-            (Reply::Report(tx, _), Some(e)) => drop(tx.send(Err(ReportError::Store(e.clone())))),
-            (Reply::Tick(tx, _, t), None) => drop(tx.send(Ok(t))),
-            (Reply::Tick(tx, avail, t), Some(e)) => {
-                // Nothing was handed over: give the agents back.
-                for d in &t.dispatches {
-                    avail.release(&d.agent);
-                }
-                drop(tx.send(Err(e.clone())));
-            }
-            (Reply::Flush(tx), _) => drop(tx.send(())),
-            (Reply::Skip(tx, r), None) => drop(tx.send(Ok(r))),
-            (Reply::Skip(tx, _), Some(e)) => drop(tx.send(Err(e.clone()))),
-            (Reply::Retried(tx), None) => drop(tx.send(Ok(()))),
-            (Reply::Retried(tx), Some(e)) => drop(tx.send(Err(e.clone()))),
-        }
-    }
 }
 
 pub(super) struct Tables<'t> {
@@ -347,7 +311,7 @@ impl Writer {
             .drain(..)
             .map(|op| match op {
                 OutboxOp::Retried(id, outcome, tx) => {
-                    batch.replies.push(Reply::Retried(tx));
+                    batch.replies.push(Reply::Done(tx));
                     OutboxOp::Retried(id, outcome, oneshot::channel().0)
                 }
                 other => other,
