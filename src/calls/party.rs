@@ -44,12 +44,17 @@ impl Party {
         }
     }
 
-    /// Handles what every flow does the same way: a re-offer moves media.
-    pub fn absorb(&mut self, ev: &PartyEvent) {
+    /// Handles what every flow does the same way with an event of this
+    /// party (`who`, for the log): a re-offer moves media, and an event that
+    /// ends a call in progress (`in_call`) is logged as its end.
+    pub fn absorb(&mut self, ev: &PartyEvent, who: &str, in_call: bool) {
         if let PartyEvent::Sip(LegEvent::Reoffer { sdp }) = ev {
             if let Err(e) = self.media.reoffer(&String::from_utf8_lossy(sdp)) {
                 tracing::warn!(error = %e, "re-offer not applied");
             }
+        }
+        if in_call && ev.ends_call() {
+            tracing::info!(by = %format!("{who}: {ev:?}"), "call ended");
         }
     }
 

@@ -355,10 +355,7 @@ async fn customer_event(p: Option<&mut Party>, wants_media: bool, takes_answer: 
             None => PartyEvent::Gone,
         }
     };
-    p.absorb(&ev);
-    if in_call && ev.ends_call() {
-        tracing::info!(by = %format!("customer: {ev:?}"), "call ended");
-    }
+    p.absorb(&ev, "customer", in_call);
     match ev {
         PartyEvent::Sip(LegEvent::Progress { status, sdp }) => {
             p.accept(&sdp);
@@ -378,10 +375,7 @@ async fn customer_event(p: Option<&mut Party>, wants_media: bool, takes_answer: 
 async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     let Some(p) = p else { return std::future::pending().await };
     let ev = p.next().await;
-    p.absorb(&ev);
-    if in_call && ev.ends_call() {
-        tracing::info!(by = %format!("agent: {ev:?}"), "call ended");
-    }
+    p.absorb(&ev, "agent", in_call);
     match ev {
         PartyEvent::Media(MediaEvent::Timeout) => Some(Event::AgentMediaTimeout),
         PartyEvent::Media(MediaEvent::PlayDone) => Some(Event::AgentPromptDone),

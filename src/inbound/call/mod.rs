@@ -332,10 +332,7 @@ enum Wake {
 async fn caller_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     let Some(p) = p else { return std::future::pending().await };
     let ev = p.next().await;
-    p.absorb(&ev);
-    if in_call && ev.ends_call() {
-        tracing::info!(by = %format!("caller: {ev:?}"), "call ended");
-    }
+    p.absorb(&ev, "caller", in_call);
     match ev {
         PartyEvent::Media(MediaEvent::Dtmf { digit, .. }) | PartyEvent::Sip(LegEvent::Dtmf { digit, .. }) => Some(Event::Digit(digit)),
         PartyEvent::Media(MediaEvent::PlayDone) => Some(Event::PromptDone),
@@ -348,9 +345,6 @@ async fn caller_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
 async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     let Some(p) = p else { return std::future::pending().await };
     let ev = p.next().await;
-    p.absorb(&ev);
-    if in_call && ev.ends_call() {
-        tracing::info!(by = %format!("agent: {ev:?}"), "call ended");
-    }
+    p.absorb(&ev, "agent", in_call);
     ev.ends_call().then_some(Event::AgentEnded)
 }
