@@ -705,42 +705,10 @@ pub fn problem(f: Option<&Frame>, title: &str, message: &str) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DialMode, Scope};
-    use crate::scheduler::model::{CallbackId, Origin};
+    use crate::config::Scope;
 
     fn cb(status: Status, notes: &str) -> Callback {
-        Callback {
-            id: CallbackId::new(7, 42),
-            status,
-            phone: "+15550123".into(),
-            queue: "support".into(),
-            owner: Some("alice".into()),
-            mode: DialMode::CustomerFirst,
-            scheduled_at: None,
-            due_at: 1_795_000_000_000,
-            timezone: "America/New_York".into(),
-            attempts: 1,
-            max_attempts: 3,
-            last_outcome: None,
-            origin: Origin::Api,
-            notes: Some(notes.into()),
-            interaction_id: None,
-            caller_id: None,
-            created_at: 1_794_990_000_000,
-            updated_at: 1_794_990_000_000,
-            first_due_at: 1_795_000_000_000,
-            owner_until: None,
-            end_reason: None,
-            when: Some("tomorrow 10am".into()),
-            when_resolution: None,
-            skipped_by: None,
-            caller_name: None,
-            reason: None,
-            confidence: None,
-            owners: Vec::new(),
-            owner_mode: Default::default(),
-            timezone_source: None,
-        }
+        Callback { status, notes: Some(notes.into()), ..Callback::sample() }
     }
 
     fn sup(scopes: Vec<Scope>) -> Actor {

@@ -577,6 +577,46 @@ impl WhenResolution {
     }
 }
 
+/// A scheduled callback with every field set to something plausible, for
+/// tests that need one whole record and change a few fields.
+#[cfg(test)]
+impl Callback {
+    pub(crate) fn sample() -> Callback {
+        Callback {
+            id: CallbackId::new(7, 42),
+            status: Status::Scheduled,
+            phone: "+15550123".into(),
+            queue: "support".into(),
+            owner: Some("alice".into()),
+            mode: DialMode::CustomerFirst,
+            scheduled_at: None,
+            due_at: 1_795_000_000_000,
+            timezone: "America/New_York".into(),
+            attempts: 1,
+            max_attempts: 3,
+            last_outcome: None,
+            origin: Origin::Api,
+            notes: None,
+            interaction_id: None,
+            caller_id: None,
+            created_at: 1_794_990_000_000,
+            updated_at: 1_794_990_000_000,
+            first_due_at: 1_795_000_000_000,
+            owner_until: None,
+            end_reason: None,
+            when: Some("tomorrow 10am".into()),
+            when_resolution: None,
+            skipped_by: None,
+            caller_name: None,
+            reason: None,
+            confidence: None,
+            owners: Vec::new(),
+            owner_mode: Default::default(),
+            timezone_source: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,38 +199,7 @@ mod tests {
         let mut cfg = Config::defaults();
         cfg.calling_hours = Some(crate::window::WeeklyHours::parse_daily("08:00-21:00").unwrap());
         cfg.queues[0].sms_confirm = Some("We will call you {when}".into());
-        let cb = Callback {
-            id: crate::scheduler::model::CallbackId::new(7, 42),
-            status: crate::scheduler::model::Status::Scheduled,
-            phone: "+12125550123".into(),
-            queue: "default".into(),
-            owner: None,
-            mode: crate::config::DialMode::CustomerFirst,
-            scheduled_at: None,
-            due_at: 0,
-            timezone: "America/New_York".into(),
-            attempts: 0,
-            max_attempts: 3,
-            last_outcome: None,
-            origin: crate::scheduler::model::Origin::Api,
-            notes: None,
-            interaction_id: None,
-            caller_id: None,
-            created_at: 0,
-            updated_at: 0,
-            first_due_at: 0,
-            owner_until: None,
-            end_reason: None,
-            when: None,
-            when_resolution: None,
-            skipped_by: None,
-            caller_name: None,
-            reason: None,
-            confidence: None,
-            owners: Vec::new(),
-            owner_mode: Default::default(),
-            timezone_source: None,
-        };
+        let cb = Callback { queue: "default".into(), timezone: "America/New_York".into(), ..Callback::sample() };
         let ev = |kind| Event { seq: 1, kind, at: 0, payload: Payload::Callback(Box::new(cb.clone())), rendered: Default::default() };
         // 2026-03-02 03:00 UTC = 22:00 in New York (EST): quiet until 08:00 EST = 13:00 UTC.
         let late = chrono::DateTime::parse_from_rfc3339("2026-03-02T03:00:00Z").unwrap().timestamp_millis();
