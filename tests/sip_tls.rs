@@ -208,6 +208,23 @@ fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) -> bool {
     }
 }
 
+/// redial with a `sips:` trunk registering to the carrier on `port`, trusting
+/// `ca` for the carrier's certificate and presenting its own client certificate.
+fn registering_to_tls_carrier(ca: &Path, client_cert: &Path, client_key: &Path, port: u16) -> Redial {
+    Setup::new()
+        .extra_toml(&format!(
+            "[tls]\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ))
+        .profile(
+            "secure",
+            &format!("proxy = \"sips:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"trunk1\"\npassword = \"s3cret\"\noptions_ping = \"0\"\n"),
+        )
+        .start()
+}
+
 /// A `transport = "tls"` trunk: redial verifies the carrier's certificate against
 /// `tls.ca`, presents its client certificate (the carrier requires one) and sends its
 /// REGISTER inside the TLS session with a TLS Via.
@@ -218,18 +235,7 @@ fn registers_to_a_carrier_over_mutual_tls() {
     let (client_ca, client_cert, client_key) = make_cert(certs.path(), "client");
     let log = certs.path().join("carrier.log");
     let (mut carrier, port) = carrier_tls(&carrier_cert, &carrier_key, &client_ca, &log);
-    let r = Setup::new()
-        .extra_toml(&format!(
-            "[tls]\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
-            carrier_ca.display(),
-            client_cert.display(),
-            client_key.display()
-        ))
-        .profile(
-            "secure",
-            &format!("proxy = \"sips:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"trunk1\"\npassword = \"s3cret\"\noptions_ping = \"0\"\n"),
-        )
-        .start();
+    let r = registering_to_tls_carrier(&carrier_ca, &client_cert, &client_key, port);
     let got = wait_file_contains(&log, "REGISTER sip:carrier.test", Duration::from_secs(15));
     let _ = carrier.kill();
     let _ = carrier.wait();
@@ -251,18 +257,7 @@ fn a_carrier_with_an_untrusted_certificate_is_refused() {
     let (client_ca, client_cert, client_key) = make_cert(certs.path(), "client");
     let log = certs.path().join("carrier.log");
     let (mut carrier, port) = carrier_tls(&carrier_cert, &carrier_key, &client_ca, &log);
-    let r = Setup::new()
-        .extra_toml(&format!(
-            "[tls]\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
-            other_ca.display(),
-            client_cert.display(),
-            client_key.display()
-        ))
-        .profile(
-            "secure",
-            &format!("proxy = \"sips:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"trunk1\"\npassword = \"s3cret\"\noptions_ping = \"0\"\n"),
-        )
-        .start();
+    let r = registering_to_tls_carrier(&other_ca, &client_cert, &client_key, port);
     let refused = r.logs.wait_for(&["tls connect failed", &format!("127.0.0.1:{port}")], Duration::from_secs(15));
     let _ = carrier.kill();
     let _ = carrier.wait();
