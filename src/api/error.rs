@@ -131,17 +131,22 @@ impl From<SetStateError> for ApiError {
     }
 }
 
+/// The HTTP status of an operation's refusal, for the API and the console alike.
+pub fn status_of(class: Class) -> StatusCode {
+    match class {
+        Class::Malformed => StatusCode::BAD_REQUEST,
+        Class::Forbidden => StatusCode::FORBIDDEN,
+        Class::NotFound => StatusCode::NOT_FOUND,
+        Class::Conflict => StatusCode::CONFLICT,
+        Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
-        let status = match e.class() {
-            Class::Malformed => StatusCode::BAD_REQUEST,
-            Class::Forbidden => StatusCode::FORBIDDEN,
-            Class::NotFound => StatusCode::NOT_FOUND,
-            Class::Conflict => StatusCode::CONFLICT,
-            Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(e.class());
         let mut err = Self::new(status, e.code(), e.public_message());
         err.detail.field = e.field().map(str::to_string);
         err.detail.existing_id = e.existing_id();

@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 
-use crate::ops::error::{Class, OpsError};
+use crate::ops::error::OpsError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConsoleError {
@@ -30,15 +30,7 @@ impl ConsoleError {
     /// The HTTP status of a page that shows this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ConsoleError::Ops(e) => match e.class() {
-                Class::Malformed => StatusCode::BAD_REQUEST,
-                Class::Forbidden => StatusCode::FORBIDDEN,
-                Class::NotFound => StatusCode::NOT_FOUND,
-                Class::Conflict => StatusCode::CONFLICT,
-                Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-                Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ConsoleError::Ops(e) => crate::api::error::status_of(e.class()),
             ConsoleError::UnknownAction | ConsoleError::UnknownState => StatusCode::BAD_REQUEST,
             ConsoleError::PartlyRefused { .. } | ConsoleError::Unconfirmed { .. } => StatusCode::CONFLICT,
             ConsoleError::NothingSelected | ConsoleError::NoWhen | ConsoleError::NoQueue => StatusCode::UNPROCESSABLE_ENTITY,
