@@ -74,6 +74,78 @@ pub struct Inconsistency {
     pub count: usize,
 }
 
+type IdStream<'a> = Box<dyn Iterator<Item = Result<u64, StoreError>> + 'a>;
+
+/// What [`Intersection::next`] found.
+enum Joined {
+    /// An id present in every stream.
+    Id(u64),
+    /// A stream ended: no further id is in all of them.
+    End,
+    /// The budget of index rows ran out; no id below `decided_below` that
+    /// was not returned is in every stream.
+    Budget { decided_below: u64 },
+}
+
+/// The ids common to several ascending id streams (one per index a filter
+/// uses), found by stepping every stream that lags behind the furthest
+/// head: index rows only, so a selective combination of filters costs
+/// key reads, not record decodes.
+struct Intersection<'a> {
+    streams: Vec<IdStream<'a>>,
+    heads: Vec<Option<u64>>,
+    examined: usize,
+}
+
+impl<'a> Intersection<'a> {
+    fn new(streams: Vec<IdStream<'a>>) -> Self {
+        let heads = vec![None; streams.len()];
+        Intersection { streams, heads, examined: 0 }
+    }
+
+    fn step(&mut self, i: usize) -> Result<Option<u64>, StoreError> {
+        self.examined += 1;
+        let next = self.streams[i].next().transpose()?;
+        self.heads[i] = next;
+        Ok(next)
+    }
+
+    /// The next common id, examining at most `budget` index rows in all.
+    fn next(&mut self, budget: usize) -> Result<Joined, StoreError> {
+        // Move every stream one row on: past the id the previous call
+        // returned (all heads agree on it), or onto its first row.
+        if self.examined >= budget {
+            let decided_below = self.heads.iter().flatten().copied().max().map_or(0, |h| h + 1);
+            return Ok(Joined::Budget { decided_below });
+        }
+        for i in 0..self.streams.len() {
+            if self.step(i)?.is_none() {
+                return Ok(Joined::End);
+            }
+        }
+        loop {
+            let target = self.heads.iter().flatten().copied().max().unwrap_or(0);
+            let mut agreed = true;
+            for i in 0..self.streams.len() {
+                while self.heads[i].is_some_and(|h| h < target) {
+                    if self.examined >= budget {
+                        return Ok(Joined::Budget { decided_below: target });
+                    }
+                    if self.step(i)?.is_none() {
+                        return Ok(Joined::End);
+                    }
+                }
+                if self.heads[i] != Some(target) {
+                    agreed = false;
+                }
+            }
+            if agreed {
+                return Ok(Joined::Id(target));
+            }
+        }
+    }
+}
+
 impl RedbBook {
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         Ok(self.db.begin_read()?)
@@ -112,36 +184,56 @@ impl RedbBook {
         let Some(from) = parse_cursor(cursor) else { return Ok(Page { items: vec![], next_cursor: None }) };
         let r = self.read()?;
         let records = r.open_table(CALLBACKS)?;
-        // Walk the most selective index available; check the rest per record.
-        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = if let Some(p) = &filter.phone {
+        // Every indexed filter contributes its index range (ids ascending);
+        // only ids in all of them are decoded and checked against the rest.
+        let mut streams: Vec<IdStream> = Vec::new();
+        if let Some(p) = &filter.phone {
             let t = r.open_table(BY_PHONE)?;
-            Box::new(t.range((p.as_str(), from)..=(p.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
-        } else if let Some(o) = &filter.owner {
+            streams.push(Box::new(t.range((p.as_str(), from)..=(p.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1))));
+        }
+        if let Some(o) = &filter.owner {
             let t = r.open_table(BY_OWNER)?;
-            Box::new(t.range((o.as_str(), from)..=(o.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
-        } else if let Some(s) = filter.status {
+            streams.push(Box::new(t.range((o.as_str(), from)..=(o.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1))));
+        }
+        if let Some(s) = filter.status {
             let t = r.open_table(BY_STATUS)?;
-            Box::new(t.range((s.code(), from)..=(s.code(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
-        } else if let Some(q) = &filter.queue {
+            streams.push(Box::new(t.range((s.code(), from)..=(s.code(), u64::MAX))?.map(|e| Ok(e?.0.value().1))));
+        }
+        if let Some(q) = &filter.queue {
             let t = r.open_table(BY_QUEUE)?;
-            Box::new(t.range((q.as_str(), from)..=(q.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1)))
-        } else {
-            Box::new(records.range(from..)?.map(|e| Ok(e?.0.value())))
-        };
+            streams.push(Box::new(t.range((q.as_str(), from)..=(q.as_str(), u64::MAX))?.map(|e| Ok(e?.0.value().1))));
+        }
+        if streams.is_empty() {
+            streams.push(Box::new(records.range(from..)?.map(|e| Ok(e?.0.value()))));
+        }
+        let mut join = Intersection::new(streams);
         let mut items = Vec::new();
         let mut last = None;
         let mut exhausted = true;
-        for (scanned, id) in ids.enumerate() {
-            if items.len() == limit || scanned == SCAN_BUDGET {
+        loop {
+            if items.len() == limit {
                 exhausted = false;
                 break;
             }
-            let id = id?;
-            last = Some(id);
-            if let Some(v) = records.get(id)? {
-                let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
-                if filter.matches(&c) {
-                    items.push(c);
+            match join.next(SCAN_BUDGET)? {
+                Joined::Id(id) => {
+                    last = Some(id);
+                    if let Some(v) = records.get(id)? {
+                        let c = decode_callback(v.value()).map_err(|source| StoreError::Decode { id: CallbackId(id), source })?;
+                        if filter.matches(&c) {
+                            items.push(c);
+                        }
+                    }
+                }
+                Joined::End => break,
+                Joined::Budget { decided_below } => {
+                    exhausted = false;
+                    // Every id below the streams' furthest head is in some
+                    // stream's gap, so no match: the next page starts there.
+                    if let Some(below) = decided_below.checked_sub(1).filter(|b| last.is_none_or(|l| *b > l)) {
+                        last = Some(below);
+                    }
+                    break;
                 }
             }
         }
@@ -310,5 +402,52 @@ impl RedbBook {
             bad.push(Inconsistency { table: "attempts", problem: "rows without a matching attempt", count: orphans });
         }
         Ok(if bad.is_empty() { Ok(()) } else { Err(bad) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(lists: &[&[u64]]) -> Intersection<'static> {
+        let streams = lists.iter().map(|l| Box::new(l.to_vec().into_iter().map(Ok)) as IdStream<'static>).collect();
+        Intersection::new(streams)
+    }
+
+    fn all(j: &mut Intersection, budget: usize) -> (Vec<u64>, Option<u64>) {
+        let mut out = vec![];
+        loop {
+            match j.next(budget).unwrap() {
+                Joined::Id(id) => out.push(id),
+                Joined::End => return (out, None),
+                Joined::Budget { decided_below } => return (out, Some(decided_below)),
+            }
+        }
+    }
+
+    #[test]
+    fn intersection_finds_the_ids_in_every_stream() {
+        let mut j = join(&[&[1, 3, 4, 7, 9, 12], &[2, 3, 7, 8, 12, 15], &[3, 5, 7, 12]]);
+        assert_eq!(all(&mut j, usize::MAX), (vec![3, 7, 12], None));
+        let mut one = join(&[&[4, 5, 6]]);
+        assert_eq!(all(&mut one, usize::MAX), (vec![4, 5, 6], None));
+        let mut none = join(&[&[1, 2], &[]]);
+        assert_eq!(all(&mut none, usize::MAX), (vec![], None));
+    }
+
+    #[test]
+    fn intersection_stops_at_its_budget_with_what_it_has_decided() {
+        // Sparse: the second stream's only id is far past the first's rows.
+        let dense: Vec<u64> = (1..=100).collect();
+        let mut j = join(&[&dense, &[90]]);
+        let (found, stop) = all(&mut j, 10);
+        assert!(found.is_empty());
+        // Everything below the furthest head (90) is known not to match.
+        assert_eq!(stop, Some(90));
+        // A single stream is bounded too.
+        let mut one = join(&[&dense]);
+        let (found, stop) = all(&mut one, 10);
+        assert_eq!(found, (1..=10).collect::<Vec<_>>());
+        assert_eq!(stop, Some(11));
     }
 }
