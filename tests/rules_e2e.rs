@@ -216,3 +216,88 @@ fn owners_preferred_fallback_and_strict_waiting_against_the_binary() {
         assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some(code), Some(field)), "{b}: {e}");
     }
 }
+
+/// Moves the server's test clock forward by `secs`.
+fn advance_clock(r: &common::Redial, secs: u64) -> serde_json::Value {
+    let (s, v) = r.api("POST", "/v1/admin/test-clock", Some(json!({"advance_s": secs})));
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+#[test]
+fn a_strict_owners_callback_goes_to_the_queue_when_the_ownership_period_ends_on_a_test_clock() {
+    let w = World::new();
+    // alice never registers; bob (registered for 600 s of real time) is free all along.
+    let queue = format!("{FAST}ownership_period = \"1h\"\n");
+    let r = w.redial_env(&["alice", "bob"], &queue, "127.0.0.1", "", &[("REDIAL_TEST_CLOCK", "advance")]);
+    assert!(r.logs.wait_for(&["THIS SERVER RUNS ON A TEST CLOCK"], Duration::from_secs(1)).is_some(), "no warning at start");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let bob = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1000);
+
+    let id = schedule(&r, json!({"owner": "alice"}));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
+            break;
+        }
+        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Half the period passes: still alice's.
+    let (_, before) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    let v = advance_clock(&r, 1800);
+    assert_eq!(v["offset_ms"], 1_800_000, "{v}");
+    assert!(common::world::ms(&v["now"]) >= common::world::ms(&before["due_at"]) + 1_800_000, "{v} {before}");
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    assert_eq!((cb["status"].as_str(), cb["owner"].as_str(), cb["attempts"].as_u64()), (Some("scheduled"), Some("alice"), Some(0)), "{cb}");
+
+    // The rest of the hour passes: the queue (bob) takes it. Bob's
+    // registration, 600 s of real time, still counts on the moved clock.
+    advance_clock(&r, 1801);
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert_eq!((cb["owner"].as_str(), cb["owners"].as_array().map(Vec::len)), (None, Some(0)), "{cb}");
+    let a = attempts(&r, &id);
+    assert_eq!((a.len(), a[0]["agent"].as_str()), (1, Some("bob")), "{a:?}");
+    assert!(common::world::ms(&a[0]["started_at"]) >= common::world::ms(&before["due_at"]) + 3_600_000, "{a:?} {before}");
+    assert!(bob.wait().ok());
+    assert!(carrier.wait().ok());
+
+    // The clock only moves forward, and only by a sane amount.
+    for body in [json!({"advance_s": 0}), json!({"advance_s": 400 * 86_400 + 1})] {
+        let (s, e) = r.api("POST", "/v1/admin/test-clock", Some(body));
+        assert_eq!((s, e["error"]["field"].as_str()), (422, Some("advance_s")), "{e}");
+    }
+    let (s, e) = r.api("POST", "/v1/admin/test-clock", Some(json!({"advance_s": -5})));
+    assert_eq!(s, 400, "{e}");
+}
+
+#[test]
+fn a_server_on_the_real_clock_has_no_test_clock_and_a_wrong_setting_stops_the_start() {
+    let w = World::new();
+    let r = w.redial(&["alice"], FAST);
+    let (s, e) = r.api("POST", "/v1/admin/test-clock", Some(json!({"advance_s": 60})));
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    drop(r);
+
+    // Only `advance` turns it on, and only with the API on a loopback address.
+    let dir = tempfile::tempdir().unwrap();
+    for (value, listen, says) in [("1", "127.0.0.1:0", "the only value is `advance`"), ("advance", "0.0.0.0:0", "loopback")] {
+        let config = dir.path().join("redial.toml");
+        std::fs::write(&config, format!("[sip]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"{listen}\"\n[storage]\npath = \"data/r.redb\"\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_redial"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .env("REDIAL_TEST_CLOCK", value)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value} {listen}: {err}");
+        assert!(err.contains("REDIAL_TEST_CLOCK") && err.contains(says), "{value} {listen}: {err}");
+    }
+}
