@@ -301,3 +301,69 @@ fn a_server_on_the_real_clock_has_no_test_clock_and_a_wrong_setting_stops_the_st
         assert!(err.contains("REDIAL_TEST_CLOCK") && err.contains(says), "{value} {listen}: {err}");
     }
 }
+
+#[test]
+fn a_patch_changes_owners_caller_name_reason_and_confidence_under_the_rules_of_post() {
+    let w = World::new();
+    let r = w.redial(&["alice", "bob"], FAST);
+    let (s, cb) = r.api("POST", "/v1/callbacks", Some(json!({"phone": common::world::PHONE, "queue": "q", "when": "tomorrow", "reason": "busy", "confidence": 0.3})));
+    assert_eq!(s, 201, "{cb}");
+    let id = cb["id"].as_str().unwrap();
+    let path = format!("/v1/callbacks/{id}");
+
+    let (s, v) = r.api(
+        "PATCH",
+        &path,
+        Some(json!({"owners": ["bob", "alice"], "owner_mode": "preferred", "caller_name": "Acme Care", "reason": null, "confidence": 0.9})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["owner"].as_str(), &v["owners"], v["owner_mode"].as_str()), (Some("bob"), &json!(["bob", "alice"]), Some("preferred")), "{v}");
+    assert_eq!((v["caller_name"].as_str(), &v["reason"], &v["confidence"]), (Some("Acme Care"), &json!(null), &json!(0.9)), "{v}");
+    assert_eq!(v["due_at"], cb["due_at"], "its place is kept: {v}");
+    let (_, got) = r.api("GET", &path, None);
+    assert_eq!(got, v);
+
+    // `when` words move it and are kept; with `scheduled_at` they conflict.
+    let (s, v) = r.api("PATCH", &path, Some(json!({"when": "tomorrow at 3pm", "timezone": "Asia/Kolkata"})));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["when"].as_str(), v["when_resolution"].as_str(), v["timezone_source"].as_str()), (Some("tomorrow at 3pm"), Some("exact"), Some("request")), "{v}");
+    assert!(v["scheduled_at"].as_str().unwrap().ends_with("T09:30:00.000Z"), "15:00 in Kolkata: {v}");
+
+    // Bad values: 400 for a wrong type, 422 for a broken rule, each naming its field; nothing changes.
+    let (_, before) = r.api("GET", &path, None);
+    for (body, status, code, field) in [
+        (json!({"confidence": "high"}), 400, "invalid_field", "confidence"),
+        (json!({"owner_mode": "sometimes"}), 400, "invalid_field", "owner_mode"),
+        (json!({"owners": "alice"}), 400, "invalid_field", "owners"),
+        (json!({"confidence": 1.5}), 422, "invalid_confidence", "confidence"),
+        (json!({"owners": ["alice", "zed"]}), 422, "unknown_owner", "owners"),
+        (json!({"owner": "alice", "owners": ["bob"]}), 422, "conflicting_fields", "owners"),
+        (json!({"owners": [], "owner_mode": "strict"}), 422, "owner_mode_without_owner", "owner_mode"),
+        (json!({"caller_name": "x".repeat(65)}), 422, "too_long", "caller_name"),
+        (json!({"reason": "a\r\nb"}), 422, "invalid_field", "reason"),
+        (json!({"when": "tomorrow", "scheduled_at": null}), 422, "conflicting_fields", "when"),
+        (json!({"when": "in 8 days"}), 422, "beyond_owned_horizon", "when"),
+    ] {
+        let (s, e) = r.api("PATCH", &path, Some(body.clone()));
+        assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (status, Some(code), Some(field)), "{body}: {e}");
+    }
+    let (_, after) = r.api("GET", &path, None);
+    assert_eq!(after, before);
+
+    // Audited with what changed.
+    let (_, audit) = r.api("GET", "/v1/audit", None);
+    let entries = audit["items"].as_array().unwrap();
+    let owners = entries.iter().find(|e| e["target"] == id && e["detail"].as_str().unwrap().contains("owners=[bob,alice]")).expect("owners change audited");
+    assert_eq!(owners["action"], "callback.change", "{owners}");
+    for part in ["owner_mode=preferred", "caller_name changed", "reason changed", "confidence=0.9"] {
+        assert!(owners["detail"].as_str().unwrap().contains(part), "{part}: {owners}");
+    }
+    assert!(entries.iter().any(|e| e["target"] == id && e["detail"].as_str().unwrap().contains("when `tomorrow at 3pm`")), "{audit}");
+
+    // The OpenAPI document describes the fields.
+    let (_, doc) = r.api("GET", "/v1/openapi.json", None);
+    let props = &doc["components"]["schemas"]["ChangeCallback"]["properties"];
+    for f in ["owners", "owner_mode", "caller_name", "reason", "confidence", "when"] {
+        assert!(props.get(f).is_some(), "{f} missing in {props}");
+    }
+}
