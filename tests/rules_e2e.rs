@@ -367,3 +367,47 @@ fn a_patch_changes_owners_caller_name_reason_and_confidence_under_the_rules_of_p
         assert!(props.get(f).is_some(), "{f} missing in {props}");
     }
 }
+
+#[test]
+fn a_single_day_queue_cancels_a_late_retry_and_what_waits_at_its_close_on_a_test_clock() {
+    // The queue's zone puts the test at local noon, in a 12:00–14:00 window.
+    let utc_hour = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600 % 24) as i64;
+    let tz = match 12 - utc_hour {
+        0 => "Etc/GMT".to_string(),
+        // The Etc/GMT names count the other way: Etc/GMT-3 is UTC+3.
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let w = World::new();
+    let queue = "max_attempts = 2\nretry_delay = \"3h\"\nring_timeout = \"3s\"\nagent_ring_timeout = \"3s\"\nwrap_up = \"0s\"\nwindow_close = \"cancel\"\n";
+    let r = w.redial_window(&["alice", "bob"], &tz, "mon-sun 12:00-14:00", queue, "127.0.0.1", "", &[("REDIAL_TEST_CLOCK", "advance")]);
+    let carrier = w.carrier("dial_carrier_busy.xml", 1, None);
+    let _bob = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1000);
+
+    // A later day is refused.
+    let (s, e) = r.api("POST", "/v1/callbacks", Some(json!({"phone": common::world::PHONE, "queue": "q", "when": "tomorrow at 12:30"})));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("single_day_queue")), "{e}");
+
+    // The customer is busy; the retry, 3 h later, would fall after today's close.
+    let busy = schedule(&r, json!({}));
+    let cb = wait_final(&r, &busy, Duration::from_secs(30));
+    assert_eq!((cb["status"].as_str(), cb["end_reason"].as_str()), (Some("cancelled"), Some("window_closed")), "{cb}");
+    let a = attempts(&r, &busy);
+    assert_eq!((a.len(), a[0]["outcome"].as_str()), (1, Some("busy")), "{a:?}");
+    assert!(carrier.wait().ok());
+
+    // One owned by alice, who never registers, waits; the clock passes the close.
+    let waiting = schedule(&r, json!({"phone": "+15551230002", "owner": "alice"}));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
+            break;
+        }
+        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    advance_clock(&r, 3 * 3600);
+    let cb = wait_final(&r, &waiting, Duration::from_secs(30));
+    assert_eq!((cb["status"].as_str(), cb["end_reason"].as_str(), cb["attempts"].as_u64()), (Some("cancelled"), Some("window_closed"), Some(0)), "{cb}");
+}
