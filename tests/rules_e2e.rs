@@ -6,6 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use chrono::Datelike;
+
 use common::phone::Phone;
 use common::world::*;
 use serde_json::json;
@@ -410,4 +412,48 @@ fn a_single_day_queue_cancels_a_late_retry_and_what_waits_at_its_close_on_a_test
     advance_clock(&r, 3 * 3600);
     let cb = wait_final(&r, &waiting, Duration::from_secs(30));
     assert_eq!((cb["status"].as_str(), cb["end_reason"].as_str(), cb["attempts"].as_u64()), (Some("cancelled"), Some("window_closed"), Some(0)), "{cb}");
+}
+
+#[test]
+fn quiet_hours_end_at_8_local_across_a_dst_change_and_the_call_goes_out_then_on_a_test_clock() {
+    let mut w = World::new();
+    w.extra_toml = "[compliance]\nquiet_hours = \"08:00-21:00\"\n".into();
+    let r = w.redial_env(&["alice"], FAST, "127.0.0.1", "", &[("REDIAL_TEST_CLOCK", "advance")]);
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let carrier = w.carrier("dial_carrier_answer.xml", 1, Some(&customer));
+    let alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, None, 1000);
+
+    // The day before New York next springs forward (the second Sunday of
+    // March, 02:00 EST → 03:00 EDT), at 17:00Z.
+    let now = common::world::ms(&advance_clock(&r, 1)["now"]);
+    let change_day = |year: i32| {
+        let first = chrono::NaiveDate::from_ymd_opt(year, 3, 1).unwrap();
+        first + chrono::Days::new(u64::from((7 - first.weekday().num_days_from_sunday()) % 7) + 7)
+    };
+    let this_year = chrono::DateTime::from_timestamp_millis(now).unwrap().year();
+    let eve_of = |day: chrono::NaiveDate| (day - chrono::Days::new(1)).and_hms_opt(17, 0, 0).unwrap().and_utc().timestamp_millis();
+    let day = [change_day(this_year), change_day(this_year + 1)].into_iter().find(|d| eve_of(*d) > now).unwrap();
+    advance_clock(&r, ((eve_of(day) - now) / 1000) as u64);
+
+    // 07:30 on the morning after the change is inside quiet hours: due at
+    // 08:00 EDT (12:00Z), not 08:00 EST (13:00Z).
+    let id = schedule(&r, json!({"timezone": "America/New_York", "scheduled_at": format!("{day}T11:30:00Z")}));
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    assert_eq!(cb["due_at"], format!("{day}T12:00:00.000Z"), "{cb}");
+
+    // A minute before: not dialled.
+    let now = common::world::ms(&advance_clock(&r, 1)["now"]);
+    let due = common::world::ms(&cb["due_at"]);
+    advance_clock(&r, ((due - now) / 1000 - 60) as u64);
+    let (_, cb) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
+    assert_eq!((cb["status"].as_str(), cb["attempts"].as_u64()), (Some("scheduled"), Some(0)), "{cb}");
+
+    // At 08:00 it goes out.
+    advance_clock(&r, 61);
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    let a = attempts(&r, &id);
+    assert!(common::world::ms(&a[0]["started_at"]) >= due, "{a:?}");
+    assert!(alice.wait().ok());
+    assert!(carrier.wait().ok());
 }
