@@ -251,7 +251,7 @@ impl Ops {
         let action = match (time, owners, ch.queue.is_some(), others) {
             (false, false, true, false) => "callback.move",
             (false, true, false, false) => "callback.reassign",
-            (true, false, false, false) => "callback.reschedule",
+            (true, false, false, _) => "callback.reschedule",
             _ => "callback.change",
         };
         let note = AuditNote::new(actor.name(), action, move |_: &Callback| detail);
