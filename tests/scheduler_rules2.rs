@@ -427,5 +427,17 @@ async fn a_patch_changes_owners_mode_caller_name_reason_and_confidence_under_the
     agents.set_owner_free("bob", true);
     let d = h.fire(agents.clone()).await;
     assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "bob"));
+
+    // A preferred one whose owner was not free went to the queue: changing its notes keeps its mode.
+    let fell = b.schedule(NewCallback { phone: "+15550002".into(), ..owned(&h, &["alice"], Some(OwnerMode::Preferred)) }).await.unwrap();
+    h.clock.set(fell.due_at);
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_owner_free("bob", false);
+    assert!(h.fire(agents).await.is_empty(), "no agent of the queue is free either");
+    let fell = h.get(fell.id).await;
+    assert_eq!((fell.owner.as_deref(), fell.owner_mode), (None, OwnerMode::Preferred), "{fell:?}");
+    let noted = b.reschedule(fell.id, CallbackChanges { notes: Some(Some("after 5".into())), ..Default::default() }).await.unwrap();
+    assert_eq!(noted.owner_mode, OwnerMode::Preferred);
     h.assert_consistent().await;
 }

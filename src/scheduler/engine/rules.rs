@@ -335,7 +335,10 @@ pub fn validate_changes(now: Millis, cfg: &Config, old: &Callback, ch: &Callback
         (Some(_), false) => return Err(RuleError::OwnerModeWithoutOwner),
         (Some(m), true) => m,
         (None, true) => old.owner_mode,
-        (None, false) => OwnerMode::Strict,
+        // Cleared owners start over as `strict`; a change of other fields
+        // keeps the mode of one whose ownership already ended.
+        (None, false) if ch.owner.is_some() || ch.owners.is_some() => OwnerMode::Strict,
+        (None, false) => old.owner_mode,
     };
     let new_notes = ch.notes.clone().unwrap_or_else(|| old.notes.clone());
     check_lengths(new_notes.as_deref(), None)?;
