@@ -19,6 +19,13 @@ Rules for one area code NPA (3 digits after the leading 1):
   with none, the last zone on the line
   (libphonenumber lists zones alphabetically, so that is arbitrary, which
   is why such codes are marked approximate).
+
+For the approximate codes every line under them is kept as an exchange
+prefix (the area code and up to four more digits): as in libphonenumber's
+own lookup, the longest prefix of a number decides. By the same rule as for
+area codes, it is exact only when it names one zone and no longer prefix
+under it names another; one zone with exceptions under it is approximate,
+that zone; several zones (or no prefix) leave the code's approximate zone.
 """
 
 import collections
@@ -72,6 +79,16 @@ def main() -> None:
         else:
             approx[npa] = sorted(sub_zones)[-1]
 
+    exchanges = {}
+    for npa in approx:
+        if npa in exact_line:
+            exchanges[npa] = exact_line[npa]
+        for raw in open(path, encoding="utf-8"):
+            line = raw.strip()
+            if line.startswith("1" + npa) and "|" in line:
+                prefix, zones = line.split("|", 1)
+                if len(prefix) > 4:
+                    exchanges[prefix[1:]] = zones.split("&")
     by_zone = collections.defaultdict(list)
     for npa, z in exact.items():
         by_zone[z].append(int(npa))
@@ -86,6 +103,8 @@ def main() -> None:
     w("//! (Idaho, the Dakotas, Nebraska, Kansas, Kentucky, Tennessee, the Florida")
     w("//! panhandle, Indiana, Alaska, ...) and map, marked approximate, to the code's")
     w("//! own zone, or for codes listed with several zones, the one most exchanges keep.")
+    w(f"//! Under those, {len(exchanges)} exchange prefixes: a number whose longest prefix names")
+    w("//! one zone, with no other zone listed under it, is placed exactly.")
     w("")
     w("use chrono_tz::Tz;")
     w("")
@@ -109,16 +128,42 @@ def main() -> None:
         w(f"    ({int(npa)}, {variant(approx[npa])}),")
     w("];")
     w("")
-    w("/// The zone of a 3-digit NANP area code, or `None` for one not in the tables")
-    w("/// (non-geographic codes such as 800 or 900, unassigned codes).")
-    w("pub(super) fn zone_of(area: &str) -> Option<(Tz, Precision)> {")
-    w("    let code: u16 = area.parse().ok()?;")
+    w("/// Prefixes of the area codes in `APPROXIMATE` (the area code and up to four")
+    w("/// more digits), sorted: `Some(zone)` when numbers under it ring in that one")
+    w("/// zone, `None` when in several; and whether that zone is exact (no longer")
+    w("/// prefix under it names another zone).")
+    w("#[rustfmt::skip]")
+    w("const EXCHANGES: &[(&str, Option<Tz>, bool)] = &[")
+    for prefix in sorted(exchanges):
+        zs = exchanges[prefix]
+        zone = f"Some({variant(zs[0])})" if len(zs) == 1 else "None"
+        under = [z for q, zq in exchanges.items() if q != prefix and q.startswith(prefix) for z in zq]
+        exact_here = len(zs) == 1 and all(z == zs[0] for z in under)
+        w(f'    ("{prefix}", {zone}, {"true" if exact_here else "false"}),')
+    w("];")
+    w("")
+    w("/// The zone of a 10-digit NANP number (area code first), or `None` for an")
+    w("/// area code not in the tables (non-geographic codes such as 800 or 900,")
+    w("/// unassigned codes). In an area code that spans several zones, the")
+    w("/// number's longest listed prefix decides when it names one zone.")
+    w("pub(super) fn zone_of(national: &str) -> Option<(Tz, Precision)> {")
+    w("    let code: u16 = national.get(..3)?.parse().ok()?;")
     w("    for (tz, codes) in EXACT {")
     w("        if codes.contains(&code) {")
     w("            return Some((*tz, Precision::Exact));")
     w("        }")
     w("    }")
-    w("    APPROXIMATE.iter().find(|(c, _)| *c == code).map(|(_, tz)| (*tz, Precision::Approximate))")
+    w("    let fallback = APPROXIMATE.iter().find(|(c, _)| *c == code).map(|(_, tz)| (*tz, Precision::Approximate))?;")
+    w("    for len in (3..=national.len().min(7)).rev() {")
+    w("        if let Ok(i) = EXCHANGES.binary_search_by(|(p, _, _)| (*p).cmp(&national[..len])) {")
+    w("            return Some(match EXCHANGES[i] {")
+    w("                (_, Some(tz), true) => (tz, Precision::Exact),")
+    w("                (_, Some(tz), false) => (tz, Precision::Approximate),")
+    w("                (_, None, _) => fallback,")
+    w("            });")
+    w("        }")
+    w("    }")
+    w("    Some(fallback)")
     w("}")
     w("")
     w("#[cfg(test)]")
@@ -135,8 +180,17 @@ def main() -> None:
     w("    }")
     w("")
     w("    #[test]")
+    w("    fn exchanges_are_sorted_and_under_approximate_codes() {")
+    w("        assert!(EXCHANGES.windows(2).all(|w| w[0].0 < w[1].0));")
+    w("        for (p, _, _) in EXCHANGES {")
+    w("            let code: u16 = p[..3].parse().unwrap();")
+    w('            assert!(APPROXIMATE.iter().any(|(c, _)| *c == code), "{p}");')
+    w("        }")
+    w("    }")
+    w("")
+    w("    #[test]")
     w("    fn toll_free_is_none() {")
-    w('        assert_eq!(zone_of("800"), None);')
+    w('        assert_eq!(zone_of("8005550100"), None);')
     w("    }")
     w("}")
     print("\n".join(out))

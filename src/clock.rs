@@ -64,6 +64,57 @@ impl Clock for FakeClock {
     }
 }
 
+/// The real clock plus an offset that only grows: the clock `redial serve`
+/// runs on when a test asks for one (`REDIAL_TEST_CLOCK`), so an end-to-end
+/// test can let an hour or a day pass in a moment. Forward only: every
+/// reader of the clock may assume time never runs backwards.
+#[derive(Debug)]
+pub struct OffsetClock {
+    offset: AtomicI64,
+    /// The offset after each jump, for those that turned monotonic deadlines
+    /// into wall-clock times and must do it again (agents' registrations).
+    jumps: tokio::sync::watch::Sender<Millis>,
+}
+
+impl Default for OffsetClock {
+    fn default() -> Self {
+        Self { offset: AtomicI64::new(0), jumps: tokio::sync::watch::channel(0).0 }
+    }
+}
+
+impl OffsetClock {
+    /// Moves the clock `ms` forward (negative or zero: refused, `None`) and
+    /// returns the new offset.
+    pub fn advance(&self, ms: Millis) -> Option<Millis> {
+        if ms <= 0 {
+            return None;
+        }
+        let offset = self.offset.fetch_add(ms, Ordering::SeqCst) + ms;
+        self.jumps.send_replace(offset);
+        Some(offset)
+    }
+
+    /// How far ahead of the real clock this one runs.
+    pub fn offset_ms(&self) -> Millis {
+        self.offset.load(Ordering::SeqCst)
+    }
+
+    /// Changes with every jump.
+    pub fn jumps(&self) -> tokio::sync::watch::Receiver<Millis> {
+        self.jumps.subscribe()
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> Millis {
+        SystemClock.now_ms() + self.offset_ms()
+    }
+
+    fn now_us(&self) -> i64 {
+        SystemClock.now_us() + self.offset_ms() * 1000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +128,22 @@ mod tests {
         assert_eq!(c.now_ms(), 1_000 + 30 * 86_400_000);
         c.set(5);
         assert_eq!(shared.now_ms(), 5);
+    }
+
+    #[test]
+    fn an_offset_clock_only_moves_forward_and_tells_of_each_jump() {
+        let c = OffsetClock::default();
+        let mut jumps = c.jumps();
+        let before = SystemClock.now_ms();
+        assert_eq!(c.advance(3_600_000), Some(3_600_000));
+        assert!(jumps.has_changed().unwrap());
+        assert_eq!(*jumps.borrow_and_update(), 3_600_000);
+        assert_eq!(c.advance(0), None);
+        assert_eq!(c.advance(-1), None);
+        assert!(!jumps.has_changed().unwrap(), "a refused jump is not announced");
+        assert_eq!(c.advance(1), Some(3_600_001));
+        assert!(c.now_ms() >= before + 3_600_001);
+        assert!(c.now_us() / 1000 >= before + 3_600_001);
     }
 
     #[test]

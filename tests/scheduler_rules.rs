@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redial::config::{OnMachine, OwnershipExpiry, WindowClose};
 use redial::scheduler::engine::rules::RuleError;
-use redial::scheduler::model::{AttemptOutcome, CallbackChanges, EndReason, NewCallback, Outcome, Status};
+use redial::scheduler::model::{AttemptOutcome, CallbackChanges, Confidence, EndReason, NewCallback, Outcome, OwnerMode, Status};
 use redial::scheduler::store::{CancelError, ListFilter, ReportError, ScheduleError};
 use redial::scheduler::window::WeeklyHours;
 use util::*;
@@ -652,5 +652,82 @@ async fn rounds_after_a_herd_round_fire_the_rest_of_the_herd() {
     }
     assert_eq!(fired.len(), 3_000);
     assert!(fired.iter().all(|d| d.callback.due_at == due && d.attempt == 1));
+    h.assert_consistent().await;
+}
+
+/// A request owned by `owners` (the first free takes it) in `mode`.
+fn listed(h: &Harness, owners: &[&str], mode: Option<OwnerMode>) -> NewCallback {
+    NewCallback { owners: owners.iter().map(|s| s.to_string()).collect(), owner_mode: mode, ..h.req("+15550001", Some(h.now() + MIN)) }
+}
+
+#[tokio::test]
+async fn a_patch_changes_owners_mode_caller_name_reason_and_confidence_under_the_rules_of_create() {
+    let h = Harness::new(MONDAY_NOON, config(|_| {}));
+    let b = h.book();
+    let req = NewCallback { caller_name: Some("Acme".into()), reason: Some("busy".into()), confidence: Confidence::from_f64(0.4), ..h.req("+15550001", Some(h.now() + MIN)) };
+    let cb = b.schedule(req).await.unwrap();
+
+    // Several owners, preferred: the first is `owner`, the ownership period starts, its place is kept.
+    let ch = CallbackChanges {
+        owners: Some(vec!["alice".into(), "bob".into()]),
+        owner_mode: Some(OwnerMode::Preferred),
+        caller_name: Some(Some("Acme Care".into())),
+        reason: Some(None),
+        confidence: Some(Confidence::from_f64(0.9)),
+        ..Default::default()
+    };
+    let c2 = b.reschedule(cb.id, ch).await.unwrap();
+    assert_eq!((c2.owner.as_deref(), c2.owners.as_slice(), c2.owner_mode), (Some("alice"), &["alice".to_string(), "bob".to_string()][..], OwnerMode::Preferred));
+    assert_eq!((c2.due_at, c2.owner_until), (cb.due_at, Some(cb.due_at + 4 * HOUR)));
+    assert_eq!((c2.caller_name.as_deref(), c2.reason.as_deref(), c2.confidence), (Some("Acme Care"), None, Confidence::from_f64(0.9)));
+    assert_eq!(h.get(cb.id).await, c2, "stored as returned");
+
+    // Refusals change nothing; each names its field as POST does.
+    let refused = [
+        (CallbackChanges { owners: Some(vec!["alice".into(), "zed".into()]), ..Default::default() }, "unknown_owner", "owners"),
+        (CallbackChanges { owners: Some(vec!["carol".into()]), ..Default::default() }, "owner_not_in_queue", "owners"),
+        (CallbackChanges { owners: Some(vec!["bob".into()]), owner: Some(Some("alice".into())), ..Default::default() }, "conflicting_fields", "owners"),
+        (CallbackChanges { owner: Some(None), owner_mode: Some(OwnerMode::Strict), ..Default::default() }, "owner_mode_without_owner", "owner_mode"),
+        (CallbackChanges { owners: Some(vec![]), owner_mode: Some(OwnerMode::Preferred), ..Default::default() }, "owner_mode_without_owner", "owner_mode"),
+        (CallbackChanges { caller_name: Some(Some("é".repeat(65))), ..Default::default() }, "too_long", "caller_name"),
+        (CallbackChanges { reason: Some(Some("a\r\nb".into())), ..Default::default() }, "invalid_field", "reason"),
+        (CallbackChanges { owners: Some(vec!["bob".into()]), scheduled_at: Some(Some(h.now() + 8 * DAY)), ..Default::default() }, "beyond_owned_horizon", "scheduled_at"),
+    ];
+    for (ch, code, field) in refused {
+        let e = rule(b.reschedule(cb.id, ch.clone()).await.unwrap_err());
+        assert_eq!((e.code(), e.field()), (code, Some(field)), "{ch:?}");
+    }
+    assert_eq!(h.get(cb.id).await, c2, "nothing refused was written");
+
+    // One owner replaces the list and keeps the mode; clearing the owner
+    // clears the list and the mode.
+    let c3 = b.reschedule(cb.id, CallbackChanges { owner: Some(Some("bob".into())), ..Default::default() }).await.unwrap();
+    assert_eq!((c3.owner.as_deref(), c3.owners.len(), c3.owner_mode), (Some("bob"), 0, OwnerMode::Preferred));
+    let c4 = b.reschedule(cb.id, CallbackChanges { owners: Some(vec![]), ..Default::default() }).await.unwrap();
+    assert_eq!((c4.owner.as_deref(), c4.owners.len(), c4.owner_mode, c4.owner_until), (None, 0, OwnerMode::Strict, None));
+
+    // The scheduler routes by the changed owners: bob, the second listed, is the free one.
+    b.reschedule(cb.id, CallbackChanges { owners: Some(vec!["alice".into(), "bob".into()]), ..Default::default() }).await.unwrap();
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_owner_free("bob", false);
+    agents.set_free("q", 3);
+    h.clock.set(cb.due_at);
+    assert!(h.fire(agents.clone()).await.is_empty(), "strict: waits for its owners although the queue has agents");
+    agents.set_owner_free("bob", true);
+    let d = h.fire(agents.clone()).await;
+    assert_eq!((ids(&d), d[0].agent.as_str()), (vec![cb.id], "bob"));
+
+    // A preferred one whose owner was not free went to the queue: changing its notes keeps its mode.
+    let fell = b.schedule(NewCallback { phone: "+15550002".into(), ..listed(&h, &["alice"], Some(OwnerMode::Preferred)) }).await.unwrap();
+    h.clock.set(fell.due_at);
+    let agents = Agents::new();
+    agents.set_owner_free("alice", false);
+    agents.set_owner_free("bob", false);
+    assert!(h.fire(agents).await.is_empty(), "no agent of the queue is free either");
+    let fell = h.get(fell.id).await;
+    assert_eq!((fell.owner.as_deref(), fell.owner_mode), (None, OwnerMode::Preferred), "{fell:?}");
+    let noted = b.reschedule(fell.id, CallbackChanges { notes: Some(Some("after 5".into())), ..Default::default() }).await.unwrap();
+    assert_eq!(noted.owner_mode, OwnerMode::Preferred);
     h.assert_consistent().await;
 }

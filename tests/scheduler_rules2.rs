@@ -282,6 +282,15 @@ async fn the_timezone_is_inferred_from_the_number_when_the_queue_asks() {
     // An area code spanning zones is not guessed: the queue's zone.
     let idaho = b.schedule(h.req("+12085550100", None)).await.unwrap();
     assert_eq!((idaho.timezone.as_str(), idaho.timezone_source), ("Europe/London", Some(TimezoneSource::Queue)));
+    // In such an area code an exchange the numbering data places in one zone
+    // is placed exactly (the Florida panhandle's 850-200 is Central time):
+    // quiet hours end at 08:00 in Chicago.
+    let pensacola = b.schedule(h.req("+18502005555", None)).await.unwrap();
+    assert_eq!((pensacola.timezone.as_str(), pensacola.timezone_source), ("America/Chicago", Some(TimezoneSource::Number)));
+    assert_eq!(pensacola.due_at, utc("2026-01-12T14:00:00Z"));
+    // An exchange the data does not place keeps the queue's zone.
+    let unplaced = b.schedule(h.req("+18509995555", None)).await.unwrap();
+    assert_eq!((unplaced.timezone.as_str(), unplaced.timezone_source), ("Europe/London", Some(TimezoneSource::Queue)));
     let given = b.schedule(NewCallback { timezone: Some("Asia/Kolkata".into()), ..h.req("+12135550100", None) }).await.unwrap();
     assert_eq!((given.timezone.as_str(), given.timezone_source), ("Asia/Kolkata", Some(TimezoneSource::Request)));
     // Without the queue key nothing is inferred.

@@ -89,7 +89,7 @@ pub fn api_json(data: &[u8]) {
         let _ = c.into_request(None);
     }
     if let Ok(c) = serde_json::from_slice::<ChangeCallback>(data) {
-        let _ = c.into_changes();
+        let _ = c.into_changes(None);
     }
     let _ = serde_json::from_slice::<SetAgentState>(data);
 }

@@ -10,6 +10,7 @@
 //!   [`detections`]: `/v1/detections`.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`trunks`]: the [`TrunkView`] trait behind `/v1/trunks`.
+//! - [`test_clock`]: `/v1/admin/test-clock`, only on a server run on a test clock.
 //!
 //! [`start_api`] opens a core and serves over it in one go, for in-process
 //! tests and tools.
@@ -24,6 +25,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod test_clock;
 pub mod trunks;
 pub mod views;
 
@@ -71,8 +73,10 @@ pub enum StartError {
 pub fn router(state: AppState) -> Router {
     // The document is served beside the routes it describes; `routes` does
     // not know about it, so the two modules do not import each other.
-    routes::routes()
-        .merge(feed::routes())
+    let with_clock = state.test_clock.is_some();
+    let r = routes::routes();
+    let r = if with_clock { r.merge(test_clock::routes()) } else { r };
+    r.merge(feed::routes())
         .merge(deliveries::routes())
         .merge(crate::console::routes())
         .route("/v1/openapi.json", axum::routing::get(openapi::openapi_json))
@@ -180,6 +184,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         trunks,
         live,
         cluster: core.cluster.clone(),
+        test_clock: core.test_clock.clone(),
     });
     crate::console::feed_charts(&state);
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)

@@ -79,7 +79,7 @@ mod tests {
         let req: CreateCallback = serde_json::from_value(example("CreateCallback")).unwrap();
         assert!(req.into_request(None).is_ok());
         let ch: ChangeCallback = serde_json::from_value(example("ChangeCallback")).unwrap();
-        assert!(ch.into_changes().is_ok());
+        assert!(ch.into_changes(None).is_ok());
         let _: SetAgentState = serde_json::from_value(example("SetAgentState")).unwrap();
         let _: super::super::detections::DetectRequest = serde_json::from_value(example("DetectRequest")).unwrap();
         for (name, check) in [

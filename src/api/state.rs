@@ -39,6 +39,9 @@ pub struct Shared {
     pub stopping: watch::Receiver<bool>,
     /// Cluster mode: this node's leases (`GET /v1/cluster`).
     pub cluster: Option<Arc<crate::cluster::node::ClusterHandle>>,
+    /// The clock a test may move forward (`/v1/admin/test-clock`); `None`
+    /// on every real server.
+    pub test_clock: Option<Arc<crate::clock::OffsetClock>>,
 }
 
 pub type AppState = Arc<Shared>;

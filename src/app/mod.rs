@@ -65,6 +65,8 @@ pub struct Core {
     pub agents: Arc<Registry>,
     /// Cluster mode: this node's leases, for `GET /v1/cluster`.
     pub cluster: Option<Arc<crate::cluster::node::ClusterHandle>>,
+    /// Set when `clock` is a test clock that the API may move forward.
+    pub test_clock: Option<Arc<crate::clock::OffsetClock>>,
     leases: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     scheduler: SchedulerHandle,
     dispatches: Option<mpsc::Receiver<Dispatch>>,
@@ -126,6 +128,7 @@ impl Core {
         });
         Ok(Core {
             cluster,
+            test_clock: None,
             leases,
             cfg,
             clock,

@@ -403,8 +403,18 @@ async fn reassign(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String
         Ok(c) => c,
         Err(r) => return r,
     };
-    let owner = nonempty(&f, "owner");
-    let r = s.ops.reassign(&c.sess.actor, &id, owner).await.map(|cb| format!("{} now belongs to {}.", cb.phone, cb.owner.as_deref().unwrap_or("nobody")));
+    // "alice, bob": several owners, the first free of whom takes it.
+    let owners: Vec<String> = nonempty(&f, "owner").map_or_else(Vec::new, |o| o.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect());
+    let done = |cb: crate::scheduler::model::Callback| {
+        let who = cb.all_owners().join(", ");
+        format!("{} now belongs to {}.", cb.phone, if who.is_empty() { "nobody" } else { &who })
+    };
+    let r = if owners.len() > 1 {
+        let ch = crate::ops::request::ChangeCallback { owners: Some(owners), ..Default::default() };
+        s.ops.change(&c.sess.actor, &id, ch).await.map(done)
+    } else {
+        s.ops.reassign(&c.sess.actor, &id, owners.into_iter().next()).await.map(done)
+    };
     c.report(&s, r);
     see_other(&back(&h, "/console"))
 }

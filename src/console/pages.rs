@@ -339,7 +339,7 @@ fn actions(cb: &Callback, f: &Frame, can_write: bool, queues: &[String]) -> Mark
             @if f.actor.agent_id().is_none() {
                 form.inline method="post" action={ "/console/callbacks/" (id) "/reassign" } {
                     (csrf(f.csrf))
-                    input name="owner" data-testid="reassign-owner" placeholder="agent id" aria-label="New owner" size="8";
+                    input name="owner" data-testid="reassign-owner" placeholder="agent id(s)" aria-label="New owner, or several separated by commas" size="8";
                     button type="submit" data-testid="action-reassign" { "Reassign" }
                 }
                 @if queues.len() > 1 {

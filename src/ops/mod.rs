@@ -23,7 +23,7 @@ use self::request::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
 use crate::calls::LiveCalls;
 use crate::clock::{rfc3339, Clock, Millis};
 use crate::config::{Config, Scope};
-use crate::scheduler::model::{Callback, CallbackId, Status};
+use crate::scheduler::model::{Callback, CallbackId, Status, WhenResolution};
 use crate::scheduler::book::{AuditEntry, AuditNote, Book, ListFilter};
 use crate::scheduler::when;
 
@@ -229,19 +229,39 @@ impl Ops {
                 return Err(OpsError::AgentsCannotReassign { field: "queue" });
             }
         }
+        if actor.agent_id().is_some() && (ch.owners.is_some() || ch.owner_mode.is_some()) {
+            return Err(OpsError::AgentsCannotReassign { field: if ch.owners.is_some() { "owners" } else { "owner_mode" } });
+        }
+        if ch.when.is_some() && ch.scheduled_at.is_some() {
+            return Err(OpsError::ConflictingWhen);
+        }
+        // `when` is resolved in the queue and timezone the callback will have.
+        let when = match &ch.when {
+            None => None,
+            Some(text) => {
+                let queue = ch.queue.as_deref().unwrap_or(&cb.queue);
+                let tz = ch.timezone.as_deref().unwrap_or(&cb.timezone);
+                Some(self.resolve_when_typed(queue, Some(tz), text)?)
+            }
+        };
         let detail = describe(&ch);
-        let only_owner_or_queue = ch.scheduled_at.is_none() && ch.notes.is_none() && ch.timezone.is_none();
-        let action = if only_owner_or_queue && ch.queue.is_some() && ch.owner.is_none() {
-            "callback.move"
-        } else if only_owner_or_queue && ch.owner.is_some() && ch.queue.is_none() {
-            "callback.reassign"
-        } else if ch.scheduled_at.is_some() && ch.owner.is_none() && ch.queue.is_none() {
-            "callback.reschedule"
-        } else {
-            "callback.change"
+        let owners = ch.owner.is_some() || ch.owners.is_some() || ch.owner_mode.is_some();
+        let time = ch.scheduled_at.is_some() || ch.when.is_some();
+        let others = ch.notes.is_some() || ch.timezone.is_some() || ch.caller_name.is_some() || ch.reason.is_some() || ch.confidence.is_some();
+        let action = match (time, owners, ch.queue.is_some(), others) {
+            (false, false, true, false) => "callback.move",
+            (false, true, false, false) => "callback.reassign",
+            (true, false, false, _) => "callback.reschedule",
+            _ => "callback.change",
         };
         let note = AuditNote::new(actor.name(), action, move |_: &Callback| detail);
-        Ok(self.book.reschedule_noted(cb.id, ch.into_changes()?, Some(note)).await?)
+        let by_when = ch.when.is_some();
+        let out = self.book.reschedule_noted(cb.id, ch.into_changes(when)?, Some(note)).await.map_err(OpsError::from);
+        if by_when {
+            out.map_err(OpsError::by_when)
+        } else {
+            out
+        }
     }
 
     /// Moves a scheduled callback to `when`: RFC 3339, or free text resolved
@@ -256,7 +276,7 @@ impl Ops {
         let note = AuditNote::new(actor.name(), "callback.reschedule", move |cb: &Callback| {
             format!("when `{detail_when}` → {}", rfc3339(cb.due_at))
         });
-        let out = self.book.reschedule_noted(cb2, ch.into_changes()?, Some(note)).await.map_err(|e| OpsError::from(e).by_when())?;
+        let out = self.book.reschedule_noted(cb2, ch.into_changes(None)?, Some(note)).await.map_err(|e| OpsError::from(e).by_when())?;
         Ok(out)
     }
 
@@ -385,6 +405,11 @@ impl Ops {
     /// (the queue's timezone when `None`): the due time after window
     /// clipping, and the resolution (`exact`, `approximate`, `fallback`).
     pub fn resolve_when(&self, queue: &str, tz: Option<&str>, text: &str) -> Result<(Millis, &'static str), OpsError> {
+        self.resolve_when_typed(queue, tz, text).map(|(at, r)| (at, r.as_str()))
+    }
+
+    /// As [`Ops::resolve_when`], with the resolution as the record keeps it.
+    fn resolve_when_typed(&self, queue: &str, tz: Option<&str>, text: &str) -> Result<(Millis, WhenResolution), OpsError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(OpsError::EmptyWhen);
@@ -399,10 +424,10 @@ impl Ops {
         };
         if text.chars().next().is_some_and(|c| c.is_ascii_digit()) && text.contains('T') {
             let at = parse_time("when", text)?;
-            return Ok((at, "exact"));
+            return Ok((at, WhenResolution::Exact));
         }
         let r = when::resolve(text, self.clock.now_ms(), tz, &q.calling_hours(), q.retry_delay);
-        Ok((r.due_ms, r.resolution.as_str()))
+        Ok((r.due_ms, r.resolution))
     }
 
     /// The next callback the agent should know about: the one it is reserved
@@ -436,6 +461,24 @@ fn describe(ch: &ChangeCallback) -> String {
     }
     if let Some(q) = &ch.queue {
         parts.push(format!("queue={q}"));
+    }
+    if let Some(w) = &ch.when {
+        // By characters: a byte cut could split one.
+        parts.push(format!("when `{}`", w.trim().chars().take(MAX_WHEN).collect::<String>()));
+    }
+    if let Some(o) = &ch.owners {
+        parts.push(format!("owners=[{}]", o.join(",")));
+    }
+    if let Some(m) = ch.owner_mode {
+        parts.push(format!("owner_mode={}", m.as_str()));
+    }
+    for (field, changed) in [("caller_name", ch.caller_name.is_some()), ("reason", ch.reason.is_some())] {
+        if changed {
+            parts.push(format!("{field} changed"));
+        }
+    }
+    if let Some(c) = &ch.confidence {
+        parts.push(format!("confidence={}", c.map_or("null".to_string(), |v| v.to_string())));
     }
     parts.join(", ")
 }

@@ -8,7 +8,7 @@ use super::error::OpsError;
 use crate::calls::LiveCall;
 use crate::clock::{parse_rfc3339, Millis};
 use crate::config::DialMode;
-use crate::scheduler::model::{CallbackChanges, Confidence, NewCallback, Origin, OwnerMode};
+use crate::scheduler::model::{CallbackChanges, Confidence, NewCallback, Origin, OwnerMode, WhenResolution};
 
 /// Parses an RFC 3339 time (any offset) given in `field`.
 pub fn parse_time(field: &'static str, s: &str) -> Result<Millis, OpsError> {
@@ -144,7 +144,8 @@ impl CreateCallback {
 }
 
 /// `PATCH /v1/callbacks/{id}`: each present field replaces; `null` clears
-/// `scheduled_at` (= as soon as the window allows), `owner` and `notes`.
+/// `scheduled_at` (= as soon as the window allows), `owner`, `notes`,
+/// `caller_name`, `reason` and `confidence`. The rules of `POST` apply.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"scheduled_at": "2026-11-24T10:00:00Z", "notes": "prefers mornings"}))]
@@ -163,16 +164,65 @@ pub struct ChangeCallback {
     /// from then on); the owner, if any, must serve it.
     #[schema(min_length = 1)]
     pub queue: Option<String>,
+    /// Free text for the new time, resolved like `POST`'s in the callback's
+    /// (or the new) timezone and queue, and kept as the callback's `when`.
+    /// Exclusive with `scheduled_at`.
+    #[schema(min_length = 1, max_length = 200, example = "tomorrow morning")]
+    pub when: Option<String>,
+    /// The display name of the From of the call to the customer.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub caller_name: Option<Option<String>>,
+    /// Why the customer wants the call.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub reason: Option<Option<String>>,
+    /// How sure a voice bot was that a callback was asked for, 0 to 1.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f64>, minimum = 0.0, maximum = 1.0)]
+    pub confidence: Option<Option<f64>>,
+    /// Replaces the agents who may take it (the first free one does; `[]` =
+    /// nobody); instead of `owner`. The ownership period starts again.
+    pub owners: Option<Vec<String>>,
+    /// `strict` or `preferred`; needs an owner.
+    #[schema(value_type = Option<String>, example = "preferred")]
+    pub owner_mode: Option<OwnerMode>,
 }
 
 impl ChangeCallback {
-    pub fn into_changes(self) -> Result<CallbackChanges, OpsError> {
-        let scheduled_at = match self.scheduled_at {
+    /// The book's change; `when` is the time this request's `when` resolved
+    /// to, with how precisely it named one (the caller resolves it: that
+    /// needs the callback's queue and timezone).
+    pub fn into_changes(self, when: Option<(Millis, WhenResolution)>) -> Result<CallbackChanges, OpsError> {
+        let scheduled_at = match (self.scheduled_at, when) {
+            (Some(_), Some(_)) => return Err(OpsError::ConflictingWhen),
+            (None, Some((at, _))) => Some(Some(at)),
+            (None, None) => None,
+            (Some(None), None) => Some(None),
+            (Some(Some(s)), None) => Some(Some(parse_time("scheduled_at", &s)?)),
+        };
+        let confidence = match self.confidence {
             None => None,
             Some(None) => Some(None),
-            Some(Some(s)) => Some(Some(parse_time("scheduled_at", &s)?)),
+            Some(Some(v)) => Some(Some(Confidence::from_f64(v).ok_or(OpsError::InvalidConfidence { value: v })?)),
         };
-        Ok(CallbackChanges { scheduled_at, timezone: self.timezone, owner: self.owner, notes: self.notes, queue: self.queue })
+        let when = match (self.when, when) {
+            (Some(words), Some((_, resolution))) => Some((words.trim().to_string(), resolution)),
+            _ => None,
+        };
+        Ok(CallbackChanges {
+            scheduled_at,
+            timezone: self.timezone,
+            owner: self.owner,
+            notes: self.notes,
+            queue: self.queue,
+            caller_name: self.caller_name,
+            reason: self.reason,
+            confidence,
+            owners: self.owners,
+            owner_mode: self.owner_mode,
+            when,
+        })
     }
 }
 

@@ -1,7 +1,9 @@
 //! The IANA timezone a phone number most likely rings in.
 //!
 //! Single-zone countries map by country code. For the North American Numbering
-//! Plan (+1) the three-digit area code decides, from [`nanp`]. Countries that
+//! Plan (+1) the three-digit area code decides, from [`nanp`]; in an area code
+//! that spans several zones, the exchange (the next digits) does where the
+//! numbering data places it in one. Countries that
 //! span several zones with no finer data here (Australia, Brazil, Russia, ...)
 //! return their most populous zone marked [`Precision::Approximate`]; a caller
 //! that must not guess (legal calling hours) can then ignore it.
@@ -89,7 +91,7 @@ pub fn timezone_for(phone: &str) -> Option<(Tz, Precision)> {
         if national.len() != 10 {
             return None;
         }
-        return nanp::zone_of(&national[..3]);
+        return nanp::zone_of(national);
     }
     // Country codes are prefix-free, so the first match is the only one.
     for (cc, tz) in SINGLE_ZONE {
@@ -125,6 +127,33 @@ mod tests {
         for (phone, want) in cases {
             assert_eq!(timezone_for(phone), *want, "{phone}");
         }
+    }
+
+    #[test]
+    fn in_an_area_code_spanning_zones_the_exchange_decides_where_the_data_places_it() {
+        let cases: &[(&str, (Tz, Precision))] = &[
+            // The Florida panhandle: Eastern, with Central exchanges.
+            ("+18502005555", (Tz::America__Chicago, Precision::Exact)),
+            // An exchange not listed: the code's own zone, which has exceptions.
+            ("+18509995555", (Tz::America__New_York, Precision::Approximate)),
+            // Michigan's Upper Peninsula and western Kentucky likewise.
+            ("+19069325555", (Tz::America__Chicago, Precision::Exact)),
+            ("+12702025555", (Tz::America__Chicago, Precision::Exact)),
+            // Idaho: an exchange in Pacific time inside a Mountain block.
+            ("+12083045555", (Tz::America__Los_Angeles, Precision::Exact)),
+            ("+12083335555", (Tz::America__Denver, Precision::Approximate)),
+            // An exchange listed with two zones keeps the code's approximate zone.
+            ("+12083995555", (nanp_fallback("208"), Precision::Approximate)),
+        ];
+        for (phone, want) in cases {
+            assert_eq!(timezone_for(phone), Some(*want), "{phone}");
+        }
+    }
+
+    fn nanp_fallback(code: &str) -> Tz {
+        // No listed prefix under `xxx0000`, so the code's approximate zone.
+        let Some((tz, Precision::Approximate)) = nanp::zone_of(&format!("{code}0000000")) else { panic!("{code} is not approximate") };
+        tz
     }
 
     #[test]

@@ -83,33 +83,29 @@ pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChang
     if old.status != Status::Scheduled {
         return Err(ScheduleError::WrongState { status: old.status });
     }
-    let r = rules::validate_changes(
-        now,
-        cfg,
-        &old.queue,
-        old.scheduled_at,
-        &old.timezone,
-        old.due_at,
-        old.owner.as_deref(),
-        old.owner_until,
-        old.notes.as_deref(),
-        ch,
-    )?;
+    let r = rules::validate_changes(now, cfg, old, ch)?;
     let mut new = old.clone();
     new.queue = r.queue;
     new.scheduled_at = r.scheduled_at;
     new.timezone = r.timezone;
-    new.due_at = r.due_at;
-    if ch.owner.is_some() {
-        // Reassigned (or cleared): one owner, or none, from now on.
-        new.owners.clear();
-        if r.owner.is_none() {
-            new.owner_mode = OwnerMode::Strict;
-        }
+    if ch.timezone.is_some() {
+        new.timezone_source = Some(TimezoneSource::Request);
     }
+    new.due_at = r.due_at;
     new.owner = r.owner;
+    new.owners = r.owners;
+    new.owner_mode = r.owner_mode;
     new.owner_until = r.owner_until;
     new.notes = r.notes;
+    new.caller_name = r.caller_name;
+    new.reason = r.reason;
+    if let Some(c) = ch.confidence {
+        new.confidence = c;
+    }
+    if let Some((words, resolution)) = &ch.when {
+        new.when = Some(words.clone());
+        new.when_resolution = Some(*resolution);
+    }
     new.updated_at = now;
     if new.attempts == 0 {
         new.first_due_at = new.due_at;

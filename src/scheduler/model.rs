@@ -511,6 +511,16 @@ pub struct CallbackChanges {
     /// Moves the callback to another queue: its window, retry policy and
     /// agents from then on (the owner must serve the new queue).
     pub queue: Option<String>,
+    pub caller_name: Option<Option<String>>,
+    pub reason: Option<Option<String>>,
+    pub confidence: Option<Option<Confidence>>,
+    /// Replaces the agents who may take it (`[]` = none); exclusive with
+    /// `owner`. The first of them becomes `owner`.
+    pub owners: Option<Vec<String>>,
+    pub owner_mode: Option<OwnerMode>,
+    /// The customer's words `scheduled_at` was resolved from, and how
+    /// precisely they named a time; kept on the record as `when`.
+    pub when: Option<(String, WhenResolution)>,
 }
 
 /// A callback handed to the dialler: it is durably `in_progress` with this

@@ -44,13 +44,16 @@ impl TrunkView for LiveTrunks {
 /// Feeds every change of the registrar's bindings into the agents' registry
 /// until `changes` closes (the endpoint stopped). Only agents whose contacts or
 /// expiries changed since the last look are passed on, so a wake costs a
-/// comparison per agent and a registry update per changed agent.
+/// comparison per agent and a registry update per changed agent. With a
+/// test clock, each of its `jumps` passes every agent on again: expiries
+/// are translated into wall-clock time at the clock's new offset.
 pub async fn follow_agent_bindings(
     bindings: AgentBindings,
     mut changes: watch::Receiver<u64>,
     registry: Arc<Registry>,
     agent_ids: Vec<String>,
     clock: Arc<dyn Clock>,
+    mut jumps: Option<watch::Receiver<Millis>>,
 ) {
     // What the registry was last told, per agent (in `agent_ids` order).
     let mut told: Vec<Option<Vec<(String, Instant)>>> = vec![None; agent_ids.len()];
@@ -81,8 +84,15 @@ pub async fn follow_agent_bindings(
         for (i, regs) in updates {
             registry.registration_changed(&agent_ids[i], regs);
         }
-        if changes.changed().await.is_err() {
-            return;
+        let jumped = async {
+            match jumps.as_mut() {
+                Some(j) => j.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            true = jumped => told.iter_mut().for_each(|t| *t = None),
         }
     }
 }

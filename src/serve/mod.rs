@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::agents::Registry;
 use crate::app::Core;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::config::Config;
 use crate::calls::{CallKit, LiveCallTable};
 use crate::dialler::{Dialler, Gate};
@@ -78,6 +78,37 @@ pub enum ServeError {
     Media(#[from] crate::media::call::MediaCallError),
     #[error(transparent)]
     ReadyFile(#[from] ready::ReadyFileError),
+    #[error("{TEST_CLOCK_ENV}: {0}")]
+    TestClock(String),
+}
+
+/// `REDIAL_TEST_CLOCK=advance` runs the server on a clock that
+/// `POST /v1/admin/test-clock` moves forward, for end-to-end tests of rules
+/// that take hours or days. Any other value stops the start; the HTTP API
+/// must listen on a loopback address.
+pub const TEST_CLOCK_ENV: &str = "REDIAL_TEST_CLOCK";
+
+/// The test clock, when the environment asks for one and the configuration
+/// allows it.
+fn test_clock(cfg: &Config) -> Result<Option<Arc<OffsetClock>>, ServeError> {
+    let value = match std::env::var(TEST_CLOCK_ENV) {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Ok(v) => v,
+        Err(std::env::VarError::NotUnicode(v)) => v.to_string_lossy().into_owned(),
+    };
+    if value != "advance" {
+        return Err(ServeError::TestClock(format!("`{value}` is not allowed: the only value is `advance`, for tests; unset it to run on the real clock")));
+    }
+    let listen = cfg.http.listen;
+    if !listen.ip().is_loopback() {
+        return Err(ServeError::TestClock(format!("needs `http.listen` on a loopback address, not {listen} (in {})", cfg.source.as_deref().map_or("the defaults".into(), |p| p.display().to_string()))));
+    }
+    for _ in 0..3 {
+        tracing::warn!(
+            "{TEST_CLOCK_ENV}=advance: THIS SERVER RUNS ON A TEST CLOCK that POST /v1/admin/test-clock moves forward; never use it for real callbacks"
+        );
+    }
+    Ok(Some(Arc::new(OffsetClock::default())))
 }
 
 /// Starts the SIP endpoint, then the application core (book, scheduler,
@@ -90,9 +121,13 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     if let Some(path) = ready_file {
         ready::clear(path)?;
     }
+    let test_clock = test_clock(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = Arc::new(cfg);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
     // Media first: a bad prompt file or port range stops the start before
     // anything is bound.
     let media = MediaEngine::new(&cfg)?;
@@ -110,6 +145,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             return Err(e.into());
         }
     };
+    core.test_clock = test_clock.clone();
     core.metrics.set_sip_stats(sip.stats.clone());
     core.follow_trunks(sip.trunks.clone(), sip.trunk_changes.clone());
     let http = match crate::api::serve(&core, trunks, live.clone()).await {
@@ -136,6 +172,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         agents.clone(),
         cfg.agents.iter().map(|a| a.id.clone()).collect(),
         clock.clone(),
+        test_clock.as_ref().map(|c| c.jumps()),
     ));
     let proxies = bridge::proxies(&cfg, &sip.proxies);
     let kit = Arc::new(CallKit {

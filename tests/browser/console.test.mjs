@@ -195,6 +195,13 @@ test("reassign and reschedule from a row; a bad value is shown and changes nothi
   await page.getByTestId("flash-error").waitFor();
   assert.match(await page.getByTestId("flash-error").textContent(), /owner/);
   assert.equal((await srv.api("GET", `/v1/callbacks/${cb.id}`)).body.owner, "alice");
+  // Several owners, separated by commas, are checked as `owners` (bob serves only sales).
+  await row(page, cb.id).getByTestId("reassign-owner").fill("alice, bob");
+  await go(page, row(page, cb.id).getByTestId("action-reassign"));
+  await page.getByTestId("flash-error").waitFor();
+  assert.match(await page.getByTestId("flash-error").textContent(), /`owners` lists `bob`, who is not in queue `support`/);
+  const after = (await srv.api("GET", `/v1/callbacks/${cb.id}`)).body;
+  assert.deepEqual([after.owner, after.owners], ["alice", ["alice"]], "unchanged");
   const due = (await srv.api("GET", `/v1/callbacks/${cb.id}`)).body.due_at;
   await row(page, cb.id).getByTestId("reschedule-when").fill("in 3 hours");
   await go(page, row(page, cb.id).getByTestId("action-reschedule"));

@@ -47,6 +47,12 @@ impl World {
     /// As `redial_with`, with environment variables for the process (the
     /// log format, its filter).
     pub fn redial_env(&self, agents: &[&str], queue_toml: &str, carrier_ip: &str, profile_extra: &str, env: &[(&str, &str)]) -> Redial {
+        self.redial_window(agents, "UTC", "mon-sun 00:00-24:00", queue_toml, carrier_ip, profile_extra, env)
+    }
+
+    /// As `redial_env`, with the queue's timezone and calling hours.
+    #[allow(clippy::too_many_arguments)]
+    pub fn redial_window(&self, agents: &[&str], timezone: &str, hours: &str, queue_toml: &str, carrier_ip: &str, profile_extra: &str, env: &[(&str, &str)]) -> Redial {
         let mut s = Setup::new().with_token().sip_toml(&self.sip_toml).extra_toml(&self.extra_toml);
         for (k, v) in env {
             s = s.env(k, v);
@@ -68,7 +74,7 @@ impl World {
             ),
         )
         .extra_toml(&format!(
-            "[[queues]]\nname = \"q\"\nprofile = \"carrier\"\ntimezone = \"UTC\"\nhours = [\"mon-sun 00:00-24:00\"]\n{queue_toml}\n"
+            "[[queues]]\nname = \"q\"\nprofile = \"carrier\"\ntimezone = \"{timezone}\"\nhours = [\"{hours}\"]\n{queue_toml}\n"
         ))
         .start()
     }

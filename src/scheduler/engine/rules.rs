@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use crate::clock::Millis;
 use crate::config::{Config, OnMachine, Queue, WindowClose};
 use crate::e164::is_e164;
-use crate::scheduler::model::{CallbackChanges, CallbackId, NewCallback, Outcome, Status, TimezoneSource};
+use crate::scheduler::model::{Callback, CallbackChanges, CallbackId, NewCallback, Outcome, OwnerMode, Status, TimezoneSource};
 
 use crate::scheduler::window as windows;
 
@@ -289,47 +289,67 @@ pub struct Rescheduled {
     pub timezone: String,
     pub due_at: Millis,
     pub owner: Option<String>,
+    pub owners: Vec<String>,
+    pub owner_mode: OwnerMode,
     pub owner_until: Option<Millis>,
     pub notes: Option<String>,
+    pub caller_name: Option<String>,
+    pub reason: Option<String>,
 }
 
-/// Validates a `PATCH` of a scheduled callback (fields as stored now) and
-/// computes its new due time. The due time only moves when the time,
-/// timezone or owner changed; a notes-only change keeps the callback's place.
-#[allow(clippy::too_many_arguments)]
-pub fn validate_changes(
-    now: Millis,
-    cfg: &Config,
-    queue_name: &str,
-    scheduled_at: Option<Millis>,
-    timezone: &str,
-    due_at: Millis,
-    owner: Option<&str>,
-    owner_until: Option<Millis>,
-    notes: Option<&str>,
-    ch: &CallbackChanges,
-) -> Result<Rescheduled, RuleError> {
-    let new_queue = ch.queue.as_deref().unwrap_or(queue_name);
+/// Validates a `PATCH` of the scheduled callback `old` and computes its new
+/// due time and ownership. The due time only moves when the time, timezone
+/// or queue changed; the ownership period starts again when the due time
+/// moved or the owners changed; a change of notes, caller name, reason or
+/// confidence keeps the callback's place.
+pub fn validate_changes(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChanges) -> Result<Rescheduled, RuleError> {
+    let new_queue = ch.queue.as_deref().unwrap_or(&old.queue);
     let queue = cfg.queue(new_queue).ok_or_else(|| RuleError::UnknownQueue { queue: new_queue.to_string() })?;
-    let requeued = new_queue != queue_name;
-    let new_tz_name = ch.timezone.clone().unwrap_or_else(|| timezone.to_string());
+    let requeued = new_queue != old.queue;
+    let new_tz_name = ch.timezone.clone().unwrap_or_else(|| old.timezone.clone());
     let tz = parse_tz(&new_tz_name).ok_or_else(|| RuleError::UnknownTimezone { timezone: new_tz_name.clone() })?;
-    let new_at = ch.scheduled_at.unwrap_or(scheduled_at);
+    let new_at = ch.scheduled_at.unwrap_or(old.scheduled_at);
     if let Some(Some(at)) = ch.scheduled_at {
         check_time(now, at)?;
     }
-    let new_owner = ch.owner.clone().unwrap_or_else(|| owner.map(str::to_string));
-    if let Some(o) = &new_owner {
+    let (new_owner, new_owners) = match (&ch.owner, &ch.owners) {
+        (Some(_), Some(_)) => return Err(RuleError::OwnerAndOwners),
+        (Some(o), None) => (o.clone(), Vec::new()),
+        (None, Some(list)) => (list.first().cloned(), list.clone()),
+        (None, None) => (old.owner.clone(), old.owners.clone()),
+    };
+    if ch.owners.is_some() || requeued {
+        for o in &new_owners {
+            check_owner(cfg, queue, o).map_err(|e| match e {
+                RuleError::OwnerNotInQueue { owner, queue } => RuleError::ListedOwnerNotInQueue { owner, queue },
+                _ => RuleError::UnknownListedOwner { owner: o.clone() },
+            })?;
+        }
+    }
+    if let Some(o) = new_owner.as_ref().filter(|_| new_owners.is_empty()) {
         if ch.owner.is_some() || requeued {
             check_owner(cfg, queue, o)?;
         }
     }
-    let new_notes = ch.notes.clone().unwrap_or_else(|| notes.map(str::to_string));
+    let owner_mode = match (ch.owner_mode, new_owner.is_some()) {
+        (Some(_), false) => return Err(RuleError::OwnerModeWithoutOwner),
+        (Some(m), true) => m,
+        (None, true) => old.owner_mode,
+        // Cleared owners start over as `strict`; a change of other fields
+        // keeps the mode of one whose ownership already ended.
+        (None, false) if ch.owner.is_some() || ch.owners.is_some() => OwnerMode::Strict,
+        (None, false) => old.owner_mode,
+    };
+    let new_notes = ch.notes.clone().unwrap_or_else(|| old.notes.clone());
     check_lengths(new_notes.as_deref(), None)?;
+    let caller_name = ch.caller_name.clone().unwrap_or_else(|| old.caller_name.clone());
+    check_text("caller_name", caller_name.as_deref(), MAX_CALLER_NAME)?;
+    let reason = ch.reason.clone().unwrap_or_else(|| old.reason.clone());
+    check_text("reason", reason.as_deref(), MAX_REASON)?;
     // Another queue has its own window: the due time is clipped to it again.
     let moved = ch.scheduled_at.is_some() || ch.timezone.is_some() || requeued;
-    let new_due = if moved { due_for(queue, tz, now, new_at) } else { due_at };
-    let owner_changed = ch.owner.is_some() && new_owner.as_deref() != owner;
+    let new_due = if moved { due_for(queue, tz, now, new_at) } else { old.due_at };
+    let owner_changed = new_owner != old.owner || new_owners != old.owners;
     if new_owner.is_some() && (moved || owner_changed) {
         check_owned_horizon(queue, now, new_due)?;
     }
@@ -338,10 +358,10 @@ pub fn validate_changes(
     }
     let new_owner_until = match &new_owner {
         None => None,
-        Some(_) if moved || owner_changed || owner_until.is_none() => {
+        Some(_) if moved || owner_changed || old.owner_until.is_none() => {
             Some(new_due + queue.ownership_period.as_millis() as Millis)
         }
-        Some(_) => owner_until,
+        Some(_) => old.owner_until,
     };
     Ok(Rescheduled {
         queue: queue.name.clone(),
@@ -349,8 +369,12 @@ pub fn validate_changes(
         timezone: new_tz_name,
         due_at: new_due,
         owner: new_owner,
+        owners: new_owners,
+        owner_mode,
         owner_until: new_owner_until,
         notes: new_notes,
+        caller_name,
+        reason,
     })
 }
 
