@@ -474,7 +474,7 @@ impl Writer {
                     .execute(
                         "INSERT INTO redial_callbacks (id, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, record)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                         ON CONFLICT (phone, queue) WHERE status IN (0, 1) DO NOTHING",
+                         ON CONFLICT (phone, queue) WHERE status IN (0, 1) AND NOT displaced DO NOTHING",
                         &[
                             &id_i64(new.id),
                             &shard,
@@ -523,36 +523,64 @@ impl Writer {
             Err(e) => return Ok(Err(e)),
         };
         if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
-            let row = self
+            let rows = self
                 .db
-                .query_opt("SELECT id FROM redial_callbacks WHERE interaction_id = $1 AND status IN (0, 1) LIMIT 1", &[&i])
+                .query("SELECT id, record FROM redial_callbacks WHERE interaction_id = $1 AND status IN (0, 1)", &[&i])
                 .await
                 .map_err(pg_error)?;
-            if let Some(r) = row {
+            for r in &rows {
+                if self.is_follow_up(&req, &decode_row(r, 1)?) {
+                    continue;
+                }
                 // A duplicate customer is named first, as the rules order them.
                 if let Some(existing_id) = self.active_id(&req.phone, &req.queue).await? {
-                    return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+                    if !self.follows_up(&req, existing_id).await? {
+                        return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+                    }
                 }
                 return Ok(Err(ScheduleError::DuplicateInteraction { existing_id: CallbackId(r.get::<_, i64>(0) as u64) }));
             }
         }
         let id = CallbackId::new(seq, rand::rng().random());
-        let cb = change::new_record(&self.cfg, now, id, req, v, when_resolution);
+        let cb = change::new_record(&self.cfg, now, id, req.clone(), v, when_resolution);
         // The unique index over active callbacks decides, also against a
         // booking another node is committing at this moment.
+        if self.put(None, &cb, batch).await? {
+            return Ok(Ok(cb));
+        }
+        let Some(existing_id) = self.active_id(&cb.phone, &cb.queue).await? else {
+            return Err(StoreError::Postgres("an active callback conflicted and then vanished; try again".into()));
+        };
+        if !self.follows_up(&req, existing_id).await? {
+            return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+        }
+        // A follow-up booked on the live call of the callback being dialled
+        // takes the slot from it: that one is about to end.
+        self.db.execute("UPDATE redial_callbacks SET displaced = true WHERE id = $1", &[&id_i64(existing_id)]).await.map_err(pg_error)?;
         if !self.put(None, &cb, batch).await? {
-            return match self.active_id(&cb.phone, &cb.queue).await? {
-                Some(existing_id) => Ok(Err(RuleError::Duplicate { existing_id }.into())),
-                None => Err(StoreError::Postgres("an active callback conflicted and then vanished; try again".into())),
-            };
+            return Err(StoreError::Postgres("a follow-up conflicted after its callback gave up the slot; try again".into()));
         }
         Ok(Ok(cb))
+    }
+
+    /// Whether `existing` is the callback in progress on the live call the
+    /// request is a follow-up of (same phone and queue, being dialled now).
+    fn is_follow_up(&self, req: &NewCallback, existing: &Callback) -> bool {
+        req.follow_up_of == Some(existing.id) && existing.status == Status::InProgress && existing.phone == req.phone && existing.queue == req.queue
+    }
+
+    /// [`Self::is_follow_up`] of the record `existing`, locked for the change.
+    async fn follows_up(&self, req: &NewCallback, existing: CallbackId) -> Result<bool, StoreError> {
+        if req.follow_up_of != Some(existing) {
+            return Ok(false);
+        }
+        Ok(self.get_for_update(existing).await?.is_some_and(|c| self.is_follow_up(req, &c)))
     }
 
     async fn active_id(&self, phone: &str, queue: &str) -> Result<Option<CallbackId>, StoreError> {
         let row = self
             .db
-            .query_opt("SELECT id FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+            .query_opt("SELECT id FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced", &[&phone, &queue])
             .await
             .map_err(pg_error)?;
         Ok(row.map(|r| CallbackId(r.get::<_, i64>(0) as u64)))
@@ -592,11 +620,22 @@ impl Writer {
         note: Option<&str>,
         batch: &mut Batch,
     ) -> Result<Result<Callback, ReportError>, StoreError> {
-        let Some(old) = self.get_for_update(id).await? else { return Ok(Err(ReportError::NotFound)) };
-        let (new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
+        let row = self
+            .db
+            .query_opt("SELECT id, record, displaced FROM redial_callbacks WHERE id = $1 FOR UPDATE", &[&id_i64(id)])
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Ok(Err(ReportError::NotFound)) };
+        let old = decode_row(&row, 1)?;
+        let (mut new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        // A follow-up booked during this call holds the (phone, queue) slot:
+        // this one cannot be scheduled again beside it.
+        if new.status == Status::Scheduled && row.get::<_, bool>(2) {
+            new.status = Status::Cancelled;
+        }
         self.db
             .execute(
                 "INSERT INTO redial_attempts (callback, attempt, record) VALUES ($1, $2, $3)
@@ -615,7 +654,7 @@ impl Writer {
     async fn skip(&self, now: Millis, phone: &str, queue: &str, interaction: &str, batch: &mut Batch) -> Result<Option<Callback>, StoreError> {
         let row = self
             .db
-            .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) FOR UPDATE", &[&phone, &queue])
+            .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced FOR UPDATE", &[&phone, &queue])
             .await
             .map_err(pg_error)?;
         let Some(row) = row else { return Ok(None) };
@@ -1013,18 +1052,35 @@ impl PgBook {
             },
         };
         let status = filter.status.map(|s| s.code() as i16);
-        let rows = self
-            .read
-            .query(
-                "SELECT id, record FROM redial_callbacks
-                  WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
-                    AND ($4::text IS NULL OR owner = $4) AND ($5::text IS NULL OR phone = $5)
-                  ORDER BY id LIMIT $6",
-                &[&from, &status, &filter.queue, &filter.owner, &filter.phone, &(limit as i64 + 1)],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut items = rows.iter().map(|r| decode_row(r, 1)).collect::<Result<Vec<_>, _>>()?;
+        // The columns narrow the rows; the rest of the filter (any of several
+        // owners, origin, reason, confidence) lives in the record and is
+        // matched here, reading on in chunks until the page is full.
+        let chunk = (limit as i64 + 1).max(256);
+        let mut items = Vec::new();
+        let mut from = from;
+        loop {
+            let rows = self
+                .read
+                .query(
+                    "SELECT id, record FROM redial_callbacks
+                      WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
+                        AND ($4::text IS NULL OR phone = $4)
+                      ORDER BY id LIMIT $5",
+                    &[&from, &status, &filter.queue, &filter.phone, &chunk],
+                )
+                .await
+                .map_err(pg_error)?;
+            for r in &rows {
+                let c = decode_row(r, 1)?;
+                if filter.matches(&c) {
+                    items.push(c);
+                }
+            }
+            if items.len() > limit || (rows.len() as i64) < chunk {
+                break;
+            }
+            from = rows.last().map_or(i64::MAX, |r| r.get::<_, i64>(0).saturating_add(1));
+        }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|c| c.id.to_string())
@@ -1131,7 +1187,7 @@ impl PgBook {
     async fn check_now(&self) -> Result<Result<(), Vec<Inconsistency>>, StoreError> {
         let rows = self
             .read
-            .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay FROM redial_callbacks", &[])
+            .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, displaced FROM redial_callbacks", &[])
             .await
             .map_err(pg_error)?;
         let mut bad = Vec::new();
@@ -1151,7 +1207,8 @@ impl PgBook {
             if !same {
                 columns += 1;
             }
-            if c.status.is_active() && !active.insert((c.phone.clone(), c.queue.clone())) {
+            // A displaced callback (its follow-up holds the slot) is not counted.
+            if c.status.is_active() && !r.get::<_, bool>(10) && !active.insert((c.phone.clone(), c.queue.clone())) {
                 dupes += 1;
             }
             attempts.insert(r.get(0), c.attempts);
@@ -1238,7 +1295,7 @@ impl Book for PgBook {
         Box::pin(async move {
             let row = self
                 .read
-                .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+                .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced", &[&phone, &queue])
                 .await
                 .map_err(pg_error)?;
             row.map(|r| decode_row(&r, 1)).transpose()
