@@ -40,24 +40,28 @@ struct Node {
 }
 
 impl Node {
-    /// A node calling customers of queue `support` through the front at
-    /// `front`, to the carrier at `carrier`.
-    fn start(root: &Path, name: &str, url: &str, front: SocketAddr, carrier: SocketAddr) -> Node {
+    /// A node of the cluster on `url`. With `trunk` = (front, carrier) it
+    /// calls customers of queue `support` through the front to the carrier;
+    /// without, the queue has no trunk and a hand-over ends its attempt
+    /// `failed` at once.
+    fn start(root: &Path, name: &str, url: &str, trunk: Option<(SocketAddr, SocketAddr)>) -> Node {
         let dir = root.join(name);
         let profiles = dir.join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
-        // The Request-URI names the carrier; every request goes to the front.
-        std::fs::write(
-            profiles.join("carrier.toml"),
-            format!("proxy = \"sip:{front}\"\ndomain = \"{carrier}\"\nregister = false\ncaller_id = \"+15550100\"\ncodecs = [\"PCMU\"]\noptions_ping = \"0\"\n"),
-        )
-        .unwrap();
-        let cfg = common::api::config(&dir.join("unused.redb"), &profiles, true);
-        let cfg = cfg.replacen(
-            "name = \"support\"\n",
-            "name = \"support\"\nprofile = \"carrier\"\nmax_attempts = 2\nretry_delay = \"1s\"\n",
-            1,
-        );
+        let mut cfg = common::api::config(&dir.join("unused.redb"), &profiles, true);
+        if let Some((front, carrier)) = trunk {
+            // The Request-URI names the carrier; every request goes to the front.
+            std::fs::write(
+                profiles.join("carrier.toml"),
+                format!("proxy = \"sip:{front}\"\ndomain = \"{carrier}\"\nregister = false\ncaller_id = \"+15550100\"\ncodecs = [\"PCMU\"]\noptions_ping = \"0\"\n"),
+            )
+            .unwrap();
+            cfg = cfg.replacen(
+                "name = \"support\"\n",
+                "name = \"support\"\nprofile = \"carrier\"\nmax_attempts = 2\nretry_delay = \"1s\"\n",
+                1,
+            );
+        }
         let storage = format!("[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
         let cfg = cfg.replacen("[storage]\n", &storage, 1).replacen(&format!("path = \"{}\"\n", dir.join("unused.redb").display()), "", 1);
         let cfg = format!(
@@ -164,7 +168,7 @@ fn run(seed: u64) {
     // The nodes must name the front before it can list them: its port is
     // chosen first.
     let front_addr: SocketAddr = ([127, 0, 0, 1], common::peer_port()).into();
-    let mut nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url(), front_addr, carrier_addr)).collect();
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url(), Some((front_addr, carrier_addr)))).collect();
     let front = Front::start_on(front_addr, &nodes.iter().map(|n| n.sip).collect::<Vec<_>>(), &[]).expect("kamailio on the port the nodes were given");
     eventually("three nodes sharing the shards", Duration::from_secs(30), || balanced(nodes[0].port, &names).then_some(()));
 
@@ -310,5 +314,82 @@ fn run(seed: u64) {
 fn a_node_sigkilled_mid_run_loses_nothing_and_dials_nothing_twice() {
     for seed in [1, 2] {
         run(seed);
+    }
+}
+
+/// Every callback in the book, by id, read through `port`.
+fn all_callbacks(port: u16) -> HashMap<String, Value> {
+    let mut all = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/callbacks?limit=500&cursor={c}"),
+            None => "/v1/callbacks?limit=500".to_string(),
+        };
+        let page = get(port, &path, RW);
+        for c in page["items"].as_array().unwrap() {
+            all.insert(c["id"].as_str().unwrap().to_string(), c.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return all,
+        }
+    }
+}
+
+fn post(port: u16, phone: &str) -> (u16, Value) {
+    let body = json!({"phone": phone, "queue": "support"}).to_string();
+    request(port, "POST", "/v1/callbacks", Some(RW), Some(&body), &[]).unwrap_or_else(|e| panic!("POST: {e}"))
+}
+
+/// The database stops (immediate shutdown) under two nodes and comes back:
+/// while it is down a booking is refused with an error, never acknowledged;
+/// afterwards both nodes reconnect, book and dial again, and nothing
+/// acknowledged before or after is lost or dialled twice.
+#[test]
+fn a_database_restart_refuses_changes_then_both_nodes_resume() {
+    let mut pg = Postgres::start();
+    let root = tempfile::tempdir().unwrap();
+    let names = ["n1", "n2"];
+    let nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url(), None)).collect();
+    eventually("two nodes sharing the shards", Duration::from_secs(30), || balanced(nodes[0].port, &names).then_some(()));
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let (st, v) = post(nodes[i % 2].port, &format!("+1888{i:07}"));
+        assert_eq!(st, 201, "{v}");
+        acked.push(v["id"].as_str().unwrap().to_string());
+    }
+
+    pg.kill();
+    for (i, n) in nodes.iter().enumerate() {
+        let (st, v) = post(n.port, &format!("+1887{i:07}"));
+        assert!(st >= 500, "node {i} acknowledged a booking with the database down: {st} {v}");
+    }
+    pg.restart();
+
+    // Each node books again once it has reconnected.
+    for (i, n) in nodes.iter().enumerate() {
+        let id = eventually("a booking after the restart", Duration::from_secs(30), || {
+            let (st, v) = post(n.port, &format!("+1886{i:07}"));
+            (st == 201).then(|| v["id"].as_str().unwrap().to_string())
+        });
+        acked.push(id);
+    }
+    let all = eventually("every acknowledged callback dialled", Duration::from_secs(60), || {
+        let all = all_callbacks(nodes[1].port);
+        acked.iter().all(|id| all.get(id).is_some_and(|c| c["attempts"].as_u64().unwrap_or(0) >= 1)).then_some(all)
+    });
+    assert_eq!(all.len(), acked.len(), "only acknowledged bookings are in the book: {all:?}");
+    let mut handed: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    for n in &nodes {
+        for k in n.hand_overs() {
+            handed.entry(k).or_default().push(n.name.clone());
+        }
+    }
+    for (k, by) in &handed {
+        assert_eq!(by.len(), 1, "{k:?} handed over by {by:?}");
+    }
+    for id in &acked {
+        assert!(handed.keys().any(|(c, _)| c == id), "{id} never handed over");
     }
 }

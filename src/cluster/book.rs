@@ -237,8 +237,25 @@ impl Batch {
     }
 }
 
+/// Answers `op` with `e` without applying it.
+fn refuse(op: Op, e: &StoreError) {
+    match op {
+        Op::Schedule(.., tx) | Op::Reschedule(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Cancel(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Report(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Tick(.., tx) => drop(tx.send(Err(e.clone()))),
+        Op::Flush(tx) => drop(tx.send(())),
+        Op::Skip(.., tx) => drop(tx.send(Err(e.clone()))),
+        Op::Audit(_, tx) => drop(tx.send(Err(e.clone()))),
+    }
+}
+
 struct Writer {
     db: Client,
+    /// The connection that LISTENs for other nodes' changes (cluster mode).
+    listen: Option<Client>,
+    listen_tx: mpsc::UnboundedSender<String>,
+    opts: PgOptions,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
     engine: Engine,
@@ -262,7 +279,33 @@ fn decode_row(row: &Row, col: usize) -> Result<Callback, StoreError> {
     decode_callback(bytes).map_err(|source| StoreError::Decode { id: CallbackId(id as u64), source })
 }
 
+/// A connection LISTENing on [`CHANNEL`], its notifications sent to `tx`.
+async fn listen_to(opts: &PgOptions, tx: &mpsc::UnboundedSender<String>) -> Result<Client, StoreError> {
+    let listen = connect(opts, Some(tx.clone())).await?;
+    listen.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error)?;
+    Ok(listen)
+}
+
 impl Writer {
+    /// Connects again when the database connection ended (the database
+    /// restarted, or the network between them failed): without it no change
+    /// can be written, and nothing is dialled, until this succeeds. What is
+    /// due is read again, as other nodes' notifications may have been missed.
+    async fn reconnect(&mut self) -> Result<(), StoreError> {
+        if !self.db.is_closed() && self.listen.as_ref().is_none_or(|l| !l.is_closed()) {
+            return Ok(());
+        }
+        if self.db.is_closed() {
+            self.db = connect(&self.opts, None).await?;
+        }
+        if self.listen.as_ref().is_some_and(|l| l.is_closed()) {
+            self.listen = Some(listen_to(&self.opts, &self.listen_tx).await?);
+        }
+        tracing::info!("reconnected to the database");
+        self.engine.reset(self.clock.now_ms());
+        Ok(())
+    }
+
     /// The shards this node may dial at `now` with their epochs; `None` =
     /// every shard, unfenced (a single node).
     fn dialable(&self, now: Millis) -> Option<HashMap<u32, i64>> {
@@ -311,6 +354,13 @@ impl Writer {
 
     async fn process(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
+        if let Err(e) = self.reconnect().await {
+            tracing::warn!(error = %e, "cannot reach the database; changes refused");
+            for op in ops {
+                refuse(op, &e);
+            }
+            return;
+        }
         if let Some(o) = self.own.clone() {
             let g = o.generation();
             if g != self.generation {
@@ -930,7 +980,11 @@ impl Writer {
 /// The callback book in PostgreSQL. Cheap to share behind an `Arc`.
 pub struct PgBook {
     tx: mpsc::UnboundedSender<Op>,
-    read: Client,
+    /// The connection reads use; replaced when it ends (see [`PgBook::reader`]).
+    read: tokio::sync::Mutex<Arc<Client>>,
+    opts: PgOptions,
+    /// The writer thread's runtime, which drives every connection of the book.
+    rt: tokio::runtime::Handle,
     writer: Option<JoinHandle<()>>,
     notify: Arc<Notify>,
     waiting: Arc<AtomicUsize>,
@@ -950,6 +1004,7 @@ impl PgBook {
     /// writer on a thread of its own. Blocking: call it off async threads
     /// or before the runtime is busy.
     pub fn open(opts: PgOptions, clock: Arc<dyn Clock>, cfg: Arc<Config>) -> Result<PgBook, StoreError> {
+        let book_opts = opts.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("redial-pg-book".into())
@@ -970,18 +1025,13 @@ impl PgBook {
                             other => StoreError::Postgres(other.to_string().into()),
                         })?;
                         let read = connect(&opts, None).await?;
-                        if opts.ownership.is_some() {
-                            let listen = connect(&opts, Some(listen_tx)).await?;
-                            listen.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error)?;
-                            // The listening connection lives as long as the writer.
-                            tokio::spawn(async move {
-                                let _keep = listen;
-                                std::future::pending::<()>().await
-                            });
-                        }
+                        let listen = if opts.ownership.is_some() { Some(listen_to(&opts, &listen_tx).await?) } else { None };
                         let now = clock.now_ms();
                         let mut w = Writer {
                             db,
+                            listen,
+                            listen_tx,
+                            opts: opts.clone(),
                             cfg: cfg.clone(),
                             clock: clock.clone(),
                             engine: Engine::new(cfg.clone(), now),
@@ -1004,7 +1054,8 @@ impl PgBook {
                     match opened {
                         Ok((w, read, recovered, listen_rx)) => {
                             let (tx, rx) = mpsc::unbounded_channel();
-                            let _ = ready_tx.send(Ok((tx, read, w.notify.clone(), w.waiting.clone(), recovered)));
+                            let rt = tokio::runtime::Handle::current();
+                            let _ = ready_tx.send(Ok((tx, read, rt, w.notify.clone(), w.waiting.clone(), recovered)));
                             w.run(rx, listen_rx).await;
                         }
                         Err(e) => {
@@ -1015,7 +1066,9 @@ impl PgBook {
             })
             .map_err(|e| StoreError::io(Path::new("redial-pg-book thread"), e))?;
         match ready_rx.recv() {
-            Ok(Ok((tx, read, notify, waiting, recovered))) => Ok(PgBook { tx, read, writer: Some(writer), notify, waiting, recovered }),
+            Ok(Ok((tx, read, rt, notify, waiting, recovered))) => {
+                Ok(PgBook { tx, read: tokio::sync::Mutex::new(Arc::new(read)), opts: book_opts, rt, writer: Some(writer), notify, waiting, recovered })
+            }
             Ok(Err(e)) => {
                 let _ = writer.join();
                 Err(e)
@@ -1035,8 +1088,20 @@ impl PgBook {
         rx.await.unwrap_or(closed)
     }
 
+    /// The read connection, connected again if it ended (on the writer's
+    /// runtime, like the first).
+    async fn reader(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.read.lock().await;
+        if slot.is_closed() {
+            let opts = self.opts.clone();
+            let c = self.rt.spawn(async move { connect(&opts, None).await }).await.map_err(|_| StoreError::Closed)??;
+            *slot = Arc::new(c);
+        }
+        Ok(slot.clone())
+    }
+
     async fn get_now(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
-        let row = self.read.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1", &[&id_i64(id)]).await.map_err(pg_error)?;
+        let row = self.reader().await?.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1", &[&id_i64(id)]).await.map_err(pg_error)?;
         row.map(|r| decode_row(&r, 1)).transpose()
     }
 
@@ -1060,7 +1125,8 @@ impl PgBook {
         let mut from = from;
         loop {
             let rows = self
-                .read
+                .reader()
+                .await?
                 .query(
                     "SELECT id, record FROM redial_callbacks
                       WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
@@ -1095,7 +1161,8 @@ impl PgBook {
             return Ok(None);
         }
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT record FROM redial_attempts WHERE callback = $1 ORDER BY attempt", &[&id_i64(id)])
             .await
             .map_err(pg_error)?;
@@ -1108,7 +1175,8 @@ impl PgBook {
 
     async fn stats_now(&self, queue: Option<&str>) -> Result<Stats, StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query(
                 "SELECT status, count(*), coalesce(sum(first_delay), 0)::bigint FROM redial_callbacks
                   WHERE ($1::text IS NULL OR queue = $1) GROUP BY status",
@@ -1132,7 +1200,8 @@ impl PgBook {
     /// the records of the queues asked for (no column to group by).
     async fn stats_by_origin_now(&self, queue: Option<&str>, origin: Option<Origin>) -> Result<(Stats, Vec<(Origin, Stats)>), StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT id, record FROM redial_callbacks WHERE ($1::text IS NULL OR queue = $1)", &[&queue])
             .await
             .map_err(pg_error)?;
@@ -1153,7 +1222,8 @@ impl PgBook {
     async fn audit_page_now(&self, limit: usize, before: Option<u64>) -> Result<AuditPage, StoreError> {
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT seq, entry FROM redial_audit WHERE seq < $1 ORDER BY seq DESC LIMIT $2", &[&before, &(limit as i64 + 1)])
             .await
             .map_err(pg_error)?;
@@ -1171,7 +1241,8 @@ impl PgBook {
 
     async fn audit_for_now(&self, target: &str, limit: usize, horizon: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query(
                 "SELECT entry FROM (SELECT seq, target, entry FROM redial_audit ORDER BY seq DESC LIMIT $2) t
                   WHERE target = $1 ORDER BY seq DESC LIMIT $3",
@@ -1186,7 +1257,8 @@ impl PgBook {
     /// per phone and queue, and every attempt row belongs to an attempt.
     async fn check_now(&self) -> Result<Result<(), Vec<Inconsistency>>, StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, displaced FROM redial_callbacks", &[])
             .await
             .map_err(pg_error)?;
@@ -1220,7 +1292,7 @@ impl PgBook {
             bad.push(Inconsistency { table: "redial_callbacks", problem: "more than one active callback per phone and queue", count: dupes });
         }
         let mut orphans = 0;
-        for r in self.read.query("SELECT callback, attempt FROM redial_attempts", &[]).await.map_err(pg_error)? {
+        for r in self.reader().await?.query("SELECT callback, attempt FROM redial_attempts", &[]).await.map_err(pg_error)? {
             let (id, n): (i64, i32) = (r.get(0), r.get(1));
             match attempts.get(&id) {
                 Some(&made) if n >= 1 && n as u32 <= made => {}
@@ -1294,7 +1366,8 @@ impl Book for PgBook {
     fn find_active<'a>(&'a self, phone: &'a str, queue: &'a str) -> BookFuture<'a, Result<Option<Callback>, StoreError>> {
         Box::pin(async move {
             let row = self
-                .read
+                .reader()
+                .await?
                 .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced", &[&phone, &queue])
                 .await
                 .map_err(pg_error)?;
