@@ -30,6 +30,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::holds;
 use super::leases::{self, shard_of, Held};
 use super::schema;
 use crate::clock::{Clock, Millis};
@@ -87,11 +88,25 @@ pub struct Ownership {
     /// Shards newly claimed whose in-progress attempts must be closed
     /// (their dialler lost them) before they are dialled here.
     claimed: Mutex<Vec<u32>>,
+    /// This node's agent holds (their keys), renewed by the lease loop
+    /// while their attempts go on.
+    holds: Mutex<HashSet<String>>,
+    /// Agents other nodes hold now, as last read or refused.
+    elsewhere: Mutex<HashSet<String>>,
 }
 
 impl Ownership {
     pub fn new(node: impl Into<String>, shards: u32, lease: std::time::Duration) -> Arc<Self> {
-        Arc::new(Self { node: node.into(), shards: shards.max(1), lease, held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
+        Arc::new(Self {
+            node: node.into(),
+            shards: shards.max(1),
+            lease,
+            held: Mutex::default(),
+            generation: AtomicU64::new(0),
+            claimed: Mutex::default(),
+            holds: Mutex::default(),
+            elsewhere: Mutex::default(),
+        })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -134,6 +149,29 @@ impl Ownership {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         !gone.is_empty()
+    }
+
+    /// This node's agent holds now (for their renewal).
+    pub fn holds(&self) -> Vec<String> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    fn add_holds(&self, keys: impl IntoIterator<Item = String>) {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+    }
+
+    fn drop_hold(&self, key: &str) {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Whether another node holds `agent` (as last known here).
+    pub fn held_elsewhere(&self, agent: &str) -> bool {
+        self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()).contains(agent)
+    }
+
+    /// The agents other nodes hold, as the lease loop read them.
+    pub fn set_held_elsewhere(&self, agents: impl IntoIterator<Item = String>) {
+        *self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()) = agents.into_iter().collect();
     }
 
     fn generation(&self) -> u64 {
@@ -224,6 +262,9 @@ struct Batch {
     audit: Vec<AuditEntry>,
     /// Ids reserved for this batch's schedules.
     ids: Vec<u32>,
+    /// Agent holds written for this batch's attempts (committed on their
+    /// own): given back if the batch fails.
+    holds: Vec<String>,
     /// A callback became scheduled due within [`NOTIFY_WITHIN_MS`]: other
     /// nodes may have to dial it before their next load reaches it.
     near_due: bool,
@@ -252,6 +293,10 @@ fn refuse(op: Op, e: &StoreError) {
 
 struct Writer {
     db: Client,
+    /// Agent holds are written here, each in its own transaction, so that a
+    /// node waiting for another's hold to commit holds no lock of its own
+    /// (cluster mode).
+    holds_db: Option<Client>,
     /// The connection that LISTENs for other nodes' changes (cluster mode).
     listen: Option<Client>,
     listen_tx: mpsc::UnboundedSender<String>,
@@ -292,11 +337,15 @@ impl Writer {
     /// can be written, and nothing is dialled, until this succeeds. What is
     /// due is read again, as other nodes' notifications may have been missed.
     async fn reconnect(&mut self) -> Result<(), StoreError> {
-        if !self.db.is_closed() && self.listen.as_ref().is_none_or(|l| !l.is_closed()) {
+        let closed = |c: &Option<Client>| c.as_ref().is_some_and(|c| c.is_closed());
+        if !self.db.is_closed() && !closed(&self.listen) && !closed(&self.holds_db) {
             return Ok(());
         }
         if self.db.is_closed() {
             self.db = connect(&self.opts, None).await?;
+        }
+        if closed(&self.holds_db) {
+            self.holds_db = Some(connect(&self.opts, None).await?);
         }
         if self.listen.as_ref().is_some_and(|l| l.is_closed()) {
             self.listen = Some(listen_to(&self.opts, &self.listen_tx).await?);
@@ -304,6 +353,20 @@ impl Writer {
         tracing::info!("reconnected to the database");
         self.engine.reset(self.clock.now_ms());
         Ok(())
+    }
+
+    /// Ends this batch's agent holds whose keys `which` picks (their attempts
+    /// will not start). One that cannot be ended lapses with its lease.
+    async fn drop_holds(&self, which: impl Fn(&str) -> bool, batch: &mut Batch) {
+        let (Some(own), Some(hdb)) = (&self.own, &self.holds_db) else { return };
+        let (gone, kept): (Vec<String>, Vec<String>) = batch.holds.drain(..).partition(|k| which(k));
+        batch.holds = kept;
+        for key in gone {
+            own.drop_hold(&key);
+            if let Err(e) = holds::release_hold(hdb, &key).await {
+                tracing::warn!(error = %pg_error(e), hold = %key, "could not end an agent hold; it lapses");
+            }
+        }
     }
 
     /// The shards this node may dial at `now` with their epochs; `None` =
@@ -417,6 +480,8 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "book write failed; batch refused");
                 let _ = self.db.batch_execute("ROLLBACK").await;
+                // Its attempts did not start: nor do their agents' holds.
+                self.drop_holds(|_| true, &mut batch).await;
                 self.engine.reset(now);
                 self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
                 for r in batch.replies {
@@ -698,6 +763,12 @@ impl Writer {
             batch.events.push(change::attempt_event(&new, &attempt));
         }
         self.put(Some(&old), &new, batch).await?;
+        if let Some(own) = &self.own {
+            // The attempt is over: so is the agent's hold for it.
+            let key = holds::hold_key(&id.to_string(), n);
+            holds::release_hold(&self.db, &key).await.map_err(pg_error)?;
+            own.drop_hold(&key);
+        }
         Ok(Ok(new))
     }
 
@@ -908,6 +979,43 @@ impl Writer {
                 out.push(d);
             }
         }
+        if let (Some(own), Some(hdb)) = (&self.own, &self.holds_db) {
+            // Each agent handed an attempt is held in the cluster first: a
+            // hold another node has (a conditional write) leaves the
+            // callback as it was, for a later round or another agent.
+            let node = own.node.clone();
+            let wanted: Vec<(CallbackId, String, String)> =
+                out.iter().filter(|d| d.agent != holds::ANY_AGENT).map(|d| (d.callback.id, d.agent.clone(), holds::hold_key(&d.callback.id.to_string(), d.attempt))).collect();
+            let got = try_join_all(wanted.iter().map(|(id, agent, key)| {
+                let node = node.clone();
+                async move { holds::reserve(hdb, agent, &node, key, own.lease).await.map(|ok| (*id, agent.clone(), key.clone(), ok)) }
+            }))
+            .await
+            .map_err(pg_error)?;
+            let mut refused = HashSet::new();
+            for (id, agent, key, ok) in got {
+                if ok {
+                    batch.holds.push(key);
+                } else {
+                    tracing::info!(agent = %agent, callback = %id, "agent held by another node");
+                    own.elsewhere.lock().unwrap_or_else(|p| p.into_inner()).insert(agent);
+                    refused.insert(id);
+                }
+            }
+            if !refused.is_empty() {
+                batch.reload = true;
+                out.retain(|d| {
+                    let keep = !refused.contains(&d.callback.id);
+                    if !keep {
+                        avail.release(&d.agent);
+                    }
+                    keep
+                });
+                writes.retain(|(old, _)| !refused.contains(&old.id));
+                starts.retain(|(id, ..)| !refused.contains(id));
+            }
+            own.add_holds(batch.holds.iter().cloned());
+        }
         if let Some(own) = &self.own {
             // The fenced starts: a refused one (the lease moved on) is not
             // dialled and its record is left as it was.
@@ -931,6 +1039,7 @@ impl Writer {
                     keep
                 });
                 writes.retain(|(old, _)| !refused.contains(&old.id));
+                self.drop_holds(|key| refused.iter().any(|id| key.starts_with(&format!("{id}/"))), batch).await;
             }
         }
         for (old, new) in &writes {
@@ -1027,8 +1136,10 @@ impl PgBook {
                         let read = connect(&opts, None).await?;
                         let listen = if opts.ownership.is_some() { Some(listen_to(&opts, &listen_tx).await?) } else { None };
                         let now = clock.now_ms();
+                        let holds_db = if opts.ownership.is_some() { Some(connect(&opts, None).await?) } else { None };
                         let mut w = Writer {
                             db,
+                            holds_db,
                             listen,
                             listen_tx,
                             opts: opts.clone(),
