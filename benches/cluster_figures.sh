@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
 # Cluster figures (docs/cluster.md), all in one run on this machine:
 #  1. durable POST /v1/callbacks per second and p99 (wrk; each 201 after the
-#     commit) on redb, on PostgreSQL with 1 node, and with 3 nodes (one wrk
-#     per node, the connections split between them);
-#  2. callbacks fired per second: a herd of HERD callbacks due at one
-#     instant, from that instant until none is pending (the queue has no
-#     trunk, so each hand-over ends its attempt at once);
-#  3. take-over after a SIGKILL: one of 3 nodes (lease 10 s, the default)
-#     killed; time until the live nodes hold every shard again.
+#     commit) on redb, on PostgreSQL with 1, 2 and 3 nodes (one wrk per
+#     node, the connections split between them);
+#  2. callbacks fired per second and fire lateness: a herd of HERD callbacks
+#     due at one instant, from that instant until none is pending (the queue
+#     has no trunk, so each hand-over ends its attempt at once; lateness is
+#     the end of that attempt less the due time);
+#  3. the same herd (SIP_HERD callbacks) on 3 nodes dialling through
+#     Kamailio (deploy/kamailio/redial-front.cfg) to a SIPp carrier that
+#     answers 486: lateness of each attempt's start, and how many INVITEs
+#     the carrier and Kamailio's second guard saw;
+#  4. take-over after a SIGKILL: one of 3 nodes (lease 10 s, the default)
+#     killed, TAKEOVERS times; time until the live nodes hold every shard.
 # Everything shares these cores with PostgreSQL and wrk: the figures compare
 # backends on one machine, they are not a deployment's capacity.
-# Needs: cargo build --release --bin redial; wrk; PostgreSQL server binaries.
-# Usage: benches/cluster_figures.sh [DURATION_S] [CONNECTIONS] [HERD]
+# Needs: cargo build --release --bin redial; wrk; PostgreSQL server binaries;
+# kamailio and sipp (Debian packages).
+# Usage: benches/cluster_figures.sh [DURATION_S] [CONNECTIONS] [HERD] [SIP_HERD] [TAKEOVERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 CONN=${2:-64}
 HERD=${3:-5000}
+SIP_HERD=${4:-1000}
+TAKEOVERS=${5:-3}
 BIN=${BIN:-target/release/redial}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}" ${KPID:-} ${SIPPID:-}; do kill "$p" 2>/dev/null || true; done
+  [ -n "${KPID:-}" ] && kill -9 -- -"$KPID" 2>/dev/null || true
   [ -n "${PGPID:-}" ] && kill -QUIT "$PGPID" 2>/dev/null || true
   sleep 0.5
   rm -rf "$TMP"
@@ -48,6 +57,7 @@ start() {
   local http sip dir="$TMP/$1"
   http=$(port); sip=$(port)
   mkdir -p "$dir/profiles"
+  [ -n "${PROFILE:-}" ] && printf '%s\n' "$PROFILE" > "$dir/profiles/carrier.toml"
   cat > "$dir/redial.toml" <<TOML
 [sip]
 listen = "127.0.0.1:$sip"
@@ -68,8 +78,10 @@ TOML
   PIDS+=($!)
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
   URLS+=("http://127.0.0.1:$http")
+  SIPS+=("127.0.0.1:$sip")
 }
-stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); URLS=(); }
+SIPS=()
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); URLS=(); SIPS=(); }
 pg_storage() { printf '[storage]\nbackend = "postgres"\nurl = "host=%s user=redial dbname=%s"' "$TMP/pg" "$1"; }
 cluster() { printf '[cluster]\nnode = "%s"\nshards = 64' "$1"; }
 pending() { curl -sf -H "Authorization: Bearer $REDIAL_TOKEN" "$1/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending"])'; }
@@ -93,16 +105,23 @@ print(f"  total {t:.0f} POST/s")'
 
 # herd: HERD callbacks due at one instant (75 s and more ahead), spread over the
 # nodes; prints fired/s from the due instant until none is pending.
+# herd [N] [QUEUE] [PREFIX]: by default HERD callbacks of queue q; with a
+# queue that has a trunk, lateness is each attempt's start less its due time.
 herd() {
-  local at n=${#URLS[@]}
+  local at n=${#URLS[@]} size=${1:-$HERD}
   # Due after the 60 s minimum lead plus time to post the herd.
-  at=$(python3 -c "import time; print(int(time.time()) + 75 + $HERD // 50)")
-  python3 - "$at" "$HERD" "${URLS[@]}" <<'PY'
+  at=$(python3 -c "import time; print(int(time.time()) + 75 + $size // 50)")
+  python3 - "$at" "$size" "${2:-q}" "${3:-+1888}" "${URLS[@]}" <<'PY'
 import json, sys, time, urllib.request, urllib.error, concurrent.futures as cf, datetime
-at, herd, urls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+at, herd, queue, prefix, urls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+def ms(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+def get(path):
+    r = urllib.request.Request(urls[0] + path, headers={"Authorization": "Bearer bench-secret-0001"})
+    return json.load(urllib.request.urlopen(r))
 iso = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 def post(i):
-    body = json.dumps({"phone": "+1888%07d" % i, "queue": "q", "scheduled_at": iso}).encode()
+    body = json.dumps({"phone": prefix + "%07d" % i, "queue": queue, "scheduled_at": iso}).encode()
     r = urllib.request.Request(urls[i % len(urls)] + "/v1/callbacks", body, {"Content-Type": "application/json", "Authorization": "Bearer bench-secret-0001"})
     try:
         return urllib.request.urlopen(r).status
@@ -117,10 +136,32 @@ time.sleep(max(0, at - time.time()))
 while pending() > 0:
     time.sleep(0.02)
 took = time.time() - at
-print(f"  {herd} due at once on {len(urls)} node(s): drained {took:.2f} s after due, {herd / took:.0f} fired/s")
+cbs, cursor = [], None
+while True:
+    page = get("/v1/callbacks?limit=500&queue=" + queue + ("&cursor=" + cursor if cursor else ""))
+    cbs += [c for c in page["items"] if c["phone"].startswith(prefix)]
+    cursor = page.get("next_cursor")
+    if not cursor:
+        break
+if queue == "q":
+    late = sorted(ms(c["updated_at"]) - ms(c["due_at"]) for c in cbs)
+else:
+    late = []
+    # An attempt's start is its due time when it was armed ahead; its end
+    # (the carrier's 486 back through Kamailio) is what the customer's
+    # phone would have seen by then.
+    def first(c):
+        a = get("/v1/callbacks/" + c["id"] + "/attempts")["items"]
+        return ms(a[0]["ended_at"]) - ms(c["due_at"]) if a and a[0].get("ended_at") else None
+    with cf.ThreadPoolExecutor(16) as ex:
+        late = sorted(x for x in ex.map(first, cbs) if x is not None)
+pct = lambda p: late[min(len(late) - 1, int(len(late) * p / 100))]
+print(f"  {herd} due at once on {len(urls)} node(s): drained {took:.2f} s after due, {herd / took:.0f} fired/s; "
+      f"lateness p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {late[-1]:.0f} ms over {len(late)}")
 PY
 }
 
+if [ "${ONLY:-}" != sip ]; then
 echo "== redb, 1 node"
 start r1 "[storage]
 path = \"$TMP/r1.redb\""
@@ -135,22 +176,62 @@ post
 herd
 stop_all
 
-echo "== PostgreSQL, 3 nodes"
-psql_ "CREATE DATABASE three"
-for n in a b c; do start "$n" "$(pg_storage three)" "$(cluster "$n")"; done
-sleep 4 # the leases settle into thirds
+echo "== PostgreSQL, 2 nodes"
+psql_ "CREATE DATABASE two"
+for n in a b; do start "$n" "$(pg_storage two)" "$(cluster "$n")"; done
+sleep 4 # the leases settle into halves
 post
 herd
+stop_all
+fi
 
-echo "== take-over after SIGKILL (lease 10 s)"
-victim=${PIDS[2]}
-kill -9 "$victim"
-t0=$(date +%s.%N)
-while true; do
-  held=$(curl -sf -H "Authorization: Bearer $REDIAL_TOKEN" "${URLS[0]}/v1/cluster" | python3 -c '
-import json,sys; v=json.load(sys.stdin); print(sum(n["shards"] for n in v["nodes"] if n["live"] and n["node"] != "c"))')
-  [ "$held" = 64 ] && break
-  sleep 0.05
+echo "== PostgreSQL, 3 nodes, calls through Kamailio to a SIPp carrier (486)"
+psql_ "CREATE DATABASE three"
+KPORT=$(port)
+CARRIER=$(port)
+sipp -sf tests/sipp/dial_carrier_busy.xml -i 127.0.0.1 -p "$CARRIER" -m 1000000 -bg -trace_msg -message_file "$TMP/carrier.log" \
+  -set dir "$TMP" -set rtp_port 9 >/dev/null 2>&1 || true
+SIPPID=$(pgrep -n -f "sipp -sf tests/sipp/dial_carrier_busy.xml -i 127.0.0.1 -p $CARRIER" || true)
+PROFILE="proxy = \"sip:127.0.0.1:$KPORT\"
+domain = \"127.0.0.1:$CARRIER\"
+register = false
+caller_id = \"+15550100\"
+codecs = [\"PCMU\"]
+options_ping = \"0\""
+for n in a b c; do start "$n" "$(pg_storage three)" "$(cluster "$n")
+[[queues]]
+name = \"k\"
+profile = \"carrier\"
+max_attempts = 1"; done
+PROFILE=
+for s in "${SIPS[@]}"; do echo "1 sip:$s"; done > "$TMP/nodes.list"
+setsid kamailio -f deploy/kamailio/redial-front.cfg -l "udp:127.0.0.1:$KPORT" -A "DISPATCHER_LIST=\"$TMP/nodes.list\"" \
+  -DD -E -m 128 -M 8 -Y "$TMP" >"$TMP/kamailio.log" 2>&1 &
+KPID=$!
+sleep 4 # the leases settle into thirds; dispatcher probes the nodes
+[ "${ONLY:-}" != sip ] && post && herd
+herd "$SIP_HERD" k +1777
+echo "  the carrier got $(grep -E '^\s*X-Redial-Attempt:' "$TMP/carrier.log" | sort -u | wc -l) attempts in $(grep -E '^\s*Call-ID:' "$TMP/carrier.log" | sort -u | wc -l) calls ($(grep -cE '^\s*INVITE sip:' "$TMP/carrier.log" || true) INVITEs with retransmissions and later requests); Kamailio refused $(grep -c 'second INVITE for attempt' "$TMP/kamailio.log" || true) as second ones"
+
+echo "== take-over after SIGKILL (lease 10 s), $TAKEOVERS times"
+for round in $(seq "${TAKEOVERS}"); do
+  victim=${PIDS[-1]}
+  name="v$round"
+  [ "$round" = 1 ] && name=c
+  kill -9 "$victim"
+  t0=$(date +%s.%N)
+  while true; do
+    held=$(curl -sf -H "Authorization: Bearer $REDIAL_TOKEN" "${URLS[0]}/v1/cluster" | python3 -c '
+import json,sys; v=json.load(sys.stdin); print(sum(n["shards"] for n in v["nodes"] if n["live"] and n["node"] != sys.argv[1]))' "$name")
+    [ "$held" = 64 ] && break
+    sleep 0.05
+  done
+  python3 -c "import time; print(f'  round $round: the live nodes hold every shard {time.time() - $t0:.2f} s after the SIGKILL')"
+  unset 'PIDS[-1]' 'URLS[-1]' 'SIPS[-1]'
+  PIDS=("${PIDS[@]}"); URLS=("${URLS[@]}"); SIPS=("${SIPS[@]}")
+  if [ "$round" != "$TAKEOVERS" ]; then
+    start "v$((round + 1))" "$(pg_storage three)" "$(cluster "v$((round + 1))")"
+    sleep 12 # the dead node's heartbeat ages out; the new one takes its third
+  fi
 done
-python3 -c "import time; print(f'  the live nodes hold every shard {time.time() - $t0:.2f} s after the SIGKILL')"
 stop_all

@@ -1,6 +1,6 @@
 //! The book's contract against the PostgreSQL backend: the same test files
-//! as the redb book (`scheduler_rules`, `scheduler_events`,
-//! `scheduler_prop`), compiled into this target, where `open_book` opens a
+//! as the redb book (`scheduler_rules`, `scheduler_rules2`,
+//! `scheduler_events`, `scheduler_prop`), compiled into this target, where `open_book` opens a
 //! PostgreSQL book (a throw-away server run as an unprivileged user; each
 //! book in a schema of its own). Missing PostgreSQL binaries fail the tests
 //! with the package to install; nothing is skipped.
@@ -12,6 +12,9 @@
 
 #[path = "scheduler_rules.rs"]
 mod rules;
+
+#[path = "scheduler_rules2.rs"]
+mod rules2;
 
 #[path = "scheduler_events.rs"]
 mod events;

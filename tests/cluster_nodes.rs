@@ -1,16 +1,20 @@
-//! Three `redial serve` nodes on one throw-away PostgreSQL, load through all
-//! three APIs, one node SIGKILLed at a seeded random moment: every
-//! acknowledged callback is kept, no (callback, attempt) is handed over
-//! twice across the nodes, and every callback due during the test is
-//! dialled — the dead node's by the others within 30 s of its due time.
+//! Three `redial serve` nodes on one throw-away PostgreSQL behind Kamailio
+//! (the shipped front, dispatcher over the nodes), load through all three
+//! APIs, one node SIGKILLed at a seeded random moment: every acknowledged
+//! callback is kept, no (callback, attempt) is handed over twice across the
+//! nodes, no `X-Redial-Attempt` reaches the SIPp carrier twice, and every
+//! callback due during the test is dialled — the dead node's by the others
+//! within 30 s of its due time.
 //!
-//! The queue has no trunk, so a hand-over ends its attempt `failed` at once
-//! (a final status); each node's dialler logs every hand-over, and the
-//! fenced start of each attempt is a row in `redial_attempt_starts`.
+//! The nodes call customers through Kamailio, which relays to a SIPp carrier
+//! answering 486: each attempt ends `busy` and is retried once a second
+//! later. Kamailio's own second guard (482 for an attempt seen before) must
+//! never fire: the fence in the book is what keeps attempts single.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{request, ADMIN, RW};
+use common::kamailio::Front;
 use common::pg::Postgres;
+use common::Sipp;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -30,14 +36,32 @@ struct Node {
     log: PathBuf,
     child: Option<Child>,
     port: u16,
+    sip: std::net::SocketAddr,
 }
 
 impl Node {
-    fn start(root: &Path, name: &str, url: &str) -> Node {
+    /// A node of the cluster on `url`. With `trunk` = (front, carrier) it
+    /// calls customers of queue `support` through the front to the carrier;
+    /// without, the queue has no trunk and a hand-over ends its attempt
+    /// `failed` at once.
+    fn start(root: &Path, name: &str, url: &str, trunk: Option<(SocketAddr, SocketAddr)>) -> Node {
         let dir = root.join(name);
         let profiles = dir.join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
-        let cfg = common::api::config(&dir.join("unused.redb"), &profiles, true);
+        let mut cfg = common::api::config(&dir.join("unused.redb"), &profiles, true);
+        if let Some((front, carrier)) = trunk {
+            // The Request-URI names the carrier; every request goes to the front.
+            std::fs::write(
+                profiles.join("carrier.toml"),
+                format!("proxy = \"sip:{front}\"\ndomain = \"{carrier}\"\nregister = false\ncaller_id = \"+15550100\"\ncodecs = [\"PCMU\"]\noptions_ping = \"0\"\n"),
+            )
+            .unwrap();
+            cfg = cfg.replacen(
+                "name = \"support\"\n",
+                "name = \"support\"\nprofile = \"carrier\"\nmax_attempts = 2\nretry_delay = \"1s\"\n",
+                1,
+            );
+        }
         let storage = format!("[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
         let cfg = cfg.replacen("[storage]\n", &storage, 1).replacen(&format!("path = \"{}\"\n", dir.join("unused.redb").display()), "", 1);
         let cfg = format!(
@@ -46,7 +70,7 @@ impl Node {
         let config = dir.join("redial.toml");
         std::fs::write(&config, cfg).unwrap();
         let log = dir.join("redial.log");
-        let mut n = Node { name: name.into(), dir, log, child: None, port: 0 };
+        let mut n = Node { name: name.into(), dir, log, child: None, port: 0, sip: ([127, 0, 0, 1], 0).into() };
         n.spawn(&config);
         n
     }
@@ -71,6 +95,7 @@ impl Node {
         );
         self.child = Some(child);
         self.port = bound.http.port();
+        self.sip = bound.sip;
     }
 
     fn kill(&mut self) {
@@ -137,7 +162,14 @@ fn run(seed: u64) {
     let pg = Postgres::start();
     let root = tempfile::tempdir().unwrap();
     let names = ["n1", "n2", "n3"];
-    let mut nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url())).collect();
+    // The carrier answers every INVITE 486 and records what it got.
+    let carrier = Sipp::new("dial_carrier_busy.xml").calls(100_000).timeout(Duration::from_secs(300)).timeout_ok().trace_msg().set("rtp_port", "9").spawn();
+    let carrier_addr: SocketAddr = ([127, 0, 0, 1], carrier.port()).into();
+    // The nodes must name the front before it can list them: its port is
+    // chosen first.
+    let front_addr: SocketAddr = ([127, 0, 0, 1], common::peer_port()).into();
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url(), Some((front_addr, carrier_addr)))).collect();
+    let front = Front::start_on(front_addr, &nodes.iter().map(|n| n.sip).collect::<Vec<_>>(), &[]).expect("kamailio on the port the nodes were given");
     eventually("three nodes sharing the shards", Duration::from_secs(30), || balanced(nodes[0].port, &names).then_some(()));
 
     // Load through all three APIs; one node dies at a random moment.
@@ -235,11 +267,132 @@ fn run(seed: u64) {
     eprintln!("seed {seed}: latest first attempt {worst} ms after due; survivors {survivors:?}");
     // The survivors hold every shard between them.
     eventually("the survivors holding every shard", Duration::from_secs(30), || balanced(port, &survivors).then_some(()));
+
+    // Every callback ends (two busy attempts, or an attempt the dead node
+    // left, closed as failed); then the carrier has seen every INVITE.
+    let finals: Vec<Vec<Value>> = eventually("every acknowledged callback final", Duration::from_secs(60), || {
+        let mut all = Vec::new();
+        for a in &acked {
+            let id = a["id"].as_str().unwrap();
+            let c = get(port, &format!("/v1/callbacks/{id}"), RW);
+            if c["status"] == "scheduled" || c["status"] == "in_progress" {
+                return None;
+            }
+            all.push(get(port, &format!("/v1/callbacks/{id}/attempts"), RW)["items"].as_array().unwrap().clone());
+        }
+        Some(all)
+    });
+    let out = carrier.stop();
+    // Attempt → the calls (Call-IDs) that carried it. A retransmission of
+    // one INVITE (UDP, a loaded machine) is the same call, not a second one.
+    let mut seen: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for block in out.messages.split("message received").skip(1) {
+        let lines: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('[')).collect();
+        if lines.first().is_some_and(|l| l.starts_with("INVITE ")) {
+            let attempt = lines.iter().find_map(|l| l.strip_prefix("X-Redial-Attempt:")).unwrap_or_else(|| panic!("an INVITE without X-Redial-Attempt: {block}"));
+            // Relayed by the front, not sent straight to the carrier.
+            assert!(lines.iter().any(|l| l.starts_with("Record-Route:")), "an INVITE that did not pass Kamailio: {block}");
+            let call = lines.iter().find_map(|l| l.strip_prefix("Call-ID:")).unwrap_or_else(|| panic!("an INVITE without Call-ID: {block}"));
+            seen.entry(attempt.trim().to_string()).or_default().insert(call.trim().to_string());
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, calls)| calls.len() > 1).collect();
+    assert!(twice.is_empty(), "attempts the carrier got more than once: {twice:?}");
+    assert!(!front.log().contains("second INVITE for attempt"), "Kamailio's guard refused a second INVITE:\n{}", front.log());
+    // The carrier's record is whole: every attempt that ended with its 486
+    // is in it (an attempt the dead node left may or may not have reached it).
+    let mut busy = 0;
+    for (a, atts) in acked.iter().zip(&finals) {
+        for x in atts.iter().filter(|x| x["sip_status"] == 486) {
+            let key = format!("{}/{}", a["id"].as_str().unwrap(), x["attempt"]);
+            assert!(seen.contains_key(&key), "{key} ended 486 but the carrier has no INVITE for it");
+            busy += 1;
+        }
+    }
+    assert!(busy >= acked.len(), "only {busy} busy attempts for {} callbacks", acked.len());
+    eprintln!("seed {seed}: the carrier got {} INVITEs, each attempt once; {busy} ended 486", seen.len());
 }
 
 #[test]
 fn a_node_sigkilled_mid_run_loses_nothing_and_dials_nothing_twice() {
     for seed in [1, 2] {
         run(seed);
+    }
+}
+
+/// Every callback in the book, by id, read through `port`.
+fn all_callbacks(port: u16) -> HashMap<String, Value> {
+    let mut all = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/callbacks?limit=500&cursor={c}"),
+            None => "/v1/callbacks?limit=500".to_string(),
+        };
+        let page = get(port, &path, RW);
+        for c in page["items"].as_array().unwrap() {
+            all.insert(c["id"].as_str().unwrap().to_string(), c.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return all,
+        }
+    }
+}
+
+fn post(port: u16, phone: &str) -> (u16, Value) {
+    let body = json!({"phone": phone, "queue": "support"}).to_string();
+    request(port, "POST", "/v1/callbacks", Some(RW), Some(&body), &[]).unwrap_or_else(|e| panic!("POST: {e}"))
+}
+
+/// The database stops (immediate shutdown) under two nodes and comes back:
+/// while it is down a booking is refused with an error, never acknowledged;
+/// afterwards both nodes reconnect, book and dial again, and nothing
+/// acknowledged before or after is lost or dialled twice.
+#[test]
+fn a_database_restart_refuses_changes_then_both_nodes_resume() {
+    let mut pg = Postgres::start();
+    let root = tempfile::tempdir().unwrap();
+    let names = ["n1", "n2"];
+    let nodes: Vec<Node> = names.iter().map(|n| Node::start(root.path(), n, &pg.url(), None)).collect();
+    eventually("two nodes sharing the shards", Duration::from_secs(30), || balanced(nodes[0].port, &names).then_some(()));
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let (st, v) = post(nodes[i % 2].port, &format!("+1888{i:07}"));
+        assert_eq!(st, 201, "{v}");
+        acked.push(v["id"].as_str().unwrap().to_string());
+    }
+
+    pg.kill();
+    for (i, n) in nodes.iter().enumerate() {
+        let (st, v) = post(n.port, &format!("+1887{i:07}"));
+        assert!(st >= 500, "node {i} acknowledged a booking with the database down: {st} {v}");
+    }
+    pg.restart();
+
+    // Each node books again once it has reconnected.
+    for (i, n) in nodes.iter().enumerate() {
+        let id = eventually("a booking after the restart", Duration::from_secs(30), || {
+            let (st, v) = post(n.port, &format!("+1886{i:07}"));
+            (st == 201).then(|| v["id"].as_str().unwrap().to_string())
+        });
+        acked.push(id);
+    }
+    let all = eventually("every acknowledged callback dialled", Duration::from_secs(60), || {
+        let all = all_callbacks(nodes[1].port);
+        acked.iter().all(|id| all.get(id).is_some_and(|c| c["attempts"].as_u64().unwrap_or(0) >= 1)).then_some(all)
+    });
+    assert_eq!(all.len(), acked.len(), "only acknowledged bookings are in the book: {all:?}");
+    let mut handed: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    for n in &nodes {
+        for k in n.hand_overs() {
+            handed.entry(k).or_default().push(n.name.clone());
+        }
+    }
+    for (k, by) in &handed {
+        assert_eq!(by.len(), 1, "{k:?} handed over by {by:?}");
+    }
+    for id in &acked {
+        assert!(handed.keys().any(|(c, _)| c == id), "{id} never handed over");
     }
 }

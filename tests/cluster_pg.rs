@@ -236,3 +236,94 @@ async fn a_book_whose_shard_was_taken_over_cannot_start_an_attempt() {
     let n: i64 = db.query_one("SELECT count(*) FROM redial_attempt_starts", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 }
+
+/// One agent, `alice`, free on a node unless this node has her already.
+struct OneAgent(std::sync::Mutex<bool>);
+
+impl redial::scheduler::engine::Availability for OneAgent {
+    fn reserve(&self, _now: i64, _queue: &str, _owner: Option<&str>) -> Option<String> {
+        let mut busy = self.0.lock().unwrap();
+        (!*busy).then(|| {
+            *busy = true;
+            "alice".to_string()
+        })
+    }
+    fn release(&self, _agent: &str) {
+        *self.0.lock().unwrap() = false;
+    }
+}
+
+/// Two nodes, each with a callback due in its own shard and `alice` free in
+/// its own registry, fire at once: the agent hold written with each start
+/// lets only one of them dial her; the other's callback stays scheduled
+/// until the first attempt ends, and then goes to her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_books_firing_at_once_never_both_hand_one_agent_over() {
+    use redial::clock::{Clock, FakeClock};
+    use redial::cluster::book::{Ownership, PgBook, PgOptions};
+    use redial::config::Config;
+    use redial::scheduler::book::Book;
+    use redial::scheduler::engine::Availability;
+    use redial::scheduler::model::{AttemptOutcome, NewCallback, Outcome, Status};
+
+    let pg = Postgres::start();
+    let db = connect(&pg).await;
+    let t = LeaseTiming { lease: Duration::from_secs(60), renew_every: Duration::from_secs(10), margin: Duration::from_secs(5) };
+    let start = 1_772_452_800_000; // a Monday, noon UTC
+    let clock = FakeClock::new(start);
+    let mut books = Vec::new();
+    let mut owns = Vec::new();
+    for node in ["a", "b"] {
+        let own = Ownership::new(node, 2, t.lease);
+        let opts = PgOptions { shards: 2, ownership: Some(own.clone()), ..PgOptions::new(pg.url()) };
+        let (c, cfg) = (Arc::new(clock.clone()) as Arc<dyn Clock>, Arc::new(Config::defaults()));
+        books.push(Arc::new(tokio::task::spawn_blocking(move || PgBook::open(opts, c, cfg)).await.unwrap().unwrap()));
+        let claimed = leases::claim(&db, node, 1, &t).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        owns.push((own, claimed[0].0, claimed[0].1));
+    }
+    // One callback due in each node's shard.
+    let mut due = [None, None];
+    for i in 0.. {
+        let req = NewCallback { phone: format!("+1555{i:07}"), queue: "default".into(), scheduled_at: Some(start + 60_000), ..Default::default() };
+        let cb = books[0].schedule(req).await.unwrap();
+        let shard = redial::cluster::leases::shard_of(&cb.id.to_string(), 2);
+        let k = owns.iter().position(|(_, s, _)| *s == shard).unwrap();
+        if due[k].is_none() {
+            due[k] = Some(cb.id);
+        } else {
+            books[0].cancel(cb.id).await.unwrap();
+        }
+        if due.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    clock.set(start + 60_000);
+    for (own, shard, epoch) in &owns {
+        own.update(&[], |h| h.granted(*shard, *epoch, clock.now_ms(), &t));
+    }
+    let avail: Vec<Arc<OneAgent>> = (0..2).map(|_| Arc::new(OneAgent(Default::default()))).collect();
+    let (ta, tb) = tokio::join!(books[0].tick(avail[0].clone() as Arc<dyn Availability>, 10), books[1].tick(avail[1].clone() as Arc<dyn Availability>, 10));
+    let (ta, tb) = (ta.unwrap(), tb.unwrap());
+    let fired: Vec<_> = ta.dispatches.iter().chain(&tb.dispatches).collect();
+    assert_eq!(fired.len(), 1, "alice handed over by both nodes: {fired:?}");
+    let winner = usize::from(tb.dispatches.len() == 1);
+    let loser = 1 - winner;
+    assert_eq!(fired[0].agent, "alice");
+    assert!(!*avail[loser].0.lock().unwrap(), "the loser gave its reservation back");
+    assert!(owns[loser].0.held_elsewhere("alice"));
+    let left = books[loser].get(due[loser].unwrap()).await.unwrap().unwrap();
+    assert_eq!((left.status, left.attempts), (Status::Scheduled, 0), "left as it was");
+    let held: Vec<(String, String)> =
+        db.query("SELECT agent, node FROM redial_agent_holds", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(held, vec![("alice".to_string(), ["a", "b"][winner].to_string())]);
+
+    // The winner's attempt ends: the hold goes, and the other node gets her.
+    books[winner].report_outcome(fired[0].callback.id, 1, AttemptOutcome::new(Outcome::Busy)).await.unwrap();
+    avail[winner].release("alice");
+    let n: i64 = db.query_one("SELECT count(*) FROM redial_agent_holds", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    owns[loser].0.set_held_elsewhere(holds::held_elsewhere(&db, ["a", "b"][loser]).await.unwrap());
+    let next = books[loser].tick(avail[loser].clone() as Arc<dyn Availability>, 10).await.unwrap();
+    assert_eq!(next.dispatches.iter().map(|d| d.callback.id).collect::<Vec<_>>(), vec![due[loser].unwrap()]);
+}

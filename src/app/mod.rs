@@ -33,6 +33,7 @@ use crate::scheduler::engine::{Availability, Unlimited};
 use crate::scheduler::model::Dispatch;
 use crate::scheduler::book::Book;
 use crate::cluster::book::{Ownership, PgBook, PgOptions};
+use crate::cluster::agents::ClusterAgents;
 use crate::cluster::node::{self, ClusterHandle};
 use crate::config::Backend;
 use crate::scheduler::store::{BookOptions, RedbBook, StoreError};
@@ -116,6 +117,11 @@ impl Core {
             Arc::new(Unlimited)
         } else {
             availability.unwrap_or_else(|| agents.clone())
+        };
+        // In a cluster, agents another node holds are not offered.
+        let availability: Arc<dyn Availability> = match &cluster {
+            Some(h) => Arc::new(ClusterAgents { inner: availability, own: h.own.clone() }),
+            None => availability,
         };
         let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
         let h = scheduler.clone();

@@ -30,6 +30,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::holds;
 use super::leases::{self, shard_of, Held};
 use super::schema;
 use crate::clock::{Clock, Millis};
@@ -87,11 +88,25 @@ pub struct Ownership {
     /// Shards newly claimed whose in-progress attempts must be closed
     /// (their dialler lost them) before they are dialled here.
     claimed: Mutex<Vec<u32>>,
+    /// This node's agent holds (their keys), renewed by the lease loop
+    /// while their attempts go on.
+    holds: Mutex<HashSet<String>>,
+    /// Agents other nodes hold now, as last read or refused.
+    elsewhere: Mutex<HashSet<String>>,
 }
 
 impl Ownership {
     pub fn new(node: impl Into<String>, shards: u32, lease: std::time::Duration) -> Arc<Self> {
-        Arc::new(Self { node: node.into(), shards: shards.max(1), lease, held: Mutex::default(), generation: AtomicU64::new(0), claimed: Mutex::default() })
+        Arc::new(Self {
+            node: node.into(),
+            shards: shards.max(1),
+            lease,
+            held: Mutex::default(),
+            generation: AtomicU64::new(0),
+            claimed: Mutex::default(),
+            holds: Mutex::default(),
+            elsewhere: Mutex::default(),
+        })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -134,6 +149,29 @@ impl Ownership {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         !gone.is_empty()
+    }
+
+    /// This node's agent holds now (for their renewal).
+    pub fn holds(&self) -> Vec<String> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    fn add_holds(&self, keys: impl IntoIterator<Item = String>) {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+    }
+
+    fn drop_hold(&self, key: &str) {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Whether another node holds `agent` (as last known here).
+    pub fn held_elsewhere(&self, agent: &str) -> bool {
+        self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()).contains(agent)
+    }
+
+    /// The agents other nodes hold, as the lease loop read them.
+    pub fn set_held_elsewhere(&self, agents: impl IntoIterator<Item = String>) {
+        *self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()) = agents.into_iter().collect();
     }
 
     fn generation(&self) -> u64 {
@@ -224,6 +262,9 @@ struct Batch {
     audit: Vec<AuditEntry>,
     /// Ids reserved for this batch's schedules.
     ids: Vec<u32>,
+    /// Agent holds written for this batch's attempts (committed on their
+    /// own): given back if the batch fails.
+    holds: Vec<String>,
     /// A callback became scheduled due within [`NOTIFY_WITHIN_MS`]: other
     /// nodes may have to dial it before their next load reaches it.
     near_due: bool,
@@ -237,8 +278,29 @@ impl Batch {
     }
 }
 
+/// Answers `op` with `e` without applying it.
+fn refuse(op: Op, e: &StoreError) {
+    match op {
+        Op::Schedule(.., tx) | Op::Reschedule(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Cancel(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Report(.., tx) => drop(tx.send(Err(e.clone().into()))),
+        Op::Tick(.., tx) => drop(tx.send(Err(e.clone()))),
+        Op::Flush(tx) => drop(tx.send(())),
+        Op::Skip(.., tx) => drop(tx.send(Err(e.clone()))),
+        Op::Audit(_, tx) => drop(tx.send(Err(e.clone()))),
+    }
+}
+
 struct Writer {
     db: Client,
+    /// Agent holds are written here, each in its own transaction, so that a
+    /// node waiting for another's hold to commit holds no lock of its own
+    /// (cluster mode).
+    holds_db: Option<Client>,
+    /// The connection that LISTENs for other nodes' changes (cluster mode).
+    listen: Option<Client>,
+    listen_tx: mpsc::UnboundedSender<String>,
+    opts: PgOptions,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
     engine: Engine,
@@ -262,7 +324,51 @@ fn decode_row(row: &Row, col: usize) -> Result<Callback, StoreError> {
     decode_callback(bytes).map_err(|source| StoreError::Decode { id: CallbackId(id as u64), source })
 }
 
+/// A connection LISTENing on [`CHANNEL`], its notifications sent to `tx`.
+async fn listen_to(opts: &PgOptions, tx: &mpsc::UnboundedSender<String>) -> Result<Client, StoreError> {
+    let listen = connect(opts, Some(tx.clone())).await?;
+    listen.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error)?;
+    Ok(listen)
+}
+
 impl Writer {
+    /// Connects again when the database connection ended (the database
+    /// restarted, or the network between them failed): without it no change
+    /// can be written, and nothing is dialled, until this succeeds. What is
+    /// due is read again, as other nodes' notifications may have been missed.
+    async fn reconnect(&mut self) -> Result<(), StoreError> {
+        let closed = |c: &Option<Client>| c.as_ref().is_some_and(|c| c.is_closed());
+        if !self.db.is_closed() && !closed(&self.listen) && !closed(&self.holds_db) {
+            return Ok(());
+        }
+        if self.db.is_closed() {
+            self.db = connect(&self.opts, None).await?;
+        }
+        if closed(&self.holds_db) {
+            self.holds_db = Some(connect(&self.opts, None).await?);
+        }
+        if self.listen.as_ref().is_some_and(|l| l.is_closed()) {
+            self.listen = Some(listen_to(&self.opts, &self.listen_tx).await?);
+        }
+        tracing::info!("reconnected to the database");
+        self.engine.reset(self.clock.now_ms());
+        Ok(())
+    }
+
+    /// Ends this batch's agent holds whose keys `which` picks (their attempts
+    /// will not start). One that cannot be ended lapses with its lease.
+    async fn drop_holds(&self, which: impl Fn(&str) -> bool, batch: &mut Batch) {
+        let (Some(own), Some(hdb)) = (&self.own, &self.holds_db) else { return };
+        let (gone, kept): (Vec<String>, Vec<String>) = batch.holds.drain(..).partition(|k| which(k));
+        batch.holds = kept;
+        for key in gone {
+            own.drop_hold(&key);
+            if let Err(e) = holds::release_hold(hdb, &key).await {
+                tracing::warn!(error = %pg_error(e), hold = %key, "could not end an agent hold; it lapses");
+            }
+        }
+    }
+
     /// The shards this node may dial at `now` with their epochs; `None` =
     /// every shard, unfenced (a single node).
     fn dialable(&self, now: Millis) -> Option<HashMap<u32, i64>> {
@@ -311,6 +417,13 @@ impl Writer {
 
     async fn process(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
+        if let Err(e) = self.reconnect().await {
+            tracing::warn!(error = %e, "cannot reach the database; changes refused");
+            for op in ops {
+                refuse(op, &e);
+            }
+            return;
+        }
         if let Some(o) = self.own.clone() {
             let g = o.generation();
             if g != self.generation {
@@ -367,6 +480,8 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "book write failed; batch refused");
                 let _ = self.db.batch_execute("ROLLBACK").await;
+                // Its attempts did not start: nor do their agents' holds.
+                self.drop_holds(|_| true, &mut batch).await;
                 self.engine.reset(now);
                 self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
                 for r in batch.replies {
@@ -474,7 +589,7 @@ impl Writer {
                     .execute(
                         "INSERT INTO redial_callbacks (id, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, record)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                         ON CONFLICT (phone, queue) WHERE status IN (0, 1) DO NOTHING",
+                         ON CONFLICT (phone, queue) WHERE status IN (0, 1) AND NOT displaced DO NOTHING",
                         &[
                             &id_i64(new.id),
                             &shard,
@@ -523,36 +638,64 @@ impl Writer {
             Err(e) => return Ok(Err(e)),
         };
         if let (true, Some(i)) = (req.unique_interaction, req.interaction_id.as_deref()) {
-            let row = self
+            let rows = self
                 .db
-                .query_opt("SELECT id FROM redial_callbacks WHERE interaction_id = $1 AND status IN (0, 1) LIMIT 1", &[&i])
+                .query("SELECT id, record FROM redial_callbacks WHERE interaction_id = $1 AND status IN (0, 1)", &[&i])
                 .await
                 .map_err(pg_error)?;
-            if let Some(r) = row {
+            for r in &rows {
+                if self.is_follow_up(&req, &decode_row(r, 1)?) {
+                    continue;
+                }
                 // A duplicate customer is named first, as the rules order them.
                 if let Some(existing_id) = self.active_id(&req.phone, &req.queue).await? {
-                    return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+                    if !self.follows_up(&req, existing_id).await? {
+                        return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+                    }
                 }
                 return Ok(Err(ScheduleError::DuplicateInteraction { existing_id: CallbackId(r.get::<_, i64>(0) as u64) }));
             }
         }
         let id = CallbackId::new(seq, rand::rng().random());
-        let cb = change::new_record(&self.cfg, now, id, req, v, when_resolution);
+        let cb = change::new_record(&self.cfg, now, id, req.clone(), v, when_resolution);
         // The unique index over active callbacks decides, also against a
         // booking another node is committing at this moment.
+        if self.put(None, &cb, batch).await? {
+            return Ok(Ok(cb));
+        }
+        let Some(existing_id) = self.active_id(&cb.phone, &cb.queue).await? else {
+            return Err(StoreError::Postgres("an active callback conflicted and then vanished; try again".into()));
+        };
+        if !self.follows_up(&req, existing_id).await? {
+            return Ok(Err(RuleError::Duplicate { existing_id }.into()));
+        }
+        // A follow-up booked on the live call of the callback being dialled
+        // takes the slot from it: that one is about to end.
+        self.db.execute("UPDATE redial_callbacks SET displaced = true WHERE id = $1", &[&id_i64(existing_id)]).await.map_err(pg_error)?;
         if !self.put(None, &cb, batch).await? {
-            return match self.active_id(&cb.phone, &cb.queue).await? {
-                Some(existing_id) => Ok(Err(RuleError::Duplicate { existing_id }.into())),
-                None => Err(StoreError::Postgres("an active callback conflicted and then vanished; try again".into())),
-            };
+            return Err(StoreError::Postgres("a follow-up conflicted after its callback gave up the slot; try again".into()));
         }
         Ok(Ok(cb))
+    }
+
+    /// Whether `existing` is the callback in progress on the live call the
+    /// request is a follow-up of (same phone and queue, being dialled now).
+    fn is_follow_up(&self, req: &NewCallback, existing: &Callback) -> bool {
+        req.follow_up_of == Some(existing.id) && existing.status == Status::InProgress && existing.phone == req.phone && existing.queue == req.queue
+    }
+
+    /// [`Self::is_follow_up`] of the record `existing`, locked for the change.
+    async fn follows_up(&self, req: &NewCallback, existing: CallbackId) -> Result<bool, StoreError> {
+        if req.follow_up_of != Some(existing) {
+            return Ok(false);
+        }
+        Ok(self.get_for_update(existing).await?.is_some_and(|c| self.is_follow_up(req, &c)))
     }
 
     async fn active_id(&self, phone: &str, queue: &str) -> Result<Option<CallbackId>, StoreError> {
         let row = self
             .db
-            .query_opt("SELECT id FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+            .query_opt("SELECT id FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced", &[&phone, &queue])
             .await
             .map_err(pg_error)?;
         Ok(row.map(|r| CallbackId(r.get::<_, i64>(0) as u64)))
@@ -592,11 +735,22 @@ impl Writer {
         note: Option<&str>,
         batch: &mut Batch,
     ) -> Result<Result<Callback, ReportError>, StoreError> {
-        let Some(old) = self.get_for_update(id).await? else { return Ok(Err(ReportError::NotFound)) };
-        let (new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
+        let row = self
+            .db
+            .query_opt("SELECT id, record, displaced FROM redial_callbacks WHERE id = $1 FOR UPDATE", &[&id_i64(id)])
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Ok(Err(ReportError::NotFound)) };
+        let old = decode_row(&row, 1)?;
+        let (mut new, attempt) = match change::reported(now, &self.cfg, &old, n, o, note) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        // A follow-up booked during this call holds the (phone, queue) slot:
+        // this one cannot be scheduled again beside it.
+        if new.status == Status::Scheduled && row.get::<_, bool>(2) {
+            new.status = Status::Cancelled;
+        }
         self.db
             .execute(
                 "INSERT INTO redial_attempts (callback, attempt, record) VALUES ($1, $2, $3)
@@ -609,13 +763,19 @@ impl Writer {
             batch.events.push(change::attempt_event(&new, &attempt));
         }
         self.put(Some(&old), &new, batch).await?;
+        if let Some(own) = &self.own {
+            // The attempt is over: so is the agent's hold for it.
+            let key = holds::hold_key(&id.to_string(), n);
+            holds::release_hold(&self.db, &key).await.map_err(pg_error)?;
+            own.drop_hold(&key);
+        }
         Ok(Ok(new))
     }
 
     async fn skip(&self, now: Millis, phone: &str, queue: &str, interaction: &str, batch: &mut Batch) -> Result<Option<Callback>, StoreError> {
         let row = self
             .db
-            .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) FOR UPDATE", &[&phone, &queue])
+            .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced FOR UPDATE", &[&phone, &queue])
             .await
             .map_err(pg_error)?;
         let Some(row) = row else { return Ok(None) };
@@ -819,6 +979,43 @@ impl Writer {
                 out.push(d);
             }
         }
+        if let (Some(own), Some(hdb)) = (&self.own, &self.holds_db) {
+            // Each agent handed an attempt is held in the cluster first: a
+            // hold another node has (a conditional write) leaves the
+            // callback as it was, for a later round or another agent.
+            let node = own.node.clone();
+            let wanted: Vec<(CallbackId, String, String)> =
+                out.iter().filter(|d| d.agent != holds::ANY_AGENT).map(|d| (d.callback.id, d.agent.clone(), holds::hold_key(&d.callback.id.to_string(), d.attempt))).collect();
+            let got = try_join_all(wanted.iter().map(|(id, agent, key)| {
+                let node = node.clone();
+                async move { holds::reserve(hdb, agent, &node, key, own.lease).await.map(|ok| (*id, agent.clone(), key.clone(), ok)) }
+            }))
+            .await
+            .map_err(pg_error)?;
+            let mut refused = HashSet::new();
+            for (id, agent, key, ok) in got {
+                if ok {
+                    batch.holds.push(key);
+                } else {
+                    tracing::info!(agent = %agent, callback = %id, "agent held by another node");
+                    own.elsewhere.lock().unwrap_or_else(|p| p.into_inner()).insert(agent);
+                    refused.insert(id);
+                }
+            }
+            if !refused.is_empty() {
+                batch.reload = true;
+                out.retain(|d| {
+                    let keep = !refused.contains(&d.callback.id);
+                    if !keep {
+                        avail.release(&d.agent);
+                    }
+                    keep
+                });
+                writes.retain(|(old, _)| !refused.contains(&old.id));
+                starts.retain(|(id, ..)| !refused.contains(id));
+            }
+            own.add_holds(batch.holds.iter().cloned());
+        }
         if let Some(own) = &self.own {
             // The fenced starts: a refused one (the lease moved on) is not
             // dialled and its record is left as it was.
@@ -842,6 +1039,7 @@ impl Writer {
                     keep
                 });
                 writes.retain(|(old, _)| !refused.contains(&old.id));
+                self.drop_holds(|key| refused.iter().any(|id| key.starts_with(&format!("{id}/"))), batch).await;
             }
         }
         for (old, new) in &writes {
@@ -891,7 +1089,11 @@ impl Writer {
 /// The callback book in PostgreSQL. Cheap to share behind an `Arc`.
 pub struct PgBook {
     tx: mpsc::UnboundedSender<Op>,
-    read: Client,
+    /// The connection reads use; replaced when it ends (see [`PgBook::reader`]).
+    read: tokio::sync::Mutex<Arc<Client>>,
+    opts: PgOptions,
+    /// The writer thread's runtime, which drives every connection of the book.
+    rt: tokio::runtime::Handle,
     writer: Option<JoinHandle<()>>,
     notify: Arc<Notify>,
     waiting: Arc<AtomicUsize>,
@@ -911,6 +1113,7 @@ impl PgBook {
     /// writer on a thread of its own. Blocking: call it off async threads
     /// or before the runtime is busy.
     pub fn open(opts: PgOptions, clock: Arc<dyn Clock>, cfg: Arc<Config>) -> Result<PgBook, StoreError> {
+        let book_opts = opts.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("redial-pg-book".into())
@@ -931,18 +1134,15 @@ impl PgBook {
                             other => StoreError::Postgres(other.to_string().into()),
                         })?;
                         let read = connect(&opts, None).await?;
-                        if opts.ownership.is_some() {
-                            let listen = connect(&opts, Some(listen_tx)).await?;
-                            listen.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(pg_error)?;
-                            // The listening connection lives as long as the writer.
-                            tokio::spawn(async move {
-                                let _keep = listen;
-                                std::future::pending::<()>().await
-                            });
-                        }
+                        let listen = if opts.ownership.is_some() { Some(listen_to(&opts, &listen_tx).await?) } else { None };
                         let now = clock.now_ms();
+                        let holds_db = if opts.ownership.is_some() { Some(connect(&opts, None).await?) } else { None };
                         let mut w = Writer {
                             db,
+                            holds_db,
+                            listen,
+                            listen_tx,
+                            opts: opts.clone(),
                             cfg: cfg.clone(),
                             clock: clock.clone(),
                             engine: Engine::new(cfg.clone(), now),
@@ -965,7 +1165,8 @@ impl PgBook {
                     match opened {
                         Ok((w, read, recovered, listen_rx)) => {
                             let (tx, rx) = mpsc::unbounded_channel();
-                            let _ = ready_tx.send(Ok((tx, read, w.notify.clone(), w.waiting.clone(), recovered)));
+                            let rt = tokio::runtime::Handle::current();
+                            let _ = ready_tx.send(Ok((tx, read, rt, w.notify.clone(), w.waiting.clone(), recovered)));
                             w.run(rx, listen_rx).await;
                         }
                         Err(e) => {
@@ -976,7 +1177,9 @@ impl PgBook {
             })
             .map_err(|e| StoreError::io(Path::new("redial-pg-book thread"), e))?;
         match ready_rx.recv() {
-            Ok(Ok((tx, read, notify, waiting, recovered))) => Ok(PgBook { tx, read, writer: Some(writer), notify, waiting, recovered }),
+            Ok(Ok((tx, read, rt, notify, waiting, recovered))) => {
+                Ok(PgBook { tx, read: tokio::sync::Mutex::new(Arc::new(read)), opts: book_opts, rt, writer: Some(writer), notify, waiting, recovered })
+            }
             Ok(Err(e)) => {
                 let _ = writer.join();
                 Err(e)
@@ -996,8 +1199,20 @@ impl PgBook {
         rx.await.unwrap_or(closed)
     }
 
+    /// The read connection, connected again if it ended (on the writer's
+    /// runtime, like the first).
+    async fn reader(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.read.lock().await;
+        if slot.is_closed() {
+            let opts = self.opts.clone();
+            let c = self.rt.spawn(async move { connect(&opts, None).await }).await.map_err(|_| StoreError::Closed)??;
+            *slot = Arc::new(c);
+        }
+        Ok(slot.clone())
+    }
+
     async fn get_now(&self, id: CallbackId) -> Result<Option<Callback>, StoreError> {
-        let row = self.read.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1", &[&id_i64(id)]).await.map_err(pg_error)?;
+        let row = self.reader().await?.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1", &[&id_i64(id)]).await.map_err(pg_error)?;
         row.map(|r| decode_row(&r, 1)).transpose()
     }
 
@@ -1013,18 +1228,36 @@ impl PgBook {
             },
         };
         let status = filter.status.map(|s| s.code() as i16);
-        let rows = self
-            .read
-            .query(
-                "SELECT id, record FROM redial_callbacks
-                  WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
-                    AND ($4::text IS NULL OR owner = $4) AND ($5::text IS NULL OR phone = $5)
-                  ORDER BY id LIMIT $6",
-                &[&from, &status, &filter.queue, &filter.owner, &filter.phone, &(limit as i64 + 1)],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut items = rows.iter().map(|r| decode_row(r, 1)).collect::<Result<Vec<_>, _>>()?;
+        // The columns narrow the rows; the rest of the filter (any of several
+        // owners, origin, reason, confidence) lives in the record and is
+        // matched here, reading on in chunks until the page is full.
+        let chunk = (limit as i64 + 1).max(256);
+        let mut items = Vec::new();
+        let mut from = from;
+        loop {
+            let rows = self
+                .reader()
+                .await?
+                .query(
+                    "SELECT id, record FROM redial_callbacks
+                      WHERE id >= $1 AND ($2::smallint IS NULL OR status = $2) AND ($3::text IS NULL OR queue = $3)
+                        AND ($4::text IS NULL OR phone = $4)
+                      ORDER BY id LIMIT $5",
+                    &[&from, &status, &filter.queue, &filter.phone, &chunk],
+                )
+                .await
+                .map_err(pg_error)?;
+            for r in &rows {
+                let c = decode_row(r, 1)?;
+                if filter.matches(&c) {
+                    items.push(c);
+                }
+            }
+            if items.len() > limit || (rows.len() as i64) < chunk {
+                break;
+            }
+            from = rows.last().map_or(i64::MAX, |r| r.get::<_, i64>(0).saturating_add(1));
+        }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|c| c.id.to_string())
@@ -1039,7 +1272,8 @@ impl PgBook {
             return Ok(None);
         }
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT record FROM redial_attempts WHERE callback = $1 ORDER BY attempt", &[&id_i64(id)])
             .await
             .map_err(pg_error)?;
@@ -1052,7 +1286,8 @@ impl PgBook {
 
     async fn stats_now(&self, queue: Option<&str>) -> Result<Stats, StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query(
                 "SELECT status, count(*), coalesce(sum(first_delay), 0)::bigint FROM redial_callbacks
                   WHERE ($1::text IS NULL OR queue = $1) GROUP BY status",
@@ -1076,7 +1311,8 @@ impl PgBook {
     /// the records of the queues asked for (no column to group by).
     async fn stats_by_origin_now(&self, queue: Option<&str>, origin: Option<Origin>) -> Result<(Stats, Vec<(Origin, Stats)>), StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT id, record FROM redial_callbacks WHERE ($1::text IS NULL OR queue = $1)", &[&queue])
             .await
             .map_err(pg_error)?;
@@ -1097,7 +1333,8 @@ impl PgBook {
     async fn audit_page_now(&self, limit: usize, before: Option<u64>) -> Result<AuditPage, StoreError> {
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let rows = self
-            .read
+            .reader()
+            .await?
             .query("SELECT seq, entry FROM redial_audit WHERE seq < $1 ORDER BY seq DESC LIMIT $2", &[&before, &(limit as i64 + 1)])
             .await
             .map_err(pg_error)?;
@@ -1115,7 +1352,8 @@ impl PgBook {
 
     async fn audit_for_now(&self, target: &str, limit: usize, horizon: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = self
-            .read
+            .reader()
+            .await?
             .query(
                 "SELECT entry FROM (SELECT seq, target, entry FROM redial_audit ORDER BY seq DESC LIMIT $2) t
                   WHERE target = $1 ORDER BY seq DESC LIMIT $3",
@@ -1130,8 +1368,9 @@ impl PgBook {
     /// per phone and queue, and every attempt row belongs to an attempt.
     async fn check_now(&self) -> Result<Result<(), Vec<Inconsistency>>, StoreError> {
         let rows = self
-            .read
-            .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay FROM redial_callbacks", &[])
+            .reader()
+            .await?
+            .query("SELECT id, record, shard, status, phone, queue, owner, interaction_id, due_at, first_delay, displaced FROM redial_callbacks", &[])
             .await
             .map_err(pg_error)?;
         let mut bad = Vec::new();
@@ -1151,7 +1390,8 @@ impl PgBook {
             if !same {
                 columns += 1;
             }
-            if c.status.is_active() && !active.insert((c.phone.clone(), c.queue.clone())) {
+            // A displaced callback (its follow-up holds the slot) is not counted.
+            if c.status.is_active() && !r.get::<_, bool>(10) && !active.insert((c.phone.clone(), c.queue.clone())) {
                 dupes += 1;
             }
             attempts.insert(r.get(0), c.attempts);
@@ -1163,7 +1403,7 @@ impl PgBook {
             bad.push(Inconsistency { table: "redial_callbacks", problem: "more than one active callback per phone and queue", count: dupes });
         }
         let mut orphans = 0;
-        for r in self.read.query("SELECT callback, attempt FROM redial_attempts", &[]).await.map_err(pg_error)? {
+        for r in self.reader().await?.query("SELECT callback, attempt FROM redial_attempts", &[]).await.map_err(pg_error)? {
             let (id, n): (i64, i32) = (r.get(0), r.get(1));
             match attempts.get(&id) {
                 Some(&made) if n >= 1 && n as u32 <= made => {}
@@ -1237,8 +1477,9 @@ impl Book for PgBook {
     fn find_active<'a>(&'a self, phone: &'a str, queue: &'a str) -> BookFuture<'a, Result<Option<Callback>, StoreError>> {
         Box::pin(async move {
             let row = self
-                .read
-                .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1)", &[&phone, &queue])
+                .reader()
+                .await?
+                .query_opt("SELECT id, record FROM redial_callbacks WHERE phone = $1 AND queue = $2 AND status IN (0, 1) AND NOT displaced", &[&phone, &queue])
                 .await
                 .map_err(pg_error)?;
             row.map(|r| decode_row(&r, 1)).transpose()

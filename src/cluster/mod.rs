@@ -6,6 +6,7 @@
 //! - [`leases`]: shard leases with fencing epochs, and the fenced start of
 //!   an attempt.
 //! - [`holds`]: agent reservations as conditional writes.
+//! - [`agents`]: the dialler's view of agents, without those another node holds.
 //! - [`book`]: the callback book in PostgreSQL behind the storage seam.
 //! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
@@ -14,6 +15,7 @@
 //! local deadline ([`leases::Held`]) so it stops dialling before its lease
 //! could be taken over.
 
+pub mod agents;
 pub mod book;
 pub mod holds;
 pub mod leases;

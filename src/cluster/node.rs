@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 use tokio_postgres::Client;
 
 use super::book::{connect, pg_error, Ownership, PgOptions};
+use super::holds;
 use super::leases::{self, fair_share, LeaseTiming};
 use crate::clock::Clock;
 use crate::config::ClusterConfig;
@@ -37,6 +38,10 @@ async fn round(db: &Client, own: &Ownership, t: &LeaseTiming, clock: &dyn Clock,
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // Agent holds: this node's go on while their calls do; others' are
+    // what the dialler must not pick.
+    holds::renew(db, &own.node, &own.holds(), t.lease).await?;
+    own.set_held_elsewhere(holds::held_elsewhere(db, &own.node).await?);
     let share = fair_share(own.shards, live.len() as i64);
     let mut kept: Vec<(u32, i64)> = held.iter().copied().filter(|(s, _)| renewed.contains(s)).collect();
     let mut released = Vec::new();

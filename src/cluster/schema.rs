@@ -72,6 +72,13 @@ pub const MIGRATIONS: &[&str] = &[
          entry  bytea NOT NULL
      );
      CREATE SEQUENCE redial_callback_seq MINVALUE 1 MAXVALUE 4294967295 CYCLE;",
+    // 3: a follow-up booked during a callback's own call takes the (phone,
+    // queue) slot from it while that call goes on: the one in progress is
+    // `displaced` and no longer counts in the unique index over active
+    // callbacks (it ends, or is cancelled instead of retried).
+    "ALTER TABLE redial_callbacks ADD COLUMN displaced boolean NOT NULL DEFAULT false;
+     DROP INDEX redial_callbacks_active;
+     CREATE UNIQUE INDEX redial_callbacks_active ON redial_callbacks (phone, queue) WHERE status IN (0, 1) AND NOT displaced;",
 ];
 
 #[derive(Debug, thiserror::Error)]

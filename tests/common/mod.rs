@@ -689,6 +689,7 @@ pub fn options_request(local: SocketAddr, transport: &str, call_id: &str) -> Str
     )
 }
 
+pub mod kamailio;
 pub mod pg;
 pub mod phone;
 

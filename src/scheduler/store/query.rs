@@ -34,7 +34,7 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    fn matches(&self, c: &Callback) -> bool {
+    pub fn matches(&self, c: &Callback) -> bool {
         self.status.is_none_or(|s| s == c.status)
             && self.queue.as_ref().is_none_or(|q| *q == c.queue)
             && self.owner.as_ref().is_none_or(|o| c.all_owners().contains(&o.as_str()))
