@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::format::{Codec, CodecExtra, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
@@ -36,6 +36,9 @@ pub enum LegEvent {
     Connected,
     /// One audio frame from the browser (a G.711 payload; 8 kHz `rtp_time`).
     Audio { law: G711, payload: Vec<u8>, rtp_time: u64 },
+    /// One RFC 4733 telephone-event report from the browser (its 4 payload bytes; the
+    /// 8 kHz `rtp_time` is the event's start, as in the RTP header, §2.3.1).
+    Telephone { payload: [u8; 4], rtp_time: u64 },
     /// The leg cannot go on (DTLS failed, the fingerprint did not match, ICE gave up).
     Failed { reason: String },
 }
@@ -54,6 +57,19 @@ pub enum WebRtcError {
     NotConnected,
     #[error("webrtc: {0}")]
     Rtc(#[from] RtcError),
+}
+
+/// The payload type offered for telephone-event/8000 (the one redial's RTP legs use).
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// What the offer/answer agreed for the leg's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    pub law: G711,
+    /// The payload type of `law` on this leg.
+    pub pt: u8,
+    /// The telephone-event/8000 payload type, when the browser accepted it.
+    pub telephone_event: Option<u8>,
 }
 
 /// A browser agent's media leg.
@@ -81,12 +97,11 @@ impl WebRtcLeg {
     fn new(now: Instant, local: SocketAddr) -> Result<Self, WebRtcError> {
         // ICE-lite (RFC 8445 §2.5): redial has a public/host address and only answers
         // checks; the browser (full ICE, controlling) finds the pair.
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_pcmu(true, false)
-            .enable_pcma(true, false)
-            .build(now);
+        let mut config = Rtc::builder().set_ice_lite(true).clear_codecs().enable_pcmu(true, false).enable_pcma(true, false);
+        // RFC 4733 events at the G.711 clock, so a browser's keypad reaches the flow or
+        // the carrier (Chrome offers and answers telephone-event/8000).
+        config.codec_config().add_config(TELEPHONE_EVENT_PT.into(), None, Codec::Tele, Frequency::EIGHT_KHZ, None, FormatParams::default());
+        let mut rtc = config.build(now);
         let c = Candidate::host(local, "udp").map_err(|e| WebRtcError::Candidate { addr: local, reason: e.to_string() })?;
         rtc.add_local_candidate(c);
         let mut leg = Self {
@@ -152,6 +167,31 @@ impl WebRtcLeg {
         let writer = self.rtc.writer(mid)?;
         let laws: Vec<G711> = writer.payload_params().filter_map(|p| law_of(p.spec().codec)).collect();
         laws.first().copied()
+    }
+
+    /// The law, its payload type and the telephone-event payload type the browser
+    /// accepted (PCMU is offered first); `None` before the answer or without G.711.
+    pub fn agreed(&mut self) -> Option<Agreed> {
+        let mid = self.mid?;
+        let writer = self.rtc.writer(mid)?;
+        let mut law = None;
+        let mut telephone_event = None;
+        for p in writer.payload_params() {
+            let spec = p.spec();
+            match law_of(spec.codec) {
+                Some(l) if law.is_none() => law = Some((l, *p.pt())),
+                _ => {}
+            }
+            if spec.codec == Codec::Tele && spec.clock_rate == Frequency::EIGHT_KHZ && telephone_event.is_none() {
+                telephone_event = Some(*p.pt());
+            }
+        }
+        law.map(|(law, pt)| Agreed { law, pt, telephone_event })
+    }
+
+    /// The local address the leg's host candidate names.
+    pub fn local(&self) -> SocketAddr {
+        self.local
     }
 
     /// A datagram received on the leg's socket from `from`.
@@ -253,6 +293,8 @@ impl WebRtcLeg {
             Event::MediaData(d) => {
                 if let Some(law) = law_of(d.params.spec().codec) {
                     self.events.push_back(LegEvent::Audio { law, payload: d.data.to_vec(), rtp_time: d.time.numer() });
+                } else if let (CodecExtra::Tele(_), Ok(payload)) = (&d.codec_extra, <[u8; 4]>::try_from(&d.data[..])) {
+                    self.events.push_back(LegEvent::Telephone { payload, rtp_time: d.time.numer() });
                 }
             }
             _ => {}

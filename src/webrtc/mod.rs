@@ -12,4 +12,4 @@ pub mod leg;
 #[cfg(test)]
 mod tests;
 
-pub use leg::{Datagram, G711, LegEvent, WebRtcError, WebRtcLeg};
+pub use leg::{Agreed, Datagram, LegEvent, WebRtcError, WebRtcLeg, G711, TELEPHONE_EVENT_PT};

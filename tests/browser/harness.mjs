@@ -93,14 +93,122 @@ function api(base) {
   };
 }
 
-export async function launch() {
+/** Debian's chromium, headless; `extra` flags added (fake media for WebRTC tests). */
+export async function launch(extra = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
       "--no-first-run", "--disable-component-update", "--disable-sync",
+      ...extra,
     ],
   });
+}
+
+/** Polls `fn` until it returns a truthy value (`ms` is an upper bound, never a measure of speed). */
+export async function until(what, fn, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Starts `redial serve` for browser agents: SIP on UDP and WebSocket (`ws_listen`),
+ * one queue `q` on profile `carrier` (`queue` adds its keys), `agents` ({id: password})
+ * in it, `profiles` ({name: toml}). Resolves once the ready file names the listeners:
+ * { ws, sip, base, api, stop, log }.
+ */
+export async function startRedialWs({ profiles = {}, queue = "", agents = {}, extra = "", dir: keep } = {}) {
+  const bin = process.env.REDIAL_BIN || join(ROOT, "target/debug/redial");
+  if (!existsSync(bin)) throw new Error(`no redial binary at ${bin}: run cargo build first`);
+  const dir = keep || mkdtempSync(join(tmpdir(), "redial-ws-"));
+  mkdirSync(join(dir, "sip-profiles"), { recursive: true });
+  for (const [name, body] of Object.entries(profiles)) writeFileSync(join(dir, "sip-profiles", `${name}.toml`), body);
+  const agentToml = Object.entries(agents).map(([id, pw]) => `[[agents]]\nid = "${id}"\npassword = "${pw}"\nqueues = ["q"]\n`).join("\n");
+  writeFileSync(join(dir, "redial.toml"), `
+[sip]
+listen = "127.0.0.1:0"
+ws_listen = "127.0.0.1:0"
+
+[http]
+listen = "127.0.0.1:0"
+
+[storage]
+path = "${join(dir, "data/redial.redb")}"
+
+[profiles]
+dir = "${join(dir, "sip-profiles")}"
+
+[[tokens]]
+name = "admin"
+secret = "${ADMIN}"
+scopes = ["admin"]
+
+${agentToml}
+[[queues]]
+name = "q"
+profile = "carrier"
+timezone = "UTC"
+hours = ["mon-sun 00:00-24:00"]
+${queue}
+${extra}`);
+  const ready = join(dir, "ready.json");
+  rmSync(ready, { force: true });
+  const child = spawn(bin, ["serve", "--config", join(dir, "redial.toml"), "--ready-file", ready], {
+    cwd: dir,
+    env: { ...process.env, RUST_LOG: process.env.REDIAL_LOG || "warn,redial::sip::transport=info,redial::media=info,redial::webrtc=info", NO_COLOR: "1" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  child.stderr.on("data", (b) => { log += b.toString(); });
+  let exited = null;
+  child.once("exit", (code) => { exited = code; });
+  const bound = await until("the ready file", () => {
+    if (exited !== null) throw new Error(`redial exited (${exited}):\n${log}`);
+    if (!existsSync(ready)) return null;
+    try { return JSON.parse(readFileSync(ready, "utf8")); } catch { return null; }
+  }, 60_000);
+  const base = `http://${bound.http}`;
+  const stop = async ({ keepDir = false } = {}) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const done = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await done;
+    }
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+  };
+  return { ws: `ws://${bound.ws}/`, sip: bound.sip, base, dir, api: api(base), stop, log: () => log };
+}
+
+/** The µ-law samples of a µ-law WAV (the AMD corpus format). */
+export function ulawWav(path) {
+  const b = readFileSync(path);
+  let i = 12;
+  while (i + 8 <= b.length) {
+    const len = b.readUInt32LE(i + 4);
+    if (b.toString("latin1", i, i + 4) === "data") return b.subarray(i + 8, Math.min(i + 8 + len, b.length));
+    i += 8 + len + (len & 1);
+  }
+  throw new Error(`${path}: no data chunk`);
+}
+
+/** G.711 µ-law to linear (ITU-T G.711). */
+function ulaw(u) {
+  u = ~u & 0xff;
+  const t = (((u & 0x0f) << 3) + 0x84) << ((u & 0x70) >> 4);
+  return u & 0x80 ? 0x84 - t : t - 0x84;
+}
+
+/** RMS level of a µ-law payload (of 32,767). */
+export function ulawRms(payload) {
+  if (payload.length === 0) return 0;
+  let sum = 0;
+  for (const u of payload) { const x = ulaw(u); sum += x * x; }
+  return Math.sqrt(sum / payload.length);
 }
 
 /** Signs in through the login page; returns the page. */
