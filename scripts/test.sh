@@ -56,3 +56,6 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 # The WebRTC leg against chromium (ICE-lite, DTLS-SRTP, G.711 both ways on loopback).
 cargo build --locked --example webrtc_leg_peer
 (cd tests/browser && node --test --test-concurrency=1 webrtc_leg.test.mjs)
+# Browser agents carrying calls: JsSIP in chromium answers WebRTC calls bridged to a
+# SIPp carrier (customer-first with DTMF, agent-first, inbound, WebSocket closed mid-call).
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 webrtc_call.test.mjs)

@@ -293,8 +293,13 @@ impl WebRtcLeg {
             Event::MediaData(d) => {
                 if let Some(law) = law_of(d.params.spec().codec) {
                     self.events.push_back(LegEvent::Audio { law, payload: d.data.to_vec(), rtp_time: d.time.numer() });
-                } else if let (CodecExtra::Tele(_), Ok(payload)) = (&d.codec_extra, <[u8; 4]>::try_from(&d.data[..])) {
-                    self.events.push_back(LegEvent::Telephone { payload, rtp_time: d.time.numer() });
+                } else if let CodecExtra::Tele(_) = d.codec_extra {
+                    // Reports of one event share its start timestamp; the newest (longest
+                    // duration, or the end) is the last one when several came together.
+                    let n = d.data.len();
+                    if let Some(payload) = n.checked_sub(4).and_then(|at| <[u8; 4]>::try_from(&d.data[at..]).ok()) {
+                        self.events.push_back(LegEvent::Telephone { payload, rtp_time: d.time.numer() });
+                    }
                 }
             }
             _ => {}

@@ -33,7 +33,10 @@ struct Browser {
 
 impl Browser {
     fn new(now: Instant) -> Self {
-        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false).build(now);
+        let mut config = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false);
+        // Chrome's telephone-event/8000 payload type.
+        config.codec_config().add_config(126.into(), None, Codec::Tele, str0m::media::Frequency::EIGHT_KHZ, None, Default::default());
+        let mut rtc = config.build(now);
         rtc.add_local_candidate(Candidate::host(browser_addr(), "udp").unwrap());
         Self { rtc, out: vec![], audio: vec![], connected: false, timeout: now, error: None, mid: None }
     }
@@ -126,8 +129,9 @@ fn offer_is_ice_lite_dtls_srtp_rtcp_mux_audio_with_g711_first() {
     let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(m.len(), 1, "audio only: {m:?}");
     assert!(m[0].starts_with("m=audio "), "{m:?}");
-    // PCMU (0) then PCMA (8), and nothing else to transcode.
-    assert!(m[0].ends_with("UDP/TLS/RTP/SAVPF 0 8"), "{}", m[0]);
+    // PCMU (0) then PCMA (8), and nothing else to transcode; RFC 4733 events at 8 kHz.
+    assert!(m[0].ends_with("UDP/TLS/RTP/SAVPF 0 8 101"), "{}", m[0]);
+    assert!(sdp.contains("a=rtpmap:101 telephone-event/8000"), "{sdp}");
 }
 
 #[test]
@@ -232,4 +236,39 @@ fn garbage_sdp_is_a_clear_error() {
     let (mut leg, _) = WebRtcLeg::offer(now, leg_addr()).unwrap();
     assert!(matches!(leg.accept_answer("not sdp"), Err(WebRtcError::BadSdp(_))));
     assert!(matches!(WebRtcLeg::answer(now, leg_addr(), "v=0\r\nnonsense"), Err(WebRtcError::BadSdp(_))));
+}
+
+#[test]
+fn the_browsers_keypad_arrives_as_rfc4733_reports() {
+    let mut now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    let answer = b.answer(&offer);
+    leg.accept_answer(&answer).unwrap();
+    assert_eq!(leg.agreed(), Some(Agreed { law: G711::Pcmu, pt: 0, telephone_event: Some(TELEPHONE_EVENT_PT) }), "the offer's numbers are kept:\n{answer}");
+    assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
+    events(&mut leg);
+
+    // Key 5 held for 100 ms, as Chrome's RTCDTMFSender sends it: reports at the event's
+    // start timestamp, the last one with the end bit.
+    now += Duration::from_millis(20);
+    let mid = b.mid.unwrap();
+    let w = b.rtc.writer(mid).unwrap();
+    let pt = w.payload_params().find(|p| p.spec().codec == Codec::PCMU).unwrap().pt();
+    let ev = str0m::media::TelephoneEvent { event: 5, end: true, volume: 10, duration: Duration::from_millis(100) };
+    w.telephone_event(ev).write(pt, now, MediaTime::new(1600, str0m::media::Frequency::EIGHT_KHZ), Vec::<u8>::new()).unwrap();
+    b.drain();
+    run(&mut now, &mut leg, &mut b, 200, |_, _| false);
+    let reports: Vec<([u8; 4], u64)> = events(&mut leg)
+        .into_iter()
+        .filter_map(|e| match e {
+            LegEvent::Telephone { payload, rtp_time } => Some((payload, rtp_time)),
+            _ => None,
+        })
+        .collect();
+    assert!(!reports.is_empty(), "no telephone-event reached the leg");
+    assert!(reports.iter().all(|(p, t)| p[0] == 5 && *t == reports[0].1), "{reports:?}");
+    let last = reports.last().unwrap().0;
+    assert!(last[1] & 0x80 != 0, "the end report arrives: {reports:?}");
+    assert_eq!(u16::from_be_bytes([last[2], last[3]]), 800, "100 ms at 8 kHz");
 }

@@ -160,7 +160,7 @@ ${extra}`);
   rmSync(ready, { force: true });
   const child = spawn(bin, ["serve", "--config", join(dir, "redial.toml"), "--ready-file", ready], {
     cwd: dir,
-    env: { ...process.env, RUST_LOG: process.env.REDIAL_LOG || "warn,redial::sip::transport=info,redial::media=info,redial::webrtc=info", NO_COLOR: "1" },
+    env: { ...process.env, RUST_LOG: process.env.REDIAL_LOG || "warn,redial::sip::transport=info,redial::sip::calls=info,redial::media=info,redial::webrtc=info,redial::dialler=info,redial::inbound=info", NO_COLOR: "1" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";
@@ -263,18 +263,18 @@ export async function sippUas(scenario, { calls = 1, timeoutS = 60, vars = {} } 
   throw new Error(`SIPp ${scenario} could not bind a port`);
 }
 
-/** Runs SIPp with `scenario` as a UAC against `remote` to completion. */
-export async function sippUac(scenario, remote, args = [], { timeoutS = 30, vars = {} } = {}) {
+/** Runs SIPp with `scenario` as a UAC against `remote` to completion (from loopback address `ip`). */
+export async function sippUac(scenario, remote, args = [], { timeoutS = 30, vars = {}, ip } = {}) {
   const port = await freePort();
-  const r = await sipp(scenario, [remote, "-p", String(port), "-m", "1", ...args], { timeoutS, vars });
+  const r = await sipp(scenario, [remote, "-p", String(port), "-m", "1", ...args], { timeoutS, vars, ip });
   return r.done;
 }
 
-async function sipp(scenario, args, { timeoutS, vars }) {
+async function sipp(scenario, args, { timeoutS, vars, ip = "127.0.0.1" }) {
   const dir = mkdtempSync(join(tmpdir(), "redial-sipp-"));
   // `dir: true` names SIPp's own scratch directory (scenarios that write files take it).
   const sets = Object.entries(vars).flatMap(([k, v]) => ["-set", k, v === true ? dir : String(v)]);
-  const child = spawn("sipp", ["-sf", join(ROOT, "tests/sipp", scenario), "-i", "127.0.0.1", ...args, "-timeout", `${timeoutS}s`, "-timeout_error", "-nostdin", "-trace_err", "-error_file", join(dir, "errors.log"), ...sets], {
+  const child = spawn("sipp", ["-sf", join(ROOT, "tests/sipp", scenario), "-i", ip, ...args, "-timeout", `${timeoutS}s`, "-timeout_error", "-nostdin", "-trace_err", "-error_file", join(dir, "errors.log"), ...sets], {
     cwd: dir,
     stdio: ["ignore", "pipe", "pipe"],
   });
