@@ -51,7 +51,7 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 # Browser tests of the web console: Debian's chromium driven by playwright-core
 # (installed above; no browser download). `node --test` exits non-zero on a failure.
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
-# SIP over WebSocket against a bare JsSIP page (vendored in tests/browser/vendor).
+# SIP over WebSocket against a bare JsSIP page (vendored in src/console/static).
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 sipws.test.mjs)
 # The WebRTC leg against chromium (ICE-lite, DTLS-SRTP, G.711 both ways on loopback).
 cargo build --locked --example webrtc_leg_peer
@@ -59,3 +59,6 @@ cargo build --locked --example webrtc_leg_peer
 # Browser agents carrying calls: JsSIP in chromium answers WebRTC calls bridged to a
 # SIPp carrier (customer-first with DTMF, agent-first, inbound, WebSocket closed mid-call).
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 webrtc_call.test.mjs)
+# The agent workspace's softphone (JsSIP served by redial) against a SIPp carrier, and
+# its re-registration after a restart.
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 softphone.test.mjs)

@@ -169,6 +169,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(kit)).run(incoming));
     }
+    if let Some(ws) = sip.ws_addr {
+        // The workspace's softphone registers there (an unspecified host is the page's own).
+        http.state.console.set_softphone_ws(format!("ws://{ws}/"));
+    }
     let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     #[cfg(unix)]
     let reloader = tokio::spawn(reload::on_hangup(cfg.source.clone(), sip.transports.clone()));

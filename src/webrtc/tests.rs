@@ -218,7 +218,8 @@ fn answer_without_g711_is_refused() {
         .filter(|l| !l.starts_with("a=rtpmap:0 ") && !l.starts_with("a=rtpmap:8 "))
         .map(|l| {
             if l.starts_with("m=audio ") {
-                format!("{} 9\r\n", l.rsplitn(3, ' ').nth(2).unwrap())
+                // `m=audio <port> <proto>` and G.722 as its only format.
+                format!("{} 9\r\n", l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
             } else {
                 format!("{l}\r\n")
             }

@@ -122,7 +122,7 @@ export async function until(what, fn, ms = 30_000) {
  * in it, `profiles` ({name: toml}). Resolves once the ready file names the listeners:
  * { ws, sip, base, api, stop, log }.
  */
-export async function startRedialWs({ profiles = {}, queue = "", agents = {}, extra = "", dir: keep } = {}) {
+export async function startRedialWs({ profiles = {}, queue = "", agents = {}, extra = "", dir: keep, wsPort = 0 } = {}) {
   const bin = process.env.REDIAL_BIN || join(ROOT, "target/debug/redial");
   if (!existsSync(bin)) throw new Error(`no redial binary at ${bin}: run cargo build first`);
   const dir = keep || mkdtempSync(join(tmpdir(), "redial-ws-"));
@@ -132,7 +132,7 @@ export async function startRedialWs({ profiles = {}, queue = "", agents = {}, ex
   writeFileSync(join(dir, "redial.toml"), `
 [sip]
 listen = "127.0.0.1:0"
-ws_listen = "127.0.0.1:0"
+ws_listen = "127.0.0.1:${wsPort}"
 
 [http]
 listen = "127.0.0.1:0"
@@ -291,4 +291,70 @@ async function sipp(scenario, args, { timeoutS, vars, ip = "127.0.0.1" }) {
     ok({ code, out: out + errors });
   }));
   return { child, done };
+}
+
+/**
+ * A customer's (or caller's) handset: the RTP side of a SIPp peer. It learns redial's
+ * port from the file the scenario writes (`portFile`), then sends a µ-law clip as 20 ms
+ * PCMU packets (then silence), and counts what comes back: packets, those with level,
+ * and RFC 4733 reports (payload type 101). When it first hears something loud (the
+ * agent), it says its clip again. `retarget()` forgets the port and waits for the file
+ * again (the next call of the same SIPp peer).
+ */
+export async function rtpPhone(portFile, clip) {
+  const sock = dgram.createSocket("udp4");
+  await new Promise((ok) => sock.bind(0, "127.0.0.1", ok));
+  const st = { received: 0, loud: 0, sent: 0, events: [] };
+  let i = 0;
+  let heard = false;
+  sock.on("message", (m) => {
+    if (m.length < 12 || (m[0] >> 6) !== 2) return;
+    st.received++;
+    const cc = m[0] & 0x0f;
+    const payload = m.subarray(12 + 4 * cc);
+    if ((m[1] & 0x7f) === 101) {
+      st.events.push({ event: payload[0], end: (payload[1] & 0x80) !== 0 });
+      return;
+    }
+    if (ulawRms(payload) > 200) {
+      st.loud++;
+      if (!heard) { heard = true; i = 0; }
+    }
+  });
+  let timer = null;
+  const target = async () => {
+    const port = await until("redial's RTP port for the phone", () => existsSync(portFile) && Number(readFileSync(portFile, "utf8").trim()));
+    let seq = 1, ts = 0;
+    i = 0;
+    heard = false;
+    clearInterval(timer);
+    timer = setInterval(() => {
+      const pkt = Buffer.alloc(12 + 160, 0xff);
+      pkt[0] = 0x80; pkt[1] = 0;
+      pkt.writeUInt16BE(seq++ & 0xffff, 2);
+      pkt.writeUInt32BE(ts >>> 0, 4);
+      pkt.writeUInt32BE(0x1234abcd, 8);
+      if (i + 160 <= clip.length) clip.copy(pkt, 12, i, i + 160);
+      i += 160; ts += 160;
+      sock.send(pkt, port, "127.0.0.1");
+      st.sent++;
+    }, 20);
+  };
+  target();
+  return {
+    port: sock.address().port,
+    stats: st,
+    retarget: () => { clearInterval(timer); rmSync(portFile, { force: true }); target(); },
+    close: () => { clearInterval(timer); sock.close(); },
+  };
+}
+
+/** A TCP port free a moment ago (for a listener that must keep its port across a restart). */
+export async function freeTcpPort() {
+  const net = await import("node:net");
+  const s = net.createServer();
+  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
 }

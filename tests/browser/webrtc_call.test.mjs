@@ -8,62 +8,16 @@
 // agent-first, an inbound call, and the browser's WebSocket closing mid-call.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import dgram from "node:dgram";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, launch, startRedialWs, sippUas, sippUac, until, ulawRms, ulawWav } from "./harness.mjs";
+import { ROOT, launch, startRedialWs, sippUas, sippUac, until, rtpPhone as phone, ulawWav } from "./harness.mjs";
 
-const JSSIP = join(ROOT, "tests/browser/vendor/jssip.min.js");
+const JSSIP = join(ROOT, "src/console/static/jssip.min.js");
 const MIC = join(ROOT, "prompts/please-hold.wav");
 // Upper bound on waits for things that happen at once on loopback; never a measure of speed.
 const WAIT = 30_000;
-
-/**
- * The customer's handset: the RTP side of the SIPp carrier. It learns redial's port
- * from the file the scenario writes, then sends a µ-law clip as 20 ms PCMU packets
- * (then silence) and counts what comes back, with its level.
- */
-async function phone(portFile, clip) {
-  const sock = dgram.createSocket("udp4");
-  await new Promise((ok) => sock.bind(0, "127.0.0.1", ok));
-  const st = { received: 0, loud: 0, sent: 0, events: [] };
-  sock.on("message", (m) => {
-    if (m.length < 12 || (m[0] >> 6) !== 2) return;
-    st.received++;
-    const cc = m[0] & 0x0f;
-    if ((m[1] & 0x7f) === 101) {
-      // An RFC 4733 report: event code, end bit.
-      const p = m.subarray(12 + 4 * cc);
-      st.events.push({ event: p[0], end: (p[1] & 0x80) !== 0 });
-      return;
-    }
-    if (ulawRms(m.subarray(12 + 4 * cc)) > 200 && st.loud++ === 0) {
-      // The customer hears the agent and talks again (the clip was AMD's greeting).
-      i = 0;
-    }
-  });
-  let i = 0;
-  let timer = null;
-  const started = (async () => {
-    const port = await until("redial's RTP port for the customer", () => existsSync(portFile) && Number(readFileSync(portFile, "utf8").trim()));
-    let seq = 1, ts = 0;
-    const ssrc = 0x1234abcd;
-    timer = setInterval(() => {
-      const pkt = Buffer.alloc(12 + 160, 0xff);
-      pkt[0] = 0x80; pkt[1] = 0;
-      pkt.writeUInt16BE(seq++ & 0xffff, 2);
-      pkt.writeUInt32BE(ts >>> 0, 4);
-      pkt.writeUInt32BE(ssrc, 8);
-      if (i + 160 <= clip.length) clip.copy(pkt, 12, i, i + 160);
-      i += 160; ts += 160;
-      sock.send(pkt, port, "127.0.0.1");
-      st.sent++;
-    }, 20);
-  })();
-  return { port: sock.address().port, stats: st, started, close: () => { clearInterval(timer); sock.close(); } };
-}
 
 const DID = "+15550100";
 const config = (carrierPort, mode = "customer_first", host = "127.0.0.1") => ({
