@@ -122,7 +122,7 @@ export async function until(what, fn, ms = 30_000) {
  * in it, `profiles` ({name: toml}). Resolves once the ready file names the listeners:
  * { ws, sip, base, api, stop, log }.
  */
-export async function startRedialWs({ profiles = {}, queue = "", agents = {}, extra = "", dir: keep, wsPort = 0 } = {}) {
+export async function startRedialWs({ profiles = {}, queue = "", agents = {}, extra = "", dir: keep, wsPort = 0, tls = null } = {}) {
   const bin = process.env.REDIAL_BIN || join(ROOT, "target/debug/redial");
   if (!existsSync(bin)) throw new Error(`no redial binary at ${bin}: run cargo build first`);
   const dir = keep || mkdtempSync(join(tmpdir(), "redial-ws-"));
@@ -133,6 +133,8 @@ export async function startRedialWs({ profiles = {}, queue = "", agents = {}, ex
 [sip]
 listen = "127.0.0.1:0"
 ws_listen = "127.0.0.1:${wsPort}"
+${tls ? 'wss_listen = "127.0.0.1:0"' : ""}
+${tls ? `[tls]\ncert = "${tls.cert}"\nkey = "${tls.key}"\n` : ""}
 
 [http]
 listen = "127.0.0.1:0"
@@ -181,7 +183,7 @@ ${extra}`);
     }
     if (!keepDir) rmSync(dir, { recursive: true, force: true });
   };
-  return { ws: `ws://${bound.ws}/`, sip: bound.sip, base, dir, api: api(base), stop, log: () => log };
+  return { ws: `ws://${bound.ws}/`, wss: bound.wss && `wss://${bound.wss}/`, sip: bound.sip, base, dir, api: api(base), stop, log: () => log };
 }
 
 /** The µ-law samples of a µ-law WAV (the AMD corpus format). */
@@ -357,4 +359,15 @@ export async function freeTcpPort() {
   const { port } = s.address();
   await new Promise((r) => s.close(r));
   return port;
+}
+
+/** A self-signed certificate for 127.0.0.1 in `dir` (made by `openssl`): { cert, key }. */
+export async function selfSigned(dir) {
+  const { execFileSync } = await import("node:child_process");
+  const cert = join(dir, "cert.pem"), key = join(dir, "key.pem");
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+    "-subj", "/CN=redial test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+  ], { stdio: "ignore" });
+  return { cert, key };
 }

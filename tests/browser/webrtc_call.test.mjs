@@ -12,7 +12,7 @@ import { createServer } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, launch, startRedialWs, sippUas, sippUac, until, rtpPhone as phone, ulawWav } from "./harness.mjs";
+import { ROOT, launch, startRedialWs, sippUas, sippUac, until, rtpPhone as phone, ulawWav, selfSigned } from "./harness.mjs";
 
 const JSSIP = join(ROOT, "src/console/static/jssip.min.js");
 const MIC = join(ROOT, "prompts/please-hold.wav");
@@ -75,6 +75,8 @@ before(async () => {
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${MIC}`,
     // Host candidates on 127.0.0.1, so every packet stays on loopback.
     "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    // The wss test's certificate is self-signed.
+    "--ignore-certificate-errors",
   ]);
   web = createServer((_, res) => res.end("<!doctype html><title>browser agent</title><p>agent</p>"));
   await new Promise((ok) => web.listen(0, "127.0.0.1", ok));
@@ -119,12 +121,13 @@ const finalOf = (srv, id) => until("the callback's end", async () => {
 });
 
 /** A customer-facing call to a browser agent: phone, carrier, redial, JsSIP page. */
-async function dialSetup(mode) {
+async function dialSetup(mode, { secure = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "redial-webrtc-call-"));
   const customer = await phone(join(dir, "customer.rtp"), ulawWav(join(ROOT, "test-media/amd/h001.wav")));
   const carrier = await sippUas("dial_carrier_answer.xml", { timeoutS: 50, vars: { dir, rtp_port: customer.port } });
-  const srv = await startRedialWs(config(carrier.port, mode));
-  const page = await jssipAgent(browser, `http://127.0.0.1:${web.address().port}/`, srv.ws, "alice", "alice-pw");
+  const tls = secure ? await selfSigned(dir) : null;
+  const srv = await startRedialWs({ ...config(carrier.port, mode), tls });
+  const page = await jssipAgent(browser, `http://127.0.0.1:${web.address().port}/`, secure ? srv.wss : srv.ws, "alice", "alice-pw");
   const close = async () => {
     customer.close();
     carrier.kill();
@@ -227,5 +230,23 @@ test("inbound: a caller reaches the browser agent and audio flows both ways", as
     await page.context().close().catch(() => {});
     await srv.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("over wss (sip.wss_listen with [tls]): the browser agent registers and takes an agent-first call", async () => {
+  const { customer, carrier, srv, page, close } = await dialSetup("agent_first", { secure: true });
+  try {
+    assert.match(srv.wss, /^wss:\/\/127\.0\.0\.1:\d+\/$/);
+    const regs = (await srv.api("GET", "/v1/agents")).body.items.find((a) => a.id === "alice").registrations;
+    assert.equal(regs.length, 1, JSON.stringify(regs));
+    const cb = await srv.api("POST", "/v1/callbacks", { phone: "+15551230004", queue: "q" });
+    await answer(page);
+    await audioBothWays(page, customer, srv);
+    await page.evaluate(() => window.session.terminate());
+    const done = await carrier.done;
+    assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
+    assert.equal((await finalOf(srv, cb.body.id)).status, "completed");
+  } finally {
+    await close();
   }
 });
