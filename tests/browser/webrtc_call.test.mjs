@@ -108,7 +108,7 @@ async function audioBothWays(page, phone, srv) {
 async function answer(page) {
   const call = await until("redial's INVITE in the browser", () => page.evaluate(() => window.calls[0]), WAIT);
   assert.equal(call.originator, "remote");
-  assert.match(call.headers, /m=audio \d+ UDP\/TLS\/RTP\/SAVPF 0 8 101/, "a WebRTC offer: PCMU, PCMA, telephone-event");
+  assert.match(call.headers, /m=audio \d+ UDP\/TLS\/RTP\/SAVPF 0 8 111 101/, "a WebRTC offer: PCMU, PCMA, Opus, telephone-event");
   assert.match(call.headers, /a=ice-lite/);
   await page.evaluate(() => window.session.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: { iceServers: [] } }));
   return call;

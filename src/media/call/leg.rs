@@ -18,7 +18,7 @@ use crate::media::sdp::{self, Direction, LocalMedia, Negotiated, SrtpPolicy};
 use crate::media::srtp::{KeyMaterial, Suite};
 use crate::media::socket::now;
 use crate::media::Codec;
-use crate::webrtc::{WebRtcError, WebRtcLeg, G711};
+use crate::webrtc::{AudioCodec, WebRtcError, WebRtcLeg};
 
 /// Packets received from / sent to the remote so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl MediaLeg {
     }
 
     /// Our SDP offer for a browser (WebRTC, RFC 8829 §5.2): one audio m-line
-    /// `UDP/TLS/RTP/SAVPF` with PCMU, PCMA and telephone-event, ICE-lite with this leg's
+    /// `UDP/TLS/RTP/SAVPF` with PCMU, PCMA, Opus and telephone-event, ICE-lite with this leg's
     /// RTP port as the only host candidate, DTLS-SRTP (`a=setup:actpass`), rtcp-mux.
     /// The leg's media then runs through WebRTC instead of plain RTP; the G.711
     /// payloads are the same, so a bridge to a G.711 carrier leg passes them through.
@@ -148,11 +148,14 @@ impl MediaLeg {
         }
         let mut leg = self.pending_webrtc.take().ok_or(MediaCallError::NoOffer { leg: self.id })?;
         leg.accept_answer(sdp)?;
-        let agreed = leg.agreed().ok_or(WebRtcError::NoG711)?;
+        let agreed = leg.agreed().ok_or(WebRtcError::NoAudioCodec)?;
         let n = Negotiated {
-            codec: match agreed.law {
-                G711::Pcmu => Codec::Pcmu,
-                G711::Pcma => Codec::Pcma,
+            // G.711 passes through the bridge; Opus (a browser without G.711) is
+            // transcoded by the relay like any Opus leg.
+            codec: match agreed.codec {
+                AudioCodec::Pcmu => Codec::Pcmu,
+                AudioCodec::Pcma => Codec::Pcma,
+                AudioCodec::Opus => Codec::Opus,
             },
             pt: agreed.pt,
             telephone_event: agreed.telephone_event,

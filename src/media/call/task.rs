@@ -33,7 +33,7 @@ use crate::media::rtp::RtpPacket;
 use crate::media::srtp::SrtpContext;
 use crate::media::socket::now;
 use crate::media::Codec;
-use crate::webrtc::{LegEvent, WebRtcLeg, G711};
+use crate::webrtc::{AudioCodec, LegEvent, WebRtcLeg};
 
 /// A bound RTP/RTCP pair and its port lease (released when dropped).
 #[derive(Debug)]
@@ -151,11 +151,11 @@ struct Browser {
 /// maps their timestamps continuously.
 const BROWSER_SSRC: u32 = 0x7765_6272;
 
-fn law(codec: Codec) -> Option<G711> {
+fn rtc_codec(codec: Codec) -> AudioCodec {
     match codec {
-        Codec::Pcmu => Some(G711::Pcmu),
-        Codec::Pcma => Some(G711::Pcma),
-        Codec::Opus => None,
+        Codec::Pcmu => AudioCodec::Pcmu,
+        Codec::Pcma => AudioCodec::Pcma,
+        Codec::Opus => AudioCodec::Opus,
     }
 }
 
@@ -224,8 +224,8 @@ impl LegState {
         if let Some(b) = self.rtc.as_mut() {
             // Audio only: the browser hears the carrier's tones as audio; RFC 4733
             // events toward it are not sent.
-            let Some(law) = self.media.filter(|m| m.pt == pt).and_then(|m| law(m.codec)) else { return false };
-            let sent = self.sends && b.leg.send_audio(now, law, payload, position).is_ok();
+            let Some(codec) = self.media.filter(|m| m.pt == pt).map(|m| rtc_codec(m.codec)) else { return false };
+            let sent = self.sends && b.leg.send_audio(now, codec, payload, position).is_ok();
             if sent {
                 self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
                 self.flush();
