@@ -109,15 +109,11 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let (mut mid, mut connected_at, mut first_audio): (Option<Mid>, Option<Instant>, Option<Instant>) = (None, None, None);
     let mut rtp_time: u64 = 0;
-    let mut timeout = Instant::now();
     loop {
         // Drain str0m to its next timeout (its run contract).
-        loop {
+        let timeout = loop {
             match rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    timeout = t;
-                    break;
-                }
+                Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Transmit(t)) => {
                     let _ = socket2::SockRef::from(&sock).send_to(&t.contents, &t.destination.into());
                 }
@@ -135,7 +131,7 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
                 Ok(Output::Event(_)) => {}
                 Err(e) => panic!("browser peer: {e}"),
             }
-        }
+        };
         if sh.stop.load(Ordering::Relaxed) {
             return;
         }

@@ -77,6 +77,8 @@ fn main() {
                         samples += 1;
                     }
                 }
+                // This peer does not press keys.
+                LegEvent::Telephone { .. } => {}
                 LegEvent::Failed { reason } => fail(reason),
             }
         }
