@@ -13,7 +13,7 @@
 //! runtime (`relay-w`) whose CPU is read per thread from /proc/self/task/*/schedstat.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,9 +49,16 @@ struct Counts {
     received: AtomicU64,
 }
 
+/// The phase a packet was sent in, in its first payload byte: only packets sent and
+/// received in MEASURE count (G.711 payloads pass the bridge unchanged).
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const DRAIN: u8 = 2;
+
 /// Where every far end reports.
 struct Shared {
     stop: AtomicBool,
+    phase: AtomicU8,
     counts: Counts,
     /// Browser legs: answer → connected, answer → first audio (µs), per call.
     setup: std::sync::Mutex<Vec<(u64, u64)>>,
@@ -76,14 +83,16 @@ async fn rtp_phone(sock: UdpSocket, leg: SocketAddr, sh: Arc<Shared>) {
                 pkt[2..4].copy_from_slice(&(k as u16).to_be_bytes());
                 pkt[4..8].copy_from_slice(&k.wrapping_mul(160).to_be_bytes());
                 pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
-                if sock.send_to(&pkt, leg).await.is_ok() {
+                let phase = sh.phase.load(Ordering::Relaxed);
+                pkt[12] = phase;
+                if sock.send_to(&pkt, leg).await.is_ok() && phase == MEASURE {
                     sh.counts.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 k += 1;
             }
             r = sock.recv_from(&mut buf) => {
                 if let Ok((n, _)) = r {
-                    if n >= 12 && buf[1] & 0x7f == 0 {
+                    if n == 12 + 160 && buf[1] & 0x7f == 0 && buf[12] == MEASURE {
                         sh.counts.received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -119,14 +128,16 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
                 }
                 Ok(Output::Event(Event::Connected)) => connected_at = Some(Instant::now()),
                 Ok(Output::Event(Event::MediaAdded(m))) => mid = Some(m.mid),
-                Ok(Output::Event(Event::MediaData(_))) => {
+                Ok(Output::Event(Event::MediaData(d))) => {
                     if first_audio.is_none() {
                         let now = Instant::now();
                         first_audio = Some(now);
                         let c = connected_at.unwrap_or(now);
                         sh.setup.lock().expect("setup").push(((c - answered).as_micros() as u64, (now - answered).as_micros() as u64));
                     }
-                    sh.counts.received.fetch_add(1, Ordering::Relaxed);
+                    if d.data.first() == Some(&MEASURE) {
+                        sh.counts.received.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Ok(Output::Event(_)) => {}
                 Err(e) => panic!("browser peer: {e}"),
@@ -146,7 +157,10 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
                     let now = Instant::now();
                     if let Some(w) = rtc.writer(m) {
                         let pt = w.payload_params().find(|p| p.spec().codec == RtcCodec::PCMU).map(|p| p.pt()).expect("PCMU");
-                        if w.write(pt, now, MediaTime::new(rtp_time, Frequency::EIGHT_KHZ), vec![0xFFu8; 160]).is_ok() {
+                        let phase = sh.phase.load(Ordering::Relaxed);
+                        let mut frame = vec![0xFFu8; 160];
+                        frame[0] = phase;
+                        if w.write(pt, now, MediaTime::new(rtp_time, Frequency::EIGHT_KHZ), frame).is_ok() && phase == MEASURE {
                             sh.counts.sent.fetch_add(1, Ordering::Relaxed);
                         }
                         rtp_time += 160;
@@ -173,7 +187,7 @@ fn pct(v: &[u64], p: f64) -> f64 {
 
 /// One run: `n` bridged pairs, leg A a browser (WebRTC) leg when `webrtc`, else RTP.
 fn run(relay: &Runtime, peers: &Runtime, engine: &MediaEngine, n: usize, secs: u64, webrtc: bool) {
-    let sh = Arc::new(Shared { stop: AtomicBool::new(false), counts: Counts::default(), setup: Default::default() });
+    let sh = Arc::new(Shared { stop: AtomicBool::new(false), phase: AtomicU8::new(WARMUP), counts: Counts::default(), setup: Default::default() });
     let mut legs: Vec<MediaLeg> = Vec::with_capacity(2 * n);
     for _ in 0..n {
         let (mut a, mut b) = relay.block_on(async { (engine.open().await.expect("open"), engine.open().await.expect("open")) });
@@ -209,15 +223,16 @@ fn run(relay: &Runtime, peers: &Runtime, engine: &MediaEngine, n: usize, secs: u
     }
     let connected = if webrtc { sh.setup.lock().expect("setup").len() } else { n };
     std::thread::sleep(Duration::from_secs(2));
-    let (s0, r0, cpu0, pcpu0, t0) = (sh.counts.sent.load(Ordering::Relaxed), sh.counts.received.load(Ordering::Relaxed), cpu_ns("relay-w"), cpu_ns("peer-w"), Instant::now());
+    let (cpu0, pcpu0, t0) = (cpu_ns("relay-w"), cpu_ns("peer-w"), Instant::now());
+    sh.phase.store(MEASURE, Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(secs));
-    let (s1, cpu1, pcpu1, window) = (sh.counts.sent.load(Ordering::Relaxed), cpu_ns("relay-w"), cpu_ns("peer-w"), t0.elapsed());
-    // Packets in flight at the end arrive within this; those at the start were counted before.
-    std::thread::sleep(Duration::from_millis(200));
-    let r1 = sh.counts.received.load(Ordering::Relaxed);
+    sh.phase.store(DRAIN, Ordering::Relaxed);
+    let (cpu1, pcpu1, window) = (cpu_ns("relay-w"), cpu_ns("peer-w"), t0.elapsed());
+    // Packets sent in MEASURE and still in flight arrive within this.
+    std::thread::sleep(Duration::from_millis(500));
     sh.stop.store(true, Ordering::Relaxed);
     drop(legs);
-    let (sent, got) = (s1 - s0, r1 - r0);
+    let (sent, got) = (sh.counts.sent.load(Ordering::Relaxed), sh.counts.received.load(Ordering::Relaxed));
     let loss = if sent == 0 { 100.0 } else { 100.0 * sent.saturating_sub(got) as f64 / sent as f64 };
     let cpu = (cpu1 - cpu0) as f64 / 1e9;
     let call_minutes = n as f64 * window.as_secs_f64() / 60.0;
