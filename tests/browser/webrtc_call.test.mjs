@@ -101,6 +101,8 @@ async function audioBothWays(page, phone, srv) {
   const first = got.bytes;
   await until("the browser's inbound audio bytes rising", async () => (await inbound(page)).bytes > first);
   assert.match(srv.log(), /browser media connected/);
+  // The leg's set-up time (answer applied → ICE and DTLS done), for the figures.
+  console.log(`# ${(srv.log().match(/setup_ms=\d+/g) || []).join(" ")}`);
   return got;
 }
 

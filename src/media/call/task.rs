@@ -140,7 +140,7 @@ pub(crate) struct LegState {
 /// A browser leg's WebRTC state in the task. Its audio reaches the relay, AMD and
 /// the DTMF receiver as RTP packets numbered here, so they work as for any leg.
 struct Browser {
-    leg: Box<WebRtcLeg>,
+    leg: WebRtcLeg,
     /// When the answer was applied: the set-up time is measured from here.
     since: Instant,
     /// Sequence number of the next packet handed on (frames arrive in order).
@@ -631,7 +631,7 @@ impl LegTask {
             }
             Command::WebRtc(rtc) => {
                 let leg = self.legs[slot].as_mut().expect("slot");
-                leg.rtc = Some(Box::new(Browser { leg: rtc, since: t, seq: 0 }));
+                leg.rtc = Some(Box::new(Browser { leg: *rtc, since: t, seq: 0 }));
                 leg.flush();
             }
             Command::Close => {
