@@ -20,6 +20,8 @@ command -v baresip >/dev/null || need+=(baresip)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+# The openssl command makes the TLS tests' certificates (sip_tls, the wss browser test).
+command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 installed postgresql || need+=(postgresql)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
