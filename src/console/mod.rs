@@ -115,7 +115,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The workspace's policy: [`CSP`], plus the softphone's WebSocket (another port, so
 /// not `'self'`) and its remote audio (a `MediaStream`, played from `blob:`/`mediastream:`).
 fn softphone_csp(ws: &str) -> String {
-    let origin = ws.trim_end_matches('/');
+    // A listener on every address is reached at the page's own host: any host, that port.
+    let origin = ws.trim_end_matches('/').replace("://0.0.0.0:", "://*:").replace("://[::]:", "://*:");
     CSP.replace("connect-src 'self'", &format!("connect-src 'self' {origin}")).replace("img-src", "media-src 'self' blob: mediastream:; img-src")
 }
 
@@ -715,5 +716,21 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => plain_error(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod csp_tests {
+    use super::{softphone_csp, CSP};
+
+    #[test]
+    fn the_workspace_policy_admits_only_the_softphones_websocket() {
+        let p = softphone_csp("wss://127.0.0.1:8089/");
+        assert!(p.contains("connect-src 'self' wss://127.0.0.1:8089;"), "{p}");
+        assert!(p.contains("media-src 'self' blob: mediastream:;"), "{p}");
+        assert!(p.contains("script-src 'self';") && !p.contains("unsafe"), "the rest is the strict policy: {p}");
+        assert_eq!(p.matches(';').count(), CSP.matches(';').count() + 1, "one directive added: {p}");
+        // A listener on every address: the page's own host, that port.
+        assert!(softphone_csp("ws://0.0.0.0:8088/").contains("connect-src 'self' ws://*:8088;"));
     }
 }
