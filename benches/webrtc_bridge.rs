@@ -47,6 +47,9 @@ fn cpu_ns(prefix: &str) -> u64 {
 struct Counts {
     sent: AtomicU64,
     received: AtomicU64,
+    /// Of those, by the browser peers.
+    browser_sent: AtomicU64,
+    browser_received: AtomicU64,
 }
 
 /// The phase a packet was sent in, in its first payload byte: only packets sent and
@@ -137,6 +140,7 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
                     }
                     if d.data.first() == Some(&MEASURE) {
                         sh.counts.received.fetch_add(1, Ordering::Relaxed);
+                        sh.counts.browser_received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(Output::Event(_)) => {}
@@ -162,6 +166,7 @@ async fn browser_peer(mut rtc: Rtc, sock: UdpSocket, answered: Instant, sh: Arc<
                         frame[0] = phase;
                         if w.write(pt, now, MediaTime::new(rtp_time, Frequency::EIGHT_KHZ), frame).is_ok() && phase == MEASURE {
                             sh.counts.sent.fetch_add(1, Ordering::Relaxed);
+                            sh.counts.browser_sent.fetch_add(1, Ordering::Relaxed);
                         }
                         rtp_time += 160;
                     }
@@ -252,7 +257,9 @@ fn run(relay: &Runtime, peers: &Runtime, engine: &MediaEngine, n: usize, secs: u
         );
     }
     println!(
-        "{kind} N={n:>4}  sent {sent:>7} received {got:>7} loss {loss:.3} %  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.4} CPU s per call-minute  [peers CPU {:.2} s; load {}]{setup}",
+        "{kind} N={n:>4}  sent {sent:>7} received {got:>7} (browsers sent {} received {}) loss {loss:.3} %  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.4} CPU s per call-minute  [peers CPU {:.2} s; load {}]{setup}",
+        sh.counts.browser_sent.load(Ordering::Relaxed),
+        sh.counts.browser_received.load(Ordering::Relaxed),
         100.0 * cpu / window.as_secs_f64(),
         cpu / call_minutes,
         (pcpu1 - pcpu0) as f64 / 1e9,
