@@ -11,7 +11,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use redial::codec::g711::ulaw_encode;
-use redial::webrtc::{LegEvent, WebRtcLeg, G711};
+use redial::webrtc::{AudioCodec, LegEvent, WebRtcLeg};
 use serde_json::json;
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -53,7 +53,7 @@ fn main() {
                     ulaw_encode((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
                 })
                 .collect();
-            leg.send_audio(now, G711::Pcmu, &frame, phase).unwrap_or_else(|e| fail(e));
+            leg.send_audio(now, AudioCodec::Pcmu, &frame, phase).unwrap_or_else(|e| fail(e));
             phase += 160;
             frames_out += 1;
             next_send = Some(at + FRAME);
@@ -77,6 +77,8 @@ fn main() {
                         samples += 1;
                     }
                 }
+                // This peer does not press keys.
+                LegEvent::Telephone { .. } => {}
                 LegEvent::Failed { reason } => fail(reason),
             }
         }

@@ -20,6 +20,8 @@ command -v baresip >/dev/null || need+=(baresip)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+# The openssl command makes the TLS tests' certificates (sip_tls, the wss browser test).
+command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 installed postgresql || need+=(postgresql)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
@@ -51,8 +53,14 @@ cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 # Browser tests of the web console: Debian's chromium driven by playwright-core
 # (installed above; no browser download). `node --test` exits non-zero on a failure.
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 console.test.mjs)
-# SIP over WebSocket against a bare JsSIP page (vendored in tests/browser/vendor).
+# SIP over WebSocket against a bare JsSIP page (vendored in src/console/static).
 (cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 sipws.test.mjs)
 # The WebRTC leg against chromium (ICE-lite, DTLS-SRTP, G.711 both ways on loopback).
 cargo build --locked --example webrtc_leg_peer
 (cd tests/browser && node --test --test-concurrency=1 webrtc_leg.test.mjs)
+# Browser agents carrying calls: JsSIP in chromium answers WebRTC calls bridged to a
+# SIPp carrier (customer-first with DTMF, agent-first, inbound, WebSocket closed mid-call).
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 webrtc_call.test.mjs)
+# The agent workspace's softphone (JsSIP served by redial) against a SIPp carrier, and
+# its re-registration after a restart.
+(cd tests/browser && REDIAL_BIN="$PWD/../../target/debug/redial" node --test --test-concurrency=1 softphone.test.mjs)

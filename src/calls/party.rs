@@ -23,11 +23,11 @@ pub enum PartyEvent {
 
 impl PartyEvent {
     /// The leg is over: the peer hung up, the call failed, media stopped
-    /// for the media timeout, or the leg's task is gone.
+    /// for the media timeout or its transport failed, or the leg's task is gone.
     pub fn ends_call(&self) -> bool {
         matches!(
             self,
-            PartyEvent::Sip(LegEvent::Ended { .. } | LegEvent::Failed { .. }) | PartyEvent::Media(MediaEvent::Timeout) | PartyEvent::Gone
+            PartyEvent::Sip(LegEvent::Ended { .. } | LegEvent::Failed { .. }) | PartyEvent::Media(MediaEvent::Timeout | MediaEvent::Failed { .. }) | PartyEvent::Gone
         )
     }
 }

@@ -110,8 +110,21 @@ pub async fn start_ringing(d: &CallKit, agent: &str, call: &AgentCall<'_>) -> Op
                 continue;
             }
         };
-        media.set_srtp(agent_srtp(source));
-        let offer = media.offer(&[Codec::Pcmu, Codec::Pcma]);
+        let offer = if source.transport == crate::config::Transport::Ws {
+            // A browser (RFC 7118 agent) takes only WebRTC media (RFC 8827): ICE,
+            // DTLS-SRTP, rtcp-mux. PCMU/PCMA are offered, so a G.711 carrier leg is
+            // bridged without transcoding.
+            match media.offer_webrtc() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no WebRTC offer for the browser agent");
+                    continue;
+                }
+            }
+        } else {
+            media.set_srtp(agent_srtp(source));
+            media.offer(&[Codec::Pcmu, Codec::Pcma])
+        };
         let sip = d.calls.dial(DialRequest {
             request_uri: contact,
             to: format!("<sip:{agent}@{host}>"),

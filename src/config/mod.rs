@@ -73,6 +73,9 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// `sip.ws_listen`: SIP over WebSocket (RFC 7118) for browser agents; off when `None`.
     pub ws_listen: Option<SocketAddr>,
+    /// `sip.wss_listen`: SIP over secure WebSocket (RFC 7118 `wss`) with `[tls]`'s
+    /// certificate; off when `None`.
+    pub wss_listen: Option<SocketAddr>,
     /// `sip.tls_listen`: SIP over TLS (RFC 3261 §26.2) with `[tls]`'s certificate.
     pub tls_listen: Option<SocketAddr>,
     pub realm: String,
@@ -187,6 +190,7 @@ impl Config {
             sip: SipConfig {
                 listen: "127.0.0.1:5060".parse().expect("literal"),
                 ws_listen: None,
+                wss_listen: None,
                 tls_listen: None,
                 realm: "redial".into(),
                 digest_algorithms: vec![DigestAlgorithm::Md5],
@@ -351,6 +355,7 @@ struct RawDid {
 struct RawSip {
     listen: Option<String>,
     ws_listen: Option<String>,
+    wss_listen: Option<String>,
     tls_listen: Option<String>,
     realm: Option<String>,
     digest_algorithms: Option<Vec<String>>,
@@ -425,12 +430,18 @@ impl RawConfig {
         if let Some(l) = &self.sip.ws_listen {
             cfg.sip.ws_listen = c.check("sip.ws_listen", addr(l));
         }
+        if let Some(l) = &self.sip.wss_listen {
+            cfg.sip.wss_listen = c.check("sip.wss_listen", addr(l));
+        }
         if let Some(l) = &self.sip.tls_listen {
             cfg.sip.tls_listen = c.check("sip.tls_listen", addr(l));
         }
         cfg.tls = tls::validate(self.tls, base, &mut c);
         if cfg.sip.tls_listen.is_some() && !cfg.tls.has_server_cert() {
             c.push("sip.tls_listen", "needs tls.cert and tls.key");
+        }
+        if cfg.sip.wss_listen.is_some() && !cfg.tls.has_server_cert() {
+            c.push("sip.wss_listen", "needs tls.cert and tls.key");
         }
         if let Some(r) = self.sip.realm {
             if r.is_empty() || r.contains('"') {
@@ -507,6 +518,11 @@ impl RawConfig {
         if let Some(ws) = cfg.sip.ws_listen.filter(|ws| ws.port() != 0) {
             if ws == cfg.sip.listen || ws == cfg.http.listen {
                 c.push("sip.ws_listen", format!("`{ws}` is already sip.listen or http.listen"));
+            }
+        }
+        if let Some(wss) = cfg.sip.wss_listen.filter(|a| a.port() != 0) {
+            if wss == cfg.sip.listen || wss == cfg.http.listen || Some(wss) == cfg.sip.ws_listen || Some(wss) == cfg.sip.tls_listen {
+                c.push("sip.wss_listen", format!("`{wss}` is already sip.listen, sip.ws_listen, sip.tls_listen or http.listen"));
             }
         }
         (cfg.backend, cfg.cluster) = cluster::validate(self.storage.backend.as_deref(), self.storage.url.clone(), self.cluster, &mut c);

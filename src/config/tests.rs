@@ -220,6 +220,19 @@ fn ws_listen_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn wss_listen_needs_a_server_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    assert_eq!(Config::defaults().sip.wss_listen, None);
+    let f = write(d.path(), "redial.toml", "[sip]\nwss_listen = \"127.0.0.1:8089\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert_eq!(e.0[0].key, "sip.wss_listen", "{e}");
+    assert!(e.to_string().contains("tls.cert"), "{e}");
+    let f = write(d.path(), "redial.toml", "[sip]\nws_listen = \"127.0.0.1:8088\"\nwss_listen = \"127.0.0.1:8088\"\n");
+    let e = Config::load(Some(&f)).unwrap_err();
+    assert!(e.0.iter().any(|x| x.key == "sip.wss_listen"), "{e}");
+}
+
+#[test]
 fn tls_problems_are_named_by_key() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "key.pem", "not a key\n");

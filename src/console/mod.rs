@@ -70,6 +70,11 @@ pub use self::list::PAGE_ROWS;
 
 static JS: &[u8] = include_bytes!("static/console.js");
 static CSS: &[u8] = include_bytes!("static/console.css");
+static SOFTPHONE: &[u8] = include_bytes!("static/softphone.js");
+/// JsSIP 3.13.8 (MIT, its licence beside it), the browser softphone's SIP stack; vendored
+/// so building redial needs no Node toolchain.
+static JSSIP: &[u8] = include_bytes!("static/jssip.min.js");
+static JSSIP_LICENSE: &[u8] = include_bytes!("static/jssip.LICENSE.md");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -99,14 +104,26 @@ pub fn routes() -> Router<AppState> {
         .route("/agent/pop/{id}", get(pop))
         .route("/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .route("/static/console.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/static/softphone.js", get(|| async { asset("text/javascript; charset=utf-8", SOFTPHONE) }))
+        .route("/static/jssip.js", get(|| async { asset("text/javascript; charset=utf-8", JSSIP) }))
+        .route("/static/jssip.LICENSE.md", get(|| async { asset("text/plain; charset=utf-8", JSSIP_LICENSE) }))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The workspace's policy: [`CSP`], plus the softphone's WebSocket (another port, so
+/// not `'self'`) and its remote audio (a `MediaStream`, played from `blob:`/`mediastream:`).
+fn softphone_csp(ws: &str) -> String {
+    // A listener on every address is reached at the page's own host: any host, that port.
+    let origin = ws.trim_end_matches('/').replace("://0.0.0.0:", "://*:").replace("://[::]:", "://*:");
+    CSP.replace("connect-src 'self'", &format!("connect-src 'self' {origin}")).replace("img-src", "media-src 'self' blob: mediastream:; img-src")
+}
+
 async fn secure_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    // A page may widen the policy for what it needs (the workspace's softphone).
+    h.entry("content-security-policy").or_insert(HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
@@ -658,11 +675,17 @@ async fn workspace(State(s): State<AppState>, h: HeaderMap, q: Result<Query<Work
         let interaction = q.ok().and_then(|Query(q)| q.interaction).filter(|i| !i.is_empty());
         let live = interaction.as_ref().and_then(|i| s.live.lookup(i).filter(|c| c.agent.as_deref() == Some(me.as_str())).map(|c| (i.clone(), c.phone)));
         let tz = agent_tz(&s, &queues);
-        Ok(pages::workspace(&frame(&sess, "agent"), state, next.as_ref(), &mine, &queues, live.as_ref().map(|(i, p)| (i.as_str(), p.as_str())), &tz))
+        Ok(pages::workspace(&frame(&sess, "agent"), state, next.as_ref(), &mine, &queues, live.as_ref().map(|(i, p)| (i.as_str(), p.as_str())), &tz, s.console.softphone_ws()))
     }
     .await;
     match r {
-        Ok(m) => html(StatusCode::OK, m),
+        Ok(m) => {
+            let mut r = html(StatusCode::OK, m);
+            if let Some(csp) = s.console.softphone_ws().and_then(|ws| HeaderValue::from_str(&softphone_csp(ws)).ok()) {
+                r.headers_mut().insert("content-security-policy", csp);
+            }
+            r
+        }
         Err(e) => error_page(Some(&sess), e),
     }
 }
@@ -703,5 +726,21 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
     match r {
         Ok(m) => html(StatusCode::OK, m),
         Err(e) => plain_error(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod csp_tests {
+    use super::{softphone_csp, CSP};
+
+    #[test]
+    fn the_workspace_policy_admits_only_the_softphones_websocket() {
+        let p = softphone_csp("wss://127.0.0.1:8089/");
+        assert!(p.contains("connect-src 'self' wss://127.0.0.1:8089;"), "{p}");
+        assert!(p.contains("media-src 'self' blob: mediastream:;"), "{p}");
+        assert!(p.contains("script-src 'self';") && !p.contains("unsafe"), "the rest is the strict policy: {p}");
+        assert_eq!(p.matches(';').count(), CSP.matches(';').count() + 1, "one directive added: {p}");
+        // A listener on every address: the page's own host, that port.
+        assert!(softphone_csp("ws://0.0.0.0:8088/").contains("connect-src 'self' ws://*:8088;"));
     }
 }

@@ -639,7 +639,7 @@ pub fn screen_pop(cb: &Callback, earlier: &[Callback]) -> Markup {
 
 /// `/agent`: state, banner, booking, my callbacks, the softphone's place.
 #[allow(clippy::too_many_arguments)]
-pub fn workspace(f: &Frame, state: &str, next: Option<&Callback>, mine: &[Callback], queues: &[String], live: Option<(&str, &str)>, agent_tz: &str) -> Markup {
+pub fn workspace(f: &Frame, state: &str, next: Option<&Callback>, mine: &[Callback], queues: &[String], live: Option<(&str, &str)>, agent_tz: &str, softphone_ws: Option<&str>) -> Markup {
     let me = f.actor.agent_id().unwrap_or("");
     let body = html! {
         div.pagehead {
@@ -670,13 +670,7 @@ pub fn workspace(f: &Frame, state: &str, next: Option<&Callback>, mine: &[Callba
                     button.primary type="submit" data-testid="book-submit" { "Book" }
                 }
             }
-            section.card {
-                h2 { "Softphone" }
-                p { "Status: " span data-testid="softphone-status" { "unregistered" } }
-                button type="button" data-testid="softphone-answer" disabled { "Answer" }
-                " "
-                button type="button" data-testid="softphone-hangup" disabled { "Hang up" }
-            }
+            (softphone(me, softphone_ws))
         }
         section.card {
             h2 { "My callbacks" }
@@ -695,6 +689,54 @@ pub fn workspace(f: &Frame, state: &str, next: Option<&Callback>, mine: &[Callba
         }
     };
     page("Workspace", Some(f), body)
+}
+
+/// The browser softphone (`/static/softphone.js` over the vendored JsSIP): it registers
+/// as agent `me` over SIP-over-WebSocket at `ws` (none: redial has no `sip.ws_listen`,
+/// and the card says so). The SIP password comes from the sign-in, kept in the tab's
+/// session storage, or is asked for here.
+fn softphone(me: &str, ws: Option<&str>) -> Markup {
+    html! {
+        section.card #softphone data-agent=(me) data-ws=[ws] {
+            h2 { "Softphone" }
+            p { "Status: " span data-testid="softphone-status" { "unregistered" } " " span.sub data-testid="softphone-detail" {} }
+            @if ws.is_none() {
+                p.sub { "No SIP-over-WebSocket listener is configured (sip.ws_listen): use a SIP softphone." }
+            }
+            form.inline #softphone-login hidden {
+                    label { "SIP password " input type="password" autocomplete="current-password" data-testid="softphone-password"; }
+                    " "
+                    button type="submit" data-testid="softphone-register" { "Connect" }
+                }
+                div.pop #softphone-ringing role="alert" data-testid="softphone-ringing" hidden {
+                    strong data-testid="softphone-caller" {}
+                    div data-testid="softphone-context" {}
+                }
+                p {
+                    button.primary type="button" data-testid="softphone-answer" disabled { "Answer" }
+                    " "
+                    button.danger type="button" data-testid="softphone-hangup" disabled { "Hang up" }
+                    " "
+                    button type="button" data-testid="softphone-mute" aria-pressed="false" disabled { "Mute" }
+                }
+                div.keypad data-testid="softphone-keypad" {
+                    @for d in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"] {
+                        button type="button" data-testid="softphone-dtmf" data-digit=(d) disabled { (d) }
+                    }
+                }
+                p {
+                    label { "Microphone " select data-testid="softphone-mic" { option value="" { "Default" } } }
+                }
+                p {
+                    label { input type="checkbox" data-testid="softphone-auto-answer"; " Answer reserved callbacks automatically" }
+                }
+                audio #softphone-audio autoplay {}
+            @if ws.is_some() {
+                script src="/static/jssip.js" defer {}
+                script src="/static/softphone.js" defer {}
+            }
+        }
+    }
 }
 
 /// A page that says what went wrong (403 CSRF, 404).
@@ -756,7 +798,7 @@ mod tests {
         let agent = Actor::Agent { id: "alice".into(), queues: vec!["support".into()] };
         let f = Frame { actor: &agent, csrf: "t", flash: None, nav: "agent" };
         let next = cb(Status::Scheduled, "refund status");
-        let html = workspace(&f, "away", Some(&next), &[next.clone()], &["support".into()], Some(("int-1", "+15550999")), "UTC").into_string();
+        let html = workspace(&f, "away", Some(&next), &[next.clone()], &["support".into()], Some(("int-1", "+15550999")), "UTC", Some("ws://127.0.0.1:8088/")).into_string();
         for hook in ["agent-state", "pending-banner", "banner-cancel", "book-phone", "book-when", "book-notes", "book-submit", "softphone-status", "softphone-answer", "softphone-hangup"] {
             assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
         }
@@ -764,6 +806,12 @@ mod tests {
         assert!(html.contains("name=\"interaction_id\" value=\"int-1\""));
         assert!(html.contains(">unregistered<"));
         assert!(html.contains("refund status"));
+        for hook in ["softphone-mute", "softphone-dtmf", "softphone-mic", "softphone-auto-answer", "softphone-ringing", "softphone-password"] {
+            assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
+        }
+        assert!(html.contains("data-ws=\"ws://127.0.0.1:8088/\""), "the softphone is told where to register");
+        let none = workspace(&f, "away", None, &[], &["support".into()], None, "UTC", None).into_string();
+        assert!(none.contains("sip.ws_listen") && !none.contains("data-ws="), "without a listener the card says so");
     }
 
     #[test]

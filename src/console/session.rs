@@ -50,12 +50,24 @@ pub struct ConsoleState {
     fails: Mutex<HashMap<String, (u32, Instant)>>,
     /// What the charts draw, counted from the event bus.
     pub charts: std::sync::Arc<super::charts::Charts>,
+    /// Where the workspace's softphone registers: the SIP-over-WebSocket listener's
+    /// URL, known once the SIP endpoint is bound (none without `sip.ws_listen`).
+    softphone_ws: std::sync::OnceLock<String>,
 }
 
 impl ConsoleState {
     /// The state of a console started at `now` (clock milliseconds).
     pub fn new(now: crate::clock::Millis) -> Self {
         Self { charts: std::sync::Arc::new(super::charts::Charts::new(now)), ..Default::default() }
+    }
+
+    /// Tells the softphone where SIP over WebSocket listens (`ws://` or `wss://` URL).
+    pub fn set_softphone_ws(&self, url: String) {
+        let _ = self.softphone_ws.set(url);
+    }
+
+    pub fn softphone_ws(&self) -> Option<&str> {
+        self.softphone_ws.get().map(String::as_str)
     }
 
     /// Starts a session for `actor`; returns its id (the cookie value).

@@ -206,7 +206,14 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     if let Some(incoming) = sip.incoming.take() {
         tokio::spawn(Arc::new(Inbound::new(kit)).run(incoming));
     }
-    let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
+    // The workspace's softphone registers there (an unspecified host is the page's
+    // own), over TLS when redial listens for it.
+    match (sip.wss_addr, sip.ws_addr) {
+        (Some(wss), _) => http.state.console.set_softphone_ws(format!("wss://{wss}/")),
+        (None, Some(ws)) => http.state.console.set_softphone_ws(format!("ws://{ws}/")),
+        (None, None) => {}
+    }
+    let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, wss: sip.wss_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     #[cfg(unix)]
     let reloader = tokio::spawn(reload::on_hangup(cfg.source.clone(), sip.transports.clone()));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
@@ -215,6 +222,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             tracing::info!(
                 sip = %sip.local_addr,
                 ws = ?sip.ws_addr,
+                wss = ?sip.wss_addr,
                 http = %http.addr,
                 queues = cfg.queues.len(),
                 profiles = cfg.profiles.len(),

@@ -22,6 +22,9 @@ pub struct Bound {
     /// SIP over WebSocket (`sip.ws_listen`), only when it is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws: Option<SocketAddr>,
+    /// SIP over secure WebSocket (`sip.wss_listen`), only when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wss: Option<SocketAddr>,
     /// SIP over TLS (`sip.tls_listen`), when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sip_tls: Option<SocketAddr>,
@@ -85,6 +88,7 @@ mod tests {
     fn bound() -> Bound {
         Bound {
             ws: None,
+            wss: None,
             sip: "127.0.0.1:5062".parse().unwrap(),
             sip_tls: None,
             http: "127.0.0.1:8081".parse().unwrap(),

@@ -10,16 +10,28 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::format::{Codec, CodecExtra, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
-/// The G.711 law of an audio payload.
+/// The audio codec of a payload: G.711 (passed through to a G.711 carrier), or Opus
+/// when the browser accepts no G.711 (the relay transcodes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum G711 {
+pub enum AudioCodec {
     Pcmu,
     Pcma,
+    Opus,
+}
+
+impl AudioCodec {
+    /// The RTP clock rate (`rtp_time` counts in it).
+    pub fn clock_rate(self) -> u64 {
+        match self {
+            AudioCodec::Pcmu | AudioCodec::Pcma => 8_000,
+            AudioCodec::Opus => 48_000,
+        }
+    }
 }
 
 /// A datagram to send from the leg's UDP socket.
@@ -34,8 +46,11 @@ pub struct Datagram {
 pub enum LegEvent {
     /// ICE and DTLS are done: SRTP keys exist and audio can flow.
     Connected,
-    /// One audio frame from the browser (a G.711 payload; 8 kHz `rtp_time`).
-    Audio { law: G711, payload: Vec<u8>, rtp_time: u64 },
+    /// One audio frame from the browser (`rtp_time` at the codec's clock rate).
+    Audio { codec: AudioCodec, payload: Vec<u8>, rtp_time: u64 },
+    /// One RFC 4733 telephone-event report from the browser (its 4 payload bytes; the
+    /// 8 kHz `rtp_time` is the event's start, as in the RTP header, §2.3.1).
+    Telephone { payload: [u8; 4], rtp_time: u64 },
     /// The leg cannot go on (DTLS failed, the fingerprint did not match, ICE gave up).
     Failed { reason: String },
 }
@@ -48,12 +63,25 @@ pub enum WebRtcError {
     BadSdp(String),
     #[error("no answer is awaited (an offer was not made, or was already answered)")]
     NoPendingOffer,
-    #[error("the browser accepted neither PCMU nor PCMA")]
-    NoG711,
+    #[error("the browser accepted none of PCMU, PCMA and Opus")]
+    NoAudioCodec,
     #[error("the leg is not connected yet or has failed")]
     NotConnected,
     #[error("webrtc: {0}")]
     Rtc(#[from] RtcError),
+}
+
+/// The payload type offered for telephone-event/8000 (the one redial's RTP legs use).
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// What the offer/answer agreed for the leg's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    pub codec: AudioCodec,
+    /// The payload type of `codec` on this leg.
+    pub pt: u8,
+    /// The telephone-event/8000 payload type, when the browser accepted it.
+    pub telephone_event: Option<u8>,
 }
 
 /// A browser agent's media leg.
@@ -81,12 +109,13 @@ impl WebRtcLeg {
     fn new(now: Instant, local: SocketAddr) -> Result<Self, WebRtcError> {
         // ICE-lite (RFC 8445 §2.5): redial has a public/host address and only answers
         // checks; the browser (full ICE, controlling) finds the pair.
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_pcmu(true, false)
-            .enable_pcma(true, false)
-            .build(now);
+        // PCMU and PCMA first (a browser picks the first it supports, and a G.711
+        // carrier leg then needs no transcoding); Opus for a browser without G.711.
+        let mut config = Rtc::builder().set_ice_lite(true).clear_codecs().enable_pcmu(true, false).enable_pcma(true, false).enable_opus(true, false);
+        // RFC 4733 events at the G.711 clock, so a browser's keypad reaches the flow or
+        // the carrier (Chrome offers and answers telephone-event/8000).
+        config.codec_config().add_config(TELEPHONE_EVENT_PT.into(), None, Codec::Tele, Frequency::EIGHT_KHZ, None, FormatParams::default());
+        let mut rtc = config.build(now);
         let c = Candidate::host(local, "udp").map_err(|e| WebRtcError::Candidate { addr: local, reason: e.to_string() })?;
         rtc.add_local_candidate(c);
         let mut leg = Self {
@@ -140,18 +169,42 @@ impl WebRtcLeg {
     }
 
     fn check_g711(&mut self) -> Result<(), WebRtcError> {
-        if self.law().is_none() {
-            return Err(WebRtcError::NoG711);
+        if self.codec().is_none() {
+            return Err(WebRtcError::NoAudioCodec);
         }
         Ok(())
     }
 
-    /// The law the browser accepted first (PCMU is offered first).
-    pub fn law(&mut self) -> Option<G711> {
+    /// The codec the browser accepted first (PCMU is offered first, Opus last).
+    pub fn codec(&mut self) -> Option<AudioCodec> {
+        self.agreed().map(|a| a.codec)
+    }
+
+    /// The codec, its payload type and the telephone-event payload type the browser
+    /// accepted (G.711 first when it accepted it); `None` before the answer or without
+    /// a codec we offered.
+    pub fn agreed(&mut self) -> Option<Agreed> {
         let mid = self.mid?;
         let writer = self.rtc.writer(mid)?;
-        let laws: Vec<G711> = writer.payload_params().filter_map(|p| law_of(p.spec().codec)).collect();
-        laws.first().copied()
+        let mut codecs: Vec<(AudioCodec, u8)> = Vec::new();
+        let mut telephone_event = None;
+        for p in writer.payload_params() {
+            let spec = p.spec();
+            if let Some(c) = codec_of(spec.codec) {
+                codecs.push((c, *p.pt()));
+            }
+            if spec.codec == Codec::Tele && spec.clock_rate == Frequency::EIGHT_KHZ && telephone_event.is_none() {
+                telephone_event = Some(*p.pt());
+            }
+        }
+        // G.711 passes through to the carrier; Opus only when there is no G.711.
+        codecs.sort_by_key(|(c, _)| *c == AudioCodec::Opus);
+        codecs.first().map(|&(codec, pt)| Agreed { codec, pt, telephone_event })
+    }
+
+    /// The local address the leg's host candidate names.
+    pub fn local(&self) -> SocketAddr {
+        self.local
     }
 
     /// A datagram received on the leg's socket from `from`.
@@ -177,15 +230,16 @@ impl WebRtcLeg {
         self.after(r);
     }
 
-    /// Sends one G.711 frame (`rtp_time` in 8 kHz samples) to the browser.
-    pub fn send_audio(&mut self, now: Instant, law: G711, payload: &[u8], rtp_time: u64) -> Result<(), WebRtcError> {
+    /// Sends one frame of `codec` (`rtp_time` at its clock rate) to the browser.
+    pub fn send_audio(&mut self, now: Instant, codec: AudioCodec, payload: &[u8], rtp_time: u64) -> Result<(), WebRtcError> {
         if !self.connected || self.failed {
             return Err(WebRtcError::NotConnected);
         }
         let mid = self.mid.ok_or(WebRtcError::NotConnected)?;
         let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotConnected)?;
-        let pt = writer.payload_params().find(|p| law_of(p.spec().codec) == Some(law)).map(|p| p.pt()).ok_or(WebRtcError::NoG711)?;
-        let time = MediaTime::new(rtp_time, str0m::media::Frequency::EIGHT_KHZ);
+        let pt = writer.payload_params().find(|p| codec_of(p.spec().codec) == Some(codec)).map(|p| p.pt()).ok_or(WebRtcError::NoAudioCodec)?;
+        let freq = if codec == AudioCodec::Opus { Frequency::FORTY_EIGHT_KHZ } else { Frequency::EIGHT_KHZ };
+        let time = MediaTime::new(rtp_time, freq);
         let r = writer.write(pt, now, time, payload.to_vec());
         self.after(r);
         Ok(())
@@ -251,8 +305,15 @@ impl WebRtcLeg {
             Event::MediaAdded(m) if self.mid.is_none() => self.mid = Some(m.mid),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => self.fail("ICE disconnected (no consent)".into()),
             Event::MediaData(d) => {
-                if let Some(law) = law_of(d.params.spec().codec) {
-                    self.events.push_back(LegEvent::Audio { law, payload: d.data.to_vec(), rtp_time: d.time.numer() });
+                if let Some(codec) = codec_of(d.params.spec().codec) {
+                    self.events.push_back(LegEvent::Audio { codec, payload: d.data.to_vec(), rtp_time: d.time.numer() });
+                } else if let CodecExtra::Tele(_) = d.codec_extra {
+                    // Reports of one event share its start timestamp; the newest (longest
+                    // duration, or the end) is the last one when several came together.
+                    let n = d.data.len();
+                    if let Some(payload) = n.checked_sub(4).and_then(|at| <[u8; 4]>::try_from(&d.data[at..]).ok()) {
+                        self.events.push_back(LegEvent::Telephone { payload, rtp_time: d.time.numer() });
+                    }
                 }
             }
             _ => {}
@@ -260,10 +321,11 @@ impl WebRtcLeg {
     }
 }
 
-fn law_of(c: Codec) -> Option<G711> {
+fn codec_of(c: Codec) -> Option<AudioCodec> {
     match c {
-        Codec::PCMU => Some(G711::Pcmu),
-        Codec::PCMA => Some(G711::Pcma),
+        Codec::PCMU => Some(AudioCodec::Pcmu),
+        Codec::PCMA => Some(AudioCodec::Pcma),
+        Codec::Opus => Some(AudioCodec::Opus),
         _ => None,
     }
 }

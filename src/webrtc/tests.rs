@@ -33,7 +33,15 @@ struct Browser {
 
 impl Browser {
     fn new(now: Instant) -> Self {
-        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false).build(now);
+        Self::with_g711(now, true)
+    }
+
+    /// A browser with Opus only when `g711` is false.
+    fn with_g711(now: Instant, g711: bool) -> Self {
+        let mut config = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(g711, false).enable_pcma(g711, false);
+        // Chrome's telephone-event/8000 payload type.
+        config.codec_config().add_config(126.into(), None, Codec::Tele, str0m::media::Frequency::EIGHT_KHZ, None, Default::default());
+        let mut rtc = config.build(now);
         rtc.add_local_candidate(Candidate::host(browser_addr(), "udp").unwrap());
         Self { rtc, out: vec![], audio: vec![], connected: false, timeout: now, error: None, mid: None }
     }
@@ -79,7 +87,8 @@ impl Browser {
         let mid: Mid = self.mid.unwrap();
         let w = self.rtc.writer(mid).unwrap();
         let pt = w.payload_params().find(|p| p.spec().codec == codec).unwrap().pt();
-        w.write(pt, now, MediaTime::new(rtp_time, str0m::media::Frequency::EIGHT_KHZ), payload.to_vec()).unwrap();
+        let freq = if codec == Codec::Opus { str0m::media::Frequency::FORTY_EIGHT_KHZ } else { str0m::media::Frequency::EIGHT_KHZ };
+        w.write(pt, now, MediaTime::new(rtp_time, freq), payload.to_vec()).unwrap();
         self.drain();
     }
 }
@@ -126,8 +135,11 @@ fn offer_is_ice_lite_dtls_srtp_rtcp_mux_audio_with_g711_first() {
     let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(m.len(), 1, "audio only: {m:?}");
     assert!(m[0].starts_with("m=audio "), "{m:?}");
-    // PCMU (0) then PCMA (8), and nothing else to transcode.
-    assert!(m[0].ends_with("UDP/TLS/RTP/SAVPF 0 8"), "{}", m[0]);
+    // PCMU (0) then PCMA (8), so a browser picks G.711 and nothing is transcoded; Opus
+    // last for a browser without G.711; RFC 4733 events at 8 kHz.
+    assert!(m[0].ends_with("UDP/TLS/RTP/SAVPF 0 8 111 101"), "{}", m[0]);
+    assert!(sdp.contains("a=rtpmap:111 opus/48000/2"), "{sdp}");
+    assert!(sdp.contains("a=rtpmap:101 telephone-event/8000"), "{sdp}");
 }
 
 #[test]
@@ -141,7 +153,7 @@ fn browser_connects_and_g711_flows_both_ways_without_transcoding() {
     // the leg takes the other.
     assert!(answer.contains("a=setup:active") || answer.contains("a=setup:passive"), "no DTLS role chosen:\n{answer}");
     leg.accept_answer(&answer).unwrap();
-    assert_eq!(leg.law(), Some(G711::Pcmu), "PCMU, offered first, is kept");
+    assert_eq!(leg.codec(), Some(AudioCodec::Pcmu), "PCMU, offered first, is kept");
 
     assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
     assert!(now - t0 < Duration::from_secs(5), "ICE + DTLS took {:?} of virtual time", now - t0);
@@ -151,20 +163,20 @@ fn browser_connects_and_g711_flows_both_ways_without_transcoding() {
     let frame = |i: u64| (0..160).map(|k| ((i * 7 + k) % 251) as u8).collect::<Vec<u8>>();
     for i in 0..50u64 {
         now += Duration::from_millis(20);
-        leg.send_audio(now, G711::Pcmu, &frame(i), i * 160).unwrap();
+        leg.send_audio(now, AudioCodec::Pcmu, &frame(i), i * 160).unwrap();
         b.send(now, Codec::PCMU, &frame(i + 1000), i * 160);
         run(&mut now, &mut leg, &mut b, 20, |_, _| false);
     }
     run(&mut now, &mut leg, &mut b, 50, |_, _| false);
-    let got: Vec<(G711, Vec<u8>)> = events(&mut leg)
+    let got: Vec<(AudioCodec, Vec<u8>)> = events(&mut leg)
         .into_iter()
         .filter_map(|e| match e {
-            LegEvent::Audio { law, payload, .. } => Some((law, payload)),
+            LegEvent::Audio { codec, payload, .. } => Some((codec, payload)),
             _ => None,
         })
         .collect();
     assert!(got.len() >= 45, "leg got {} frames", got.len());
-    assert!(got.iter().all(|(law, p)| *law == G711::Pcmu && p.len() == 160));
+    assert!(got.iter().all(|(law, p)| *law == AudioCodec::Pcmu && p.len() == 160));
     assert_eq!(got[0].1, frame(1000), "payloads arrive unchanged (SRTP decrypted, no transcoding)");
     assert!(b.audio.len() >= 45, "browser got {} frames", b.audio.len());
     assert!(b.audio.iter().all(|(c, p)| *c == Codec::PCMU && p.len() == 160));
@@ -199,22 +211,24 @@ fn wrong_fingerprint_fails_the_leg() {
     assert!(!ev.contains(&LegEvent::Connected), "{ev:?}");
     assert!(matches!(ev.last(), Some(LegEvent::Failed { .. })), "{ev:?}");
     assert!(matches!(ev.last(), Some(LegEvent::Failed { reason }) if reason.contains("fingerprint")), "{ev:?}");
-    assert!(matches!(leg.send_audio(now, G711::Pcmu, &[0; 160], 0), Err(WebRtcError::NotConnected)));
+    assert!(matches!(leg.send_audio(now, AudioCodec::Pcmu, &[0; 160], 0), Err(WebRtcError::NotConnected)));
 }
 
 #[test]
-fn answer_without_g711_is_refused() {
+fn answer_without_a_codec_we_offered_is_refused() {
     let now = Instant::now();
     let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
     let mut b = Browser::new(now);
     let answer = b.answer(&offer);
     // A browser answering with G.722 only (a codec we did not offer, so nothing to send).
+    let ours = ["a=rtpmap:0 ", "a=rtpmap:8 ", "a=rtpmap:111 ", "a=fmtp:111 ", "a=rtcp-fb:111 "];
     let no_g711: String = answer
         .lines()
-        .filter(|l| !l.starts_with("a=rtpmap:0 ") && !l.starts_with("a=rtpmap:8 "))
+        .filter(|l| !ours.iter().any(|p| l.starts_with(p)))
         .map(|l| {
             if l.starts_with("m=audio ") {
-                format!("{} 9\r\n", l.rsplitn(3, ' ').nth(2).unwrap())
+                // `m=audio <port> <proto>` and G.722 as its only format.
+                format!("{} 9\r\n", l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
             } else {
                 format!("{l}\r\n")
             }
@@ -222,7 +236,7 @@ fn answer_without_g711_is_refused() {
         .collect::<String>()
         + "a=rtpmap:9 G722/8000\r\n";
     let e = leg.accept_answer(&no_g711).unwrap_err();
-    assert!(matches!(e, WebRtcError::NoG711), "{e:?}");
+    assert!(matches!(e, WebRtcError::NoAudioCodec), "{e:?}");
     assert!(matches!(leg.accept_answer(&answer), Err(WebRtcError::NoPendingOffer)));
 }
 
@@ -232,4 +246,70 @@ fn garbage_sdp_is_a_clear_error() {
     let (mut leg, _) = WebRtcLeg::offer(now, leg_addr()).unwrap();
     assert!(matches!(leg.accept_answer("not sdp"), Err(WebRtcError::BadSdp(_))));
     assert!(matches!(WebRtcLeg::answer(now, leg_addr(), "v=0\r\nnonsense"), Err(WebRtcError::BadSdp(_))));
+}
+
+#[test]
+fn the_browsers_keypad_arrives_as_rfc4733_reports() {
+    let mut now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    let answer = b.answer(&offer);
+    leg.accept_answer(&answer).unwrap();
+    assert_eq!(leg.agreed(), Some(Agreed { codec: AudioCodec::Pcmu, pt: 0, telephone_event: Some(TELEPHONE_EVENT_PT) }), "the offer's numbers are kept:\n{answer}");
+    assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
+    events(&mut leg);
+
+    // Key 5 held for 100 ms, as Chrome's RTCDTMFSender sends it: reports at the event's
+    // start timestamp, the last one with the end bit.
+    now += Duration::from_millis(20);
+    let mid = b.mid.unwrap();
+    let w = b.rtc.writer(mid).unwrap();
+    let pt = w.payload_params().find(|p| p.spec().codec == Codec::PCMU).unwrap().pt();
+    let ev = str0m::media::TelephoneEvent { event: 5, end: true, volume: 10, duration: Duration::from_millis(100) };
+    w.telephone_event(ev).write(pt, now, MediaTime::new(1600, str0m::media::Frequency::EIGHT_KHZ), Vec::<u8>::new()).unwrap();
+    b.drain();
+    run(&mut now, &mut leg, &mut b, 200, |_, _| false);
+    let reports: Vec<([u8; 4], u64)> = events(&mut leg)
+        .into_iter()
+        .filter_map(|e| match e {
+            LegEvent::Telephone { payload, rtp_time } => Some((payload, rtp_time)),
+            _ => None,
+        })
+        .collect();
+    assert!(!reports.is_empty(), "no telephone-event reached the leg");
+    assert!(reports.iter().all(|(p, t)| p[0] == 5 && *t == reports[0].1), "{reports:?}");
+    let last = reports.last().unwrap().0;
+    assert!(last[1] & 0x80 != 0, "the end report arrives: {reports:?}");
+    assert_eq!(u16::from_be_bytes([last[2], last[3]]), 800, "100 ms at 8 kHz");
+}
+
+#[test]
+fn a_browser_without_g711_gets_opus_at_48_khz() {
+    let mut now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::with_g711(now, false);
+    let answer = b.answer(&offer);
+    leg.accept_answer(&answer).unwrap();
+    assert_eq!(leg.agreed().map(|a| (a.codec, a.pt)), Some((AudioCodec::Opus, 111)), "{answer}");
+    assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
+    events(&mut leg);
+    // 20 ms Opus frames (960 ticks at 48 kHz) each way; the payload bytes are opaque here.
+    for i in 0..25u64 {
+        now += Duration::from_millis(20);
+        leg.send_audio(now, AudioCodec::Opus, &[0xF8, 0xFF, 0xFE, i as u8], i * 960).unwrap();
+        b.send(now, Codec::Opus, &[0xF8, 0xFF, 0xFE, i as u8], i * 960);
+        run(&mut now, &mut leg, &mut b, 20, |_, _| false);
+    }
+    run(&mut now, &mut leg, &mut b, 50, |_, _| false);
+    let got: Vec<(AudioCodec, u64)> = events(&mut leg)
+        .into_iter()
+        .filter_map(|e| match e {
+            LegEvent::Audio { codec, rtp_time, .. } => Some((codec, rtp_time)),
+            _ => None,
+        })
+        .collect();
+    assert!(got.len() >= 20, "leg got {} frames", got.len());
+    assert!(got.iter().all(|(c, _)| *c == AudioCodec::Opus));
+    assert_eq!(got[1].1 - got[0].1, 960, "48 kHz RTP time, 20 ms apart: {got:?}");
+    assert!(b.audio.len() >= 20 && b.audio.iter().all(|(c, _)| *c == Codec::Opus), "browser got {:?}", b.audio.len());
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { ROOT, launch } from "./harness.mjs";
 
 const ADMIN = "admin-secret-ws01";
-const JSSIP = join(ROOT, "tests/browser/vendor/jssip.min.js");
+const JSSIP = join(ROOT, "src/console/static/jssip.min.js");
 // Upper bound on waits for things that happen at once on loopback; never a measure of speed.
 const WAIT = 30_000;
 

@@ -168,10 +168,24 @@
     es.addEventListener("trunk", function () { refreshTiles(); });
   }
 
+  // An agent's sign-in also signs the workspace's softphone in: the SIP password stays
+  // in this tab's session storage (never in a cookie or the page), for JsSIP's digest.
+  function rememberSipPassword() {
+    var id = $("[data-testid=login-agent-id]");
+    var pw = $("[data-testid=login-password]");
+    if (!id || !pw || !id.form) return;
+    id.form.addEventListener("submit", function () {
+      try {
+        if (id.value && pw.value) sessionStorage.setItem("redial.sip", JSON.stringify({ agent: id.value, password: pw.value }));
+      } catch (e) { /* storage refused: the softphone asks */ }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     previews();
     bulkConfirm();
+    rememberSipPassword();
     live();
   });
 })();

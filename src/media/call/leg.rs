@@ -16,7 +16,9 @@ use crate::media::player::Prompt;
 use crate::media::relay::{LegMedia, Relay};
 use crate::media::sdp::{self, Direction, LocalMedia, Negotiated, SrtpPolicy};
 use crate::media::srtp::{KeyMaterial, Suite};
+use crate::media::socket::now;
 use crate::media::Codec;
+use crate::webrtc::{AudioCodec, WebRtcError, WebRtcLeg};
 
 /// Packets received from / sent to the remote so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,6 +43,10 @@ pub struct MediaLeg {
     offered: Vec<Codec>,
     negotiated: Option<Negotiated>,
     bridged: bool,
+    /// A browser leg: WebRTC media (ICE-lite, DTLS-SRTP) on this leg's RTP socket.
+    webrtc: bool,
+    /// The browser leg between its offer and the answer; then it moves to the task.
+    pending_webrtc: Option<Box<WebRtcLeg>>,
 }
 
 impl std::fmt::Debug for MediaLeg {
@@ -64,7 +70,7 @@ impl MediaLeg {
             // One key per leg for its whole life: a re-INVITE keeps the SRTP streams going.
             key: KeyMaterial::random(Suite::AesCm128HmacSha1_80),
         };
-        Self { events, id, cmd, counters, local, offered: Vec::new(), negotiated: None, bridged: false }
+        Self { events, id, cmd, counters, local, offered: Vec::new(), negotiated: None, bridged: false, webrtc: false, pending_webrtc: None }
     }
 
     /// A process-unique number for logs.
@@ -100,13 +106,67 @@ impl MediaLeg {
         sdp::build_offer(&self.local, codecs, Direction::SendRecv)
     }
 
+    /// Our SDP offer for a browser (WebRTC, RFC 8829 §5.2): one audio m-line
+    /// `UDP/TLS/RTP/SAVPF` with PCMU, PCMA, Opus and telephone-event, ICE-lite with this leg's
+    /// RTP port as the only host candidate, DTLS-SRTP (`a=setup:actpass`), rtcp-mux.
+    /// The leg's media then runs through WebRTC instead of plain RTP; the G.711
+    /// payloads are the same, so a bridge to a G.711 carrier leg passes them through.
+    pub fn offer_webrtc(&mut self) -> Result<String, MediaCallError> {
+        let local = std::net::SocketAddr::new(self.local.addr, self.local.port);
+        let (leg, sdp) = WebRtcLeg::offer(now(), local)?;
+        self.webrtc = true;
+        self.pending_webrtc = Some(Box::new(leg));
+        self.offered = vec![Codec::Pcmu, Codec::Pcma];
+        Ok(sdp)
+    }
+
+    /// Whether this is a browser leg (WebRTC media).
+    pub fn is_webrtc(&self) -> bool {
+        self.webrtc
+    }
+
     /// Applies the remote's answer to our offer (also an early-media 183 answer); sets the
     /// session's remote address and codec.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<Negotiated, MediaCallError> {
+        if self.webrtc {
+            return self.accept_webrtc_answer(sdp);
+        }
         if self.offered.is_empty() {
             return Err(MediaCallError::NoOffer { leg: self.id });
         }
         let n = sdp::accept_answer(sdp, &self.offered, Direction::SendRecv, &self.local)?;
+        self.apply(&n);
+        Ok(n)
+    }
+
+    /// The browser's answer: DTLS roles, its fingerprint and ICE credentials go to the
+    /// WebRTC leg, which then moves into the task. A second answer to the same offer
+    /// (a 200 repeating a 183's SDP) changes nothing.
+    fn accept_webrtc_answer(&mut self, sdp: &str) -> Result<Negotiated, MediaCallError> {
+        if let Some(n) = &self.negotiated {
+            return Ok(n.clone());
+        }
+        let mut leg = self.pending_webrtc.take().ok_or(MediaCallError::NoOffer { leg: self.id })?;
+        leg.accept_answer(sdp)?;
+        let agreed = leg.agreed().ok_or(WebRtcError::NoAudioCodec)?;
+        let n = Negotiated {
+            // G.711 passes through the bridge; Opus (a browser without G.711) is
+            // transcoded by the relay like any Opus leg.
+            codec: match agreed.codec {
+                AudioCodec::Pcmu => Codec::Pcmu,
+                AudioCodec::Pcma => Codec::Pcma,
+                AudioCodec::Opus => Codec::Opus,
+            },
+            pt: agreed.pt,
+            telephone_event: agreed.telephone_event,
+            // The browser's address is what ICE finds, not an SDP line.
+            remote_rtp: None,
+            remote_rtcp: None,
+            ptime: sdp::negotiate::PTIME_MS,
+            direction: Direction::SendRecv,
+            srtp: None,
+        };
+        self.send(Command::WebRtc(leg));
         self.apply(&n);
         Ok(n)
     }
@@ -121,6 +181,11 @@ impl MediaLeg {
 
     /// A re-offer in the dialog: moves the remote address if it changed (hold handled).
     pub fn reoffer(&mut self, sdp: &str) -> Result<(), MediaCallError> {
+        if self.webrtc {
+            // The browser keeps its ICE candidates and DTLS association across a
+            // re-INVITE (hold, a new microphone): the media path does not move.
+            return Ok(());
+        }
         self.answer_reoffer(sdp).map(|_| ())
     }
 
@@ -143,7 +208,8 @@ impl MediaLeg {
             media: LegMedia::from(n),
             rtp: n.remote_rtp,
             rtcp: n.remote_rtcp,
-            sends: n.direction.sends() && n.remote_rtp.is_some(),
+            // A browser leg's remote address is the one ICE validates.
+            sends: n.direction.sends() && (n.remote_rtp.is_some() || self.webrtc),
             receives: n.direction.receives(),
             srtp: n.srtp,
         }));

@@ -59,6 +59,10 @@ pub enum MediaEvent {
     Dtmf { digit: char, duration_ms: u32 },
     /// No RTP from the remote for `media.timeout`.
     Timeout,
+    /// The leg's media transport cannot go on (a browser leg: the DTLS handshake
+    /// failed, the certificate did not match the answer's fingerprint, or ICE consent
+    /// expired, RFC 7675).
+    Failed { reason: String },
 }
 
 /// Why a media operation failed.
@@ -81,6 +85,8 @@ pub enum MediaCallError {
     NoOffer { leg: u64 },
     #[error("leg {leg} is already bridged")]
     AlreadyBridged { leg: u64 },
+    #[error(transparent)]
+    WebRtc(#[from] crate::webrtc::WebRtcError),
     #[error("invalid [amd] configuration: {0}")]
     Amd(#[from] AmdConfigError),
     /// A prompt file exists but cannot be used (a missing one falls back to a tone).

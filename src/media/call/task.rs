@@ -29,8 +29,11 @@ use crate::media::ports::PortPair;
 use crate::media::relay::{LegMedia, Relay, Side};
 use crate::media::sdp::SrtpKeys;
 use crate::media::session::{Channel, RtpEvent, RtpSession, SessionConfig};
+use crate::media::rtp::RtpPacket;
 use crate::media::srtp::SrtpContext;
 use crate::media::socket::now;
+use crate::media::Codec;
+use crate::webrtc::{AudioCodec, LegEvent, WebRtcLeg};
 
 /// A bound RTP/RTCP pair and its port lease (released when dropped).
 #[derive(Debug)]
@@ -84,6 +87,8 @@ pub(crate) enum Command {
     Bridge { relay: Box<Relay>, other: u64, leg: oneshot::Receiver<Box<LegState>> },
     /// Hand this leg to the bridging task.
     Handover { to: oneshot::Sender<Box<LegState>> },
+    /// From now on this leg's media is WebRTC on its RTP socket (the browser answered).
+    WebRtc(Box<WebRtcLeg>),
     Close,
 }
 
@@ -128,6 +133,30 @@ pub(crate) struct LegState {
     srtp: Option<Box<LegSrtp>>,
     /// SRTP/SRTCP datagrams that failed authentication or replay checks.
     srtp_dropped: u64,
+    /// A browser leg: WebRTC on the RTP socket in place of the RTP session.
+    rtc: Option<Box<Browser>>,
+}
+
+/// A browser leg's WebRTC state in the task. Its audio reaches the relay, AMD and
+/// the DTMF receiver as RTP packets numbered here, so they work as for any leg.
+struct Browser {
+    leg: WebRtcLeg,
+    /// When the answer was applied: the set-up time is measured from here.
+    since: Instant,
+    /// Sequence number of the next packet handed on (frames arrive in order).
+    seq: u64,
+}
+
+/// The SSRC the browser's frames are handed on with: one stream per leg, so the relay
+/// maps their timestamps continuously.
+const BROWSER_SSRC: u32 = 0x7765_6272;
+
+fn rtc_codec(codec: Codec) -> AudioCodec {
+    match codec {
+        Codec::Pcmu => AudioCodec::Pcmu,
+        Codec::Pcma => AudioCodec::Pcma,
+        Codec::Opus => AudioCodec::Opus,
+    }
 }
 
 impl LegState {
@@ -179,11 +208,30 @@ impl LegState {
                 Err(_) => self.send_errors += 1,
             }
         }
+        if let Some(b) = self.rtc.as_mut() {
+            // STUN answers, DTLS records, SRTP and SRTCP, all on the one port (rtcp-mux).
+            while let Some(d) = b.leg.poll_transmit() {
+                if socket2::SockRef::from(&self.sock.rtp).send_to(&d.bytes, &d.to.into()).is_err() {
+                    self.send_errors += 1;
+                }
+            }
+        }
     }
 
     /// Sends one packet (unless the remote holds us); whether it went to the session.
     fn send(&mut self, now: Instant, pt: u8, marker: bool, position: u64, payload: &[u8], ticks: u64) -> bool {
         self.next_pos = self.next_pos.max(position + ticks);
+        if let Some(b) = self.rtc.as_mut() {
+            // Audio only: the browser hears the carrier's tones as audio; RFC 4733
+            // events toward it are not sent.
+            let Some(codec) = self.media.filter(|m| m.pt == pt).map(|m| rtc_codec(m.codec)) else { return false };
+            let sent = self.sends && b.leg.send_audio(now, codec, payload, position).is_ok();
+            if sent {
+                self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+                self.flush();
+            }
+            return sent;
+        }
         let sent = self.sends && self.session.send(now, pt, marker, position, payload).is_ok();
         if sent {
             self.flush();
@@ -219,6 +267,9 @@ impl LegState {
     fn on_timer(&mut self, now: Instant, rng: &mut StdRng, timeout: Duration) {
         if self.session.poll_timeout().is_some_and(|t| t <= now) {
             self.session.handle_timeout(now, rng);
+        }
+        if let Some(b) = self.rtc.as_mut().filter(|b| b.leg.poll_timeout().is_some_and(|t| t <= now)) {
+            b.leg.handle_timeout(now);
         }
         if let Some(mut p) = self.player.take() {
             let ticks = self.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
@@ -262,7 +313,16 @@ impl LegState {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        [self.session.poll_timeout(), self.player.as_ref().and_then(Player::poll_timeout), self.timeout_check, self.amd_check].into_iter().flatten().min()
+        [
+            self.session.poll_timeout(),
+            self.rtc.as_ref().and_then(|b| b.leg.poll_timeout()),
+            self.player.as_ref().and_then(Player::poll_timeout),
+            self.timeout_check,
+            self.amd_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A packet from the remote was delivered: counters, first packet, timeout.
@@ -372,6 +432,7 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         send_errors: 0,
         srtp: None,
         srtp_dropped: 0,
+        rtc: None,
     };
     let task = LegTask { legs: [Some(Box::new(leg)), None], relay: None, cmds: rx, rng, config, buf: Box::new([0; 2048]) };
     // The task logs in the span of the call leg that opened it.
@@ -480,8 +541,11 @@ impl LegTask {
                     armed = None;
                     let t = now();
                     let timeout = self.config.media_timeout;
-                    for leg in self.legs.iter_mut().flatten() {
-                        leg.on_timer(t, &mut self.rng, timeout);
+                    for slot in 0..self.legs.len() {
+                        if let Some(leg) = self.legs[slot].as_mut() {
+                            leg.on_timer(t, &mut self.rng, timeout);
+                            self.browser_events(slot, t, timeout);
+                        }
                     }
                 }
             }
@@ -565,6 +629,11 @@ impl LegTask {
                 self.legs = [Some(a), Some(b)];
                 self.relay = Some(relay);
             }
+            Command::WebRtc(rtc) => {
+                let leg = self.legs[slot].as_mut().expect("slot");
+                leg.rtc = Some(Box::new(Browser { leg: *rtc, since: t, seq: 0 }));
+                leg.flush();
+            }
             Command::Close => {
                 let leg = self.legs[slot].take().expect("slot");
                 leg.close();
@@ -593,6 +662,11 @@ impl LegTask {
                 Err(_) => continue,
             };
             let t = now();
+            if let (Some(b), Channel::Rtp) = (leg.rtc.as_mut(), ch) {
+                b.leg.handle_receive(t, from, &self.buf[..n]);
+                self.browser_events(slot, t, timeout);
+                continue;
+            }
             let clear;
             let bytes = match leg.srtp.as_mut() {
                 None => &self.buf[..n],
@@ -631,47 +705,89 @@ impl LegTask {
         let Some(leg) = leg.as_deref_mut() else { return };
         while let Some(ev) = leg.session.poll_event() {
             let RtpEvent::Packet { ext_seq, packet } = ev else { continue };
-            leg.received(t, timeout);
-            if let (Some(relay), Some(other)) = (self.relay.as_deref_mut(), other.as_deref_mut()) {
-                if let Err(e) = relay.handle_packet(side(slot), &packet) {
-                    tracing::debug!(leg = leg.id, error = %e, "relay dropped a packet");
+            deliver(leg, other.as_deref_mut(), self.relay.as_deref_mut(), slot, t, timeout, ext_seq, packet);
+        }
+        leg.flush();
+    }
+
+    /// What a browser leg's WebRTC produced: its datagrams go out, its audio and
+    /// telephone-events go on as RTP packets, a failure ends the leg's media.
+    fn browser_events(&mut self, slot: usize, t: Instant, timeout: Duration) {
+        let [l0, l1] = &mut self.legs;
+        let (leg, other) = if slot == 0 { (l0, l1) } else { (l1, l0) };
+        let Some(leg) = leg.as_deref_mut() else { return };
+        if leg.rtc.is_none() {
+            return;
+        }
+        leg.flush();
+        loop {
+            let Some(b) = leg.rtc.as_mut() else { return };
+            let Some(ev) = b.leg.poll_event() else { break };
+            let (pt, payload, rtp_time) = match ev {
+                LegEvent::Connected => {
+                    let ms = t.saturating_duration_since(b.since).as_millis() as u64;
+                    tracing::info!(leg = leg.id, setup_ms = ms, "browser media connected (ICE and DTLS done)");
+                    continue;
                 }
-                while let Some(out) = relay.poll_output() {
-                    let ticks = other.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
-                    let pos = other.relay_base + out.position;
-                    if other.send(t, out.payload_type, out.marker, pos, &out.payload, ticks) {
-                        other.counters.relayed.fetch_add(1, Ordering::Relaxed);
-                    }
+                LegEvent::Failed { reason } => {
+                    leg.emit(MediaEvent::Failed { reason });
+                    continue;
                 }
-                // Digits are relayed as RFC 4733; the relay's digit reports are not needed here.
-                while relay.poll_event().is_some() {}
-                continue;
+                LegEvent::Audio { payload, rtp_time, .. } => (leg.media.map(|m| m.pt), payload, rtp_time),
+                LegEvent::Telephone { payload, rtp_time } => (leg.media.and_then(|m| m.telephone_event), payload.to_vec(), rtp_time),
+            };
+            let Some(pt) = pt else { continue };
+            let ext_seq = b.seq;
+            b.seq += 1;
+            let packet = RtpPacket { payload_type: pt, marker: false, sequence: ext_seq as u16, timestamp: rtp_time as u32, ssrc: BROWSER_SSRC, payload: payload.into() };
+            deliver(leg, other.as_deref_mut(), self.relay.as_deref_mut(), slot, t, timeout, ext_seq, packet);
+        }
+        leg.flush();
+    }
+}
+
+/// One media packet from `leg`'s remote: relayed to `other` when bridged, else to
+/// the DTMF receiver or AMD.
+#[allow(clippy::too_many_arguments)]
+fn deliver(leg: &mut LegState, other: Option<&mut LegState>, relay: Option<&mut Relay>, slot: usize, t: Instant, timeout: Duration, ext_seq: u64, packet: RtpPacket) {
+    leg.received(t, timeout);
+    if let (Some(relay), Some(other)) = (relay, other) {
+        if let Err(e) = relay.handle_packet(side(slot), &packet) {
+            tracing::debug!(leg = leg.id, error = %e, "relay dropped a packet");
+        }
+        while let Some(out) = relay.poll_output() {
+            let ticks = other.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
+            let pos = other.relay_base + out.position;
+            if other.send(t, out.payload_type, out.marker, pos, &out.payload, ticks) {
+                other.counters.relayed.fetch_add(1, Ordering::Relaxed);
             }
-            let media = leg.media;
-            if media.and_then(|m| m.telephone_event) == Some(packet.payload_type) {
-                if leg.dtmf.handle_packet(packet.timestamp, &packet.payload).is_ok() {
-                    let rate = leg.session.clock_rate().max(1);
-                    while let Some(d) = leg.dtmf.poll_digit() {
-                        if let Some(digit) = d.digit {
-                            let duration_ms = (d.duration as u64 * 1000 / rate as u64) as u32;
-                            leg.emit(MediaEvent::Dtmf { digit, duration_ms });
-                        }
-                    }
-                }
-            } else if let Some(amd) = leg.amd.as_mut() {
-                leg.amd_last_audio = t;
-                let events = &leg.events;
-                let mut out = |e| {
-                    let _ = events.send(e);
-                };
-                if let Err(e) = amd.push(ext_seq, packet, &mut out) {
-                    tracing::debug!(leg = leg.id, error = %e, "AMD input dropped");
-                }
-                if !amd.active() {
-                    leg.amd = None;
+        }
+        // Digits are relayed as RFC 4733; the relay's digit reports are not needed here.
+        while relay.poll_event().is_some() {}
+        return;
+    }
+    let media = leg.media;
+    if media.and_then(|m| m.telephone_event) == Some(packet.payload_type) {
+        if leg.dtmf.handle_packet(packet.timestamp, &packet.payload).is_ok() {
+            let rate = leg.session.clock_rate().max(1);
+            while let Some(d) = leg.dtmf.poll_digit() {
+                if let Some(digit) = d.digit {
+                    let duration_ms = (d.duration as u64 * 1000 / rate as u64) as u32;
+                    leg.emit(MediaEvent::Dtmf { digit, duration_ms });
                 }
             }
         }
-        leg.flush();
+    } else if let Some(amd) = leg.amd.as_mut() {
+        leg.amd_last_audio = t;
+        let events = &leg.events;
+        let mut out = |e| {
+            let _ = events.send(e);
+        };
+        if let Err(e) = amd.push(ext_seq, packet, &mut out) {
+            tracing::debug!(leg = leg.id, error = %e, "AMD input dropped");
+        }
+        if !amd.active() {
+            leg.amd = None;
+        }
     }
 }

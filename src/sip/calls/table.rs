@@ -263,6 +263,23 @@ impl Calls {
         self.dialogs.remove(dialog);
     }
 
+    /// A WebSocket connection closed (RFC 7118 §5: the browser is reachable only through
+    /// it): every leg with that peer ends at once, as if the browser had hung up, so the
+    /// call's other leg is hung up now rather than at the media timeout. No BYE or
+    /// CANCEL can reach it; an INVITE still pending fails with 503 (§17.1.4).
+    pub(crate) fn connection_closed(&mut self, peer: Peer) -> usize {
+        let ids: Vec<LegId> = self.legs.iter().filter(|(_, l)| l.peer == peer).map(|(id, _)| *id).collect();
+        for &id in &ids {
+            let ev = match self.legs.get(&id).map(|l| &l.state) {
+                Some(State::Calling(_) | State::Offered(_)) => LegEvent::Failed { status: 503 },
+                _ => LegEvent::Ended { by_remote: true },
+            };
+            tracing::info!(leg = id, peer = %peer.addr, "the agent's WebSocket closed: leg ended");
+            self.end(id, Some(ev));
+        }
+        ids.len()
+    }
+
     /// Whether a client or server transaction belongs to a leg.
     pub(crate) fn owns(&self, key: &TransactionKey) -> bool {
         self.by_txn.contains_key(key) || self.messages.contains_key(key)

@@ -462,3 +462,39 @@ fn a_callee_that_never_answers_our_cancel_is_abandoned_after_64_t1() {
     assert_eq!(pair.layers[0].len(), 0, "the stuck INVITE client transaction was destroyed");
     assert!(pair.now - pair.t0 >= SipTimers::default().t1 * 64);
 }
+
+#[test]
+fn a_closed_connection_ends_its_legs_at_once_without_a_bye() {
+    // Confirmed calls: each leg ends as if the peer had hung up.
+    let mut pair = Pair::new(SipTimers::default(), 3, 0.0);
+    let mut call = Call::new(Uas::Answer);
+    call.hangup_on_answer = false;
+    call.dial(&mut pair, 2);
+    pair.run(&mut call);
+    call.sides[0].collect();
+    let answered = LegEvent::Answered { sdp: Some(b"v=0\r\ns=answer\r\n".to_vec()) };
+    assert!(call.sides[0].legs.iter().all(|(_, seen)| seen.contains(&answered)), "{:?}", call.sides[0].legs.iter().map(|l| &l.1).collect::<Vec<_>>());
+    assert_eq!(call.sides[0].calls.connection_closed(pair.peers[1]), 2);
+    call.sides[0].collect();
+    for (_, seen) in &call.sides[0].legs {
+        assert_eq!(seen.last(), Some(&LegEvent::Ended { by_remote: true }), "{seen:?}");
+    }
+    assert!(call.sides[0].calls.holds_nothing());
+    assert_eq!(pair.layers[0].len(), 0, "no BYE toward the closed connection");
+    assert_eq!(call.sides[0].calls.connection_closed(pair.peers[1]), 0, "nothing left to end");
+
+    // A call still ringing there fails with 503, as a request to a closed connection does.
+    let mut pair = Pair::new(SipTimers::default(), 4, 0.0);
+    let mut call = Call::new(Uas::Ring);
+    call.dial(&mut pair, 1);
+    for _ in 0..1000 {
+        if !call.sides[0].collect().is_empty() || !pair.step(&mut call) {
+            break;
+        }
+    }
+    assert_eq!(call.sides[0].legs[0].1, vec![LegEvent::Progress { status: 180, sdp: None }]);
+    assert_eq!(call.sides[0].calls.connection_closed(pair.peers[1]), 1);
+    call.sides[0].collect();
+    assert_eq!(call.sides[0].legs[0].1.last(), Some(&LegEvent::Failed { status: 503 }));
+    assert_eq!(call.sides[0].calls.connection_closed(pair.peers[0]), 0, "another peer's legs are not touched");
+}

@@ -158,6 +158,7 @@ impl Driver {
                 }
                 Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                     self.registrar.connection_closed(Instant::now(), peer);
+                    self.calls.connection_closed(peer);
                 }
                 _ = sleep => {
                     // Every core ignores a timeout that is not due yet.

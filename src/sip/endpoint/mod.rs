@@ -88,6 +88,8 @@ pub struct EndpointHandle {
     pub local_addr: SocketAddr,
     /// The SIP-over-WebSocket listener (`sip.ws_listen`), when on.
     pub ws_addr: Option<SocketAddr>,
+    /// The secure WebSocket listener (`sip.wss_listen`), when on.
+    pub wss_addr: Option<SocketAddr>,
     /// The TLS listener's address, when `sip.tls_listen` is set.
     pub tls_addr: Option<SocketAddr>,
     pub trunks: TrunkStates,
@@ -133,6 +135,10 @@ impl Endpoint {
             None => None,
         };
         let tls_addr = start_tls(cfg, &transports).await?;
+        let wss_addr = match cfg.sip.wss_listen {
+            Some(addr) => Some(transports.listen_wss(addr).await?),
+            None => None,
+        };
         // From here on `sip.tls_listen` is the bound address (port 0 picks one), which
         // Via and Contact over TLS advertise.
         let mut bound = cfg.clone();
@@ -165,6 +171,7 @@ impl Endpoint {
         Ok(EndpointHandle {
             local_addr,
             ws_addr,
+            wss_addr,
             tls_addr,
             trunks,
             agents,

@@ -136,9 +136,22 @@ impl Transports {
     pub async fn listen_ws(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
         let (listener, local) = ws::bind(addr).await?;
         ws::set_local(&self.inner, local);
-        let task = tokio::spawn(ws::accept(self.inner.clone(), listener)).abort_handle();
+        let task = tokio::spawn(ws::accept(self.inner.clone(), listener, false)).abort_handle();
         self.inner.tasks.lock().expect("tasks lock").push(task);
-        tracing::info!(%local, "SIP over WebSocket listening");
+        Ok(local)
+    }
+
+    /// Starts SIP over secure WebSocket (TLS with `[tls]`'s certificate, which SIGHUP
+    /// reloads) on `addr`; returns the bound address. Needs [`Transports::enable_tls`]
+    /// with a server certificate first.
+    pub async fn listen_wss(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        if self.inner.tls.get().and_then(|t| t.server()).is_none() {
+            return Err(TransportError::Tls(tls::TlsError::File { key: "tls.cert", path: String::new(), message: "sip.wss_listen needs a server certificate".into() }));
+        }
+        let (listener, local) = ws::bind(addr).await?;
+        let task = tokio::spawn(ws::accept(self.inner.clone(), listener, true)).abort_handle();
+        self.inner.tasks.lock().expect("tasks lock").push(task);
+        tracing::info!(%local, "SIP over secure WebSocket listening");
         Ok(local)
     }
 

@@ -152,7 +152,7 @@ impl TlsState {
         self.names.lock().expect("tls names lock").insert(addr, name);
     }
 
-    fn server(&self) -> Option<Arc<ServerConfig>> {
+    pub(super) fn server(&self) -> Option<Arc<ServerConfig>> {
         self.configs.read().expect("tls configs lock").server.clone()
     }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tracing::Instrument;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -111,7 +111,8 @@ pub(super) fn set_local(inner: &Inner, local: SocketAddr) {
     *inner.ws.local.lock().expect("ws local lock") = Some(local);
 }
 
-pub(super) async fn accept(inner: Arc<Inner>, listener: TcpListener) {
+/// Accepts connections on a `ws_listen` (or, `secure`, `wss_listen`) listener.
+pub(super) async fn accept(inner: Arc<Inner>, listener: TcpListener, secure: bool) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
@@ -128,7 +129,20 @@ pub(super) async fn accept(inner: Arc<Inner>, listener: TcpListener) {
                 let mut conns = inner.ws.conns.lock().expect("ws conns lock");
                 let span = tracing::debug_span!("sip_ws", peer = %remote);
                 let task = tokio::spawn(async move {
-                    run(&inner2, stream, remote, rx).instrument(span).await;
+                    if secure {
+                        // TLS first (RFC 7118 §4: `wss` is WebSocket over TLS), with the
+                        // certificate as last loaded (SIGHUP reloads it).
+                        match inner2.tls.get().and_then(|t| t.server()) {
+                            Some(server) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(server).accept(stream)).await {
+                                Ok(Ok(tls)) => run(&inner2, tls, remote, rx).instrument(span).await,
+                                Ok(Err(e)) => tracing::info!(peer = %remote, error = %e, "secure websocket: TLS handshake failed"),
+                                Err(_) => tracing::info!(peer = %remote, "secure websocket: TLS handshake timed out"),
+                            },
+                            None => tracing::warn!(peer = %remote, "secure websocket refused: no server certificate"),
+                        }
+                    } else {
+                        run(&inner2, stream, remote, rx).instrument(span).await;
+                    }
                     inner2.ws.conns.lock().expect("ws conns lock").remove(&remote);
                     inner2.ws.limit.lock().expect("ws limit lock").release(remote.ip());
                     let _ = inner2.ws.closed_tx.send(Peer { addr: remote, transport: Transport::Ws });
@@ -187,7 +201,10 @@ fn upgrade(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse>
 
 /// Runs one connection: handshake, then SIP messages both ways and pings, until either
 /// side closes, the peer falls silent, or it breaks a limit.
-async fn run(inner: &Arc<Inner>, stream: TcpStream, remote: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn run<S>(inner: &Arc<Inner>, stream: S, remote: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, upgrade, Some(ws_config()));
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => ws,
