@@ -40,16 +40,17 @@ work=$(mktemp -d)
 spid=
 trap '[ -n "$spid" ] && kill $spid 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# CPU ticks (utime + stime) of a process and all its descendants.
+# CPU ticks of a process and all its descendants: "user system".
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p u s
   for p in $(descendants "$1"); do
     if [ -r "/proc/$p/stat" ]; then
       # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
-      total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+      read -r u s <<< "$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')"
+      user=$((user + u)) sys=$((sys + s))
     fi
   done
-  echo "$total"
+  echo "$user $sys"
 }
 descendants() { echo "$1"; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done; }
 port=$(freeport)
@@ -94,7 +95,10 @@ for i in "${!f[@]}"; do
 done
 # ElapsedTime is hh:mm:ss:usec.
 elapsed_s=$(awk -F: '{printf "%.3f", $1 * 3600 + $2 * 60 + $3 + $4 / 1e6}' <<< "$elapsed")
-cpu=$(echo "scale=3; ($cpu1 - $cpu0) / $hz" | bc)
+read -r u0 s0 <<< "$cpu0"
+read -r u1 s1 <<< "$cpu1"
+cpu=$(echo "scale=3; ($u1 + $s1 - $u0 - $s0) / $hz" | bc)
+echo "server_user_s=$(echo "scale=3; ($u1 - $u0) / $hz" | bc) server_sys_s=$(echo "scale=3; ($s1 - $s0) / $hz" | bc)"
 per=$( [ "$ok" -gt 0 ] && echo "scale=4; $cpu * 1000 / $ok" | bc || echo "-")
 echo "server_cpu_s=$cpu cpu_s_per_1000=$per"
 pass=no
