@@ -1,31 +1,56 @@
 #!/usr/bin/env bash
 # Load runs behind docs/sip.md "Performance". Usage:
-#   benches/sipp/run.sh redial|kamailio options|register RATE SECONDS
+#   benches/sipp/run.sh redial|kamailio|both options|register RATE SECONDS [RUNS]
 # Starts the server on a free loopback port (redial: target/release/redial, or $REDIAL_BIN,
 # with 1000 agents user0..user999, password "<user>-pw"; kamailio: benches/sipp/kamailio.cfg
 # with 2 GB of shared memory, so its location table never runs short), runs SIPp at RATE
 # calls/s for SECONDS with distinct users from an -inf CSV ([authentication] per line) and a
 # 4 MB socket buffer, prints SIPp's counters and the server's CPU seconds (user + system, the
 # server and every process it forked, measured over the SIPp run only), then stops the server.
-# A run passes when FailedCall=0 and SuccessfulCall=RATE*SECONDS.
+# A run passes (pass=yes) when FailedCall=0, SuccessfulCall=RATE*SECONDS and SIPp's elapsed
+# time is at most SECONDS+1 (the rate was really sustained, not caught up by retransmissions).
+#
+# The issue-20 measurement, both servers in the same session, 3 runs per rate, alternating:
+#   benches/sipp/run.sh both register RATE 20 3
+# (SERVER may be redial, kamailio or both; RUNS defaults to 1). It ends with one line per
+# server: passes=N/RUNS and the CPU seconds per 1,000 registrations of each run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-server=$1 scenario=$2 rate=$3 secs=$4
+server=$1 scenario=$2 rate=$3 secs=$4 runs=${5:-1}
+if [ "$server" = both ] || [ "$runs" -gt 1 ]; then
+  servers=$server
+  [ "$server" = both ] && servers="kamailio redial"
+  declare -A passes per
+  for run in $(seq 1 "$runs"); do
+    for s in $servers; do
+      echo "== run $run/$runs: $s $scenario rate=$rate secs=$secs"
+      out=$("$0" "$s" "$scenario" "$rate" "$secs" 1)
+      echo "$out"
+      grep -q '^pass=yes' <<< "$out" && passes[$s]=$(( ${passes[$s]:-0} + 1 ))
+      per[$s]="${per[$s]:-}$(sed -n 's/.*cpu_s_per_1000=\([^ ]*\).*/\1/p' <<< "$out") "
+    done
+  done
+  for s in $servers; do
+    echo "summary server=$s scenario=$scenario rate=$rate secs=$secs passes=${passes[$s]:-0}/$runs cpu_s_per_1000=[ ${per[$s]}]"
+  done
+  exit 0
+fi
 work=$(mktemp -d)
 spid=
 trap '[ -n "$spid" ] && kill $spid 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# CPU ticks (utime + stime) of a process and all its descendants.
+# CPU ticks of a process and all its descendants: "user system".
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p u s
   for p in $(descendants "$1"); do
     if [ -r "/proc/$p/stat" ]; then
       # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
-      total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+      read -r u s <<< "$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')"
+      user=$((user + u)) sys=$((sys + s))
     fi
   done
-  echo "$total"
+  echo "$user $sys"
 }
 descendants() { echo "$1"; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done; }
 port=$(freeport)
@@ -59,13 +84,26 @@ line=$(tail -1 "$work/stat.csv")
 IFS=';' read -r -a f <<< "$(head -1 "$work/stat.csv")"
 IFS=';' read -r -a v <<< "$line"
 ok=0
+failed=-1 elapsed=
 for i in "${!f[@]}"; do
   case "${f[$i]}" in
-    ElapsedTime\(C\)|TotalCallCreated|FailedCall\(C\)|Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}";;
+    TotalCallCreated|Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}";;
+    ElapsedTime\(C\)) echo "${f[$i]}=${v[$i]}"; elapsed=${v[$i]};;
+    FailedCall\(C\)) echo "${f[$i]}=${v[$i]}"; failed=${v[$i]};;
     SuccessfulCall\(C\)) echo "${f[$i]}=${v[$i]}"; ok=${v[$i]};;
   esac
 done
-cpu=$(echo "scale=3; ($cpu1 - $cpu0) / $hz" | bc)
+# ElapsedTime is hh:mm:ss:usec.
+elapsed_s=$(awk -F: '{printf "%.3f", $1 * 3600 + $2 * 60 + $3 + $4 / 1e6}' <<< "$elapsed")
+read -r u0 s0 <<< "$cpu0"
+read -r u1 s1 <<< "$cpu1"
+cpu=$(echo "scale=3; ($u1 + $s1 - $u0 - $s0) / $hz" | bc)
+echo "server_user_s=$(echo "scale=3; ($u1 - $u0) / $hz" | bc) server_sys_s=$(echo "scale=3; ($s1 - $s0) / $hz" | bc)"
 per=$( [ "$ok" -gt 0 ] && echo "scale=4; $cpu * 1000 / $ok" | bc || echo "-")
 echo "server_cpu_s=$cpu cpu_s_per_1000=$per"
+pass=no
+if [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && awk -v e="$elapsed_s" -v s="$secs" 'BEGIN { exit !(e <= s + 1) }'; then
+  pass=yes
+fi
+echo "pass=$pass elapsed_s=$elapsed_s"
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"

@@ -185,6 +185,65 @@ pub fn parse_name_addr(value: &str, header: &'static str) -> Result<NameAddr, He
     Ok(NameAddr { display_name, uri, params })
 }
 
+/// Whether `value` is a name-addr / addr-spec [`parse_name_addr`] accepts, without keeping
+/// what it read: a plain `sip:`/`sips:` URI (see [`is_plain_sip_uri`]) is taken as valid
+/// without rsip's URI parser, which costs more than the rest of the check; anything else
+/// goes through [`parse_name_addr`].
+pub(crate) fn check_name_addr(value: &str, header: &'static str) -> Result<(), HeaderError> {
+    let v = value.trim();
+    if let Some(inner) = v.strip_prefix('<') {
+        if let Some((uri, rest)) = inner.split_once('>') {
+            if is_plain_sip_uri(uri) {
+                return parse_params(rest, header).map(|_| ());
+            }
+        }
+    }
+    parse_name_addr(value, header).map(|_| ())
+}
+
+/// A `sip:`/`sips:` URI of the plainest form: `[user@]host[:port]` then `;name[=value]`
+/// params, where user, param names and values are letters, digits, `-` and `_`; host is a
+/// dotted IPv4 address or a host name whose labels are letters, digits and inner `-`, the
+/// last starting with a letter; port 1–65535. rsip parses every such URI (a property test
+/// holds it to that), so the check can skip parsing it.
+pub(crate) fn is_plain_sip_uri(s: &str) -> bool {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) else { return false };
+    let (addr, params) = match rest.split_once(';') {
+        Some((a, p)) => (a, Some(p)),
+        None => (rest, None),
+    };
+    let host_port = match addr.split_once('@') {
+        Some((user, hp)) if word(user) => hp,
+        Some(_) => return false,
+        None => addr,
+    };
+    let (host, port) = match host_port.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host_port, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || !(1..=65535).contains(&p.parse::<u32>().unwrap_or(0)) {
+            return false;
+        }
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let ipv4 = labels.len() == 4
+        && labels.iter().all(|l| !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) && l.parse::<u16>().is_ok_and(|n| n <= 255));
+    let name = labels.iter().all(|l| {
+        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+    }) && labels.last().is_some_and(|l| l.as_bytes()[0].is_ascii_alphabetic());
+    if !(ipv4 || name) {
+        return false;
+    }
+    params.is_none_or(|params| {
+        params.split(';').all(|p| match p.split_once('=') {
+            Some((n, v)) => word(n) && word(v),
+            None => word(p),
+        })
+    })
+}
+
 /// A Contact header value: `*` or a list of contacts (RFC 3261 §20.10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContactList {
@@ -398,6 +457,28 @@ fn unescape(s: &str) -> String {
 mod tests {
     use super::*;
     use rsip::headers::ToTypedHeader;
+
+    #[test]
+    fn plain_sip_uris_are_recognised() {
+        for ok in ["sip:user7@127.0.0.1", "sip:127.0.0.1:5060", "sips:a-b_c@host.example.com:5061;transport=tcp;lr", "sip:x@h1"] {
+            assert!(is_plain_sip_uri(ok), "{ok}");
+        }
+        for not in ["sip:first.last@h", "sip:u@1.2.3", "sip:u@-h", "sip:u@h:0", "sip:u@h:65536", "sip:@h", "tel:+1", "sip:u@h?x=y", "sip:u@[::1]", "SIP:u@h", "sip:u@h;"] {
+            assert!(!is_plain_sip_uri(not), "{not}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(20000))]
+        /// What the fast check takes, rsip's parser takes too.
+        #[test]
+        fn plain_sip_uris_parse(s in "sips?:([a-z0-9_-]{0,4}@)?[a-z0-9.-]{0,12}(:[0-9]{0,6})?(;[a-z0-9_=-]{0,6}){0,2}") {
+            if is_plain_sip_uri(&s) {
+                proptest::prop_assert!(AnyUri::parse(&s, "To").is_ok(), "{}", s);
+                proptest::prop_assert!(parse_name_addr(&format!("<{s}>;tag=1"), "To").is_ok(), "{}", s);
+            }
+        }
+    }
 
     #[test]
     fn rsip_fails_on_tel_to_and_we_do_not() {

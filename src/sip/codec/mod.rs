@@ -36,24 +36,36 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDA
 /// last, and the body bytes as they are (rsip's printer passes the body through
 /// `from_utf8_lossy`, which corrupts binary bodies; found by the fuzz target).
 pub fn encode(msg: &SipMessage) -> Vec<u8> {
+    match msg {
+        SipMessage::Request(r) => encode_request(r),
+        SipMessage::Response(r) => encode_response(r),
+    }
+}
+
+/// [`encode`] for a request.
+pub fn encode_request(r: &rsip::Request) -> Vec<u8> {
     use std::io::Write;
-    let (headers, body) = match msg {
-        SipMessage::Request(r) => (&r.headers, &r.body),
-        SipMessage::Response(r) => (&r.headers, &r.body),
-    };
-    let mut out = Vec::with_capacity(512 + body.len());
+    let mut out = Vec::with_capacity(512 + r.body.len());
     // Writing into a Vec cannot fail.
-    let _ = match msg {
-        SipMessage::Request(r) => write!(out, "{} {} {}\r\n", r.method, r.uri, r.version),
-        SipMessage::Response(r) => {
-            let code = r.status_code.code();
-            match (reason_phrase(code), &r.status_code) {
-                (_, rsip::StatusCode::Other(_, reason)) => write!(out, "{} {code} {reason}\r\n", r.version),
-                (Some(reason), _) => write!(out, "{} {code} {reason}\r\n", r.version),
-                (None, sc) => write!(out, "{} {sc}\r\n", r.version),
-            }
-        }
+    let _ = write!(out, "{} {} {}\r\n", r.method, r.uri, r.version);
+    encode_rest(out, &r.headers, &r.body)
+}
+
+/// [`encode`] for a response.
+pub fn encode_response(r: &rsip::Response) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(512 + r.body.len());
+    let code = r.status_code.code();
+    let _ = match (reason_phrase(code), &r.status_code) {
+        (_, rsip::StatusCode::Other(_, reason)) => write!(out, "{} {code} {reason}\r\n", r.version),
+        (Some(reason), _) => write!(out, "{} {code} {reason}\r\n", r.version),
+        (None, sc) => write!(out, "{} {sc}\r\n", r.version),
     };
+    encode_rest(out, &r.headers, &r.body)
+}
+
+fn encode_rest(mut out: Vec<u8>, headers: &rsip::Headers, body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     for h in headers.iter() {
         if !matches!(h, Header::ContentLength(_)) {
             let _ = write!(out, "{h}\r\n");

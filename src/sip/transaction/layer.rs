@@ -15,7 +15,7 @@ use super::client_invite::ClientInvite;
 use super::client_non_invite::ClientNonInvite;
 use super::error::TransactionError;
 use super::key::{Role, TransactionKey};
-use super::message::{branch_of, call_id_of, cseq_of, from_tag_of, sent_by_of, top_via, MAGIC_COOKIE};
+use super::message::{branch_of, call_id_of, cseq_of, from_tag_of, top_via, top_via_key_parts, MAGIC_COOKIE};
 use super::output::{Output, Up};
 use super::server_invite::{SendRefused, ServerInvite};
 use super::server_non_invite::ServerNonInvite;
@@ -455,10 +455,9 @@ impl TransactionLayer {
 /// (RFC 2543 peers) get a synthetic branch from Call-ID, CSeq number, From tag and top Via, which
 /// still absorbs their retransmissions and matches their ACK/CANCEL to the INVITE.
 fn server_key(req: &Request) -> Result<TransactionKey, TransactionError> {
-    let via = top_via(&req.headers)?;
+    let (branch, sent_by) = top_via_key_parts(&req.headers)?;
     let (seq, _) = cseq_of(&req.headers)?;
-    let sent_by = sent_by_of(&via);
-    let branch = match branch_of(&via) {
+    let branch = match branch {
         Some(b) if b.starts_with(MAGIC_COOKIE) => b,
         other => format!(
             "rfc2543:{}:{}:{}:{}",

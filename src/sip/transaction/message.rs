@@ -26,6 +26,34 @@ pub fn top_via(headers: &Headers) -> Result<rsip::typed::Via, TransactionError> 
         .typed()
         .map_err(|_| TransactionError::MalformedHeader { header: "Via" })
 }
+/// The branch (None without one) and the lower-cased sent-by of the top Via, read in place:
+/// what a server transaction key needs (§17.2.3), without rsip's typed Via parse, which cost
+/// more than the transaction itself on every request. `sent-by` is the text between the
+/// protocol and the first `;`, the branch the value of the first `branch` param; a Via
+/// without sent-by is malformed.
+pub fn top_via_key_parts(headers: &Headers) -> Result<(Option<String>, String), TransactionError> {
+    let via = headers
+        .iter()
+        .find_map(|h| match h {
+            Header::Via(v) => Some(v.value()),
+            _ => None,
+        })
+        .ok_or(TransactionError::MissingHeader { header: "Via" })?;
+    let first = via.split(',').next().unwrap_or(via).trim();
+    let malformed = TransactionError::MalformedHeader { header: "Via" };
+    let (_, rest) = first.split_once(|c: char| c == ' ' || c == '\t').ok_or(malformed.clone())?;
+    let mut parts = rest.split(';');
+    let sent_by = parts.next().unwrap_or("").trim();
+    if sent_by.is_empty() {
+        return Err(malformed);
+    }
+    let branch = parts.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("branch").then(|| value.trim().to_string())
+    });
+    Ok((branch, sent_by.to_ascii_lowercase()))
+}
+
 
 /// The branch parameter of a Via, if any.
 pub fn branch_of(via: &rsip::typed::Via) -> Option<String> {
