@@ -270,6 +270,11 @@ impl Registry {
         Ok(self.get(id).expect("agent exists"))
     }
 
+    /// The agents whose own choice is `away` (registered or not), to save across restarts.
+    pub fn away_agents(&self) -> std::collections::BTreeSet<String> {
+        self.lock().iter().filter(|(_, e)| e.away).map(|(id, _)| id.clone()).collect()
+    }
+
     /// The registrar's view of an agent's bindings changed (a REGISTER was
     /// accepted, refreshed or removed). Unknown agents are ignored: the
     /// registrar only authenticates configured ones.

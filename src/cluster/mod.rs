@@ -7,6 +7,7 @@
 //!   an attempt.
 //! - [`holds`]: agent reservations as conditional writes.
 //! - [`book`]: the callback book in PostgreSQL behind the storage seam.
+//! - [`bindings`]: agents' registrations and away choices, kept across restarts.
 //! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
@@ -14,6 +15,7 @@
 //! local deadline ([`leases::Held`]) so it stops dialling before its lease
 //! could be taken over.
 
+pub mod bindings;
 pub mod book;
 pub mod holds;
 pub mod leases;

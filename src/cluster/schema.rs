@@ -72,6 +72,18 @@ pub const MIGRATIONS: &[&str] = &[
          entry  bytea NOT NULL
      );
      CREATE SEQUENCE redial_callback_seq MINVALUE 1 MAXVALUE 4294967295 CYCLE;",
+    // 3: agents' registrations and away choices, kept across restarts and shared by
+    // the nodes (`cluster::bindings`). `expires_at` is wall-clock milliseconds.
+    "CREATE TABLE redial_agent_bindings (
+         agent      text NOT NULL,
+         contact    text NOT NULL,
+         expires_at bigint NOT NULL,
+         source     text NOT NULL,
+         PRIMARY KEY (agent, contact)
+     );
+     CREATE TABLE redial_agent_away (
+         agent text PRIMARY KEY
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

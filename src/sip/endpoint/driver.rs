@@ -17,6 +17,7 @@ use super::core::{self, Decision};
 use super::register::Registrar;
 use super::trunks::Trunks;
 use super::{AgentBindings, Directory, TrunkStates};
+use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::sip::calls::table::Ctx;
 use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
@@ -64,13 +65,16 @@ impl Driver {
         agents: AgentBindings,
         agent_changes: watch::Sender<u64>,
         calls: CallsWiring,
+        saved: super::Saved,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
+        let mut registrar = Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone());
+        registrar.restore(now, crate::clock::SystemClock.now_ms(), saved);
         Self {
             layer: TransactionLayer::new(cfg.sip.timers),
             dir: Directory::from_config(cfg),
-            registrar: Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone()),
+            registrar,
             trunks: Trunks::new(cfg, local, now, proxies, trunk_states.0, trunk_states.1),
             calls: Calls::new(cfg, local, calls.control, calls.incoming),
             commands: calls.commands,

@@ -30,6 +30,8 @@ use tokio::task::JoinHandle;
 pub use driver::SHUTDOWN_GRACE;
 pub use trunks::{TrunkStates, TrunkStatus};
 
+use crate::agents::saved::{survives_restart, Dirty, SavedBinding};
+use crate::clock::Millis;
 use crate::config::Config;
 use crate::sip::calls::{CallControl, IncomingCall};
 use crate::sip::stats::SipStats;
@@ -76,6 +78,32 @@ impl AgentBinding {
 
 /// Agents' live bindings by agent id, refreshed after every REGISTER the registrar handles.
 pub type AgentBindings = Arc<RwLock<BTreeMap<String, Vec<AgentBinding>>>>;
+
+/// Registrations an earlier process saved, to restore at start, and where the registrar
+/// marks each agent whose bindings change from then on.
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub bindings: BTreeMap<String, Vec<SavedBinding>>,
+    pub dirty: Dirty,
+}
+
+/// `agent`'s live bindings in `view` that a restarted process could reach again, with
+/// wall-clock expiries (`wall_now` is the wall clock at `now`).
+pub fn saved_bindings(view: &AgentBindings, agent: &str, now: std::time::Instant, wall_now: Millis) -> Vec<SavedBinding> {
+    let view = view.read().expect("agent bindings lock");
+    view.get(agent)
+        .map(|v| {
+            v.iter()
+                .filter(|b| survives_restart(b.source.transport) && b.expires_at > now)
+                .map(|b| SavedBinding {
+                    contact: b.contact.clone(),
+                    expires_at: wall_now + b.expires_at.saturating_duration_since(now).as_millis() as Millis,
+                    source: b.source.addr,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -127,6 +155,12 @@ impl Endpoint {
     /// Binds `cfg.sip.listen` (UDP and TCP), starts registering trunks, and serves until
     /// `shutdown` becomes `true`; then unregisters trunks (Expires: 0) and stops.
     pub async fn start(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<EndpointHandle, EndpointError> {
+        Self::start_saved(cfg, shutdown, Saved::default()).await
+    }
+
+    /// As [`Endpoint::start`], with the agents' bindings `saved` by an earlier process
+    /// restored before the first message is read.
+    pub async fn start_saved(cfg: &Config, shutdown: watch::Receiver<bool>, saved: Saved) -> Result<EndpointHandle, EndpointError> {
         let (transports, incoming) = Transports::bind(cfg.sip.listen).await?;
         let ws_addr = match cfg.sip.ws_listen {
             Some(addr) => Some(transports.listen_ws(addr).await?),
@@ -160,6 +194,7 @@ impl Endpoint {
             agents.clone(),
             changes_tx,
             driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
+            saved,
         );
         let task = tokio::spawn(driver.run(incoming, shutdown));
         Ok(EndpointHandle {
