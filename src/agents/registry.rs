@@ -270,6 +270,27 @@ impl Registry {
         Ok(self.get(id).expect("agent exists"))
     }
 
+    /// Applies a reloaded configuration's agents: new ones join offline, removed ones
+    /// leave (a call one of them is on goes on; its end is then ignored), the others
+    /// keep their state, registrations and choice, with their queues updated.
+    pub fn set_agents(&self, cfg: &Config) {
+        let now = self.clock.now_ms();
+        {
+            let mut agents = self.lock();
+            agents.retain(|id, _| cfg.agents.iter().any(|a| &a.id == id));
+            for a in &cfg.agents {
+                match agents.get_mut(&a.id) {
+                    Some(e) => e.queues = a.queues.clone(),
+                    None => {
+                        let e = Entry { queues: a.queues.clone(), registrations: vec![], away: false, activity: Activity::Idle, idle_since: now };
+                        agents.insert(a.id.clone(), e);
+                    }
+                }
+            }
+        }
+        self.wake();
+    }
+
     /// The agents whose own choice is `away` (registered or not), to save across restarts.
     pub fn away_agents(&self) -> std::collections::BTreeSet<String> {
         self.lock().iter().filter(|(_, e)| e.away).map(|(id, _)| id.clone()).collect()

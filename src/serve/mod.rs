@@ -154,14 +154,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         clock.clone(),
         stop_rx.clone(),
     );
-    tokio::spawn(bridge::follow_agent_bindings(
-        sip.agents.clone(),
-        sip.agent_changes.clone(),
-        agents.clone(),
-        cfg.agents.iter().map(|a| a.id.clone()).collect(),
-        clock.clone(),
-    ));
+    tokio::spawn(bridge::follow_agent_bindings(sip.agents.clone(), sip.agent_changes.clone(), agents.clone(), clock.clone()));
     let proxies = bridge::proxies(&cfg, &sip.proxies);
+    #[cfg(unix)]
+    let reload_registry = agents.clone();
     let kit = Arc::new(CallKit {
         cfg: cfg.clone(),
         book: core.book.clone(),
@@ -195,7 +191,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     }
     let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     #[cfg(unix)]
-    let reloader = tokio::spawn(reload::on_hangup(cfg.source.clone(), sip.transports.clone()));
+    let reloader = tokio::spawn(reload::on_hangup(
+        cfg.clone(),
+        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone() },
+    ));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
         Ok(()) => {

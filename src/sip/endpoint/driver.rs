@@ -54,6 +54,8 @@ pub(super) struct Driver {
     /// Client transactions whose final response was counted (2xx retransmissions are not).
     counted: HashSet<TransactionKey>,
     overload: Overload,
+    /// Reloaded configurations, whose agents apply at once.
+    reloads: mpsc::UnboundedReceiver<Arc<Config>>,
 }
 
 impl Driver {
@@ -66,6 +68,7 @@ impl Driver {
         agent_changes: watch::Sender<u64>,
         calls: CallsWiring,
         saved: super::Saved,
+        reloads: mpsc::UnboundedReceiver<Arc<Config>>,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
@@ -81,6 +84,7 @@ impl Driver {
             stats: calls.stats,
             counted: HashSet::new(),
             overload: Overload::new(cfg.sip.overload.clone()),
+            reloads,
             transports,
         }
     }
@@ -159,6 +163,10 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                }
+                Some(cfg) = self.reloads.recv() => {
+                    self.registrar.set_agents(Instant::now(), &cfg.agents);
+                    self.dir.set_agents(&cfg.agents);
                 }
                 Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                     self.registrar.connection_closed(Instant::now(), peer);

@@ -40,22 +40,30 @@ use crate::sip::transport::{TransportError, Transports};
 /// Users redial answers for: agents' ids and trunks' DIDs.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    users: HashSet<String>,
+    agents: HashSet<String>,
+    dids: HashSet<String>,
 }
 
 impl Directory {
     pub fn from_config(cfg: &Config) -> Self {
-        let mut users: HashSet<String> = cfg.agents.iter().map(|a| a.id.clone()).collect();
+        let mut dids = HashSet::new();
         for p in cfg.profiles.values() {
-            users.extend(p.dids.iter().cloned());
+            dids.extend(p.dids.iter().cloned());
             // Carriers often send the DID without `+`.
-            users.extend(p.dids.iter().map(|d| d.trim_start_matches('+').to_string()));
+            dids.extend(p.dids.iter().map(|d| d.trim_start_matches('+').to_string()));
         }
-        Self { users }
+        let mut d = Self { agents: HashSet::new(), dids };
+        d.set_agents(&cfg.agents);
+        d
+    }
+
+    /// Replaces the agents (a configuration reload); the DIDs stay.
+    pub fn set_agents(&mut self, agents: &[crate::config::Agent]) {
+        self.agents = agents.iter().map(|a| a.id.clone()).collect();
     }
 
     pub fn knows(&self, user: &str) -> bool {
-        self.users.contains(user)
+        self.agents.contains(user) || self.dids.contains(user)
     }
 }
 
@@ -134,7 +142,21 @@ pub struct EndpointHandle {
     pub stats: Arc<SipStats>,
     /// Each profile's proxy as resolved at start (or why it did not resolve).
     pub proxies: BTreeMap<String, Result<SocketAddr, String>>,
+    /// Applies a reloaded configuration's agents.
+    pub agents_reload: AgentsReload,
     task: JoinHandle<()>,
+}
+
+/// Hands a reloaded configuration's agents to the endpoint: new agents can register,
+/// changed passwords apply to the next challenge answered, removed agents lose their
+/// bindings. Bindings of the agents that stay, and calls, are untouched.
+#[derive(Debug, Clone)]
+pub struct AgentsReload(mpsc::UnboundedSender<Arc<Config>>);
+
+impl AgentsReload {
+    pub fn apply(&self, cfg: Arc<Config>) {
+        let _ = self.0.send(cfg);
+    }
 }
 
 impl EndpointHandle {
@@ -186,6 +208,7 @@ impl Endpoint {
         let (calls, commands) = CallControl::new();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CALLS);
         let stats = Arc::new(SipStats::new());
+        let (reload, reloads) = mpsc::unbounded_channel();
         let driver = driver::Driver::new(
             cfg,
             transports.clone(),
@@ -195,6 +218,7 @@ impl Endpoint {
             changes_tx,
             driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
             saved,
+            reloads,
         );
         let task = tokio::spawn(driver.run(incoming, shutdown));
         Ok(EndpointHandle {
@@ -210,6 +234,7 @@ impl Endpoint {
             incoming: Some(incoming_rx),
             stats,
             proxies,
+            agents_reload: AgentsReload(reload),
             task,
         })
     }

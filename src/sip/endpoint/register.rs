@@ -165,6 +165,12 @@ impl Registrar {
         }
     }
 
+    /// Replaces the agents (a configuration reload); removed agents' bindings end now.
+    pub(super) fn set_agents(&mut self, now: Instant, agents: &[crate::config::Agent]) {
+        self.inner.set_agents(agents);
+        self.drain_events(now);
+    }
+
     /// A connection-oriented peer (a browser's WebSocket) went away: its bindings end now.
     pub(super) fn connection_closed(&mut self, now: Instant, source: Peer) {
         let agents = self.inner.connection_closed(now, source);
