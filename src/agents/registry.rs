@@ -454,6 +454,24 @@ mod tests {
     }
 
     #[test]
+    fn reloaded_agents_join_leave_and_keep_state_and_choice() {
+        let (r, _clock) = registry();
+        r.registration_changed("alice", vec![("sip:alice@127.0.0.1:5070".into(), 2_000_000)]);
+        r.set_state("alice", AgentState::Away).unwrap();
+        let mut cfg = Config::defaults();
+        cfg.agents = vec![
+            Agent { id: "alice".into(), password: "new".into(), queues: vec!["other".into()] },
+            Agent { id: "carol".into(), password: "pw".into(), queues: vec!["default".into()] },
+        ];
+        r.set_agents(&cfg);
+        let alice = r.get("alice").unwrap();
+        assert_eq!((alice.state, alice.queues.clone(), alice.registrations.len()), (AgentState::Away, vec!["other".to_string()], 1));
+        assert_eq!(r.get("carol").unwrap().state, AgentState::Offline);
+        assert!(r.get("bob").is_none());
+        assert_eq!(r.away_agents().into_iter().collect::<Vec<_>>(), vec!["alice".to_string()]);
+    }
+
+    #[test]
     fn registration_makes_available_unless_away_and_expiry_makes_offline() {
         let (r, clock) = registry();
         assert_eq!(r.get("alice").unwrap().state, AgentState::Offline);

@@ -252,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_set_is_what_every_clone_accepts() {
+        let token = |name: &str, secret: &str| Token { name: name.into(), sha256: Sha256::digest(secret.as_bytes()).into(), scopes: vec![Scope::CallbacksRead] };
+        let tokens = Tokens::new(vec![token("old", "s-old")]);
+        let shared = tokens.clone();
+        assert_eq!(shared.authenticate("s-old").map(|t| t.name), Some("old".into()));
+        tokens.replace(Tokens::new(vec![token("new", "s-new")]));
+        assert!(shared.authenticate("s-old").is_none());
+        assert_eq!(shared.authenticate("s-new").map(|t| t.name), Some("new".into()));
+        assert_eq!(shared.scopes_of("new"), vec![Scope::CallbacksRead]);
+    }
+
+    #[test]
     fn admin_token_is_generated_once_and_kept_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::defaults();
@@ -259,13 +271,13 @@ mod tests {
         let first = Tokens::load(&cfg).unwrap();
         let path = dir.path().join("db").join(ADMIN_TOKEN_FILE);
         let stored = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(stored.trim(), hex::encode(first.0[0].sha256));
+        assert_eq!(stored.trim(), hex::encode(first.read()[0].sha256));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let again = Tokens::load(&cfg).unwrap();
-        assert_eq!(again.0[0].sha256, first.0[0].sha256);
+        assert_eq!(again.read()[0].sha256, first.read()[0].sha256);
     }
 }
