@@ -270,6 +270,32 @@ impl Registry {
         Ok(self.get(id).expect("agent exists"))
     }
 
+    /// Applies a reloaded configuration's agents: new ones join offline, removed ones
+    /// leave (a call one of them is on goes on; its end is then ignored), the others
+    /// keep their state, registrations and choice, with their queues updated.
+    pub fn set_agents(&self, cfg: &Config) {
+        let now = self.clock.now_ms();
+        {
+            let mut agents = self.lock();
+            agents.retain(|id, _| cfg.agents.iter().any(|a| &a.id == id));
+            for a in &cfg.agents {
+                match agents.get_mut(&a.id) {
+                    Some(e) => e.queues = a.queues.clone(),
+                    None => {
+                        let e = Entry { queues: a.queues.clone(), registrations: vec![], away: false, activity: Activity::Idle, idle_since: now };
+                        agents.insert(a.id.clone(), e);
+                    }
+                }
+            }
+        }
+        self.wake();
+    }
+
+    /// The agents whose own choice is `away` (registered or not), to save across restarts.
+    pub fn away_agents(&self) -> std::collections::BTreeSet<String> {
+        self.lock().iter().filter(|(_, e)| e.away).map(|(id, _)| id.clone()).collect()
+    }
+
     /// The registrar's view of an agent's bindings changed (a REGISTER was
     /// accepted, refreshed or removed). Unknown agents are ignored: the
     /// registrar only authenticates configured ones.
@@ -425,6 +451,24 @@ mod tests {
         ];
         let clock = FakeClock::new(1_000_000);
         (Registry::new(&cfg, Arc::new(clock.clone())), clock)
+    }
+
+    #[test]
+    fn reloaded_agents_join_leave_and_keep_state_and_choice() {
+        let (r, _clock) = registry();
+        r.registration_changed("alice", vec![("sip:alice@127.0.0.1:5070".into(), 2_000_000)]);
+        r.set_state("alice", AgentState::Away).unwrap();
+        let mut cfg = Config::defaults();
+        cfg.agents = vec![
+            Agent { id: "alice".into(), password: "new".into(), queues: vec!["other".into()] },
+            Agent { id: "carol".into(), password: "pw".into(), queues: vec!["default".into()] },
+        ];
+        r.set_agents(&cfg);
+        let alice = r.get("alice").unwrap();
+        assert_eq!((alice.state, alice.queues.clone(), alice.registrations.len()), (AgentState::Away, vec!["other".to_string()], 1));
+        assert_eq!(r.get("carol").unwrap().state, AgentState::Offline);
+        assert!(r.get("bob").is_none());
+        assert_eq!(r.away_agents().into_iter().collect::<Vec<_>>(), vec!["alice".to_string()]);
     }
 
     #[test]

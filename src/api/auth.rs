@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::http::{Method, StatusCode};
@@ -34,20 +34,31 @@ pub enum AdminTokenError {
 }
 
 /// The tokens the API accepts: the configured ones, or the generated admin
-/// token when none is configured.
+/// token when none is configured. Clones share one set, which a configuration
+/// reload replaces whole ([`Tokens::replace`]).
 #[derive(Debug, Clone)]
-pub struct Tokens(Vec<Token>);
+pub struct Tokens(Arc<RwLock<Vec<Token>>>);
 
 impl Tokens {
     pub fn new(tokens: Vec<Token>) -> Self {
-        Self(tokens)
+        Self(Arc::new(RwLock::new(tokens)))
+    }
+
+    /// From now on, accepts `new`'s tokens instead (requests being served keep the answer they got).
+    pub fn replace(&self, new: Tokens) {
+        let tokens = new.read().clone();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = tokens;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Token>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Configured tokens; with none, the admin token whose hash lives next
     /// to the database, generated (and printed once on stdout) at first start.
     pub fn load(cfg: &Config) -> Result<Self, AdminTokenError> {
         if !cfg.tokens.is_empty() {
-            return Ok(Self(cfg.tokens.clone()));
+            return Ok(Self::new(cfg.tokens.clone()));
         }
         let dir = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let path = dir.join(ADMIN_TOKEN_FILE);
@@ -72,22 +83,22 @@ impl Tokens {
             }
             Err(source) => return Err(AdminTokenError::Read { path, source }),
         };
-        Ok(Self(vec![Token { name: "admin".into(), sha256, scopes: vec![Scope::Admin] }]))
+        Ok(Self::new(vec![Token { name: "admin".into(), sha256, scopes: vec![Scope::Admin] }]))
     }
 
     /// The scopes of the token named `name` (none when unknown).
     pub fn scopes_of(&self, name: &str) -> Vec<Scope> {
-        self.0.iter().find(|t| t.name == name).map(|t| t.scopes.clone()).unwrap_or_default()
+        self.read().iter().find(|t| t.name == name).map(|t| t.scopes.clone()).unwrap_or_default()
     }
 
     /// The token a bearer secret belongs to. Every hash is compared, so the
     /// time taken does not depend on which one matched.
-    pub fn authenticate(&self, secret: &str) -> Option<&Token> {
+    pub fn authenticate(&self, secret: &str) -> Option<Token> {
         let h: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let mut found = None;
-        for t in &self.0 {
+        for t in self.read().iter() {
             if bool::from(t.sha256.ct_eq(&h)) {
-                found = Some(t);
+                found = Some(t.clone());
             }
         }
         found
@@ -152,10 +163,10 @@ pub fn check(tokens: &Tokens, header: Option<&str>, need: Scope) -> Result<Strin
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
     let t = tokens.authenticate(secret).ok_or_else(|| unauthorized("unknown token"))?;
-    if !has_scope(t, need) {
+    if !has_scope(&t, need) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("token `{}` lacks the `{}` scope", t.name, scope_name(need))));
     }
-    Ok(t.name.clone())
+    Ok(t.name)
 }
 
 /// Per-token token buckets.
@@ -241,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_set_is_what_every_clone_accepts() {
+        let token = |name: &str, secret: &str| Token { name: name.into(), sha256: Sha256::digest(secret.as_bytes()).into(), scopes: vec![Scope::CallbacksRead] };
+        let tokens = Tokens::new(vec![token("old", "s-old")]);
+        let shared = tokens.clone();
+        assert_eq!(shared.authenticate("s-old").map(|t| t.name), Some("old".into()));
+        tokens.replace(Tokens::new(vec![token("new", "s-new")]));
+        assert!(shared.authenticate("s-old").is_none());
+        assert_eq!(shared.authenticate("s-new").map(|t| t.name), Some("new".into()));
+        assert_eq!(shared.scopes_of("new"), vec![Scope::CallbacksRead]);
+    }
+
+    #[test]
     fn admin_token_is_generated_once_and_kept_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::defaults();
@@ -248,13 +271,13 @@ mod tests {
         let first = Tokens::load(&cfg).unwrap();
         let path = dir.path().join("db").join(ADMIN_TOKEN_FILE);
         let stored = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(stored.trim(), hex::encode(first.0[0].sha256));
+        assert_eq!(stored.trim(), hex::encode(first.read()[0].sha256));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let again = Tokens::load(&cfg).unwrap();
-        assert_eq!(again.0[0].sha256, first.0[0].sha256);
+        assert_eq!(again.read()[0].sha256, first.read()[0].sha256);
     }
 }

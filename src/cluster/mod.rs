@@ -8,6 +8,7 @@
 //! - [`holds`]: agent reservations as conditional writes.
 //! - [`agents`]: the dialler's view of agents, without those another node holds.
 //! - [`book`]: the callback book in PostgreSQL behind the storage seam.
+//! - [`bindings`]: agents' registrations and away choices, kept across restarts.
 //! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
@@ -16,6 +17,7 @@
 //! could be taken over.
 
 pub mod agents;
+pub mod bindings;
 pub mod book;
 pub mod holds;
 pub mod leases;

@@ -79,6 +79,18 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE redial_callbacks ADD COLUMN displaced boolean NOT NULL DEFAULT false;
      DROP INDEX redial_callbacks_active;
      CREATE UNIQUE INDEX redial_callbacks_active ON redial_callbacks (phone, queue) WHERE status IN (0, 1) AND NOT displaced;",
+    // 4: agents' registrations and away choices, kept across restarts and shared by
+    // the nodes (`cluster::bindings`). `expires_at` is wall-clock milliseconds.
+    "CREATE TABLE redial_agent_bindings (
+         agent      text NOT NULL,
+         contact    text NOT NULL,
+         expires_at bigint NOT NULL,
+         source     text NOT NULL,
+         PRIMARY KEY (agent, contact)
+     );
+     CREATE TABLE redial_agent_away (
+         agent text PRIMARY KEY
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

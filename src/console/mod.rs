@@ -229,7 +229,7 @@ async fn login(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketA
         let actor = s
             .tokens
             .authenticate(&token)
-            .map(|t| Actor::Token { name: t.name.clone(), scopes: t.scopes.clone() })
+            .map(|t| Actor::Token { name: t.name, scopes: t.scopes })
             .filter(|a| a.has(Scope::CallbacksRead));
         (account, actor)
     } else {

@@ -2,6 +2,7 @@
 //! for `GET /v1/trunks`, and agents' registrations for the agents' registry
 //! (an agent whose softphone registers becomes `available`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,45 +45,51 @@ impl TrunkView for LiveTrunks {
 /// Feeds every change of the registrar's bindings into the agents' registry
 /// until `changes` closes (the endpoint stopped). Only agents whose contacts or
 /// expiries changed since the last look are passed on, so a wake costs a
-/// comparison per agent and a registry update per changed agent. With a
-/// test clock, each of its `jumps` passes every agent on again: expiries
-/// are translated into wall-clock time at the clock's new offset.
+/// comparison per registered agent and a registry update per changed agent.
+/// (The registry ignores agents it does not know, so agents added or removed
+/// by a reload need nothing here.) With a test clock, each of its `jumps`
+/// passes every agent on again: expiries are translated into wall-clock time
+/// at the clock's new offset.
 pub async fn follow_agent_bindings(
     bindings: AgentBindings,
     mut changes: watch::Receiver<u64>,
     registry: Arc<Registry>,
-    agent_ids: Vec<String>,
     clock: Arc<dyn Clock>,
     mut jumps: Option<watch::Receiver<Millis>>,
 ) {
-    // What the registry was last told, per agent (in `agent_ids` order).
-    let mut told: Vec<Option<Vec<(String, Instant)>>> = vec![None; agent_ids.len()];
+    // What the registry was last told, per agent with bindings then.
+    let mut told: HashMap<String, Vec<(String, Instant)>> = HashMap::new();
     loop {
-        let updates: Vec<(usize, Vec<(String, Millis)>)> = {
+        let updates: Vec<(String, Vec<(String, Millis)>)> = {
             let view = bindings.read().expect("agent bindings lock");
             // Binding expiries are monotonic instants; the registry keeps wall
             // clock milliseconds.
             let (now, wall) = (Instant::now(), clock.now_ms());
             let mut out = Vec::new();
-            for (i, id) in agent_ids.iter().enumerate() {
-                let current = view.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
-                let same = told[i].as_ref().is_some_and(|t| {
+            for (id, current) in view.iter() {
+                let same = told.get(id).is_some_and(|t| {
                     t.len() == current.len() && t.iter().zip(current).all(|((c, e), b)| *c == b.contact && *e == b.expires_at)
                 });
                 if same {
                     continue;
                 }
-                told[i] = Some(current.iter().map(|b| (b.contact.clone(), b.expires_at)).collect());
+                told.insert(id.clone(), current.iter().map(|b| (b.contact.clone(), b.expires_at)).collect());
                 let regs = current
                     .iter()
                     .map(|b| (b.contact.clone(), wall + b.expires_at.saturating_duration_since(now).as_millis() as Millis))
                     .collect();
-                out.push((i, regs));
+                out.push((id.clone(), regs));
+            }
+            // Agents that had bindings and have none now.
+            let gone: Vec<String> = told.keys().filter(|id| !view.contains_key(*id)).cloned().collect();
+            for id in gone {
+                told.remove(&id);
+                out.push((id, Vec::new()));
             }
             out
         };
-        for (i, regs) in updates {
-            registry.registration_changed(&agent_ids[i], regs);
+        for (id, regs) in updates {
+            registry.registration_changed(&id, regs);
         }
         let jumped = async {
             match jumps.as_mut() {
@@ -92,7 +99,7 @@ pub async fn follow_agent_bindings(
         };
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
-            true = jumped => told.iter_mut().for_each(|t| *t = None),
+            true = jumped => told.clear(),
         }
     }
 }

@@ -20,6 +20,7 @@ mod bridge;
 mod ready;
 #[cfg(unix)]
 mod reload;
+mod saved;
 
 /// Installs the tracing subscriber (`RUST_LOG`, default `info`).
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); `REDIAL_LOG_FORMAT=json` writes
@@ -78,6 +79,8 @@ pub enum ServeError {
     Media(#[from] crate::media::call::MediaCallError),
     #[error(transparent)]
     ReadyFile(#[from] ready::ReadyFileError),
+    #[error(transparent)]
+    Saved(#[from] crate::agents::saved::SavedError),
     #[error("{TEST_CLOCK_ENV}: {0}")]
     TestClock(String),
 }
@@ -132,10 +135,31 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // anything is bound.
     let media = MediaEngine::new(&cfg)?;
     let prompts = Arc::new(Prompts::load(&cfg)?);
-    let mut sip = crate::sip::endpoint::Endpoint::start(&cfg, stop_rx.clone()).await?;
+    // Registrations saved by the last run, restored before the first REGISTER is read.
+    let registrations = saved::open(&cfg).await?;
+    let snapshot = match registrations.load().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "saved registrations unreadable; agents register afresh");
+            Default::default()
+        }
+    };
+    let dirty = crate::agents::saved::Dirty::default();
+    let restore = crate::sip::endpoint::Saved { bindings: snapshot.bindings.clone(), dirty: dirty.clone() };
+    let mut sip = crate::sip::endpoint::Endpoint::start_saved(&cfg, stop_rx.clone(), restore).await?;
     let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
     let live = Arc::new(LiveCallTable::default());
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
+    saved::restore_away(&agents, &snapshot);
+    let saving = tokio::spawn(saved::write_behind(
+        registrations,
+        sip.agents.clone(),
+        dirty,
+        agents.clone(),
+        snapshot.away,
+        clock.clone(),
+        stop_rx.clone(),
+    ));
     let gate = Arc::new(Gate::new(&cfg, agents.clone()));
     let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
@@ -170,11 +194,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         sip.agents.clone(),
         sip.agent_changes.clone(),
         agents.clone(),
-        cfg.agents.iter().map(|a| a.id.clone()).collect(),
         clock.clone(),
         test_clock.as_ref().map(|c| c.jumps()),
     ));
     let proxies = bridge::proxies(&cfg, &sip.proxies);
+    #[cfg(unix)]
+    let reload_registry = agents.clone();
     let kit = Arc::new(CallKit {
         cfg: cfg.clone(),
         book: core.book.clone(),
@@ -215,7 +240,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     }
     let bound = ready::Bound { sip: sip.local_addr, ws: sip.ws_addr, wss: sip.wss_addr, sip_tls: sip.tls_addr, http: http.addr, media: ready::Media::new(cfg.media.addr, &cfg.media.ports) };
     #[cfg(unix)]
-    let reloader = tokio::spawn(reload::on_hangup(cfg.source.clone(), sip.transports.clone()));
+    let reloader = tokio::spawn(reload::on_hangup(
+        cfg.clone(),
+        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone() },
+    ));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
         Ok(()) => {
@@ -254,6 +282,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         core.shutdown().await;
     };
     tokio::join!(core_down, stop_sip(sip));
+    // The last changes are written once the endpoint has stopped.
+    let abort = saving.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), saving).await.is_err() {
+        tracing::warn!("saved registrations: the last write did not finish in time");
+        abort.abort();
+    }
     if let Some(path) = ready_file {
         ready::clear(path)?;
     }

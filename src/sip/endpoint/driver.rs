@@ -17,6 +17,7 @@ use super::core::{self, Decision};
 use super::register::Registrar;
 use super::trunks::Trunks;
 use super::{AgentBindings, Directory, TrunkStates};
+use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::sip::calls::table::Ctx;
 use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
@@ -53,6 +54,8 @@ pub(super) struct Driver {
     /// Client transactions whose final response was counted (2xx retransmissions are not).
     counted: HashSet<TransactionKey>,
     overload: Overload,
+    /// Reloaded configurations, whose agents apply at once.
+    reloads: mpsc::UnboundedReceiver<Arc<Config>>,
 }
 
 impl Driver {
@@ -64,19 +67,24 @@ impl Driver {
         agents: AgentBindings,
         agent_changes: watch::Sender<u64>,
         calls: CallsWiring,
+        saved: super::Saved,
+        reloads: mpsc::UnboundedReceiver<Arc<Config>>,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
+        let mut registrar = Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone());
+        registrar.restore(now, crate::clock::SystemClock.now_ms(), saved);
         Self {
             layer: TransactionLayer::new(cfg.sip.timers),
             dir: Directory::from_config(cfg),
-            registrar: Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone()),
+            registrar,
             trunks: Trunks::new(cfg, local, now, proxies, trunk_states.0, trunk_states.1),
             calls: Calls::new(cfg, local, calls.control, calls.incoming),
             commands: calls.commands,
             stats: calls.stats,
             counted: HashSet::new(),
             overload: Overload::new(cfg.sip.overload.clone()),
+            reloads,
             transports,
         }
     }
@@ -155,6 +163,10 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                }
+                Some(cfg) = self.reloads.recv() => {
+                    self.registrar.set_agents(Instant::now(), &cfg.agents);
+                    self.dir.set_agents(&cfg.agents);
                 }
                 Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                     self.registrar.connection_closed(Instant::now(), peer);

@@ -30,6 +30,8 @@ use tokio::task::JoinHandle;
 pub use driver::SHUTDOWN_GRACE;
 pub use trunks::{TrunkStates, TrunkStatus};
 
+use crate::agents::saved::{survives_restart, Dirty, SavedBinding};
+use crate::clock::Millis;
 use crate::config::Config;
 use crate::sip::calls::{CallControl, IncomingCall};
 use crate::sip::stats::SipStats;
@@ -38,22 +40,30 @@ use crate::sip::transport::{TransportError, Transports};
 /// Users redial answers for: agents' ids and trunks' DIDs.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    users: HashSet<String>,
+    agents: HashSet<String>,
+    dids: HashSet<String>,
 }
 
 impl Directory {
     pub fn from_config(cfg: &Config) -> Self {
-        let mut users: HashSet<String> = cfg.agents.iter().map(|a| a.id.clone()).collect();
+        let mut dids = HashSet::new();
         for p in cfg.profiles.values() {
-            users.extend(p.dids.iter().cloned());
+            dids.extend(p.dids.iter().cloned());
             // Carriers often send the DID without `+`.
-            users.extend(p.dids.iter().map(|d| d.trim_start_matches('+').to_string()));
+            dids.extend(p.dids.iter().map(|d| d.trim_start_matches('+').to_string()));
         }
-        Self { users }
+        let mut d = Self { agents: HashSet::new(), dids };
+        d.set_agents(&cfg.agents);
+        d
+    }
+
+    /// Replaces the agents (a configuration reload); the DIDs stay.
+    pub fn set_agents(&mut self, agents: &[crate::config::Agent]) {
+        self.agents = agents.iter().map(|a| a.id.clone()).collect();
     }
 
     pub fn knows(&self, user: &str) -> bool {
-        self.users.contains(user)
+        self.agents.contains(user) || self.dids.contains(user)
     }
 }
 
@@ -76,6 +86,32 @@ impl AgentBinding {
 
 /// Agents' live bindings by agent id, refreshed after every REGISTER the registrar handles.
 pub type AgentBindings = Arc<RwLock<BTreeMap<String, Vec<AgentBinding>>>>;
+
+/// Registrations an earlier process saved, to restore at start, and where the registrar
+/// marks each agent whose bindings change from then on.
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub bindings: BTreeMap<String, Vec<SavedBinding>>,
+    pub dirty: Dirty,
+}
+
+/// `agent`'s live bindings in `view` that a restarted process could reach again, with
+/// wall-clock expiries (`wall_now` is the wall clock at `now`).
+pub fn saved_bindings(view: &AgentBindings, agent: &str, now: std::time::Instant, wall_now: Millis) -> Vec<SavedBinding> {
+    let view = view.read().expect("agent bindings lock");
+    view.get(agent)
+        .map(|v| {
+            v.iter()
+                .filter(|b| survives_restart(b.source.transport) && b.expires_at > now)
+                .map(|b| SavedBinding {
+                    contact: b.contact.clone(),
+                    expires_at: wall_now + b.expires_at.saturating_duration_since(now).as_millis() as Millis,
+                    source: b.source.addr,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -108,7 +144,21 @@ pub struct EndpointHandle {
     pub stats: Arc<SipStats>,
     /// Each profile's proxy as resolved at start (or why it did not resolve).
     pub proxies: BTreeMap<String, Result<SocketAddr, String>>,
+    /// Applies a reloaded configuration's agents.
+    pub agents_reload: AgentsReload,
     task: JoinHandle<()>,
+}
+
+/// Hands a reloaded configuration's agents to the endpoint: new agents can register,
+/// changed passwords apply to the next challenge answered, removed agents lose their
+/// bindings. Bindings of the agents that stay, and calls, are untouched.
+#[derive(Debug, Clone)]
+pub struct AgentsReload(mpsc::UnboundedSender<Arc<Config>>);
+
+impl AgentsReload {
+    pub fn apply(&self, cfg: Arc<Config>) {
+        let _ = self.0.send(cfg);
+    }
 }
 
 impl EndpointHandle {
@@ -129,6 +179,12 @@ impl Endpoint {
     /// Binds `cfg.sip.listen` (UDP and TCP), starts registering trunks, and serves until
     /// `shutdown` becomes `true`; then unregisters trunks (Expires: 0) and stops.
     pub async fn start(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<EndpointHandle, EndpointError> {
+        Self::start_saved(cfg, shutdown, Saved::default()).await
+    }
+
+    /// As [`Endpoint::start`], with the agents' bindings `saved` by an earlier process
+    /// restored before the first message is read.
+    pub async fn start_saved(cfg: &Config, shutdown: watch::Receiver<bool>, saved: Saved) -> Result<EndpointHandle, EndpointError> {
         let (transports, incoming) = Transports::bind(cfg.sip.listen).await?;
         let ws_addr = match cfg.sip.ws_listen {
             Some(addr) => Some(transports.listen_ws(addr).await?),
@@ -158,6 +214,7 @@ impl Endpoint {
         let (calls, commands) = CallControl::new();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CALLS);
         let stats = Arc::new(SipStats::new());
+        let (reload, reloads) = mpsc::unbounded_channel();
         let driver = driver::Driver::new(
             cfg,
             transports.clone(),
@@ -166,6 +223,8 @@ impl Endpoint {
             agents.clone(),
             changes_tx,
             driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
+            saved,
+            reloads,
         );
         let task = tokio::spawn(driver.run(incoming, shutdown));
         Ok(EndpointHandle {
@@ -182,6 +241,7 @@ impl Endpoint {
             incoming: Some(incoming_rx),
             stats,
             proxies,
+            agents_reload: AgentsReload(reload),
             task,
         })
     }

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rsip::headers::UntypedHeader;
 use rsip::{Request, Response, SipMessage};
 
-use super::{AgentBinding, AgentBindings};
+use super::{AgentBinding, AgentBindings, Saved};
 use crate::config::{Config, GuardConfig};
 use crate::sip::registrar::{to_user, Answer, Penalty, RegistrarEvent};
 use crate::sip::stats::{AuthCounter, SipStats};
@@ -69,6 +69,8 @@ pub(super) struct Registrar {
     max_held: usize,
     guard: GuardConfig,
     stats: Arc<SipStats>,
+    /// Agents whose bindings changed, for the write-behind of saved registrations.
+    saved: crate::agents::saved::Dirty,
 }
 
 impl Registrar {
@@ -86,6 +88,39 @@ impl Registrar {
             max_held: cfg.sip.guard.max_tracked,
             guard: cfg.sip.guard.clone(),
             stats,
+            saved: Default::default(),
+        }
+    }
+
+    /// Puts back the bindings saved by an earlier process (wall-clock expiries at
+    /// `wall_now`), and from now on marks every agent whose bindings change in
+    /// `saved.dirty`. An agent with a saved binding that was not put back (expired, or
+    /// the agent was removed) is marked, so the next write deletes it.
+    pub(super) fn restore(&mut self, now: Instant, wall_now: crate::clock::Millis, saved: Saved) {
+        let mut kept = 0;
+        let mut partly = Vec::new();
+        for (agent, list) in saved.bindings {
+            let n = list.len();
+            let mut kept_here = 0;
+            for b in list {
+                let left = std::time::Duration::from_millis(b.expires_at.saturating_sub(wall_now).max(0) as u64);
+                let source = crate::sip::Peer { addr: b.source, transport: crate::config::Transport::Udp };
+                kept_here += usize::from(self.inner.restore(now, &agent, b.contact, now + left, source));
+            }
+            kept += kept_here;
+            if kept_here < n {
+                partly.push(agent);
+            }
+        }
+        // Marking starts after the restored agents are in the view: what was put back
+        // is what is saved already.
+        self.drain_events(now);
+        self.saved = saved.dirty;
+        for agent in partly {
+            self.saved.mark(&agent);
+        }
+        if kept > 0 {
+            tracing::info!(bindings = kept, agents = self.inner.registered_agents(now).len(), "saved registrations restored");
         }
     }
 
@@ -128,6 +163,12 @@ impl Registrar {
             Answer::Hold(resp, _) => Some(resp),
             Answer::Drop => None,
         }
+    }
+
+    /// Replaces the agents (a configuration reload); removed agents' bindings end now.
+    pub(super) fn set_agents(&mut self, now: Instant, agents: &[crate::config::Agent]) {
+        self.inner.set_agents(agents);
+        self.drain_events(now);
     }
 
     /// A connection-oriented peer (a browser's WebSocket) went away: its bindings end now.
@@ -215,6 +256,7 @@ impl Registrar {
             .map(|b| AgentBinding { contact: b.uri, expires_at: b.expires_at, source: b.source })
             .collect();
         let earliest = bindings.iter().map(|b| b.expires_at).min();
+        self.saved.mark(agent);
         let announce = {
             let mut view = self.view.write().expect("agent bindings lock");
             let same_contacts = view.get(agent).is_some_and(|old| {

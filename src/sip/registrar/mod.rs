@@ -590,6 +590,26 @@ impl<R: Rng> Registrar<R> {
         hit
     }
 
+    /// Puts back a binding an earlier process accepted (saved across a restart). Kept
+    /// only while `agent` is still configured and the binding has not expired, within
+    /// [`MAX_BINDINGS_PER_AGENT`]; an agent's first binding makes it reachable
+    /// (`AgentReachable`). Returns whether it was kept.
+    pub fn restore(&mut self, now: Instant, agent: &str, uri: String, expires_at: Instant, source: Peer) -> bool {
+        if expires_at <= now || !self.passwords.contains_key(agent) {
+            return false;
+        }
+        let had = self.has_bindings(agent);
+        let list = self.bindings.entry(agent.to_string()).or_default();
+        if list.len() >= MAX_BINDINGS_PER_AGENT || list.iter().any(|b| same_uri(&b.uri, &uri)) {
+            return false;
+        }
+        // No Call-ID: the softphone's next REGISTER, whatever its CSeq, replaces it.
+        list.push(Binding { uri, expires_at, source, call_id: String::new(), cseq: 0, q: None });
+        self.next_expiry = Some(self.next_expiry.map_or(expires_at, |n| n.min(expires_at)));
+        self.note_change(agent, had);
+        true
+    }
+
     /// Live bindings of `agent` at `now`.
     pub fn contacts(&self, agent: &str, now: Instant) -> Vec<Binding> {
         self.bindings

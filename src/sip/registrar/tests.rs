@@ -597,3 +597,30 @@ fn closed_connection_ends_its_bindings_at_once() {
     // The same address over UDP is another peer: a close of the WebSocket does not touch it.
     assert!(reg.connection_closed(t1, Peer { addr: source().addr, transport: Transport::Ws }).is_empty());
 }
+
+#[test]
+fn restored_bindings_make_agents_reachable_expire_and_yield_to_a_new_register() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    let at = t0 + Duration::from_secs(120);
+    assert!(reg.restore(t0, "alice", "sip:alice@10.0.0.1".into(), at, source()));
+    assert!(!reg.restore(t0, "alice", "sip:alice@10.0.0.1".into(), at, source()), "the same contact twice");
+    assert!(!reg.restore(t0, "mallory", "sip:m@10.0.0.1".into(), at, source()), "no longer an agent");
+    assert!(!reg.restore(t0, "bob", "sip:bob@10.0.0.1".into(), t0, source()), "already expired");
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentReachable { agent: "alice".into() }));
+    assert_eq!(reg.poll_event(), None);
+    assert_eq!(reg.contacts("alice", t0).iter().map(|b| b.uri.as_str()).collect::<Vec<_>>(), vec!["sip:alice@10.0.0.1"]);
+    assert_eq!(reg.poll_timeout(), Some(at));
+    // The softphone's next REGISTER (any Call-ID and CSeq) refreshes the same contact.
+    let mut cli = DigestClient::new("alice", "alice-pw");
+    let r = send(&mut reg, &mut cli, t0, &register("alice", "new-call-id", 1, &["<sip:alice@10.0.0.1>"], Some(600)));
+    assert_eq!(code(&r), 200);
+    assert_eq!(contact_expiries(&r), vec![("sip:alice@10.0.0.1".to_string(), 600)]);
+    // Unrefreshed, a restored binding expires like any other.
+    let mut reg = registrar(t0);
+    reg.restore(t0, "bob", "sip:bob@10.0.0.2".into(), at, source());
+    reg.handle_timeout(at);
+    assert!(reg.contacts("bob", at).is_empty());
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentReachable { agent: "bob".into() }));
+    assert_eq!(reg.poll_event(), Some(RegistrarEvent::AgentUnreachable { agent: "bob".into() }));
+}

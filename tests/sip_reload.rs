@@ -1,0 +1,78 @@
+//! SIGHUP against the real binary: a bad file changes nothing and names its file and
+//! key; a good one adds and removes agents and replaces the API tokens at once, while
+//! a bridged call and the registrations of the agents that stay go on.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::phone::Phone;
+use common::world::*;
+use serde_json::json;
+
+const OPS_SECRET: &str = "ops-secret-after-reload";
+
+fn hangup(r: &common::Redial) {
+    assert!(Command::new("kill").arg("-HUP").arg(r.pid().to_string()).status().unwrap().success());
+}
+
+fn states(r: &common::Redial) -> Vec<(String, String)> {
+    let (s, v) = r.api("GET", "/v1/agents", None);
+    assert_eq!(s, 200, "{v}");
+    v["items"].as_array().unwrap().iter().map(|a| (a["id"].as_str().unwrap().to_string(), a["state"].as_str().unwrap().to_string())).collect()
+}
+
+fn ops_status(r: &common::Redial) -> u16 {
+    common::api::request(r.http.port(), "GET", "/v1/agents", Some(OPS_SECRET), None, &[]).unwrap().0
+}
+
+#[test]
+fn sighup_applies_agents_and_tokens_without_dropping_calls_or_registrations() {
+    let w = World::new();
+    let queue = "max_attempts = 1\nring_timeout = \"5s\"\nagent_ring_timeout = \"5s\"\nwrap_up = \"0s\"\n";
+    let r = w.redial(&["alice", "bob"], queue);
+    let path = r.path("redial.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "6000")]);
+    let alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 60_000);
+    let _bob = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1000);
+    let (s, v) = r.api("PUT", "/v1/agents/bob/state", Some(json!({"state": "away"})));
+    assert_eq!(s, 200, "{v}");
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    // A bad file: nothing changes, and the problem is named by file and key.
+    std::fs::write(&path, format!("{original}\n[[agents]]\nid = \"carol\"\npassword = \"carol-pw\"\nqueues = [\"no-such-queue\"]\n")).unwrap();
+    hangup(&r);
+    let line = r.logs.wait_for(&["SIGHUP: not reloaded"], Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", r.logs.lines().join("\n")));
+    assert!(line.contains("redial.toml") && line.contains("agents"), "{line}");
+    assert!(!states(&r).iter().any(|(a, _)| a == "carol"));
+
+    // A good file: carol joins, bob leaves, a second token is accepted.
+    let bob = "[[agents]]\nid = \"bob\"\npassword = \"bob-pw\"\nqueues = [\"q\"]\n";
+    assert!(original.contains(bob), "{original}");
+    assert_eq!(ops_status(&r), 401);
+    let changed = original.replace(bob, "[[agents]]\nid = \"carol\"\npassword = \"carol-pw\"\nqueues = [\"q\"]\n")
+        + &format!("\n[[tokens]]\nname = \"ops\"\nsecret = \"{OPS_SECRET}\"\nscopes = [\"callbacks:read\"]\n");
+    std::fs::write(&path, changed).unwrap();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: agents and tokens reloaded"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+    let now = states(&r);
+    assert!(now.contains(&("carol".into(), "offline".into())), "{now:?}");
+    assert!(!now.iter().any(|(a, _)| a == "bob"), "{now:?}");
+    assert!(now.contains(&("alice".into(), "on_call".into())), "the call and alice's registration go on: {now:?}");
+    assert_eq!(ops_status(&r), 200, "the new token works at once");
+    assert_eq!(r.api("GET", "/v1/agents", None).0, 200, "the token kept works");
+
+    // The new agent registers with its new password; the call ends as it would have.
+    let _carol = w.agent(&r, "carol", "dial_agent_answer.xml", 1, None, 1000);
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(carrier.wait().ok());
+    drop(alice);
+    let after = states(&r);
+    assert!(after.contains(&("alice".into(), "available".into())), "alice still registered: {after:?}");
+}
