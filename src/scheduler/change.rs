@@ -12,7 +12,7 @@ use crate::events::{Kind, Payload};
 use crate::scheduler::engine::rules::{self, Next, Validated};
 use crate::scheduler::engine::{Action, DueEntry};
 use crate::scheduler::model::{
-    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
+    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Channel, Dispatch, EndReason, NewCallback, Origin, Outcome,
     OwnerMode, Status, TimezoneSource, WhenResolution,
 };
 use crate::scheduler::store::{CancelError, ReportError, ScheduleError};
@@ -71,6 +71,7 @@ pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v
         owners: req.owners,
         owner_mode: req.owner_mode.unwrap_or_default(),
         timezone_source: Some(v.timezone_source),
+        channel: req.channel.unwrap_or_default(),
     }
 }
 
@@ -95,6 +96,16 @@ pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChang
         old.notes.as_deref(),
         ch,
     )?;
+    // A text stays deliverable: its new queue must send such texts, and
+    // nobody owns it.
+    if old.channel == Channel::Sms {
+        if r.queue != old.queue {
+            rules::check_sms(cfg.queue(&r.queue).expect("validated"))?;
+        }
+        if r.owner.is_some() {
+            return Err(rules::RuleError::SmsOwned.into());
+        }
+    }
     let mut new = old.clone();
     new.queue = r.queue;
     new.scheduled_at = r.scheduled_at;
@@ -158,7 +169,7 @@ pub fn reported(now: Millis, cfg: &Config, old: &Callback, n: u32, o: AttemptOut
             rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
         }
         // The queue left the configuration: nothing can dial it again.
-        None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
+        None => Next::Done(if matches!(o.outcome, Outcome::Human | Outcome::Sent) { Status::Completed } else { Status::Failed }),
     };
     match next {
         Next::Done(s) => {
