@@ -6,9 +6,12 @@
 //! - [`template`]: the placeholders (`{when}`, `{queue}`, `{phone}`), checked
 //!   at config load and filled per callback.
 //! - [`send`]: one text through the queue's trunk, shared by both uses.
+//! - [`inbound`]: texts customers send us (MESSAGE from a carrier) become
+//!   `sms.received` events.
 //! - [`notify`]: follows the durable outbox after its own cursor, so a text
 //!   due for a committed change is sent even across a restart.
 
+pub mod inbound;
 pub mod notify;
 pub mod send;
 pub mod template;
@@ -17,6 +20,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::scheduler::model::Callback;
+
+/// A text a customer sent us through a carrier (inbound SIP MESSAGE), as
+/// the `sms.received` event carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundText {
+    /// When it was accepted.
+    pub at: Millis,
+    /// The profile (trunk) it came through.
+    pub trunk: String,
+    /// The sender (the customer's number as the carrier gives it).
+    pub from: String,
+    /// Which of our numbers it was sent to.
+    pub to: String,
+    pub text: String,
+}
 
 /// One text sent (or tried) for a callback, recorded on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -268,6 +268,10 @@ pub fn encode_event(ev: &Event) -> Vec<u8> {
             };
             blob(&mut w, &serde_json::to_vec(&row).unwrap_or_default());
         }
+        Payload::Text(t) => {
+            w.u8(5);
+            blob(&mut w, &serde_json::to_vec(&**t).unwrap_or_default());
+        }
     }
     w.0
 }
@@ -314,6 +318,7 @@ pub fn decode_event(seq: u64, b: &[u8]) -> Result<Event, DecodeError> {
                 last_error: row.last_error,
             }))
         }
+        5 => Payload::Text(Box::new(serde_json::from_slice(read_blob(&mut r)?).map_err(|_| DecodeError::Code("text row", 5))?)),
         other => return Err(DecodeError::Code("event payload", other)),
     };
     Ok(Event { seq, kind, at, payload, rendered: Default::default() })
@@ -491,6 +496,10 @@ mod tests {
             (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(cb.clone()), attempt: Box::new(attempt) }),
             (Kind::AgentState, Payload::Agent(Box::new(agent))),
             (Kind::TrunkState, trunk("carrier").2),
+            (
+                Kind::SmsReceived,
+                Payload::Text(Box::new(crate::sms::InboundText { at: 7, trunk: "carrier".into(), from: "+15557654321".into(), to: "+15550100".into(), text: "STOP ✋".into() })),
+            ),
         ];
         for (kind, payload) in payloads {
             let ev = Event { seq: 42, kind, at: -3, payload, rendered: Default::default() };
@@ -501,6 +510,7 @@ mod tests {
                 (Payload::AttemptEnded { callback: a, attempt: x }, Payload::AttemptEnded { callback: b, attempt: y }) => assert_eq!((a, x), (b, y)),
                 (Payload::Agent(a), Payload::Agent(b)) => assert_eq!(a, b),
                 (Payload::Trunk(a), Payload::Trunk(b)) => assert_eq!((&a.name, a.up, &a.last_error), (&b.name, b.up, &b.last_error)),
+                (Payload::Text(a), Payload::Text(b)) => assert_eq!(a, b),
                 (a, b) => panic!("{a:?} came back as {b:?}"),
             }
         }

@@ -4,8 +4,8 @@
 //! each batch of input the loop drains every core's `poll_transmit`/`poll_event` until
 //! all are empty, then sleeps until the earliest `poll_timeout`.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::core::{self, Decision};
+use super::message::{self, IncomingText};
 use super::register::Registrar;
 use super::trunks::Trunks;
 use super::{AgentBindings, Directory, TrunkStates};
@@ -38,6 +39,8 @@ pub(super) struct CallsWiring {
     pub control: CallControl,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub incoming: mpsc::Sender<IncomingCall>,
+    /// Texts from carriers (inbound MESSAGE).
+    pub texts: mpsc::Sender<IncomingText>,
     pub stats: Arc<SipStats>,
 }
 
@@ -53,6 +56,9 @@ pub(super) struct Driver {
     /// Client transactions whose final response was counted (2xx retransmissions are not).
     counted: HashSet<TransactionKey>,
     overload: Overload,
+    /// Carrier source IP → profile: where an inbound MESSAGE may come from.
+    carriers: HashMap<IpAddr, String>,
+    texts: mpsc::Sender<IncomingText>,
 }
 
 impl Driver {
@@ -77,6 +83,8 @@ impl Driver {
             stats: calls.stats,
             counted: HashSet::new(),
             overload: Overload::new(cfg.sip.overload.clone()),
+            carriers: message::carriers(proxies),
+            texts: calls.texts,
             transports,
         }
     }
@@ -247,6 +255,7 @@ impl Driver {
                     },
                     Decision::Invite => return self.calls.on_invite(&mut cx, key, request, from),
                     Decision::InDialog => return self.calls.on_in_dialog(&mut cx, key, request),
+                    Decision::Message => message::handle(&request, &from, &self.carriers, Some(&self.texts)),
                 };
                 tracing::debug!(status = resp.status_code.code(), peer = %core::peer_str(&from), "answered");
                 cx.respond(&key, resp);
