@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 pub mod memory;
 pub mod outbox;
-pub use outbox::{Outbox, Parked};
+pub use outbox::{Backoff, Outbox, Parked};
 
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
