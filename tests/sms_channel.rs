@@ -5,7 +5,8 @@
 //! queue's `retry_delay`), then 200: the callback ends `completed` with two
 //! attempts (`failed` 503, `sent` 200), both texts recorded on it, and the
 //! event stream carries the callback's whole life in order. Bad requests
-//! for the channel are refused clearly.
+//! for the channel (a queue without `sms_callback`, an unknown channel, an
+//! owner) are refused clearly.
 
 mod common;
 
@@ -54,6 +55,9 @@ fn an_sms_callback_is_texted_at_its_due_time_retried_and_completed() {
     assert_eq!((st, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some("sms_not_offered"), Some("channel")), "{e}");
     let (st, e) = request(port, "POST", "/v1/callbacks", Some(TOKEN), Some(&json!({"phone": "+15557654321", "queue": "texts", "channel": "fax"}).to_string()), &[]).unwrap();
     assert_eq!(st, 400, "{e}");
+    // A text has no owner.
+    let (st, e) = request(port, "POST", "/v1/callbacks", Some(TOKEN), Some(&json!({"phone": "+15557654321", "queue": "texts", "channel": "sms", "owner": "alice"}).to_string()), &[]).unwrap();
+    assert_eq!((st, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some("conflicting_fields"), Some("channel")), "{e}");
 
     // Due now (no time given): no agent exists, yet the text goes at once.
     let (st, cb) = request(port, "POST", "/v1/callbacks", Some(TOKEN), Some(&json!({"phone": "+15557654321", "queue": "texts", "channel": "sms"}).to_string()), &[]).unwrap();

@@ -176,6 +176,12 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
         return Err(RuleError::InvalidPhone { phone: req.phone.clone() });
     }
     let queue = cfg.queue(&req.queue).ok_or_else(|| RuleError::UnknownQueue { queue: req.queue.clone() })?;
+    if req.channel == Some(Channel::Sms) {
+        check_sms(queue)?;
+        if req.owner.is_some() || !req.owners.is_empty() {
+            return Err(RuleError::SmsOwned);
+        }
+    }
     if let Some(cid) = &req.caller_id {
         if !is_e164(cid) {
             return Err(RuleError::InvalidCallerId { caller_id: cid.clone() });
@@ -208,12 +214,7 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     if req.owner_mode.is_some() && !owned {
         return Err(RuleError::OwnerModeWithoutOwner);
     }
-    if req.channel == Some(Channel::Sms) {
-        check_sms(queue)?;
-        if owned {
-            return Err(RuleError::SmsOwned);
-        }
-    }
+
     let max_attempts = req.max_attempts.unwrap_or(queue.max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
