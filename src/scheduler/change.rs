@@ -314,3 +314,39 @@ pub fn change_events(old: Option<&Callback>, new: &Callback) -> Vec<(Kind, Paylo
 pub fn attempt_event(new: &Callback, attempt: &Attempt) -> (Kind, Payload) {
     (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(new.clone()), attempt: Box::new(attempt.clone()) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with a queue that texts (`texts`) and one that does not (`calls`).
+    fn cfg() -> Config {
+        let mut cfg = Config::defaults();
+        let mut texts = crate::config::Queue::named("texts");
+        texts.profile = Some("carrier".into());
+        texts.sms_callback = Some("Hello from {queue}".into());
+        cfg.queues = vec![texts, crate::config::Queue::named("calls")];
+        cfg.agents.push(crate::config::Agent { id: "alice".into(), password: "pw".into(), queues: vec!["texts".into(), "calls".into()] });
+        cfg
+    }
+
+    #[test]
+    fn a_text_stays_deliverable_through_a_patch() {
+        let cfg = cfg();
+        let text = Callback { queue: "texts".into(), owner: None, channel: Channel::Sms, attempts: 0, ..Callback::sample() };
+        let now = text.created_at;
+        // To a queue without `sms_callback`: refused, naming the channel.
+        let to_calls = CallbackChanges { queue: Some("calls".into()), ..Default::default() };
+        let err = rescheduled(now, &cfg, &text, &to_calls).unwrap_err();
+        assert!(matches!(&err, ScheduleError::Rule(e) if e.field() == Some("channel") && e.code() == "sms_not_offered"), "{err:?}");
+        // An owner: refused.
+        let owned = CallbackChanges { owner: Some(Some("alice".into())), ..Default::default() };
+        let err = rescheduled(now, &cfg, &text, &owned).unwrap_err();
+        assert!(matches!(&err, ScheduleError::Rule(rules::RuleError::SmsOwned)), "{err:?}");
+        // Notes change as for any callback; a voice callback moves freely.
+        let notes = CallbackChanges { notes: Some(Some("prefers texts".into())), ..Default::default() };
+        assert_eq!(rescheduled(now, &cfg, &text, &notes).unwrap().notes.as_deref(), Some("prefers texts"));
+        let voice = Callback { channel: Channel::Voice, ..text.clone() };
+        assert_eq!(rescheduled(now, &cfg, &voice, &to_calls).unwrap().queue, "calls");
+    }
+}
