@@ -1,7 +1,8 @@
 //! Webhook delivery from the durable outbox against a real HTTP receiver on
 //! loopback: signatures, order, retries after 500s, the endpoint's filter,
-//! a new endpoint starting from now, and resumption after a restart from
-//! the saved cursor without repeats.
+//! a new endpoint starting from now, resumption after a restart from the
+//! saved cursor without repeats, and a failing head's back-off kept across
+//! a restart.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +24,8 @@ struct Receiver {
     /// Answers 500 to this many requests first.
     fail_first: usize,
     seen: usize,
+    /// When each request arrived, failed ones included.
+    arrivals: Vec<std::time::Instant>,
     /// Verified bodies, in arrival order.
     got: Vec<Value>,
 }
@@ -34,6 +37,7 @@ async fn hook(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> Statu
     assert!(sign::verify("s3cret", &body, sig), "bad signature on {}", String::from_utf8_lossy(&body));
     let mut r = r.lock().unwrap();
     r.seen += 1;
+    r.arrivals.push(std::time::Instant::now());
     if r.seen <= r.fail_first {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
@@ -155,4 +159,52 @@ async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
     book.publish(Kind::TrunkState, 9, trunk("c0"));
     wait_for(&state, 7).await;
     assert_eq!(names(&state), ["a0", "a1", "a2", "b0", "b1", "b2", "c0"], "each once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_heads_back_off_survives_a_restart() {
+    let (state, url) = receiver(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.redb");
+    let bus = Arc::new(Bus::new());
+    let book = open(&path, &bus);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    while book.cursor(&url).unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    book.publish(Kind::TrunkState, 0, trunk("held"));
+    // Three 500s: tried at once, then after about 1 s and 2 s; the next try
+    // is due about 4 s (±20 %) after the third failure.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while state.lock().unwrap().seen < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the receiver saw {} tries", state.lock().unwrap().seen);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let third = state.lock().unwrap().arrivals[2];
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    redial::scheduler::book::Book::flush(&*book).await;
+    let saved = book.backoff(&url).unwrap().expect("the back-off is in the book");
+    assert_eq!((saved.seq, saved.failures, saved.last_error.contains("500")), (1, 3, true), "{saved:?}");
+    drop(book);
+
+    // A new process: the head waits out the rest of its delay instead of
+    // being tried at once.
+    let bus = Arc::new(Bus::new());
+    let book = open(&path, &bus);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let _tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    wait_for(&state, 1).await;
+    let fourth = state.lock().unwrap().arrivals[3];
+    assert!(fourth.duration_since(third) >= Duration::from_millis(3_000), "retried {:?} after the third failure", fourth.duration_since(third));
+    assert_eq!(names(&state), ["held"]);
+    // Delivered: the back-off is cleared.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while book.backoff(&url).unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "back-off never cleared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

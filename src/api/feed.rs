@@ -182,6 +182,13 @@ pub fn event_data(e: &Event) -> serde_json::Value {
                 "last_error": t.last_error,
             }))
         }
+        Payload::Text(t) => Ok(serde_json::json!({
+            "at": crate::api::views::rfc3339(t.at),
+            "trunk": t.trunk,
+            "from": t.from,
+            "to": t.to,
+            "text": t.text,
+        })),
     };
     v.unwrap_or_default()
 }

@@ -48,7 +48,7 @@ fn unknown_field_name(msg: &str) -> Option<&str> {
 
 /// The callback object.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T14:00:00.000Z", "due_at": "2026-11-23T14:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z", "end_reason": null, "when": "tomorrow morning", "when_resolution": "approximate", "skipped_by": null, "caller_name": "Acme Support", "reason": "billing question", "confidence": 0.9, "owners": [], "owner_mode": "strict", "timezone_source": "request"}))]
+#[schema(example = json!({"id": "cb_00000001c4k2p", "status": "scheduled", "phone": "+15550123", "queue": "support", "owner": null, "mode": "customer_first", "scheduled_at": "2026-11-23T14:00:00.000Z", "due_at": "2026-11-23T14:00:00.000Z", "timezone": "America/New_York", "attempts": 0, "max_attempts": 3, "last_outcome": null, "origin": "api", "notes": "billing question", "interaction_id": null, "caller_id": null, "created_at": "2026-11-22T09:00:00.000Z", "updated_at": "2026-11-22T09:00:00.000Z", "end_reason": null, "when": "tomorrow morning", "when_resolution": "approximate", "skipped_by": null, "caller_name": "Acme Support", "reason": "billing question", "confidence": 0.9, "owners": [], "owner_mode": "strict", "timezone_source": "request", "channel": "voice"}))]
 pub struct CallbackView {
     pub id: String,
     /// `scheduled`, `in_progress`, `completed`, `cancelled`, `exhausted`, `failed`, `skipped`.
@@ -101,6 +101,8 @@ pub struct CallbackView {
     /// Where `timezone` came from: `request`, `number` or `queue`; null on
     /// callbacks booked before this was recorded.
     pub timezone_source: Option<String>,
+    /// `voice` (a call) or `sms` (a text at the due time instead).
+    pub channel: String,
 }
 
 fn mode_str(m: DialMode) -> &'static str {
@@ -141,6 +143,7 @@ impl From<&Callback> for CallbackView {
             owners: c.all_owners().into_iter().map(str::to_string).collect(),
             owner_mode: c.owner_mode.as_str().to_string(),
             timezone_source: c.timezone_source.map(|t| t.as_str().to_string()),
+            channel: c.channel.as_str().to_string(),
         }
     }
 }

@@ -46,7 +46,10 @@ fn open(path: &str) -> Arc<dyn Book> {
 fn open_with(path: &str, clock: Arc<dyn Clock>) -> Arc<dyn Book> {
     // REDIAL_QUICK_REPAIR=0 measures the other side of the trade.
     let quick_repair = std::env::var("REDIAL_QUICK_REPAIR").map_or(true, |v| v != "0");
-    let opts = BookOptions { quick_repair, ..BookOptions::default() };
+    // REDIAL_OUTBOX=0 leaves the events out of every commit: the outbox's
+    // cost is the difference, measured by one binary in one session.
+    let outbox = std::env::var("REDIAL_OUTBOX").map_or(true, |v| v != "0");
+    let opts = BookOptions { quick_repair, outbox, ..BookOptions::default() };
     Arc::new(RedbBook::open(path, clock, config(), opts).expect("open book"))
 }
 

@@ -62,6 +62,10 @@ pub enum Action {
         interaction_id: Option<String>,
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// voice (a call, the default) or sms (the queue's `sms_callback`
+        /// text at the due time instead of a call).
+        #[arg(long)]
+        channel: Option<String>,
         /// Idempotency-Key header: retrying with the same key never schedules twice.
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -208,7 +212,7 @@ pub fn run(cmd: CallbackCmd) -> ExitCode {
 fn execute(c: &Client, action: Action, json: bool) -> Result<String, ClientError> {
     let one = |v: Value| if json { format!("{v}\n") } else { callback_table(&v) };
     match action {
-        Action::Schedule { phone, queue, at, when, timezone, owner, mode, caller_id, notes, interaction_id, max_attempts, idempotency_key } => {
+        Action::Schedule { phone, queue, at, when, timezone, owner, mode, caller_id, notes, interaction_id, max_attempts, channel, idempotency_key } => {
             let mut b = Map::new();
             b.insert("phone".into(), phone.into());
             b.insert("queue".into(), queue.into());
@@ -221,6 +225,7 @@ fn execute(c: &Client, action: Action, json: bool) -> Result<String, ClientError
             put(&mut b, "notes", notes);
             put(&mut b, "interaction_id", interaction_id);
             put(&mut b, "max_attempts", max_attempts);
+            put(&mut b, "channel", channel);
             Ok(one(c.send("POST", "/v1/callbacks", &[], Some(&Value::Object(b)), idempotency_key.as_deref())?))
         }
         Action::List { status, queue, owner, phone, limit, cursor } => {

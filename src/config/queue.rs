@@ -75,6 +75,10 @@ pub struct Queue {
     pub sms_confirm: Option<String>,
     /// Text sent when a callback ends `exhausted` (same placeholders).
     pub sms_on_exhausted: Option<String>,
+    /// Text sent at the due time, instead of a call, for a callback with
+    /// `"channel": "sms"` (same placeholders); without it the queue takes
+    /// no such callbacks.
+    pub sms_callback: Option<String>,
     /// `[compliance] quiet_hours` (copied here at load): the daily local
     /// range outside which no customer is called, whatever `hours` says.
     pub quiet: Option<(crate::window::MinuteOfDay, crate::window::MinuteOfDay)>,
@@ -129,6 +133,7 @@ impl Queue {
             callback_detection: false,
             sms_confirm: None,
             sms_on_exhausted: None,
+            sms_callback: None,
             retry_declined: false,
             quiet: None,
             infer_timezone: false,
@@ -162,6 +167,7 @@ pub(crate) struct RawQueue {
     callback_detection: Option<bool>,
     sms_confirm: Option<String>,
     sms_on_exhausted: Option<String>,
+    sms_callback: Option<String>,
     retry_declined: Option<bool>,
     infer_timezone: Option<bool>,
     abandoned_callback_after: Option<String>,
@@ -251,7 +257,11 @@ pub(crate) fn validate(raw: RawQueue, key: &str, c: &mut Collector<'_>) -> Queue
         q.max_calls = n;
     }
     q.callback_detection = raw.callback_detection.unwrap_or(false);
-    for (field, text, slot) in [("sms_confirm", raw.sms_confirm, &mut q.sms_confirm), ("sms_on_exhausted", raw.sms_on_exhausted, &mut q.sms_on_exhausted)] {
+    for (field, text, slot) in [
+        ("sms_confirm", raw.sms_confirm, &mut q.sms_confirm),
+        ("sms_on_exhausted", raw.sms_on_exhausted, &mut q.sms_on_exhausted),
+        ("sms_callback", raw.sms_callback, &mut q.sms_callback),
+    ] {
         let Some(text) = text else { continue };
         if let Err(why) = crate::sms::template::check(&text) {
             c.push(k(field), why);

@@ -122,7 +122,7 @@ impl Charts {
 
 /// Each outcome's colour, in [`Outcome::ALL`] order (distinct in hue and
 /// lightness, so the legend still reads for most colour-blind people).
-const COLOURS: [&str; 9] = ["#15803d", "#7c3aed", "#f59e0b", "#ea580c", "#db2777", "#b91c1c", "#0891b2", "#1e40af", "#64748b"];
+const COLOURS: [&str; Outcome::ALL.len()] = ["#15803d", "#7c3aed", "#f59e0b", "#ea580c", "#db2777", "#b91c1c", "#0891b2", "#1e40af", "#64748b", "#a3e635"];
 
 fn caption(h: &History, now: Millis, what: &str) -> String {
     if h.partial(now) {

@@ -365,6 +365,8 @@ fn create_request(f: &Fields) -> CreateCallback {
         notes: nonempty(f, "notes"),
         interaction_id: nonempty(f, "interaction_id"),
         max_attempts: None,
+        // The form's select offers `voice` and `sms` only.
+        channel: field(f, "channel").and_then(|c| c.parse().ok()),
         ..CreateCallback::default()
     }
 }

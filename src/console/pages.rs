@@ -378,6 +378,7 @@ pub fn console(f: &Frame, t: &Tiles, st: &Stats, charts: Markup, queues: &[Strin
                         label { "Queue" select name="queue" { @for q in queues { option value=(q) { (q) } } } }
                         label { "When" input name="when" placeholder="tomorrow morning" data-preview=(queues.first().map(String::as_str).unwrap_or("")); output.preview {} }
                         label { "Owner" input name="owner" placeholder="agent id (optional)"; }
+                        label { "Channel" select name="channel" { option value="voice" { "Call" } option value="sms" { "Text instead of a call" } } }
                         label.wide { "Notes" input name="notes"; }
                         button.primary type="submit" { "Schedule" }
                     }

@@ -6,6 +6,8 @@
 //!   while the customer hears the hold prompt, bridge.
 //! - [`agent_first`]: ring the agent, then dial the customer while the agent
 //!   hears the call progress, bridge.
+//! - [`text`]: a `"channel": "sms"` callback: the queue's text through the
+//!   trunk instead of a call, with no agent.
 //!
 //! The pieces they share:
 //! - [`flow`]: the events and actions of the flow machines, and the driver
@@ -25,6 +27,7 @@ pub mod flow;
 pub mod gate;
 pub mod outcome;
 pub mod party;
+mod text;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -34,7 +37,8 @@ use tracing::Instrument;
 
 use crate::calls::{new_interaction_id, CallKit};
 use crate::config::{DialMode, Queue};
-use crate::scheduler::model::Dispatch;
+use crate::events::Outbox;
+use crate::scheduler::model::{Channel, Dispatch};
 
 pub use gate::Gate;
 
@@ -43,6 +47,8 @@ pub use gate::Gate;
 pub struct Dialler {
     pub kit: Arc<CallKit>,
     pub gate: Arc<Gate>,
+    /// Where the texts of `"channel": "sms"` callbacks are recorded.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl Deref for Dialler {
@@ -88,6 +94,9 @@ impl Dialler {
     /// Runs the queue's flow, frees what it held, reports the outcome.
     async fn run_attempt(&self, d: Dispatch) {
         let cb = &d.callback;
+        if cb.channel == Channel::Sms {
+            return self.run_text(d).await;
+        }
         tracing::info!(callback = %cb.id, attempt = d.attempt, agent = %d.agent, "callback due: dialling");
         self.metrics.fired(self.clock.now_ms() - cb.due_at);
         self.metrics.calls_active_add(1);
@@ -107,6 +116,19 @@ impl Dialler {
         self.metrics.attempt_ended(finish.outcome.as_str());
         tracing::info!(callback = %cb.id, attempt = d.attempt, outcome = finish.outcome.as_str(), sip = ?finish.sip_status, "attempt ended");
         let report = log.into_outcome(finish);
+        if let Err(e) = self.book.report_outcome(cb.id, d.attempt, report).await {
+            tracing::error!(callback = %cb.id, error = %e, "cannot record the attempt's outcome");
+        }
+    }
+
+    /// A text instead of a call: no agent was reserved, no call is up.
+    async fn run_text(&self, d: Dispatch) {
+        let cb = &d.callback;
+        tracing::info!(callback = %cb.id, attempt = d.attempt, "callback due: texting");
+        self.metrics.fired(self.clock.now_ms() - cb.due_at);
+        let report = text::run(self, &d).await;
+        self.metrics.attempt_ended(report.outcome.as_str());
+        tracing::info!(callback = %cb.id, attempt = d.attempt, outcome = report.outcome.as_str(), sip = ?report.sip_status, "attempt ended");
         if let Err(e) = self.book.report_outcome(cb.id, d.attempt, report).await {
             tracing::error!(callback = %cb.id, error = %e, "cannot record the attempt's outcome");
         }

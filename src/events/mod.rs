@@ -21,12 +21,13 @@ use tokio::sync::broadcast;
 
 pub mod memory;
 pub mod outbox;
-pub use outbox::{Outbox, Parked};
+pub use outbox::{Backoff, Outbox, Parked};
 
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
 use crate::scheduler::model::{Attempt, Callback, CallbackId};
 use crate::sip::endpoint::TrunkStatus;
+use crate::sms::InboundText;
 
 /// What happened. [`Kind::name`] is the public event type
 /// (`callback.created`, `attempt.ended`, `agent.state`, ...).
@@ -46,10 +47,13 @@ pub enum Kind {
     AttemptEnded,
     AgentState,
     TrunkState,
+    /// A customer's text reached us through a carrier (inbound SIP MESSAGE).
+    SmsReceived,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    /// In storage-code order: a new kind is only ever appended.
+    pub const ALL: [Kind; 13] = [
         Kind::CallbackCreated,
         Kind::CallbackUpdated,
         Kind::CallbackInProgress,
@@ -62,6 +66,7 @@ impl Kind {
         Kind::AttemptEnded,
         Kind::AgentState,
         Kind::TrunkState,
+        Kind::SmsReceived,
     ];
 
     /// The public event type.
@@ -79,6 +84,7 @@ impl Kind {
             Kind::AttemptEnded => "attempt.ended",
             Kind::AgentState => "agent.state",
             Kind::TrunkState => "trunk.state",
+            Kind::SmsReceived => "sms.received",
         }
     }
 
@@ -92,18 +98,20 @@ impl Kind {
             Kind::AttemptStarted | Kind::AttemptEnded => Topic::Attempt,
             Kind::AgentState => Topic::Agent,
             Kind::TrunkState => Topic::Trunk,
+            Kind::SmsReceived => Topic::Sms,
             _ => Topic::Callback,
         }
     }
 }
 
-/// The four streams of events.
+/// The streams of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     Callback,
     Attempt,
     Agent,
     Trunk,
+    Sms,
 }
 
 impl Topic {
@@ -113,6 +121,7 @@ impl Topic {
             Topic::Attempt => "attempt",
             Topic::Agent => "agent",
             Topic::Trunk => "trunk",
+            Topic::Sms => "sms",
         }
     }
 }
@@ -130,6 +139,8 @@ pub enum Payload {
     AttemptEnded { callback: Box<Callback>, attempt: Box<Attempt> },
     Agent(Box<AgentInfo>),
     Trunk(Box<TrunkStatus>),
+    /// A text from a customer.
+    Text(Box<InboundText>),
 }
 
 /// One published change.
@@ -164,7 +175,7 @@ impl Event {
     pub fn callback(&self) -> Option<&Callback> {
         match &self.payload {
             Payload::Callback(c) | Payload::AttemptStarted { callback: c, .. } | Payload::AttemptEnded { callback: c, .. } => Some(c),
-            Payload::Agent(_) | Payload::Trunk(_) => None,
+            Payload::Agent(_) | Payload::Trunk(_) | Payload::Text(_) => None,
         }
     }
 

@@ -38,6 +38,19 @@ pub struct Parked {
     pub last_error: String,
 }
 
+/// Where an endpoint's failing head delivery stands between tries, kept so
+/// a restart (or SIGKILL) neither retries it at once nor restarts its 24 h.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// The head event's sequence.
+    pub seq: u64,
+    pub failures: u32,
+    pub first_failure: Millis,
+    /// When it is tried next.
+    pub retry_at: Millis,
+    pub last_error: String,
+}
+
 /// What became of a retry of a parked delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
@@ -89,4 +102,18 @@ pub trait Outbox: Send + Sync {
 
     /// Records a retry's outcome; resolves once it is durable.
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>>;
+
+    /// Saves `endpoint`'s back-off (durable with the writer's next commit),
+    /// or clears it with `None` once its head is delivered or parked. An
+    /// outbox that keeps none (in memory) ignores it: after a restart the
+    /// head is then tried at once.
+    fn save_backoff(&self, endpoint: &str, backoff: Option<Backoff>) {
+        let _ = (endpoint, backoff);
+    }
+
+    /// The back-off saved for `endpoint`, if any.
+    fn backoff(&self, endpoint: &str) -> Result<Option<Backoff>, StoreError> {
+        let _ = endpoint;
+        Ok(None)
+    }
 }

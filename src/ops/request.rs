@@ -8,7 +8,7 @@ use super::error::OpsError;
 use crate::calls::LiveCall;
 use crate::clock::{parse_rfc3339, Millis};
 use crate::config::DialMode;
-use crate::scheduler::model::{CallbackChanges, Confidence, NewCallback, Origin, OwnerMode, WhenResolution};
+use crate::scheduler::model::{CallbackChanges, Channel, Confidence, NewCallback, Origin, OwnerMode, WhenResolution};
 
 /// Parses an RFC 3339 time (any offset) given in `field`.
 pub fn parse_time(field: &'static str, s: &str) -> Result<Millis, OpsError> {
@@ -76,6 +76,12 @@ pub struct CreateCallback {
     /// the queue at once).
     #[schema(value_type = Option<String>, example = "preferred")]
     pub owner_mode: Option<OwnerMode>,
+    /// `voice` (default: a call) or `sms`: at its due time, inside the
+    /// calling window, the queue's `sms_callback` text is sent through its
+    /// trunk instead of a call; it ends `completed` when the trunk accepts
+    /// it. Needs a queue with `sms_callback`; takes no owner.
+    #[schema(value_type = Option<String>, example = "sms")]
+    pub channel: Option<Channel>,
 }
 
 /// `owner` value meaning "the agent on the live call".
@@ -139,6 +145,7 @@ impl CreateCallback {
             owners: self.owners.unwrap_or_default(),
             owner_mode: self.owner_mode,
             follow_up_of: None,
+            channel: self.channel,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::events::{Kind, Payload};
 use crate::scheduler::engine::rules::{self, Next, Validated};
 use crate::scheduler::engine::{Action, DueEntry};
 use crate::scheduler::model::{
-    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Dispatch, EndReason, NewCallback, Origin, Outcome,
+    Attempt, AttemptOutcome, Callback, CallbackChanges, CallbackId, Channel, Dispatch, EndReason, NewCallback, Origin, Outcome,
     OwnerMode, Status, TimezoneSource, WhenResolution,
 };
 use crate::scheduler::store::{CancelError, ReportError, ScheduleError};
@@ -71,6 +71,7 @@ pub fn new_record(cfg: &Config, now: Millis, id: CallbackId, req: NewCallback, v
         owners: req.owners,
         owner_mode: req.owner_mode.unwrap_or_default(),
         timezone_source: Some(v.timezone_source),
+        channel: req.channel.unwrap_or_default(),
     }
 }
 
@@ -84,6 +85,16 @@ pub fn rescheduled(now: Millis, cfg: &Config, old: &Callback, ch: &CallbackChang
         return Err(ScheduleError::WrongState { status: old.status });
     }
     let r = rules::validate_changes(now, cfg, old, ch)?;
+    // A text stays deliverable: its new queue must send such texts, and
+    // nobody owns it.
+    if old.channel == Channel::Sms {
+        if r.queue != old.queue {
+            rules::check_sms(cfg.queue(&r.queue).expect("validated"))?;
+        }
+        if r.owner.is_some() {
+            return Err(rules::RuleError::SmsOwned.into());
+        }
+    }
     let mut new = old.clone();
     new.queue = r.queue;
     new.scheduled_at = r.scheduled_at;
@@ -154,7 +165,7 @@ pub fn reported(now: Millis, cfg: &Config, old: &Callback, n: u32, o: AttemptOut
             rules::after_attempt(now, q, tz, old.attempts, old.max_attempts, o.outcome, note.is_some() || o.retry)
         }
         // The queue left the configuration: nothing can dial it again.
-        None => Next::Done(if o.outcome == Outcome::Human { Status::Completed } else { Status::Failed }),
+        None => Next::Done(if matches!(o.outcome, Outcome::Human | Outcome::Sent) { Status::Completed } else { Status::Failed }),
     };
     match next {
         Next::Done(s) => {
@@ -298,4 +309,40 @@ pub fn change_events(old: Option<&Callback>, new: &Callback) -> Vec<(Kind, Paylo
 /// The event of an attempt's end, published before the callback's change.
 pub fn attempt_event(new: &Callback, attempt: &Attempt) -> (Kind, Payload) {
     (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(new.clone()), attempt: Box::new(attempt.clone()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with a queue that texts (`texts`) and one that does not (`calls`).
+    fn cfg() -> Config {
+        let mut cfg = Config::defaults();
+        let mut texts = crate::config::Queue::named("texts");
+        texts.profile = Some("carrier".into());
+        texts.sms_callback = Some("Hello from {queue}".into());
+        cfg.queues = vec![texts, crate::config::Queue::named("calls")];
+        cfg.agents.push(crate::config::Agent { id: "alice".into(), password: "pw".into(), queues: vec!["texts".into(), "calls".into()] });
+        cfg
+    }
+
+    #[test]
+    fn a_text_stays_deliverable_through_a_patch() {
+        let cfg = cfg();
+        let text = Callback { queue: "texts".into(), owner: None, channel: Channel::Sms, attempts: 0, ..Callback::sample() };
+        let now = text.created_at;
+        // To a queue without `sms_callback`: refused, naming the channel.
+        let to_calls = CallbackChanges { queue: Some("calls".into()), ..Default::default() };
+        let err = rescheduled(now, &cfg, &text, &to_calls).unwrap_err();
+        assert!(matches!(&err, ScheduleError::Rule(e) if e.field() == Some("channel") && e.code() == "sms_not_offered"), "{err:?}");
+        // An owner: refused.
+        let owned = CallbackChanges { owner: Some(Some("alice".into())), ..Default::default() };
+        let err = rescheduled(now, &cfg, &text, &owned).unwrap_err();
+        assert!(matches!(&err, ScheduleError::Rule(rules::RuleError::SmsOwned)), "{err:?}");
+        // Notes change as for any callback; a voice callback moves freely.
+        let notes = CallbackChanges { notes: Some(Some("prefers texts".into())), ..Default::default() };
+        assert_eq!(rescheduled(now, &cfg, &text, &notes).unwrap().notes.as_deref(), Some("prefers texts"));
+        let voice = Callback { channel: Channel::Voice, ..text.clone() };
+        assert_eq!(rescheduled(now, &cfg, &voice, &to_calls).unwrap().queue, "calls");
+    }
 }

@@ -160,6 +160,9 @@ const fn to_snake(s: &'static str) -> &'static str {
         b"Request" => "request",
         b"Number" => "number",
         b"Queue" => "queue",
+        b"Voice" => "voice",
+        b"Sms" => "sms",
+        b"Sent" => "sent",
         _ => "?",
     }
 }
@@ -197,6 +200,8 @@ coded_enum! {
         AgentUnavailable = 6,
         AgentNoAnswer = 7,
         Cancelled = 8,
+        /// A `"channel": "sms"` callback's text was accepted by the trunk (2xx).
+        Sent = 9,
     }
 }
 
@@ -255,6 +260,22 @@ coded_enum! {
         Number = 1,
         /// The queue's timezone.
         Queue = 2,
+    }
+}
+
+coded_enum! {
+    /// How a callback reaches the customer at its due time.
+    pub enum Channel {
+        /// A call: the customer and an agent are bridged.
+        Voice = 0,
+        /// A text through the queue's trunk (SIP MESSAGE) instead of a call.
+        Sms = 1,
+    }
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Channel::Voice
     }
 }
 
@@ -358,6 +379,8 @@ pub struct Callback {
     pub owner_mode: OwnerMode,
     /// Where `timezone` came from; `None` on records written before this was kept.
     pub timezone_source: Option<TimezoneSource>,
+    /// A call, or a text at the due time; `Voice` for records written before channels existed.
+    pub channel: Channel,
 }
 
 impl Callback {
@@ -498,6 +521,8 @@ pub struct NewCallback {
     /// The callback being dialled on the live call this booking comes
     /// from: it does not count as a duplicate of its own follow-up.
     pub follow_up_of: Option<CallbackId>,
+    /// `voice` (default) or `sms`.
+    pub channel: Option<Channel>,
 }
 
 /// A `PATCH`: each `Some` replaces the field; `Some(None)` clears an optional one.
@@ -623,6 +648,7 @@ impl Callback {
             owners: Vec::new(),
             owner_mode: Default::default(),
             timezone_source: None,
+            channel: Channel::Voice,
         }
     }
 }

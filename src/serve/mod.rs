@@ -225,7 +225,10 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         };
         tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));
     }
-    let dialler = Arc::new(Dialler { kit: kit.clone(), gate });
+    if let Some(texts) = sip.texts.take() {
+        tokio::spawn(crate::sms::inbound::run(texts, core.outbox.clone(), kit.clock.clone(), stop_rx.clone()));
+    }
+    let dialler = Arc::new(Dialler { kit: kit.clone(), gate, outbox: core.outbox.clone() });
     let dispatches = core.take_dispatches().expect("dispatches taken once");
     let dialling = tokio::spawn(dialler.clone().run(dispatches));
     if let Some(incoming) = sip.incoming.take() {

@@ -12,13 +12,11 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use super::{template, TextRecord};
+use super::{send, template, TextRecord};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::{Event, Kind, Outbox};
-use crate::scheduler::model::Callback;
-use crate::sip::calls::pager::{split, MessageRequest, DEFAULT_MAX_TEXT};
-use crate::sip::calls::{CallControl, Credentials};
+use crate::sip::calls::CallControl;
 use crate::sip::Peer;
 
 /// The outbox cursor of this task.
@@ -128,64 +126,9 @@ impl Notifier {
         };
         let Some(text) = text else { return false };
         let text = template::render(text, cb, queue.timezone);
-        let (parts, status) = self.send(cb, queue.profile.as_deref(), &text).await;
-        let ok = (200..300).contains(&status);
-        if ok {
-            tracing::info!(callback = %cb.id, purpose, parts, "text sent");
-        } else {
-            tracing::warn!(callback = %cb.id, purpose, status, "text not accepted by the trunk");
-        }
-        self.outbox.record_text(TextRecord {
-            callback_id: cb.id.0,
-            at: self.clock.now_ms(),
-            purpose: purpose.into(),
-            to: cb.phone.clone(),
-            text,
-            parts,
-            status: if ok { "sent" } else { "failed" }.into(),
-            sip_status: status,
-        });
+        let sent = send::send(&self.cfg, &self.calls, &self.proxies, cb, &text).await;
+        self.outbox.record_text(TextRecord::of(cb, purpose, text, sent, self.clock.now_ms()));
         true
-    }
-
-    /// Sends `text` as one MESSAGE per part, stopping at the first failure:
-    /// (parts tried, final status of the last). A status below 100 means
-    /// nothing could be sent (no trunk, a text that cannot be split).
-    async fn send(&self, cb: &Callback, profile: Option<&str>, text: &str) -> (u32, u16) {
-        let Some(profile) = profile.and_then(|p| self.cfg.profiles.get(p)) else { return (0, 0) };
-        let Some(dest) = self.proxies.get(&profile.name).copied() else { return (0, 0) };
-        let Some(parts) = split(text, DEFAULT_MAX_TEXT) else { return (0, 0) };
-        let queue = self.cfg.queue(&cb.queue);
-        let from = cb.caller_id.clone().or_else(|| queue.and_then(|q| q.caller_id.clone())).or_else(|| profile.caller_id.clone()).unwrap_or_else(|| "anonymous".into());
-        let credentials = match (&profile.username, &profile.password) {
-            (Some(u), Some(p)) => Some(Credentials { username: u.clone(), password: p.clone() }),
-            _ => None,
-        };
-        let uri = format!("sip:{}@{}", cb.phone, profile.domain);
-        let mut tried = 0;
-        let mut status = 0;
-        for part in parts {
-            tried += 1;
-            let req = MessageRequest {
-                request_uri: uri.clone(),
-                to: format!("<{uri}>"),
-                from_user: from.clone(),
-                from_host: profile.domain.clone(),
-                destination: dest,
-                text: part,
-                credentials: credentials.clone(),
-                headers: vec![("X-Redial-Callback-Id".into(), cb.id.to_string())],
-            };
-            status = match self.calls.message(req).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(s)) => s,
-                Err(_) => 503,
-            };
-            if !(200..300).contains(&status) {
-                break;
-            }
-        }
-        (tried, status)
     }
 }
 
@@ -193,6 +136,7 @@ impl Notifier {
 mod tests {
     use super::*;
     use crate::events::Payload;
+    use crate::scheduler::model::Callback;
 
     #[test]
     fn a_text_waits_for_the_end_of_the_customers_quiet_hours() {

@@ -87,7 +87,17 @@ impl Endpoint {
                 return;
             }
         };
-        tracing::debug!(cursor = start, "webhook delivery resumes");
+        // The failing head's back-off from before a restart: it waits out
+        // its retry time instead of being tried at once.
+        let mut saved_backoff = match self.outbox.backoff(&key) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the webhook back-off; the head is tried at once");
+                None
+            }
+        };
+        let mut backoff_stored = saved_backoff.is_some();
+        tracing::debug!(cursor = start, backoff = ?saved_backoff, "webhook delivery resumes");
         let mut reading = Reading { loaded: start, behind: true };
         let mut saved = start;
         let mut queue = Queue::new(WINDOW);
@@ -98,9 +108,18 @@ impl Endpoint {
         loop {
             if reading.behind && queue.len() < WINDOW && read_again_at.is_none_or(|t| t <= tokio::time::Instant::now()) {
                 read_again_at = None;
-                if let Err(e) = self.fill(&mut reading, &mut queue) {
-                    tracing::warn!(error = %e, "cannot read the outbox; trying again shortly");
-                    read_again_at = Some(tokio::time::Instant::now() + READ_RETRY);
+                match self.fill(&mut reading, &mut queue) {
+                    Ok(()) => {
+                        if let Some(b) = saved_backoff.take() {
+                            if queue.restore(&b) {
+                                tracing::info!(seq = b.seq, failures = b.failures, "webhook head waits out its back-off from before the restart");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the outbox; trying again shortly");
+                        read_again_at = Some(tokio::time::Instant::now() + READ_RETRY);
+                    }
                 }
             }
             let now = self.clock.now_ms();
@@ -125,7 +144,12 @@ impl Endpoint {
                     let (seq, _) = in_flight.take().expect("guarded");
                     let now = self.clock.now_ms();
                     match res.unwrap_or_else(|e| Err(format!("sender failed: {e}"))) {
-                        Ok(_) => queue.on_delivered(),
+                        Ok(_) => {
+                            queue.on_delivered();
+                            if std::mem::take(&mut backoff_stored) {
+                                self.outbox.save_backoff(&key, None);
+                            }
+                        }
                         Err(why) => {
                             tracing::debug!(seq, error = %why, "webhook delivery failed");
                             if let Some(p) = queue.on_failed(now, why, rand::random::<f64>()) {
@@ -141,6 +165,15 @@ impl Endpoint {
                                     last_failure: now,
                                     last_error: p.last_error.unwrap_or_default(),
                                 });
+                            }
+                            // Kept durable, so a restart waits out the same delay.
+                            match queue.backoff() {
+                                Some(b) => {
+                                    self.outbox.save_backoff(&key, Some(b));
+                                    backoff_stored = true;
+                                }
+                                None if std::mem::take(&mut backoff_stored) => self.outbox.save_backoff(&key, None),
+                                None => {}
                             }
                         }
                     }

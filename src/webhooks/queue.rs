@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::clock::Millis;
 
 use super::retry::{self, Next};
+use crate::events::Backoff;
 
 /// One event on its way to one endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +101,34 @@ impl Queue {
         }
     }
 
+    /// The head's back-off while it waits for a retry after a failure.
+    pub fn backoff(&self) -> Option<Backoff> {
+        let head = self.waiting.front().filter(|h| h.failures > 0 && !self.in_flight)?;
+        Some(Backoff {
+            seq: head.seq,
+            failures: head.failures,
+            first_failure: head.first_failure?,
+            retry_at: self.retry_at?,
+            last_error: head.last_error.clone().unwrap_or_default(),
+        })
+    }
+
+    /// Takes back a back-off saved before a restart: the head waits until
+    /// its retry time and keeps its failures and 24 h. Ignored (false) when
+    /// the head is another event (that one was delivered or parked since)
+    /// or is in flight.
+    pub fn restore(&mut self, b: &Backoff) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        let Some(head) = self.waiting.front_mut().filter(|h| h.seq == b.seq) else { return false };
+        head.failures = b.failures;
+        head.first_failure = Some(b.first_failure);
+        head.last_error = Some(b.last_error.clone());
+        self.retry_at = Some(b.retry_at);
+        true
+    }
+
     /// When [`Queue::poll_send`] will next have something, if waiting on a retry.
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.in_flight || self.waiting.is_empty() {
@@ -179,6 +208,33 @@ mod tests {
         assert_eq!(parked.seq, 1);
         assert!(now <= retry::GIVE_UP_AFTER && parked.failures > 10, "{now} {}", parked.failures);
         assert_eq!(q.poll_send(now).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_saved_back_off_holds_the_same_head_after_a_restart() {
+        let mut q = Queue::new(10);
+        q.push(d(5)).unwrap();
+        q.poll_send(1_000).unwrap();
+        assert!(q.backoff().is_none(), "in flight");
+        q.on_failed(1_000, "500".into(), 0.5);
+        q.poll_send(q.poll_timeout().unwrap()).unwrap();
+        q.on_failed(3_000, "timeout".into(), 0.5);
+        let saved = q.backoff().expect("waiting on a retry");
+        assert_eq!((saved.seq, saved.failures, saved.first_failure, saved.last_error.as_str()), (5, 2, 1_000, "timeout"));
+        // A new process: the same head waits out the saved delay, and its
+        // 24 h still count from the first failure.
+        let mut q = Queue::new(10);
+        q.push(d(5)).unwrap();
+        assert!(q.restore(&saved));
+        assert_eq!(q.poll_timeout(), Some(saved.retry_at));
+        assert!(q.poll_send(saved.retry_at - 1).is_none());
+        let again = q.poll_send(saved.retry_at).unwrap();
+        assert_eq!((again.failures, again.first_failure), (2, Some(1_000)));
+        // Another head (the saved one went meanwhile): nothing to restore.
+        let mut q = Queue::new(10);
+        q.push(d(6)).unwrap();
+        assert!(!q.restore(&saved));
+        assert_eq!(q.poll_send(0).unwrap().seq, 6);
     }
 
     #[test]

@@ -184,3 +184,37 @@ pub fn in_secs(secs: i64) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + secs;
     chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0).unwrap().to_rfc3339()
 }
+
+/// Server-sent events as read by [`sse`]: (id, event, data).
+pub type Sse = Vec<(u64, String, Value)>;
+
+/// Reads server-sent events from `/v1/events` (with `Last-Event-ID: last`
+/// when given) until `done` says so; panics when the stream is idle for 30 s.
+pub fn sse(port: u16, token: &str, last: Option<u64>, done: impl Fn(&Sse) -> bool) -> Sse {
+    use std::io::{BufRead, BufReader, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n");
+    if let Some(l) = last {
+        req += &format!("Last-Event-ID: {l}\r\n");
+    }
+    req += "\r\n";
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut lines = BufReader::new(conn).lines();
+    let mut out = Vec::new();
+    let (mut id, mut event) = (None, String::new());
+    while !done(&out) {
+        let line = lines.next().expect("stream open").expect("read");
+        // Chunked framing lines (sizes) are not SSE fields; fields are below.
+        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+            if let Some(i) = id.take() {
+                out.push((i, std::mem::take(&mut event), serde_json::from_str(v).unwrap_or(Value::Null)));
+            }
+        }
+    }
+    out
+}

@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 
 use crate::clock::Millis;
 use crate::config::{Config, WindowClose};
-use crate::scheduler::model::{Callback, CallbackId, OwnerMode};
+use crate::scheduler::model::{Callback, CallbackId, Channel, OwnerMode};
 use crate::window::{self, NEVER_CLOSES};
 use crate::scheduler::wheel::TimerWheel;
 
@@ -99,6 +99,9 @@ pub struct DueEntry {
     /// goes to the queue at once instead of waiting out the period.
     pub preferred: bool,
     pub tz: Tz,
+    /// A `"channel": "sms"` callback: a text at its due time needs no agent,
+    /// so it fires as soon as it is due inside its window.
+    pub sms: bool,
 }
 
 impl DueEntry {
@@ -114,6 +117,7 @@ impl DueEntry {
             owner_until: cb.owner.as_ref().and(cb.owner_until),
             preferred: cb.owner_mode == OwnerMode::Preferred,
             tz: rules::parse_tz(&cb.timezone).unwrap_or(fallback_tz),
+            sms: cb.channel == Channel::Sms,
         }
     }
 }
@@ -122,7 +126,7 @@ impl DueEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Mark in progress with the next attempt number and hand over, with
-    /// the reserved agent.
+    /// the reserved agent (empty for a text, which needs none).
     Fire { id: CallbackId, agent: String },
     /// The window is closed: wait for its next opening (same attempt).
     Defer { id: CallbackId, due_at: Millis },
@@ -420,6 +424,11 @@ impl Engine {
             out.push(Action::ExpireOwnership { id });
             return;
         }
+        if entry.e.sms {
+            self.handle_removed(id);
+            out.push(Action::Fire { id, agent: String::new() });
+            return;
+        }
         let deadline = [Some(end).filter(|&e| e != NEVER_CLOSES), entry.e.owner_until].into_iter().flatten().min();
         let prio = entry.prio();
         let keys: Vec<(bool, String)> = if entry.e.owners.is_empty() {
@@ -560,6 +569,7 @@ mod tests {
             preferred: false,
             owner_until: owner.map(|_| due_at + 1_000),
             tz: chrono_tz::UTC,
+            sms: false,
         }
     }
 
@@ -590,6 +600,21 @@ mod tests {
         let one = Free(Mutex::new(1), vec!["alice"]);
         assert_eq!(fired(&e.poll_actions(102, &one, 10)), vec![4, 1]);
         assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_text_fires_when_due_without_an_agent_but_not_outside_its_window() {
+        let mut cfg = Config::defaults();
+        cfg.queues[0].hours = crate::window::WeeklyHours::parse(&["09:00-17:00"]).unwrap();
+        let mut e = Engine::new(Arc::new(cfg), 0);
+        let nine = 9 * 3_600_000;
+        // Due at 08:00 UTC (window closed), and at 10:00.
+        e.handle_loaded([DueEntry { sms: true, ..entry(1, nine - 3_600_000, false, None) }], i64::MAX / 1000);
+        e.handle_upsert(DueEntry { sms: true, ..entry(2, nine + 3_600_000, false, None) });
+        let none = Free(Mutex::new(0), vec![]);
+        assert_eq!(e.poll_actions(nine - 3_600_000, &none, 10), vec![Action::Defer { id: CallbackId(1), due_at: nine }]);
+        assert_eq!(e.poll_actions(nine + 3_600_000, &none, 10), vec![Action::Fire { id: CallbackId(2), agent: String::new() }]);
+        assert_eq!(e.ready_len(), 0, "a text never waits for an agent");
     }
 
     #[test]

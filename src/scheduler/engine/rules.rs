@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use crate::clock::Millis;
 use crate::config::{Config, OnMachine, Queue, WindowClose};
 use crate::e164::is_e164;
-use crate::scheduler::model::{Callback, CallbackChanges, CallbackId, NewCallback, Outcome, OwnerMode, Status, TimezoneSource};
+use crate::scheduler::model::{Callback, CallbackChanges, CallbackId, Channel, NewCallback, Outcome, OwnerMode, Status, TimezoneSource};
 
 use crate::scheduler::window as windows;
 
@@ -66,6 +66,10 @@ pub enum RuleError {
     SingleDay { queue: String },
     #[error("an owned callback may be booked at most {horizon_s} s ahead (latest {latest_ms})")]
     BeyondOwnedHorizon { horizon_s: u64, latest_ms: Millis },
+    #[error("queue `{queue}` takes no `\"channel\": \"sms\"` callbacks: it has no `sms_callback` text (and `profile` to send it through)")]
+    SmsNotOffered { queue: String },
+    #[error("a `\"channel\": \"sms\"` callback is a text, not a call: it takes no `owner` or `owners`")]
+    SmsOwned,
     #[error("an active callback already exists for this phone in this queue: {existing_id}")]
     Duplicate { existing_id: CallbackId },
 }
@@ -92,6 +96,8 @@ impl RuleError {
             RuleError::OwnerModeWithoutOwner => "owner_mode_without_owner",
             RuleError::BeyondOwnedHorizon { .. } => "beyond_owned_horizon",
             RuleError::SingleDay { .. } => "single_day_queue",
+            RuleError::SmsNotOffered { .. } => "sms_not_offered",
+            RuleError::SmsOwned => "conflicting_fields",
         }
     }
 
@@ -115,6 +121,7 @@ impl RuleError {
             RuleError::InvalidMaxAttempts { .. } => "max_attempts",
             RuleError::UnknownListedOwner { .. } | RuleError::ListedOwnerNotInQueue { .. } | RuleError::OwnerAndOwners => "owners",
             RuleError::OwnerModeWithoutOwner => "owner_mode",
+            RuleError::SmsNotOffered { .. } | RuleError::SmsOwned => "channel",
             RuleError::BeyondOwnedHorizon { .. } | RuleError::SingleDay { .. } => "scheduled_at",
             RuleError::TooLong { field, .. } | RuleError::TooManyChars { field, .. } | RuleError::ControlChars { field } => field,
         })
@@ -169,6 +176,12 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
         return Err(RuleError::InvalidPhone { phone: req.phone.clone() });
     }
     let queue = cfg.queue(&req.queue).ok_or_else(|| RuleError::UnknownQueue { queue: req.queue.clone() })?;
+    if req.channel == Some(Channel::Sms) {
+        check_sms(queue)?;
+        if req.owner.is_some() || !req.owners.is_empty() {
+            return Err(RuleError::SmsOwned);
+        }
+    }
     if let Some(cid) = &req.caller_id {
         if !is_e164(cid) {
             return Err(RuleError::InvalidCallerId { caller_id: cid.clone() });
@@ -201,6 +214,7 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     if req.owner_mode.is_some() && !owned {
         return Err(RuleError::OwnerModeWithoutOwner);
     }
+
     let max_attempts = req.max_attempts.unwrap_or(queue.max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(RuleError::InvalidMaxAttempts { max_attempts });
@@ -221,6 +235,16 @@ pub fn validate_new(now: Millis, req: &NewCallback, cfg: &Config) -> Result<Vali
     }
     let owner_until = owned.then(|| due_at + queue.ownership_period.as_millis() as Millis);
     Ok(Validated { tz, timezone, timezone_source, due_at, owner_until, max_attempts })
+}
+
+/// Whether `queue` can deliver a `"channel": "sms"` callback: a text to
+/// send (`sms_callback`) and a trunk to send it through. (Config loading
+/// already refuses the text without the trunk.)
+pub fn check_sms(queue: &Queue) -> Result<(), RuleError> {
+    if queue.sms_callback.is_none() || queue.profile.is_none() {
+        return Err(RuleError::SmsNotOffered { queue: queue.name.clone() });
+    }
+    Ok(())
 }
 
 /// With the queue's `infer_timezone`, a request without `timezone` takes the
@@ -407,7 +431,8 @@ pub fn after_attempt(
     recovered: bool,
 ) -> Next {
     let retryable = match outcome {
-        Outcome::Human => return Next::Done(Status::Completed),
+        // A text accepted by the trunk: the `sms` channel's delivery.
+        Outcome::Human | Outcome::Sent => return Next::Done(Status::Completed),
         Outcome::Machine => match queue.on_machine {
             OnMachine::Complete | OnMachine::Message(_) => return Next::Done(Status::Completed),
             OnMachine::Retry => true,

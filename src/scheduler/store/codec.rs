@@ -9,7 +9,7 @@
 use crate::clock::Millis;
 use crate::config::DialMode;
 use crate::scheduler::model::{
-    Amd, Attempt, Callback, CallbackId, Confidence, EndReason, Origin, Outcome, OwnerMode, Status, Timeline, TimezoneSource,
+    Amd, Attempt, Callback, CallbackId, Channel, Confidence, EndReason, Origin, Outcome, OwnerMode, Status, Timeline, TimezoneSource,
 };
 use crate::scheduler::when::WhenResolution;
 
@@ -178,7 +178,9 @@ pub fn encode_callback(c: &Callback) -> Vec<u8> {
     // Tail added with `when`/`skipped`. Records written before it end above and decode with
     // these absent; earlier builds stop reading before it, so both ways work
     // without a version bump. Omitted entirely when all are absent.
-    let second_tail = c.caller_name.is_some()
+    let third_tail = c.channel != Channel::Voice;
+    let second_tail = third_tail
+        || c.caller_name.is_some()
         || c.reason.is_some()
         || c.confidence.is_some()
         || !c.owners.is_empty()
@@ -202,6 +204,10 @@ pub fn encode_callback(c: &Callback) -> Vec<u8> {
         }
         w.u8(c.owner_mode.code());
         w.opt_code(c.timezone_source.map(TimezoneSource::code));
+    }
+    // Third tail (channel), on the same terms: absent = `voice`.
+    if third_tail {
+        w.u8(c.channel.code());
     }
     w.0
 }
@@ -273,6 +279,13 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
             Some(c) => Some(TimezoneSource::from_code(c).ok_or(DecodeError::Code("timezone source", c))?),
         };
     }
+    let channel = match r.0.is_empty() {
+        true => Channel::Voice,
+        false => {
+            let c = r.u8()?;
+            Channel::from_code(c).ok_or(DecodeError::Code("channel", c))?
+        }
+    };
     Ok(Callback {
         id,
         status,
@@ -304,6 +317,7 @@ pub fn decode_callback(b: &[u8]) -> Result<Callback, DecodeError> {
         owners,
         owner_mode,
         timezone_source,
+        channel,
     })
 }
 
@@ -411,6 +425,7 @@ mod tests {
             owners: Vec::new(),
             owner_mode: OwnerMode::Strict,
             timezone_source: None,
+            channel: Channel::Voice,
         };
         let b = encode_callback(&c);
         assert!(b.len() <= 140, "{} bytes", b.len());
@@ -445,6 +460,13 @@ mod tests {
         assert_eq!(decode_callback(&encode_callback(&both)).unwrap(), both);
         // A record with only the first tail is exactly as before: the second is all defaults.
         assert_eq!(encode_callback(&tailed).len(), tb.len());
+        // The third tail (channel) round-trips alone (the others then written
+        // empty), and a record without it reads as `voice`, as written before.
+        let text = Callback { channel: Channel::Sms, ..c.clone() };
+        let xb = encode_callback(&text);
+        assert_eq!(decode_callback(&xb).unwrap(), text);
+        assert_eq!(decode_callback(&xb[..xb.len() - 1]).unwrap().channel, Channel::Voice);
+        assert_eq!(decode_callback(&encode_callback(&Callback { channel: Channel::Sms, ..both.clone() })).unwrap().channel, Channel::Sms);
         let only_res = Callback { when_resolution: Some(WhenResolution::Fallback), ..c.clone() };
         assert_eq!(decode_callback(&encode_callback(&only_res)).unwrap(), only_res);
         let mut newer = b.clone();

@@ -53,11 +53,15 @@ pub struct BookOptions {
     pub quick_repair: bool,
     /// Where every committed change is published, after its commit.
     pub bus: Option<Arc<crate::events::Bus>>,
+    /// Write every change's events to the durable outbox in its commit. On
+    /// by default; off only where a benchmark measures what the outbox
+    /// costs (then nothing is stored nor published).
+    pub outbox: bool,
 }
 
 impl Default for BookOptions {
     fn default() -> Self {
-        Self { cache_bytes: 64 << 20, quick_repair: true, bus: None }
+        Self { cache_bytes: 64 << 20, quick_repair: true, bus: None, outbox: true }
     }
 }
 
@@ -246,6 +250,7 @@ impl RedbBook {
             staged: writer::Staged::read(&db)?,
             armed_until: Millis::MIN,
             bus: opts.bus.clone(),
+            keep_events: opts.outbox,
             outbox: outbox::State::read(
                 &db,
                 cfg.webhooks.iter().map(|h| h.url.clone()).chain(crate::sms::notify::wanted(&cfg).then(|| crate::sms::notify::CURSOR.to_string())).collect(),

@@ -28,7 +28,7 @@ use super::{RedbBook, StoreError};
 use crate::agents::{AgentInfo, AgentState, Registration};
 use crate::clock::Millis;
 use crate::events::outbox::{OutboxFuture, RetryOutcome};
-use crate::events::{Event, Kind, Outbox, Parked, Payload};
+use crate::events::{Backoff, Event, Kind, Outbox, Parked, Payload};
 use crate::scheduler::model::CallbackId;
 use crate::sip::endpoint::TrunkStatus;
 use crate::sms::TextRecord;
@@ -40,6 +40,9 @@ pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 pub const WEBHOOK_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("webhook_cursors");
 /// Parked delivery id → JSON-encoded [`Parked`].
 pub const WEBHOOK_PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_parked");
+
+/// Webhook endpoint URL → JSON-encoded [`Backoff`] of its failing head.
+pub const WEBHOOK_BACKOFF: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_backoff");
 
 /// (callback id, number) → JSON-encoded [`TextRecord`]: the texts sent for a callback.
 pub const TEXTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("texts");
@@ -58,6 +61,7 @@ pub(super) enum OutboxOp {
     Park(Parked),
     Retried(u64, RetryOutcome, oneshot::Sender<Result<(), StoreError>>),
     Text(TextRecord),
+    Backoff(String, Option<Backoff>),
 }
 
 /// The writer's view of the outbox.
@@ -148,6 +152,17 @@ pub(super) fn append(
                 let mut t = w.open_table(WEBHOOK_PARKED)?;
                 p.id = t.last()?.map_or(1, |(k, _)| k.value() + 1);
                 t.insert(p.id, serde_json::to_vec(&p).unwrap_or_default().as_slice())?;
+            }
+            OutboxOp::Backoff(endpoint, b) => {
+                let mut t = w.open_table(WEBHOOK_BACKOFF)?;
+                match b {
+                    Some(b) => {
+                        t.insert(endpoint.as_str(), serde_json::to_vec(&b).unwrap_or_default().as_slice())?;
+                    }
+                    None => {
+                        t.remove(endpoint.as_str())?;
+                    }
+                }
             }
             OutboxOp::Text(rec) => {
                 let mut t = w.open_table(TEXTS)?;
@@ -268,6 +283,10 @@ pub fn encode_event(ev: &Event) -> Vec<u8> {
             };
             blob(&mut w, &serde_json::to_vec(&row).unwrap_or_default());
         }
+        Payload::Text(t) => {
+            w.u8(5);
+            blob(&mut w, &serde_json::to_vec(&**t).unwrap_or_default());
+        }
     }
     w.0
 }
@@ -314,6 +333,7 @@ pub fn decode_event(seq: u64, b: &[u8]) -> Result<Event, DecodeError> {
                 last_error: row.last_error,
             }))
         }
+        5 => Payload::Text(Box::new(serde_json::from_slice(read_blob(&mut r)?).map_err(|_| DecodeError::Code("text row", 5))?)),
         other => return Err(DecodeError::Code("event payload", other)),
     };
     Ok(Event { seq, kind, at, payload, rendered: Default::default() })
@@ -361,6 +381,20 @@ impl Outbox for RedbBook {
 
     fn park(&self, parked: Parked) {
         self.send_outbox(OutboxOp::Park(parked));
+    }
+
+    fn save_backoff(&self, endpoint: &str, backoff: Option<Backoff>) {
+        self.send_outbox(OutboxOp::Backoff(endpoint.to_string(), backoff));
+    }
+
+    fn backoff(&self, endpoint: &str) -> Result<Option<Backoff>, StoreError> {
+        let r = self.db.begin_read()?;
+        match r.open_table(WEBHOOK_BACKOFF) {
+            // A record this build cannot read is dropped: the head is then tried at once.
+            Ok(t) => Ok(t.get(endpoint)?.and_then(|v| serde_json::from_slice(v.value()).ok())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn parked(&self, limit: usize, after: Option<u64>) -> Result<Vec<Parked>, StoreError> {
@@ -491,6 +525,10 @@ mod tests {
             (Kind::AttemptEnded, Payload::AttemptEnded { callback: Box::new(cb.clone()), attempt: Box::new(attempt) }),
             (Kind::AgentState, Payload::Agent(Box::new(agent))),
             (Kind::TrunkState, trunk("carrier").2),
+            (
+                Kind::SmsReceived,
+                Payload::Text(Box::new(crate::sms::InboundText { at: 7, trunk: "carrier".into(), from: "+15557654321".into(), to: "+15550100".into(), text: "STOP ✋".into() })),
+            ),
         ];
         for (kind, payload) in payloads {
             let ev = Event { seq: 42, kind, at: -3, payload, rendered: Default::default() };
@@ -501,6 +539,7 @@ mod tests {
                 (Payload::AttemptEnded { callback: a, attempt: x }, Payload::AttemptEnded { callback: b, attempt: y }) => assert_eq!((a, x), (b, y)),
                 (Payload::Agent(a), Payload::Agent(b)) => assert_eq!(a, b),
                 (Payload::Trunk(a), Payload::Trunk(b)) => assert_eq!((&a.name, a.up, &a.last_error), (&b.name, b.up, &b.last_error)),
+                (Payload::Text(a), Payload::Text(b)) => assert_eq!(a, b),
                 (a, b) => panic!("{a:?} came back as {b:?}"),
             }
         }

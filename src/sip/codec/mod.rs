@@ -29,7 +29,7 @@ use rsip::{Header, SipMessage};
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
 /// The methods redial's UA core handles (the Allow header; RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE";
 
 /// Serialises a message: start line (with the RFC reason phrase — rsip prints
 /// `400 BadRequest`), the headers, a Content-Length matching the body (RFC 3261 §20.14)

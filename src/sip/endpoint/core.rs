@@ -18,6 +18,8 @@ pub(super) enum Decision {
     Invite,
     /// A request in a dialog (To tag): the call legs' dialogs answer it (481 if unknown).
     InDialog,
+    /// An out-of-dialog MESSAGE (RFC 3428): a text, accepted from carriers only.
+    Message,
 }
 
 /// Whether the request's To carries a tag: it belongs to a dialog (§12.2.2).
@@ -56,6 +58,7 @@ pub(super) fn dispatch(req: &Request, dir: &Directory) -> Decision {
             Some(r) => Decision::Respond(r),
             None => Decision::Invite,
         },
+        Method::Message if !in_dialog => Decision::Message,
         _ if in_dialog => Decision::InDialog,
         Method::Invite | Method::Bye | Method::Info | Method::Update | Method::PRack | Method::Options => {
             Decision::Respond(in_dialog::handle(req))

@@ -4,8 +4,8 @@
 //! each batch of input the loop drains every core's `poll_transmit`/`poll_event` until
 //! all are empty, then sleeps until the earliest `poll_timeout`.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::core::{self, Decision};
+use super::message::{self, IncomingText};
 use super::register::Registrar;
 use super::trunks::Trunks;
 use super::{AgentBindings, Directory, TrunkStates};
@@ -39,6 +40,8 @@ pub(super) struct CallsWiring {
     pub control: CallControl,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub incoming: mpsc::Sender<IncomingCall>,
+    /// Texts from carriers (inbound MESSAGE).
+    pub texts: mpsc::Sender<IncomingText>,
     pub stats: Arc<SipStats>,
 }
 
@@ -56,6 +59,9 @@ pub(super) struct Driver {
     overload: Overload,
     /// Reloaded configurations, whose agents apply at once.
     reloads: mpsc::UnboundedReceiver<Arc<Config>>,
+    /// Carrier source IP → profile: where an inbound MESSAGE may come from.
+    carriers: HashMap<IpAddr, String>,
+    texts: mpsc::Sender<IncomingText>,
 }
 
 impl Driver {
@@ -85,6 +91,8 @@ impl Driver {
             counted: HashSet::new(),
             overload: Overload::new(cfg.sip.overload.clone()),
             reloads,
+            carriers: message::carriers(proxies),
+            texts: calls.texts,
             transports,
         }
     }
@@ -260,6 +268,7 @@ impl Driver {
                     },
                     Decision::Invite => return self.calls.on_invite(&mut cx, key, request, from),
                     Decision::InDialog => return self.calls.on_in_dialog(&mut cx, key, request),
+                    Decision::Message => message::handle(&request, &from, &self.carriers, Some(&self.texts)),
                 };
                 tracing::debug!(status = resp.status_code.code(), peer = %core::peer_str(&from), "answered");
                 cx.respond(&key, resp);

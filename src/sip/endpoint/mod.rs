@@ -4,7 +4,8 @@
 //!   after each batch of input, drain `poll_transmit`/`poll_event`, then sleep until `poll_timeout`.
 //! - `core`: dispatch of new server transactions to one handler per method:
 //!   `options` (200 + Allow/Accept/Supported), `register` (the agents' registrar),
-//!   `invite` (404 unknown user; known users' INVITEs become call legs, `sip::calls`), `in_dialog` (481 without a dialog), `unsupported` (501 + Allow).
+//!   `invite` (404 unknown user; known users' INVITEs become call legs, `sip::calls`), `message`
+//!   (texts from carriers, RFC 3428), `in_dialog` (481 without a dialog), `unsupported` (501 + Allow).
 //!   ACKs are absorbed; CANCEL gets 200/487 or 481.
 //! - `trunks`: per-profile carrier registration and OPTIONS keep-alive, and the shared
 //!   [`TrunkStates`] the HTTP API reads.
@@ -14,6 +15,7 @@ mod core;
 mod driver;
 mod in_dialog;
 mod invite;
+pub mod message;
 mod options;
 mod register;
 pub mod reply;
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use driver::SHUTDOWN_GRACE;
+pub use message::IncomingText;
 pub use trunks::{TrunkStates, TrunkStatus};
 
 use crate::agents::saved::{survives_restart, Dirty, SavedBinding};
@@ -140,6 +143,9 @@ pub struct EndpointHandle {
     /// Calls that arrived for our users (DIDs, agents). Take it to answer calls; while it is
     /// `None`-ed and dropped, or full, INVITEs get 480.
     pub incoming: Option<mpsc::Receiver<IncomingCall>>,
+    /// Texts carriers delivered (inbound MESSAGE). Take it to accept texts; while it is
+    /// `None`-ed and dropped they get 480, while full 503.
+    pub texts: Option<mpsc::Receiver<IncomingText>>,
     /// Transaction counters for `/metrics`.
     pub stats: Arc<SipStats>,
     /// Each profile's proxy as resolved at start (or why it did not resolve).
@@ -213,6 +219,7 @@ impl Endpoint {
         let (trunk_changes_tx, trunk_changes) = watch::channel(0u64);
         let (calls, commands) = CallControl::new();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CALLS);
+        let (texts_tx, texts_rx) = mpsc::channel(message::INCOMING_TEXTS);
         let stats = Arc::new(SipStats::new());
         let (reload, reloads) = mpsc::unbounded_channel();
         let driver = driver::Driver::new(
@@ -222,7 +229,7 @@ impl Endpoint {
             (trunks.clone(), trunk_changes_tx),
             agents.clone(),
             changes_tx,
-            driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, stats: stats.clone() },
+            driver::CallsWiring { control: calls.clone(), commands, incoming: incoming_tx, texts: texts_tx, stats: stats.clone() },
             saved,
             reloads,
         );
@@ -239,6 +246,7 @@ impl Endpoint {
             transports,
             calls,
             incoming: Some(incoming_rx),
+            texts: Some(texts_rx),
             stats,
             proxies,
             agents_reload: AgentsReload(reload),

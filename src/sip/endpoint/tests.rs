@@ -28,6 +28,8 @@ fn status(d: Decision) -> (u16, String) {
         // Taken by the call legs: an inbound call, or an in-dialog request (481 without a dialog).
         Decision::Invite => (1, String::new()),
         Decision::InDialog => (2, String::new()),
+        // A text: the carrier check and the hand-over are in `message`.
+        Decision::Message => (3, String::new()),
     }
 }
 
@@ -51,7 +53,8 @@ fn method_table() {
     assert_eq!(status(dispatch(&req("BYE", "alice", false), &d)).0, 481);
     assert_eq!(status(dispatch(&req("INFO", "alice", true), &d)).0, 2);
     assert_eq!(status(dispatch(&req("OPTIONS", "alice", true), &d)).0, 2);
-    let (code, text) = status(dispatch(&req("MESSAGE", "alice", false), &d));
+    assert_eq!(status(dispatch(&req("MESSAGE", "alice", false), &d)).0, 3);
+    let (code, text) = status(dispatch(&req("SUBSCRIBE", "alice", false), &d));
     assert_eq!(code, 501);
     assert!(text.contains("Allow: "), "{text}");
     assert!(matches!(dispatch(&req("REGISTER", "alice", false), &d), Decision::Register));
