@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Where the AMD errors come from, from the per-frame features (no rebuild needed).
+
+    cargo run --release --example amd_eval -- features > /tmp/amd-features.csv
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv
+
+Replays the detector's decision rule (src/amd/detector.rs: model confidence with the
+speech/pause gates, the long-greeting rules, the total-time deadline) over the frames
+`amd_eval features` printed, with the model in src/amd/model.json, and prints per split
+(train, holdout): accuracy, recalls, decision time from answer, the per-kind confusion and
+a histogram of decision times. It also prints, per split, the earliest a human verdict can
+be taken by any rule that waits for `human_silence_ms` (400 ms) after the first utterance
+(a lower bound on the human decision time), and a cross-validation of model variants on
+`train` only, folds split by voice (the holdout is never used to choose). Needs numpy.
+"""
+import csv
+import json
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
+
+
+def load(path):
+    rows = list(csv.reader(open(path)))
+    names = rows[0][5:]
+    frames, meta = defaultdict(list), {}
+    for r in rows[1:]:
+        frames[r[0]].append([float(v) for v in r[5:]])
+        meta[r[0]] = (r[1], r[2], r[3])
+    labels = {r["file"]: r for r in csv.DictReader(open(os.path.join(HERE, "amd-world", "labels.csv")))}
+    return names, {f: np.array(v) for f, v in frames.items()}, meta, labels
+
+
+def mlp(m):
+    mean, sc = np.array(m["mean"]), np.array(m["scale"])
+    w1, b1, w2, b2 = np.array(m["w1"]), np.array(m["b1"]), np.array(m["w2"]), m["b2"]
+    return lambda x: 1 / (1 + np.exp(-(np.tanh(((x - mean) / sc) @ w1.T + b1) @ w2 + b2)))
+
+
+def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=5.0):
+    for k in range(len(x)):
+        el = x[k, ix["elapsed_s"]]
+        if x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase:
+            return "machine", el
+        if p[k] >= c and x[k, ix["voiced_s"]] >= speech:
+            return "machine", el
+        if p[k] <= 1 - c and x[k, ix["trailing_silence_s"]] >= pause:
+            return "human", el
+        if el >= total:
+            return "unknown", el
+    return ("machine" if p[-1] >= 0.5 else "human"), x[-1, ix["elapsed_s"]]
+
+
+def evaluate(names, frames, meta, probs, files, show=True, c=0.9):
+    ix = {n: i for i, n in enumerate(names)}
+    res, kinds = [], defaultdict(lambda: [0, 0])
+    for f in files:
+        label, kind, _ = meta[f]
+        r, t = decide(frames[f], probs[f], ix, c=c)
+        res.append((label, r == label, t, r))
+        kinds[kind][0] += r == label
+        kinds[kind][1] += 1
+    acc = np.mean([o for _, o, _, _ in res])
+    hr = np.mean([o for l, o, _, _ in res if l == "human"])
+    mr = np.mean([o for l, o, _, _ in res if l == "machine"])
+    ts = np.array([t for _, _, t, _ in res])
+    if show:
+        print(f"  n={len(res)} accuracy {acc:.3f} human {hr:.3f} machine {mr:.3f} "
+              f"unknown {sum(r == 'unknown' for *_, r in res)} median {np.median(ts):.2f} s p90 {np.quantile(ts, .9):.2f} s")
+        print("  by kind:", " ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(kinds.items())))
+        hist = np.histogram(ts, bins=np.arange(0, 5.51, 0.5))[0]
+        print("  decision time (0.5 s bins from 0):", " ".join(str(v) for v in hist))
+    return acc, np.median(ts)
+
+
+def human_bound(names, frames, meta, files, pause=0.4):
+    ix = {n: i for i, n in enumerate(names)}
+    out = []
+    for f in files:
+        if meta[f][0] != "human":
+            continue
+        x = frames[f]
+        ok = np.nonzero(x[:, ix["trailing_silence_s"]] >= pause)[0]
+        out.append(x[ok[0], ix["elapsed_s"]] if len(ok) else x[-1, ix["elapsed_s"]])
+    return np.median(out), np.quantile(out, 0.9)
+
+
+def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17):
+    """The same training as train_amd.py, on `files`."""
+    x = np.concatenate([frames[f] for f in files])
+    y = np.concatenate([np.full(len(frames[f]), meta[f][0] == "machine", float) for f in files])
+    w = np.concatenate([np.full(len(frames[f]), 1 / len(frames[f])) for f in files])
+    w /= w.sum()
+    mean, sc = x.mean(0), x.std(0)
+    sc[sc < 1e-6] = 1
+    keep = np.array([0.0 if n in excluded else 1.0 for n in names])
+    z = (x - mean) / sc * keep
+    rng = np.random.default_rng(seed)
+    n = z.shape[1]
+    P = {"w1": rng.normal(0, 1 / np.sqrt(n), (hidden, n)), "b1": np.zeros(hidden),
+         "w2": rng.normal(0, 1 / np.sqrt(hidden), hidden), "b2": np.zeros(1)}
+    m = {k: np.zeros_like(v) for k, v in P.items()}
+    v = {k: np.zeros_like(q) for k, q in P.items()}
+    for t in range(1, epochs + 1):
+        h = np.tanh(z @ P["w1"].T + P["b1"])
+        p = 1 / (1 + np.exp(-(h @ P["w2"] + P["b2"][0])))
+        d = w * (p - y)
+        G = {"w2": h.T @ d + l2 * P["w2"], "b2": np.array([d.sum()])}
+        dh = np.outer(d, P["w2"]) * (1 - h * h)
+        G["w1"], G["b1"] = dh.T @ z + l2 * P["w1"], dh.sum(0)
+        for k in P:
+            m[k] = 0.9 * m[k] + 0.1 * G[k]
+            v[k] = 0.999 * v[k] + 0.001 * G[k] ** 2
+            P[k] -= lr * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.999 ** t)) + 1e-8)
+    return dict(mean=mean, scale=sc, w1=P["w1"] * keep, b1=P["b1"], w2=P["w2"], b2=float(P["b2"][0]))
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    names, frames, meta, labels = load(sys.argv[1])
+    model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
+    probs = {f: model(x) for f, x in frames.items()}
+    for split in ("train", "holdout"):
+        files = [f for f in frames if meta[f][2] == split]
+        print(f"{split} (shipped model, confidence 0.9):")
+        evaluate(names, frames, meta, probs, files)
+        med, p90 = human_bound(names, frames, meta, files)
+        print(f"  humans: earliest verdict after 400 ms of silence: median {med:.2f} s, p90 {p90:.2f} s from answer")
+    # Model variants, cross-validated on train with folds split by voice.
+    tr = [f for f in frames if meta[f][2] == "train"]
+    voices = sorted({labels[f]["voice"] for f in tr})
+    folds = [voices[i::4] for i in range(4)]
+    variants = [("timing only (shipped)", TIMBRE, {}), ("all features", set(), {}),
+                ("all, L2 3e-2", set(), {"l2": 3e-2}), ("timing, 4 hidden", TIMBRE, {"hidden": 4}),
+                ("timing + level", {"zero_crossings", "tilt"}, {})]
+    print("cross-validation on train, 4 folds by voice:")
+    for name, excluded, kw in variants:
+        cvp = {}
+        for fold in folds:
+            fit = mlp(train(names, frames, meta, [f for f in tr if labels[f]["voice"] not in fold], excluded, **kw))
+            for f in tr:
+                if labels[f]["voice"] in fold:
+                    cvp[f] = fit(frames[f])
+        for c in (0.8, 0.9):
+            acc, med = evaluate(names, frames, meta, cvp, tr, show=False, c=c)
+            print(f"  {name}, confidence {c}: accuracy {acc:.3f}, median decision {med:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
