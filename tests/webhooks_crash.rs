@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use common::api::{in_secs, Server, ADMIN, RO, RW};
+use common::api::{in_secs, sse, Server, Sse, ADMIN, RO, RW};
 use redial::webhooks::sign;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -230,38 +229,6 @@ fn every_change_reaches_a_flaky_receiver_across_a_sigkill() {
     s.stop();
 }
 
-type Sse = Vec<(u64, String, Value)>;
-
-/// Reads server-sent events from `/v1/events` with `Last-Event-ID: last`
-/// until `done` says so: (id, event, data).
-fn sse(port: u16, last: Option<u64>, done: impl Fn(&Sse) -> bool) -> Sse {
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {RO}\r\nAccept: text/event-stream\r\n");
-    if let Some(l) = last {
-        req += &format!("Last-Event-ID: {l}\r\n");
-    }
-    req += "\r\n";
-    conn.write_all(req.as_bytes()).unwrap();
-    let mut lines = BufReader::new(conn).lines();
-    let mut out = Vec::new();
-    let (mut id, mut event) = (None, String::new());
-    while !done(&out) {
-        let line = lines.next().expect("stream open").expect("read");
-        // Chunked framing lines (sizes) are not SSE fields; fields are below.
-        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
-            id = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
-            event = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-            if let Some(i) = id.take() {
-                out.push((i, std::mem::take(&mut event), serde_json::from_str(v).unwrap_or(Value::Null)));
-            }
-        }
-    }
-    out
-}
-
 fn callback_events(evs: &Sse) -> Vec<(u64, String)> {
     evs.iter().filter(|(_, e, _)| e == "callback").map(|(i, _, d)| (*i, d["id"].as_str().unwrap_or("").to_string())).collect()
 }
@@ -278,7 +245,7 @@ fn last_event_id_resumes_from_the_outbox_across_a_restart() {
         ids.push(cb["id"].as_str().unwrap().to_string());
     }
     // A client that saw everything up to the first creation.
-    let first = sse(s.port, Some(0), |e| !callback_events(e).is_empty());
+    let first = sse(s.port, RO, Some(0), |e| !callback_events(e).is_empty());
     let seen = callback_events(&first);
     assert_eq!(seen.len(), 1, "{first:?}");
     let last = seen[0].0;
@@ -290,7 +257,7 @@ fn last_event_id_resumes_from_the_outbox_across_a_restart() {
     let (st, cb) = s.req("POST", "/v1/callbacks", Some(RW), Some(&json!({"phone": "+15550209999", "queue": "support", "scheduled_at": in_secs(3600)}).to_string()));
     assert_eq!(st, 201);
     ids.push(cb["id"].as_str().unwrap().to_string());
-    let rest = sse(s.port, Some(last), |e| callback_events(e).len() >= 4);
+    let rest = sse(s.port, RO, Some(last), |e| callback_events(e).len() >= 4);
     let got = callback_events(&rest);
     assert_eq!(got.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), ids[1..].to_vec(), "{rest:?}");
     assert!(rest.windows(2).all(|w| w[0].0 < w[1].0), "ids increase: {rest:?}");
