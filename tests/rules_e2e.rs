@@ -193,15 +193,7 @@ fn owners_preferred_fallback_and_strict_waiting_against_the_binary() {
 
     // Strict owner alice: it waits for her although bob is free.
     let c = schedule(&r, json!({"phone": "+15551230003", "owner": "alice"}));
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
-        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
-            break;
-        }
-        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_waiting_for_its_owner(&r);
     let (_, cb) = r.api("GET", &format!("/v1/callbacks/{c}"), None);
     assert_eq!((cb["status"].as_str(), cb["owner"].as_str(), cb["attempts"].as_u64()), (Some("scheduled"), Some("alice"), Some(0)), "{cb}");
 
@@ -216,6 +208,19 @@ fn owners_preferred_fallback_and_strict_waiting_against_the_binary() {
         b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
         let (s, e) = r.api("POST", "/v1/callbacks", Some(b.clone()));
         assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some(code), Some(field)), "{b}: {e}");
+    }
+}
+
+/// Waits (20 s at most) until one callback is waiting for its owner.
+fn wait_until_waiting_for_its_owner(r: &common::Redial) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
+        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
+            return;
+        }
+        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -238,15 +243,7 @@ fn a_strict_owners_callback_goes_to_the_queue_when_the_ownership_period_ends_on_
     let bob = w.agent(&r, "bob", "dial_agent_answer.xml", 1, None, 1000);
 
     let id = schedule(&r, json!({"owner": "alice"}));
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
-        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
-            break;
-        }
-        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_waiting_for_its_owner(&r);
 
     // Half the period passes: still alice's.
     let (_, before) = r.api("GET", &format!("/v1/callbacks/{id}"), None);
@@ -400,15 +397,7 @@ fn a_single_day_queue_cancels_a_late_retry_and_what_waits_at_its_close_on_a_test
 
     // One owned by alice, who never registers, waits; the clock passes the close.
     let waiting = schedule(&r, json!({"phone": "+15551230002", "owner": "alice"}));
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = ureq::get(&format!("http://{}/metrics", r.http)).call().unwrap().body_mut().read_to_string().unwrap();
-        if m.lines().any(|l| l == "redial_callbacks_waiting_for_agent 1") {
-            break;
-        }
-        assert!(Instant::now() < end, "never waiting for its owner:\n{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_waiting_for_its_owner(&r);
     advance_clock(&r, 3 * 3600);
     let cb = wait_final(&r, &waiting, Duration::from_secs(30));
     assert_eq!((cb["status"].as_str(), cb["end_reason"].as_str(), cb["attempts"].as_u64()), (Some("cancelled"), Some("window_closed"), Some(0)), "{cb}");
