@@ -383,6 +383,12 @@ fn a_database_restart_refuses_changes_then_both_nodes_resume() {
         acked.iter().all(|id| all.get(id).is_some_and(|c| c["attempts"].as_u64().unwrap_or(0) >= 1)).then_some(all)
     });
     assert_eq!(all.len(), acked.len(), "only acknowledged bookings are in the book: {all:?}");
+    // Each attempt ends at once (the queue has no trunk): its outcome is
+    // recorded, even one that ended while the database was down.
+    eventually("every attempt's outcome recorded", Duration::from_secs(30), || {
+        let all = all_callbacks(nodes[0].port);
+        acked.iter().all(|id| all.get(id).is_some_and(|c| c["status"] != "in_progress")).then_some(())
+    });
     let mut handed: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
     for n in &nodes {
         for k in n.hand_overs() {
@@ -395,4 +401,26 @@ fn a_database_restart_refuses_changes_then_both_nodes_resume() {
     for id in &acked {
         assert!(handed.keys().any(|(c, _)| c == id), "{id} never handed over");
     }
+}
+
+/// The answer to the COMMIT that starts an attempt is lost (the connection
+/// is cut right after the server committed): the node never handed that
+/// attempt to its dialler, so once the database answers again it puts the
+/// callback back as it was, and the attempt is then dialled exactly once.
+#[test]
+fn an_attempt_whose_commit_answer_was_lost_is_put_back_and_dialled_once() {
+    let pg = Postgres::start();
+    let proxy = common::pg::LostCommit::start(&pg);
+    let root = tempfile::tempdir().unwrap();
+    let node = Node::start(root.path(), "n1", &proxy.url(), None);
+    eventually("the node holding every shard", Duration::from_secs(30), || balanced(node.port, &["n1"]).then_some(()));
+    let (st, v) = post(node.port, "+18850000001");
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let log = || std::fs::read_to_string(&node.log).unwrap_or_default();
+    eventually("attempt 1 handed over", Duration::from_secs(30), || node.hand_overs().iter().any(|(c, n)| *c == id && *n == 1).then_some(()));
+    assert!(proxy.fired(), "the proxy never lost a commit's answer:\n{}", log());
+    assert!(log().contains("put_back=1"), "the unconfirmed attempt was not put back:\n{}", log());
+    let attempts: Vec<u64> = node.hand_overs().into_iter().filter(|(c, _)| *c == id).map(|(_, n)| n).collect();
+    assert_eq!(attempts.iter().filter(|n| **n == 1).count(), 1, "attempt 1 handed over once: {attempts:?}\n{}", log());
 }

@@ -268,6 +268,8 @@ struct Batch {
     /// A callback became scheduled due within [`NOTIFY_WITHIN_MS`]: other
     /// nodes may have to dial it before their next load reaches it.
     near_due: bool,
+    /// The attempts this batch starts, (callback, attempt number).
+    started: Vec<(CallbackId, u32)>,
 }
 
 impl Batch {
@@ -312,6 +314,10 @@ struct Writer {
     us_per_mark: u32,
     armed_until: Millis,
     bus: Option<Arc<Bus>>,
+    /// Attempts started by a batch whose commit failed: never dialled, yet
+    /// perhaps written (a commit's answer can be lost with the connection).
+    /// Put back once the database answers again ([`Writer::undo_unconfirmed`]).
+    unconfirmed: Vec<(CallbackId, u32)>,
 }
 
 fn id_i64(id: CallbackId) -> i64 {
@@ -424,6 +430,13 @@ impl Writer {
             }
             return;
         }
+        if !self.unconfirmed.is_empty() {
+            match self.undo_unconfirmed().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(put_back = n, "attempts written by a batch whose commit failed were never dialled: scheduled again"),
+                Err(e) => tracing::error!(error = %e, "cannot check the attempts of a failed batch; retried with the next batch"),
+            }
+        }
         if let Some(o) = self.own.clone() {
             let g = o.generation();
             if g != self.generation {
@@ -480,6 +493,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "book write failed; batch refused");
                 let _ = self.db.batch_execute("ROLLBACK").await;
+                self.unconfirmed.append(&mut batch.started);
                 // Its attempts did not start: nor do their agents' holds.
                 self.drop_holds(|_| true, &mut batch).await;
                 self.engine.reset(now);
@@ -785,6 +799,59 @@ impl Writer {
         Ok(Some(new))
     }
 
+    /// Puts back the [`Writer::unconfirmed`] attempts that the database shows
+    /// started by this node (their batch's commit went through though its
+    /// answer was lost): they were never handed to the dialler, so each is
+    /// scheduled again under its previous number, as due as it was, and its
+    /// fenced start is removed. One that moved on, or that another node
+    /// started, is left alone. Returns how many were put back.
+    async fn undo_unconfirmed(&mut self) -> Result<usize, StoreError> {
+        let list = std::mem::take(&mut self.unconfirmed);
+        let wall = self.clock.now_ms();
+        let mut batch = Batch::default();
+        let result = async {
+            self.db.batch_execute("BEGIN").await.map_err(pg_error)?;
+            let mut n = 0;
+            for (id, attempt) in &list {
+                let row = self.db.query_opt("SELECT id, record FROM redial_callbacks WHERE id = $1 FOR UPDATE", &[&id_i64(*id)]).await.map_err(pg_error)?;
+                let Some(row) = row else { continue };
+                let cb = decode_row(&row, 1)?;
+                let Some(back) = change::unstarted(wall, &cb, *attempt) else { continue };
+                if let Some(o) = &self.own {
+                    let ours = self
+                        .db
+                        .execute("DELETE FROM redial_attempt_starts WHERE callback = $1 AND attempt = $2 AND node = $3", &[&id.to_string(), &(*attempt as i32), &o.node])
+                        .await
+                        .map_err(pg_error)?;
+                    if ours == 0 {
+                        continue;
+                    }
+                }
+                self.put(Some(&cb), &back, &mut batch).await?;
+                n += 1;
+            }
+            self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
+            Ok::<usize, StoreError>(n)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                if let Some(bus) = &self.bus {
+                    for (kind, payload) in batch.events.drain(..) {
+                        bus.publish_next(kind, wall, payload);
+                    }
+                }
+                self.engine.reset(wall);
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.db.batch_execute("ROLLBACK").await;
+                self.unconfirmed = list;
+                Err(e)
+            }
+        }
+    }
+
     /// Closes every attempt left `in_progress` in `shards` (every shard
     /// when empty) as failed and reschedules it by the retry policy: the
     /// node that dialled it is gone or fenced and will never report it, so
@@ -1045,6 +1112,7 @@ impl Writer {
         for (old, new) in &writes {
             self.put(Some(old), new, batch).await?;
         }
+        batch.started.extend(out.iter().map(|d| (d.callback.id, d.attempt)));
         Ok(out)
     }
 
@@ -1154,6 +1222,7 @@ impl PgBook {
                             us_per_mark: INITIAL_US_PER_MARK,
                             armed_until: Millis::MIN,
                             bus: opts.bus.clone(),
+                            unconfirmed: Vec::new(),
                         };
                         let recovered = if opts.ownership.is_none() { w.recover(&[]).await? } else { 0 };
                         if recovered > 0 {

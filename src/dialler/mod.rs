@@ -38,7 +38,8 @@ use tracing::Instrument;
 use crate::calls::{new_interaction_id, CallKit};
 use crate::config::{DialMode, Queue};
 use crate::events::Outbox;
-use crate::scheduler::model::{Channel, Dispatch};
+use crate::scheduler::book::ReportError;
+use crate::scheduler::model::{AttemptOutcome, Channel, Dispatch};
 
 pub use gate::Gate;
 
@@ -116,8 +117,30 @@ impl Dialler {
         self.metrics.attempt_ended(finish.outcome.as_str());
         tracing::info!(callback = %cb.id, attempt = d.attempt, outcome = finish.outcome.as_str(), sip = ?finish.sip_status, "attempt ended");
         let report = log.into_outcome(finish);
-        if let Err(e) = self.book.report_outcome(cb.id, d.attempt, report).await {
-            tracing::error!(callback = %cb.id, error = %e, "cannot record the attempt's outcome");
+        self.record(&d, report).await;
+    }
+
+    /// Records how the attempt ended. A storage error (the database out of
+    /// reach) is retried, backing off up to 5 s, until the book takes it:
+    /// an outcome never recorded would leave the callback `in_progress` for
+    /// good. A book that refuses it (the attempt is no longer in progress,
+    /// or the callback is gone) ends the matter.
+    async fn record(&self, d: &Dispatch, report: AttemptOutcome) {
+        let id = d.callback.id;
+        let mut wait = std::time::Duration::from_millis(100);
+        for tries in 1u32.. {
+            match self.book.report_outcome(id, d.attempt, report.clone()).await {
+                Ok(_) => return,
+                Err(ReportError::Store(e)) => {
+                    tracing::warn!(callback = %id, attempt = d.attempt, tries, error = %e, "cannot record the attempt's outcome yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(callback = %id, attempt = d.attempt, error = %e, "the book refused the attempt's outcome");
+                    return;
+                }
+            }
         }
     }
 
@@ -129,8 +152,6 @@ impl Dialler {
         let report = text::run(self, &d).await;
         self.metrics.attempt_ended(report.outcome.as_str());
         tracing::info!(callback = %cb.id, attempt = d.attempt, outcome = report.outcome.as_str(), sip = ?report.sip_status, "attempt ended");
-        if let Err(e) = self.book.report_outcome(cb.id, d.attempt, report).await {
-            tracing::error!(callback = %cb.id, error = %e, "cannot record the attempt's outcome");
-        }
+        self.record(&d, report).await;
     }
 }

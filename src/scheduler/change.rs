@@ -260,6 +260,21 @@ pub fn apply_action(now: Millis, wall: Millis, cfg: &Config, old: &Callback, a: 
     out
 }
 
+/// The callback as it was before `cb`'s attempt started, for a start that
+/// was written but never handed to the dialler (its commit's answer was
+/// lost): scheduled again under the previous attempt number, due as it was.
+/// `None` when `cb` is not that attempt in progress any more.
+pub fn unstarted(wall: Millis, cb: &Callback, attempt: u32) -> Option<Callback> {
+    if cb.status != Status::InProgress || cb.attempts != attempt || attempt == 0 {
+        return None;
+    }
+    let mut new = cb.clone();
+    new.status = Status::Scheduled;
+    new.attempts -= 1;
+    new.updated_at = wall;
+    Some(new)
+}
+
 /// What an ended ownership does: `preferred` ones (no owner was free at the
 /// due time) go to the queue at once; `strict` ones follow the queue's
 /// `on_ownership_expiry`.
@@ -344,5 +359,20 @@ mod tests {
         assert_eq!(rescheduled(now, &cfg, &text, &notes).unwrap().notes.as_deref(), Some("prefers texts"));
         let voice = Callback { channel: Channel::Voice, ..text.clone() };
         assert_eq!(rescheduled(now, &cfg, &voice, &to_calls).unwrap().queue, "calls");
+    }
+
+    #[test]
+    fn an_unconfirmed_start_is_put_back_as_it_was() {
+        let cfg = cfg();
+        let due = Callback { queue: "calls".into(), attempts: 1, ..Callback::sample() };
+        let now = due.due_at;
+        let started = apply_action(now, now + 5, &cfg, &due, Action::Fire { id: due.id, agent: "alice".into() });
+        let started = started.write.expect("fired");
+        let back = unstarted(now + 9, &started, 2).expect("attempt 2 in progress");
+        assert_eq!(back, Callback { updated_at: now + 9, ..due.clone() });
+        // Another attempt, or one that already ended, is left alone.
+        assert_eq!(unstarted(now, &started, 1), None);
+        assert_eq!(unstarted(now, &Callback { status: Status::Completed, ..started.clone() }, 2), None);
+        assert_eq!(unstarted(now, &due, 1), None);
     }
 }

@@ -129,3 +129,113 @@ impl Drop for Postgres {
         self.kill();
     }
 }
+
+/// A proxy in front of a [`Postgres`] (on its own Unix socket) that loses
+/// the answer to one COMMIT: the first transaction on a connection that
+/// starts an attempt (`INSERT INTO redial_attempt_starts`) is committed by
+/// the server, then the client's connection is closed before it reads the
+/// answer — what a database crash or a network cut right after a commit
+/// does. Every other message, and every connection after that, passes.
+pub struct LostCommit {
+    dir: tempfile::TempDir,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LostCommit {
+    pub fn start(pg: &Postgres) -> LostCommit {
+        use std::os::unix::net::UnixListener;
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let dir = tempfile::Builder::new().prefix("redial-pg-proxy").tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+        let upstream = pg.dir.path().join(".s.PGSQL.5432");
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::os::unix::net::UnixStream::connect(&upstream) else { break };
+                let cut = Arc::new(AtomicBool::new(false));
+                let (c2, s2, cut2, f2) = (client.try_clone().unwrap(), server.try_clone().unwrap(), cut.clone(), f.clone());
+                std::thread::spawn(move || lost_commit_upstream(c2, s2, cut2, f2));
+                std::thread::spawn(move || lost_commit_downstream(server, client, cut));
+            }
+        });
+        LostCommit { dir, fired }
+    }
+
+    /// A connection string through the proxy.
+    pub fn url(&self) -> String {
+        format!("host={} user=redial dbname=postgres", self.dir.path().display())
+    }
+
+    /// Whether a COMMIT's answer was lost.
+    pub fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Client to server: forwards whole frontend messages (the startup message
+/// has no type byte), arming `cut` just before the COMMIT to lose.
+fn lost_commit_upstream(
+    mut client: std::os::unix::net::UnixStream,
+    mut server: std::os::unix::net::UnixStream,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut len = [0u8; 4];
+    if client.read_exact(&mut len).is_err() {
+        return;
+    }
+    let mut startup = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+    if client.read_exact(&mut startup).is_err() || server.write_all(&len).is_err() || server.write_all(&startup).is_err() {
+        return;
+    }
+    let mut starts_attempt = false;
+    loop {
+        let mut head = [0u8; 5];
+        if client.read_exact(&mut head).is_err() {
+            break;
+        }
+        let mut body = vec![0u8; (u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize).saturating_sub(4)];
+        if client.read_exact(&mut body).is_err() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&body);
+        starts_attempt |= head[0] == b'P' && text.contains("INSERT INTO redial_attempt_starts");
+        if starts_attempt && head[0] == b'Q' && text.starts_with("COMMIT") && !fired.swap(true, Ordering::SeqCst) {
+            cut.store(true, Ordering::SeqCst);
+        }
+        if server.write_all(&head).is_err() || server.write_all(&body).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+/// Server to client: forwards whole backend messages until, with `cut`
+/// armed, the server reports the COMMIT done; that answer is dropped and
+/// both sides are closed.
+fn lost_commit_downstream(mut server: std::os::unix::net::UnixStream, mut client: std::os::unix::net::UnixStream, cut: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    loop {
+        let mut head = [0u8; 5];
+        if server.read_exact(&mut head).is_err() {
+            break;
+        }
+        let mut body = vec![0u8; (u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize).saturating_sub(4)];
+        if server.read_exact(&mut body).is_err() {
+            break;
+        }
+        if head[0] == b'C' && body.starts_with(b"COMMIT") && cut.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        if client.write_all(&head).is_err() || client.write_all(&body).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
+}
