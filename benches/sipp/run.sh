@@ -67,7 +67,7 @@ if [ "$server" = redial ]; then
   {
     # The overload guard runs with its defaults: completed REGISTER transactions, kept
     # 32 s (RFC 3261 17.2.2, Timer J) to absorb retransmissions, count by the memory
-    # they hold (`max_kept_bytes`, 1 GiB). REDIAL_MAX_KEPT_BYTES sets another bound
+    # they hold (`max_kept_bytes`, 2 GiB). REDIAL_MAX_KEPT_BYTES sets another bound
     # (e.g. a small one, to see the guard's 503s reported in why=).
     printf '[sip]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:0"\n[storage]\npath = "data/r.redb"\n' "$port"
     [ -n "${REDIAL_MAX_KEPT_BYTES:-}" ] && printf '[sip.overload]\nmax_kept_bytes = %s\n' "$REDIAL_MAX_KEPT_BYTES"

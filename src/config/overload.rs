@@ -19,8 +19,9 @@ pub struct OverloadConfig {
     /// bounded by `max_kept_bytes` instead.
     pub max_transactions: usize,
     /// `max_kept_bytes`: memory held by completed non-INVITE server
-    /// transactions, their stored responses and bookkeeping (default 1 GiB,
-    /// about 1.3M transactions: 20,000 digest REGISTER/s for 32 s).
+    /// transactions, their stored responses and bookkeeping (default 2 GiB:
+    /// about 1 kB per transaction, two per digest registration, so about
+    /// 32,000 registrations/s for 32 s).
     pub max_kept_bytes: usize,
     /// `max_call_setups`: call legs ringing or answering, not yet confirmed (default 2000).
     pub max_call_setups: usize,
@@ -34,7 +35,7 @@ pub struct OverloadConfig {
 
 impl Default for OverloadConfig {
     fn default() -> Self {
-        Self { max_transactions: 300_000, max_kept_bytes: 1 << 30, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
+        Self { max_transactions: 300_000, max_kept_bytes: 1 << 31, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
     }
 }
 
