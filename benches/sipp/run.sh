@@ -9,11 +9,16 @@
 # server and every process it forked, measured over the SIPp run only), then stops the server.
 # A run passes (pass=yes) when FailedCall=0, SuccessfulCall=RATE*SECONDS and SIPp's elapsed
 # time is at most SECONDS+1 (the rate was really sustained, not caught up by retransmissions).
+# Every run prints why=...: the rate achieved (successful calls per elapsed second), the
+# retransmissions, and for a failed run each cause: calls failed on an unexpected answer
+# (with how many of those answers were 503, from SIPp's error trace), on UDP retransmission
+# limits or receive timeouts, calls not completed, or an elapsed time over SECONDS+1.
 #
 # The issue-20 measurement, both servers in the same session, 3 runs per rate, alternating:
 #   benches/sipp/run.sh both register RATE 20 3
 # (SERVER may be redial, kamailio or both; RUNS defaults to 1). It ends with one line per
-# server: passes=N/RUNS and the CPU seconds per 1,000 registrations of each run.
+# server: passes=N/RUNS, the CPU seconds per 1,000 registrations of each run, and each failed
+# run's why=.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -21,7 +26,7 @@ server=$1 scenario=$2 rate=$3 secs=$4 runs=${5:-1}
 if [ "$server" = both ] || [ "$runs" -gt 1 ]; then
   servers=$server
   [ "$server" = both ] && servers="kamailio redial"
-  declare -A passes per
+  declare -A passes per why
   for run in $(seq 1 "$runs"); do
     for s in $servers; do
       echo "== run $run/$runs: $s $scenario rate=$rate secs=$secs"
@@ -29,10 +34,12 @@ if [ "$server" = both ] || [ "$runs" -gt 1 ]; then
       echo "$out"
       grep -q '^pass=yes' <<< "$out" && passes[$s]=$(( ${passes[$s]:-0} + 1 ))
       per[$s]="${per[$s]:-}$(sed -n 's/.*cpu_s_per_1000=\([^ ]*\).*/\1/p' <<< "$out") "
+      grep -q '^pass=yes' <<< "$out" || why[$s]="${why[$s]:-}
+  run $run: $(sed -n 's/^why=//p' <<< "$out")"
     done
   done
   for s in $servers; do
-    echo "summary server=$s scenario=$scenario rate=$rate secs=$secs passes=${passes[$s]:-0}/$runs cpu_s_per_1000=[ ${per[$s]}]"
+    echo "summary server=$s scenario=$scenario rate=$rate secs=$secs passes=${passes[$s]:-0}/$runs cpu_s_per_1000=[ ${per[$s]}]${why[$s]:-}"
   done
   exit 0
 fi
@@ -58,11 +65,12 @@ cport=$(freeport)
 { echo SEQUENTIAL; for i in $(seq 0 999); do echo "user$i;[authentication username=user$i password=user$i-pw]"; done; } > "$work/users.csv"
 if [ "$server" = redial ]; then
   {
-    # Completed REGISTER transactions stay 32 s (RFC 3261 17.2.2, Timer J) to
-    # absorb retransmissions: at 16,000/s that is about 1M live transactions,
-    # above the default overload guard's 300,000 (a memory cap, not a CPU
-    # one). The capacity run raises the cap so it measures the registrar.
-    printf '[sip]\nlisten = "127.0.0.1:%s"\n[sip.overload]\nmax_transactions = %s\n[http]\nlisten = "127.0.0.1:0"\n[storage]\npath = "data/r.redb"\n' "$port" "${REDIAL_MAX_TRANSACTIONS:-2000000}"
+    # The overload guard runs with its defaults: completed REGISTER transactions, kept
+    # 32 s (RFC 3261 17.2.2, Timer J) to absorb retransmissions, count by the memory
+    # they hold (`max_kept_bytes`, 2 GiB). REDIAL_MAX_KEPT_BYTES sets another bound
+    # (e.g. a small one, to see the guard's 503s reported in why=).
+    printf '[sip]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:0"\n[storage]\npath = "data/r.redb"\n' "$port"
+    [ -n "${REDIAL_MAX_KEPT_BYTES:-}" ] && printf '[sip.overload]\nmax_kept_bytes = %s\n' "$REDIAL_MAX_KEPT_BYTES"
     for i in $(seq 0 999); do printf '[[agents]]\nid = "user%s"\npassword = "user%s-pw"\n' "$i" "$i"; done
   } > "$work/redial.toml"
   mkdir -p "$work/sip-profiles"
@@ -79,6 +87,7 @@ cpu0=$(ticks "$spid")
 set +e
 sipp -sf "$here/$scenario.xml" -inf "$work/users.csv" -i 127.0.0.1 -p "$cport" -r "$rate" -m "$calls" \
   -buff_size 4194304 -timeout "$((secs + 15))s" -timeout_error -nostdin -trace_stat -stf "$work/stat.csv" \
+  -trace_err -error_file "$work/errors.log" \
   "127.0.0.1:$port" > "$work/sipp.out" 2>&1
 rc=$?
 set -e
@@ -88,10 +97,14 @@ line=$(tail -1 "$work/stat.csv")
 IFS=';' read -r -a f <<< "$(head -1 "$work/stat.csv")"
 IFS=';' read -r -a v <<< "$line"
 ok=0
-failed=-1 elapsed=
+failed=-1 elapsed= retrans=0 unexpected=0 maxretrans=0 recvtimeout=0
 for i in "${!f[@]}"; do
   case "${f[$i]}" in
-    TotalCallCreated|Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}";;
+    TotalCallCreated) echo "${f[$i]}=${v[$i]}";;
+    Retransmissions\(C\)) echo "${f[$i]}=${v[$i]}"; retrans=${v[$i]};;
+    FailedUnexpectedMessage\(C\)) unexpected=${v[$i]};;
+    FailedMaxUDPRetrans\(C\)) maxretrans=${v[$i]};;
+    FailedTimeoutOnRecv\(C\)) recvtimeout=${v[$i]};;
     ElapsedTime\(C\)) echo "${f[$i]}=${v[$i]}"; elapsed=${v[$i]};;
     FailedCall\(C\)) echo "${f[$i]}=${v[$i]}"; failed=${v[$i]};;
     SuccessfulCall\(C\)) echo "${f[$i]}=${v[$i]}"; ok=${v[$i]};;
@@ -110,4 +123,12 @@ if [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && awk -v e="$elapsed_s" -v s="$sec
   pass=yes
 fi
 echo "pass=$pass elapsed_s=$elapsed_s"
+# Answers 503 (the overload guard, or Kamailio's own) among the unexpected messages.
+n503=$(grep -c 'SIP/2.0 503 ' "$work/errors.log" 2>/dev/null || true)
+achieved=$(awk -v n="$ok" -v e="$elapsed_s" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
+why="achieved=${achieved}/s retransmissions=$retrans"
+[ "$failed" != 0 ] && why="$why failed=$failed (unexpected_answer=$unexpected of which 503=${n503:-0}, max_udp_retrans=$maxretrans, recv_timeout=$recvtimeout)"
+[ "$ok" != "$calls" ] && why="$why completed=$ok/$calls"
+awk -v e="$elapsed_s" -v s="$secs" 'BEGIN { exit !(e > s + 1) }' && why="$why not_sustained=elapsed ${elapsed_s}s>$((secs + 1))s"
+echo "why=$why"
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"

@@ -13,9 +13,16 @@ use super::problem::{parse_duration, Collector};
 /// The validated `[sip.overload]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverloadConfig {
-    /// `max_transactions`: live SIP transactions, completed ones kept for
-    /// retransmissions included (default 300000, about 250 MB).
+    /// `max_transactions`: live SIP transactions still at work — not yet
+    /// answered, or retransmitting — (default 300000). Completed non-INVITE
+    /// server transactions, kept 32 s only to answer retransmissions, are
+    /// bounded by `max_kept_bytes` instead.
     pub max_transactions: usize,
+    /// `max_kept_bytes`: memory held by completed non-INVITE server
+    /// transactions, their stored responses and bookkeeping (default 2 GiB:
+    /// about 1 kB per transaction, two per digest registration, so about
+    /// 32,000 registrations/s for 32 s).
+    pub max_kept_bytes: usize,
     /// `max_call_setups`: call legs ringing or answering, not yet confirmed (default 2000).
     pub max_call_setups: usize,
     /// `max_queued`: received messages waiting for the endpoint (default 4000).
@@ -28,7 +35,7 @@ pub struct OverloadConfig {
 
 impl Default for OverloadConfig {
     fn default() -> Self {
-        Self { max_transactions: 300_000, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
+        Self { max_transactions: 300_000, max_kept_bytes: 1 << 31, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
     }
 }
 
@@ -36,6 +43,7 @@ impl Default for OverloadConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOverload {
     max_transactions: Option<usize>,
+    max_kept_bytes: Option<usize>,
     max_call_setups: Option<usize>,
     max_queued: Option<usize>,
     retry_after: Option<String>,
@@ -46,6 +54,7 @@ pub(super) fn validate(raw: RawOverload, c: &mut Collector<'_>) -> OverloadConfi
     let mut o = OverloadConfig::default();
     for (key, v, slot) in [
         ("sip.overload.max_transactions", raw.max_transactions, &mut o.max_transactions),
+        ("sip.overload.max_kept_bytes", raw.max_kept_bytes, &mut o.max_kept_bytes),
         ("sip.overload.max_call_setups", raw.max_call_setups, &mut o.max_call_setups),
         ("sip.overload.max_queued", raw.max_queued, &mut o.max_queued),
     ] {

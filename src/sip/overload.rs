@@ -1,5 +1,6 @@
-//! The endpoint's overload state, sans-IO: the driver samples its load (live
-//! transactions, call legs in set-up, messages waiting) at most every
+//! The endpoint's overload state, sans-IO: the driver samples its load
+//! (transactions at work, memory held by completed transactions kept for
+//! retransmissions, call legs in set-up, messages waiting) at most every
 //! [`SAMPLE_EVERY`] and asks, per new INVITE or REGISTER, whether to admit it.
 //! Above any limit the answer is 503 with `Retry-After` (RFC 3261 §21.5.4)
 //! until every measure is back under `resume_at` of its limit. Sampling, not
@@ -15,7 +16,12 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// One measurement of the endpoint's load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {
+    /// Transactions still at work (not the completed non-INVITE server
+    /// transactions that only wait out Timer J).
     pub transactions: usize,
+    /// Bytes held by those completed transactions: bounds memory under a flood
+    /// without counting a sustainable rate of answered requests as overload.
+    pub kept_bytes: usize,
     pub call_setups: usize,
     pub queued: usize,
 }
@@ -43,7 +49,12 @@ impl Overload {
     pub fn sample(&mut self, now: Instant, load: Load) -> Option<bool> {
         self.next_sample = Some(now + SAMPLE_EVERY);
         let c = &self.cfg;
-        let measures = [(load.transactions, c.max_transactions), (load.call_setups, c.max_call_setups), (load.queued, c.max_queued)];
+        let measures = [
+            (load.transactions, c.max_transactions),
+            (load.kept_bytes, c.max_kept_bytes),
+            (load.call_setups, c.max_call_setups),
+            (load.queued, c.max_queued),
+        ];
         let next = if self.overloaded {
             // Stay until every measure is under its resume mark.
             measures.iter().any(|&(v, max)| v as f64 >= max as f64 * c.resume_at)
@@ -79,7 +90,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> OverloadConfig {
-        OverloadConfig { max_transactions: 100, max_call_setups: 10, max_queued: 50, retry_after: Duration::from_secs(7), resume_at: 0.8 }
+        OverloadConfig { max_transactions: 100, max_kept_bytes: 10_000, max_call_setups: 10, max_queued: 50, retry_after: Duration::from_secs(7), resume_at: 0.8 }
     }
 
     #[test]
@@ -87,16 +98,16 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Overload::new(cfg());
         assert!(o.sample_due(t0));
-        assert_eq!(o.sample(t0, Load { transactions: 99, call_setups: 9, queued: 49 }), None);
+        assert_eq!(o.sample(t0, Load { transactions: 99, call_setups: 9, queued: 49, ..Load::default() }), None);
         assert_eq!(o.refuse(), None);
         assert!(!o.sample_due(t0 + SAMPLE_EVERY / 2), "sampled at most every SAMPLE_EVERY");
         let t1 = t0 + SAMPLE_EVERY;
-        assert_eq!(o.sample(t1, Load { transactions: 10, call_setups: 10, queued: 0 }), Some(true), "one measure at its limit");
+        assert_eq!(o.sample(t1, Load { transactions: 10, call_setups: 10, queued: 0, ..Load::default() }), Some(true), "one measure at its limit");
         assert_eq!(o.refuse(), Some(7));
         // Under the limit but over 80 % of it: still refusing (no flapping).
-        assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { transactions: 85, call_setups: 0, queued: 0 }), None);
+        assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { transactions: 85, call_setups: 0, queued: 0, ..Load::default() }), None);
         assert!(o.is_overloaded());
-        assert_eq!(o.sample(t1 + 2 * SAMPLE_EVERY, Load { transactions: 79, call_setups: 7, queued: 39 }), Some(false));
+        assert_eq!(o.sample(t1 + 2 * SAMPLE_EVERY, Load { transactions: 79, call_setups: 7, queued: 39, ..Load::default() }), Some(false));
         assert_eq!(o.refuse(), None);
         assert_eq!(o.refused(), 1);
     }
@@ -105,6 +116,22 @@ mod tests {
     fn a_queue_backlog_alone_is_overload() {
         let t0 = Instant::now();
         let mut o = Overload::new(cfg());
-        assert_eq!(o.sample(t0, Load { transactions: 0, call_setups: 0, queued: 50 }), Some(true));
+        assert_eq!(o.sample(t0, Load { transactions: 0, call_setups: 0, queued: 50, ..Load::default() }), Some(true));
+    }
+
+    #[test]
+    fn kept_responses_count_by_memory_not_by_transaction() {
+        let t0 = Instant::now();
+        let mut o = Overload::new(cfg());
+        // Far more completed transactions than `max_transactions` would allow, in less memory
+        // than `max_kept_bytes`: a sustainable rate of answered requests is not overload.
+        assert_eq!(o.sample(t0, Load { transactions: 5, kept_bytes: 9_999, ..Load::default() }), None);
+        assert_eq!(o.refuse(), None);
+        // A flood that fills the memory bound is.
+        let t1 = t0 + SAMPLE_EVERY;
+        assert_eq!(o.sample(t1, Load { transactions: 5, kept_bytes: 10_000, ..Load::default() }), Some(true));
+        assert_eq!(o.refuse(), Some(7));
+        assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { kept_bytes: 8_000, ..Load::default() }), None, "80 % is not yet under the resume mark");
+        assert_eq!(o.sample(t1 + 2 * SAMPLE_EVERY, Load { kept_bytes: 7_999, ..Load::default() }), Some(false));
     }
 }

@@ -10,6 +10,7 @@
 //! not tabs or folded lines. The parsers below never panic on any input
 //! (property-tested; the lead's cargo-fuzz target calls them).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::config::DigestAlgorithm;
@@ -27,15 +28,16 @@ impl Algorithm {
 
     /// Parses an `algorithm=` token, case-insensitively (RFC 7616 §3.3).
     pub fn parse(token: &str) -> Option<Algorithm> {
-        let t = token.to_ascii_uppercase();
-        let (base, sess) = match t.strip_suffix("-SESS") {
-            Some(b) => (b, true),
-            None => (t.as_str(), false),
-        };
-        let hash = match base {
-            "MD5" => DigestAlgorithm::Md5,
-            "SHA-256" => DigestAlgorithm::Sha256,
-            _ => return None,
+        // Case-insensitive without an uppercased copy (every REGISTER names its algorithm).
+        let t = token.as_bytes();
+        let sess = t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"-sess");
+        let base = if sess { &t[..t.len() - 5] } else { t };
+        let hash = if base.eq_ignore_ascii_case(b"MD5") {
+            DigestAlgorithm::Md5
+        } else if base.eq_ignore_ascii_case(b"SHA-256") {
+            DigestAlgorithm::Sha256
+        } else {
+            return None;
         };
         Some(Algorithm { hash, sess })
     }
@@ -154,10 +156,18 @@ pub enum ParseError {
 }
 
 /// One `name=value` pair; the name is lower-cased, the value unquoted.
+/// One `name=value` of a digest header, borrowed from the header text: the name as written
+/// (matched case-insensitively), the value unquoted (owned only when it held escapes). Only the
+/// values a caller keeps are copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Param {
-    name: String,
-    value: String,
+struct Param<'a> {
+    name: &'a str,
+    value: Cow<'a, str>,
+}
+
+/// The lowercase name among `known` that `name` is, ignoring case.
+fn known(name: &str, known: &[&'static str]) -> Option<&'static str> {
+    known.iter().copied().find(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// Parses a `WWW-Authenticate` / `Proxy-Authenticate` value.
@@ -171,24 +181,24 @@ pub fn parse_challenge(input: &str) -> Result<Challenge, ParseError> {
     let mut stale = false;
     let mut domain = None;
     for p in params {
-        match p.name.as_str() {
-            "realm" => realm = Some(p.value),
-            "nonce" => nonce = Some(p.value),
-            "opaque" => opaque = Some(p.value),
-            "domain" => domain = Some(p.value),
-            "algorithm" => {
+        match known(p.name, &["realm", "nonce", "opaque", "domain", "algorithm", "qop", "stale"]) {
+            Some("realm") => realm = Some(p.value.into_owned()),
+            Some("nonce") => nonce = Some(p.value.into_owned()),
+            Some("opaque") => opaque = Some(p.value.into_owned()),
+            Some("domain") => domain = Some(p.value.into_owned()),
+            Some("algorithm") => {
                 algorithm = Algorithm::parse(&p.value)
-                    .ok_or(ParseError::UnsupportedAlgorithm { name: p.value })?
+                    .ok_or_else(|| ParseError::UnsupportedAlgorithm { name: p.value.into_owned() })?
             }
             // A comma-separated list inside the quotes (RFC 7616 §3.3).
-            "qop" => qop = p.value.split(',').filter_map(|t| Qop::parse(t.trim())).collect(),
-            "stale" => {
+            Some("qop") => qop = p.value.split(',').filter_map(|t| Qop::parse(t.trim())).collect(),
+            Some("stale") => {
                 stale = if p.value.eq_ignore_ascii_case("true") {
                     true
                 } else if p.value.eq_ignore_ascii_case("false") {
                     false
                 } else {
-                    return Err(ParseError::InvalidStale { value: p.value });
+                    return Err(ParseError::InvalidStale { value: p.value.into_owned() });
                 }
             }
             // userhash, charset and extensions are ignored (we never hash usernames).
@@ -219,24 +229,27 @@ pub fn parse_authorization(input: &str) -> Result<Credentials, ParseError> {
     let mut opaque = None;
     let mut qop = None;
     let mut nc = None;
+    const NAMES: &[&str] = &["username", "realm", "nonce", "uri", "response", "cnonce", "opaque", "algorithm", "qop", "nc"];
     for p in params {
-        match p.name.as_str() {
-            "username" => username = Some(p.value),
-            "realm" => realm = Some(p.value),
-            "nonce" => nonce = Some(p.value),
-            "uri" => uri = Some(p.value),
-            "response" => response = Some(p.value),
-            "cnonce" => cnonce = Some(p.value),
-            "opaque" => opaque = Some(p.value),
-            "algorithm" => {
+        match known(p.name, NAMES) {
+            Some("username") => username = Some(p.value.into_owned()),
+            Some("realm") => realm = Some(p.value.into_owned()),
+            Some("nonce") => nonce = Some(p.value.into_owned()),
+            Some("uri") => uri = Some(p.value.into_owned()),
+            Some("response") => response = Some(p.value.into_owned()),
+            Some("cnonce") => cnonce = Some(p.value.into_owned()),
+            Some("opaque") => opaque = Some(p.value.into_owned()),
+            Some("algorithm") => {
                 algorithm = Algorithm::parse(&p.value)
-                    .ok_or(ParseError::UnsupportedAlgorithm { name: p.value })?
+                    .ok_or_else(|| ParseError::UnsupportedAlgorithm { name: p.value.into_owned() })?
             }
-            "qop" => qop = Some(Qop::parse(&p.value).ok_or(ParseError::InvalidQop { value: p.value })?),
-            "nc" => {
+            Some("qop") => {
+                qop = Some(Qop::parse(&p.value).ok_or_else(|| ParseError::InvalidQop { value: p.value.into_owned() })?)
+            }
+            Some("nc") => {
                 let ok = p.value.len() == 8 && p.value.bytes().all(|b| b.is_ascii_hexdigit());
                 let v = ok.then(|| u32::from_str_radix(&p.value, 16).ok()).flatten();
-                nc = Some(v.ok_or(ParseError::InvalidNonceCount { value: p.value })?);
+                nc = Some(v.ok_or_else(|| ParseError::InvalidNonceCount { value: p.value.into_owned() })?);
             }
             _ => {}
         }
@@ -257,7 +270,7 @@ pub fn parse_authorization(input: &str) -> Result<Credentials, ParseError> {
 
 /// `Digest` followed by a comma-separated auth-param list (RFC 7235 §2.1,
 /// RFC 3261 §25.1 for LWS). Empty list elements are tolerated.
-fn parse_digest_params(input: &str) -> Result<Vec<Param>, ParseError> {
+fn parse_digest_params(input: &str) -> Result<Vec<Param<'_>>, ParseError> {
     let b = input.as_bytes();
     let mut i = skip_ws(b, 0);
     if i >= b.len() {
@@ -277,7 +290,7 @@ fn parse_digest_params(input: &str) -> Result<Vec<Param>, ParseError> {
     if i < b.len() && !is_ws(b[i]) {
         return Err(ParseError::Syntax { expected: "whitespace after Digest", at: i });
     }
-    let mut params: Vec<Param> = Vec::new();
+    let mut params: Vec<Param<'_>> = Vec::with_capacity(12);
     loop {
         i = skip_ws(b, i);
         while i < b.len() && b[i] == b',' {
@@ -293,7 +306,7 @@ fn parse_digest_params(input: &str) -> Result<Vec<Param>, ParseError> {
         if i == name_start {
             return Err(ParseError::Syntax { expected: "parameter name", at: i });
         }
-        let name = input[name_start..i].to_ascii_lowercase();
+        let name = &input[name_start..i];
         i = skip_ws(b, i);
         if i >= b.len() || b[i] != b'=' {
             return Err(ParseError::Syntax { expected: "`=`", at: i });
@@ -311,10 +324,10 @@ fn parse_digest_params(input: &str) -> Result<Vec<Param>, ParseError> {
             if i == vs {
                 return Err(ParseError::Syntax { expected: "parameter value", at: i });
             }
-            input[vs..i].to_string()
+            Cow::Borrowed(&input[vs..i])
         };
-        if params.iter().any(|p| p.name == name) {
-            return Err(ParseError::DuplicateParam { name });
+        if params.iter().any(|p| p.name.eq_ignore_ascii_case(name)) {
+            return Err(ParseError::DuplicateParam { name: name.to_ascii_lowercase() });
         }
         params.push(Param { name, value });
         i = skip_ws(b, i);
@@ -327,12 +340,19 @@ fn parse_digest_params(input: &str) -> Result<Vec<Param>, ParseError> {
 
 /// Reads a quoted-string starting at the opening quote `at`; returns the
 /// unescaped content and the index after the closing quote.
-fn parse_quoted(input: &str, at: usize) -> Result<(String, usize), ParseError> {
+fn parse_quoted(input: &str, at: usize) -> Result<(Cow<'_, str>, usize), ParseError> {
+    // Without a backslash the value is the text between the quotes, borrowed.
+    let rest = &input[at + 1..];
+    match rest.bytes().position(|b| b == b'"' || b == b'\\') {
+        Some(end) if rest.as_bytes()[end] == b'"' => return Ok((Cow::Borrowed(&rest[..end]), at + 1 + end + 1)),
+        Some(_) => {}
+        None => return Err(ParseError::UnterminatedQuote { at }),
+    }
     let mut out = String::new();
-    let mut chars = input[at + 1..].char_indices();
+    let mut chars = rest.char_indices();
     while let Some((off, c)) = chars.next() {
         match c {
-            '"' => return Ok((out, at + 1 + off + 1)),
+            '"' => return Ok((Cow::Owned(out), at + 1 + off + 1)),
             '\\' => match chars.next() {
                 Some((_, esc)) => out.push(esc),
                 None => break,

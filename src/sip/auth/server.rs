@@ -19,6 +19,7 @@
 //! nonce's 16 bytes of time and randomness).
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -254,14 +255,26 @@ impl DigestServer {
             username: &creds.username,
             realm: &self.realm,
             password: &password,
-            method: &method.to_string(),
+            method: method_str(method),
             uri: &creds.uri,
             nonce: &creds.nonce,
             qop: qop.map(|(nc, _)| (Qop::Auth, nc)),
             cnonce: qop.map(|(_, c)| c).unwrap_or(""),
         });
-        let got = creds.response.to_ascii_lowercase();
-        let matches = bool::from(expected.as_bytes().ct_eq(got.as_bytes()));
+        // Hex digits compare case-insensitively: lowercased on the stack (a digest is at most 64
+        // hex digits; anything longer cannot match and is compared as it is).
+        let got = creds.response.as_bytes();
+        let mut lower = [0u8; 64];
+        let got = match lower.get_mut(..got.len()) {
+            Some(buf) => {
+                for (d, s) in buf.iter_mut().zip(got) {
+                    *d = s.to_ascii_lowercase();
+                }
+                &*buf
+            }
+            None => got,
+        };
+        let matches = bool::from(expected.as_bytes().ct_eq(got));
         if !known {
             return Err(VerifyError::UnknownUser { username: creds.username.clone() });
         }
@@ -382,13 +395,51 @@ impl DigestServer {
 /// first, then structurally through rsip to allow harmless re-serialisation
 /// (e.g. parameter case).
 fn uri_matches(auth_uri: &str, request_uri: &rsip::Uri) -> bool {
-    if auth_uri == request_uri.to_string() {
+    if displays_as(request_uri, auth_uri) {
         return true;
     }
     match rsip::Uri::try_from(auth_uri) {
         Ok(u) => &u == request_uri,
         Err(_) => false,
     }
+}
+
+/// The method's token as written on the wire, without formatting (every verified request).
+fn method_str(method: &rsip::Method) -> &'static str {
+    use rsip::Method::*;
+    match method {
+        Ack => "ACK",
+        Bye => "BYE",
+        Cancel => "CANCEL",
+        Info => "INFO",
+        Invite => "INVITE",
+        Message => "MESSAGE",
+        Notify => "NOTIFY",
+        Options => "OPTIONS",
+        PRack => "PRACK",
+        Publish => "PUBLISH",
+        Refer => "REFER",
+        Register => "REGISTER",
+        Subscribe => "SUBSCRIBE",
+        Update => "UPDATE",
+    }
+}
+
+/// Whether `value` is written exactly as `text`, compared piece by piece as it is formatted
+/// (no string is built: this runs for every authenticated request).
+fn displays_as(value: &impl fmt::Display, text: &str) -> bool {
+    struct Compare<'a> {
+        rest: &'a str,
+    }
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            // A mismatch stops the formatting early.
+            self.rest = self.rest.strip_prefix(s).ok_or(fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut c = Compare { rest: text };
+    fmt::write(&mut c, format_args!("{value}")).is_ok() && c.rest.is_empty()
 }
 
 #[cfg(test)]
@@ -601,6 +652,19 @@ Content-Length: 0";
         ));
         // Still fine untouched.
         assert_eq!(srv.verify(t0, &req.method, &req.uri, &c, lookup), Ok("alice".into()));
+    }
+
+    #[test]
+    fn method_tokens_and_uri_text_compare_as_rsip_writes_them() {
+        use rsip::Method::*;
+        for m in [Ack, Bye, Cancel, Info, Invite, Message, Notify, Options, PRack, Publish, Refer, Register, Subscribe, Update] {
+            assert_eq!(method_str(&m), m.to_string());
+        }
+        let uri = rsip::Uri::try_from("sip:alice@127.0.0.1:5060;transport=udp").unwrap();
+        assert!(displays_as(&uri, &uri.to_string()));
+        for other in ["", "sip:alice@127.0.0.1", "sip:alice@127.0.0.1:5060;transport=udpx", "sip:bob@127.0.0.1:5060;transport=udp"] {
+            assert!(!displays_as(&uri, other), "{other}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Uas2xxRetransmitter {
             if now >= *give_up {
                 self.state = State::GaveUp { reported: false };
             } else if now >= *next {
-                self.pending = Some(Transmit { to: self.to, message: SipMessage::Response(self.response.clone()) });
+                self.pending = Some(Transmit { to: self.to, message: SipMessage::Response(self.response.clone()), wire: None });
                 *interval = (*interval * 2).min(self.t2);
                 *next = (now + *interval).min(*give_up);
             }

@@ -155,9 +155,21 @@ impl Driver {
                     let Some(m) = m else { return };
                     let now = Instant::now();
                     if self.overload.sample_due(now) {
-                        let load = Load { transactions: self.layer.len(), call_setups: self.calls.setup_count(), queued: incoming.len() };
+                        let load = Load {
+                            transactions: self.layer.pending(),
+                            kept_bytes: self.layer.kept_bytes(),
+                            call_setups: self.calls.setup_count(),
+                            queued: incoming.len(),
+                        };
                         if let Some(on) = self.overload.sample(now, load) {
-                            tracing::warn!(overloaded = on, transactions = load.transactions, call_setups = load.call_setups, queued = load.queued, "SIP overload state changed");
+                            tracing::warn!(
+                                overloaded = on,
+                                transactions = load.transactions,
+                                kept_bytes = load.kept_bytes,
+                                call_setups = load.call_setups,
+                                queued = load.queued,
+                                "SIP overload state changed"
+                            );
                             self.stats.set_overloaded(on);
                         }
                     }
@@ -232,7 +244,11 @@ impl Driver {
             SipMessage::Response(r) => via::response_peer(r, t.to, |a| self.transports.has_connection(t.to.transport, a)),
             SipMessage::Request(_) => t.to,
         };
-        if let Err(e) = self.transports.send(to, &t.message) {
+        let sent = match t.wire {
+            Some(wire) => self.transports.send_bytes(to, wire.to_vec()),
+            None => self.transports.send(to, &t.message),
+        };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, to = %to.addr, "send failed");
             // A WebSocket peer is reachable only on its own connection (RFC 7118 §5.3): once
             // that is gone the request's transaction fails now (§17.1.4), not at Timer B/F.

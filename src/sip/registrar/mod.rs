@@ -706,7 +706,7 @@ impl<R: Rng> Registrar<R> {
                 Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => headers.push(h.clone()),
                 Header::To(t) => {
                     let v = t.value();
-                    if v.to_ascii_lowercase().contains(";tag=") {
+                    if v.as_bytes().windows(5).any(|w| w.eq_ignore_ascii_case(b";tag=")) {
                         headers.push(h.clone());
                     } else {
                         let tag = random_hex(&mut self.rng, 8);

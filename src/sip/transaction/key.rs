@@ -53,6 +53,11 @@ impl TransactionKey {
         &self.branch
     }
 
+    /// The top Via's sent-by of a server key.
+    pub fn sent_by(&self) -> Option<&str> {
+        self.sent_by.as_deref()
+    }
+
     /// The transaction's method (INVITE for a server transaction matched by an ACK).
     pub fn method(&self) -> rsip::Method {
         self.method

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use bytes::Bytes;
 use rsip::{Method, Request, Response, SipMessage};
 use slab::Slab;
 
@@ -29,6 +30,9 @@ use crate::sip::Peer;
 pub struct Transmit {
     pub to: Peer,
     pub message: SipMessage,
+    /// The message as written by the transaction that keeps it for retransmissions: send these
+    /// bytes rather than encoding `message` again. `None`: encode `message`.
+    pub wire: Option<Bytes>,
 }
 
 /// What the transaction layer tells the TU (the endpoint / UA core).
@@ -115,6 +119,9 @@ struct Entry {
     call_id: Box<str>,
     /// The machine's next deadline as entered in the timer index (`None`: nothing armed).
     armed: Option<Armed>,
+    /// Bytes this entry counts in [`TransactionLayer::kept_bytes`] (0: not a completed
+    /// non-INVITE server transaction).
+    kept: usize,
 }
 
 /// All live transactions of one endpoint. See the module docs for the run loop.
@@ -131,6 +138,10 @@ pub struct TransactionLayer {
     deadlines: TimerIndex,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TransactionEvent>,
+    /// Completed non-INVITE server transactions (kept only to answer retransmissions until
+    /// Timer J) and the memory they hold.
+    kept: usize,
+    kept_bytes: usize,
 }
 
 impl TransactionLayer {
@@ -142,6 +153,8 @@ impl TransactionLayer {
             deadlines: TimerIndex::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            kept: 0,
+            kept_bytes: 0,
         }
     }
 
@@ -224,7 +237,7 @@ impl TransactionLayer {
     /// Sends a message outside any transaction (the ACK for a 2xx, 2xx retransmissions of the
     /// UAS core, stateless responses).
     pub fn send_stateless(&mut self, msg: SipMessage, to: Peer) {
-        self.transmits.push_back(Transmit { to, message: msg });
+        self.transmits.push_back(Transmit { to, message: msg, wire: None });
     }
 
     /// Fires every timer due at `now`. Call it when `poll_timeout` is reached (calling it early or
@@ -297,6 +310,18 @@ impl TransactionLayer {
 
     pub fn is_empty(&self) -> bool {
         self.txns.is_empty()
+    }
+
+    /// Live transactions that still cost work: every one but the completed non-INVITE server
+    /// transactions, which only wait out Timer J to answer retransmissions with stored bytes.
+    pub fn pending(&self) -> usize {
+        self.txns.len() - self.kept
+    }
+
+    /// Memory held by the completed non-INVITE server transactions: their stored responses plus
+    /// the bookkeeping of each (entry, map slot, heap entry, key and Call-ID strings).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
     }
 
     /// Entries in the timer index, stale ones included (tests check it stays bounded).
@@ -397,7 +422,7 @@ impl TransactionLayer {
     }
 
     fn insert(&mut self, key: TransactionKey, machine: Machine, peer: Peer, call_id: String) -> usize {
-        let slot = self.txns.insert(Entry { key: key.clone(), machine, peer, call_id: call_id.into(), armed: None });
+        let slot = self.txns.insert(Entry { key: key.clone(), machine, peer, call_id: call_id.into(), armed: None, kept: 0 });
         self.index.insert(key, slot);
         slot
     }
@@ -409,7 +434,8 @@ impl TransactionLayer {
         let peer = entry.peer;
         for o in out {
             match o {
-                Output::Send(message) => self.transmits.push_back(Transmit { to: peer, message }),
+                Output::Send(message) => self.transmits.push_back(Transmit { to: peer, message, wire: None }),
+                Output::SendWire(message, wire) => self.transmits.push_back(Transmit { to: peer, message, wire: Some(wire) }),
                 Output::Up(Up::Response(response)) => {
                     self.events.push_back(TransactionEvent::Response { key: entry.key.clone(), response })
                 }
@@ -424,9 +450,22 @@ impl TransactionLayer {
             // Its heap entry, if any, is now stale and skipped.
             let entry = self.txns.remove(slot);
             self.index.remove(&entry.key);
+            if entry.kept > 0 {
+                self.kept -= 1;
+                self.kept_bytes -= entry.kept;
+            }
             tracing::trace!("transaction terminated");
             self.events.push_back(TransactionEvent::Terminated { key: entry.key });
         } else {
+            if entry.kept == 0 {
+                if let Machine::Nist(m) = &entry.machine {
+                    if let Some(len) = m.kept_len() {
+                        entry.kept = kept_size(entry, len);
+                        self.kept += 1;
+                        self.kept_bytes += entry.kept;
+                    }
+                }
+            }
             let next = entry.machine.next_deadline();
             if next != entry.armed.map(|a| a.at) {
                 entry.armed = next.map(|at| self.deadlines.arm(at, slot));
@@ -449,6 +488,22 @@ impl TransactionLayer {
             self.deadlines.rebuild(self.txns.iter().filter_map(|(_, e)| e.armed));
         }
     }
+}
+
+/// What a completed non-INVITE server transaction holds in memory: its slab entry, its key in
+/// the map (with the map's control byte), its deadline in the heap, and four heap blocks (the
+/// branch, the sent-by, the Call-ID and the stored response with its shared header), each with
+/// an allocator header.
+fn kept_size(entry: &Entry, response_len: usize) -> usize {
+    const BLOCK: usize = 32;
+    let strings = entry.key.branch().len() + entry.key.sent_by().map_or(0, str::len) + entry.call_id.len();
+    std::mem::size_of::<Entry>()
+        + std::mem::size_of::<(TransactionKey, usize)>()
+        + 1
+        + std::mem::size_of::<Armed>()
+        + 4 * BLOCK
+        + strings
+        + response_len
 }
 
 /// The server transaction a request belongs to (§17.2.3). Requests without a z9hG4bK branch

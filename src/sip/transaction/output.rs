@@ -7,6 +7,9 @@ use rsip::{Request, Response, SipMessage};
 pub(crate) enum Output {
     /// Send this message to the transaction's peer.
     Send(SipMessage),
+    /// Send this message, whose wire form the machine already wrote (and keeps): the driver
+    /// sends these bytes instead of encoding the message again.
+    SendWire(SipMessage, bytes::Bytes),
     /// Tell the TU.
     Up(Up),
 }

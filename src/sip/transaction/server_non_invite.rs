@@ -45,8 +45,10 @@ impl ServerNonInvite {
     pub fn on_request(&mut self, _request: Request, out: &mut Vec<Output>) {
         match &self.state {
             State::Proceeding { last: wire } | State::Completed { response: wire } => {
+                // Parsed back only for the driver's routing (the top Via); the stored bytes are
+                // what is sent.
                 match SipMessage::try_from(wire.clone()) {
-                    Ok(msg) => out.push(Output::Send(msg)),
+                    Ok(msg) => out.push(Output::SendWire(msg, wire.clone())),
                     // Cannot happen for a response we serialised ourselves; never worth a panic.
                     Err(error) => tracing::warn!(%error, "stored response does not parse back; not resent"),
                 }
@@ -57,10 +59,14 @@ impl ServerNonInvite {
 
     /// The TU sends a response.
     pub fn send(&mut self, now: Instant, response: Response, out: &mut Vec<Output>) -> Result<(), SendRefused> {
+        if matches!(self.state, State::Completed { .. } | State::Terminated) {
+            return Err(SendRefused::AlreadyFinal);
+        }
         let provisional = response.status_code.code() < 200;
+        let bytes = wire(&response);
         match (&self.state, provisional) {
             (State::Trying | State::Proceeding { .. }, true) => {
-                self.state = State::Proceeding { last: wire(&response) };
+                self.state = State::Proceeding { last: bytes.clone() };
             }
             (State::Trying | State::Proceeding { .. }, false) => {
                 self.timers.stop(Timer::Unanswered);
@@ -69,12 +75,13 @@ impl ServerNonInvite {
                     self.state = State::Terminated;
                 } else {
                     self.timers.set(Timer::J, now + j);
-                    self.state = State::Completed { response: wire(&response) };
+                    self.state = State::Completed { response: bytes.clone() };
                 }
             }
             _ => return Err(SendRefused::AlreadyFinal),
         }
-        out.push(Output::Send(SipMessage::Response(response)));
+        // Written once: the bytes kept for retransmissions are the ones sent now.
+        out.push(Output::SendWire(SipMessage::Response(response), bytes));
         Ok(())
     }
 
@@ -110,6 +117,15 @@ impl ServerNonInvite {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
+    }
+
+    /// The length of the final response kept to answer retransmissions in Completed (Timer J);
+    /// `None` in any other state.
+    pub fn kept_len(&self) -> Option<usize> {
+        match &self.state {
+            State::Completed { response } => Some(response.len()),
+            _ => None,
+        }
     }
 }
 

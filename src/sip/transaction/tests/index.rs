@@ -185,6 +185,9 @@ fn a_hundred_thousand_server_transactions_expire_on_timer_j_exactly() {
     }
     while layer.poll_transmit().is_some() {}
     assert_eq!(layer.len(), n as usize);
+    assert_eq!(layer.pending(), 0, "all answered: none at work");
+    let per = layer.kept_bytes() / n as usize;
+    assert!((300..2_000).contains(&per), "about {per} bytes kept per completed transaction");
     // Nothing before the first J.
     layer.handle_timeout(answered(0) + ms(31_999));
     assert_eq!(layer.poll_event(), None);
@@ -211,6 +214,7 @@ fn a_hundred_thousand_server_transactions_expire_on_timer_j_exactly() {
     assert_eq!(ended.len(), n as usize);
     assert_eq!(layer.poll_timeout(), None);
     assert_eq!(layer.timer_entries(), 0, "no stale entry left behind");
+    assert_eq!(layer.kept_bytes(), 0);
 }
 
 #[test]

@@ -214,3 +214,40 @@ fn responses_go_to_the_request_source_and_requests_to_the_given_peer() {
     layer.send_request(t0, request("OPTIONS", "z9hG4bKc", 1), udp(5080)).unwrap();
     assert_eq!(layer.poll_transmit().unwrap().to, udp(5080));
 }
+
+#[test]
+fn completed_non_invite_server_transactions_count_as_kept_bytes_not_pending() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(SipTimers::default());
+    let mut wires = Vec::new();
+    for i in 0..3 {
+        let req = request("REGISTER", &format!("z9hG4bKk{i}"), 1);
+        layer.handle_message(t0, SipMessage::Request(req.clone()), udp(5060));
+        let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else { panic!() };
+        assert_eq!(layer.pending(), 1, "unanswered: at work");
+        layer.send_response(t0, &key, response(&req, 401)).unwrap();
+        let t = layer.poll_transmit().unwrap();
+        let wire = t.wire.expect("the final response is sent as the bytes kept for retransmissions");
+        assert_eq!(wire, crate::sip::codec::encode_response(match &t.message {
+            SipMessage::Response(r) => r,
+            _ => panic!(),
+        }));
+        wires.push(wire);
+    }
+    assert_eq!((layer.len(), layer.pending()), (3, 0), "answered: kept for Timer J, no longer at work");
+    let kept = layer.kept_bytes();
+    let stored: usize = wires.iter().map(|w| w.len()).sum();
+    assert!(kept > stored && kept < stored + 3 * 1024, "kept {kept} for {stored} bytes of responses");
+
+    // A retransmission is answered with the very bytes sent first; nothing changes in the counts.
+    layer.handle_message(t0 + ms(500), SipMessage::Request(request("REGISTER", "z9hG4bKk1", 1)), udp(5060));
+    assert_eq!(layer.poll_event(), None);
+    assert_eq!(layer.poll_transmit().unwrap().wire.as_ref(), Some(&wires[1]));
+    assert_eq!((layer.pending(), layer.kept_bytes()), (0, kept));
+
+    // A new, unanswered request is at work; Timer J frees the kept ones.
+    layer.handle_message(t0 + ms(1_000), SipMessage::Request(request("OPTIONS", "z9hG4bKk9", 1)), udp(5060));
+    assert_eq!(layer.pending(), 1);
+    layer.handle_timeout(t0 + ms(32_000));
+    assert_eq!((layer.len(), layer.pending(), layer.kept_bytes()), (1, 1, 0));
+}
