@@ -76,3 +76,60 @@ fn sighup_applies_agents_and_tokens_without_dropping_calls_or_registrations() {
     let after = states(&r);
     assert!(after.contains(&("alice".into(), "available".into())), "alice still registered: {after:?}");
 }
+
+/// Posts the console's sign-in form; returns (status, session cookie if one was set).
+fn sign_in(r: &common::Redial, agent: &str, password: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let body = format!("agent_id={agent}&password={password}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", r.http.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    let head = text.split("\r\n\r\n").next().unwrap();
+    let cookie = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.trim().split(';').next().unwrap().to_string());
+    (status, cookie)
+}
+
+/// The agent's console page with `cookie`: its status and where a redirect goes.
+fn agent_page(r: &common::Redial, cookie: &str) -> (u16, Option<String>) {
+    let (s, _, h) = common::api::raw(r.http.port(), "GET", "/agent", None, None, &[("Cookie", cookie)]).unwrap();
+    (s, h.into_iter().find(|(k, _)| k == "location").map(|(_, v)| v))
+}
+
+#[test]
+fn sighup_changes_who_can_sign_in_to_the_console_and_ends_removed_agents_sessions() {
+    let w = World::new();
+    let r = w.redial(&["alice", "bob"], "max_attempts = 1\n");
+    let path = r.path("redial.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let (s, bob_cookie) = sign_in(&r, "bob", "bob-pw");
+    assert_eq!(s, 303, "bob signs in as started");
+    let bob_cookie = bob_cookie.expect("a session cookie");
+    assert_eq!(agent_page(&r, &bob_cookie).0, 200);
+    assert_eq!(sign_in(&r, "carol", "carol-pw").0, 401, "carol is not configured yet");
+
+    let bob = "[[agents]]\nid = \"bob\"\npassword = \"bob-pw\"\nqueues = [\"q\"]\n";
+    assert!(original.contains(bob), "{original}");
+    std::fs::write(&path, original.replace(bob, "[[agents]]\nid = \"carol\"\npassword = \"carol-pw\"\nqueues = [\"q\"]\n")).unwrap();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: agents and tokens reloaded"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    let (s, carol_cookie) = sign_in(&r, "carol", "carol-pw");
+    assert_eq!(s, 303, "the agent added by the reload signs in");
+    assert_eq!(agent_page(&r, &carol_cookie.expect("a session cookie")).0, 200);
+    assert_eq!(sign_in(&r, "bob", "bob-pw").0, 401, "the removed agent cannot sign in");
+    assert_eq!(agent_page(&r, &bob_cookie), (303, Some("/login".to_string())), "the removed agent's session has ended");
+    let (s, alice_cookie) = sign_in(&r, "alice", "alice-pw");
+    assert_eq!(s, 303, "the agent kept still signs in");
+    assert_eq!(agent_page(&r, &alice_cookie.unwrap()).0, 200);
+}

@@ -176,6 +176,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),
+        live_cfg: crate::config::LiveConfig::new(cfg.clone()),
         tokens,
         limiter: RateLimiter::from_env(),
         idempotency: IdempotencyCache::default(),

@@ -19,6 +19,9 @@ use crate::scheduler::book::Book;
 pub struct Shared {
     pub book: Arc<dyn Book>,
     pub cfg: Arc<Config>,
+    /// The configuration a SIGHUP reload last applied: agents' sign-in and
+    /// their sessions' queues are checked against it on every request.
+    pub live_cfg: crate::config::LiveConfig,
     pub tokens: Tokens,
     pub limiter: RateLimiter,
     pub idempotency: IdempotencyCache,

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod guard;
+mod live;
 pub mod overload;
 mod problem;
 pub mod profile;
@@ -26,6 +27,7 @@ use crate::e164::is_e164;
 
 pub use cluster::{Backend, ClusterConfig};
 pub use guard::GuardConfig;
+pub use live::LiveConfig;
 pub use overload::OverloadConfig;
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};

@@ -139,10 +139,23 @@ fn html(status: StatusCode, m: Markup) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], m.into_string()).into_response()
 }
 
-/// The signed-in session, if any: (id, session).
+/// The signed-in session, if any: (id, session). An agent's session follows the
+/// agents as configured now: an agent removed by a reload is signed out, and one
+/// whose queues changed acts in the new ones.
 fn session(s: &AppState, h: &HeaderMap) -> Option<(String, Session)> {
     let id = h.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session::cookie_value)?.to_string();
-    let sess = s.console.touch(&id, Instant::now())?;
+    let mut sess = s.console.touch(&id, Instant::now())?;
+    if let Actor::Agent { id: agent, queues } = &mut sess.actor {
+        let cfg = s.live_cfg.get();
+        match cfg.agent(agent) {
+            Some(a) => queues.clone_from(&a.queues),
+            None => {
+                tracing::info!(agent = %agent, "console session ended: the agent is no longer configured");
+                s.console.close(&id);
+                return None;
+            }
+        }
+    }
     Some((id, sess))
 }
 
@@ -236,7 +249,8 @@ async fn login(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketA
         let id = nonempty(&f, "agent_id").unwrap_or_default();
         let pw = field(&f, "password").unwrap_or("");
         let given: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
-        let actor = s.cfg.agent(&id).and_then(|a| {
+        let cfg = s.live_cfg.get();
+        let actor = cfg.agent(&id).and_then(|a| {
             let want: [u8; 32] = Sha256::digest(a.password.as_bytes()).into();
             bool::from(given.ct_eq(&want)).then(|| Actor::Agent { id: a.id.clone(), queues: a.queues.clone() })
         });

@@ -28,6 +28,8 @@ pub struct Live {
     pub agents: AgentsReload,
     pub registry: Arc<Registry>,
     pub tokens: Tokens,
+    /// What the console checks agents' sign-in and sessions against.
+    pub config: crate::config::LiveConfig,
 }
 
 /// Serves SIGHUP until the task is aborted. `running` is the configuration started with.
@@ -87,6 +89,7 @@ fn reload(running: &Config, live: &Live) {
     live.tokens.replace(tokens);
     live.registry.set_agents(&cfg);
     live.agents.apply(cfg.clone());
+    live.config.replace(cfg.clone());
     tracing::info!(file = %path.display(), agents = cfg.agents.len(), tokens = cfg.tokens.len(), "SIGHUP: agents and tokens reloaded");
     if cfg.queues != running.queues {
         tracing::warn!(file = %path.display(), key = "queues", "SIGHUP: changed queues apply at the next restart");
