@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redial::amd::AmdConfig;
-use redial::media::call::{MediaConfig, MediaEngine, MediaLeg};
+use redial::media::call::{MediaConfig, MediaEngine, MediaEvent, MediaLeg};
 use redial::media::Codec;
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
@@ -236,6 +236,20 @@ fn run(relay: &Runtime, peers: &Runtime, engine: &MediaEngine, n: usize, secs: u
     // Packets sent in MEASURE and still in flight arrive within this.
     std::thread::sleep(Duration::from_millis(500));
     sh.stop.store(true, Ordering::Relaxed);
+    // Legs whose media failed (a browser leg: DTLS, or ICE consent not renewed in time
+    // when the peers or the relay are starved of CPU), with their first reason.
+    let mut failed = 0usize;
+    let mut why = String::new();
+    for l in legs.iter_mut() {
+        while let Ok(ev) = l.events.try_recv() {
+            if let MediaEvent::Failed { reason, .. } = ev {
+                failed += 1;
+                if why.is_empty() {
+                    why = reason;
+                }
+            }
+        }
+    }
     drop(legs);
     let (sent, got) = (sh.counts.sent.load(Ordering::Relaxed), sh.counts.received.load(Ordering::Relaxed));
     let loss = if sent == 0 { 100.0 } else { 100.0 * sent.saturating_sub(got) as f64 / sent as f64 };
@@ -257,9 +271,10 @@ fn run(relay: &Runtime, peers: &Runtime, engine: &MediaEngine, n: usize, secs: u
         );
     }
     println!(
-        "{kind} N={n:>4}  sent {sent:>7} received {got:>7} (browsers sent {} received {}) loss {loss:.3} %  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.4} CPU s per call-minute  [peers CPU {:.2} s; load {}]{setup}",
+        "{kind} N={n:>4}  sent {sent:>7} received {got:>7} (browsers sent {} received {}) loss {loss:.3} %  legs failed {failed}{}  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.4} CPU s per call-minute  [peers CPU {:.2} s; load {}]{setup}",
         sh.counts.browser_sent.load(Ordering::Relaxed),
         sh.counts.browser_received.load(Ordering::Relaxed),
+        if why.is_empty() { String::new() } else { format!(" ({why})") },
         100.0 * cpu / window.as_secs_f64(),
         cpu / call_minutes,
         (pcpu1 - pcpu0) as f64 / 1e9,

@@ -68,6 +68,9 @@ pub enum Event {
     AgentEnded,
     /// No RTP from the answered agent for the media timeout.
     AgentMediaTimeout,
+    /// The answered agent's media never came up (a browser agent's DTLS handshake
+    /// failed or its certificate did not match the answer's fingerprint); the reason.
+    AgentMediaFailed(String),
     /// The prompt played to the agent (not a looped one) finished.
     AgentPromptDone,
     /// Answer to [`Action::RelayEarlyMedia`]: whether the legs are bridged.
@@ -146,18 +149,24 @@ pub trait Flow {
 }
 
 /// How a call being bridged, or bridged, ends on `ev`, if it does; both
-/// legs are hung up. A bridge that failed is `agent_no_answer` (the agent
-/// took no call); once bridged, a hang-up or a media timeout on either side
-/// is `human`.
+/// legs are hung up. A bridge that failed, or an agent whose media never came
+/// up, is `agent_no_answer` (the agent took no call); once bridged, a hang-up
+/// or a media timeout on either side is `human`.
 pub fn bridge_ending(ev: &Event, out: &mut Vec<Action>) -> Option<Finish> {
     let f = match ev {
         Event::BridgeFailed(e) => Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("bridge failed: {e}")),
+        Event::AgentMediaFailed(e) => agent_media_failed(e),
         Event::CustomerEnded | Event::AgentEnded | Event::AgentMediaTimeout => Finish::new(Outcome::Human, Some(200)),
         _ => return None,
     };
     out.push(Action::HangUpCustomer);
     out.push(Action::HangUpAgent);
     Some(f)
+}
+
+/// How an attempt ends when the answered agent's media never came up.
+pub fn agent_media_failed(reason: &str) -> Finish {
+    Finish::new(Outcome::AgentNoAnswer, Some(200)).note(format!("agent media failed: {reason}"))
 }
 
 /// Runs `m` to its end on the real legs: performs its actions, feeds it
@@ -378,6 +387,9 @@ async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     p.absorb(&ev, "agent", in_call);
     match ev {
         PartyEvent::Media(MediaEvent::Timeout) => Some(Event::AgentMediaTimeout),
+        // Media that never came up: the agent took no call. Once it had flowed, a
+        // failure (ICE consent lost) ends the call like a hang-up.
+        PartyEvent::Media(MediaEvent::Failed { reason, set_up: false }) => Some(Event::AgentMediaFailed(reason)),
         PartyEvent::Media(MediaEvent::PlayDone) => Some(Event::AgentPromptDone),
         ev if ev.ends_call() => Some(Event::AgentEnded),
         _ => None,

@@ -65,6 +65,8 @@ pub enum WebRtcError {
     NoPendingOffer,
     #[error("the browser accepted none of PCMU, PCMA and Opus")]
     NoAudioCodec,
+    #[error("the browser did not accept telephone-event/8000")]
+    NoTelephoneEvent,
     #[error("the leg is not connected yet or has failed")]
     NotConnected,
     #[error("webrtc: {0}")]
@@ -245,6 +247,25 @@ impl WebRtcLeg {
         Ok(())
     }
 
+    /// Sends one RFC 4733 telephone-event packet's reports (`payload`, whole 4-byte
+    /// reports) to the browser; `rtp_time` is the event's start at 8 kHz (§2.3.1), the
+    /// same in every report of one event.
+    pub fn send_telephone(&mut self, now: Instant, payload: &[u8], rtp_time: u64) -> Result<(), WebRtcError> {
+        if !self.connected || self.failed {
+            return Err(WebRtcError::NotConnected);
+        }
+        let mid = self.mid.ok_or(WebRtcError::NotConnected)?;
+        let writer = self.rtc.writer(mid).ok_or(WebRtcError::NotConnected)?;
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == Frequency::EIGHT_KHZ)
+            .map(|p| p.pt())
+            .ok_or(WebRtcError::NoTelephoneEvent)?;
+        let r = writer.write(pt, now, MediaTime::new(rtp_time, Frequency::EIGHT_KHZ), payload.to_vec());
+        self.after(r);
+        Ok(())
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
     }
@@ -264,6 +285,11 @@ impl WebRtcLeg {
 
     pub fn is_connected(&self) -> bool {
         self.connected && !self.failed
+    }
+
+    /// Whether ICE and DTLS were ever done (also after a later failure).
+    pub fn was_connected(&self) -> bool {
+        self.connected
     }
 
     fn after(&mut self, r: Result<(), RtcError>) {

@@ -284,6 +284,36 @@ fn the_browsers_keypad_arrives_as_rfc4733_reports() {
 }
 
 #[test]
+fn rfc4733_reports_sent_by_the_leg_reach_the_browser_as_telephone_events() {
+    let mut now = Instant::now();
+    let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();
+    let mut b = Browser::new(now);
+    leg.accept_answer(&b.answer(&offer)).unwrap();
+    assert!(run(&mut now, &mut leg, &mut b, 500, |l, b| l.is_connected() && b.connected), "no connection");
+    // Key 9 from the carrier, relayed report by report as it arrives: every 20 ms a
+    // report with the event's start timestamp and a growing duration, the last with
+    // the end bit; audio before and after.
+    leg.send_audio(now, AudioCodec::Pcmu, &[0x55; 160], 8000).unwrap();
+    for k in 1..=5u16 {
+        now += Duration::from_millis(20);
+        let end = if k == 5 { 0x80 } else { 0 };
+        let d = (160 * k).to_be_bytes();
+        leg.send_telephone(now, &[9, end | 10, d[0], d[1]], 8160).unwrap();
+        run(&mut now, &mut leg, &mut b, 20, |_, _| false);
+    }
+    now += Duration::from_millis(20);
+    leg.send_audio(now, AudioCodec::Pcmu, &[0x55; 160], 9000).unwrap();
+    run(&mut now, &mut leg, &mut b, 50, |_, _| false);
+    let tele: Vec<&Vec<u8>> = b.audio.iter().filter(|(c, _)| *c == Codec::Tele).map(|(_, p)| p).collect();
+    assert!(!tele.is_empty(), "no telephone-event reached the browser: {:?}", b.audio.iter().map(|(c, p)| (c, p.len())).collect::<Vec<_>>());
+    assert!(tele.iter().all(|p| p.len() % 4 == 0 && p[0] == 9), "{tele:?}");
+    let last = tele.last().unwrap();
+    let last = &last[last.len() - 4..];
+    assert!(last[1] & 0x80 != 0 && u16::from_be_bytes([last[2], last[3]]) == 800, "the end report with 100 ms: {tele:?}");
+    assert_eq!(b.audio.iter().filter(|(c, _)| *c == Codec::PCMU).count(), 2, "audio around the event still flows");
+}
+
+#[test]
 fn a_browser_without_g711_gets_opus_at_48_khz() {
     let mut now = Instant::now();
     let (mut leg, offer) = WebRtcLeg::offer(now, leg_addr()).unwrap();

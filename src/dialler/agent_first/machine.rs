@@ -132,7 +132,12 @@ impl Flow for AgentFirst {
                 out.push(Action::HangUpCustomer);
                 self.end(out, Finish::new(Outcome::AgentUnavailable, None).note("the agent hung up before the customer answered"));
             }
-            (State::BusyTone { finish, .. }, Event::AgentPromptDone | Event::AgentEnded | Event::AgentMediaTimeout) => {
+            (State::Dialling { .. } | State::Cancelling { .. }, Event::AgentMediaFailed(reason)) => {
+                out.push(Action::HangUpCustomer);
+                out.push(Action::HangUpAgent);
+                self.end(out, flow::agent_media_failed(&reason));
+            }
+            (State::BusyTone { finish, .. }, Event::AgentPromptDone | Event::AgentMediaFailed(_) | Event::AgentEnded | Event::AgentMediaTimeout) => {
                 out.push(Action::HangUpAgent);
                 self.end(out, finish);
             }

@@ -112,6 +112,25 @@ fn a_customer_that_cannot_be_dialled_is_heard_as_busy_tone_then_recorded() {
 }
 
 #[test]
+fn agent_media_failing_while_the_customer_rings_hangs_up_both_as_agent_no_answer() {
+    let mut s = dialling();
+    s.ev(Event::CustomerProgress { early_media: false });
+    let out = s.ev(Event::AgentMediaFailed("DTLS handshake failed".into()));
+    assert_eq!(out[..2], [Action::HangUpCustomer, Action::HangUpAgent]);
+    let f = finish(&out);
+    assert_eq!((f.outcome, f.note.as_deref()), (Outcome::AgentNoAnswer, Some("agent media failed: DTLS handshake failed")));
+}
+
+#[test]
+fn agent_media_failing_once_bridged_is_agent_no_answer() {
+    let mut s = dialling();
+    s.ev(Event::CustomerAnswered { usable: true });
+    s.m.bridged(&mut Vec::new());
+    let f = finish(&s.ev(Event::AgentMediaFailed("remote fingerprint no match".into()))).clone();
+    assert_eq!(f.outcome, Outcome::AgentNoAnswer);
+}
+
+#[test]
 fn media_timeout_while_bridged_ends_the_call() {
     let mut s = dialling();
     s.ev(Event::CustomerAnswered { usable: true });

@@ -285,6 +285,18 @@ fn bridge_failure_is_agent_no_answer() {
 }
 
 #[test]
+fn agent_media_that_never_came_up_is_agent_no_answer_with_its_cause() {
+    let mut s = agent_ringing(false);
+    s.ev(Event::AgentAnswered);
+    s.m.bridged(&mut Vec::new());
+    let out = s.ev(Event::AgentMediaFailed("remote fingerprint no match".into()));
+    assert!(out.contains(&Action::HangUpCustomer) && out.contains(&Action::HangUpAgent), "{out:?}");
+    let f = finish(&out);
+    assert_eq!((f.outcome, f.sip_status), (Outcome::AgentNoAnswer, Some(200)));
+    assert_eq!(f.note.as_deref(), Some("agent media failed: remote fingerprint no match"));
+}
+
+#[test]
 fn a_customer_that_cannot_be_dialled_ends_the_attempt_as_recorded() {
     let (mut s, _) = queue();
     let f = crate::dialler::attempt::Finish::new(Outcome::Failed, None).note("not an E.164 number");

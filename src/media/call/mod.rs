@@ -61,8 +61,9 @@ pub enum MediaEvent {
     Timeout,
     /// The leg's media transport cannot go on (a browser leg: the DTLS handshake
     /// failed, the certificate did not match the answer's fingerprint, or ICE consent
-    /// expired, RFC 7675).
-    Failed { reason: String },
+    /// expired, RFC 7675). `set_up`: whether media had flowed before (ICE and DTLS
+    /// done); a leg that never got there carried no call.
+    Failed { reason: String, set_up: bool },
 }
 
 /// Why a media operation failed.

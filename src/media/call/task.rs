@@ -222,10 +222,16 @@ impl LegState {
     fn send(&mut self, now: Instant, pt: u8, marker: bool, position: u64, payload: &[u8], ticks: u64) -> bool {
         self.next_pos = self.next_pos.max(position + ticks);
         if let Some(b) = self.rtc.as_mut() {
-            // Audio only: the browser hears the carrier's tones as audio; RFC 4733
-            // events toward it are not sent.
-            let Some(codec) = self.media.filter(|m| m.pt == pt).map(|m| rtc_codec(m.codec)) else { return false };
-            let sent = self.sends && b.leg.send_audio(now, codec, payload, position).is_ok();
+            // Audio, and RFC 4733 events (the carrier's or customer's keys) when the
+            // browser accepted telephone-event/8000.
+            let Some(m) = self.media else { return false };
+            let sent = if m.pt == pt {
+                self.sends && b.leg.send_audio(now, rtc_codec(m.codec), payload, position).is_ok()
+            } else if m.telephone_event == Some(pt) {
+                self.sends && b.leg.send_telephone(now, payload, position).is_ok()
+            } else {
+                return false;
+            };
             if sent {
                 self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
                 self.flush();
@@ -730,7 +736,9 @@ impl LegTask {
                     continue;
                 }
                 LegEvent::Failed { reason } => {
-                    leg.emit(MediaEvent::Failed { reason });
+                    let set_up = b.leg.was_connected();
+                    tracing::info!(leg = leg.id, reason = %reason, set_up, "browser media failed: leg ends");
+                    leg.emit(MediaEvent::Failed { reason, set_up });
                     continue;
                 }
                 LegEvent::Audio { payload, rtp_time, .. } => (leg.media.map(|m| m.pt), payload, rtp_time),
