@@ -238,8 +238,14 @@ fn a_database_restart_refuses_changes_then_both_nodes_resume() {
 
     pg.kill();
     for (i, n) in nodes.iter().enumerate() {
-        let (st, v) = post(n.port, &format!("+1887{i:07}"));
-        assert!(st >= 500, "node {i} acknowledged a booking with the database down: {st} {v}");
+        let body = json!({"phone": format!("+1887{i:07}"), "queue": "support"}).to_string();
+        let (st, v, headers) = common::api::raw(n.port, "POST", "/v1/callbacks", Some(RW), Some(&body), &[]).unwrap();
+        assert_eq!(st, 503, "node {i} with the database down: {st} {v}");
+        assert_eq!(v["error"]["code"], "storage_unavailable", "{v}");
+        assert!(headers.iter().any(|(k, val)| k.eq_ignore_ascii_case("retry-after") && val.parse::<u64>().is_ok()), "no Retry-After: {headers:?}");
+        // A read answers the same way, not 500.
+        let (st, v) = request(n.port, "GET", "/v1/callbacks?limit=5", Some(RW), None, &[]).unwrap();
+        assert_eq!(st, 503, "node {i} list with the database down: {v}");
     }
     pg.restart();
 
