@@ -33,6 +33,9 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}" ${KPID:-} ${SIPPID:-}; do kill "$p" 2>/dev/null || true; done
   [ -n "${KPID:-}" ] && kill -9 -- -"$KPID" 2>/dev/null || true
+  # $PGPID is the subshell that started the server; the postmaster's own pid is
+  # the first line of postmaster.pid (immediate shutdown: SIGQUIT).
+  [ -f "$TMP/pg/data/postmaster.pid" ] && kill -QUIT "$(head -1 "$TMP/pg/data/postmaster.pid")" 2>/dev/null || true
   [ -n "${PGPID:-}" ] && kill -QUIT "$PGPID" 2>/dev/null || true
   sleep 0.5
   # KEEP=1 keeps the logs (nodes, Kamailio, the carrier's messages) for a look after the run.
