@@ -182,3 +182,57 @@ pub async fn merge_others(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::saved::SavedBinding;
+    use crate::clock::SystemClock;
+
+    fn remote(contact: &str, port: u16, expires_at: i64) -> SavedBinding {
+        SavedBinding { contact: contact.into(), expires_at, source: ([127, 0, 0, 1], port).into() }
+    }
+
+    #[tokio::test]
+    async fn other_nodes_bindings_are_added_once_and_follow_their_changes() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let later = clock.now_ms() + 3_600_000;
+        let local = AgentBindings::default();
+        let peer = crate::sip::Peer { addr: ([127, 0, 0, 1], 5070).into(), transport: crate::config::Transport::Udp };
+        let mine = AgentBinding { contact: "sip:alice@10.0.0.1".into(), expires_at: Instant::now() + Duration::from_secs(600), source: peer };
+        local.write().unwrap().insert("alice".into(), vec![mine.clone()]);
+        let (_local_tx, local_rx) = watch::channel(0u64);
+        let mut others = Others::new();
+        // alice's contact also held by another node (a phone that moved) is not added twice.
+        others.insert("alice".into(), vec![remote("sip:alice@10.0.0.1", 5071, later), remote("sip:alice@10.0.0.2", 5072, later)]);
+        others.insert("bob".into(), vec![remote("sip:bob@10.0.0.3", 5073, later)]);
+        let (others_tx, others_rx) = watch::channel(Arc::new(others));
+        let merged = AgentBindings::default();
+        let (merged_tx, mut merged_rx) = watch::channel(0u64);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(merge_others(local, local_rx, others_rx, merged.clone(), merged_tx, clock, stop_rx));
+
+        merged_rx.changed().await.unwrap();
+        {
+            let view = merged.read().unwrap();
+            let contacts = |a: &str| view.get(a).map(|l| l.iter().map(|b| b.contact.clone()).collect::<Vec<_>>()).unwrap_or_default();
+            assert_eq!(contacts("alice"), vec!["sip:alice@10.0.0.1", "sip:alice@10.0.0.2"]);
+            assert_eq!(view["alice"][0], mine, "this node's own binding is kept as is");
+            assert_eq!(contacts("bob"), vec!["sip:bob@10.0.0.3"]);
+            assert_eq!(view["bob"][0].source.addr.port(), 5073, "rung where the other node's REGISTER came from");
+        }
+
+        // bob unregisters at the other node: gone here; an expired binding is not added.
+        let mut next = Others::new();
+        next.insert("carol".into(), vec![remote("sip:carol@10.0.0.4", 5074, 1)]);
+        others_tx.send(Arc::new(next)).unwrap();
+        merged_rx.changed().await.unwrap();
+        {
+            let view = merged.read().unwrap();
+            assert_eq!(view.keys().collect::<Vec<_>>(), vec!["alice"], "{view:?}");
+            assert_eq!(view["alice"], vec![mine]);
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
