@@ -33,9 +33,13 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}" ${KPID:-} ${SIPPID:-}; do kill "$p" 2>/dev/null || true; done
   [ -n "${KPID:-}" ] && kill -9 -- -"$KPID" 2>/dev/null || true
+  # $PGPID is the subshell that started the server; the postmaster's own pid is
+  # the first line of postmaster.pid (immediate shutdown: SIGQUIT).
+  [ -f "$TMP/pg/data/postmaster.pid" ] && kill -QUIT "$(head -1 "$TMP/pg/data/postmaster.pid")" 2>/dev/null || true
   [ -n "${PGPID:-}" ] && kill -QUIT "$PGPID" 2>/dev/null || true
   sleep 0.5
-  rm -rf "$TMP"
+  # KEEP=1 keeps the logs (nodes, Kamailio, the carrier's messages) for a look after the run.
+  if [ -n "${KEEP:-}" ]; then echo "logs kept in $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 export REDIAL_TOKEN=bench-secret-0001
@@ -58,7 +62,13 @@ start() {
   http=$(port); sip=$(port)
   mkdir -p "$dir/profiles"
   [ -n "${PROFILE:-}" ] && printf '%s\n' "$PROFILE" > "$dir/profiles/carrier.toml"
+  # Nodes on one machine share its addresses: each gets its own RTP port range,
+  # or they bind in step from the same first pair and an attempt that finds 16
+  # pairs taken in a row fails before its INVITE ("no media port").
+  MEDIA_N=$(( ${MEDIA_N:-0} + 1 ))
   cat > "$dir/redial.toml" <<TOML
+[media]
+ports = "$(( 21000 + MEDIA_N * 1000 ))-$(( 21999 + MEDIA_N * 1000 ))"
 [sip]
 listen = "127.0.0.1:$sip"
 [http]
@@ -150,11 +160,16 @@ else:
     # An attempt's start is its due time when it was armed ahead; its end
     # (the carrier's 486 back through Kamailio) is what the customer's
     # phone would have seen by then.
+    outcomes = {}
     def first(c):
         a = get("/v1/callbacks/" + c["id"] + "/attempts")["items"]
+        if a:
+            k = (a[0].get("outcome"), a[0].get("sip_status"), a[0].get("note"))
+            outcomes[k] = outcomes.get(k, 0) + 1
         return ms(a[0]["ended_at"]) - ms(c["due_at"]) if a and a[0].get("ended_at") else None
     with cf.ThreadPoolExecutor(16) as ex:
         late = sorted(x for x in ex.map(first, cbs) if x is not None)
+    print("  first attempts by (outcome, SIP status):", ", ".join(f"{o}/{s}{' (' + t + ')' if t else ''}: {n}" for (o, s, t), n in sorted(outcomes.items(), key=str)))
 pct = lambda p: late[min(len(late) - 1, int(len(late) * p / 100))]
 print(f"  {herd} due at once on {len(urls)} node(s): drained {took:.2f} s after due, {herd / took:.0f} fired/s; "
       f"lateness p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {late[-1]:.0f} ms over {len(late)}")
@@ -189,8 +204,15 @@ echo "== PostgreSQL, 3 nodes, calls through Kamailio to a SIPp carrier (486)"
 psql_ "CREATE DATABASE three"
 KPORT=$(port)
 CARRIER=$(port)
+# SIPp asks for a 64 KiB UDP receive buffer unless told (`-buff_size`); a herd's
+# INVITEs from Kamailio overflow it (the kernel drops them: `ss -uam` shows the
+# socket's drop count), so the carrier gets 1 MiB, like Kamailio's own (which it
+# raises to 512 KiB at start). CARRIER_BUFF=default leaves SIPp's default.
+CARRIER_BUFF=${CARRIER_BUFF:-1048576}
+BUFF=()
+[ "$CARRIER_BUFF" != default ] && BUFF=(-buff_size "$CARRIER_BUFF")
 sipp -sf tests/sipp/dial_carrier_busy.xml -i 127.0.0.1 -p "$CARRIER" -m 1000000 -bg -trace_msg -message_file "$TMP/carrier.log" \
-  -set dir "$TMP" -set rtp_port 9 >/dev/null 2>&1 || true
+  "${BUFF[@]}" -set dir "$TMP" -set rtp_port 9 >/dev/null 2>&1 || true
 SIPPID=$(pgrep -n -f "sipp -sf tests/sipp/dial_carrier_busy.xml -i 127.0.0.1 -p $CARRIER" || true)
 PROFILE="proxy = \"sip:127.0.0.1:$KPORT\"
 domain = \"127.0.0.1:$CARRIER\"
@@ -211,6 +233,7 @@ KPID=$!
 sleep 4 # the leases settle into thirds; dispatcher probes the nodes
 [ "${ONLY:-}" != sip ] && post && herd
 herd "$SIP_HERD" k +1777
+[ -n "${SIPPID:-}" ] && echo "  the carrier's UDP socket: $(ss -uanmp 2>/dev/null | grep -A1 "pid=$SIPPID," | grep -o 'rb[0-9]*\|d[0-9]*)' | tr '\n' ' ')(rb = receive buffer, d = datagrams the kernel dropped)"
 echo "  the carrier got $(grep -E '^\s*X-Redial-Attempt:' "$TMP/carrier.log" | sort -u | wc -l) attempts in $(grep -E '^\s*Call-ID:' "$TMP/carrier.log" | sort -u | wc -l) calls ($(grep -cE '^\s*INVITE sip:' "$TMP/carrier.log" || true) INVITEs with retransmissions and later requests); Kamailio refused $(grep -c 'second INVITE for attempt' "$TMP/kamailio.log" || true) as second ones"
 
 echo "== take-over after SIGKILL (lease 10 s), $TAKEOVERS times"

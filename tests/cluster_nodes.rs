@@ -15,144 +15,17 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::api::{request, ADMIN, RW};
+use common::api::{request, RW};
+use common::cluster::{balanced, eventually, get, Node};
 use common::kamailio::Front;
 use common::pg::Postgres;
 use common::Sipp;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-
-const SHARDS: u32 = 12;
-
-struct Node {
-    name: String,
-    dir: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    port: u16,
-    sip: std::net::SocketAddr,
-}
-
-impl Node {
-    /// A node of the cluster on `url`. With `trunk` = (front, carrier) it
-    /// calls customers of queue `support` through the front to the carrier;
-    /// without, the queue has no trunk and a hand-over ends its attempt
-    /// `failed` at once.
-    fn start(root: &Path, name: &str, url: &str, trunk: Option<(SocketAddr, SocketAddr)>) -> Node {
-        let dir = root.join(name);
-        let profiles = dir.join("sip-profiles");
-        std::fs::create_dir_all(&profiles).unwrap();
-        let mut cfg = common::api::config(&dir.join("unused.redb"), &profiles, true);
-        if let Some((front, carrier)) = trunk {
-            // The Request-URI names the carrier; every request goes to the front.
-            std::fs::write(
-                profiles.join("carrier.toml"),
-                format!("proxy = \"sip:{front}\"\ndomain = \"{carrier}\"\nregister = false\ncaller_id = \"+15550100\"\ncodecs = [\"PCMU\"]\noptions_ping = \"0\"\n"),
-            )
-            .unwrap();
-            cfg = cfg.replacen(
-                "name = \"support\"\n",
-                "name = \"support\"\nprofile = \"carrier\"\nmax_attempts = 2\nretry_delay = \"1s\"\n",
-                1,
-            );
-        }
-        let storage = format!("[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
-        let cfg = cfg.replacen("[storage]\n", &storage, 1).replacen(&format!("path = \"{}\"\n", dir.join("unused.redb").display()), "", 1);
-        let cfg = format!(
-            "{cfg}\n[cluster]\nnode = \"{name}\"\nshards = {SHARDS}\nlease = \"3s\"\nrenew_every = \"500ms\"\nmargin = \"1s\"\n"
-        );
-        let config = dir.join("redial.toml");
-        std::fs::write(&config, cfg).unwrap();
-        let log = dir.join("redial.log");
-        let mut n = Node { name: name.into(), dir, log, child: None, port: 0, sip: ([127, 0, 0, 1], 0).into() };
-        n.spawn(&config);
-        n
-    }
-
-    fn spawn(&mut self, config: &Path) {
-        let stdout = self.dir.join("stdout.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let (child, bound) = common::serve(
-            &self.dir,
-            config,
-            |cmd| {
-                cmd.env("RUST_LOG", "warn,redial::dialler=info,redial::cluster=info")
-                    .env("NO_COLOR", "1")
-                    .env("REDIAL_DEV_UNLIMITED_AGENTS", "1")
-                    .env("REDIAL_API_RATE", "1000000")
-                    .env("REDIAL_API_BURST", "1000000")
-                    .stdout(std::fs::File::create(&stdout).unwrap())
-                    .stderr(Stdio::from(log));
-            },
-            |_| {},
-            || std::fs::read_to_string(&self.log).unwrap_or_default(),
-        );
-        self.child = Some(child);
-        self.port = bound.http.port();
-        self.sip = bound.sip;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.child.is_some()
-    }
-
-    /// Every hand-over this node's dialler logged: (callback, attempt).
-    fn hand_overs(&self) -> Vec<(String, u64)> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("callback due"))
-            .filter_map(|line| {
-                let field = |k: &str| line.split(&format!("{k}=")).nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string);
-                Some((field("callback")?, field("attempt")?.parse().ok()?))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn get(port: u16, path: &str, token: &str) -> Value {
-    let (st, v) = request(port, "GET", path, Some(token), None, &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    assert_eq!(st, 200, "GET {path}: {v}");
-    v
-}
-
-/// Polls `f` until it returns `Some`, for at most `limit`.
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Every shard leased by a live node, and each of `nodes` holding some.
-fn balanced(port: u16, nodes: &[&str]) -> bool {
-    let v = get(port, "/v1/cluster", ADMIN);
-    let held: HashMap<String, i64> =
-        v["nodes"].as_array().unwrap().iter().filter(|n| n["live"] == true).map(|n| (n["node"].as_str().unwrap().to_string(), n["shards"].as_i64().unwrap())).collect();
-    nodes.iter().all(|n| held.get(*n).copied().unwrap_or(0) > 0) && held.values().sum::<i64>() == i64::from(SHARDS)
-}
 
 fn millis(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|e| panic!("{rfc3339}: {e}")).timestamp_millis()
@@ -365,8 +238,14 @@ fn a_database_restart_refuses_changes_then_both_nodes_resume() {
 
     pg.kill();
     for (i, n) in nodes.iter().enumerate() {
-        let (st, v) = post(n.port, &format!("+1887{i:07}"));
-        assert!(st >= 500, "node {i} acknowledged a booking with the database down: {st} {v}");
+        let body = json!({"phone": format!("+1887{i:07}"), "queue": "support"}).to_string();
+        let (st, v, headers) = common::api::raw(n.port, "POST", "/v1/callbacks", Some(RW), Some(&body), &[]).unwrap();
+        assert_eq!(st, 503, "node {i} with the database down: {st} {v}");
+        assert_eq!(v["error"]["code"], "storage_unavailable", "{v}");
+        assert!(headers.iter().any(|(k, val)| k.eq_ignore_ascii_case("retry-after") && val.parse::<u64>().is_ok()), "no Retry-After: {headers:?}");
+        // A read answers the same way, not 500.
+        let (st, v) = request(n.port, "GET", "/v1/callbacks?limit=5", Some(RW), None, &[]).unwrap();
+        assert_eq!(st, 503, "node {i} list with the database down: {v}");
     }
     pg.restart();
 

@@ -74,10 +74,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Retry-After` of a request refused while the database is unavailable: about
+/// what a node needs to connect again after the server is back.
+pub const STORAGE_RETRY_AFTER_S: u64 = 5;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Closed => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "redial is shutting down"),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "API request refused: the database is unavailable");
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the database is unavailable; nothing was changed, try again");
+                err.retry_after = Some(STORAGE_RETRY_AFTER_S);
+                err
+            }
             e => Self::internal(&e),
         }
     }
@@ -150,6 +160,9 @@ impl From<OpsError> for ApiError {
         let mut err = Self::new(status, e.code(), e.public_message());
         err.detail.field = e.field().map(str::to_string);
         err.detail.existing_id = e.existing_id();
+        if err.detail.code == "storage_unavailable" {
+            err.retry_after = Some(STORAGE_RETRY_AFTER_S);
+        }
         err
     }
 }

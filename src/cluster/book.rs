@@ -71,7 +71,22 @@ pub fn pg_error(e: tokio_postgres::Error) -> StoreError {
             None => e.to_string(),
         },
     };
-    StoreError::Postgres(text.into())
+    if is_outage(&e) { StoreError::Unavailable(text.into()) } else { StoreError::Postgres(text.into()) }
+}
+
+/// Whether `e` says the server cannot be reached rather than that a statement
+/// failed: no answer from the server at all (connect refused, the connection
+/// closed, an I/O error), or SQLSTATE class 08 (connection exception) or 57P
+/// (the server shutting down or starting: `admin_shutdown`, `crash_shutdown`,
+/// `cannot_connect_now`).
+fn is_outage(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P")
+        }
+        None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
 }
 
 /// Which shards this node may dial, shared with the lease loop. A book

@@ -91,6 +91,12 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE redial_agent_away (
          agent text PRIMARY KEY
      );",
+    // 5: each node owns the bindings it registered (`node`), so two nodes holding
+    // different bindings of one agent do not overwrite each other's; rows written
+    // before this migration belong to no node ('').
+    "ALTER TABLE redial_agent_bindings ADD COLUMN node text NOT NULL DEFAULT '';
+     ALTER TABLE redial_agent_bindings DROP CONSTRAINT redial_agent_bindings_pkey;
+     ALTER TABLE redial_agent_bindings ADD PRIMARY KEY (agent, node, contact);",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -206,6 +206,10 @@ impl OpsError {
     /// faults, which are logged here and named only vaguely.
     pub fn public_message(&self) -> String {
         match self.class() {
+            Class::Unavailable if self.code() == "storage_unavailable" => {
+                tracing::warn!(error = %self, "operation refused: the database is unavailable");
+                "the database is unavailable; nothing was changed, try again".into()
+            }
             Class::Unavailable => "redial is shutting down".into(),
             Class::Internal => {
                 tracing::error!(error = %self, "operation failed");
@@ -218,7 +222,7 @@ impl OpsError {
 
 fn store_class(s: &StoreError) -> Class {
     match s {
-        StoreError::Closed => Class::Unavailable,
+        StoreError::Closed | StoreError::Unavailable(_) => Class::Unavailable,
         _ => Class::Internal,
     }
 }
@@ -226,6 +230,7 @@ fn store_class(s: &StoreError) -> Class {
 fn store_code(s: &StoreError) -> &'static str {
     match s {
         StoreError::Closed => "shutting_down",
+        StoreError::Unavailable(_) => "storage_unavailable",
         _ => "internal",
     }
 }
@@ -247,6 +252,9 @@ mod tests {
         assert_eq!((e.class(), e.code()), (Class::Conflict, "wrong_state"));
         let e = OpsError::from(StoreError::Closed);
         assert_eq!((e.class(), e.code(), e.public_message().as_str()), (Class::Unavailable, "shutting_down", "redial is shutting down"));
+        let e = OpsError::from(StoreError::Unavailable("connection refused".into()));
+        assert_eq!((e.class(), e.code()), (Class::Unavailable, "storage_unavailable"));
+        assert!(e.public_message().contains("database is unavailable"), "{}", e.public_message());
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let prompts = Arc::new(Prompts::load(&cfg)?);
     // Registrations saved by the last run, restored before the first REGISTER is read.
     let registrations = saved::open(&cfg).await?;
-    let snapshot = match registrations.load().await {
+    let snapshot = match registrations.store.load().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "saved registrations unreadable; agents register afresh");
@@ -152,7 +152,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
     saved::restore_away(&agents, &snapshot);
     let saving = tokio::spawn(saved::write_behind(
-        registrations,
+        registrations.store,
         sip.agents.clone(),
         dirty,
         agents.clone(),
@@ -160,6 +160,27 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         clock.clone(),
         stop_rx.clone(),
     ));
+    // In a cluster the dialler and the agents' registry see this node's bindings with
+    // the other nodes' added; the write-behind above saves this node's own.
+    let (bindings, binding_changes) = match registrations.shared {
+        Some(pg) => {
+            let (others_tx, others_rx) = watch::channel(Arc::default());
+            tokio::spawn(crate::cluster::bindings::follow_others(pg, clock.clone(), others_tx, stop_rx.clone()));
+            let merged = crate::sip::endpoint::AgentBindings::default();
+            let (merged_tx, merged_rx) = watch::channel(0);
+            tokio::spawn(saved::merge_others(
+                sip.agents.clone(),
+                sip.agent_changes.clone(),
+                others_rx,
+                merged.clone(),
+                merged_tx,
+                clock.clone(),
+                stop_rx.clone(),
+            ));
+            (merged, merged_rx)
+        }
+        None => (sip.agents.clone(), sip.agent_changes.clone()),
+    };
     let gate = Arc::new(Gate::new(&cfg, agents.clone()));
     let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
@@ -191,8 +212,8 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         stop_rx.clone(),
     );
     tokio::spawn(bridge::follow_agent_bindings(
-        sip.agents.clone(),
-        sip.agent_changes.clone(),
+        bindings.clone(),
+        binding_changes,
         agents.clone(),
         clock.clone(),
         test_clock.as_ref().map(|c| c.jumps()),
@@ -205,7 +226,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         book: core.book.clone(),
         agents,
         calls: sip.calls.clone(),
-        bindings: sip.agents.clone(),
+        bindings,
         media,
         prompts,
         metrics: core.metrics.clone(),

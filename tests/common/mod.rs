@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod cluster;
 
 /// How long `redial serve` may take to write its ready file. Generous: a
 /// loaded CI machine may be slow, and an early exit ends the wait at once.

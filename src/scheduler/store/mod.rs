@@ -84,6 +84,10 @@ pub enum StoreError {
     /// The PostgreSQL book (cluster mode) failed.
     #[error("PostgreSQL: {0}")]
     Postgres(Arc<str>),
+    /// The PostgreSQL server cannot be reached now (down, restarting, the
+    /// connection cut): nothing was changed; the same request may succeed later.
+    #[error("PostgreSQL unavailable: {0}")]
+    Unavailable(Arc<str>),
     /// The backend cannot do this (a file backup of a PostgreSQL book).
     #[error("{0}")]
     Unsupported(&'static str),
