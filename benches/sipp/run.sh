@@ -123,11 +123,12 @@ if [ "$failed" = 0 ] && [ "$ok" = "$calls" ] && awk -v e="$elapsed_s" -v s="$sec
   pass=yes
 fi
 echo "pass=$pass elapsed_s=$elapsed_s"
-# Answers 503 (the overload guard, or Kamailio's own) among the unexpected messages.
+# 503 answers among the unexpected messages (the overload guard, or Kamailio's own),
+# retransmitted ones to calls already failed included.
 n503=$(grep -c 'SIP/2.0 503 ' "$work/errors.log" 2>/dev/null || true)
 achieved=$(awk -v n="$ok" -v e="$elapsed_s" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
 why="achieved=${achieved}/s retransmissions=$retrans"
-[ "$failed" != 0 ] && why="$why failed=$failed (unexpected_answer=$unexpected of which 503=${n503:-0}, max_udp_retrans=$maxretrans, recv_timeout=$recvtimeout)"
+[ "$failed" != 0 ] && why="$why failed=$failed (unexpected_answer=$unexpected 503_answers=${n503:-0}, max_udp_retrans=$maxretrans, recv_timeout=$recvtimeout)"
 [ "$ok" != "$calls" ] && why="$why completed=$ok/$calls"
 awk -v e="$elapsed_s" -v s="$secs" 'BEGIN { exit !(e > s + 1) }' && why="$why not_sustained=elapsed ${elapsed_s}s>$((secs + 1))s"
 echo "why=$why"

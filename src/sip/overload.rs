@@ -3,7 +3,8 @@
 //! retransmissions, call legs in set-up, messages waiting) at most every
 //! [`SAMPLE_EVERY`] and asks, per new INVITE or REGISTER, whether to admit it.
 //! Above any limit the answer is 503 with `Retry-After` (RFC 3261 §21.5.4)
-//! until every measure is back under `resume_at` of its limit. Sampling, not
+//! until every measure is back under `resume_at` of its limit; the queue counts
+//! once two samples in a row find it full. Sampling, not
 //! counting per request, keeps the check O(1) on the hot path.
 
 use std::time::{Duration, Instant};
@@ -31,13 +32,17 @@ pub struct Overload {
     cfg: OverloadConfig,
     overloaded: bool,
     next_sample: Option<Instant>,
+    /// Whether the previous sample found the queue at its limit: a backlog is overload only
+    /// when two samples in a row see it, so a burst that drains within one sample period
+    /// (a scheduling hiccup at tens of thousands of messages/s) refuses nothing.
+    queue_was_full: bool,
     /// New requests refused since start.
     refused: u64,
 }
 
 impl Overload {
     pub fn new(cfg: OverloadConfig) -> Self {
-        Self { cfg, overloaded: false, next_sample: None, refused: 0 }
+        Self { cfg, overloaded: false, next_sample: None, queue_was_full: false, refused: 0 }
     }
 
     /// Whether a sample is due at `now`.
@@ -49,11 +54,15 @@ impl Overload {
     pub fn sample(&mut self, now: Instant, load: Load) -> Option<bool> {
         self.next_sample = Some(now + SAMPLE_EVERY);
         let c = &self.cfg;
+        let queue_full = load.queued >= c.max_queued;
+        // Entering overload on the queue needs it full at this sample and the one before.
+        let queued = if self.overloaded || (queue_full && self.queue_was_full) { load.queued } else { 0 };
+        self.queue_was_full = queue_full;
         let measures = [
             (load.transactions, c.max_transactions),
             (load.kept_bytes, c.max_kept_bytes),
             (load.call_setups, c.max_call_setups),
-            (load.queued, c.max_queued),
+            (queued, c.max_queued),
         ];
         let next = if self.overloaded {
             // Stay until every measure is under its resume mark.
@@ -113,10 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_backlog_alone_is_overload() {
+    fn a_queue_backlog_alone_is_overload_when_two_samples_in_a_row_see_it() {
         let t0 = Instant::now();
         let mut o = Overload::new(cfg());
-        assert_eq!(o.sample(t0, Load { transactions: 0, call_setups: 0, queued: 50, ..Load::default() }), Some(true));
+        let full = Load { queued: 50, ..Load::default() };
+        assert_eq!(o.sample(t0, full), None, "one sample: a burst that may drain");
+        assert_eq!(o.sample(t0 + SAMPLE_EVERY, Load { queued: 10, ..Load::default() }), None, "it drained");
+        assert_eq!(o.sample(t0 + 2 * SAMPLE_EVERY, full), None);
+        assert_eq!(o.sample(t0 + 3 * SAMPLE_EVERY, full), Some(true), "still full one period later: overload");
+        assert_eq!(o.sample(t0 + 4 * SAMPLE_EVERY, Load { queued: 45, ..Load::default() }), None, "over the resume mark");
+        assert_eq!(o.sample(t0 + 5 * SAMPLE_EVERY, Load { queued: 39, ..Load::default() }), Some(false));
     }
 
     #[test]
