@@ -8,6 +8,8 @@
 //!   challenge, changed queues to the next agent picked; removed agents lose their
 //!   bindings and leave the registry (a call one of them is on goes on).
 //! - `[[tokens]]`: the API and console accept the new set from the next request.
+//! - The console's agent sign-in and agents' sessions: checked against the agents
+//!   applied, from the next request (a removed agent's session ends).
 //! - `[tls]` certificates: new TLS handshakes use them; established connections keep theirs.
 //!
 //! Changed `[[queues]]` and `sip-profiles` are logged by file and key as applied at

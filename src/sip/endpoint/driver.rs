@@ -173,12 +173,12 @@ impl Driver {
                             self.stats.set_overloaded(on);
                         }
                     }
-                    if !self.registrar.screen(now, &m.msg, &m.from) && !self.shed(&m) {
+                    if !self.registrar.screen(now, &m.msg, &m.from) {
                         self.layer.handle_message(now, m.msg, m.from);
                     }
                     for _ in 1..BATCH {
                         match incoming.try_recv() {
-                            Ok(m) if self.registrar.screen(now, &m.msg, &m.from) || self.shed(&m) => {}
+                            Ok(m) if self.registrar.screen(now, &m.msg, &m.from) => {}
                             Ok(m) => self.layer.handle_message(now, m.msg, m.from),
                             Err(_) => break,
                         }
@@ -258,28 +258,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    /// While overloaded, a new INVITE or REGISTER is answered 503 with `Retry-After`
-    /// statelessly (RFC 3261 §8.2.6 allows a UAS to answer without a transaction; its
-    /// retransmissions get the same answer and the ACK is absorbed as matching nothing), so
-    /// refusing costs one parse and one send, no transaction or timers: the work shed stays
-    /// cheaper than the work served, and the rate served does not fall as the offered rate
-    /// grows. Retransmissions of requests already taken keep their transactions. Returns
-    /// whether `m` was answered here.
-    fn shed(&mut self, m: &Incoming) -> bool {
-        let SipMessage::Request(req) = &m.msg else { return false };
-        let new_work = req.method == rsip::Method::Register || (req.method == rsip::Method::Invite && !core::in_dialog(req));
-        if !new_work || !self.overload.is_overloaded() || self.layer.has_server_transaction(req) {
-            return false;
-        }
-        let Some(secs) = self.overload.refuse() else { return false };
-        self.stats.overload_refused();
-        self.stats.record(Role::Server, &req.method, Outcome::Status(503));
-        let mut r = super::reply::reply(req, 503);
-        r.headers.push(rsip::Header::RetryAfter(<rsip::headers::RetryAfter as rsip::headers::UntypedHeader>::new(secs.to_string())));
-        self.layer.send_stateless(SipMessage::Response(r), m.from.clone());
-        true
     }
 
     fn on_event(&mut self, now: Instant, ev: TransactionEvent) {

@@ -270,12 +270,6 @@ impl TransactionLayer {
         self.flush(slot, Vec::new());
     }
 
-    /// Whether `req` belongs to a server transaction that exists (a retransmission, an ACK
-    /// or CANCEL for it), rather than starting one.
-    pub fn has_server_transaction(&self, req: &Request) -> bool {
-        server_key(req).is_ok_and(|k| self.index.contains_key(&k))
-    }
-
     /// Whether the INVITE server transaction `key` has not sent a final response yet (a CANCEL
     /// for it should then be followed by a 487, §9.2).
     pub fn is_pending(&self, key: &TransactionKey) -> bool {
