@@ -23,13 +23,14 @@ import sys
 
 import numpy as np
 
-VERSION = "amd-mlp-2"
+VERSION = "amd-mlp-3"
 HIDDEN = 10
 EPOCHS = 1500
 L2 = 3e-3
 LR = 0.01
 SEED = 17
-# Features the model may not use: what the voice sounds like (zero crossings, spectral
+# Features the model may not use, chosen by cross-validation on train with folds split by
+# voice (test-media/amd_diagnose.py): what the voice sounds like (zero crossings, spectral
 # tilt, level dynamics, level above the floor) separates the training voices, not people
 # from recordings, and did not carry over to unseen voices.
 EXCLUDED = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
