@@ -2,7 +2,7 @@
 """Where the AMD errors come from, from the per-frame features (no rebuild needed).
 
     cargo run --release --example amd_eval -- features > /tmp/amd-features.csv
-    python3 test-media/amd_diagnose.py /tmp/amd-features.csv
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv [VARIANT...]
 
 Replays the detector's decision rule (src/amd/detector.rs: model confidence with the
 speech/pause gates, the long-greeting rules, the total-time deadline) over the frames
@@ -23,6 +23,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
+# The pitch, envelope, onset and lead-in features (amd-mlp-3).
+ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "pitch_mean_st",
+            "syllable_rate", "onset_rise_db", "lead_sd_db"}
 
 
 def load(path):
@@ -56,12 +59,12 @@ def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=
     return ("machine" if p[-1] >= 0.5 else "human"), x[-1, ix["elapsed_s"]]
 
 
-def evaluate(names, frames, meta, probs, files, show=True, c=0.9):
+def evaluate(names, frames, meta, probs, files, show=True, c=0.9, pause=0.4, speech=0.8):
     ix = {n: i for i, n in enumerate(names)}
     res, kinds = [], defaultdict(lambda: [0, 0])
     for f in files:
         label, kind, _ = meta[f]
-        r, t = decide(frames[f], probs[f], ix, c=c)
+        r, t = decide(frames[f], probs[f], ix, c=c, pause=pause, speech=speech)
         res.append((label, r == label, t, r))
         kinds[kind][0] += r == label
         kinds[kind][1] += 1
@@ -75,7 +78,7 @@ def evaluate(names, frames, meta, probs, files, show=True, c=0.9):
         print("  by kind:", " ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(kinds.items())))
         hist = np.histogram(ts, bins=np.arange(0, 5.51, 0.5))[0]
         print("  decision time (0.5 s bins from 0):", " ".join(str(v) for v in hist))
-    return acc, np.median(ts)
+    return acc, np.median(ts), np.quantile(ts, 0.9)
 
 
 def human_bound(names, frames, meta, files, pause=0.4):
@@ -121,7 +124,7 @@ def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500,
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
     names, frames, meta, labels = load(sys.argv[1])
     model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
@@ -136,20 +139,26 @@ def main():
     tr = [f for f in frames if meta[f][2] == "train"]
     voices = sorted({labels[f]["voice"] for f in tr})
     folds = [voices[i::4] for i in range(4)]
-    variants = [("timing only (shipped)", TIMBRE, {}), ("all features", set(), {}),
-                ("all, L2 3e-2", set(), {"l2": 3e-2}), ("timing, 4 hidden", TIMBRE, {"hidden": 4}),
-                ("timing + level", {"zero_crossings", "tilt"}, {})]
+    only = sys.argv[2:] or None
+    variants = [("timing only", TIMBRE | ACOUSTIC, {}), ("timing + pitch/envelope", TIMBRE, {}),
+                ("all features", set(), {}), ("all, L2 3e-2", set(), {"l2": 3e-2}),
+                ("timing + pitch/envelope, L2 3e-2", TIMBRE, {"l2": 3e-2})]
     print("cross-validation on train, 4 folds by voice:")
     for name, excluded, kw in variants:
+        if only and not any(o in name for o in only):
+            continue
         cvp = {}
         for fold in folds:
             fit = mlp(train(names, frames, meta, [f for f in tr if labels[f]["voice"] not in fold], excluded, **kw))
             for f in tr:
                 if labels[f]["voice"] in fold:
                     cvp[f] = fit(frames[f])
-        for c in (0.8, 0.9):
-            acc, med = evaluate(names, frames, meta, cvp, tr, show=False, c=c)
-            print(f"  {name}, confidence {c}: accuracy {acc:.3f}, median decision {med:.2f} s")
+        for c in (0.7, 0.8, 0.9):
+            for pause in (0.2, 0.3, 0.4):
+                for speech in (0.4, 0.8):
+                    acc, med, p90 = evaluate(names, frames, meta, cvp, tr, show=False, c=c, pause=pause, speech=speech)
+                    print(f"  {name}, confidence {c} pause {pause} speech {speech}: "
+                          f"accuracy {acc:.3f}, median {med:.2f} s, p90 {p90:.2f} s")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::config::{AmdConfig, AmdConfigError};
-use super::features::{Features, FrameStats, FEATURE_COUNT};
+use super::features::{Features, FrameStats, PitchTracker, FEATURE_COUNT};
 use super::floor::NoiseFloor;
 use super::model::Model;
 use super::tone::analyse;
@@ -110,7 +110,25 @@ struct Scan {
     level: f32,
     level2: f32,
     floor_db: f32,
+    /// Sum of periodicity over speech frames.
+    periodicity: f32,
+    /// Pitched speech frames, the sums of their pitch (semitones) and its square.
+    pitched: u32,
+    st: f32,
+    st2: f32,
+    /// Pitch steps between adjacent pitched frames: count and sum of |step|.
+    steps: u32,
+    step_sum: f32,
+    /// The latest pitched speech frames (index, semitones), oldest first, for the end slope.
+    tail: VecDeque<(u64, f32)>,
+    /// Energy peaks (3 dB up and down again) in the speech envelope: syllable nuclei.
+    peaks: u32,
 }
+
+/// Pitched frames the end-of-speech slope is fitted over (300 ms).
+const TAIL_FRAMES: usize = 15;
+/// Hysteresis of the syllable-peak counter.
+const PEAK_DB: f32 = 3.0;
 
 /// What the detector thought at the last frame it evaluated (for `redial amd --explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -165,6 +183,7 @@ pub struct AmdDetector {
     finished: bool,
     model: &'static Model,
     last: Option<Observation>,
+    pitch: PitchTracker,
 }
 
 fn frames_of(ms: u32) -> u64 {
@@ -213,6 +232,7 @@ impl AmdDetector {
             finished: false,
             model: Model::builtin(),
             last: None,
+            pitch: PitchTracker::default(),
         })
     }
 
@@ -354,7 +374,10 @@ impl AmdDetector {
             self.track_beep(frame, ms, kind, index);
         }
         if self.decision.is_none() {
-            let stats = FrameStats::of(frame, energy);
+            let mut stats = FrameStats::of(frame, energy);
+            // Pitch only for frames that may be speech (the floor may still settle lower).
+            let maybe_speech = kind == FrameKind::Plain && energy_db >= floor + self.cfg.speech_margin_db - 3.0;
+            (stats.periodicity, stats.pitch_st) = self.pitch.push(frame, maybe_speech);
             self.history.push(Frame { energy_db, kind, stats });
             self.evaluate();
         }
@@ -442,9 +465,45 @@ impl AmdDetector {
         let eou = frames_of(self.cfg.end_of_greeting_silence_ms);
         let mut words: Vec<Span> = Vec::new();
         let mut cur: Option<Span> = None;
+        let mut last_pitch: Option<(u64, f32)> = None;
+        // Peak counter: rising toward `hi`, or falling toward `lo`.
+        let (mut rising, mut hi, mut lo) = (true, thr, thr);
         for (i, f) in self.history.iter().enumerate() {
             let i = i as u64;
-            if f.kind == FrameKind::Plain && f.energy_db >= thr {
+            let speech = f.kind == FrameKind::Plain && f.energy_db >= thr;
+            let e = if speech { f.energy_db } else { thr };
+            if rising {
+                if e > hi {
+                    hi = e;
+                } else if e < hi - PEAK_DB {
+                    scan.peaks += (hi - lo >= PEAK_DB) as u32;
+                    (rising, lo) = (false, e);
+                }
+            } else if e < lo {
+                lo = e;
+            } else if e > lo + PEAK_DB {
+                (rising, hi) = (true, e);
+            }
+            if speech {
+                scan.periodicity += f.stats.periodicity;
+                if let Some(st) = f.stats.pitch_st {
+                    scan.pitched += 1;
+                    scan.st += st;
+                    scan.st2 += st * st;
+                    if let Some((j, prev)) = last_pitch {
+                        if j + 1 == i {
+                            scan.steps += 1;
+                            scan.step_sum += (st - prev).abs();
+                        }
+                    }
+                    last_pitch = Some((i, st));
+                    if scan.tail.len() == TAIL_FRAMES {
+                        scan.tail.pop_front();
+                    }
+                    scan.tail.push_back((i, st));
+                }
+            }
+            if speech {
                 scan.voiced += 1;
                 scan.zcr += f.stats.zcr;
                 scan.tilt += f.stats.tilt;
@@ -518,6 +577,32 @@ impl AmdDetector {
             x[12] = scan.tilt / n;
             x[13] = (scan.level2 / n - mean * mean).max(0.0).sqrt();
             x[14] = mean - scan.floor_db;
+            x[15] = scan.periodicity / n;
+            if scan.pitched > 0 {
+                let k = scan.pitched as f32;
+                let m = scan.st / k;
+                x[16] = (scan.st2 / k - m * m).max(0.0).sqrt();
+                x[19] = m;
+            }
+            x[17] = if scan.steps > 0 { scan.step_sum / scan.steps as f32 } else { 0.0 };
+            x[18] = end_slope(&scan.tail);
+            x[20] = scan.peaks as f32 / x[5].max(0.1);
+            let start = (first.start - self.t0) as usize;
+            let before = if start == 0 { scan.floor_db } else { self.history[start - 1].energy_db };
+            let rise = self.history[start..(start + 3).min(self.history.len())]
+                .iter()
+                .map(|f| f.energy_db)
+                .fold(f32::MIN, f32::max);
+            x[21] = (rise - before).max(0.0);
+            let lead: Vec<f32> = self.history[..start]
+                .iter()
+                .filter(|f| f.kind == FrameKind::Plain && f.energy_db > self.cfg.floor_min_dbfs)
+                .map(|f| f.energy_db)
+                .collect();
+            if lead.len() >= 5 {
+                let m = lead.iter().sum::<f32>() / lead.len() as f32;
+                x[22] = (lead.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / lead.len() as f32).sqrt();
+            }
         }
         Features(x)
     }
@@ -594,5 +679,27 @@ impl AmdDetector {
             greeting_ms: u.map(|u| (u.end.min(now) - u.start) * FRAME_MS).unwrap_or(0),
             words: u.map(|u| u.words).unwrap_or(0),
         }
+    }
+}
+
+/// Least-squares slope of pitch (semitones) against time (seconds) over the latest pitched
+/// frames; 0 with fewer than 4. A question's rise is positive.
+fn end_slope(tail: &VecDeque<(u64, f32)>) -> f32 {
+    if tail.len() < 4 {
+        return 0.0;
+    }
+    let n = tail.len() as f32;
+    let t = |i: u64| i as f32 * FRAME_MS as f32 / 1000.0;
+    let (mt, my) = tail.iter().fold((0.0, 0.0), |(a, b), &(i, y)| (a + t(i), b + y));
+    let (mt, my) = (mt / n, my / n);
+    let (mut sxy, mut sxx) = (0.0f32, 0.0f32);
+    for &(i, y) in tail {
+        sxy += (t(i) - mt) * (y - my);
+        sxx += (t(i) - mt) * (t(i) - mt);
+    }
+    if sxx > 0.0 {
+        (sxy / sxx).clamp(-100.0, 100.0)
+    } else {
+        0.0
     }
 }

@@ -1,6 +1,10 @@
 //! The feature vector the model reads at every frame: how the first seconds after answer
 //! are shaped (speech and silence runs, cadence of phrases and pauses), and what the
-//! speech sounds like (zero-crossing rate, spectral tilt, level dynamics).
+//! speech sounds like (zero-crossing rate, spectral tilt, level dynamics), how its pitch
+//! moves (range, continuity, the slope at the end of the latest speech: a question rises),
+//! how its energy is modulated (syllable peaks per second), how it starts (onset
+//! sharpness) and how steady the line was before it (a recorded greeting's lead-in vs a
+//! live line).
 //!
 //! Times are seconds from the answer clock's start (the answer, or the end of the last
 //! ring-back burst). The names are the model file's `features` list, in this order.
@@ -8,7 +12,7 @@
 use serde::Serialize;
 
 /// Number of features.
-pub const FEATURE_COUNT: usize = 15;
+pub const FEATURE_COUNT: usize = 23;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
@@ -27,6 +31,14 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "tilt",
     "level_sd_db",
     "snr_db",
+    "periodicity",
+    "pitch_sd_st",
+    "pitch_jump_st",
+    "pitch_end_slope",
+    "pitch_mean_st",
+    "syllable_rate",
+    "onset_rise_db",
+    "lead_sd_db",
 ];
 
 /// One feature vector (see [`FEATURE_NAMES`]).
@@ -40,6 +52,86 @@ pub struct FrameStats {
     pub zcr: f32,
     /// Energy of the first difference over twice the energy (0..1): the spectral tilt.
     pub tilt: f32,
+    /// Peak normalised autocorrelation in the pitch range (0..1): how periodic the frame is.
+    pub periodicity: f32,
+    /// Pitch in semitones above 100 Hz when the frame is voiced (`periodicity` ≥
+    /// [`VOICED`]), else `None`.
+    pub pitch_st: Option<f32>,
+}
+
+/// Periodicity from which a frame counts as voiced.
+pub const VOICED: f32 = 0.6;
+/// Samples per frame after halving the rate to 4 kHz for the pitch search.
+const HALF: usize = 80;
+/// Pitch lags at 4 kHz: 10..=50 samples, 400..80 Hz.
+const MIN_LAG: usize = 10;
+const MAX_LAG: usize = 50;
+
+/// Pitch by normalised autocorrelation over the last 20 ms against the 40 ms ending with
+/// it, at half the rate (pairs averaged: a crude low-pass that halves the cost; the
+/// telephone band's pitch harmonics stay well under 2 kHz).
+#[derive(Debug, Clone)]
+pub struct PitchTracker {
+    /// The previous frame's and this frame's samples at 4 kHz, mean not removed.
+    buf: [f32; 2 * HALF],
+}
+
+impl Default for PitchTracker {
+    fn default() -> Self {
+        PitchTracker { buf: [0.0; 2 * HALF] }
+    }
+}
+
+impl PitchTracker {
+    /// Takes the next frame (160 samples at 8 kHz); measures it when `analyse` (the cost is
+    /// paid only for frames that may be speech), returning (periodicity, semitones).
+    pub fn push(&mut self, frame: &[f32], analyse: bool) -> (f32, Option<f32>) {
+        self.buf.copy_within(HALF.., 0);
+        for (i, pair) in frame.chunks_exact(2).take(HALF).enumerate() {
+            self.buf[HALF + i] = 0.5 * (pair[0] + pair[1]);
+        }
+        if !analyse {
+            return (0.0, None);
+        }
+        let y = &self.buf;
+        let cur = &y[HALF..];
+        let e0: f32 = cur.iter().map(|v| v * v).sum();
+        if e0 <= 0.0 {
+            return (0.0, None);
+        }
+        // Energy of the lagged window y[HALF-lag .. 2*HALF-lag), updated as the lag grows.
+        let mut el: f32 = y[HALF - MIN_LAG..2 * HALF - MIN_LAG].iter().map(|v| v * v).sum();
+        let mut r = [0.0f32; MAX_LAG + 2];
+        let (mut best, mut best_lag) = (0.0f32, 0usize);
+        for lag in MIN_LAG..=MAX_LAG {
+            if lag > MIN_LAG {
+                let (add, drop) = (y[HALF - lag], y[2 * HALF - lag]);
+                el += add * add - drop * drop;
+            }
+            let lagged = &y[HALF - lag..2 * HALF - lag];
+            let c: f32 = cur.iter().zip(lagged).map(|(a, b)| a * b).sum();
+            let n = c / (e0 * el.max(1e-9)).sqrt();
+            r[lag] = n;
+            if n > best {
+                best = n;
+                best_lag = lag;
+            }
+        }
+        if best < VOICED || best_lag == 0 {
+            return (best.max(0.0), None);
+        }
+        // Parabolic interpolation of the peak for a sub-sample lag.
+        let mut lag = best_lag as f32;
+        if best_lag > MIN_LAG && best_lag < MAX_LAG {
+            let (a, b, c) = (r[best_lag - 1], r[best_lag], r[best_lag + 1]);
+            let d = a - 2.0 * b + c;
+            if d < 0.0 {
+                lag += 0.5 * (a - c) / d;
+            }
+        }
+        let hz = 4000.0 / lag;
+        (best, Some(12.0 * (hz / 100.0).log2()))
+    }
 }
 
 impl FrameStats {
@@ -53,7 +145,7 @@ impl FrameStats {
         }
         let n = frame.len().max(2) as f32 - 1.0;
         let tilt = if energy > 0.0 { (diff / (2.0 * energy)).min(2.0) } else { 0.0 };
-        FrameStats { zcr: crossings as f32 / n, tilt }
+        FrameStats { zcr: crossings as f32 / n, tilt, periodicity: 0.0, pitch_st: None }
     }
 }
 
@@ -78,5 +170,39 @@ mod tests {
         assert!(a.zcr < 0.06 && b.zcr > 0.7, "{a:?} {b:?}");
         assert!(a.tilt < 0.05 && b.tilt > 0.8, "{a:?} {b:?}");
         assert_eq!(FrameStats::of(&[0.0; 160], 0.0).tilt, 0.0);
+    }
+
+    fn harmonic(f0: f32, start: usize) -> Vec<f32> {
+        (start..start + 160)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                (1..=5).map(|k| (2.0 * std::f32::consts::PI * f0 * k as f32 * t).sin() * 1000.0 / k as f32).sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pitch_of_a_harmonic_voice_and_none_for_noise() {
+        for f0 in [95.0f32, 150.0, 220.0, 310.0] {
+            let mut p = PitchTracker::default();
+            p.push(&harmonic(f0, 0), false);
+            let (r, st) = p.push(&harmonic(f0, 160), true);
+            let hz = 100.0 * 2f32.powf(st.expect("voiced") / 12.0);
+            assert!(r > 0.9 && (hz - f0).abs() < f0 * 0.03, "{f0}: {hz} r={r}");
+        }
+        // Deterministic white-ish noise (an LCG) is not periodic.
+        let mut seed = 12345u32;
+        let mut noise = || -> Vec<f32> {
+            (0..160)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 16) as f32 - 32768.0
+                })
+                .collect()
+        };
+        let mut p = PitchTracker::default();
+        p.push(&noise(), false);
+        let (r, st) = p.push(&noise(), true);
+        assert!(st.is_none() && r < VOICED, "noise r={r}");
     }
 }
