@@ -131,5 +131,9 @@ why="achieved=${achieved}/s retransmissions=$retrans"
 [ "$failed" != 0 ] && why="$why failed=$failed (unexpected_answer=$unexpected 503_answers=${n503:-0}, max_udp_retrans=$maxretrans, recv_timeout=$recvtimeout)"
 [ "$ok" != "$calls" ] && why="$why completed=$ok/$calls"
 awk -v e="$elapsed_s" -v s="$secs" 'BEGIN { exit !(e > s + 1) }' && why="$why not_sustained=elapsed ${elapsed_s}s>$((secs + 1))s"
+# redial's guard says what tripped it (the first time it turned on).
+if [ "$server" = redial ] && grep -q 'overloaded=true' "$work/redial.log" 2>/dev/null; then
+  why="$why guard=[$(grep -m1 'overloaded=true' "$work/redial.log" | sed 's/.*overloaded=true //; s/ *SIP overload state changed.*//; s/"//g')]"
+fi
 echo "why=$why"
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"

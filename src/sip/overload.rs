@@ -4,7 +4,7 @@
 //! [`SAMPLE_EVERY`] and asks, per new INVITE or REGISTER, whether to admit it.
 //! Above any limit the answer is 503 with `Retry-After` (RFC 3261 §21.5.4)
 //! until every measure is back under `resume_at` of its limit; the queue counts
-//! once two samples in a row find it full. Sampling, not
+//! once it has stayed full for [`QUEUE_GRACE`]. Sampling, not
 //! counting per request, keeps the check O(1) on the hot path.
 
 use std::time::{Duration, Instant};
@@ -13,6 +13,12 @@ use crate::config::OverloadConfig;
 
 /// How often the driver measures its load.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// How long the queue must stay at its limit before it counts: half of T1
+/// (RFC 3261 §17.1.1.1, 500 ms). A backlog that drains sooner is answered
+/// before the senders retransmit, so refusing work for it would only turn
+/// a scheduling hiccup at tens of thousands of messages/s into 503s.
+pub const QUEUE_GRACE: Duration = Duration::from_millis(250);
 
 /// One measurement of the endpoint's load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,17 +38,16 @@ pub struct Overload {
     cfg: OverloadConfig,
     overloaded: bool,
     next_sample: Option<Instant>,
-    /// Whether the previous sample found the queue at its limit: a backlog is overload only
-    /// when two samples in a row see it, so a burst that drains within one sample period
-    /// (a scheduling hiccup at tens of thousands of messages/s) refuses nothing.
-    queue_was_full: bool,
+    /// Since when every sample found the queue at its limit; a backlog is
+    /// overload once it has lasted [`QUEUE_GRACE`].
+    queue_full_since: Option<Instant>,
     /// New requests refused since start.
     refused: u64,
 }
 
 impl Overload {
     pub fn new(cfg: OverloadConfig) -> Self {
-        Self { cfg, overloaded: false, next_sample: None, queue_was_full: false, refused: 0 }
+        Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0 }
     }
 
     /// Whether a sample is due at `now`.
@@ -54,10 +59,10 @@ impl Overload {
     pub fn sample(&mut self, now: Instant, load: Load) -> Option<bool> {
         self.next_sample = Some(now + SAMPLE_EVERY);
         let c = &self.cfg;
-        let queue_full = load.queued >= c.max_queued;
-        // Entering overload on the queue needs it full at this sample and the one before.
-        let queued = if self.overloaded || (queue_full && self.queue_was_full) { load.queued } else { 0 };
-        self.queue_was_full = queue_full;
+        self.queue_full_since = if load.queued >= c.max_queued { Some(self.queue_full_since.unwrap_or(now)) } else { None };
+        // Entering overload on the queue needs it full for QUEUE_GRACE.
+        let lasting = self.queue_full_since.is_some_and(|since| now.duration_since(since) >= QUEUE_GRACE);
+        let queued = if self.overloaded || lasting { load.queued } else { 0 };
         let measures = [
             (load.transactions, c.max_transactions),
             (load.kept_bytes, c.max_kept_bytes),
@@ -122,16 +127,20 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_backlog_alone_is_overload_when_two_samples_in_a_row_see_it() {
+    fn a_queue_backlog_alone_is_overload_once_it_lasts_half_of_t1() {
         let t0 = Instant::now();
         let mut o = Overload::new(cfg());
         let full = Load { queued: 50, ..Load::default() };
         assert_eq!(o.sample(t0, full), None, "one sample: a burst that may drain");
-        assert_eq!(o.sample(t0 + SAMPLE_EVERY, Load { queued: 10, ..Load::default() }), None, "it drained");
-        assert_eq!(o.sample(t0 + 2 * SAMPLE_EVERY, full), None);
-        assert_eq!(o.sample(t0 + 3 * SAMPLE_EVERY, full), Some(true), "still full one period later: overload");
-        assert_eq!(o.sample(t0 + 4 * SAMPLE_EVERY, Load { queued: 45, ..Load::default() }), None, "over the resume mark");
-        assert_eq!(o.sample(t0 + 5 * SAMPLE_EVERY, Load { queued: 39, ..Load::default() }), Some(false));
+        assert_eq!(o.sample(t0 + SAMPLE_EVERY, full), None, "still within the grace");
+        assert_eq!(o.sample(t0 + 2 * SAMPLE_EVERY, Load { queued: 10, ..Load::default() }), None, "it drained");
+        let t1 = t0 + 3 * SAMPLE_EVERY;
+        assert_eq!(o.sample(t1, full), None, "full again: the grace starts over");
+        assert_eq!(o.sample(t1 + QUEUE_GRACE - Duration::from_millis(1), full), None);
+        assert_eq!(o.sample(t1 + QUEUE_GRACE, full), Some(true), "full for the whole grace: overload");
+        let t2 = t1 + QUEUE_GRACE;
+        assert_eq!(o.sample(t2 + SAMPLE_EVERY, Load { queued: 45, ..Load::default() }), None, "over the resume mark");
+        assert_eq!(o.sample(t2 + 2 * SAMPLE_EVERY, Load { queued: 39, ..Load::default() }), Some(false));
     }
 
     #[test]
