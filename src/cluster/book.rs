@@ -295,6 +295,20 @@ impl Batch {
     }
 }
 
+/// Takes the `refused` callbacks out of a firing round before its commit:
+/// they are not handed over, their agents are free again, and their records
+/// are left as they were.
+fn withdraw(refused: &HashSet<CallbackId>, out: &mut Vec<Dispatch>, writes: &mut Vec<(Callback, Callback)>, avail: &dyn Availability) {
+    out.retain(|d| {
+        let keep = !refused.contains(&d.callback.id);
+        if !keep {
+            avail.release(&d.agent);
+        }
+        keep
+    });
+    writes.retain(|(old, _)| !refused.contains(&old.id));
+}
+
 /// Answers `op` with `e` without applying it.
 fn refuse(op: Op, e: &StoreError) {
     match op {
@@ -1086,14 +1100,7 @@ impl Writer {
             }
             if !refused.is_empty() {
                 batch.reload = true;
-                out.retain(|d| {
-                    let keep = !refused.contains(&d.callback.id);
-                    if !keep {
-                        avail.release(&d.agent);
-                    }
-                    keep
-                });
-                writes.retain(|(old, _)| !refused.contains(&old.id));
+                withdraw(&refused, &mut out, &mut writes, avail);
                 starts.retain(|(id, ..)| !refused.contains(id));
             }
             own.add_holds(batch.holds.iter().cloned());
@@ -1113,14 +1120,7 @@ impl Writer {
             if !refused.is_empty() {
                 tracing::warn!(refused = refused.len(), "attempt starts refused by the fence: shards lost");
                 batch.reload = true;
-                out.retain(|d| {
-                    let keep = !refused.contains(&d.callback.id);
-                    if !keep {
-                        avail.release(&d.agent);
-                    }
-                    keep
-                });
-                writes.retain(|(old, _)| !refused.contains(&old.id));
+                withdraw(&refused, &mut out, &mut writes, avail);
                 self.drop_holds(|key| refused.iter().any(|id| key.starts_with(&format!("{id}/"))), batch).await;
             }
         }
