@@ -863,19 +863,28 @@ impl Writer {
             Ok::<usize, StoreError>(n)
         }
         .await;
+        let result = self.end_sweep(wall, result, batch).await;
+        if result.is_err() {
+            self.unconfirmed = list;
+        }
+        result
+    }
+
+    /// Ends a sweep's own transaction (committed when `result` is `Ok`): its
+    /// events are published and the near future reloaded, or it is rolled back.
+    async fn end_sweep(&mut self, now: Millis, result: Result<usize, StoreError>, mut batch: Batch) -> Result<usize, StoreError> {
         match result {
             Ok(n) => {
                 if let Some(bus) = &self.bus {
                     for (kind, payload) in batch.events.drain(..) {
-                        bus.publish_next(kind, wall, payload);
+                        bus.publish_next(kind, now, payload);
                     }
                 }
-                self.engine.reset(wall);
+                self.engine.reset(now);
                 Ok(n)
             }
             Err(e) => {
                 let _ = self.db.batch_execute("ROLLBACK").await;
-                self.unconfirmed = list;
                 Err(e)
             }
         }
@@ -939,21 +948,7 @@ impl Writer {
             Ok::<usize, StoreError>(n)
         }
         .await;
-        match result {
-            Ok(n) => {
-                if let Some(bus) = &self.bus {
-                    for (kind, payload) in batch.events.drain(..) {
-                        bus.publish_next(kind, now, payload);
-                    }
-                }
-                self.engine.reset(now);
-                Ok(n)
-            }
-            Err(e) => {
-                let _ = self.db.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        self.end_sweep(now, result, batch).await
     }
 
     /// One firing round as if it were `ahead` ms later (the redb writer's
