@@ -242,6 +242,11 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                 Action::HangUpAgent => {
                     if let Some(a) = agent.take() {
                         a.close();
+                        // The caller's media serves the caller alone again (prompts,
+                        // another agent's bridge).
+                        if let Some(c) = &mut caller {
+                            c.media.partner_closed();
+                        }
                     }
                 }
                 // Dropping `hold` puts the agent in wrap-up after a call.
@@ -341,10 +346,15 @@ async fn caller_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     }
 }
 
-/// The answered agent's next event, as the machine sees it.
+/// The answered agent's next event, as the machine sees it: media that never
+/// came up is the agent's failure, any other end of the leg a hang-up.
 async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     let Some(p) = p else { return std::future::pending().await };
     let ev = p.next().await;
+    if let PartyEvent::Media(MediaEvent::Failed { reason, set_up: false }) = &ev {
+        tracing::info!(reason = %reason, "agent media failed: the next agent is tried");
+        return Some(Event::AgentMediaFailed(reason.clone()));
+    }
     p.absorb(&ev, "agent", in_call);
     ev.ends_call().then_some(Event::AgentEnded)
 }

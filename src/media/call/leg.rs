@@ -286,6 +286,14 @@ impl MediaLeg {
         Ok(())
     }
 
+    /// The leg this one was bridged with was closed: its task serves this leg alone
+    /// again, so prompts play on it and a later [`MediaLeg::bridge`] joins it to
+    /// another leg. (Bridged legs share the task of the leg `bridge` was called on;
+    /// call this on that one.)
+    pub fn partner_closed(&mut self) {
+        self.bridged = false;
+    }
+
     /// Packets received from / sent to the remote so far (for tests and metrics).
     pub fn stats(&self) -> MediaLegStats {
         MediaLegStats {
