@@ -48,7 +48,10 @@ pub async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Everything a call uses, shared by every call.
 pub struct CallKit {
+    /// As started: what only a restart changes (addresses, media, SIP).
     pub cfg: Arc<Config>,
+    /// As the last reload left it: queues and their profiles, read per attempt.
+    pub live_cfg: crate::config::LiveConfig,
     pub book: Arc<dyn Book>,
     pub agents: Arc<Registry>,
     pub calls: CallControl,

@@ -181,8 +181,11 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         }
         None => (sip.agents.clone(), sip.agent_changes.clone()),
     };
-    let gate = Arc::new(Gate::new(&cfg, agents.clone()));
-    let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
+    // What a SIGHUP reload replaces: the book, the gate, the dialler and the
+    // HTTP adapter read it per decision.
+    let live_cfg = crate::config::LiveConfig::new(cfg.clone());
+    let gate = Arc::new(Gate::new(live_cfg.clone(), agents.clone()));
+    let mut core = match Core::open_live(live_cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -223,6 +226,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let reload_registry = agents.clone();
     let kit = Arc::new(CallKit {
         cfg: cfg.clone(),
+        live_cfg: core.live.clone(),
         book: core.book.clone(),
         agents,
         calls: sip.calls.clone(),
@@ -238,7 +242,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     });
     if crate::sms::notify::wanted(&cfg) {
         let notifier = crate::sms::notify::Notifier {
-            cfg: cfg.clone(),
+            cfg: live_cfg.clone(),
             outbox: core.outbox.clone(),
             calls: sip.calls.clone(),
             proxies: kit.proxies.clone(),

@@ -234,6 +234,20 @@ impl Engine {
         }
     }
 
+    /// The configuration a reload applied: queues' hours, `window_close` and
+    /// the rest apply from the next decision. Every callback already waiting
+    /// for an agent is rechecked at the next poll (`now`), so one whose window
+    /// the new hours closed goes back to waiting for the next opening.
+    pub fn set_config(&mut self, cfg: Arc<Config>, now: Millis) {
+        self.cfg = cfg;
+        self.windows = WindowCache::default();
+        for (&id, entry) in &self.entries {
+            if matches!(entry.place, Place::Ready { .. }) {
+                self.deadlines.insert((now, id));
+            }
+        }
+    }
+
     /// Forgets everything, so the next [`Self::needs_load`] reloads from the
     /// store (after a failed commit left memory ahead of the disk).
     pub fn reset(&mut self, now: Millis) {
