@@ -133,3 +133,100 @@ fn sighup_changes_who_can_sign_in_to_the_console_and_ends_removed_agents_session
     assert_eq!(s, 303, "the agent kept still signs in");
     assert_eq!(agent_page(&r, &alice_cookie.unwrap()).0, 200);
 }
+
+/// The hours of a window that is closed now and opens within the next day (UTC).
+fn closed_now() -> (String, u32) {
+    let hour = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600 % 24) as u32;
+    let opens = (hour + 2) % 24;
+    (format!("mon-sun {opens:02}:00-{:02}:00", opens + 1), opens)
+}
+
+fn book(r: &common::Redial, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut b = json!({"phone": PHONE, "queue": "q", "timezone": "UTC"});
+    b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+    r.api("POST", "/v1/callbacks", Some(b))
+}
+
+fn due_hour(v: &serde_json::Value) -> u32 {
+    let due = v["due_at"].as_str().unwrap_or_else(|| panic!("{v}"));
+    due[11..13].parse().unwrap_or_else(|_| panic!("{v}"))
+}
+
+#[test]
+fn sighup_applies_changed_and_new_queues_and_live_owners_while_a_bridged_call_keeps_its_audio() {
+    let w = World::new();
+    let queue = "max_attempts = 1\nring_timeout = \"5s\"\nagent_ring_timeout = \"5s\"\nwrap_up = \"0s\"\n";
+    let r = w.redial(&["alice", "bob"], queue);
+    let path = r.path("redial.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "8000")]);
+    let alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 60_000);
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    // As started: no queue `q2`, no agent carol; bob may own callbacks.
+    let (s, v) = book(&r, json!({"queue": "q2"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_queue")), "{v}");
+    let (s, v) = book(&r, json!({"owner": "carol", "phone": "+15550111"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_owner")), "{v}");
+    let (s, v) = book(&r, json!({"owner": "bob", "phone": "+15550112"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(r.api("POST", &format!("/v1/callbacks/{}/cancel", v["id"].as_str().unwrap()), None).0, 200);
+
+    // `q` closes until a later hour, `q2` is new, carol replaces bob.
+    let (hours, opens) = closed_now();
+    let bob = "[[agents]]\nid = \"bob\"\npassword = \"bob-pw\"\nqueues = [\"q\"]\n";
+    assert!(original.contains(bob) && original.contains("hours = [\"mon-sun 00:00-24:00\"]"), "{original}");
+    let changed = original
+        .replace(bob, "[[agents]]\nid = \"carol\"\npassword = \"carol-pw\"\nqueues = [\"q\", \"q2\"]\n")
+        .replace("hours = [\"mon-sun 00:00-24:00\"]", &format!("hours = [\"{hours}\"]"))
+        + "\n[[queues]]\nname = \"q2\"\nprofile = \"carrier\"\ntimezone = \"UTC\"\nhours = [\"mon-sun 00:00-24:00\"]\n";
+    std::fs::write(&path, &changed).unwrap();
+    let before = agent_phone.received();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: queues reloaded", "q2"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    // The call bridged before goes on carrying audio to the agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while agent_phone.received() < before + 100 {
+        assert!(std::time::Instant::now() < deadline, "audio stopped after the reload: {} packets before, {} now", before, agent_phone.received());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The changed hours apply to the next booking; the new queue takes bookings.
+    let (s, v) = book(&r, json!({"phone": "+15550113"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(due_hour(&v), opens, "booked into the changed window: {v}");
+    let (s, v) = book(&r, json!({"queue": "q2", "phone": "+15550114", "scheduled_at": future_rfc3339(3600)}));
+    assert_eq!(s, 201, "the new queue takes bookings: {v}");
+    let in_q2 = v["id"].as_str().unwrap().to_string();
+    // The owner check reads the agents applied.
+    let (s, v) = book(&r, json!({"queue": "q2", "owner": "carol", "phone": "+15550115"}));
+    assert_eq!(s, 201, "an agent added by the reload owns callbacks: {v}");
+    let (s, v) = book(&r, json!({"owner": "bob", "phone": "+15550116"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_owner")), "a removed agent owns none: {v}");
+
+    // Removing `q2` while it holds callbacks is refused whole: carol stays too.
+    let without_q2 = changed.split("\n[[queues]]\nname = \"q2\"").next().unwrap().replace("queues = [\"q\", \"q2\"]", "queues = [\"q\"]").replace("carol-pw", "carol-pw2");
+    std::fs::write(&path, &without_q2).unwrap();
+    hangup(&r);
+    let line = r.logs.wait_for(&["SIGHUP: not reloaded", "`q2`"], Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", r.logs.lines().join("\n")));
+    assert!(line.contains("redial.toml") && line.contains("queues") && line.contains("scheduled or in-progress"), "{line}");
+    let (s, v) = book(&r, json!({"queue": "q2", "phone": "+15550117", "scheduled_at": future_rfc3339(3600)}));
+    assert_eq!(s, 201, "q2 stays: {v}");
+
+    // The call bridged before the reloads ends as it would have.
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(carrier.wait().ok());
+    drop(alice);
+    assert_eq!(r.api("GET", &format!("/v1/callbacks/{in_q2}"), None).1["status"], "scheduled");
+}
+
+/// An RFC 3339 UTC instant `secs` from now.
+fn future_rfc3339(secs: u64) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + secs;
+    chrono::DateTime::from_timestamp(t as i64, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

@@ -270,7 +270,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     #[cfg(unix)]
     let reloader = tokio::spawn(reload::on_hangup(
         cfg.clone(),
-        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone(), config: http.state.live_cfg.clone() },
+        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone(), config: live_cfg.clone(), book: core.book.clone() },
     ));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {
