@@ -632,6 +632,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_that_closes_the_window_sends_waiting_callbacks_to_the_next_opening() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        let ten = 10 * 3_600_000;
+        e.handle_loaded([entry(1, ten, false, None)], i64::MAX / 1000);
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(ten, &none, 10).is_empty());
+        assert_eq!(e.ready_len(), 1, "due and waiting for an agent, window always open");
+        let mut cfg = Config::defaults();
+        cfg.queues[0].hours = crate::window::WeeklyHours::parse(&["12:00-17:00"]).unwrap();
+        e.set_config(Arc::new(cfg), ten + 1);
+        assert_eq!(e.poll_timeout(), Some(ten + 1), "rechecked at once");
+        assert_eq!(e.poll_actions(ten + 1, &none, 10), vec![Action::Defer { id: CallbackId(1), due_at: 12 * 3_600_000 }]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
     fn ownership_end_is_a_deadline() {
         let mut e = Engine::new(Arc::new(Config::defaults()), 0);
         e.handle_loaded([entry(7, 10, false, Some("bob"))], 100);
