@@ -230,3 +230,65 @@ fn future_rfc3339(secs: u64) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + secs;
     chrono::DateTime::from_timestamp(t as i64, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
+
+fn trunk(port: u16, user: &str) -> String {
+    format!(
+        "proxy = \"sip:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"{user}\"\npassword = \"s3cret\"\nexpires = 60\noptions_ping = \"0\"\n"
+    )
+}
+
+fn trunk_names(r: &common::Redial) -> Vec<(String, bool)> {
+    let (s, v) = r.api("GET", "/v1/trunks", None);
+    assert_eq!(s, 200, "{v}");
+    v["items"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|t| (t["name"].as_str().unwrap().to_string(), t["registered"] == true)).collect()
+}
+
+#[test]
+fn sighup_starts_new_trunks_unregisters_removed_ones_and_re_registers_changed_ones() {
+    use common::{Setup, Sipp};
+    let removed = Sipp::new("carrier_unregister.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let changed_old = Sipp::new("carrier_unregister.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let changed_new = Sipp::new("carrier_register_once.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let added = Sipp::new("carrier_register_once.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let r = Setup::new()
+        .with_token()
+        .profile("trunk_a", &trunk(removed.port(), "trunk1"))
+        .profile("trunk_b", &trunk(changed_old.port(), "trunk1"))
+        .start();
+    let both = || {
+        let t = trunk_names(&r);
+        (t.len() == 2 && t.iter().all(|(_, reg)| *reg)).then_some(t)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while both().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{:?}\n{}", trunk_names(&r), r.logs.lines().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let profiles = r.path("sip-profiles");
+
+    // A bad profile: nothing changes, and the problem is named by file and key.
+    std::fs::write(profiles.join("trunk_d.toml"), trunk(added.port(), "trunk2") + "colour = \"blue\"\n").unwrap();
+    hangup(&r);
+    let line = r.logs.wait_for(&["SIGHUP: not reloaded"], Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", r.logs.lines().join("\n")));
+    assert!(line.contains("trunk_d.toml") && line.contains("colour"), "{line}");
+    assert_eq!(trunk_names(&r), vec![("trunk_a".to_string(), true), ("trunk_b".to_string(), true)]);
+
+    // trunk_a removed, trunk_b moved to another registrar with other credentials, trunk_d new.
+    std::fs::remove_file(profiles.join("trunk_a.toml")).unwrap();
+    std::fs::write(profiles.join("trunk_b.toml"), trunk(changed_new.port(), "trunk2")).unwrap();
+    std::fs::write(profiles.join("trunk_d.toml"), trunk(added.port(), "trunk2")).unwrap();
+    hangup(&r);
+    for (sipp, what) in [(removed, "the removed trunk's unREGISTER"), (changed_old, "the changed trunk's unREGISTER"), (changed_new, "the changed trunk's new REGISTER"), (added, "the new trunk's REGISTER")] {
+        let out = sipp.wait();
+        assert!(out.ok(), "{what}: {out}\nredial:\n{}", r.logs.lines().join("\n"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = trunk_names(&r);
+        if t == vec![("trunk_b".to_string(), true), ("trunk_d".to_string(), true)] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t:?}\n{}", r.logs.lines().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

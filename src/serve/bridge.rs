@@ -15,28 +15,24 @@ use crate::clock::{Clock, Millis};
 use crate::sip::endpoint::{AgentBindings, TrunkStates};
 
 /// `GET /v1/trunks` from the endpoint's live trunk states.
+/// Every trunk running, in name order (a profile that does not register and is not
+/// pinged still shows; one a reload added or removed shows or goes at once).
 pub struct LiveTrunks {
     pub states: TrunkStates,
-    /// Every configured profile, in name order: a profile that does not
-    /// register and is not pinged still shows.
-    pub names: Vec<String>,
 }
 
 impl TrunkView for LiveTrunks {
     fn trunks(&self) -> Vec<TrunkInfo> {
         let now = Instant::now();
         let states = self.states.read().expect("trunk states lock");
-        self.names
+        states
             .iter()
-            .map(|name| match states.get(name) {
-                Some(s) => TrunkInfo {
-                    name: name.clone(),
-                    registered: s.registered,
-                    expires_in: if s.registered { s.expires_in(now) } else { None },
-                    up: Some(s.up),
-                    last_error: s.last_error.clone(),
-                },
-                None => TrunkInfo { name: name.clone(), registered: false, expires_in: None, up: None, last_error: None },
+            .map(|(name, s)| TrunkInfo {
+                name: name.clone(),
+                registered: s.registered,
+                expires_in: if s.registered { s.expires_in(now) } else { None },
+                up: Some(s.up),
+                last_error: s.last_error.clone(),
             })
             .collect()
     }

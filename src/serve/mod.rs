@@ -147,7 +147,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let dirty = crate::agents::saved::Dirty::default();
     let restore = crate::sip::endpoint::Saved { bindings: snapshot.bindings.clone(), dirty: dirty.clone() };
     let mut sip = crate::sip::endpoint::Endpoint::start_saved(&cfg, stop_rx.clone(), restore).await?;
-    let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
+    let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone() });
     let live = Arc::new(LiveCallTable::default());
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
     saved::restore_away(&agents, &snapshot);

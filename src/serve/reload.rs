@@ -18,8 +18,15 @@
 //!   it still holds scheduled or in-progress callbacks refuses the whole reload.
 //! - The scheduler's owner check (`owner`, `owner_mode`) reads the agents applied.
 //!
-//! Changed `sip-profiles` are logged by file and key as applied at the next restart,
-//! and so is anything else that changed.
+//! - `sip-profiles/`: trunks follow at once. A new trunk starts registering and
+//!   pinging; a removed one unregisters (REGISTER with Expires: 0) and stops; a changed
+//!   one unregisters with its old settings, then registers with the new. Calls in
+//!   progress through any of them go on. Calls placed or routed through profiles
+//!   (dialling, inbound routing, texts) keep the profiles started with until the next
+//!   restart, logged by file and key; a queue naming a profile that is new refuses the
+//!   reload.
+//!
+//! Anything else that changed applies at the next restart.
 
 use std::sync::Arc;
 
@@ -53,12 +60,14 @@ pub async fn on_hangup(running: Arc<Config>, live: Live) {
             return;
         }
     };
+    // The profiles the trunks run with.
+    let mut trunks = running.profiles.clone();
     while hup.recv().await.is_some() {
-        reload(&running, &live).await;
+        reload(&running, &live, &mut trunks).await;
     }
 }
 
-async fn reload(running: &Config, live: &Live) {
+async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BTreeMap<String, crate::config::Profile>) {
     let Some(path) = running.source.as_deref() else {
         tracing::warn!("SIGHUP: no configuration file (built-in defaults); nothing to reload");
         return;
@@ -134,12 +143,30 @@ async fn reload(running: &Config, live: &Live) {
             tracing::warn!(file = %path.display(), key = "queues", "SIGHUP: in cluster mode the book's rules keep the queues started with until the next restart");
         }
     }
+    // Trunks follow the profiles as last applied to them.
+    if new_profiles != *trunks {
+        for (name, p) in &new_profiles {
+            let what = match trunks.get(name) {
+                None => "new trunk starts",
+                Some(old) if old != p => "changed trunk re-registers with its new settings",
+                Some(_) => continue,
+            };
+            tracing::info!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: {what}");
+        }
+        for name in trunks.keys().filter(|n| !new_profiles.contains_key(*n)) {
+            tracing::info!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: removed trunk unregisters and stops; its calls in progress go on");
+        }
+        let mut with_profiles = (*cfg).clone();
+        with_profiles.profiles = new_profiles.clone();
+        live.agents.apply_trunks(Arc::new(with_profiles)).await;
+    }
     for (name, p) in &new_profiles {
         if running.profiles.get(name) != Some(p) {
-            tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: changed profile applies at the next restart");
+            tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: calls through a new or changed profile use the settings started with until the next restart");
         }
     }
     for name in running.profiles.keys().filter(|n| !new_profiles.contains_key(*n)) {
-        tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: removed profile applies at the next restart");
+        tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: calls through a removed profile are placed until the next restart");
     }
+    *trunks = new_profiles;
 }
