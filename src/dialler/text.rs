@@ -17,7 +17,7 @@ use super::Dialler;
 /// Sends the text and returns the attempt's outcome.
 pub async fn run(d: &Dialler, dispatch: &Dispatch) -> AttemptOutcome {
     let cb = &dispatch.callback;
-    let cfg = d.live_cfg.get();
+    let (cfg, proxies) = d.live();
     let Some(queue) = cfg.queue(&cb.queue) else {
         return outcome(Finish::failed_no_retry("queue no longer configured"));
     };
@@ -26,7 +26,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch) -> AttemptOutcome {
     };
     let text = template::render(template, cb, queue.timezone);
     let dialed_at = d.clock.now_ms();
-    let sent = send::send(&cfg, &d.calls, &d.proxies, cb, &text).await;
+    let sent = send::send(&cfg, &d.calls, &proxies, cb, &text).await;
     d.outbox.record_text(TextRecord::of(cb, "callback", text, sent, d.clock.now_ms()));
     let finish = match sent {
         Ok(s) if s.accepted() => Finish::new(Outcome::Sent, Some(s.status)),

@@ -52,8 +52,8 @@ enum Proof {
 impl Inbound {
     pub fn new(kit: Arc<CallKit>) -> Self {
         let d = &kit;
-        let live = d.live_cfg.get();
-        let router = Mutex::new((live.clone(), Arc::new(Router::new(&live, &d.proxies))));
+        let (live, proxies) = d.live();
+        let router = Mutex::new((live.clone(), Arc::new(Router::new(&live, &proxies))));
         let mut digest = DigestServer::new(
             d.cfg.sip.realm.clone(),
             &d.cfg.sip.digest_algorithms,
@@ -72,10 +72,10 @@ impl Inbound {
     /// carrier's, against the profiles with `inbound_auth`.
     /// The routes as the configuration is now.
     fn router(&self) -> Arc<Router> {
-        let live = self.kit.live_cfg.get();
+        let (live, proxies) = self.kit.live();
         let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&r.0, &live) {
-            *r = (live.clone(), Arc::new(Router::new(&live, &self.kit.proxies)));
+            *r = (live.clone(), Arc::new(Router::new(&live, &proxies)));
         }
         r.1.clone()
     }

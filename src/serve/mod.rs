@@ -184,6 +184,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     // What a SIGHUP reload replaces: the book, the gate, the dialler and the
     // HTTP adapter read it per decision.
     let live_cfg = crate::config::LiveConfig::new(cfg.clone());
+    live_cfg.replace_with_proxies(cfg.clone(), bridge::proxies(&sip.proxies));
     let gate = Arc::new(Gate::new(live_cfg.clone(), agents.clone()));
     let mut core = match Core::open_live(live_cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
@@ -221,7 +222,6 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         clock.clone(),
         test_clock.as_ref().map(|c| c.jumps()),
     ));
-    let proxies = bridge::proxies(&cfg, &sip.proxies);
     #[cfg(unix)]
     let reload_registry = agents.clone();
     let kit = Arc::new(CallKit {
@@ -235,7 +235,6 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         prompts,
         metrics: core.metrics.clone(),
         clock,
-        proxies,
         sip_addr: sip.local_addr,
         live,
         console_url: crate::api::console_base_url(http.addr, &cfg),
@@ -245,7 +244,6 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             cfg: live_cfg.clone(),
             outbox: core.outbox.clone(),
             calls: sip.calls.clone(),
-            proxies: kit.proxies.clone(),
             clock: kit.clock.clone(),
         };
         tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));

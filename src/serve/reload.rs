@@ -21,10 +21,8 @@
 //! - `sip-profiles/`: trunks follow at once. A new trunk starts registering and
 //!   pinging; a removed one unregisters (REGISTER with Expires: 0) and stops; a changed
 //!   one unregisters with its old settings, then registers with the new. Calls in
-//!   progress through any of them go on. Calls placed or routed through profiles
-//!   (dialling, inbound routing, texts) keep the profiles started with until the next
-//!   restart, logged by file and key; a queue naming a profile that is new refuses the
-//!   reload.
+//!   progress through any of them go on. Calls and texts placed from then on, and
+//!   inbound calls routed from then on, use the profiles (and proxies) reloaded.
 //!
 //! Anything else that changed applies at the next restart.
 
@@ -100,15 +98,6 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
     } else {
         None
     };
-    // Profiles apply at the next restart: the queues see the running ones.
-    let mut cfg = cfg;
-    let new_profiles = std::mem::replace(&mut cfg.profiles, running.profiles.clone());
-    for (i, q) in cfg.queues.iter().enumerate() {
-        if let Some(p) = q.profile.as_ref().filter(|p| !running.profiles.contains_key(*p)) {
-            tracing::warn!(file = %path.display(), key = %format!("queues[{i}].profile"), problem = %format!("profile `{p}` is new and profiles apply at the next restart"), "SIGHUP: not reloaded; the running configuration goes on");
-            return;
-        }
-    }
     for removed in applied.queues.iter().filter(|q| cfg.queue(&q.name).is_none()) {
         match live.book.stats(Some(&removed.name)).await {
             Ok(s) if s.pending == 0 => {}
@@ -123,6 +112,15 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
         }
     }
     let cfg = Arc::new(cfg);
+    // An unchanged profile keeps the address its trunk runs with, so a DNS answer
+    // that moved does not restart the trunk.
+    let (_, known) = live.config.snapshot();
+    let mut resolved = crate::sip::endpoint::trunks::resolve_proxies(&cfg).await;
+    for (name, r) in resolved.iter_mut() {
+        if let (Some(addr), true) = (known.get(name), trunks.get(name) == cfg.profiles.get(name)) {
+            *r = Ok(*addr);
+        }
+    }
     // Everything is valid: apply.
     if let Some(c) = tls {
         if live.transports.reload_tls(c) {
@@ -134,7 +132,7 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
     live.tokens.replace(tokens);
     live.registry.set_agents(&cfg);
     live.agents.apply(cfg.clone());
-    live.config.replace(cfg.clone());
+    live.config.replace_with_proxies(cfg.clone(), super::bridge::proxies(&resolved));
     tracing::info!(file = %path.display(), agents = cfg.agents.len(), tokens = cfg.tokens.len(), "SIGHUP: agents and tokens reloaded");
     if cfg.queues != applied.queues || cfg.dids != applied.dids {
         let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
@@ -144,8 +142,8 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
         }
     }
     // Trunks follow the profiles as last applied to them.
-    if new_profiles != *trunks {
-        for (name, p) in &new_profiles {
+    if cfg.profiles != *trunks {
+        for (name, p) in &cfg.profiles {
             let what = match trunks.get(name) {
                 None => "new trunk starts",
                 Some(old) if old != p => "changed trunk re-registers with its new settings",
@@ -153,20 +151,10 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
             };
             tracing::info!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: {what}");
         }
-        for name in trunks.keys().filter(|n| !new_profiles.contains_key(*n)) {
+        for name in trunks.keys().filter(|n| !cfg.profiles.contains_key(*n)) {
             tracing::info!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: removed trunk unregisters and stops; its calls in progress go on");
         }
-        let mut with_profiles = (*cfg).clone();
-        with_profiles.profiles = new_profiles.clone();
-        live.agents.apply_trunks(Arc::new(with_profiles)).await;
+        live.agents.apply_trunks(cfg.clone(), resolved);
+        *trunks = cfg.profiles.clone();
     }
-    for (name, p) in &new_profiles {
-        if running.profiles.get(name) != Some(p) {
-            tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: calls through a new or changed profile use the settings started with until the next restart");
-        }
-    }
-    for name in running.profiles.keys().filter(|n| !new_profiles.contains_key(*n)) {
-        tracing::warn!(file = %running.profiles_dir.join(format!("{name}.toml")).display(), key = %name, "SIGHUP: calls through a removed profile are placed until the next restart");
-    }
-    *trunks = new_profiles;
 }

@@ -5,7 +5,6 @@
 //! even when redial restarts in between; the cursor is saved after each
 //! text, so a crash repeats at most the text in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::{Event, Kind, Outbox};
 use crate::sip::calls::CallControl;
-use crate::sip::Peer;
 
 /// The outbox cursor of this task.
 pub const CURSOR: &str = "sms:notify";
@@ -28,8 +26,6 @@ pub struct Notifier {
     pub cfg: crate::config::LiveConfig,
     pub outbox: Arc<dyn Outbox>,
     pub calls: CallControl,
-    /// Resolved trunk proxies by profile name.
-    pub proxies: BTreeMap<String, Peer>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -119,7 +115,7 @@ impl Notifier {
     /// Sends the text `ev` calls for, if any; whether one was tried.
     async fn on_event(&self, ev: &Event) -> bool {
         let Some(cb) = ev.callback() else { return false };
-        let cfg = self.cfg.get();
+        let (cfg, addrs) = self.cfg.snapshot();
         let Some(queue) = cfg.queue(&cb.queue) else { return false };
         let (purpose, text) = match ev.kind {
             Kind::CallbackCreated => ("confirm", queue.sms_confirm.as_deref()),
@@ -128,7 +124,7 @@ impl Notifier {
         };
         let Some(text) = text else { return false };
         let text = template::render(text, cb, queue.timezone);
-        let sent = send::send(&cfg, &self.calls, &self.proxies, cb, &text).await;
+        let sent = send::send(&cfg, &self.calls, &crate::calls::peers(&cfg, &addrs), cb, &text).await;
         self.outbox.record_text(TextRecord::of(cb, purpose, text, sent, self.clock.now_ms()));
         true
     }

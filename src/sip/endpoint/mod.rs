@@ -178,8 +178,8 @@ impl AgentsReload {
     /// removed one unregisters (REGISTER with Expires: 0) and stops, a changed one
     /// unregisters with its old settings, then registers with the new. Calls in
     /// progress through any of them go on.
-    pub async fn apply_trunks(&self, cfg: Arc<Config>) {
-        let proxies = trunks::resolve_proxies(&cfg).await;
+    /// `proxies`: each of `cfg`'s profiles' proxy resolved ([`trunks::resolve_proxies`]).
+    pub fn apply_trunks(&self, cfg: Arc<Config>, proxies: BTreeMap<String, Result<SocketAddr, String>>) {
         let _ = self.0.send(Reload::Trunks(cfg, proxies));
     }
 }
