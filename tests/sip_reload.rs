@@ -1,6 +1,9 @@
 //! SIGHUP against the real binary: a bad file changes nothing and names its file and
 //! key; a good one adds and removes agents and replaces the API tokens at once, while
-//! a bridged call and the registrations of the agents that stay go on.
+//! a bridged call and the registrations of the agents that stay go on. Queues' changed
+//! rules apply to the next booking, a new queue and a new owner are accepted, a removed
+//! queue that still holds callbacks refuses the reload; trunks start, stop and
+//! re-register at SIPp registrars; a changed profile's new proxy takes the next call.
 
 mod common;
 
@@ -291,4 +294,34 @@ fn sighup_starts_new_trunks_unregisters_removed_ones_and_re_registers_changed_on
         assert!(std::time::Instant::now() < deadline, "{t:?}\n{}", r.logs.lines().join("\n"));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_callback_after_a_reload_is_dialled_through_the_changed_profiles_new_proxy() {
+    use common::Sipp;
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 1\nring_timeout = \"5s\"\nagent_ring_timeout = \"5s\"\nwrap_up = \"0s\"\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let moved = Sipp::new("dial_carrier_answer_hangup.xml")
+        .calls(1)
+        .timeout(Duration::from_secs(60))
+        .trace_msg()
+        .set("dir", w.path("").to_str().unwrap())
+        .set("rtp_port", &customer.port.to_string())
+        .set("talk_ms", "4000")
+        .spawn();
+    let path = r.path("sip-profiles/carrier.toml");
+    let profile = std::fs::read_to_string(&path).unwrap();
+    let proxy = profile.lines().find(|l| l.starts_with("proxy = ")).unwrap_or_else(|| panic!("{profile}")).to_string();
+    std::fs::write(&path, profile.replace(&proxy, &format!("proxy = \"sip:127.0.0.1:{}\"", moved.port()))).unwrap();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: changed trunk re-registers", "carrier"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+    let _alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 60_000);
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}\n{}", r.logs.lines().join("\n"));
+    let out = moved.wait();
+    assert!(out.ok(), "the carrier at the new proxy took the call: {out}");
 }
