@@ -277,7 +277,8 @@ impl Driver {
                 let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
                 let new_work = request.method == rsip::Method::Register || (request.method == rsip::Method::Invite && !core::in_dialog(&request));
                 if new_work {
-                    if let Some(secs) = self.overload.refuse() {
+                    let refused = if request.method == rsip::Method::Invite { self.overload.refuse_invite() } else { self.overload.refuse() };
+                    if let Some(secs) = refused {
                         self.stats.overload_refused();
                         let mut r = super::reply::reply(&request, 503);
                         r.headers.push(rsip::Header::RetryAfter(<rsip::headers::RetryAfter as rsip::headers::UntypedHeader>::new(secs.to_string())));
