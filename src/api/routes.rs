@@ -368,7 +368,7 @@ pub struct StatsQuery {
 pub async fn stats(State(s): State<AppState>, q: Result<Query<StatsQuery>, QueryRejection>) -> Result<Json<StatsView>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if let Some(name) = &q.queue {
-        if s.cfg.queue(name).is_none() {
+        if s.live_cfg.get().queue(name).is_none() {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no queue named `{name}`")).field("queue"));
         }
     }
@@ -454,7 +454,8 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     family(&mut out, "redial_callbacks", "gauge", "Callbacks by queue and status (pending = scheduled + in_progress).");
     let mut requested = BTreeMap::new();
     let mut by_origin = Vec::new();
-    for q in &s.cfg.queues {
+    let cfg = s.live_cfg.get();
+    for q in &cfg.queues {
         let (st, split) = s.book.stats_by_origin(Some(&q.name), None).await?;
         let ql = label(&q.name);
         for (status, n) in status_counts(&st) {

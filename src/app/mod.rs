@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::agents::Registry;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::events::memory::MemoryOutbox;
 use crate::events::{Bus, Outbox};
 use crate::metrics::Metrics;
@@ -57,6 +57,9 @@ pub enum OpenError {
 /// The running core.
 pub struct Core {
     pub cfg: Arc<Config>,
+    /// The configuration as a SIGHUP reload leaves it (starts as `cfg`): what
+    /// the book's rules, the API and the dialler read per request.
+    pub live: LiveConfig,
     pub clock: Arc<dyn Clock>,
     pub book: Arc<dyn Book>,
     pub bus: Arc<Bus>,
@@ -86,6 +89,18 @@ impl Core {
         agents: Arc<Registry>,
         availability: Option<Arc<dyn Availability>>,
     ) -> Result<Core, OpenError> {
+        Self::open_live(LiveConfig::new(cfg), clock, agents, availability).await
+    }
+
+    /// As [`Core::open`], over a configuration that a reload replaces
+    /// (`live`): the book's rules take each replacement up at its next batch.
+    pub async fn open_live(
+        live: LiveConfig,
+        clock: Arc<dyn Clock>,
+        agents: Arc<Registry>,
+        availability: Option<Arc<dyn Availability>>,
+    ) -> Result<Core, OpenError> {
+        let cfg = live.get();
         let bus = Arc::new(Bus::new());
         let mut cluster = None;
         // The redb book is its own durable outbox; the PostgreSQL book has
@@ -106,7 +121,7 @@ impl Core {
                     std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_path_buf(), source })?;
                 }
                 let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
-                let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+                let opts = BookOptions { bus: Some(bus.clone()), live: Some(live.clone()), ..BookOptions::default() };
                 // Opening recovers and may scan: keep it off the async workers.
                 let book = Arc::new(tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??);
                 (book.clone(), book)
@@ -137,6 +152,7 @@ impl Core {
             test_clock: None,
             leases,
             cfg,
+            live,
             clock,
             book,
             bus,

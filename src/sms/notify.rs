@@ -5,7 +5,6 @@
 //! even when redial restarts in between; the cursor is saved after each
 //! text, so a crash repeats at most the text in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +16,16 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::{Event, Kind, Outbox};
 use crate::sip::calls::CallControl;
-use crate::sip::Peer;
 
 /// The outbox cursor of this task.
 pub const CURSOR: &str = "sms:notify";
 const PAGE: usize = 64;
 
 pub struct Notifier {
-    pub cfg: Arc<Config>,
+    /// Queues' texts as the last reload left them, read per event.
+    pub cfg: crate::config::LiveConfig,
     pub outbox: Arc<dyn Outbox>,
     pub calls: CallControl,
-    /// Resolved trunk proxies by profile name.
-    pub proxies: BTreeMap<String, Peer>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -97,7 +94,7 @@ impl Notifier {
                 // `[compliance] quiet_hours`: no text in the customer's
                 // quiet hours. Texts go out in outbox order, so one held
                 // until morning holds those after it too.
-                if let Some(at) = quiet_until(&self.cfg, &ev, self.clock.now_ms()) {
+                if let Some(at) = quiet_until(&self.cfg.get(), &ev, self.clock.now_ms()) {
                     let wait = Duration::from_millis((at - self.clock.now_ms()).max(0) as u64);
                     tracing::info!(seq = ev.seq, wait_s = wait.as_secs(), "text held until the customer's quiet hours end");
                     tokio::select! {
@@ -118,7 +115,8 @@ impl Notifier {
     /// Sends the text `ev` calls for, if any; whether one was tried.
     async fn on_event(&self, ev: &Event) -> bool {
         let Some(cb) = ev.callback() else { return false };
-        let Some(queue) = self.cfg.queue(&cb.queue) else { return false };
+        let (cfg, addrs) = self.cfg.snapshot();
+        let Some(queue) = cfg.queue(&cb.queue) else { return false };
         let (purpose, text) = match ev.kind {
             Kind::CallbackCreated => ("confirm", queue.sms_confirm.as_deref()),
             Kind::CallbackExhausted => ("exhausted", queue.sms_on_exhausted.as_deref()),
@@ -126,7 +124,7 @@ impl Notifier {
         };
         let Some(text) = text else { return false };
         let text = template::render(text, cb, queue.timezone);
-        let sent = send::send(&self.cfg, &self.calls, &self.proxies, cb, &text).await;
+        let sent = send::send(&cfg, &self.calls, &crate::calls::peers(&cfg, &addrs), cb, &text).await;
         self.outbox.record_text(TextRecord::of(cb, purpose, text, sent, self.clock.now_ms()));
         true
     }

@@ -54,7 +54,8 @@ pub async fn handle(kit: &CallKit, c: IncomingCall, route: Route) {
 
 async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interaction: String) {
     let IncomingCall { leg, from_user, asserted_user, sdp, .. } = c;
-    let Some(queue) = kit.cfg.queue(&route.queue) else {
+    let cfg = kit.live_cfg.get();
+    let Some(queue) = cfg.queue(&route.queue) else {
         leg.reject(480);
         return;
     };
@@ -71,8 +72,8 @@ async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interact
             return;
         }
     };
-    let codecs = kit.cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
-    media.set_srtp(kit.cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
+    let codecs = cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
+    media.set_srtp(cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
     let answer = match media.answer_offer(&String::from_utf8_lossy(&offer), &codecs) {
         Ok(a) => a,
         Err(e) => {

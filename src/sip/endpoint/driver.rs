@@ -58,7 +58,7 @@ pub(super) struct Driver {
     counted: HashSet<TransactionKey>,
     overload: Overload,
     /// Reloaded configurations, whose agents apply at once.
-    reloads: mpsc::UnboundedReceiver<Arc<Config>>,
+    reloads: mpsc::UnboundedReceiver<super::Reload>,
     /// Carrier source IP → profile: where an inbound MESSAGE may come from.
     carriers: HashMap<IpAddr, String>,
     texts: mpsc::Sender<IncomingText>,
@@ -74,7 +74,7 @@ impl Driver {
         agent_changes: watch::Sender<u64>,
         calls: CallsWiring,
         saved: super::Saved,
-        reloads: mpsc::UnboundedReceiver<Arc<Config>>,
+        reloads: mpsc::UnboundedReceiver<super::Reload>,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
@@ -184,10 +184,19 @@ impl Driver {
                         }
                     }
                 }
-                Some(cfg) = self.reloads.recv() => {
-                    self.registrar.set_agents(Instant::now(), &cfg.agents);
-                    self.dir.set_agents(&cfg.agents);
-                }
+                Some(reload) = self.reloads.recv() => match reload {
+                    super::Reload::Agents(cfg) => {
+                        self.registrar.set_agents(Instant::now(), &cfg.agents);
+                        self.dir.set_agents(&cfg.agents);
+                    }
+                    super::Reload::Trunks(cfg, proxies) => {
+                        // Shutting down: the trunks are unregistering already.
+                        if stop_by.is_none() {
+                            self.trunks.reload(&cfg, self.transports.local_addr(), Instant::now(), &proxies);
+                            self.carriers = message::carriers(&proxies);
+                        }
+                    }
+                },
                 Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                     self.registrar.connection_closed(Instant::now(), peer);
                     self.calls.connection_closed(peer);
@@ -268,7 +277,8 @@ impl Driver {
                 let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
                 let new_work = request.method == rsip::Method::Register || (request.method == rsip::Method::Invite && !core::in_dialog(&request));
                 if new_work {
-                    if let Some(secs) = self.overload.refuse() {
+                    let refused = if request.method == rsip::Method::Invite { self.overload.refuse_invite() } else { self.overload.refuse() };
+                    if let Some(secs) = refused {
                         self.stats.overload_refused();
                         let mut r = super::reply::reply(&request, 503);
                         r.headers.push(rsip::Header::RetryAfter(<rsip::headers::RetryAfter as rsip::headers::UntypedHeader>::new(secs.to_string())));
