@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::outbox::{Outbox, OutboxFuture, Parked, RetryOutcome};
+use super::outbox::{ready, Outbox, OutboxFuture, Parked, RetryOutcome};
 use super::{Bus, Event, Kind, Payload};
 use crate::clock::Millis;
 use crate::scheduler::book::StoreError;
@@ -41,21 +41,21 @@ impl Outbox for MemoryOutbox {
         self.bus.publish_next(kind, at, payload);
     }
 
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn after(&self, after: u64, limit: usize) -> OutboxFuture<'_, Result<Vec<Event>, StoreError>> {
         // Events older than the bus keeps are gone: start from its oldest.
         let kept = match self.bus.since(after) {
             Some((events, _)) => events,
             None => self.bus.since(0).map(|(e, _)| e).unwrap_or_default(),
         };
-        Ok(kept.iter().filter(|e| e.seq > after).take(limit).map(|e| (**e).clone()).collect())
+        ready(Ok(kept.iter().filter(|e| e.seq > after).take(limit).map(|e| (**e).clone()).collect()))
     }
 
-    fn next_seq(&self) -> u64 {
-        self.bus.next_seq()
+    fn next_seq(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        ready(Ok(self.bus.next_seq()))
     }
 
-    fn cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.state().cursors.get(endpoint).copied())
+    fn cursor<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<u64>, StoreError>> {
+        ready(Ok(self.state().cursors.get(endpoint).copied()))
     }
 
     fn save_cursor(&self, endpoint: &str, seq: u64) {
@@ -69,24 +69,24 @@ impl Outbox for MemoryOutbox {
         s.parked.push(parked);
     }
 
-    fn parked(&self, limit: usize, after: Option<u64>) -> Result<Vec<Parked>, StoreError> {
-        Ok(self.state().parked.iter().filter(|p| after.is_none_or(|a| p.id > a)).take(limit).cloned().collect())
+    fn parked(&self, limit: usize, after: Option<u64>) -> OutboxFuture<'_, Result<Vec<Parked>, StoreError>> {
+        ready(Ok(self.state().parked.iter().filter(|p| after.is_none_or(|a| p.id > a)).take(limit).cloned().collect()))
     }
 
-    fn parked_get(&self, id: u64) -> Result<Option<Parked>, StoreError> {
-        Ok(self.state().parked.iter().find(|p| p.id == id).cloned())
+    fn parked_get(&self, id: u64) -> OutboxFuture<'_, Result<Option<Parked>, StoreError>> {
+        ready(Ok(self.state().parked.iter().find(|p| p.id == id).cloned()))
     }
 
-    fn parked_count(&self) -> Result<u64, StoreError> {
-        Ok(self.state().parked.len() as u64)
+    fn parked_count(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        ready(Ok(self.state().parked.len() as u64))
     }
 
     fn record_text(&self, text: TextRecord) {
         self.state().texts.entry(text.callback_id).or_default().push(text);
     }
 
-    fn texts(&self, callback: u64) -> Result<Vec<TextRecord>, StoreError> {
-        Ok(self.state().texts.get(&callback).cloned().unwrap_or_default())
+    fn texts(&self, callback: u64) -> OutboxFuture<'_, Result<Vec<TextRecord>, StoreError>> {
+        ready(Ok(self.state().texts.get(&callback).cloned().unwrap_or_default()))
     }
 
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
@@ -117,15 +117,15 @@ mod tests {
         for i in 0..3 {
             o.publish(Kind::TrunkState, i, Payload::Trunk(Box::new(trunk.clone())));
         }
-        assert_eq!(o.after(1, 10).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(o.next_seq(), 4);
+        assert_eq!(futures_util::FutureExt::now_or_never(o.after(1, 10)).unwrap().unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(futures_util::FutureExt::now_or_never(o.next_seq()).unwrap().unwrap(), 4);
         o.save_cursor("http://x", 2);
-        assert_eq!(o.cursor("http://x").unwrap(), Some(2));
+        assert_eq!(futures_util::FutureExt::now_or_never(o.cursor("http://x")).unwrap().unwrap(), Some(2));
         let p = Parked { id: 0, endpoint: "http://x".into(), seq: 3, kind: "agent.state".into(), body: vec![], failures: 1, first_failure: 0, last_failure: 0, last_error: "500".into() };
         o.park(p);
-        assert_eq!(o.parked_count().unwrap(), 1);
-        let id = o.parked(10, None).unwrap()[0].id;
+        assert_eq!(futures_util::FutureExt::now_or_never(o.parked_count()).unwrap().unwrap(), 1);
+        let id = futures_util::FutureExt::now_or_never(o.parked(10, None)).unwrap().unwrap()[0].id;
         futures_util::FutureExt::now_or_never(o.retried(id, RetryOutcome::Delivered)).unwrap().unwrap();
-        assert_eq!(o.parked_count().unwrap(), 0);
+        assert_eq!(futures_util::FutureExt::now_or_never(o.parked_count()).unwrap().unwrap(), 0);
     }
 }
