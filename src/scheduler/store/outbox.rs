@@ -538,11 +538,11 @@ mod tests {
         let req = NewCallback { phone: "+15550001".into(), queue: "default".into(), ..Default::default() };
         let cb = book.schedule(req, None).await.unwrap();
         // No flush: the answer itself means the event is committed.
-        let evs = book.after(0, 10).unwrap();
+        let evs = book.after(0, 10).await.unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!((evs[0].seq, evs[0].kind, evs[0].at), (1, Kind::CallbackCreated, 1_000));
         assert!(matches!(&evs[0].payload, Payload::Callback(c) if **c == cb));
-        assert_eq!(book.next_seq(), 2);
+        assert_eq!(book.next_seq().await.unwrap(), 2);
 
         let attempt = Attempt { attempt: 2, started_at: 1, ended_at: 9, outcome: Outcome::Busy, sip_status: Some(486), amd: None, agent: Some("alice".into()), note: None, timeline: Default::default() };
         let agent = AgentInfo {
