@@ -15,8 +15,7 @@ use tokio::sync::{broadcast, watch};
 use super::{send, template, TextRecord};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::events::outbox::{TurnHeld, TURN_POLL};
-use crate::events::{Event, Kind, Outbox};
+use crate::events::{Event, Kind, Outbox, TurnHeld, TURN_POLL};
 use crate::sip::calls::CallControl;
 use crate::sip::Peer;
 

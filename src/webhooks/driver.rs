@@ -20,8 +20,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Webhook;
-use crate::events::outbox::{TurnHeld, TURN_POLL};
-use crate::events::{Bus, Event, Outbox, Parked};
+use crate::events::{Bus, Event, Outbox, Parked, TurnHeld, TURN_POLL};
 
 use super::queue::{Delivery, Queue};
 use super::{body, send, Render};
