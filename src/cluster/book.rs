@@ -230,6 +230,21 @@ pub async fn connect(opts: &PgOptions, listen: Option<mpsc::UnboundedSender<Stri
     Ok(client)
 }
 
+/// The writer's connection. In cluster mode its session ends a transaction
+/// left idle for one lease: a node cut off from the database between its
+/// batch's last statement and `COMMIT` would otherwise keep the outbox's
+/// counter row locked ([`super::outbox`]), and every node's writes with
+/// it, until TCP gave up on the connection (hours). A SIGKILLed node's
+/// socket closes at once; this is for a node that vanishes from the network.
+async fn writer_connection(opts: &PgOptions) -> Result<Client, StoreError> {
+    let db = connect(opts, None).await?;
+    if let Some(own) = &opts.ownership {
+        let ms = own.lease.as_millis().max(1);
+        db.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}")).await.map_err(pg_error)?;
+    }
+    Ok(db)
+}
+
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -375,7 +390,7 @@ impl Writer {
             return Ok(());
         }
         if self.db.is_closed() {
-            self.db = connect(&self.opts, None).await?;
+            self.db = writer_connection(&self.opts).await?;
         }
         if closed(&self.holds_db) {
             self.holds_db = Some(connect(&self.opts, None).await?);
@@ -1266,7 +1281,7 @@ impl PgBook {
                 rt.block_on(async move {
                     let opened = async {
                         let (listen_tx, listen_rx) = mpsc::unbounded_channel();
-                        let mut db = connect(&opts, None).await?;
+                        let mut db = writer_connection(&opts).await?;
                         schema::migrate(&mut db, opts.shards).await.map_err(|e| match e {
                             schema::MigrateError::Db(e) => pg_error(e),
                             other => StoreError::Postgres(other.to_string().into()),
