@@ -164,3 +164,88 @@ fn webhooks_survive_the_delivering_nodes_sigkill_and_arrive_once_per_id_in_order
     assert_eq!(ids.first(), Some(&1), "the sequence starts at 1");
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "the shared sequence has no gaps: {ids:?}");
 }
+
+async fn client(pg: &Postgres) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    c
+}
+
+fn trunk(name: &str) -> (redial::events::Kind, i64, redial::events::Payload) {
+    let t = redial::sip::endpoint::TrunkStatus { name: name.into(), register: false, registered: false, expires_at: None, up: true, last_error: None };
+    (redial::events::Kind::TrunkState, 0, redial::events::Payload::Trunk(Box::new(t)))
+}
+
+/// The rule that keeps readers from skipping an event: a batch that takes
+/// sequences after another has taken its own waits until that one commits,
+/// so sequences become visible in order. A reader between the two sees
+/// neither the first batch's events (not committed) nor a later sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_follow_commit_order_across_connections() {
+    use redial::cluster::outbox;
+    let pg = Postgres::start();
+    let (mut a, b, reader) = (client(&pg).await, client(&pg).await, client(&pg).await);
+    redial::cluster::schema::migrate(&mut a, 4).await.unwrap();
+
+    a.batch_execute("BEGIN").await.unwrap();
+    let first = outbox::append(&a, vec![trunk("a1"), trunk("a2")]).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let later = tokio::spawn(async move {
+        b.batch_execute("BEGIN").await.unwrap();
+        let evs = outbox::append(&b, vec![trunk("b1")]).await.unwrap();
+        b.batch_execute("COMMIT").await.unwrap();
+        evs
+    });
+    // b is waiting on a's counter row: nothing of it is visible, nor of a.
+    let waiting = async {
+        loop {
+            let n: i64 = reader.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).await.unwrap().get(0);
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the second batch waits for the first");
+    assert!(outbox::after(&reader, 0, 10).await.unwrap().is_empty());
+    assert!(!later.is_finished());
+    a.batch_execute("COMMIT").await.unwrap();
+    let second = later.await.unwrap();
+    assert_eq!(second.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3], "taken after the first committed");
+    let all = outbox::after(&reader, 0, 10).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(outbox::next_seq(&reader).await.unwrap(), 4);
+
+    // A batch rolled back gives its sequences back: no gap.
+    a.batch_execute("BEGIN").await.unwrap();
+    outbox::append(&a, vec![trunk("lost")]).await.unwrap();
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(outbox::next_seq(&reader).await.unwrap(), 4);
+}
+
+/// A task's turn is one node's while its lease lasts, renewable by that
+/// node only, taken by another once it lapses, and given back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_is_one_nodes_until_its_lease_lapses_or_it_is_given_back() {
+    use redial::cluster::outbox::{end_turn, take_turn};
+    let pg = Postgres::start();
+    let mut db = client(&pg).await;
+    redial::cluster::schema::migrate(&mut db, 4).await.unwrap();
+    let long = Duration::from_secs(60);
+    assert!(take_turn(&db, "http://hook", "a", long).await.unwrap());
+    assert!(take_turn(&db, "http://hook", "a", long).await.unwrap(), "renewed by its holder");
+    assert!(!take_turn(&db, "http://hook", "b", long).await.unwrap(), "refused to another node");
+    assert!(take_turn(&db, "texts", "b", long).await.unwrap(), "each task has its own turn");
+    end_turn(&db, "http://hook", "b").await.unwrap();
+    assert!(!take_turn(&db, "http://hook", "b", long).await.unwrap(), "only the holder gives it back");
+    end_turn(&db, "http://hook", "a").await.unwrap();
+    assert!(take_turn(&db, "http://hook", "b", Duration::from_millis(200)).await.unwrap(), "given back: taken at once");
+    // b's short lease lapses (the database's clock): a takes it over.
+    let lapsed = async {
+        while !take_turn(&db, "http://hook", "a", long).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), lapsed).await.expect("the lapsed turn is taken over");
+    assert!(!take_turn(&db, "http://hook", "b", long).await.unwrap());
+}
