@@ -194,7 +194,8 @@ impl TurnHeld {
                 }
             };
             tokio::select! {
-                _ = stop.changed() => {}
+                // Its sender gone: nothing will ever stop the task but this.
+                r = stop.changed() => if r.is_err() { return None },
                 _ = tokio::time::sleep(wait) => {}
             }
         }
