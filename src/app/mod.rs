@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 use crate::agents::Registry;
 use crate::clock::Clock;
 use crate::config::{Config, LiveConfig};
-use crate::events::memory::MemoryOutbox;
 use crate::events::{Bus, Outbox};
 use crate::metrics::Metrics;
 use crate::scheduler::driver::{self, SchedulerHandle};
@@ -103,18 +102,19 @@ impl Core {
         let cfg = live.get();
         let bus = Arc::new(Bus::new());
         let mut cluster = None;
-        // The redb book is its own durable outbox; the PostgreSQL book has
-        // none yet, so a cluster node keeps its outbox in memory.
+        // Each book is its own durable outbox: the redb file, or the
+        // PostgreSQL tables every node of the cluster shares.
         let (book, outbox): (Arc<dyn Book>, Arc<dyn Outbox>) = match (&cfg.backend, &cfg.cluster) {
             (Backend::Postgres { url }, Some(c)) => {
                 let own = Ownership::new(c.node.clone(), c.shards, c.lease);
-                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), ..PgOptions::new(url.clone()) };
-                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, ..opts.clone() }, own, node::timing(c));
+                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), outbox: true, ..PgOptions::new(url.clone()) };
+                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, outbox: false, ..opts.clone() }, own, node::timing(c));
                 cluster = Some(Arc::new(handle));
                 let (clock, cfg) = (clock.clone(), cfg.clone());
                 // Opening connects and migrates: keep it off the async workers.
                 let book = tokio::task::spawn_blocking(move || PgBook::open(opts, clock, cfg)).await.map_err(|_| StoreError::Closed)??;
-                (Arc::new(book), Arc::new(MemoryOutbox::new(bus.clone())))
+                let book = Arc::new(book);
+                (book.clone(), book)
             }
             _ => {
                 if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
