@@ -143,8 +143,10 @@ echo "why=$why"
 if [ "$server" = redial ]; then
   slow=$(grep 'slow SIP endpoint step' "$work/redial.log" 2>/dev/null || true)
   n=$(grep -c . <<< "$slow" || true)
-  longest=$(grep -o 'took_ms=[0-9]*' <<< "$slow" | cut -d= -f2 | sort -n | tail -1)
+  longest=$(grep -o 'took_ms=[0-9]*' <<< "$slow" | cut -d= -f2 | sort -n | tail -1 || true)
   echo "slow_steps=$n longest_step_ms=${longest:-0}"
-  [ -n "$slow" ] && grep -o 'took_ms=[0-9]*.*' <<< "$slow" | sort -t= -k2 -n -r | head -5 | sed 's/^/  slow_step /'
+  if [ -n "$slow" ]; then
+    grep -o 'took_ms=[0-9]*.*' <<< "$slow" | sort -t= -k2 -n -r | head -5 | sed 's/^/  slow_step /'
+  fi
 fi
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"
