@@ -107,8 +107,8 @@ impl Core {
         let (book, outbox): (Arc<dyn Book>, Arc<dyn Outbox>) = match (&cfg.backend, &cfg.cluster) {
             (Backend::Postgres { url }, Some(c)) => {
                 let own = Ownership::new(c.node.clone(), c.shards, c.lease);
-                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), outbox: true, ..PgOptions::new(url.clone()) };
-                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, outbox: false, ..opts.clone() }, own, node::timing(c));
+                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), outbox: true, live: Some(live.clone()), ..PgOptions::new(url.clone()) };
+                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, outbox: false, live: None, ..opts.clone() }, own, node::timing(c));
                 cluster = Some(Arc::new(handle));
                 let (clock, cfg) = (clock.clone(), cfg.clone());
                 // Opening connects and migrates: keep it off the async workers.

@@ -194,11 +194,14 @@ pub struct PgOptions {
     /// nodes ([`super::outbox`]) in its transaction; the book is then the
     /// node's [`Outbox`]. Off for a book used only as a book.
     pub outbox: bool,
+    /// Where a reload puts the configuration: the book's rules (queues'
+    /// hours, retry policies, owners) take it up at the next batch.
+    pub live: Option<crate::config::LiveConfig>,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: None, shards: 64, ownership: None, bus: None, outbox: false }
+        Self { url: url.into(), schema: None, shards: 64, ownership: None, bus: None, outbox: false, live: None }
     }
 }
 
@@ -463,8 +466,20 @@ impl Writer {
         }
     }
 
+    /// A reloaded configuration applies from this batch on: bookings,
+    /// changes, outcomes (retry policy) and firing (hours, owners) read it.
+    fn take_reload(&mut self, now: Millis) {
+        let Some(live) = &self.opts.live else { return };
+        let cfg = live.get();
+        if !Arc::ptr_eq(&cfg, &self.cfg) {
+            self.engine.set_config(cfg.clone(), now);
+            self.cfg = cfg;
+        }
+    }
+
     async fn process(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
+        self.take_reload(now);
         if let Err(e) = self.reconnect().await {
             tracing::warn!(error = %e, "cannot reach the database; changes refused");
             for op in ops {

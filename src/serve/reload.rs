@@ -137,9 +137,6 @@ async fn reload(running: &Config, live: &Live, trunks: &mut std::collections::BT
     if cfg.queues != applied.queues || cfg.dids != applied.dids {
         let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
         tracing::info!(file = %path.display(), queues = ?names, "SIGHUP: queues reloaded");
-        if cfg.cluster.is_some() {
-            tracing::warn!(file = %path.display(), key = "queues", "SIGHUP: in cluster mode the book's rules keep the queues started with until the next restart");
-        }
     }
     // Trunks follow the profiles as last applied to them.
     if cfg.profiles != *trunks {

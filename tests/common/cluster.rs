@@ -104,6 +104,11 @@ impl Node {
         }
     }
 
+    /// The process id of the running node.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
