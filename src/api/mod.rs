@@ -171,7 +171,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
     let state = Arc::new(Shared {
         book: core.book.clone(),
         ops,
-        bus: core.bus.clone(),
+        bus: core.feed.clone(),
         outbox: core.outbox.clone(),
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::new(core.clock.now_ms()),

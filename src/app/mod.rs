@@ -62,6 +62,9 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub book: Arc<dyn Book>,
     pub bus: Arc<Bus>,
+    /// What event streams and the console follow: every node's events in
+    /// cluster mode ([`crate::cluster::feed`]), else `bus` itself.
+    pub feed: Arc<Bus>,
     /// Where every event is durably written before the bus sees it.
     pub outbox: Arc<dyn Outbox>,
     pub metrics: Arc<Metrics>,
@@ -141,7 +144,15 @@ impl Core {
         let (scheduler, dispatches) = driver::spawn(book.clone(), clock.clone(), availability, DISPATCH_CAPACITY);
         let h = scheduler.clone();
         agents.set_waker(move || h.agents_changed());
-        let followers = vec![tokio::spawn(follow::agents(agents.clone(), outbox.clone()))];
+        let mut followers = vec![tokio::spawn(follow::agents(agents.clone(), outbox.clone()))];
+        let feed = match &cluster {
+            Some(_) => {
+                let (feed, tail) = crate::cluster::feed::spawn_tail(&outbox, &bus, outbox.next_seq().await?);
+                followers.push(tail);
+                feed
+            }
+            None => bus.clone(),
+        };
         let leases = cluster.as_ref().map(|h| {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(node::run_leases(h.opts.clone(), h.own.clone(), h.timing, clock.clone(), book.changed(), stop_rx));
@@ -156,6 +167,7 @@ impl Core {
             clock,
             book,
             bus,
+            feed,
             outbox,
             metrics: Arc::new(Metrics::default()),
             agents,

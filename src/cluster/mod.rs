@@ -11,6 +11,8 @@
 //! - [`bindings`]: agents' registrations and away choices, kept across restarts.
 //! - [`outbox`]: the durable outbox shared by the nodes, and the turns of
 //!   the tasks that must run once in the cluster (webhook deliverers, texts).
+//! - [`feed`]: every node's events, in the outbox's order, for this node's
+//!   event streams.
 //! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
@@ -22,6 +24,7 @@ pub mod agents;
 pub mod bindings;
 pub mod book;
 pub mod error;
+pub mod feed;
 pub mod holds;
 pub mod leases;
 pub mod node;
