@@ -18,6 +18,8 @@ use redial::scheduler::store::{BookOptions, RedbBook};
 use redial::sip::endpoint::TrunkStatus;
 use redial::webhooks::{self, sign};
 use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 #[derive(Default)]
 struct Receiver {
@@ -67,6 +69,26 @@ fn open(path: &std::path::Path, bus: &Arc<Bus>) -> Arc<RedbBook> {
     Arc::new(RedbBook::open(path, Arc::new(SystemClock), Arc::new(Config::defaults()), opts).unwrap())
 }
 
+/// The webhook tasks of `url` delivering from `book`, once they have read
+/// their cursor (the events published after that are theirs).
+async fn deliver(book: &Arc<RedbBook>, bus: &Bus, url: &str) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+    let (stop_tx, stop) = watch::channel(false);
+    let tasks = webhooks::driver::spawn(&hooks(url), book.clone(), bus, render(), Arc::new(SystemClock), stop);
+    while book.cursor(url).await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (stop_tx, tasks)
+}
+
+/// A clean stop: the tasks save their cursors and end, the book is flushed.
+async fn stop(book: &RedbBook, (stop_tx, tasks): (watch::Sender<bool>, Vec<JoinHandle<()>>)) {
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    redial::scheduler::book::Book::flush(book).await;
+}
+
 fn render() -> webhooks::Render {
     Arc::new(|ev| match &ev.payload {
         Payload::Trunk(t) => json!({ "name": t.name }),
@@ -96,12 +118,7 @@ async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
     book.publish(Kind::TrunkState, 0, trunk("before"));
     redial::scheduler::book::Book::flush(&*book).await;
 
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
-    // The task reads its cursor as it starts; then the events come.
-    while book.cursor(&url).await.unwrap().is_none() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let running = deliver(&book, &bus, &url).await;
     for i in 0..5 {
         book.publish(Kind::TrunkState, 1_700_000_000_000 + i, trunk(&format!("t{i}")));
         // Not wanted by the filter: never sent.
@@ -116,10 +133,7 @@ async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
     let ids: Vec<&str> = r.got.iter().map(|v| v["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["evt_2", "evt_4", "evt_6", "evt_8", "evt_10"], "ids are the outbox's sequences");
     drop(r);
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    stop(&book, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,21 +143,13 @@ async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
     let path = dir.path().join("b.redb");
     let bus = Arc::new(Bus::new());
     let book = open(&path, &bus);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
-    while book.cursor(&url).await.unwrap().is_none() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let running = deliver(&book, &bus, &url).await;
     for i in 0..3 {
         book.publish(Kind::TrunkState, i, trunk(&format!("a{i}")));
     }
     wait_for(&state, 3).await;
     // A clean stop saves the cursor; the book then closes.
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    redial::scheduler::book::Book::flush(&*book).await;
+    stop(&book, running).await;
     drop(book);
 
     // Committed while no webhook task ran.
@@ -154,8 +160,7 @@ async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
     }
     redial::scheduler::book::Book::flush(&*book).await;
     assert_eq!(book.next_seq().await.unwrap(), 7, "sequences continue across the reopen");
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let _tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    let _running = deliver(&book, &bus, &url).await;
     book.publish(Kind::TrunkState, 9, trunk("c0"));
     wait_for(&state, 7).await;
     assert_eq!(names(&state), ["a0", "a1", "a2", "b0", "b1", "b2", "c0"], "each once, in order");
@@ -168,11 +173,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
     let path = dir.path().join("b.redb");
     let bus = Arc::new(Bus::new());
     let book = open(&path, &bus);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
-    while book.cursor(&url).await.unwrap().is_none() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let running = deliver(&book, &bus, &url).await;
     book.publish(Kind::TrunkState, 0, trunk("held"));
     // Three 500s: tried at once, then after about 1 s and 2 s; the next try
     // is due about 4 s (±20 %) after the third failure.
@@ -182,11 +183,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let third = state.lock().unwrap().arrivals[2];
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    redial::scheduler::book::Book::flush(&*book).await;
+    stop(&book, running).await;
     let saved = book.backoff(&url).await.unwrap().expect("the back-off is in the book");
     assert_eq!((saved.seq, saved.failures, saved.last_error.contains("500")), (1, 3, true), "{saved:?}");
     drop(book);
@@ -195,8 +192,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
     // being tried at once.
     let bus = Arc::new(Bus::new());
     let book = open(&path, &bus);
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let _tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
+    let _running = deliver(&book, &bus, &url).await;
     wait_for(&state, 1).await;
     let fourth = state.lock().unwrap().arrivals[3];
     assert!(fourth.duration_since(third) >= Duration::from_millis(3_000), "retried {:?} after the third failure", fourth.duration_since(third));

@@ -6,108 +6,17 @@
 // `sip` subprotocol is refused.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, launch } from "./harness.mjs";
+import { ROOT, launch, startRedialWs, until } from "./harness.mjs";
 
-const ADMIN = "admin-secret-ws01";
 const JSSIP = join(ROOT, "src/console/static/jssip.min.js");
-// Upper bound on waits for things that happen at once on loopback; never a measure of speed.
-const WAIT = 30_000;
 
-function config(dir) {
-  return `
-[sip]
-listen = "127.0.0.1:0"
-ws_listen = "127.0.0.1:0"
-
-[http]
-listen = "127.0.0.1:0"
-
-[storage]
-path = "${join(dir, "data/redial.redb")}"
-
-[profiles]
-dir = "${join(dir, "sip-profiles")}"
-
-[[tokens]]
-name = "admin"
-secret = "${ADMIN}"
-scopes = ["admin"]
-
-[[agents]]
-id = "alice"
-password = "alice-pw"
-queues = ["q"]
-
-[[queues]]
-name = "q"
-profile = "carrier"
-timezone = "UTC"
-hours = ["mon-sun 00:00-24:00"]
-mode = "agent_first"
-max_attempts = 1
-agent_ring_timeout = "4s"
-wrap_up = "0s"
-`;
-}
-
-/** Polls `fn` until it returns a truthy value. */
-async function until(what, fn, ms = WAIT) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startRedial() {
-  const bin = process.env.REDIAL_BIN || join(ROOT, "target/debug/redial");
-  if (!existsSync(bin)) throw new Error(`no redial binary at ${bin}: run cargo build first`);
-  const dir = mkdtempSync(join(tmpdir(), "redial-sipws-"));
-  mkdirSync(join(dir, "sip-profiles"), { recursive: true });
-  // The carrier is never reached: in agent-first mode the agent is rung first.
-  writeFileSync(join(dir, "sip-profiles/carrier.toml"), 'proxy = "sip:127.0.0.1:9"\nregister = false\noptions_ping = "0"\n');
-  writeFileSync(join(dir, "redial.toml"), config(dir));
-  const ready = join(dir, "ready.json");
-  const child = spawn(bin, ["serve", "--config", join(dir, "redial.toml"), "--ready-file", ready], {
-    cwd: dir,
-    env: { ...process.env, RUST_LOG: "warn,redial::sip::transport=info", NO_COLOR: "1" },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let log = "";
-  child.stderr.on("data", (b) => { log += b.toString(); });
-  let exited = null;
-  child.on("exit", (code) => { exited = code; });
-  const bound = await until("the ready file", () => {
-    if (exited !== null) throw new Error(`redial exited (${exited}):\n${log}`);
-    return existsSync(ready) && JSON.parse(readFileSync(ready, "utf8"));
-  }, 60_000);
-  assert.ok(bound.ws, `ready file names the WebSocket listener: ${JSON.stringify(bound)}`);
-  const base = `http://${bound.http}`;
-  const api = async (method, path, body) => {
-    const r = await fetch(base + path, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { "content-type": "application/json" } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await r.text();
-    return { status: r.status, body: text ? JSON.parse(text) : null };
-  };
-  const stop = async () => {
-    if (child.exitCode === null) {
-      const done = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await done;
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { ws: `ws://${bound.ws}/`, api, stop, log: () => log };
-}
+// The carrier is never reached: in agent-first mode the agent is rung first.
+const startRedial = () => startRedialWs({
+  profiles: { carrier: 'proxy = "sip:127.0.0.1:9"\nregister = false\noptions_ping = "0"\n' },
+  agents: { alice: "alice-pw" },
+  queue: 'mode = "agent_first"\nmax_attempts = 1\nagent_ring_timeout = "4s"\nwrap_up = "0s"\n',
+});
 
 /** A blank page with JsSIP loaded and a user agent for `agent` that records its events. */
 async function jssipPage(browser, wsUrl, agent, password) {
