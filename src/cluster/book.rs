@@ -520,17 +520,9 @@ impl Writer {
         match result {
             Ok(()) => {
                 if batch.marked >= 64 {
-                    // Timing the writer's own work, not scheduling logic:
-                    // it only decides how early herds are armed.
-                    let us = (started.elapsed().as_micros() / batch.marked as u128).clamp(1, 5_000) as u32;
-                    self.us_per_mark = (self.us_per_mark + us).div_ceil(2);
+                    self.us_per_mark = Engine::mark_cost(self.us_per_mark, started.elapsed(), batch.marked, 5_000);
                 }
-                for (id, state) in batch.engine.drain() {
-                    match state {
-                        Some(e) => self.engine.handle_upsert(e),
-                        None => self.engine.handle_removed(id),
-                    }
-                }
+                self.engine.apply_committed(batch.engine.drain());
                 if batch.reload {
                     self.engine.reset(now);
                 }

@@ -292,6 +292,26 @@ impl Engine {
         self.loaded_until_s = self.loaded_until_s.max(until_s);
     }
 
+    /// Takes up a committed batch's changes: each callback's new due entry,
+    /// or `None` when it left the due set.
+    pub fn apply_committed(&mut self, changes: impl IntoIterator<Item = (CallbackId, Option<DueEntry>)>) {
+        for (id, state) in changes {
+            match state {
+                Some(e) => self.handle_upsert(e),
+                None => self.handle_removed(id),
+            }
+        }
+    }
+
+    /// The moving average of the cost of marking one callback in progress
+    /// (µs), after a batch that marked `marked` in `elapsed`, bounded by
+    /// `max_us`: how early a herd is armed. Timing the writer's own work,
+    /// not scheduling logic.
+    pub fn mark_cost(previous_us: u32, elapsed: std::time::Duration, marked: usize, max_us: u32) -> u32 {
+        let us = (elapsed.as_micros() / marked.max(1) as u128).clamp(1, u128::from(max_us)) as u32;
+        (previous_us + us).div_ceil(2)
+    }
+
     /// A callback was (re)scheduled durably: keep it if its due second is
     /// already in memory's range, else the store holds it until loaded.
     pub fn handle_upsert(&mut self, e: DueEntry) {

@@ -264,17 +264,9 @@ impl Writer {
         match result {
             Ok(()) => {
                 if batch.marked >= 256 {
-                    // Timing the writer's own work, not scheduling logic:
-                    // it only decides how early herds are armed.
-                    let us = (started.elapsed().as_micros() / batch.marked as u128).clamp(1, 1_000) as u32;
-                    self.us_per_mark = (self.us_per_mark + us).div_ceil(2);
+                    self.us_per_mark = Engine::mark_cost(self.us_per_mark, started.elapsed(), batch.marked, 1_000);
                 }
-                for (id, state) in batch.engine.drain() {
-                    match state {
-                        Some(e) => self.engine.handle_upsert(e),
-                        None => self.engine.handle_removed(id),
-                    }
-                }
+                self.engine.apply_committed(batch.engine.drain());
                 self.publish_waiting();
                 self.publish_events(&mut batch.stored);
                 for r in batch.replies {
