@@ -12,40 +12,18 @@
 
 #[path = "common/register.rs"]
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::{nonce, register, status, udp_agent, Counts, Redial, Settings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
-
-fn openssl(args: &[&str]) {
-    let ok = Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("openssl").success();
-    assert!(ok, "openssl {args:?}");
-}
-
-/// Reads one message (headers only; every answer here has no body) from a stream.
-async fn read_msg<S: AsyncReadExt + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let msg = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            buf.drain(..end + 4);
-            return Some(msg);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
+use tls::read_msg;
 
 async fn tls_agent(user: String, server: SocketAddr, tls: tokio_rustls::TlsConnector, until: Instant, c: Arc<Counts>) {
     let tcp = TcpStream::connect(server).await.unwrap();
@@ -70,38 +48,19 @@ async fn tls_agent(user: String, server: SocketAddr, tls: tokio_rustls::TlsConne
     }
 }
 
-fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for c in pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
 fn main() {
     let s = Settings::from_env();
     let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=bench CA", "-keyout", &p("ca-key.pem"), "-out", &p("ca.pem")]);
-    std::fs::write(dir.path().join("ext"), "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(&["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=redial", "-keyout", &p("key.pem"), "-out", &p("csr")]);
-    openssl(&["x509", "-req", "-in", &p("csr"), "-CA", &p("ca.pem"), "-CAkey", &p("ca-key.pem"), "-CAcreateserial", "-days", "2", "-extfile", &p("ext"), "-out", &p("cert.pem")]);
+    let (ca, cert, key) = tls::test_pki(dir.path());
     let config = format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\nrealm = \"redial\"\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"data/r.redb\"\n\
          [profiles]\ndir = \"sip-profiles\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        p("cert.pem"),
-        p("key.pem")
+        cert.display(),
+        key.display()
     );
     let redial = Redial::start(&s.bin, dir.path(), &config, s.conns);
     let (udp, tls_addr) = (redial.addr("sip"), redial.addr("sip_tls"));
-    let connector = tls_connector(&dir.path().join("ca.pem"));
+    let connector = tls::tls_connector(&ca);
     println!("tls_register: {} agents, {} s per phase, {}", s.conns, s.secs, s.bin.display());
     redial.phases(&s, &["UDP", "TLS", "UDP", "TLS"], |phase, user, until, c| {
         let (phase, connector) = (phase.to_string(), connector.clone());

@@ -1,7 +1,8 @@
-//! What the register benches (`tls_register`, `ws_register`) share: the digest client
-//! (REGISTER → 401 → REGISTER with Authorization, MD5 with qop=auth), the UDP agent, the
-//! release binary started with N agents, and the phase loop that prints registrations/s
-//! and redial's CPU per 1,000 registrations. Each bench adds its own transport's agent.
+//! What the transport benches (`tls_register`, `ws_register`, `tls_calls`) share: the
+//! digest client (REGISTER → 401 → REGISTER with Authorization, MD5 with qop=auth), the
+//! UDP agent, a TLS client (test PKI, connector, message reader), the release binary
+//! started with N agents, and the phase loop that prints operations/s and redial's CPU per
+//! 1,000 operations. Each bench adds its own transport's agent.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -171,6 +172,15 @@ impl Redial {
         F: Future<Output = ()> + Send + 'static,
         A: Fn(&str, String, Instant, Arc<Counts>) -> F,
     {
+        self.phases_of(s, phases, "registrations", agent)
+    }
+
+    /// [`Redial::phases`], counting `unit` (e.g. "calls").
+    pub fn phases_of<F, A>(&self, s: &Settings, phases: &[&str], unit: &str, agent: A)
+    where
+        F: Future<Output = ()> + Send + 'static,
+        A: Fn(&str, String, Instant, Arc<Counts>) -> F,
+    {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for phase in phases {
             let c = Arc::new(Counts::default());
@@ -187,7 +197,7 @@ impl Redial {
             let cpu_s = (cpu_ticks(self.child.id()) - cpu0) as f64 / 100.0;
             let ok = c.ok.load(Ordering::Relaxed);
             println!(
-                "  {phase:>3}: {:>7.0} registrations/s ({ok} ok, {} failed), redial CPU {:.3} s per 1,000 registrations",
+                "  {phase:>3}: {:>7.0} {unit}/s ({ok} ok, {} failed), redial CPU {:.3} s per 1,000 {unit}",
                 ok as f64 / elapsed,
                 c.failed.load(Ordering::Relaxed),
                 cpu_s * 1000.0 / ok.max(1) as f64
