@@ -46,7 +46,7 @@ fn hold_music_frames() -> Vec<Vec<u8>> {
     let p = Prompt::from_wav(&common::manifest_dir().join("prompts/hold-music.wav")).unwrap();
     let s = p.samples();
     // The loop repeats after lcm(len, 160) samples.
-    let frames = (1..=160).find(|k| (k * s.len()) % 160 == 0).unwrap() * s.len() / 160;
+    let frames = (1..=160).find(|k| (k * s.len()).is_multiple_of(160)).unwrap() * s.len() / 160;
     (0..frames).map(|k| (0..160).map(|i| g711::ulaw_encode(s[(k * 160 + i) % s.len()])).collect()).collect()
 }
 
@@ -65,7 +65,7 @@ fn check_customer_heard(heard: &[Heard], agent_clip: &[u8], min_music: usize) ->
     // they wait for an agent, so the hold's is the last one to start.
     let start = heard.iter().rposition(|p| p.marker && p.payload == music[0]).unwrap_or_else(|| panic!("no hold music among {} packets", heard.len()));
     let first = &heard[start];
-    let run = heard[start..].iter().take_while(|p| music.iter().any(|m| *m == p.payload)).count();
+    let run = heard[start..].iter().take_while(|p| music.contains(&p.payload)).count();
     assert!(run >= min_music, "{run} frames of hold music, expected at least {min_music}");
     for p in &heard[start..start + run] {
         // Frame k of the music is the k-th packet of the talkspurt: nothing lost, nothing repeated.
