@@ -514,3 +514,66 @@ async fn after_its_partner_closes_a_leg_plays_prompts_and_bridges_to_another() {
     second.close();
     wait_ports(&e, 0).await;
 }
+
+#[tokio::test]
+async fn while_the_agent_holds_the_customer_hears_its_hold_music_in_its_codec_then_the_agent_again() {
+    let e = engine(Duration::from_secs(60));
+    // The customer's carrier leg speaks PCMA, the agent's softphone PCMU.
+    let (mut customer, pc) = leg_with_phone(&e, Codec::Pcma).await;
+    let (mut agent, mut pa) = leg_with_phone(&e, Codec::Pcmu).await;
+    let music = Arc::new(tone(&[400.0], 1000, 0, 1000));
+    customer.set_hold_music(Some(music.clone()));
+    customer.bridge(&mut agent).unwrap();
+    let music_frames: Vec<Vec<u8>> = music.samples().chunks(160).map(|f| f.iter().map(|&s| g711::alaw_encode(s)).collect()).collect();
+    let voice = g711::ulaw_encode(3000);
+    let is_voice = |p: &RtpPacket| p.payload_type == 8 && p.payload.iter().all(|&c| c == g711::alaw_encode(g711::ulaw_decode(voice)));
+    let is_music = |p: &RtpPacket| p.payload_type == 8 && music_frames.iter().any(|m| m[..] == p.payload[..]);
+
+    // The agent talks throughout, one packet per 20 ms; what the customer hears is
+    // collected until `enough` says so (bounded: 500 packets).
+    let ap = agent.local_port();
+    let mut ts = 0u32;
+    let mut talk = async |pa: &mut Phone, heard: &mut Vec<RtpPacket>, enough: &dyn Fn(&[RtpPacket]) -> bool| {
+        for _ in 0..500 {
+            pa.send(ap, 0, ts == 0, ts, &[voice; 160]).await;
+            ts += 160;
+            while let Ok(Some(p)) = timeout(Duration::from_millis(20), pc.recv()).await {
+                heard.push(p);
+            }
+            if enough(heard) {
+                return;
+            }
+        }
+        panic!("the customer heard {} packets, not enough", heard.len());
+    };
+    let mut heard = vec![];
+    talk(&mut pa, &mut heard, &|h| h.iter().any(is_voice)).await;
+
+    // Hold: the agent's phone offers sendonly.
+    agent.reoffer(&pa.sdp(Codec::Pcmu).replace("a=sendrecv", "a=sendonly")).unwrap();
+    talk(&mut pa, &mut heard, &|h| h.iter().filter(|p| is_music(p)).count() >= 25).await;
+    let start = heard.iter().position(is_music).unwrap();
+    assert!(heard[..start].iter().all(is_voice), "the agent's audio until the music");
+    let (before, first) = (heard[start - 1].clone(), heard[start].clone());
+    assert!(first.marker, "the music starts a talkspurt");
+    assert_eq!((first.ssrc, first.sequence), (before.ssrc, before.sequence.wrapping_add(1)), "on the customer's one stream");
+    assert!((160..80_000).contains(&first.timestamp.wrapping_sub(before.timestamp)), "the timeline moves on");
+
+    // Resume: the agent's audio at once, after the music.
+    agent.reoffer(&pa.sdp(Codec::Pcmu)).unwrap();
+    let from = heard.len();
+    talk(&mut pa, &mut heard, &|h| h[from..].iter().any(is_voice)).await;
+    let back = start + heard[start..].iter().position(is_voice).unwrap();
+    for (k, p) in heard[start..back].iter().enumerate() {
+        assert_eq!(p.payload[..], music_frames[k % music_frames.len()][..], "music frame {k}, looped");
+        assert_eq!((p.sequence, p.timestamp), (first.sequence.wrapping_add(k as u16), first.timestamp.wrapping_add(160 * k as u32)));
+        assert_eq!(p.marker, k == 0);
+    }
+    let (last, resumed) = (&heard[back - 1], &heard[back]);
+    assert!(resumed.marker, "the agent's audio starts a talkspurt");
+    assert_eq!((resumed.ssrc, resumed.sequence), (last.ssrc, last.sequence.wrapping_add(1)));
+    assert!((160..80_000).contains(&resumed.timestamp.wrapping_sub(last.timestamp)), "after the music");
+    customer.close();
+    agent.close();
+    wait_ports(&e, 0).await;
+}

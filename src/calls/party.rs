@@ -2,7 +2,10 @@
 //! ([`PartyEvent`]), and joining two of them ([`bridge`]). The dial flows
 //! and the inbound call both hold their legs as parties.
 
+use std::sync::Arc;
+
 use crate::media::call::{MediaCallError, MediaEvent, MediaLeg};
+use crate::media::player::Prompt;
 use crate::media::Codec;
 use crate::sip::calls::{Leg, LegEvent};
 
@@ -95,10 +98,12 @@ pub fn with(p: &mut Option<Party>, f: impl FnOnce(&mut Party)) {
 }
 
 /// Joins the customer's (or caller's) media to the agent's: whatever
-/// `customer` was hearing stops. Legs already bridged (agent-first relays
-/// the carrier's early media before answer) count as bridged.
-pub fn bridge(customer: &mut Party, agent: &mut Party) -> Result<(), MediaCallError> {
+/// `customer` was hearing stops, and `hold_music` is what the customer hears
+/// while the agent holds. Legs already bridged (agent-first relays the
+/// carrier's early media before answer) count as bridged.
+pub fn bridge(customer: &mut Party, agent: &mut Party, hold_music: &Arc<Prompt>) -> Result<(), MediaCallError> {
     customer.media.stop_playing();
+    customer.media.set_hold_music(Some(hold_music.clone()));
     match customer.media.bridge(&mut agent.media) {
         Ok(()) | Err(MediaCallError::AlreadyBridged { .. }) => Ok(()),
         Err(e) => Err(e),

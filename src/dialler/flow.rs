@@ -282,7 +282,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                 Action::Bridge => {
                     log.agent = hold.agent.clone();
                     let (Some(c), Some(a)) = (&mut customer, &mut agent) else { unreachable!("both legs are up when the flow bridges") };
-                    match legs::bridge(c, a) {
+                    match legs::bridge(c, a, &d.prompts.hold_music) {
                         Ok(()) => {
                             hold.on_call();
                             m.bridged(&mut out);

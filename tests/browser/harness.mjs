@@ -205,6 +205,43 @@ function ulaw(u) {
   return u & 0x80 ? 0x84 - t : t - 0x84;
 }
 
+/** Linear to µ-law, bit for bit as redial encodes (G.191 `ulaw_compress`, 14-bit). */
+function ulawEncode(pcm) {
+  const x = pcm >> 2;
+  const [sign, m] = x < 0 ? [0x00, ~x] : [0x80, x];
+  const mag = Math.min(m + 33, 0x1fff);
+  const exp = 32 - Math.clz32(mag >> 6);
+  const mant = (mag >> (exp + 1)) & 0x0f;
+  return sign | (~((exp << 4) | mant) & 0x7f);
+}
+
+let holdMusic = null;
+
+/**
+ * The 20 ms PCMU payloads of `prompts/hold-music.wav` (8 kHz, 16-bit mono) as redial
+ * loops it while an agent holds, as latin1 strings: what a customer's phone hears then.
+ */
+function holdMusicFrames() {
+  if (holdMusic) return holdMusic;
+  const b = readFileSync(join(ROOT, "prompts/hold-music.wav"));
+  let i = 12, pcm = null;
+  while (i + 8 <= b.length && !pcm) {
+    const len = b.readUInt32LE(i + 4);
+    if (b.toString("latin1", i, i + 4) === "data") pcm = b.subarray(i + 8, Math.min(i + 8 + len, b.length));
+    i += 8 + len + (len & 1);
+  }
+  const n = pcm.length >> 1;
+  let frames = 1;
+  while ((frames * 160) % n !== 0) frames++; // the loop repeats after lcm(n, 160) samples
+  holdMusic = new Set();
+  for (let k = 0; k < frames; k++) {
+    const f = Buffer.alloc(160);
+    for (let j = 0; j < 160; j++) f[j] = ulawEncode(pcm.readInt16LE(((k * 160 + j) % n) * 2));
+    holdMusic.add(f.toString("latin1"));
+  }
+  return holdMusic;
+}
+
 /** RMS level of a µ-law payload (of 32,767). */
 export function ulawRms(payload) {
   if (payload.length === 0) return 0;
@@ -299,14 +336,16 @@ async function sipp(scenario, args, { timeoutS, vars, ip = "127.0.0.1" }) {
  * A customer's (or caller's) handset: the RTP side of a SIPp peer. It learns redial's
  * port from the file the scenario writes (`portFile`), then sends a µ-law clip as 20 ms
  * PCMU packets (then silence), and counts what comes back: packets, those with level,
- * and RFC 4733 reports (payload type 101). When it first hears something loud (the
+ * RFC 4733 reports (payload type 101), and frames of redial's hold music (`music`).
+ * When it first hears something loud (the
  * agent), it says its clip again. `retarget()` forgets the port and waits for the file
  * again (the next call of the same SIPp peer); `replay()` says the clip again.
  */
 export async function rtpPhone(portFile, clip) {
   const sock = dgram.createSocket("udp4");
   await new Promise((ok) => sock.bind(0, "127.0.0.1", ok));
-  const st = { received: 0, loud: 0, sent: 0, events: [] };
+  const st = { received: 0, loud: 0, music: 0, sent: 0, events: [] };
+  const music = holdMusicFrames();
   let i = 0;
   let heard = false;
   sock.on("message", (m) => {
@@ -318,6 +357,7 @@ export async function rtpPhone(portFile, clip) {
       st.events.push({ event: payload[0], end: (payload[1] & 0x80) !== 0 });
       return;
     }
+    if (music.has(payload.toString("latin1"))) st.music++;
     if (ulawRms(payload) > 200) {
       st.loud++;
       if (!heard) { heard = true; i = 0; }

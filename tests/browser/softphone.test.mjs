@@ -89,14 +89,17 @@ test("the workspace softphone registers, rings with the callback, answers, mutes
     await page.getByTestId("softphone-mute").click();
     assert.equal(await page.evaluate(() => window.softphone.session.isMuted().audio), false);
 
-    // Hold: a re-INVITE with a=sendonly, answered recvonly; redial pauses the bridge.
-    // Resume brings the customer's audio back (webrtc_call.test.mjs checks the media
+    // Hold: a re-INVITE with a=sendonly, answered recvonly; redial pauses the bridge and
+    // plays the customer its hold music. Resume brings the customer's audio back (webrtc_call.test.mjs checks the media
     // both ways in detail).
     const hold = page.getByTestId("softphone-hold");
     await hold.click();
     await until("the hold button pressed", async () => (await hold.getAttribute("aria-pressed")) === "true");
     await until("redial's recvonly answer", () => page.evaluate(() => /^a=recvonly\r?$/m.test(window.softphone.session.connection.remoteDescription.sdp)));
     await until("redial pausing the bridge", () => /bridge paused: the leg is on hold/.test(srv.log()), WAIT);
+    // Meanwhile the customer's line carries the hold music, not silence.
+    const toCustomer = customer.stats.received;
+    await until("the customer hearing hold music", () => customer.stats.received > toCustomer + 25, WAIT);
     assert.equal(await status(page), "in-call");
     assert.equal(await page.getByTestId("softphone-detail").textContent(), "on hold");
     assert.equal(await hold.textContent(), "Resume");

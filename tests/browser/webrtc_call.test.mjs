@@ -25,6 +25,8 @@ const config = (carrierPort, mode = "customer_first", host = "127.0.0.1") => ({
   profiles: { carrier: `proxy = "sip:${host}:${carrierPort}"\nregister = false\noptions_ping = "0"\ndids = ["${DID}"]\ninbound_queue = "q"\n` },
   queue: `mode = "${mode}"\nmax_attempts = 1\nring_timeout = "10s"\nagent_ring_timeout = "15s"\nwrap_up = "0s"\n`,
   agents: { alice: "alice-pw" },
+  // The shipped prompts, so the customer's phone knows the hold music it hears.
+  extra: `[media]\nprompts = "${join(ROOT, "prompts")}"\n`,
 });
 
 /** A page served from http://127.0.0.1 (a secure context, so getUserMedia works) with JsSIP. */
@@ -195,7 +197,8 @@ async function heardWhile(what, count, n, heard) {
 /**
  * The agent holds (JsSIP `hold()`: a re-INVITE with `a=sendonly`): redial answers
  * `recvonly` keeping the DTLS association, and neither side hears the other while the
- * phone and the browser both go on sending; `unhold()` brings audio back both ways.
+ * phone and the browser both go on sending: the customer hears the hold music instead;
+ * `unhold()` brings audio back both ways.
  */
 async function holdAndResume(page, phone, srv) {
   await page.evaluate(() => new Promise((ok, fail) => {
@@ -206,8 +209,10 @@ async function holdAndResume(page, phone, srv) {
   assert.match(held, /^a=setup:passive\r?$/m, "the DTLS role of the association (the browser is active)");
   assert.ok(await page.evaluate(() => window.session.isOnHold().local));
   await until("redial pausing the bridge", () => /bridge paused: the leg is on hold/.test(srv.log()), WAIT);
-  const toPhone = await heardWhile("the browser sending while held", () => outbound(page), 50, () => phone.stats.received);
+  const music = phone.stats.music;
+  const toPhone = await heardWhile("the browser sending while held", () => outbound(page), 50, () => phone.stats.received - phone.stats.music);
   assert.equal(toPhone, 0, "the customer gets nothing from the held agent");
+  assert.ok(phone.stats.music - music > 25, `the customer hears the hold music meanwhile: ${JSON.stringify(phone.stats)}`);
   const toBrowser = await heardWhile("the customer's phone sending", () => phone.stats.sent, 50, async () => (await inbound(page)).packets);
   assert.equal(toBrowser, 0, "the held browser gets nothing");
 

@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,26 @@ const ANSWER_DELAY: Duration = Duration::from_millis(400);
 /// µ-law silence.
 const SILENCE: u8 = 0xFF;
 
+/// Received RTP packets kept for [`Phone::heard`] (10 minutes of 20 ms packets).
+const KEEP: usize = 30_000;
+
+/// One RTP packet the phone received.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload: Vec<u8>,
+}
+
 pub struct Phone {
     pub port: u16,
     keys: std::sync::mpsc::Sender<char>,
     muted: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
+    heard: Arc<Mutex<Vec<Heard>>>,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -64,8 +79,10 @@ impl Phone {
         let (keys, keys_rx) = std::sync::mpsc::channel();
         let muted = Arc::new(AtomicBool::new(false));
         let m = muted.clone();
-        let thread = std::thread::spawn(move || run(sock, target_file, audio, keys_rx, m, r, s, st));
-        Phone { port, keys, muted, received, sent, stop, thread: Some(thread) }
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        let thread = std::thread::spawn(move || run(sock, target_file, audio, keys_rx, m, r, h, s, st));
+        Phone { port, keys, muted, received, heard, sent, stop, thread: Some(thread) }
     }
 
     /// Stops sending RTP (a dead line), still counting what arrives.
@@ -81,6 +98,11 @@ impl Phone {
 
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// The RTP packets received so far (the first [`KEEP`]), in arrival order.
+    pub fn heard(&self) -> Vec<Heard> {
+        self.heard.lock().unwrap().clone()
     }
 
     pub fn sent(&self) -> u64 {
@@ -120,6 +142,7 @@ fn run(
     keys: std::sync::mpsc::Receiver<char>,
     muted: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
+    heard: Arc<Mutex<Vec<Heard>>>,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
@@ -191,6 +214,22 @@ fn run(
         }
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             if n >= 12 && buf[0] >> 6 == 2 && !(200..=206).contains(&buf[1]) {
+                let mut h = heard.lock().unwrap();
+                // The payload follows the fixed header, any CSRCs and any extension (RFC 3550 §5.1, §5.3.1).
+                let mut at = 12 + 4 * (buf[0] & 0x0F) as usize;
+                if buf[0] & 0x10 != 0 && n >= at + 4 {
+                    at += 4 + 4 * u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize;
+                }
+                if h.len() < KEEP && at <= n {
+                    h.push(Heard {
+                        marker: buf[1] & 0x80 != 0,
+                        payload_type: buf[1] & 0x7F,
+                        sequence: u16::from_be_bytes([buf[2], buf[3]]),
+                        timestamp: u32::from_be_bytes(buf[4..8].try_into().unwrap()),
+                        ssrc: u32::from_be_bytes(buf[8..12].try_into().unwrap()),
+                        payload: buf[at..n].to_vec(),
+                    });
+                }
                 received.fetch_add(1, Ordering::Relaxed);
             }
         }

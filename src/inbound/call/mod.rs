@@ -216,7 +216,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                 },
                 Action::Bridge => {
                     let (Some(c), Some(a)) = (&mut caller, &mut agent) else { unreachable!("both legs are up when the call bridges") };
-                    match party::bridge(c, a) {
+                    match party::bridge(c, a, &kit.prompts.hold_music) {
                         Ok(()) => {
                             if let Some(h) = &mut hold {
                                 h.on_call();

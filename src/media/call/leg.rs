@@ -250,6 +250,15 @@ impl MediaLeg {
         self.send(Command::Play { prompt, looped });
     }
 
+    /// What this leg's remote hears while the leg bridged with it is on hold (RFC 3264
+    /// §8.4): `prompt` looped in this leg's codec, continuing its RTP stream (same SSRC,
+    /// sequence and timestamps going on, a marker bit on the first frame), until the
+    /// hold ends and the bridge carries the other leg again. `None`: nothing is sent
+    /// while held. Applies at once and to later bridges of this leg.
+    pub fn set_hold_music(&self, prompt: Option<Arc<Prompt>>) {
+        self.send(Command::HoldMusic(prompt));
+    }
+
     pub fn stop_playing(&self) {
         self.send(Command::StopPlaying);
     }

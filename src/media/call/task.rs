@@ -84,6 +84,8 @@ impl LegSrtp {
 pub(crate) enum Command {
     Remote(RemoteMedia),
     Play { prompt: Arc<Prompt>, looped: bool },
+    /// What this leg hears while the leg bridged with it is on hold (`None`: nothing).
+    HoldMusic(Option<Arc<Prompt>>),
     StopPlaying,
     StartAmd,
     /// Serve leg `other` too, bridged through `relay`; the leg arrives on `leg`.
@@ -110,6 +112,8 @@ pub(crate) struct LegState {
     sends: bool,
     receives: bool,
     held: bool,
+    /// Played to this leg while its bridge partner is on hold; kept across bridges.
+    hold_music: Option<Arc<Prompt>>,
     events: mpsc::UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
     /// Media positions are RTP ticks since `origin`: idle time advances them,
@@ -425,6 +429,7 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         sends: false,
         receives: false,
         held: false,
+        hold_music: None,
         events,
         counters,
         origin: t,
@@ -526,7 +531,8 @@ impl LegTask {
         let mut armed: Option<Instant> = None;
         let mut turn = 0usize;
         loop {
-            let deadline = self.legs.iter().flatten().filter_map(|l| l.deadline()).min();
+            let relay_due = self.relay.as_ref().and_then(|r| r.poll_timeout());
+            let deadline = self.legs.iter().flatten().filter_map(|l| l.deadline()).chain(relay_due).min();
             if deadline != armed {
                 armed = deadline;
                 sleep.as_mut().reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
@@ -559,12 +565,34 @@ impl LegTask {
                             self.browser_events(slot, t, timeout);
                         }
                     }
+                    self.relay_tick(t);
                 }
             }
             if self.legs.iter().all(Option::is_none) {
                 break;
             }
         }
+    }
+
+    /// The bridge paused or resumed: what the relay sends next toward each leg
+    /// starts a talkspurt where a prompt would, after what was sent and not behind
+    /// the wall clock.
+    fn new_spurts(&mut self, t: Instant) {
+        let Some(relay) = self.relay.as_deref() else { return };
+        for (slot, leg) in self.legs.iter_mut().enumerate() {
+            if let Some(leg) = leg.as_deref_mut() {
+                let next = relay.next_position(side(slot));
+                leg.relay_base = leg.relay_base.max(leg.spurt_position(t).saturating_sub(next));
+            }
+        }
+    }
+
+    /// Sends the relay's hold-music frames due by `t`.
+    fn relay_tick(&mut self, t: Instant) {
+        let Some(relay) = self.relay.as_deref_mut() else { return };
+        relay.handle_timeout(t);
+        let [a, b] = &mut self.legs;
+        send_relayed(relay, [a.as_deref_mut(), b.as_deref_mut()], t);
     }
 
     fn slot(&self, id: u64) -> Option<usize> {
@@ -580,16 +608,21 @@ impl LegTask {
                 leg.set_remote(t, r, &self.config, &mut self.rng);
                 if let Some(relay) = &mut self.relay {
                     let was_paused = relay.is_paused();
-                    relay.set_held(side(slot), r.held);
+                    if let Err(e) = relay.update_leg(side(slot), r.media, t) {
+                        tracing::warn!(leg = env.leg, error = %e, "bridge cannot follow the codec change; unbridged");
+                        self.relay = None;
+                        return;
+                    }
+                    relay.set_held(side(slot), r.held, t);
                     match (was_paused, relay.is_paused()) {
                         (false, true) => tracing::info!(leg = env.leg, "bridge paused: the leg is on hold"),
                         (true, false) => tracing::info!(leg = env.leg, "bridge resumed: the leg is off hold"),
                         _ => {}
                     }
-                    if let Err(e) = relay.update_leg(side(slot), r.media) {
-                        tracing::warn!(leg = env.leg, error = %e, "bridge cannot follow the codec change; unbridged");
-                        self.relay = None;
+                    if was_paused != relay.is_paused() {
+                        self.new_spurts(t);
                     }
+                    self.relay_tick(t);
                 }
             }
             Command::Play { prompt, looped } => {
@@ -604,6 +637,16 @@ impl LegTask {
                     leg.on_timer(t, &mut self.rng, self.config.media_timeout);
                 } else {
                     leg.pending_play = Some((prompt, looped));
+                }
+            }
+            Command::HoldMusic(prompt) => {
+                self.legs[slot].as_mut().expect("slot").hold_music = prompt.clone();
+                if let Some(relay) = &mut self.relay {
+                    relay.set_hold_music(side(slot), prompt, t);
+                    if relay.is_paused() {
+                        self.new_spurts(t);
+                    }
+                    self.relay_tick(t);
                 }
             }
             Command::StopPlaying => {
@@ -646,10 +689,13 @@ impl LegTask {
                 }
                 // This task's leg is relay side A (slot 0), the adopted one side B.
                 let mut relay = relay;
-                relay.set_held(side(0), a.held);
-                relay.set_held(side(1), b.held);
+                relay.set_hold_music(side(0), a.hold_music.clone(), t);
+                relay.set_hold_music(side(1), b.hold_music.clone(), t);
+                relay.set_held(side(0), a.held, t);
+                relay.set_held(side(1), b.held, t);
                 self.legs = [Some(a), Some(b)];
                 self.relay = Some(relay);
+                self.relay_tick(t);
             }
             Command::WebRtc(rtc) => {
                 let leg = self.legs[slot].as_mut().expect("slot");
@@ -770,6 +816,18 @@ impl LegTask {
     }
 }
 
+/// Sends what the relay queued, each packet to its leg (`legs` by relay side).
+fn send_relayed(relay: &mut Relay, mut legs: [Option<&mut LegState>; 2], t: Instant) {
+    while let Some(out) = relay.poll_output() {
+        let Some(to) = legs[if out.to == Side::A { 0 } else { 1 }].as_deref_mut() else { continue };
+        let ticks = to.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
+        let pos = to.relay_base + out.position;
+        if to.send(t, out.payload_type, out.marker, pos, &out.payload, ticks) && !out.hold_music {
+            to.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One media packet from `leg`'s remote: relayed to `other` when bridged, else to
 /// the DTMF receiver or AMD.
 #[allow(clippy::too_many_arguments)]
@@ -779,13 +837,8 @@ fn deliver(leg: &mut LegState, other: Option<&mut LegState>, relay: Option<&mut 
         if let Err(e) = relay.handle_packet(side(slot), &packet) {
             tracing::debug!(leg = leg.id, error = %e, "relay dropped a packet");
         }
-        while let Some(out) = relay.poll_output() {
-            let ticks = other.media.map_or(160, |m| m.codec.ticks_per_frame() as u64);
-            let pos = other.relay_base + out.position;
-            if other.send(t, out.payload_type, out.marker, pos, &out.payload, ticks) {
-                other.counters.relayed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let legs = if slot == 0 { [Some(leg), Some(other)] } else { [Some(other), Some(leg)] };
+        send_relayed(relay, legs, t);
         // Digits are relayed as RFC 4733; the relay's digit reports are not needed here.
         while relay.poll_event().is_some() {}
         return;

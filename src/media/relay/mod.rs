@@ -12,16 +12,27 @@
 //!
 //! A leg put on hold (RFC 3264 §8.4: its remote offered `sendonly` or `inactive`)
 //! pauses the bridge both ways: the held leg's audio is not forwarded and nothing is
-//! sent toward it, and the other leg hears nothing (no packets) until it resumes. The
-//! first packet after the resume starts a new talkspurt (marker bit, RFC 3551 §4.1)
-//! continuing the outgoing timeline where it paused.
+//! sent toward it. The other leg hears its hold music ([`Relay::set_hold_music`],
+//! looped in its codec, continuing its timeline with a marker bit on the first
+//! frame), or nothing (no packets) when it has none. The first packet after the
+//! resume starts a new talkspurt (marker bit, RFC 3551 §4.1) continuing the outgoing
+//! timeline just after the music (or where it paused).
 //!
-//! Run loop: after [`Relay::handle_packet`], drain [`Relay::poll_output`]
-//! (send each with the target leg's `RtpSession::send`) and [`Relay::poll_event`].
+//! Run loop: after [`Relay::handle_packet`], [`Relay::handle_timeout`] (at
+//! [`Relay::poll_timeout`], while hold music plays) and any `set_*` call, drain
+//! [`Relay::poll_output`] (send each with the target leg's `RtpSession::send`) and
+//! [`Relay::poll_event`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+mod hold;
+
+use hold::HoldMusic;
 
 use super::dtmf::{DtmfDigit, DtmfReceiver, TelephoneEvent};
+use super::player::Prompt;
 use super::rtp::{RtpPacket, TimestampExtender};
 use super::sdp::Negotiated;
 use super::transcode::{TranscodeError, Transcoder};
@@ -76,6 +87,8 @@ pub struct RelayOut {
     /// Media position in the target leg's RTP clock ticks.
     pub position: u64,
     pub payload: Vec<u8>,
+    /// Hold music played in the held leg's place, not media from the other leg.
+    pub hold_music: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +106,9 @@ pub struct RelayStats {
     pub rebased: u64,
     /// Packets not forwarded because a leg was on hold.
     pub held: u64,
+    /// Hold-music frames sent in this leg's place (toward the other leg) while the
+    /// bridge was paused.
+    pub hold_music: u64,
 }
 
 /// A jump of the incoming timestamp beyond this many seconds is a new stream.
@@ -125,6 +141,7 @@ pub struct Relay {
     events: VecDeque<RelayEvent>,
     /// Which legs are on hold; any one pauses both directions.
     held: [bool; 2],
+    music: HoldMusic,
 }
 
 fn transcoder(from: LegMedia, to: LegMedia) -> Result<Option<Transcoder>, TranscodeError> {
@@ -139,13 +156,21 @@ impl Relay {
         let inbound = |from, to| -> Result<Inbound, RelayError> {
             Ok(Inbound { ssrc: None, ts: TimestampExtender::default(), base: None, next_out: 0, tx_next: None, in_next: None, resumed: false, transcoder: transcoder(from, to)?, dtmf: DtmfReceiver::new(), stats: RelayStats::default() })
         };
-        Ok(Self { legs: [a, b], inbound: [inbound(a, b)?, inbound(b, a)?], out: VecDeque::new(), events: VecDeque::new(), held: [false; 2] })
+        Ok(Self { legs: [a, b], inbound: [inbound(a, b)?, inbound(b, a)?], out: VecDeque::new(), events: VecDeque::new(), held: [false; 2], music: HoldMusic::default() })
+    }
+
+    /// What leg `to` hears while the bridge is paused and `to` itself is not held:
+    /// `prompt` looped, or nothing (no packets) with `None`. Takes effect at once.
+    pub fn set_hold_music(&mut self, to: Side, prompt: Option<Arc<Prompt>>, now: Instant) {
+        self.music.set_prompt(to, prompt);
+        self.follow_music(now);
     }
 
     /// Puts leg `side` on hold (its remote offered `sendonly` or `inactive`) or takes
-    /// it off. While any leg is held nothing is forwarded either way; on the resume
+    /// it off. While any leg is held nothing is forwarded either way and a leg that is
+    /// not held hears its hold music from `now`; on the resume the music stops and
     /// each direction maps its next packet afresh, just after what it last sent.
-    pub fn set_held(&mut self, side: Side, held: bool) {
+    pub fn set_held(&mut self, side: Side, held: bool, now: Instant) {
         let was = self.is_paused();
         self.held[side.idx()] = held;
         if was && !self.is_paused() {
@@ -156,6 +181,42 @@ impl Relay {
                 inb.resumed = true;
             }
         }
+        self.follow_music(now);
+    }
+
+    /// Starts or stops the hold music toward each side as the hold state wants it.
+    fn follow_music(&mut self, now: Instant) {
+        for to in [Side::A, Side::B] {
+            let wanted = self.is_paused() && !self.held[to.idx()];
+            // Music toward `to` stands in for what `to.other()` would send it.
+            let position = self.inbound[to.other().idx()].next_out;
+            self.music.follow(to, wanted, self.legs[to.idx()], now, position);
+        }
+    }
+
+    /// When [`Relay::handle_timeout`] is next due (a hold-music frame); `None` while
+    /// nothing plays.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.music.poll_timeout()
+    }
+
+    /// Queues every hold-music frame due by `now` for [`Relay::poll_output`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for to in [Side::A, Side::B] {
+            let ticks = self.legs[to.idx()].codec.ticks_per_frame() as u64;
+            while let Some(f) = self.music.poll_frame(to, now) {
+                let inb = &mut self.inbound[to.other().idx()];
+                inb.next_out = inb.next_out.max(f.position + ticks);
+                inb.stats.hold_music += 1;
+                self.out.push_back(RelayOut { to, payload_type: f.payload_type, marker: f.marker, position: f.position, payload: f.payload, hold_music: true });
+            }
+        }
+    }
+
+    /// Where the next packet toward `to` goes, in `to`'s clock ticks: just past what
+    /// was last sent to it (relayed or hold music).
+    pub fn next_position(&self, to: Side) -> u64 {
+        self.inbound[to.other().idx()].next_out
     }
 
     /// Whether the bridge is paused (a leg is on hold).
@@ -163,12 +224,16 @@ impl Relay {
         self.held[0] || self.held[1]
     }
 
-    /// A re-INVITE changed what `side` uses.
-    pub fn update_leg(&mut self, side: Side, media: LegMedia) -> Result<(), RelayError> {
+    /// A re-INVITE changed what `side` uses (hold music toward it restarts in the new codec at `now`).
+    pub fn update_leg(&mut self, side: Side, media: LegMedia, now: Instant) -> Result<(), RelayError> {
         if self.legs[side.idx()] == media {
             return Ok(());
         }
         self.legs[side.idx()] = media;
+        if self.music.is_playing(side) {
+            self.music.restart(side);
+            self.follow_music(now);
+        }
         let (a, b) = (self.legs[0], self.legs[1]);
         for (i, (from, to)) in [(a, b), (b, a)].into_iter().enumerate() {
             let t = transcoder(from, to)?;
@@ -244,7 +309,7 @@ impl Relay {
                 inb.next_out = inb.next_out.max(position + ticks);
                 inb.stats.forwarded += 1;
                 let marker = packet.marker || std::mem::take(&mut inb.resumed);
-                self.out.push_back(RelayOut { to, payload_type: dst.pt, marker, position, payload: packet.payload.to_vec() });
+                self.out.push_back(RelayOut { to, payload_type: dst.pt, marker, position, payload: packet.payload.to_vec(), hold_music: false });
             }
             Some(t) => {
                 let mut frames = Vec::new();
@@ -264,7 +329,7 @@ impl Relay {
                 let marker = packet.marker || std::mem::take(&mut inb.resumed);
                 for (k, payload) in frames.into_iter().enumerate() {
                     inb.stats.transcoded += 1;
-                    self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: marker && k == 0, position: pos, payload });
+                    self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: marker && k == 0, position: pos, payload, hold_music: false });
                     pos += step;
                 }
                 inb.tx_next = Some(pos);
@@ -289,7 +354,7 @@ impl Relay {
         let (ir, or) = (src.codec.clock_rate() as u64, dst.codec.clock_rate() as u64);
         ev.duration = (ev.duration as u64 * or / ir).min(u16::MAX as u64) as u16;
         inb.stats.events += 1;
-        self.out.push_back(RelayOut { to: from.other(), payload_type: pt, marker: packet.marker, position, payload: ev.to_bytes().to_vec() });
+        self.out.push_back(RelayOut { to: from.other(), payload_type: pt, marker: packet.marker, position, payload: ev.to_bytes().to_vec(), hold_music: false });
         Ok(())
     }
 

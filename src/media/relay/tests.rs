@@ -208,7 +208,7 @@ fn reinvite_codec_change_switches_transcoding() {
     let p = RtpPacket { payload_type: 0, marker: false, sequence: 1, timestamp: 0, ssrc: 3, payload: vec![0xFF; 160].into() };
     r.handle_packet(Side::A, &p).unwrap();
     assert_eq!(r.poll_output().unwrap().payload, vec![0xFF; 160]);
-    r.update_leg(Side::B, LegMedia { codec: Codec::Pcma, pt: 8, telephone_event: None }).unwrap();
+    r.update_leg(Side::B, LegMedia { codec: Codec::Pcma, pt: 8, telephone_event: None }, Instant::now()).unwrap();
     let p2 = RtpPacket { sequence: 2, timestamp: 160, ..p };
     r.handle_packet(Side::A, &p2).unwrap();
     let o = r.poll_output().unwrap();
@@ -224,8 +224,8 @@ fn a_held_leg_pauses_the_bridge_both_ways_and_the_resume_starts_a_talkspurt() {
         let now = t0 + Duration::from_millis(20 * n);
         match n {
             // Leg B's remote (the agent) offers sendonly at 1 s, sendrecv again at 2 s.
-            50 => b.relay.set_held(Side::B, true),
-            100 => b.relay.set_held(Side::B, false),
+            50 => b.relay.set_held(Side::B, true, now),
+            100 => b.relay.set_held(Side::B, false, now),
             _ => {}
         }
         b.phone_a.send(now, 0, n == 0, n * 160, &frame(n)).unwrap();
@@ -248,10 +248,100 @@ fn a_held_leg_pauses_the_bridge_both_ways_and_the_resume_starts_a_talkspurt() {
     assert_eq!(&resumed.payload[..], &frame(100)[..]);
 
     // Either leg held pauses the bridge; a second hold keeps it paused until both resume.
-    b.relay.set_held(Side::A, true);
-    b.relay.set_held(Side::B, true);
-    b.relay.set_held(Side::A, false);
+    b.relay.set_held(Side::A, true, t0);
+    b.relay.set_held(Side::B, true, t0);
+    b.relay.set_held(Side::A, false, t0);
     assert!(b.relay.is_paused());
-    b.relay.set_held(Side::B, false);
+    b.relay.set_held(Side::B, false, t0);
     assert!(!b.relay.is_paused());
+}
+
+/// 1 s of a 400 Hz tone: hold music whose frames are told apart from `frame(n)`.
+fn music() -> std::sync::Arc<Prompt> {
+    std::sync::Arc::new(crate::media::player::tone(&[400.0], 1000, 0, 1000))
+}
+
+/// The µ-law frames of `p` looped from its start.
+fn music_frames(p: &Prompt, count: usize) -> Vec<Vec<u8>> {
+    let s = p.samples();
+    (0..count).map(|k| (0..160).map(|i| g711::ulaw_encode(s[(k * 160 + i) % s.len()])).collect()).collect()
+}
+
+#[test]
+fn the_other_leg_hears_looped_hold_music_on_its_own_timeline_and_the_agent_again_on_resume() {
+    let t0 = Instant::now();
+    // Side A is the agent, side B the customer, who hears the music.
+    let mut b = Bridge::new(t0, PCMU, PCMU);
+    let prompt = music();
+    b.relay.set_hold_music(Side::B, Some(prompt.clone()), t0);
+    let mut got = vec![];
+    for n in 0..150u64 {
+        let now = t0 + Duration::from_millis(20 * n);
+        match n {
+            50 => b.relay.set_held(Side::A, true, now),
+            100 => b.relay.set_held(Side::A, false, now),
+            _ => {}
+        }
+        assert_eq!(b.relay.poll_timeout().is_some(), (50..100).contains(&n), "a timer only while the music plays (frame {n})");
+        if b.relay.poll_timeout().is_some_and(|due| due <= now) {
+            b.relay.handle_timeout(now);
+        }
+        // The agent keeps talking throughout; nothing of it may reach the customer while held.
+        b.phone_a.send(now, 0, n == 0, n * 160, &frame(n)).unwrap();
+        got.extend(b.pump_a_to_b(now));
+    }
+    // 50 relayed, 50 of music, 50 relayed again.
+    assert_eq!(got.len(), 150);
+    let (before, rest) = got.split_at(50);
+    let (held, after) = rest.split_at(50);
+    let want = music_frames(&prompt, 50);
+    for (k, p) in held.iter().enumerate() {
+        assert_eq!(&p.payload[..], &want[k][..], "music frame {k}, not the agent's audio");
+        assert_eq!(p.marker, k == 0, "the music starts a talkspurt (frame {k})");
+    }
+    assert!(held.iter().all(|p| p.payload.iter().any(|&c| c != 0xFF)), "the music has energy");
+    assert_eq!(&after[0].payload[..], &frame(100)[..], "the agent's audio again at once");
+    assert!(after[0].marker && after[1..].iter().all(|p| !p.marker));
+    // One stream: the same SSRC, consecutive sequence numbers and 160-tick steps throughout.
+    assert!(got.iter().all(|p| p.ssrc == b.leg_b.ssrc() && p.payload_type == 0));
+    assert!(got.windows(2).all(|w| w[1].sequence == w[0].sequence.wrapping_add(1)));
+    assert!(got.windows(2).all(|w| w[1].timestamp == w[0].timestamp.wrapping_add(160)), "the music continues the timeline and the agent continues it after the music");
+    assert_eq!(&before[49].payload[..], &frame(49)[..]);
+    let s = b.relay.stats(Side::A);
+    assert_eq!((s.held, s.hold_music, s.forwarded), (50, 50, 100));
+    // Nothing is sent toward the held agent.
+    assert!(b.relay.poll_output().is_none());
+}
+
+#[test]
+fn hold_music_is_encoded_in_the_listening_legs_codec_and_stops_when_it_holds_too() {
+    let t0 = Instant::now();
+    let opus = LegMedia { codec: Codec::Opus, pt: 111, telephone_event: None };
+    let mut r = Relay::new(PCMU, opus).unwrap();
+    r.set_held(Side::A, true, t0);
+    assert!(r.poll_timeout().is_none(), "no music set: nothing plays");
+    // Set while already held: it starts at once.
+    r.set_hold_music(Side::B, Some(music()), t0);
+    r.handle_timeout(t0 + Duration::from_millis(90));
+    let out: Vec<_> = std::iter::from_fn(|| r.poll_output()).collect();
+    assert_eq!(out.len(), 5, "frames due at 0, 20, 40, 60 and 80 ms");
+    assert!(out.iter().all(|o| o.to == Side::B && o.payload_type == 111 && o.hold_music && !o.payload.is_empty()));
+    assert_eq!(out.iter().map(|o| o.position).collect::<Vec<_>>(), [0, 960, 1920, 2880, 3840], "48 kHz ticks");
+    assert_eq!(r.next_position(Side::B), 4800);
+
+    // The customer puts the call on hold as well: no music toward a held leg.
+    r.set_held(Side::B, true, t0 + Duration::from_millis(100));
+    assert!(r.poll_timeout().is_none());
+    // The agent resumes, the customer still holds: still nothing toward it.
+    r.set_held(Side::A, false, t0 + Duration::from_millis(120));
+    assert!(r.poll_timeout().is_none());
+    // The customer holds alone: the agent (no music set) hears nothing; resume plays the
+    // agent's next packet on leg B after the music.
+    r.set_held(Side::B, false, t0 + Duration::from_millis(140));
+    assert!(r.poll_timeout().is_none() && r.poll_output().is_none());
+    let p = RtpPacket { payload_type: 0, marker: false, sequence: 1, timestamp: 0, ssrc: 3, payload: vec![0xFF; 160].into() };
+    r.handle_packet(Side::A, &p).unwrap();
+    let o = r.poll_output().unwrap();
+    assert!(o.marker && !o.hold_music);
+    assert_eq!(o.position, 4800, "after the music");
 }
