@@ -40,6 +40,11 @@ fn agent_voice() -> Vec<u8> {
     corpus("h002.wav").repeat(6)
 }
 
+/// Frames of hold music the customer must hear at the least (half a second): how much
+/// of the agent's hold redial sees depends on when it handles the two re-INVITEs, which a
+/// loaded machine delays, so the test asks for music, not for a share of the hold.
+const MIN_MUSIC: usize = 25;
+
 /// The 20 ms µ-law frames of the hold music as redial loops it (the prompt runs on
 /// across the loop's end; the last frame is not padded).
 fn hold_music_frames() -> Vec<Vec<u8>> {
@@ -66,7 +71,27 @@ fn check_customer_heard(heard: &[Heard], agent_clip: &[u8], min_music: usize) ->
     let start = heard.iter().rposition(|p| p.marker && p.payload == music[0]).unwrap_or_else(|| panic!("no hold music among {} packets", heard.len()));
     let first = &heard[start];
     let run = heard[start..].iter().take_while(|p| music.contains(&p.payload)).count();
-    assert!(run >= min_music, "{run} frames of hold music, expected at least {min_music}");
+    let describe = |from: usize, to: usize| -> String {
+        heard[from.min(heard.len())..to.min(heard.len())]
+            .iter()
+            .map(|p| {
+                let what = match music.iter().position(|m| *m == p.payload) {
+                    Some(k) => format!("music{k}"),
+                    None if agent.contains(&p.payload[..]) => "agent".to_string(),
+                    None => format!("other(rms {:.0})", rms(&p.payload)),
+                };
+                format!("seq {} ts {} m{} ssrc {:x} {what}", p.sequence, p.timestamp, u8::from(p.marker), p.ssrc)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        run >= min_music,
+        "{run} frames of hold music, expected at least {min_music}; {} packets, talkspurts at {:?}; around the run:\n{}",
+        heard.len(),
+        heard.iter().enumerate().filter(|(_, p)| p.marker).map(|(i, _)| i).collect::<Vec<_>>(),
+        describe(start.saturating_sub(3), start + run + 5)
+    );
     for p in &heard[start..start + run] {
         // Frame k of the music is the k-th packet of the talkspurt: nothing lost, nothing repeated.
         let k = p.sequence.wrapping_sub(first.sequence) as usize;
@@ -132,7 +157,7 @@ fn a_sip_agent_on_hold_is_answered_recvonly_and_the_customer_hears_hold_music_un
     assert!(carrier_out.ok(), "{carrier_out}");
     // After the resume (2 s of talk before the BYE) audio crossed both ways again.
     assert!(agent_phone.received() > a1 + 25, "the agent hears the customer again: {} → {}", a1, agent_phone.received());
-    let music = check_customer_heard(&customer.heard(), &voice, HOLD_MS as usize / 20 / 2);
+    let music = check_customer_heard(&customer.heard(), &voice, MIN_MUSIC);
     let cb = wait_final(&r, &id, WAIT);
     assert_eq!(cb["status"], "completed", "{cb}");
     assert_eq!(r.logs.matching(&["bridge paused: the leg is on hold"]).len(), 1, "{:?}", r.logs.lines());
@@ -156,7 +181,7 @@ fn agent_first_the_customer_hears_hold_music_while_the_agent_holds() {
     let agent_out = agent.wait();
     assert!(agent_out.ok(), "{agent_out}");
     assert!(carrier.wait().ok());
-    let music = check_customer_heard(&customer.heard(), &voice, SHORT_HOLD_MS as usize / 20 / 2);
+    let music = check_customer_heard(&customer.heard(), &voice, MIN_MUSIC);
     let cb = wait_final(&r, &id, WAIT);
     assert_eq!(cb["status"], "completed", "{cb}");
     eprintln!("agent-first: {music} frames of hold music");
@@ -186,6 +211,6 @@ fn an_inbound_caller_hears_hold_music_while_the_agent_holds() {
     assert!(agent_out.ok(), "{agent_out}");
     let caller_out = caller.wait();
     assert!(caller_out.ok(), "{caller_out}");
-    let music = check_customer_heard(&caller_phone.heard(), &voice, SHORT_HOLD_MS as usize / 20 / 2);
+    let music = check_customer_heard(&caller_phone.heard(), &voice, MIN_MUSIC);
     eprintln!("inbound: {music} frames of hold music");
 }
