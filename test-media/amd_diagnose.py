@@ -26,6 +26,9 @@ TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
 # The pitch, envelope, onset and lead-in features (amd-mlp-3).
 ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "pitch_mean_st",
             "syllable_rate", "onset_rise_db", "lead_sd_db"}
+# The line around the first speech: its level and digital silence before, the background
+# from the onset on, the step between them, and the speech level (amd-mlp-3).
+LINE = {"lead_db", "lead_digital", "speech_floor_db", "floor_step_db", "level_db", "tail_step_db"}
 
 
 def load(path):
@@ -140,9 +143,12 @@ def main():
     voices = sorted({labels[f]["voice"] for f in tr})
     folds = [voices[i::4] for i in range(4)]
     only = sys.argv[2:] or None
-    variants = [("timing only", TIMBRE | ACOUSTIC, {}), ("timing + pitch/envelope", TIMBRE, {}),
+    variants = [("timing only", TIMBRE | ACOUSTIC | LINE, {}),
+                ("timing + pitch/envelope", TIMBRE | LINE, {}),
+                ("timing + line", TIMBRE | ACOUSTIC, {}),
+                ("timing + line + pitch/envelope", TIMBRE, {}),
                 ("all features", set(), {}), ("all, L2 3e-2", set(), {"l2": 3e-2}),
-                ("timing + pitch/envelope, L2 3e-2", TIMBRE, {"l2": 3e-2})]
+                ("timing + line, L2 3e-2", TIMBRE | ACOUSTIC, {"l2": 3e-2})]
     print("cross-validation on train, 4 folds by voice:")
     for name, excluded, kw in variants:
         if only and not any(o in name for o in only):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Retrains src/amd/model.json from the train split of test-media/amd/ (needs numpy).
+# Retrains src/amd/model.json from the train split of test-media/amd-world/ (needs numpy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp)
