@@ -232,7 +232,10 @@ setsid kamailio -f deploy/kamailio/redial-front.cfg -l "udp:127.0.0.1:$KPORT" -A
 KPID=$!
 sleep 4 # the leases settle into thirds; dispatcher probes the nodes
 [ "${ONLY:-}" != sip ] && post && herd
+drops_before=$(netstat -su 2>/dev/null | awk '/receive buffer errors/ {print $1}' || true)
 herd "$SIP_HERD" k +1777
+drops_after=$(netstat -su 2>/dev/null | awk '/receive buffer errors/ {print $1}' || true)
+[ -n "$drops_before" ] && [ -n "$drops_after" ] && echo "  UDP datagrams the kernel dropped for a full receive buffer during the herd (any socket): $((drops_after - drops_before))"
 [ -n "${SIPPID:-}" ] && echo "  the carrier's UDP socket: $(ss -uanmp 2>/dev/null | grep -A1 "pid=$SIPPID," | grep -o 'rb[0-9]*\|d[0-9]*)' | tr '\n' ' ')(rb = receive buffer, d = datagrams the kernel dropped)"
 echo "  the carrier got $(grep -E '^\s*X-Redial-Attempt:' "$TMP/carrier.log" | sort -u | wc -l) attempts in $(grep -E '^\s*Call-ID:' "$TMP/carrier.log" | sort -u | wc -l) calls ($(grep -cE '^\s*INVITE sip:' "$TMP/carrier.log" || true) INVITEs with retransmissions and later requests); Kamailio refused $(grep -c 'second INVITE for attempt' "$TMP/kamailio.log" || true) as second ones"
 

@@ -155,6 +155,11 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --benches` compiles only
     }
+    // The guard's state changes (which measure tripped it) on stderr; `RUST_LOG` as for serve.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    redial::serve::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let secs = env_u32("OVERLOAD_SECS", 20);
     let base = match std::env::var("OVERLOAD_RATE").ok().and_then(|v| v.parse().ok()) {

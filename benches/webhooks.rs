@@ -54,7 +54,7 @@ async fn run(endpoints: usize, events: usize) {
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let _tasks = webhooks::driver::spawn(&hooks, book.clone(), &bus, render, Arc::new(SystemClock), stop);
     for h in &hooks {
-        while book.cursor(&h.url).unwrap().is_none() {
+        while book.cursor(&h.url).await.unwrap().is_none() {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }

@@ -462,3 +462,55 @@ async fn amd_on_a_line_that_sends_nothing_decides_after_total_analysis_time() {
     assert!(t0.elapsed() >= Duration::from_millis(550), "{:?}", t0.elapsed());
     assert!(timeout(Duration::from_millis(800), leg.events.recv()).await.is_err(), "decided once");
 }
+
+/// Sends audio from `from` until `to` receives a packet with payload type `pt`.
+async fn relayed(from: &mut Phone, port: u16, to: &Phone, pt: u8, ts: &mut u32) -> RtpPacket {
+    let level = g711::ulaw_encode(3000);
+    let start = *ts;
+    loop {
+        from.send(port, 0, false, *ts, &[level; 160]).await;
+        *ts += 160;
+        match timeout(Duration::from_millis(100), to.recv()).await {
+            Ok(Some(p)) if p.payload_type == pt => return p,
+            _ => assert!(*ts < start + 160 * 50, "nothing relayed"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_its_partner_closes_a_leg_plays_prompts_and_bridges_to_another() {
+    // The inbound call whose first agent's media never came up: the agent's leg is
+    // closed, the caller hears hold music, then is bridged to the next agent.
+    let e = engine(Duration::from_secs(60));
+    let (mut caller, mut pc) = leg_with_phone(&e, Codec::Pcmu).await;
+    let (mut first, pf) = leg_with_phone(&e, Codec::Pcmu).await;
+    caller.bridge(&mut first).unwrap();
+    let mut ts = 1000;
+    relayed(&mut pc, caller.local_port(), &pf, 0, &mut ts).await;
+    first.close();
+    caller.partner_closed();
+
+    caller.play(Arc::new(tone(&[440.0], 100, 0, 100)), false);
+    // What the bridge left in flight may come first; the prompt follows.
+    until(&mut caller, |e| *e == MediaEvent::PlayDone).await;
+
+    let (mut second, mut ps) = leg_with_phone(&e, Codec::Pcma).await;
+    caller.bridge(&mut second).expect("a new bridge, not AlreadyBridged");
+    relayed(&mut pc, caller.local_port(), &ps, 8, &mut ts).await;
+    // And back: the second agent's PCMA reaches the caller as PCMU.
+    let (sp, alevel) = (second.local_port(), g711::alaw_encode(-2000));
+    let got = loop {
+        ps.send(sp, 8, false, ts, &[alevel; 160]).await;
+        ts += 160;
+        if let Ok(Some(p)) = timeout(Duration::from_millis(100), pc.recv()).await {
+            if p.payload.iter().all(|&c| c == g711::ulaw_encode(g711::alaw_decode(alevel))) {
+                break p;
+            }
+        }
+        assert!(ts < 1000 + 160 * 200, "the second agent never reached the caller");
+    };
+    assert_eq!(got.payload_type, 0);
+    caller.close();
+    second.close();
+    wait_ports(&e, 0).await;
+}

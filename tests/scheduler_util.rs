@@ -221,7 +221,9 @@ mod pg_book {
     }
 
     pub fn open(path: &Path, clock: Arc<dyn Clock>, cfg: Arc<Config>, bus: Option<Arc<redial::events::Bus>>) -> Result<Arc<dyn Book>, StoreError> {
-        let opts = PgOptions { schema: Some(schema_of(path)), bus, ..PgOptions::new(url()) };
+        // With the durable outbox, as cluster nodes run: the events contract
+        // then holds for sequences taken from the shared counter.
+        let opts = PgOptions { schema: Some(schema_of(path)), bus, outbox: true, ..PgOptions::new(url()) };
         PgBook::open(opts, clock, cfg).map(|b| Arc::new(b) as Arc<dyn Book>)
     }
 }

@@ -1,6 +1,9 @@
 //! SIGHUP against the real binary: a bad file changes nothing and names its file and
 //! key; a good one adds and removes agents and replaces the API tokens at once, while
-//! a bridged call and the registrations of the agents that stay go on.
+//! a bridged call and the registrations of the agents that stay go on. Queues' changed
+//! rules apply to the next booking, a new queue and a new owner are accepted, a removed
+//! queue that still holds callbacks refuses the reload; trunks start, stop and
+//! re-register at SIPp registrars; a changed profile's new proxy takes the next call.
 
 mod common;
 
@@ -132,4 +135,193 @@ fn sighup_changes_who_can_sign_in_to_the_console_and_ends_removed_agents_session
     let (s, alice_cookie) = sign_in(&r, "alice", "alice-pw");
     assert_eq!(s, 303, "the agent kept still signs in");
     assert_eq!(agent_page(&r, &alice_cookie.unwrap()).0, 200);
+}
+
+/// The hours of a window that is closed now and opens within the next day (UTC).
+fn closed_now() -> (String, u32) {
+    let hour = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600 % 24) as u32;
+    let opens = (hour + 2) % 24;
+    (format!("mon-sun {opens:02}:00-{:02}:00", opens + 1), opens)
+}
+
+fn book(r: &common::Redial, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut b = json!({"phone": PHONE, "queue": "q", "timezone": "UTC"});
+    b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+    r.api("POST", "/v1/callbacks", Some(b))
+}
+
+fn due_hour(v: &serde_json::Value) -> u32 {
+    let due = v["due_at"].as_str().unwrap_or_else(|| panic!("{v}"));
+    due[11..13].parse().unwrap_or_else(|_| panic!("{v}"))
+}
+
+#[test]
+fn sighup_applies_changed_and_new_queues_and_live_owners_while_a_bridged_call_keeps_its_audio() {
+    let w = World::new();
+    let queue = "max_attempts = 1\nring_timeout = \"5s\"\nagent_ring_timeout = \"5s\"\nwrap_up = \"0s\"\n";
+    let r = w.redial(&["alice", "bob"], queue);
+    let path = r.path("redial.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "8000")]);
+    let alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 60_000);
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    // As started: no queue `q2`, no agent carol; bob may own callbacks.
+    let (s, v) = book(&r, json!({"queue": "q2"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_queue")), "{v}");
+    let (s, v) = book(&r, json!({"owner": "carol", "phone": "+15550111"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_owner")), "{v}");
+    let (s, v) = book(&r, json!({"owner": "bob", "phone": "+15550112"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(r.api("POST", &format!("/v1/callbacks/{}/cancel", v["id"].as_str().unwrap()), None).0, 200);
+
+    // `q` closes until a later hour, `q2` is new, carol replaces bob.
+    let (hours, opens) = closed_now();
+    let bob = "[[agents]]\nid = \"bob\"\npassword = \"bob-pw\"\nqueues = [\"q\"]\n";
+    assert!(original.contains(bob) && original.contains("hours = [\"mon-sun 00:00-24:00\"]"), "{original}");
+    let changed = original
+        .replace(bob, "[[agents]]\nid = \"carol\"\npassword = \"carol-pw\"\nqueues = [\"q\", \"q2\"]\n")
+        .replace("hours = [\"mon-sun 00:00-24:00\"]", &format!("hours = [\"{hours}\"]"))
+        + "\n[[queues]]\nname = \"q2\"\nprofile = \"carrier\"\ntimezone = \"UTC\"\nhours = [\"mon-sun 00:00-24:00\"]\n";
+    std::fs::write(&path, &changed).unwrap();
+    let before = agent_phone.received();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: queues reloaded", "q2"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+
+    // The call bridged before goes on carrying audio to the agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while agent_phone.received() < before + 100 {
+        assert!(std::time::Instant::now() < deadline, "audio stopped after the reload: {} packets before, {} now", before, agent_phone.received());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The changed hours apply to the next booking; the new queue takes bookings.
+    let (s, v) = book(&r, json!({"phone": "+15550113"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(due_hour(&v), opens, "booked into the changed window: {v}");
+    let (s, v) = book(&r, json!({"queue": "q2", "phone": "+15550114", "scheduled_at": future_rfc3339(3600)}));
+    assert_eq!(s, 201, "the new queue takes bookings: {v}");
+    let in_q2 = v["id"].as_str().unwrap().to_string();
+    // The owner check reads the agents applied.
+    let (s, v) = book(&r, json!({"queue": "q2", "owner": "carol", "phone": "+15550115"}));
+    assert_eq!(s, 201, "an agent added by the reload owns callbacks: {v}");
+    let (s, v) = book(&r, json!({"owner": "bob", "phone": "+15550116"}));
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_owner")), "a removed agent owns none: {v}");
+
+    // Removing `q2` while it holds callbacks is refused whole: carol stays too.
+    let without_q2 = changed.split("\n[[queues]]\nname = \"q2\"").next().unwrap().replace("queues = [\"q\", \"q2\"]", "queues = [\"q\"]").replace("carol-pw", "carol-pw2");
+    std::fs::write(&path, &without_q2).unwrap();
+    hangup(&r);
+    let line = r.logs.wait_for(&["SIGHUP: not reloaded", "`q2`"], Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", r.logs.lines().join("\n")));
+    assert!(line.contains("redial.toml") && line.contains("queues") && line.contains("scheduled or in-progress"), "{line}");
+    let (s, v) = book(&r, json!({"queue": "q2", "phone": "+15550117", "scheduled_at": future_rfc3339(3600)}));
+    assert_eq!(s, 201, "q2 stays: {v}");
+
+    // The call bridged before the reloads ends as it would have.
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}");
+    assert!(carrier.wait().ok());
+    drop(alice);
+    assert_eq!(r.api("GET", &format!("/v1/callbacks/{in_q2}"), None).1["status"], "scheduled");
+}
+
+/// An RFC 3339 UTC instant `secs` from now.
+fn future_rfc3339(secs: u64) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + secs;
+    chrono::DateTime::from_timestamp(t as i64, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn trunk(port: u16, user: &str) -> String {
+    format!(
+        "proxy = \"sip:127.0.0.1:{port}\"\ndomain = \"carrier.test\"\nregister = true\nusername = \"{user}\"\npassword = \"s3cret\"\nexpires = 60\noptions_ping = \"0\"\n"
+    )
+}
+
+fn trunk_names(r: &common::Redial) -> Vec<(String, bool)> {
+    let (s, v) = r.api("GET", "/v1/trunks", None);
+    assert_eq!(s, 200, "{v}");
+    v["items"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|t| (t["name"].as_str().unwrap().to_string(), t["registered"] == true)).collect()
+}
+
+#[test]
+fn sighup_starts_new_trunks_unregisters_removed_ones_and_re_registers_changed_ones() {
+    use common::{Setup, Sipp};
+    let removed = Sipp::new("carrier_unregister.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let changed_old = Sipp::new("carrier_unregister.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let changed_new = Sipp::new("carrier_register_once.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let added = Sipp::new("carrier_register_once.xml").timeout(Duration::from_secs(30)).trace_msg().spawn();
+    let r = Setup::new()
+        .with_token()
+        .profile("trunk_a", &trunk(removed.port(), "trunk1"))
+        .profile("trunk_b", &trunk(changed_old.port(), "trunk1"))
+        .start();
+    let both = || {
+        let t = trunk_names(&r);
+        (t.len() == 2 && t.iter().all(|(_, reg)| *reg)).then_some(t)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while both().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{:?}\n{}", trunk_names(&r), r.logs.lines().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let profiles = r.path("sip-profiles");
+
+    // A bad profile: nothing changes, and the problem is named by file and key.
+    std::fs::write(profiles.join("trunk_d.toml"), trunk(added.port(), "trunk2") + "colour = \"blue\"\n").unwrap();
+    hangup(&r);
+    let line = r.logs.wait_for(&["SIGHUP: not reloaded"], Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", r.logs.lines().join("\n")));
+    assert!(line.contains("trunk_d.toml") && line.contains("colour"), "{line}");
+    assert_eq!(trunk_names(&r), vec![("trunk_a".to_string(), true), ("trunk_b".to_string(), true)]);
+
+    // trunk_a removed, trunk_b moved to another registrar with other credentials, trunk_d new.
+    std::fs::remove_file(profiles.join("trunk_a.toml")).unwrap();
+    std::fs::write(profiles.join("trunk_b.toml"), trunk(changed_new.port(), "trunk2")).unwrap();
+    std::fs::write(profiles.join("trunk_d.toml"), trunk(added.port(), "trunk2")).unwrap();
+    hangup(&r);
+    for (sipp, what) in [(removed, "the removed trunk's unREGISTER"), (changed_old, "the changed trunk's unREGISTER"), (changed_new, "the changed trunk's new REGISTER"), (added, "the new trunk's REGISTER")] {
+        let out = sipp.wait();
+        assert!(out.ok(), "{what}: {out}\nredial:\n{}", r.logs.lines().join("\n"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = trunk_names(&r);
+        if t == vec![("trunk_b".to_string(), true), ("trunk_d".to_string(), true)] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t:?}\n{}", r.logs.lines().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_callback_after_a_reload_is_dialled_through_the_changed_profiles_new_proxy() {
+    use common::Sipp;
+    let w = World::new();
+    let r = w.redial(&["alice"], "max_attempts = 1\nring_timeout = \"5s\"\nagent_ring_timeout = \"5s\"\nwrap_up = \"0s\"\n");
+    let customer = Phone::start(w.path("customer.rtp"), corpus("h001.wav"));
+    let agent_phone = Phone::start(w.path("agent.rtp"), corpus("h002.wav"));
+    let moved = Sipp::new("dial_carrier_answer_hangup.xml")
+        .calls(1)
+        .timeout(Duration::from_secs(60))
+        .trace_msg()
+        .set("dir", w.path("").to_str().unwrap())
+        .set("rtp_port", &customer.port.to_string())
+        .set("talk_ms", "4000")
+        .spawn();
+    let path = r.path("sip-profiles/carrier.toml");
+    let profile = std::fs::read_to_string(&path).unwrap();
+    let proxy = profile.lines().find(|l| l.starts_with("proxy = ")).unwrap_or_else(|| panic!("{profile}")).to_string();
+    std::fs::write(&path, profile.replace(&proxy, &format!("proxy = \"sip:127.0.0.1:{}\"", moved.port()))).unwrap();
+    hangup(&r);
+    assert!(r.logs.wait_for(&["SIGHUP: changed trunk re-registers", "carrier"], Duration::from_secs(10)).is_some(), "{}", r.logs.lines().join("\n"));
+    let _alice = w.agent(&r, "alice", "dial_agent_answer.xml", 1, Some(&agent_phone), 60_000);
+    let id = schedule(&r, json!({}));
+    assert!(r.logs.wait_for(&["customer and agent bridged"], Duration::from_secs(30)).is_some(), "{}", r.logs.lines().join("\n"));
+    let cb = wait_final(&r, &id, Duration::from_secs(30));
+    assert_eq!(cb["status"], "completed", "{cb}\n{}", r.logs.lines().join("\n"));
+    let out = moved.wait();
+    assert!(out.ok(), "the carrier at the new proxy took the call: {out}");
 }

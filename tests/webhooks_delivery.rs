@@ -99,7 +99,7 @@ async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
     // The task reads its cursor as it starts; then the events come.
-    while book.cursor(&url).unwrap().is_none() {
+    while book.cursor(&url).await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for i in 0..5 {
@@ -131,7 +131,7 @@ async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
     let book = open(&path, &bus);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
-    while book.cursor(&url).unwrap().is_none() {
+    while book.cursor(&url).await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for i in 0..3 {
@@ -153,7 +153,7 @@ async fn delivery_resumes_after_a_restart_from_the_saved_cursor() {
         book.publish(Kind::TrunkState, i, trunk(&format!("b{i}")));
     }
     redial::scheduler::book::Book::flush(&*book).await;
-    assert_eq!(book.next_seq(), 7, "sequences continue across the reopen");
+    assert_eq!(book.next_seq().await.unwrap(), 7, "sequences continue across the reopen");
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let _tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
     book.publish(Kind::TrunkState, 9, trunk("c0"));
@@ -170,7 +170,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
     let book = open(&path, &bus);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let tasks = webhooks::driver::spawn(&hooks(&url), book.clone(), &bus, render(), Arc::new(SystemClock), stop);
-    while book.cursor(&url).unwrap().is_none() {
+    while book.cursor(&url).await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     book.publish(Kind::TrunkState, 0, trunk("held"));
@@ -187,7 +187,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
         t.await.unwrap();
     }
     redial::scheduler::book::Book::flush(&*book).await;
-    let saved = book.backoff(&url).unwrap().expect("the back-off is in the book");
+    let saved = book.backoff(&url).await.unwrap().expect("the back-off is in the book");
     assert_eq!((saved.seq, saved.failures, saved.last_error.contains("500")), (1, 3, true), "{saved:?}");
     drop(book);
 
@@ -203,7 +203,7 @@ async fn a_failing_heads_back_off_survives_a_restart() {
     assert_eq!(names(&state), ["held"]);
     // Delivered: the back-off is cleared.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while book.backoff(&url).unwrap().is_some() {
+    while book.backoff(&url).await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "back-off never cleared");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -9,7 +9,9 @@
 # server and every process it forked, measured over the SIPp run only), then stops the server.
 # A run passes (pass=yes) when FailedCall=0, SuccessfulCall=RATE*SECONDS and SIPp's elapsed
 # time is at most SECONDS+1 (the rate was really sustained, not caught up by retransmissions).
-# Every run prints why=...: the rate achieved (successful calls per elapsed second), the
+# redial's run-loop steps longer than 20 ms are counted (slow_steps=, longest_step_ms=, the
+# five longest with the live transactions then): a stall of the endpoint's task fills its
+# receive queue. Every run prints why=...: the rate achieved (successful calls per elapsed second), the
 # retransmissions, and for a failed run each cause: calls failed on an unexpected answer
 # (with how many of those answers were 503, from SIPp's error trace), on UDP retransmission
 # limits or receive timeouts, calls not completed, or an elapsed time over SECONDS+1.
@@ -74,7 +76,8 @@ if [ "$server" = redial ]; then
     for i in $(seq 0 999); do printf '[[agents]]\nid = "user%s"\npassword = "user%s-pw"\n' "$i" "$i"; done
   } > "$work/redial.toml"
   mkdir -p "$work/sip-profiles"
-  (cd "$work" && RUST_LOG=warn exec "${REDIAL_BIN:-$root/target/release/redial}" serve --config redial.toml > redial.out 2> redial.log) & spid=$!
+  # Run-loop steps over 20 ms are logged (target redial::sip::stall) and summed up below.
+  (cd "$work" && RUST_LOG=warn,redial::sip::stall=debug exec "${REDIAL_BIN:-$root/target/release/redial}" serve --config redial.toml > redial.out 2> redial.log) & spid=$!
   ready() { grep -q "redial ready" "$work/redial.log" 2>/dev/null || [ -n "$(ss -Hlun "sport = :$port")" ]; }
 else
   kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$port" -DD -E -m 2048 -M 32 > "$work/kamailio.out" 2> "$work/kamailio.log" & spid=$!
@@ -136,4 +139,14 @@ if [ "$server" = redial ] && grep -q 'overloaded=true' "$work/redial.log" 2>/dev
   why="$why guard=[$(grep -m1 'overloaded=true' "$work/redial.log" | sed 's/.*overloaded=true //; s/ *SIP overload state changed.*//; s/"//g')]"
 fi
 echo "why=$why"
+# redial's run-loop steps over 20 ms: how many, the longest, and the five longest whole.
+if [ "$server" = redial ]; then
+  slow=$(grep 'slow SIP endpoint step' "$work/redial.log" 2>/dev/null || true)
+  n=$(grep -c . <<< "$slow" || true)
+  longest=$(grep -o 'took_ms=[0-9]*' <<< "$slow" | cut -d= -f2 | sort -n | tail -1 || true)
+  echo "slow_steps=$n longest_step_ms=${longest:-0}"
+  if [ -n "$slow" ]; then
+    grep -o 'took_ms=[0-9]*.*' <<< "$slow" | sort -t= -k2 -n -r | head -5 | sed 's/^/  slow_step /'
+  fi
+fi
 echo "sipp_exit=$rc server=$server scenario=$scenario rate=$rate secs=$secs"

@@ -112,7 +112,7 @@ pub async fn list_deliveries(State(s): State<AppState>, caller: Option<Extension
         None | Some("") => None,
         Some(c) => Some(parse_id(c).ok_or_else(|| ApiError::bad_request("invalid_cursor", "unknown cursor").field("cursor"))?),
     };
-    let mut items = s.outbox.parked(limit + 1, after)?;
+    let mut items = s.outbox.parked(limit + 1, after).await?;
     let more = items.len() > limit;
     items.truncate(limit);
     Ok(Json(DeliveryList {
@@ -138,7 +138,7 @@ pub async fn retry_delivery(State(s): State<AppState>, caller: Option<Extension<
     require_admin(&s, caller)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no parked delivery `{id}`"));
     let n = parse_id(&id).ok_or_else(not_found)?;
-    let p = s.outbox.parked_get(n)?.ok_or_else(not_found)?;
+    let p = s.outbox.parked_get(n).await?.ok_or_else(not_found)?;
     let Some(hook) = s.cfg.webhooks.iter().find(|h| h.url == p.endpoint).cloned() else {
         return Err(ApiError::new(StatusCode::CONFLICT, "endpoint_removed", format!("`{}` is no longer a configured webhook", p.endpoint)));
     };

@@ -97,7 +97,8 @@ pub async fn detect(
     if !crate::e164::is_e164(&phone) {
         return Err(RuleError::InvalidPhone { phone: phone.clone() }.into());
     }
-    let queue = s.cfg.queue(&queue_name).ok_or_else(|| ApiError::from(RuleError::UnknownQueue { queue: queue_name.clone() }))?;
+    let cfg = s.live_cfg.get();
+    let queue = cfg.queue(&queue_name).ok_or_else(|| ApiError::from(RuleError::UnknownQueue { queue: queue_name.clone() }))?;
     let tz: Tz = match &req.timezone {
         Some(name) => name.parse().map_err(|_| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_timezone", format!("`{name}` is not an IANA timezone")).field("timezone")

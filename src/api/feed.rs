@@ -235,7 +235,7 @@ pub fn event_stream(bus: &Bus, outbox: Arc<dyn Outbox>, filter: EventFilter, las
             let ev = match f.backlog.pop_front() {
                 Some(e) => e,
                 None if f.catching_up => {
-                    match f.outbox.after(f.last, PAGE) {
+                    match f.outbox.after(f.last, PAGE).await {
                         Ok(page) => {
                             f.catching_up = page.len() == PAGE;
                             f.backlog.extend(page.into_iter().map(Arc::new));

@@ -162,7 +162,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
     let tokens = Tokens::load(&cfg)?;
     let ops = crate::ops::Ops {
         book: core.book.clone(),
-        cfg: cfg.clone(),
+        cfg: core.live.clone(),
         agents: core.agents.clone(),
         live: live.clone(),
         clock: core.clock.clone(),
@@ -176,7 +176,7 @@ pub async fn serve(core: &Core, trunks: Arc<dyn TrunkView>, live: Arc<dyn LiveCa
         stopping: stop_rx.clone(),
         console: crate::console::ConsoleState::new(core.clock.now_ms()),
         cfg: cfg.clone(),
-        live_cfg: crate::config::LiveConfig::new(cfg.clone()),
+        live_cfg: core.live.clone(),
         tokens,
         limiter: RateLimiter::from_env(),
         idempotency: IdempotencyCache::default(),

@@ -278,7 +278,7 @@ pub async fn get_callback(State(s): State<AppState>, id: Result<Path<String>, Pa
     let mut v = serde_json::to_value(CallbackView::from(&cb)).map_err(|e| ApiError::internal(&e))?;
     // Every text sent for it (`sms_confirm`, `sms_on_exhausted`), oldest
     // first; absent when none was, so GET answers what POST did.
-    let texts = s.outbox.texts(cb.id.0)?;
+    let texts = s.outbox.texts(cb.id.0).await?;
     if !texts.is_empty() {
         v["texts"] = crate::api::views::texts_json(&texts);
     }
@@ -368,7 +368,7 @@ pub struct StatsQuery {
 pub async fn stats(State(s): State<AppState>, q: Result<Query<StatsQuery>, QueryRejection>) -> Result<Json<StatsView>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if let Some(name) = &q.queue {
-        if s.cfg.queue(name).is_none() {
+        if s.live_cfg.get().queue(name).is_none() {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no queue named `{name}`")).field("queue"));
         }
     }
@@ -454,7 +454,8 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     family(&mut out, "redial_callbacks", "gauge", "Callbacks by queue and status (pending = scheduled + in_progress).");
     let mut requested = BTreeMap::new();
     let mut by_origin = Vec::new();
-    for q in &s.cfg.queues {
+    let cfg = s.live_cfg.get();
+    for q in &cfg.queues {
         let (st, split) = s.book.stats_by_origin(Some(&q.name), None).await?;
         let ql = label(&q.name);
         for (status, n) in status_counts(&st) {
@@ -501,9 +502,9 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         }
     }
     family(&mut out, "redial_webhook_deliveries_parked", "gauge", "Webhook deliveries parked after a day of failures (GET /v1/webhooks/deliveries?status=failed).");
-    let _ = writeln!(out, "redial_webhook_deliveries_parked {}", s.outbox.parked_count()?);
+    let _ = writeln!(out, "redial_webhook_deliveries_parked {}", s.outbox.parked_count().await?);
     family(&mut out, "redial_events_next_seq", "gauge", "The sequence the next event will get (events written to the outbox so far, plus one).");
-    let _ = writeln!(out, "redial_events_next_seq {}", s.outbox.next_seq());
+    let _ = writeln!(out, "redial_events_next_seq {}", s.outbox.next_seq().await?);
     s.metrics.render_own(&mut out);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], out).into_response())
 }

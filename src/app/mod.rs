@@ -24,8 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::agents::Registry;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::events::memory::MemoryOutbox;
+use crate::config::{Config, LiveConfig};
 use crate::events::{Bus, Outbox};
 use crate::metrics::Metrics;
 use crate::scheduler::driver::{self, SchedulerHandle};
@@ -57,6 +56,9 @@ pub enum OpenError {
 /// The running core.
 pub struct Core {
     pub cfg: Arc<Config>,
+    /// The configuration as a SIGHUP reload leaves it (starts as `cfg`): what
+    /// the book's rules, the API and the dialler read per request.
+    pub live: LiveConfig,
     pub clock: Arc<dyn Clock>,
     pub book: Arc<dyn Book>,
     pub bus: Arc<Bus>,
@@ -86,27 +88,40 @@ impl Core {
         agents: Arc<Registry>,
         availability: Option<Arc<dyn Availability>>,
     ) -> Result<Core, OpenError> {
+        Self::open_live(LiveConfig::new(cfg), clock, agents, availability).await
+    }
+
+    /// As [`Core::open`], over a configuration that a reload replaces
+    /// (`live`): the book's rules take each replacement up at its next batch.
+    pub async fn open_live(
+        live: LiveConfig,
+        clock: Arc<dyn Clock>,
+        agents: Arc<Registry>,
+        availability: Option<Arc<dyn Availability>>,
+    ) -> Result<Core, OpenError> {
+        let cfg = live.get();
         let bus = Arc::new(Bus::new());
         let mut cluster = None;
-        // The redb book is its own durable outbox; the PostgreSQL book has
-        // none yet, so a cluster node keeps its outbox in memory.
+        // Each book is its own durable outbox: the redb file, or the
+        // PostgreSQL tables every node of the cluster shares.
         let (book, outbox): (Arc<dyn Book>, Arc<dyn Outbox>) = match (&cfg.backend, &cfg.cluster) {
             (Backend::Postgres { url }, Some(c)) => {
                 let own = Ownership::new(c.node.clone(), c.shards, c.lease);
-                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), ..PgOptions::new(url.clone()) };
-                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, ..opts.clone() }, own, node::timing(c));
+                let opts = PgOptions { shards: c.shards, ownership: Some(own.clone()), bus: Some(bus.clone()), outbox: true, ..PgOptions::new(url.clone()) };
+                let handle = ClusterHandle::new(clock.clone(), PgOptions { bus: None, outbox: false, ..opts.clone() }, own, node::timing(c));
                 cluster = Some(Arc::new(handle));
                 let (clock, cfg) = (clock.clone(), cfg.clone());
                 // Opening connects and migrates: keep it off the async workers.
                 let book = tokio::task::spawn_blocking(move || PgBook::open(opts, clock, cfg)).await.map_err(|_| StoreError::Closed)??;
-                (Arc::new(book), Arc::new(MemoryOutbox::new(bus.clone())))
+                let book = Arc::new(book);
+                (book.clone(), book)
             }
             _ => {
                 if let Some(dir) = cfg.storage_path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_path_buf(), source })?;
                 }
                 let (path, clock, cfg) = (cfg.storage_path.clone(), clock.clone(), cfg.clone());
-                let opts = BookOptions { bus: Some(bus.clone()), ..BookOptions::default() };
+                let opts = BookOptions { bus: Some(bus.clone()), live: Some(live.clone()), ..BookOptions::default() };
                 // Opening recovers and may scan: keep it off the async workers.
                 let book = Arc::new(tokio::task::spawn_blocking(move || RedbBook::open(path, clock, cfg, opts)).await.map_err(|_| StoreError::Closed)??);
                 (book.clone(), book)
@@ -137,6 +152,7 @@ impl Core {
             test_clock: None,
             leases,
             cfg,
+            live,
             clock,
             book,
             bus,

@@ -48,7 +48,10 @@ pub async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Everything a call uses, shared by every call.
 pub struct CallKit {
+    /// As started: what only a restart changes (addresses, media, SIP).
     pub cfg: Arc<Config>,
+    /// As the last reload left it: queues and their profiles, read per attempt.
+    pub live_cfg: crate::config::LiveConfig,
     pub book: Arc<dyn Book>,
     pub agents: Arc<Registry>,
     pub calls: CallControl,
@@ -58,13 +61,26 @@ pub struct CallKit {
     pub prompts: Arc<Prompts>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// Each profile's proxy, resolved at start.
-    pub proxies: BTreeMap<String, Peer>,
     /// Our SIP address, the host of the From/Contact we send agents.
     pub sip_addr: SocketAddr,
     pub live: Arc<LiveCallTable>,
     /// Where the console serves (`http://<http address>`), for the agent's `Call-Info` link.
     pub console_url: String,
+}
+
+impl CallKit {
+    /// The configuration now, and each of its profiles' proxies as a SIP peer.
+    pub fn live(&self) -> (Arc<Config>, BTreeMap<String, Peer>) {
+        let (cfg, addrs) = self.live_cfg.snapshot();
+        let peers = peers(&cfg, &addrs);
+        (cfg, peers)
+    }
+}
+
+/// Each profile of `cfg` whose proxy resolved (in `addrs`), as a SIP peer: its
+/// address and the profile's transport.
+pub fn peers(cfg: &Config, addrs: &crate::config::ProxyAddrs) -> BTreeMap<String, Peer> {
+    cfg.profiles.values().filter_map(|p| addrs.get(&p.name).map(|a| (p.name.clone(), Peer { addr: *a, transport: p.transport }))).collect()
 }
 
 /// A call in progress, as far as booking a callback needs it.

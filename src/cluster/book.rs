@@ -35,7 +35,11 @@ use super::leases::{self, shard_of, Held};
 use super::schema;
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
-use crate::events::{Bus, Kind, Payload};
+use super::outbox;
+use crate::events::outbox::{OutboxFuture, RetryOutcome, Turn};
+use crate::events::{Backoff, Bus, Event, Kind, Outbox, Parked, Payload};
+use crate::scheduler::store::outbox::OutboxOp;
+use crate::sms::TextRecord;
 use crate::scheduler::book::{
     AuditEntry, AuditNote, AuditPage, BackupReport, Book, BookFuture, CancelError, Inconsistency, ListFilter, Page,
     ReportError, ScheduleError, StoreError, Tick,
@@ -61,33 +65,7 @@ const NOTIFY_WITHIN_MS: Millis = 10_000;
 /// Before any round is measured: the cost of marking one callback, µs.
 const INITIAL_US_PER_MARK: u32 = 200;
 
-/// A PostgreSQL error as the book reports it: the server's message and
-/// SQLSTATE when there is one.
-pub fn pg_error(e: tokio_postgres::Error) -> StoreError {
-    let text = match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => match std::error::Error::source(&e) {
-            Some(s) => format!("{e}: {s}"),
-            None => e.to_string(),
-        },
-    };
-    if is_outage(&e) { StoreError::Unavailable(text.into()) } else { StoreError::Postgres(text.into()) }
-}
-
-/// Whether `e` says the server cannot be reached rather than that a statement
-/// failed: no answer from the server at all (connect refused, the connection
-/// closed, an I/O error), or SQLSTATE class 08 (connection exception) or 57P
-/// (the server shutting down or starting: `admin_shutdown`, `crash_shutdown`,
-/// `cannot_connect_now`).
-fn is_outage(e: &tokio_postgres::Error) -> bool {
-    match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            code.starts_with("08") || code.starts_with("57P")
-        }
-        None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
-    }
-}
+pub use super::error::pg_error;
 
 /// Which shards this node may dial, shared with the lease loop. A book
 /// without one (a single node) dials every shard without fencing.
@@ -212,11 +190,15 @@ pub struct PgOptions {
     pub ownership: Option<Arc<Ownership>>,
     /// Where committed changes are published, after their commit.
     pub bus: Option<Arc<Bus>>,
+    /// Write every change's events to the durable outbox shared by the
+    /// nodes ([`super::outbox`]) in its transaction; the book is then the
+    /// node's [`Outbox`]. Off for a book used only as a book.
+    pub outbox: bool,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: None, shards: 64, ownership: None, bus: None }
+        Self { url: url.into(), schema: None, shards: 64, ownership: None, bus: None, outbox: false }
     }
 }
 
@@ -248,6 +230,21 @@ pub async fn connect(opts: &PgOptions, listen: Option<mpsc::UnboundedSender<Stri
     Ok(client)
 }
 
+/// The writer's connection. In cluster mode its session ends a transaction
+/// left idle for one lease: a node cut off from the database between its
+/// batch's last statement and `COMMIT` would otherwise keep the outbox's
+/// counter row locked ([`super::outbox`]), and every node's writes with
+/// it, until TCP gave up on the connection (hours). A SIGKILLed node's
+/// socket closes at once; this is for a node that vanishes from the network.
+async fn writer_connection(opts: &PgOptions) -> Result<Client, StoreError> {
+    let db = connect(opts, None).await?;
+    if let Some(own) = &opts.ownership {
+        let ms = own.lease.as_millis().max(1);
+        db.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}")).await.map_err(pg_error)?;
+    }
+    Ok(db)
+}
+
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -261,6 +258,9 @@ enum Op {
     Flush(oneshot::Sender<()>),
     Skip(String, String, String, oneshot::Sender<Result<Option<Callback>, StoreError>>),
     Audit(Vec<AuditEntry>, oneshot::Sender<Result<(), StoreError>>),
+    /// Outbox work: an event from outside the book, a webhook cursor, a
+    /// parked delivery, a text sent, a retry's outcome.
+    Outbox(OutboxOp),
 }
 
 /// What one batch changed, applied to memory after its commit.
@@ -285,6 +285,12 @@ struct Batch {
     near_due: bool,
     /// The attempts this batch starts, (callback, attempt number).
     started: Vec<(CallbackId, u32)>,
+    /// Events from outside the book (agents, trunks, texts received).
+    published: Vec<(Kind, Millis, Payload)>,
+    /// Outbox work other than events.
+    outbox: Vec<OutboxOp>,
+    /// The batch's events as the outbox stored them, with their sequences.
+    stored: Vec<Event>,
 }
 
 impl Batch {
@@ -319,6 +325,8 @@ fn refuse(op: Op, e: &StoreError) {
         Op::Flush(tx) => drop(tx.send(())),
         Op::Skip(.., tx) => drop(tx.send(Err(e.clone()))),
         Op::Audit(_, tx) => drop(tx.send(Err(e.clone()))),
+        Op::Outbox(OutboxOp::Retried(.., tx)) => drop(tx.send(Err(e.clone()))),
+        Op::Outbox(_) => {}
     }
 }
 
@@ -347,7 +355,12 @@ struct Writer {
     /// perhaps written (a commit's answer can be lost with the connection).
     /// Put back once the database answers again ([`Writer::undo_unconfirmed`]).
     unconfirmed: Vec<(CallbackId, u32)>,
+    /// Batches committed since the outbox was last pruned.
+    since_prune: u32,
 }
+
+/// The outbox is pruned once per this many batches.
+const PRUNE_EVERY: u32 = 512;
 
 fn id_i64(id: CallbackId) -> i64 {
     id.0 as i64
@@ -377,7 +390,7 @@ impl Writer {
             return Ok(());
         }
         if self.db.is_closed() {
-            self.db = connect(&self.opts, None).await?;
+            self.db = writer_connection(&self.opts).await?;
         }
         if closed(&self.holds_db) {
             self.holds_db = Some(connect(&self.opts, None).await?);
@@ -507,11 +520,8 @@ impl Writer {
                     self.engine.reset(now);
                 }
                 self.waiting.store(self.engine.ready_len(), Ordering::Relaxed);
-                if let Some(bus) = &self.bus {
-                    for (kind, payload) in batch.events.drain(..) {
-                        bus.publish_next(kind, now, payload);
-                    }
-                }
+                self.publish(now, &mut batch);
+                self.prune().await;
                 for r in batch.replies {
                     r.send(None);
                 }
@@ -548,7 +558,7 @@ impl Writer {
         }
         let mut ops = ops.into_iter();
         for op in ops.by_ref() {
-            batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(..));
+            batch.wake_driver |= !matches!(op, Op::Tick(..) | Op::Flush(_) | Op::Audit(..) | Op::Outbox(_));
             match op {
                 Op::Schedule(req, note, tx) => {
                     let r = self.schedule(now, req, batch).await?;
@@ -585,6 +595,8 @@ impl Writer {
                     let r = self.skip(now, &phone, &queue, &interaction, batch).await?;
                     batch.replies.push(Reply::Skip(tx, r));
                 }
+                Op::Outbox(OutboxOp::Publish(kind, at, payload)) => batch.published.push((kind, at, payload)),
+                Op::Outbox(op) => batch.outbox.push(op),
             }
         }
         self.append_audit(&batch.audit).await?;
@@ -592,8 +604,73 @@ impl Writer {
             let me = self.own.as_ref().map(|o| o.node.clone()).unwrap_or_default();
             self.db.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &me]).await.map_err(pg_error)?;
         }
+        self.write_outbox(now, batch).await?;
         self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
         Ok(())
+    }
+
+    /// Whether changes produce events (published, or kept in the outbox).
+    fn keeps_events(&self) -> bool {
+        self.bus.is_some() || self.opts.outbox
+    }
+
+    /// Writes the batch's outbox work, then its events, in the open
+    /// transaction: last before `COMMIT`, as the events' counter stays
+    /// locked until the commit ([`super::outbox`]).
+    async fn write_outbox(&self, now: Millis, batch: &mut Batch) -> Result<(), StoreError> {
+        for op in batch.outbox.drain(..) {
+            let op = match op {
+                // Answered once the batch commits (or with its error).
+                OutboxOp::Retried(id, outcome, tx) => {
+                    batch.replies.push(Reply::Done(tx));
+                    OutboxOp::Retried(id, outcome, oneshot::channel().0)
+                }
+                other => other,
+            };
+            if self.opts.outbox {
+                outbox::apply(&self.db, op).await?;
+            }
+        }
+        if !self.opts.outbox {
+            return Ok(());
+        }
+        let events: Vec<(Kind, Millis, Payload)> = batch.events.drain(..).map(|(k, p)| (k, now, p)).chain(batch.published.drain(..)).collect();
+        batch.stored = outbox::append(&self.db, events).await?;
+        Ok(())
+    }
+
+    /// Publishes a committed batch's events on the bus: with the outbox's
+    /// sequences, or (no outbox) with the bus's own.
+    fn publish(&self, now: Millis, batch: &mut Batch) {
+        let Some(bus) = &self.bus else { return };
+        for ev in batch.stored.drain(..) {
+            bus.publish(ev);
+        }
+        for (kind, payload) in batch.events.drain(..) {
+            bus.publish_next(kind, now, payload);
+        }
+        for (kind, at, payload) in batch.published.drain(..) {
+            bus.publish_next(kind, at, payload);
+        }
+    }
+
+    /// Prunes a chunk of the outbox now and then (its own statement, after
+    /// the batch's commit). A failure is only logged: the next prune retries.
+    async fn prune(&mut self) {
+        if !self.opts.outbox {
+            return;
+        }
+        self.since_prune += 1;
+        if self.since_prune < PRUNE_EVERY {
+            return;
+        }
+        self.since_prune = 0;
+        let endpoints: Vec<String> = self.cfg.webhooks.iter().map(|w| w.url.clone()).collect();
+        match outbox::prune(&self.db, &endpoints).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "outbox pruned"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
     }
 
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -668,7 +745,7 @@ impl Writer {
         }
         let entry = (new.status == Status::Scheduled && self.mine(new, now)).then(|| change::due_entry(&self.cfg, new));
         batch.engine.insert(new.id, entry);
-        if self.bus.is_some() {
+        if self.keeps_events() {
             batch.events.extend(change::change_events(old, new));
         }
         Ok(true)
@@ -802,7 +879,7 @@ impl Writer {
             )
             .await
             .map_err(pg_error)?;
-        if self.bus.is_some() {
+        if self.keeps_events() {
             batch.events.push(change::attempt_event(&new, &attempt));
         }
         self.put(Some(&old), &new, batch).await?;
@@ -859,6 +936,7 @@ impl Writer {
                 self.put(Some(&cb), &back, &mut batch).await?;
                 n += 1;
             }
+            self.write_outbox(wall, &mut batch).await?;
             self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
             Ok::<usize, StoreError>(n)
         }
@@ -875,11 +953,7 @@ impl Writer {
     async fn end_sweep(&mut self, now: Millis, result: Result<usize, StoreError>, mut batch: Batch) -> Result<usize, StoreError> {
         match result {
             Ok(n) => {
-                if let Some(bus) = &self.bus {
-                    for (kind, payload) in batch.events.drain(..) {
-                        bus.publish_next(kind, now, payload);
-                    }
-                }
+                self.publish(now, &mut batch);
                 self.engine.reset(now);
                 Ok(n)
             }
@@ -944,6 +1018,7 @@ impl Writer {
                 let _ = self.report(now, cb.id, cb.attempts, o, Some("redial restarted during this attempt"), &mut batch).await?;
                 n += 1;
             }
+            self.write_outbox(now, &mut batch).await?;
             self.db.batch_execute("COMMIT").await.map_err(pg_error)?;
             Ok::<usize, StoreError>(n)
         }
@@ -1206,7 +1281,7 @@ impl PgBook {
                 rt.block_on(async move {
                     let opened = async {
                         let (listen_tx, listen_rx) = mpsc::unbounded_channel();
-                        let mut db = connect(&opts, None).await?;
+                        let mut db = writer_connection(&opts).await?;
                         schema::migrate(&mut db, opts.shards).await.map_err(|e| match e {
                             schema::MigrateError::Db(e) => pg_error(e),
                             other => StoreError::Postgres(other.to_string().into()),
@@ -1233,6 +1308,7 @@ impl PgBook {
                             armed_until: Millis::MIN,
                             bus: opts.bus.clone(),
                             unconfirmed: Vec::new(),
+                            since_prune: 0,
                         };
                         let recovered = if opts.ownership.is_none() { w.recover(&[]).await? } else { 0 };
                         if recovered > 0 {
@@ -1607,5 +1683,106 @@ impl Book for PgBook {
 
     fn changed(&self) -> Arc<Notify> {
         self.notify.clone()
+    }
+}
+
+/// The outbox shared by the nodes ([`super::outbox`]), when the book was
+/// opened with [`PgOptions::outbox`]: writes go through the writer (in its
+/// next batch's transaction), reads straight to the read connection.
+impl Outbox for PgBook {
+    fn publish(&self, kind: Kind, at: Millis, payload: Payload) {
+        self.send_outbox(OutboxOp::Publish(kind, at, payload));
+    }
+
+    fn after(&self, after: u64, limit: usize) -> OutboxFuture<'_, Result<Vec<Event>, StoreError>> {
+        Box::pin(async move { outbox::after(&*self.reader().await?, after, limit).await })
+    }
+
+    fn next_seq(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { outbox::next_seq(&*self.reader().await?).await })
+    }
+
+    fn cursor<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move { outbox::cursor(&*self.reader().await?, endpoint).await })
+    }
+
+    fn save_cursor(&self, endpoint: &str, seq: u64) {
+        self.send_outbox(OutboxOp::Cursor(endpoint.to_string(), seq));
+    }
+
+    fn park(&self, parked: Parked) {
+        self.send_outbox(OutboxOp::Park(parked));
+    }
+
+    fn parked(&self, limit: usize, after: Option<u64>) -> OutboxFuture<'_, Result<Vec<Parked>, StoreError>> {
+        Box::pin(async move { outbox::parked(&*self.reader().await?, limit, after).await })
+    }
+
+    fn parked_get(&self, id: u64) -> OutboxFuture<'_, Result<Option<Parked>, StoreError>> {
+        Box::pin(async move { outbox::parked_get(&*self.reader().await?, id).await })
+    }
+
+    fn parked_count(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { outbox::parked_count(&*self.reader().await?).await })
+    }
+
+    fn record_text(&self, text: TextRecord) {
+        self.send_outbox(OutboxOp::Text(text));
+    }
+
+    fn texts(&self, callback: u64) -> OutboxFuture<'_, Result<Vec<TextRecord>, StoreError>> {
+        Box::pin(async move { outbox::texts(&*self.reader().await?, callback).await })
+    }
+
+    fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.call(move |tx| Op::Outbox(OutboxOp::Retried(id, outcome, tx)), Err(StoreError::Closed)))
+    }
+
+    fn save_backoff(&self, endpoint: &str, backoff: Option<Backoff>) {
+        self.send_outbox(OutboxOp::Backoff(endpoint.to_string(), backoff));
+    }
+
+    fn backoff<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<Backoff>, StoreError>> {
+        Box::pin(async move { outbox::backoff(&*self.reader().await?, endpoint).await })
+    }
+
+    /// A lease per task in `redial_outbox_turns`, as long as the shard
+    /// leases. This node counts it as its own for two thirds of the lease
+    /// from when it asked (the database's lease starts later, at the
+    /// statement), so it stops before another node can take over; a
+    /// question the database does not answer within a third of the lease
+    /// counts as failed, so a hung connection cannot outlast that deadline.
+    fn turn<'a>(&'a self, name: &'a str) -> OutboxFuture<'a, Result<Turn, StoreError>> {
+        Box::pin(async move {
+            let Some(own) = &self.opts.ownership else { return Ok(Turn::Always) };
+            let ask = async { outbox::take_turn(&*self.reader().await?, name, &own.node, own.lease).await };
+            match tokio::time::timeout(own.lease / 3, ask).await {
+                Err(_) => Err(StoreError::Unavailable("no answer to a turn's renewal".into())),
+                Ok(Ok(true)) => Ok(Turn::For(own.lease * 2 / 3)),
+                Ok(Ok(false)) => Ok(Turn::Elsewhere(own.lease / 3)),
+                Ok(Err(e)) => Err(e),
+            }
+        })
+    }
+
+    fn end_turn<'a>(&'a self, name: &'a str) -> OutboxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(own) = &self.opts.ownership else { return };
+            let end = async { outbox::end_turn(&*self.reader().await?, name, &own.node).await };
+            match tokio::time::timeout(own.lease / 3, end).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(task = name, error = %e, "could not give the turn back; it lapses"),
+                Err(_) => tracing::warn!(task = name, "no answer giving the turn back; it lapses"),
+            }
+        })
+    }
+}
+
+impl PgBook {
+    /// Hands outbox work to the writer (applied in its next batch).
+    fn send_outbox(&self, op: OutboxOp) {
+        if self.tx.send(Op::Outbox(op)).is_err() {
+            tracing::warn!("the book is closed; outbox work dropped");
+        }
     }
 }

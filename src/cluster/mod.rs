@@ -9,6 +9,8 @@
 //! - [`agents`]: the dialler's view of agents, without those another node holds.
 //! - [`book`]: the callback book in PostgreSQL behind the storage seam.
 //! - [`bindings`]: agents' registrations and away choices, kept across restarts.
+//! - [`outbox`]: the durable outbox shared by the nodes, and the turns of
+//!   the tasks that must run once in the cluster (webhook deliverers, texts).
 //! - [`node`]: this node's lease loop and the `GET /v1/cluster` view.
 //!
 //! Time that decides ownership is the database's (`now()`), so clock skew
@@ -19,7 +21,9 @@
 pub mod agents;
 pub mod bindings;
 pub mod book;
+pub mod error;
 pub mod holds;
 pub mod leases;
 pub mod node;
+pub mod outbox;
 pub mod schema;

@@ -97,6 +97,41 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE redial_agent_bindings ADD COLUMN node text NOT NULL DEFAULT '';
      ALTER TABLE redial_agent_bindings DROP CONSTRAINT redial_agent_bindings_pkey;
      ALTER TABLE redial_agent_bindings ADD PRIMARY KEY (agent, node, contact);",
+    // 6: the durable outbox shared by the nodes (`cluster::outbox`): events
+    // under a commit-ordered counter, webhook cursors, back-offs and parked
+    // deliveries, texts sent, and the turns of tasks that run once.
+    "CREATE TABLE redial_outbox (
+         seq   bigint PRIMARY KEY,
+         event bytea NOT NULL
+     );
+     CREATE TABLE redial_outbox_next (
+         one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+         next bigint NOT NULL
+     );
+     INSERT INTO redial_outbox_next (next) VALUES (1);
+     CREATE TABLE redial_webhook_cursors (
+         endpoint text PRIMARY KEY,
+         seq      bigint NOT NULL
+     );
+     CREATE TABLE redial_webhook_backoff (
+         endpoint text PRIMARY KEY,
+         backoff  bytea NOT NULL
+     );
+     CREATE TABLE redial_webhook_parked (
+         id     bigserial PRIMARY KEY,
+         parked bytea NOT NULL
+     );
+     CREATE TABLE redial_texts (
+         n        bigserial PRIMARY KEY,
+         callback bigint NOT NULL,
+         record   bytea NOT NULL
+     );
+     CREATE INDEX redial_texts_callback ON redial_texts (callback, n);
+     CREATE TABLE redial_outbox_turns (
+         task       text PRIMARY KEY,
+         node       text NOT NULL,
+         expires_at timestamptz NOT NULL
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,7 @@ use crate::e164::is_e164;
 
 pub use cluster::{Backend, ClusterConfig};
 pub use guard::GuardConfig;
-pub use live::LiveConfig;
+pub use live::{LiveConfig, ProxyAddrs};
 pub use overload::OverloadConfig;
 pub use problem::{Problem, Problems};
 use problem::{parse_duration, read_toml, Collector};

@@ -24,6 +24,8 @@ pub struct OverloadConfig {
     /// 32,000 registrations/s for 32 s).
     pub max_kept_bytes: usize,
     /// `max_call_setups`: call legs ringing or answering, not yet confirmed (default 2000).
+    /// A cap on new INVITEs (the legs sampled plus the INVITEs admitted since), not a
+    /// measure of the overload state: REGISTERs are not refused for it.
     pub max_call_setups: usize,
     /// `max_queued`: received messages waiting for the endpoint (default 4000).
     pub max_queued: usize,

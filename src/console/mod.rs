@@ -343,7 +343,8 @@ async fn list(State(s): State<AppState>, h: HeaderMap, q: Result<Query<ListQuery
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
     let (agents, trunks, history) = (s.agents.list(), s.trunks.trunks(), s.console.charts.snapshot());
-    let src = list::Sources { book: &*s.book, cfg: &s.cfg, agents: &agents, trunks: &trunks, history: &history, now: s.ops.clock.now_ms() };
+    let cfg = s.live_cfg.get();
+    let src = list::Sources { book: &*s.book, cfg: &cfg, agents: &agents, trunks: &trunks, history: &history, now: s.ops.clock.now_ms() };
     let r = list::page(&src, &frame(&sess, "callbacks"), &p).await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
@@ -453,7 +454,7 @@ async fn reassign(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String
 }
 
 fn queue_names(s: &AppState) -> Vec<String> {
-    s.cfg.queues.iter().map(|q| q.name.clone()).collect()
+    s.live_cfg.get().queues.iter().map(|q| q.name.clone()).collect()
 }
 
 async fn move_queue(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, Form(f): Form<Fields>) -> Response {
@@ -638,7 +639,7 @@ async fn preview(State(s): State<AppState>, h: HeaderMap, Query(q): Query<Previe
     let tz = q.tz.filter(|t| !t.is_empty());
     let out = match s.ops.resolve_when(&queue, tz.as_deref(), &text) {
         Ok((at, how)) => {
-            let zone = tz.or_else(|| s.cfg.queue(&queue).map(|q| q.timezone.name().to_string())).unwrap_or_else(|| "UTC".into());
+            let zone = tz.or_else(|| s.live_cfg.get().queue(&queue).map(|q| q.timezone.name().to_string())).unwrap_or_else(|| "UTC".into());
             format!("→ {} ({how})", pages::local(at, &zone))
         }
         Err(e) => e.public_message(),
@@ -665,7 +666,8 @@ fn agent_session(s: &AppState, h: &HeaderMap) -> Result<(Session, String), Respo
 }
 
 fn agent_tz(s: &AppState, queues: &[String]) -> String {
-    queues.first().and_then(|q| s.cfg.queue(q)).map(|q| q.timezone.name().to_string()).unwrap_or_else(|| "UTC".into())
+    let cfg = s.live_cfg.get();
+    queues.first().and_then(|q| cfg.queue(q)).map(|q| q.timezone.name().to_string()).unwrap_or_else(|| "UTC".into())
 }
 
 #[derive(Debug, Deserialize)]

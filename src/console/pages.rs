@@ -719,6 +719,8 @@ fn softphone(me: &str, ws: Option<&str>) -> Markup {
                     button.danger type="button" data-testid="softphone-hangup" disabled { "Hang up" }
                     " "
                     button type="button" data-testid="softphone-mute" aria-pressed="false" disabled { "Mute" }
+                    " "
+                    button type="button" data-testid="softphone-hold" aria-pressed="false" disabled { "Hold" }
                 }
                 div.keypad data-testid="softphone-keypad" {
                     @for d in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"] {
@@ -807,7 +809,7 @@ mod tests {
         assert!(html.contains("name=\"interaction_id\" value=\"int-1\""));
         assert!(html.contains(">unregistered<"));
         assert!(html.contains("refund status"));
-        for hook in ["softphone-mute", "softphone-dtmf", "softphone-mic", "softphone-auto-answer", "softphone-ringing", "softphone-password"] {
+        for hook in ["softphone-mute", "softphone-hold", "softphone-dtmf", "softphone-mic", "softphone-auto-answer", "softphone-ringing", "softphone-password"] {
             assert!(html.contains(&format!("data-testid=\"{hook}\"")), "missing {hook}");
         }
         assert!(html.contains("data-ws=\"ws://127.0.0.1:8088/\""), "the softphone is told where to register");

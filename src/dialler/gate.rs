@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::agents::Registry;
 use crate::clock::Millis;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::scheduler::engine::Availability;
 
 /// A limit of 0 means none.
@@ -89,9 +89,10 @@ impl Usage {
 struct State {
     queues: HashMap<String, Usage>,
     trunks: HashMap<String, Usage>,
-    /// Calls counted per agent reserved through the gate, by queue: the
+    /// Calls counted per agent reserved through the gate, by queue and the
+    /// trunk counted then (a reload may move the queue to another): the
     /// scheduler releases by agent name.
-    held: HashMap<String, Vec<String>>,
+    held: HashMap<String, Vec<(String, Option<String>)>>,
     /// The earliest time a refused callback's cps bucket has a token again,
     /// not yet taken by the driver.
     retry_at: Option<Millis>,
@@ -100,23 +101,22 @@ struct State {
 /// The scheduler's view of who can be called now.
 pub struct Gate {
     agents: Arc<Registry>,
-    queue_limits: HashMap<String, Limit>,
-    /// queue → (trunk, its limit)
-    queue_trunk: HashMap<String, (String, Limit)>,
+    /// Queues' and trunks' limits as the last reload left them, read per
+    /// reservation; the calls already counted stay counted.
+    cfg: LiveConfig,
     state: Mutex<State>,
 }
 
+/// `queue`'s own limit, and its trunk with the trunk's limit.
+fn limits(cfg: &Config, queue: &str) -> (Limit, Option<(String, Limit)>) {
+    let Some(q) = cfg.queue(queue) else { return (Limit::default(), None) };
+    let trunk = q.profile.as_ref().and_then(|p| cfg.profiles.get(p)).map(|p| (p.name.clone(), Limit { max_calls: p.max_calls, max_cps: p.max_cps }));
+    (Limit { max_calls: q.max_calls, max_cps: 0.0 }, trunk)
+}
+
 impl Gate {
-    pub fn new(cfg: &Config, agents: Arc<Registry>) -> Self {
-        let mut queue_limits = HashMap::new();
-        let mut queue_trunk = HashMap::new();
-        for q in &cfg.queues {
-            queue_limits.insert(q.name.clone(), Limit { max_calls: q.max_calls, max_cps: 0.0 });
-            if let Some(p) = q.profile.as_ref().and_then(|p| cfg.profiles.get(p)) {
-                queue_trunk.insert(q.name.clone(), (p.name.clone(), Limit { max_calls: p.max_calls, max_cps: p.max_cps }));
-            }
-        }
-        Self { agents, queue_limits, queue_trunk, state: Mutex::new(State::default()) }
+    pub fn new(cfg: LiveConfig, agents: Arc<Registry>) -> Self {
+        Self { agents, cfg, state: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -142,19 +142,19 @@ impl Gate {
         let mut st = self.lock();
         let Some(held) = st.held.get_mut(agent) else { return false };
         let Some(i) = (match queue {
-            Some(q) => held.iter().position(|h| h == q),
+            Some(q) => held.iter().position(|(h, _)| h == q),
             None => held.len().checked_sub(1),
         }) else {
             return false;
         };
-        let queue = held.swap_remove(i);
+        let (queue, trunk) = held.swap_remove(i);
         if held.is_empty() {
             st.held.remove(agent);
         }
         if let Some(u) = st.queues.get_mut(&queue) {
             u.calls = u.calls.saturating_sub(1);
         }
-        if let Some(u) = self.queue_trunk.get(&queue).and_then(|(t, _)| st.trunks.get_mut(t)) {
+        if let Some(u) = trunk.and_then(|t| st.trunks.get_mut(&t)) {
             u.calls = u.calls.saturating_sub(1);
         }
         true
@@ -163,8 +163,8 @@ impl Gate {
 
 impl Availability for Gate {
     fn reserve(&self, now: Millis, queue: &str, owner: Option<&str>) -> Option<String> {
-        let qlimit = self.queue_limits.get(queue).copied().unwrap_or_default();
-        let trunk = self.queue_trunk.get(queue);
+        let (qlimit, trunk) = limits(&self.cfg.get(), queue);
+        let trunk = trunk.as_ref();
         let mut st = self.lock();
         let q_ok = st.queues.entry(queue.to_string()).or_default().admits(now, qlimit);
         let t_ok = match trunk {
@@ -184,7 +184,7 @@ impl Availability for Gate {
         if let Some((t, l)) = trunk {
             st.trunks.get_mut(t).expect("entry made above").take(*l);
         }
-        st.held.entry(agent.clone()).or_default().push(queue.to_string());
+        st.held.entry(agent.clone()).or_default().push((queue.to_string(), trunk.map(|(t, _)| t.clone())));
         Some(agent)
     }
 
@@ -224,7 +224,7 @@ mod tests {
         for i in 0..10 {
             reg.registration_changed(&format!("a{i}"), vec![("sip:x@h".into(), i64::MAX)]);
         }
-        (Gate::new(&cfg, reg.clone()), reg)
+        (Gate::new(LiveConfig::new(Arc::new(cfg)), reg.clone()), reg)
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::calls::{new_interaction_id, CallKit};
-use crate::config::{DialMode, Queue};
+use crate::config::DialMode;
 use crate::events::Outbox;
 use crate::scheduler::book::ReportError;
 use crate::scheduler::model::{AttemptOutcome, Channel, Dispatch};
@@ -60,10 +60,6 @@ impl Deref for Dialler {
 }
 
 impl Dialler {
-    fn queue(&self, name: &str) -> Option<&Queue> {
-        self.cfg.queue(name)
-    }
-
     /// Runs every dispatch to its end until the scheduler's channel closes,
     /// then waits for the attempts in progress.
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Dispatch>) {
@@ -104,7 +100,9 @@ impl Dialler {
         let mut log = attempt::AttemptLog::new(self.clock.clone(), &d.agent);
         let interaction = new_interaction_id();
         self.agents.assign(&d.agent, &cb.id.to_string());
-        let finish = match self.queue(&cb.queue) {
+        // The queue as it is now: a reload applies from the next attempt.
+        let cfg = self.live_cfg.get();
+        let finish = match cfg.queue(&cb.queue) {
             Some(q) => match cb.mode {
                 DialMode::CustomerFirst => customer_first::run(self, &d, q, &interaction, &mut log).await,
                 DialMode::AgentFirst => agent_first::run(self, &d, q, &interaction, &mut log).await,

@@ -17,10 +17,11 @@ use super::attempt::Finish;
 /// `Err` with how to record the attempt when it cannot be sent.
 pub async fn dial(d: &CallKit, dispatch: &Dispatch, queue: &Queue) -> Result<Party, Finish> {
     let cb = &dispatch.callback;
-    let Some(profile) = queue.profile.as_ref().and_then(|p| d.cfg.profiles.get(p)) else {
+    let (cfg, proxies) = d.live();
+    let Some(profile) = queue.profile.as_ref().and_then(|p| cfg.profiles.get(p)) else {
         return Err(Finish::new(Outcome::Failed, None).note("the queue has no outbound trunk"));
     };
-    let Some(dest) = d.proxies.get(&profile.name).copied() else {
+    let Some(dest) = proxies.get(&profile.name).copied() else {
         return Err(Finish { retry: true, ..Finish::new(Outcome::Failed, None).note("the trunk's proxy did not resolve") });
     };
     if !crate::e164::is_e164(&cb.phone) {

@@ -17,7 +17,8 @@ use super::Dialler;
 /// Sends the text and returns the attempt's outcome.
 pub async fn run(d: &Dialler, dispatch: &Dispatch) -> AttemptOutcome {
     let cb = &dispatch.callback;
-    let Some(queue) = d.cfg.queue(&cb.queue) else {
+    let (cfg, proxies) = d.live();
+    let Some(queue) = cfg.queue(&cb.queue) else {
         return outcome(Finish::failed_no_retry("queue no longer configured"));
     };
     let Some(template) = queue.sms_callback.as_deref() else {
@@ -25,7 +26,7 @@ pub async fn run(d: &Dialler, dispatch: &Dispatch) -> AttemptOutcome {
     };
     let text = template::render(template, cb, queue.timezone);
     let dialed_at = d.clock.now_ms();
-    let sent = send::send(&d.cfg, &d.calls, &d.proxies, cb, &text).await;
+    let sent = send::send(&cfg, &d.calls, &proxies, cb, &text).await;
     d.outbox.record_text(TextRecord::of(cb, "callback", text, sent, d.clock.now_ms()));
     let finish = match sent {
         Ok(s) if s.accepted() => Finish::new(Outcome::Sent, Some(s.status)),

@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-pub mod memory;
 pub mod outbox;
-pub use outbox::{Backoff, Outbox, Parked};
+pub use outbox::{Backoff, Outbox, Parked, TurnHeld, TURN_POLL};
 
 use crate::agents::AgentInfo;
 use crate::clock::Millis;
@@ -238,9 +237,9 @@ impl Bus {
         ev
     }
 
-    /// Publishes with the next in-memory sequence: for a book without a
-    /// durable outbox (the PostgreSQL backend), whose sequences restart
-    /// with the process.
+    /// Publishes with the next in-memory sequence: for a book that keeps no
+    /// outbox (a PostgreSQL book opened without one, as in its contract
+    /// tests), whose sequences restart with the process.
     pub fn publish_next(&self, kind: Kind, at: Millis, payload: Payload) -> Arc<Event> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let ev = Arc::new(Event { seq: inner.next_seq, kind, at, payload, rendered: Default::default() });

@@ -69,14 +69,14 @@ pub trait Outbox: Send + Sync {
     /// Up to `limit` stored events after sequence `after`, oldest first.
     /// Older events may have been pruned: the first returned may be later
     /// than `after + 1`.
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    fn after(&self, after: u64, limit: usize) -> OutboxFuture<'_, Result<Vec<Event>, StoreError>>;
 
     /// The sequence the next event will get.
-    fn next_seq(&self) -> u64;
+    fn next_seq(&self) -> OutboxFuture<'_, Result<u64, StoreError>>;
 
     /// How far delivery to `endpoint` has got: every event it wants up to
     /// this sequence was delivered or parked.
-    fn cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError>;
+    fn cursor<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<u64>, StoreError>>;
 
     /// Moves `endpoint`'s cursor, durably with the writer's next commit (a
     /// crash before it only repeats deliveries: at least once).
@@ -87,18 +87,18 @@ pub trait Outbox: Send + Sync {
     fn park(&self, parked: Parked);
 
     /// Parked deliveries after id `after`, oldest first, at most `limit`.
-    fn parked(&self, limit: usize, after: Option<u64>) -> Result<Vec<Parked>, StoreError>;
+    fn parked(&self, limit: usize, after: Option<u64>) -> OutboxFuture<'_, Result<Vec<Parked>, StoreError>>;
 
-    fn parked_get(&self, id: u64) -> Result<Option<Parked>, StoreError>;
+    fn parked_get(&self, id: u64) -> OutboxFuture<'_, Result<Option<Parked>, StoreError>>;
 
     /// How many deliveries are parked.
-    fn parked_count(&self) -> Result<u64, StoreError>;
+    fn parked_count(&self) -> OutboxFuture<'_, Result<u64, StoreError>>;
 
     /// Records a text sent for a callback (durable with the next commit).
     fn record_text(&self, text: crate::sms::TextRecord);
 
     /// The texts recorded for a callback, oldest first.
-    fn texts(&self, callback: u64) -> Result<Vec<crate::sms::TextRecord>, StoreError>;
+    fn texts(&self, callback: u64) -> OutboxFuture<'_, Result<Vec<crate::sms::TextRecord>, StoreError>>;
 
     /// Records a retry's outcome; resolves once it is durable.
     fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>>;
@@ -112,8 +112,136 @@ pub trait Outbox: Send + Sync {
     }
 
     /// The back-off saved for `endpoint`, if any.
-    fn backoff(&self, endpoint: &str) -> Result<Option<Backoff>, StoreError> {
+    fn backoff<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<Backoff>, StoreError>> {
         let _ = endpoint;
-        Ok(None)
+        ready(Ok(None))
+    }
+
+    /// Whether this process may run the task `name` (a webhook endpoint's
+    /// deliverer, the texts on events) that must run once across every
+    /// process sharing the outbox. A single process always may; cluster
+    /// nodes take turns through a lease.
+    fn turn<'a>(&'a self, name: &'a str) -> OutboxFuture<'a, Result<Turn, StoreError>> {
+        let _ = name;
+        ready(Ok(Turn::Always))
+    }
+
+    /// Gives the turn of `name` back at once (a clean stop), so another
+    /// process takes it over without waiting for the lease to lapse.
+    fn end_turn<'a>(&'a self, name: &'a str) -> OutboxFuture<'a, ()> {
+        let _ = name;
+        ready(())
+    }
+}
+
+/// An answer already known, as an [`OutboxFuture`].
+pub fn ready<'a, T: Send + 'a>(v: T) -> OutboxFuture<'a, T> {
+    Box::pin(std::future::ready(v))
+}
+
+/// The answer of [`Outbox::turn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The only process: it always may.
+    Always,
+    /// This process holds the turn for this long from when it asked (its
+    /// own deadline, shorter than the lease the database keeps, so it stops
+    /// before another can take over); it asks again well before.
+    For(std::time::Duration),
+    /// Another process holds it: ask again after this long.
+    Elsewhere(std::time::Duration),
+}
+
+/// How often a task that holds a turn reads the outbox when nothing woke
+/// it: in a cluster, other nodes' events are not on this process's bus.
+pub const TURN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A turn held by a task (see [`Outbox::turn`]): taken, renewed a third
+/// of the way through, and known lost once its own deadline passes
+/// without a renewal.
+#[derive(Debug)]
+pub struct TurnHeld {
+    /// `None`: the only process, no lease.
+    until: Option<tokio::time::Instant>,
+    renew_at: Option<tokio::time::Instant>,
+}
+
+impl TurnHeld {
+    /// Waits until this process has the turn of `name`; `None` when `stop`
+    /// turned true first.
+    pub async fn take(outbox: &dyn Outbox, name: &str, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<TurnHeld> {
+        let mut logged = false;
+        loop {
+            if *stop.borrow() {
+                return None;
+            }
+            let asked = tokio::time::Instant::now();
+            let wait = match outbox.turn(name).await {
+                Ok(Turn::Always) => return Some(TurnHeld { until: None, renew_at: None }),
+                Ok(Turn::For(d)) => {
+                    tracing::info!(task = name, "this node took the turn");
+                    return Some(TurnHeld { until: Some(asked + d), renew_at: Some(asked + d / 3) });
+                }
+                Ok(Turn::Elsewhere(d)) => {
+                    if !std::mem::replace(&mut logged, true) {
+                        tracing::debug!(task = name, "another node has the turn; waiting");
+                    }
+                    d
+                }
+                Err(e) => {
+                    tracing::warn!(task = name, error = %e, "cannot ask for the turn; trying again shortly");
+                    std::time::Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                // Its sender gone: nothing will ever stop the task but this.
+                r = stop.changed() => if r.is_err() { return None },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Whether the turn is still this process's (by its own deadline).
+    pub fn held(&self) -> bool {
+        self.until.is_none_or(|u| tokio::time::Instant::now() < u)
+    }
+
+    /// Whether this process shares the outbox with others (a lease).
+    pub fn shared(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// When to call [`TurnHeld::renew`]; `None` when there is no lease.
+    pub fn renew_at(&self) -> Option<tokio::time::Instant> {
+        self.renew_at
+    }
+
+    /// Renews the lease; false once the turn is lost (another process has
+    /// it, or the deadline passed without a renewal).
+    pub async fn renew(&mut self, outbox: &dyn Outbox, name: &str) -> bool {
+        if self.until.is_none() {
+            return true;
+        }
+        let asked = tokio::time::Instant::now();
+        match outbox.turn(name).await {
+            Ok(Turn::Always) => {
+                (self.until, self.renew_at) = (None, None);
+                true
+            }
+            Ok(Turn::For(d)) => {
+                (self.until, self.renew_at) = (Some(asked + d), Some(asked + d / 3));
+                true
+            }
+            Ok(Turn::Elsewhere(_)) => {
+                tracing::warn!(task = name, "the turn moved to another node");
+                false
+            }
+            Err(e) => {
+                // Retried soon; the turn lasts until its own deadline.
+                tracing::warn!(task = name, error = %e, "cannot renew the turn");
+                self.renew_at = Some(asked + std::time::Duration::from_millis(500));
+                self.held()
+            }
+        }
     }
 }

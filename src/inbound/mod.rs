@@ -31,7 +31,9 @@ const SCANNER_WINDOW: Duration = Duration::from_secs(60);
 /// Serves inbound calls.
 pub struct Inbound {
     kit: Arc<CallKit>,
-    router: Router,
+    /// The routes of the configuration they were built from: rebuilt once a
+    /// reload replaced it (`[[dids]]`' queues apply to the next call).
+    router: Mutex<(Arc<crate::config::Config>, Arc<Router>)>,
     guard: Mutex<ScannerGuard>,
     /// Challenges carriers that authenticate by digest (`inbound_auth`).
     digest: Mutex<DigestServer>,
@@ -50,7 +52,8 @@ enum Proof {
 impl Inbound {
     pub fn new(kit: Arc<CallKit>) -> Self {
         let d = &kit;
-        let router = Router::new(&d.cfg, &d.proxies);
+        let (live, proxies) = d.live();
+        let router = Mutex::new((live.clone(), Arc::new(Router::new(&live, &proxies))));
         let mut digest = DigestServer::new(
             d.cfg.sip.realm.clone(),
             &d.cfg.sip.digest_algorithms,
@@ -67,6 +70,16 @@ impl Inbound {
 
     /// Checks the `Proxy-Authorization` of a call from an address that is no
     /// carrier's, against the profiles with `inbound_auth`.
+    /// The routes as the configuration is now.
+    fn router(&self) -> Arc<Router> {
+        let (live, proxies) = self.kit.live();
+        let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&r.0, &live) {
+            *r = (live.clone(), Arc::new(Router::new(&live, &proxies)));
+        }
+        r.1.clone()
+    }
+
     fn prove(&self, c: &IncomingCall, now: Instant) -> Proof {
         let mut digest = self.digest.lock().unwrap_or_else(|e| e.into_inner());
         let realm = digest.realm().to_string();
@@ -77,7 +90,7 @@ impl Inbound {
             .filter_map(|(_, v)| parse_authorization(v).ok())
             .find(|cr| cr.realm == realm);
         let Some(creds) = creds else { return Proof::Challenge { stale: false } };
-        let Some(profile) = self.router.digest_profile(&creds.username).map(str::to_string) else { return Proof::Refused };
+        let Some(profile) = self.router().digest_profile(&creds.username).map(str::to_string) else { return Proof::Refused };
         let password = self.kit.cfg.profiles.get(&profile).and_then(|p| p.password.clone());
         match digest.verify(now, &rsip::Method::Invite, &rsip::Uri::default(), &creds, |_| password) {
             Ok(_) => Proof::Carrier(profile),
@@ -107,11 +120,12 @@ impl Inbound {
                 c.leg.reject(Refusal::UnknownSource.status());
                 continue;
             }
-            let mut routed = self.router.route(&c.source, &c.request_user);
-            if routed == Err(Refusal::UnknownSource) && self.router.has_digest_carriers() {
+            let router = self.router();
+            let mut routed = router.route(&c.source, &c.request_user);
+            if routed == Err(Refusal::UnknownSource) && router.has_digest_carriers() {
                 drop(guard);
                 match self.prove(&c, now) {
-                    Proof::Carrier(profile) => routed = self.router.route_for(&profile, &c.request_user),
+                    Proof::Carrier(profile) => routed = router.route_for(&profile, &c.request_user),
                     Proof::Challenge { stale } => {
                         self.challenge(&c, now, stale);
                         continue;

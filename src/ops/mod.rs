@@ -22,7 +22,7 @@ pub use self::error::OpsError;
 use self::request::{parse_time, ChangeCallback, CreateCallback, MAX_WHEN};
 use crate::calls::LiveCalls;
 use crate::clock::{rfc3339, Clock, Millis};
-use crate::config::{Config, Scope};
+use crate::config::Scope;
 use crate::scheduler::model::{Callback, CallbackId, Status, WhenResolution};
 use crate::scheduler::book::{AuditEntry, AuditNote, Book, ListFilter};
 use crate::scheduler::when;
@@ -144,7 +144,8 @@ pub const MAX_BULK: usize = 1000;
 /// The operations, over the book and the agent registry.
 pub struct Ops {
     pub book: Arc<dyn Book>,
-    pub cfg: Arc<Config>,
+    /// Queues as the last reload left them.
+    pub cfg: crate::config::LiveConfig,
     pub agents: Arc<Registry>,
     pub live: Arc<dyn LiveCalls>,
     pub clock: Arc<dyn Clock>,
@@ -417,7 +418,8 @@ impl Ops {
         if text.len() > MAX_WHEN {
             return Err(OpsError::WhenTooLong { max: MAX_WHEN });
         }
-        let q = self.cfg.queue(queue).ok_or_else(|| OpsError::UnknownQueue { queue: queue.to_string() })?;
+        let cfg = self.cfg.get();
+        let q = cfg.queue(queue).ok_or_else(|| OpsError::UnknownQueue { queue: queue.to_string() })?;
         let tz: Tz = match tz {
             Some(name) => name.parse().map_err(|_| OpsError::InvalidTimezone { timezone: name.to_string() })?,
             None => q.timezone,

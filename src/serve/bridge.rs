@@ -15,28 +15,24 @@ use crate::clock::{Clock, Millis};
 use crate::sip::endpoint::{AgentBindings, TrunkStates};
 
 /// `GET /v1/trunks` from the endpoint's live trunk states.
+/// Every trunk running, in name order (a profile that does not register and is not
+/// pinged still shows; one a reload added or removed shows or goes at once).
 pub struct LiveTrunks {
     pub states: TrunkStates,
-    /// Every configured profile, in name order: a profile that does not
-    /// register and is not pinged still shows.
-    pub names: Vec<String>,
 }
 
 impl TrunkView for LiveTrunks {
     fn trunks(&self) -> Vec<TrunkInfo> {
         let now = Instant::now();
         let states = self.states.read().expect("trunk states lock");
-        self.names
+        states
             .iter()
-            .map(|name| match states.get(name) {
-                Some(s) => TrunkInfo {
-                    name: name.clone(),
-                    registered: s.registered,
-                    expires_in: if s.registered { s.expires_in(now) } else { None },
-                    up: Some(s.up),
-                    last_error: s.last_error.clone(),
-                },
-                None => TrunkInfo { name: name.clone(), registered: false, expires_in: None, up: None, last_error: None },
+            .map(|(name, s)| TrunkInfo {
+                name: name.clone(),
+                registered: s.registered,
+                expires_in: if s.registered { s.expires_in(now) } else { None },
+                up: Some(s.up),
+                last_error: s.last_error.clone(),
             })
             .collect()
     }
@@ -104,21 +100,17 @@ pub async fn follow_agent_bindings(
     }
 }
 
-/// Each profile's proxy, as the endpoint resolved it, as a SIP peer
-/// (address and transport). A proxy that did not resolve is left out and
-/// logged: calls through it fail (and are retried) until a restart.
-pub fn proxies(
-    cfg: &crate::config::Config,
-    resolved: &std::collections::BTreeMap<String, Result<std::net::SocketAddr, String>>,
-) -> std::collections::BTreeMap<String, crate::sip::Peer> {
-    let mut out = std::collections::BTreeMap::new();
+/// Each profile's proxy as the endpoint resolved it. A proxy that did not resolve is
+/// left out and logged: calls through it fail (and are retried) until a reload or a
+/// restart resolves it.
+pub fn proxies(resolved: &std::collections::BTreeMap<String, Result<std::net::SocketAddr, String>>) -> crate::config::ProxyAddrs {
+    let mut out = crate::config::ProxyAddrs::new();
     for (name, r) in resolved {
-        match (r, cfg.profiles.get(name)) {
-            (Ok(addr), Some(p)) => {
-                out.insert(name.clone(), crate::sip::Peer { addr: *addr, transport: p.transport });
+        match r {
+            Ok(addr) => {
+                out.insert(name.clone(), *addr);
             }
-            (Err(e), _) => tracing::error!(profile = %name, error = %e, "proxy does not resolve; calls through it will fail"),
-            _ => {}
+            Err(e) => tracing::error!(profile = %name, error = %e, "proxy does not resolve; calls through it will fail"),
         }
     }
     out

@@ -147,7 +147,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     let dirty = crate::agents::saved::Dirty::default();
     let restore = crate::sip::endpoint::Saved { bindings: snapshot.bindings.clone(), dirty: dirty.clone() };
     let mut sip = crate::sip::endpoint::Endpoint::start_saved(&cfg, stop_rx.clone(), restore).await?;
-    let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone(), names: cfg.profiles.keys().cloned().collect() });
+    let trunks = Arc::new(bridge::LiveTrunks { states: sip.trunks.clone() });
     let live = Arc::new(LiveCallTable::default());
     let agents = Arc::new(Registry::new(&cfg, clock.clone()));
     saved::restore_away(&agents, &snapshot);
@@ -181,8 +181,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         }
         None => (sip.agents.clone(), sip.agent_changes.clone()),
     };
-    let gate = Arc::new(Gate::new(&cfg, agents.clone()));
-    let mut core = match Core::open(cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
+    // What a SIGHUP reload replaces: the book, the gate, the dialler and the
+    // HTTP adapter read it per decision.
+    let live_cfg = crate::config::LiveConfig::new(cfg.clone());
+    live_cfg.replace_with_proxies(cfg.clone(), bridge::proxies(&sip.proxies));
+    let gate = Arc::new(Gate::new(live_cfg.clone(), agents.clone()));
+    let mut core = match Core::open_live(live_cfg.clone(), clock.clone(), agents.clone(), Some(gate.clone())).await {
         Ok(core) => core,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -218,11 +222,11 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         clock.clone(),
         test_clock.as_ref().map(|c| c.jumps()),
     ));
-    let proxies = bridge::proxies(&cfg, &sip.proxies);
     #[cfg(unix)]
     let reload_registry = agents.clone();
     let kit = Arc::new(CallKit {
         cfg: cfg.clone(),
+        live_cfg: core.live.clone(),
         book: core.book.clone(),
         agents,
         calls: sip.calls.clone(),
@@ -231,17 +235,15 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
         prompts,
         metrics: core.metrics.clone(),
         clock,
-        proxies,
         sip_addr: sip.local_addr,
         live,
         console_url: crate::api::console_base_url(http.addr, &cfg),
     });
     if crate::sms::notify::wanted(&cfg) {
         let notifier = crate::sms::notify::Notifier {
-            cfg: cfg.clone(),
+            cfg: live_cfg.clone(),
             outbox: core.outbox.clone(),
             calls: sip.calls.clone(),
-            proxies: kit.proxies.clone(),
             clock: kit.clock.clone(),
         };
         tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));
@@ -266,7 +268,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     #[cfg(unix)]
     let reloader = tokio::spawn(reload::on_hangup(
         cfg.clone(),
-        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone(), config: http.state.live_cfg.clone() },
+        reload::Live { transports: sip.transports.clone(), agents: sip.agents_reload.clone(), registry: reload_registry, tokens: http.state.tokens.clone(), config: live_cfg.clone(), book: core.book.clone() },
     ));
     let announced = ready_file.map_or(Ok(()), |path| ready::write(path, &bound));
     match &announced {

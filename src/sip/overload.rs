@@ -4,8 +4,11 @@
 //! [`SAMPLE_EVERY`] and asks, per new INVITE or REGISTER, whether to admit it.
 //! Above any limit the answer is 503 with `Retry-After` (RFC 3261 §21.5.4)
 //! until every measure is back under `resume_at` of its limit; the queue counts
-//! once it has stayed full for [`QUEUE_GRACE`]. Sampling, not
-//! counting per request, keeps the check O(1) on the hot path.
+//! once it has stayed full for [`QUEUE_GRACE`]. Call legs in set-up are a cap on
+//! new INVITEs instead, not a state: each sample admits as many new INVITEs as the
+//! cap leaves room for, so a flood is served at the rate set-ups complete rather
+//! than refused whole until they drain. Sampling, not counting per request, keeps
+//! the check O(1) on the hot path.
 
 use std::time::{Duration, Instant};
 
@@ -43,11 +46,14 @@ pub struct Overload {
     queue_full_since: Option<Instant>,
     /// New requests refused since start.
     refused: u64,
+    /// Call legs in set-up at the last sample, and new INVITEs admitted since.
+    setups: usize,
+    admitted: usize,
 }
 
 impl Overload {
     pub fn new(cfg: OverloadConfig) -> Self {
-        Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0 }
+        Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0, setups: 0, admitted: 0 }
     }
 
     /// Whether a sample is due at `now`.
@@ -58,6 +64,8 @@ impl Overload {
     /// Takes a sample; returns `Some(new state)` when it changed.
     pub fn sample(&mut self, now: Instant, load: Load) -> Option<bool> {
         self.next_sample = Some(now + SAMPLE_EVERY);
+        self.setups = load.call_setups;
+        self.admitted = 0;
         let c = &self.cfg;
         self.queue_full_since = if load.queued >= c.max_queued { Some(self.queue_full_since.unwrap_or(now)) } else { None };
         // Entering overload on the queue needs it full for QUEUE_GRACE.
@@ -66,7 +74,6 @@ impl Overload {
         let measures = [
             (load.transactions, c.max_transactions),
             (load.kept_bytes, c.max_kept_bytes),
-            (load.call_setups, c.max_call_setups),
             (queued, c.max_queued),
         ];
         let next = if self.overloaded {
@@ -88,6 +95,17 @@ impl Overload {
         } else {
             None
         }
+    }
+
+    /// As [`Overload::refuse`] for a new INVITE, which is also refused while the
+    /// legs in set-up (sampled, plus the INVITEs admitted since) are at `max_call_setups`.
+    pub fn refuse_invite(&mut self) -> Option<u64> {
+        if !self.overloaded && self.setups + self.admitted < self.cfg.max_call_setups {
+            self.admitted += 1;
+            return None;
+        }
+        self.refused += 1;
+        Some(self.cfg.retry_after.as_secs())
     }
 
     pub fn is_overloaded(&self) -> bool {
@@ -116,7 +134,7 @@ mod tests {
         assert_eq!(o.refuse(), None);
         assert!(!o.sample_due(t0 + SAMPLE_EVERY / 2), "sampled at most every SAMPLE_EVERY");
         let t1 = t0 + SAMPLE_EVERY;
-        assert_eq!(o.sample(t1, Load { transactions: 10, call_setups: 10, queued: 0, ..Load::default() }), Some(true), "one measure at its limit");
+        assert_eq!(o.sample(t1, Load { transactions: 100, call_setups: 0, queued: 0, ..Load::default() }), Some(true), "one measure at its limit");
         assert_eq!(o.refuse(), Some(7));
         // Under the limit but over 80 % of it: still refusing (no flapping).
         assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { transactions: 85, call_setups: 0, queued: 0, ..Load::default() }), None);
@@ -157,5 +175,21 @@ mod tests {
         assert_eq!(o.refuse(), Some(7));
         assert_eq!(o.sample(t1 + SAMPLE_EVERY, Load { kept_bytes: 8_000, ..Load::default() }), None, "80 % is not yet under the resume mark");
         assert_eq!(o.sample(t1 + 2 * SAMPLE_EVERY, Load { kept_bytes: 7_999, ..Load::default() }), Some(false));
+    }
+
+    #[test]
+    fn call_set_ups_cap_new_invites_per_sample_without_refusing_registrations() {
+        let t0 = Instant::now();
+        let mut o = Overload::new(cfg());
+        assert_eq!(o.sample(t0, Load { call_setups: 8, ..Load::default() }), None, "set-ups are no overload state");
+        assert_eq!(o.refuse_invite(), None);
+        assert_eq!(o.refuse_invite(), None);
+        assert_eq!(o.refuse_invite(), Some(7), "8 in set-up and 2 admitted since reach the cap of 10");
+        assert_eq!(o.refuse(), None, "a REGISTER is still admitted");
+        assert_eq!(o.sample(t0 + SAMPLE_EVERY, Load { call_setups: 10, ..Load::default() }), None);
+        assert_eq!(o.refuse_invite(), Some(7), "at the cap");
+        assert_eq!(o.sample(t0 + 2 * SAMPLE_EVERY, Load { call_setups: 9, ..Load::default() }), None);
+        assert_eq!(o.refuse_invite(), None, "one completed: one more admitted at once, no resume mark to wait for");
+        assert_eq!(o.refused(), 2);
     }
 }

@@ -5,7 +5,6 @@
 //! even when redial restarts in between; the cursor is saved after each
 //! text, so a crash repeats at most the text in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,20 +14,18 @@ use tokio::sync::{broadcast, watch};
 use super::{send, template, TextRecord};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::events::{Event, Kind, Outbox};
+use crate::events::{Event, Kind, Outbox, TurnHeld, TURN_POLL};
 use crate::sip::calls::CallControl;
-use crate::sip::Peer;
 
 /// The outbox cursor of this task.
 pub const CURSOR: &str = "sms:notify";
 const PAGE: usize = 64;
 
 pub struct Notifier {
-    pub cfg: Arc<Config>,
+    /// Queues' texts as the last reload left them, read per event.
+    pub cfg: crate::config::LiveConfig,
     pub outbox: Arc<dyn Outbox>,
     pub calls: CallControl,
-    /// Resolved trunk proxies by profile name.
-    pub proxies: BTreeMap<String, Peer>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -59,50 +56,87 @@ pub fn wanted(cfg: &Config) -> bool {
 impl Notifier {
     /// Runs until `stop` turns true. `events` (subscribed before the call)
     /// only wakes it; the outbox is the source.
+    ///
+    /// Texts go out from one process only: in a cluster the nodes take
+    /// turns ([`Outbox::turn`]), and a node that takes over resumes after
+    /// the stored cursor.
     pub async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, mut stop: watch::Receiver<bool>) {
-        let mut cursor = match self.outbox.cursor(CURSOR) {
+        loop {
+            let Some(mut turn) = TurnHeld::take(&*self.outbox, CURSOR, &mut stop).await else { return };
+            if self.follow(&mut turn, &mut events, &mut stop).await {
+                self.outbox.end_turn(CURSOR).await;
+                return;
+            }
+            tracing::info!("texts on events stopped here: another node has the turn");
+        }
+    }
+
+    /// Sends texts while this process has the turn; true when it stopped
+    /// for good (`stop`, or the outbox could not be read at all).
+    async fn follow(&self, turn: &mut TurnHeld, events: &mut broadcast::Receiver<Arc<Event>>, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut cursor = match self.outbox.cursor(CURSOR).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                let c = self.outbox.next_seq().saturating_sub(1);
+                let c = match self.outbox.next_seq().await {
+                    Ok(n) => n.saturating_sub(1),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the outbox's sequence; no texts on events");
+                        return true;
+                    }
+                };
                 self.outbox.save_cursor(CURSOR, c);
                 c
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the texts' outbox cursor; no texts on events");
-                return;
+                return true;
             }
         };
         loop {
-            let page = match self.outbox.after(cursor, PAGE) {
+            if turn.renew_at().is_some_and(|t| t <= tokio::time::Instant::now()) && !turn.renew(&*self.outbox, CURSOR).await {
+                return false;
+            }
+            let page = match self.outbox.after(cursor, PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the outbox; trying again shortly");
                     tokio::select! {
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return true,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
             };
             if page.is_empty() {
                 tokio::select! {
-                    _ = stop.changed() => return,
-                    ev = events.recv() => if let Err(RecvError::Closed) = ev { return },
+                    _ = stop.changed() => return true,
+                    ev = events.recv() => if let Err(RecvError::Closed) = ev { return true },
+                    // Shared with other nodes: their events are not on this bus.
+                    _ = tokio::time::sleep(TURN_POLL), if turn.shared() => {}
                 }
                 continue;
             }
             for ev in page {
                 if *stop.borrow() {
-                    return;
+                    return true;
+                }
+                if !turn.held() {
+                    self.outbox.save_cursor(CURSOR, cursor);
+                    return false;
                 }
                 // `[compliance] quiet_hours`: no text in the customer's
                 // quiet hours. Texts go out in outbox order, so one held
                 // until morning holds those after it too.
-                if let Some(at) = quiet_until(&self.cfg, &ev, self.clock.now_ms()) {
+                if let Some(at) = quiet_until(&self.cfg.get(), &ev, self.clock.now_ms()) {
                     let wait = Duration::from_millis((at - self.clock.now_ms()).max(0) as u64);
                     tracing::info!(seq = ev.seq, wait_s = wait.as_secs(), "text held until the customer's quiet hours end");
                     tokio::select! {
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return true,
                         _ = tokio::time::sleep(wait) => {}
+                    }
+                    // A long wait outlasts a shared turn: send only if it is still ours.
+                    if turn.renew_at().is_some() && !turn.renew(&*self.outbox, CURSOR).await {
+                        self.outbox.save_cursor(CURSOR, cursor);
+                        return false;
                     }
                 }
                 let sent = self.on_event(&ev).await;
@@ -118,7 +152,8 @@ impl Notifier {
     /// Sends the text `ev` calls for, if any; whether one was tried.
     async fn on_event(&self, ev: &Event) -> bool {
         let Some(cb) = ev.callback() else { return false };
-        let Some(queue) = self.cfg.queue(&cb.queue) else { return false };
+        let (cfg, addrs) = self.cfg.snapshot();
+        let Some(queue) = cfg.queue(&cb.queue) else { return false };
         let (purpose, text) = match ev.kind {
             Kind::CallbackCreated => ("confirm", queue.sms_confirm.as_deref()),
             Kind::CallbackExhausted => ("exhausted", queue.sms_on_exhausted.as_deref()),
@@ -126,7 +161,7 @@ impl Notifier {
         };
         let Some(text) = text else { return false };
         let text = template::render(text, cb, queue.timezone);
-        let sent = send::send(&self.cfg, &self.calls, &self.proxies, cb, &text).await;
+        let sent = send::send(&cfg, &self.calls, &crate::calls::peers(&cfg, &addrs), cb, &text).await;
         self.outbox.record_text(TextRecord::of(cb, purpose, text, sent, self.clock.now_ms()));
         true
     }

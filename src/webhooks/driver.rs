@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Webhook;
-use crate::events::{Bus, Event, Outbox, Parked};
+use crate::events::{Bus, Event, Outbox, Parked, TurnHeld, TURN_POLL};
 
 use super::queue::{Delivery, Queue};
 use super::{body, send, Render};
@@ -71,25 +71,58 @@ struct Reading {
     behind: bool,
 }
 
+/// Why one endpoint's delivery stopped.
+enum Ended {
+    Stopped,
+    /// Another node delivers to this endpoint now (cluster mode).
+    TurnLost,
+    Failed,
+}
+
 impl Endpoint {
+    /// Delivers while this process has the endpoint's turn: one deliverer
+    /// per endpoint across the processes sharing the outbox. A turn lost
+    /// is waited for again, and delivery then resumes after the stored
+    /// cursor (what the other node delivered in between is not repeated).
     async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, mut stop: watch::Receiver<bool>) {
         let key = self.hook.url.clone();
-        let start = match self.outbox.cursor(&key) {
+        loop {
+            let Some(mut turn) = TurnHeld::take(&*self.outbox, &key, &mut stop).await else { return };
+            match self.deliver(&key, &mut turn, &mut events, &mut stop).await {
+                Ended::Stopped => {
+                    self.outbox.end_turn(&key).await;
+                    return;
+                }
+                Ended::Failed => return,
+                Ended::TurnLost => tracing::info!("webhook delivery stopped here: another node has the endpoint's turn"),
+            }
+        }
+    }
+
+    async fn deliver(&self, key: &str, turn: &mut TurnHeld, events: &mut broadcast::Receiver<Arc<Event>>, stop: &mut watch::Receiver<bool>) -> Ended {
+        let key = key.to_string();
+        let start = match self.outbox.cursor(&key).await {
             Ok(Some(c)) => c,
             // A new endpoint gets what is committed from now on.
-            Ok(None) => {
-                let c = self.outbox.next_seq().saturating_sub(1);
-                self.outbox.save_cursor(&key, c);
-                c
-            }
+            Ok(None) => match self.outbox.next_seq().await {
+                Ok(n) => {
+                    let c = n.saturating_sub(1);
+                    self.outbox.save_cursor(&key, c);
+                    c
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox's sequence; endpoint not served");
+                    return Ended::Failed;
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the webhook cursor; endpoint not served");
-                return;
+                return Ended::Failed;
             }
         };
         // The failing head's back-off from before a restart: it waits out
         // its retry time instead of being tried at once.
-        let mut saved_backoff = match self.outbox.backoff(&key) {
+        let mut saved_backoff = match self.outbox.backoff(&key).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the webhook back-off; the head is tried at once");
@@ -105,10 +138,17 @@ impl Endpoint {
         let mut read_again_at: Option<tokio::time::Instant> = None;
         let mut save_tick = tokio::time::interval(CURSOR_EVERY);
         save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Shared with other nodes: their events are not on this bus.
+        let mut poll = tokio::time::interval(TURN_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !turn.held() {
+                self.save(&key, &queue, &reading, &mut saved);
+                return Ended::TurnLost;
+            }
             if reading.behind && queue.len() < WINDOW && read_again_at.is_none_or(|t| t <= tokio::time::Instant::now()) {
                 read_again_at = None;
-                match self.fill(&mut reading, &mut queue) {
+                match self.fill(&mut reading, &mut queue).await {
                     Ok(()) => {
                         if let Some(b) = saved_backoff.take() {
                             if queue.restore(&b) {
@@ -130,16 +170,24 @@ impl Endpoint {
             }
             let wait = queue.poll_timeout().map(|at| Duration::from_millis((at - now).max(0) as u64));
             let read_wait = read_again_at;
+            let renew_at = turn.renew_at();
             tokio::select! {
                 _ = stop.changed() => {
                     self.save(&key, &queue, &reading, &mut saved);
-                    return;
+                    return Ended::Stopped;
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) => self.offer(&ev, &mut reading, &mut queue),
                     Err(RecvError::Lagged(_)) => reading.behind = true,
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Closed) => return Ended::Failed,
                 },
+                _ = tokio::time::sleep_until(renew_at.unwrap_or_else(tokio::time::Instant::now)), if renew_at.is_some() => {
+                    if !turn.renew(&*self.outbox, &key).await {
+                        self.save(&key, &queue, &reading, &mut saved);
+                        return Ended::TurnLost;
+                    }
+                }
+                _ = poll.tick(), if turn.shared() && in_flight.is_none() && queue.is_empty() => reading.behind = true,
                 res = async { (&mut in_flight.as_mut().expect("guarded").1).await }, if in_flight.is_some() => {
                     let (seq, _) = in_flight.take().expect("guarded");
                     let now = self.clock.now_ms();
@@ -190,9 +238,9 @@ impl Endpoint {
     }
 
     /// Reads the next events after `loaded` from the outbox, as many as fit.
-    fn fill(&self, reading: &mut Reading, queue: &mut Queue) -> Result<(), crate::scheduler::book::StoreError> {
+    async fn fill(&self, reading: &mut Reading, queue: &mut Queue) -> Result<(), crate::scheduler::book::StoreError> {
         let room = WINDOW - queue.len();
-        let evs = self.outbox.after(reading.loaded, room)?;
+        let evs = self.outbox.after(reading.loaded, room).await?;
         reading.behind = evs.len() == room;
         for ev in evs {
             self.take(&ev, reading, queue);

@@ -301,7 +301,7 @@ async function sipp(scenario, args, { timeoutS, vars, ip = "127.0.0.1" }) {
  * PCMU packets (then silence), and counts what comes back: packets, those with level,
  * and RFC 4733 reports (payload type 101). When it first hears something loud (the
  * agent), it says its clip again. `retarget()` forgets the port and waits for the file
- * again (the next call of the same SIPp peer).
+ * again (the next call of the same SIPp peer); `replay()` says the clip again.
  */
 export async function rtpPhone(portFile, clip) {
   const sock = dgram.createSocket("udp4");
@@ -347,6 +347,8 @@ export async function rtpPhone(portFile, clip) {
     port: sock.address().port,
     stats: st,
     retarget: () => { clearInterval(timer); rmSync(portFile, { force: true }); target(); },
+    /** Says the clip again from its start. */
+    replay: () => { i = 0; },
     close: () => { clearInterval(timer); sock.close(); },
   };
 }

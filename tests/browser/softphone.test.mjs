@@ -1,7 +1,7 @@
 // The softphone in the agent workspace (/agent), in Debian's chromium with a fake
 // microphone: the agent signs in and the page's JsSIP registers over WebSocket; a
 // customer-first callback to a SIPp carrier rings it with the callback's context; the
-// agent answers with the button, audio flows both ways, mute and the keypad work (the
+// agent answers with the button, audio flows both ways, mute, hold and the keypad work (the
 // key reaches the customer as RFC 4733), and hanging up ends the call. Then redial
 // restarts: the softphone reconnects and registers again by itself, and with
 // auto-answer on it takes the next reserved callback without a click.
@@ -49,7 +49,7 @@ async function audioBothWays(page, customer, srv, bridges) {
   await until("the softphone's inbound audio bytes rising", async () => (await inbound(page)).bytes > first);
 }
 
-test("the workspace softphone registers, rings with the callback, answers, mutes, sends keys, hangs up, and re-registers after a restart", async () => {
+test("the workspace softphone registers, rings with the callback, answers, mutes, holds, sends keys, hangs up, and re-registers after a restart", async () => {
   const dir = mkdtempSync(join(tmpdir(), "redial-softphone-"));
   const customer = await rtpPhone(join(dir, "customer.rtp"), ulawWav(join(ROOT, "test-media/amd/h001.wav")));
   const carrier = await sippUas("dial_carrier_answer.xml", { calls: 2, timeoutS: 90, vars: { dir, rtp_port: customer.port } });
@@ -88,6 +88,23 @@ test("the workspace softphone registers, rings with the callback, answers, mutes
     assert.equal(await page.evaluate(() => window.softphone.session.connection.getSenders().every((s) => !s.track || !s.track.enabled)), true);
     await page.getByTestId("softphone-mute").click();
     assert.equal(await page.evaluate(() => window.softphone.session.isMuted().audio), false);
+
+    // Hold: a re-INVITE with a=sendonly, answered recvonly; redial pauses the bridge.
+    // Resume brings the customer's audio back (webrtc_call.test.mjs checks the media
+    // both ways in detail).
+    const hold = page.getByTestId("softphone-hold");
+    await hold.click();
+    await until("the hold button pressed", async () => (await hold.getAttribute("aria-pressed")) === "true");
+    await until("redial's recvonly answer", () => page.evaluate(() => /^a=recvonly\r?$/m.test(window.softphone.session.connection.remoteDescription.sdp)));
+    await until("redial pausing the bridge", () => /bridge paused: the leg is on hold/.test(srv.log()), WAIT);
+    assert.equal(await status(page), "in-call");
+    assert.equal(await page.getByTestId("softphone-detail").textContent(), "on hold");
+    assert.equal(await hold.textContent(), "Resume");
+    await hold.click();
+    await until("the hold button released", async () => (await hold.getAttribute("aria-pressed")) === "false");
+    await until("redial resuming the bridge", () => /bridge resumed: the leg is off hold/.test(srv.log()), WAIT);
+    const heard = (await inbound(page)).packets;
+    await until("the customer heard again", async () => (await inbound(page)).packets > heard + 25, WAIT);
 
     // The keypad: 3 reaches the customer as an RFC 4733 event through the bridge.
     await page.locator('[data-testid=softphone-dtmf][data-digit="3"]').click();

@@ -4,8 +4,9 @@
 // it with a WebRTC offer (ICE-lite, DTLS-SRTP, G.711); the browser answers; audio must
 // flow both ways through redial's bridge: the browser's getStats() shows inbound audio
 // with energy and rising bytes, and the phone receives the browser's audio with level.
-// Customer-first (with the browser's keypad reaching the customer as RFC 4733),
-// agent-first, an inbound call, and the browser's WebSocket closing mid-call.
+// Customer-first (with the browser's keypad reaching the customer as RFC 4733, and the
+// agent holding and resuming), agent-first, an inbound call, and the browser's WebSocket
+// closing mid-call.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -66,6 +67,14 @@ const inbound = (page) => page.evaluate(async () => {
     if (s.type === "inbound-rtp" && s.kind === "audio") return { packets: s.packetsReceived, bytes: s.bytesReceived, energy: s.totalAudioEnergy, lost: s.packetsLost };
   }
   return null;
+});
+
+/** Audio packets the browser has sent, as getStats() reports them. */
+const outbound = (page) => page.evaluate(async () => {
+  for (const s of (await window.session.connection.getStats()).values()) {
+    if (s.type === "outbound-rtp" && s.kind === "audio") return s.packetsSent;
+  }
+  return 0;
 });
 
 let browser;
@@ -140,60 +149,121 @@ async function dialSetup(mode, { secure = false } = {}) {
   return { customer, carrier, srv, page, close };
 }
 
-test("customer-first: the browser agent answers, audio flows both ways, and its keypad reaches the customer", async () => {
-  const { customer, carrier, srv, page, close } = await dialSetup("customer_first");
+/** A call to the browser agent in `mode`, answered, with audio flowing both ways. */
+async function bridgedCall(mode, phone, { secure = false, notes } = {}) {
+  const ctx = await dialSetup(mode, { secure });
   try {
-    const cb = await srv.api("POST", "/v1/callbacks", { phone: "+15551230001", queue: "q", notes: "browser call" });
+    const cb = await ctx.srv.api("POST", "/v1/callbacks", { phone, queue: "q", ...(notes ? { notes } : {}) });
     assert.equal(cb.status, 201, JSON.stringify(cb.body));
-    const call = await answer(page);
-    assert.match(call.headers, new RegExp(`X-Redial-Callback-Id: ${cb.body.id}`));
-    const got = await audioBothWays(page, customer, srv);
-    console.log(`# customer-first: browser inbound ${JSON.stringify(got)}; customer phone ${JSON.stringify({ ...customer.stats, events: customer.stats.events.length })}`);
+    const call = await answer(ctx.page);
+    const got = await audioBothWays(ctx.page, ctx.customer, ctx.srv);
+    return { ...ctx, id: cb.body.id, call, got };
+  } catch (e) {
+    await ctx.close();
+    throw e;
+  }
+}
+
+/** The browser hangs up: the carrier gets redial's BYE and the callback ends `completed`; its attempts. */
+async function hangUpCompleted({ page, carrier, srv, id }) {
+  await page.evaluate(() => window.session.terminate());
+  const done = await carrier.done;
+  assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
+  const final = await finalOf(srv, id);
+  assert.equal(final.status, "completed", JSON.stringify(final));
+  const a = (await srv.api("GET", `/v1/callbacks/${id}/attempts`)).body.items;
+  assert.equal(a[0].agent, "alice");
+  return a;
+}
+
+/**
+ * Waits until `count()` has risen by `n` (packets the far end sent meanwhile), then
+ * returns how much `heard()` rose over a second stretch of the same length: the first
+ * stretch lets packets already on their way land, the second is the one that counts.
+ */
+async function heardWhile(what, count, n, heard) {
+  const stretch = async () => {
+    const from = await count();
+    await until(what, async () => (await count()) - from >= n, WAIT);
+  };
+  await stretch();
+  const before = await heard();
+  await stretch();
+  return (await heard()) - before;
+}
+
+/**
+ * The agent holds (JsSIP `hold()`: a re-INVITE with `a=sendonly`): redial answers
+ * `recvonly` keeping the DTLS association, and neither side hears the other while the
+ * phone and the browser both go on sending; `unhold()` brings audio back both ways.
+ */
+async function holdAndResume(page, phone, srv) {
+  await page.evaluate(() => new Promise((ok, fail) => {
+    if (!window.session.hold({}, ok)) fail(new Error("JsSIP would not hold"));
+  }));
+  const held = await page.evaluate(() => window.session.connection.remoteDescription.sdp);
+  assert.match(held, /^a=recvonly\r?$/m, `redial's answer mirrors sendonly: ${held}`);
+  assert.match(held, /^a=setup:passive\r?$/m, "the DTLS role of the association (the browser is active)");
+  assert.ok(await page.evaluate(() => window.session.isOnHold().local));
+  await until("redial pausing the bridge", () => /bridge paused: the leg is on hold/.test(srv.log()), WAIT);
+  const toPhone = await heardWhile("the browser sending while held", () => outbound(page), 50, () => phone.stats.received);
+  assert.equal(toPhone, 0, "the customer gets nothing from the held agent");
+  const toBrowser = await heardWhile("the customer's phone sending", () => phone.stats.sent, 50, async () => (await inbound(page)).packets);
+  assert.equal(toBrowser, 0, "the held browser gets nothing");
+
+  await page.evaluate(() => new Promise((ok, fail) => {
+    if (!window.session.unhold({}, ok)) fail(new Error("JsSIP would not resume"));
+  }));
+  const resumed = await page.evaluate(() => window.session.connection.remoteDescription.sdp);
+  assert.match(resumed, /^a=sendrecv\r?$/m, resumed);
+  await until("redial resuming the bridge", () => /bridge resumed: the leg is off hold/.test(srv.log()), WAIT);
+  // The phone's clip may be over by now (it sends silence after it): say it again.
+  phone.replay();
+  const loud = phone.stats.loud;
+  const before = await inbound(page);
+  let now = before;
+  const end = Date.now() + WAIT;
+  while (!(now.packets - before.packets > 50 && now.energy > before.energy && phone.stats.loud - loud > 25)) {
+    assert.ok(Date.now() < end, `audio both ways after the resume: browser ${JSON.stringify(before)} → ${JSON.stringify(now)}, phone loud ${loud} → ${phone.stats.loud}`);
+    await new Promise((r) => setTimeout(r, 200));
+    now = await inbound(page);
+  }
+  assert.doesNotMatch(srv.log(), /browser media failed/, "no new handshake, no failure");
+}
+
+test("customer-first: the browser agent answers, audio flows both ways, its keypad reaches the customer, and it holds and resumes", async () => {
+  const c = await bridgedCall("customer_first", "+15551230001", { notes: "browser call" });
+  try {
+    assert.match(c.call.headers, new RegExp(`X-Redial-Callback-Id: ${c.id}`));
+    console.log(`# customer-first: browser inbound ${JSON.stringify(c.got)}; customer phone ${JSON.stringify({ ...c.customer.stats, events: c.customer.stats.events.length })}`);
 
     // Key 7 on the browser's keypad as RFC 4733 (RTCDTMFSender): relayed to the carrier leg.
-    await page.evaluate(() => window.session.sendDTMF("7", { transportType: "RFC2833", duration: 160 }));
-    await until("the key at the customer's phone", () => customer.stats.events.some((e) => e.event === 7 && e.end));
+    await c.page.evaluate(() => window.session.sendDTMF("7", { transportType: "RFC2833", duration: 160 }));
+    await until("the key at the customer's phone", () => c.customer.stats.events.some((e) => e.event === 7 && e.end));
 
-    await page.evaluate(() => window.session.terminate());
-    const done = await carrier.done;
-    assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
-    const final = await finalOf(srv, cb.body.id);
-    assert.equal(final.status, "completed", JSON.stringify(final));
-    const a = (await srv.api("GET", `/v1/callbacks/${cb.body.id}/attempts`)).body.items;
-    assert.equal(a[0].agent, "alice");
+    await holdAndResume(c.page, c.customer, c.srv);
+
+    const a = await hangUpCompleted(c);
     assert.equal(a[0].amd, "human");
     assert.ok(a[0].timeline.bridged_at, JSON.stringify(a[0]));
   } finally {
-    await close();
+    await c.close();
   }
 });
 
 test("agent-first: the browser answers first, then the customer, and audio flows both ways", async () => {
-  const { customer, carrier, srv, page, close } = await dialSetup("agent_first");
+  const c = await bridgedCall("agent_first", "+15551230002");
   try {
-    const cb = await srv.api("POST", "/v1/callbacks", { phone: "+15551230002", queue: "q" });
-    assert.equal(cb.status, 201, JSON.stringify(cb.body));
-    await answer(page);
-    await audioBothWays(page, customer, srv);
-    await page.evaluate(() => window.session.terminate());
-    const done = await carrier.done;
-    assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
-    const final = await finalOf(srv, cb.body.id);
-    assert.equal(final.status, "completed", JSON.stringify(final));
-    const a = (await srv.api("GET", `/v1/callbacks/${cb.body.id}/attempts`)).body.items;
-    assert.equal(a[0].agent, "alice");
+    const a = await hangUpCompleted(c);
     assert.ok(a[0].timeline.agent_answered_at && a[0].timeline.bridged_at, JSON.stringify(a[0]));
   } finally {
-    await close();
+    await c.close();
   }
 });
 
 test("the browser's WebSocket closing mid-call hangs up the customer at once", async () => {
-  const { customer, carrier, srv, page, close } = await dialSetup("customer_first");
+  const { carrier, srv, page, close, id } = await bridgedCall("customer_first", "+15551230003");
   try {
-    const cb = await srv.api("POST", "/v1/callbacks", { phone: "+15551230003", queue: "q" });
-    await answer(page);
-    await audioBothWays(page, customer, srv);
     // The tab goes without a BYE (a crash, a lost network): only the connection's close tells redial.
     await page.evaluate(() => { window.session.terminate = () => {}; window.ua.stop = () => {}; });
     await page.context().close();
@@ -202,8 +272,8 @@ test("the browser's WebSocket closing mid-call hangs up the customer at once", a
     assert.ok(done, `the customer was not hung up within 10 s of the close\n${srv.log()}`);
     assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
     assert.match(srv.log(), /WebSocket closed: leg ended/);
-    const final = await finalOf(srv, cb.body.id);
-    const a = (await srv.api("GET", `/v1/callbacks/${cb.body.id}/attempts`)).body.items;
+    const final = await finalOf(srv, id);
+    const a = (await srv.api("GET", `/v1/callbacks/${id}/attempts`)).body.items;
     assert.equal(a.length, 1, JSON.stringify(a));
     assert.equal(a[0].agent, "alice");
     assert.ok(a[0].timeline.bridged_at && a[0].ended_at, JSON.stringify(a[0]));
@@ -236,19 +306,13 @@ test("inbound: a caller reaches the browser agent and audio flows both ways", as
 });
 
 test("over wss (sip.wss_listen with [tls]): the browser agent registers and takes an agent-first call", async () => {
-  const { customer, carrier, srv, page, close } = await dialSetup("agent_first", { secure: true });
+  const c = await bridgedCall("agent_first", "+15551230004", { secure: true });
   try {
-    assert.match(srv.wss, /^wss:\/\/127\.0\.0\.1:\d+\/$/);
-    const regs = (await srv.api("GET", "/v1/agents")).body.items.find((a) => a.id === "alice").registrations;
+    assert.match(c.srv.wss, /^wss:\/\/127\.0\.0\.1:\d+\/$/);
+    const regs = (await c.srv.api("GET", "/v1/agents")).body.items.find((a) => a.id === "alice").registrations;
     assert.equal(regs.length, 1, JSON.stringify(regs));
-    const cb = await srv.api("POST", "/v1/callbacks", { phone: "+15551230004", queue: "q" });
-    await answer(page);
-    await audioBothWays(page, customer, srv);
-    await page.evaluate(() => window.session.terminate());
-    const done = await carrier.done;
-    assert.equal(done.code, 0, `the carrier got redial's BYE: ${done.out}`);
-    assert.equal((await finalOf(srv, cb.body.id)).status, "completed");
+    await hangUpCompleted(c);
   } finally {
-    await close();
+    await c.close();
   }
 });

@@ -36,6 +36,12 @@ impl Node {
     /// (alice in queue `support`, bob in `sales`), as they register; `queue` is added
     /// to queue `support`'s table (e.g. `mode = "agent_first"`).
     pub fn start_with(root: &Path, name: &str, url: &str, trunk: Option<(SocketAddr, SocketAddr)>, unlimited: bool, queue: &str) -> Node {
+        Self::start_extra(root, name, url, trunk, unlimited, queue, "")
+    }
+
+    /// Like [`Node::start_with`], with `extra` appended to the configuration
+    /// (e.g. `[[webhooks]]` tables).
+    pub fn start_extra(root: &Path, name: &str, url: &str, trunk: Option<(SocketAddr, SocketAddr)>, unlimited: bool, queue: &str, extra: &str) -> Node {
         let dir = root.join(name);
         let profiles = dir.join("sip-profiles");
         std::fs::create_dir_all(&profiles).unwrap();
@@ -57,7 +63,7 @@ impl Node {
         let storage = format!("[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
         let cfg = cfg.replacen("[storage]\n", &storage, 1).replacen(&format!("path = \"{}\"\n", dir.join("unused.redb").display()), "", 1);
         let cfg = format!(
-            "{cfg}\n[cluster]\nnode = \"{name}\"\nshards = {SHARDS}\nlease = \"3s\"\nrenew_every = \"500ms\"\nmargin = \"1s\"\n"
+            "{cfg}\n[cluster]\nnode = \"{name}\"\nshards = {SHARDS}\nlease = \"3s\"\nrenew_every = \"500ms\"\nmargin = \"1s\"\n{extra}"
         );
         let config = dir.join("redial.toml");
         std::fs::write(&config, cfg).unwrap();

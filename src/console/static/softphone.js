@@ -33,6 +33,7 @@
     hook("softphone-answer").disabled = state !== "ringing";
     hook("softphone-hangup").disabled = !(state === "ringing" || inCall);
     hook("softphone-mute").disabled = !inCall;
+    hook("softphone-hold").disabled = !inCall;
     $all("[data-testid=softphone-dtmf]").forEach(function (b) { b.disabled = !inCall; });
     hook("softphone-ringing").hidden = state !== "ringing";
   }
@@ -120,9 +121,14 @@
       session = null;
       window.softphone.session = null;
       setMuted(false);
+      setHeld(false);
       idle();
       hook("softphone-detail").textContent = e && e.cause ? "last call: " + e.cause : "";
     };
+    // Hold (RFC 3264 §8.4): JsSIP sends a re-INVITE with a=sendonly and silences the
+    // microphone; the button follows what the session says.
+    s.on("hold", function (e) { if (e.originator === "local") { setHeld(true); show("in-call", "on hold"); } });
+    s.on("unhold", function (e) { if (e.originator === "local") { setHeld(false); show("in-call", caller); } });
     s.on("ended", end);
     s.on("failed", end);
     if (cb && hook("softphone-auto-answer").checked) answer(); else ring(true);
@@ -132,6 +138,12 @@
     var b = hook("softphone-mute");
     b.setAttribute("aria-pressed", on ? "true" : "false");
     b.textContent = on ? "Unmute" : "Mute";
+  }
+
+  function setHeld(on) {
+    var b = hook("softphone-hold");
+    b.setAttribute("aria-pressed", on ? "true" : "false");
+    b.textContent = on ? "Resume" : "Hold";
   }
 
   function start(password) {
@@ -185,6 +197,10 @@
     var muted = session.isMuted().audio;
     if (muted) session.unmute({ audio: true }); else session.mute({ audio: true });
     setMuted(!muted);
+  });
+  hook("softphone-hold").addEventListener("click", function () {
+    if (!session || !session.isEstablished()) return;
+    if (session.isOnHold().local) session.unhold(); else session.hold();
   });
   $all("[data-testid=softphone-dtmf]").forEach(function (b) {
     b.addEventListener("click", function () {

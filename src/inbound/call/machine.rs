@@ -8,7 +8,9 @@
 //! hears hold music; a decline, no answer or unreachable agent tries the
 //! next available one. Answered: a callback the caller still had pending is
 //! skipped (queues with `skip_if_reached`), and the two are bridged until
-//! either hangs up.
+//! either hangs up. An answered agent whose media never comes up (a browser
+//! leg's ICE or DTLS failing) counts as one who did not answer: the caller
+//! hears hold music again and the next agent is tried.
 //!
 //! No agent free: when one ends their wrap-up within the queue's
 //! `offer_after_wait`, the caller holds for them first. Otherwise (or when
@@ -93,6 +95,9 @@ pub enum Event {
     AgentFailed { status: u16 },
     /// The answered agent's leg ended (or its media stopped).
     AgentEnded,
+    /// The answered agent's media never came up (a browser leg whose ICE, DTLS or
+    /// fingerprint check failed): the agent took no call, so the next one is sought.
+    AgentMediaFailed(String),
     BridgeFailed(String),
     /// Answer to [`Action::Book`].
     Booked(Booking),
@@ -274,6 +279,14 @@ impl InboundCall {
             (State::Bridging { .. } | State::Bridged, Event::CallerEnded | Event::AgentEnded) => {
                 out.push(Action::HangUpAgent);
                 self.hang_up(Ended::Talked, out);
+            }
+            (State::Bridging { .. } | State::Bridged, Event::AgentMediaFailed(_)) => {
+                // Like an agent who did not answer: hold music again while the next is
+                // sought; this one is freed, not put in wrap-up.
+                out.push(Action::HangUpAgent);
+                out.push(Action::ShowLive { agent: None });
+                out.push(Action::PlayHoldMusic);
+                self.agent_missed(out);
             }
             (State::Bridging { .. }, Event::BridgeFailed(_)) => {
                 out.push(Action::HangUpAgent);

@@ -54,7 +54,8 @@ pub async fn handle(kit: &CallKit, c: IncomingCall, route: Route) {
 
 async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interaction: String) {
     let IncomingCall { leg, from_user, asserted_user, sdp, .. } = c;
-    let Some(queue) = kit.cfg.queue(&route.queue) else {
+    let cfg = kit.live_cfg.get();
+    let Some(queue) = cfg.queue(&route.queue) else {
         leg.reject(480);
         return;
     };
@@ -71,8 +72,8 @@ async fn answer_and_serve(kit: &CallKit, c: IncomingCall, route: Route, interact
             return;
         }
     };
-    let codecs = kit.cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
-    media.set_srtp(kit.cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
+    let codecs = cfg.profiles.get(&route.profile).map(|p| party::codecs(&p.codecs)).unwrap_or_default();
+    media.set_srtp(cfg.profiles.get(&route.profile).map(|p| p.srtp).unwrap_or_default());
     let answer = match media.answer_offer(&String::from_utf8_lossy(&offer), &codecs) {
         Ok(a) => a,
         Err(e) => {
@@ -242,6 +243,11 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                 Action::HangUpAgent => {
                     if let Some(a) = agent.take() {
                         a.close();
+                        // The caller's media serves the caller alone again (prompts,
+                        // another agent's bridge).
+                        if let Some(c) = &mut caller {
+                            c.media.partner_closed();
+                        }
                     }
                 }
                 // Dropping `hold` puts the agent in wrap-up after a call.
@@ -341,10 +347,15 @@ async fn caller_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     }
 }
 
-/// The answered agent's next event, as the machine sees it.
+/// The answered agent's next event, as the machine sees it: media that never
+/// came up is the agent's failure, any other end of the leg a hang-up.
 async fn agent_event(p: Option<&mut Party>, in_call: bool) -> Option<Event> {
     let Some(p) = p else { return std::future::pending().await };
     let ev = p.next().await;
+    if let PartyEvent::Media(MediaEvent::Failed { reason, set_up: false }) = &ev {
+        tracing::info!(reason = %reason, "agent media failed: the next agent is tried");
+        return Some(Event::AgentMediaFailed(reason.clone()));
+    }
     p.absorb(&ev, "agent", in_call);
     ev.ends_call().then_some(Event::AgentEnded)
 }

@@ -259,3 +259,30 @@ fn a_bridge_that_fails_hangs_up_both() {
     let out = s.ev(Event::BridgeFailed("no media".into()));
     assert_eq!(out, vec![Action::HangUpAgent, Action::HangUpCaller, Action::End(Ended::BridgeFailed)]);
 }
+
+#[test]
+fn an_agent_whose_media_never_came_up_is_missed_and_the_next_one_rung() {
+    let (mut s, _) = call(None, false);
+    s.ev(Event::Reserved("alice".into()));
+    assert_eq!(s.ev(Event::AgentAnswered), vec![Action::Bridge]);
+    s.m.bridged(&mut Vec::new());
+    assert!(s.m.in_call());
+    let out = s.ev(Event::AgentMediaFailed("DTLS handshake failed".into()));
+    assert_eq!(
+        out,
+        vec![
+            Action::HangUpAgent,
+            Action::ShowLive { agent: None },
+            Action::PlayHoldMusic,
+            Action::ReleaseAgent,
+            Action::ReserveAgent { exclude: vec!["alice".into()] },
+        ],
+        "not the end of the call: alice is freed (no wrap-up) and another agent sought"
+    );
+    assert!(!s.m.in_call());
+    assert_eq!(s.ev(Event::Reserved("bob".into())), vec![Action::PlayHoldMusic, Action::RingAgent("bob".into())]);
+    assert_eq!(s.ev(Event::AgentAnswered), vec![Action::Bridge]);
+    // Once talking, the agent's leg ending (a hang-up, or consent lost mid-call) ends the call.
+    s.m.bridged(&mut Vec::new());
+    assert_eq!(s.ev(Event::AgentEnded), vec![Action::HangUpAgent, Action::HangUpCaller, Action::End(Ended::Talked)]);
+}

@@ -135,7 +135,7 @@ impl MediaLeg {
             return Err(MediaCallError::NoOffer { leg: self.id });
         }
         let n = sdp::accept_answer(sdp, &self.offered, Direction::SendRecv, &self.local)?;
-        self.apply(&n);
+        self.apply(&n, false);
         Ok(n)
     }
 
@@ -167,7 +167,7 @@ impl MediaLeg {
             srtp: None,
         };
         self.send(Command::WebRtc(leg));
-        self.apply(&n);
+        self.apply(&n, false);
         Ok(n)
     }
 
@@ -175,23 +175,49 @@ impl MediaLeg {
     pub fn answer_offer(&mut self, offer: &str, prefs: &[Codec]) -> Result<String, MediaCallError> {
         self.local.session_version += 1;
         let a = sdp::answer_offer(offer, &self.local, prefs, Direction::SendRecv)?;
-        self.apply(&a.negotiated);
+        self.apply(&a.negotiated, false);
         Ok(a.sdp)
     }
 
-    /// A re-offer in the dialog: moves the remote address if it changed (hold handled).
+    /// A re-offer in the dialog: moves the remote address if it changed, and follows
+    /// hold (RFC 3264 §8.4): an offer with `sendonly` or `inactive` (or the RFC 2543
+    /// `c=0.0.0.0`) stops what we send to this leg and pauses its bridge, `sendrecv`
+    /// resumes both.
     pub fn reoffer(&mut self, sdp: &str) -> Result<(), MediaCallError> {
         if self.webrtc {
-            // The browser keeps its ICE candidates and DTLS association across a
-            // re-INVITE (hold, a new microphone): the media path does not move.
-            return Ok(());
+            return self.reoffer_webrtc(sdp);
         }
         self.answer_reoffer(sdp).map(|_| ())
     }
 
+    /// A browser's re-offer: it keeps its ICE candidates and DTLS association (RFC 5763
+    /// §5, RFC 8842 §5.5: no new handshake), so the media path does not move; only the
+    /// direction follows the offer.
+    fn reoffer_webrtc(&mut self, sdp: &str) -> Result<(), MediaCallError> {
+        let Some(mut n) = self.negotiated.clone() else {
+            // No answer applied yet: nothing is flowing to pause.
+            return Ok(());
+        };
+        let offer = sdp::model::parse(sdp)?.audio.ok_or(sdp::SdpError::NoAudio)?;
+        n.direction = offer.direction.answer();
+        let held = n.on_hold();
+        self.apply(&n, held);
+        Ok(())
+    }
+
     /// [`MediaLeg::reoffer`], returning the SDP answer for the re-INVITE's 200.
-    /// The current codec is kept when the new offer still has it.
     pub fn answer_reoffer(&mut self, sdp: &str) -> Result<String, MediaCallError> {
+        let prefs = self.reoffer_prefs();
+        self.local.session_version += 1;
+        let a = sdp::answer_offer(sdp, &self.local, &prefs, Direction::SendRecv)?;
+        let held = a.negotiated.on_hold();
+        self.apply(&a.negotiated, held);
+        Ok(a.sdp)
+    }
+
+    /// The codecs for answering a re-offer: the current one first (kept when the new
+    /// offer still has it), then what we offered, then the rest we know.
+    fn reoffer_prefs(&self) -> Vec<Codec> {
         let mut prefs = Vec::with_capacity(4);
         prefs.extend(self.negotiated.as_ref().map(|n| n.codec));
         for c in self.offered.iter().copied().chain([Codec::Pcmu, Codec::Pcma, Codec::Opus]) {
@@ -199,10 +225,12 @@ impl MediaLeg {
                 prefs.push(c);
             }
         }
-        self.answer_offer(sdp, &prefs)
+        prefs
     }
 
-    fn apply(&mut self, n: &Negotiated) {
+    /// Hands what was agreed to the task; `held` says the remote put the leg on hold
+    /// (only a re-offer can: an early answer's direction is not a hold).
+    fn apply(&mut self, n: &Negotiated, held: bool) {
         self.negotiated = Some(n.clone());
         self.send(Command::Remote(RemoteMedia {
             media: LegMedia::from(n),
@@ -211,6 +239,7 @@ impl MediaLeg {
             // A browser leg's remote address is the one ICE validates.
             sends: n.direction.sends() && (n.remote_rtp.is_some() || self.webrtc),
             receives: n.direction.receives(),
+            held,
             srtp: n.srtp,
         }));
     }
@@ -255,6 +284,14 @@ impl MediaLeg {
         self.bridged = true;
         other.bridged = true;
         Ok(())
+    }
+
+    /// The leg this one was bridged with was closed: its task serves this leg alone
+    /// again, so prompts play on it and a later [`MediaLeg::bridge`] joins it to
+    /// another leg. (Bridged legs share the task of the leg `bridge` was called on;
+    /// call this on that one.)
+    pub fn partner_closed(&mut self) {
+        self.bridged = false;
     }
 
     /// Packets received from / sent to the remote so far (for tests and metrics).

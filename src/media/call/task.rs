@@ -60,6 +60,9 @@ pub(crate) struct RemoteMedia {
     pub sends: bool,
     /// We expect media (the media timeout runs).
     pub receives: bool,
+    /// The remote put the leg on hold (offered `sendonly` or `inactive`): a bridge
+    /// through it is paused.
+    pub held: bool,
     /// SRTP keys when the leg is encrypted (SDES).
     pub srtp: Option<SrtpKeys>,
 }
@@ -106,6 +109,7 @@ pub(crate) struct LegState {
     media: Option<LegMedia>,
     sends: bool,
     receives: bool,
+    held: bool,
     events: mpsc::UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
     /// Media positions are RTP ticks since `origin`: idle time advances them,
@@ -365,6 +369,7 @@ impl LegState {
         self.media = Some(r.media);
         self.sends = r.sends;
         self.receives = r.receives;
+        self.held = r.held;
         if !r.receives {
             self.timeout_check = None;
         } else if self.timeout_check.is_none() && !self.timed_out {
@@ -419,6 +424,7 @@ pub(crate) fn spawn(id: u64, sock: LegSocket, events: mpsc::UnboundedSender<Medi
         media: None,
         sends: false,
         receives: false,
+        held: false,
         events,
         counters,
         origin: t,
@@ -573,6 +579,13 @@ impl LegTask {
                 let leg = self.legs[slot].as_mut().expect("slot");
                 leg.set_remote(t, r, &self.config, &mut self.rng);
                 if let Some(relay) = &mut self.relay {
+                    let was_paused = relay.is_paused();
+                    relay.set_held(side(slot), r.held);
+                    match (was_paused, relay.is_paused()) {
+                        (false, true) => tracing::info!(leg = env.leg, "bridge paused: the leg is on hold"),
+                        (true, false) => tracing::info!(leg = env.leg, "bridge resumed: the leg is off hold"),
+                        _ => {}
+                    }
                     if let Err(e) = relay.update_leg(side(slot), r.media) {
                         tracing::warn!(leg = env.leg, error = %e, "bridge cannot follow the codec change; unbridged");
                         self.relay = None;
@@ -632,6 +645,9 @@ impl LegTask {
                     l.next_pos = l.relay_base;
                 }
                 // This task's leg is relay side A (slot 0), the adopted one side B.
+                let mut relay = relay;
+                relay.set_held(side(0), a.held);
+                relay.set_held(side(1), b.held);
                 self.legs = [Some(a), Some(b)];
                 self.relay = Some(relay);
             }

@@ -10,6 +10,12 @@
 //! type mapped; when the other leg has no telephone-event they are reported
 //! as digits instead (for SIP INFO or the application).
 //!
+//! A leg put on hold (RFC 3264 §8.4: its remote offered `sendonly` or `inactive`)
+//! pauses the bridge both ways: the held leg's audio is not forwarded and nothing is
+//! sent toward it, and the other leg hears nothing (no packets) until it resumes. The
+//! first packet after the resume starts a new talkspurt (marker bit, RFC 3551 §4.1)
+//! continuing the outgoing timeline where it paused.
+//!
 //! Run loop: after [`Relay::handle_packet`], drain [`Relay::poll_output`]
 //! (send each with the target leg's `RtpSession::send`) and [`Relay::poll_event`].
 
@@ -85,6 +91,8 @@ pub struct RelayStats {
     pub events: u64,
     pub dropped: u64,
     pub rebased: u64,
+    /// Packets not forwarded because a leg was on hold.
+    pub held: u64,
 }
 
 /// A jump of the incoming timestamp beyond this many seconds is a new stream.
@@ -102,6 +110,8 @@ struct Inbound {
     tx_next: Option<u64>,
     /// Outgoing position where the next incoming packet is expected to start.
     in_next: Option<u64>,
+    /// The next forwarded packet starts a talkspurt (after a hold).
+    resumed: bool,
     transcoder: Option<Transcoder>,
     dtmf: DtmfReceiver,
     stats: RelayStats,
@@ -113,6 +123,8 @@ pub struct Relay {
     inbound: [Inbound; 2],
     out: VecDeque<RelayOut>,
     events: VecDeque<RelayEvent>,
+    /// Which legs are on hold; any one pauses both directions.
+    held: [bool; 2],
 }
 
 fn transcoder(from: LegMedia, to: LegMedia) -> Result<Option<Transcoder>, TranscodeError> {
@@ -125,9 +137,30 @@ fn transcoder(from: LegMedia, to: LegMedia) -> Result<Option<Transcoder>, Transc
 impl Relay {
     pub fn new(a: LegMedia, b: LegMedia) -> Result<Self, RelayError> {
         let inbound = |from, to| -> Result<Inbound, RelayError> {
-            Ok(Inbound { ssrc: None, ts: TimestampExtender::default(), base: None, next_out: 0, tx_next: None, in_next: None, transcoder: transcoder(from, to)?, dtmf: DtmfReceiver::new(), stats: RelayStats::default() })
+            Ok(Inbound { ssrc: None, ts: TimestampExtender::default(), base: None, next_out: 0, tx_next: None, in_next: None, resumed: false, transcoder: transcoder(from, to)?, dtmf: DtmfReceiver::new(), stats: RelayStats::default() })
         };
-        Ok(Self { legs: [a, b], inbound: [inbound(a, b)?, inbound(b, a)?], out: VecDeque::new(), events: VecDeque::new() })
+        Ok(Self { legs: [a, b], inbound: [inbound(a, b)?, inbound(b, a)?], out: VecDeque::new(), events: VecDeque::new(), held: [false; 2] })
+    }
+
+    /// Puts leg `side` on hold (its remote offered `sendonly` or `inactive`) or takes
+    /// it off. While any leg is held nothing is forwarded either way; on the resume
+    /// each direction maps its next packet afresh, just after what it last sent.
+    pub fn set_held(&mut self, side: Side, held: bool) {
+        let was = self.is_paused();
+        self.held[side.idx()] = held;
+        if was && !self.is_paused() {
+            for inb in &mut self.inbound {
+                inb.base = None;
+                inb.tx_next = None;
+                inb.in_next = None;
+                inb.resumed = true;
+            }
+        }
+    }
+
+    /// Whether the bridge is paused (a leg is on hold).
+    pub fn is_paused(&self) -> bool {
+        self.held[0] || self.held[1]
     }
 
     /// A re-INVITE changed what `side` uses.
@@ -187,6 +220,10 @@ impl Relay {
         let src = self.legs[from.idx()];
         let dst = self.legs[from.other().idx()];
         let to = from.other();
+        if self.is_paused() {
+            self.inbound[from.idx()].stats.held += 1;
+            return Ok(());
+        }
         if Some(packet.payload_type) == src.telephone_event {
             return self.handle_event(from, src, dst, packet);
         }
@@ -206,7 +243,8 @@ impl Relay {
                 };
                 inb.next_out = inb.next_out.max(position + ticks);
                 inb.stats.forwarded += 1;
-                self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: packet.marker, position, payload: packet.payload.to_vec() });
+                let marker = packet.marker || std::mem::take(&mut inb.resumed);
+                self.out.push_back(RelayOut { to, payload_type: dst.pt, marker, position, payload: packet.payload.to_vec() });
             }
             Some(t) => {
                 let mut frames = Vec::new();
@@ -223,9 +261,10 @@ impl Relay {
                     _ => position,
                 };
                 inb.in_next = Some(position + dur);
+                let marker = packet.marker || std::mem::take(&mut inb.resumed);
                 for (k, payload) in frames.into_iter().enumerate() {
                     inb.stats.transcoded += 1;
-                    self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: packet.marker && k == 0, position: pos, payload });
+                    self.out.push_back(RelayOut { to, payload_type: dst.pt, marker: marker && k == 0, position: pos, payload });
                     pos += step;
                 }
                 inb.tx_next = Some(pos);

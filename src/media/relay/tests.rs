@@ -214,3 +214,44 @@ fn reinvite_codec_change_switches_transcoding() {
     let o = r.poll_output().unwrap();
     assert_eq!((o.payload_type, o.payload[0], o.position), (8, 0xD5, 160));
 }
+
+#[test]
+fn a_held_leg_pauses_the_bridge_both_ways_and_the_resume_starts_a_talkspurt() {
+    let t0 = Instant::now();
+    let mut b = Bridge::new(t0, PCMU, PCMU);
+    let mut got = vec![];
+    for n in 0..150u64 {
+        let now = t0 + Duration::from_millis(20 * n);
+        match n {
+            // Leg B's remote (the agent) offers sendonly at 1 s, sendrecv again at 2 s.
+            50 => b.relay.set_held(Side::B, true),
+            100 => b.relay.set_held(Side::B, false),
+            _ => {}
+        }
+        b.phone_a.send(now, 0, n == 0, n * 160, &frame(n)).unwrap();
+        let arrived = b.pump_a_to_b(now);
+        if (50..100).contains(&n) {
+            assert!(arrived.is_empty(), "nothing reaches the other side during the hold (frame {n})");
+            // Nor is anything sent toward the held leg.
+            assert!(b.relay.poll_output().is_none());
+        }
+        got.extend(arrived);
+    }
+    // Probation holds the first packet; the 50 held frames are gone, the rest arrive.
+    assert_eq!(got.len(), 100);
+    assert_eq!(b.relay.stats(Side::A).held, 50);
+    assert_eq!(b.relay.stats(Side::A).forwarded, 100);
+    let resumed = &got[50];
+    assert!(resumed.marker, "the first packet after the resume starts a talkspurt");
+    assert!(got[51..].iter().all(|p| !p.marker));
+    assert_eq!(resumed.timestamp, got[49].timestamp.wrapping_add(160), "the timeline continues where it paused");
+    assert_eq!(&resumed.payload[..], &frame(100)[..]);
+
+    // Either leg held pauses the bridge; a second hold keeps it paused until both resume.
+    b.relay.set_held(Side::A, true);
+    b.relay.set_held(Side::B, true);
+    b.relay.set_held(Side::A, false);
+    assert!(b.relay.is_paused());
+    b.relay.set_held(Side::B, false);
+    assert!(!b.relay.is_paused());
+}

@@ -7,9 +7,11 @@
 //!
 //! - [`model`]: [`Direction`], [`Format`], [`RemoteMedia`] and the parse from SDP text.
 //! - [`negotiate`]: [`build_offer`], [`answer_offer`], [`accept_answer`] and [`Negotiated`].
+//! - [`reanswer`]: the answer to a re-offer (hold and resume) from the description we last sent.
 
 pub mod model;
 pub mod negotiate;
+pub mod reanswer;
 
 pub use model::{Crypto, Direction, Format, RemoteMedia};
 pub use negotiate::{accept_answer, answer_offer, build_offer, Answer, LocalMedia, Negotiated, SrtpKeys, SrtpPolicy};

@@ -234,6 +234,20 @@ impl Engine {
         }
     }
 
+    /// The configuration a reload applied: queues' hours, `window_close` and
+    /// the rest apply from the next decision. Every callback already waiting
+    /// for an agent is rechecked at the next poll (`now`), so one whose window
+    /// the new hours closed goes back to waiting for the next opening.
+    pub fn set_config(&mut self, cfg: Arc<Config>, now: Millis) {
+        self.cfg = cfg;
+        self.windows = WindowCache::default();
+        for (&id, entry) in &self.entries {
+            if matches!(entry.place, Place::Ready { .. }) {
+                self.deadlines.insert((now, id));
+            }
+        }
+    }
+
     /// Forgets everything, so the next [`Self::needs_load`] reloads from the
     /// store (after a failed commit left memory ahead of the disk).
     pub fn reset(&mut self, now: Millis) {
@@ -615,6 +629,22 @@ mod tests {
         assert_eq!(e.poll_actions(nine - 3_600_000, &none, 10), vec![Action::Defer { id: CallbackId(1), due_at: nine }]);
         assert_eq!(e.poll_actions(nine + 3_600_000, &none, 10), vec![Action::Fire { id: CallbackId(2), agent: String::new() }]);
         assert_eq!(e.ready_len(), 0, "a text never waits for an agent");
+    }
+
+    #[test]
+    fn a_reload_that_closes_the_window_sends_waiting_callbacks_to_the_next_opening() {
+        let mut e = Engine::new(Arc::new(Config::defaults()), 0);
+        let ten = 10 * 3_600_000;
+        e.handle_loaded([entry(1, ten, false, None)], i64::MAX / 1000);
+        let none = Free(Mutex::new(0), vec![]);
+        assert!(e.poll_actions(ten, &none, 10).is_empty());
+        assert_eq!(e.ready_len(), 1, "due and waiting for an agent, window always open");
+        let mut cfg = Config::defaults();
+        cfg.queues[0].hours = crate::window::WeeklyHours::parse(&["12:00-17:00"]).unwrap();
+        e.set_config(Arc::new(cfg), ten + 1);
+        assert_eq!(e.poll_timeout(), Some(ten + 1), "rechecked at once");
+        assert_eq!(e.poll_actions(ten + 1, &none, 10), vec![Action::Defer { id: CallbackId(1), due_at: 12 * 3_600_000 }]);
+        assert!(e.is_empty());
     }
 
     #[test]

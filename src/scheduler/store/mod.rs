@@ -57,11 +57,14 @@ pub struct BookOptions {
     /// by default; off only where a benchmark measures what the outbox
     /// costs (then nothing is stored nor published).
     pub outbox: bool,
+    /// The configuration a SIGHUP reload replaces: the writer takes it up
+    /// at its next batch. `None`: the configuration opened with, for good.
+    pub live: Option<crate::config::LiveConfig>,
 }
 
 impl Default for BookOptions {
     fn default() -> Self {
-        Self { cache_bytes: 64 << 20, quick_repair: true, bus: None, outbox: true }
+        Self { cache_bytes: 64 << 20, quick_repair: true, bus: None, outbox: true, live: None }
     }
 }
 
@@ -242,6 +245,7 @@ impl RedbBook {
         let mut w = Writer {
             db: db.clone(),
             cfg: cfg.clone(),
+            live: opts.live.clone(),
             clock: clock.clone(),
             engine: Engine::new(cfg.clone(), clock.now_ms()),
             rx,

@@ -27,7 +27,7 @@ use super::tables::META;
 use super::{RedbBook, StoreError};
 use crate::agents::{AgentInfo, AgentState, Registration};
 use crate::clock::Millis;
-use crate::events::outbox::{OutboxFuture, RetryOutcome};
+use crate::events::outbox::{ready, OutboxFuture, RetryOutcome};
 use crate::events::{Backoff, Event, Kind, Outbox, Parked, Payload};
 use crate::scheduler::model::CallbackId;
 use crate::sip::endpoint::TrunkStatus;
@@ -55,7 +55,7 @@ pub const RETAIN: u64 = 50_000;
 const PRUNE_CHUNK: u64 = 4_096;
 
 /// Outbox work handed to the writer, applied in its next transaction.
-pub(super) enum OutboxOp {
+pub enum OutboxOp {
     Publish(Kind, Millis, Payload),
     Cursor(String, u64),
     Park(Parked),
@@ -344,7 +344,70 @@ impl Outbox for RedbBook {
         self.send_outbox(OutboxOp::Publish(kind, at, payload));
     }
 
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn after(&self, after: u64, limit: usize) -> OutboxFuture<'_, Result<Vec<Event>, StoreError>> {
+        ready(self.after_now(after, limit))
+    }
+
+    fn next_seq(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        ready(Ok(self.events_next.load(Ordering::Acquire)))
+    }
+
+    fn cursor<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<u64>, StoreError>> {
+        ready(self.cursor_now(endpoint))
+    }
+
+    fn save_cursor(&self, endpoint: &str, seq: u64) {
+        self.send_outbox(OutboxOp::Cursor(endpoint.to_string(), seq));
+    }
+
+    fn park(&self, parked: Parked) {
+        self.send_outbox(OutboxOp::Park(parked));
+    }
+
+    fn save_backoff(&self, endpoint: &str, backoff: Option<Backoff>) {
+        self.send_outbox(OutboxOp::Backoff(endpoint.to_string(), backoff));
+    }
+
+    fn backoff<'a>(&'a self, endpoint: &'a str) -> OutboxFuture<'a, Result<Option<Backoff>, StoreError>> {
+        ready(self.backoff_now(endpoint))
+    }
+
+    fn parked(&self, limit: usize, after: Option<u64>) -> OutboxFuture<'_, Result<Vec<Parked>, StoreError>> {
+        ready(self.parked_now(limit, after))
+    }
+
+    fn parked_get(&self, id: u64) -> OutboxFuture<'_, Result<Option<Parked>, StoreError>> {
+        ready(self.parked_get_now(id))
+    }
+
+    fn parked_count(&self) -> OutboxFuture<'_, Result<u64, StoreError>> {
+        ready(self.parked_count_now())
+    }
+
+    fn record_text(&self, text: TextRecord) {
+        self.send_outbox(OutboxOp::Text(text));
+    }
+
+    fn texts(&self, callback: u64) -> OutboxFuture<'_, Result<Vec<TextRecord>, StoreError>> {
+        ready(self.texts_now(callback))
+    }
+
+    fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send_outbox(OutboxOp::Retried(id, outcome, tx));
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+}
+
+/// The outbox's reads: redb reads are short and never wait for the writer,
+/// so they run where they are asked.
+impl RedbBook {
+    fn after_now(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let r = self.db.begin_read()?;
         let t = match r.open_table(OUTBOX) {
             Ok(t) => t,
@@ -362,11 +425,7 @@ impl Outbox for RedbBook {
         Ok(out)
     }
 
-    fn next_seq(&self) -> u64 {
-        self.events_next.load(Ordering::Acquire)
-    }
-
-    fn cursor(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
+    fn cursor_now(&self, endpoint: &str) -> Result<Option<u64>, StoreError> {
         let r = self.db.begin_read()?;
         match r.open_table(WEBHOOK_CURSORS) {
             Ok(t) => Ok(t.get(endpoint)?.map(|v| v.value())),
@@ -375,19 +434,7 @@ impl Outbox for RedbBook {
         }
     }
 
-    fn save_cursor(&self, endpoint: &str, seq: u64) {
-        self.send_outbox(OutboxOp::Cursor(endpoint.to_string(), seq));
-    }
-
-    fn park(&self, parked: Parked) {
-        self.send_outbox(OutboxOp::Park(parked));
-    }
-
-    fn save_backoff(&self, endpoint: &str, backoff: Option<Backoff>) {
-        self.send_outbox(OutboxOp::Backoff(endpoint.to_string(), backoff));
-    }
-
-    fn backoff(&self, endpoint: &str) -> Result<Option<Backoff>, StoreError> {
+    fn backoff_now(&self, endpoint: &str) -> Result<Option<Backoff>, StoreError> {
         let r = self.db.begin_read()?;
         match r.open_table(WEBHOOK_BACKOFF) {
             // A record this build cannot read is dropped: the head is then tried at once.
@@ -397,7 +444,7 @@ impl Outbox for RedbBook {
         }
     }
 
-    fn parked(&self, limit: usize, after: Option<u64>) -> Result<Vec<Parked>, StoreError> {
+    fn parked_now(&self, limit: usize, after: Option<u64>) -> Result<Vec<Parked>, StoreError> {
         let r = self.db.begin_read()?;
         let t = match r.open_table(WEBHOOK_PARKED) {
             Ok(t) => t,
@@ -414,7 +461,7 @@ impl Outbox for RedbBook {
         Ok(out)
     }
 
-    fn parked_get(&self, id: u64) -> Result<Option<Parked>, StoreError> {
+    fn parked_get_now(&self, id: u64) -> Result<Option<Parked>, StoreError> {
         let r = self.db.begin_read()?;
         match r.open_table(WEBHOOK_PARKED) {
             Ok(t) => Ok(t.get(id)?.and_then(|v| serde_json::from_slice(v.value()).ok())),
@@ -423,7 +470,7 @@ impl Outbox for RedbBook {
         }
     }
 
-    fn parked_count(&self) -> Result<u64, StoreError> {
+    fn parked_count_now(&self) -> Result<u64, StoreError> {
         let r = self.db.begin_read()?;
         match r.open_table(WEBHOOK_PARKED) {
             Ok(t) => Ok(t.len()?),
@@ -432,11 +479,7 @@ impl Outbox for RedbBook {
         }
     }
 
-    fn record_text(&self, text: TextRecord) {
-        self.send_outbox(OutboxOp::Text(text));
-    }
-
-    fn texts(&self, callback: u64) -> Result<Vec<TextRecord>, StoreError> {
+    fn texts_now(&self, callback: u64) -> Result<Vec<TextRecord>, StoreError> {
         let r = self.db.begin_read()?;
         let t = match r.open_table(TEXTS) {
             Ok(t) => t,
@@ -451,17 +494,6 @@ impl Outbox for RedbBook {
             }
         }
         Ok(out)
-    }
-
-    fn retried(&self, id: u64, outcome: RetryOutcome) -> OutboxFuture<'_, Result<(), StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.send_outbox(OutboxOp::Retried(id, outcome, tx));
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        })
     }
 }
 
@@ -506,11 +538,11 @@ mod tests {
         let req = NewCallback { phone: "+15550001".into(), queue: "default".into(), ..Default::default() };
         let cb = book.schedule(req, None).await.unwrap();
         // No flush: the answer itself means the event is committed.
-        let evs = book.after(0, 10).unwrap();
+        let evs = book.after(0, 10).await.unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!((evs[0].seq, evs[0].kind, evs[0].at), (1, Kind::CallbackCreated, 1_000));
         assert!(matches!(&evs[0].payload, Payload::Callback(c) if **c == cb));
-        assert_eq!(book.next_seq(), 2);
+        assert_eq!(book.next_seq().await.unwrap(), 2);
 
         let attempt = Attempt { attempt: 2, started_at: 1, ended_at: 9, outcome: Outcome::Busy, sip_status: Some(486), amd: None, agent: Some("alice".into()), note: None, timeline: Default::default() };
         let agent = AgentInfo {

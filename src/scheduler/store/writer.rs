@@ -105,6 +105,8 @@ fn due_key(c: &Callback) -> (u64, u64) {
 pub(super) struct Writer {
     pub db: Arc<Database>,
     pub cfg: Arc<Config>,
+    /// Where a reload puts the configuration: taken up at the next batch.
+    pub live: Option<crate::config::LiveConfig>,
     pub clock: Arc<dyn Clock>,
     pub engine: Engine,
     pub rx: Receiver<Op>,
@@ -215,6 +217,17 @@ impl Batch {
 }
 
 impl Writer {
+    /// A reloaded configuration applies from this batch on: bookings, changes,
+    /// outcomes (retry policy) and firing (hours, owners) all read it.
+    fn take_reload(&mut self, now: Millis) {
+        let Some(live) = &self.live else { return };
+        let cfg = live.get();
+        if !Arc::ptr_eq(&cfg, &self.cfg) {
+            self.engine.set_config(cfg.clone(), now);
+            self.cfg = cfg;
+        }
+    }
+
     pub fn run(mut self) {
         loop {
             // An idle writer merges the stage a chunk at a time, so bursts
@@ -241,6 +254,7 @@ impl Writer {
 
     fn process(&mut self, ops: Vec<Op>) {
         let now = self.clock.now_ms();
+        self.take_reload(now);
         let counters_before = self.counters.clone();
         let seq_before = self.next_seq;
         let events_before = (self.outbox.next, self.outbox.first, self.outbox.cursors.clone());

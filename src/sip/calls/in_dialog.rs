@@ -6,6 +6,7 @@ use rsip::{Header, Request, StatusCode};
 
 use super::table::{body_of, Calls, Ctx, State};
 use super::LegEvent;
+use crate::media::sdp::reanswer::reanswer;
 use crate::sip::codec::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError, InDialogRequest};
 use crate::sip::endpoint::reply::{reply, SERVER};
@@ -37,7 +38,26 @@ impl Calls {
             }
             InDialogRequest::ReInvite { offer } => {
                 let Some(d) = self.dialogs.get_mut(&did) else { return };
-                let mut resp = d.reinvite_answer(&req);
+                let mut resp = match (&offer, d.local_sdp()) {
+                    // RFC 3264 §8: the answer mirrors the offer's direction (hold, resume) and
+                    // keeps everything else we last sent; a re-INVITE without an offer gets
+                    // our last description as the offer.
+                    (Some(sdp), Some(ours)) => {
+                        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                        match reanswer(&text(ours), d.remote_sdp().map(text).as_deref(), &text(sdp)) {
+                            Ok(answer) => d.reinvite_answer_with(&req, answer.into_bytes()),
+                            Err(e) => {
+                                // §14.2: an offer we cannot accept leaves the session as it was.
+                                tracing::info!(error = %e, "re-INVITE offer refused");
+                                let resp = reply(&req, e.sip_status());
+                                d.on_reinvite_answered(&resp);
+                                cx.respond(&key, resp);
+                                return;
+                            }
+                        }
+                    }
+                    _ => d.reinvite_answer(&req),
+                };
                 resp.headers.push(Header::Server(rsip::headers::Server::new(SERVER)));
                 d.on_reinvite_answered(&resp);
                 cx.respond(&key, resp);

@@ -107,11 +107,13 @@ struct Call {
     /// Side 0 hangs up when its leg is answered / on the first progress.
     hangup_on_answer: bool,
     hangup_on_progress: bool,
+    /// The body of side 0's INVITEs.
+    offer: Vec<u8>,
 }
 
 impl Call {
     fn new(uas: Uas) -> Self {
-        Self { sides: [Side::new(5060), Side::new(5070)], uas, hangup_on_answer: true, hangup_on_progress: false }
+        Self { sides: [Side::new(5060), Side::new(5070)], uas, hangup_on_answer: true, hangup_on_progress: false, offer: b"v=0\r\n".to_vec() }
     }
 
     fn dial(&mut self, pair: &mut Pair, n: usize) {
@@ -124,7 +126,7 @@ impl Call {
                 from_host: "carrier.test".into(),
                 destination: pair.peers[1],
                 headers: vec![("X-Redial-Callback-Id".into(), format!("cb{i}"))],
-                sdp: b"v=0\r\n".to_vec(),
+                sdp: self.offer.clone(),
                 credentials: None,
             });
             self.sides[0].legs.push((leg, vec![]));
@@ -360,26 +362,52 @@ fn a_2xx_never_acked_is_retransmitted_then_the_call_is_hung_up_after_64_t1() {
 }
 
 #[test]
-fn reinvite_is_answered_with_our_sdp_and_reported() {
+fn reinvite_is_answered_with_our_sdp_mirroring_its_direction_and_reported() {
+    const OURS: &str = "v=0\r\no=redial 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    let hold = |dir: &str| format!("v=0\r\no=agent 4 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na={dir}\r\n").into_bytes();
     let mut pair = Pair::new(SipTimers::default(), 1, 0.0);
     let mut call = Call::new(Uas::Answer);
     call.hangup_on_answer = false;
+    call.offer = OURS.as_bytes().to_vec();
     call.dial(&mut pair, 1);
     pair.run(&mut call);
-    // The UAS side sends a re-INVITE in the confirmed dialog through its Dialog.
     let did = call.sides[1].calls.dialogs.iter().next().unwrap().id().clone();
-    let via = crate::sip::dialog::new_via(crate::sip::Transport::Udp, "127.0.0.1:5070");
-    let reinvite = call.sides[1].calls.dialogs.get_mut(&did).unwrap().reinvite(via, Some(b"v=0\r\ns=new\r\n".to_vec())).unwrap();
-    let now = pair.now;
-    pair.layers[1].send_request(now, reinvite, pair.peers[0]).unwrap();
-    pair.run(&mut call);
-    assert_eq!(call.sides[0].legs[0].1.last(), Some(&LegEvent::Reoffer { sdp: b"v=0\r\ns=new\r\n".to_vec() }));
-    let answer = pair.events[1].iter().find_map(|(_, e)| match e {
-        TransactionEvent::Response { response, .. } if response.status_code.code() == 200 => Some(response.clone()),
-        _ => None,
-    });
-    let answer = answer.expect("200 to the re-INVITE");
-    assert_eq!(answer.body, b"v=0\r\n".to_vec(), "our unchanged offer");
+    // The UAS side sends re-INVITEs in the confirmed dialog through its Dialog; returns
+    // the final response and whether side 0's leg was told.
+    use rsip::prelude::HeadersExt;
+    let mut reinvite = |body: Vec<u8>| {
+        let via = crate::sip::dialog::new_via(crate::sip::Transport::Udp, "127.0.0.1:5070");
+        let d = call.sides[1].calls.dialogs.get_mut(&did).unwrap();
+        let req = d.reinvite(via, Some(body.clone())).unwrap();
+        let seq = req.cseq_header().unwrap().seq().unwrap();
+        let now = pair.now;
+        pair.layers[1].send_request(now, req, pair.peers[0]).unwrap();
+        pair.run(&mut call);
+        let resp = pair.events[1]
+            .iter()
+            .find_map(|(_, e)| match e {
+                TransactionEvent::Response { response, .. } if response.status_code.code() >= 200 && response.cseq_header().unwrap().seq().unwrap() == seq => Some(response.clone()),
+                _ => None,
+            })
+            .expect("a final response to the re-INVITE");
+        let d = call.sides[1].calls.dialogs.get_mut(&did).unwrap();
+        d.on_reinvite_response(&resp).unwrap();
+        let told = call.sides[0].legs[0].1.last() == Some(&LegEvent::Reoffer { sdp: body });
+        (resp, told)
+    };
+    let (held, told) = reinvite(hold("sendonly"));
+    assert_eq!(held.status_code.code(), 200);
+    assert!(told, "the leg hears of the re-offer");
+    let body = String::from_utf8(held.body.clone()).unwrap();
+    assert!(body.contains("a=recvonly") && !body.contains("a=sendrecv"), "hold mirrored (RFC 3264 §8.4): {body}");
+    assert!(body.contains("m=audio 30000 RTP/AVP 0 101") && body.contains("o=redial 9 2 "), "{body}");
+    let (resumed, _) = reinvite(hold("sendrecv"));
+    let body = String::from_utf8(resumed.body.clone()).unwrap();
+    assert!(body.contains("a=sendrecv") && body.contains("o=redial 9 3 "), "{body}");
+    // An offer that does not parse is refused and leaves the session as it was (§14.2).
+    let (refused, told) = reinvite(b"v=0\r\ns=new\r\n".to_vec());
+    assert_eq!(refused.status_code.code(), 400);
+    assert!(!told);
 }
 
 #[test]

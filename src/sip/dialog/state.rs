@@ -63,6 +63,10 @@ pub struct Dialog {
     invite_seq: u32,
     /// The session description we last sent (content type, body), for unchanged re-INVITE answers.
     local_sdp: Option<(String, Vec<u8>)>,
+    /// The session description the peer sent when the session was set up (the answer in
+    /// our INVITE's 2xx, or the offer in theirs), for what a re-offer leaves unsaid (the
+    /// DTLS role).
+    remote_sdp: Option<Vec<u8>>,
     /// We sent a re-INVITE and have no final response yet (glare, §14.1).
     reinvite_pending: bool,
     /// CSeq of the peer's re-INVITE we have not answered finally yet (§14.2).
@@ -199,6 +203,7 @@ impl Dialog {
             local_contact: header_value(&invite.headers, contact_value),
             invite_seq: seq,
             local_sdp: body_with_type(invite),
+            remote_sdp: (!response.body.is_empty()).then(|| response.body.clone()),
             reinvite_pending: false,
             peer_reinvite_pending: None,
         })
@@ -238,6 +243,7 @@ impl Dialog {
             local_contact: header_value(&response.headers, contact_value),
             invite_seq: seq,
             local_sdp: body_with_type_resp(response),
+            remote_sdp: (!invite.body.is_empty()).then(|| invite.body.clone()),
             reinvite_pending: false,
             peer_reinvite_pending: None,
         })
@@ -271,6 +277,16 @@ impl Dialog {
         self.remote_seq
     }
 
+    /// The session description we last sent, if any.
+    pub fn local_sdp(&self) -> Option<&[u8]> {
+        self.local_sdp.as_ref().map(|(_, b)| b.as_slice())
+    }
+
+    /// The peer's session description from the call's set-up, if any.
+    pub fn remote_sdp(&self) -> Option<&[u8]> {
+        self.remote_sdp.as_deref()
+    }
+
     /// Records the session description we sent (for unchanged answers to re-INVITEs).
     pub fn set_local_sdp(&mut self, content_type: impl Into<String>, body: Vec<u8>) {
         self.local_sdp = Some((content_type.into(), body));
@@ -288,6 +304,9 @@ impl Dialog {
             self.remote_target = uri;
         }
         if (200..300).contains(&status) && self.state == DialogState::Early {
+            if !response.body.is_empty() {
+                self.remote_sdp = Some(response.body.clone());
+            }
             let mut routes = record_routes(&response.headers);
             routes.reverse();
             self.route_set = routes;
@@ -494,6 +513,13 @@ impl Dialog {
         let mut resp = response_for(reinvite, StatusCode::ServerInternalError);
         resp.headers.push(Header::RetryAfter(rsip::headers::RetryAfter::new(retry_after_secs.to_string())));
         resp
+    }
+
+    /// The 200 to a re-INVITE answering its offer with `sdp` (RFC 3264 §8), which becomes
+    /// the description we last sent.
+    pub fn reinvite_answer_with(&mut self, reinvite: &Request, sdp: Vec<u8>) -> Response {
+        self.local_sdp = Some(("application/sdp".into(), sdp));
+        self.reinvite_answer(reinvite)
     }
 
     /// The 200 to a re-INVITE that keeps the session unchanged: our Contact and the same SDP we

@@ -34,6 +34,19 @@ use crate::sip::transport::{Incoming, Transports};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Messages taken from the transports before the cores are drained.
 const BATCH: usize = 256;
+/// A run-loop step (one batch of input and the draining of the cores after it) longer than
+/// this is logged at debug level, target `redial::sip::stall`, with what it did: the endpoint
+/// answers on one task, so a slow step is a stall every sender sees.
+const SLOW_STEP: Duration = Duration::from_millis(20);
+
+/// One step of the run loop being timed: what woke it, when, and the live transactions then.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    what: &'static str,
+    started: Instant,
+    items: usize,
+    transactions: usize,
+}
 
 /// The channels between the call handles and the endpoint task, and the shared counters.
 pub(super) struct CallsWiring {
@@ -58,10 +71,14 @@ pub(super) struct Driver {
     counted: HashSet<TransactionKey>,
     overload: Overload,
     /// Reloaded configurations, whose agents apply at once.
-    reloads: mpsc::UnboundedReceiver<Arc<Config>>,
+    reloads: mpsc::UnboundedReceiver<super::Reload>,
     /// Carrier source IP → profile: where an inbound MESSAGE may come from.
     carriers: HashMap<IpAddr, String>,
     texts: mpsc::Sender<IncomingText>,
+    /// The step being timed, closed after the cores are drained.
+    step: Option<Step>,
+    /// The longest step since the last overload sample (reported when the state changes).
+    longest_step: Duration,
 }
 
 impl Driver {
@@ -74,7 +91,7 @@ impl Driver {
         agent_changes: watch::Sender<u64>,
         calls: CallsWiring,
         saved: super::Saved,
-        reloads: mpsc::UnboundedReceiver<Arc<Config>>,
+        reloads: mpsc::UnboundedReceiver<super::Reload>,
     ) -> Self {
         let now = Instant::now();
         let local = transports.local_addr();
@@ -94,6 +111,8 @@ impl Driver {
             carriers: message::carriers(proxies),
             texts: calls.texts,
             transports,
+            step: None,
+            longest_step: Duration::ZERO,
         }
     }
 
@@ -108,6 +127,9 @@ impl Driver {
         loop {
             let now = Instant::now();
             self.pump(now);
+            if let Some(step) = self.step.take() {
+                self.step_done(step, incoming.len());
+            }
             if let Some(deadline) = stop_by {
                 if now >= deadline || (self.trunks.all_unregistered() && self.calls.leg_count() == 0) {
                     tracing::info!(unregistered = self.trunks.all_unregistered(), calls_left = self.calls.leg_count(), "SIP endpoint stopped");
@@ -154,6 +176,7 @@ impl Driver {
                 m = incoming.recv() => {
                     let Some(m) = m else { return };
                     let now = Instant::now();
+                    let mut step = Step { what: "messages", started: now, items: 1, transactions: self.layer.len() };
                     if self.overload.sample_due(now) {
                         let load = Load {
                             transactions: self.layer.pending(),
@@ -168,10 +191,12 @@ impl Driver {
                                 kept_bytes = load.kept_bytes,
                                 call_setups = load.call_setups,
                                 queued = load.queued,
+                                longest_step_ms = self.longest_step.as_millis() as u64,
                                 "SIP overload state changed"
                             );
                             self.stats.set_overloaded(on);
                         }
+                        self.longest_step = Duration::ZERO;
                     }
                     if !self.registrar.screen(now, &m.msg, &m.from) {
                         self.layer.handle_message(now, m.msg, m.from);
@@ -182,33 +207,83 @@ impl Driver {
                             Ok(m) => self.layer.handle_message(now, m.msg, m.from),
                             Err(_) => break,
                         }
+                        step.items += 1;
                     }
+                    self.fire_timers(now);
+                    self.step = Some(step);
                 }
-                Some(cfg) = self.reloads.recv() => {
-                    self.registrar.set_agents(Instant::now(), &cfg.agents);
-                    self.dir.set_agents(&cfg.agents);
-                }
+                Some(reload) = self.reloads.recv() => match reload {
+                    super::Reload::Agents(cfg) => {
+                        self.registrar.set_agents(Instant::now(), &cfg.agents);
+                        self.dir.set_agents(&cfg.agents);
+                    }
+                    super::Reload::Trunks(cfg, proxies) => {
+                        // Shutting down: the trunks are unregistering already.
+                        if stop_by.is_none() {
+                            self.trunks.reload(&cfg, self.transports.local_addr(), Instant::now(), &proxies);
+                            self.carriers = message::carriers(&proxies);
+                        }
+                    }
+                },
                 Some(peer) = async { match closed.as_mut() { Some(c) => c.recv().await, None => std::future::pending().await } } => {
                     self.registrar.connection_closed(Instant::now(), peer);
                     self.calls.connection_closed(peer);
                 }
                 _ = sleep => {
-                    // Every core ignores a timeout that is not due yet.
                     let now = Instant::now();
-                    self.layer.handle_timeout(now);
-                    self.trunks.handle_timeout(now);
-                    if self.calls.poll_timeout().is_some_and(|at| at <= now) {
-                        self.calls.handle_timeout(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
-                    }
-                    if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
-                        self.registrar.handle_timeout(now);
-                        let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
-                        while let Some((key, resp)) = self.registrar.poll_held(now) {
-                            cx.respond(&key, resp);
-                        }
-                    }
+                    let transactions = self.layer.len();
+                    let ended = self.fire_timers(now);
+                    self.step = Some(Step { what: "timers", started: now, items: ended, transactions });
                 }
             }
+        }
+    }
+
+    /// Fires every core's due timers; returns the transactions that ended. Called when the
+    /// loop wakes for a timer and after every batch of messages: the loop prefers input, so
+    /// under steady load it might not wake for timers for seconds, and Timer J would then end
+    /// a second's worth of transactions (tens of thousands) in one step instead of a few
+    /// hundred per batch.
+    fn fire_timers(&mut self, now: Instant) -> usize {
+        // Every core ignores a timeout that is not due yet.
+        let transactions = self.layer.len();
+        if self.layer.poll_timeout().is_some_and(|at| at <= now) {
+            self.layer.handle_timeout(now);
+        }
+        let ended = transactions.saturating_sub(self.layer.len());
+        if self.trunks.poll_timeout().is_some_and(|at| at <= now) {
+            self.trunks.handle_timeout(now);
+        }
+        if self.calls.poll_timeout().is_some_and(|at| at <= now) {
+            self.calls.handle_timeout(&mut Ctx { now, layer: &mut self.layer, stats: &self.stats });
+        }
+        if self.registrar.poll_timeout().is_some_and(|at| at <= now) {
+            self.registrar.handle_timeout(now);
+            let mut cx = Ctx { now, layer: &mut self.layer, stats: &self.stats };
+            while let Some((key, resp)) = self.registrar.poll_held(now) {
+                cx.respond(&key, resp);
+            }
+        }
+        ended
+    }
+
+    /// Closes a timed step: keeps the longest, and logs a slow one with what it did
+    /// (`items`: messages taken, or transactions ended by timers).
+    fn step_done(&mut self, step: Step, queued: usize) {
+        let took = step.started.elapsed();
+        self.longest_step = self.longest_step.max(took);
+        if took >= SLOW_STEP {
+            tracing::debug!(
+                target: "redial::sip::stall",
+                step = step.what,
+                took_ms = took.as_millis() as u64,
+                items = step.items,
+                transactions_before = step.transactions,
+                transactions = self.layer.len(),
+                kept_bytes = self.layer.kept_bytes(),
+                queued,
+                "slow SIP endpoint step"
+            );
         }
     }
 
@@ -268,7 +343,8 @@ impl Driver {
                 let _span = tracing::debug_span!("sip_request", call_id = %call_id, method = %request.method).entered();
                 let new_work = request.method == rsip::Method::Register || (request.method == rsip::Method::Invite && !core::in_dialog(&request));
                 if new_work {
-                    if let Some(secs) = self.overload.refuse() {
+                    let refused = if request.method == rsip::Method::Invite { self.overload.refuse_invite() } else { self.overload.refuse() };
+                    if let Some(secs) = refused {
                         self.stats.overload_refused();
                         let mut r = super::reply::reply(&request, 503);
                         r.headers.push(rsip::Header::RetryAfter(<rsip::headers::RetryAfter as rsip::headers::UntypedHeader>::new(secs.to_string())));

@@ -155,15 +155,32 @@ pub struct EndpointHandle {
     task: JoinHandle<()>,
 }
 
-/// Hands a reloaded configuration's agents to the endpoint: new agents can register,
+/// Hands a reloaded configuration to the endpoint. Agents: new agents can register,
 /// changed passwords apply to the next challenge answered, removed agents lose their
 /// bindings. Bindings of the agents that stay, and calls, are untouched.
 #[derive(Debug, Clone)]
-pub struct AgentsReload(mpsc::UnboundedSender<Arc<Config>>);
+pub struct AgentsReload(mpsc::UnboundedSender<Reload>);
+
+/// What a reload changes in the running endpoint.
+#[derive(Debug)]
+pub(super) enum Reload {
+    Agents(Arc<Config>),
+    /// The profiles of `cfg`, with their proxies resolved.
+    Trunks(Arc<Config>, BTreeMap<String, Result<SocketAddr, String>>),
+}
 
 impl AgentsReload {
     pub fn apply(&self, cfg: Arc<Config>) {
-        let _ = self.0.send(cfg);
+        let _ = self.0.send(Reload::Agents(cfg));
+    }
+
+    /// Trunks follow `cfg`'s profiles: a new one starts registering and pinging, a
+    /// removed one unregisters (REGISTER with Expires: 0) and stops, a changed one
+    /// unregisters with its old settings, then registers with the new. Calls in
+    /// progress through any of them go on.
+    /// `proxies`: each of `cfg`'s profiles' proxy resolved ([`trunks::resolve_proxies`]).
+    pub fn apply_trunks(&self, cfg: Arc<Config>, proxies: BTreeMap<String, Result<SocketAddr, String>>) {
+        let _ = self.0.send(Reload::Trunks(cfg, proxies));
     }
 }
 

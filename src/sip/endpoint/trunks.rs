@@ -56,10 +56,18 @@ impl std::fmt::Display for Origin {
 
 struct Trunk {
     name: String,
+    /// The settings it runs with: a reload that changes them replaces the trunk.
+    profile: Profile,
     proxy: Peer,
     registration: Option<Registration<StdRng>>,
     pinger: Option<OptionsPinger<StdRng>>,
     last_error: Option<String>,
+    /// Removed or replaced by a reload: it only finishes unregistering. It keeps its
+    /// slot, so the origins of its transactions in flight stay valid.
+    retired: bool,
+    /// Replaces the trunk in this slot: sends nothing until that one has
+    /// unregistered, so the registrar never sees the old unREGISTER after the new REGISTER.
+    after: Option<usize>,
 }
 
 pub(super) struct Trunks {
@@ -121,34 +129,7 @@ impl Trunks {
         states: TrunkStates,
         changes: tokio::sync::watch::Sender<u64>,
     ) -> Self {
-        let mut trunks = Vec::new();
-        for p in cfg.profiles.values() {
-            let proxy_addr = proxies.get(&p.name).and_then(|r| r.as_ref().ok()).copied();
-            // Over TLS we speak from the TLS listener when there is one (the bound address
-            // is in `cfg.sip.tls_listen`); without one, replies come back on our connection.
-            let local = match (p.transport, cfg.sip.tls_listen) {
-                (Transport::Tls, Some(tls)) => tls,
-                _ => local,
-            };
-            let me = Peer { addr: advertised(cfg, local, proxy_addr), transport: p.transport };
-            let (proxy, mut last_error) = match proxies.get(&p.name) {
-                Some(Ok(a)) => (Some(Peer { addr: *a, transport: p.transport }), None),
-                Some(Err(e)) => (None, Some(e.clone())),
-                None => (None, Some("proxy not resolved".to_string())),
-            };
-            let (registration, pinger) = match proxy {
-                Some(_) => (
-                    p.register.then(|| make_registration(p, me, &mut last_error)).flatten(),
-                    OptionsPinger::new(p, me, now, StdRng::from_os_rng()),
-                ),
-                None => (None, None),
-            };
-            if let Some(e) = &last_error {
-                tracing::warn!(trunk = %p.name, error = %e, "trunk unusable");
-            }
-            let proxy = proxy.unwrap_or(Peer { addr: SocketAddr::from(([0, 0, 0, 0], 0)), transport: p.transport });
-            trunks.push(Trunk { name: p.name.clone(), proxy, registration, pinger, last_error });
-        }
+        let trunks = cfg.profiles.values().map(|p| make_trunk(cfg, p, local, now, proxies)).collect();
         let t = Self { trunks, keys: HashMap::new(), states, changes, stopping: false };
         t.publish(cfg.profiles.values());
         t
@@ -159,6 +140,58 @@ impl Trunks {
         for (p, t) in profiles.zip(&self.trunks) {
             map.insert(p.name.clone(), status_of(t, p.register));
         }
+    }
+
+    /// Follows a reloaded configuration's profiles: an unchanged trunk goes on as it
+    /// is; a removed one unregisters and stops; a changed one unregisters and is
+    /// replaced by one with the new settings, which registers once the old one is done;
+    /// a new one starts. Calls are not the trunks' business: those in progress go on.
+    pub(super) fn reload(&mut self, cfg: &Config, local: SocketAddr, now: Instant, proxies: &BTreeMap<String, Result<SocketAddr, String>>) {
+        let mut running = HashMap::new();
+        for i in 0..self.trunks.len() {
+            let t = &mut self.trunks[i];
+            if t.retired {
+                continue;
+            }
+            let same = cfg.profiles.get(&t.name).is_some_and(|p| *p == t.profile && proxies.get(&p.name) == Some(&Ok(t.proxy.addr)));
+            if same {
+                running.insert(t.name.clone(), i);
+                continue;
+            }
+            t.retired = true;
+            t.pinger = None;
+            let why = if cfg.profiles.contains_key(&t.name) { "changed" } else { "removed" };
+            tracing::info!(trunk = %t.name, why, "trunk reloaded: unregistering with its old settings");
+            if let Some(r) = &mut t.registration {
+                r.unregister();
+            }
+            let name = t.name.clone();
+            if why == "removed" {
+                self.states.write().expect("trunk states lock").remove(&name);
+                self.changes.send_modify(|n| *n += 1);
+            } else {
+                running.insert(name, i);
+            }
+            self.update(i);
+        }
+        for p in cfg.profiles.values() {
+            let old = running.get(&p.name).copied();
+            if old.is_some_and(|i| !self.trunks[i].retired) {
+                continue;
+            }
+            let mut t = make_trunk(cfg, p, local, now, proxies);
+            t.after = old;
+            tracing::info!(trunk = %p.name, replaces = old.is_some(), "trunk reloaded: starting with the new settings");
+            self.trunks.push(t);
+            let i = self.trunks.len() - 1;
+            self.states.write().expect("trunk states lock").insert(p.name.clone(), status_of(&self.trunks[i], p.register));
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether trunk `i` may send: a replacement waits for the old trunk's unREGISTER.
+    fn may_send(&self, i: usize) -> bool {
+        self.trunks[i].after.is_none_or(|j| self.trunks[j].registration.as_ref().is_none_or(|r| r.state().unregistered))
     }
 
     fn update(&mut self, i: usize) {
@@ -189,6 +222,9 @@ impl Trunks {
                 }
             }
         }
+        if t.retired {
+            return;
+        }
         let register = t.registration.is_some();
         let status = status_of(t, register);
         let seen = |s: &TrunkStatus| (s.registered, s.up, s.last_error.clone());
@@ -201,7 +237,11 @@ impl Trunks {
 
     /// The next request a trunk wants sent, its destination and origin.
     pub(super) fn poll_request(&mut self, _now: Instant) -> Option<(rsip::Request, Peer, Origin)> {
-        for (i, t) in self.trunks.iter_mut().enumerate() {
+        for i in 0..self.trunks.len() {
+            if !self.may_send(i) {
+                continue;
+            }
+            let t = &mut self.trunks[i];
             if let Some(req) = t.registration.as_mut().and_then(|r| r.poll_transmit()) {
                 return Some((req, t.proxy, Origin::Register(i)));
             }
@@ -264,7 +304,9 @@ impl Trunks {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.trunks
             .iter()
-            .flat_map(|t| {
+            .enumerate()
+            .filter(|&(i, _)| self.may_send(i))
+            .flat_map(|(_, t)| {
                 let r = t.registration.as_ref().and_then(|r| r.poll_timeout());
                 let p = if self.stopping { None } else { t.pinger.as_ref().and_then(|p| p.poll_timeout()) };
                 [r, p]
@@ -275,6 +317,9 @@ impl Trunks {
 
     pub(super) fn handle_timeout(&mut self, now: Instant) {
         for i in 0..self.trunks.len() {
+            if !self.may_send(i) {
+                continue;
+            }
             let t = &mut self.trunks[i];
             let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
             let mut changed = false;
@@ -300,6 +345,10 @@ impl Trunks {
     pub(super) fn unregister_all(&mut self, _now: Instant) {
         self.stopping = true;
         for i in 0..self.trunks.len() {
+            // A replacement that never sent has nothing to take back.
+            if !self.may_send(i) {
+                self.trunks[i].registration = None;
+            }
             if let Some(r) = &mut self.trunks[i].registration {
                 r.unregister();
             }
@@ -310,6 +359,32 @@ impl Trunks {
     pub(super) fn all_unregistered(&self) -> bool {
         self.trunks.iter().all(|t| t.registration.as_ref().is_none_or(|r| r.state().unregistered))
     }
+}
+
+/// A trunk for profile `p`, registering (when it does) and pinging from `local`.
+fn make_trunk(cfg: &Config, p: &Profile, local: SocketAddr, now: Instant, proxies: &BTreeMap<String, Result<SocketAddr, String>>) -> Trunk {
+    let proxy_addr = proxies.get(&p.name).and_then(|r| r.as_ref().ok()).copied();
+    // Over TLS we speak from the TLS listener when there is one (the bound address
+    // is in `cfg.sip.tls_listen`); without one, replies come back on our connection.
+    let local = match (p.transport, cfg.sip.tls_listen) {
+        (Transport::Tls, Some(tls)) => tls,
+        _ => local,
+    };
+    let me = Peer { addr: advertised(cfg, local, proxy_addr), transport: p.transport };
+    let (proxy, mut last_error) = match proxies.get(&p.name) {
+        Some(Ok(a)) => (Some(Peer { addr: *a, transport: p.transport }), None),
+        Some(Err(e)) => (None, Some(e.clone())),
+        None => (None, Some("proxy not resolved".to_string())),
+    };
+    let (registration, pinger) = match proxy {
+        Some(_) => (p.register.then(|| make_registration(p, me, &mut last_error)).flatten(), OptionsPinger::new(p, me, now, StdRng::from_os_rng())),
+        None => (None, None),
+    };
+    if let Some(e) = &last_error {
+        tracing::warn!(trunk = %p.name, error = %e, "trunk unusable");
+    }
+    let proxy = proxy.unwrap_or(Peer { addr: SocketAddr::from(([0, 0, 0, 0], 0)), transport: p.transport });
+    Trunk { name: p.name.clone(), profile: p.clone(), proxy, registration, pinger, last_error, retired: false, after: None }
 }
 
 fn make_registration(p: &Profile, me: Peer, last_error: &mut Option<String>) -> Option<Registration<StdRng>> {

@@ -5,7 +5,7 @@
 //! `report_transport_error`), drain `poll_transmit` and `poll_event` until both return `None`,
 //! then sleep until `poll_timeout` (or the next input) and call `handle_timeout`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use super::client_invite::ClientInvite;
 use super::client_non_invite::ClientNonInvite;
 use super::error::TransactionError;
 use super::key::{Role, TransactionKey};
+use super::key_index::KeyIndex;
 use super::message::{branch_of, call_id_of, cseq_of, from_tag_of, top_via, top_via_key_parts, MAGIC_COOKIE};
 use super::output::{Output, Up};
 use super::server_invite::{SendRefused, ServerInvite};
@@ -127,13 +128,13 @@ struct Entry {
 /// All live transactions of one endpoint. See the module docs for the run loop.
 ///
 /// Built for hundreds of thousands of live transactions (every answered OPTIONS stays 32 s in
-/// Completed over UDP): transactions live in a slab, found by key through a hash map, and their
+/// Completed over UDP): transactions live in a slab, found by key through a sharded hash map (`KeyIndex`), and their
 /// deadlines in a heap ([`TimerIndex`]), so `poll_timeout` is O(1) and `handle_timeout` touches
 /// only the transactions that are due.
 #[derive(Debug)]
 pub struct TransactionLayer {
     timers: SipTimers,
-    index: HashMap<TransactionKey, usize>,
+    index: KeyIndex,
     txns: Slab<Entry>,
     deadlines: TimerIndex,
     transmits: VecDeque<Transmit>,
@@ -148,7 +149,7 @@ impl TransactionLayer {
     pub fn new(timers: SipTimers) -> Self {
         Self {
             timers,
-            index: HashMap::new(),
+            index: KeyIndex::default(),
             txns: Slab::new(),
             deadlines: TimerIndex::default(),
             transmits: VecDeque::new(),
@@ -206,7 +207,7 @@ impl TransactionLayer {
     /// Sends a response within the server transaction `key`. Its destination is where the
     /// request came from (§18.2.2: the driver sends TCP responses on the same connection).
     pub fn send_response(&mut self, now: Instant, key: &TransactionKey, resp: Response) -> Result<(), TransactionError> {
-        let slot = *self.index.get(key).ok_or_else(|| TransactionError::UnknownTransaction { key: key.clone() })?;
+        let slot = self.index.get(key).ok_or_else(|| TransactionError::UnknownTransaction { key: key.clone() })?;
         let entry = &mut self.txns[slot];
         if key.role() != Role::Server {
             return Err(TransactionError::NotServer { key: key.clone() });
@@ -262,7 +263,7 @@ impl TransactionLayer {
     /// The driver could not send for transaction `key` (§17.1.4, §17.2.4): the transaction ends
     /// with a `TransportError` event. Unknown keys are ignored (the transaction may have ended).
     pub fn report_transport_error(&mut self, key: &TransactionKey) {
-        let Some(&slot) = self.index.get(key) else { return };
+        let Some(slot) = self.index.get(key) else { return };
         let entry = &mut self.txns[slot];
         tracing::debug!(call_id = %entry.call_id, branch = %key.branch(), "transport error");
         entry.machine.on_transport_error();
@@ -341,7 +342,7 @@ impl TransactionLayer {
         let call_id = call_id_of(&req.headers);
         let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %key.branch()).entered();
         let mut out = Vec::new();
-        if let Some(&slot) = self.index.get(&key) {
+        if let Some(slot) = self.index.get(&key) {
             match &mut self.txns[slot].machine {
                 Machine::Ist(m) => m.on_request(now, req, &mut out),
                 Machine::Nist(m) if req.method != Method::Ack => m.on_request(req, &mut out),
@@ -397,7 +398,7 @@ impl TransactionLayer {
         let _span = tracing::debug_span!("sip_txn", call_id = %call_id, branch = %branch).entered();
         let key = TransactionKey::client(branch, method);
         let mut out = Vec::new();
-        let slot = self.index.get(&key).copied();
+        let slot = self.index.get(&key);
         match slot.map(|slot| &mut self.txns[slot].machine) {
             Some(Machine::Ict(m)) => m.on_response(now, resp, &mut out),
             Some(Machine::Nict(m)) => m.on_response(now, resp, &mut out),
@@ -418,7 +419,7 @@ impl TransactionLayer {
     }
 
     fn get(&self, key: &TransactionKey) -> Option<&Entry> {
-        self.index.get(key).map(|&slot| &self.txns[slot])
+        self.index.get(key).map(|slot| &self.txns[slot])
     }
 
     fn insert(&mut self, key: TransactionKey, machine: Machine, peer: Peer, call_id: String) -> usize {
@@ -491,15 +492,14 @@ impl TransactionLayer {
 }
 
 /// What a completed non-INVITE server transaction holds in memory: its slab entry, its key in
-/// the map (with the map's control byte), its deadline in the heap, and four heap blocks (the
+/// the index (with its hash and the table's control byte), its deadline in the heap, and four heap blocks (the
 /// branch, the sent-by, the Call-ID and the stored response with its shared header), each with
 /// an allocator header.
 fn kept_size(entry: &Entry, response_len: usize) -> usize {
     const BLOCK: usize = 32;
     let strings = entry.key.branch().len() + entry.key.sent_by().map_or(0, str::len) + entry.call_id.len();
     std::mem::size_of::<Entry>()
-        + std::mem::size_of::<(TransactionKey, usize)>()
-        + 1
+        + super::key_index::ENTRY_BYTES
         + std::mem::size_of::<Armed>()
         + 4 * BLOCK
         + strings

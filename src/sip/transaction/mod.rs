@@ -2,6 +2,7 @@
 //!
 //! - [`layer`]: [`TransactionLayer`], the only entry point: messages in, transmits/events out.
 //! - [`key`]: transaction identity and matching keys (§17.1.3, §17.2.3).
+//! - `key_index`: the key → transaction map, sharded so that it grows in small steps.
 //! - `client_invite`, `client_non_invite`, `server_invite`, `server_non_invite`: the machines
 //!   (§17.1.1, §17.1.2, §17.2.1, §17.2.2; RFC 6026 Accepted states).
 //! - [`timers`]: timers A–M as an enum and the per-transaction deadline table.
@@ -12,6 +13,7 @@ mod client_invite;
 mod client_non_invite;
 pub mod error;
 pub mod key;
+mod key_index;
 pub mod layer;
 pub mod message;
 mod output;
