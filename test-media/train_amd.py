@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the AMD model (src/amd/model.json) from the corpus's `train` split only.
+"""Train the AMD model (src/amd/model.json) from the corpora's `train` splits only.
 
     cargo run --release --example amd_eval -- features > /tmp/amd-features.csv
     python3 test-media/train_amd.py /tmp/amd-features.csv      # writes src/amd/model.json
@@ -8,7 +8,11 @@
 
 The detector computes a feature vector at every 20 ms frame once speech is heard
 (src/amd/features.rs); `amd_eval features` prints them for every corpus file with the
-model not allowed to commit. Every frame of every `train` file is one example labelled
+model not allowed to commit, for both corpora: test-media/amd-world/ (several engines and
+the recording and live-line chains) and test-media/amd/ (espeak only, the same background
+under both classes from the first sample: machines with no background step at all, which
+the world corpus has too few of for the model to learn that a steady line does not make a
+person). Every frame of every `train` file is one example labelled
 with the file's answer (machine = 1), each file weighted 1 in total so long clips do not
 dominate. The model is a one-hidden-layer perceptron (tanh, logistic output) trained by
 full-batch Adam on the weighted cross-entropy with an L2 penalty, from a fixed seed: the
@@ -23,7 +27,7 @@ import sys
 
 import numpy as np
 
-VERSION = "amd-mlp-3"
+VERSION = "amd-mlp-4"
 HIDDEN = 10
 EPOCHS = 1500
 L2 = 3e-3
@@ -111,7 +115,7 @@ def main():
     r = lambda a: [round(float(val), 6) for val in a]
     model = {
         "version": VERSION,
-        "trained_on": "test-media/amd-world split=train (frames after first speech, each file weight 1)",
+        "trained_on": "test-media/amd-world and test-media/amd split=train (frames after first speech, each file weight 1)",
         "command": "test-media/train-amd.sh",
         "features": names,
         "mean": r(mean),
