@@ -294,8 +294,8 @@ fn corpus_meets_targets() {
 
 /// The espeak-only corpus: its machines play with the same background as its people, from
 /// the first sample, so a model that reads "no background step at the first word" as a
-/// person calls them people. A model trained on the world corpus alone scored 0.589 on
-/// this holdout (0.16 of its machines) in the replay of the decision rule.
+/// person calls them people. A model trained on the world corpus alone (`amd-mlp-3`) scored
+/// 0.597 on this holdout, with 10 of its 56 machines right.
 #[test]
 fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     let outs = run(ESPEAK, &config());
