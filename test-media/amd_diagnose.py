@@ -101,11 +101,14 @@ def human_bound(names, frames, meta, files, pause=0.4):
     return np.median(out), np.quantile(out, 0.9)
 
 
-def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17):
-    """The same training as train_amd.py, on `files`."""
+def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17,
+          espeak_weight=1.0):
+    """The same training as train_amd.py, on `files` (each file weight 1, or `espeak_weight`
+    for a file of test-media/amd/)."""
     x = np.concatenate([frames[f] for f in files])
     y = np.concatenate([np.full(len(frames[f]), meta[f][0] == "machine", float) for f in files])
-    w = np.concatenate([np.full(len(frames[f]), 1 / len(frames[f])) for f in files])
+    fw = {f: espeak_weight if f.startswith("amd/") else 1.0 for f in files}
+    w = np.concatenate([np.full(len(frames[f]), fw[f] / len(frames[f])) for f in files])
     w /= w.sum()
     mean, sc = x.mean(0), x.std(0)
     sc[sc < 1e-6] = 1
@@ -156,6 +159,7 @@ def main():
                 ("timing + line", TIMBRE | ACOUSTIC, CORPORA, {}),
                 ("timing + line + pitch/envelope", TIMBRE, CORPORA, {}),
                 ("timing + line + pitch/envelope, world corpus only", TIMBRE, world, {}),
+                ("timing + line + pitch/envelope, espeak files weight 0.5", TIMBRE, CORPORA, {"espeak_weight": 0.5}),
                 ("all features", set(), CORPORA, {}), ("all, L2 3e-2", set(), CORPORA, {"l2": 3e-2}),
                 ("timing + line, L2 3e-2", TIMBRE | ACOUSTIC, CORPORA, {"l2": 3e-2})]
     print("cross-validation on train, 4 folds by voice:")
