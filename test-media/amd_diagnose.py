@@ -27,11 +27,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # name each file by that path (`amd-world/h001.wav`).
 CORPORA = ("amd-world", "amd")
 TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
-# The pitch, envelope, onset and lead-in features (amd-mlp-3).
+# The pitch, envelope, onset and lead-in features (used since amd-mlp-3).
 ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "pitch_mean_st",
             "syllable_rate", "onset_rise_db", "lead_sd_db"}
 # The line around the first speech: its level and digital silence before, the background
-# from the onset on, the step between them, and the speech level (amd-mlp-3).
+# from the onset on, the step between them, and the speech level (used since amd-mlp-3).
 LINE = {"lead_db", "lead_digital", "speech_floor_db", "floor_step_db", "level_db", "tail_step_db"}
 
 
