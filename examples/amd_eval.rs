@@ -1,12 +1,15 @@
-//! Offline AMD tools over the labelled corpus (test-media/amd-world/labels.csv), for the
-//! training and calibration scripts in test-media/:
+//! Offline AMD tools over the labelled corpora (test-media/amd-world/ and test-media/amd/,
+//! each with its labels.csv and its `train` / `holdout` split), for the training and
+//! calibration scripts in test-media/:
 //!
-//! - `cargo run --release --example amd_eval -- features` prints, for every file and every
-//!   20 ms frame after the first speech, the feature vector (CSV on stdout) with the model
-//!   not allowed to commit, so the trainer sees the whole first seconds.
-//! - `cargo run --release --example amd_eval -- sweep SPLIT` runs the detector on SPLIT
-//!   (`train`, `holdout` or `all`) for a range of `machine_confidence` = `human_confidence`
-//!   and prints accuracy, recalls and decision times from answer for each (CSV).
+//! - `cargo run --release --example amd_eval -- features` prints, for every file of both
+//!   corpora and every 20 ms frame after the first speech, the feature vector (CSV on
+//!   stdout) with the model not allowed to commit, so the trainer sees the whole first
+//!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
+//! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS]` runs the detector on
+//!   SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default, or `amd`) for
+//!   a range of `machine_confidence` = `human_confidence` and prints accuracy, recalls and
+//!   decision times from answer for each (CSV).
 
 use std::path::PathBuf;
 
@@ -22,12 +25,16 @@ struct Row {
     answer_ms: u64,
 }
 
-fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd-world")
+/// The corpora, by their directory under test-media/.
+const CORPORA: [&str; 2] = ["amd-world", "amd"];
+
+fn media() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")
 }
 
-fn labels() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus().join("labels.csv")).expect("labels.csv");
+/// The rows of one corpus's labels.csv, each file named by its path under test-media/.
+fn labels(corpus: &str) -> Vec<Row> {
+    let text = std::fs::read_to_string(media().join(corpus).join("labels.csv")).expect("labels.csv");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap_or_else(|| panic!("column {n}"));
@@ -37,7 +44,7 @@ fn labels() -> Vec<Row> {
         .map(|line| {
             let c: Vec<&str> = line.split(',').collect();
             Row {
-                file: c[f].into(),
+                file: format!("{corpus}/{}", c[f]),
                 label: c[l].into(),
                 kind: c[k].into(),
                 split: c[s].into(),
@@ -52,8 +59,8 @@ fn features() {
     cfg.machine_greeting_ms = 30_000;
     cfg.machine_phrase_ms = 30_000;
     println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
-    for row in labels() {
-        let clip = read_wav(&corpus().join(&row.file)).expect("corpus wav");
+    for row in CORPORA.iter().flat_map(|c| labels(c)) {
+        let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let mut last_at = None;
         for frame in clip.samples.chunks_exact(FRAME_SAMPLES) {
@@ -72,9 +79,9 @@ fn features() {
     }
 }
 
-fn sweep(split: &str) {
-    let rows: Vec<Row> = labels().into_iter().filter(|r| split == "all" || r.split == split).collect();
-    let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&corpus().join(&r.file)).expect("corpus wav").samples).collect();
+fn sweep(split: &str, corpus: &str) {
+    let rows: Vec<Row> = labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect();
+    let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&media().join(&r.file)).expect("corpus wav").samples).collect();
     println!("confidence,accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
     for c in (0..=18).map(|i| 0.55 + i as f32 * 0.025) {
         let cfg = AmdConfig { machine_confidence: c, human_confidence: c, ..AmdConfig::default() };
@@ -111,9 +118,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("features") => features(),
-        Some("sweep") => sweep(args.get(1).map(String::as_str).unwrap_or("holdout")),
+        Some("sweep") => {
+            let corpus = args.get(2).map(String::as_str).unwrap_or("amd-world");
+            if !CORPORA.contains(&corpus) {
+                eprintln!("unknown corpus {corpus:?}: one of {CORPORA:?}");
+                std::process::exit(2);
+            }
+            sweep(args.get(1).map(String::as_str).unwrap_or("holdout"), corpus)
+        }
         _ => {
-            eprintln!("usage: amd_eval features | amd_eval sweep [train|holdout|all]");
+            eprintln!("usage: amd_eval features | amd_eval sweep [train|holdout|all] [amd-world|amd]");
             std::process::exit(2);
         }
     }

@@ -6,12 +6,13 @@
 
 Replays the detector's decision rule (src/amd/detector.rs: model confidence with the
 speech/pause gates, the long-greeting rules, the total-time deadline) over the frames
-`amd_eval features` printed, with the model in src/amd/model.json, and prints per split
-(train, holdout): accuracy, recalls, decision time from answer, the per-kind confusion and
+`amd_eval features` printed, with the model in src/amd/model.json, and prints per corpus
+and split (train, holdout): accuracy, recalls, decision time from answer, the per-kind confusion and
 a histogram of decision times. It also prints, per split, the earliest a human verdict can
 be taken by any rule that waits for `human_silence_ms` (400 ms) after the first utterance
 (a lower bound on the human decision time), and a cross-validation of model variants on
-`train` only, folds split by voice (the holdout is never used to choose). Needs numpy.
+`train` only, folds split by voice (the holdout is never used to choose), scored on each
+corpus (test-media/amd-world/ and test-media/amd/) separately. Needs numpy.
 """
 import csv
 import json
@@ -22,10 +23,16 @@ from collections import defaultdict
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The corpora `amd_eval features` reads, by their directory under test-media/; its rows
+# name each file by that path (`amd-world/h001.wav`).
+CORPORA = ("amd-world", "amd")
 TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
-# The pitch, envelope, onset and lead-in features (amd-mlp-3).
+# The pitch, envelope, onset and lead-in features (used since amd-mlp-3).
 ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "pitch_mean_st",
             "syllable_rate", "onset_rise_db", "lead_sd_db"}
+# The line around the first speech: its level and digital silence before, the background
+# from the onset on, the step between them, and the speech level (used since amd-mlp-3).
+LINE = {"lead_db", "lead_digital", "speech_floor_db", "floor_step_db", "level_db", "tail_step_db"}
 
 
 def load(path):
@@ -35,7 +42,8 @@ def load(path):
     for r in rows[1:]:
         frames[r[0]].append([float(v) for v in r[5:]])
         meta[r[0]] = (r[1], r[2], r[3])
-    labels = {r["file"]: r for r in csv.DictReader(open(os.path.join(HERE, "amd-world", "labels.csv")))}
+    labels = {f"{corpus}/{r['file']}": r for corpus in CORPORA
+              for r in csv.DictReader(open(os.path.join(HERE, corpus, "labels.csv")))}
     return names, {f: np.array(v) for f, v in frames.items()}, meta, labels
 
 
@@ -93,11 +101,14 @@ def human_bound(names, frames, meta, files, pause=0.4):
     return np.median(out), np.quantile(out, 0.9)
 
 
-def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17):
-    """The same training as train_amd.py, on `files`."""
+def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17,
+          espeak_weight=1.0):
+    """The same training as train_amd.py, on `files` (each file weight 1, or `espeak_weight`
+    for a file of test-media/amd/)."""
     x = np.concatenate([frames[f] for f in files])
     y = np.concatenate([np.full(len(frames[f]), meta[f][0] == "machine", float) for f in files])
-    w = np.concatenate([np.full(len(frames[f]), 1 / len(frames[f])) for f in files])
+    fw = {f: espeak_weight if f.startswith("amd/") else 1.0 for f in files}
+    w = np.concatenate([np.full(len(frames[f]), fw[f] / len(frames[f])) for f in files])
     w /= w.sum()
     mean, sc = x.mean(0), x.std(0)
     sc[sc < 1e-6] = 1
@@ -129,37 +140,48 @@ def main():
     names, frames, meta, labels = load(sys.argv[1])
     model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
     probs = {f: model(x) for f, x in frames.items()}
-    for split in ("train", "holdout"):
-        files = [f for f in frames if meta[f][2] == split]
-        print(f"{split} (shipped model, confidence 0.9):")
-        evaluate(names, frames, meta, probs, files)
-        med, p90 = human_bound(names, frames, meta, files)
-        print(f"  humans: earliest verdict after 400 ms of silence: median {med:.2f} s, p90 {p90:.2f} s from answer")
-    # Model variants, cross-validated on train with folds split by voice.
+    for corpus in CORPORA:
+        for split in ("train", "holdout"):
+            files = [f for f in frames if f.startswith(corpus + "/") and meta[f][2] == split]
+            print(f"{corpus} {split} (shipped model, confidence 0.9):")
+            evaluate(names, frames, meta, probs, files)
+            med, p90 = human_bound(names, frames, meta, files)
+            print(f"  humans: earliest verdict after 400 ms of silence: median {med:.2f} s, p90 {p90:.2f} s from answer")
+    # Model variants, cross-validated on train with folds split by voice (a voice that is
+    # in both corpora is in one fold), scored on each corpus's train files separately.
     tr = [f for f in frames if meta[f][2] == "train"]
     voices = sorted({labels[f]["voice"] for f in tr})
     folds = [voices[i::4] for i in range(4)]
     only = sys.argv[2:] or None
-    variants = [("timing only", TIMBRE | ACOUSTIC, {}), ("timing + pitch/envelope", TIMBRE, {}),
-                ("all features", set(), {}), ("all, L2 3e-2", set(), {"l2": 3e-2}),
-                ("timing + pitch/envelope, L2 3e-2", TIMBRE, {"l2": 3e-2})]
+    world = ("amd-world",)
+    variants = [("timing only", TIMBRE | ACOUSTIC | LINE, CORPORA, {}),
+                ("timing + pitch/envelope", TIMBRE | LINE, CORPORA, {}),
+                ("timing + line", TIMBRE | ACOUSTIC, CORPORA, {}),
+                ("timing + line + pitch/envelope", TIMBRE, CORPORA, {}),
+                ("timing + line + pitch/envelope, world corpus only", TIMBRE, world, {}),
+                ("timing + line + pitch/envelope, espeak files weight 0.5", TIMBRE, CORPORA, {"espeak_weight": 0.5}),
+                ("all features", set(), CORPORA, {}), ("all, L2 3e-2", set(), CORPORA, {"l2": 3e-2}),
+                ("timing + line, L2 3e-2", TIMBRE | ACOUSTIC, CORPORA, {"l2": 3e-2})]
     print("cross-validation on train, 4 folds by voice:")
-    for name, excluded, kw in variants:
+    for name, excluded, corpora, kw in variants:
         if only and not any(o in name for o in only):
             continue
         cvp = {}
         for fold in folds:
-            fit = mlp(train(names, frames, meta, [f for f in tr if labels[f]["voice"] not in fold], excluded, **kw))
+            fit_on = [f for f in tr if labels[f]["voice"] not in fold and f.split("/")[0] in corpora]
+            fit = mlp(train(names, frames, meta, fit_on, excluded, **kw))
             for f in tr:
                 if labels[f]["voice"] in fold:
                     cvp[f] = fit(frames[f])
         for c in (0.7, 0.8, 0.9):
             for pause in (0.2, 0.3, 0.4):
                 for speech in (0.4, 0.8):
-                    acc, med, p90 = evaluate(names, frames, meta, cvp, tr, show=False, c=c, pause=pause, speech=speech)
-                    print(f"  {name}, confidence {c} pause {pause} speech {speech}: "
-                          f"accuracy {acc:.3f}, median {med:.2f} s, p90 {p90:.2f} s")
-
+                    scores = []
+                    for corpus in CORPORA:
+                        fs = [f for f in tr if f.startswith(corpus + "/")]
+                        acc, med, p90 = evaluate(names, frames, meta, cvp, fs, show=False, c=c, pause=pause, speech=speech)
+                        scores.append(f"{corpus}: accuracy {acc:.3f}, median {med:.2f} s, p90 {p90:.2f} s")
+                    print(f"  {name}, confidence {c} pause {pause} speech {speech}: " + "; ".join(scores))
 
 if __name__ == "__main__":
     main()

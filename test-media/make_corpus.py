@@ -59,7 +59,17 @@ BUSINESS = [
     "Hello, and thank you for calling {c}. Your call is important to us.",
 ]
 
+PAUSE = ["Hello? Anyone there?", "Hello? Hello?", "Hello? Who is it?"]
+
 VOICES = ["en", "en-us", "en-gb", "en-gb-scotland", "en-029"]
+# The split, by voice and by script. A file is `train` only if both its voice and every
+# script it speaks are train ones; every other file is `holdout` and is never trained or
+# tuned on. Holdout voices: the en-gb-scotland and en-029 accents (the world corpus's
+# holdout espeak voices are among them, and its train split has neither accent). Holdout
+# scripts: every 4th entry of each list (i % 4 == 3), the same rule as the world corpus,
+# whose lists start with these same phrases, so a holdout phrase here is a holdout
+# phrase there too.
+HOLDOUT_ACCENTS = ("en-gb-scotland", "en-029")
 VARIANTS = ["", "+m1", "+m2", "+m3", "+m4", "+m5", "+m7", "+f1", "+f2", "+f3", "+f4"]
 
 
@@ -128,12 +138,27 @@ def voice_choice(rng):
     return rng.choice(VOICES) + rng.choice(VARIANTS), rng.randint(140, 200), rng.randint(30, 70)
 
 
+def split_of(voice, scripts):
+    """`holdout` if the voice's accent or any script (list name, index) is held out."""
+    held = voice.split("+")[0] in HOLDOUT_ACCENTS or any(i % 4 == 3 for _, i in scripts)
+    return "holdout" if held else "train"
+
+
+def pick(rng, name, items, scripts):
+    """A phrase from the list `name` (one rng.choice, as the corpus was first made with),
+    noting (name, index) in `scripts`."""
+    text = rng.choice(items)
+    scripts.append((name, items.index(text)))
+    return text
+
+
 def make_clip(rng, label, tmp):
     """Returns (samples at unit level, meta dict). Times in ms from the clip start."""
     voice, speed, pitch = voice_choice(rng)
     n, m = rng.sample(NAMES, 2)
     c = rng.choice(COMPANIES)
     meta = {"voice": voice, "speed": speed, "pitch": pitch}
+    scripts = []
     # Leading silence after answer: most people speak within a second; a few wait up to 2 s.
     lead = rng.choice([rng.uniform(0.0, 0.8)] * 3 + [rng.uniform(0.8, 2.0)])
     parts = [silence(lead)]
@@ -142,19 +167,19 @@ def make_clip(rng, label, tmp):
         kind = rng.choice(["human_short"] * 3 + ["human_double", "human_pause"])
         if kind == "human_pause":
             parts = [silence(rng.uniform(1.0, 1.6))]
-            parts.append(tts(tmp, rng.choice(["Hello? Anyone there?", "Hello? Hello?",
-                                              "Hello? Who is it?"]), voice, speed, pitch))
+            parts.append(tts(tmp, pick(rng, "pause", PAUSE, scripts), voice, speed, pitch))
         else:
-            parts.append(tts(tmp, rng.choice(HUMAN_SHORT).format(n=n), voice, speed, pitch))
+            text = pick(rng, "short", HUMAN_SHORT, scripts).format(n=n)
+            parts.append(tts(tmp, text, voice, speed, pitch))
             if kind == "human_double":
                 parts.append(silence(rng.uniform(1.2, 2.0)))
-                parts.append(tts(tmp, rng.choice(HUMAN_SECOND), voice, speed, pitch))
+                parts.append(tts(tmp, pick(rng, "second", HUMAN_SECOND, scripts), voice, speed, pitch))
         parts.append(silence(rng.uniform(1.2, 2.0)))
         speech = [s for p in parts for s in p]
     else:
         kind = rng.choice(["machine_personal", "machine_carrier", "machine_business"])
-        text = rng.choice({"machine_personal": PERSONAL, "machine_carrier": CARRIER,
-                           "machine_business": BUSINESS}[kind]).format(n=n, m=m, c=c)
+        text = pick(rng, kind[len("machine_"):], {"machine_personal": PERSONAL, "machine_carrier": CARRIER,
+                                                  "machine_business": BUSINESS}[kind], scripts).format(n=n, m=m, c=c)
         g = tts(tmp, text, voice, speed, pitch)
         # Keep greetings in 2-6 s: a longer one is cut at a random point (real greetings
         # are cut by the beep too); a fast short one stays as it is.
@@ -178,6 +203,8 @@ def make_clip(rng, label, tmp):
             speech += tone([f], dur, beep_amp, fade=0.002)
         speech += silence(rng.uniform(0.3, 0.6))
     meta["kind"] = kind
+    meta["script"] = " ".join(f"{name}{i}" for name, i in scripts)
+    meta["split"] = split_of(voice, scripts)
     meta["onset_ms"] = len(parts[0]) * 1000 // RATE  # first speech, after the leading silence
     return speech, beep_at, meta
 
@@ -235,16 +262,14 @@ def corpus(tmp):
             name = f"{prefix}{i + 1:03d}.wav"
             x, meta = build(i, label, tmp)
             telephone(tmp, x, meta["codec"], os.path.join(AMD_DIR, name))
-            # A fixed quarter (every 4th file of each class) is the held-back split.
-            split = "holdout" if i % 4 == 3 else "dev"
             rows.append({"file": name, "label": label, "kind": meta["kind"],
-                         "beep_onset_ms": meta["beep_onset_ms"], "split": split,
+                         "beep_onset_ms": meta["beep_onset_ms"], "split": meta["split"],
                          "answer_ms": meta["answer_ms"],
                          "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
                          "voice": meta["voice"], "speed": meta["speed"], "pitch": meta["pitch"],
                          "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
                          "snr_db": meta["snr_db"], "codec": meta["codec"],
-                         "duration_ms": len(x) * 1000 // RATE})
+                         "duration_ms": len(x) * 1000 // RATE, "script": meta["script"]})
             print(name, meta["kind"], file=sys.stderr)
     with open(os.path.join(AMD_DIR, "labels.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")

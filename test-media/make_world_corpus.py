@@ -346,14 +346,27 @@ def make_clip(rng, label, split, tmp):
             extra = ("tv", rng.uniform(8, 16))
         elif kind == "human_quiet":
             extra = (rng.choice(["pink", "brown", "white"]), rng.uniform(6, 12))
-        speech = [s for p in parts for s in p]
+        # A person moves the handset and speaks up or down between utterances: each
+        # utterance has its own level (+-4 dB); a platform-normalised recording does not.
+        speech, spans = [], []
+        for p in parts:
+            if any(p):
+                g = 10 ** (rng.uniform(-4, 4) / 20)
+                spans.append((len(speech), len(speech) + len(p)))
+                speech += [v * g for v in p]
+            else:
+                speech += p
+        meta["spans"] = spans
     else:
         kind = rng.choice(["machine_personal"] * 3 + ["machine_business"] * 2 + ["machine_carrier"] * 2 + [
             "machine_short", "machine_question", "machine_music"])
-        parts = [silence(lead)]
+        # The greeting is a recording: what was said (music first in some), captured and
+        # stored on its own; the platform's lead before it and its beep after it are
+        # added by `machine_line`.
+        rec = []
         if kind == "machine_music":
-            parts.append(music(rng, rng.uniform(1.0, 2.5), 0.5))
-            parts.append(silence(rng.uniform(0.0, 0.3)))
+            rec += music(rng, rng.uniform(1.0, 2.5), 0.5)
+            rec += silence(rng.uniform(0.0, 0.3))
             g = cut_greeting(rng, say(pick(PERSONAL + BUSINESS)), 1.5, 4.0)
         elif kind == "machine_short":
             g = say(pick(SHORT_MACHINE))
@@ -362,30 +375,194 @@ def make_clip(rng, label, split, tmp):
         else:
             lists = {"machine_personal": PERSONAL, "machine_business": BUSINESS, "machine_carrier": CARRIER}
             g = cut_greeting(rng, say(pick(lists[kind])), 2.0, 6.0)
-        parts.append(g)
-        speech = [s for p in parts for s in p]
+        rec += g
+        extra = {"lead": lead, "recording": rec, "music_s": (len(rec) - len(g)) / RATE}
         # Carrier announcements and business lines often end without a beep.
         p_beep = {"machine_carrier": 0.3, "machine_business": 0.4}.get(kind, 0.7)
         if rng.random() < p_beep:
-            speech += silence(rng.uniform(0.2, 0.8))
-            beep_at = len(speech) * 1000 // RATE
-            f = rng.uniform(400, 2000)
-            dur = rng.uniform(0.15, 1.0)
-            meta["beep_hz"] = round(f)
-            beep_amp = 10 ** (-rng.uniform(0, 6) / 20)
-            speech += tone([f], dur, beep_amp, fade=0.002)
-        speech += silence(rng.uniform(0.3, 0.6))
+            extra["beep"] = (rng.uniform(0.2, 0.8), rng.uniform(400, 2000), rng.uniform(0.15, 1.0),
+                             10 ** (-rng.uniform(0, 6) / 20))
+            meta["beep_hz"] = round(extra["beep"][1])
+        extra["after_s"] = rng.uniform(0.3, 0.6)
+        meta["kind"] = kind
+        return None, None, extra, meta
     meta["kind"] = kind
-    meta["onset_ms"] = int(lead * 1000) if kind != "machine_music" else len(parts[0]) * 1000 // RATE
+    meta["onset_ms"] = int(lead * 1000)
     return speech, beep_at, extra, meta
+
+
+def rms_of(x):
+    return math.sqrt(sum(v * v for v in x) / max(1, len(x))) or 1.0
+
+
+def at_level(x, dbfs):
+    """`x` scaled to an RMS of `dbfs` (re full scale)."""
+    g = 10 ** (dbfs / 20) / rms_of(x)
+    return [v * g for v in x]
+
+
+def comfort_noise(rng, beds, n, dbfs):
+    """Comfort noise (RFC 3389 / G.711 Appendix II): a platform or a DTX link fills a
+    silent stretch with a low, smooth, spectrally shaped noise whose level the sender
+    signals (-dBov in the CN payload); here pink or brown noise at `dbfs`."""
+    return at_level(beds.take(rng, rng.choice(["pink", "brown"]), n), dbfs)
+
+
+def aligned(y, x):
+    """`y` (a codec's decoded output, delayed by its look-ahead and padding) shifted to
+    line up with its input `x` and cut to its length."""
+    import numpy as np
+    a = np.array(x[: 2 * RATE])
+    b = np.array(y[: 2 * RATE + 3000])
+    best, lag = -1.0, 0
+    for k in range(0, min(3000, len(b) - 1)):
+        m = min(len(a), len(b) - k)
+        c = float(np.dot(a[:m], b[k:k + m]))
+        if c > best:
+            best, lag = c, k
+    y = y[lag:lag + len(x)]
+    return y + [0.0] * (len(x) - len(y))
+
+
+def record(tmp, rng, beds, rec, kind, meta):
+    """The recording chain of a greeting: a room and a microphone while it was recorded
+    (the room's noise runs from the press of "record" to its end, so the recording starts
+    and stops with its own noise floor), a storage codec, and the platform's level
+    normalisation. Returns the recording at its platform level."""
+    pre = silence(rng.uniform(0.1, 0.5))
+    post = silence(rng.uniform(0.1, 0.4))
+    x = scale_to_peak(pre + rec + post, -3)
+    # Carrier announcements are studio recordings: close to no room at all.
+    room = rng.choice(["pink", "brown", "babble", "white", "pink", "brown"])
+    snr = rng.uniform(35, 50) if kind == "machine_carrier" else rng.uniform(15, 38)
+    r = active_rms(rec) / 10 ** (snr / 20)
+    x = [v + r * w for v, w in zip(x, beds.take(rng, room, len(x)))]
+    # The handset or headset microphone: its own band edges.
+    hp, lp = rng.uniform(80, 300), rng.uniform(2800, 3800)
+    a, b, c = (os.path.join(tmp, f"r{k}.wav") for k in "abc")
+    write_wav(a, x)
+    run("sox", "-D", a, b, "highpass", f"{hp:.0f}", "lowpass", f"{lp:.0f}")
+    store = rng.choice(["gsm", "amr", "amr", "mp3", "opus", "wav"])
+    if store == "gsm":
+        g = os.path.join(tmp, "r.gsm")
+        run("sox", "-D", b, g)
+        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", c)
+    elif store == "amr":  # AMR-NB, 4.75-12.2 kbit/s (modes 0-7)
+        mode = rng.randint(0, 7)
+        store += f"{mode}"
+        g = os.path.join(tmp, "r.amr-nb")
+        run("sox", "-D", b, "-C", str(mode), g)
+        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", c)
+    elif store == "mp3":  # a cloud voicemail's compressed file
+        kbps = rng.choice([8, 16, 24])
+        store += f"{kbps}"
+        g = os.path.join(tmp, "r.mp3")
+        run("sox", "-D", b, "-C", str(kbps), g)
+        run("sox", "-D", g, "-r", str(RATE), "-e", "signed-integer", "-b", "16", c)
+    elif store == "opus":
+        kbps = rng.choice([8, 12, 16])
+        store += f"{kbps}"
+        g = os.path.join(tmp, "r.opus")
+        run("opusenc", "--quiet", "--serial", "1", "--bitrate", str(kbps), b, g)
+        run("opusdec", "--quiet", "--rate", str(RATE), g, c)
+    else:
+        c = b
+    y = aligned(read_wav(c), x) if store != "wav" else read_wav(c)[: len(x)]
+    meta.update(room=room, room_snr_db=round(snr, 1), store=store)
+    # The platform normalises what it stores: a narrow range of peak levels.
+    return scale_to_peak(y, rng.uniform(-8, -3)), len(pre)
+
+
+def machine_line(tmp, rng, beds, extra, meta):
+    """What the caller hears from a voicemail platform: its own line before the greeting
+    (digital silence, comfort noise, or a steady line hiss that also runs under the
+    greeting: no step at all), the recording played back, the platform's line again, the
+    beep it generates, and its line after. Returns (samples, speech onset, beep onset)."""
+    rec, pre = record(tmp, rng, beds, extra["recording"], meta["kind"], meta)
+    idle = rng.choice(["digital"] * 9 + ["comfort"] * 7 + ["hiss"] * 4)
+    idle_db = rng.uniform(-75, -56)
+    lead = int(extra["lead"] * RATE)
+
+    def line(n):
+        return [0.0] * n if idle == "digital" else comfort_noise(rng, beds, n, idle_db)
+
+    x = line(lead) + rec
+    beep_at = None
+    if "beep" in extra:
+        gap, f, dur, amp = extra["beep"]
+        x += line(int(gap * RATE))
+        beep_at = len(x) * 1000 // RATE
+        x += tone([f], dur, amp, fade=0.002)
+    x += line(int(extra["after_s"] * RATE))
+    if idle == "hiss":
+        x = [v + w for v, w in zip(x, comfort_noise(rng, beds, len(x), idle_db))]
+    meta.update(idle=idle, idle_dbfs=round(idle_db, 1), onset_ms=(lead + pre) * 1000 // RATE)
+    return x, beep_at
+
+
+def human_line(rng, beds, speech, extra, meta):
+    """What the caller hears from a person who picked up: the place they are in, heard
+    from the moment of answer (a quiet room, a noisy one, a TV), the handset's handling
+    click as it is lifted, a breath before the first word; on some mobiles the phone's
+    noise suppression and DTX take the background down between words."""
+    quiet = meta["kind"] == "human_quiet"
+    level = rng.uniform(-45, -36) if quiet else rng.uniform(-32, -4)
+    x = scale_to_peak(speech, level)
+    spans = meta.pop("spans")
+    if extra is not None:
+        env, snr = extra
+        r = active_rms(x) / 10 ** (snr / 20)
+    else:
+        env = rng.choice(["quiet", "quiet", "quiet", "pink", "brown", "white", "babble", "brown"])
+        if env == "quiet":
+            # A quiet room through a handset microphone: a low steady floor, the
+            # microphone's and the room's hiss (-62 to -48 dBFS before the band-pass).
+            snr = None
+            r = 10 ** (rng.uniform(-62, -48) / 20)
+            env = rng.choice(["pink", "white"])
+        else:
+            snr = rng.uniform(10, 28)
+            r = active_rms(x) / 10 ** (snr / 20)
+    bed = beds.take(rng, env, len(x))
+    bed = [r * v for v in bed]
+    if rng.random() < 0.25 and not quiet:
+        # Noise suppression and DTX on the callee's mobile: outside speech (with 100 ms
+        # of hangover) the background is taken 15-30 dB down, as comfort noise.
+        down = 10 ** (-rng.uniform(15, 30) / 20)
+        keep = [False] * len(x)
+        for a, b in spans:
+            for i in range(max(0, a - 800), min(len(x), b + 800)):
+                keep[i] = True
+        bed = [v if k else v * down for v, k in zip(bed, keep)]
+        meta["dtx"] = 1
+    x = [v + w for v, w in zip(x, bed)]
+    if rng.random() < 0.5 and spans:
+        # The handling click of the handset: a short decaying broadband burst.
+        at = int(rng.uniform(0.0, min(0.15, spans[0][0] / RATE)) * RATE)
+        n = int(rng.uniform(0.005, 0.03) * RATE)
+        amp = 10 ** (rng.uniform(-30, -12) / 20)
+        for i in range(min(n, len(x) - at)):
+            x[at + i] += amp * (1 - i / n) * (2 * rng.random() - 1)
+    if rng.random() < 0.3 and spans and spans[0][0] > 0.45 * RATE:
+        # A breath before the first word: 150-300 ms of soft noise 18-28 dB under the voice.
+        n = int(rng.uniform(0.15, 0.3) * RATE)
+        end = spans[0][0] - int(rng.uniform(0.05, 0.15) * RATE)
+        amp = 10 ** (level / 20) * 10 ** (-rng.uniform(18, 28) / 20)
+        b = at_level(beds.take(rng, "pink", n), 0)
+        for i in range(n):
+            x[end - n + i] += amp * 0.25 * b[i] * math.sin(math.pi * i / n)
+    meta.update(env=env if snr is not None or extra is not None else f"quiet-{env}",
+                env_snr_db="" if snr is None else round(snr, 1), level_dbfs=round(level, 1))
+    return x
 
 
 def build(index, label, split, tmp, beds):
     rng = random.Random(f"{SEED}-{label}-{index}")
     speech, beep_at, extra, meta = make_clip(rng, label, split, tmp)
-    quiet = meta["kind"] == "human_quiet"
-    level = rng.uniform(-45, -36) if quiet else rng.uniform(-30, -2)
-    speech = scale_to_peak(speech, level)
+    if label == "human":
+        x = human_line(rng, beds, speech, extra, meta)
+    else:
+        x, beep_at = machine_line(tmp, rng, beds, extra, meta)
     prefix = []
     answer_ms = 0
     meta["ringback"] = ""
@@ -394,18 +571,8 @@ def build(index, label, split, tmp, beds):
         meta["ringback"] = rb_kind
         answer_ms = tone_end
     offset_ms = len(prefix) * 1000 // RATE
-    x = prefix + speech
-    if extra is not None:
-        nk, snr = extra
-    else:
-        nk = rng.choice(["none", "none", "pink", "brown", "white", "babble", "pink", "brown"])
-        snr = rng.uniform(12, 30)
-    if nk != "none":
-        # The background is heard from the answer on (ring-back is the network's, clean).
-        nrms = active_rms(speech) / 10 ** (snr / 20)
-        bed = beds.take(rng, nk, len(speech))
-        x = prefix + [s + nrms * v for s, v in zip(speech, bed)]
-    clip = rng.random() < 0.1 and not quiet
+    x = prefix + x
+    clip = rng.random() < 0.1 and meta["kind"] != "human_quiet"
     if clip:
         # A hot line: 6-12 dB too much gain, clipped at full scale.
         g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
@@ -415,8 +582,7 @@ def build(index, label, split, tmp, beds):
         x = [s * 0.99 / peak for s in x]
     codec = rng.choice(["ulaw", "ulaw", "alaw", "gsm", "opus"])
     loss = rng.choice([0.0, 0.0, 0.0, rng.uniform(0.01, 0.05)])
-    meta.update(level_dbfs=round(level, 1), noise=nk, snr_db="" if nk == "none" else round(snr, 1),
-                codec=codec, loss=round(loss, 3), clipped=int(clip), answer_ms=answer_ms,
+    meta.update(codec=codec, loss=round(loss, 3), clipped=int(clip), answer_ms=answer_ms,
                 speech_onset_ms=meta["onset_ms"] + offset_ms,
                 beep_onset_ms="" if beep_at is None else beep_at + offset_ms)
     return x, meta, rng
@@ -474,8 +640,13 @@ def corpus(tmp):
                          "answer_ms": meta["answer_ms"],
                          "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
                          "voice": meta["voice"], "tempo": meta["tempo"],
-                         "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
-                         "snr_db": meta["snr_db"], "codec": meta["codec"], "loss": meta["loss"],
+                         "level_dbfs": meta.get("level_dbfs", ""),
+                         "env": meta.get("env", ""), "env_snr_db": meta.get("env_snr_db", ""),
+                         "dtx": meta.get("dtx", 0),
+                         "idle": meta.get("idle", ""), "idle_dbfs": meta.get("idle_dbfs", ""),
+                         "room": meta.get("room", ""), "room_snr_db": meta.get("room_snr_db", ""),
+                         "store": meta.get("store", ""),
+                         "codec": meta["codec"], "loss": meta["loss"],
                          "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE})
             print(name, split, meta["kind"], meta["voice"], file=sys.stderr)
     with open(os.path.join(AMD_DIR, "labels.csv"), "w", newline="") as f:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Retrains src/amd/model.json from the train split of test-media/amd/ (needs numpy).
+# Retrains src/amd/model.json from the train splits of test-media/amd-world/ and
+# test-media/amd/ (needs numpy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp)

@@ -1,6 +1,10 @@
-//! AMD accuracy on the labelled corpus in test-media/amd-world/ (made by
-//! test-media/make-world-corpus.sh). Prints per-split and per-kind tables and asserts on
-//! the `holdout` split: voices and scripts never used for training or tuning.
+//! AMD accuracy on the labelled corpora: test-media/amd-world/ (made by
+//! test-media/make-world-corpus.sh: several engines, the recording and live-line chains)
+//! and test-media/amd/ (test-media/make-corpus.sh: espeak only, the same background under
+//! both classes from the first sample, so no machine has a background step at its first
+//! word). Prints per-split and per-kind tables and asserts on each `holdout` split: files
+//! never used for training or tuning (in the world corpus, voices and scripts never heard
+//! in training; in the espeak corpus, files whose voice accent or script is held out).
 //!
 //! `AMD_CONFIG='{"machine_confidence":0.85}' cargo test --test amd_corpus -- --nocapture`
 //! evaluates another configuration (tune on the train split only).
@@ -28,12 +32,15 @@ struct Outcome {
     beep_at_ms: Option<u64>,
 }
 
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media/amd-world")
+const WORLD: &str = "amd-world";
+const ESPEAK: &str = "amd";
+
+fn corpus_dir(corpus: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media").join(corpus)
 }
 
-fn labels() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus_dir().join("labels.csv")).expect("labels.csv");
+fn labels(corpus: &str) -> Vec<Row> {
+    let text = std::fs::read_to_string(corpus_dir(corpus).join("labels.csv")).expect("labels.csv");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("column {name}"));
@@ -132,11 +139,14 @@ fn score(outs: &[&Outcome]) -> Score {
     }
 }
 
-fn run(config: &AmdConfig) -> Vec<Outcome> {
-    labels()
-        .into_iter()
+fn run(corpus: &str, config: &AmdConfig) -> Vec<Outcome> {
+    run_rows(corpus, labels(corpus), config)
+}
+
+fn run_rows(corpus: &str, rows: Vec<Row>, config: &AmdConfig) -> Vec<Outcome> {
+    rows.into_iter()
         .map(|row| {
-            let clip = read_wav(&corpus_dir().join(&row.file)).unwrap_or_else(|e| panic!("{}: {e}", row.file));
+            let clip = read_wav(&corpus_dir(corpus).join(&row.file)).unwrap_or_else(|e| panic!("{}: {e}", row.file));
             let (d, beep) = detect_clip(config.clone(), &clip.samples).expect("valid config");
             if std::env::var_os("AMD_VERBOSE").is_some() {
                 println!("{} {} {} {:?} beep={:?}/{:?}", row.file, row.kind, row.split, d, beep, row.beep_ms);
@@ -235,18 +245,21 @@ fn print_table(outs: &[Outcome], list_errors: bool) {
     }
 }
 
-#[test]
-fn corpus_meets_targets() {
-    let config: AmdConfig = match std::env::var("AMD_CONFIG") {
+fn config() -> AmdConfig {
+    match std::env::var("AMD_CONFIG") {
         Ok(json) => serde_json::from_str(&json).expect("AMD_CONFIG is an AmdConfig JSON object"),
         Err(_) => AmdConfig::default(),
-    };
-    let outs = run(&config);
+    }
+}
+
+#[test]
+fn corpus_meets_targets() {
+    let outs = run(WORLD, &config());
     // The same corpus through a model of Asterisk's AMD() with its defaults.
-    let baseline: Vec<Outcome> = labels()
+    let baseline: Vec<Outcome> = labels(WORLD)
         .into_iter()
         .map(|row| {
-            let clip = read_wav(&corpus_dir().join(&row.file)).expect("corpus wav");
+            let clip = read_wav(&corpus_dir(WORLD).join(&row.file)).expect("corpus wav");
             let (result, decided_at_ms) = asterisk_model(&clip.samples);
             Outcome { row, result, decided_at_ms, beep_at_ms: None }
         })
@@ -270,9 +283,9 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    assert!(s.accuracy >= 0.79, "{s:?}");
-    assert!(s.human_recall >= 0.69, "{s:?}");
-    assert!(s.machine_recall >= 0.89, "{s:?}");
+    assert!(s.accuracy >= 0.88, "{s:?}");
+    assert!(s.human_recall >= 0.78, "{s:?}");
+    assert!(s.machine_recall >= 0.98, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -282,10 +295,41 @@ fn corpus_meets_targets() {
     assert!(all.false_beeps as f64 <= 0.01 * no_beep as f64, "{all:?}");
 }
 
+/// The espeak-only corpus: its machines play with the same background as its people, from
+/// the first sample, so a model that reads "no background step at the first word" as a
+/// person calls them people. A model trained on the world corpus alone (`amd-mlp-3`) scored
+/// 0.597 on this holdout, with 10 of its 56 machines right.
+#[test]
+fn espeak_corpus_holdout_keeps_machines_without_a_step() {
+    let outs = run(ESPEAK, &config());
+    println!("redial AmdDetector on test-media/amd/ (train: trained on; holdout: never):");
+    print_table(&outs, true);
+    let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
+    let s = score(&holdout);
+    println!("espeak holdout: {s:?}");
+    assert!(s.n >= 100, "{s:?}");
+    // Regression floors at the figures measured for the shipped model (the result is
+    // deterministic): accuracy 0.907, human recall 0.959, machine recall 0.839.
+    assert!(s.accuracy >= 0.90, "{s:?}");
+    assert!(s.human_recall >= 0.95, "{s:?}");
+    assert!(s.machine_recall >= 0.83, "{s:?}");
+}
+
 #[test]
 fn corpus_results_are_deterministic() {
-    let a = run(&AmdConfig::default());
-    let b = run(&AmdConfig::default());
+    // Each holdout twice: the same audio gives the same decisions, times and beeps (no
+    // state outlives a detector). The holdouts keep the test short; every file is run
+    // by the tests above.
+    let holdout = |corpus| labels(corpus).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
+    let twice = |corpus| {
+        (run_rows(corpus, holdout(corpus), &AmdConfig::default()), run_rows(corpus, holdout(corpus), &AmdConfig::default()))
+    };
+    let (mut a, mut b) = twice(WORLD);
+    let (c, d) = twice(ESPEAK);
+    a.extend(c);
+    b.extend(d);
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() >= 240, "{} files", a.len());
     for (x, y) in a.iter().zip(&b) {
         assert_eq!((x.result, x.decided_at_ms, x.beep_at_ms), (y.result, y.decided_at_ms, y.beep_at_ms), "{}", x.row.file);
     }

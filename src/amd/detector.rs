@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::config::{AmdConfig, AmdConfigError};
-use super::features::{Features, FrameStats, PitchTracker, FEATURE_COUNT};
+use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, FEATURE_COUNT};
 use super::floor::NoiseFloor;
 use super::model::Model;
 use super::tone::analyse;
@@ -603,6 +603,52 @@ impl AmdDetector {
                 let m = lead.iter().sum::<f32>() / lead.len() as f32;
                 x[22] = (lead.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / lead.len() as f32).sqrt();
             }
+            // The line around the first speech. Before it: its median level, and how much
+            // of it was digital silence (a platform's idle line, or a quiet line with
+            // DTX). From it to the end of the last speech: the median level of the frames
+            // between the words (the background the speech came with). A recording played from
+            // a quiet platform brings a step up in that background; a person's room was
+            // there from the answer. After the last speech: the same background for a
+            // person who waits, a step down where a recording ended and the platform's
+            // quiet line came back.
+            let end = (last.end - self.t0) as usize;
+            let thr = scan.floor_db + self.cfg.speech_margin_db;
+            let mut hist = [LevelHistogram::default(), LevelHistogram::default(), LevelHistogram::default()];
+            let mut digital = 0u32;
+            for (i, f) in self.history.iter().enumerate() {
+                if f.kind != FrameKind::Plain {
+                    continue;
+                }
+                let part = if i < start {
+                    0
+                } else if i < end {
+                    // Under the words: only the frames between them.
+                    if f.energy_db >= thr {
+                        continue;
+                    }
+                    1
+                } else {
+                    2
+                };
+                hist[part].push(f.energy_db);
+                digital += (part == 0 && f.energy_db <= self.cfg.floor_min_dbfs) as u32;
+            }
+            let [before, inside, trailing] = &hist;
+            let gaps = (inside.len() >= 3).then(|| inside.percentile(0.5)).flatten();
+            let inside_db = gaps.unwrap_or(scan.floor_db);
+            x[23] = before.percentile(0.5).unwrap_or(inside_db);
+            x[24] = if before.is_empty() { 0.0 } else { digital as f32 / before.len() as f32 };
+            x[25] = inside_db;
+            // Steps only where both sides were heard; 0 (no evidence) otherwise.
+            x[26] = match gaps {
+                Some(db) if before.len() >= 3 => db - x[23],
+                _ => 0.0,
+            };
+            x[28] = match (gaps, trailing.percentile(0.5)) {
+                (Some(db), Some(t)) if trailing.len() >= 3 => t - db,
+                _ => 0.0,
+            };
+            x[27] = mean;
         }
         Features(x)
     }

@@ -4,7 +4,11 @@
 //! moves (range, continuity, the slope at the end of the latest speech: a question rises),
 //! how its energy is modulated (syllable peaks per second), how it starts (onset
 //! sharpness) and how steady the line was before it (a recorded greeting's lead-in vs a
-//! live line).
+//! live line); and what the line itself does around the first speech: a voicemail
+//! platform's line is digitally quiet or carries comfort noise until its recording
+//! starts, and the recording brings its own room noise (a step in the background level
+//! at the greeting's onset) at the platform's normalised level, where a person's line
+//! carries their room from the moment of answer.
 //!
 //! Times are seconds from the answer clock's start (the answer, or the end of the last
 //! ring-back burst). The names are the model file's `features` list, in this order.
@@ -12,7 +16,7 @@
 use serde::Serialize;
 
 /// Number of features.
-pub const FEATURE_COUNT: usize = 23;
+pub const FEATURE_COUNT: usize = 29;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
@@ -39,6 +43,12 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "syllable_rate",
     "onset_rise_db",
     "lead_sd_db",
+    "lead_db",
+    "lead_digital",
+    "speech_floor_db",
+    "floor_step_db",
+    "level_db",
+    "tail_step_db",
 ];
 
 /// One feature vector (see [`FEATURE_NAMES`]).
@@ -149,6 +159,58 @@ impl FrameStats {
     }
 }
 
+/// Frame levels are binned from this (dBFS; lower is clamped to it) for the line-level
+/// percentiles, in 1 dB bins up to 0 dBFS.
+pub const LEVEL_MIN_DB: f32 = -80.0;
+const LEVEL_BINS: usize = 80;
+
+/// Percentiles of frame levels in 1 dB bins: a count per bin, no sort, so a percentile
+/// of the few hundred frames of the analysis window costs one pass.
+#[derive(Debug, Clone)]
+pub struct LevelHistogram {
+    bins: [u16; LEVEL_BINS],
+    n: u32,
+}
+
+impl Default for LevelHistogram {
+    fn default() -> Self {
+        LevelHistogram { bins: [0; LEVEL_BINS], n: 0 }
+    }
+}
+
+impl LevelHistogram {
+    pub fn push(&mut self, db: f32) {
+        let i = ((db - LEVEL_MIN_DB).max(0.0) as usize).min(LEVEL_BINS - 1);
+        self.bins[i] = self.bins[i].saturating_add(1);
+        self.n += 1;
+    }
+
+    pub fn len(&self) -> u32 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The level below which a fraction `q` of the frames lie (bin centre), or `None`
+    /// when empty.
+    pub fn percentile(&self, q: f32) -> Option<f32> {
+        if self.n == 0 {
+            return None;
+        }
+        let want = ((self.n as f32 * q).ceil() as u32).max(1);
+        let mut seen = 0u32;
+        for (i, &c) in self.bins.iter().enumerate() {
+            seen += c as u32;
+            if seen >= want {
+                return Some(LEVEL_MIN_DB + i as f32 + 0.5);
+            }
+        }
+        Some(LEVEL_MIN_DB + LEVEL_BINS as f32 - 0.5)
+    }
+}
+
 impl Features {
     /// The value of the feature called `name`.
     pub fn get(&self, name: &str) -> Option<f32> {
@@ -159,6 +221,21 @@ impl Features {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn level_percentiles_clamp_and_count() {
+        let mut h = LevelHistogram::default();
+        assert_eq!(h.percentile(0.5), None);
+        for db in [-100.0, -60.2, -60.7, -40.0, -20.1] {
+            h.push(db);
+        }
+        assert_eq!(h.len(), 5);
+        assert_eq!(h.percentile(0.1), Some(-79.5)); // digital silence clamps to the bottom bin
+        assert_eq!(h.percentile(0.5), Some(-60.5));
+        assert_eq!(h.percentile(1.0), Some(-20.5));
+        h.push(5.0);
+        assert_eq!(h.percentile(1.0), Some(-0.5));
+    }
 
     #[test]
     fn low_tone_has_low_zcr_and_tilt_high_tone_high() {

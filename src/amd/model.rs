@@ -2,7 +2,7 @@
 //! tanh, logistic output) from [`Features`] to P(machine).
 //!
 //! The weights are data, not code: `src/amd/model.json`, written by
-//! `python3 test-media/train_amd.py` from the `train` split of the corpus only, embedded in
+//! `python3 test-media/train_amd.py` from the `train` splits of the corpora only, embedded in
 //! the binary and parsed once at start-up. The file names its version, the feature list
 //! in order (checked against [`FEATURE_NAMES`] when parsed) and the command that made it.
 
