@@ -7,9 +7,12 @@
 //!
 //! Fair to both sides: the endpoint's runtime threads run in a cgroup v1 CPU quota of
 //! `OVERLOAD_CPU_PCT` % of one core (default 40; 0 runs without one), so that SIPp, outside
-//! it, can really offer several times what the endpoint sustains; `OVERLOAD_SIPP_CPUS`
-//! (a `taskset` list) pins SIPp. Each run prints the rate SIPp achieved next to the rate
-//! served.
+//! it, can really offer several times what the endpoint sustains; SIPp and the phones run
+//! in a second cgroup, and both have large CPU shares, so other work on the machine takes
+//! from neither. `OVERLOAD_SIPP_CPUS` (a `taskset` list) pins SIPp. Each run prints the rate
+//! SIPp achieved next to the rate served. `OVERLOAD_MAX_INVITE_DELAY` sets
+//! `[sip.overload] max_invite_delay` (e.g. `1h` to compare without the receive tasks'
+//! refusals on a backlog).
 //!
 //! First the sustainable rate is found: the rate doubles from `OVERLOAD_FROM` (default
 //! 50/s) while every call of a `PROBE_SECS` run is answered with no 503 and no failure
@@ -156,7 +159,7 @@ async fn take(call: IncomingCall, engine: MediaEngine, far_legs: FarLegs, ended:
 }
 
 /// SIPp as a child of this (main) thread, so outside the quota; pinned by `OVERLOAD_SIPP_CPUS`.
-fn sipp(rate: u32, offered: u32, sip: &str) -> std::io::Result<std::process::Child> {
+fn sipp(rate: u32, offered: u32, sip: &str, quota: Option<&Quota>) -> std::io::Result<std::process::Child> {
     let scenario = format!("{}/benches/sipp/flood_uac_did.xml", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = match std::env::var("OVERLOAD_SIPP_CPUS") {
         Ok(cpus) => {
@@ -168,15 +171,24 @@ fn sipp(rate: u32, offered: u32, sip: &str) -> std::io::Result<std::process::Chi
     };
     cmd.args(["-sf", &scenario, "-i", "127.0.0.1", "-p", &common::peer_port().to_string()])
         .args(["-s", DID, "-d", &HOLD.as_millis().to_string(), "-r", &rate.to_string()])
-        .args(["-m", &offered.to_string(), "-l", &(rate * 4).to_string(), "-timeout", "120s", "-nostdin", "-max_socket", "4096", sip])
+        .args(["-m", &offered.to_string(), "-l", &(rate * 4).to_string(), "-timeout", "120s", "-nostdin", "-max_socket", "4096"])
+        // Answers that arrive while SIPp is busy wait in its socket, not dropped.
+        .args(["-buff_size", "4194304", sip])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+        .stderr(Stdio::null());
+    let child = cmd.spawn()?;
+    if let Some(q) = quota {
+        Quota::enter_process(q.load_dir(), child.id());
+    }
+    Ok(child)
 }
 
 fn flood(rt: &Runtime, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, secs: u32, long_calls: usize) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::endpoint_config(dir.path(), DID);
+    let mut cfg = common::endpoint_config(dir.path(), DID);
+    if let Some(d) = std::env::var("OVERLOAD_MAX_INVITE_DELAY").ok().and_then(|v| humantime::parse_duration(&v).ok()) {
+        cfg.sip.overload.max_invite_delay = d;
+    }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let ended = Arc::new(AtomicU64::new(0));
     let far_legs = FarLegs::default();
@@ -218,7 +230,7 @@ fn flood(rt: &Runtime, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, se
         (peak, last.1)
     });
     let flood_from = phones.as_ref().map(|p| p.second() + 1).unwrap_or(0);
-    let mut child = sipp(rate, offered, &ep.local_addr.to_string()).expect("sipp");
+    let mut child = sipp(rate, offered, &ep.local_addr.to_string(), quota).expect("sipp");
     static SHOWN: AtomicBool = AtomicBool::new(false);
     if !SHOWN.swap(true, Ordering::Relaxed) {
         println!("SIPp's cpu cgroup: {}", Quota::cgroup_of(child.id()));
@@ -291,13 +303,30 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // The phones' runtime, started from this thread: outside the quota.
-    let phones_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("phone-w").enable_all().build().unwrap();
+    // The phones' runtime, in the load generator's cgroup.
+    let load_dir = quota.as_ref().map(|q| q.load_dir().to_path_buf());
+    let phones_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("phone-w")
+        .on_thread_start(move || {
+            if let Some(d) = &load_dir {
+                Quota::enter_thread(d);
+            }
+        })
+        .enable_all()
+        .build()
+        .unwrap();
     let secs = env_u32("OVERLOAD_SECS", 20);
     let runs = env_u32("OVERLOAD_RUNS", 1);
     let long_calls = env_u32("OVERLOAD_LONG_CALLS", 4) as usize;
     match &quota {
-        Some(q) => println!("endpoint threads in {} at {} % of one core; SIPp and phones outside it", q.dir().display(), q.pct),
+        Some(q) => println!(
+            "endpoint threads in {} at {} % of one core; SIPp and phones in {}; max_invite_delay {:?}",
+            q.dir().display(),
+            q.pct,
+            q.load_dir().display(),
+            std::env::var("OVERLOAD_MAX_INVITE_DELAY").unwrap_or_else(|_| "default".into())
+        ),
         None => println!("no CPU quota: SIPp, phones and endpoint share the machine"),
     }
     let base = match std::env::var("OVERLOAD_RATE").ok().and_then(|v| v.parse().ok()) {

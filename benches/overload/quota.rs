@@ -2,8 +2,11 @@
 //! times the rate the endpoint sustains: without it SIPp shares the cores with the endpoint,
 //! falls behind its rate and sends its ACKs late, and the figure measures the load generator.
 //! Only the threads that enter the quota are limited ([`Quota::enter_thread`], called by the
-//! endpoint runtime's `on_thread_start`); SIPp and the RTP phones stay where this process
-//! started. The cgroup is removed on drop (also when a run panics).
+//! endpoint runtime's `on_thread_start`). SIPp and the RTP phones go into a second cgroup
+//! with no quota ([`Quota::load_dir`]). Both have a large `cpu.shares`, so that on a
+//! machine busy with other work each side still gets the CPU it needs: the quota, not
+//! the neighbours, is what limits the endpoint. Both cgroups are removed on drop (also when
+//! a run panics).
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +15,14 @@ const ROOT: &str = "/sys/fs/cgroup/cpu";
 /// would run 40 ms and then stall 60 ms, longer than an RTP packet's interval.
 const PERIOD_US: u32 = 10_000;
 
+/// 8× a task's default weight (1024): ahead of other programs' tasks, not of the kernel.
+const SHARES: u32 = 8192;
+
 #[derive(Debug)]
 pub struct Quota {
     dir: PathBuf,
+    /// The load generator's cgroup: no quota, the same shares.
+    load: PathBuf,
     /// The cgroup this process started in, where threads go back before removal.
     home: PathBuf,
     pub pct: u32,
@@ -49,10 +57,14 @@ impl Quota {
     pub fn create(pct: u32) -> Result<Quota, String> {
         let home = home()?;
         let dir = home.join(format!("redial-overload-{}", std::process::id()));
+        let load = home.join(format!("redial-overload-{}-load", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let q = Quota { dir, home, pct };
+        let q = Quota { dir, load, home, pct };
+        std::fs::create_dir(&q.load).map_err(|e| format!("creating {}: {e}", q.load.display()))?;
         write(&q.dir.join("cpu.cfs_period_us"), PERIOD_US)?;
         write(&q.dir.join("cpu.cfs_quota_us"), u64::from(PERIOD_US) * u64::from(pct) / 100)?;
+        write(&q.dir.join("cpu.shares"), SHARES)?;
+        write(&q.load.join("cpu.shares"), SHARES)?;
         Ok(q)
     }
 
@@ -60,10 +72,26 @@ impl Quota {
         &self.dir
     }
 
+    /// The cgroup for SIPp and the phones.
+    pub fn load_dir(&self) -> &Path {
+        &self.load
+    }
+
     /// Moves the calling thread into the quota (cgroup v1 places threads one by one).
     pub fn enter_thread(dir: &Path) {
+        Self::enter(dir, "tasks")
+    }
+
+    /// Moves a whole process (SIPp) into a cgroup.
+    pub fn enter_process(dir: &Path, pid: u32) {
+        if let Err(e) = write(&dir.join("cgroup.procs"), pid) {
+            eprintln!("{e}: process {pid} runs outside {}", dir.display());
+        }
+    }
+
+    fn enter(dir: &Path, file: &str) {
         let Some(tid) = tid() else { return eprintln!("no thread id: this thread runs without the quota") };
-        if let Err(e) = write(&dir.join("tasks"), tid) {
+        if let Err(e) = write(&dir.join(file), tid) {
             eprintln!("{e}: this thread runs without the quota");
         }
     }
@@ -86,15 +114,21 @@ impl Drop for Quota {
     fn drop(&mut self) {
         // Threads still inside (a runtime not yet gone) go home first: a cgroup with tasks
         // cannot be removed. Exiting threads may linger for a moment, hence the retries.
-        for _ in 0..100 {
-            for tid in std::fs::read_to_string(self.dir.join("tasks")).unwrap_or_default().lines() {
-                let _ = std::fs::write(self.home.join("tasks"), tid);
+        for dir in [&self.dir, &self.load] {
+            let mut removed = false;
+            for _ in 0..100 {
+                for tid in std::fs::read_to_string(dir.join("tasks")).unwrap_or_default().lines() {
+                    let _ = std::fs::write(self.home.join("tasks"), tid);
+                }
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    removed = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
+            if !removed {
+                eprintln!("could not remove {}", dir.display());
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        eprintln!("could not remove {}", self.dir.display());
     }
 }
