@@ -35,6 +35,11 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// a scheduling hiccup at tens of thousands of messages/s into 503s.
 pub const QUEUE_GRACE: Duration = Duration::from_millis(250);
 
+/// Messages queued behind a late one for it to count as a backlog: one batch's worth.
+/// A few messages that waited because the endpoint task was not scheduled for a while
+/// (a loaded machine, a slow step) are a stall, not a flood; one batch clears them.
+pub const BACKLOG_MIN: usize = 256;
+
 /// One measurement of the endpoint's load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {
@@ -70,12 +75,13 @@ impl Overload {
         Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0, setups: 0, admitted: 0, backlogged: false }
     }
 
-    /// How long the oldest message of a batch waited for the endpoint; returns `Some(new
-    /// state)` when the backlog state changed. On above `max_invite_delay`, off once under
+    /// How long the oldest message of a batch waited for the endpoint, and how many wait
+    /// behind it; returns `Some(new state)` when the backlog state changed. On above
+    /// `max_invite_delay` with at least [`BACKLOG_MIN`] queued, off once the wait is under
     /// half of it, so one quick batch does not reopen the gate to a flood.
-    pub fn waited(&mut self, waited: Duration) -> Option<bool> {
+    pub fn waited(&mut self, waited: Duration, queued: usize) -> Option<bool> {
         let limit = self.cfg.max_invite_delay;
-        let next = if self.backlogged { waited >= limit / 2 } else { waited > limit };
+        let next = if self.backlogged { waited >= limit / 2 } else { waited > limit && queued >= BACKLOG_MIN };
         let changed = next != self.backlogged;
         self.backlogged = next;
         changed.then_some(next)
@@ -267,13 +273,15 @@ mod tests {
     fn a_wait_over_max_invite_delay_is_a_backlog_until_under_half_of_it() {
         let mut o = Overload::new(cfg());
         let g = Gate::new(&cfg(), Arc::new(SipStats::new()));
-        assert_eq!(o.waited(Duration::from_millis(100)), None, "at the limit is not over it");
+        let q = BACKLOG_MIN;
+        assert_eq!(o.waited(Duration::from_millis(100), q), None, "at the limit is not over it");
         assert_eq!(g.refuse_invite(), None);
-        assert_eq!(o.waited(Duration::from_millis(101)), Some(true));
+        assert_eq!(o.waited(Duration::from_secs(2), q - 1), None, "a stall with little behind it is no backlog");
+        assert_eq!(o.waited(Duration::from_millis(101), q), Some(true));
         g.set_backlogged(true);
         assert_eq!(g.refuse_invite(), Some(7));
-        assert_eq!(o.waited(Duration::from_millis(50)), None, "half of the limit: still backlogged");
-        assert_eq!(o.waited(Duration::from_millis(49)), Some(false));
+        assert_eq!(o.waited(Duration::from_millis(50), 0), None, "half of the limit: still backlogged");
+        assert_eq!(o.waited(Duration::from_millis(49), q), Some(false));
         assert!(!o.is_backlogged());
         g.set_backlogged(false);
         g.set_overloaded(true);

@@ -206,8 +206,9 @@ impl Driver {
                     }
                     // The first message of a batch is the one that waited longest.
                     let waited = now.saturating_duration_since(m.received);
-                    if let Some(on) = self.overload.waited(waited) {
-                        tracing::debug!(backlogged = on, waited_ms = waited.as_millis() as u64, queued = incoming.len(), "SIP receive backlog changed");
+                    let queued = incoming.len();
+                    if let Some(on) = self.overload.waited(waited, queued) {
+                        tracing::debug!(backlogged = on, waited_ms = waited.as_millis() as u64, queued, "SIP receive backlog changed");
                         self.gate.set_backlogged(on);
                     }
                     if !self.registrar.screen(now, &m.msg, &m.from) {
