@@ -2,7 +2,8 @@
 //! completed transactions kept for retransmissions hold more than
 //! `[sip.overload] max_kept_bytes`, new REGISTERs and INVITEs get 503 with
 //! `Retry-After` while OPTIONS is still answered; when the completed
-//! transactions have expired, REGISTERs are served again.
+//! transactions have expired, REGISTERs are served again. A refused INVITE sent again
+//! (a retransmission) gets the same 503, To tag included.
 
 mod common;
 
@@ -18,13 +19,15 @@ struct Peer {
     sock: UdpSocket,
     server: SocketAddr,
     n: u32,
+    /// The last request sent, for [`Peer::again`].
+    last: String,
 }
 
 impl Peer {
     fn new(server: SocketAddr) -> Peer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        Peer { sock, server, n: 0 }
+        Peer { sock, server, n: 0, last: String::new() }
     }
 
     /// Sends a new out-of-dialog request and returns its final answer.
@@ -46,7 +49,18 @@ impl Peer {
             port = local.port(),
             len = body.len(),
         );
-        self.sock.send_to(text.as_bytes(), self.server).unwrap();
+        self.last = text;
+        self.answer()
+    }
+
+    /// Sends the last request again, as a retransmission, and returns its final answer.
+    fn again(&mut self) -> rsip::Response {
+        self.answer()
+    }
+
+    fn answer(&mut self) -> rsip::Response {
+        let n = self.n;
+        self.sock.send_to(self.last.as_bytes(), self.server).unwrap();
         let mut buf = vec![0u8; 65_536];
         loop {
             let (k, _) = self.sock.recv_from(&mut buf).expect("an answer");
@@ -88,7 +102,11 @@ fn new_work_gets_503_with_retry_after_while_options_is_answered_then_service_res
         assert!(Instant::now() < deadline, "never refused\n{}", r.logs.lines().join("\n"));
     };
     assert!(refused.to_string().contains("Retry-After: 3\r\n"), "{refused}");
-    assert_eq!(p.ask("INVITE").status_code.code(), 503, "a new call is refused too");
+    let invite = p.ask("INVITE");
+    assert_eq!(invite.status_code.code(), 503, "a new call is refused too");
+    assert!(invite.to_string().contains("Retry-After: 3\r\n"), "{invite}");
+    let to = |r: &rsip::Response| r.to_string().lines().find(|l| l.starts_with("To:")).map(str::to_string);
+    assert_eq!(to(&p.again()), to(&invite), "a retransmission gets the same 503, To tag included");
     assert_eq!(p.ask("OPTIONS").status_code.code(), 200, "OPTIONS is still answered");
     assert!(metric(&r, "redial_sip_overload_refused_total") >= 2);
     assert_eq!(metric(&r, "redial_sip_overloaded"), 1);

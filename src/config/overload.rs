@@ -33,11 +33,16 @@ pub struct OverloadConfig {
     pub retry_after: Duration,
     /// `resume_at`: the share of each limit under which work is admitted again (default 0.8).
     pub resume_at: f64,
+    /// `max_invite_delay`: while received messages wait longer than this for the endpoint
+    /// (the oldest of a batch), new INVITEs over UDP are answered 503 by the receive tasks
+    /// before they are decoded or queued, until the wait is back under half of it
+    /// (default 100ms, a fifth of T1: the backlog is cut before senders retransmit).
+    pub max_invite_delay: Duration,
 }
 
 impl Default for OverloadConfig {
     fn default() -> Self {
-        Self { max_transactions: 300_000, max_kept_bytes: 1 << 31, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8 }
+        Self { max_transactions: 300_000, max_kept_bytes: 1 << 31, max_call_setups: 2_000, max_queued: 4_000, retry_after: Duration::from_secs(5), resume_at: 0.8, max_invite_delay: Duration::from_millis(100) }
     }
 }
 
@@ -50,6 +55,7 @@ pub(super) struct RawOverload {
     max_queued: Option<usize>,
     retry_after: Option<String>,
     resume_at: Option<f64>,
+    max_invite_delay: Option<String>,
 }
 
 pub(super) fn validate(raw: RawOverload, c: &mut Collector<'_>) -> OverloadConfig {
@@ -71,6 +77,13 @@ pub(super) fn validate(raw: RawOverload, c: &mut Collector<'_>) -> OverloadConfi
             c.push("sip.overload.retry_after", "must be a whole number of seconds, at least 1s");
         } else {
             o.retry_after = d;
+        }
+    }
+    if let Some(d) = raw.max_invite_delay.as_deref().and_then(|v| c.check("sip.overload.max_invite_delay", parse_duration(v))) {
+        if d < Duration::from_millis(1) {
+            c.push("sip.overload.max_invite_delay", "must be at least 1ms");
+        } else {
+            o.max_invite_delay = d;
         }
     }
     if let Some(r) = raw.resume_at {

@@ -268,13 +268,15 @@ fn a_sips_proxy_means_tls_on_5061() {
 #[test]
 fn overload_keys_are_read_and_bad_ones_named() {
     let d = tempfile::tempdir().unwrap();
-    let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_transactions = 50\nmax_kept_bytes = 1_000_000\nmax_call_setups = 5\nretry_after = \"9s\"\nresume_at = 0.5\n");
+    let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_transactions = 50\nmax_kept_bytes = 1_000_000\nmax_call_setups = 5\nretry_after = \"9s\"\nresume_at = 0.5\nmax_invite_delay = \"40ms\"\n");
     let c = Config::load(Some(&f)).unwrap();
     let o = &c.sip.overload;
     assert_eq!((o.max_transactions, o.max_kept_bytes, o.max_call_setups, o.max_queued, o.retry_after.as_secs(), o.resume_at), (50, 1_000_000, 5, 4_000, 9, 0.5));
-    let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_queued = 0\nretry_after = \"500ms\"\nresume_at = 1.5\n");
+    assert_eq!(o.max_invite_delay, Duration::from_millis(40));
+    assert_eq!(Config::load(None).unwrap().sip.overload.max_invite_delay, Duration::from_millis(100));
+    let f = write(d.path(), "redial.toml", "[sip.overload]\nmax_queued = 0\nretry_after = \"500ms\"\nresume_at = 1.5\nmax_invite_delay = \"0s\"\n");
     let text = Config::load(Some(&f)).unwrap_err().to_string();
-    for needle in ["redial.toml: sip.overload.max_queued:", "redial.toml: sip.overload.retry_after:", "redial.toml: sip.overload.resume_at:"] {
+    for needle in ["redial.toml: sip.overload.max_queued:", "redial.toml: sip.overload.retry_after:", "redial.toml: sip.overload.resume_at:", "redial.toml: sip.overload.max_invite_delay:"] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }

@@ -9,10 +9,22 @@
 //! cap leaves room for, so a flood is served at the rate set-ups complete rather
 //! than refused whole until they drain. Sampling, not counting per request, keeps
 //! the check O(1) on the hot path.
+//!
+//! A refusal must cost far less than a call served, or refusing a flood takes the
+//! capacity that serving needed: at 4× the sustainable rate, three refusals per call
+//! served. So while the endpoint is overloaded, or while received messages wait longer
+//! than `max_invite_delay` for it, new INVITEs over UDP are answered 503 by the receive
+//! tasks from the raw datagram ([`Gate`], read there), with no decoding, queueing or
+//! transaction; the wait is kept short enough that admitted calls are answered before
+//! their senders retransmit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::OverloadConfig;
+use crate::sip::stats::{Outcome, SipStats};
+use crate::sip::transaction::Role;
 
 /// How often the driver measures its load.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
@@ -22,6 +34,11 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// before the senders retransmit, so refusing work for it would only turn
 /// a scheduling hiccup at tens of thousands of messages/s into 503s.
 pub const QUEUE_GRACE: Duration = Duration::from_millis(250);
+
+/// Messages queued behind a late one for it to count as a backlog: one batch's worth.
+/// A few messages that waited because the endpoint task was not scheduled for a while
+/// (a loaded machine, a slow step) are a stall, not a flood; one batch clears them.
+pub const BACKLOG_MIN: usize = 256;
 
 /// One measurement of the endpoint's load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,11 +66,29 @@ pub struct Overload {
     /// Call legs in set-up at the last sample, and new INVITEs admitted since.
     setups: usize,
     admitted: usize,
+    /// Messages wait longer than `max_invite_delay` (until under half of it).
+    backlogged: bool,
 }
 
 impl Overload {
     pub fn new(cfg: OverloadConfig) -> Self {
-        Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0, setups: 0, admitted: 0 }
+        Self { cfg, overloaded: false, next_sample: None, queue_full_since: None, refused: 0, setups: 0, admitted: 0, backlogged: false }
+    }
+
+    /// How long the oldest message of a batch waited for the endpoint, and how many wait
+    /// behind it; returns `Some(new state)` when the backlog state changed. On above
+    /// `max_invite_delay` with at least [`BACKLOG_MIN`] queued, off once the wait is under
+    /// half of it, so one quick batch does not reopen the gate to a flood.
+    pub fn waited(&mut self, waited: Duration, queued: usize) -> Option<bool> {
+        let limit = self.cfg.max_invite_delay;
+        let next = if self.backlogged { waited >= limit / 2 } else { waited > limit && queued >= BACKLOG_MIN };
+        let changed = next != self.backlogged;
+        self.backlogged = next;
+        changed.then_some(next)
+    }
+
+    pub fn is_backlogged(&self) -> bool {
+        self.backlogged
     }
 
     /// Whether a sample is due at `now`.
@@ -117,12 +152,53 @@ impl Overload {
     }
 }
 
+/// What the receive tasks read to refuse a new INVITE before it is decoded: the
+/// overload state and the backlog state, published by the endpoint task.
+#[derive(Debug)]
+pub struct Gate {
+    overloaded: AtomicBool,
+    backlogged: AtomicBool,
+    retry_after: u64,
+    stats: Arc<SipStats>,
+}
+
+impl Gate {
+    pub fn new(cfg: &OverloadConfig, stats: Arc<SipStats>) -> Self {
+        Self { overloaded: AtomicBool::new(false), backlogged: AtomicBool::new(false), retry_after: cfg.retry_after.as_secs(), stats }
+    }
+
+    pub fn set_overloaded(&self, on: bool) {
+        self.overloaded.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_backlogged(&self, on: bool) {
+        self.backlogged.store(on, Ordering::Relaxed);
+    }
+
+    /// The `Retry-After` of a 503, in seconds.
+    pub fn retry_after(&self) -> u64 {
+        self.retry_after
+    }
+
+    /// `Some(Retry-After seconds)` while a new INVITE must be refused on arrival.
+    pub fn refuse_invite(&self) -> Option<u64> {
+        (self.overloaded.load(Ordering::Relaxed) || self.backlogged.load(Ordering::Relaxed)).then_some(self.retry_after)
+    }
+
+    /// Counts a 503 sent on arrival, as the endpoint counts its own (a retransmitted
+    /// INVITE answered again counts again: nothing is kept to tell).
+    pub fn refused_invite(&self) {
+        self.stats.overload_refused();
+        self.stats.record(Role::Server, &rsip::Method::Invite, Outcome::Status(503));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cfg() -> OverloadConfig {
-        OverloadConfig { max_transactions: 100, max_kept_bytes: 10_000, max_call_setups: 10, max_queued: 50, retry_after: Duration::from_secs(7), resume_at: 0.8 }
+        OverloadConfig { max_transactions: 100, max_kept_bytes: 10_000, max_call_setups: 10, max_queued: 50, retry_after: Duration::from_secs(7), resume_at: 0.8, max_invite_delay: Duration::from_millis(100) }
     }
 
     #[test]
@@ -191,5 +267,26 @@ mod tests {
         assert_eq!(o.sample(t0 + 2 * SAMPLE_EVERY, Load { call_setups: 9, ..Load::default() }), None);
         assert_eq!(o.refuse_invite(), None, "one completed: one more admitted at once, no resume mark to wait for");
         assert_eq!(o.refused(), 2);
+    }
+
+    #[test]
+    fn a_wait_over_max_invite_delay_is_a_backlog_until_under_half_of_it() {
+        let mut o = Overload::new(cfg());
+        let g = Gate::new(&cfg(), Arc::new(SipStats::new()));
+        let q = BACKLOG_MIN;
+        assert_eq!(o.waited(Duration::from_millis(100), q), None, "at the limit is not over it");
+        assert_eq!(g.refuse_invite(), None);
+        assert_eq!(o.waited(Duration::from_secs(2), q - 1), None, "a stall with little behind it is no backlog");
+        assert_eq!(o.waited(Duration::from_millis(101), q), Some(true));
+        g.set_backlogged(true);
+        assert_eq!(g.refuse_invite(), Some(7));
+        assert_eq!(o.waited(Duration::from_millis(50), 0), None, "half of the limit: still backlogged");
+        assert_eq!(o.waited(Duration::from_millis(49), q), Some(false));
+        assert!(!o.is_backlogged());
+        g.set_backlogged(false);
+        g.set_overloaded(true);
+        assert_eq!(g.refuse_invite(), Some(7), "the overload state refuses new INVITEs on arrival too");
+        g.refused_invite();
+        assert_eq!(g.stats.get(Role::Server, "INVITE", "5xx"), 1);
     }
 }

@@ -22,7 +22,7 @@ use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::sip::calls::table::Ctx;
 use crate::sip::calls::{CallControl, Calls, Command, IncomingCall};
-use crate::sip::overload::{Load, Overload};
+use crate::sip::overload::{Gate, Load, Overload};
 use crate::sip::stats::{Outcome, SipStats};
 use crate::sip::codec::via;
 use crate::config::Transport;
@@ -70,6 +70,8 @@ pub(super) struct Driver {
     /// Client transactions whose final response was counted (2xx retransmissions are not).
     counted: HashSet<TransactionKey>,
     overload: Overload,
+    /// The overload and backlog states as the UDP receive tasks read them.
+    gate: Arc<Gate>,
     /// Reloaded configurations, whose agents apply at once.
     reloads: mpsc::UnboundedReceiver<super::Reload>,
     /// Carrier source IP → profile: where an inbound MESSAGE may come from.
@@ -96,6 +98,8 @@ impl Driver {
         let now = Instant::now();
         let local = transports.local_addr();
         let mut registrar = Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone());
+        let gate = Arc::new(Gate::new(&cfg.sip.overload, calls.stats.clone()));
+        transports.set_gate(gate.clone());
         registrar.restore(now, crate::clock::SystemClock.now_ms(), saved);
         Self {
             layer: TransactionLayer::new(cfg.sip.timers),
@@ -107,6 +111,7 @@ impl Driver {
             stats: calls.stats,
             counted: HashSet::new(),
             overload: Overload::new(cfg.sip.overload.clone()),
+            gate,
             reloads,
             carriers: message::carriers(proxies),
             texts: calls.texts,
@@ -195,8 +200,16 @@ impl Driver {
                                 "SIP overload state changed"
                             );
                             self.stats.set_overloaded(on);
+                            self.gate.set_overloaded(on);
                         }
                         self.longest_step = Duration::ZERO;
+                    }
+                    // The first message of a batch is the one that waited longest.
+                    let waited = now.saturating_duration_since(m.received);
+                    let queued = incoming.len();
+                    if let Some(on) = self.overload.waited(waited, queued) {
+                        tracing::debug!(backlogged = on, waited_ms = waited.as_millis() as u64, queued, "SIP receive backlog changed");
+                        self.gate.set_backlogged(on);
                     }
                     if !self.registrar.screen(now, &m.msg, &m.from) {
                         self.layer.handle_message(now, m.msg, m.from);

@@ -14,6 +14,7 @@
 //! that parsed; refused requests are answered (400/483/501/513) or dropped right here.
 
 pub mod framer;
+mod shed;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -31,6 +32,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::Transport;
 use crate::sip::codec::{self, DecodeError};
+use crate::sip::overload::Gate;
 use crate::sip::Peer;
 
 /// A decoded message and where it came from.
@@ -38,6 +40,8 @@ use crate::sip::Peer;
 pub struct Incoming {
     pub msg: SipMessage,
     pub from: Peer,
+    /// When it was read: the endpoint measures how long messages wait for it.
+    pub received: std::time::Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,10 @@ struct Inner {
     tasks: Mutex<Vec<AbortHandle>>,
     stats: TransportStats,
     ws: ws::WsState,
+    /// Set once by [`Transports::set_gate`]: new INVITEs over UDP refused on arrival.
+    gate: OnceLock<Arc<Gate>>,
+    /// What the gate decided for each recent new INVITE, for its retransmissions.
+    decisions: shed::Decisions,
 }
 
 impl Inner {
@@ -117,6 +125,8 @@ impl Transports {
             tasks: Mutex::new(Vec::new()),
             stats: TransportStats::default(),
             ws: ws::WsState::default(),
+            gate: OnceLock::new(),
+            decisions: shed::Decisions::new(),
         });
         let mut handles = Vec::new();
         for _ in 0..udp_receivers() {
@@ -130,6 +140,12 @@ impl Transports {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// From now on the UDP receive tasks answer a new INVITE 503 themselves while `gate`
+    /// says so, and absorb the ACKs of those answers. Set once; later calls are ignored.
+    pub fn set_gate(&self, gate: Arc<Gate>) {
+        let _ = self.inner.gate.set(gate);
     }
 
     /// Starts SIP over WebSocket on `addr` (port 0 picks one); returns the bound address.
@@ -322,7 +338,7 @@ fn accept_bytes(inner: &Inner, bytes: &[u8], from: Peer, reply: impl FnOnce(Vec<
     match codec::decode(bytes) {
         Ok(mut msg) => {
             codec::via::stamp_received(&mut msg, from.addr);
-            Some(Incoming { msg, from })
+            Some(Incoming { msg, from, received: std::time::Instant::now() })
         }
         Err(DecodeError { kind, reply: answer }) => {
             inner.stats.rejected.fetch_add(1, Ordering::Relaxed);

@@ -1,8 +1,10 @@
 //! The UDP socket: receive tasks and sends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::shed::{self, Screened};
 use super::{accept_bytes, Inner, TransportError};
 use crate::config::Transport;
 use crate::sip::Peer;
@@ -19,6 +21,21 @@ pub(super) async fn receive(inner: Arc<Inner>) {
                 continue;
             }
         };
+        if let Some(gate) = inner.gate.get() {
+            match shed::screen(&buf[..n], src, std::time::Instant::now(), &inner.decisions, gate.retry_after(), || gate.refuse_invite().is_some()) {
+                Screened::Pass => {}
+                Screened::Answer(bytes) => {
+                    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    gate.refused_invite();
+                    let _ = inner.udp.try_send_to(&bytes, src);
+                    continue;
+                }
+                Screened::Absorb => {
+                    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+        }
         let from = Peer { addr: src, transport: Transport::Udp };
         let udp = inner.udp.clone();
         let incoming = accept_bytes(&inner, &buf[..n], from, |bytes| {
