@@ -16,7 +16,7 @@
 //! may retransmit (Timer B, 64×T1), in [`Decisions`].
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -94,9 +94,12 @@ fn top_via<'a>(h: &Head<'a>) -> Option<&'a str> {
     Some(value.split(',').next()?.trim())
 }
 
-/// A transaction's key for [`Decisions`] and the tag: a hash of Call-ID, From tag and branch.
+/// A transaction's key for [`Decisions`] and the tag: a hash of Call-ID, From tag and
+/// branch, keyed at random once per process, since the peer chooses all three and must
+/// not be able to make two transactions share a decision.
 fn key(call_id: &str, from_tag: &str, branch: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
     (call_id, from_tag, branch).hash(&mut hasher);
     hasher.finish()
 }
