@@ -180,25 +180,14 @@ fn refusal(h: &Head<'_>, src: SocketAddr, retry_after: u64) -> Option<Vec<u8>> {
             out.push_str("\r\n");
             continue;
         }
-        // The top Via value ends at the first comma of the line, or with it.
+        // The top Via value ends at the first comma of the line, or with it; it is
+        // stamped as the decoder stamps a request's (`received`, `rport`).
         let (name, rest) = line.split_once(':')?;
         let (top, more) = match rest.find(',') {
             Some(k) => (&rest[..k], &rest[k..]),
             None => (rest, ""),
         };
-        // A `received` the request carried is replaced; a bare `rport` gets the source
-        // port (RFC 3581 §4).
-        let params: Vec<String> = top
-            .trim_end()
-            .split(';')
-            .enumerate()
-            .filter(|(j, p)| *j == 0 || !p.trim().to_ascii_lowercase().starts_with("received="))
-            .map(|(j, p)| if j > 0 && p.trim().eq_ignore_ascii_case("rport") { format!("rport={}", src.port()) } else { p.to_string() })
-            .collect();
-        out.push_str(name);
-        out.push(':');
-        out.push_str(&params.join(";"));
-        out.push_str(&format!(";received={}{more}\r\n", src.ip()));
+        out.push_str(&format!("{name}: {}{more}\r\n", crate::sip::codec::via::stamp_value(top, src)));
     }
     out.push_str(&format!(
         "From: {}\r\nTo: {to};tag={}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nRetry-After: {retry_after}\r\nServer: {SERVER}\r\nContent-Length: 0\r\n\r\n",
