@@ -189,7 +189,7 @@ impl Relay {
         for to in [Side::A, Side::B] {
             let wanted = self.is_paused() && !self.held[to.idx()];
             // Music toward `to` stands in for what `to.other()` would send it.
-            let position = self.inbound[to.other().idx()].next_out;
+            let position = self.next_position(to);
             self.music.follow(to, wanted, self.legs[to.idx()], now, position);
         }
     }
