@@ -22,16 +22,7 @@ fn redial(w: &World, agents: &[&str]) -> Redial {
 }
 
 fn call(w: &World, r: &Redial, from_ip: &str, did: &str, phone: Option<&Phone>) -> SippChild {
-    Sipp::new("inbound_caller.xml")
-        .local_ip(from_ip)
-        .remote(r.sip)
-        .timeout(Duration::from_secs(60))
-        .trace_msg()
-        .set("dir", w.dir.path().to_str().unwrap())
-        .set("rtp_port", &phone.map_or(9, |p| p.port).to_string())
-        .set("did", did)
-        .set("caller", CALLER)
-        .spawn()
+    w.caller(r, "inbound_caller.xml", from_ip, did, CALLER, phone)
 }
 
 /// Waits until the caller's SIPp learnt redial's RTP port (the call is
@@ -220,16 +211,7 @@ fn a_caller_who_waited_and_hung_up_gets_one_abandoned_callback() {
     for round in 0..2 {
         let _ = std::fs::remove_file(w.path("caller.rtp"));
         let phone = Phone::start(w.path("caller.rtp"), corpus("h010.wav"));
-        let caller = Sipp::new("inbound_caller_hangup.xml")
-            .local_ip(CARRIER_IP)
-            .remote(r.sip)
-            .timeout(Duration::from_secs(60))
-            .trace_msg()
-            .set("dir", w.dir.path().to_str().unwrap())
-            .set("rtp_port", &phone.port.to_string())
-            .set("did", DID)
-            .set("caller", CALLER)
-            .spawn();
+        let caller = w.caller(&r, "inbound_caller_hangup.xml", CARRIER_IP, DID, CALLER, Some(&phone));
         let out = caller.wait();
         assert!(out.ok(), "round {round}: {out}\n{}", out.messages);
         // The callback is booked when the hang-up is handled: wait for it.

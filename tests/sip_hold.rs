@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::phone::{Heard, Phone};
 use common::world::*;
-use common::Sipp;
 use redial::codec::g711;
 use redial::media::player::Prompt;
 use serde_json::json;
@@ -197,16 +196,7 @@ fn an_inbound_caller_hears_hold_music_while_the_agent_holds() {
     let agent_phone = Phone::start(w.path("agent.rtp"), voice.clone());
     let caller_phone = Phone::start(w.path("caller.rtp"), corpus("h001.wav"));
     let agent = w.agent(&r, "alice", "dial_agent_hold.xml", 1, Some(&agent_phone), SHORT_HOLD_MS);
-    let caller = Sipp::new("inbound_caller.xml")
-        .local_ip(CARRIER_IP)
-        .remote(r.sip)
-        .timeout(Duration::from_secs(60))
-        .trace_msg()
-        .set("dir", w.dir.path().to_str().unwrap())
-        .set("rtp_port", &caller_phone.port.to_string())
-        .set("did", DID)
-        .set("caller", "+15551230009")
-        .spawn();
+    let caller = w.caller(&r, "inbound_caller.xml", CARRIER_IP, DID, "+15551230009", Some(&caller_phone));
     let agent_out = agent.wait();
     assert!(agent_out.ok(), "{agent_out}");
     let caller_out = caller.wait();

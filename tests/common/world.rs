@@ -96,6 +96,21 @@ impl World {
         s.spawn()
     }
 
+    /// A carrier's caller: SIPp from `from_ip` calling `did` at redial with
+    /// `scenario` as `caller`, its RTP going to `phone`.
+    pub fn caller(&self, r: &Redial, scenario: &str, from_ip: &str, did: &str, caller: &str, phone: Option<&Phone>) -> SippChild {
+        Sipp::new(scenario)
+            .local_ip(from_ip)
+            .remote(r.sip)
+            .timeout(Duration::from_secs(60))
+            .trace_msg()
+            .set("dir", self.dir.path().to_str().unwrap())
+            .set("rtp_port", &phone.map_or(9, |p| p.port).to_string())
+            .set("did", did)
+            .set("caller", caller)
+            .spawn()
+    }
+
     /// An agent softphone: one SIPp registers `agent` with a Contact on the
     /// port of a second SIPp that takes the calls with `scenario`.
     pub fn agent(&self, r: &Redial, agent: &str, scenario: &str, calls: u32, phone: Option<&Phone>, talk_ms: u32) -> SippChild {
