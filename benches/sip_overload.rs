@@ -281,6 +281,22 @@ fn flood(rt: &Runtime, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, se
     run
 }
 
+/// A runtime of `workers` threads named `name`, each thread (workers and blocking ones)
+/// entering the cgroup `dir` as it starts.
+fn runtime_in(workers: usize, name: &str, dir: Option<std::path::PathBuf>) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .on_thread_start(move || {
+            if let Some(d) = &dir {
+                Quota::enter_thread(d);
+            }
+        })
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --benches` compiles only
@@ -302,31 +318,10 @@ fn main() {
             }
         },
     };
-    let qdir = quota.as_ref().map(|q| q.dir().to_path_buf());
     // The endpoint's runtime: every worker and blocking thread enters the quota as it starts.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .on_thread_start(move || {
-            if let Some(d) = &qdir {
-                Quota::enter_thread(d);
-            }
-        })
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime_in(2, "tokio-runtime-worker", quota.as_ref().map(|q| q.dir().to_path_buf()));
     // The phones' runtime, in the load generator's cgroup.
-    let load_dir = quota.as_ref().map(|q| q.load_dir().to_path_buf());
-    let phones_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("phone-w")
-        .on_thread_start(move || {
-            if let Some(d) = &load_dir {
-                Quota::enter_thread(d);
-            }
-        })
-        .enable_all()
-        .build()
-        .unwrap();
+    let phones_rt = runtime_in(1, "phone-w", quota.as_ref().map(|q| q.load_dir().to_path_buf()));
     let secs = env_u32("OVERLOAD_SECS", 20);
     let runs = env_u32("OVERLOAD_RUNS", 1);
     let long_calls = env_u32("OVERLOAD_LONG_CALLS", 4) as usize;
