@@ -159,12 +159,31 @@ pub struct Gate {
     overloaded: AtomicBool,
     backlogged: AtomicBool,
     retry_after: u64,
+    /// User-Agent substrings (lower-case) of scanners whose requests are dropped, not
+    /// answered; empty when `sip.guard.drop_scanners` is off.
+    scanners: Vec<String>,
     stats: Arc<SipStats>,
 }
 
 impl Gate {
     pub fn new(cfg: &OverloadConfig, stats: Arc<SipStats>) -> Self {
-        Self { overloaded: AtomicBool::new(false), backlogged: AtomicBool::new(false), retry_after: cfg.retry_after.as_secs(), stats }
+        Self { overloaded: AtomicBool::new(false), backlogged: AtomicBool::new(false), retry_after: cfg.retry_after.as_secs(), scanners: Vec::new(), stats }
+    }
+
+    /// Refused INVITEs from these scanners (User-Agent substrings, lower-case) are
+    /// dropped without an answer.
+    pub fn with_scanners(mut self, scanners: Vec<String>) -> Self {
+        self.scanners = scanners;
+        self
+    }
+
+    pub fn scanners(&self) -> &[String] {
+        &self.scanners
+    }
+
+    /// Counts a scanner's refused INVITE dropped on arrival, as the endpoint counts its own.
+    pub fn dropped_scanner(&self) {
+        self.stats.auth(crate::sip::stats::AuthCounter::Scanner);
     }
 
     pub fn set_overloaded(&self, on: bool) {

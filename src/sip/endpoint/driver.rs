@@ -98,7 +98,8 @@ impl Driver {
         let now = Instant::now();
         let local = transports.local_addr();
         let mut registrar = Registrar::new(cfg, now, agents, agent_changes, calls.stats.clone());
-        let gate = Arc::new(Gate::new(&cfg.sip.overload, calls.stats.clone()));
+        let scanners = if cfg.sip.guard.drop_scanners { cfg.sip.guard.scanner_agents.clone() } else { Vec::new() };
+        let gate = Arc::new(Gate::new(&cfg.sip.overload, calls.stats.clone()).with_scanners(scanners));
         transports.set_gate(gate.clone());
         registrar.restore(now, crate::clock::SystemClock.now_ms(), saved);
         Self {

@@ -34,6 +34,9 @@ pub(super) enum Screened {
     Answer(Vec<u8>),
     /// The ACK of a stateless 503: nothing to do.
     Absorb,
+    /// A new INVITE to refuse whose User-Agent names a known scanner: dropped without
+    /// an answer, as the endpoint drops scanners' requests.
+    Scanner,
 }
 
 /// The header lines a stateless answer needs, as received.
@@ -44,6 +47,7 @@ struct Head<'a> {
     to: Option<&'a str>,
     call_id: Option<&'a str>,
     cseq: Option<&'a str>,
+    user_agent: Option<&'a str>,
 }
 
 /// `name: value` → (canonical name, the line, value) for the headers of [`Head`].
@@ -68,6 +72,7 @@ fn parse_head(text: &str) -> Option<Head<'_>> {
             "to" | "t" => &mut h.to,
             "call-id" | "i" => &mut h.call_id,
             "cseq" => &mut h.cseq,
+            "user-agent" => &mut h.user_agent,
             _ => continue,
         };
         // Two of one: not for this reader to judge.
@@ -209,13 +214,20 @@ fn acks_refusal(text: &str) -> bool {
 
 /// Screens one datagram at `now`: `refuse()` says, for a new INVITE not seen before,
 /// whether it must be refused (503 with `retry_after`); a retransmission gets what its
-/// first transmission got, from `decisions`.
-pub(super) fn screen(bytes: &[u8], src: SocketAddr, now: Instant, decisions: &Decisions, retry_after: u64, refuse: impl FnOnce() -> bool) -> Screened {
+/// first transmission got, from `decisions`. A refused INVITE whose User-Agent contains
+/// one of `scanners` (lower-case) gets no answer.
+pub(super) fn screen(bytes: &[u8], src: SocketAddr, now: Instant, decisions: &Decisions, retry_after: u64, scanners: &[String], refuse: impl FnOnce() -> bool) -> Screened {
     if bytes.starts_with(b"INVITE ") {
         let Some(h) = std::str::from_utf8(bytes).ok().and_then(new_invite) else { return Screened::Pass };
         let Some((call_id, from_tag, branch)) = ids(&h) else { return Screened::Pass };
         if !decisions.decide(now, key(call_id, from_tag, branch), refuse) {
             return Screened::Pass;
+        }
+        if h.user_agent.is_some_and(|ua| {
+            let ua = ua.to_ascii_lowercase();
+            scanners.iter().any(|s| ua.contains(s.as_str()))
+        }) {
+            return Screened::Scanner;
         }
         return refusal(&h, src, retry_after).map_or(Screened::Pass, Screened::Answer);
     }
@@ -244,7 +256,7 @@ mod tests {
     }
 
     fn refuse(bytes: &[u8]) -> Screened {
-        screen(bytes, SRC.parse().unwrap(), Instant::now(), &Decisions::new(), 5, || true)
+        screen(bytes, SRC.parse().unwrap(), Instant::now(), &Decisions::new(), 5, &[], || true)
     }
 
     fn answer(bytes: &[u8]) -> rsip::Response {
@@ -286,24 +298,36 @@ mod tests {
         assert_eq!(refuse(no_call_id.as_bytes()), Screened::Pass, "the decoder answers it 400");
         let register = text.replacen("INVITE", "REGISTER", 1);
         let d = Decisions::new();
-        assert_eq!(screen(register.as_bytes(), SRC.parse().unwrap(), Instant::now(), &d, 5, || panic!("asked only for INVITEs")), Screened::Pass);
+        assert_eq!(screen(register.as_bytes(), SRC.parse().unwrap(), Instant::now(), &d, 5, &[], || panic!("asked only for INVITEs")), Screened::Pass);
+    }
+
+    #[test]
+    fn a_scanners_invite_is_dropped_not_answered_and_only_when_refused() {
+        let (src, d) = (SRC.parse().unwrap(), Decisions::new());
+        let scanners = ["friendly-scanner".to_string()];
+        let text = invite("<sip:+15550100@192.0.2.1>").replace("Max-Forwards: 70", "User-Agent: Friendly-Scanner 1.0\r\nMax-Forwards: 70");
+        assert_eq!(screen(text.as_bytes(), src, Instant::now(), &d, 5, &scanners, || true), Screened::Scanner);
+        let admitted = text.replace("branch=z9hG4bKa1", "branch=z9hG4bKa2");
+        assert_eq!(screen(admitted.as_bytes(), src, Instant::now(), &d, 5, &scanners, || false), Screened::Pass, "the decoder's screen drops it");
+        let other = text.replace("Friendly-Scanner", "Acme Phone").replace("branch=z9hG4bKa1", "branch=z9hG4bKa3");
+        assert!(matches!(screen(other.as_bytes(), src, Instant::now(), &d, 5, &scanners, || true), Screened::Answer(_)));
     }
 
     #[test]
     fn a_retransmission_gets_what_the_first_transmission_got_until_timer_b_has_passed() {
         let (src, t0, d) = (SRC.parse().unwrap(), Instant::now(), Decisions::new());
         let admitted = invite("<sip:+15550100@192.0.2.1>");
-        assert_eq!(screen(admitted.as_bytes(), src, t0, &d, 5, || false), Screened::Pass, "admitted while the gate was open");
+        assert_eq!(screen(admitted.as_bytes(), src, t0, &d, 5, &[], || false), Screened::Pass, "admitted while the gate was open");
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(screen(admitted.as_bytes(), src, later, &d, 5, || true), Screened::Pass, "its retransmission goes to its transaction");
+        assert_eq!(screen(admitted.as_bytes(), src, later, &d, 5, &[], || true), Screened::Pass, "its retransmission goes to its transaction");
         let refused = admitted.replace("branch=z9hG4bKa1", "branch=z9hG4bKr1");
-        assert!(matches!(screen(refused.as_bytes(), src, later, &d, 5, || true), Screened::Answer(_)));
-        assert!(matches!(screen(refused.as_bytes(), src, later, &d, 5, || false), Screened::Answer(_)), "refused again though the gate opened");
+        assert!(matches!(screen(refused.as_bytes(), src, later, &d, 5, &[], || true), Screened::Answer(_)));
+        assert!(matches!(screen(refused.as_bytes(), src, later, &d, 5, &[], || false), Screened::Answer(_)), "refused again though the gate opened");
         // Kept for a generation at least, forgotten after two.
         let t1 = t0 + GENERATION + Duration::from_secs(1);
-        assert_eq!(screen(admitted.as_bytes(), src, t1, &d, 5, || true), Screened::Pass, "still remembered");
+        assert_eq!(screen(admitted.as_bytes(), src, t1, &d, 5, &[], || true), Screened::Pass, "still remembered");
         let t2 = t1 + GENERATION;
-        assert!(matches!(screen(admitted.as_bytes(), src, t2, &d, 5, || true), Screened::Answer(_)), "forgotten: a new decision");
+        assert!(matches!(screen(admitted.as_bytes(), src, t2, &d, 5, &[], || true), Screened::Answer(_)), "forgotten: a new decision");
     }
 
     #[test]
@@ -318,8 +342,8 @@ mod tests {
             )
         };
         let now = Instant::now();
-        assert_eq!(screen(ack(&to, "z9hG4bKa1").as_bytes(), src, now, &d, 5, || true), Screened::Absorb);
-        assert_eq!(screen(ack(&to, "z9hG4bKzz").as_bytes(), src, now, &d, 5, || true), Screened::Pass, "the tag is not this transaction's");
-        assert_eq!(screen(ack("To: <sip:x@y>;tag=0123456789abcdef", "z9hG4bKa1").as_bytes(), src, now, &d, 5, || true), Screened::Pass);
+        assert_eq!(screen(ack(&to, "z9hG4bKa1").as_bytes(), src, now, &d, 5, &[], || true), Screened::Absorb);
+        assert_eq!(screen(ack(&to, "z9hG4bKzz").as_bytes(), src, now, &d, 5, &[], || true), Screened::Pass, "the tag is not this transaction's");
+        assert_eq!(screen(ack("To: <sip:x@y>;tag=0123456789abcdef", "z9hG4bKa1").as_bytes(), src, now, &d, 5, &[], || true), Screened::Pass);
     }
 }

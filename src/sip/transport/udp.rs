@@ -22,7 +22,7 @@ pub(super) async fn receive(inner: Arc<Inner>) {
             }
         };
         if let Some(gate) = inner.gate.get() {
-            match shed::screen(&buf[..n], src, std::time::Instant::now(), &inner.decisions, gate.retry_after(), || gate.refuse_invite().is_some()) {
+            match shed::screen(&buf[..n], src, std::time::Instant::now(), &inner.decisions, gate.retry_after(), gate.scanners(), || gate.refuse_invite().is_some()) {
                 Screened::Pass => {}
                 Screened::Answer(bytes) => {
                     inner.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -32,6 +32,11 @@ pub(super) async fn receive(inner: Arc<Inner>) {
                 }
                 Screened::Absorb => {
                     inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Screened::Scanner => {
+                    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    gate.dropped_scanner();
                     continue;
                 }
             }
