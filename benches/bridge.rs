@@ -13,6 +13,11 @@
 //! The legs run on their own 2-worker tokio runtime (threads `relay-w`); the
 //! phones on another (`phone-w`), so the relay's CPU time is read per thread
 //! from /proc/self/task/*/schedstat.
+//!
+//! `REDIAL_BENCH_BRIDGE_MODES=rtp,srtp` runs each N once per mode, one after the
+//! other in the same process: `srtp` makes one leg of every pair SDES SRTP
+//! (AES_CM_128_HMAC_SHA1_80, RFC 4568; its phone protects what it sends and
+//! unprotects what it receives), so the relay bridges SRTP↔RTP.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use redial::amd::AmdConfig;
 use redial::media::call::{MediaConfig, MediaEngine, MediaLeg};
+use redial::media::sdp::SrtpPolicy;
+use redial::media::srtp::{KeyMaterial, SrtpContext, Suite};
 use redial::media::Codec;
 use tokio::net::UdpSocket;
 use tokio::runtime::{Builder, Runtime};
@@ -50,14 +57,33 @@ fn cpu_ns(prefix: &str) -> u64 {
     total
 }
 
-fn answer(port: u16) -> String {
-    format!("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+/// The phone's answer; with `key`, SDES SRTP (`RTP/SAVP` and its `a=crypto`).
+fn answer(port: u16, key: Option<&KeyMaterial>) -> String {
+    let (proto, crypto) = match key {
+        Some(k) => ("RTP/SAVP", format!("a=crypto:1 {} {}\r\n", Suite::AesCm128HmacSha1_80.name(), k.inline())),
+        None => ("RTP/AVP", String::new()),
+    };
+    format!("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} {proto} 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}a=sendrecv\r\n")
+}
+
+/// The key of the first `a=crypto` line of an SDP.
+fn offered_key(sdp: &str) -> KeyMaterial {
+    let line = sdp.lines().find(|l| l.starts_with("a=crypto:")).expect("an a=crypto line in the SRTP offer");
+    let params = line.split_whitespace().nth(2).expect("key params");
+    KeyMaterial::from_key_params(Suite::AesCm128HmacSha1_80, params).expect("the offer's key")
+}
+
+/// A phone's SRTP contexts: what it sends, what it receives.
+struct PhoneSrtp {
+    tx: SrtpContext,
+    rx: SrtpContext,
 }
 
 struct Phone {
     sock: Arc<UdpSocket>,
     /// The leg this phone talks to.
     leg: SocketAddr,
+    srtp: Option<(KeyMaterial, KeyMaterial)>,
 }
 
 struct Shared {
@@ -107,7 +133,7 @@ fn recv_stamped(fd: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<u6
     Ok((n as usize, at))
 }
 
-async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration, sh: Arc<Shared>) {
+async fn sender(mut phones: Vec<(Arc<UdpSocket>, SocketAddr, u32, Option<SrtpContext>)>, offset: Duration, sh: Arc<Shared>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let dests: Vec<socket2::SockAddr> = phones.iter().map(|p| p.1.into()).collect();
@@ -120,7 +146,7 @@ async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration
             return;
         }
         let mut sent = 0;
-        for ((sock, _, ssrc), to) in phones.iter().zip(&dests) {
+        for ((sock, _, ssrc, srtp), to) in phones.iter_mut().zip(&dests) {
             // RTP header (RFC 3550 §5.1) by hand: the harness must cost little next to the relay.
             pkt[0] = 0x80;
             pkt[1] = if k == 0 { 0x80 } else { 0 };
@@ -129,7 +155,8 @@ async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration
             pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
             pkt[12..20].copy_from_slice(&wall_ns().to_be_bytes());
             pkt[20] = phase;
-            if socket2::SockRef::from(&**sock).send_to(&pkt, to).is_ok() && phase == MEASURE {
+            let protected = srtp.as_mut().map(|c| c.protect(&pkt).expect("protect"));
+            if socket2::SockRef::from(&**sock).send_to(protected.as_deref().unwrap_or(&pkt), to).is_ok() && phase == MEASURE {
                 sent += 1;
             }
         }
@@ -142,8 +169,8 @@ async fn sender(phones: Vec<(Arc<UdpSocket>, SocketAddr, u32)>, offset: Duration
 /// each arrival, so reading late does not change the figure, and batching
 /// keeps the harness's CPU low. Returns the added delays and how late the
 /// packets were read (µs) of measured packets.
-async fn receiver(socks: Vec<Arc<UdpSocket>>, sh: Arc<Shared>) -> (Vec<u32>, Vec<u32>) {
-    for s in &socks {
+async fn receiver(mut socks: Vec<(Arc<UdpSocket>, Option<SrtpContext>)>, sh: Arc<Shared>) -> (Vec<u32>, Vec<u32>) {
+    for (s, _) in &socks {
         enable_rx_timestamps(s);
     }
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -152,9 +179,22 @@ async fn receiver(socks: Vec<Arc<UdpSocket>>, sh: Arc<Shared>) -> (Vec<u32>, Vec
     loop {
         tick.tick().await;
         let done = sh.phase.load(Ordering::Relaxed) == DONE;
-        for s in &socks {
+        for (s, srtp) in socks.iter_mut() {
             while let Ok((n, at)) = recv_stamped(s.as_raw_fd(), &mut buf) {
                 let (Some(arrived), now) = (at, wall_ns()) else { continue };
+                // An SRTP leg's packets are authenticated and decrypted first; RTCP
+                // (payload type 200-204 in byte 1) is not media.
+                let plain;
+                let (buf, n) = match srtp {
+                    Some(c) if !(200..=204).contains(&buf[1]) => match c.unprotect(&buf[..n]) {
+                        Ok(p) => {
+                            plain = p;
+                            (&plain[..], plain.len())
+                        }
+                        Err(_) => continue,
+                    },
+                    _ => (&buf[..], n),
+                };
                 // Our legs send plain 12-byte headers; skip RTCP and events.
                 if n == 12 + 160 && buf[1] & 0x7f == 0 && buf[12 + 8] == MEASURE {
                     let sent = u64::from_be_bytes(buf[12..20].try_into().expect("8 bytes"));
@@ -169,7 +209,7 @@ async fn receiver(socks: Vec<Arc<UdpSocket>>, sh: Arc<Shared>) -> (Vec<u32>, Vec
     }
 }
 
-fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, secs: u64) {
+fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, secs: u64, srtp: bool) {
     // Set up N bridged pairs, each leg answered by a phone.
     let mut legs: Vec<MediaLeg> = Vec::with_capacity(2 * n);
     let mut phones: Vec<Phone> = Vec::with_capacity(2 * n);
@@ -177,14 +217,22 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
         let (a, b, pa, pb) = relay.block_on(async {
             let mut pair = Vec::new();
             let mut ph = Vec::new();
-            for _ in 0..2 {
+            for k in 0..2 {
                 let mut leg = engine.open().await.expect("open leg");
                 let std = std::net::UdpSocket::bind((LO, 0)).expect("phone socket");
                 std.set_nonblocking(true).expect("non-blocking");
                 let port = std.local_addr().expect("addr").port();
-                leg.offer(&[Codec::Pcmu]);
-                leg.accept_answer(&answer(port)).expect("answer");
-                ph.push((std, SocketAddr::new(LO, leg.local_port())));
+                // In SRTP mode the pair's first leg is SRTP, its second plain RTP.
+                let keys = if srtp && k == 0 {
+                    leg.set_srtp(SrtpPolicy::Required);
+                    let offer = leg.offer(&[Codec::Pcmu]);
+                    Some((KeyMaterial::random(Suite::AesCm128HmacSha1_80), offered_key(&offer)))
+                } else {
+                    leg.offer(&[Codec::Pcmu]);
+                    None
+                };
+                leg.accept_answer(&answer(port, keys.as_ref().map(|k| &k.0))).expect("answer");
+                ph.push((std, SocketAddr::new(LO, leg.local_port()), keys));
                 pair.push(leg);
             }
             let mut b = pair.pop().expect("b");
@@ -195,21 +243,21 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
             (a, b, pa, pb)
         });
         let _g = phones_rt.enter();
-        for (std, leg) in [pa, pb] {
-            phones.push(Phone { sock: Arc::new(UdpSocket::from_std(std).expect("tokio socket")), leg });
+        for (std, leg, srtp) in [pa, pb] {
+            phones.push(Phone { sock: Arc::new(UdpSocket::from_std(std).expect("tokio socket")), leg, srtp });
         }
         legs.push(a);
         legs.push(b);
     }
 
     let sh = Arc::new(Shared { phase: AtomicU8::new(WARMUP), sent: AtomicU64::new(0) });
-    let mut groups: Vec<Vec<(Arc<UdpSocket>, SocketAddr, u32)>> = vec![Vec::new(); GROUPS];
+    let contexts = |p: &Phone| p.srtp.as_ref().map(|(mine, legs)| PhoneSrtp { tx: SrtpContext::new(mine), rx: SrtpContext::new(legs) });
+    let mut groups: Vec<Vec<_>> = (0..GROUPS).map(|_| Vec::new()).collect();
+    let mut rx_groups: Vec<Vec<_>> = (0..GROUPS).map(|_| Vec::new()).collect();
     for (i, p) in phones.iter().enumerate() {
-        groups[i % GROUPS].push((p.sock.clone(), p.leg, 0x5000_0000 + i as u32));
-    }
-    let mut rx_groups: Vec<Vec<Arc<UdpSocket>>> = vec![Vec::new(); GROUPS];
-    for (i, p) in phones.iter().enumerate() {
-        rx_groups[i % GROUPS].push(p.sock.clone());
+        let (tx, rx) = contexts(p).map_or((None, None), |c| (Some(c.tx), Some(c.rx)));
+        groups[i % GROUPS].push((p.sock.clone(), p.leg, 0x5000_0000 + i as u32, tx));
+        rx_groups[i % GROUPS].push((p.sock.clone(), rx));
     }
     let receivers: Vec<_> = rx_groups.into_iter().map(|g| phones_rt.spawn(receiver(g, sh.clone()))).collect();
     let senders: Vec<_> = groups.into_iter().enumerate().map(|(g, ph)| phones_rt.spawn(sender(ph, Duration::from_millis(g as u64), sh.clone()))).collect();
@@ -250,7 +298,8 @@ fn run(relay: &Runtime, phones_rt: &Runtime, engine: &MediaEngine, n: usize, sec
     let cpu = (cpu1 - cpu0) as f64 / 1e9;
     let pcpu = (pcpu1 - pcpu0) as f64 / 1e9;
     println!(
-        "N={n:>5} pairs  sent {sent:>8} ({:.1} pps/direction/call)  received {got:>8}  loss {loss:.4} %  added delay p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.3} CPU s per call-minute  [read by the harness late by p50 {:.2} / p99 {:.2} ms; phones CPU {pcpu:.2} s; relayed total {relayed}; load {}]",
+        "{:>4} N={n:>5} pairs  sent {sent:>8} ({:.1} pps/direction/call)  received {got:>8}  loss {loss:.4} %  added delay p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  relay CPU {cpu:.2} s ({:.0} % of a core) = {:.3} CPU s per call-minute  [read by the harness late by p50 {:.2} / p99 {:.2} ms; phones CPU {pcpu:.2} s; relayed total {relayed}; load {}]",
+        if srtp { "SRTP" } else { "RTP" },
         sent as f64 / (2.0 * n as f64 * window.as_secs_f64()),
         pct(0.5),
         pct(0.99),
@@ -279,8 +328,9 @@ fn main() {
     // 5,000 pairs of ports; pairs other programs hold are skipped.
     let engine = MediaEngine::with_config(cfg, 40000..=49999).expect("engine");
     println!("bridge bench: {secs} s per run after a 2 s warm-up, PCMU both legs, 50 pps each direction; relay runtime 2 workers, phones {phone_threads}");
-    for n in ns {
-        run(&relay, &phones, &engine, n, secs);
+    let modes: Vec<bool> = std::env::var("REDIAL_BENCH_BRIDGE_MODES").unwrap_or_else(|_| "rtp".into()).split(',').map(|m| m.trim() == "srtp").collect();
+    for (n, srtp) in ns.into_iter().flat_map(|n| modes.iter().map(move |&m| (n, m))) {
+        run(&relay, &phones, &engine, n, secs, srtp);
         // Let the closed legs' tasks end and release their ports.
         let deadline = Instant::now() + Duration::from_secs(10);
         while engine.ports_in_use() > 0 && Instant::now() < deadline {
