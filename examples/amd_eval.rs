@@ -6,6 +6,8 @@
 //!   corpora and every 20 ms frame after the first speech, the feature vector (CSV on
 //!   stdout) with the model not allowed to commit, so the trainer sees the whole first
 //!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
+//!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`) are included
+//!   when they exist.
 //! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS]` runs the detector on
 //!   SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default, or `amd`) for
 //!   a range of `machine_confidence` = `human_confidence` and prints accuracy, recalls and
@@ -27,6 +29,11 @@ struct Row {
 
 /// The corpora, by their directory under test-media/.
 const CORPORA: [&str; 2] = ["amd-world", "amd"];
+
+/// Training-only corpora that are not committed: more files of the two corpora's `train`
+/// voices and phrases, made by `test-media/train-amd.sh` (`--extra-train`). `features`
+/// includes each one that exists.
+const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")
@@ -59,7 +66,8 @@ fn features() {
     cfg.machine_greeting_ms = 30_000;
     cfg.machine_phrase_ms = 30_000;
     println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
-    for row in CORPORA.iter().flat_map(|c| labels(c)) {
+    let extra = EXTRA_CORPORA.iter().filter(|c| media().join(c).join("labels.csv").exists());
+    for row in CORPORA.iter().chain(extra).flat_map(|c| labels(c)) {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let mut last_at = None;

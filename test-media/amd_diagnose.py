@@ -26,6 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The corpora `amd_eval features` reads, by their directory under test-media/; its rows
 # name each file by that path (`amd-world/h001.wav`).
 CORPORA = ("amd-world", "amd")
+# Training-only corpora, not committed (made by test-media/train-amd.sh when missing).
+EXTRA_CORPORA = ("amd-extra-world", "amd-extra")
 TIMBRE = {"zero_crossings", "tilt", "level_sd_db", "snr_db"}
 # The pitch, envelope, onset and lead-in features (used since amd-mlp-3).
 ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "pitch_mean_st",
@@ -42,7 +44,8 @@ def load(path):
     for r in rows[1:]:
         frames[r[0]].append([float(v) for v in r[5:]])
         meta[r[0]] = (r[1], r[2], r[3])
-    labels = {f"{corpus}/{r['file']}": r for corpus in CORPORA
+    labels = {f"{corpus}/{r['file']}": r for corpus in CORPORA + EXTRA_CORPORA
+              if os.path.exists(os.path.join(HERE, corpus, "labels.csv"))
               for r in csv.DictReader(open(os.path.join(HERE, corpus, "labels.csv")))}
     return names, {f: np.array(v) for f, v in frames.items()}, meta, labels
 

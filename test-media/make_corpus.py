@@ -7,6 +7,8 @@ files. Output: test-media/amd/*.wav (8 kHz mono G.711 mu-law WAV, format tag 7),
 test-media/amd/labels.csv and test-media/prompts/*.wav (8 kHz mono 16-bit PCM).
 
 Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
+       python3 test-media/make_corpus.py --extra-train N DIR
+           N more training-only files of each class into DIR (see `extra_train`)
 """
 import csv
 import math
@@ -209,8 +211,8 @@ def make_clip(rng, label, tmp):
     return speech, beep_at, meta
 
 
-def build(index, label, tmp):
-    rng = random.Random(f"{SEED}-{label}-{index}")
+def build(index, label, tmp, tag=""):
+    rng = random.Random(f"{SEED}-{tag}{label}-{index}")
     speech, beep_at, meta = make_clip(rng, label, tmp)
     level = rng.uniform(-30, -1)
     speech = scale_to_peak(speech, level)
@@ -262,19 +264,48 @@ def corpus(tmp):
             name = f"{prefix}{i + 1:03d}.wav"
             x, meta = build(i, label, tmp)
             telephone(tmp, x, meta["codec"], os.path.join(AMD_DIR, name))
-            rows.append({"file": name, "label": label, "kind": meta["kind"],
-                         "beep_onset_ms": meta["beep_onset_ms"], "split": meta["split"],
-                         "answer_ms": meta["answer_ms"],
-                         "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
-                         "voice": meta["voice"], "speed": meta["speed"], "pitch": meta["pitch"],
-                         "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
-                         "snr_db": meta["snr_db"], "codec": meta["codec"],
-                         "duration_ms": len(x) * 1000 // RATE, "script": meta["script"]})
+            rows.append(row_of(name, label, meta, x))
             print(name, meta["kind"], file=sys.stderr)
-    with open(os.path.join(AMD_DIR, "labels.csv"), "w", newline="") as f:
+    write_labels(AMD_DIR, rows)
+
+
+def row_of(name, label, meta, x):
+    return {"file": name, "label": label, "kind": meta["kind"],
+            "beep_onset_ms": meta["beep_onset_ms"], "split": meta["split"],
+            "answer_ms": meta["answer_ms"],
+            "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
+            "voice": meta["voice"], "speed": meta["speed"], "pitch": meta["pitch"],
+            "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
+            "snr_db": meta["snr_db"], "codec": meta["codec"],
+            "duration_ms": len(x) * 1000 // RATE, "script": meta["script"]}
+
+
+def write_labels(directory, rows):
+    with open(os.path.join(directory, "labels.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+
+
+def extra_train(tmp, count, out_dir):
+    """`count` more training-only files of each class in `out_dir` (not committed): clips
+    drawn from their own seeds ("extra-"), of which only those whose voice accent and
+    every phrase are train ones are kept, so no holdout accent or sentence is heard."""
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for label, prefix in (("human", "xh"), ("machine", "xm")):
+        i = kept = 0
+        while kept < count:
+            x, meta = build(i, label, tmp, tag="extra-")
+            i += 1
+            if meta["split"] != "train":
+                continue
+            kept += 1
+            name = f"{prefix}{kept:05d}.wav"
+            telephone(tmp, x, meta["codec"], os.path.join(out_dir, name))
+            rows.append(row_of(name, label, meta, x))
+            print(name, meta["kind"], file=sys.stderr)
+    write_labels(out_dir, rows)
 
 
 PROMPTS = {
@@ -316,6 +347,9 @@ def main():
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng sox)")
     with tempfile.TemporaryDirectory() as tmp:
+        if len(sys.argv) == 4 and sys.argv[1] == "--extra-train":
+            extra_train(tmp, int(sys.argv[2]), sys.argv[3])
+            return
         prompts(tmp)
         corpus(tmp)
 

@@ -33,6 +33,8 @@ Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-to
 (Debian package names) and python3.
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
+       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST]
+           N more training-only files of each class into DIR (see `extra_train`)
 """
 import csv
 import math
@@ -556,8 +558,8 @@ def human_line(rng, beds, speech, extra, meta):
     return x
 
 
-def build(index, label, split, tmp, beds):
-    rng = random.Random(f"{SEED}-{label}-{index}")
+def build(index, label, split, tmp, beds, tag=""):
+    rng = random.Random(f"{SEED}-{tag}{label}-{index}")
     speech, beep_at, extra, meta = make_clip(rng, label, split, tmp)
     if label == "human":
         x = human_line(rng, beds, speech, extra, meta)
@@ -621,6 +623,48 @@ def telephone(tmp, x, codec, loss, rng, out):
     run("sox", "-D", b, "-e", "u-law", "-b", "8", out)
 
 
+def row_of(name, label, split, meta, x):
+    return {"file": name, "label": label, "kind": meta["kind"],
+            "beep_onset_ms": meta["beep_onset_ms"], "split": split,
+            "answer_ms": meta["answer_ms"],
+            "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
+            "voice": meta["voice"], "tempo": meta["tempo"],
+            "level_dbfs": meta.get("level_dbfs", ""),
+            "env": meta.get("env", ""), "env_snr_db": meta.get("env_snr_db", ""),
+            "dtx": meta.get("dtx", 0),
+            "idle": meta.get("idle", ""), "idle_dbfs": meta.get("idle_dbfs", ""),
+            "room": meta.get("room", ""), "room_snr_db": meta.get("room_snr_db", ""),
+            "store": meta.get("store", ""),
+            "codec": meta["codec"], "loss": meta["loss"],
+            "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE}
+
+
+def write_labels(directory, rows):
+    with open(os.path.join(directory, "labels.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def extra_train(tmp, count, out_dir, first=0):
+    """`count` more files of each class for training only, in `out_dir` (not committed):
+    train voices, train phrases and train background beds, drawn from their own seeds
+    ("extra-"), so no holdout voice or sentence is heard and the committed corpus is
+    unchanged. Files `first`..`first+count-1` of each class: disjoint ranges can be made
+    in parallel and their labels concatenated."""
+    os.makedirs(out_dir, exist_ok=True)
+    beds = Beds(tmp, "train")
+    rows = []
+    for label, prefix in (("human", "xh"), ("machine", "xm")):
+        for i in range(first, first + count):
+            name = f"{prefix}{i + 1:05d}.wav"
+            x, meta, rng = build(i, label, "train", tmp, beds, tag="extra-")
+            telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
+            rows.append(row_of(name, label, "train", meta, x))
+            print(name, meta["kind"], meta["voice"], file=sys.stderr)
+    write_labels(out_dir, rows)
+
+
 def corpus(tmp):
     if os.path.isdir(AMD_DIR):
         for f in os.listdir(AMD_DIR):
@@ -635,24 +679,9 @@ def corpus(tmp):
             split = "holdout" if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else "train"
             x, meta, rng = build(i, label, split, tmp, beds[split])
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(AMD_DIR, name))
-            rows.append({"file": name, "label": label, "kind": meta["kind"],
-                         "beep_onset_ms": meta["beep_onset_ms"], "split": split,
-                         "answer_ms": meta["answer_ms"],
-                         "speech_onset_ms": meta["speech_onset_ms"], "ringback": meta["ringback"],
-                         "voice": meta["voice"], "tempo": meta["tempo"],
-                         "level_dbfs": meta.get("level_dbfs", ""),
-                         "env": meta.get("env", ""), "env_snr_db": meta.get("env_snr_db", ""),
-                         "dtx": meta.get("dtx", 0),
-                         "idle": meta.get("idle", ""), "idle_dbfs": meta.get("idle_dbfs", ""),
-                         "room": meta.get("room", ""), "room_snr_db": meta.get("room_snr_db", ""),
-                         "store": meta.get("store", ""),
-                         "codec": meta["codec"], "loss": meta["loss"],
-                         "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE})
+            rows.append(row_of(name, label, split, meta, x))
             print(name, split, meta["kind"], meta["voice"], file=sys.stderr)
-    with open(os.path.join(AMD_DIR, "labels.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    write_labels(AMD_DIR, rows)
 
 
 def main():
@@ -662,7 +691,11 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
                      "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
     with tempfile.TemporaryDirectory() as tmp:
-        corpus(tmp)
+        if len(sys.argv) >= 4 and sys.argv[1] == "--extra-train":
+            first = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+            extra_train(tmp, int(sys.argv[2]), sys.argv[3], first)
+        else:
+            corpus(tmp)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Retrains src/amd/model.json from the train splits of test-media/amd-world/ and
-# test-media/amd/ (needs numpy).
+# test-media/amd/, plus more training-only files of their train voices and phrases made
+# here when missing (test-media/amd-extra-world/ and test-media/amd-extra/, not committed;
+# AMD_EXTRA_WORLD and AMD_EXTRA_ESPEAK files of each class, 0 for none).
+# Needs numpy, and to make the extra files the corpora's tools (make-world-corpus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+world=${AMD_EXTRA_WORLD:-500}
+espeak=${AMD_EXTRA_ESPEAK:-200}
+if [ "$world" -gt 0 ] && [ ! -f test-media/amd-extra-world/labels.csv ]; then
+  python3 test-media/make_world_corpus.py --extra-train "$world" test-media/amd-extra-world
+fi
+if [ "$espeak" -gt 0 ] && [ ! -f test-media/amd-extra/labels.csv ]; then
+  python3 test-media/make_corpus.py --extra-train "$espeak" test-media/amd-extra
+fi
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 cargo run --quiet --release --example amd_eval -- features > "$tmp"
