@@ -126,11 +126,11 @@ fn webhooks_survive_the_delivering_nodes_sigkill_and_arrive_once_per_id_in_order
     eventually("every change delivered after the take-over", Duration::from_secs(60), || (delivered(&got) >= want).then_some(()));
     assert_eq!(holder(&rt, &pg.url(), &url).as_deref(), Some(other), "the survivor has the endpoint's turn");
 
-    let got = got.lock().unwrap().clone();
-    assert!(got.iter().all(|(ok, _)| *ok), "every delivery carries a valid signature");
+    let all = got.lock().unwrap().clone();
+    assert!(all.iter().all(|(ok, _)| *ok), "every delivery carries a valid signature");
     let mut bodies: HashMap<String, Value> = HashMap::new();
     let mut per_callback: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-    for (_, v) in &got {
+    for (_, v) in &all {
         let id = v["id"].as_str().unwrap().to_string();
         let seq: u64 = id.strip_prefix("evt_").unwrap().parse().unwrap();
         match bodies.get(&id) {
@@ -149,8 +149,8 @@ fn webhooks_survive_the_delivering_nodes_sigkill_and_arrive_once_per_id_in_order
         assert_eq!(&types, kinds, "callback {cb}: each change once, in order");
         assert!(list.windows(2).all(|w| w[0].0 < w[1].0), "callback {cb}: sequences increase: {list:?}");
     }
-    let repeats = got.len() - bodies.len();
-    eprintln!("{} deliveries, {} events, {repeats} repeated after the take-over", got.len(), bodies.len());
+    let repeats = all.len() - bodies.len();
+    eprintln!("{} deliveries, {} events, {repeats} repeated after the take-over", all.len(), bodies.len());
 
     // The survivor replays the shared sequence from the start: every event,
     // the dead node's too, in sequence order and without gaps.
@@ -163,6 +163,23 @@ fn webhooks_survive_the_delivering_nodes_sigkill_and_arrive_once_per_id_in_order
     assert!(seqs.iter().all(|s| replayed.contains(s)), "the replay holds every delivered event");
     assert_eq!(ids.first(), Some(&1), "the sequence starts at 1");
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "the shared sequence has no gaps: {ids:?}");
+
+    // A node that joins now commits changes while the survivor keeps the
+    // turn: the survivor commits nothing itself, so only its feed of every
+    // node's events wakes its deliverer.
+    nodes.insert("c".into(), Node::start_extra(root.path(), "c", &pg.url(), None, true, "", &hook_toml));
+    let mut joined = Expected::new();
+    changes(&[port("c", &nodes)], 6, 200, &mut joined);
+    let ids: HashSet<String> = joined.keys().cloned().collect();
+    eventually("the joined node's changes delivered by the survivor", Duration::from_secs(30), || {
+        let seen: HashSet<String> = got_now(&got).into_iter().filter_map(|v| v["data"]["id"].as_str().map(str::to_string)).collect();
+        ids.is_subset(&seen).then_some(())
+    });
+    assert_eq!(holder(&rt, &pg.url(), &url).as_deref(), Some(other), "the survivor still has the endpoint's turn");
+}
+
+fn got_now(got: &Got) -> Vec<Value> {
+    got.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
 }
 
 async fn client(pg: &Postgres) -> tokio_postgres::Client {

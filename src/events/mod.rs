@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 pub mod outbox;
-pub use outbox::{Backoff, Outbox, Parked, TurnHeld, TURN_POLL};
+pub use outbox::{Backoff, Outbox, Parked, TurnHeld};
 
 use crate::agents::AgentInfo;
 use crate::clock::Millis;

@@ -152,10 +152,6 @@ pub enum Turn {
     Elsewhere(std::time::Duration),
 }
 
-/// How often a task that holds a turn reads the outbox when nothing woke
-/// it: in a cluster, other nodes' events are not on this process's bus.
-pub const TURN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// A turn held by a task (see [`Outbox::turn`]): taken, renewed a third
 /// of the way through, and known lost once its own deadline passes
 /// without a renewal.
@@ -204,11 +200,6 @@ impl TurnHeld {
     /// Whether the turn is still this process's (by its own deadline).
     pub fn held(&self) -> bool {
         self.until.is_none_or(|u| tokio::time::Instant::now() < u)
-    }
-
-    /// Whether this process shares the outbox with others (a lease).
-    pub fn shared(&self) -> bool {
-        self.until.is_some()
     }
 
     /// When to call [`TurnHeld::renew`]; `None` when there is no lease.

@@ -206,11 +206,12 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             return Err(e.into());
         }
     };
-    // Webhooks get each event as the REST routes and /v1/events render it.
+    // Webhooks get each event as the REST routes and /v1/events render it,
+    // woken by the feed that carries every node's events in a cluster.
     let webhooks = crate::webhooks::driver::spawn(
         &cfg.webhooks,
         core.outbox.clone(),
-        &core.bus,
+        &core.feed,
         Arc::new(crate::api::feed::event_data),
         clock.clone(),
         stop_rx.clone(),
@@ -246,7 +247,7 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
             calls: sip.calls.clone(),
             clock: kit.clock.clone(),
         };
-        tokio::spawn(notifier.run(core.bus.subscribe(), stop_rx.clone()));
+        tokio::spawn(notifier.run(core.feed.subscribe(), stop_rx.clone()));
     }
     if let Some(texts) = sip.texts.take() {
         tokio::spawn(crate::sms::inbound::run(texts, core.outbox.clone(), kit.clock.clone(), stop_rx.clone()));

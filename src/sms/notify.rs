@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 use super::{send, template, TextRecord};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::events::{Event, Kind, Outbox, TurnHeld, TURN_POLL};
+use crate::events::{Event, Kind, Outbox, TurnHeld};
 use crate::sip::calls::CallControl;
 
 /// The outbox cursor of this task.
@@ -109,9 +109,8 @@ impl Notifier {
             if page.is_empty() {
                 tokio::select! {
                     _ = stop.changed() => return true,
+                    // The node's event feed: in a cluster, every node's events.
                     ev = events.recv() => if let Err(RecvError::Closed) = ev { return true },
-                    // Shared with other nodes: their events are not on this bus.
-                    _ = tokio::time::sleep(TURN_POLL), if turn.shared() => {}
                 }
                 continue;
             }

@@ -4,8 +4,10 @@
 //! receiver nor the HTTP client ever runs on the runtime's own threads or
 //! holds up the book or another endpoint.
 //!
-//! The bus only says "something new was committed" (and saves a read when
-//! the task is caught up); the outbox is the source, so a restart, a
+//! The bus given is the node's event feed: in a cluster it carries every
+//! node's events in the outbox's order (`cluster::feed`), otherwise this
+//! process's own. It only says "something new was committed" (and saves a
+//! read when the task is caught up); the outbox is the source, so a restart, a
 //! SIGKILL or a lagging task loses nothing: delivery resumes after the
 //! cursor, which is saved at most every [`CURSOR_EVERY`] (a crash repeats
 //! at most that much: at least once, never lost).
@@ -20,7 +22,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Webhook;
-use crate::events::{Bus, Event, Outbox, Parked, TurnHeld, TURN_POLL};
+use crate::events::{Bus, Event, Outbox, Parked, TurnHeld};
 
 use super::queue::{Delivery, Queue};
 use super::{body, send, Render};
@@ -138,9 +140,6 @@ impl Endpoint {
         let mut read_again_at: Option<tokio::time::Instant> = None;
         let mut save_tick = tokio::time::interval(CURSOR_EVERY);
         save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Shared with other nodes: their events are not on this bus.
-        let mut poll = tokio::time::interval(TURN_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !turn.held() {
                 self.save(&key, &queue, &reading, &mut saved);
@@ -187,7 +186,6 @@ impl Endpoint {
                         return Ended::TurnLost;
                     }
                 }
-                _ = poll.tick(), if turn.shared() && in_flight.is_none() && queue.is_empty() => reading.behind = true,
                 res = async { (&mut in_flight.as_mut().expect("guarded").1).await }, if in_flight.is_some() => {
                     let (seq, _) = in_flight.take().expect("guarded");
                     let now = self.clock.now_ms();
