@@ -23,6 +23,8 @@
 //! normally, the peak RSS of this process (endpoint, answering task, phones; SIPp is
 //! another process), the quota's throttling, and the audio of `OVERLOAD_LONG_CALLS`
 //! (default 4) calls set up before the flood: RTP packets sent and relayed each way.
+//! Their media runs on its own runtime in the same quota, as `redial serve` runs it;
+//! `OVERLOAD_MEDIA_RUNTIME=shared` relays on the endpoint's runtime instead.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -192,7 +194,7 @@ fn sipp(rate: u32, offered: u32, sip: &str, quota: Option<&Quota>) -> std::io::R
     Ok(child)
 }
 
-fn flood(rt: &Runtime, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, secs: u32, long_calls: usize) -> Run {
+fn flood(rt: &Runtime, media_rt: Option<&Runtime>, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, secs: u32, long_calls: usize) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::endpoint_config(dir.path(), DID);
     if let Some(d) = std::env::var("OVERLOAD_MAX_INVITE_DELAY").ok().and_then(|v| humantime::parse_duration(&v).ok()) {
@@ -205,7 +207,10 @@ fn flood(rt: &Runtime, phones_rt: &Runtime, quota: Option<&Quota>, rate: u32, se
         let mut ep = Endpoint::start(&cfg, stop_rx).await.unwrap();
         let mut incoming = ep.incoming.take().unwrap();
         let media = MediaConfig { bind: LO, advertised: LO, media_timeout: Duration::from_secs(120), amd: AmdConfig::default() };
-        let engine = MediaEngine::with_config(media, 40000..=49999).expect("media engine");
+        let mut engine = MediaEngine::with_config(media, 40000..=49999).expect("media engine");
+        if let Some(m) = media_rt {
+            engine = engine.on_runtime(m.handle().clone());
+        }
         let (e2, f2) = (ended.clone(), far_legs.clone());
         let taker = tokio::spawn(async move {
             while let Some(call) = incoming.recv().await {
@@ -320,6 +325,12 @@ fn main() {
     };
     // The endpoint's runtime: every worker and blocking thread enters the quota as it starts.
     let rt = runtime_in(2, "tokio-runtime-worker", quota.as_ref().map(|q| q.dir().to_path_buf()));
+    // Media's own runtime, as `redial serve` runs it, in the same quota
+    // (`OVERLOAD_MEDIA_RUNTIME=shared` relays on the endpoint's runtime instead).
+    let media_rt = match std::env::var("OVERLOAD_MEDIA_RUNTIME").as_deref() {
+        Ok("shared") => None,
+        _ => Some(runtime_in(2, "redial-media", quota.as_ref().map(|q| q.dir().to_path_buf()))),
+    };
     // The phones' runtime, in the load generator's cgroup.
     let phones_rt = runtime_in(1, "phone-w", quota.as_ref().map(|q| q.load_dir().to_path_buf()));
     let secs = env_u32("OVERLOAD_SECS", 20);
@@ -327,11 +338,12 @@ fn main() {
     let long_calls = env_u32("OVERLOAD_LONG_CALLS", 4) as usize;
     match &quota {
         Some(q) => println!(
-            "endpoint threads in {} at {} % of one core; SIPp and phones in {}; max_invite_delay {:?}",
+            "endpoint threads in {} at {} % of one core; SIPp and phones in {}; max_invite_delay {:?}; media on {}",
             q.dir().display(),
             q.pct,
             q.load_dir().display(),
-            std::env::var("OVERLOAD_MAX_INVITE_DELAY").unwrap_or_else(|_| "default".into())
+            std::env::var("OVERLOAD_MAX_INVITE_DELAY").unwrap_or_else(|_| "default".into()),
+            if media_rt.is_some() { "its own runtime" } else { "the endpoint's runtime" }
         ),
         None => println!("no CPU quota: SIPp, phones and endpoint share the machine"),
     }
@@ -341,7 +353,7 @@ fn main() {
             let mut rate = env_u32("OVERLOAD_FROM", 50);
             let mut last_clean = None;
             loop {
-                let run = flood(&rt, &phones_rt, quota.as_ref(), rate, PROBE_SECS, 0);
+                let run = flood(&rt, media_rt.as_ref(), &phones_rt, quota.as_ref(), rate, PROBE_SECS, 0);
                 run.print("probe");
                 if !run.clean(PROBE_SECS) {
                     break;
@@ -361,11 +373,12 @@ fn main() {
     println!("sustainable rate: {base}/s (every call answered, on time, in a {PROBE_SECS} s run)");
     for run in 1..=runs {
         for k in [1, 2, 4] {
-            flood(&rt, &phones_rt, quota.as_ref(), base * k, secs, long_calls).print(&format!("run {run}, {k}×"));
+            flood(&rt, media_rt.as_ref(), &phones_rt, quota.as_ref(), base * k, secs, long_calls).print(&format!("run {run}, {k}×"));
         }
     }
     // Threads leave the quota before it is removed (its drop moves any left).
     drop(rt);
+    drop(media_rt);
     drop(phones_rt);
     drop(quota);
 }

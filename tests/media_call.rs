@@ -577,3 +577,41 @@ async fn while_the_agent_holds_the_customer_hears_its_hold_music_in_its_codec_th
     agent.close();
     wait_ports(&e, 0).await;
 }
+
+/// Legs opened on the engine's own runtime keep relaying while the runtime
+/// that opened them does not run at all (the worst a signalling backlog can
+/// do): `redial serve` keeps media on its own threads for this.
+#[test]
+fn legs_on_the_media_runtime_relay_while_the_opening_runtime_is_stalled() {
+    let media_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let e = engine(Duration::from_secs(60)).on_runtime(media_rt.handle().clone());
+    let (a, b, mut pa, pb, mut ts) = rt.block_on(async {
+        let (mut a, mut pa) = leg_with_phone(&e, Codec::Pcmu).await;
+        let (mut b, pb) = leg_with_phone(&e, Codec::Pcmu).await;
+        a.bridge(&mut b).unwrap();
+        let mut ts = 0;
+        relayed(&mut pa, a.local_port(), &pb, 0, &mut ts).await;
+        (a, b, pa, pb, ts)
+    });
+    // From here on `rt` is never driven: plain blocking sockets play the phones.
+    let (from, to) = (pa.sock.into_std().unwrap(), pb.sock.into_std().unwrap());
+    from.set_nonblocking(false).unwrap();
+    to.set_nonblocking(false).unwrap();
+    to.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 2048];
+    while to.recv_from(&mut buf).is_ok() {}
+    to.set_read_timeout(Some(WAIT)).unwrap();
+    let level = g711::ulaw_encode(3000);
+    for _ in 0..20 {
+        ts += 160;
+        let p = RtpPacket { payload_type: 0, marker: false, sequence: pa.seq, timestamp: ts, ssrc: pa.ssrc, payload: vec![level; 160].into() };
+        pa.seq = pa.seq.wrapping_add(1);
+        from.send_to(&p.to_bytes().unwrap(), (LO, a.local_port())).unwrap();
+    }
+    for k in 0..20 {
+        let (n, _) = to.recv_from(&mut buf).unwrap_or_else(|e| panic!("packet {k} of 20 not relayed: {e}"));
+        assert_eq!(RtpPacket::parse(&buf[..n]).unwrap().payload_type, 0);
+    }
+    drop((a, b));
+}

@@ -77,6 +77,8 @@ pub enum ServeError {
     Core(#[from] crate::app::OpenError),
     #[error("media: {0}")]
     Media(#[from] crate::media::call::MediaCallError),
+    #[error("cannot start the media runtime: {0}")]
+    MediaRuntime(std::io::Error),
     #[error(transparent)]
     ReadyFile(#[from] ready::ReadyFileError),
     #[error(transparent)]
@@ -133,7 +135,8 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     };
     // Media first: a bad prompt file or port range stops the start before
     // anything is bound.
-    let media = MediaEngine::new(&cfg)?;
+    let media_rt = MediaRuntime::start()?;
+    let media = MediaEngine::new(&cfg)?.on_runtime(media_rt.handle());
     let prompts = Arc::new(Prompts::load(&cfg)?);
     // Registrations saved by the last run, restored before the first REGISTER is read.
     let registrations = saved::open(&cfg).await?;
@@ -320,6 +323,37 @@ pub async fn run(cfg: Config, ready_file: Option<&Path>, shutdown: impl std::fut
     }
     tracing::info!("stopped");
     announced.map_err(Into::into)
+}
+
+/// Media's own threads, one per core: the relay's packets are then not
+/// queued behind signalling work on the same workers (under a SIP flood the
+/// operating system still gives them their turn). Shut down without waiting
+/// when dropped, which async code may do.
+struct MediaRuntime(Option<tokio::runtime::Runtime>);
+
+impl MediaRuntime {
+    fn start() -> Result<Self, ServeError> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("redial-media")
+            .enable_all()
+            .build()
+            .map_err(ServeError::MediaRuntime)?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle().clone()
+    }
+}
+
+impl Drop for MediaRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Waits for the endpoint to stop; it unregisters trunks within its own grace

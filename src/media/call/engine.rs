@@ -19,6 +19,10 @@ use crate::media::ports::PortAllocator;
 pub struct MediaEngine {
     ports: Arc<PortAllocator>,
     config: Arc<MediaConfig>,
+    /// The runtime legs run on, when not the caller's: media then keeps its
+    /// own threads, so a backlog of signalling tasks (a SIP flood) does not
+    /// hold up the relay's packets behind it on the same workers.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Pairs tried before giving up when ports of the range are held by other programs.
@@ -34,15 +38,37 @@ impl MediaEngine {
     /// An engine from an explicit configuration and port range (tests, benchmarks).
     pub fn with_config(config: MediaConfig, ports: std::ops::RangeInclusive<u16>) -> Result<Self, MediaCallError> {
         config.amd.validate()?;
-        Ok(Self { ports: Arc::new(PortAllocator::new(ports)?), config: Arc::new(config) })
+        Ok(Self { ports: Arc::new(PortAllocator::new(ports)?), config: Arc::new(config), runtime: None })
+    }
+
+    /// Legs opened from now on bind their sockets and run their tasks on
+    /// `runtime` (a socket is driven by the runtime it was made on).
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     pub fn config(&self) -> &MediaConfig {
         &self.config
     }
 
-    /// Binds an RTP/RTCP pair from media.ports and starts its task.
+    /// Binds an RTP/RTCP pair from media.ports and starts its task (on the
+    /// engine's runtime, if it has one).
     pub async fn open(&self) -> Result<MediaLeg, MediaCallError> {
+        match &self.runtime {
+            None => self.open_here().await,
+            Some(rt) => {
+                let engine = self.clone();
+                let span = tracing::Span::current();
+                // The leg's task logs in the span of the call that opened it.
+                rt.spawn(tracing::Instrument::instrument(async move { engine.open_here().await }, span))
+                    .await
+                    .map_err(|e| MediaCallError::Runtime(e.to_string()))?
+            }
+        }
+    }
+
+    async fn open_here(&self) -> Result<MediaLeg, MediaCallError> {
         let socket = self.bind().await?;
         let id = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
         Ok(MediaLeg::start(id, socket, self.config.clone()))

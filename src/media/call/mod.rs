@@ -90,6 +90,9 @@ pub enum MediaCallError {
     WebRtc(#[from] crate::webrtc::WebRtcError),
     #[error("invalid [amd] configuration: {0}")]
     Amd(#[from] AmdConfigError),
+    /// The media runtime could not start the leg (it is shutting down).
+    #[error("media runtime: {0}")]
+    Runtime(String),
     /// A prompt file exists but cannot be used (a missing one falls back to a tone).
     #[error("prompt `{name}`: {source}")]
     Prompt { name: &'static str, source: PlayerError },
