@@ -39,6 +39,9 @@ LINE = {"lead_db", "lead_digital", "speech_floor_db", "floor_step_db", "level_db
 BANDS = {f"band{i}_db" for i in range(8)}
 # How fast the speech's spectrum moves, and how steady its level is from word to word.
 DYNAMICS = {"spectral_flux_db", "word_level_sd_db"}
+# The bands outside 300..3400 Hz: what the line's filters and codecs left there, which a
+# telephone network band-limits for people as much as for recordings.
+OUT_OF_BAND = {"band0_db", "band7_db"}
 
 
 def load(path):
@@ -169,7 +172,8 @@ def early(path, only):
                 ("+ bands", TIMBRE | DYNAMICS, {}),
                 ("+ flux, word level", TIMBRE | BANDS, {}),
                 ("+ bands, flux, word level", TIMBRE, {}),
-                ("+ bands, flux, word level, 16 hidden", TIMBRE, {"hidden": 16})]
+                ("+ bands, flux, word level, 16 hidden", TIMBRE, {"hidden": 16}),
+                ("+ voice-band bands, flux, word level", TIMBRE | OUT_OF_BAND, {})]
     rules = [dict(c=0.9, speech=0.8, pause=0.4)] + [
         dict(c=c, speech=sp, pause=pa, early=(ce, se, pe))
         for c in (0.9,) for sp, pa in ((0.8, 0.4), (0.6, 0.3))

@@ -283,12 +283,13 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    assert!(s.accuracy >= 0.89, "{s:?}");
-    assert!(s.human_recall >= 0.80, "{s:?}");
-    assert!(s.machine_recall >= 0.98, "{s:?}");
-    // And ceilings at the measured decision times (amd-mlp-5: 2.01 s median, 3.38 s p90).
-    assert!(s.median_from_answer_ms <= 2010.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3380.0, "{s:?}");
+    // amd-mlp-5: accuracy 0.908, human 0.817, machine 1.000, median 1.90 s, p90 3.12 s.
+    assert!(s.accuracy >= 0.90, "{s:?}");
+    assert!(s.human_recall >= 0.81, "{s:?}");
+    assert!(s.machine_recall >= 0.99, "{s:?}");
+    // And ceilings at the measured decision times from answer.
+    assert!(s.median_from_answer_ms <= 1900.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3120.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -312,13 +313,13 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped model (the result is
-    // deterministic): accuracy 0.876, human recall 0.973, machine recall 0.750, median
+    // deterministic): accuracy 0.907, human recall 0.973, machine recall 0.821, median
     // 2.10 s and p90 4.30 s from answer. amd-mlp-4 had 0.907 / 0.959 / 0.839 at 2.62 s /
-    // 4.28 s: amd-mlp-5, chosen by cross-validation on train, trades some of this
-    // corpus's calm machines for the world corpus's accuracy and sooner decisions.
-    assert!(s.accuracy >= 0.87, "{s:?}");
+    // 4.28 s: amd-mlp-5 (chosen by cross-validation on train) gets one more person and
+    // one machine fewer right, half a second sooner, so the machine floor is 0.82.
+    assert!(s.accuracy >= 0.90, "{s:?}");
     assert!(s.human_recall >= 0.97, "{s:?}");
-    assert!(s.machine_recall >= 0.75, "{s:?}");
+    assert!(s.machine_recall >= 0.82, "{s:?}");
     assert!(s.median_from_answer_ms <= 2100.0, "{s:?}");
     assert!(s.p90_from_answer_ms <= 4300.0, "{s:?}");
 }
