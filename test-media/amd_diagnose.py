@@ -13,6 +13,11 @@ be taken by any rule that waits for `human_silence_ms` (400 ms) after the first 
 (a lower bound on the human decision time), and a cross-validation of model variants on
 `train` only, folds split by voice (the holdout is never used to choose), scored on each
 corpus (test-media/amd-world/ and test-media/amd/) separately. Needs numpy.
+
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv --early [VARIANT...]
+
+cross-validates the spectral feature groups (amd-mlp-5) and the sooner commit tier
+instead (every 3rd frame and 800 epochs, AMD_CV_STRIDE / AMD_CV_EPOCHS to change).
 """
 import csv
 import json

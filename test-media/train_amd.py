@@ -12,7 +12,9 @@ model not allowed to commit, for both corpora: test-media/amd-world/ (several en
 the recording and live-line chains) and test-media/amd/ (espeak only, the same background
 under both classes from the first sample: machines with no background step at all, which
 the world corpus has too few of for the model to learn that a steady line does not make a
-person). Every frame of every `train` file is one example labelled
+person), and the uncommitted extra training files of their train voices and phrases
+(test-media/amd-extra-world/, test-media/amd-extra/) when present. Every 3rd frame of
+every `train` file is one example labelled
 with the file's answer (machine = 1), each file weighted 1 in total so long clips do not
 dominate. The model is a one-hidden-layer perceptron (tanh, logistic output) trained by
 full-batch Adam on the weighted cross-entropy with an L2 penalty, from a fixed seed: the
