@@ -178,7 +178,9 @@ def early(path, only):
                 ("+ flux, word level", TIMBRE | BANDS, {}),
                 ("+ bands, flux, word level", TIMBRE, {}),
                 ("+ bands, flux, word level, 16 hidden", TIMBRE, {"hidden": 16}),
-                ("+ voice-band bands, flux, word level", TIMBRE | OUT_OF_BAND, {})]
+                ("+ voice-band bands, flux, word level", TIMBRE | OUT_OF_BAND, {}),
+                ("+ voice-band bands", TIMBRE | OUT_OF_BAND | DYNAMICS, {}),
+                ("+ voice-band bands, flux, word level, 16 hidden", TIMBRE | OUT_OF_BAND, {"hidden": 16})]
     rules = [dict(c=0.9, speech=0.8, pause=0.4)] + [
         dict(c=c, speech=sp, pause=pa, early=(ce, se, pe))
         for c in (0.9,) for sp, pa in ((0.8, 0.4), (0.6, 0.3))
