@@ -343,3 +343,20 @@ fn corpus_results_are_deterministic() {
         assert_eq!((x.result, x.decided_at_ms, x.beep_at_ms), (y.result, y.decided_at_ms, y.beep_at_ms), "{}", x.row.file);
     }
 }
+
+/// The sooner tier only ever moves a verdict earlier on the files where the model is sure:
+/// with it off (`early_confidence = 1`) no file of the world holdout is decided sooner, and
+/// with it on some are.
+#[test]
+fn the_sooner_tier_decides_sooner_never_later() {
+    let holdout = || labels(WORLD).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
+    let on = run_rows(WORLD, holdout(), &config());
+    let off = run_rows(WORLD, holdout(), &AmdConfig { early_confidence: 1.0, ..config() });
+    let mut sooner = 0;
+    for (a, b) in on.iter().zip(&off) {
+        assert!(a.decided_at_ms <= b.decided_at_ms, "{}: {} vs {} ms", a.row.file, a.decided_at_ms, b.decided_at_ms);
+        sooner += (a.decided_at_ms < b.decided_at_ms) as usize;
+    }
+    println!("the sooner tier decided {sooner} of {} holdout files sooner", on.len());
+    assert!(sooner > 0, "the tier decided nothing sooner");
+}

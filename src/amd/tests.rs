@@ -233,6 +233,10 @@ fn decision_is_polled_once_and_push_after_finish_is_an_error() {
 fn invalid_config_is_refused() {
     let bad = AmdConfig { tone_concentration: 1.5, ..AmdConfig::default() };
     assert!(matches!(AmdDetector::new(bad), Err(AmdConfigError::OutOfRange { field: "tone_concentration", .. })));
+    let bad = AmdConfig { early_confidence: 0.4, ..AmdConfig::default() };
+    assert!(matches!(bad.validate(), Err(AmdConfigError::OutOfRange { field: "early_confidence", .. })));
+    let bad = AmdConfig { early_silence_ms: 20_000, ..AmdConfig::default() };
+    assert!(matches!(bad.validate(), Err(AmdConfigError::OutOfRange { field: "early_silence_ms", .. })));
     let bad = AmdConfig { beep_min_hz: 2000.0, beep_max_hz: 1000.0, ..AmdConfig::default() };
     assert!(matches!(bad.validate(), Err(AmdConfigError::BeepBand { .. })));
     assert_eq!(AmdConfig::default().validate(), Ok(()));
