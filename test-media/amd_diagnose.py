@@ -13,6 +13,11 @@ be taken by any rule that waits for `human_silence_ms` (400 ms) after the first 
 (a lower bound on the human decision time), and a cross-validation of model variants on
 `train` only, folds split by voice (the holdout is never used to choose), scored on each
 corpus (test-media/amd-world/ and test-media/amd/) separately. Needs numpy.
+
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv --early [VARIANT...]
+
+cross-validates the spectral feature groups (amd-mlp-5) and the sooner commit tier
+instead (every 3rd frame and 800 epochs, AMD_CV_STRIDE / AMD_CV_EPOCHS to change).
 """
 import csv
 import json
@@ -35,6 +40,13 @@ ACOUSTIC = {"periodicity", "pitch_sd_st", "pitch_jump_st", "pitch_end_slope", "p
 # The line around the first speech: its level and digital silence before, the background
 # from the onset on, the step between them, and the speech level (used since amd-mlp-3).
 LINE = {"lead_db", "lead_digital", "speech_floor_db", "floor_step_db", "level_db", "tail_step_db"}
+# The share of the speech's energy in eight bands (amd-mlp-5).
+BANDS = {f"band{i}_db" for i in range(8)}
+# How fast the speech's spectrum moves, and how steady its level is from word to word.
+DYNAMICS = {"spectral_flux_db", "word_level_sd_db"}
+# The bands outside 300..3400 Hz: what the line's filters and codecs left there, which a
+# telephone network band-limits for people as much as for recordings.
+OUT_OF_BAND = {"band0_db", "band7_db"}
 
 
 def load(path):
@@ -56,26 +68,29 @@ def mlp(m):
     return lambda x: 1 / (1 + np.exp(-(np.tanh(((x - mean) / sc) @ w1.T + b1) @ w2 + b2)))
 
 
-def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=5.0):
+def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=5.0, early=None):
+    """The detector's rule; `early` = (confidence, speech_s, pause_s) is the sooner tier
+    (machine_early_*, human_early_*): a surer P(machine) that commits on less."""
     for k in range(len(x)):
         el = x[k, ix["elapsed_s"]]
         if x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase:
             return "machine", el
-        if p[k] >= c and x[k, ix["voiced_s"]] >= speech:
+        v, tr = x[k, ix["voiced_s"]], x[k, ix["trailing_silence_s"]]
+        if p[k] >= c and v >= speech or early and p[k] >= early[0] and v >= early[1]:
             return "machine", el
-        if p[k] <= 1 - c and x[k, ix["trailing_silence_s"]] >= pause:
+        if p[k] <= 1 - c and tr >= pause or early and p[k] <= 1 - early[0] and tr >= early[2]:
             return "human", el
         if el >= total:
             return "unknown", el
     return ("machine" if p[-1] >= 0.5 else "human"), x[-1, ix["elapsed_s"]]
 
 
-def evaluate(names, frames, meta, probs, files, show=True, c=0.9, pause=0.4, speech=0.8):
+def evaluate(names, frames, meta, probs, files, show=True, c=0.9, pause=0.4, speech=0.8, early=None):
     ix = {n: i for i, n in enumerate(names)}
     res, kinds = [], defaultdict(lambda: [0, 0])
     for f in files:
         label, kind, _ = meta[f]
-        r, t = decide(frames[f], probs[f], ix, c=c, pause=pause, speech=speech)
+        r, t = decide(frames[f], probs[f], ix, c=c, pause=pause, speech=speech, early=early)
         res.append((label, r == label, t, r))
         kinds[kind][0] += r == label
         kinds[kind][1] += 1
@@ -105,13 +120,14 @@ def human_bound(names, frames, meta, files, pause=0.4):
 
 
 def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500, lr=0.01, seed=17,
-          espeak_weight=1.0):
+          espeak_weight=1.0, stride=1):
     """The same training as train_amd.py, on `files` (each file weight 1, or `espeak_weight`
-    for a file of test-media/amd/)."""
-    x = np.concatenate([frames[f] for f in files])
-    y = np.concatenate([np.full(len(frames[f]), meta[f][0] == "machine", float) for f in files])
-    fw = {f: espeak_weight if f.startswith("amd/") else 1.0 for f in files}
-    w = np.concatenate([np.full(len(frames[f]), fw[f] / len(frames[f])) for f in files])
+    for a file of test-media/amd/; every `stride`-th frame of each)."""
+    sub = {f: frames[f][::stride] for f in files}
+    x = np.concatenate([sub[f] for f in files])
+    y = np.concatenate([np.full(len(sub[f]), meta[f][0] == "machine", float) for f in files])
+    fw = {f: espeak_weight if f.startswith("amd/") or f.startswith("amd-extra/") else 1.0 for f in files}
+    w = np.concatenate([np.full(len(sub[f]), fw[f] / len(sub[f])) for f in files])
     w /= w.sum()
     mean, sc = x.mean(0), x.std(0)
     sc[sc < 1e-6] = 1
@@ -137,9 +153,56 @@ def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500,
     return dict(mean=mean, scale=sc, w1=P["w1"] * keep, b1=P["b1"], w2=P["w2"], b2=float(P["b2"][0]))
 
 
+def cv_probs(names, frames, meta, labels, tr, folds, excluded, **kw):
+    """P(machine) of every train file from a model fitted on the other folds' voices."""
+    cvp = {}
+    for fold in folds:
+        fit = mlp(train(names, frames, meta, [f for f in tr if labels[f]["voice"] not in fold], excluded, **kw))
+        for f in tr:
+            if labels[f]["voice"] in fold:
+                cvp[f] = fit(frames[f])
+    return cvp
+
+
+def early(path, only):
+    """Feature groups and the sooner commit tier, cross-validated on train (4 folds by
+    voice, the extra training files included), scored on the committed corpora's train
+    files (the extra files are more of the same voices and phrases)."""
+    names, frames, meta, labels = load(path)
+    tr = [f for f in frames if meta[f][2] == "train"]
+    voices = sorted({labels[f]["voice"] for f in tr})
+    folds = [voices[i::4] for i in range(4)]
+    kw = dict(stride=int(os.environ.get("AMD_CV_STRIDE", "3")), epochs=int(os.environ.get("AMD_CV_EPOCHS", "800")))
+    variants = [("amd-mlp-4 features", TIMBRE | BANDS | DYNAMICS, {}),
+                ("+ bands", TIMBRE | DYNAMICS, {}),
+                ("+ flux, word level", TIMBRE | BANDS, {}),
+                ("+ bands, flux, word level", TIMBRE, {}),
+                ("+ bands, flux, word level, 16 hidden", TIMBRE, {"hidden": 16}),
+                ("+ voice-band bands, flux, word level", TIMBRE | OUT_OF_BAND, {}),
+                ("+ voice-band bands", TIMBRE | OUT_OF_BAND | DYNAMICS, {}),
+                ("+ voice-band bands, flux, word level, 16 hidden", TIMBRE | OUT_OF_BAND, {"hidden": 16})]
+    rules = [dict(c=0.9, speech=0.8, pause=0.4)] + [
+        dict(c=c, speech=sp, pause=pa, early=(ce, se, pe))
+        for c in (0.9,) for sp, pa in ((0.8, 0.4), (0.6, 0.3))
+        for ce in (0.95, 0.97, 0.99) for se in (0.2, 0.4) for pe in (0.1, 0.2)]
+    for name, excluded, extra in variants:
+        if only and name not in only:
+            continue
+        cvp = cv_probs(names, frames, meta, labels, tr, folds, excluded, **kw, **extra)
+        for rule in rules:
+            scores = []
+            for corpus in CORPORA:
+                fs = [f for f in tr if f.startswith(corpus + "/")]
+                acc, med, p90 = evaluate(names, frames, meta, cvp, fs, show=False, **rule)
+                scores.append(f"{corpus} {acc:.3f} {med:.2f} s {p90:.2f} s")
+            print(f"{name} | {rule} | " + " | ".join(scores), flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
+    if len(sys.argv) > 2 and sys.argv[2] == "--early":
+        return early(sys.argv[1], sys.argv[3:])
     names, frames, meta, labels = load(sys.argv[1])
     model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
     probs = {f: model(x) for f, x in frames.items()}

@@ -283,9 +283,13 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    assert!(s.accuracy >= 0.88, "{s:?}");
-    assert!(s.human_recall >= 0.78, "{s:?}");
-    assert!(s.machine_recall >= 0.98, "{s:?}");
+    // amd-mlp-5: accuracy 0.908, human 0.817, machine 1.000, median 1.90 s, p90 3.12 s.
+    assert!(s.accuracy >= 0.90, "{s:?}");
+    assert!(s.human_recall >= 0.81, "{s:?}");
+    assert!(s.machine_recall >= 0.99, "{s:?}");
+    // And ceilings at the measured decision times from answer.
+    assert!(s.median_from_answer_ms <= 1900.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3120.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -309,10 +313,15 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped model (the result is
-    // deterministic): accuracy 0.907, human recall 0.959, machine recall 0.839.
+    // deterministic): accuracy 0.907, human recall 0.973, machine recall 0.821, median
+    // 2.10 s and p90 4.30 s from answer. amd-mlp-4 had 0.907 / 0.959 / 0.839 at 2.62 s /
+    // 4.28 s: amd-mlp-5 (chosen by cross-validation on train) gets one more person and
+    // one machine fewer right, half a second sooner, so the machine floor is 0.82.
     assert!(s.accuracy >= 0.90, "{s:?}");
-    assert!(s.human_recall >= 0.95, "{s:?}");
-    assert!(s.machine_recall >= 0.83, "{s:?}");
+    assert!(s.human_recall >= 0.97, "{s:?}");
+    assert!(s.machine_recall >= 0.82, "{s:?}");
+    assert!(s.median_from_answer_ms <= 2100.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 4300.0, "{s:?}");
 }
 
 #[test]
@@ -333,4 +342,21 @@ fn corpus_results_are_deterministic() {
     for (x, y) in a.iter().zip(&b) {
         assert_eq!((x.result, x.decided_at_ms, x.beep_at_ms), (y.result, y.decided_at_ms, y.beep_at_ms), "{}", x.row.file);
     }
+}
+
+/// The sooner tier only ever moves a verdict earlier on the files where the model is sure:
+/// with it off (`early_confidence = 1`) no file of the world holdout is decided sooner, and
+/// with it on some are.
+#[test]
+fn the_sooner_tier_decides_sooner_never_later() {
+    let holdout = || labels(WORLD).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
+    let on = run_rows(WORLD, holdout(), &config());
+    let off = run_rows(WORLD, holdout(), &AmdConfig { early_confidence: 1.0, ..config() });
+    let mut sooner = 0;
+    for (a, b) in on.iter().zip(&off) {
+        assert!(a.decided_at_ms <= b.decided_at_ms, "{}: {} vs {} ms", a.row.file, a.decided_at_ms, b.decided_at_ms);
+        sooner += (a.decided_at_ms < b.decided_at_ms) as usize;
+    }
+    println!("the sooner tier decided {sooner} of {} holdout files sooner", on.len());
+    assert!(sooner > 0, "the tier decided nothing sooner");
 }

@@ -44,6 +44,14 @@ pub struct AmdConfig {
     pub human_silence_ms: u32,
     /// A `machine` verdict from the model needs at least this much speech heard.
     pub machine_speech_ms: u32,
+    /// The sooner tier: commit when the model is this sure (0.5..=1; 1 turns the tier
+    /// off), on less than the gates above: `early_speech_ms` of speech for `machine`,
+    /// `early_silence_ms` of silence after the last speech for `human`.
+    pub early_confidence: f32,
+    /// Speech the sooner tier's `machine` verdict needs.
+    pub early_speech_ms: u32,
+    /// Silence after the last speech the sooner tier's `human` verdict needs.
+    pub early_silence_ms: u32,
     /// No speech this long after answer (or after the last ring-back burst) gives
     /// `silence_result`.
     pub initial_silence_ms: u32,
@@ -96,6 +104,9 @@ impl Default for AmdConfig {
             human_confidence: 0.9,
             human_silence_ms: 400,
             machine_speech_ms: 800,
+            early_confidence: 0.97,
+            early_speech_ms: 200,
+            early_silence_ms: 200,
             initial_silence_ms: 3500,
             silence_result: AmdResult::Unknown,
             total_analysis_ms: 5000,
@@ -147,6 +158,9 @@ impl AmdConfig {
         check("human_confidence", self.human_confidence as f64, 0.5, 1.0)?;
         check("human_silence_ms", self.human_silence_ms as f64, 0.0, 10_000.0)?;
         check("machine_speech_ms", self.machine_speech_ms as f64, 0.0, 10_000.0)?;
+        check("early_confidence", self.early_confidence as f64, 0.5, 1.0)?;
+        check("early_speech_ms", self.early_speech_ms as f64, 0.0, 10_000.0)?;
+        check("early_silence_ms", self.early_silence_ms as f64, 0.0, 10_000.0)?;
         check("initial_silence_ms", self.initial_silence_ms as f64, 20.0, 60_000.0)?;
         check("total_analysis_ms", self.total_analysis_ms as f64, 20.0, 120_000.0)?;
         check("ringback_concentration", self.ringback_concentration as f64, 0.0, 1.0)?;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::config::{AmdConfig, AmdConfigError};
-use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, FEATURE_COUNT};
+use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, Spectrum, BANDS, BAND_MIN_DB, FEATURE_COUNT};
 use super::floor::NoiseFloor;
 use super::model::Model;
 use super::tone::analyse;
@@ -84,6 +84,8 @@ struct Frame {
     energy_db: f32,
     kind: FrameKind,
     stats: FrameStats,
+    /// Share of the frame's energy per band (dB); [`BAND_MIN_DB`] where not measured.
+    bands: [f32; BANDS],
 }
 
 /// A run of speech frames, in frame indexes `[start, end)`.
@@ -97,6 +99,8 @@ struct Span {
     longest_phrase: u64,
     /// Start of the current (last) phrase.
     phrase_start: u64,
+    /// Sum of the speech frames' levels (dB).
+    level: f32,
 }
 
 /// The utterances of the history and what the speech in them sounds like.
@@ -123,6 +127,14 @@ struct Scan {
     tail: VecDeque<(u64, f32)>,
     /// Energy peaks (3 dB up and down again) in the speech envelope: syllable nuclei.
     peaks: u32,
+    /// Speech frames with a measured spectrum, and the sums of their band shares (dB).
+    band_n: u32,
+    bands: [f32; BANDS],
+    /// Spectral flux between adjacent speech frames: count and sum of the RMS step (dB).
+    flux_n: u32,
+    flux: f32,
+    /// Standard deviation of the words' mean levels (dB), 0 with fewer than two words.
+    word_level_sd: f32,
 }
 
 /// Pitched frames the end-of-speech slope is fitted over (300 ms).
@@ -184,6 +196,7 @@ pub struct AmdDetector {
     model: &'static Model,
     last: Option<Observation>,
     pitch: PitchTracker,
+    spectrum: Spectrum,
 }
 
 fn frames_of(ms: u32) -> u64 {
@@ -198,7 +211,7 @@ fn beep_frames(cfg: &AmdConfig) -> u64 {
 
 impl Span {
     fn new(i: u64) -> Self {
-        Span { start: i, end: i + 1, voiced: 1, words: 1, longest_phrase: 1, phrase_start: i }
+        Span { start: i, end: i + 1, voiced: 1, words: 1, longest_phrase: 1, phrase_start: i, level: 0.0 }
     }
 }
 
@@ -233,6 +246,7 @@ impl AmdDetector {
             model: Model::builtin(),
             last: None,
             pitch: PitchTracker::default(),
+            spectrum: Spectrum::default(),
         })
     }
 
@@ -378,7 +392,8 @@ impl AmdDetector {
             // Pitch only for frames that may be speech (the floor may still settle lower).
             let maybe_speech = kind == FrameKind::Plain && energy_db >= floor + self.cfg.speech_margin_db - 3.0;
             (stats.periodicity, stats.pitch_st) = self.pitch.push(frame, maybe_speech);
-            self.history.push(Frame { energy_db, kind, stats });
+            let bands = if maybe_speech { self.spectrum.bands(frame) } else { [BAND_MIN_DB; BANDS] };
+            self.history.push(Frame { energy_db, kind, stats, bands });
             self.evaluate();
         }
     }
@@ -504,12 +519,29 @@ impl AmdDetector {
                 }
             }
             if speech {
+                // Frames whose spectrum was not measured (the floor settled lower after
+                // they were heard) are left out of the spectral features.
+                let measured = |f: &Frame| f.bands.iter().any(|b| *b > BAND_MIN_DB);
+                if measured(f) {
+                    scan.band_n += 1;
+                    for (sum, b) in scan.bands.iter_mut().zip(&f.bands) {
+                        *sum += b;
+                    }
+                }
+                if i > 0 && measured(f) {
+                    let prev = &self.history[i as usize - 1];
+                    if prev.kind == FrameKind::Plain && prev.energy_db >= thr && measured(prev) {
+                        let d2: f32 = f.bands.iter().zip(&prev.bands).map(|(a, b)| (a - b) * (a - b)).sum();
+                        scan.flux += (d2 / BANDS as f32).sqrt();
+                        scan.flux_n += 1;
+                    }
+                }
                 scan.voiced += 1;
                 scan.zcr += f.stats.zcr;
                 scan.tilt += f.stats.tilt;
                 scan.level += f.energy_db;
                 scan.level2 += f.energy_db * f.energy_db;
-                cur = Some(match cur {
+                let mut w = match cur {
                     Some(w) if i - w.end <= word_gap => Span { end: i + 1, voiced: w.voiced + 1, ..w },
                     Some(w) => {
                         if w.voiced >= min_word {
@@ -518,13 +550,20 @@ impl AmdDetector {
                         Span::new(i)
                     }
                     None => Span::new(i),
-                });
+                };
+                w.level += f.energy_db;
+                cur = Some(w);
             }
         }
         if let Some(w) = cur {
             if w.voiced >= min_word {
                 words.push(w);
             }
+        }
+        if words.len() >= 2 {
+            let means: Vec<f32> = words.iter().map(|w| w.level / w.voiced as f32).collect();
+            let m = means.iter().sum::<f32>() / means.len() as f32;
+            scan.word_level_sd = (means.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / means.len() as f32).sqrt();
         }
         let phrase_gap = frames_of(self.cfg.phrase_gap_ms);
         let mut utts: Vec<Span> = Vec::new();
@@ -649,6 +688,11 @@ impl AmdDetector {
                 _ => 0.0,
             };
             x[27] = mean;
+            for (b, sum) in scan.bands.iter().enumerate() {
+                x[29 + b] = if scan.band_n > 0 { sum / scan.band_n as f32 } else { BAND_MIN_DB };
+            }
+            x[37] = if scan.flux_n > 0 { scan.flux / scan.flux_n as f32 } else { 0.0 };
+            x[38] = scan.word_level_sd;
         }
         Features(x)
     }
@@ -680,9 +724,15 @@ impl AmdDetector {
                 let speech = frames_of(self.cfg.machine_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
                 let pause = frames_of(self.cfg.human_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
                 let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
-                if mc < 1.0 && p >= mc && voiced_s >= speech {
+                // The sooner tier: a surer model commits on less speech or less silence.
+                let ec = self.cfg.early_confidence;
+                let early_speech = frames_of(self.cfg.early_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let early_pause = frames_of(self.cfg.early_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                if mc < 1.0 && p >= mc && voiced_s >= speech || ec < 1.0 && mc < 1.0 && p >= ec && voiced_s >= early_speech {
                     Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
-                } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause {
+                } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause
+                    || ec < 1.0 && hc < 1.0 && p <= 1.0 - ec && trailing_s >= early_pause
+                {
                     Some(self.decide(AmdResult::Human, DecisionReason::Confident, now, Some(*u)))
                 } else {
                     None

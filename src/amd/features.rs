@@ -10,13 +10,22 @@
 //! at the greeting's onset) at the platform's normalised level, where a person's line
 //! carries their room from the moment of answer.
 //!
+//! And what the speech's spectrum does from its first frames on: the share of each
+//! frame's energy in eight bands of the telephone channel (a greeting stored and played
+//! back has passed a codec twice and lost energy at the band edges), how fast that
+//! spectrum moves between speech frames, and how steady the level is from word to word
+//! (a platform normalises its recordings; a person turns and moves the handset).
+//!
 //! Times are seconds from the answer clock's start (the answer, or the end of the last
 //! ring-back burst). The names are the model file's `features` list, in this order.
 
+use std::sync::Arc;
+
+use realfft::{RealFftPlanner, RealToComplex};
 use serde::Serialize;
 
 /// Number of features.
-pub const FEATURE_COUNT: usize = 29;
+pub const FEATURE_COUNT: usize = 39;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
@@ -49,11 +58,28 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "floor_step_db",
     "level_db",
     "tail_step_db",
+    "band0_db",
+    "band1_db",
+    "band2_db",
+    "band3_db",
+    "band4_db",
+    "band5_db",
+    "band6_db",
+    "band7_db",
+    "spectral_flux_db",
+    "word_level_sd_db",
 ];
 
 /// One feature vector (see [`FEATURE_NAMES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Features(pub [f32; FEATURE_COUNT]);
+
+/// As a JSON array, in [`FEATURE_NAMES`] order (serde derives arrays only up to 32).
+impl Serialize for Features {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
 
 /// Per-frame measurements the features are built from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -211,6 +237,88 @@ impl LevelHistogram {
     }
 }
 
+/// Spectral bands of a frame: upper edges in Hz of eight bands over 0..4 kHz. The first
+/// and last lie outside the 300..3400 Hz telephone band, where a stored greeting that
+/// passed a codec twice has least left; the others split the voice band roughly evenly on
+/// a perceptual scale.
+pub const BAND_EDGES_HZ: [f32; BANDS] = [250.0, 500.0, 800.0, 1200.0, 1800.0, 2600.0, 3400.0, 4000.0];
+/// Number of spectral bands.
+pub const BANDS: usize = 8;
+/// FFT length: a 20 ms frame (160 samples) zero-padded, 31.25 Hz per bin at 8 kHz.
+const FFT_LEN: usize = 256;
+/// A band with no energy reads this far under the frame (dB), not minus infinity.
+pub const BAND_MIN_DB: f32 = -60.0;
+
+/// Share of a frame's energy in each of [`BAND_EDGES_HZ`]'s bands, in dB (0 = all of it),
+/// by a Hann-windowed real FFT. The plan and buffers are made once per detector.
+#[derive(Clone)]
+pub struct Spectrum {
+    fft: Arc<dyn RealToComplex<f32>>,
+    input: Vec<f32>,
+    output: Vec<realfft::num_complex::Complex<f32>>,
+    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    window: Vec<f32>,
+    /// First FFT bin of each band, then the end.
+    bin_edges: [usize; BANDS + 1],
+}
+
+impl std::fmt::Debug for Spectrum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spectrum").field("bin_edges", &self.bin_edges).finish()
+    }
+}
+
+impl Default for Spectrum {
+    fn default() -> Self {
+        // One planner per thread would share plans; the plan for 256 points is cheap to
+        // make and each detector lives for a call.
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT_LEN);
+        let n = super::FRAME_SAMPLES;
+        let window = (0..n)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n - 1) as f32).cos())
+            .collect();
+        let hz_per_bin = super::SAMPLE_RATE as f32 / FFT_LEN as f32;
+        let mut bin_edges = [0usize; BANDS + 1];
+        for (i, hz) in BAND_EDGES_HZ.iter().enumerate() {
+            bin_edges[i + 1] = ((hz / hz_per_bin).round() as usize).min(FFT_LEN / 2 + 1);
+        }
+        bin_edges[BANDS] = FFT_LEN / 2 + 1;
+        Spectrum {
+            input: fft.make_input_vec(),
+            output: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+            window,
+            bin_edges,
+        }
+    }
+}
+
+impl Spectrum {
+    /// The band shares of one frame (160 samples), in dB; all [`BAND_MIN_DB`] for silence.
+    pub fn bands(&mut self, frame: &[f32]) -> [f32; BANDS] {
+        self.input.fill(0.0);
+        for ((d, s), w) in self.input.iter_mut().zip(frame).zip(&self.window) {
+            *d = s * w;
+        }
+        let mut out = [BAND_MIN_DB; BANDS];
+        if self.fft.process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch).is_err() {
+            return out; // the buffers are the plan's own: cannot fail
+        }
+        let mut e = [0.0f32; BANDS];
+        for (b, band) in e.iter_mut().enumerate() {
+            *band = self.output[self.bin_edges[b]..self.bin_edges[b + 1]].iter().map(|c| c.norm_sqr()).sum();
+        }
+        let total: f32 = e.iter().sum();
+        if total > 0.0 {
+            for (o, v) in out.iter_mut().zip(e) {
+                *o = (10.0 * (v / total).max(1e-12).log10()).max(BAND_MIN_DB);
+            }
+        }
+        out
+    }
+}
+
 impl Features {
     /// The value of the feature called `name`.
     pub fn get(&self, name: &str) -> Option<f32> {
@@ -256,6 +364,21 @@ mod tests {
                 (1..=5).map(|k| (2.0 * std::f32::consts::PI * f0 * k as f32 * t).sin() * 1000.0 / k as f32).sum()
             })
             .collect()
+    }
+
+    #[test]
+    fn bands_find_a_tone_and_sum_to_the_frame() {
+        let mut sp = Spectrum::default();
+        let tone = |f: f32| -> Vec<f32> { (0..160).map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / 8000.0).sin() * 1000.0).collect() };
+        for (hz, band) in [(150.0, 0), (1000.0, 3), (3000.0, 6), (3700.0, 7)] {
+            let b = sp.bands(&tone(hz));
+            let top = (0..BANDS).max_by(|&i, &j| b[i].total_cmp(&b[j])).unwrap();
+            assert_eq!(top, band, "{hz} Hz: {b:?}");
+            assert!(b[band] > -1.0, "{hz} Hz: {b:?}");
+            let sum: f32 = b.iter().map(|d| 10f32.powf(d / 10.0)).sum();
+            assert!((sum - 1.0).abs() < 0.01, "{sum}");
+        }
+        assert_eq!(sp.bands(&[0.0; 160]), [BAND_MIN_DB; BANDS]);
     }
 
     #[test]

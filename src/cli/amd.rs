@@ -98,12 +98,19 @@ fn explain_clip(samples: &[i16]) -> String {
 
     let cfg = AmdConfig::default();
     let (mc, hc) = (cfg.machine_confidence, cfg.human_confidence);
+    let (ec, es, eq) = (cfg.early_confidence, cfg.early_speech_ms, cfg.early_silence_ms);
+    let (ms, hs) = (cfg.machine_speech_ms, cfg.human_silence_ms);
     let mut det = match AmdDetector::new(cfg) {
         Ok(d) => d,
         Err(e) => return format!("error: {e}\n"),
     };
     let mut s = String::new();
-    let _ = writeln!(s, "commit: machine when p_machine >= {mc}, human when p_machine <= {:.3}", 1.0 - hc);
+    let _ = writeln!(
+        s,
+        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence",
+        1.0 - hc,
+        1.0 - ec
+    );
     let _ = writeln!(s, "{:>7} {:>9} {}", "t_ms", "p_machine", FEATURE_NAMES.join(" "));
     let mut printed = None;
     for chunk in samples.chunks(FRAME_SAMPLES) {
