@@ -153,11 +153,13 @@ def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500,
     return dict(mean=mean, scale=sc, w1=P["w1"] * keep, b1=P["b1"], w2=P["w2"], b2=float(P["b2"][0]))
 
 
-def cv_probs(names, frames, meta, labels, tr, folds, excluded, **kw):
-    """P(machine) of every train file from a model fitted on the other folds' voices."""
+def cv_probs(names, frames, meta, labels, tr, folds, excluded, corpora=None, **kw):
+    """P(machine) of every train file from a model fitted on the other folds' voices
+    (only on the files of `corpora`, when given)."""
     cvp = {}
     for fold in folds:
-        fit = mlp(train(names, frames, meta, [f for f in tr if labels[f]["voice"] not in fold], excluded, **kw))
+        fit_on = [f for f in tr if labels[f]["voice"] not in fold and (corpora is None or f.split("/")[0] in corpora)]
+        fit = mlp(train(names, frames, meta, fit_on, excluded, **kw))
         for f in tr:
             if labels[f]["voice"] in fold:
                 cvp[f] = fit(frames[f])
@@ -232,13 +234,7 @@ def main():
     for name, excluded, corpora, kw in variants:
         if only and not any(o in name for o in only):
             continue
-        cvp = {}
-        for fold in folds:
-            fit_on = [f for f in tr if labels[f]["voice"] not in fold and f.split("/")[0] in corpora]
-            fit = mlp(train(names, frames, meta, fit_on, excluded, **kw))
-            for f in tr:
-                if labels[f]["voice"] in fold:
-                    cvp[f] = fit(frames[f])
+        cvp = cv_probs(names, frames, meta, labels, tr, folds, excluded, corpora=corpora, **kw)
         for c in (0.7, 0.8, 0.9):
             for pause in (0.2, 0.3, 0.4):
                 for speech in (0.4, 0.8):

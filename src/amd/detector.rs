@@ -561,9 +561,11 @@ impl AmdDetector {
             }
         }
         if words.len() >= 2 {
-            let means: Vec<f32> = words.iter().map(|w| w.level / w.voiced as f32).collect();
-            let m = means.iter().sum::<f32>() / means.len() as f32;
-            scan.word_level_sd = (means.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / means.len() as f32).sqrt();
+            // Runs on every frame: two passes over the words rather than a collected copy.
+            let mean_of = |w: &Span| w.level / w.voiced as f32;
+            let n = words.len() as f32;
+            let m = words.iter().map(mean_of).sum::<f32>() / n;
+            scan.word_level_sd = (words.iter().map(|w| (mean_of(w) - m).powi(2)).sum::<f32>() / n).sqrt();
         }
         let phrase_gap = frames_of(self.cfg.phrase_gap_ms);
         let mut utts: Vec<Span> = Vec::new();
@@ -721,13 +723,13 @@ impl AmdDetector {
                 let p = self.model.p_machine(&features);
                 self.last = Some(Observation { at_ms: now * FRAME_MS, features, p_machine: p });
                 let (mc, hc) = (self.cfg.machine_confidence, self.cfg.human_confidence);
-                let speech = frames_of(self.cfg.machine_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
-                let pause = frames_of(self.cfg.human_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                // A gate in the features' unit: seconds of whole frames.
+                let secs = |ms: u32| frames_of(ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let (speech, pause) = (secs(self.cfg.machine_speech_ms), secs(self.cfg.human_silence_ms));
                 let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
                 // The sooner tier: a surer model commits on less speech or less silence.
                 let ec = self.cfg.early_confidence;
-                let early_speech = frames_of(self.cfg.early_speech_ms) as f32 * FRAME_MS as f32 / 1000.0;
-                let early_pause = frames_of(self.cfg.early_silence_ms) as f32 * FRAME_MS as f32 / 1000.0;
+                let (early_speech, early_pause) = (secs(self.cfg.early_speech_ms), secs(self.cfg.early_silence_ms));
                 if mc < 1.0 && p >= mc && voiced_s >= speech || ec < 1.0 && mc < 1.0 && p >= ec && voiced_s >= early_speech {
                     Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
                 } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause

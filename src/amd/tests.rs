@@ -262,4 +262,3 @@ fn long_beep_config_keeps_enough_audio_for_the_onset() {
     let x = pcm(&cat(&[speech(3000, 6000.0, 11), silence(410), tones(&[1200.0], 500, 5000.0), silence(300)]));
     assert_eq!(detect_clip(cfg, &x).unwrap().1, None, "shorter than beep_min_ms");
 }
-
