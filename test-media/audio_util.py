@@ -1,8 +1,10 @@
 """Audio helpers shared by the corpus generators (make_corpus.py,
 make_world_corpus.py): 16-bit mono WAV at 8 kHz as lists of floats in
-[-1, 1), and the few level operations both use."""
+[-1, 1), the few level operations both use, and their labels.csv writer."""
 import array
+import csv
 import math
+import os
 import subprocess
 import sys
 import wave
@@ -48,3 +50,11 @@ def scale_to_peak(x, dbfs):
     peak = max(abs(s) for s in x) or 1.0
     g = 10 ** (dbfs / 20) / peak
     return [s * g for s in x]
+
+
+def write_labels(directory, rows):
+    """`rows` (dicts with the same keys, in column order) as `directory`/labels.csv."""
+    with open(os.path.join(directory, "labels.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)

@@ -10,7 +10,6 @@ Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
        python3 test-media/make_corpus.py --extra-train N DIR
            N more training-only files of each class into DIR (see `extra_train`)
 """
-import csv
 import math
 import os
 import random
@@ -18,7 +17,7 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_wav
+from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_labels, write_wav
 
 SEED = "redial-amd-v1"
 N_HUMAN = 120
@@ -278,13 +277,6 @@ def row_of(name, label, meta, x):
             "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
             "snr_db": meta["snr_db"], "codec": meta["codec"],
             "duration_ms": len(x) * 1000 // RATE, "script": meta["script"]}
-
-
-def write_labels(directory, rows):
-    with open(os.path.join(directory, "labels.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def extra_train(tmp, count, out_dir):

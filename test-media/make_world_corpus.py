@@ -36,7 +36,6 @@ Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpu
        python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST]
            N more training-only files of each class into DIR (see `extra_train`)
 """
-import csv
 import math
 import os
 import random
@@ -44,7 +43,7 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_wav
+from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_labels, write_wav
 
 SEED = "redial-amd-v2"
 N_HUMAN = 240
@@ -637,13 +636,6 @@ def row_of(name, label, split, meta, x):
             "store": meta.get("store", ""),
             "codec": meta["codec"], "loss": meta["loss"],
             "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE}
-
-
-def write_labels(directory, rows):
-    with open(os.path.join(directory, "labels.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def extra_train(tmp, count, out_dir, first=0):
