@@ -18,6 +18,19 @@ corpus (test-media/amd-world/ and test-media/amd/) separately. Needs numpy.
 
 cross-validates the spectral feature groups (amd-mlp-5) and the sooner commit tier
 instead (every 3rd frame and 800 epochs, AMD_CV_STRIDE / AMD_CV_EPOCHS to change).
+
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv --seeds
+
+cross-validates the shipped recipe with five training seeds and replays the shipped rule
+with the long-greeting rule deferring to the model (P(machine) >= 0.5) and regardless of
+it: how far the seed alone moves the figures, and whether the rule's gain exceeds that.
+
+    python3 test-media/amd_diagnose.py /tmp/amd-features.csv --evidence
+
+what any model on these features knows after 0.3, 0.6 and 1.0 s of speech: one feature
+vector per train file, at the first frame with that much speech, cross-validated by
+voice; accuracy at 0.5, and how many files the model is sure of (P >= 0.9 or 0.97
+either way) and how often it is right when sure.
 """
 import csv
 import json
@@ -68,12 +81,13 @@ def mlp(m):
     return lambda x: 1 / (1 + np.exp(-(np.tanh(((x - mean) / sc) @ w1.T + b1) @ w2 + b2)))
 
 
-def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=5.0, early=None):
+def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=5.0, early=None, long_p=0.5):
     """The detector's rule; `early` = (confidence, speech_s, pause_s) is the sooner tier
-    (machine_early_*, human_early_*): a surer P(machine) that commits on less."""
+    (machine_early_*, human_early_*): a surer P(machine) that commits on less. A long
+    greeting is a machine when P(machine) >= `long_p` (0: whatever the model says)."""
     for k in range(len(x)):
         el = x[k, ix["elapsed_s"]]
-        if x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase:
+        if (x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase) and p[k] >= long_p:
             return "machine", el
         v, tr = x[k, ix["voiced_s"]], x[k, ix["trailing_silence_s"]]
         if p[k] >= c and v >= speech or early and p[k] >= early[0] and v >= early[1]:
@@ -85,12 +99,12 @@ def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=4.0, phrase=3.0, total=
     return ("machine" if p[-1] >= 0.5 else "human"), x[-1, ix["elapsed_s"]]
 
 
-def evaluate(names, frames, meta, probs, files, show=True, c=0.9, pause=0.4, speech=0.8, early=None):
+def evaluate(names, frames, meta, probs, files, show=True, c=0.9, pause=0.4, speech=0.8, early=None, long_p=0.5):
     ix = {n: i for i, n in enumerate(names)}
     res, kinds = [], defaultdict(lambda: [0, 0])
     for f in files:
         label, kind, _ = meta[f]
-        r, t = decide(frames[f], probs[f], ix, c=c, pause=pause, speech=speech, early=early)
+        r, t = decide(frames[f], probs[f], ix, c=c, pause=pause, speech=speech, early=early, long_p=long_p)
         res.append((label, r == label, t, r))
         kinds[kind][0] += r == label
         kinds[kind][1] += 1
@@ -200,11 +214,65 @@ def early(path, only):
             print(f"{name} | {rule} | " + " | ".join(scores), flush=True)
 
 
+def train_folds(path):
+    names, frames, meta, labels = load(path)
+    tr = [f for f in frames if meta[f][2] == "train"]
+    voices = sorted({labels[f]["voice"] for f in tr})
+    return names, frames, meta, labels, tr, [voices[i::4] for i in range(4)]
+
+
+SHIPPED = dict(stride=3, epochs=800)
+SHIPPED_EXCLUDED = TIMBRE | OUT_OF_BAND
+SHIPPED_TIER = (0.97, 0.2, 0.2)
+
+
+def seeds(path):
+    """The shipped recipe cross-validated with five seeds, with the long-greeting rule
+    deferring to the model and regardless of it."""
+    names, frames, meta, labels, tr, folds = train_folds(path)
+    for seed in (17, 18, 19, 20, 21):
+        cvp = cv_probs(names, frames, meta, labels, tr, folds, SHIPPED_EXCLUDED, seed=seed, **SHIPPED)
+        for long_p, rule in ((0.0, "long greeting whatever the model says"), (0.5, "long greeting if P >= 0.5")):
+            out = []
+            for corpus in CORPORA:
+                fs = [f for f in tr if f.startswith(corpus + "/")]
+                acc, med, p90 = evaluate(names, frames, meta, cvp, fs, show=False, early=SHIPPED_TIER, long_p=long_p)
+                out.append(f"{corpus} {acc:.3f} {med:.2f} / {p90:.2f} s")
+            print(f"seed {seed}, {rule}: " + " | ".join(out), flush=True)
+
+
+def evidence(path):
+    """Per-file snapshots after a fixed amount of speech, cross-validated by voice."""
+    names, frames, meta, labels, tr, folds = train_folds(path)
+    ix = {n: i for i, n in enumerate(names)}
+    for speech in (0.3, 0.6, 1.0):
+        snap = {}
+        for f in tr:
+            k = np.nonzero(frames[f][:, ix["voiced_s"]] >= speech - 1e-6)[0]
+            if len(k):
+                snap[f] = frames[f][k[0]][None, :]
+        files = list(snap)
+        probs = cv_probs(names, snap, meta, labels, files, folds, SHIPPED_EXCLUDED, epochs=800)
+        for corpus in CORPORA:
+            fs = [f for f in files if f.startswith(corpus + "/")]
+            y = np.array([meta[f][0] == "machine" for f in fs])
+            p = np.array([probs[f][0] for f in fs])
+            line = [f"after {speech} s of speech, {corpus} train ({len(fs)} files with that much): accuracy {((p >= 0.5) == y).mean():.3f}"]
+            for c in (0.9, 0.97):
+                sure = (p >= c) | (p <= 1 - c)
+                line.append(f"sure at {c}: {sure.mean():.2f} of files, right {((p[sure] >= 0.5) == y[sure]).mean():.3f}")
+            print("; ".join(line), flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     if len(sys.argv) > 2 and sys.argv[2] == "--early":
         return early(sys.argv[1], sys.argv[3:])
+    if len(sys.argv) > 2 and sys.argv[2] == "--seeds":
+        return seeds(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2] == "--evidence":
+        return evidence(sys.argv[1])
     names, frames, meta, labels = load(sys.argv[1])
     model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
     probs = {f: model(x) for f, x in frames.items()}
