@@ -289,18 +289,17 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    // amd-mlp-5 with the long-greeting rule deferring to a model that leans to a person:
-    // accuracy 0.917, human 0.833, machine 1.000, 4 unknown, 6 people called machines,
-    // median 1.90 s, p90 3.30 s. (Before that rule: 0.908 / 0.817 / 1.000, 2 unknown, 9
-    // people called machines, p90 3.12 s: three people whose long first sentence was called
-    // a machine are `unknown` at the deadline now, which raises p90 and is the cheaper error.)
+    // amd-mlp-5 with the long-greeting rule (2.5 s) deferring to a model that leans to a
+    // person: accuracy 0.917, human 0.833, machine 1.000, 3 unknown, 7 people called
+    // machines, median 1.90 s, p90 3.12 s. (With session 9's rule, 4 s or a 3 s phrase
+    // whatever the model says: 0.908 / 0.817 / 1.000, 2 unknown, 9 people called machines.)
     assert!(s.accuracy >= 0.91, "{s:?}");
     assert!(s.human_recall >= 0.83, "{s:?}");
     assert!(s.machine_recall >= 0.99, "{s:?}");
-    assert!(s.people_called_machines <= 6, "{s:?}");
+    assert!(s.people_called_machines <= 7, "{s:?}");
     // And ceilings at the measured decision times from answer.
     assert!(s.median_from_answer_ms <= 1900.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3300.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3120.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -323,20 +322,18 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     let s = score(&holdout);
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
-    // Regression floors at the figures measured for the shipped model (the result is
-    // deterministic): accuracy 0.899, human recall 0.973, machine recall 0.804, median
-    // 2.10 s and p90 4.30 s from answer. amd-mlp-4 had 0.907 / 0.959 / 0.839 at 2.62 s /
-    // 4.28 s: amd-mlp-5 (chosen by cross-validation on train) gets one more person and
-    // one machine fewer right, half a second sooner. The long-greeting rule's deferring to
-    // a model that leans to a person (chosen by cross-validation on train: no change on
-    // this corpus's train files, +2.2 to +2.8 points on the world corpus's over five
-    // seeds) leaves one more holdout machine `unknown` at the deadline (0.907 -> 0.899).
-    assert!(s.accuracy >= 0.89, "{s:?}");
+    // Regression floors at the figures measured for the shipped model and rule (the
+    // result is deterministic): accuracy 0.946, human recall 0.973, machine recall 0.911,
+    // no `unknown`, median 2.10 s and p90 3.32 s from answer. With session 9's rule (a
+    // 4 s utterance or 3 s phrase whatever the model says) amd-mlp-5 had 0.907 / 0.973 /
+    // 0.821 at 2.10 s / 4.30 s; the calm, evenly paced machines this corpus has, which the
+    // model is unsure of, now meet the long-greeting rule at 2.5 s instead of the deadline.
+    assert!(s.accuracy >= 0.94, "{s:?}");
     assert!(s.human_recall >= 0.97, "{s:?}");
-    assert!(s.machine_recall >= 0.80, "{s:?}");
+    assert!(s.machine_recall >= 0.91, "{s:?}");
     assert!(s.people_called_machines <= 2, "{s:?}");
     assert!(s.median_from_answer_ms <= 2100.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 4300.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3320.0, "{s:?}");
 }
 
 #[test]

@@ -142,7 +142,7 @@ const TAIL_FRAMES: usize = 15;
 /// Hysteresis of the syllable-peak counter.
 const PEAK_DB: f32 = 3.0;
 /// The long-greeting rule calls a machine only where the model does not lean to a person.
-const LONG_GREETING_MIN_P: f32 = 0.5;
+pub const LONG_GREETING_MIN_P: f32 = 0.5;
 
 /// What the detector thought at the last frame it evaluated (for `redial amd --explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

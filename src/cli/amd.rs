@@ -100,6 +100,7 @@ fn explain_clip(samples: &[i16]) -> String {
     let (mc, hc) = (cfg.machine_confidence, cfg.human_confidence);
     let (ec, es, eq) = (cfg.early_confidence, cfg.early_speech_ms, cfg.early_silence_ms);
     let (ms, hs) = (cfg.machine_speech_ms, cfg.human_silence_ms);
+    let (gm, pm) = (cfg.machine_greeting_ms, cfg.machine_phrase_ms);
     let mut det = match AmdDetector::new(cfg) {
         Ok(d) => d,
         Err(e) => return format!("error: {e}\n"),
@@ -107,9 +108,10 @@ fn explain_clip(samples: &[i16]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence",
+        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence; machine when an utterance lasts {gm} ms or a phrase {pm} ms and p_machine >= {}",
         1.0 - hc,
-        1.0 - ec
+        1.0 - ec,
+        crate::amd::detector::LONG_GREETING_MIN_P
     );
     let _ = writeln!(s, "{:>7} {:>9} {}", "t_ms", "p_machine", FEATURE_NAMES.join(" "));
     let mut printed = None;
