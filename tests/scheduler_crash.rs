@@ -58,12 +58,13 @@ fn crash_child() {
         if mode == "fire" {
             loop {
                 let t = book.tick(Arc::new(Unlimited), 16).await.unwrap();
-                let mut o = out.lock().unwrap();
-                for d in &t.dispatches {
-                    writeln!(o, "FIRE {} {}", d.callback.id, d.attempt).unwrap();
+                {
+                    let mut o = out.lock().unwrap();
+                    for d in &t.dispatches {
+                        writeln!(o, "FIRE {} {}", d.callback.id, d.attempt).unwrap();
+                    }
+                    o.flush().unwrap();
                 }
-                o.flush().unwrap();
-                drop(o);
                 if t.dispatches.is_empty() && !t.more {
                     writeln!(out.lock().unwrap(), "IDLE").unwrap();
                     // Nothing due: pace the polling loop until the kill.

@@ -14,10 +14,8 @@ fn config(dir: &std::path::Path, carrier_port: u16) -> Config {
     std::fs::create_dir_all(dir.join("sip-profiles")).unwrap();
     std::fs::write(
         dir.join("redial.toml"),
-        format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [[agents]]\nid = \"alice\"\npassword = \"alice-pw\"\n"
-        ),
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[agents]]\nid = \"alice\"\npassword = \"alice-pw\"\n",
     )
     .unwrap();
     std::fs::write(

@@ -36,7 +36,7 @@ impl Peer {
         let local = self.sock.local_addr().unwrap();
         let (srv, n) = (self.server, self.n);
         let (body, ctype) = if method == "INVITE" {
-            let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n");
+            let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n".to_string();
             (sdp, "Content-Type: application/sdp\r\n")
         } else {
             (String::new(), "")

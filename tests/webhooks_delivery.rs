@@ -126,13 +126,14 @@ async fn every_event_arrives_signed_in_order_after_the_receiver_recovers() {
     }
     wait_for(&state, 5).await;
     assert_eq!(names(&state), ["t0", "t1", "t2", "t3", "t4"]);
-    let r = state.lock().unwrap();
-    assert_eq!(r.seen, 7, "two 500s, then one request per event");
-    assert_eq!(r.got[0]["type"], "trunk.state");
-    assert_eq!(r.got[0]["at"], "2023-11-14T22:13:20.000Z");
-    let ids: Vec<&str> = r.got.iter().map(|v| v["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["evt_2", "evt_4", "evt_6", "evt_8", "evt_10"], "ids are the outbox's sequences");
-    drop(r);
+    {
+        let r = state.lock().unwrap();
+        assert_eq!(r.seen, 7, "two 500s, then one request per event");
+        assert_eq!(r.got[0]["type"], "trunk.state");
+        assert_eq!(r.got[0]["at"], "2023-11-14T22:13:20.000Z");
+        let ids: Vec<&str> = r.got.iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["evt_2", "evt_4", "evt_6", "evt_8", "evt_10"], "ids are the outbox's sequences");
+    }
     stop(&book, running).await;
 }
 

@@ -618,7 +618,7 @@ async fn tiles(State(s): State<AppState>, h: HeaderMap) -> Response {
     }
     match tiles_now(&s).await {
         Ok(t) => Json(t).into_response(),
-        Err(e) => plain_error(e.into()),
+        Err(e) => plain_error(e),
     }
 }
 
@@ -743,7 +743,7 @@ async fn pop(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) ->
     .await;
     match r {
         Ok(m) => html(StatusCode::OK, m),
-        Err(e) => plain_error(e.into()),
+        Err(e) => plain_error(e),
     }
 }
 

@@ -152,7 +152,7 @@ fn time_words(line: &str) -> Option<String> {
         .split_whitespace()
         .map(|w| {
             let start = w.as_ptr() as usize - line.as_ptr() as usize;
-            let w = w.trim_end_matches(|c: char| matches!(c, '.' | ',' | '!' | '?' | ';'));
+            let w = w.trim_end_matches(['.', ',', '!', '?', ';']);
             (start, start + w.len(), w.to_lowercase())
         })
         .collect();

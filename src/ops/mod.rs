@@ -65,7 +65,7 @@ impl Actor {
     pub fn sees(&self, cb: &Callback) -> bool {
         match self {
             Actor::Token { .. } => self.has(Scope::CallbacksRead),
-            Actor::Agent { id, queues } => cb.owner.as_deref() == Some(id.as_str()) || queues.iter().any(|q| *q == cb.queue),
+            Actor::Agent { id, queues } => cb.owner.as_deref() == Some(id.as_str()) || queues.contains(&cb.queue),
         }
     }
 

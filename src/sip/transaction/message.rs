@@ -41,7 +41,7 @@ pub fn top_via_key_parts(headers: &Headers) -> Result<(Option<String>, String), 
         .ok_or(TransactionError::MissingHeader { header: "Via" })?;
     let first = via.split(',').next().unwrap_or(via).trim();
     let malformed = TransactionError::MalformedHeader { header: "Via" };
-    let (_, rest) = first.split_once(|c: char| c == ' ' || c == '\t').ok_or(malformed.clone())?;
+    let (_, rest) = first.split_once([' ', '\t']).ok_or(malformed.clone())?;
     let mut parts = rest.split(';');
     let sent_by = parts.next().unwrap_or("").trim();
     if sent_by.is_empty() {

@@ -16,7 +16,7 @@
 //! may retransmit (Timer B, 64×T1), in [`Decisions`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -104,9 +104,7 @@ fn top_via<'a>(h: &Head<'a>) -> Option<&'a str> {
 /// not be able to make two transactions share a decision.
 fn key(call_id: &str, from_tag: &str, branch: &str) -> u64 {
     static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
-    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
-    (call_id, from_tag, branch).hash(&mut hasher);
-    hasher.finish()
+    KEYS.get_or_init(Default::default).hash_one((call_id, from_tag, branch))
 }
 
 /// The To tag of the stateless 503 to this transaction.
@@ -167,7 +165,7 @@ fn ids<'a>(h: &Head<'a>) -> Option<(&'a str, &'a str, &'a str)> {
 fn new_invite(text: &str) -> Option<Head<'_>> {
     let h = parse_head(text)?;
     let (to, cseq) = (h.to?, h.cseq?);
-    if param(to, "tag").is_some() || !cseq.split_whitespace().nth(1).is_some_and(|m| m == "INVITE") || h.from.is_none() {
+    if param(to, "tag").is_some() || cseq.split_whitespace().nth(1) != Some("INVITE") || h.from.is_none() {
         return None;
     }
     Some(h)
