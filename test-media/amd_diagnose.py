@@ -182,14 +182,20 @@ def cv_probs(names, frames, meta, labels, tr, folds, excluded, corpora=None, **k
     return cvp
 
 
+def train_folds(path):
+    """The features, the train files and the 4 cross-validation folds of their voices (a
+    voice that is in several corpora is in one fold)."""
+    names, frames, meta, labels = load(path)
+    tr = [f for f in frames if meta[f][2] == "train"]
+    voices = sorted({labels[f]["voice"] for f in tr})
+    return names, frames, meta, labels, tr, [voices[i::4] for i in range(4)]
+
+
 def early(path, only):
     """Feature groups and the sooner commit tier, cross-validated on train (4 folds by
     voice, the extra training files included), scored on the committed corpora's train
     files (the extra files are more of the same voices and phrases)."""
-    names, frames, meta, labels = load(path)
-    tr = [f for f in frames if meta[f][2] == "train"]
-    voices = sorted({labels[f]["voice"] for f in tr})
-    folds = [voices[i::4] for i in range(4)]
+    names, frames, meta, labels, tr, folds = train_folds(path)
     kw = dict(stride=int(os.environ.get("AMD_CV_STRIDE", "3")), epochs=int(os.environ.get("AMD_CV_EPOCHS", "800")))
     variants = [("amd-mlp-4 features", TIMBRE | BANDS | DYNAMICS, {}),
                 ("+ bands", TIMBRE | DYNAMICS, {}),
@@ -214,13 +220,6 @@ def early(path, only):
                 acc, med, p90 = evaluate(names, frames, meta, cvp, fs, show=False, **rule)
                 scores.append(f"{corpus} {acc:.3f} {med:.2f} s {p90:.2f} s")
             print(f"{name} | {rule} | " + " | ".join(scores), flush=True)
-
-
-def train_folds(path):
-    names, frames, meta, labels = load(path)
-    tr = [f for f in frames if meta[f][2] == "train"]
-    voices = sorted({labels[f]["voice"] for f in tr})
-    return names, frames, meta, labels, tr, [voices[i::4] for i in range(4)]
 
 
 SHIPPED = dict(stride=3, epochs=800)
@@ -277,7 +276,7 @@ def main():
         return seeds(sys.argv[1])
     if len(sys.argv) > 2 and sys.argv[2] == "--evidence":
         return evidence(sys.argv[1])
-    names, frames, meta, labels = load(sys.argv[1])
+    names, frames, meta, labels, tr, folds = train_folds(sys.argv[1])
     model = mlp(json.load(open(os.path.join(HERE, "..", "src", "amd", "model.json"))))
     probs = {f: model(x) for f, x in frames.items()}
     for corpus in CORPORA:
@@ -289,9 +288,6 @@ def main():
             print(f"  humans: earliest verdict after 400 ms of silence: median {med:.2f} s, p90 {p90:.2f} s from answer")
     # Model variants, cross-validated on train with folds split by voice (a voice that is
     # in both corpora is in one fold), scored on each corpus's train files separately.
-    tr = [f for f in frames if meta[f][2] == "train"]
-    voices = sorted({labels[f]["voice"] for f in tr})
-    folds = [voices[i::4] for i in range(4)]
     only = sys.argv[2:] or None
     world = ("amd-world",)
     variants = [("timing only", TIMBRE | ACOUSTIC | LINE, CORPORA, {}),

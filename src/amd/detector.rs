@@ -730,8 +730,7 @@ impl AmdDetector {
                 let (early_speech, early_pause) = (secs(self.cfg.early_speech_ms), secs(self.cfg.early_silence_ms));
                 // A greeting longer than people's first words is a recording unless the
                 // model leans to a person: a long first sentence, or a TV behind the voice,
-                // on a line that sounds live (cross-validated on train: 0.917 -> 0.939 on
-                // the world corpus, the espeak corpus unchanged; docs/amd.md).
+                // on a line that sounds live.
                 if long && p >= LONG_GREETING_MIN_P {
                     Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
                 } else if mc < 1.0 && p >= mc && voiced_s >= speech
