@@ -8,6 +8,9 @@
 //!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
 //!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`) are included
 //!   when they exist.
+//! - `cargo run --release --example amd_eval -- frames` prints, for every file and every
+//!   20 ms frame from its first sample to 6 s after its answer, the sequence model's
+//!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`.
 //! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS]` runs the detector on
 //!   SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default, or `amd`) for
 //!   a range of `machine_confidence` = `human_confidence` and prints accuracy, recalls and
@@ -16,8 +19,9 @@
 use std::path::PathBuf;
 
 use redial::amd::features::FEATURE_NAMES;
+use redial::amd::sequence::INPUT_NAMES;
 use redial::amd::wav::read_wav;
-use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_SAMPLES};
+use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_MS, FRAME_SAMPLES};
 
 struct Row {
     file: String,
@@ -87,6 +91,33 @@ fn features() {
     }
 }
 
+/// `frames`: every 20 ms frame's sequence-model inputs from the start of each file to
+/// `AFTER_ANSWER_MS` after its answer, with the model not allowed to commit.
+fn frames() {
+    const AFTER_ANSWER_MS: u64 = 6000;
+    let mut cfg = AmdConfig { machine_confidence: 1.0, human_confidence: 1.0, ..AmdConfig::default() };
+    cfg.machine_greeting_ms = 30_000;
+    cfg.machine_phrase_ms = 30_000;
+    cfg.total_analysis_ms = 30_000;
+    println!("file,label,kind,split,t_ms,{}", INPUT_NAMES.join(","));
+    let extra = EXTRA_CORPORA.iter().filter(|c| media().join(c).join("labels.csv").exists());
+    for row in CORPORA.iter().chain(extra).flat_map(|c| labels(c)) {
+        let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
+        let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
+        let frames = ((row.answer_ms + AFTER_ANSWER_MS) / FRAME_MS) as usize;
+        for frame in clip.samples.chunks_exact(FRAME_SAMPLES).take(frames) {
+            det.push_frame(frame).expect("not finished");
+            if det.decision().is_some() {
+                break;
+            }
+            if let Some(v) = det.frame_inputs_of_last() {
+                let v: Vec<String> = v.0.iter().map(|x| format!("{x:.3}")).collect();
+                println!("{},{},{},{},{},{}", row.file, row.label, row.kind, row.split, det.now_ms(), v.join(","));
+            }
+        }
+    }
+}
+
 fn sweep(split: &str, corpus: &str) {
     let rows: Vec<Row> = labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect();
     let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&media().join(&r.file)).expect("corpus wav").samples).collect();
@@ -126,6 +157,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("features") => features(),
+        Some("frames") => frames(),
         Some("sweep") => {
             let corpus = args.get(2).map(String::as_str).unwrap_or("amd-world");
             if !CORPORA.contains(&corpus) {
@@ -135,7 +167,7 @@ fn main() {
             sweep(args.get(1).map(String::as_str).unwrap_or("holdout"), corpus)
         }
         _ => {
-            eprintln!("usage: amd_eval features | amd_eval sweep [train|holdout|all] [amd-world|amd]");
+            eprintln!("usage: amd_eval features | frames | sweep [train|holdout|all] [amd-world|amd]");
             std::process::exit(2);
         }
     }

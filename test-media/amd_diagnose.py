@@ -82,13 +82,16 @@ def mlp(m):
     return lambda x: 1 / (1 + np.exp(-(np.tanh(((x - mean) / sc) @ w1.T + b1) @ w2 + b2)))
 
 
-def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=2.5, phrase=2.5, total=5.0, early=None, long_p=0.5):
+def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=2.5, phrase=2.5, total=5.0, early=None, long_p=0.5,
+           p_long=None):
     """The detector's rule; `early` = (confidence, speech_s, pause_s) is the sooner tier
     (machine_early_*, human_early_*): a surer P(machine) that commits on less. A long
-    greeting is a machine when P(machine) >= `long_p` (0: whatever the model says)."""
+    greeting is a machine when P(machine) >= `long_p` (0: whatever the model says), that
+    P being `p_long` when given (the detector: the feature model's alone), else `p`."""
+    p_long = p if p_long is None else p_long
     for k in range(len(x)):
         el = x[k, ix["elapsed_s"]]
-        if (x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase) and p[k] >= long_p:
+        if (x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase) and p_long[k] >= long_p:
             return "machine", el
         v, tr = x[k, ix["voiced_s"]], x[k, ix["trailing_silence_s"]]
         if p[k] >= c and v >= speech or early and p[k] >= early[0] and v >= early[1]:

@@ -102,7 +102,7 @@ fn explain_prints_features_confidence_and_the_same_decision() {
     for name in redial::amd::features::FEATURE_NAMES {
         assert!(header.contains(name), "{name} missing from {header}");
     }
-    // Rows: time, P(machine) in 0..1, one value per feature.
+    // Rows: time, P(machine) and each model's alone in 0..1, one value per feature.
     let rows: Vec<Vec<f64>> = text
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("t_ms"))
@@ -111,7 +111,7 @@ fn explain_prints_features_confidence_and_the_same_decision() {
         .map(|l| l.split_whitespace().map(|v| v.parse().unwrap_or_else(|e| panic!("{l}: {e}"))).collect())
         .collect();
     assert!(rows.len() >= 3, "{text}");
-    assert!(rows.iter().all(|r| r.len() == 2 + redial::amd::features::FEATURE_COUNT && (0.0..=1.0).contains(&r[1])), "{text}");
+    assert!(rows.iter().all(|r| r.len() == 4 + redial::amd::features::FEATURE_COUNT && r[1..4].iter().all(|p| (0.0..=1.0).contains(p))), "{text}");
     assert!(rows.windows(2).all(|w| w[0][0] < w[1][0]), "time increases: {text}");
     // The verdict is the one `redial amd` gives.
     let (lines, _) = redial_amd(&[&machine]);

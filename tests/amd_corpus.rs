@@ -289,17 +289,18 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    // amd-mlp-5 with the long-greeting rule (2.5 s) deferring to a model that leans to a
-    // person: accuracy 0.917, human 0.833, machine 1.000, 3 unknown, 7 people called
-    // machines, median 1.90 s, p90 3.12 s. (With session 9's rule, 4 s or a 3 s phrase
-    // whatever the model says: 0.908 / 0.817 / 1.000, 2 unknown, 9 people called machines.)
-    assert!(s.accuracy >= 0.91, "{s:?}");
-    assert!(s.human_recall >= 0.83, "{s:?}");
-    assert!(s.machine_recall >= 0.99, "{s:?}");
-    assert!(s.people_called_machines <= 7, "{s:?}");
+    // amd-mlp-5 blended with the sequence model amd-gru-1 (0.3 of its log-odds), the
+    // long-greeting rule (2.5 s) deferring to a feature model that leans to a person:
+    // accuracy 0.925, human 0.867, machine 0.983, 4 unknown, 5 people called machines,
+    // median 1.73 s, p90 2.80 s. (amd-mlp-5 alone: 0.917 / 0.833 / 1.000, 3 unknown, 7
+    // people called machines, 1.90 s / 3.12 s.)
+    assert!(s.accuracy >= 0.92, "{s:?}");
+    assert!(s.human_recall >= 0.86, "{s:?}");
+    assert!(s.machine_recall >= 0.98, "{s:?}");
+    assert!(s.people_called_machines <= 5, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1900.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3120.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1730.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 2800.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -322,18 +323,17 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     let s = score(&holdout);
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
-    // Regression floors at the figures measured for the shipped model and rule (the
-    // result is deterministic): accuracy 0.946, human recall 0.973, machine recall 0.911,
-    // no `unknown`, median 2.10 s and p90 3.32 s from answer. With session 9's rule (a
-    // 4 s utterance or 3 s phrase whatever the model says) amd-mlp-5 had 0.907 / 0.973 /
-    // 0.821 at 2.10 s / 4.30 s; the calm, evenly paced machines this corpus has, which the
-    // model is unsure of, now meet the long-greeting rule at 2.5 s instead of the deadline.
-    assert!(s.accuracy >= 0.94, "{s:?}");
+    // Regression floors at the figures measured for the shipped models and rule (the
+    // result is deterministic): accuracy 0.938, human recall 1.000, machine recall 0.857,
+    // no `unknown`, median 2.02 s and p90 3.18 s from answer. amd-mlp-5 alone had 0.946 /
+    // 0.973 / 0.911 at 2.10 s / 3.32 s: the blend with the sequence model costs this
+    // corpus 3 of its 56 machines and gains 2 of its 73 people (docs/amd.md).
+    assert!(s.accuracy >= 0.93, "{s:?}");
     assert!(s.human_recall >= 0.97, "{s:?}");
-    assert!(s.machine_recall >= 0.91, "{s:?}");
+    assert!(s.machine_recall >= 0.85, "{s:?}");
     assert!(s.people_called_machines <= 2, "{s:?}");
-    assert!(s.median_from_answer_ms <= 2100.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3320.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 2020.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3180.0, "{s:?}");
 }
 
 #[test]

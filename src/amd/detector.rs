@@ -8,6 +8,7 @@ use super::config::{AmdConfig, AmdConfigError};
 use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, Spectrum, BANDS, BAND_MIN_DB, FEATURE_COUNT};
 use super::floor::NoiseFloor;
 use super::model::Model;
+use super::sequence::{FrameInputs, SequenceModel, SequenceState, INPUT_COUNT};
 use super::tone::analyse;
 use super::{FRAME_MS, FRAME_SAMPLES};
 
@@ -150,8 +151,12 @@ pub struct Observation {
     /// Audio time of the frame's end.
     pub at_ms: u64,
     pub features: Features,
-    /// The model's P(machine).
+    /// P(machine): the two models' log-odds blended.
     pub p_machine: f32,
+    /// The feature perceptron's P(machine) alone.
+    pub p_features: f32,
+    /// The sequence model's P(machine) alone (`None` before its first step).
+    pub p_sequence: Option<f32>,
 }
 
 /// A single-tone run that may become the beep.
@@ -161,7 +166,6 @@ struct ToneRun {
     frames: u32,
     hz: f32,
 }
-
 
 /// Streaming answering-machine detector over 8 kHz mono audio.
 ///
@@ -196,6 +200,10 @@ pub struct AmdDetector {
     beep_stopped: bool,
     finished: bool,
     model: &'static Model,
+    sequence: &'static SequenceModel,
+    sequence_state: SequenceState,
+    /// The inputs of the last frame the sequence model read.
+    last_inputs: Option<FrameInputs>,
     last: Option<Observation>,
     pitch: PitchTracker,
     spectrum: Spectrum,
@@ -246,6 +254,9 @@ impl AmdDetector {
             beep_stopped: false,
             finished: false,
             model: Model::builtin(),
+            sequence: SequenceModel::builtin(),
+            sequence_state: SequenceModel::builtin().start(),
+            last_inputs: None,
             last: None,
             pitch: PitchTracker::default(),
             spectrum: Spectrum::default(),
@@ -320,6 +331,11 @@ impl AmdDetector {
         self.ring_bursts
     }
 
+    /// The inputs of the last frame the sequence model read (for `amd_eval frames`).
+    pub fn frame_inputs_of_last(&self) -> Option<FrameInputs> {
+        self.last_inputs
+    }
+
     /// Audio time pushed so far (complete frames), in ms.
     pub fn now_ms(&self) -> u64 {
         self.frames * FRAME_MS
@@ -338,7 +354,7 @@ impl AmdDetector {
             None => self.decide(self.cfg.silence_result, DecisionReason::EndOfAudio, now, None),
             Some(u) => {
                 // The audio ended undecided: the more likely answer, by the model.
-                let p = self.model.p_machine(&self.features(&scan, now));
+                let p = self.p_machine(&self.features(&scan, now)).0;
                 let r = if p >= 0.5 { AmdResult::Machine } else { AmdResult::Human };
                 self.decide(r, DecisionReason::EndOfAudio, now, Some(*u))
             }
@@ -395,7 +411,11 @@ impl AmdDetector {
             let maybe_speech = kind == FrameKind::Plain && energy_db >= floor + self.cfg.speech_margin_db - 3.0;
             (stats.periodicity, stats.pitch_st) = self.pitch.push(frame, maybe_speech);
             let bands = if maybe_speech { self.spectrum.bands(frame) } else { [BAND_MIN_DB; BANDS] };
-            self.history.push(Frame { energy_db, kind, stats, bands });
+            let f = Frame { energy_db, kind, stats, bands };
+            self.history.push(f);
+            let inputs = self.frame_inputs(&f);
+            self.sequence.push(&mut self.sequence_state, &inputs);
+            self.last_inputs = Some(inputs);
             self.evaluate();
         }
     }
@@ -701,6 +721,35 @@ impl AmdDetector {
         Features(x)
     }
 
+    /// What the sequence model reads of one frame (after the floor has taken it in).
+    fn frame_inputs(&self, f: &Frame) -> FrameInputs {
+        let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
+        let mut x = [0.0f32; INPUT_COUNT];
+        x[0] = f.energy_db - floor;
+        x[1] = f.energy_db;
+        x[2] = (f.kind == FrameKind::Ringback) as u8 as f32;
+        x[3] = f.stats.zcr;
+        x[4] = f.stats.tilt;
+        x[5] = f.stats.periodicity;
+        x[6] = f.stats.pitch_st.unwrap_or(0.0);
+        x[7] = f.stats.pitch_st.is_some() as u8 as f32;
+        x[8..16].copy_from_slice(&f.bands);
+        x[16] = self.ring_bursts as f32;
+        FrameInputs(x)
+    }
+
+    /// P(machine) from the two models' blended log-odds, and each model's alone.
+    fn p_machine(&self, features: &Features) -> (f32, f32, Option<f32>) {
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let m = self.model.logit(features);
+        let g = self.sequence_state.logit();
+        let blend = match g {
+            Some(g) => (1.0 - self.sequence.blend) * m + self.sequence.blend * g,
+            None => m,
+        };
+        (sigmoid(blend), sigmoid(m), g.map(sigmoid))
+    }
+
     fn evaluate(&mut self) {
         if self.ring_run > 0 && (self.ring_run as u64) < frames_of(self.cfg.ringback_max_on_ms) {
             return; // still ringing: nothing has answered yet
@@ -716,8 +765,8 @@ impl AmdDetector {
             None => None,
             Some(u) => {
                 let features = self.features(&scan, now);
-                let p = self.model.p_machine(&features);
-                self.last = Some(Observation { at_ms: now * FRAME_MS, features, p_machine: p });
+                let (p, p_features, p_sequence) = self.p_machine(&features);
+                self.last = Some(Observation { at_ms: now * FRAME_MS, features, p_machine: p, p_features, p_sequence });
                 let long = u.end - u.start >= frames_of(self.cfg.machine_greeting_ms)
                     || u.longest_phrase >= frames_of(self.cfg.machine_phrase_ms);
                 let (mc, hc) = (self.cfg.machine_confidence, self.cfg.human_confidence);
@@ -729,9 +778,11 @@ impl AmdDetector {
                 let ec = self.cfg.early_confidence;
                 let (early_speech, early_pause) = (secs(self.cfg.early_speech_ms), secs(self.cfg.early_silence_ms));
                 // A greeting longer than people's first words is a recording unless the
-                // model leans to a person: a long first sentence, or a TV behind the voice,
-                // on a line that sounds live.
-                if long && p >= LONG_GREETING_MIN_P {
+                // feature model leans to a person: a long first sentence, or a TV behind
+                // the voice, on a line that sounds live. Not the blend: the sequence model
+                // reads raw levels and spectra, and on a line unlike its corpus (a quiet
+                // one) it can be sure and wrong; this rule is the net under it.
+                if long && p_features >= LONG_GREETING_MIN_P {
                     Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
                 } else if mc < 1.0 && p >= mc && voiced_s >= speech
                     || ec < 1.0 && mc < 1.0 && p >= ec && voiced_s >= early_speech

@@ -4,7 +4,9 @@
 //!   beep onset out.
 //! - [`config`]: [`AmdConfig`], every threshold with its default.
 //! - [`features`]: the feature vector read at every frame.
-//! - [`model`]: the learned classifier (weights in `model.json`) giving P(machine).
+//! - [`model`]: the learned classifier over the features (weights in `model.json`).
+//! - [`sequence`]: the learned recurrent model over per-frame inputs (weights in
+//!   `sequence_model.json`), blended with [`model`] into P(machine).
 //! - [`floor`]: the adaptive noise floor (a decaying percentile of frame energies).
 //! - [`goertzel`]: single-frequency power, for ring-back and beep tones.
 //! - [`tone`]: per-frame ring-back / single-tone analysis.
@@ -18,6 +20,7 @@ pub mod features;
 pub mod floor;
 pub mod goertzel;
 pub mod model;
+pub mod sequence;
 pub mod tone;
 pub mod wav;
 

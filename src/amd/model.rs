@@ -89,6 +89,11 @@ impl Model {
 
     /// P(machine) for one feature vector.
     pub fn p_machine(&self, x: &Features) -> f32 {
+        1.0 / (1.0 + (-self.logit(x)).exp())
+    }
+
+    /// The log-odds of a machine for one feature vector.
+    pub fn logit(&self, x: &Features) -> f32 {
         let mut z = [0.0f32; FEATURE_COUNT];
         for i in 0..FEATURE_COUNT {
             z[i] = (x.0[i] - self.mean[i]) / self.scale[i];
@@ -98,7 +103,7 @@ impl Model {
             let h = w.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>() + b;
             out += v * h.tanh();
         }
-        1.0 / (1.0 + (-out).exp())
+        out
     }
 }
 

@@ -108,12 +108,20 @@ fn explain_clip(samples: &[i16]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence; machine when an utterance lasts {gm} ms or a phrase {pm} ms and p_machine >= {}",
+        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence; machine when an utterance lasts {gm} ms or a phrase {pm} ms and p_features >= {}",
         1.0 - hc,
         1.0 - ec,
         crate::amd::detector::LONG_GREETING_MIN_P
     );
-    let _ = writeln!(s, "{:>7} {:>9} {}", "t_ms", "p_machine", FEATURE_NAMES.join(" "));
+    let sequence = crate::amd::sequence::SequenceModel::builtin();
+    let _ = writeln!(
+        s,
+        "p_machine blends the log-odds of the feature model ({}) and the sequence model ({}), {:.2} of the latter's",
+        crate::amd::model::Model::builtin().version,
+        sequence.version,
+        sequence.blend
+    );
+    let _ = writeln!(s, "{:>7} {:>9} {:>10} {:>10} {}", "t_ms", "p_machine", "p_features", "p_sequence", FEATURE_NAMES.join(" "));
     let mut printed = None;
     for chunk in samples.chunks(FRAME_SAMPLES) {
         if !det.wants_audio() || det.push_frame(chunk).is_err() {
@@ -128,7 +136,9 @@ fn explain_clip(samples: &[i16]) -> String {
                     .zip(o.features.0)
                     .map(|(n, v)| format!("{:>w$.2}", v, w = n.len()))
                     .collect();
-                let _ = writeln!(s, "{:>7} {:>9.3} {}", o.at_ms, o.p_machine, cols.join(" "));
+                let seq = o.p_sequence.map_or("-".to_string(), |p| format!("{p:.3}"));
+                let (p, pf) = (o.p_machine, o.p_features);
+                let _ = writeln!(s, "{:>7} {p:>9.3} {pf:>10.3} {seq:>10} {}", o.at_ms, cols.join(" "));
             }
         }
     }
