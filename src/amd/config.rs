@@ -26,12 +26,13 @@ pub struct AmdConfig {
     /// Silence that ends an utterance (words closer than this are one utterance).
     pub end_of_greeting_silence_ms: u32,
     /// An utterance (words with gaps shorter than `end_of_greeting_silence_ms`) that lasts
-    /// this long is a recorded greeting, unless the model leans to a person (P(machine) < 0.5).
+    /// this long is a recorded greeting, unless the feature model leans to a person (its
+    /// P(machine) < 0.5; not the blend with the sequence model, see `detector`).
     pub machine_greeting_ms: u32,
     /// Words closer than this form one phrase (no breath or comma pause between them).
     pub phrase_gap_ms: u32,
     /// One phrase this long is a recorded greeting (people answer in short phrases),
-    /// unless the model leans to a person.
+    /// unless the feature model leans to a person.
     pub machine_phrase_ms: u32,
     /// Commit to `machine` as soon as the model's P(machine) reaches this (0.5..=1; 1
     /// leaves machine verdicts to the greeting-length rules, the beep and the deadline).
