@@ -65,13 +65,28 @@ fn labels(corpus: &str) -> Vec<Row> {
         .collect()
 }
 
-fn features() {
-    let mut cfg = AmdConfig { machine_confidence: 1.0, human_confidence: 1.0, ..AmdConfig::default() };
-    cfg.machine_greeting_ms = 30_000;
-    cfg.machine_phrase_ms = 30_000;
-    println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
+/// A detector configuration that never commits (before `total_analysis_ms`), so the
+/// trainers see the whole first seconds.
+fn no_commit() -> AmdConfig {
+    AmdConfig {
+        machine_confidence: 1.0,
+        human_confidence: 1.0,
+        machine_greeting_ms: 30_000,
+        machine_phrase_ms: 30_000,
+        ..AmdConfig::default()
+    }
+}
+
+/// Every row of both corpora and of the extra training corpora that exist.
+fn all_rows() -> Vec<Row> {
     let extra = EXTRA_CORPORA.iter().filter(|c| media().join(c).join("labels.csv").exists());
-    for row in CORPORA.iter().chain(extra).flat_map(|c| labels(c)) {
+    CORPORA.iter().chain(extra).flat_map(|c| labels(c)).collect()
+}
+
+fn features() {
+    let cfg = no_commit();
+    println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
+    for row in all_rows() {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let mut last_at = None;
@@ -95,13 +110,9 @@ fn features() {
 /// `AFTER_ANSWER_MS` after its answer, with the model not allowed to commit.
 fn frames() {
     const AFTER_ANSWER_MS: u64 = 6000;
-    let mut cfg = AmdConfig { machine_confidence: 1.0, human_confidence: 1.0, ..AmdConfig::default() };
-    cfg.machine_greeting_ms = 30_000;
-    cfg.machine_phrase_ms = 30_000;
-    cfg.total_analysis_ms = 30_000;
+    let cfg = AmdConfig { total_analysis_ms: 30_000, ..no_commit() };
     println!("file,label,kind,split,t_ms,{}", INPUT_NAMES.join(","));
-    let extra = EXTRA_CORPORA.iter().filter(|c| media().join(c).join("labels.csv").exists());
-    for row in CORPORA.iter().chain(extra).flat_map(|c| labels(c)) {
+    for row in all_rows() {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let frames = ((row.answer_ms + AFTER_ANSWER_MS) / FRAME_MS) as usize;
