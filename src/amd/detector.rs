@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{AmdConfig, AmdConfigError};
 use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, Spectrum, BANDS, BAND_MIN_DB, FEATURE_COUNT};
 use super::floor::NoiseFloor;
-use super::model::Model;
+use super::model::{sigmoid, Model};
 use super::sequence::{FrameInputs, SequenceModel, SequenceState, INPUT_COUNT};
 use super::tone::analyse;
 use super::{FRAME_MS, FRAME_SAMPLES};
@@ -202,8 +202,6 @@ pub struct AmdDetector {
     model: &'static Model,
     sequence: &'static SequenceModel,
     sequence_state: SequenceState,
-    /// The inputs of the last frame the sequence model read.
-    last_inputs: Option<FrameInputs>,
     last: Option<Observation>,
     pitch: PitchTracker,
     spectrum: Spectrum,
@@ -256,7 +254,6 @@ impl AmdDetector {
             model: Model::builtin(),
             sequence: SequenceModel::builtin(),
             sequence_state: SequenceModel::builtin().start(),
-            last_inputs: None,
             last: None,
             pitch: PitchTracker::default(),
             spectrum: Spectrum::default(),
@@ -331,9 +328,10 @@ impl AmdDetector {
         self.ring_bursts
     }
 
-    /// The inputs of the last frame the sequence model read (for `amd_eval frames`).
+    /// The inputs of the last frame the sequence model read (for `amd_eval frames`), as
+    /// it read them: call it after each frame while undecided (`None` once decided).
     pub fn frame_inputs_of_last(&self) -> Option<FrameInputs> {
-        self.last_inputs
+        self.history.last().map(|f| self.frame_inputs(f))
     }
 
     /// Audio time pushed so far (complete frames), in ms.
@@ -415,7 +413,6 @@ impl AmdDetector {
             self.history.push(f);
             let inputs = self.frame_inputs(&f);
             self.sequence.push(&mut self.sequence_state, &inputs);
-            self.last_inputs = Some(inputs);
             self.evaluate();
         }
     }
@@ -740,7 +737,6 @@ impl AmdDetector {
 
     /// P(machine) from the two models' blended log-odds, and each model's alone.
     fn p_machine(&self, features: &Features) -> (f32, f32, Option<f32>) {
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
         let m = self.model.logit(features);
         let g = self.sequence_state.logit();
         let blend = match g {

@@ -39,6 +39,11 @@ struct ModelFile {
     b2: f32,
 }
 
+/// The logistic function: log-odds to a probability.
+pub fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
 /// A parsed, shape-checked model.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -89,7 +94,7 @@ impl Model {
 
     /// P(machine) for one feature vector.
     pub fn p_machine(&self, x: &Features) -> f32 {
-        1.0 / (1.0 + (-self.logit(x)).exp())
+        sigmoid(self.logit(x))
     }
 
     /// The log-odds of a machine for one feature vector.

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::model::ModelError;
+use super::model::{sigmoid, ModelError};
 
 /// The sequence model's JSON (see the module docs).
 pub const SEQUENCE_MODEL_JSON: &str = include_str!("sequence_model.json");
@@ -176,7 +176,6 @@ impl SequenceModel {
         let (h, x, n) = (&mut state.h, &state.step, self.hidden);
         let width = x.len();
         let dot = |w: &[f32], v: &[f32]| w.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
         // Gate pre-activations from the input and from the state, before h changes.
         let mut gi = [0.0f32; 3 * MAX_HIDDEN];
         let mut gh = [0.0f32; 3 * MAX_HIDDEN];
@@ -242,8 +241,7 @@ mod tests {
         let mut x = [0.0; INPUT_COUNT];
         x[7] = 1.0;
         m.push(&mut s, &FrameInputs(x));
-        let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
-        let (r, z) = (sig(1.0), sig(2.0));
+        let (r, z) = (sigmoid(1.0), sigmoid(2.0));
         let h = (1.0 - z) * (3.0 + r * 1.0f32).tanh();
         assert!((s.logit().unwrap() - (2.0 * h - 1.0)).abs() < 1e-6);
     }
