@@ -228,6 +228,9 @@ def early(path, only):
 SHIPPED = dict(stride=3, epochs=800)
 SHIPPED_EXCLUDED = TIMBRE | OUT_OF_BAND
 SHIPPED_TIER = (0.97, 0.2, 0.2)
+# The detector's defaults (AmdConfig): machine_speech_ms 400, human_silence_ms 300 since
+# session 13 (cross-validated on train with the GRU members, docs/amd.md).
+SHIPPED_RULE = dict(c=0.9, speech=0.4, pause=0.3, long_p=0.5, greet=2.5, phrase=2.5, early=SHIPPED_TIER)
 
 
 def seeds(path):

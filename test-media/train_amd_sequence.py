@@ -12,8 +12,9 @@ splits only, and cross-validate it against and with the feature perceptron.
 
 `amd_eval frames` prints the detector's per-frame inputs (src/amd/sequence.rs,
 INPUT_NAMES) for every 20 ms frame of every file, from its first sample to 6 s after
-its answer. The model is one GRU layer of HIDDEN units over steps of POOL frames (their
-inputs side by side) and a logistic output read at every step. It is trained on every
+its answer. The model is one member per seed in SEEDS, each one GRU layer of HIDDEN
+units over steps of POOL frames (their inputs side by side) and a logistic output read
+at every step; its output is the members' mean log-odds. It is trained on every
 step of every `train` file (the extra training files included), each labelled with the
 file's answer (machine = 1) and each file weighing 1 in total, by Adam in mini-batches
 from a fixed seed on one thread. Holdout rows are never read.
@@ -32,15 +33,18 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-VERSION = "amd-gru-1"
+VERSION = "amd-gru-2"
 HIDDEN = 24
 POOL = 2
 EPOCHS = 40
 BATCH = 64
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
-SEED = 17
-BLEND = 0.3
+# One GRU per seed, trained alike on the same files; the detector averages their
+# log-odds. One seed's cross-validated accuracy on the world corpus ranged 0.939..0.969
+# over seeds 17..21 (docs/amd.md, session 13): the average is the model, not the luck.
+SEEDS = (17, 18, 19, 20, 21)
+BLEND = 0.5
 # Inputs left out (by name). None: cross-validated by voice, leaving out the absolute
 # level, the timbre (zero crossings, tilt) and the bands outside 250..3400 Hz, as the
 # perceptron does, lowered the blend's accuracy (docs/amd.md, session 12).
@@ -84,7 +88,7 @@ class Net(torch.nn.Module):
         return self.out(h).squeeze(-1)
 
 
-def fit(data, files, seed=SEED):
+def fit(data, files, seed):
     """Trains on `files`; returns the net, the input mean and scale."""
     torch.manual_seed(seed)
     xs = {f: pooled(data[f][4]) for f in files}
@@ -116,17 +120,35 @@ def fit(data, files, seed=SEED):
     return net, mean, scale
 
 
-def predictor(net, mean, scale):
-    """P(machine) after each step of one file's inputs."""
+def fit_members(data, files):
+    """One net per seed on `files`, and the input mean and scale they share."""
+    fits = [fit(data, files, seed) for seed in SEEDS]
+    return [net for net, _, _ in fits], fits[0][1], fits[0][2]
+
+
+def predictor(nets, mean, scale):
+    """P(machine) after each step of one file's inputs: the members' mean log-odds."""
     def p(x):
         with torch.no_grad():
             z = torch.tensor(((pooled(x) - mean) / scale)[None].astype(np.float32))
-            return torch.sigmoid(net(z))[0].numpy()
+            return torch.sigmoid(torch.stack([net(z)[0] for net in nets]).mean(0)).numpy()
     return p
 
 
-def write(net, mean, scale, names, n_files):
+def member(net):
     sd = {k: v.detach().numpy().astype(np.float64) for k, v in net.state_dict().items()}
+    r = lambda a: [round(float(v), 6) for v in a]
+    return {
+        "w_ih": [r(row) for row in sd["gru.weight_ih_l0"]],
+        "w_hh": [r(row) for row in sd["gru.weight_hh_l0"]],
+        "b_ih": r(sd["gru.bias_ih_l0"]),
+        "b_hh": r(sd["gru.bias_hh_l0"]),
+        "w_out": r(sd["out.weight"][0]),
+        "b_out": round(float(sd["out.bias"][0]), 6),
+    }
+
+
+def write(nets, mean, scale, names, n_files):
     r = lambda a: [round(float(v), 6) for v in a]
     model = {
         "version": VERSION,
@@ -139,12 +161,8 @@ def write(net, mean, scale, names, n_files):
         "blend": BLEND,
         "mean": r(mean),
         "scale": r(scale),
-        "w_ih": [r(row) for row in sd["gru.weight_ih_l0"]],
-        "w_hh": [r(row) for row in sd["gru.weight_hh_l0"]],
-        "b_ih": r(sd["gru.bias_ih_l0"]),
-        "b_hh": r(sd["gru.bias_hh_l0"]),
-        "w_out": r(sd["out.weight"][0]),
-        "b_out": round(float(sd["out.bias"][0]), 6),
+        "seeds": list(SEEDS),
+        "members": [member(net) for net in nets],
     }
     with open(OUT, "w") as f:
         json.dump(model, f, indent=1)
@@ -165,7 +183,7 @@ def cross_validate(data, features_path):
     gru = {}
     for fold in folds:
         fit_on = [f for f in tr if labels[f]["voice"] not in fold and f in data]
-        p = predictor(*fit(data, fit_on))
+        p = predictor(*fit_members(data, fit_on))
         for f in tr:
             if labels[f]["voice"] in fold:
                 q = p(data[f][4])
@@ -175,7 +193,7 @@ def cross_validate(data, features_path):
                 gru[f] = q[k]
     mlp = d.cv_probs(names, frames, meta, labels, tr, folds, d.SHIPPED_EXCLUDED, **d.SHIPPED)
     logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
-    rule = dict(long_p=0.5, greet=2.5, phrase=2.5, early=d.SHIPPED_TIER)
+    rule = d.SHIPPED_RULE
     ix = {n: i for i, n in enumerate(names)}
     for blend in (0.0, 0.3, 0.5, 0.7, 1.0):
         probs = {f: 1 / (1 + np.exp(-((1 - blend) * logit(mlp[f]) + blend * logit(gru[f])))) for f in tr}
@@ -198,8 +216,8 @@ def main():
     if len(sys.argv) == 2:
         data, names = load(sys.argv[1])
         files = sorted(data)
-        net, mean, scale = fit(data, files)
-        write(net, mean, scale, names, len(files))
+        nets, mean, scale = fit_members(data, files)
+        write(nets, mean, scale, names, len(files))
     elif len(sys.argv) == 4 and sys.argv[2] == "--cv":
         data, _ = load(sys.argv[1])
         cross_validate(data, sys.argv[3])

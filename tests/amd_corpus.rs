@@ -289,18 +289,20 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    // amd-mlp-5 blended with the sequence model amd-gru-1 (0.3 of its log-odds), the
-    // long-greeting rule (2.5 s) deferring to a feature model that leans to a person:
-    // accuracy 0.925, human 0.867, machine 0.983, 4 unknown, 5 people called machines,
-    // median 1.73 s, p90 2.80 s. (amd-mlp-5 alone: 0.917 / 0.833 / 1.000, 3 unknown, 7
-    // people called machines, 1.90 s / 3.12 s.)
-    assert!(s.accuracy >= 0.92, "{s:?}");
-    assert!(s.human_recall >= 0.86, "{s:?}");
+    // amd-mlp-5 blended with the sequence model amd-gru-2 (five GRUs from five seeds,
+    // their mean log-odds; 0.5 of the blend), a model verdict after 400 ms of speech or
+    // 300 ms of silence, the long-greeting rule (2.5 s) deferring to a feature model that
+    // leans to a person: accuracy 0.942, human 0.883, machine 1.000, 2 unknown, 5 people
+    // called machines, median 1.58 s, p90 2.56 s. (amd-gru-1, one GRU at 0.3, gates of
+    // 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
+    // 0.833 / 1.000, 1.90 s / 3.12 s.)
+    assert!(s.accuracy >= 0.94, "{s:?}");
+    assert!(s.human_recall >= 0.88, "{s:?}");
     assert!(s.machine_recall >= 0.98, "{s:?}");
     assert!(s.people_called_machines <= 5, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1730.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 2800.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1580.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 2560.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -324,16 +326,18 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped models and rule (the
-    // result is deterministic): accuracy 0.938, human recall 1.000, machine recall 0.857,
-    // no `unknown`, median 2.02 s and p90 3.18 s from answer. amd-mlp-5 alone had 0.946 /
-    // 0.973 / 0.911 at 2.10 s / 3.32 s: the blend with the sequence model costs this
-    // corpus 3 of its 56 machines and gains 2 of its 73 people (docs/amd.md).
-    assert!(s.accuracy >= 0.93, "{s:?}");
-    assert!(s.human_recall >= 0.97, "{s:?}");
-    assert!(s.machine_recall >= 0.85, "{s:?}");
-    assert!(s.people_called_machines <= 2, "{s:?}");
-    assert!(s.median_from_answer_ms <= 2020.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3180.0, "{s:?}");
+    // result is deterministic): accuracy 0.922, human recall 0.986, machine recall 0.839,
+    // no `unknown`, median 1.84 s and p90 3.08 s from answer. amd-mlp-5 alone had 0.946 /
+    // 0.973 / 0.911 at 2.10 s / 3.32 s, amd-gru-1's blend 0.938 / 1.000 / 0.857 at 2.02 s
+    // / 3.18 s: the sequence model and the shorter gates cost this corpus machines
+    // (`machine_personal`: calm texts with pauses) while the world corpus gains on every
+    // figure (docs/amd.md).
+    assert!(s.accuracy >= 0.92, "{s:?}");
+    assert!(s.human_recall >= 0.98, "{s:?}");
+    assert!(s.machine_recall >= 0.83, "{s:?}");
+    assert!(s.people_called_machines <= 1, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1840.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3080.0, "{s:?}");
 }
 
 #[test]

@@ -66,6 +66,12 @@ struct SequenceFile {
     blend: f32,
     mean: Vec<f32>,
     scale: Vec<f32>,
+    members: Vec<MemberFile>,
+}
+
+/// One GRU of the ensemble, as PyTorch wrote it.
+#[derive(Debug, Clone, Deserialize)]
+struct MemberFile {
     /// `3 * hidden` rows (reset, update, new gates) of `inputs.len() * pool` weights.
     w_ih: Vec<Vec<f32>>,
     /// `3 * hidden` rows of `hidden` weights.
@@ -76,7 +82,8 @@ struct SequenceFile {
     b_out: f32,
 }
 
-/// A parsed, shape-checked sequence model.
+/// A parsed, shape-checked sequence model: one or more GRUs over the same normalised
+/// inputs, whose log-odds are averaged (members trained alike from different seeds).
 #[derive(Debug, Clone)]
 pub struct SequenceModel {
     pub version: String,
@@ -84,9 +91,14 @@ pub struct SequenceModel {
     pub blend: f32,
     /// Index into [`INPUT_NAMES`] of each input the model reads.
     inputs: Vec<usize>,
-    hidden: usize,
     mean: Vec<f32>,
     scale: Vec<f32>,
+    members: Vec<Gru>,
+}
+
+#[derive(Debug, Clone)]
+struct Gru {
+    hidden: usize,
     /// Row-major `3 * hidden` × `inputs.len() * pool`.
     w_ih: Vec<f32>,
     /// Row-major `3 * hidden` × `hidden`.
@@ -101,8 +113,7 @@ impl SequenceModel {
     /// Parses and checks a sequence model file's JSON.
     pub fn parse(json: &str) -> Result<SequenceModel, ModelError> {
         let f: SequenceFile = serde_json::from_str(json).map_err(|e| ModelError::Json(e.to_string()))?;
-        let version = f.version.clone();
-        let shape = |what| ModelError::Shape { version: version.clone(), what };
+        let shape = |what| ModelError::Shape { version: f.version.clone(), what };
         let inputs =
             f.inputs.iter().map(|n| INPUT_NAMES.iter().position(|m| m == n)).collect::<Option<Vec<_>>>().ok_or_else(
                 || ModelError::Features {
@@ -115,40 +126,18 @@ impl SequenceModel {
             return Err(shape("pool or inputs"));
         }
         let width = inputs.len() * f.pool;
-        let hidden = f.w_out.len();
-        if hidden == 0 || hidden > MAX_HIDDEN || f.mean.len() != width || f.scale.len() != width {
-            return Err(shape("mean, scale or w_out"));
+        if f.mean.len() != width || f.scale.len() != width {
+            return Err(shape("mean or scale"));
         }
-        let matrix = |rows: &Vec<Vec<f32>>, cols: usize, what| -> Result<Vec<f32>, ModelError> {
-            if rows.len() != 3 * hidden || rows.iter().any(|r| r.len() != cols) {
-                return Err(shape(what));
-            }
-            Ok(rows.iter().flatten().copied().collect())
-        };
-        let w_ih = matrix(&f.w_ih, width, "w_ih")?;
-        let w_hh = matrix(&f.w_hh, hidden, "w_hh")?;
-        if f.b_ih.len() != 3 * hidden || f.b_hh.len() != 3 * hidden {
-            return Err(shape("b_ih or b_hh"));
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !finite(&f.mean) || !finite(&f.scale) || f.scale.contains(&0.0) || !(0.0..=1.0).contains(&f.blend) {
+            return Err(shape("mean or scale (not finite, or a zero scale) or the blend"));
         }
-        let all = [&f.mean, &f.scale, &w_ih, &w_hh, &f.b_ih, &f.b_hh, &f.w_out];
-        let finite = all.iter().all(|v| v.iter().all(|x| x.is_finite())) && f.b_out.is_finite();
-        if !finite || f.scale.contains(&0.0) || !(0.0..=1.0).contains(&f.blend) {
-            return Err(shape("a weight (not finite), a zero scale or the blend"));
+        if f.members.is_empty() || f.members.len() > MAX_MEMBERS {
+            return Err(shape("members"));
         }
-        Ok(SequenceModel {
-            version: f.version,
-            blend: f.blend,
-            inputs,
-            hidden,
-            mean: f.mean,
-            scale: f.scale,
-            w_ih,
-            w_hh,
-            b_ih: f.b_ih,
-            b_hh: f.b_hh,
-            w_out: f.w_out,
-            b_out: f.b_out,
-        })
+        let members = f.members.iter().map(|m| Gru::check(m, width).map_err(shape)).collect::<Result<Vec<_>, _>>()?;
+        Ok(SequenceModel { version: f.version, blend: f.blend, inputs, mean: f.mean, scale: f.scale, members })
     }
 
     /// The built-in sequence model, parsed on first use.
@@ -161,10 +150,14 @@ impl SequenceModel {
 
     /// A fresh state for one call.
     pub fn start(&self) -> SequenceState {
-        SequenceState { h: vec![0.0; self.hidden], step: Vec::with_capacity(self.mean.len()), logit: None }
+        SequenceState {
+            h: self.members.iter().map(|m| vec![0.0; m.hidden]).collect(),
+            step: Vec::with_capacity(self.mean.len()),
+            logit: None,
+        }
     }
 
-    /// Feeds one frame; every `pool` frames the network takes a step.
+    /// Feeds one frame; every `pool` frames each member takes a step.
     pub fn push(&self, state: &mut SequenceState, frame: &FrameInputs) {
         for &i in &self.inputs {
             let k = state.step.len();
@@ -173,9 +166,39 @@ impl SequenceModel {
         if state.step.len() < self.mean.len() {
             return;
         }
-        let (h, x, n) = (&mut state.h, &state.step, self.hidden);
-        let width = x.len();
-        let dot = |w: &[f32], v: &[f32]| w.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+        let sum: f32 = self.members.iter().zip(&mut state.h).map(|(m, h)| m.step(h, &state.step)).sum();
+        state.logit = Some(sum / self.members.len() as f32);
+        state.step.clear();
+    }
+}
+
+impl Gru {
+    fn check(m: &MemberFile, width: usize) -> Result<Gru, &'static str> {
+        let hidden = m.w_out.len();
+        if hidden == 0 || hidden > MAX_HIDDEN {
+            return Err("w_out");
+        }
+        let matrix = |rows: &Vec<Vec<f32>>, cols: usize, what| {
+            if rows.len() != 3 * hidden || rows.iter().any(|r| r.len() != cols) {
+                return Err(what);
+            }
+            Ok(rows.iter().flatten().copied().collect::<Vec<f32>>())
+        };
+        let w_ih = matrix(&m.w_ih, width, "w_ih")?;
+        let w_hh = matrix(&m.w_hh, hidden, "w_hh")?;
+        if m.b_ih.len() != 3 * hidden || m.b_hh.len() != 3 * hidden {
+            return Err("b_ih or b_hh");
+        }
+        let all = [&w_ih, &w_hh, &m.b_ih, &m.b_hh, &m.w_out];
+        if !all.iter().all(|v| v.iter().all(|x| x.is_finite())) || !m.b_out.is_finite() {
+            return Err("a weight (not finite)");
+        }
+        Ok(Gru { hidden, w_ih, w_hh, b_ih: m.b_ih.clone(), b_hh: m.b_hh.clone(), w_out: m.w_out.clone(), b_out: m.b_out })
+    }
+
+    /// One step on the normalised inputs `x`; returns this member's log-odds.
+    fn step(&self, h: &mut [f32], x: &[f32]) -> f32 {
+        let (n, width) = (self.hidden, x.len());
         // Gate pre-activations from the input and from the state, before h changes.
         let mut gi = [0.0f32; 3 * MAX_HIDDEN];
         let mut gh = [0.0f32; 3 * MAX_HIDDEN];
@@ -189,25 +212,44 @@ impl SequenceModel {
             let c = (gi[2 * n + j] + r * gh[2 * n + j]).tanh();
             h[j] = (1.0 - z) * c + z * h[j];
         }
-        state.logit = Some(dot(&self.w_out, h) + self.b_out);
-        state.step.clear();
+        dot(&self.w_out, h) + self.b_out
     }
 }
 
-/// The largest hidden layer the stack buffers of [`SequenceModel::push`] take.
+/// `w · v` over eight running sums, which the compiler can turn into vector instructions
+/// (a single running sum must be added in order, so it stays scalar): with five members,
+/// 2,958 real-time channels per core against 2,275 with the single sum.
+fn dot(w: &[f32], v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (w8, v8) = (w.chunks_exact(8), v.chunks_exact(8));
+    let tail: f32 = w8.remainder().iter().zip(v8.remainder()).map(|(a, b)| a * b).sum();
+    for (a, b) in w8.zip(v8) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The most members a model file may hold.
+const MAX_MEMBERS: usize = 16;
+
+/// The largest hidden layer the stack buffers of a member's step take.
 const MAX_HIDDEN: usize = 64;
 
 /// One call's recurrent state.
 #[derive(Debug, Clone)]
 pub struct SequenceState {
-    h: Vec<f32>,
+    /// Each member's hidden state.
+    h: Vec<Vec<f32>>,
     /// The current step's normalised inputs, filled frame by frame.
     step: Vec<f32>,
     logit: Option<f32>,
 }
 
 impl SequenceState {
-    /// The log-odds of a machine after the last complete step (`None` before the first).
+    /// The log-odds of a machine after the last complete step, the members' mean (`None`
+    /// before the first).
     pub fn logit(&self) -> Option<f32> {
         self.logit
     }
@@ -234,24 +276,52 @@ mod tests {
     /// One step of a 1-unit GRU worked by hand against the equations in the module docs.
     #[test]
     fn one_step_matches_the_equations() {
-        let json = r#"{"version":"t","inputs":["pitched"],"pool":1,"blend":0.5,"mean":[0],"scale":[1],
-            "w_ih":[[1],[2],[3]],"w_hh":[[0],[0],[0]],"b_ih":[0,0,0],"b_hh":[0,0,1],"w_out":[2],"b_out":-1}"#;
-        let m = SequenceModel::parse(json).unwrap();
+        let json = one_unit_model(&[r#"{"w_ih":[[1],[2],[3]],"w_hh":[[0],[0],[0]],"b_ih":[0,0,0],"b_hh":[0,0,1],"w_out":[2],"b_out":-1}"#]);
+        let m = SequenceModel::parse(&json).unwrap();
         let mut s = m.start();
-        let mut x = [0.0; INPUT_COUNT];
-        x[7] = 1.0;
-        m.push(&mut s, &FrameInputs(x));
+        m.push(&mut s, &pitched());
         let (r, z) = (sigmoid(1.0), sigmoid(2.0));
         let h = (1.0 - z) * (3.0 + r * 1.0f32).tanh();
         assert!((s.logit().unwrap() - (2.0 * h - 1.0)).abs() < 1e-6);
+    }
+
+    /// Members step on the same inputs with their own state; the output is their mean
+    /// log-odds.
+    #[test]
+    fn members_log_odds_are_averaged() {
+        let a = r#"{"w_ih":[[1],[2],[3]],"w_hh":[[0],[0],[0]],"b_ih":[0,0,0],"b_hh":[0,0,1],"w_out":[2],"b_out":-1}"#;
+        let b = r#"{"w_ih":[[0],[0],[0]],"w_hh":[[0],[0],[0]],"b_ih":[0,0,0],"b_hh":[0,0,0],"w_out":[1],"b_out":3}"#;
+        let one = |members: &[&str]| {
+            let m = SequenceModel::parse(&one_unit_model(members)).unwrap();
+            let mut s = m.start();
+            m.push(&mut s, &pitched());
+            m.push(&mut s, &pitched());
+            s.logit().unwrap()
+        };
+        let (la, lb) = (one(&[a]), one(&[b]));
+        assert_eq!(lb, 3.0, "a member with zero weights stays at h = 0");
+        assert!((one(&[a, b]) - (la + lb) / 2.0).abs() < 1e-6);
+    }
+
+    fn one_unit_model(members: &[&str]) -> String {
+        format!(
+            r#"{{"version":"t","inputs":["pitched"],"pool":1,"blend":0.5,"mean":[0],"scale":[1],"members":[{}]}}"#,
+            members.join(",")
+        )
+    }
+
+    fn pitched() -> FrameInputs {
+        let mut x = [0.0; INPUT_COUNT];
+        x[INPUT_NAMES.iter().position(|n| *n == "pitched").unwrap()] = 1.0;
+        FrameInputs(x)
     }
 
     #[test]
     fn unknown_inputs_and_bad_shapes_are_named() {
         let base = |inputs: &str, w_ih: &str, hidden: usize| {
             format!(
-                r#"{{"version":"x","inputs":[{inputs}],"pool":1,"blend":0.5,"mean":[0],"scale":[1],"w_ih":{w_ih},
-                "w_hh":{},"b_ih":{},"b_hh":{},"w_out":{},"b_out":0}}"#,
+                r#"{{"version":"x","inputs":[{inputs}],"pool":1,"blend":0.5,"mean":[0],"scale":[1],"members":[{{"w_ih":{w_ih},
+                "w_hh":{},"b_ih":{},"b_hh":{},"w_out":{},"b_out":0}}]}}"#,
                 serde_json::to_string(&vec![vec![0.0; hidden]; 3 * hidden]).unwrap(),
                 serde_json::to_string(&vec![0.0; 3 * hidden]).unwrap(),
                 serde_json::to_string(&vec![0.0; 3 * hidden]).unwrap(),
@@ -264,5 +334,7 @@ mod tests {
         assert!(matches!(e, Err(ModelError::Shape { what: "w_ih", .. })), "{e:?}");
         assert!(SequenceModel::parse(&base(r#""tilt""#, "[[0],[0],[0]]", 1)).is_ok());
         assert!(matches!(SequenceModel::parse("{"), Err(ModelError::Json(_))));
+        let none = r#"{"version":"x","inputs":["tilt"],"pool":1,"blend":0.5,"mean":[0],"scale":[1],"members":[]}"#;
+        assert!(matches!(SequenceModel::parse(none), Err(ModelError::Shape { what: "members", .. })));
     }
 }
