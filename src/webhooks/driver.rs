@@ -172,6 +172,14 @@ impl Endpoint {
             let renew_at = turn.renew_at();
             tokio::select! {
                 _ = stop.changed() => {
+                    // A clean stop lets the request in flight finish (the sender's own
+                    // timeout bounds the wait): a receiver that already has the event
+                    // would otherwise get it again after the restart.
+                    if let Some((_, sending)) = in_flight.take() {
+                        if let Ok(Ok(_)) = sending.await {
+                            queue.on_delivered();
+                        }
+                    }
                     self.save(&key, &queue, &reading, &mut saved);
                     return Ended::Stopped;
                 }
