@@ -83,11 +83,14 @@ def mlp(m):
 
 
 def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=2.5, phrase=2.5, total=5.0, early=None, long_p=0.5,
-           p_long=None):
+           p_long=None, talk=None):
     """The detector's rule; `early` = (confidence, speech_s, pause_s) is the sooner tier
     (machine_early_*, human_early_*): a surer P(machine) that commits on less. A long
     greeting is a machine when P(machine) >= `long_p` (0: whatever the model says), that
-    P being `p_long` when given (the detector: the feature model's alone), else `p`."""
+    P being `p_long` when given (the detector: the feature model's alone), else `p`.
+    `talk` = (speech_s, max_p): a person who talks on (human_speech_ms) is called at
+    confidence `c` after `speech_s` of speech without a pause when that same P is below
+    `max_p` (detector::TALKING_ON_MAX_P)."""
     p_long = p if p_long is None else p_long
     for k in range(len(x)):
         el = x[k, ix["elapsed_s"]]
@@ -97,6 +100,8 @@ def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=2.5, phrase=2.5, total=
         if p[k] >= c and v >= speech or early and p[k] >= early[0] and v >= early[1]:
             return "machine", el
         if p[k] <= 1 - c and tr >= pause or early and p[k] <= 1 - early[0] and tr >= early[2]:
+            return "human", el
+        if talk and p[k] <= 1 - c and v >= talk[0] and p_long[k] < talk[1]:
             return "human", el
         if el >= total:
             return "unknown", el
@@ -229,8 +234,10 @@ SHIPPED = dict(stride=3, epochs=800)
 SHIPPED_EXCLUDED = TIMBRE | OUT_OF_BAND
 SHIPPED_TIER = (0.97, 0.2, 0.2)
 # The detector's defaults (AmdConfig): machine_speech_ms 400, human_silence_ms 300 since
-# session 13 (cross-validated on train with the GRU members, docs/amd.md).
-SHIPPED_RULE = dict(c=0.9, speech=0.4, pause=0.3, long_p=0.5, greet=2.5, phrase=2.5, early=SHIPPED_TIER)
+# session 13, human_speech_ms 800 with TALKING_ON_MAX_P 0.3 since session 14
+# (cross-validated on train with the GRU members, docs/amd.md).
+SHIPPED_RULE = dict(c=0.9, speech=0.4, pause=0.3, long_p=0.5, greet=2.5, phrase=2.5, early=SHIPPED_TIER,
+                    talk=(0.8, 0.3))
 
 
 def seeds(path):

@@ -291,18 +291,20 @@ fn corpus_meets_targets() {
     println!("holdout: {s:?}");
     // amd-mlp-5 blended with the sequence model amd-gru-2 (five GRUs from five seeds,
     // their mean log-odds; 0.5 of the blend), a model verdict after 400 ms of speech or
-    // 300 ms of silence, the long-greeting rule (2.5 s) deferring to a feature model that
-    // leans to a person: accuracy 0.942, human 0.883, machine 1.000, 2 unknown, 5 people
-    // called machines, median 1.58 s, p90 2.56 s. (amd-gru-1, one GRU at 0.3, gates of
-    // 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
+    // 300 ms of silence, a person called after 800 ms of speech without a pause, the
+    // long-greeting rule (2.5 s) deferring to a feature model that leans to a person:
+    // accuracy 0.958, human 0.917, machine 1.000, 1 unknown, 4 people called machines,
+    // median 1.44 s, p90 2.48 s. (Without the 800 ms rule, session 13: 0.942 / 0.883 /
+    // 1.000, 5 people called machines, 1.58 s / 2.56 s; amd-gru-1, one GRU at 0.3, gates
+    // of 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
     // 0.833 / 1.000, 1.90 s / 3.12 s.)
-    assert!(s.accuracy >= 0.94, "{s:?}");
-    assert!(s.human_recall >= 0.88, "{s:?}");
+    assert!(s.accuracy >= 0.95, "{s:?}");
+    assert!(s.human_recall >= 0.91, "{s:?}");
     assert!(s.machine_recall >= 0.98, "{s:?}");
-    assert!(s.people_called_machines <= 5, "{s:?}");
+    assert!(s.people_called_machines <= 4, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1580.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 2560.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1440.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 2480.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
     // on at most 1 % of the files without one.
@@ -327,7 +329,7 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped models and rule (the
     // result is deterministic): accuracy 0.922, human recall 0.986, machine recall 0.839,
-    // no `unknown`, median 1.84 s and p90 3.08 s from answer. amd-mlp-5 alone had 0.946 /
+    // no `unknown`, median 1.80 s and p90 3.02 s from answer. amd-mlp-5 alone had 0.946 /
     // 0.973 / 0.911 at 2.10 s / 3.32 s, amd-gru-1's blend 0.938 / 1.000 / 0.857 at 2.02 s
     // / 3.18 s: the sequence model and the shorter gates cost this corpus machines
     // (`machine_personal`: calm texts with pauses) while the world corpus gains on every
@@ -336,8 +338,8 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     assert!(s.human_recall >= 0.98, "{s:?}");
     assert!(s.machine_recall >= 0.83, "{s:?}");
     assert!(s.people_called_machines <= 1, "{s:?}");
-    assert!(s.median_from_answer_ms <= 1840.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3080.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1800.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3020.0, "{s:?}");
 }
 
 #[test]
@@ -360,19 +362,53 @@ fn corpus_results_are_deterministic() {
     }
 }
 
+/// Runs the world holdout with the shipped config and with `off` applied to it; every file
+/// is decided at the same time or sooner with the tier on (each tier only adds a way to
+/// commit), and the tier must decide some sooner. Returns the files decided sooner, as
+/// (with the tier, without it).
+fn sooner_with_tier(off: impl Fn(AmdConfig) -> AmdConfig) -> Vec<(Outcome, Outcome)> {
+    let holdout = || labels(WORLD).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
+    let on = run_rows(WORLD, holdout(), &config());
+    let without = run_rows(WORLD, holdout(), &off(config()));
+    let mut sooner = Vec::new();
+    for (a, b) in on.into_iter().zip(without) {
+        assert!(a.decided_at_ms <= b.decided_at_ms, "{}: {} vs {} ms", a.row.file, a.decided_at_ms, b.decided_at_ms);
+        if a.decided_at_ms < b.decided_at_ms {
+            sooner.push((a, b));
+        }
+    }
+    assert!(!sooner.is_empty(), "the tier decided nothing sooner");
+    sooner
+}
+
 /// The sooner tier only ever moves a verdict earlier on the files where the model is sure:
 /// with it off (`early_confidence = 1`) no file of the world holdout is decided sooner, and
 /// with it on some are.
 #[test]
 fn the_sooner_tier_decides_sooner_never_later() {
-    let holdout = || labels(WORLD).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
-    let on = run_rows(WORLD, holdout(), &config());
-    let off = run_rows(WORLD, holdout(), &AmdConfig { early_confidence: 1.0, ..config() });
-    let mut sooner = 0;
-    for (a, b) in on.iter().zip(&off) {
-        assert!(a.decided_at_ms <= b.decided_at_ms, "{}: {} vs {} ms", a.row.file, a.decided_at_ms, b.decided_at_ms);
-        sooner += (a.decided_at_ms < b.decided_at_ms) as usize;
+    let sooner = sooner_with_tier(|c| AmdConfig { early_confidence: 1.0, ..c });
+    println!("the sooner tier decided {} holdout files sooner", sooner.len());
+}
+
+/// A person who talks on is called a person without waiting for a pause: with
+/// `human_speech_ms = 0` (off) no holdout file is decided sooner; with it on some are, and
+/// each of those is a `human` verdict that came that way.
+#[test]
+fn a_person_who_talks_on_is_called_without_waiting_for_a_pause() {
+    let sooner = sooner_with_tier(|c| AmdConfig { human_speech_ms: 0, ..c });
+    for (a, b) in &sooner {
+        assert_eq!(
+            a.result,
+            AmdResult::Human,
+            "{}: {:?} at {} ms (off: {:?} at {} ms)",
+            a.row.file,
+            a.result,
+            a.decided_at_ms,
+            b.result,
+            b.decided_at_ms
+        );
+        let saved = b.decided_at_ms - a.decided_at_ms;
+        println!("{} ({:?}): {} ms sooner, {:?} without the rule", a.row.file, a.row.label, saved, b.result);
     }
-    println!("the sooner tier decided {sooner} of {} holdout files sooner", on.len());
-    assert!(sooner > 0, "the tier decided nothing sooner");
+    println!("talking on decided {} holdout files sooner", sooner.len());
 }

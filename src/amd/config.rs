@@ -43,6 +43,11 @@ pub struct AmdConfig {
     /// A `human` verdict needs at least this much silence after the last speech: a person
     /// says a few words and waits; a recording's pause is shorter.
     pub human_silence_ms: u32,
+    /// A `human` verdict also comes, without waiting for a pause, once this much speech
+    /// has been heard, the model is still `human_confidence` sure and the feature model
+    /// alone leans clearly to a person (`detector::TALKING_ON_MAX_P`): a person who talks
+    /// on is still a person (0 turns it off: a person is called only after a pause).
+    pub human_speech_ms: u32,
     /// A `machine` verdict from the model needs at least this much speech heard.
     pub machine_speech_ms: u32,
     /// The sooner tier: commit when the model is this sure (0.5..=1; 1 turns the tier
@@ -104,6 +109,7 @@ impl Default for AmdConfig {
             machine_confidence: 0.9,
             human_confidence: 0.9,
             human_silence_ms: 300,
+            human_speech_ms: 800,
             machine_speech_ms: 400,
             early_confidence: 0.97,
             early_speech_ms: 200,
@@ -158,6 +164,7 @@ impl AmdConfig {
         check("machine_confidence", self.machine_confidence as f64, 0.5, 1.0)?;
         check("human_confidence", self.human_confidence as f64, 0.5, 1.0)?;
         check("human_silence_ms", self.human_silence_ms as f64, 0.0, 10_000.0)?;
+        check("human_speech_ms", self.human_speech_ms as f64, 0.0, 10_000.0)?;
         check("machine_speech_ms", self.machine_speech_ms as f64, 0.0, 10_000.0)?;
         check("early_confidence", self.early_confidence as f64, 0.5, 1.0)?;
         check("early_speech_ms", self.early_speech_ms as f64, 0.0, 10_000.0)?;

@@ -144,6 +144,10 @@ const TAIL_FRAMES: usize = 15;
 const PEAK_DB: f32 = 3.0;
 /// The long-greeting rule calls a machine only where the model does not lean to a person.
 pub const LONG_GREETING_MIN_P: f32 = 0.5;
+/// A person who talks on (`human_speech_ms`) is called only where the feature model alone
+/// leans clearly to a person too: the GRUs can be sure and wrong on a line unlike their
+/// corpus. Cross-validated on train: 0.2–0.4 score alike (docs/amd.md).
+pub const TALKING_ON_MAX_P: f32 = 0.3;
 
 /// What the detector thought at the last frame it evaluated (for `redial amd --explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -769,7 +773,11 @@ impl AmdDetector {
                 // A gate in the features' unit: seconds of whole frames.
                 let secs = |ms: u32| frames_of(ms) as f32 * FRAME_MS as f32 / 1000.0;
                 let (speech, pause) = (secs(self.cfg.machine_speech_ms), secs(self.cfg.human_silence_ms));
+                // A person who talks on: no pause needed once this much speech is heard,
+                // if the feature model alone leans clearly to a person too.
+                let talking_on = secs(self.cfg.human_speech_ms);
                 let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
+                let talks_on = talking_on > 0.0 && voiced_s >= talking_on && p_features < TALKING_ON_MAX_P;
                 // The sooner tier: a surer model commits on less speech or less silence.
                 let ec = self.cfg.early_confidence;
                 let (early_speech, early_pause) = (secs(self.cfg.early_speech_ms), secs(self.cfg.early_silence_ms));
@@ -786,6 +794,7 @@ impl AmdDetector {
                     Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
                 } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause
                     || ec < 1.0 && hc < 1.0 && p <= 1.0 - ec && trailing_s >= early_pause
+                    || hc < 1.0 && p <= 1.0 - hc && talks_on
                 {
                     Some(self.decide(AmdResult::Human, DecisionReason::Confident, now, Some(*u)))
                 } else {
