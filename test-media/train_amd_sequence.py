@@ -88,9 +88,9 @@ class Net(torch.nn.Module):
         return self.out(h).squeeze(-1)
 
 
-def fit(data, files, seed):
-    """Trains on `files`; returns the net, the input mean and scale."""
-    torch.manual_seed(seed)
+def prepare(data, files):
+    """The padded, normalised inputs of `files`, each frame's weight (1 / the file's
+    length), the labels, and the input mean and scale."""
     xs = {f: pooled(data[f][4]) for f in files}
     allx = np.concatenate(list(xs.values()))
     mean, scale = allx.mean(0), allx.std(0)
@@ -101,14 +101,21 @@ def fit(data, files, seed):
     for i, f in enumerate(files):
         x[i, :len(xs[f])] = (xs[f] - mean) / scale
         w[i, :len(xs[f])] = 1.0 / len(xs[f])
-    x, w = torch.tensor(x), torch.tensor(w)
     y = torch.tensor([[float(data[f][0] == "machine")] for f in files]).expand(-1, t)
+    return torch.tensor(x), torch.tensor(w), y, mean, scale
+
+
+def fit(prepared, seed):
+    """Trains one net from `seed` on `prepare`'s output."""
+    x, w, y, _, _ = prepared
+    torch.manual_seed(seed)
+    n = len(x)
     net = Net(x.shape[2])
     opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     g = torch.Generator().manual_seed(seed)
     for epoch in range(EPOCHS):
         total = 0.0
-        for b in torch.randperm(len(files), generator=g).split(BATCH):
+        for b in torch.randperm(n, generator=g).split(BATCH):
             loss = (torch.nn.functional.binary_cross_entropy_with_logits(net(x[b]), y[b], reduction="none")
                     * w[b]).sum() / len(b)
             opt.zero_grad()
@@ -116,14 +123,14 @@ def fit(data, files, seed):
             opt.step()
             total += float(loss) * len(b)
         if (epoch + 1) % 10 == 0:
-            print(f"epoch {epoch + 1}: loss per file {total / len(files):.4f}", file=sys.stderr)
-    return net, mean, scale
+            print(f"epoch {epoch + 1}: loss per file {total / n:.4f}", file=sys.stderr)
+    return net
 
 
 def fit_members(data, files):
     """One net per seed on `files`, and the input mean and scale they share."""
-    fits = [fit(data, files, seed) for seed in SEEDS]
-    return [net for net, _, _ in fits], fits[0][1], fits[0][2]
+    prepared = prepare(data, files)
+    return [fit(prepared, seed) for seed in SEEDS], prepared[3], prepared[4]
 
 
 def predictor(nets, mean, scale):
@@ -135,9 +142,13 @@ def predictor(nets, mean, scale):
     return p
 
 
+def rounded(a):
+    return [round(float(v), 6) for v in a]
+
+
 def member(net):
     sd = {k: v.detach().numpy().astype(np.float64) for k, v in net.state_dict().items()}
-    r = lambda a: [round(float(v), 6) for v in a]
+    r = rounded
     return {
         "w_ih": [r(row) for row in sd["gru.weight_ih_l0"]],
         "w_hh": [r(row) for row in sd["gru.weight_hh_l0"]],
@@ -149,7 +160,7 @@ def member(net):
 
 
 def write(nets, mean, scale, names, n_files):
-    r = lambda a: [round(float(v), 6) for v in a]
+    r = rounded
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
