@@ -136,7 +136,8 @@ impl SequenceModel {
         if f.members.is_empty() || f.members.len() > MAX_MEMBERS {
             return Err(shape("members"));
         }
-        let members = f.members.iter().map(|m| Gru::check(m, width).map_err(shape)).collect::<Result<Vec<_>, _>>()?;
+        let members: Vec<Gru> =
+            f.members.into_iter().map(|m| Gru::check(m, width).map_err(shape)).collect::<Result<_, _>>()?;
         Ok(SequenceModel { version: f.version, blend: f.blend, inputs, mean: f.mean, scale: f.scale, members })
     }
 
@@ -173,7 +174,7 @@ impl SequenceModel {
 }
 
 impl Gru {
-    fn check(m: &MemberFile, width: usize) -> Result<Gru, &'static str> {
+    fn check(m: MemberFile, width: usize) -> Result<Gru, &'static str> {
         let hidden = m.w_out.len();
         if hidden == 0 || hidden > MAX_HIDDEN {
             return Err("w_out");
@@ -193,7 +194,7 @@ impl Gru {
         if !all.iter().all(|v| v.iter().all(|x| x.is_finite())) || !m.b_out.is_finite() {
             return Err("a weight (not finite)");
         }
-        Ok(Gru { hidden, w_ih, w_hh, b_ih: m.b_ih.clone(), b_hh: m.b_hh.clone(), w_out: m.w_out.clone(), b_out: m.b_out })
+        Ok(Gru { hidden, w_ih, w_hh, b_ih: m.b_ih, b_hh: m.b_hh, w_out: m.w_out, b_out: m.b_out })
     }
 
     /// One step on the normalised inputs `x`; returns this member's log-odds.
