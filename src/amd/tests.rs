@@ -241,6 +241,8 @@ fn invalid_config_is_refused() {
     assert!(matches!(bad.validate(), Err(AmdConfigError::OutOfRange { field: "early_confidence", .. })));
     let bad = AmdConfig { early_silence_ms: 20_000, ..AmdConfig::default() };
     assert!(matches!(bad.validate(), Err(AmdConfigError::OutOfRange { field: "early_silence_ms", .. })));
+    let bad = AmdConfig { human_speech_ms: 20_000, ..AmdConfig::default() };
+    assert!(matches!(bad.validate(), Err(AmdConfigError::OutOfRange { field: "human_speech_ms", .. })));
     let bad = AmdConfig { beep_min_hz: 2000.0, beep_max_hz: 1000.0, ..AmdConfig::default() };
     assert!(matches!(bad.validate(), Err(AmdConfigError::BeepBand { .. })));
     assert_eq!(AmdConfig::default().validate(), Ok(()));
