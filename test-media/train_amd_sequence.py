@@ -148,19 +148,17 @@ def rounded(a):
 
 def member(net):
     sd = {k: v.detach().numpy().astype(np.float64) for k, v in net.state_dict().items()}
-    r = rounded
     return {
-        "w_ih": [r(row) for row in sd["gru.weight_ih_l0"]],
-        "w_hh": [r(row) for row in sd["gru.weight_hh_l0"]],
-        "b_ih": r(sd["gru.bias_ih_l0"]),
-        "b_hh": r(sd["gru.bias_hh_l0"]),
-        "w_out": r(sd["out.weight"][0]),
+        "w_ih": [rounded(row) for row in sd["gru.weight_ih_l0"]],
+        "w_hh": [rounded(row) for row in sd["gru.weight_hh_l0"]],
+        "b_ih": rounded(sd["gru.bias_ih_l0"]),
+        "b_hh": rounded(sd["gru.bias_hh_l0"]),
+        "w_out": rounded(sd["out.weight"][0]),
         "b_out": round(float(sd["out.bias"][0]), 6),
     }
 
 
 def write(nets, mean, scale, names, n_files):
-    r = rounded
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
@@ -170,8 +168,8 @@ def write(nets, mean, scale, names, n_files):
         "inputs": names,
         "pool": POOL,
         "blend": BLEND,
-        "mean": r(mean),
-        "scale": r(scale),
+        "mean": rounded(mean),
+        "scale": rounded(scale),
         "seeds": list(SEEDS),
         "members": [member(net) for net in nets],
     }
