@@ -177,7 +177,7 @@ impl Endpoint {
                     // would otherwise get it again after the restart.
                     if let Some((_, sending)) = in_flight.take() {
                         if let Ok(Ok(_)) = sending.await {
-                            queue.on_delivered();
+                            self.delivered(&key, &mut queue, &mut backoff_stored);
                         }
                     }
                     self.save(&key, &queue, &reading, &mut saved);
@@ -198,12 +198,7 @@ impl Endpoint {
                     let (seq, _) = in_flight.take().expect("guarded");
                     let now = self.clock.now_ms();
                     match res.unwrap_or_else(|e| Err(format!("sender failed: {e}"))) {
-                        Ok(_) => {
-                            queue.on_delivered();
-                            if std::mem::take(&mut backoff_stored) {
-                                self.outbox.save_backoff(&key, None);
-                            }
-                        }
+                        Ok(_) => self.delivered(&key, &mut queue, &mut backoff_stored),
                         Err(why) => {
                             tracing::debug!(seq, error = %why, "webhook delivery failed");
                             if let Some(p) = queue.on_failed(now, why, rand::random::<f64>()) {
@@ -282,6 +277,15 @@ impl Endpoint {
 
     /// Saves the cursor when it moved: every event up to it is delivered,
     /// parked or not wanted.
+    /// The head was delivered: it leaves the queue, and a back-off kept durable for it is
+    /// cleared.
+    fn delivered(&self, key: &str, queue: &mut Queue, backoff_stored: &mut bool) {
+        queue.on_delivered();
+        if std::mem::take(backoff_stored) {
+            self.outbox.save_backoff(key, None);
+        }
+    }
+
     fn save(&self, key: &str, queue: &Queue, reading: &Reading, saved: &mut u64) {
         let done = queue.head().map_or(reading.loaded, |h| h - 1);
         if done > *saved {
