@@ -67,6 +67,11 @@ fn labels(corpus: &str) -> Vec<Row> {
         .collect()
 }
 
+/// The rows of `corpus`'s holdout split.
+fn holdout_rows(corpus: &str) -> Vec<Row> {
+    labels(corpus).into_iter().filter(|r| r.split == "holdout").collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -347,9 +352,9 @@ fn corpus_results_are_deterministic() {
     // Each holdout twice: the same audio gives the same decisions, times and beeps (no
     // state outlives a detector). The holdouts keep the test short; every file is run
     // by the tests above.
-    let holdout = |corpus| labels(corpus).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
     let twice = |corpus| {
-        (run_rows(corpus, holdout(corpus), &AmdConfig::default()), run_rows(corpus, holdout(corpus), &AmdConfig::default()))
+        let run = || run_rows(corpus, holdout_rows(corpus), &AmdConfig::default());
+        (run(), run())
     };
     let (mut a, mut b) = twice(WORLD);
     let (c, d) = twice(ESPEAK);
@@ -367,9 +372,8 @@ fn corpus_results_are_deterministic() {
 /// commit), and the tier must decide some sooner. Returns the files decided sooner, as
 /// (with the tier, without it).
 fn sooner_with_tier(off: impl Fn(AmdConfig) -> AmdConfig) -> Vec<(Outcome, Outcome)> {
-    let holdout = || labels(WORLD).into_iter().filter(|r| r.split == "holdout").collect::<Vec<_>>();
-    let on = run_rows(WORLD, holdout(), &config());
-    let without = run_rows(WORLD, holdout(), &off(config()));
+    let on = run_rows(WORLD, holdout_rows(WORLD), &config());
+    let without = run_rows(WORLD, holdout_rows(WORLD), &off(config()));
     let mut sooner = Vec::new();
     for (a, b) in on.into_iter().zip(without) {
         assert!(a.decided_at_ms <= b.decided_at_ms, "{}: {} vs {} ms", a.row.file, a.decided_at_ms, b.decided_at_ms);
