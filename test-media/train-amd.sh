@@ -3,18 +3,27 @@
 # GRU over per-frame inputs) from the train splits of test-media/amd-world/ and
 # test-media/amd/, plus more training-only files of their train voices and phrases made
 # here when missing (test-media/amd-extra-world/ and test-media/amd-extra/, not committed;
-# AMD_EXTRA_WORLD and AMD_EXTRA_ESPEAK files of each class, 0 for none).
+# AMD_EXTRA_WORLD (500) and AMD_EXTRA_ESPEAK (200) files of each class, 0 for none).
 # Needs numpy and PyTorch (CPU; `pip install torch`), and to make the extra files the corpora's tools (make-world-corpus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
-if [ "$world" -gt 0 ] && [ ! -f test-media/amd-extra-world/labels.csv ]; then
-  python3 test-media/make_world_corpus.py --extra-train "$world" test-media/amd-extra-world
-fi
-if [ "$espeak" -gt 0 ] && [ ! -f test-media/amd-extra/labels.csv ]; then
-  python3 test-media/make_corpus.py --extra-train "$espeak" test-media/amd-extra
-fi
+# Makes DIR's N files of each class with the generator given, unless DIR already holds
+# exactly that many (a set made at another size is made again: the files are
+# deterministic, so the first ones come out the same).
+extra() {
+  local dir=$1 n=$2
+  shift 2
+  [ "$n" -gt 0 ] || return 0
+  if [ -f "$dir/labels.csv" ] && [ "$(($(wc -l < "$dir/labels.csv") - 1))" -eq $((2 * n)) ]; then
+    return 0
+  fi
+  rm -rf "${dir:?}"/*.wav "$dir/labels.csv"
+  python3 "$@" --extra-train "$n" "$dir"
+}
+extra test-media/amd-extra-world "$world" test-media/make_world_corpus.py
+extra test-media/amd-extra "$espeak" test-media/make_corpus.py
 tmp=$(mktemp)
 frames=$(mktemp)
 trap 'rm -f "$tmp" "$frames"' EXIT
