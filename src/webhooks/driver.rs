@@ -275,8 +275,6 @@ impl Endpoint {
         }
     }
 
-    /// Saves the cursor when it moved: every event up to it is delivered,
-    /// parked or not wanted.
     /// The head was delivered: it leaves the queue, and a back-off kept durable for it is
     /// cleared.
     fn delivered(&self, key: &str, queue: &mut Queue, backoff_stored: &mut bool) {
@@ -286,6 +284,8 @@ impl Endpoint {
         }
     }
 
+    /// Saves the cursor when it moved: every event up to it is delivered,
+    /// parked or not wanted.
     fn save(&self, key: &str, queue: &Queue, reading: &Reading, saved: &mut u64) {
         let done = queue.head().map_or(reading.loaded, |h| h - 1);
         if done > *saved {
