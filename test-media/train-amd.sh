@@ -2,8 +2,9 @@
 # Retrains src/amd/model.json (the feature perceptron) and src/amd/sequence_model.json (the
 # GRU over per-frame inputs) from the train splits of test-media/amd-world/ and
 # test-media/amd/, plus more training-only files of their train voices and phrases made
-# here when missing (test-media/amd-extra-world/ and test-media/amd-extra/, not committed;
-# AMD_EXTRA_WORLD (500) and AMD_EXTRA_ESPEAK (200) files of each class, 0 for none).
+# here when missing or of another size (test-media/amd-extra-world/ and
+# test-media/amd-extra/, not committed; AMD_EXTRA_WORLD (500) and AMD_EXTRA_ESPEAK (200)
+# files of each class, 0 for none).
 # Needs numpy and PyTorch (CPU; `pip install torch`), and to make the extra files the corpora's tools (make-world-corpus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ extra() {
   if [ -f "$dir/labels.csv" ] && [ "$(($(wc -l < "$dir/labels.csv") - 1))" -eq $((2 * n)) ]; then
     return 0
   fi
-  rm -rf "${dir:?}"/*.wav "$dir/labels.csv"
+  rm -f "${dir:?}"/*.wav "$dir/labels.csv"
   python3 "$@" --extra-train "$n" "$dir"
 }
 extra test-media/amd-extra-world "$world" test-media/make_world_corpus.py
