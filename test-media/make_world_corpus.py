@@ -18,13 +18,19 @@ The corpus is meant to look like the world, not like one speech engine:
 
 The **holdout split is by voice and by script**: every voice belongs to one split, and
 every phrase list is divided by index (every fourth phrase is holdout), so no voice and
-no sentence of the holdout is heard in the `train` split. The learned classifier
+no sentence of the holdout is heard in the `train` split. The `script` column of
+labels.csv names what each file says, as list and index in it (`short3`, `again7`,
+`long1`, `reception2`, `personal_business15`, `brief4`, `late1`...; a file that speaks
+twice has two, space-separated), so cross-validation on `train` can hold out scripts as
+well as voices. The learned classifier
 (`test-media/train_amd.py`) and every tuning use `train` only; the figures reported are
 on `holdout`.
 
 Every random choice comes from `random.Random(<fixed string seed>)`; espeak-ng, flite,
 festival, sox (run with -D: no dither, -R: fixed noise seed) and opus-tools (fixed
-stream serial) are deterministic, so the same tools give the same files. Output:
+stream serial) are deterministic, so the same tools give the same labels and, on one
+machine, the same files (libopus picks its SIMD code for the CPU, so a file whose chain
+passes through Opus can differ slightly on another machine: 3 of 480 did). Output:
 test-media/amd-world/*.wav (8 kHz mono G.711 mu-law WAV, format tag 7) and
 test-media/amd-world/labels.csv. (test-media/make_corpus.py makes the first, espeak-only
 corpus in test-media/amd/, which the end-to-end tests play as callers, and the prompts.)
@@ -157,6 +163,8 @@ BUSINESS = [
     "Thank you for calling {c}. This call may be recorded for training purposes.",
     "You have reached the after hours line of {c}. For emergencies, call the main number.",
 ]
+# What a person says who picks up late (human_late).
+LATE = ["Hello?", "Hello? Hello?", "Yes?", "Hi?"]
 # Babble and TV content: never used as a script.
 BACKGROUND = [
     "And now the weather for the weekend, with sunshine in the north and rain in the south.",
@@ -311,7 +319,15 @@ def make_clip(rng, label, split, tmp):
     n, m = rng.sample(NAMES, 2)
     c = rng.choice(COMPANIES)
     say = lambda text: tts(tmp, text.format(n=n, m=m, c=c), voice, tempo, pitch)
-    pick = lambda items: rng.choice(split_of(items, split))
+    scripts = []
+
+    def pick(name, items):
+        """One rng.choice of the split's phrases (as the corpus was first made with),
+        noting the phrase as `name` and its index in the whole list."""
+        text = rng.choice(split_of(items, split))
+        scripts.append(f"{name}{items.index(text)}")
+        return text
+
     meta = {"voice": f"{voice[0]}:{voice[1]}", "tempo": round(tempo, 2)}
     # Most people and machines speak within a second of answering; some wait.
     lead = rng.choice([rng.uniform(0.1, 0.9)] * 4 + [rng.uniform(0.9, 1.8)])
@@ -324,24 +340,27 @@ def make_clip(rng, label, split, tmp):
             lead = rng.uniform(2.0, 3.0)
         parts = [silence(lead)]
         if kind in ("human_short", "human_tv", "human_quiet"):
-            parts.append(say(pick(HUMAN_SHORT)))
+            parts.append(say(pick("short", HUMAN_SHORT)))
         elif kind == "human_again":
-            parts.append(say(pick(HUMAN_SHORT)))
+            parts.append(say(pick("short", HUMAN_SHORT)))
             parts.append(silence(rng.uniform(1.0, 2.0)))
-            parts.append(say(pick(HUMAN_AGAIN)))
+            parts.append(say(pick("again", HUMAN_AGAIN)))
         elif kind == "human_repeat":
+            scripts.append("short0")  # "Hello?"
             for _ in range(rng.choice([2, 3])):
-                parts.append(say("Hello?"))
+                parts.append(say(HUMAN_SHORT[0]))
                 parts.append(silence(rng.uniform(0.6, 1.2)))
         elif kind == "human_late":
-            parts.append(say(rng.choice(["Hello?", "Hello? Hello?", "Yes?", "Hi?"])))
+            text = rng.choice(LATE)
+            scripts.append(f"late{LATE.index(text)}")
+            parts.append(say(text))
         elif kind == "human_long":
-            for k, clause in enumerate(pick(HUMAN_LONG)):
+            for k, clause in enumerate(pick("long", HUMAN_LONG)):
                 if k:
                     parts.append(silence(rng.uniform(0.2, 0.5)))
                 parts.append(say(clause))
         else:  # human_business
-            parts.append(say(pick(HUMAN_BUSINESS)))
+            parts.append(say(pick("reception", HUMAN_BUSINESS)))
         parts.append(silence(rng.uniform(1.5, 2.5)))
         if kind == "human_tv":
             extra = ("tv", rng.uniform(8, 16))
@@ -368,14 +387,14 @@ def make_clip(rng, label, split, tmp):
         if kind == "machine_music":
             rec += music(rng, rng.uniform(1.0, 2.5), 0.5)
             rec += silence(rng.uniform(0.0, 0.3))
-            g = cut_greeting(rng, say(pick(PERSONAL + BUSINESS)), 1.5, 4.0)
+            g = cut_greeting(rng, say(pick("personal_business", PERSONAL + BUSINESS)), 1.5, 4.0)
         elif kind == "machine_short":
-            g = say(pick(SHORT_MACHINE))
+            g = say(pick("brief", SHORT_MACHINE))
         elif kind == "machine_question":
-            g = cut_greeting(rng, say(pick(QUESTION_FIRST)), 2.0, 5.0)
+            g = cut_greeting(rng, say(pick("question", QUESTION_FIRST)), 2.0, 5.0)
         else:
             lists = {"machine_personal": PERSONAL, "machine_business": BUSINESS, "machine_carrier": CARRIER}
-            g = cut_greeting(rng, say(pick(lists[kind])), 2.0, 6.0)
+            g = cut_greeting(rng, say(pick(kind[len("machine_"):], lists[kind])), 2.0, 6.0)
         rec += g
         extra = {"lead": lead, "recording": rec, "music_s": (len(rec) - len(g)) / RATE}
         # Carrier announcements and business lines often end without a beep.
@@ -386,8 +405,10 @@ def make_clip(rng, label, split, tmp):
             meta["beep_hz"] = round(extra["beep"][1])
         extra["after_s"] = rng.uniform(0.3, 0.6)
         meta["kind"] = kind
+        meta["script"] = " ".join(scripts)
         return None, None, extra, meta
     meta["kind"] = kind
+    meta["script"] = " ".join(scripts)
     meta["onset_ms"] = int(lead * 1000)
     return speech, beep_at, extra, meta
 
@@ -635,7 +656,8 @@ def row_of(name, label, split, meta, x):
             "room": meta.get("room", ""), "room_snr_db": meta.get("room_snr_db", ""),
             "store": meta.get("store", ""),
             "codec": meta["codec"], "loss": meta["loss"],
-            "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE}
+            "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE,
+            "script": meta["script"]}
 
 
 def extra_train(tmp, count, out_dir, first=0):
