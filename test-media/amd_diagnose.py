@@ -14,6 +14,12 @@ be taken by any rule that waits for `human_silence_ms` (400 ms) after the first 
 `train` only, folds split by voice (the holdout is never used to choose), scored on each
 corpus (test-media/amd-world/ and test-media/amd/) separately. Needs numpy.
 
+Every cross-validation here (and `train_amd_sequence.py --cv`) splits by voice; with
+AMD_CV_FOLDS=voice-script it splits by voice and by script (8 folds: 4 of voices, each
+crossed with 2 groups of phrases), so a fold's scored files have neither their voice nor
+their first phrase in what it fitted on, as on the holdout. Folds by voice alone let a
+fold hear the sentences it is scored on, said by other voices, and were optimistic.
+
     python3 test-media/amd_diagnose.py /tmp/amd-features.csv --early [VARIANT...]
 
 cross-validates the spectral feature groups (amd-mlp-5) and the sooner commit tier
@@ -178,25 +184,80 @@ def train(names, frames, meta, files, excluded, hidden=10, l2=3e-3, epochs=1500,
 
 
 def cv_probs(names, frames, meta, labels, tr, folds, excluded, corpora=None, **kw):
-    """P(machine) of every train file from a model fitted on the other folds' voices
-    (only on the files of `corpora`, when given)."""
+    """P(machine) of every train file from a model fitted on the files its fold leaves
+    for fitting (only on the files of `corpora`, when given)."""
     cvp = {}
     for fold in folds:
-        fit_on = [f for f in tr if labels[f]["voice"] not in fold and (corpora is None or f.split("/")[0] in corpora)]
+        fit_on = [f for f in tr if fold.fits(f) and (corpora is None or f.split("/")[0] in corpora)]
         fit = mlp(train(names, frames, meta, fit_on, excluded, **kw))
         for f in tr:
-            if labels[f]["voice"] in fold:
+            if fold.scores(f):
                 cvp[f] = fit(frames[f])
     return cvp
 
 
+# With AMD_CV_FOLDS=voice-script the folds hold out scripts as well as voices: each voice
+# fold is crossed with SCRIPT_GROUPS groups of phrases, a phrase's group being a hash of
+# its text (so a phrase both corpora say is in one group wherever it is said).
+SCRIPT_GROUPS = 2
+
+
+class Fold:
+    """One cross-validation fold: the voices it holds out and, when folds split by script
+    too, the phrase group it holds out. A model is fitted on the files with none of those
+    voices and no phrase of that group, and scores the files with one of those voices
+    whose first phrase is of that group (a file that speaks twice may have said its
+    second phrase in the fitted files)."""
+
+    def __init__(self, labels, voices, group=None, groups=None):
+        self.labels, self.voices, self.group, self.groups = labels, set(voices), group, groups
+
+    def fits(self, f):
+        return self.labels[f]["voice"] not in self.voices and (self.group is None or self.group not in self.groups[f])
+
+    def scores(self, f):
+        return self.labels[f]["voice"] in self.voices and (self.group is None or self.groups[f][0] == self.group)
+
+
+def phrase_groups(labels, files):
+    """{file: [group of each phrase its `script` cell names]}, the phrases looked up in
+    the generator's SCRIPT_LISTS of the file's corpus."""
+    import zlib
+    sys.path.insert(0, HERE)
+    import make_corpus
+    import make_world_corpus
+    groups = {}
+    for f in files:
+        corpus = f.split("/")[0]
+        lists = (make_corpus if corpus in ("amd", "amd-extra") else make_world_corpus).SCRIPT_LISTS
+        cells = labels[f].get("script", "").split()
+        if not cells:
+            sys.exit(f"test-media/{corpus}/labels.csv has no script for {f}: remake it (an extra "
+                     "training set: delete it and run test-media/train-amd.sh)")
+        texts = []
+        for cell in cells:
+            name = cell.rstrip("0123456789")
+            texts.append(lists[name][int(cell[len(name):])])
+        groups[f] = [zlib.crc32(t.encode()) % SCRIPT_GROUPS for t in texts]
+    return groups
+
+
 def train_folds(path):
-    """The features, the train files and the 4 cross-validation folds of their voices (a
-    voice that is in several corpora is in one fold)."""
+    """The features, the train files and the cross-validation folds: 4 folds of their
+    voices (a voice that is in several corpora is in one fold), each crossed with the
+    phrase groups when AMD_CV_FOLDS=voice-script."""
     names, frames, meta, labels = load(path)
     tr = [f for f in frames if meta[f][2] == "train"]
     voices = sorted({labels[f]["voice"] for f in tr})
-    return names, frames, meta, labels, tr, [voices[i::4] for i in range(4)]
+    by = os.environ.get("AMD_CV_FOLDS", "voice")
+    if by == "voice":
+        folds = [Fold(labels, voices[i::4]) for i in range(4)]
+    elif by == "voice-script":
+        groups = phrase_groups(labels, tr)
+        folds = [Fold(labels, voices[i::4], g, groups) for i in range(4) for g in range(SCRIPT_GROUPS)]
+    else:
+        sys.exit(f"AMD_CV_FOLDS: `voice` or `voice-script`, not `{by}`")
+    return names, frames, meta, labels, tr, folds
 
 
 def early(path, only):

@@ -61,6 +61,9 @@ BUSINESS = [
 ]
 
 PAUSE = ["Hello? Anyone there?", "Hello? Hello?", "Hello? Who is it?"]
+# The phrase lists by the names the `script` column uses (amd_diagnose.py's folds).
+SCRIPT_LISTS = {"short": HUMAN_SHORT, "second": HUMAN_SECOND, "pause": PAUSE, "personal": PERSONAL,
+                "carrier": CARRIER, "business": BUSINESS}
 
 VOICES = ["en", "en-us", "en-gb", "en-gb-scotland", "en-029"]
 # The split, by voice and by script. A file is `train` only if both its voice and every

@@ -165,6 +165,12 @@ BUSINESS = [
 ]
 # What a person says who picks up late (human_late).
 LATE = ["Hello?", "Hello? Hello?", "Yes?", "Hi?"]
+# The phrase lists by the names the `script` column uses (a long first sentence as one
+# text), for the cross-validation that holds out scripts (amd_diagnose.py).
+SCRIPT_LISTS = {"short": HUMAN_SHORT, "again": HUMAN_AGAIN, "long": [" ".join(c) for c in HUMAN_LONG],
+                "reception": HUMAN_BUSINESS, "personal": PERSONAL, "business": BUSINESS,
+                "personal_business": PERSONAL + BUSINESS, "question": QUESTION_FIRST, "brief": SHORT_MACHINE,
+                "carrier": CARRIER, "late": LATE}
 # Babble and TV content: never used as a script.
 BACKGROUND = [
     "And now the weather for the weekend, with sunshine in the north and rain in the south.",

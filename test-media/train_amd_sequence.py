@@ -20,7 +20,9 @@ file's answer (machine = 1) and each file weighing 1 in total, by Adam in mini-b
 from a fixed seed on one thread. Holdout rows are never read.
 
 The detector blends the two models' log-odds: (1 - BLEND) * perceptron + BLEND * GRU.
-`--cv` prints, on the train files with 4 folds split by voice (amd_diagnose.py's folds),
+`--cv` prints, on the train files with 4 folds split by voice (amd_diagnose.py's folds;
+AMD_CV_FOLDS=voice-script: 8, by voice and by script; AMD_CV_SEEDS=17,18: those members
+only),
 the detector's rule on each model alone and on blends, with the long-greeting rule
 reading the perceptron (as the detector does) or the blend, so BLEND is chosen on train.
 """
@@ -127,10 +129,10 @@ def fit(prepared, seed):
     return net
 
 
-def fit_members(data, files):
+def fit_members(data, files, seeds=SEEDS):
     """One net per seed on `files`, and the input mean and scale they share."""
     prepared = prepare(data, files)
-    return [fit(prepared, seed) for seed in SEEDS], prepared[3], prepared[4]
+    return [fit(prepared, seed) for seed in seeds], prepared[3], prepared[4]
 
 
 def predictor(nets, mean, scale):
@@ -190,11 +192,12 @@ def cross_validate(data, features_path):
             cols = line.split(",", 6)
             times[cols[0]].append(int(cols[4]))
     gru = {}
+    seeds = [int(s) for s in os.environ.get("AMD_CV_SEEDS", ",".join(map(str, SEEDS))).split(",")]
     for fold in folds:
-        fit_on = [f for f in tr if labels[f]["voice"] not in fold and f in data]
-        p = predictor(*fit_members(data, fit_on))
+        fit_on = [f for f in tr if fold.fits(f) and f in data]
+        p = predictor(*fit_members(data, fit_on, seeds))
         for f in tr:
-            if labels[f]["voice"] in fold:
+            if fold.scores(f):
                 q = p(data[f][4])
                 step_ms = data[f][3][POOL - 1::POOL][:len(q)]
                 # The GRU's output at each feature row: the last complete step by then.
