@@ -192,7 +192,11 @@ def cross_validate(data, features_path):
             cols = line.split(",", 6)
             times[cols[0]].append(int(cols[4]))
     gru = {}
-    seeds = [int(s) for s in os.environ.get("AMD_CV_SEEDS", ",".join(map(str, SEEDS))).split(",")]
+    text = os.environ.get("AMD_CV_SEEDS", ",".join(map(str, SEEDS)))
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        sys.exit(f"AMD_CV_SEEDS: comma-separated integers (17,18), not `{text}`")
     for fold in folds:
         fit_on = [f for f in tr if fold.fits(f) and f in data]
         p = predictor(*fit_members(data, fit_on, seeds))
