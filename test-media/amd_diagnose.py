@@ -237,7 +237,8 @@ def phrase_groups(labels, files):
         texts = []
         for cell in cells:
             name = cell.rstrip("0123456789")
-            texts.append(lists[name][int(cell[len(name):])])
+            phrase = lists[name][int(cell[len(name):])]
+            texts.append(phrase if isinstance(phrase, str) else " ".join(phrase))  # a long one's clauses
         groups[f] = [zlib.crc32(t.encode()) % SCRIPT_GROUPS for t in texts]
     return groups
 

@@ -61,7 +61,8 @@ BUSINESS = [
 ]
 
 PAUSE = ["Hello? Anyone there?", "Hello? Hello?", "Hello? Who is it?"]
-# The phrase lists by the names the `script` column uses (amd_diagnose.py's folds).
+# The phrase lists by the names the `script` column uses: `pick` draws from them by name,
+# and amd_diagnose.py's folds read them.
 SCRIPT_LISTS = {"short": HUMAN_SHORT, "second": HUMAN_SECOND, "pause": PAUSE, "personal": PERSONAL,
                 "carrier": CARRIER, "business": BUSINESS}
 
@@ -148,9 +149,10 @@ def split_of(voice, scripts):
     return "holdout" if held else "train"
 
 
-def pick(rng, name, items, scripts):
-    """A phrase from the list `name` (one rng.choice, as the corpus was first made with),
-    noting (name, index) in `scripts`."""
+def pick(rng, name, scripts):
+    """A phrase from SCRIPT_LISTS[name] (one rng.choice, as the corpus was first made
+    with), noting (name, index) in `scripts`."""
+    items = SCRIPT_LISTS[name]
     text = rng.choice(items)
     scripts.append((name, items.index(text)))
     return text
@@ -171,19 +173,18 @@ def make_clip(rng, label, tmp):
         kind = rng.choice(["human_short"] * 3 + ["human_double", "human_pause"])
         if kind == "human_pause":
             parts = [silence(rng.uniform(1.0, 1.6))]
-            parts.append(tts(tmp, pick(rng, "pause", PAUSE, scripts), voice, speed, pitch))
+            parts.append(tts(tmp, pick(rng, "pause", scripts), voice, speed, pitch))
         else:
-            text = pick(rng, "short", HUMAN_SHORT, scripts).format(n=n)
+            text = pick(rng, "short", scripts).format(n=n)
             parts.append(tts(tmp, text, voice, speed, pitch))
             if kind == "human_double":
                 parts.append(silence(rng.uniform(1.2, 2.0)))
-                parts.append(tts(tmp, pick(rng, "second", HUMAN_SECOND, scripts), voice, speed, pitch))
+                parts.append(tts(tmp, pick(rng, "second", scripts), voice, speed, pitch))
         parts.append(silence(rng.uniform(1.2, 2.0)))
         speech = [s for p in parts for s in p]
     else:
         kind = rng.choice(["machine_personal", "machine_carrier", "machine_business"])
-        text = pick(rng, kind[len("machine_"):], {"machine_personal": PERSONAL, "machine_carrier": CARRIER,
-                                                  "machine_business": BUSINESS}[kind], scripts).format(n=n, m=m, c=c)
+        text = pick(rng, kind[len("machine_"):], scripts).format(n=n, m=m, c=c)
         g = tts(tmp, text, voice, speed, pitch)
         # Keep greetings in 2-6 s: a longer one is cut at a random point (real greetings
         # are cut by the beep too); a fast short one stays as it is.

@@ -165,12 +165,12 @@ BUSINESS = [
 ]
 # What a person says who picks up late (human_late).
 LATE = ["Hello?", "Hello? Hello?", "Yes?", "Hi?"]
-# The phrase lists by the names the `script` column uses (a long first sentence as one
-# text), for the cross-validation that holds out scripts (amd_diagnose.py).
-SCRIPT_LISTS = {"short": HUMAN_SHORT, "again": HUMAN_AGAIN, "long": [" ".join(c) for c in HUMAN_LONG],
-                "reception": HUMAN_BUSINESS, "personal": PERSONAL, "business": BUSINESS,
-                "personal_business": PERSONAL + BUSINESS, "question": QUESTION_FIRST, "brief": SHORT_MACHINE,
-                "carrier": CARRIER, "late": LATE}
+# The phrase lists by the names the `script` column uses: `pick` draws from them by name,
+# and the cross-validation that holds out scripts (amd_diagnose.py) reads them (a long
+# first sentence is a list of clauses).
+SCRIPT_LISTS = {"short": HUMAN_SHORT, "again": HUMAN_AGAIN, "long": HUMAN_LONG, "reception": HUMAN_BUSINESS,
+                "personal": PERSONAL, "business": BUSINESS, "personal_business": PERSONAL + BUSINESS,
+                "question": QUESTION_FIRST, "brief": SHORT_MACHINE, "carrier": CARRIER, "late": LATE}
 # Babble and TV content: never used as a script.
 BACKGROUND = [
     "And now the weather for the weekend, with sunshine in the north and rain in the south.",
@@ -327,9 +327,10 @@ def make_clip(rng, label, split, tmp):
     say = lambda text: tts(tmp, text.format(n=n, m=m, c=c), voice, tempo, pitch)
     scripts = []
 
-    def pick(name, items):
-        """One rng.choice of the split's phrases (as the corpus was first made with),
-        noting the phrase as `name` and its index in the whole list."""
+    def pick(name):
+        """One rng.choice of the split's phrases of SCRIPT_LISTS[name] (as the corpus was
+        first made with), noting the phrase as `name` and its index in the whole list."""
+        items = SCRIPT_LISTS[name]
         text = rng.choice(split_of(items, split))
         scripts.append(f"{name}{items.index(text)}")
         return text
@@ -346,11 +347,11 @@ def make_clip(rng, label, split, tmp):
             lead = rng.uniform(2.0, 3.0)
         parts = [silence(lead)]
         if kind in ("human_short", "human_tv", "human_quiet"):
-            parts.append(say(pick("short", HUMAN_SHORT)))
+            parts.append(say(pick("short")))
         elif kind == "human_again":
-            parts.append(say(pick("short", HUMAN_SHORT)))
+            parts.append(say(pick("short")))
             parts.append(silence(rng.uniform(1.0, 2.0)))
-            parts.append(say(pick("again", HUMAN_AGAIN)))
+            parts.append(say(pick("again")))
         elif kind == "human_repeat":
             scripts.append("short0")  # "Hello?"
             for _ in range(rng.choice([2, 3])):
@@ -361,12 +362,12 @@ def make_clip(rng, label, split, tmp):
             scripts.append(f"late{LATE.index(text)}")
             parts.append(say(text))
         elif kind == "human_long":
-            for k, clause in enumerate(pick("long", HUMAN_LONG)):
+            for k, clause in enumerate(pick("long")):
                 if k:
                     parts.append(silence(rng.uniform(0.2, 0.5)))
                 parts.append(say(clause))
         else:  # human_business
-            parts.append(say(pick("reception", HUMAN_BUSINESS)))
+            parts.append(say(pick("reception")))
         parts.append(silence(rng.uniform(1.5, 2.5)))
         if kind == "human_tv":
             extra = ("tv", rng.uniform(8, 16))
@@ -393,14 +394,13 @@ def make_clip(rng, label, split, tmp):
         if kind == "machine_music":
             rec += music(rng, rng.uniform(1.0, 2.5), 0.5)
             rec += silence(rng.uniform(0.0, 0.3))
-            g = cut_greeting(rng, say(pick("personal_business", PERSONAL + BUSINESS)), 1.5, 4.0)
+            g = cut_greeting(rng, say(pick("personal_business")), 1.5, 4.0)
         elif kind == "machine_short":
-            g = say(pick("brief", SHORT_MACHINE))
+            g = say(pick("brief"))
         elif kind == "machine_question":
-            g = cut_greeting(rng, say(pick("question", QUESTION_FIRST)), 2.0, 5.0)
+            g = cut_greeting(rng, say(pick("question")), 2.0, 5.0)
         else:
-            lists = {"machine_personal": PERSONAL, "machine_business": BUSINESS, "machine_carrier": CARRIER}
-            g = cut_greeting(rng, say(pick(kind[len("machine_"):], lists[kind])), 2.0, 6.0)
+            g = cut_greeting(rng, say(pick(kind[len("machine_"):])), 2.0, 6.0)
         rec += g
         extra = {"lead": lead, "recording": rec, "music_s": (len(rec) - len(g)) / RATE}
         # Carrier announcements and business lines often end without a beep.
