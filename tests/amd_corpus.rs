@@ -394,6 +394,23 @@ fn the_sooner_tier_decides_sooner_never_later() {
     println!("the sooner tier decided {} holdout files sooner", sooner.len());
 }
 
+/// The sooner tier is never less sure than the main threshold: with `machine_confidence`
+/// and `human_confidence` at 0.99, above the tier's 0.97, the tier commits at 0.99 too,
+/// so setting `early_confidence` to 0.99 changes nothing (it used to: the tier then
+/// called files at 0.97 on 200 ms of speech that the operator had asked to wait for).
+#[test]
+fn the_sooner_tier_is_never_less_sure_than_the_main_threshold() {
+    let strict = AmdConfig { machine_confidence: 0.99, human_confidence: 0.99, ..config() };
+    let a = run_rows(WORLD, holdout_rows(WORLD), &strict);
+    let b = run_rows(WORLD, holdout_rows(WORLD), &AmdConfig { early_confidence: 0.99, ..strict });
+    let tier_off = run_rows(WORLD, holdout_rows(WORLD), &AmdConfig { early_confidence: 1.0, ..strict });
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((x.result, x.decided_at_ms), (y.result, y.decided_at_ms), "{}", x.row.file);
+    }
+    // And the tier still works at the stricter threshold: some files are decided sooner.
+    assert!(a.iter().zip(&tier_off).any(|(x, y)| x.decided_at_ms < y.decided_at_ms), "the tier decided nothing sooner");
+}
+
 /// A person who talks on is called a person without waiting for a pause: with
 /// `human_speech_ms = 0` (off) no holdout file is decided sooner; with it on some are, and
 /// each of those is a `human` verdict that came that way.

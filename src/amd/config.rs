@@ -52,7 +52,8 @@ pub struct AmdConfig {
     pub machine_speech_ms: u32,
     /// The sooner tier: commit when the model is this sure (0.5..=1; 1 turns the tier
     /// off), on less than the gates above: `early_speech_ms` of speech for `machine`,
-    /// `early_silence_ms` of silence after the last speech for `human`.
+    /// `early_silence_ms` of silence after the last speech for `human`. A side whose
+    /// main threshold is higher uses that one here too.
     pub early_confidence: f32,
     /// Speech the sooner tier's `machine` verdict needs.
     pub early_speech_ms: u32,
@@ -142,6 +143,14 @@ pub enum AmdConfigError {
 }
 
 impl AmdConfig {
+    /// The sooner tier's thresholds for `machine` and for `human`: `early_confidence`,
+    /// or the side's main threshold where that is higher (a tier that commits on less
+    /// evidence is never less sure than the rule it shortens).
+    pub fn early_confidences(&self) -> (f32, f32) {
+        let e = self.early_confidence;
+        (e.max(self.machine_confidence), e.max(self.human_confidence))
+    }
+
     /// Checks every field's range; the detector refuses a config that fails this.
     pub fn validate(&self) -> Result<(), AmdConfigError> {
         fn check(field: &'static str, value: f64, min: f64, max: f64) -> Result<(), AmdConfigError> {

@@ -779,7 +779,7 @@ impl AmdDetector {
                 let (voiced_s, trailing_s) = (features.0[5], features.0[4]);
                 let talks_on = talking_on > 0.0 && voiced_s >= talking_on && p_features < TALKING_ON_MAX_P;
                 // The sooner tier: a surer model commits on less speech or less silence.
-                let ec = self.cfg.early_confidence;
+                let (ec, (emc, ehc)) = (self.cfg.early_confidence, self.cfg.early_confidences());
                 let (early_speech, early_pause) = (secs(self.cfg.early_speech_ms), secs(self.cfg.early_silence_ms));
                 // A greeting longer than people's first words is a recording unless the
                 // feature model leans to a person: a long first sentence, or a TV behind
@@ -789,11 +789,11 @@ impl AmdDetector {
                 if long && p_features >= LONG_GREETING_MIN_P {
                     Some(self.decide(AmdResult::Machine, DecisionReason::LongGreeting, now, Some(*u)))
                 } else if mc < 1.0 && p >= mc && voiced_s >= speech
-                    || ec < 1.0 && mc < 1.0 && p >= ec && voiced_s >= early_speech
+                    || ec < 1.0 && mc < 1.0 && p >= emc && voiced_s >= early_speech
                 {
                     Some(self.decide(AmdResult::Machine, DecisionReason::Confident, now, Some(*u)))
                 } else if hc < 1.0 && p <= 1.0 - hc && trailing_s >= pause
-                    || ec < 1.0 && hc < 1.0 && p <= 1.0 - ec && trailing_s >= early_pause
+                    || ec < 1.0 && hc < 1.0 && p <= 1.0 - ehc && trailing_s >= early_pause
                     || hc < 1.0 && p <= 1.0 - hc && talks_on
                 {
                     Some(self.decide(AmdResult::Human, DecisionReason::Confident, now, Some(*u)))

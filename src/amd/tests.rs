@@ -249,6 +249,15 @@ fn invalid_config_is_refused() {
 }
 
 #[test]
+fn the_sooner_tier_takes_the_higher_threshold_of_its_side() {
+    assert_eq!(AmdConfig::default().early_confidences(), (0.97, 0.97));
+    let strict_machine = AmdConfig { machine_confidence: 0.99, ..AmdConfig::default() };
+    assert_eq!(strict_machine.early_confidences(), (0.99, 0.97));
+    let strict_human = AmdConfig { human_confidence: 0.98, ..AmdConfig::default() };
+    assert_eq!(strict_human.early_confidences(), (0.97, 0.98));
+}
+
+#[test]
 fn a_steady_tone_is_not_ringing_forever() {
     // 425 Hz for 10 s is not a ring-back cadence (1 s on): it neither holds the decision
     // nor counts as speech.

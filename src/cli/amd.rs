@@ -98,7 +98,7 @@ fn explain_clip(samples: &[i16]) -> String {
 
     let cfg = AmdConfig::default();
     let (mc, hc) = (cfg.machine_confidence, cfg.human_confidence);
-    let (ec, es, eq) = (cfg.early_confidence, cfg.early_speech_ms, cfg.early_silence_ms);
+    let ((emc, ehc), es, eq) = (cfg.early_confidences(), cfg.early_speech_ms, cfg.early_silence_ms);
     let (ms, hs, ht) = (cfg.machine_speech_ms, cfg.human_silence_ms, cfg.human_speech_ms);
     let (gm, pm) = (cfg.machine_greeting_ms, cfg.machine_phrase_ms);
     let mut det = match AmdDetector::new(cfg) {
@@ -108,10 +108,10 @@ fn explain_clip(samples: &[i16]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence, or after {ht} ms of speech if p_features < {} too; sooner when p_machine >= {ec} after {es} ms of speech or <= {:.3} after {eq} ms of silence; machine when an utterance lasts {gm} ms or a phrase {pm} ms and p_features >= {}",
+        "commit: machine when p_machine >= {mc} after {ms} ms of speech, human when p_machine <= {:.3} after {hs} ms of silence, or after {ht} ms of speech if p_features < {} too; sooner when p_machine >= {emc} after {es} ms of speech or <= {:.3} after {eq} ms of silence; machine when an utterance lasts {gm} ms or a phrase {pm} ms and p_features >= {}",
         1.0 - hc,
         crate::amd::detector::TALKING_ON_MAX_P,
-        1.0 - ec,
+        1.0 - ehc,
         crate::amd::detector::LONG_GREETING_MIN_P
     );
     let sequence = crate::amd::sequence::SequenceModel::builtin();
