@@ -11,10 +11,14 @@
 //! - `cargo run --release --example amd_eval -- frames` prints, for every file and every
 //!   20 ms frame from its first sample to 6 s after its answer, the sequence model's
 //!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`.
-//! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS]` runs the detector on
-//!   SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default, or `amd`) for
-//!   a range of `machine_confidence` = `human_confidence` and prints accuracy, recalls and
-//!   decision times from answer for each (CSV).
+//! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS] [--machine]` runs the
+//!   detector on SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default,
+//!   or `amd`) for a range of `machine_confidence` = `human_confidence` (with `--machine`:
+//!   of `machine_confidence` alone, `human_confidence` at its default) and prints
+//!   accuracy, recalls and decision times from answer for each (CSV; the first column is
+//!   named for what was swept).
+//! - `cargo run --release --example amd_eval -- decisions SPLIT [CORPUS]` prints each
+//!   file's verdict and decision time from answer with the default configuration (CSV).
 
 use std::path::PathBuf;
 
@@ -36,7 +40,9 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 
 /// Training-only corpora that are not committed: more files of the two corpora's `train`
 /// voices and phrases, made by `test-media/train-amd.sh` (`--extra-train`). `features`
-/// includes each one that exists.
+/// and `frames` include each one that exists, and the directories under test-media/
+/// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the extra voices
+/// of docs/amd.md, session 17).
 const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
 
 fn media() -> PathBuf {
@@ -79,14 +85,23 @@ fn no_commit() -> AmdConfig {
 
 /// Every row of both corpora and of the extra training corpora that exist.
 fn all_rows() -> Vec<Row> {
-    let extra = EXTRA_CORPORA.iter().filter(|c| media().join(c).join("labels.csv").exists());
-    CORPORA.iter().chain(extra).flat_map(|c| labels(c)).collect()
+    let named = std::env::var("AMD_EVAL_EXTRA").unwrap_or_default();
+    let named: Vec<&str> = named.split(',').filter(|c| !c.is_empty()).collect();
+    for c in &named {
+        if !media().join(c).join("labels.csv").exists() {
+            eprintln!("AMD_EVAL_EXTRA: test-media/{c}/labels.csv does not exist");
+            std::process::exit(2);
+        }
+    }
+    let extra = EXTRA_CORPORA.iter().copied().filter(|c| media().join(c).join("labels.csv").exists());
+    CORPORA.iter().copied().chain(extra).chain(named.iter().copied()).flat_map(labels).collect()
 }
 
 fn features() {
     let cfg = no_commit();
+    let rows = all_rows();
     println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
-    for row in all_rows() {
+    for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let mut last_at = None;
@@ -111,8 +126,9 @@ fn features() {
 fn frames() {
     const AFTER_ANSWER_MS: u64 = 6000;
     let cfg = AmdConfig { total_analysis_ms: 30_000, ..no_commit() };
+    let rows = all_rows();
     println!("file,label,kind,split,t_ms,{}", INPUT_NAMES.join(","));
-    for row in all_rows() {
+    for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
         let frames = ((row.answer_ms + AFTER_ANSWER_MS) / FRAME_MS) as usize;
@@ -129,12 +145,24 @@ fn frames() {
     }
 }
 
-fn sweep(split: &str, corpus: &str) {
+/// `machine_only`: sweeps `machine_confidence` from 0.8 to 0.99 with `human_confidence`
+/// at its default; else both together from 0.55 to 1.0.
+fn sweep(split: &str, corpus: &str, machine_only: bool) {
     let rows: Vec<Row> = labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect();
     let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&media().join(&r.file)).expect("corpus wav").samples).collect();
-    println!("confidence,accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
-    for c in (0..=18).map(|i| 0.55 + i as f32 * 0.025) {
-        let cfg = AmdConfig { machine_confidence: c, human_confidence: c, ..AmdConfig::default() };
+    let swept = if machine_only { "machine_confidence" } else { "confidence" };
+    println!("{swept},accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
+    let values: Vec<f32> = if machine_only {
+        (0..=19).map(|i| 0.8 + i as f32 * 0.01).collect()
+    } else {
+        (0..=18).map(|i| 0.55 + i as f32 * 0.025).collect()
+    };
+    for c in values {
+        let cfg = if machine_only {
+            AmdConfig { machine_confidence: c, ..AmdConfig::default() }
+        } else {
+            AmdConfig { machine_confidence: c, human_confidence: c, ..AmdConfig::default() }
+        };
         let mut times = Vec::new();
         let (mut ok, mut unknown) = (0usize, 0usize);
         let mut per = [(0usize, 0usize); 2];
@@ -164,22 +192,46 @@ fn sweep(split: &str, corpus: &str) {
     }
 }
 
+/// `decisions SPLIT [CORPUS]`: each file's verdict with the default configuration (CSV).
+fn decisions(split: &str, corpus: &str) {
+    println!("file,label,kind,result,decided_ms_from_answer");
+    for row in labels(corpus).into_iter().filter(|r| split == "all" || r.split == split) {
+        let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
+        let (d, _) = redial::amd::detect_clip(AmdConfig::default(), &clip.samples).expect("valid config");
+        let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
+        println!("{},{},{},{:?},{from_answer}", row.file, row.label, row.kind, d.result);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("features") => features(),
-        Some("frames") => frames(),
-        Some("sweep") => {
-            let corpus = args.get(2).map(String::as_str).unwrap_or("amd-world");
-            if !CORPORA.contains(&corpus) {
-                eprintln!("unknown corpus {corpus:?}: one of {CORPORA:?}");
-                std::process::exit(2);
-            }
-            sweep(args.get(1).map(String::as_str).unwrap_or("holdout"), corpus)
-        }
-        _ => {
-            eprintln!("usage: amd_eval features | frames | sweep [train|holdout|all] [amd-world|amd]");
+    let machine_only = args.iter().any(|a| a == "--machine");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).filter(|a| *a != "--machine").collect();
+    let split = rest.first().copied().unwrap_or("holdout");
+    let corpus = rest.get(1).copied().unwrap_or("amd-world");
+    let usage = || {
+        eprintln!(
+            "usage: amd_eval features | frames | sweep [train|holdout|all] [amd-world|amd] [--machine] \
+             | decisions [train|holdout|all] [amd-world|amd]"
+        );
+        std::process::exit(2);
+    };
+    let command = args.first().map(String::as_str);
+    if matches!(command, Some("sweep" | "decisions")) {
+        if !CORPORA.contains(&corpus) {
+            eprintln!("unknown corpus {corpus:?}: one of {CORPORA:?}");
             std::process::exit(2);
         }
+        if !["train", "holdout", "all"].contains(&split) {
+            eprintln!("unknown split {split:?}: train, holdout or all");
+            std::process::exit(2);
+        }
+    }
+    match command {
+        Some("features") => features(),
+        Some("frames") => frames(),
+        Some("decisions") => decisions(split, corpus),
+        Some("sweep") => sweep(split, corpus, machine_only),
+        _ => usage(),
     }
 }
