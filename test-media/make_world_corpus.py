@@ -39,8 +39,9 @@ Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-to
 (Debian package names) and python3.
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
-       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST]
-           N more training-only files of each class into DIR (see `extra_train`)
+       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST] [--new-voices]
+           N more training-only files of each class into DIR (see `extra_train`);
+           with --new-voices, spoken by NEW_TRAIN_VOICES (also needs festvox-kdlpc16k)
 """
 import math
 import os
@@ -69,6 +70,15 @@ TRAIN_VOICES = [
 HOLDOUT_VOICES = [
     ("flite", "rms"), ("flite", "slt"), ("festival", "cmu_us_slt_arctic_hts"),
     ("espeak", "en-gb-scotland+f3"), ("espeak", "en-029+m5"), ("espeak", "en-us-nyc+f5"),
+]
+# Training-only voices for the extra sets made with --new-voices (never in the committed
+# corpus, so its draws are unchanged): another festival speaker (festvox-kdlpc16k) and
+# the train side's flite and festival voices shifted in pitch by sox (cents, a third
+# element), which moves the formants with it, as a shorter or longer vocal tract would.
+# The train side's only non-espeak voices are male; the holdout has two female ones.
+NEW_TRAIN_VOICES = [
+    ("festival", "ked_diphone"), ("festival", "ked_diphone", 500), ("festival", "kal_diphone", 600),
+    ("flite", "kal", 700), ("flite", "awb", 500), ("flite", "kal16", -200),
 ]
 
 NAMES = ["Sam", "Alex", "Maria", "John", "Priya", "Chen", "Laura", "David", "Fatima", "Tom",
@@ -190,8 +200,10 @@ def split_of(items, split):
 
 
 def tts(tmp, text, voice, tempo, pitch):
-    """One utterance from `voice` (engine, name) at 8 kHz, trimmed of the engine's padding."""
-    engine, name = voice
+    """One utterance from `voice` (engine, name[, cents of pitch shift]) at 8 kHz, trimmed
+    of the engine's padding."""
+    engine, name = voice[:2]
+    shift = ["pitch", str(voice[2])] if len(voice) > 2 else []
     raw = os.path.join(tmp, "tts.wav")
     out = os.path.join(tmp, "tts8.wav")
     if engine == "espeak":
@@ -203,7 +215,7 @@ def tts(tmp, text, voice, tempo, pitch):
         with open(txt, "w") as f:
             f.write(text)
         run("text2wave", "-eval", f"(voice_{name})", txt, "-o", raw)
-    run("sox", "-D", raw, "-r", str(RATE), "-c", "1", "-b", "16", out, "tempo", "-s", f"{tempo:.3f}")
+    run("sox", "-D", raw, "-r", str(RATE), "-c", "1", "-b", "16", out, "tempo", "-s", f"{tempo:.3f}", *shift)
     x = read_wav(out)
     peak = max(abs(s) for s in x) or 1.0
     thr = 0.01 * peak
@@ -315,10 +327,10 @@ def cut_greeting(rng, g, lo, hi):
     return g
 
 
-def make_clip(rng, label, split, tmp):
+def make_clip(rng, label, split, tmp, voices=None):
     """Returns (speech samples at unit peak, beep onset ms or None, meta).
-    Times in ms from the clip start (the answer)."""
-    voices = TRAIN_VOICES if split == "train" else HOLDOUT_VOICES
+    Times in ms from the clip start (the answer). `voices` replaces the split's own."""
+    voices = voices or (TRAIN_VOICES if split == "train" else HOLDOUT_VOICES)
     voice = rng.choice(voices)
     tempo = rng.uniform(0.85, 1.2)
     pitch = rng.randint(30, 70)
@@ -335,7 +347,7 @@ def make_clip(rng, label, split, tmp):
         scripts.append(f"{name}{items.index(text)}")
         return text
 
-    meta = {"voice": f"{voice[0]}:{voice[1]}", "tempo": round(tempo, 2)}
+    meta = {"voice": ":".join(map(str, voice)), "tempo": round(tempo, 2)}
     # Most people and machines speak within a second of answering; some wait.
     lead = rng.choice([rng.uniform(0.1, 0.9)] * 4 + [rng.uniform(0.9, 1.8)])
     beep_at = None
@@ -584,9 +596,9 @@ def human_line(rng, beds, speech, extra, meta):
     return x
 
 
-def build(index, label, split, tmp, beds, tag=""):
+def build(index, label, split, tmp, beds, tag="", voices=None):
     rng = random.Random(f"{SEED}-{tag}{label}-{index}")
-    speech, beep_at, extra, meta = make_clip(rng, label, split, tmp)
+    speech, beep_at, extra, meta = make_clip(rng, label, split, tmp, voices)
     if label == "human":
         x = human_line(rng, beds, speech, extra, meta)
     else:
@@ -666,19 +678,21 @@ def row_of(name, label, split, meta, x):
             "script": meta["script"]}
 
 
-def extra_train(tmp, count, out_dir, first=0):
+def extra_train(tmp, count, out_dir, first=0, new_voices=False):
     """`count` more files of each class for training only, in `out_dir` (not committed):
     train voices, train phrases and train background beds, drawn from their own seeds
     ("extra-"), so no holdout voice or sentence is heard and the committed corpus is
     unchanged. Files `first`..`first+count-1` of each class: disjoint ranges can be made
-    in parallel and their labels concatenated."""
+    in parallel and their labels concatenated. With `new_voices` the speakers are
+    NEW_TRAIN_VOICES instead, from seeds of their own ("extra-voices-")."""
+    tag, voices = ("extra-voices-", NEW_TRAIN_VOICES) if new_voices else ("extra-", None)
     os.makedirs(out_dir, exist_ok=True)
     beds = Beds(tmp, "train")
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
         for i in range(first, first + count):
             name = f"{prefix}{i + 1:05d}.wav"
-            x, meta, rng = build(i, label, "train", tmp, beds, tag="extra-")
+            x, meta, rng = build(i, label, "train", tmp, beds, tag=tag, voices=voices)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
             rows.append(row_of(name, label, "train", meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)
@@ -711,9 +725,12 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
                      "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
     with tempfile.TemporaryDirectory() as tmp:
-        if len(sys.argv) >= 4 and sys.argv[1] == "--extra-train":
-            first = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-            extra_train(tmp, int(sys.argv[2]), sys.argv[3], first)
+        args = [a for a in sys.argv[1:] if a != "--new-voices"]
+        if len(args) != len(sys.argv) - 1 and args[:1] != ["--extra-train"]:
+            sys.exit("--new-voices makes an extra training set: --extra-train N DIR [FIRST] --new-voices")
+        if len(args) >= 3 and args[0] == "--extra-train":
+            first = int(args[3]) if len(args) > 3 else 0
+            extra_train(tmp, int(args[1]), args[2], first, "--new-voices" in sys.argv)
         else:
             corpus(tmp)
 
