@@ -89,23 +89,27 @@ def mlp(m):
 
 
 def decide(x, p, ix, c=0.9, speech=0.8, pause=0.4, greet=2.5, phrase=2.5, total=5.0, early=None, long_p=0.5,
-           p_long=None, talk=None):
-    """The detector's rule; `early` = (confidence, speech_s, pause_s) is the sooner tier
-    (machine_early_*, human_early_*): a surer P(machine) that commits on less. A long
+           p_long=None, talk=None, mc=None):
+    """The detector's rule; `c` is human_confidence and, unless `mc` is given,
+    machine_confidence. `early` = (confidence, speech_s, pause_s) is the sooner tier
+    (early_*): a surer P that commits on less, never less sure than the main threshold
+    of its side. A long
     greeting is a machine when P(machine) >= `long_p` (0: whatever the model says), that
     P being `p_long` when given (the detector: the feature model's alone), else `p`.
     `talk` = (speech_s, max_p): a person who talks on (human_speech_ms) is called at
     confidence `c` after `speech_s` of speech without a pause when that same P is below
     `max_p` (detector::TALKING_ON_MAX_P)."""
     p_long = p if p_long is None else p_long
+    mc = c if mc is None else mc
+    em, eh = (max(early[0], mc), max(early[0], c)) if early else (None, None)
     for k in range(len(x)):
         el = x[k, ix["elapsed_s"]]
         if (x[k, ix["first_utterance_s"]] >= greet or x[k, ix["longest_phrase_s"]] >= phrase) and p_long[k] >= long_p:
             return "machine", el
         v, tr = x[k, ix["voiced_s"]], x[k, ix["trailing_silence_s"]]
-        if p[k] >= c and v >= speech or early and p[k] >= early[0] and v >= early[1]:
+        if p[k] >= mc and v >= speech or early and p[k] >= em and v >= early[1]:
             return "machine", el
-        if p[k] <= 1 - c and tr >= pause or early and p[k] <= 1 - early[0] and tr >= early[2]:
+        if p[k] <= 1 - c and tr >= pause or early and p[k] <= 1 - eh and tr >= early[2]:
             return "human", el
         if talk and p[k] <= 1 - c and v >= talk[0] and p_long[k] < talk[1]:
             return "human", el

@@ -24,7 +24,10 @@ The detector blends the two models' log-odds: (1 - BLEND) * perceptron + BLEND *
 AMD_CV_FOLDS=voice-script: 8, by voice and by script; AMD_CV_SEEDS=17,18: those members
 only),
 the detector's rule on each model alone and on blends, with the long-greeting rule
-reading the perceptron (as the detector does) or the blend, so BLEND is chosen on train.
+reading the perceptron (as the detector does) or the blend, so BLEND is chosen on train;
+with AMD_CV_MACHINE_CONFIDENCE=0.9,0.93,... also the shipped blend and rule at each of
+those `machine_confidence` values (`human_confidence` stays the shipped one), the
+operator's trade of people called machines against time.
 """
 import csv
 import json
@@ -181,7 +184,25 @@ def write(nets, mean, scale, names, n_files):
     print(f"wrote {os.path.normpath(OUT)} ({n_files} train files)", file=sys.stderr)
 
 
-def cross_validate(data, features_path):
+def cv_options():
+    """AMD_CV_SEEDS and AMD_CV_MACHINE_CONFIDENCE, read before the data so a bad value
+    is named at once."""
+    text = os.environ.get("AMD_CV_SEEDS", ",".join(map(str, SEEDS)))
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        sys.exit(f"AMD_CV_SEEDS: comma-separated integers (17,18), not `{text}`")
+    text = os.environ.get("AMD_CV_MACHINE_CONFIDENCE", "")
+    try:
+        machine_confidences = [float(s) for s in text.split(",")] if text else []
+    except ValueError:
+        machine_confidences = [-1.0]
+    if any(not 0.5 <= c <= 1.0 for c in machine_confidences):
+        sys.exit(f"AMD_CV_MACHINE_CONFIDENCE: comma-separated numbers in 0.5..1 (0.9,0.95), not `{text}`")
+    return seeds, machine_confidences
+
+
+def cross_validate(data, features_path, seeds, machine_confidences):
     sys.path.insert(0, HERE)
     import amd_diagnose as d
     names, frames, meta, labels, tr, folds = d.train_folds(features_path)
@@ -192,11 +213,6 @@ def cross_validate(data, features_path):
             cols = line.split(",", 6)
             times[cols[0]].append(int(cols[4]))
     gru = {}
-    text = os.environ.get("AMD_CV_SEEDS", ",".join(map(str, SEEDS)))
-    try:
-        seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        sys.exit(f"AMD_CV_SEEDS: comma-separated integers (17,18), not `{text}`")
     for fold in folds:
         fit_on = [f for f in tr if fold.fits(f) and f in data]
         p = predictor(*fit_members(data, fit_on, seeds))
@@ -211,20 +227,26 @@ def cross_validate(data, features_path):
     logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
     rule = d.SHIPPED_RULE
     ix = {n: i for i, n in enumerate(names)}
+    def report(title, probs, long_on, **rule):
+        out = []
+        for corpus in d.CORPORA:
+            fs = [f for f in tr if f.startswith(corpus + "/")]
+            res = [(meta[f][0], *d.decide(frames[f], probs[f], ix, p_long=mlp[f] if long_on == "the perceptron" else None,
+                                            **rule)) for f in fs]
+            ok = [want == got for want, got, _ in res]
+            people = [want == got for want, got, _ in res if want == "human"]
+            times = [t for *_, t in res]
+            out.append(f"{corpus} accuracy {np.mean(ok):.3f} human {np.mean(people):.3f} "
+                       f"median {np.median(times):.2f} s p90 {np.quantile(times, 0.9):.2f} s")
+        print(f"{title}: " + " | ".join(out), flush=True)
+
+    blended = lambda blend: {f: 1 / (1 + np.exp(-((1 - blend) * logit(mlp[f]) + blend * logit(gru[f])))) for f in tr}
     for blend in (0.0, 0.3, 0.5, 0.7, 1.0):
-        probs = {f: 1 / (1 + np.exp(-((1 - blend) * logit(mlp[f]) + blend * logit(gru[f])))) for f in tr}
+        probs = blended(blend)
         for long_on in ("the perceptron", "the blend"):
-            out = []
-            for corpus in d.CORPORA:
-                fs = [f for f in tr if f.startswith(corpus + "/")]
-                res = [(meta[f][0], *d.decide(frames[f], probs[f], ix, p_long=mlp[f] if long_on == "the perceptron" else None,
-                                                **rule)) for f in fs]
-                ok = [want == got for want, got, _ in res]
-                people = [want == got for want, got, _ in res if want == "human"]
-                times = [t for *_, t in res]
-                out.append(f"{corpus} accuracy {np.mean(ok):.3f} human {np.mean(people):.3f} "
-                           f"median {np.median(times):.2f} s p90 {np.quantile(times, 0.9):.2f} s")
-            print(f"blend {blend}, long greeting on {long_on}: " + " | ".join(out), flush=True)
+            report(f"blend {blend}, long greeting on {long_on}", probs, long_on, **rule)
+    for c in machine_confidences:
+        report(f"blend {BLEND}, machine_confidence {c}", blended(BLEND), "the perceptron", **rule, mc=c)
 
 
 def main():
@@ -235,8 +257,9 @@ def main():
         nets, mean, scale = fit_members(data, files)
         write(nets, mean, scale, names, len(files))
     elif len(sys.argv) == 4 and sys.argv[2] == "--cv":
+        options = cv_options()
         data, _ = load(sys.argv[1])
-        cross_validate(data, sys.argv[3])
+        cross_validate(data, sys.argv[3], *options)
     else:
         sys.exit(__doc__)
 
