@@ -18,7 +18,8 @@
 //!   accuracy, recalls and decision times from answer for each (CSV; the first column is
 //!   named for what was swept).
 //! - `cargo run --release --example amd_eval -- decisions SPLIT [CORPUS]` prints each
-//!   file's verdict and decision time from answer with the default configuration (CSV).
+//!   file's verdict, its reason and its time from answer (CSV), with the default
+//!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
 
 use std::path::PathBuf;
 
@@ -192,14 +193,26 @@ fn sweep(split: &str, corpus: &str, machine_only: bool) {
     }
 }
 
-/// `decisions SPLIT [CORPUS]`: each file's verdict with the default configuration (CSV).
+/// `decisions SPLIT [CORPUS]`: each file's verdict, why, and when (CSV), with the default
+/// configuration or the `AmdConfig` JSON object in `AMD_CONFIG` (as `tests/amd_corpus.rs`).
 fn decisions(split: &str, corpus: &str) {
-    println!("file,label,kind,result,decided_ms_from_answer");
+    let cfg = match std::env::var("AMD_CONFIG") {
+        Ok(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+            eprintln!("AMD_CONFIG: not an AmdConfig JSON object: {e}");
+            std::process::exit(2);
+        }),
+        Err(_) => AmdConfig::default(),
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("AMD_CONFIG: {e}");
+        std::process::exit(2);
+    }
+    println!("file,label,kind,result,reason,decided_ms_from_answer");
     for row in labels(corpus).into_iter().filter(|r| split == "all" || r.split == split) {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
-        let (d, _) = redial::amd::detect_clip(AmdConfig::default(), &clip.samples).expect("valid config");
+        let (d, _) = redial::amd::detect_clip(cfg.clone(), &clip.samples).expect("valid config");
         let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
-        println!("{},{},{},{:?},{from_answer}", row.file, row.label, row.kind, d.result);
+        println!("{},{},{},{:?},{:?},{from_answer}", row.file, row.label, row.kind, d.result, d.reason);
     }
 }
 
