@@ -195,9 +195,10 @@ def cv_options():
     text = os.environ.get("AMD_CV_MACHINE_CONFIDENCE", "")
     try:
         machine_confidences = [float(s) for s in text.split(",")] if text else []
+        valid = all(0.5 <= c <= 1.0 for c in machine_confidences)
     except ValueError:
-        machine_confidences = [-1.0]
-    if any(not 0.5 <= c <= 1.0 for c in machine_confidences):
+        valid = False
+    if not valid:
         sys.exit(f"AMD_CV_MACHINE_CONFIDENCE: comma-separated numbers in 0.5..1 (0.9,0.95), not `{text}`")
     return seeds, machine_confidences
 
@@ -227,6 +228,7 @@ def cross_validate(data, features_path, seeds, machine_confidences):
     logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
     rule = d.SHIPPED_RULE
     ix = {n: i for i, n in enumerate(names)}
+
     def report(title, probs, long_on, **rule):
         out = []
         for corpus in d.CORPORA:
