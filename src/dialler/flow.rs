@@ -181,6 +181,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
     let mut ringing: Option<Ringing> = None;
     let mut message: Option<Arc<Prompt>> = None;
     let mut out = Vec::new();
+    let mut bridged = false;
     m.start(Instant::now().into_std(), &mut out);
     loop {
         // Perform the actions; some answer at once with an event, whose
@@ -286,7 +287,7 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                         Ok(()) => {
                             hold.on_call();
                             m.bridged(&mut out);
-                            tracing::info!("customer and agent bridged");
+                            bridged = true;
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot bridge the legs");
@@ -313,6 +314,12 @@ pub async fn drive(d: &Dialler, dispatch: &Dispatch, queue: &Queue, interaction:
                 // frees them.
                 Action::End(f) => return f,
             }
+        }
+        // The bridge is announced once the actions it queued are done (the live call
+        // then names its agent), so whoever reads the line can book on the call with
+        // `owner: "me"` at once.
+        if std::mem::take(&mut bridged) {
+            tracing::info!("customer and agent bridged");
         }
         out.clear();
 

@@ -162,6 +162,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
     let mut hold: Option<AgentHold> = None;
     let mut changes = kit.agents.subscribe();
     let mut out = Vec::new();
+    let mut bridged = false;
     m.start(Instant::now().into_std(), &mut out);
     loop {
         // Perform the actions; some answer at once with an event, whose
@@ -222,7 +223,7 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                                 h.on_call();
                             }
                             m.bridged(&mut out);
-                            tracing::info!("customer and agent bridged");
+                            bridged = true;
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot bridge the legs");
@@ -259,6 +260,12 @@ async fn drive(kit: &CallKit, caller: Party, queue: &Queue, route: &Route, phone
                     return;
                 }
             }
+        }
+        // The bridge is announced once the actions it queued are done (the live call
+        // then names its agent), so whoever reads the line can book on the call with
+        // `owner: "me"` at once.
+        if std::mem::take(&mut bridged) {
+            tracing::info!("customer and agent bridged");
         }
         out.clear();
 
