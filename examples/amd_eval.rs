@@ -72,6 +72,11 @@ fn labels(corpus: &str) -> Vec<Row> {
         .collect()
 }
 
+/// The rows of SPLIT (`train`, `holdout` or `all`) of one corpus.
+fn split_rows(corpus: &str, split: &str) -> Vec<Row> {
+    labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect()
+}
+
 /// A detector configuration that never commits (before `total_analysis_ms`), so the
 /// trainers see the whole first seconds.
 fn no_commit() -> AmdConfig {
@@ -149,7 +154,7 @@ fn frames() {
 /// `machine_only`: sweeps `machine_confidence` from 0.8 to 0.99 with `human_confidence`
 /// at its default; else both together from 0.55 to 1.0.
 fn sweep(split: &str, corpus: &str, machine_only: bool) {
-    let rows: Vec<Row> = labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect();
+    let rows = split_rows(corpus, split);
     let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&media().join(&r.file)).expect("corpus wav").samples).collect();
     let swept = if machine_only { "machine_confidence" } else { "confidence" };
     println!("{swept},accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
@@ -208,7 +213,7 @@ fn decisions(split: &str, corpus: &str) {
         std::process::exit(2);
     }
     println!("file,label,kind,result,reason,decided_ms_from_answer");
-    for row in labels(corpus).into_iter().filter(|r| split == "all" || r.split == split) {
+    for row in split_rows(corpus, split) {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
         let (d, _) = redial::amd::detect_clip(cfg.clone(), &clip.samples).expect("valid config");
         let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
@@ -222,13 +227,6 @@ fn main() {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).filter(|a| *a != "--machine").collect();
     let split = rest.first().copied().unwrap_or("holdout");
     let corpus = rest.get(1).copied().unwrap_or("amd-world");
-    let usage = || {
-        eprintln!(
-            "usage: amd_eval features | frames | sweep [train|holdout|all] [amd-world|amd] [--machine] \
-             | decisions [train|holdout|all] [amd-world|amd]"
-        );
-        std::process::exit(2);
-    };
     let command = args.first().map(String::as_str);
     if matches!(command, Some("sweep" | "decisions")) {
         if !CORPORA.contains(&corpus) {
@@ -245,6 +243,12 @@ fn main() {
         Some("frames") => frames(),
         Some("decisions") => decisions(split, corpus),
         Some("sweep") => sweep(split, corpus, machine_only),
-        _ => usage(),
+        _ => {
+            eprintln!(
+                "usage: amd_eval features | frames | sweep [train|holdout|all] [amd-world|amd] [--machine] \
+                 | decisions [train|holdout|all] [amd-world|amd]"
+            );
+            std::process::exit(2);
+        }
     }
 }

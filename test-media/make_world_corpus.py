@@ -725,12 +725,13 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
                      "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
     with tempfile.TemporaryDirectory() as tmp:
+        new_voices = "--new-voices" in sys.argv
         args = [a for a in sys.argv[1:] if a != "--new-voices"]
-        if len(args) != len(sys.argv) - 1 and args[:1] != ["--extra-train"]:
+        if new_voices and args[:1] != ["--extra-train"]:
             sys.exit("--new-voices makes an extra training set: --extra-train N DIR [FIRST] --new-voices")
         if len(args) >= 3 and args[0] == "--extra-train":
             first = int(args[3]) if len(args) > 3 else 0
-            extra_train(tmp, int(args[1]), args[2], first, "--new-voices" in sys.argv)
+            extra_train(tmp, int(args[1]), args[2], first, new_voices)
         else:
             corpus(tmp)
 
