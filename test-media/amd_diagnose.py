@@ -76,7 +76,9 @@ def load(path):
     for r in rows[1:]:
         frames[r[0]].append([float(v) for v in r[5:]])
         meta[r[0]] = (r[1], r[2], r[3])
-    labels = {f"{corpus}/{r['file']}": r for corpus in CORPORA + EXTRA_CORPORA
+    # The extra sets named in AMD_EVAL_EXTRA too, as `amd_eval features` includes them.
+    named = tuple(c for c in os.environ.get("AMD_EVAL_EXTRA", "").split(",") if c)
+    labels = {f"{corpus}/{r['file']}": r for corpus in CORPORA + EXTRA_CORPORA + named
               if os.path.exists(os.path.join(HERE, corpus, "labels.csv"))
               for r in csv.DictReader(open(os.path.join(HERE, corpus, "labels.csv")))}
     return names, {f: np.array(v) for f, v in frames.items()}, meta, labels

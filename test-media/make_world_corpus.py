@@ -39,9 +39,10 @@ Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-to
 (Debian package names) and python3.
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
-       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST] [--new-voices]
+       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot]
            N more training-only files of each class into DIR (see `extra_train`);
-           with --new-voices, spoken by NEW_TRAIN_VOICES (also needs festvox-kdlpc16k)
+           with --new-voices, spoken by NEW_TRAIN_VOICES (also needs festvox-kdlpc16k);
+           with --hard, of HARD_KINDS only; with --hot, every line hot and clipped
 """
 import math
 import os
@@ -58,6 +59,19 @@ N_MACHINE = 240
 HOLDOUT_EVERY = 4  # every 4th clip of each class is holdout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The kinds a clip is drawn from: the corpus's mix, and for an extra training set made
+# with --hard only the kinds among the detector's errors (cross-validated and on the
+# holdout) that the mix makes rare, so that training weighs them more (docs/amd.md,
+# session 18: tried, not kept).
+HUMAN_KINDS = ["human_short"] * 6 + ["human_again"] * 2 + [
+    "human_repeat", "human_late", "human_long", "human_business", "human_tv", "human_quiet"]
+MACHINE_KINDS = ["machine_personal"] * 3 + ["machine_business"] * 2 + ["machine_carrier"] * 2 + [
+    "machine_short", "machine_question", "machine_music"]
+HARD_KINDS = {
+    "human": ["human_business", "human_tv", "human_long", "human_again", "human_quiet"],
+    "machine": ["machine_short", "machine_question", "machine_music", "machine_carrier", "machine_business"],
+}
 AMD_DIR = os.path.join(HERE, "amd-world")
 
 # Voices: (engine, name). A voice is in exactly one split.
@@ -327,9 +341,10 @@ def cut_greeting(rng, g, lo, hi):
     return g
 
 
-def make_clip(rng, label, split, tmp, voices=None):
+def make_clip(rng, label, split, tmp, voices=None, kinds=None):
     """Returns (speech samples at unit peak, beep onset ms or None, meta).
-    Times in ms from the clip start (the answer). `voices` replaces the split's own."""
+    Times in ms from the clip start (the answer). `voices` replaces the split's own,
+    `kinds` the label's mix of kinds."""
     voices = voices or (TRAIN_VOICES if split == "train" else HOLDOUT_VOICES)
     voice = rng.choice(voices)
     tempo = rng.uniform(0.85, 1.2)
@@ -353,8 +368,7 @@ def make_clip(rng, label, split, tmp, voices=None):
     beep_at = None
     extra = None
     if label == "human":
-        kind = rng.choice(["human_short"] * 6 + ["human_again"] * 2 + [
-            "human_repeat", "human_late", "human_long", "human_business", "human_tv", "human_quiet"])
+        kind = rng.choice(kinds or HUMAN_KINDS)
         if kind == "human_late":
             lead = rng.uniform(2.0, 3.0)
         parts = [silence(lead)]
@@ -397,8 +411,7 @@ def make_clip(rng, label, split, tmp, voices=None):
                 speech += p
         meta["spans"] = spans
     else:
-        kind = rng.choice(["machine_personal"] * 3 + ["machine_business"] * 2 + ["machine_carrier"] * 2 + [
-            "machine_short", "machine_question", "machine_music"])
+        kind = rng.choice(kinds or MACHINE_KINDS)
         # The greeting is a recording: what was said (music first in some), captured and
         # stored on its own; the platform's lead before it and its beep after it are
         # added by `machine_line`.
@@ -596,9 +609,9 @@ def human_line(rng, beds, speech, extra, meta):
     return x
 
 
-def build(index, label, split, tmp, beds, tag="", voices=None):
+def build(index, label, split, tmp, beds, tag="", voices=None, kinds=None, hot=False):
     rng = random.Random(f"{SEED}-{tag}{label}-{index}")
-    speech, beep_at, extra, meta = make_clip(rng, label, split, tmp, voices)
+    speech, beep_at, extra, meta = make_clip(rng, label, split, tmp, voices, kinds)
     if label == "human":
         x = human_line(rng, beds, speech, extra, meta)
     else:
@@ -612,7 +625,9 @@ def build(index, label, split, tmp, beds, tag="", voices=None):
         answer_ms = tone_end
     offset_ms = len(prefix) * 1000 // RATE
     x = prefix + x
-    clip = rng.random() < 0.1 and meta["kind"] != "human_quiet"
+    # (`hot`: every line that may be hot is, for an extra training set; the draw is made
+    # all the same, so the rest of the clip is what it would have been.)
+    clip = (rng.random() < 0.1 or hot) and meta["kind"] != "human_quiet"
     if clip:
         # A hot line: 6-12 dB too much gain, clipped at full scale.
         g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
@@ -678,21 +693,29 @@ def row_of(name, label, split, meta, x):
             "script": meta["script"]}
 
 
-def extra_train(tmp, count, out_dir, first=0, new_voices=False):
+def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=False):
     """`count` more files of each class for training only, in `out_dir` (not committed):
     train voices, train phrases and train background beds, drawn from their own seeds
     ("extra-"), so no holdout voice or sentence is heard and the committed corpus is
     unchanged. Files `first`..`first+count-1` of each class: disjoint ranges can be made
     in parallel and their labels concatenated. With `new_voices` the speakers are
-    NEW_TRAIN_VOICES instead, from seeds of their own ("extra-voices-")."""
+    NEW_TRAIN_VOICES instead, from seeds of their own ("extra-voices-"); with `hard` the
+    kinds are HARD_KINDS only, from seeds of their own too ("extra-hard-", or
+    "extra-voices-hard-" with both); with `hot` every line is hot and clipped (but a
+    whisper-quiet one), from seeds of their own too ("extra-hot-", after the others)."""
     tag, voices = ("extra-voices-", NEW_TRAIN_VOICES) if new_voices else ("extra-", None)
+    if hard:
+        tag += "hard-"
+    if hot:
+        tag += "hot-"
     os.makedirs(out_dir, exist_ok=True)
     beds = Beds(tmp, "train")
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
         for i in range(first, first + count):
             name = f"{prefix}{i + 1:05d}.wav"
-            x, meta, rng = build(i, label, "train", tmp, beds, tag=tag, voices=voices)
+            kinds = HARD_KINDS[label] if hard else None
+            x, meta, rng = build(i, label, "train", tmp, beds, tag=tag, voices=voices, kinds=kinds, hot=hot)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
             rows.append(row_of(name, label, "train", meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)
@@ -725,13 +748,15 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
                      "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
     with tempfile.TemporaryDirectory() as tmp:
-        new_voices = "--new-voices" in sys.argv
-        args = [a for a in sys.argv[1:] if a != "--new-voices"]
-        if new_voices and args[:1] != ["--extra-train"]:
-            sys.exit("--new-voices makes an extra training set: --extra-train N DIR [FIRST] --new-voices")
+        flags = ("--new-voices", "--hard", "--hot")
+        new_voices, hard, hot = (f in sys.argv for f in flags)
+        args = [a for a in sys.argv[1:] if a not in flags]
+        if (new_voices or hard or hot) and args[:1] != ["--extra-train"]:
+            sys.exit("--new-voices, --hard and --hot make an extra training set: "
+                     "--extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot]")
         if len(args) >= 3 and args[0] == "--extra-train":
             first = int(args[3]) if len(args) > 3 else 0
-            extra_train(tmp, int(args[1]), args[2], first, new_voices)
+            extra_train(tmp, int(args[1]), args[2], first, new_voices, hard, hot)
         else:
             corpus(tmp)
 

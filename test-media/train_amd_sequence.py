@@ -27,7 +27,10 @@ the detector's rule on each model alone and on blends, with the long-greeting ru
 reading the perceptron (as the detector does) or the blend, so BLEND is chosen on train;
 with AMD_CV_MACHINE_CONFIDENCE=0.9,0.93,... also the shipped blend and rule at each of
 those `machine_confidence` values (`human_confidence` stays the shipped one), the
-operator's trade of people called machines against time.
+operator's trade of people called machines against time; with AMD_CV_ERRORS=1 each
+file those get wrong, with its kind and whether its line was clipped (`clipped` of
+labels.csv; empty for the espeak corpus, which has no such column). Extra training sets
+named in AMD_EVAL_EXTRA (as for `amd_eval`) are fitted on and never scored.
 """
 import csv
 import json
@@ -229,12 +232,15 @@ def cross_validate(data, features_path, seeds, machine_confidences):
     rule = d.SHIPPED_RULE
     ix = {n: i for i, n in enumerate(names)}
 
-    def report(title, probs, long_on, **rule):
+    def report(title, probs, long_on, errors=False, **rule):
         out = []
         for corpus in d.CORPORA:
             fs = [f for f in tr if f.startswith(corpus + "/")]
             res = [(meta[f][0], *d.decide(frames[f], probs[f], ix, p_long=mlp[f] if long_on == "the perceptron" else None,
                                             **rule)) for f in fs]
+            for f, (want, got, t) in zip(fs, res):
+                if errors and want != got:
+                    print(f"  {f} {meta[f][1]} {want} -> {got} at {t:.2f} s, clipped {labels[f].get('clipped', '')}")
             ok = [want == got for want, got, _ in res]
             people = [want == got for want, got, _ in res if want == "human"]
             times = [t for *_, t in res]
@@ -248,7 +254,8 @@ def cross_validate(data, features_path, seeds, machine_confidences):
         for long_on in ("the perceptron", "the blend"):
             report(f"blend {blend}, long greeting on {long_on}", probs, long_on, **rule)
     for c in machine_confidences:
-        report(f"blend {BLEND}, machine_confidence {c}", blended(BLEND), "the perceptron", **rule, mc=c)
+        report(f"blend {BLEND}, machine_confidence {c}", blended(BLEND), "the perceptron",
+               errors=os.environ.get("AMD_CV_ERRORS") == "1", **rule, mc=c)
 
 
 def main():
