@@ -712,9 +712,9 @@ def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=
     beds = Beds(tmp, "train")
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
+        kinds = HARD_KINDS[label] if hard else None
         for i in range(first, first + count):
             name = f"{prefix}{i + 1:05d}.wav"
-            kinds = HARD_KINDS[label] if hard else None
             x, meta, rng = build(i, label, "train", tmp, beds, tag=tag, voices=voices, kinds=kinds, hot=hot)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
             rows.append(row_of(name, label, "train", meta, x))
