@@ -4,7 +4,8 @@
 //! The weights are data, not code: `src/amd/model.json`, written by
 //! `python3 test-media/train_amd.py` from the `train` splits of the corpora only, embedded in
 //! the binary and parsed once at start-up. The file names its version, the feature list
-//! in order (checked against [`FEATURE_NAMES`] when parsed) and the command that made it.
+//! it reads, in its order (each one of [`FEATURE_NAMES`], so a model trained before a
+//! feature was added still reads the ones it knows) and the command that made it.
 
 use std::sync::OnceLock;
 
@@ -48,9 +49,12 @@ pub fn sigmoid(v: f32) -> f32 {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub version: String,
-    mean: [f32; FEATURE_COUNT],
-    scale: [f32; FEATURE_COUNT],
-    w1: Vec<[f32; FEATURE_COUNT]>,
+    /// Index into [`FEATURE_NAMES`] of each feature the model reads, in its file's order.
+    index: Vec<usize>,
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    /// Row-major: one row of `index.len()` weights per hidden unit.
+    w1: Vec<f32>,
     b1: Vec<f32>,
     w2: Vec<f32>,
     b2: f32,
@@ -60,28 +64,34 @@ impl Model {
     /// Parses and checks a model file's JSON.
     pub fn parse(json: &str) -> Result<Model, ModelError> {
         let f: ModelFile = serde_json::from_str(json).map_err(|e| ModelError::Json(e.to_string()))?;
-        if f.features != FEATURE_NAMES {
-            return Err(ModelError::Features {
-                version: f.version,
-                found: f.features,
-                expected: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            });
-        }
-        let shape = |what| ModelError::Shape { version: f.version.clone(), what };
-        let arr = |v: &Vec<f32>, what| -> Result<[f32; FEATURE_COUNT], ModelError> {
-            v.as_slice().try_into().map_err(|_| shape(what))
+        let index = f.features.iter().map(|n| FEATURE_NAMES.iter().position(|m| m == n)).collect::<Option<Vec<_>>>();
+        let index = match index {
+            Some(index) if !index.is_empty() && index.len() <= FEATURE_COUNT => index,
+            _ => {
+                return Err(ModelError::Features {
+                    version: f.version,
+                    found: f.features,
+                    expected: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+                })
+            }
         };
-        let mean = arr(&f.mean, "mean")?;
-        let scale = arr(&f.scale, "scale")?;
-        let w1 = f.w1.iter().map(|r| arr(r, "w1")).collect::<Result<Vec<_>, _>>()?;
-        if w1.is_empty() || f.b1.len() != w1.len() || f.w2.len() != w1.len() {
+        let shape = |what| ModelError::Shape { version: f.version.clone(), what };
+        let n = index.len();
+        if f.mean.len() != n || f.scale.len() != n {
+            return Err(shape("mean or scale"));
+        }
+        if f.w1.iter().any(|r| r.len() != n) {
+            return Err(shape("w1"));
+        }
+        if f.w1.is_empty() || f.b1.len() != f.w1.len() || f.w2.len() != f.w1.len() {
             return Err(shape("hidden layer"));
         }
-        let all = mean.iter().chain(&scale).chain(w1.iter().flatten()).chain(&f.b1).chain(&f.w2);
+        let all = f.mean.iter().chain(&f.scale).chain(f.w1.iter().flatten()).chain(&f.b1).chain(&f.w2);
         if !all.chain(std::iter::once(&f.b2)).all(|v| v.is_finite()) {
             return Err(shape("a weight (not finite)"));
         }
-        Ok(Model { version: f.version, mean, scale, w1, b1: f.b1, w2: f.w2, b2: f.b2 })
+        let w1 = f.w1.into_iter().flatten().collect();
+        Ok(Model { version: f.version, index, mean: f.mean, scale: f.scale, w1, b1: f.b1, w2: f.w2, b2: f.b2 })
     }
 
     /// The built-in model, parsed on first use.
@@ -100,12 +110,13 @@ impl Model {
     /// The log-odds of a machine for one feature vector.
     pub fn logit(&self, x: &Features) -> f32 {
         let mut z = [0.0f32; FEATURE_COUNT];
-        for i in 0..FEATURE_COUNT {
-            z[i] = (x.0[i] - self.mean[i]) / self.scale[i];
+        for (k, &i) in self.index.iter().enumerate() {
+            z[k] = (x.0[i] - self.mean[k]) / self.scale[k];
         }
+        let z = &z[..self.index.len()];
         let mut out = self.b2;
-        for ((w, b), v) in self.w1.iter().zip(&self.b1).zip(&self.w2) {
-            let h = w.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>() + b;
+        for ((w, b), v) in self.w1.chunks_exact(self.index.len()).zip(&self.b1).zip(&self.w2) {
+            let h = w.iter().zip(z).map(|(a, b)| a * b).sum::<f32>() + b;
             out += v * h.tanh();
         }
         out
@@ -136,5 +147,17 @@ mod tests {
         );
         assert!(matches!(Model::parse(&json), Err(ModelError::Shape { what: "w1", .. })));
         assert!(matches!(Model::parse("nope"), Err(ModelError::Json(_))));
+    }
+
+    #[test]
+    fn a_model_of_some_features_reads_those() {
+        let json = r#"{"version":"x","features":["words","elapsed_s"],"mean":[1,0],"scale":[2,1],
+            "w1":[[1,0],[0,1]],"b1":[0,0],"w2":[1,-1],"b2":0.5}"#;
+        let m = Model::parse(json).unwrap();
+        let mut x = [0.0f32; FEATURE_COUNT];
+        x[8] = 3.0; // words
+        x[0] = 0.5; // elapsed_s
+        let want = 0.5 + 1.0f32.tanh() - 0.5f32.tanh();
+        assert!((m.logit(&Features(x)) - want).abs() < 1e-6, "{}", m.logit(&Features(x)));
     }
 }
