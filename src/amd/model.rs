@@ -40,6 +40,17 @@ struct ModelFile {
     b2: f32,
 }
 
+/// The index in `known` of each of a model file's `names`, or the error naming both lists.
+pub(super) fn indexes_of(version: &str, names: &[String], known: &[&str]) -> Result<Vec<usize>, ModelError> {
+    names.iter().map(|n| known.iter().position(|m| m == n)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+        ModelError::Features {
+            version: version.to_string(),
+            found: names.to_vec(),
+            expected: known.iter().map(|s| s.to_string()).collect(),
+        }
+    })
+}
+
 /// The logistic function: log-odds to a probability.
 pub fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
@@ -64,19 +75,12 @@ impl Model {
     /// Parses and checks a model file's JSON.
     pub fn parse(json: &str) -> Result<Model, ModelError> {
         let f: ModelFile = serde_json::from_str(json).map_err(|e| ModelError::Json(e.to_string()))?;
-        let index = f.features.iter().map(|n| FEATURE_NAMES.iter().position(|m| m == n)).collect::<Option<Vec<_>>>();
-        let index = match index {
-            Some(index) if !index.is_empty() && index.len() <= FEATURE_COUNT => index,
-            _ => {
-                return Err(ModelError::Features {
-                    version: f.version,
-                    found: f.features,
-                    expected: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-                })
-            }
-        };
+        let index = indexes_of(&f.version, &f.features, &FEATURE_NAMES)?;
         let shape = |what| ModelError::Shape { version: f.version.clone(), what };
         let n = index.len();
+        if n == 0 || n > FEATURE_COUNT {
+            return Err(shape("features (none, or more than the detector measures)"));
+        }
         if f.mean.len() != n || f.scale.len() != n {
             return Err(shape("mean or scale"));
         }
@@ -159,5 +163,7 @@ mod tests {
         x[0] = 0.5; // elapsed_s
         let want = 0.5 + 1.0f32.tanh() - 0.5f32.tanh();
         assert!((m.logit(&Features(x)) - want).abs() < 1e-6, "{}", m.logit(&Features(x)));
+        let none = r#"{"version":"x","features":[],"mean":[],"scale":[],"w1":[[]],"b1":[0],"w2":[1],"b2":0}"#;
+        assert!(matches!(Model::parse(none), Err(ModelError::Shape { .. })));
     }
 }

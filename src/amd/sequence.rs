@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::model::{sigmoid, ModelError};
+use super::model::{indexes_of, sigmoid, ModelError};
 
 /// The sequence model's JSON (see the module docs).
 pub const SEQUENCE_MODEL_JSON: &str = include_str!("sequence_model.json");
@@ -114,14 +114,7 @@ impl SequenceModel {
     pub fn parse(json: &str) -> Result<SequenceModel, ModelError> {
         let f: SequenceFile = serde_json::from_str(json).map_err(|e| ModelError::Json(e.to_string()))?;
         let shape = |what| ModelError::Shape { version: f.version.clone(), what };
-        let inputs =
-            f.inputs.iter().map(|n| INPUT_NAMES.iter().position(|m| m == n)).collect::<Option<Vec<_>>>().ok_or_else(
-                || ModelError::Features {
-                    version: f.version.clone(),
-                    found: f.inputs.clone(),
-                    expected: INPUT_NAMES.iter().map(|s| s.to_string()).collect(),
-                },
-            )?;
+        let inputs = indexes_of(&f.version, &f.inputs, &INPUT_NAMES)?;
         if !(1..=8).contains(&f.pool) || inputs.is_empty() {
             return Err(shape("pool or inputs"));
         }
