@@ -184,6 +184,12 @@ async fn a_failing_heads_back_off_survives_a_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let third = state.lock().unwrap().arrivals[2];
+    // The receiver counts a try when it arrives; the deliverer records the failure when
+    // the 500 is back. Stopping in between would lose the third failure, so wait for it.
+    while book.backoff(&url).await.unwrap().map_or(0, |b| b.failures) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the third failure never reached the book");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop(&book, running).await;
     let saved = book.backoff(&url).await.unwrap().expect("the back-off is in the book");
     assert_eq!((saved.seq, saved.failures, saved.last_error.contains("500")), (1, 3, true), "{saved:?}");
