@@ -20,6 +20,8 @@
 //! - `cargo run --release --example amd_eval -- decisions SPLIT [CORPUS]` prints each
 //!   file's verdict, its reason and its time from answer (CSV), with the default
 //!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
+//! - `sweep` and `decisions` also read the check-only corpora of real voices
+//!   (`amd-real`, `amd-real-tts`; `test-media/make_real_voice_lines.py`).
 
 use std::path::PathBuf;
 
@@ -45,6 +47,11 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 /// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the extra voices
 /// of docs/amd.md, session 17).
 const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
+
+/// Check-only corpora that are not committed and never trained on: lines of real recorded
+/// voices and their text-to-speech twins, made by `test-media/make_real_voice_lines.py`
+/// (every file in split `holdout`). `sweep` and `decisions` read them.
+const CHECK_CORPORA: [&str; 2] = ["amd-real", "amd-real-tts"];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")
@@ -229,8 +236,8 @@ fn main() {
     let corpus = rest.get(1).copied().unwrap_or("amd-world");
     let command = args.first().map(String::as_str);
     if matches!(command, Some("sweep" | "decisions")) {
-        if !CORPORA.contains(&corpus) {
-            eprintln!("unknown corpus {corpus:?}: one of {CORPORA:?}");
+        if !CORPORA.contains(&corpus) && !CHECK_CORPORA.contains(&corpus) {
+            eprintln!("unknown corpus {corpus:?}: one of {CORPORA:?} or {CHECK_CORPORA:?}");
             std::process::exit(2);
         }
         if !["train", "holdout", "all"].contains(&split) {
