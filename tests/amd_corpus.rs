@@ -299,7 +299,8 @@ fn corpus_meets_targets() {
     // 300 ms of silence, a person called after 800 ms of speech without a pause, the
     // long-greeting rule (2.5 s) deferring to a feature model that leans to a person:
     // accuracy 0.958, human 0.917, machine 1.000, 1 unknown, 4 people called machines,
-    // median 1.44 s, p90 2.48 s. (Without the 800 ms rule, session 13: 0.942 / 0.883 /
+    // median 1.43 s, p90 2.48 s (1.44 s before a few ring-back-like frames inside a word
+    // were read as the word's, session 20). (Without the 800 ms rule, session 13: 0.942 / 0.883 /
     // 1.000, 5 people called machines, 1.58 s / 2.56 s; amd-gru-1, one GRU at 0.3, gates
     // of 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
     // 0.833 / 1.000, 1.90 s / 3.12 s.)
@@ -308,7 +309,7 @@ fn corpus_meets_targets() {
     assert!(s.machine_recall >= 0.98, "{s:?}");
     assert!(s.people_called_machines <= 4, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1440.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1430.0, "{s:?}");
     assert!(s.p90_from_answer_ms <= 2480.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
@@ -334,7 +335,9 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped models and rule (the
     // result is deterministic): accuracy 0.922, human recall 0.986, machine recall 0.839,
-    // no `unknown`, median 1.80 s and p90 3.02 s from answer. amd-mlp-5 alone had 0.946 /
+    // no `unknown`, median 1.84 s and p90 3.02 s from answer (1.80 s before a few
+    // ring-back-like frames inside a word were read as the word's, session 20: no verdict
+    // changed, seven files' times moved, both ways). amd-mlp-5 alone had 0.946 /
     // 0.973 / 0.911 at 2.10 s / 3.32 s, amd-gru-1's blend 0.938 / 1.000 / 0.857 at 2.02 s
     // / 3.18 s: the sequence model and the shorter gates cost this corpus machines
     // (`machine_personal`: calm texts with pauses) while the world corpus gains on every
@@ -343,7 +346,7 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     assert!(s.human_recall >= 0.98, "{s:?}");
     assert!(s.machine_recall >= 0.83, "{s:?}");
     assert!(s.people_called_machines <= 1, "{s:?}");
-    assert!(s.median_from_answer_ms <= 1800.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1840.0, "{s:?}");
     assert!(s.p90_from_answer_ms <= 3020.0, "{s:?}");
 }
 

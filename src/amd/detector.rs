@@ -403,7 +403,7 @@ impl AmdDetector {
             self.floor.push(energy_db);
         }
 
-        self.track_ringback(kind, index);
+        self.track_ringback(kind, index, energy_db >= floor + self.cfg.speech_margin_db);
         if self.beep_listening() {
             self.track_beep(frame, ms, kind, index);
         }
@@ -421,7 +421,8 @@ impl AmdDetector {
         }
     }
 
-    fn track_ringback(&mut self, kind: FrameKind, index: u64) {
+    /// `loud`: the frame (which is not ring-back) is loud enough to be speech.
+    fn track_ringback(&mut self, kind: FrameKind, index: u64, loud: bool) {
         if kind == FrameKind::Ringback {
             self.ring_run += 1;
             return;
@@ -435,6 +436,22 @@ impl AmdDetector {
                 self.ring_bursts += 1;
                 self.t0 = index;
                 self.history.clear();
+            } else if run < frames_of(self.cfg.ringback_min_ms) && kind == FrameKind::Plain && loud {
+                // Too short for any cadence's on-time, and inside a sound that is not a tone
+                // either side: not ring-back, but a word whose energy sat at 400-480 Hz for a
+                // frame or a few, as a man's short first word can (lines of real voices,
+                // docs/amd.md). Its frames are read again as the line's. (A ring-back tone
+                // broken by a lost packet or a codec starts or ends in a quiet frame or a
+                // tone, and stays ring-back.)
+                let n = self.history.len();
+                let first = n.saturating_sub(run as usize);
+                let thr = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs) + self.cfg.speech_margin_db;
+                let before = first.checked_sub(1).map(|i| self.history[i]);
+                if before.is_some_and(|f| f.kind == FrameKind::Plain && f.energy_db >= thr) {
+                    for f in &mut self.history[first..] {
+                        f.kind = FrameKind::Plain;
+                    }
+                }
             }
         }
         self.ring_run = 0;
