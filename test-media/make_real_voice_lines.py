@@ -116,12 +116,7 @@ def line(tmp, beds, words, label, i, out):
         _, prefix, answer_ms = world.ringback(rng, 10 ** (rng.uniform(-24, -8) / 20))
     x = prefix + x
     clip = rng.random() < 0.1
-    if clip:  # a hot line, as in make_world_corpus.build
-        g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
-        x = [max(-0.99, min(0.99, s * g)) for s in x]
-    peak = max(abs(s) for s in x)
-    if peak > 0.99:
-        x = [s * 0.99 / peak for s in x]
+    x = world.under_full_scale(world.hot_line(rng, x) if clip else x)
     codec = rng.choice(["ulaw", "ulaw", "alaw", "gsm", "opus"])
     name = f"{label[0]}{i + 1:03d}.wav"
     world.telephone(tmp, x, codec, 0.0, rng, os.path.join(out, name))

@@ -628,19 +628,24 @@ def build(index, label, split, tmp, beds, tag="", voices=None, kinds=None, hot=F
     # (`hot`: every line that may be hot is, for an extra training set; the draw is made
     # all the same, so the rest of the clip is what it would have been.)
     clip = (rng.random() < 0.1 or hot) and meta["kind"] != "human_quiet"
-    if clip:
-        # A hot line: 6-12 dB too much gain, clipped at full scale.
-        g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
-        x = [max(-0.99, min(0.99, s * g)) for s in x]
-    peak = max(abs(s) for s in x)
-    if peak > 0.99:
-        x = [s * 0.99 / peak for s in x]
+    x = under_full_scale(hot_line(rng, x) if clip else x)
     codec = rng.choice(["ulaw", "ulaw", "alaw", "gsm", "opus"])
     loss = rng.choice([0.0, 0.0, 0.0, rng.uniform(0.01, 0.05)])
     meta.update(codec=codec, loss=round(loss, 3), clipped=int(clip), answer_ms=answer_ms,
                 speech_onset_ms=meta["onset_ms"] + offset_ms,
                 beep_onset_ms="" if beep_at is None else beep_at + offset_ms)
     return x, meta, rng
+
+
+def hot_line(rng, x):
+    """A hot line: 6-12 dB too much gain, clipped at full scale."""
+    g = 10 ** (rng.uniform(6, 12) / 20) * 0.99 / (max(abs(s) for s in x) or 1.0)
+    return [max(-0.99, min(0.99, s * g)) for s in x]
+
+
+def under_full_scale(x):
+    peak = max(abs(s) for s in x)
+    return [s * 0.99 / peak for s in x] if peak > 0.99 else x
 
 
 def telephone(tmp, x, codec, loss, rng, out):
