@@ -46,10 +46,13 @@ class Words:
     or (`tts`) the same digit from the holdout voice standing in for that speaker."""
 
     def __init__(self, src, tmp, tts):
+        if not os.path.isdir(src):
+            sys.exit(f"{src}: not a directory (FSDD's recordings/ directory)")
         self.takes = {s: [] for s in SPEAKERS}
         for f in sorted(os.listdir(src)):
-            digit, speaker, _ = f[:-len(".wav")].split("_")
-            self.takes[speaker].append((int(digit), os.path.join(src, f)))
+            parts = f[:-len(".wav")].split("_") if f.endswith(".wav") else []
+            if len(parts) == 3 and parts[0].isdigit() and parts[1] in self.takes:
+                self.takes[parts[1]].append((int(parts[0]), os.path.join(src, f)))
         missing = [s for s, t in self.takes.items() if not t]
         if missing:
             sys.exit(f"{src}: no recordings of {', '.join(missing)} (FSDD's recordings/ directory?)")
@@ -132,9 +135,9 @@ def main():
     if len(args) != 1:
         sys.exit("usage: make_real_voice_lines.py FSDD/recordings [--tts]")
     out = os.path.join(world.HERE, "amd-real-tts" if tts else "amd-real")
-    os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         words = Words(args[0], tmp, tts)
+        os.makedirs(out, exist_ok=True)
         beds = world.Beds(tmp, "holdout")
         rows = [line(tmp, beds, words, label, i, out)
                 for label in ("human", "machine") for i in range(PER_CLASS)]
