@@ -19,6 +19,10 @@ pub struct AmdConfig {
     pub floor_window_ms: u32,
     /// The noise floor never goes below this (digital silence is not a floor).
     pub floor_min_dbfs: f32,
+    /// A background this long and steady (each 20 ms frame within 1.5 dB of its mean),
+    /// more than 8 dB above the floor, is the new floor at once (0: the floor rises only
+    /// as its window forgets).
+    pub floor_rise_ms: u32,
     /// Silences up to this long inside a word are bridged (hangover).
     pub word_gap_ms: u32,
     /// Speech bursts shorter than this are clicks or noise, not words.
@@ -101,6 +105,7 @@ impl Default for AmdConfig {
             floor_percentile: 0.05,
             floor_window_ms: 5000,
             floor_min_dbfs: -72.0,
+            floor_rise_ms: 500,
             word_gap_ms: 60,
             min_word_ms: 80,
             end_of_greeting_silence_ms: 700,
@@ -164,6 +169,7 @@ impl AmdConfig {
         check("floor_percentile", self.floor_percentile as f64, 0.0, 0.5)?;
         check("floor_window_ms", self.floor_window_ms as f64, 100.0, 600_000.0)?;
         check("floor_min_dbfs", self.floor_min_dbfs as f64, -100.0, 0.0)?;
+        check("floor_rise_ms", self.floor_rise_ms as f64, 0.0, 10_000.0)?;
         check("word_gap_ms", self.word_gap_ms as f64, 0.0, 2000.0)?;
         check("min_word_ms", self.min_word_ms as f64, 0.0, 2000.0)?;
         check("end_of_greeting_silence_ms", self.end_of_greeting_silence_ms as f64, 20.0, 10_000.0)?;

@@ -235,7 +235,8 @@ impl AmdDetector {
             (config.floor_window_ms as u64 / FRAME_MS) as u32,
             config.floor_percentile,
             config.floor_min_dbfs,
-        );
+        )
+        .follow_steady_rise((config.floor_rise_ms as u64 / FRAME_MS) as u32);
         let keep_frames = beep_frames(&config) as usize + 2;
         Ok(AmdDetector {
             cfg: config,
@@ -400,7 +401,10 @@ impl AmdDetector {
         // Ring-back is the network's, and digital silence (below `floor_min_dbfs`: the line
         // before answer, a lost packet) is no line at all: neither is the callee's noise.
         if kind != FrameKind::Ringback && energy_db > self.cfg.floor_min_dbfs {
-            self.floor.push(energy_db);
+            match kind {
+                FrameKind::Tone(_) => self.floor.push_tone(energy_db),
+                _ => self.floor.push(energy_db),
+            }
         }
 
         self.track_ringback(kind, index, energy_db >= floor + self.cfg.speech_margin_db);
