@@ -195,6 +195,22 @@ fn a_word_that_passes_for_ring_back_for_a_few_frames_is_still_a_word() {
 }
 
 #[test]
+fn a_room_that_sets_in_after_a_quiet_start_is_the_floor_not_a_greeting() {
+    // A moment of near silence after the answer, then a noisy room 16 dB above it for the
+    // rest of the line, and one short word: with a floor that only forgets slowly, the room
+    // passes for a long utterance (the real-voice lines, docs/amd.md, session 20).
+    let quiet = noise(ms(600), 30.0, 3);
+    let room = |n: u32, seed: u32| noise(ms(n), 190.0, seed);
+    let word: Vec<f32> = speech(400, 6000.0, 9).iter().zip(room(400, 5)).map(|(a, b)| a + b).collect();
+    let x = cat(&[quiet, room(900, 4), word, room(3600, 6)]);
+    let cfg = AmdConfig { early_confidence: 1.0, machine_speech_ms: 800, ..AmdConfig::default() };
+    let (d, _, _) = run_with(&x, cfg.clone());
+    assert_eq!(d.result, AmdResult::Human, "{d:?}");
+    let (slow, _, _) = run_with(&x, AmdConfig { floor_rise_ms: 0, ..cfg });
+    assert_eq!(slow.result, AmdResult::Machine, "without it, the room is a long greeting: {slow:?}");
+}
+
+#[test]
 fn uk_double_ring_is_rejected() {
     let burst = cat(&[tones(&[400.0, 450.0], 400, 5000.0), silence(200), tones(&[400.0, 450.0], 400, 5000.0)]);
     let x = cat(&[burst.clone(), silence(2000), burst, silence(5000)]);
