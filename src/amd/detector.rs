@@ -380,6 +380,8 @@ impl AmdDetector {
         let ms = energy / FRAME_SAMPLES as f32;
         let energy_db = 10.0 * (ms / (32768.0 * 32768.0) + 1e-10).log10();
         let floor = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs);
+        // Loud enough to be speech, on the floor as it was before this frame.
+        let speech_db = floor + self.cfg.speech_margin_db;
 
         let mut kind = FrameKind::Plain;
         let listening = self.decision.is_none() || self.beep_listening();
@@ -407,14 +409,14 @@ impl AmdDetector {
             }
         }
 
-        self.track_ringback(kind, index, energy_db >= floor + self.cfg.speech_margin_db);
+        self.track_ringback(kind, index, energy_db, speech_db);
         if self.beep_listening() {
             self.track_beep(frame, ms, kind, index);
         }
         if self.decision.is_none() {
             let mut stats = FrameStats::of(frame, energy);
             // Pitch only for frames that may be speech (the floor may still settle lower).
-            let maybe_speech = kind == FrameKind::Plain && energy_db >= floor + self.cfg.speech_margin_db - 3.0;
+            let maybe_speech = kind == FrameKind::Plain && energy_db >= speech_db - 3.0;
             (stats.periodicity, stats.pitch_st) = self.pitch.push(frame, maybe_speech);
             let bands = if maybe_speech { self.spectrum.bands(frame) } else { [BAND_MIN_DB; BANDS] };
             let f = Frame { energy_db, kind, stats, bands };
@@ -425,8 +427,8 @@ impl AmdDetector {
         }
     }
 
-    /// `loud`: the frame (which is not ring-back) is loud enough to be speech.
-    fn track_ringback(&mut self, kind: FrameKind, index: u64, loud: bool) {
+    /// `speech_db`: the level at which a frame is loud enough to be speech.
+    fn track_ringback(&mut self, kind: FrameKind, index: u64, energy_db: f32, speech_db: f32) {
         if kind == FrameKind::Ringback {
             self.ring_run += 1;
             return;
@@ -440,7 +442,7 @@ impl AmdDetector {
                 self.ring_bursts += 1;
                 self.t0 = index;
                 self.history.clear();
-            } else if run < frames_of(self.cfg.ringback_min_ms) && kind == FrameKind::Plain && loud {
+            } else if run < frames_of(self.cfg.ringback_min_ms) && kind == FrameKind::Plain && energy_db >= speech_db {
                 // Too short for any cadence's on-time, and inside a sound that is not a tone
                 // either side: not ring-back, but a word whose energy sat at 400-480 Hz for a
                 // frame or a few, as a man's short first word can (lines of real voices,
@@ -449,9 +451,8 @@ impl AmdDetector {
                 // tone, and stays ring-back.)
                 let n = self.history.len();
                 let first = n.saturating_sub(run as usize);
-                let thr = self.floor.floor_db().unwrap_or(self.cfg.floor_min_dbfs) + self.cfg.speech_margin_db;
                 let before = first.checked_sub(1).map(|i| self.history[i]);
-                if before.is_some_and(|f| f.kind == FrameKind::Plain && f.energy_db >= thr) {
+                if before.is_some_and(|f| f.kind == FrameKind::Plain && f.energy_db >= speech_db) {
                     for f in &mut self.history[first..] {
                         f.kind = FrameKind::Plain;
                     }
