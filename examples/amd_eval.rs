@@ -51,7 +51,7 @@ const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
 /// Check-only corpora that are not committed and never trained on: lines of real recorded
 /// voices and their text-to-speech twins, made by `test-media/make_real_voice_lines.py`
 /// (every file in split `holdout`). `sweep` and `decisions` read them.
-const CHECK_CORPORA: [&str; 2] = ["amd-real", "amd-real-tts"];
+const CHECK_CORPORA: [&str; 4] = ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts"];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")

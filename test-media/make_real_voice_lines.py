@@ -2,72 +2,147 @@
 """Lines spoken by real people, for a check of the AMD detector on voices no speech engine
 made (docs/amd.md, "Real voices").
 
-The words are recordings of six people (the Free Spoken Digit Dataset, FSDD: 6 male
-speakers with US, Belgian, German and Greek accents, 50 takes of each digit, 8 kHz,
-CC BY-SA 4.0; not in this repository). Each line goes through the world corpus's chain
-(make_world_corpus.py): a person's live line (level, room noise or babble, mobile DTX,
-the handset's click, a breath), or a greeting's recording chain (room, microphone band,
-storage codec, platform level) and the platform's line and beep; ring-back lead-ins, hot
-lines, the telephone band and a codec round trip.
+The words are recordings of real people, from one of two public sets (not in this
+repository), told apart by their layout:
+- the Free Spoken Digit Dataset (FSDD, CC BY-SA 4.0, `recordings/{digit}_{name}_{n}.wav`):
+  6 male speakers with US, Belgian, German and Greek accents, 50 takes of each digit,
+  8 kHz, trimmed; written to test-media/amd-real/;
+- DSPSpeech-20 (MIT, `speech_data/{id}/{id}-{word}-{n}.wav`): 34 students, men and women
+  (8 speak at a median pitch above 210 Hz), 20 takes of each of 20 words, 16 kHz, 2.05 s
+  windows recorded in a browser; the 8 English words (Speech, Speaker, Signal, Process,
+  Print, Open, Close, Project) are used, resampled to 8 kHz and trimmed to the word, and
+  a take that clips or does not trim below 1.2 s is left out. Written to
+  test-media/amd-real-dsp/.
+Each line goes through the world corpus's chain (make_world_corpus.py): a person's live
+line (level, room noise or babble, mobile DTX, the handset's click, a breath), or a
+greeting's recording chain (room, microphone band, storage codec, platform level) and the
+platform's line and beep; ring-back lead-ins, hot lines, the telephone band and a codec
+round trip.
 
 - people (`human_one`, `human_two`, `human_again`): one word, two words, or a word, a
   pause of 1.0-1.8 s and a word again ("Hello? ... Hello?"), then 3.5 s of the line;
-- machines (`machine_digits`): 10-16 digits read out in groups of three, as a greeting or
-  a platform reads a number, then a beep (60 %) or the line.
+- machines (`machine_digits`, `machine_words`): 10-16 words read out in groups of three,
+  as a greeting or a platform reads a number, then a beep (60 %) or the line.
 
 No file is used for training or tuning: the check is on voices the models never heard.
-With `--tts` the same lines (the same random draws, the same digit at each place) are
-spoken by the world corpus's holdout voices instead, one voice per FSDD speaker, so the
-two sets differ only in whether a person or an engine spoke the words.
+With `--tts` the same lines (the same random draws, the same word at each place) are
+spoken by the world corpus's holdout voices instead, one voice per speaker (in turn), so
+the two sets differ only in whether a person or an engine spoke the words (written to
+the set's directory with `-tts`).
 
-Usage (FSDD at commit 26eb9aa, `git clone https://github.com/Jakobovski/free-spoken-digit-dataset`):
+Usage (FSDD at commit 26eb9aa, `git clone https://github.com/Jakobovski/free-spoken-digit-dataset`;
+DSPSpeech-20 at commit 8165959, `git clone https://github.com/zhongyuchen/DSPSpeech-20`):
     python3 test-media/make_real_voice_lines.py FSDD/recordings [--tts]
-writes test-media/amd-real/ (with --tts: test-media/amd-real-tts/), 120 files per class
-and labels.csv (every file in split `holdout`), then
+    python3 test-media/make_real_voice_lines.py DSPSpeech-20/speech_data [--tts]
+writes 120 files per class and labels.csv (every file in split `holdout`), then
     cargo run --release --example amd_eval -- sweep holdout amd-real
-    cargo run --release --example amd_eval -- decisions holdout amd-real
+    cargo run --release --example amd_eval -- decisions holdout amd-real-dsp
 Needs what make_world_corpus.py needs (its background beds are built with its TTS voices).
 """
+import math
 import os
 import random
 import sys
 import tempfile
 
+import audio_util
 import make_world_corpus as world
 from audio_util import read_wav, silence, write_labels
 
-SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+# DSPSpeech-20's words 12-19 (0-11 are Chinese, and have no twin in the engine voices).
+DSP_WORDS = {12: "speech", 13: "speaker", 14: "signal", 15: "process", 16: "print", 17: "open",
+             18: "close", 19: "project"}
 PER_CLASS = 120
+
+
+def fsdd_takes(src):
+    """{speaker: [(text, path)]} of FSDD's recordings/, or None for another layout."""
+    takes = {s: [] for s in FSDD_SPEAKERS}
+    for f in sorted(os.listdir(src)):
+        parts = f[:-len(".wav")].split("_") if f.endswith(".wav") else []
+        if len(parts) == 3 and parts[0].isdigit() and parts[1] in takes:
+            takes[parts[1]].append((DIGITS[int(parts[0])], os.path.join(src, f)))
+    if not any(takes.values()):
+        return None
+    missing = [s for s, t in takes.items() if not t]
+    if missing:
+        sys.exit(f"{src}: no recordings of {', '.join(missing)} (FSDD's recordings/ directory?)")
+    return takes
+
+
+def dsp_takes(src):
+    """{speaker: [(text, path)]} of DSPSpeech-20's speech_data/, English words only, or None."""
+    takes = {}
+    for spk in sorted(os.listdir(src)):
+        d = os.path.join(src, spk)
+        if not (spk.isdigit() and os.path.isdir(d)):
+            continue
+        for f in sorted(os.listdir(d)):
+            parts = f[:-len(".wav")].split("-") if f.endswith(".wav") else []
+            if len(parts) == 3 and parts[0] == spk and parts[1].isdigit() and int(parts[1]) in DSP_WORDS:
+                takes.setdefault(spk, []).append((DSP_WORDS[int(parts[1])], os.path.join(d, f)))
+    return takes or None
+
+
+def trimmed(x):
+    """The word in a take: from 20 ms before the first to 30 ms after the last 10 ms block
+    within 25 dB of the take's loud blocks (and 10 dB over its quiet ones); None when the
+    take clips, or trims to less than 0.15 s or more than 1.2 s (a click or a breath
+    far from the word)."""
+    if max(abs(v) for v in x) > 0.99:
+        return None
+    n = audio_util.RATE // 100
+    blocks = [10 * math.log10(sum(v * v for v in x[i:i + n]) / n + 1e-10) for i in range(0, len(x) - n + 1, n)]
+    ranked = sorted(blocks)
+    thr = max(ranked[int(0.95 * len(ranked))] - 25, ranked[int(0.1 * len(ranked))] + 10)
+    loud = [i for i, e in enumerate(blocks) if e > thr]
+    if not loud:
+        return None
+    word = x[max(0, loud[0] - 2) * n:(loud[-1] + 3) * n]
+    return word if 0.15 <= len(word) / audio_util.RATE <= 1.2 else None
 
 
 class Words:
     """The takes of each speaker, and what one draw of a take sounds like: the recording,
-    or (`tts`) the same digit from the holdout voice standing in for that speaker."""
+    or (`tts`) the same word from the holdout voice standing in for that speaker."""
 
     def __init__(self, src, tmp, tts):
         if not os.path.isdir(src):
-            sys.exit(f"{src}: not a directory (FSDD's recordings/ directory)")
-        self.takes = {s: [] for s in SPEAKERS}
-        for f in sorted(os.listdir(src)):
-            parts = f[:-len(".wav")].split("_") if f.endswith(".wav") else []
-            if len(parts) == 3 and parts[0].isdigit() and parts[1] in self.takes:
-                self.takes[parts[1]].append((int(parts[0]), os.path.join(src, f)))
-        missing = [s for s, t in self.takes.items() if not t]
-        if missing:
-            sys.exit(f"{src}: no recordings of {', '.join(missing)} (FSDD's recordings/ directory?)")
+            sys.exit(f"{src}: not a directory (FSDD's recordings/ or DSPSpeech-20's speech_data/)")
+        takes = fsdd_takes(src)
+        self.name, self.kind = "amd-real", "machine_digits"
+        if takes is None:
+            takes = dsp_takes(src)
+            self.name, self.kind = "amd-real-dsp", "machine_words"
+        if takes is None:
+            sys.exit(f"{src}: neither FSDD's recordings/ nor DSPSpeech-20's speech_data/")
+        self.takes, self.speakers = takes, sorted(takes)
         self.tmp, self.tts, self.cache = tmp, tts, {}
 
     def say(self, rng, speaker):
-        digit, path = rng.choice(self.takes[speaker])
+        text, path = rng.choice(self.takes[speaker])
         if not self.tts:
-            x = read_wav(path)
+            if path not in self.cache:
+                self.cache[path] = self.recording(path)
+            x = self.cache[path]
+            if x is None:  # left out: the draw moves on to another take
+                return self.say(rng, speaker)
             peak = max(abs(v) for v in x) or 1.0
             return [v / peak for v in x]
-        voice = world.HOLDOUT_VOICES[SPEAKERS.index(speaker)]
-        if (digit, voice) not in self.cache:
-            self.cache[(digit, voice)] = world.tts(self.tmp, DIGITS[digit], voice, 1.0, 50)
-        return list(self.cache[(digit, voice)])
+        voice = world.HOLDOUT_VOICES[self.speakers.index(speaker) % len(world.HOLDOUT_VOICES)]
+        if (text, voice) not in self.cache:
+            self.cache[(text, voice)] = world.tts(self.tmp, text, voice, 1.0, 50)
+        return list(self.cache[(text, voice)])
+
+    def recording(self, path):
+        """FSDD's takes as they are (8 kHz, trimmed); others at 8 kHz and trimmed."""
+        if self.name == "amd-real":
+            return read_wav(path)
+        out = os.path.join(self.tmp, "take.wav")
+        audio_util.run("sox", "-D", path, "-r", str(audio_util.RATE), "-c", "1", "-b", "16", out)
+        return trimmed(read_wav(out))
 
 
 def person(rng, words, speaker):
@@ -94,7 +169,7 @@ def person(rng, words, speaker):
 
 
 def read_out(rng, words, speaker):
-    """A greeting that reads a number: digits in groups of three."""
+    """A greeting that reads a number (or a list): words in groups of three."""
     rec = []
     for k in range(rng.randint(10, 16)):
         rec += words.say(rng, speaker)
@@ -102,12 +177,12 @@ def read_out(rng, words, speaker):
     extra = {"recording": rec, "lead": rng.uniform(0.0, 0.6), "after_s": 2.0}
     if rng.random() < 0.6:
         extra["beep"] = (rng.uniform(0.2, 0.8), rng.choice([1000, 1400, 850]), 0.4, 0.3)
-    return extra, {"kind": "machine_digits"}
+    return extra, {"kind": words.kind}
 
 
 def line(tmp, beds, words, label, i, out):
     rng = random.Random(f"real-voices-{label}-{i}")
-    speaker = SPEAKERS[i % len(SPEAKERS)]
+    speaker = words.speakers[i % len(words.speakers)]
     if label == "human":
         x, meta = person(rng, words, speaker)
         x = world.human_line(rng, beds, x, None, meta)
@@ -133,10 +208,10 @@ def main():
     tts = "--tts" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--tts"]
     if len(args) != 1:
-        sys.exit("usage: make_real_voice_lines.py FSDD/recordings [--tts]")
-    out = os.path.join(world.HERE, "amd-real-tts" if tts else "amd-real")
+        sys.exit("usage: make_real_voice_lines.py FSDD/recordings|DSPSpeech-20/speech_data [--tts]")
     with tempfile.TemporaryDirectory() as tmp:
         words = Words(args[0], tmp, tts)
+        out = os.path.join(world.HERE, words.name + ("-tts" if tts else ""))
         os.makedirs(out, exist_ok=True)
         beds = world.Beds(tmp, "holdout")
         rows = [line(tmp, beds, words, label, i, out)
