@@ -123,12 +123,12 @@ class Words:
 
     def say(self, rng, speaker):
         text, path = rng.choice(self.takes[speaker])
+        if path not in self.cache:
+            self.cache[path] = self.recording(path)
+        x = self.cache[path]
+        if x is None:  # left out: the draw moves on to another take (for the twins too)
+            return self.say(rng, speaker)
         if not self.tts:
-            if path not in self.cache:
-                self.cache[path] = self.recording(path)
-            x = self.cache[path]
-            if x is None:  # left out: the draw moves on to another take
-                return self.say(rng, speaker)
             peak = max(abs(v) for v in x) or 1.0
             return [v / peak for v in x]
         voice = world.HOLDOUT_VOICES[self.speakers.index(speaker) % len(world.HOLDOUT_VOICES)]
