@@ -44,6 +44,7 @@ import os
 import random
 import sys
 import tempfile
+from typing import Callable, NamedTuple
 
 import audio_util
 import make_world_corpus as world
@@ -104,6 +105,27 @@ def trimmed(x):
     return word if 0.15 <= len(word) / audio_util.RATE <= 1.2 else None
 
 
+def dsp_word(path, tmp):
+    """A DSPSpeech-20 take at 8 kHz, trimmed to its word (None: left out)."""
+    out = os.path.join(tmp, "take.wav")
+    audio_util.run("sox", "-D", path, "-r", str(audio_util.RATE), "-c", "1", "-b", "16", out)
+    return trimmed(read_wav(out))
+
+
+class Source(NamedTuple):
+    """A set of recorded words: how its takes are found and one is read (as a word at
+    8 kHz, or None when left out), where its lines go, and what its machines are."""
+    takes: Callable
+    word: Callable
+    name: str
+    machine_kind: str
+
+
+# FSDD's takes are 8 kHz and trimmed already.
+SOURCES = (Source(fsdd_takes, lambda path, _tmp: read_wav(path), "amd-real", "machine_digits"),
+           Source(dsp_takes, dsp_word, "amd-real-dsp", "machine_words"))
+
+
 class Words:
     """The takes of each speaker, and what one draw of a take sounds like: the recording,
     or (`tts`) the same word from the holdout voice standing in for that speaker."""
@@ -111,20 +133,17 @@ class Words:
     def __init__(self, src, tmp, tts):
         if not os.path.isdir(src):
             sys.exit(f"{src}: not a directory (FSDD's recordings/ or DSPSpeech-20's speech_data/)")
-        takes = fsdd_takes(src)
-        self.name, self.kind = "amd-real", "machine_digits"
-        if takes is None:
-            takes = dsp_takes(src)
-            self.name, self.kind = "amd-real-dsp", "machine_words"
-        if takes is None:
+        found = next(((s, t) for s in SOURCES if (t := s.takes(src)) is not None), None)
+        if found is None:
             sys.exit(f"{src}: neither FSDD's recordings/ nor DSPSpeech-20's speech_data/")
-        self.takes, self.speakers = takes, sorted(takes)
+        self.source, self.takes = found
+        self.speakers = sorted(self.takes)
         self.tmp, self.tts, self.cache = tmp, tts, {}
 
     def say(self, rng, speaker):
         text, path = rng.choice(self.takes[speaker])
         if path not in self.cache:
-            self.cache[path] = self.recording(path)
+            self.cache[path] = self.source.word(path, self.tmp)
         x = self.cache[path]
         if x is None:  # left out: the draw moves on to another take (for the twins too)
             return self.say(rng, speaker)
@@ -135,14 +154,6 @@ class Words:
         if (text, voice) not in self.cache:
             self.cache[(text, voice)] = world.tts(self.tmp, text, voice, 1.0, 50)
         return list(self.cache[(text, voice)])
-
-    def recording(self, path):
-        """FSDD's takes as they are (8 kHz, trimmed); others at 8 kHz and trimmed."""
-        if self.name == "amd-real":
-            return read_wav(path)
-        out = os.path.join(self.tmp, "take.wav")
-        audio_util.run("sox", "-D", path, "-r", str(audio_util.RATE), "-c", "1", "-b", "16", out)
-        return trimmed(read_wav(out))
 
 
 def person(rng, words, speaker):
@@ -177,7 +188,7 @@ def read_out(rng, words, speaker):
     extra = {"recording": rec, "lead": rng.uniform(0.0, 0.6), "after_s": 2.0}
     if rng.random() < 0.6:
         extra["beep"] = (rng.uniform(0.2, 0.8), rng.choice([1000, 1400, 850]), 0.4, 0.3)
-    return extra, {"kind": words.kind}
+    return extra, {"kind": words.source.machine_kind}
 
 
 def line(tmp, beds, words, label, i, out):
@@ -211,7 +222,7 @@ def main():
         sys.exit("usage: make_real_voice_lines.py FSDD/recordings|DSPSpeech-20/speech_data [--tts]")
     with tempfile.TemporaryDirectory() as tmp:
         words = Words(args[0], tmp, tts)
-        out = os.path.join(world.HERE, words.name + ("-tts" if tts else ""))
+        out = os.path.join(world.HERE, words.source.name + ("-tts" if tts else ""))
         os.makedirs(out, exist_ok=True)
         beds = world.Beds(tmp, "holdout")
         rows = [line(tmp, beds, words, label, i, out)
