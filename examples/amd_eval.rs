@@ -20,8 +20,9 @@
 //! - `cargo run --release --example amd_eval -- decisions SPLIT [CORPUS]` prints each
 //!   file's verdict, its reason and its time from answer (CSV), with the default
 //!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
-//! - `sweep` and `decisions` also read the check-only corpora of real voices
-//!   (`amd-real`, `amd-real-tts`; `test-media/make_real_voice_lines.py`).
+//! - `sweep` and `decisions` also read the check-only corpora: real voices (`amd-real`,
+//!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`)
+//!   and the larger world holdout (`amd-extra-holdout`; `make_world_corpus.py --extra-holdout`).
 
 use std::path::PathBuf;
 
@@ -48,10 +49,11 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 /// of docs/amd.md, session 17).
 const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
 
-/// Check-only corpora that are not committed and never trained on: lines of real recorded
-/// voices and their text-to-speech twins, made by `test-media/make_real_voice_lines.py`
-/// (every file in split `holdout`). `sweep` and `decisions` read them.
-const CHECK_CORPORA: [&str; 4] = ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts"];
+/// Check-only corpora that are not committed and never trained on (every file in split
+/// `holdout`): lines of real recorded voices and their text-to-speech twins, made by
+/// `test-media/make_real_voice_lines.py`, and more files of the world corpus's holdout
+/// voices and phrases (`make_world_corpus.py --extra-holdout`). `sweep` and `decisions` read them.
+const CHECK_CORPORA: [&str; 5] = ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts", "amd-extra-holdout"];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")

@@ -43,6 +43,9 @@ Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpu
            N more training-only files of each class into DIR (see `extra_train`);
            with --new-voices, spoken by NEW_TRAIN_VOICES (also needs festvox-kdlpc16k);
            with --hard, of HARD_KINDS only; with --hot, every line hot and clipped
+       python3 test-media/make_world_corpus.py --extra-holdout N DIR [FIRST]
+           N more files of each class of the holdout's voices and phrases, for scoring
+           only (see `extra_holdout`)
 """
 import math
 import os
@@ -713,16 +716,30 @@ def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=
         tag += "hard-"
     if hot:
         tag += "hot-"
+    extra_set(tmp, count, out_dir, "train", first, tag, voices, HARD_KINDS if hard else None, hot)
+
+
+def extra_holdout(tmp, count, out_dir, first=0):
+    """`count` more files of each class of the holdout's population, for scoring only, in
+    `out_dir` (not committed): holdout voices, holdout phrases and holdout background beds
+    drawn from seeds of their own ("extra-holdout-"), so the committed holdout's 60 files of
+    a class, where one file is 1.7 points of recall, can be checked on a sample large
+    enough to tell a point or two apart (session 22). Never trained or tuned on."""
+    extra_set(tmp, count, out_dir, "holdout", first, "extra-holdout-")
+
+
+def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, hot=False):
+    """Files `first`..`first+count-1` of each class of `split`, from seeds tagged `tag`."""
     os.makedirs(out_dir, exist_ok=True)
-    beds = Beds(tmp, "train")
+    beds = Beds(tmp, split)
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
-        kinds = HARD_KINDS[label] if hard else None
         for i in range(first, first + count):
             name = f"{prefix}{i + 1:05d}.wav"
-            x, meta, rng = build(i, label, "train", tmp, beds, tag=tag, voices=voices, kinds=kinds, hot=hot)
+            x, meta, rng = build(i, label, split, tmp, beds, tag=tag, voices=voices,
+                                 kinds=kinds and kinds[label], hot=hot)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
-            rows.append(row_of(name, label, "train", meta, x))
+            rows.append(row_of(name, label, split, meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)
     write_labels(out_dir, rows)
 
@@ -762,6 +779,8 @@ def main():
         if len(args) >= 3 and args[0] == "--extra-train":
             first = int(args[3]) if len(args) > 3 else 0
             extra_train(tmp, int(args[1]), args[2], first, new_voices, hard, hot)
+        elif len(args) >= 3 and args[0] == "--extra-holdout":
+            extra_holdout(tmp, int(args[1]), args[2], int(args[3]) if len(args) > 3 else 0)
         else:
             corpus(tmp)
 
