@@ -5,13 +5,16 @@
     python3 test-media/plot_tradeoff.py /tmp/sweep.csv docs/amd-tradeoff.svg
     cargo run --release --example amd_eval -- sweep holdout --machine > /tmp/sweep-machine.csv
     python3 test-media/plot_tradeoff.py /tmp/sweep-machine.csv docs/amd-tradeoff-machine.svg
+    cargo run --release --example amd_eval -- sweep holdout amd-extra-holdout > /tmp/sweep-large.csv
+    python3 test-media/plot_tradeoff.py /tmp/sweep-large.csv docs/amd-tradeoff-large.svg "1,000 more holdout files"
 
 The sweep sets `machine_confidence` = `human_confidence` = c for c in 0.55..1.0 (CSV
 column `confidence`), or `machine_confidence` alone for c in 0.8..0.99 with
 `human_confidence` at its default (`--machine`, column `machine_confidence`), and scores
 the holdout split. The plot shows accuracy, human recall and machine recall (left axis)
 and the median and 90th-percentile decision time from answer (right axis) against c,
-with the shipped default marked.
+with the shipped default marked. A third argument names what was scored in the title
+(default: the holdout split).
 """
 import csv
 import sys
@@ -22,8 +25,9 @@ L, R, T, B = 60, 70, 40, 100
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
+    scored = sys.argv[3] if len(sys.argv) == 4 else "the holdout split"
     with open(sys.argv[1]) as f:
         reader = csv.DictReader(f)
         swept = reader.fieldnames[0]
@@ -41,7 +45,7 @@ def main():
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">AMD on the holdout split: '
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">AMD on {scored}: '
            'accuracy and decision time vs. confidence threshold</text>']
     for a in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
         out.append(f'<line x1="{L}" y1="{py(a):.1f}" x2="{W - R}" y2="{py(a):.1f}" stroke="#ddd"/>')
