@@ -22,7 +22,8 @@
 //!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
 //! - `sweep` and `decisions` also read the check-only corpora: real voices (`amd-real`,
 //!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`)
-//!   and the larger world holdout (`amd-extra-holdout`; `make_world_corpus.py --extra-holdout`).
+//!   and the larger holdouts (`amd-extra-holdout`, `amd-extra-holdout-espeak`; `make_world_corpus.py
+//!   --extra-holdout`, `make_corpus.py --extra-holdout`).
 
 use std::path::PathBuf;
 
@@ -51,9 +52,11 @@ const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
 
 /// Check-only corpora that are not committed and never trained on (every file in split
 /// `holdout`): lines of real recorded voices and their text-to-speech twins, made by
-/// `test-media/make_real_voice_lines.py`, and more files of the world corpus's holdout
-/// voices and phrases (`make_world_corpus.py --extra-holdout`). `sweep` and `decisions` read them.
-const CHECK_CORPORA: [&str; 5] = ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts", "amd-extra-holdout"];
+/// `test-media/make_real_voice_lines.py`, and more files of the holdouts' voices and phrases
+/// (`make_world_corpus.py --extra-holdout`, `make_corpus.py --extra-holdout`). `sweep` and
+/// `decisions` read them.
+const CHECK_CORPORA: [&str; 6] =
+    ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts", "amd-extra-holdout", "amd-extra-holdout-espeak"];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")

@@ -9,6 +9,9 @@ test-media/amd/labels.csv and test-media/prompts/*.wav (8 kHz mono 16-bit PCM).
 Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
        python3 test-media/make_corpus.py --extra-train N DIR
            N more training-only files of each class into DIR (see `extra_train`)
+       python3 test-media/make_corpus.py --extra-holdout N DIR
+           N more files of each class of the holdout's accents and phrases, for scoring
+           only (see `extra_holdout`)
 """
 import math
 import os
@@ -287,14 +290,27 @@ def extra_train(tmp, count, out_dir):
     """`count` more training-only files of each class in `out_dir` (not committed): clips
     drawn from their own seeds ("extra-"), of which only those whose voice accent and
     every phrase are train ones are kept, so no holdout accent or sentence is heard."""
+    extra_set(tmp, count, out_dir, "train", "extra-")
+
+
+def extra_holdout(tmp, count, out_dir):
+    """`count` more files of each class of the holdout's kind, for scoring only, in
+    `out_dir` (not committed): clips drawn from seeds of their own ("extra-holdout-"), of
+    which only those that the corpus would put in `holdout` (a held-out accent or phrase)
+    are kept (session 22: a larger sample than the committed holdout's). Never trained on."""
+    extra_set(tmp, count, out_dir, "holdout", "extra-holdout-")
+
+
+def extra_set(tmp, count, out_dir, split, tag):
+    """`count` files of each class of `split`, from clips drawn from seeds tagged `tag`."""
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
         i = kept = 0
         while kept < count:
-            x, meta = build(i, label, tmp, tag="extra-")
+            x, meta = build(i, label, tmp, tag=tag)
             i += 1
-            if meta["split"] != "train":
+            if meta["split"] != split:
                 continue
             kept += 1
             name = f"{prefix}{kept:05d}.wav"
@@ -345,6 +361,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         if len(sys.argv) == 4 and sys.argv[1] == "--extra-train":
             extra_train(tmp, int(sys.argv[2]), sys.argv[3])
+            return
+        if len(sys.argv) == 4 and sys.argv[1] == "--extra-holdout":
+            extra_holdout(tmp, int(sys.argv[2]), sys.argv[3])
             return
         prompts(tmp)
         corpus(tmp)
