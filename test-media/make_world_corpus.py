@@ -724,7 +724,7 @@ def extra_holdout(tmp, count, out_dir, first=0):
     `out_dir` (not committed): holdout voices, holdout phrases and holdout background beds
     drawn from seeds of their own ("extra-holdout-"), so the committed holdout's 60 files of
     a class, where one file is 1.7 points of recall, can be checked on a sample large
-    enough to tell a point or two apart (session 22). Never trained or tuned on."""
+    enough to tell a point or two apart (session 22). Never trained on."""
     extra_set(tmp, count, out_dir, "holdout", first, "extra-holdout-")
 
 
@@ -737,7 +737,7 @@ def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, h
         for i in range(first, first + count):
             name = f"{prefix}{i + 1:05d}.wav"
             x, meta, rng = build(i, label, split, tmp, beds, tag=tag, voices=voices,
-                                 kinds=kinds and kinds[label], hot=hot)
+                                 kinds=kinds[label] if kinds else None, hot=hot)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
             rows.append(row_of(name, label, split, meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)

@@ -6,7 +6,7 @@
     cargo run --release --example amd_eval -- sweep holdout --machine > /tmp/sweep-machine.csv
     python3 test-media/plot_tradeoff.py /tmp/sweep-machine.csv docs/amd-tradeoff-machine.svg
     cargo run --release --example amd_eval -- sweep holdout amd-extra-holdout > /tmp/sweep-large.csv
-    python3 test-media/plot_tradeoff.py /tmp/sweep-large.csv docs/amd-tradeoff-large.svg "1,000 more holdout files"
+    python3 test-media/plot_tradeoff.py /tmp/sweep-large.csv docs/amd-tradeoff-large.svg "2,000 more holdout files"
 
 The sweep sets `machine_confidence` = `human_confidence` = c for c in 0.55..1.0 (CSV
 column `confidence`), or `machine_confidence` alone for c in 0.8..0.99 with
