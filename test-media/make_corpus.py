@@ -359,11 +359,9 @@ def main():
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng sox)")
     with tempfile.TemporaryDirectory() as tmp:
-        if len(sys.argv) == 4 and sys.argv[1] == "--extra-train":
-            extra_train(tmp, int(sys.argv[2]), sys.argv[3])
-            return
-        if len(sys.argv) == 4 and sys.argv[1] == "--extra-holdout":
-            extra_holdout(tmp, int(sys.argv[2]), sys.argv[3])
+        extra = {"--extra-train": extra_train, "--extra-holdout": extra_holdout}
+        if len(sys.argv) == 4 and sys.argv[1] in extra:
+            extra[sys.argv[1]](tmp, int(sys.argv[2]), sys.argv[3])
             return
         prompts(tmp)
         corpus(tmp)

@@ -776,11 +776,11 @@ def main():
         if (new_voices or hard or hot) and args[:1] != ["--extra-train"]:
             sys.exit("--new-voices, --hard and --hot make an extra training set: "
                      "--extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot]")
+        first = int(args[3]) if len(args) > 3 else 0
         if len(args) >= 3 and args[0] == "--extra-train":
-            first = int(args[3]) if len(args) > 3 else 0
             extra_train(tmp, int(args[1]), args[2], first, new_voices, hard, hot)
         elif len(args) >= 3 and args[0] == "--extra-holdout":
-            extra_holdout(tmp, int(args[1]), args[2], int(args[3]) if len(args) > 3 else 0)
+            extra_holdout(tmp, int(args[1]), args[2], first)
         else:
             corpus(tmp)
 
