@@ -632,9 +632,9 @@ pub fn start_peer(command: impl FnMut(u16) -> Command) -> (Child, u16) {
 }
 
 /// [`start_peer`] for a peer that binds more than the port it is told: it is
-/// started once it has bound `last(port)`, the last socket it opens (baresip
-/// opens TLS on port + 1 after UDP and TCP on port, and gives up when that one
-/// is taken).
+/// started once it has bound `last(port)`, the last socket it opens (baresip,
+/// with or without TLS settings, opens TLS on port + 1 after UDP and TCP on
+/// port, and gives up when that one is taken).
 pub fn start_peer_bound(last: impl Fn(u16) -> u16, mut command: impl FnMut(u16) -> Command) -> (Child, u16) {
     for _ in 0..10 {
         let port = peer_port();
