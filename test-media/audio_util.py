@@ -58,3 +58,17 @@ def write_labels(directory, rows):
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+
+
+def usage_error(doc, problem):
+    """Exits naming `problem` and the Usage section of a generator's docstring `doc`: an
+    argument a generator does not know must never fall through to making the committed
+    corpus again."""
+    sys.exit(f"{problem}\n{doc[doc.index('Usage:'):].rstrip()}")
+
+
+def count_arg(doc, name, text, minimum):
+    """`text` as an integer of at least `minimum` for argument `name`, or a usage error."""
+    if not text.isdigit() or int(text) < minimum:
+        usage_error(doc, f"{name} must be an integer of at least {minimum}, not {text!r}")
+    return int(text)

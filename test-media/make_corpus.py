@@ -20,7 +20,8 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_labels, write_wav
+from audio_util import (RATE, active_rms, count_arg, read_wav, run, scale_to_peak, silence, usage_error,
+                        write_labels, write_wav)
 
 SEED = "redial-amd-v1"
 N_HUMAN = 120
@@ -354,14 +355,28 @@ def prompts(tmp):
     write_wav(os.path.join(PROMPT_DIR, "hold-music.wav"), x)
 
 
+def parse_args(argv):
+    """What `argv` (without the program) asks for: None for the committed corpus and the
+    prompts, or (the extra set's function, N, DIR). Anything else is a usage error."""
+    extra = {"--extra-train": extra_train, "--extra-holdout": extra_holdout}
+    if not argv:
+        return None
+    if argv[0] not in extra:
+        usage_error(__doc__, f"unknown argument {argv[0]!r}")
+    if len(argv) != 3 or argv[2].startswith("-"):
+        usage_error(__doc__, f"{argv[0]} takes N and DIR")
+    return extra[argv[0]], count_arg(__doc__, "N", argv[1], 1), argv[2]
+
+
 def main():
+    extra = parse_args(sys.argv[1:])
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng sox)")
     with tempfile.TemporaryDirectory() as tmp:
-        extra = {"--extra-train": extra_train, "--extra-holdout": extra_holdout}
-        if len(sys.argv) == 4 and sys.argv[1] in extra:
-            extra[sys.argv[1]](tmp, int(sys.argv[2]), sys.argv[3])
+        if extra:
+            make, count, out_dir = extra
+            make(tmp, count, out_dir)
             return
         prompts(tmp)
         corpus(tmp)

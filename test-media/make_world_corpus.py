@@ -54,7 +54,8 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import RATE, active_rms, read_wav, run, scale_to_peak, silence, write_labels, write_wav
+from audio_util import (RATE, active_rms, count_arg, read_wav, run, scale_to_peak, silence, usage_error,
+                        write_labels, write_wav)
 
 SEED = "redial-amd-v2"
 N_HUMAN = 240
@@ -763,26 +764,40 @@ def corpus(tmp):
     write_labels(AMD_DIR, rows)
 
 
+def parse_args(argv):
+    """What `argv` (without the program) asks for: None for the committed corpus, or
+    (option, N, DIR, FIRST, new_voices, hard, hot). Anything else is a usage error."""
+    flags = ("--new-voices", "--hard", "--hot")
+    new_voices, hard, hot = (f in argv for f in flags)
+    args = [a for a in argv if a not in flags]
+    if not argv:
+        return None
+    if not args or args[0] not in ("--extra-train", "--extra-holdout"):
+        usage_error(__doc__, f"unknown argument {(args or argv)[0]!r}")
+    if (new_voices or hard or hot) and args[0] != "--extra-train":
+        usage_error(__doc__, "--new-voices, --hard and --hot make an extra training set")
+    if len(args) not in (3, 4) or any(a.startswith("-") for a in args[1:]):
+        usage_error(__doc__, f"{args[0]} takes N DIR [FIRST] (and the flags above), not {args[1:]}")
+    first = count_arg(__doc__, "FIRST", args[3], 0) if len(args) == 4 else 0
+    return args[0], count_arg(__doc__, "N", args[1], 1), args[2], first, new_voices, hard, hot
+
+
 def main():
+    extra = parse_args(sys.argv[1:])
     tools = ("espeak-ng", "flite", "text2wave", "sox", "opusenc", "opusdec")
     for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
                      "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
     with tempfile.TemporaryDirectory() as tmp:
-        flags = ("--new-voices", "--hard", "--hot")
-        new_voices, hard, hot = (f in sys.argv for f in flags)
-        args = [a for a in sys.argv[1:] if a not in flags]
-        if (new_voices or hard or hot) and args[:1] != ["--extra-train"]:
-            sys.exit("--new-voices, --hard and --hot make an extra training set: "
-                     "--extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot]")
-        first = int(args[3]) if len(args) > 3 else 0
-        if len(args) >= 3 and args[0] == "--extra-train":
-            extra_train(tmp, int(args[1]), args[2], first, new_voices, hard, hot)
-        elif len(args) >= 3 and args[0] == "--extra-holdout":
-            extra_holdout(tmp, int(args[1]), args[2], first)
-        else:
+        if extra is None:
             corpus(tmp)
+            return
+        option, count, out_dir, first, new_voices, hard, hot = extra
+        if option == "--extra-train":
+            extra_train(tmp, count, out_dir, first, new_voices, hard, hot)
+        else:
+            extra_holdout(tmp, count, out_dir, first)
 
 
 if __name__ == "__main__":
