@@ -246,9 +246,8 @@ fn a_baresip_agent_answers_and_is_bridged() {
     let customer = Phone::start(w.path("customer.rtp"), corpus("h011.wav"));
     let carrier = w.carrier_with("dial_carrier_answer_hangup.xml", 1, Some(&customer), &[("talk_ms", "8000")]);
     let dir = tempfile::tempdir().unwrap();
-    // baresip is told its own port (TLS on port + 1); started again elsewhere if it
-    // cannot bind them.
-    let (mut baresip, _port) = common::start_peer_bound(|port| port.wrapping_add(1), |port| {
+    // baresip is told its own port; started again elsewhere if it cannot bind it.
+    let (mut baresip, _port) = common::start_baresip(|port| {
         std::fs::write(
             dir.path().join("config"),
             format!(

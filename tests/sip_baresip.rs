@@ -12,9 +12,8 @@ use common::Setup;
 fn baresip_registers_as_an_agent() {
     let r = Setup::new().agent("alice", "alice-pw").start();
     let dir = tempfile::tempdir().unwrap();
-    // baresip is told its own port (TLS on port + 1); started again elsewhere if it
-    // cannot bind them.
-    let (mut child, port) = common::start_peer_bound(|port| port.wrapping_add(1), |port| {
+    // baresip is told its own port; started again elsewhere if it cannot bind it.
+    let (mut child, port) = common::start_baresip(|port| {
         // A minimal config: SIP on loopback only, no audio devices.
         std::fs::write(
             dir.path().join("config"),

@@ -65,7 +65,7 @@ fn tls_addr(r: &Redial) -> SocketAddr {
 /// baresip's config directory: SIP on loopback (TLS on `port`+1, as baresip does),
 /// trusting `ca`, account `account`.
 fn baresip(dir: &Path, ca: &Path, account: &str, extra_modules: &str, seconds: u32) -> (std::process::Child, u16) {
-    common::start_peer_bound(|port| port.wrapping_add(1), |port| {
+    common::start_baresip(|port| {
         std::fs::write(
             dir.join("config"),
             format!(

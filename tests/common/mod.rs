@@ -628,18 +628,22 @@ fn wait_bound(child: &mut Child, port: u16, deadline: Instant) -> Started {
 /// port) and returns once it has bound that port; when it does not (another
 /// process took the port first), it is stopped and started again on another.
 pub fn start_peer(command: impl FnMut(u16) -> Command) -> (Child, u16) {
-    start_peer_bound(|port| port, command)
+    start_peer_binding(0, command)
 }
 
-/// [`start_peer`] for a peer that binds more than the port it is told: it is
-/// started once it has bound `last(port)`, the last socket it opens (baresip,
-/// with or without TLS settings, opens TLS on port + 1 after UDP and TCP on
-/// port, and gives up when that one is taken).
-pub fn start_peer_bound(last: impl Fn(u16) -> u16, mut command: impl FnMut(u16) -> Command) -> (Child, u16) {
+/// [`start_peer`] for baresip, which binds more than the port it is told: with or
+/// without TLS settings it opens TLS on port + 1 after UDP and TCP on port, and
+/// gives up when that one is taken; so it is started once port + 1 is bound.
+pub fn start_baresip(command: impl FnMut(u16) -> Command) -> (Child, u16) {
+    start_peer_binding(1, command)
+}
+
+/// [`start_peer`], waiting for port + `last`: the last socket the peer opens.
+fn start_peer_binding(last: u16, mut command: impl FnMut(u16) -> Command) -> (Child, u16) {
     for _ in 0..10 {
         let port = peer_port();
         let mut child = command(port).spawn().expect("spawn peer");
-        match wait_bound(&mut child, last(port), Instant::now() + Duration::from_secs(20)) {
+        match wait_bound(&mut child, port.wrapping_add(last), Instant::now() + Duration::from_secs(20)) {
             Started::Bound => return (child, port),
             Started::Exited | Started::TimedOut => {
                 let _ = child.kill();
