@@ -24,11 +24,15 @@
 //!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`)
 //!   and the larger holdouts (`amd-extra-holdout`, `amd-extra-holdout-espeak`; `make_world_corpus.py
 //!   --extra-holdout`, `make_corpus.py --extra-holdout`).
+//! - Every command reads the model files named in `AMD_EVAL_MODEL` and
+//!   `AMD_EVAL_SEQUENCE_MODEL` instead of the built-in weights, when set.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use redial::amd::features::FEATURE_NAMES;
-use redial::amd::sequence::INPUT_NAMES;
+use redial::amd::model::Model;
+use redial::amd::sequence::{SequenceModel, INPUT_NAMES};
 use redial::amd::wav::read_wav;
 use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_MS, FRAME_SAMPLES};
 
@@ -89,6 +93,42 @@ fn split_rows(corpus: &str, split: &str) -> Vec<Row> {
     labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect()
 }
 
+/// A detector with `cfg` and the built-in models, or the model files named in
+/// `AMD_EVAL_MODEL` (the perceptron, as `src/amd/model.json`) and `AMD_EVAL_SEQUENCE_MODEL`
+/// (the GRU, as `src/amd/sequence_model.json`): a retrained model is scored without
+/// rebuilding.
+fn detector(cfg: &AmdConfig) -> AmdDetector {
+    let (model, sequence) = models();
+    AmdDetector::with_models(cfg.clone(), model, sequence).expect("valid config")
+}
+
+/// The models [`detector`] uses, read once (`main` reads them first, so a bad file is
+/// named before any output).
+fn models() -> (&'static Model, &'static SequenceModel) {
+    static MODELS: OnceLock<(&'static Model, &'static SequenceModel)> = OnceLock::new();
+    *MODELS.get_or_init(|| {
+        (
+            model_file("AMD_EVAL_MODEL", Model::parse).unwrap_or_else(Model::builtin),
+            model_file("AMD_EVAL_SEQUENCE_MODEL", SequenceModel::parse).unwrap_or_else(SequenceModel::builtin),
+        )
+    })
+}
+
+/// The model in the file named by the environment variable `var`, if it is set; exits
+/// naming the variable and the file when it cannot be read or parsed.
+fn model_file<M, E: std::fmt::Display>(var: &str, parse: fn(&str) -> Result<M, E>) -> Option<&'static M> {
+    let path = std::env::var_os(var)?;
+    let parsed =
+        std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| parse(&t).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(m) => Some(Box::leak(Box::new(m))),
+        Err(e) => {
+            eprintln!("{var}: {}: {e}", PathBuf::from(path).display());
+            std::process::exit(2);
+        }
+    }
+}
+
 /// A detector configuration that never commits (before `total_analysis_ms`), so the
 /// trainers see the whole first seconds.
 fn no_commit() -> AmdConfig {
@@ -121,7 +161,7 @@ fn features() {
     println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
     for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
-        let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
+        let mut det = detector(&cfg);
         let mut last_at = None;
         for frame in clip.samples.chunks_exact(FRAME_SAMPLES) {
             det.push_frame(frame).expect("not finished");
@@ -148,7 +188,7 @@ fn frames() {
     println!("file,label,kind,split,t_ms,{}", INPUT_NAMES.join(","));
     for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
-        let mut det = AmdDetector::new(cfg.clone()).expect("valid config");
+        let mut det = detector(&cfg);
         let frames = ((row.answer_ms + AFTER_ANSWER_MS) / FRAME_MS) as usize;
         for frame in clip.samples.chunks_exact(FRAME_SAMPLES).take(frames) {
             det.push_frame(frame).expect("not finished");
@@ -185,7 +225,7 @@ fn sweep(split: &str, corpus: &str, machine_only: bool) {
         let (mut ok, mut unknown) = (0usize, 0usize);
         let mut per = [(0usize, 0usize); 2];
         for (row, clip) in rows.iter().zip(&clips) {
-            let (d, _) = redial::amd::detect_clip(cfg.clone(), clip).expect("valid config");
+            let (d, _) = redial::amd::run_clip(detector(&cfg), clip);
             let want = if row.label == "human" { AmdResult::Human } else { AmdResult::Machine };
             let i = (want == AmdResult::Machine) as usize;
             per[i].1 += 1;
@@ -227,13 +267,14 @@ fn decisions(split: &str, corpus: &str) {
     println!("file,label,kind,result,reason,decided_ms_from_answer");
     for row in split_rows(corpus, split) {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
-        let (d, _) = redial::amd::detect_clip(cfg.clone(), &clip.samples).expect("valid config");
+        let (d, _) = redial::amd::run_clip(detector(&cfg), &clip.samples);
         let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
         println!("{},{},{},{:?},{:?},{from_answer}", row.file, row.label, row.kind, d.result, d.reason);
     }
 }
 
 fn main() {
+    models();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let machine_only = args.iter().any(|a| a == "--machine");
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).filter(|a| *a != "--machine").collect();

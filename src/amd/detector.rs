@@ -230,6 +230,16 @@ impl Span {
 impl AmdDetector {
     /// A detector with `config`; the config is validated first.
     pub fn new(config: AmdConfig) -> Result<Self, AmdConfigError> {
+        Self::with_models(config, Model::builtin(), SequenceModel::builtin())
+    }
+
+    /// A detector with `config` that reads `model` and `sequence` instead of the built-in
+    /// weights (for scoring a retrained model without rebuilding; `amd_eval`).
+    pub fn with_models(
+        config: AmdConfig,
+        model: &'static Model,
+        sequence: &'static SequenceModel,
+    ) -> Result<Self, AmdConfigError> {
         config.validate()?;
         let floor = NoiseFloor::new(
             (config.floor_window_ms as u64 / FRAME_MS) as u32,
@@ -256,9 +266,9 @@ impl AmdDetector {
             beep_at_ms: None,
             beep_stopped: false,
             finished: false,
-            model: Model::builtin(),
-            sequence: SequenceModel::builtin(),
-            sequence_state: SequenceModel::builtin().start(),
+            model,
+            sequence,
+            sequence_state: sequence.start(),
             last: None,
             pitch: PitchTracker::default(),
             spectrum: Spectrum::default(),

@@ -37,7 +37,11 @@ pub const FRAME_SAMPLES: usize = 160;
 /// Runs a detector over a whole clip (8 kHz mono) in 20 ms frames, stopping when the
 /// detector wants no more audio; returns the decision and the beep onset.
 pub fn detect_clip(config: AmdConfig, samples: &[i16]) -> Result<(AmdDecision, Option<u64>), AmdConfigError> {
-    let mut det = AmdDetector::new(config)?;
+    Ok(run_clip(AmdDetector::new(config)?, samples))
+}
+
+/// [`detect_clip`] with a detector already made (with other models, for the offline tools).
+pub fn run_clip(mut det: AmdDetector, samples: &[i16]) -> (AmdDecision, Option<u64>) {
     for chunk in samples.chunks(FRAME_SAMPLES) {
         if !det.wants_audio() {
             break;
@@ -47,7 +51,7 @@ pub fn detect_clip(config: AmdConfig, samples: &[i16]) -> Result<(AmdDecision, O
         }
     }
     let d = det.finish();
-    Ok((d, det.beep_at_ms()))
+    (d, det.beep_at_ms())
 }
 
 #[cfg(test)]
