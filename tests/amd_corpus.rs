@@ -299,8 +299,10 @@ fn corpus_meets_targets() {
     // 300 ms of silence, a person called after 800 ms of speech without a pause, the
     // long-greeting rule (2.5 s) deferring to a feature model that leans to a person:
     // accuracy 0.958, human 0.917, machine 1.000, 1 unknown, 4 people called machines,
-    // median 1.43 s, p90 2.48 s (1.44 s before a few ring-back-like frames inside a word
-    // were read as the word's, session 20). (Without the 800 ms rule, session 13: 0.942 / 0.883 /
+    // median 1.44 s, p90 2.48 s (1.44 s before a few ring-back-like frames inside a word
+    // were read as the word's, session 20, then 1.43 s; 1.44 s again since Japan's ring is
+    // read through its troughs, session 25: `m240`, a machine after that ring, was called
+    // on the ring itself, at 0 s, and now on its greeting, at 1.88 s). (Without the 800 ms rule, session 13: 0.942 / 0.883 /
     // 1.000, 5 people called machines, 1.58 s / 2.56 s; amd-gru-1, one GRU at 0.3, gates
     // of 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
     // 0.833 / 1.000, 1.90 s / 3.12 s.)
@@ -309,7 +311,7 @@ fn corpus_meets_targets() {
     assert!(s.machine_recall >= 0.98, "{s:?}");
     assert!(s.people_called_machines <= 4, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1430.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1440.0, "{s:?}");
     assert!(s.p90_from_answer_ms <= 2480.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps

@@ -142,6 +142,12 @@ struct Scan {
 const TAIL_FRAMES: usize = 15;
 /// Hysteresis of the syllable-peak counter.
 const PEAK_DB: f32 = 3.0;
+/// A trough of Japan's ring (`AmdDetector::ring_trough`): a frame at most this far under
+/// `ringback_concentration` and at least this many dB under the run's loudest frame, at
+/// most this many frames in a row.
+const JAPAN_TROUGH_SLACK: f32 = 0.2;
+const JAPAN_TROUGH_DB: f32 = 10.0;
+const JAPAN_TROUGH_FRAMES: u32 = 2;
 /// The long-greeting rule calls a machine only where the model does not lean to a person.
 pub const LONG_GREETING_MIN_P: f32 = 0.5;
 /// A person who talks on (`human_speech_ms`) is called only where the feature model alone
@@ -191,6 +197,11 @@ pub struct AmdDetector {
     /// Frame index the answer clock starts from (0, or the end of the last ring-back burst).
     t0: u64,
     ring_run: u32,
+    /// The current ring-back run has had a frame at 400 Hz alone (Japan's ring), its
+    /// loudest frame, and the troughs (`ring_trough`) in a row that end it.
+    ring_lone_400: bool,
+    ring_peak_db: f32,
+    ring_troughs: u32,
     ring_bursts: u32,
     speech_heard: bool,
     decision: Option<AmdDecision>,
@@ -256,6 +267,9 @@ impl AmdDetector {
             history: Vec::new(),
             t0: 0,
             ring_run: 0,
+            ring_lone_400: false,
+            ring_peak_db: 0.0,
+            ring_troughs: 0,
             ring_bursts: 0,
             speech_heard: false,
             decision: None,
@@ -397,7 +411,15 @@ impl AmdDetector {
         let listening = self.decision.is_none() || self.beep_listening();
         if listening && ms > 0.0 && energy_db >= floor + self.cfg.tone_margin_db {
             let a = analyse(frame, ms);
-            let ring = a.ringback >= self.cfg.ringback_concentration;
+            let full = a.ringback >= self.cfg.ringback_concentration;
+            let trough = !full && self.ring_trough(a.ringback, energy_db);
+            let ring = full || trough;
+            if ring {
+                let first = self.ring_run == 0;
+                self.ring_lone_400 = (!first && self.ring_lone_400) || a.lone_400;
+                self.ring_peak_db = if first { energy_db } else { self.ring_peak_db.max(energy_db) };
+                self.ring_troughs = if trough { self.ring_troughs + 1 } else { 0 };
+            }
             let single = a.single >= self.cfg.tone_concentration
                 && (self.cfg.beep_min_hz..=self.cfg.beep_max_hz).contains(&a.single_hz);
             // Ring-back only before the callee has spoken: after that a 425 Hz tone is a
@@ -435,6 +457,24 @@ impl AmdDetector {
             self.sequence.push(&mut self.sequence_state, &inputs);
             self.evaluate();
         }
+    }
+
+    /// Japan's ring is 400 Hz modulated at 16 Hz: in the modulation's troughs the line's
+    /// noise and the codec's error hold more of a frame, and after a GSM round trip its
+    /// share of the tone can fall under `ringback_concentration`; the run would break into
+    /// pieces shorter than any ring, and the troughs read as speech (docs/amd.md, session
+    /// 25). Inside a run that has shown a frame at 400 Hz alone (no other country's ring
+    /// does), a frame far under the run's loudest (the envelope falls to nothing, 14-16 dB
+    /// over a frame), for a frame or two, counts from a lower bar. A vowel can sit at
+    /// 400 Hz alone for a few frames too; its fading frame seldom falls 10 dB at once, and
+    /// such a run is too short for a ring's on-time anyway, so its frames stay the word's
+    /// (`track_ringback`); only the ring-back flag the GRU reads on that frame moves.
+    fn ring_trough(&self, ringback: f32, energy_db: f32) -> bool {
+        self.ring_run > 0
+            && self.ring_lone_400
+            && self.ring_troughs < JAPAN_TROUGH_FRAMES
+            && ringback >= self.cfg.ringback_concentration - JAPAN_TROUGH_SLACK
+            && energy_db <= self.ring_peak_db - JAPAN_TROUGH_DB
     }
 
     /// `speech_db`: the level at which a frame is loud enough to be speech.

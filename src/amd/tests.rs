@@ -179,6 +179,28 @@ fn ringback_then_hello_is_human() {
 }
 
 #[test]
+fn japans_ring_is_ring_back_through_its_troughs() {
+    // 400 Hz modulated at 16 Hz, 1 s on, on a line whose noise holds more than 40 % of the
+    // frames at the modulation's troughs (a GSM round trip does that to the corpus's rings,
+    // docs/amd.md, session 25): one burst, not 16 pieces of it with speech between, and
+    // nobody speaks after it.
+    let ring: Vec<f32> = (0..ms(1000))
+        .map(|i| {
+            let t = i as f32 / FS;
+            let env = 0.5 + 0.5 * (2.0 * std::f32::consts::PI * 16.0 * t).sin();
+            5000.0 * env * (2.0 * std::f32::consts::PI * 400.0 * t).sin()
+        })
+        .collect();
+    let x = with_noise(cat(&[ring, silence(6000)]), 500.0);
+    let (d, beep, bursts) = run(&x);
+    assert_eq!(bursts, 1, "{d:?}");
+    assert_eq!(beep, None);
+    assert_eq!(d.result, AmdResult::Unknown, "{d:?}");
+    assert_eq!(d.reason, DecisionReason::InitialSilence, "{d:?}");
+    assert_eq!(d.decided_at_ms, 1000 + 4500, "{d:?}");
+}
+
+#[test]
 fn a_word_that_passes_for_ring_back_for_a_few_frames_is_still_a_word() {
     // A man's short first word can put its energy at 400-480 Hz for a frame or a few (the
     // lines of real voices, docs/amd.md): too short for a ring-back burst, and inside the

@@ -3,14 +3,20 @@
 use super::goertzel::goertzel_power;
 use super::SAMPLE_RATE;
 
-/// Ring-back tones: US 440+480 Hz, UK 400+450 Hz, Europe (ITU-T E.180) 425 Hz.
-const RINGBACK: [&[f32]; 3] = [&[440.0, 480.0], &[400.0, 450.0], &[425.0]];
+/// A frame whose energy is at 400 Hz, and not at 450 Hz too, is Japan's ring (400 Hz
+/// modulated at 16 Hz; the UK set catches it) rather than the UK's or Australia's, whose
+/// 450 Hz tone holds as much as the 400 Hz one. (Over a 20 ms frame 450 Hz is the 400 Hz
+/// tone's first null, so its share is leakage from the modulation's sidebands and noise.)
+const LONE_400_MIN: f32 = 0.6;
+const LONE_400_MAX_AT_450: f32 = 0.15;
 
 /// What a frame's spectrum looks like.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ToneAnalysis {
     /// Best fraction of the frame's energy at one ring-back tone set.
     pub ringback: f32,
+    /// The ring-back energy is at 400 Hz alone (see `LONE_400_MIN`).
+    pub lone_400: bool,
     /// The dominant single frequency and the fraction of energy there.
     pub single_hz: f32,
     pub single: f32,
@@ -19,10 +25,10 @@ pub struct ToneAnalysis {
 /// Analyses one frame (samples as f32 in i16 scale) whose mean square is `ms` (> 0).
 pub fn analyse(frame: &[f32], ms: f32) -> ToneAnalysis {
     let conc = |f: f32| goertzel_power(frame, f, SAMPLE_RATE) / ms;
-    let ringback = RINGBACK
-        .iter()
-        .map(|set| set.iter().map(|&f| conc(f)).sum::<f32>())
-        .fold(0.0f32, f32::max);
+    // Ring-back tones: UK 400+450 Hz, US 440+480 Hz, Europe (ITU-T E.180) 425 Hz.
+    let (c400, c450) = (conc(400.0), conc(450.0));
+    let ringback = (c400 + c450).max(conc(440.0) + conc(480.0)).max(conc(425.0));
+    let lone_400 = c400 >= LONE_400_MIN && c450 < LONE_400_MAX_AT_450;
     // A pure tone obeys x[n] + x[n-2] = 2cos(w) x[n-1]: the least-squares fit of that
     // one coefficient over the frame gives its frequency exactly (noise pulls it a little
     // towards fs/4); Goertzels there and either side, for that error, measure how much of
@@ -45,7 +51,7 @@ pub fn analyse(frame: &[f32], ms: f32) -> ToneAnalysis {
             }
         }
     }
-    ToneAnalysis { ringback, single_hz, single }
+    ToneAnalysis { ringback, lone_400, single_hz, single }
 }
 
 #[cfg(test)]
@@ -90,6 +96,18 @@ mod tests {
         }
         let (x, ms) = frame(&[425.0], 0);
         assert!(analyse(&x, ms).ringback > 0.9);
+    }
+
+    #[test]
+    fn only_japans_ring_is_at_400_hz_alone() {
+        for start in (0..200).step_by(20) {
+            let (x, ms) = frame(&[400.0], start);
+            assert!(analyse(&x, ms).lone_400, "Japan's 400 Hz");
+            for set in [&[400.0, 450.0][..], &[400.0, 425.0, 450.0], &[425.0], &[440.0, 480.0], &[440.0]] {
+                let (x, ms) = frame(set, start);
+                assert!(!analyse(&x, ms).lone_400, "{set:?}");
+            }
+        }
     }
 
     #[test]
