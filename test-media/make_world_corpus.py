@@ -35,7 +35,7 @@ test-media/amd-world/*.wav (8 kHz mono G.711 mu-law WAV, format tag 7) and
 test-media/amd-world/labels.csv. (test-media/make_corpus.py makes the first, espeak-only
 corpus in test-media/amd/, which the end-to-end tests play as callers, and the prompts.)
 
-Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox opus-tools
+Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox libsox-fmt-mp3 opus-tools
 (Debian package names) and python3.
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
@@ -51,6 +51,7 @@ import math
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -788,7 +789,16 @@ def main():
     for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng flite festival "
-                     "festvox-kallpc16k festvox-us-slt-hts sox opus-tools)")
+                     "festvox-kallpc16k festvox-us-slt-hts sox libsox-fmt-mp3 opus-tools)")
+    # A voicemail's stored greeting may be AMR or MP3 (`record`); sox reads and writes them
+    # through format plug-ins that a bare `sox` package lacks. Checked here, not at the first
+    # such greeting, which may come after a thousand files.
+    formats = subprocess.run(["sox", "-h"], capture_output=True, text=True).stdout
+    listed = next((line.split(":", 1)[1].split() for line in formats.splitlines()
+                   if line.startswith("AUDIO FILE FORMATS:")), [])
+    for fmt, package in (("mp3", "libsox-fmt-mp3"), ("amr-nb", "libsox-fmt-base")):
+        if fmt not in listed:
+            sys.exit(f"sox cannot write {fmt} here (Debian: apt-get install {package})")
     with tempfile.TemporaryDirectory() as tmp:
         if extra is None:
             corpus(tmp)
