@@ -26,6 +26,9 @@
 //!   --extra-holdout`, `make_corpus.py --extra-holdout`).
 //! - Every command reads the model files named in `AMD_EVAL_MODEL` and
 //!   `AMD_EVAL_SEQUENCE_MODEL` instead of the built-in weights, when set.
+//! - `sweep` and `decisions` continue each file to `AMD_EVAL_LINE_MS` after its answer,
+//!   when set, with its own last 400 ms played back and forth: the line goes on after the
+//!   file ends, as a call's does, instead of the file's end deciding (docs/amd.md, session 26).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -91,6 +94,39 @@ fn labels(corpus: &str) -> Vec<Row> {
 /// The rows of SPLIT (`train`, `holdout` or `all`) of one corpus.
 fn split_rows(corpus: &str, split: &str) -> Vec<Row> {
     labels(corpus).into_iter().filter(|r| split == "all" || r.split == split).collect()
+}
+
+/// One file's samples, continued to `AMD_EVAL_LINE_MS` after its answer when that is set:
+/// its last 400 ms, reversed and then forwards in turn, so the continuation joins without a
+/// step and keeps the line's level and background.
+fn clip_samples(row: &Row) -> Vec<i16> {
+    let mut samples = read_wav(&media().join(&row.file)).expect("corpus wav").samples;
+    let Some(line_ms) = line_ms() else { return samples };
+    // `read_wav` gives 8 kHz: 8 samples a ms.
+    let want = ((row.answer_ms + line_ms) * 8) as usize;
+    let tail: Vec<i16> = samples[samples.len().saturating_sub(400 * 8)..].to_vec();
+    let mut forwards = false;
+    while samples.len() < want && !tail.is_empty() {
+        if forwards {
+            samples.extend(tail.iter());
+        } else {
+            samples.extend(tail.iter().rev());
+        }
+        forwards = !forwards;
+    }
+    samples
+}
+
+/// `AMD_EVAL_LINE_MS`, read once; a value that is not a whole number of ms is an error.
+fn line_ms() -> Option<u64> {
+    static LINE: OnceLock<Option<u64>> = OnceLock::new();
+    *LINE.get_or_init(|| {
+        let text = std::env::var("AMD_EVAL_LINE_MS").ok()?;
+        Some(text.parse().unwrap_or_else(|_| {
+            eprintln!("AMD_EVAL_LINE_MS: a whole number of ms after the answer (6000), not {text:?}");
+            std::process::exit(2);
+        }))
+    })
 }
 
 /// A detector with `cfg` and the built-in models, or the model files named in
@@ -207,7 +243,7 @@ fn frames() {
 /// at its default; else both together from 0.55 to 1.0.
 fn sweep(split: &str, corpus: &str, machine_only: bool) {
     let rows = split_rows(corpus, split);
-    let clips: Vec<Vec<i16>> = rows.iter().map(|r| read_wav(&media().join(&r.file)).expect("corpus wav").samples).collect();
+    let clips: Vec<Vec<i16>> = rows.iter().map(clip_samples).collect();
     let swept = if machine_only { "machine_confidence" } else { "confidence" };
     println!("{swept},accuracy,human_recall,machine_recall,unknown,median_ms,p90_ms");
     let values: Vec<f32> = if machine_only {
@@ -266,8 +302,7 @@ fn decisions(split: &str, corpus: &str) {
     }
     println!("file,label,kind,result,reason,decided_ms_from_answer");
     for row in split_rows(corpus, split) {
-        let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
-        let (d, _) = redial::amd::run_clip(detector(&cfg), &clip.samples);
+        let (d, _) = redial::amd::run_clip(detector(&cfg), &clip_samples(&row));
         let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
         println!("{},{},{},{:?},{:?},{from_answer}", row.file, row.label, row.kind, d.result, d.reason);
     }
@@ -290,6 +325,7 @@ fn main() {
             eprintln!("unknown split {split:?}: train, holdout or all");
             std::process::exit(2);
         }
+        line_ms(); // a bad AMD_EVAL_LINE_MS is named before any output
     }
     match command {
         Some("features") => features(),
