@@ -302,10 +302,10 @@ fn corpus_meets_targets() {
     // median 1.44 s, p90 2.48 s (1.44 s before a few ring-back-like frames inside a word
     // were read as the word's, session 20, then 1.43 s; 1.44 s again since Japan's ring is
     // read through its troughs, session 25: `m240`, a machine after that ring, was called
-    // on the ring itself, at 0 s, and now on its greeting, at 1.88 s). (Without the 800 ms rule, session 13: 0.942 / 0.883 /
-    // 1.000, 5 people called machines, 1.58 s / 2.56 s; amd-gru-1, one GRU at 0.3, gates
-    // of 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s / 2.80 s; amd-mlp-5 alone: 0.917 /
-    // 0.833 / 1.000, 1.90 s / 3.12 s.)
+    // on the ring itself, at 0 s, and now on its greeting, at 1.88 s). (Without the 800 ms
+    // rule, session 13: 0.942 / 0.883 / 1.000, 5 people called machines, 1.58 s / 2.56 s;
+    // amd-gru-1, one GRU at 0.3, gates of 800 / 400 ms: 0.925 / 0.867 / 0.983, 1.73 s /
+    // 2.80 s; amd-mlp-5 alone: 0.917 / 0.833 / 1.000, 1.90 s / 3.12 s.)
     assert!(s.accuracy >= 0.95, "{s:?}");
     assert!(s.human_recall >= 0.91, "{s:?}");
     assert!(s.machine_recall >= 0.98, "{s:?}");
