@@ -37,7 +37,7 @@ use redial::amd::features::FEATURE_NAMES;
 use redial::amd::model::Model;
 use redial::amd::sequence::{SequenceModel, INPUT_NAMES};
 use redial::amd::wav::read_wav;
-use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_MS, FRAME_SAMPLES};
+use redial::amd::{AmdConfig, AmdDetector, AmdResult, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 
 struct Row {
     file: String,
@@ -102,9 +102,9 @@ fn split_rows(corpus: &str, split: &str) -> Vec<Row> {
 fn clip_samples(row: &Row) -> Vec<i16> {
     let mut samples = read_wav(&media().join(&row.file)).expect("corpus wav").samples;
     let Some(line_ms) = line_ms() else { return samples };
-    // `read_wav` gives 8 kHz: 8 samples a ms.
-    let want = ((row.answer_ms + line_ms) * 8) as usize;
-    let tail: Vec<i16> = samples[samples.len().saturating_sub(400 * 8)..].to_vec();
+    let per_ms = (SAMPLE_RATE / 1000) as u64; // `read_wav` gives SAMPLE_RATE
+    let want = ((row.answer_ms + line_ms) * per_ms) as usize;
+    let tail: Vec<i16> = samples[samples.len().saturating_sub((400 * per_ms) as usize)..].to_vec();
     let mut forwards = false;
     while samples.len() < want && !tail.is_empty() {
         if forwards {
