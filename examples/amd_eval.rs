@@ -50,12 +50,13 @@ struct Row {
 /// The corpora, by their directory under test-media/.
 const CORPORA: [&str; 2] = ["amd-world", "amd"];
 
-/// Training-only corpora that are not committed: more files of the two corpora's `train`
-/// voices and phrases, made by `test-media/train-amd.sh` (`--extra-train`). `features`
+/// Training-only corpora that are not committed, made by `test-media/train-amd.sh`
+/// (`--extra-train`): more files of the two corpora's `train` voices and phrases, and of the
+/// world corpus's train phrases spoken by voices no corpus has (`--new-voices`). `features`
 /// and `frames` include each one that exists, and the directories under test-media/
-/// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the extra voices
-/// of docs/amd.md, session 17).
-const EXTRA_CORPORA: [&str; 2] = ["amd-extra-world", "amd-extra"];
+/// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the hard kinds of
+/// docs/amd.md, session 18).
+const EXTRA_CORPORA: [&str; 3] = ["amd-extra-world", "amd-extra", "amd-extra-voices"];
 
 /// Check-only corpora that are not committed and never trained on (every file in split
 /// `holdout`): lines of real recorded voices and their text-to-speech twins, made by

@@ -45,8 +45,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-# amd-gru-3: the cosine step (session 24); the shipped src/amd/sequence_model.json is still
-# amd-gru-2, trained at a constant step on the features of its day (docs/amd.md).
+# amd-gru-3: the cosine step (session 24), and the extra training files of new voices
+# (test-media/amd-extra-voices/, session 27; docs/amd.md).
 VERSION = "amd-gru-3"
 HIDDEN = 24
 POOL = 2
@@ -180,7 +180,8 @@ def write(nets, mean, scale, names, n_files, seeds, out):
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
-                      f"test-media/amd-extra ({n_files} files, every frame from the start to 6 s after the answer, each file weight 1)",
+                      f"test-media/amd-extra, test-media/amd-extra-voices ({n_files} files, every frame from the start "
+                      "to 6 s after the answer, each file weight 1)",
         "command": "test-media/train-amd.sh",
         "excluded": sorted(EXCLUDED),
         "inputs": names,
