@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
 voices=${AMD_EXTRA_VOICES:-500}
-# Makes DIR's N files of each class with the generator given (and its flags after it), unless DIR already holds
-# exactly that many with a `script` column (a set made at another size, or before the
-# column, is made again: the files are deterministic, so the first ones come out the same).
+# Makes DIR's N files of each class with the generator given (and its flags after it),
+# unless DIR already holds exactly that many with a `script` column (a set made at another
+# size, or before the column, is made again: the files are deterministic, so the first
+# ones come out the same).
 extra() {
   local dir=$1 n=$2 generator=$3
   shift 3
