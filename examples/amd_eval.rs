@@ -6,11 +6,13 @@
 //!   corpora and every 20 ms frame after the first speech, the feature vector (CSV on
 //!   stdout) with the model not allowed to commit, so the trainer sees the whole first
 //!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
-//!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`) are included
+//!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`, `amd-extra-voices`) are included
 //!   when they exist.
 //! - `cargo run --release --example amd_eval -- frames` prints, for every file and every
 //!   20 ms frame from its first sample to 6 s after its answer, the sequence model's
-//!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`.
+//!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`; with the
+//!   train speakers' lines of real recorded words (`amd-extra-real`, `amd-extra-real-dsp`)
+//!   too, when they exist.
 //! - `cargo run --release --example amd_eval -- sweep SPLIT [CORPUS] [--machine]` runs the
 //!   detector on SPLIT (`train`, `holdout` or `all`) of CORPUS (`amd-world`, the default,
 //!   or `amd`) for a range of `machine_confidence` = `human_confidence` (with `--machine`:
@@ -57,6 +59,12 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 /// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the hard kinds of
 /// docs/amd.md, session 18).
 const EXTRA_CORPORA: [&str; 3] = ["amd-extra-world", "amd-extra", "amd-extra-voices"];
+
+/// Training-only corpora that only `frames` includes (when they exist): lines of the train
+/// speakers of two sets of real recorded words (`make_real_voice_lines.py --extra-train`).
+/// They train the sequence model; the perceptron trained on them too lost people on both
+/// corpora (docs/amd.md, session 28).
+const SEQUENCE_ONLY_CORPORA: [&str; 2] = ["amd-extra-real", "amd-extra-real-dsp"];
 
 /// Check-only corpora that are not committed and never trained on (every file in split
 /// `holdout`): lines of real recorded voices and their text-to-speech twins, made by
@@ -178,8 +186,9 @@ fn no_commit() -> AmdConfig {
     }
 }
 
-/// Every row of both corpora and of the extra training corpora that exist.
-fn all_rows() -> Vec<Row> {
+/// Every row of both corpora and of the extra training corpora that exist (with
+/// `sequence`, of the sequence model's own ones too).
+fn all_rows(sequence: bool) -> Vec<Row> {
     let named = std::env::var("AMD_EVAL_EXTRA").unwrap_or_default();
     let named: Vec<&str> = named.split(',').filter(|c| !c.is_empty()).collect();
     for c in &named {
@@ -188,13 +197,14 @@ fn all_rows() -> Vec<Row> {
             std::process::exit(2);
         }
     }
-    let extra = EXTRA_CORPORA.iter().copied().filter(|c| media().join(c).join("labels.csv").exists());
+    let own: &[&str] = if sequence { &SEQUENCE_ONLY_CORPORA } else { &[] };
+    let extra = EXTRA_CORPORA.iter().chain(own).copied().filter(|c| media().join(c).join("labels.csv").exists());
     CORPORA.iter().copied().chain(extra).chain(named.iter().copied()).flat_map(labels).collect()
 }
 
 fn features() {
     let cfg = no_commit();
-    let rows = all_rows();
+    let rows = all_rows(false);
     println!("file,label,kind,split,t_ms,{}", FEATURE_NAMES.join(","));
     for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");
@@ -221,7 +231,7 @@ fn features() {
 fn frames() {
     const AFTER_ANSWER_MS: u64 = 6000;
     let cfg = AmdConfig { total_analysis_ms: 30_000, ..no_commit() };
-    let rows = all_rows();
+    let rows = all_rows(true);
     println!("file,label,kind,split,t_ms,{}", INPUT_NAMES.join(","));
     for row in rows {
         let clip = read_wav(&media().join(&row.file)).expect("corpus wav");

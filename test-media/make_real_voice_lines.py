@@ -24,17 +24,26 @@ round trip.
 - machines (`machine_digits`, `machine_words`): 10-16 words read out in groups of three,
   as a greeting or a platform reads a number, then a beep (60 %) or the line.
 
-No file is used for training or tuning: the check is on voices the models never heard.
-With `--tts` the same lines (the same random draws, the same word at each place) are
-spoken by the world corpus's holdout voices instead, one voice per speaker (in turn), so
-the two sets differ only in whether a person or an engine spoke the words (written to
-the set's directory with `-tts`).
+Speakers are split (session 28): every other speaker in sorted order, from the first, is a
+train speaker (FSDD's george, lucas and theo; 17 of DSPSpeech-20's 34). With
+`--extra-train N` the generator makes N lines of each class spoken by the train speakers
+only, from seeds of their own and the train side's background beds, in split `train`
+(test-media/amd-extra-real/ or amd-extra-real-dsp/): `train-amd.sh` trains the sequence
+model on them. The check's lines are made as before, every speaker taking lines in turn,
+but those of a train speaker are in split `train`, so `amd_eval`'s `holdout` reads only
+the held-out speakers: the check is on voices the models never heard. No check file is
+trained on. With `--tts` the same lines (the same random draws, the same word at each
+place) are spoken by the world corpus's holdout voices instead, one voice per speaker (in
+turn), so the two sets differ only in whether a person or an engine spoke the words
+(written to the set's directory with `-tts`).
 
-Usage (FSDD at commit 26eb9aa, `git clone https://github.com/Jakobovski/free-spoken-digit-dataset`;
-DSPSpeech-20 at commit 8165959, `git clone https://github.com/zhongyuchen/DSPSpeech-20`):
-    python3 test-media/make_real_voice_lines.py FSDD/recordings [--tts]
-    python3 test-media/make_real_voice_lines.py DSPSpeech-20/speech_data [--tts]
-writes 120 files per class and labels.csv (every file in split `holdout`), then
+The sets: FSDD at commit 26eb9aa (`git clone https://github.com/Jakobovski/free-spoken-digit-dataset`),
+DSPSpeech-20 at commit 8165959 (`git clone https://github.com/zhongyuchen/DSPSpeech-20`).
+
+Usage:
+    python3 test-media/make_real_voice_lines.py FSDD/recordings [--tts | --extra-train N]
+    python3 test-media/make_real_voice_lines.py DSPSpeech-20/speech_data [--tts | --extra-train N]
+writes 120 files per class and labels.csv (N with --extra-train), then
     cargo run --release --example amd_eval -- sweep holdout amd-real
     cargo run --release --example amd_eval -- decisions holdout amd-real-dsp
 Needs what make_world_corpus.py needs (its background beds are built with its TTS voices).
@@ -48,7 +57,7 @@ from typing import Callable, NamedTuple
 
 import audio_util
 import make_world_corpus as world
-from audio_util import read_wav, silence, write_labels
+from audio_util import count_arg, read_wav, silence, usage_error, write_labels
 
 FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -191,9 +200,16 @@ def read_out(rng, words, speaker):
     return extra, {"kind": words.source.machine_kind}
 
 
-def line(tmp, beds, words, label, i, out):
-    rng = random.Random(f"real-voices-{label}-{i}")
-    speaker = words.speakers[i % len(words.speakers)]
+def train_speaker(words, speaker):
+    """Whether `speaker` is one the models are trained on: every other one, from the first."""
+    return words.speakers.index(speaker) % 2 == 0
+
+
+def line(tmp, beds, words, label, i, out, train):
+    """The i-th line of `label`: of the check, or (`train`) of the train speakers' set."""
+    rng = random.Random(f"{'real-train' if train else 'real-voices'}-{label}-{i}")
+    speakers = [s for s in words.speakers if train_speaker(words, s)] if train else words.speakers
+    speaker = speakers[i % len(speakers)]
     if label == "human":
         x, meta = person(rng, words, speaker)
         x = world.human_line(rng, beds, x, None, meta)
@@ -210,23 +226,29 @@ def line(tmp, beds, words, label, i, out):
     name = f"{label[0]}{i + 1:03d}.wav"
     world.telephone(tmp, x, codec, 0.0, rng, os.path.join(out, name))
     print(name, meta["kind"], speaker, file=sys.stderr)
-    return {"file": name, "label": label, "kind": meta["kind"], "split": "holdout",
+    split = "train" if train_speaker(words, speaker) else "holdout"
+    return {"file": name, "label": label, "kind": meta["kind"], "split": split,
             "answer_ms": answer_ms, "speaker": speaker, "codec": codec, "clipped": int(clip),
             "level_dbfs": meta.get("level_dbfs", ""), "env": meta.get("env", "")}
 
 
 def main():
-    tts = "--tts" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--tts"]
-    if len(args) != 1:
-        sys.exit("usage: make_real_voice_lines.py FSDD/recordings|DSPSpeech-20/speech_data [--tts]")
+    args = sys.argv[1:]
+    tts = "--tts" in args
+    args = [a for a in args if a != "--tts"]
+    per_class, train = PER_CLASS, False
+    if len(args) == 3 and args[1] == "--extra-train" and not tts:
+        per_class, train = count_arg(__doc__, "N", args[2], 1), True
+    elif len(args) != 1 or args[0].startswith("-"):
+        usage_error(__doc__, f"unknown arguments {sys.argv[1:]}")
     with tempfile.TemporaryDirectory() as tmp:
         words = Words(args[0], tmp, tts)
-        out = os.path.join(world.HERE, words.source.name + ("-tts" if tts else ""))
+        name = words.source.name
+        out = os.path.join(world.HERE, f"amd-extra-{name[len('amd-'):]}" if train else name + ("-tts" if tts else ""))
         os.makedirs(out, exist_ok=True)
-        beds = world.Beds(tmp, "holdout")
-        rows = [line(tmp, beds, words, label, i, out)
-                for label in ("human", "machine") for i in range(PER_CLASS)]
+        beds = world.Beds(tmp, "train" if train else "holdout")
+        rows = [line(tmp, beds, words, label, i, out, train)
+                for label in ("human", "machine") for i in range(per_class)]
     write_labels(out, rows)
 
 

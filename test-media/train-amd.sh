@@ -6,7 +6,12 @@
 # (test-media/amd-extra-world/ and test-media/amd-extra/; AMD_EXTRA_WORLD (500) and
 # AMD_EXTRA_ESPEAK (200) files of each class), and of the train phrases spoken by the
 # world corpus's NEW_TRAIN_VOICES (test-media/amd-extra-voices/; AMD_EXTRA_VOICES (500));
-# 0 for none.
+# 0 for none. The sequence model alone is also trained on lines of real recorded words
+# spoken by the train speakers of two public sets (make_real_voice_lines.py --extra-train;
+# test-media/amd-extra-real/ and amd-extra-real-dsp/, AMD_EXTRA_REAL (250) of each class
+# each), made when missing from the sets' directories named by AMD_FSDD (FSDD's
+# recordings/) and AMD_DSPSPEECH (DSPSpeech-20's speech_data/); the commits and clone
+# commands are in make_real_voice_lines.py.
 # Needs numpy and PyTorch (CPU; `pip install torch`), and to make the extra files the
 # corpora's tools (make-world-corpus.sh) and the new voices' festival packages.
 set -euo pipefail
@@ -14,6 +19,7 @@ cd "$(dirname "$0")/.."
 world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
 voices=${AMD_EXTRA_VOICES:-500}
+real_lines=${AMD_EXTRA_REAL:-250}
 # Makes DIR's N files of each class with the generator given (and its flags after it),
 # unless DIR already holds exactly that many with a `script` column (a set made at another
 # size, or before the column, is made again: the files are deterministic, so the first
@@ -32,6 +38,28 @@ extra() {
 extra test-media/amd-extra-world "$world" test-media/make_world_corpus.py
 extra test-media/amd-extra "$espeak" test-media/make_corpus.py
 extra test-media/amd-extra-voices "$voices" test-media/make_world_corpus.py --new-voices
+# Makes DIR's N lines of each class from the real set in the variable named SOURCE, unless
+# DIR already holds exactly that many.
+real() {
+  local dir=$1 n=$2 source=$3
+  [ "$n" -gt 0 ] || return 0
+  if [ -f "$dir/labels.csv" ] && [ "$(($(wc -l < "$dir/labels.csv") - 1))" -eq $((2 * n)) ]; then
+    return 0
+  fi
+  if [ -z "${!source:-}" ]; then
+    echo "train-amd.sh: $dir is missing: set $source to the set's directory (make_real_voice_lines.py" \
+      "names it and its commit), or AMD_EXTRA_REAL=0 to train without it" >&2
+    exit 2
+  fi
+  rm -f "${dir:?}"/*.wav "$dir/labels.csv"
+  python3 test-media/make_real_voice_lines.py "${!source}" --extra-train "$n"
+  if [ ! -f "$dir/labels.csv" ]; then
+    echo "train-amd.sh: $source=${!source} made another set's lines, not $dir" >&2
+    exit 2
+  fi
+}
+real test-media/amd-extra-real "$real_lines" AMD_FSDD
+real test-media/amd-extra-real-dsp "$real_lines" AMD_DSPSPEECH
 tmp=$(mktemp)
 frames=$(mktemp)
 trap 'rm -f "$tmp" "$frames"' EXIT
