@@ -16,7 +16,8 @@ INPUT_NAMES) for every 20 ms frame of every file, from its first sample to 6 s a
 its answer. The model is one member per seed in SEEDS, each one GRU layer of HIDDEN
 units over steps of POOL frames (their inputs side by side) and a logistic output read
 at every step; its output is the members' mean log-odds. It is trained on every
-step of every `train` file (the extra training files included), each labelled with the
+step of every `train` file (the extra training files included, and the train speakers'
+lines of real recorded words, which the perceptron is not trained on), each labelled with the
 file's answer (machine = 1) and each file weighing 1 in total, by Adam in mini-batches
 from a fixed seed on one thread, its step falling from LR to 0 over the EPOCHS on a
 cosine. Holdout rows are never read. AMD_SEQUENCE_SEEDS (comma-separated) trains other
@@ -45,9 +46,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-# amd-gru-3: the cosine step (session 24), and the extra training files of new voices
-# (test-media/amd-extra-voices/, session 27; docs/amd.md).
-VERSION = "amd-gru-3"
+# amd-gru-4: the cosine step (session 24), the extra training files of new voices
+# (test-media/amd-extra-voices/, session 27) and the train speakers' lines of real recorded
+# words (test-media/amd-extra-real/ and amd-extra-real-dsp/, session 28; docs/amd.md).
+VERSION = "amd-gru-4"
 HIDDEN = 24
 POOL = 2
 EPOCHS = 40
@@ -180,7 +182,8 @@ def write(nets, mean, scale, names, n_files, seeds, out):
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
-                      f"test-media/amd-extra, test-media/amd-extra-voices ({n_files} files, every frame from the start "
+                      "test-media/amd-extra, test-media/amd-extra-voices, the real speakers' test-media/amd-extra-real "
+                      f"and test-media/amd-extra-real-dsp ({n_files} files, every frame from the start "
                       "to 6 s after the answer, each file weight 1)",
         "command": "test-media/train-amd.sh",
         "excluded": sorted(EXCLUDED),
