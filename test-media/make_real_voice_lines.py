@@ -123,16 +123,18 @@ def dsp_word(path, tmp):
 
 class Source(NamedTuple):
     """A set of recorded words: how its takes are found and one is read (as a word at
-    8 kHz, or None when left out), where its lines go, and what its machines are."""
+    8 kHz, or None when left out), where the check's lines and the training lines go, and
+    what its machines are."""
     takes: Callable
     word: Callable
     name: str
+    train_name: str
     machine_kind: str
 
 
 # FSDD's takes are 8 kHz and trimmed already.
-SOURCES = (Source(fsdd_takes, lambda path, _tmp: read_wav(path), "amd-real", "machine_digits"),
-           Source(dsp_takes, dsp_word, "amd-real-dsp", "machine_words"))
+SOURCES = (Source(fsdd_takes, lambda path, _tmp: read_wav(path), "amd-real", "amd-extra-real", "machine_digits"),
+           Source(dsp_takes, dsp_word, "amd-real-dsp", "amd-extra-real-dsp", "machine_words"))
 
 
 class Words:
@@ -147,6 +149,8 @@ class Words:
             sys.exit(f"{src}: neither FSDD's recordings/ nor DSPSpeech-20's speech_data/")
         self.source, self.takes = found
         self.speakers = sorted(self.takes)
+        # The speakers the models are trained on: every other one, from the first.
+        self.train_speakers = self.speakers[0::2]
         self.tmp, self.tts, self.cache = tmp, tts, {}
 
     def say(self, rng, speaker):
@@ -200,15 +204,10 @@ def read_out(rng, words, speaker):
     return extra, {"kind": words.source.machine_kind}
 
 
-def train_speaker(words, speaker):
-    """Whether `speaker` is one the models are trained on: every other one, from the first."""
-    return words.speakers.index(speaker) % 2 == 0
-
-
 def line(tmp, beds, words, label, i, out, train):
     """The i-th line of `label`: of the check, or (`train`) of the train speakers' set."""
     rng = random.Random(f"{'real-train' if train else 'real-voices'}-{label}-{i}")
-    speakers = [s for s in words.speakers if train_speaker(words, s)] if train else words.speakers
+    speakers = words.train_speakers if train else words.speakers
     speaker = speakers[i % len(speakers)]
     if label == "human":
         x, meta = person(rng, words, speaker)
@@ -226,7 +225,7 @@ def line(tmp, beds, words, label, i, out, train):
     name = f"{label[0]}{i + 1:03d}.wav"
     world.telephone(tmp, x, codec, 0.0, rng, os.path.join(out, name))
     print(name, meta["kind"], speaker, file=sys.stderr)
-    split = "train" if train_speaker(words, speaker) else "holdout"
+    split = "train" if speaker in words.train_speakers else "holdout"
     return {"file": name, "label": label, "kind": meta["kind"], "split": split,
             "answer_ms": answer_ms, "speaker": speaker, "codec": codec, "clipped": int(clip),
             "level_dbfs": meta.get("level_dbfs", ""), "env": meta.get("env", "")}
@@ -243,8 +242,8 @@ def main():
         usage_error(__doc__, f"unknown arguments {sys.argv[1:]}")
     with tempfile.TemporaryDirectory() as tmp:
         words = Words(args[0], tmp, tts)
-        name = words.source.name
-        out = os.path.join(world.HERE, f"amd-extra-{name[len('amd-'):]}" if train else name + ("-tts" if tts else ""))
+        source = words.source
+        out = os.path.join(world.HERE, source.train_name if train else source.name + ("-tts" if tts else ""))
         os.makedirs(out, exist_ok=True)
         beds = world.Beds(tmp, "train" if train else "holdout")
         rows = [line(tmp, beds, words, label, i, out, train)

@@ -20,6 +20,10 @@ world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
 voices=${AMD_EXTRA_VOICES:-500}
 real_lines=${AMD_EXTRA_REAL:-250}
+# Whether DIR's labels.csv has N files of each class.
+has_rows() {
+  [ -f "$1/labels.csv" ] && [ "$(($(wc -l < "$1/labels.csv") - 1))" -eq $((2 * $2)) ]
+}
 # Makes DIR's N files of each class with the generator given (and its flags after it),
 # unless DIR already holds exactly that many with a `script` column (a set made at another
 # size, or before the column, is made again: the files are deterministic, so the first
@@ -28,8 +32,7 @@ extra() {
   local dir=$1 n=$2 generator=$3
   shift 3
   [ "$n" -gt 0 ] || return 0
-  if [ -f "$dir/labels.csv" ] && [ "$(($(wc -l < "$dir/labels.csv") - 1))" -eq $((2 * n)) ] &&
-    head -1 "$dir/labels.csv" | grep -q ',script$'; then
+  if has_rows "$dir" "$n" && head -1 "$dir/labels.csv" | grep -q ',script$'; then
     return 0
   fi
   rm -f "${dir:?}"/*.wav "$dir/labels.csv"
@@ -43,9 +46,7 @@ extra test-media/amd-extra-voices "$voices" test-media/make_world_corpus.py --ne
 real() {
   local dir=$1 n=$2 source=$3
   [ "$n" -gt 0 ] || return 0
-  if [ -f "$dir/labels.csv" ] && [ "$(($(wc -l < "$dir/labels.csv") - 1))" -eq $((2 * n)) ]; then
-    return 0
-  fi
+  has_rows "$dir" "$n" && return 0
   if [ -z "${!source:-}" ]; then
     echo "train-amd.sh: $dir is missing: set $source to the set's directory (make_real_voice_lines.py" \
       "names it and its commit), or AMD_EXTRA_REAL=0 to train without it" >&2
