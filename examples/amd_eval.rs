@@ -20,10 +20,12 @@
 //!   accuracy, recalls and decision times from answer for each (CSV; the first column is
 //!   named for what was swept).
 //! - `cargo run --release --example amd_eval -- decisions SPLIT [CORPUS]` prints each
-//!   file's verdict, its reason and its time from answer (CSV), with the default
+//!   file's verdict, its reason, its time from answer and the beep's onset from the start of
+//!   the file, if one was heard (CSV), with the default
 //!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
 //! - `sweep` and `decisions` also read the check-only corpora: real voices (`amd-real`,
-//!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`)
+//!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`),
+//!   a real voicemail platform's greetings (`amd-platform`; `make_platform_lines.py`)
 //!   and the larger holdouts (`amd-extra-holdout`, `amd-extra-holdout-espeak`; `make_world_corpus.py
 //!   --extra-holdout`, `make_corpus.py --extra-holdout`).
 //! - Every command reads the model files named in `AMD_EVAL_MODEL` and
@@ -66,13 +68,21 @@ const EXTRA_CORPORA: [&str; 3] = ["amd-extra-world", "amd-extra", "amd-extra-voi
 /// corpora (docs/amd.md, session 28).
 const SEQUENCE_ONLY_CORPORA: [&str; 2] = ["amd-extra-real", "amd-extra-real-dsp"];
 
-/// Check-only corpora that are not committed and never trained on (every file in split
-/// `holdout`): lines of real recorded voices and their text-to-speech twins, made by
-/// `test-media/make_real_voice_lines.py`, and more files of the holdouts' voices and phrases
+/// Check-only corpora that are not committed and never trained on: lines of real recorded
+/// voices and their text-to-speech twins, made by `test-media/make_real_voice_lines.py`
+/// (their lines of train speakers are in split `train`), a real voicemail platform's
+/// greetings (`make_platform_lines.py`), and more files of the holdouts' voices and phrases
 /// (`make_world_corpus.py --extra-holdout`, `make_corpus.py --extra-holdout`). `sweep` and
 /// `decisions` read them.
-const CHECK_CORPORA: [&str; 6] =
-    ["amd-real", "amd-real-tts", "amd-real-dsp", "amd-real-dsp-tts", "amd-extra-holdout", "amd-extra-holdout-espeak"];
+const CHECK_CORPORA: [&str; 7] = [
+    "amd-real",
+    "amd-real-tts",
+    "amd-real-dsp",
+    "amd-real-dsp-tts",
+    "amd-platform",
+    "amd-extra-holdout",
+    "amd-extra-holdout-espeak",
+];
 
 fn media() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")
@@ -297,8 +307,8 @@ fn sweep(split: &str, corpus: &str, machine_only: bool) {
     }
 }
 
-/// `decisions SPLIT [CORPUS]`: each file's verdict, why, and when (CSV), with the default
-/// configuration or the `AmdConfig` JSON object in `AMD_CONFIG` (as `tests/amd_corpus.rs`).
+/// `decisions SPLIT [CORPUS]`: each file's verdict, why, and when, and the beep's onset from
+/// the start of the file if one was heard (CSV), with the default configuration or the `AmdConfig` JSON object in `AMD_CONFIG` (as `tests/amd_corpus.rs`).
 fn decisions(split: &str, corpus: &str) {
     let cfg = match std::env::var("AMD_CONFIG") {
         Ok(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
@@ -311,11 +321,12 @@ fn decisions(split: &str, corpus: &str) {
         eprintln!("AMD_CONFIG: {e}");
         std::process::exit(2);
     }
-    println!("file,label,kind,result,reason,decided_ms_from_answer");
+    println!("file,label,kind,result,reason,decided_ms_from_answer,beep_ms");
     for row in split_rows(corpus, split) {
-        let (d, _) = redial::amd::run_clip(detector(&cfg), &clip_samples(&row));
+        let (d, beep) = redial::amd::run_clip(detector(&cfg), &clip_samples(&row));
         let from_answer = d.decided_at_ms.saturating_sub(row.answer_ms);
-        println!("{},{},{},{:?},{:?},{from_answer}", row.file, row.label, row.kind, d.result, d.reason);
+        let beep = beep.map(|ms| ms.to_string()).unwrap_or_default();
+        println!("{},{},{},{:?},{:?},{from_answer},{beep}", row.file, row.label, row.kind, d.result, d.reason);
     }
 }
 
