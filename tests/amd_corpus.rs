@@ -319,11 +319,13 @@ fn corpus_meets_targets() {
     assert!(s.median_from_answer_ms <= 1410.0, "{s:?}");
     assert!(s.p90_from_answer_ms <= 2520.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
-    // The beep detector: onset error median <= 10 ms, >= 90 % of beeps found, false beeps
-    // on at most 1 % of the files without one.
+    // The beep detector: onset error median <= 10 ms, >= 97 % of beeps found, false beeps
+    // on at most 1 % of the files without one. 132 of 134 are found since a beep clipped by
+    // a hot line is fitted again for its fundamental (session 29); 122 before, when the
+    // floor was 90 %.
     let no_beep = outs.iter().filter(|o| o.row.beep_ms.is_none()).count();
     assert!(all.median_beep_error_ms <= 10.0, "{all:?}");
-    assert!(all.beeps_found as f64 >= 0.9 * all.beeps as f64, "{all:?}");
+    assert!(all.beeps_found as f64 >= 0.97 * all.beeps as f64, "{all:?}");
     assert!(all.false_beeps as f64 <= 0.01 * no_beep as f64, "{all:?}");
 }
 

@@ -408,9 +408,12 @@ impl AmdDetector {
         let speech_db = floor + self.cfg.speech_margin_db;
 
         let mut kind = FrameKind::Plain;
+        // The frame's tone for the beep: a single tone's, or a clipped one's (tone.rs).
+        let mut beep_hz = None;
         let listening = self.decision.is_none() || self.beep_listening();
         if listening && ms > 0.0 && energy_db >= floor + self.cfg.tone_margin_db {
             let a = analyse(frame, ms);
+            let beep_band = self.cfg.beep_min_hz..=self.cfg.beep_max_hz;
             let full = a.ringback >= self.cfg.ringback_concentration;
             let trough = !full && self.ring_trough(a.ringback, energy_db);
             let ring = full || trough;
@@ -420,8 +423,8 @@ impl AmdDetector {
                 self.ring_peak_db = if first { energy_db } else { self.ring_peak_db.max(energy_db) };
                 self.ring_troughs = if trough { self.ring_troughs + 1 } else { 0 };
             }
-            let single = a.single >= self.cfg.tone_concentration
-                && (self.cfg.beep_min_hz..=self.cfg.beep_max_hz).contains(&a.single_hz);
+            let single = a.single >= self.cfg.tone_concentration && beep_band.contains(&a.single_hz);
+            let clipped = a.clipped >= self.cfg.tone_concentration && beep_band.contains(&a.clipped_hz);
             // Ring-back only before the callee has spoken: after that a 425 Hz tone is a
             // beep, and a harmonic that happens to sit at 440 Hz is speech.
             kind = if ring && !self.speech_heard && self.decision.is_none() {
@@ -430,6 +433,11 @@ impl AmdDetector {
                 FrameKind::Tone(a.single_hz)
             } else {
                 FrameKind::Plain
+            };
+            beep_hz = match kind {
+                FrameKind::Tone(hz) => Some(hz),
+                FrameKind::Plain if clipped => Some(a.clipped_hz),
+                _ => None,
             };
         }
         // Ring-back is the network's, and digital silence (below `floor_min_dbfs`: the line
@@ -443,7 +451,7 @@ impl AmdDetector {
 
         self.track_ringback(kind, index, energy_db, speech_db);
         if self.beep_listening() {
-            self.track_beep(frame, ms, kind, index);
+            self.track_beep(frame, ms, beep_hz, index);
         }
         if self.decision.is_none() {
             let mut stats = FrameStats::of(frame, energy);
@@ -512,12 +520,12 @@ impl AmdDetector {
         self.ring_run = 0;
     }
 
-    fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, kind: FrameKind, index: u64) {
+    fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, beep_hz: Option<f32>, index: u64) {
         if self.recent.len() == self.keep_frames {
             self.recent.pop_front();
         }
         self.recent.push_back((*frame, ms));
-        let FrameKind::Tone(hz) = kind else {
+        let Some(hz) = beep_hz else {
             self.tone_run = None;
             return;
         };

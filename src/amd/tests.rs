@@ -144,6 +144,21 @@ fn beep_onset_within_a_few_ms_for_many_frequencies_and_offsets() {
 }
 
 #[test]
+fn a_beep_clipped_by_a_hot_line_is_found() {
+    // 6-12 dB of gain over a beep already at -3 dBFS, clipped at full scale: odd harmonics
+    // that pull the frequency fit off the tone (tone.rs).
+    for (k, (f, gain_db)) in [(700.0f32, 6.0f32), (700.0, 12.0), (1000.0, 9.0), (430.0, 12.0)].into_iter().enumerate() {
+        let gap = 333 + 37 * k as u32;
+        let g = 10f32.powf(gain_db / 20.0);
+        let beep: Vec<f32> = tones(&[f], 300, 23_000.0 * g).iter().map(|v| v.clamp(-32_000.0, 32_000.0)).collect();
+        let x = cat(&[speech(3000, 6000.0, k as u32), silence(gap), beep, silence(300)]);
+        let (_, found, _) = run(&with_noise(x, 20.0));
+        let onset = found.unwrap_or_else(|| panic!("no beep at {f} Hz, {gain_db} dB")) as i64;
+        assert!((onset - (3000 + gap) as i64).abs() <= 5, "{f} Hz, {gain_db} dB: {onset} vs {}", 3000 + gap);
+    }
+}
+
+#[test]
 fn a_short_tone_is_not_a_beep() {
     let x = cat(&[speech(3000, 6000.0, 3), silence(400), tones(&[1000.0], 100, 5000.0), silence(600)]);
     assert_eq!(run(&x).1, None);

@@ -20,6 +20,10 @@ pub struct ToneAnalysis {
     /// The dominant single frequency and the fraction of energy there.
     pub single_hz: f32,
     pub single: f32,
+    /// The same of a frame near full scale fitted again for a clipped tone's fundamental
+    /// (0 when not fitted again): for the beep alone, never a frame's kind (see `analyse`).
+    pub clipped_hz: f32,
+    pub clipped: f32,
 }
 
 /// Analyses one frame (samples as f32 in i16 scale) whose mean square is `ms` (> 0).
@@ -33,25 +37,100 @@ pub fn analyse(frame: &[f32], ms: f32) -> ToneAnalysis {
     // one coefficient over the frame gives its frequency exactly (noise pulls it a little
     // towards fs/4); Goertzels there and either side, for that error, measure how much of
     // the energy the tone holds.
-    let (mut num, mut den) = (0.0f32, 0.0f32);
-    for n in 2..frame.len() {
-        num += (frame[n] + frame[n - 2]) * frame[n - 1];
-        den += frame[n - 1] * frame[n - 1];
-    }
-    let mut single_hz = 0.0;
-    let mut single = 0.0;
-    if den > 0.0 {
-        let cosw = (num / (2.0 * den)).clamp(-1.0, 1.0);
-        let f = cosw.acos() * SAMPLE_RATE as f32 / (2.0 * std::f32::consts::PI);
-        for df in [-16.0f32, -8.0, 0.0, 8.0, 16.0] {
-            let c = conc(f + df);
-            if c > single {
-                single = c;
-                single_hz = f + df;
-            }
+    let near = |f: f32| {
+        [-16.0f32, -8.0, 0.0, 8.0, 16.0]
+            .iter()
+            .map(|df| (f + df, conc(f + df)))
+            .fold((0.0, 0.0), |best, c| if c.1 > best.1 { c } else { best })
+    };
+    let (single_hz, single) = fitted_hz(frame, 0.0).map_or((0.0, 0.0), near);
+    // A beep clipped by a hot line carries odd harmonics, and the fit is then the mean of
+    // their cos(w) weighted by their energy: 9 dB of clipping moves a 700 Hz tone's to about
+    // 800 Hz, where its share reads 0.03 (docs/amd.md, session 29). A frame near full scale
+    // (only there has anything been clipped) is fitted again through a resonator at the
+    // first fit, which passes the fundamental and not its harmonics, and then at that fit.
+    // Not quieter frames: there the resonator finds a voice's strongest harmonic, which on
+    // a sustained vowel can hold three quarters of a frame for a beep's length. On a hot
+    // line's loud voice it finds one too, so the fit is a clipped tone's only if the frame
+    // is nearly all at its odd multiples (a clipped tone has no others) and nothing is at
+    // half and one and a half times its frequency, where a voice's harmonic has its
+    // neighbours. And it serves the beep alone: those frames stay speech for the models.
+    let (mut clipped_hz, mut clipped) = (0.0, 0.0);
+    let loud = ms >= CLIPPED_MIN_RMS * CLIPPED_MIN_RMS && frame.iter().any(|v| v.abs() >= CLIPPED_PEAK);
+    if single < REFIT_BELOW && single_hz > 0.0 && loud {
+        let mut f = single_hz;
+        for _ in 0..REFITS {
+            f = fitted_hz(frame, f).unwrap_or(f);
+        }
+        let (hz, share) = near(f);
+        let odd = share + conc(folded(3.0 * hz)) + conc(folded(5.0 * hz));
+        if conc(hz / 2.0) + conc(1.5 * hz) < CLIPPED_MAX_BETWEEN && odd >= CLIPPED_MIN_ODD {
+            (clipped_hz, clipped) = (hz, share);
         }
     }
-    ToneAnalysis { ringback, lone_400, single_hz, single }
+    ToneAnalysis { ringback, lone_400, single_hz, single, clipped_hz, clipped }
+}
+
+/// A frame's peak (in i16 scale) at or above which it may hold a clipped tone: -3 dBFS.
+/// A tone clipped at full scale still peaks there after the telephone band and a codec.
+const CLIPPED_PEAK: f32 = 23_197.0;
+/// And its RMS: -15 dBFS (a tone holds its level; the corpora's clipped beeps' frames that
+/// peak at -3 dBFS are at -14.5 dBFS or above). Most frames of a greeting normalised to a
+/// peak of -3 dBFS are quieter, and are not fitted again.
+const CLIPPED_MIN_RMS: f32 = 5_827.0;
+/// The most of a clipped tone's frame at half and one and a half times its frequency: on
+/// the corpora's clipped beeps at most 0.012 (median 0.001), on a real voice's vowel whose
+/// second harmonic held 0.8-0.9 of the frame 0.04-0.10 (docs/amd.md, session 29).
+const CLIPPED_MAX_BETWEEN: f32 = 0.02;
+/// The least of a clipped tone's frame at its first, third and fifth harmonics: on the
+/// train splits' clipped beeps 0.86 or more in 95 % of files (median 0.99, least 0.76, codecs
+/// and noise), on a hot line's vowel whose fourth harmonic held 0.8 of the frame 0.80-0.91.
+const CLIPPED_MIN_ODD: f32 = 0.85;
+/// A share of the frame at the first fit below which the frame is fitted again.
+const REFIT_BELOW: f32 = 0.9;
+/// How many times.
+const REFITS: usize = 2;
+/// The resonator's pole radius: about 130 Hz wide at 8 kHz.
+const RESONATOR_R: f32 = 0.95;
+/// Samples the resonator rings in before the fit counts them (its poles fall by 0.95^40,
+/// to an eighth).
+const RESONATOR_SETTLE: usize = 40;
+
+/// Where a harmonic at `hz` lands at 8 kHz: above 4 kHz it folds back.
+fn folded(hz: f32) -> f32 {
+    let f = hz % SAMPLE_RATE as f32;
+    if f > SAMPLE_RATE as f32 / 2.0 {
+        SAMPLE_RATE as f32 - f
+    } else {
+        f
+    }
+}
+
+/// The frequency of the least-squares fit of x[n] + x[n-2] = 2cos(w) x[n-1] over `frame`,
+/// or over `frame` through a two-pole resonator at `at_hz` when that is above 0; None for a
+/// silent frame.
+fn fitted_hz(frame: &[f32], at_hz: f32) -> Option<f32> {
+    let (mut num, mut den) = (0.0f32, 0.0f32);
+    if at_hz > 0.0 {
+        let w = 2.0 * std::f32::consts::PI * at_hz / SAMPLE_RATE as f32;
+        let (a1, a2) = (2.0 * RESONATOR_R * w.cos(), -RESONATOR_R * RESONATOR_R);
+        let (mut y1, mut y2) = (0.0f32, 0.0f32);
+        for (n, &x) in frame.iter().enumerate() {
+            let y = x + a1 * y1 + a2 * y2;
+            if n >= RESONATOR_SETTLE {
+                num += (y + y2) * y1;
+                den += y1 * y1;
+            }
+            (y2, y1) = (y1, y);
+        }
+    } else {
+        // The first fit runs on every loud frame: the plain loop.
+        for n in 2..frame.len() {
+            num += (frame[n] + frame[n - 2]) * frame[n - 1];
+            den += frame[n - 1] * frame[n - 1];
+        }
+    }
+    (den > 0.0).then(|| (num / (2.0 * den)).clamp(-1.0, 1.0).acos() * SAMPLE_RATE as f32 / (2.0 * std::f32::consts::PI))
 }
 
 #[cfg(test)]
@@ -79,6 +158,40 @@ mod tests {
             assert!((a.single_hz - f).abs() < 15.0, "{f}: {a:?}");
             assert!(a.single > 0.9, "{f}: {a:?}");
         }
+    }
+
+    #[test]
+    fn a_clipped_tone_is_found_at_its_fundamental() {
+        // A hot line: 6-12 dB of gain over a tone already near full scale, clipped.
+        for f in [400.0f32, 700.0, 1000.0, 1400.0] {
+            for gain_db in [6.0f32, 9.0, 12.0] {
+                let g = 10f32.powf(gain_db / 20.0);
+                let x: Vec<f32> = (0..160)
+                    .map(|i| 20000.0 * g * (2.0 * std::f32::consts::PI * f * (i + 11) as f32 / 8000.0).sin())
+                    .map(|v| v.clamp(-32000.0, 32000.0))
+                    .collect();
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / 160.0;
+                let a = analyse(&x, ms);
+                let (hz, share) = if a.single >= 0.9 { (a.single_hz, a.single) } else { (a.clipped_hz, a.clipped) };
+                assert!((hz - f).abs() < 15.0, "{f} Hz, {gain_db} dB: {a:?}");
+                assert!(share > 0.75, "{f} Hz, {gain_db} dB: {a:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_loud_vowel_is_not_a_clipped_tone() {
+        // A voice at 290 Hz whose second harmonic holds most of the frame, near full scale:
+        // its first and third harmonics sit at half and one and a half times that one.
+        let x: Vec<f32> = (0..160)
+            .map(|i| {
+                let t = 2.0 * std::f32::consts::PI * 290.0 * i as f32 / 8000.0;
+                (9000.0 * t.sin() + 30000.0 * (2.0 * t).sin() + 8000.0 * (3.0 * t).sin()).clamp(-32000.0, 32000.0)
+            })
+            .collect();
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / 160.0;
+        let a = analyse(&x, ms);
+        assert_eq!(a.clipped, 0.0, "{a:?}");
     }
 
     #[test]
