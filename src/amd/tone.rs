@@ -195,6 +195,25 @@ mod tests {
     }
 
     #[test]
+    fn a_low_voices_fourth_harmonic_is_not_a_clipped_tone() {
+        // A voice at 120 Hz on a hot line whose fourth harmonic (480 Hz) holds four fifths
+        // of the frame, its neighbours at 360 and 600 Hz the rest: nothing at 240 or 720 Hz
+        // (half and one and a half times 480), but a fifth of the frame is off its odd
+        // harmonics, which a clipped tone never is.
+        let x: Vec<f32> = (0..160)
+            .map(|i| {
+                let t = 2.0 * std::f32::consts::PI * i as f32 / 8000.0;
+                20000.0 * (480.0 * t).sin() + 7000.0 * (360.0 * t + 0.3).sin() + 7000.0 * (600.0 * t + 0.7).sin()
+            })
+            .map(|v| v.clamp(-32000.0, 32000.0))
+            .collect();
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / 160.0;
+        let a = analyse(&x, ms);
+        assert!(a.single < 0.9, "fitted again: {a:?}");
+        assert_eq!(a.clipped, 0.0, "{a:?}");
+    }
+
+    #[test]
     fn ringback_sets_are_recognised_and_not_single_tones() {
         // 440+480 Hz beat at 40 Hz, longer than a frame: check frames at every phase.
         for set in [&[440.0, 480.0][..], &[400.0, 450.0][..]] {
