@@ -308,7 +308,8 @@ fn sweep(split: &str, corpus: &str, machine_only: bool) {
 }
 
 /// `decisions SPLIT [CORPUS]`: each file's verdict, why, and when, and the beep's onset from
-/// the start of the file if one was heard (CSV), with the default configuration or the `AmdConfig` JSON object in `AMD_CONFIG` (as `tests/amd_corpus.rs`).
+/// the start of the file if one was heard (CSV), with the default configuration or the
+/// `AmdConfig` JSON object in `AMD_CONFIG` (as `tests/amd_corpus.rs`).
 fn decisions(split: &str, corpus: &str) {
     let cfg = match std::env::var("AMD_CONFIG") {
         Ok(json) => serde_json::from_str(&json).unwrap_or_else(|e| {

@@ -36,6 +36,13 @@ def write_wav(path, samples):
         w.writeframes(data.tobytes())
 
 
+def gsm_round_trip(tmp, src, dst):
+    """The WAV file `src` through GSM 06.10 and back, as 16-bit WAV at `dst`."""
+    g = os.path.join(tmp, "round-trip.gsm")
+    run("sox", "-D", src, g)
+    run("sox", "-D", g, "-e", "signed-integer", "-b", "16", dst)
+
+
 def silence(sec):
     return [0.0] * int(round(sec * RATE))
 

@@ -20,8 +20,8 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import (RATE, active_rms, count_arg, read_wav, run, scale_to_peak, silence, usage_error,
-                        write_labels, write_wav)
+from audio_util import (RATE, active_rms, count_arg, gsm_round_trip, read_wav, run, scale_to_peak, silence,
+                        usage_error, write_labels, write_wav)
 
 SEED = "redial-amd-v1"
 N_HUMAN = 120
@@ -256,9 +256,7 @@ def telephone(tmp, x, codec, out):
     write_wav(a, x)
     run("sox", "-D", a, b, "sinc", "300-3400")
     if codec == "gsm":
-        g = os.path.join(tmp, "c.gsm")
-        run("sox", "-D", b, g)
-        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", a)
+        gsm_round_trip(tmp, b, a)
         b, a = a, b
     run("sox", "-D", b, "-e", "u-law", "-b", "8", out)
 

@@ -45,7 +45,7 @@ import sys
 import tempfile
 
 import make_world_corpus as world
-from audio_util import RATE, count_arg, read_wav, run, silence, usage_error, write_labels
+from audio_util import RATE, count_arg, gsm_round_trip, read_wav, silence, usage_error, write_labels
 
 SOUNDS = "/usr/share/asterisk/sounds"
 VOICES = ["en_US_f_Allison", "es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU"]
@@ -72,9 +72,8 @@ def stored(tmp, path, store):
     """A prompt file as the platform plays it: as installed, or through GSM storage."""
     if store == "wav":
         return read_wav(path)
-    g, w = os.path.join(tmp, "p.gsm"), os.path.join(tmp, "p.wav")
-    run("sox", "-D", path, g)
-    run("sox", "-D", g, "-e", "signed-integer", "-b", "16", w)
+    w = os.path.join(tmp, "p.wav")
+    gsm_round_trip(tmp, path, w)
     return read_wav(w)
 
 
@@ -95,22 +94,15 @@ def line(tmp, beds, voice, i, out):
     greeting = []
     for p in names:
         greeting += stored(tmp, os.path.join(d, p + ".wav"), store)
-    idle = rng.choice(["digital"] * 2 + ["comfort"] * 2 + ["hiss"])
-    idle_db = rng.uniform(-75, -56)
-
-    def idle_line(n):
-        return [0.0] * n if idle == "digital" else world.comfort_noise(rng, beds, n, idle_db)
-
-    lead = idle_line(int(rng.uniform(0.0, 1.0) * RATE))
+    platform = world.PlatformLine(rng, beds, (2, 2, 1))
+    lead = platform.idle_for(int(rng.uniform(0.0, 1.0) * RATE))
     onset = len(lead) + first_speech(greeting)
     x = lead + greeting
     beep_at = None
     if kind != "machine_carrier":
         beep_at = len(x)
         x += stored(tmp, os.path.join(d, "beep.wav"), store)
-    x += idle_line(2 * RATE)
-    if idle == "hiss":  # a noisy leg on the way: a steady hiss under all of it, no step
-        x = [v + w for v, w in zip(x, world.comfort_noise(rng, beds, len(x), idle_db))]
+    x = platform.under(x + platform.idle_for(2 * RATE))
     answer = 0
     if rng.random() < 0.25:
         _, prefix, answer = world.ringback(rng, 10 ** (rng.uniform(-24, -8) / 20))
@@ -128,7 +120,7 @@ def line(tmp, beds, voice, i, out):
     return {"file": name, "label": "machine", "kind": kind,
             "beep_onset_ms": "" if beep_at is None else ms(beep_at), "split": "holdout",
             "answer_ms": answer, "speech_onset_ms": ms(onset), "voice": voice, "prompts": " ".join(names),
-            "store": store, "idle": idle, "codec": codec, "loss": round(loss, 3), "clipped": int(clip)}
+            "store": store, "idle": platform.idle, "codec": codec, "loss": round(loss, 3), "clipped": int(clip)}
 
 
 def main():

@@ -56,8 +56,8 @@ import subprocess
 import sys
 import tempfile
 
-from audio_util import (RATE, active_rms, count_arg, read_wav, run, scale_to_peak, silence, usage_error,
-                        write_labels, write_wav)
+from audio_util import (RATE, active_rms, count_arg, gsm_round_trip, read_wav, run, scale_to_peak, silence,
+                        usage_error, write_labels, write_wav)
 
 SEED = "redial-amd-v2"
 N_HUMAN = 240
@@ -530,9 +530,7 @@ def record(tmp, rng, beds, rec, kind, meta):
     run("sox", "-D", a, b, "highpass", f"{hp:.0f}", "lowpass", f"{lp:.0f}")
     store = rng.choice(["gsm", "amr", "amr", "mp3", "opus", "wav"])
     if store == "gsm":
-        g = os.path.join(tmp, "r.gsm")
-        run("sox", "-D", b, g)
-        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", c)
+        gsm_round_trip(tmp, b, c)
     elif store == "amr":  # AMR-NB, 4.75-12.2 kbit/s (modes 0-7)
         mode = rng.randint(0, 7)
         store += f"{mode}"
@@ -559,30 +557,44 @@ def record(tmp, rng, beds, rec, kind, meta):
     return scale_to_peak(y, rng.uniform(-8, -3)), len(pre)
 
 
+class PlatformLine:
+    """A voicemail platform's own line, drawn from `rng` in proportions `mix` (digital,
+    comfort, hiss): digital silence or comfort noise between what it plays, or a steady
+    hiss of a noisy leg on the way that runs under all of it (no step at all)."""
+
+    def __init__(self, rng, beds, mix):
+        self.rng, self.beds = rng, beds
+        self.idle = rng.choice(["digital"] * mix[0] + ["comfort"] * mix[1] + ["hiss"] * mix[2])
+        self.dbfs = rng.uniform(-75, -56)
+
+    def idle_for(self, n):
+        """`n` samples of the line with nothing played."""
+        return [0.0] * n if self.idle == "digital" else comfort_noise(self.rng, self.beds, n, self.dbfs)
+
+    def under(self, x):
+        """`x`, all of it, as it leaves the platform: with the hiss under it on a hissing line."""
+        if self.idle != "hiss":
+            return x
+        return [v + w for v, w in zip(x, comfort_noise(self.rng, self.beds, len(x), self.dbfs))]
+
+
 def machine_line(tmp, rng, beds, extra, meta):
-    """What the caller hears from a voicemail platform: its own line before the greeting
-    (digital silence, comfort noise, or a steady line hiss that also runs under the
-    greeting: no step at all), the recording played back, the platform's line again, the
-    beep it generates, and its line after. Returns (samples, speech onset, beep onset)."""
+    """What the caller hears from a voicemail platform: its own line before the greeting,
+    the recording played back, the platform's line again, the beep it generates, and its
+    line after. Returns (samples, beep onset)."""
     rec, pre = record(tmp, rng, beds, extra["recording"], meta["kind"], meta)
-    idle = rng.choice(["digital"] * 9 + ["comfort"] * 7 + ["hiss"] * 4)
-    idle_db = rng.uniform(-75, -56)
+    line = PlatformLine(rng, beds, (9, 7, 4))
     lead = int(extra["lead"] * RATE)
-
-    def line(n):
-        return [0.0] * n if idle == "digital" else comfort_noise(rng, beds, n, idle_db)
-
-    x = line(lead) + rec
+    x = line.idle_for(lead) + rec
     beep_at = None
     if "beep" in extra:
         gap, f, dur, amp = extra["beep"]
-        x += line(int(gap * RATE))
+        x += line.idle_for(int(gap * RATE))
         beep_at = len(x) * 1000 // RATE
         x += tone([f], dur, amp, fade=0.002)
-    x += line(int(extra["after_s"] * RATE))
-    if idle == "hiss":
-        x = [v + w for v, w in zip(x, comfort_noise(rng, beds, len(x), idle_db))]
-    meta.update(idle=idle, idle_dbfs=round(idle_db, 1), onset_ms=(lead + pre) * 1000 // RATE)
+    x += line.idle_for(int(extra["after_s"] * RATE))
+    x = line.under(x)
+    meta.update(idle=line.idle, idle_dbfs=round(line.dbfs, 1), onset_ms=(lead + pre) * 1000 // RATE)
     return x, beep_at
 
 
@@ -688,9 +700,7 @@ def telephone(tmp, x, codec, loss, rng, out):
     write_wav(a, x)
     run("sox", "-D", a, b, "sinc", "300-3400")
     if codec == "gsm":
-        g = os.path.join(tmp, "c.gsm")
-        run("sox", "-D", b, g)
-        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", a)
+        gsm_round_trip(tmp, b, a)
     elif codec == "alaw":
         g = os.path.join(tmp, "c.wav")
         run("sox", "-D", b, "-e", "a-law", "-b", "8", g)
