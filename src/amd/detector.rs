@@ -9,7 +9,7 @@ use super::features::{Features, FrameStats, LevelHistogram, PitchTracker, Spectr
 use super::floor::NoiseFloor;
 use super::model::{sigmoid, Model};
 use super::sequence::{FrameInputs, SequenceModel, SequenceState, INPUT_COUNT};
-use super::tone::analyse;
+use super::tone::{analyse, between, BEEP_MAX_BETWEEN};
 use super::{FRAME_MS, FRAME_SAMPLES};
 
 /// What answered.
@@ -173,6 +173,9 @@ pub struct Observation {
 #[derive(Debug, Clone, Copy)]
 struct ToneRun {
     start: u64,
+    /// Frames since `start`.
+    span: u32,
+    /// Of them, the tone's alone: without a voice's neighbouring harmonics.
     frames: u32,
     hz: f32,
 }
@@ -434,9 +437,12 @@ impl AmdDetector {
             } else {
                 FrameKind::Plain
             };
+            // A tone frame with a voice's neighbouring harmonics may be a held vowel's harmonic:
+            // it holds a run of the tone but does not count for the beep (docs/amd.md,
+            // session 30). It stays a tone for the models.
             beep_hz = match kind {
-                FrameKind::Tone(hz) => Some(hz),
-                FrameKind::Plain if clipped => Some(a.clipped_hz),
+                FrameKind::Tone(hz) => Some((hz, between(frame, ms, hz) < BEEP_MAX_BETWEEN)),
+                FrameKind::Plain if clipped => Some((a.clipped_hz, true)),
                 _ => None,
             };
         }
@@ -520,20 +526,25 @@ impl AmdDetector {
         self.ring_run = 0;
     }
 
-    fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, beep_hz: Option<f32>, index: u64) {
+    /// `beep_hz`: the frame's tone, and whether it is the tone's alone (see `process`).
+    fn track_beep(&mut self, frame: &[f32; FRAME_SAMPLES], ms: f32, beep_hz: Option<(f32, bool)>, index: u64) {
         if self.recent.len() == self.keep_frames {
             self.recent.pop_front();
         }
         self.recent.push_back((*frame, ms));
-        let Some(hz) = beep_hz else {
+        let Some((hz, alone)) = beep_hz else {
             self.tone_run = None;
             return;
         };
         let run = match self.tone_run {
             Some(r) if (hz - r.hz).abs() <= self.cfg.beep_tolerance_hz => {
-                ToneRun { frames: r.frames + 1, ..r }
+                ToneRun { span: r.span + 1, frames: r.frames + alone as u32, ..r }
             }
-            _ => ToneRun { start: index, frames: 1, hz },
+            _ if alone => ToneRun { start: index, span: 1, frames: 1, hz },
+            _ => {
+                self.tone_run = None;
+                return;
+            }
         };
         self.tone_run = Some(run);
         if run.frames as u64 >= beep_frames(&self.cfg) {
@@ -546,10 +557,10 @@ impl AmdDetector {
     fn refine_onset(&self, run: ToneRun) -> u64 {
         let coarse = run.start * FRAME_MS;
         let n = self.recent.len();
-        if run.frames as usize >= n {
+        if run.span as usize >= n {
             return coarse;
         }
-        let k = n - run.frames as usize; // position of the run's first frame in `recent`
+        let k = n - run.span as usize; // position of the run's first frame in `recent`
         let mut levels: Vec<f32> = self.recent.iter().skip(k + 1).map(|f| f.1).collect();
         if levels.is_empty() {
             return coarse;

@@ -68,7 +68,7 @@ pub fn analyse(frame: &[f32], ms: f32) -> ToneAnalysis {
         }
         let (hz, share) = near(f);
         let odd = share + conc(folded(3.0 * hz)) + conc(folded(5.0 * hz));
-        if conc(hz / 2.0) + conc(1.5 * hz) < CLIPPED_MAX_BETWEEN && odd >= CLIPPED_MIN_ODD {
+        if between(frame, ms, hz) < CLIPPED_MAX_BETWEEN && odd >= CLIPPED_MIN_ODD {
             (clipped_hz, clipped) = (hz, share);
         }
     }
@@ -82,10 +82,24 @@ const CLIPPED_PEAK: f32 = 23_197.0;
 /// peak at -3 dBFS are at -14.5 dBFS or above). Most frames of a greeting normalised to a
 /// peak of -3 dBFS are quieter, and are not fitted again.
 const CLIPPED_MIN_RMS: f32 = 5_827.0;
-/// The most of a clipped tone's frame at half and one and a half times its frequency: on
-/// the corpora's clipped beeps at most 0.012 (median 0.001), on a real voice's vowel whose
-/// second harmonic held 0.8-0.9 of the frame 0.04-0.10 (docs/amd.md, session 29).
+/// The share of a frame at half and one and a half times `hz`. A tone has nothing there; a
+/// voice whose harmonic at `hz` holds most of the frame has its neighbours there (its
+/// fundamental and third harmonic when `hz` is its second, which a sustained vowel's often
+/// is on a line whose band starts near 300 Hz).
+pub fn between(frame: &[f32], ms: f32, hz: f32) -> f32 {
+    (goertzel_power(frame, hz / 2.0, SAMPLE_RATE) + goertzel_power(frame, 1.5 * hz, SAMPLE_RATE)) / ms
+}
+
+/// The most of a clipped tone's frame [`between`]: on the corpora's clipped beeps at most
+/// 0.012 (median 0.001), on a real voice's vowel whose second harmonic held 0.8-0.9 of the
+/// frame 0.04-0.10 (docs/amd.md, session 29).
 const CLIPPED_MAX_BETWEEN: f32 = 0.02;
+/// The most of a beep's frame [`between`] (a frame with more holds a run of its tone but
+/// does not count for the beep): people on real telephone lines held vowels whose second
+/// harmonic made 9 of the 12 beeps heard on 410 lines, at 0.05-0.24 per run; every beep of
+/// the corpora and the platform's is kept from 0.03 to 0.05, and only 0.02 drops one, a
+/// clipped beep after Opus, at 0.02-0.07 (docs/amd.md, session 30).
+pub const BEEP_MAX_BETWEEN: f32 = 0.05;
 /// The least of a clipped tone's frame at its first, third and fifth harmonics: on the
 /// train splits' clipped beeps 0.86 or more in 95 % of files (median 0.99, least 0.76, codecs
 /// and noise), on a hot line's vowel whose fourth harmonic held 0.8 of the frame 0.80-0.91.
