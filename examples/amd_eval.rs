@@ -6,8 +6,8 @@
 //!   corpora and every 20 ms frame after the first speech, the feature vector (CSV on
 //!   stdout) with the model not allowed to commit, so the trainer sees the whole first
 //!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
-//!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`, `amd-extra-voices`) are included
-//!   when they exist.
+//!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`, `amd-extra-voices`,
+//!   `amd-extra-channel`) are included when they exist.
 //! - `cargo run --release --example amd_eval -- frames` prints, for every file and every
 //!   20 ms frame from its first sample to 6 s after its answer, the sequence model's
 //!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`; with the
@@ -23,7 +23,8 @@
 //!   file's verdict, its reason, its time from answer and the beep's onset from the start of
 //!   the file, if one was heard (CSV), with the default
 //!   configuration or the `AmdConfig` JSON object in `AMD_CONFIG`.
-//! - `sweep` and `decisions` also read the check-only corpora: real voices (`amd-real`,
+//! - `sweep` and `decisions` also read the check-only corpora: people on real telephone lines
+//!   (`amd-real-line`; `test-media/make_real_line_check.py`), real voices (`amd-real`,
 //!   `amd-real-tts`, `amd-real-dsp`, `amd-real-dsp-tts`; `test-media/make_real_voice_lines.py`),
 //!   a real voicemail platform's greetings (`amd-platform`; `make_platform_lines.py`)
 //!   and the larger holdouts (`amd-extra-holdout`, `amd-extra-holdout-espeak`; `make_world_corpus.py
@@ -56,11 +57,13 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 
 /// Training-only corpora that are not committed, made by `test-media/train-amd.sh`
 /// (`--extra-train`): more files of the two corpora's `train` voices and phrases, and of the
-/// world corpus's train phrases spoken by voices no corpus has (`--new-voices`). `features`
-/// and `frames` include each one that exists, and the directories under test-media/
+/// world corpus's train phrases spoken by voices no corpus has (`--new-voices`), and copies of
+/// `amd-extra-world`'s files through a far end's line the corpora do not model, whatever
+/// their class (`make_channel_copies.py`, session 30). `features` and `frames` include each
+/// one that exists, and the directories under test-media/
 /// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the hard kinds of
 /// docs/amd.md, session 18).
-const EXTRA_CORPORA: [&str; 3] = ["amd-extra-world", "amd-extra", "amd-extra-voices"];
+const EXTRA_CORPORA: [&str; 4] = ["amd-extra-world", "amd-extra", "amd-extra-voices", "amd-extra-channel"];
 
 /// Training-only corpora that only `frames` includes (when they exist): lines of the train
 /// speakers of two sets of real recorded words (`make_real_voice_lines.py --extra-train`).
@@ -68,13 +71,15 @@ const EXTRA_CORPORA: [&str; 3] = ["amd-extra-world", "amd-extra", "amd-extra-voi
 /// corpora (docs/amd.md, session 28).
 const SEQUENCE_ONLY_CORPORA: [&str; 2] = ["amd-extra-real", "amd-extra-real-dsp"];
 
-/// Check-only corpora that are not committed and never trained on: lines of real recorded
-/// voices and their text-to-speech twins, made by `test-media/make_real_voice_lines.py`
+/// Check-only corpora that are not committed and never trained on: people on real telephone
+/// lines (`test-media/make_real_line_check.py`), lines of real recorded voices and their
+/// text-to-speech twins, made by `test-media/make_real_voice_lines.py`
 /// (their lines of train speakers are in split `train`), a real voicemail platform's
 /// greetings (`make_platform_lines.py`), and more files of the holdouts' voices and phrases
 /// (`make_world_corpus.py --extra-holdout`, `make_corpus.py --extra-holdout`). `sweep` and
 /// `decisions` read them.
-const CHECK_CORPORA: [&str; 7] = [
+const CHECK_CORPORA: [&str; 8] = [
+    "amd-real-line",
     "amd-real",
     "amd-real-tts",
     "amd-real-dsp",

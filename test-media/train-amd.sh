@@ -6,7 +6,8 @@
 # (test-media/amd-extra-world/ and test-media/amd-extra/; AMD_EXTRA_WORLD (500) and
 # AMD_EXTRA_ESPEAK (200) files of each class), and of the train phrases spoken by the
 # world corpus's NEW_TRAIN_VOICES (test-media/amd-extra-voices/; AMD_EXTRA_VOICES (500));
-# 0 for none. The sequence model alone is also trained on lines of real recorded words
+# 0 for none; and copies of amd-extra-world's files through another far end's line
+# (test-media/amd-extra-channel/, make_channel_copies.py). The sequence model alone is also trained on lines of real recorded words
 # spoken by the train speakers of two public sets (make_real_voice_lines.py --extra-train;
 # test-media/amd-extra-real/ and amd-extra-real-dsp/, AMD_EXTRA_REAL (250) of each class
 # each), made when missing from the sets' directories named by AMD_FSDD (FSDD's
@@ -41,6 +42,13 @@ extra() {
 extra test-media/amd-extra-world "$world" test-media/make_world_corpus.py
 extra test-media/amd-extra "$espeak" test-media/make_corpus.py
 extra test-media/amd-extra-voices "$voices" test-media/make_world_corpus.py --new-voices
+# Copies of amd-extra-world's files through a far end's line the corpora do not model (a
+# mobile's AMR leg, an early roll-off), whatever their class; made again with amd-extra-world.
+channel=test-media/amd-extra-channel
+if [ "$world" -gt 0 ] && { ! has_rows "$channel" "$world" || [ test-media/amd-extra-world/labels.csv -nt "$channel/labels.csv" ]; }; then
+  rm -f "$channel"/*.wav "$channel/labels.csv"
+  python3 test-media/make_channel_copies.py amd-extra-world amd-extra-channel
+fi
 # Makes DIR's N lines of each class from the real set in the variable named SOURCE, unless
 # DIR already holds exactly that many.
 real() {

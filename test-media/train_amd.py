@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-VERSION = "amd-mlp-6"
+VERSION = "amd-mlp-7"
 HIDDEN = 10
 # Every STRIDE-th frame of each file (adjacent 20 ms frames carry nearly the same
 # features), EPOCHS passes: with the extra training files the corpus is ~360k frames, and
@@ -140,8 +140,8 @@ def main():
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
-                      "test-media/amd-extra, test-media/amd-extra-voices (every 3rd frame after first speech, "
-                      "each file weight 1)",
+                      "test-media/amd-extra, test-media/amd-extra-voices, test-media/amd-extra-channel (every 3rd "
+                      "frame after first speech, each file weight 1)",
         "command": "test-media/train-amd.sh",
         "features": names,
         "mean": r(mean),

@@ -49,7 +49,9 @@ import torch
 # amd-gru-4: the cosine step (session 24), the extra training files of new voices
 # (test-media/amd-extra-voices/, session 27) and the train speakers' lines of real recorded
 # words (test-media/amd-extra-real/ and amd-extra-real-dsp/, session 28; docs/amd.md).
-VERSION = "amd-gru-4"
+# amd-gru-5: and copies of amd-extra-world's files through a mobile's AMR leg or a line that
+# rolls off early, whatever their class (test-media/amd-extra-channel/, session 30).
+VERSION = "amd-gru-5"
 HIDDEN = 24
 POOL = 2
 EPOCHS = 40
@@ -182,7 +184,8 @@ def write(nets, mean, scale, names, n_files, seeds, out):
     model = {
         "version": VERSION,
         "trained_on": "test-media/amd-world, test-media/amd split=train and test-media/amd-extra-world, "
-                      "test-media/amd-extra, test-media/amd-extra-voices, the real speakers' test-media/amd-extra-real "
+                      "test-media/amd-extra, test-media/amd-extra-voices, test-media/amd-extra-channel, the real "
+                      "speakers' test-media/amd-extra-real "
                       f"and test-media/amd-extra-real-dsp ({n_files} files, every frame from the start "
                       "to 6 s after the answer, each file weight 1)",
         "command": "test-media/train-amd.sh",
