@@ -43,6 +43,14 @@ def gsm_round_trip(tmp, src, dst):
     run("sox", "-D", g, "-e", "signed-integer", "-b", "16", dst)
 
 
+def amr_round_trip(tmp, src, dst, mode):
+    """The WAV file `src` through AMR-NB at `mode` (0-7: 4.75-12.2 kbit/s) and back, as
+    16-bit WAV at `dst`; not aligned: the decoder's delay stays in."""
+    g = os.path.join(tmp, "round-trip.amr-nb")
+    run("sox", "-D", src, "-C", str(mode), g)
+    run("sox", "-D", g, "-e", "signed-integer", "-b", "16", dst)
+
+
 def silence(sec):
     return [0.0] * int(round(sec * RATE))
 

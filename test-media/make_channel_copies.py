@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 import make_world_corpus as world
-from audio_util import read_wav, run, usage_error, write_labels, write_wav
+from audio_util import amr_round_trip, read_wav, run, usage_error, write_labels, write_wav
 
 
 def leg(tmp, rng, src, out):
@@ -37,9 +37,7 @@ def leg(tmp, rng, src, out):
     names = []
     if draw < 0.7:
         mode = rng.randint(0, 7)
-        g = os.path.join(tmp, "leg.amr-nb")
-        run("sox", "-D", a, "-C", str(mode), g)
-        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", b)
+        amr_round_trip(tmp, a, b, mode)
         x = world.aligned(read_wav(b), x)
         names.append(f"amr{mode}")
     if draw >= 0.4:

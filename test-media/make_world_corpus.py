@@ -56,8 +56,8 @@ import subprocess
 import sys
 import tempfile
 
-from audio_util import (RATE, active_rms, count_arg, gsm_round_trip, read_wav, run, scale_to_peak, silence,
-                        usage_error, write_labels, write_wav)
+from audio_util import (RATE, active_rms, amr_round_trip, count_arg, gsm_round_trip, read_wav, run, scale_to_peak,
+                        silence, usage_error, write_labels, write_wav)
 
 SEED = "redial-amd-v2"
 N_HUMAN = 240
@@ -534,9 +534,7 @@ def record(tmp, rng, beds, rec, kind, meta):
     elif store == "amr":  # AMR-NB, 4.75-12.2 kbit/s (modes 0-7)
         mode = rng.randint(0, 7)
         store += f"{mode}"
-        g = os.path.join(tmp, "r.amr-nb")
-        run("sox", "-D", b, "-C", str(mode), g)
-        run("sox", "-D", g, "-e", "signed-integer", "-b", "16", c)
+        amr_round_trip(tmp, b, c, mode)
     elif store == "mp3":  # a cloud voicemail's compressed file
         kbps = rng.choice([8, 16, 24])
         store += f"{kbps}"
