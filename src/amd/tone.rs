@@ -228,7 +228,7 @@ mod tests {
             .collect();
         let ms = x.iter().map(|v| v * v).sum::<f32>() / 160.0;
         let a = analyse(&x, ms);
-        assert!(a.single < 0.9, "fitted again: {a:?}");
+        assert!(a.single < REFIT_BELOW, "fitted again: {a:?}");
         assert_eq!(a.clipped, 0.0, "{a:?}");
     }
 
