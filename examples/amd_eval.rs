@@ -29,6 +29,8 @@
 //!   a real voicemail platform's greetings (`amd-platform`; `make_platform_lines.py`)
 //!   and the larger holdouts (`amd-extra-holdout`, `amd-extra-holdout-espeak`; `make_world_corpus.py
 //!   --extra-holdout`, `make_corpus.py --extra-holdout`).
+//! - `features` and `frames` leave out the extra training corpora named in
+//!   `AMD_EVAL_WITHOUT` (comma-separated), though they exist.
 //! - Every command reads the model files named in `AMD_EVAL_MODEL` and
 //!   `AMD_EVAL_SEQUENCE_MODEL` instead of the built-in weights, when set.
 //! - `sweep` and `decisions` continue each file to `AMD_EVAL_LINE_MS` after its answer,
@@ -202,7 +204,9 @@ fn no_commit() -> AmdConfig {
 }
 
 /// Every row of both corpora and of the extra training corpora that exist (with
-/// `sequence`, of the sequence model's own ones too).
+/// `sequence`, of the sequence model's own ones too), but those named in `AMD_EVAL_WITHOUT`
+/// (comma-separated: `train-amd.sh` names the sets it was told to make none of, so that one
+/// left by an earlier run does not train the models).
 fn all_rows(sequence: bool) -> Vec<Row> {
     let named = std::env::var("AMD_EVAL_EXTRA").unwrap_or_default();
     let named: Vec<&str> = named.split(',').filter(|c| !c.is_empty()).collect();
@@ -212,8 +216,20 @@ fn all_rows(sequence: bool) -> Vec<Row> {
             std::process::exit(2);
         }
     }
+    let without = std::env::var("AMD_EVAL_WITHOUT").unwrap_or_default();
+    let without: Vec<&str> = without.split(',').filter(|c| !c.is_empty()).collect();
+    for c in &without {
+        if !EXTRA_CORPORA.contains(c) && !SEQUENCE_ONLY_CORPORA.contains(c) {
+            eprintln!("AMD_EVAL_WITHOUT: {c} is not one of {EXTRA_CORPORA:?} or {SEQUENCE_ONLY_CORPORA:?}");
+            std::process::exit(2);
+        }
+    }
     let own: &[&str] = if sequence { &SEQUENCE_ONLY_CORPORA } else { &[] };
-    let extra = EXTRA_CORPORA.iter().chain(own).copied().filter(|c| media().join(c).join("labels.csv").exists());
+    let extra = EXTRA_CORPORA
+        .iter()
+        .chain(own)
+        .copied()
+        .filter(|c| !without.contains(c) && media().join(c).join("labels.csv").exists());
     CORPORA.iter().copied().chain(extra).chain(named.iter().copied()).flat_map(labels).collect()
 }
 
