@@ -6,7 +6,8 @@
 # (test-media/amd-extra-world/ and test-media/amd-extra/; AMD_EXTRA_WORLD (500) and
 # AMD_EXTRA_ESPEAK (200) files of each class), and of the train phrases spoken by the
 # world corpus's NEW_TRAIN_VOICES (test-media/amd-extra-voices/; AMD_EXTRA_VOICES (500));
-# 0 for none; and copies of amd-extra-world's files through another far end's line
+# 0 for none (a set told to be 0 is left out, though an earlier run left it there); and
+# copies of amd-extra-world's files through another far end's line
 # (test-media/amd-extra-channel/, make_channel_copies.py). The sequence model alone is also trained on lines of real recorded words
 # spoken by the train speakers of two public sets (make_real_voice_lines.py --extra-train;
 # test-media/amd-extra-real/ and amd-extra-real-dsp/, AMD_EXTRA_REAL (250) of each class
