@@ -22,6 +22,12 @@ world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
 voices=${AMD_EXTRA_VOICES:-500}
 real_lines=${AMD_EXTRA_REAL:-250}
+# The extra sets told to be 0, comma-separated for amd_eval (AMD_EVAL_WITHOUT): left out of
+# the training, though a run before left them there.
+without=
+leave_out() {
+  without+="${without:+,}$(basename "$1")"
+}
 # Whether DIR's labels.csv has N files of each class.
 has_rows() {
   [ -f "$1/labels.csv" ] && [ "$(($(wc -l < "$1/labels.csv") - 1))" -eq $((2 * $2)) ]
@@ -33,7 +39,7 @@ has_rows() {
 extra() {
   local dir=$1 n=$2 generator=$3
   shift 3
-  [ "$n" -gt 0 ] || return 0
+  [ "$n" -gt 0 ] || { leave_out "$dir"; return 0; }
   if has_rows "$dir" "$n" && head -1 "$dir/labels.csv" | grep -q ',script$'; then
     return 0
   fi
@@ -50,11 +56,12 @@ if [ "$world" -gt 0 ] && { ! has_rows "$channel" "$world" || [ test-media/amd-ex
   rm -f "$channel"/*.wav "$channel/labels.csv"
   python3 test-media/make_channel_copies.py amd-extra-world amd-extra-channel
 fi
+[ "$world" -gt 0 ] || leave_out "$channel"
 # Makes DIR's N lines of each class from the real set in the variable named SOURCE, unless
 # DIR already holds exactly that many.
 real() {
   local dir=$1 n=$2 source=$3
-  [ "$n" -gt 0 ] || return 0
+  [ "$n" -gt 0 ] || { leave_out "$dir"; return 0; }
   has_rows "$dir" "$n" && return 0
   if [ -z "${!source:-}" ]; then
     echo "train-amd.sh: $dir is missing: set $source to the set's directory (make_real_voice_lines.py" \
@@ -70,13 +77,6 @@ real() {
 }
 real test-media/amd-extra-real "$real_lines" AMD_FSDD
 real test-media/amd-extra-real-dsp "$real_lines" AMD_DSPSPEECH
-# The sets told to be 0 are left out of the training, though a run before left them there.
-without=
-for set in "amd-extra-world $world" "amd-extra $espeak" "amd-extra-voices $voices" "amd-extra-channel $world" \
-  "amd-extra-real $real_lines" "amd-extra-real-dsp $real_lines"; do
-  read -r dir n <<< "$set"
-  [ "$n" -gt 0 ] || without+="${without:+,}$dir"
-done
 export AMD_EVAL_WITHOUT=$without
 tmp=$(mktemp)
 frames=$(mktemp)
