@@ -208,18 +208,16 @@ fn no_commit() -> AmdConfig {
 /// (comma-separated: `train-amd.sh` names the sets it was told to make none of, so that one
 /// left by an earlier run does not train the models).
 fn all_rows(sequence: bool) -> Vec<Row> {
-    let named = std::env::var("AMD_EVAL_EXTRA").unwrap_or_default();
-    let named: Vec<&str> = named.split(',').filter(|c| !c.is_empty()).collect();
+    let named = env_names("AMD_EVAL_EXTRA");
     for c in &named {
         if !media().join(c).join("labels.csv").exists() {
             eprintln!("AMD_EVAL_EXTRA: test-media/{c}/labels.csv does not exist");
             std::process::exit(2);
         }
     }
-    let without = std::env::var("AMD_EVAL_WITHOUT").unwrap_or_default();
-    let without: Vec<&str> = without.split(',').filter(|c| !c.is_empty()).collect();
+    let without = env_names("AMD_EVAL_WITHOUT");
     for c in &without {
-        if !EXTRA_CORPORA.contains(c) && !SEQUENCE_ONLY_CORPORA.contains(c) {
+        if !EXTRA_CORPORA.contains(&c.as_str()) && !SEQUENCE_ONLY_CORPORA.contains(&c.as_str()) {
             eprintln!("AMD_EVAL_WITHOUT: {c} is not one of {EXTRA_CORPORA:?} or {SEQUENCE_ONLY_CORPORA:?}");
             std::process::exit(2);
         }
@@ -229,8 +227,14 @@ fn all_rows(sequence: bool) -> Vec<Row> {
         .iter()
         .chain(own)
         .copied()
-        .filter(|c| !without.contains(c) && media().join(c).join("labels.csv").exists());
-    CORPORA.iter().copied().chain(extra).chain(named.iter().copied()).flat_map(labels).collect()
+        .filter(|c| !without.iter().any(|w| w == c) && media().join(c).join("labels.csv").exists());
+    CORPORA.iter().copied().chain(extra).chain(named.iter().map(String::as_str)).flat_map(labels).collect()
+}
+
+/// The comma-separated names in the environment variable `var`, none when it is unset.
+fn env_names(var: &str) -> Vec<String> {
+    let text = std::env::var(var).unwrap_or_default();
+    text.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect()
 }
 
 fn features() {
