@@ -7,7 +7,7 @@
 //!   stdout) with the model not allowed to commit, so the trainer sees the whole first
 //!   seconds. Files are named by their path under test-media/ (`amd-world/h001.wav`).
 //!   The uncommitted training-only corpora (`amd-extra-world`, `amd-extra`, `amd-extra-voices`,
-//!   `amd-extra-channel`) are included when they exist.
+//!   `amd-extra-channel`, `amd-extra-wide`, `amd-extra-wide-espeak`) are included when they exist.
 //! - `cargo run --release --example amd_eval -- frames` prints, for every file and every
 //!   20 ms frame from its first sample to 6 s after its answer, the sequence model's
 //!   inputs (src/amd/sequence.rs), for `test-media/train_amd_sequence.py`; with the
@@ -61,11 +61,19 @@ const CORPORA: [&str; 2] = ["amd-world", "amd"];
 /// (`--extra-train`): more files of the two corpora's `train` voices and phrases, and of the
 /// world corpus's train phrases spoken by voices no corpus has (`--new-voices`), and copies of
 /// `amd-extra-world`'s files through a far end's line the corpora do not model, whatever
-/// their class (`make_channel_copies.py`, session 30). `features` and `frames` include each
-/// one that exists, and the directories under test-media/
-/// named in `AMD_EVAL_EXTRA` (comma-separated; for experiments such as the hard kinds of
-/// docs/amd.md, session 18).
-const EXTRA_CORPORA: [&str; 4] = ["amd-extra-world", "amd-extra", "amd-extra-voices", "amd-extra-channel"];
+/// their class (`make_channel_copies.py`, session 30), and more of both corpora's train voices
+/// and phrases through a network that passes the voice below 300 Hz, whatever their class
+/// (the generators' `--wide`, session 32). `features` and `frames` include each one that
+/// exists, and the directories under test-media/ named in `AMD_EVAL_EXTRA` (comma-separated;
+/// for experiments such as the hard kinds of docs/amd.md, session 18).
+const EXTRA_CORPORA: [&str; 6] = [
+    "amd-extra-world",
+    "amd-extra",
+    "amd-extra-voices",
+    "amd-extra-channel",
+    "amd-extra-wide",
+    "amd-extra-wide-espeak",
+];
 
 /// Training-only corpora that only `frames` includes (when they exist): lines of the train
 /// speakers of two sets of real recorded words (`make_real_voice_lines.py --extra-train`).

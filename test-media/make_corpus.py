@@ -7,8 +7,9 @@ files. Output: test-media/amd/*.wav (8 kHz mono G.711 mu-law WAV, format tag 7),
 test-media/amd/labels.csv and test-media/prompts/*.wav (8 kHz mono 16-bit PCM).
 
 Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
-       python3 test-media/make_corpus.py --extra-train N DIR
-           N more training-only files of each class into DIR (see `extra_train`)
+       python3 test-media/make_corpus.py --extra-train N DIR [--wide]
+           N more training-only files of each class into DIR (see `extra_train`); with
+           --wide, the network's band reaching down to 80-300 Hz
        python3 test-media/make_corpus.py --extra-holdout N DIR
            N more files of each class of the holdout's accents and phrases, for scoring
            only (see `extra_holdout`)
@@ -249,12 +250,12 @@ def build(index, label, tmp, tag=""):
     return x, meta
 
 
-def telephone(tmp, x, codec, out):
-    """Band-pass 300-3400 Hz, an optional GSM round trip, then G.711 mu-law WAV."""
+def telephone(tmp, x, codec, out, low_hz=300):
+    """Band-pass `low_hz`-3400 Hz, an optional GSM round trip, then G.711 mu-law WAV."""
     a = os.path.join(tmp, "a.wav")
     b = os.path.join(tmp, "b.wav")
     write_wav(a, x)
-    run("sox", "-D", a, b, "sinc", "300-3400")
+    run("sox", "-D", a, b, "sinc", f"{low_hz}-3400")
     if codec == "gsm":
         gsm_round_trip(tmp, b, a)
         b, a = a, b
@@ -282,14 +283,18 @@ def row_of(name, label, meta, x):
             "voice": meta["voice"], "speed": meta["speed"], "pitch": meta["pitch"],
             "level_dbfs": meta["level_dbfs"], "noise": meta["noise"],
             "snr_db": meta["snr_db"], "codec": meta["codec"],
-            "duration_ms": len(x) * 1000 // RATE, "script": meta["script"]}
+            "duration_ms": len(x) * 1000 // RATE,
+            **({"low_hz": meta["low_hz"]} if "low_hz" in meta else {}), "script": meta["script"]}
 
 
-def extra_train(tmp, count, out_dir):
+def extra_train(tmp, count, out_dir, wide=False):
     """`count` more training-only files of each class in `out_dir` (not committed): clips
     drawn from their own seeds ("extra-"), of which only those whose voice accent and
-    every phrase are train ones are kept, so no holdout accent or sentence is heard."""
-    extra_set(tmp, count, out_dir, "train", "extra-")
+    every phrase are train ones are kept, so no holdout accent or sentence is heard. With
+    `wide`, from seeds of their own ("extra-wide-"), each through a network whose lower
+    edge is drawn from 80-300 Hz whatever its class (column `low_hz`; as
+    make_world_corpus.py --wide, which says why)."""
+    extra_set(tmp, count, out_dir, "train", "extra-wide-" if wide else "extra-", wide)
 
 
 def extra_holdout(tmp, count, out_dir):
@@ -300,8 +305,9 @@ def extra_holdout(tmp, count, out_dir):
     extra_set(tmp, count, out_dir, "holdout", "extra-holdout-")
 
 
-def extra_set(tmp, count, out_dir, split, tag):
-    """`count` files of each class of `split`, from clips drawn from seeds tagged `tag`."""
+def extra_set(tmp, count, out_dir, split, tag, wide=False):
+    """`count` files of each class of `split`, from clips drawn from seeds tagged `tag`;
+    with `wide`, each through a network whose lower edge is drawn from 80-300 Hz."""
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for label, prefix in (("human", "xh"), ("machine", "xm")):
@@ -313,7 +319,10 @@ def extra_set(tmp, count, out_dir, split, tag):
                 continue
             kept += 1
             name = f"{prefix}{kept:05d}.wav"
-            telephone(tmp, x, meta["codec"], os.path.join(out_dir, name))
+            low_hz = 300
+            if wide:
+                low_hz = meta["low_hz"] = random.Random(f"{tag}{label}-{i}-edge").randint(80, 300)
+            telephone(tmp, x, meta["codec"], os.path.join(out_dir, name), low_hz)
             rows.append(row_of(name, label, meta, x))
             print(name, meta["kind"], file=sys.stderr)
     write_labels(out_dir, rows)
@@ -355,15 +364,17 @@ def prompts(tmp):
 
 def parse_args(argv):
     """What `argv` (without the program) asks for: None for the committed corpus and the
-    prompts, or (the extra set's function, N, DIR). Anything else is a usage error."""
+    prompts, or (the extra set's function, N, DIR, wide). Anything else is a usage error."""
     extra = {"--extra-train": extra_train, "--extra-holdout": extra_holdout}
     if not argv:
         return None
     if argv[0] not in extra:
         usage_error(__doc__, f"unknown argument {argv[0]!r}")
-    if len(argv) != 3 or argv[2].startswith("-"):
-        usage_error(__doc__, f"{argv[0]} takes N and DIR")
-    return extra[argv[0]], count_arg(__doc__, "N", argv[1], 1), argv[2]
+    wide = argv[-1] == "--wide" and argv[0] == "--extra-train"
+    args = argv[:-1] if wide else argv
+    if len(args) != 3 or args[2].startswith("-"):
+        usage_error(__doc__, f"{argv[0]} takes N and DIR" + (" (and --wide)" if argv[0] == "--extra-train" else ""))
+    return extra[argv[0]], count_arg(__doc__, "N", args[1], 1), args[2], wide
 
 
 def main():
@@ -373,8 +384,11 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng sox)")
     with tempfile.TemporaryDirectory() as tmp:
         if extra:
-            make, count, out_dir = extra
-            make(tmp, count, out_dir)
+            make, count, out_dir, wide = extra
+            if wide:
+                make(tmp, count, out_dir, wide)
+            else:
+                make(tmp, count, out_dir)
             return
         prompts(tmp)
         corpus(tmp)

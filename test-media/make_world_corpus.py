@@ -39,11 +39,12 @@ Needs: espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox libsox-
 (Debian package names) and python3.
 
 Usage: python3 test-media/make_world_corpus.py   (or test-media/make-world-corpus.sh)
-       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot]
+       python3 test-media/make_world_corpus.py --extra-train N DIR [FIRST] [--new-voices] [--hard] [--hot] [--wide]
            N more training-only files of each class into DIR (see `extra_train`);
            with --new-voices, spoken by NEW_TRAIN_VOICES (also needs festvox-ca-ona-hts
            festvox-czech-dita festvox-suopuhe-lj festvox-kdlpc16k);
-           with --hard, of HARD_KINDS only; with --hot, every line hot and clipped
+           with --hard, of HARD_KINDS only; with --hot, every line hot and clipped;
+           with --wide, the network's band reaching down to 80-300 Hz
        python3 test-media/make_world_corpus.py --extra-holdout N DIR [FIRST]
            N more files of each class of the holdout's voices and phrases, for scoring
            only (see `extra_holdout`)
@@ -691,12 +692,12 @@ def under_full_scale(x):
     return [s * 0.99 / peak for s in x] if peak > 0.99 else x
 
 
-def telephone(tmp, x, codec, loss, rng, out):
-    """Band-pass 300-3400 Hz, a codec round trip, packet-loss gaps, then G.711 mu-law WAV."""
+def telephone(tmp, x, codec, loss, rng, out, low_hz=300):
+    """Band-pass `low_hz`-3400 Hz, a codec round trip, packet-loss gaps, then G.711 mu-law WAV."""
     a = os.path.join(tmp, "a.wav")
     b = os.path.join(tmp, "b.wav")
     write_wav(a, x)
-    run("sox", "-D", a, b, "sinc", "300-3400")
+    run("sox", "-D", a, b, "sinc", f"{low_hz}-3400")
     if codec == "gsm":
         gsm_round_trip(tmp, b, a)
     elif codec == "alaw":
@@ -736,10 +737,11 @@ def row_of(name, label, split, meta, x):
             "store": meta.get("store", ""),
             "codec": meta["codec"], "loss": meta["loss"],
             "clipped": meta["clipped"], "duration_ms": len(x) * 1000 // RATE,
+            **({"low_hz": meta["low_hz"]} if "low_hz" in meta else {}),
             "script": meta["script"]}
 
 
-def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=False):
+def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=False, wide=False):
     """`count` more files of each class for training only, in `out_dir` (not committed):
     train voices, train phrases and train background beds, drawn from their own seeds
     ("extra-"), so no holdout voice or sentence is heard and the committed corpus is
@@ -748,13 +750,21 @@ def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=
     NEW_TRAIN_VOICES instead, from seeds of their own ("extra-voices-"); with `hard` the
     kinds are HARD_KINDS only, from seeds of their own too ("extra-hard-", or
     "extra-voices-hard-" with both); with `hot` every line is hot and clipped (but a
-    whisper-quiet one), from seeds of their own too ("extra-hot-", after the others)."""
+    whisper-quiet one), from seeds of their own too ("extra-hot-", after the others); with
+    `wide` the network passes the voice down to a lower edge drawn from 80-300 Hz for each
+    file whatever its class (column `low_hz`), from seeds of their own too ("extra-wide-",
+    after the others). Why: the corpora cut every
+    line at 300 Hz, but people on real telephone lines carry some 15 dB more of their voice
+    at 125-250 Hz than the world corpus's people (docs/amd.md, session 32): a model that
+    never heard a voice there has no reason to read one as a person's."""
     tag, voices = ("extra-voices-", NEW_TRAIN_VOICES) if new_voices else ("extra-", None)
     if hard:
         tag += "hard-"
     if hot:
         tag += "hot-"
-    extra_set(tmp, count, out_dir, "train", first, tag, voices, HARD_KINDS if hard else None, hot)
+    if wide:
+        tag += "wide-"
+    extra_set(tmp, count, out_dir, "train", first, tag, voices, HARD_KINDS if hard else None, hot, wide)
 
 
 def extra_holdout(tmp, count, out_dir, first=0):
@@ -766,8 +776,9 @@ def extra_holdout(tmp, count, out_dir, first=0):
     extra_set(tmp, count, out_dir, "holdout", first, "extra-holdout-")
 
 
-def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, hot=False):
-    """Files `first`..`first+count-1` of each class of `split`, from seeds tagged `tag`."""
+def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, hot=False, wide=False):
+    """Files `first`..`first+count-1` of each class of `split`, from seeds tagged `tag`;
+    with `wide`, each through a network whose lower edge is drawn from 80-300 Hz."""
     os.makedirs(out_dir, exist_ok=True)
     beds = Beds(tmp, split)
     rows = []
@@ -776,7 +787,10 @@ def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, h
             name = f"{prefix}{i + 1:05d}.wav"
             x, meta, rng = build(i, label, split, tmp, beds, tag=tag, voices=voices,
                                  kinds=kinds[label] if kinds else None, hot=hot)
-            telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name))
+            low_hz = 300
+            if wide:
+                low_hz = meta["low_hz"] = rng.randint(80, 300)
+            telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name), low_hz)
             rows.append(row_of(name, label, split, meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)
     write_labels(out_dir, rows)
@@ -803,20 +817,20 @@ def corpus(tmp):
 
 def parse_args(argv):
     """What `argv` (without the program) asks for: None for the committed corpus, or
-    (option, N, DIR, FIRST, new_voices, hard, hot). Anything else is a usage error."""
-    flags = ("--new-voices", "--hard", "--hot")
-    new_voices, hard, hot = (f in argv for f in flags)
+    (option, N, DIR, FIRST, new_voices, hard, hot, wide). Anything else is a usage error."""
+    flags = ("--new-voices", "--hard", "--hot", "--wide")
+    new_voices, hard, hot, wide = (f in argv for f in flags)
     args = [a for a in argv if a not in flags]
     if not argv:
         return None
     if not args or args[0] not in ("--extra-train", "--extra-holdout"):
         usage_error(__doc__, f"unknown argument {(args or argv)[0]!r}")
-    if (new_voices or hard or hot) and args[0] != "--extra-train":
-        usage_error(__doc__, "--new-voices, --hard and --hot make an extra training set")
+    if (new_voices or hard or hot or wide) and args[0] != "--extra-train":
+        usage_error(__doc__, "--new-voices, --hard, --hot and --wide make an extra training set")
     if len(args) not in (3, 4) or any(a.startswith("-") for a in args[1:]):
         usage_error(__doc__, f"{args[0]} takes N DIR [FIRST] (and the flags above), not {args[1:]}")
     first = count_arg(__doc__, "FIRST", args[3], 0) if len(args) == 4 else 0
-    return args[0], count_arg(__doc__, "N", args[1], 1), args[2], first, new_voices, hard, hot
+    return args[0], count_arg(__doc__, "N", args[1], 1), args[2], first, new_voices, hard, hot, wide
 
 
 def check_new_voices(tmp):
@@ -849,11 +863,11 @@ def main():
         if extra is None:
             corpus(tmp)
             return
-        option, count, out_dir, first, new_voices, hard, hot = extra
+        option, count, out_dir, first, new_voices, hard, hot, wide = extra
         if new_voices:
             check_new_voices(tmp)
         if option == "--extra-train":
-            extra_train(tmp, count, out_dir, first, new_voices, hard, hot)
+            extra_train(tmp, count, out_dir, first, new_voices, hard, hot, wide)
         else:
             extra_holdout(tmp, count, out_dir, first)
 

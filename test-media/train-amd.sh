@@ -5,15 +5,19 @@
 # or without the script column (not committed): of the train voices and phrases
 # (test-media/amd-extra-world/ and test-media/amd-extra/; AMD_EXTRA_WORLD (500) and
 # AMD_EXTRA_ESPEAK (200) files of each class), and of the train phrases spoken by the
-# world corpus's NEW_TRAIN_VOICES (test-media/amd-extra-voices/; AMD_EXTRA_VOICES (500));
+# world corpus's NEW_TRAIN_VOICES (test-media/amd-extra-voices/; AMD_EXTRA_VOICES (500)), and
+# of both corpora's train voices and phrases through a network whose band reaches below
+# 300 Hz (test-media/amd-extra-wide/ and amd-extra-wide-espeak/, --wide; AMD_EXTRA_WIDE
+# (500) and AMD_EXTRA_WIDE_ESPEAK (200));
 # 0 for none (a set told to be 0 is left out, though an earlier run left it there); and
 # copies of amd-extra-world's files through another far end's line
-# (test-media/amd-extra-channel/, make_channel_copies.py). The sequence model alone is also trained on lines of real recorded words
-# spoken by the train speakers of two public sets (make_real_voice_lines.py --extra-train;
-# test-media/amd-extra-real/ and amd-extra-real-dsp/, AMD_EXTRA_REAL (250) of each class
-# each), made when missing from the sets' directories named by AMD_FSDD (FSDD's
-# recordings/) and AMD_DSPSPEECH (DSPSpeech-20's speech_data/); the commits and clone
-# commands are in make_real_voice_lines.py.
+# (test-media/amd-extra-channel/, make_channel_copies.py). The sequence model alone is also
+# trained on lines of real recorded words spoken by the train speakers of two public sets
+# (make_real_voice_lines.py --extra-train; test-media/amd-extra-real/ and
+# amd-extra-real-dsp/, AMD_EXTRA_REAL (250) of each class each), made when missing from
+# the sets' directories named by AMD_FSDD (FSDD's recordings/) and AMD_DSPSPEECH
+# (DSPSpeech-20's speech_data/); the commits and clone commands are in
+# make_real_voice_lines.py.
 # Needs numpy and PyTorch (CPU; `pip install torch`), and to make the extra files the
 # corpora's tools (make-world-corpus.sh) and the new voices' festival packages.
 set -euo pipefail
@@ -21,6 +25,8 @@ cd "$(dirname "$0")/.."
 world=${AMD_EXTRA_WORLD:-500}
 espeak=${AMD_EXTRA_ESPEAK:-200}
 voices=${AMD_EXTRA_VOICES:-500}
+wide=${AMD_EXTRA_WIDE:-500}
+wide_espeak=${AMD_EXTRA_WIDE_ESPEAK:-200}
 real_lines=${AMD_EXTRA_REAL:-250}
 # The extra sets told to be 0, comma-separated for amd_eval (AMD_EVAL_WITHOUT): left out of
 # the training, though a run before left them there.
@@ -49,6 +55,8 @@ extra() {
 extra test-media/amd-extra-world "$world" test-media/make_world_corpus.py
 extra test-media/amd-extra "$espeak" test-media/make_corpus.py
 extra test-media/amd-extra-voices "$voices" test-media/make_world_corpus.py --new-voices
+extra test-media/amd-extra-wide "$wide" test-media/make_world_corpus.py --wide
+extra test-media/amd-extra-wide-espeak "$wide_espeak" test-media/make_corpus.py --wide
 # Copies of amd-extra-world's files through a far end's line the corpora do not model (a
 # mobile's AMR leg, an early roll-off), whatever their class; made again with amd-extra-world.
 channel=test-media/amd-extra-channel
