@@ -29,7 +29,9 @@ import sys
 
 import numpy as np
 
-VERSION = "amd-mlp-7"
+# amd-mlp-8: and both corpora's train voices and phrases through a network that passes the
+# voice below 300 Hz, whatever their class (amd-extra-wide/, amd-extra-wide-espeak/, session 32).
+VERSION = "amd-mlp-8"
 HIDDEN = 10
 # Every STRIDE-th frame of each file (adjacent 20 ms frames carry nearly the same
 # features), EPOCHS passes: with the extra training files the corpus is ~360k frames, and

@@ -51,7 +51,9 @@ import torch
 # words (test-media/amd-extra-real/ and amd-extra-real-dsp/, session 28; docs/amd.md).
 # amd-gru-5: and copies of amd-extra-world's files through a mobile's AMR leg or a line that
 # rolls off early, whatever their class (test-media/amd-extra-channel/, session 30).
-VERSION = "amd-gru-5"
+# amd-gru-6: and both corpora's train voices and phrases through a network that passes the
+# voice below 300 Hz, whatever their class (amd-extra-wide/, amd-extra-wide-espeak/, session 32).
+VERSION = "amd-gru-6"
 HIDDEN = 24
 POOL = 2
 EPOCHS = 40

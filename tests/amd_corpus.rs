@@ -294,22 +294,21 @@ fn corpus_meets_targets() {
     let holdout: Vec<&Outcome> = outs.iter().filter(|o| o.row.split == "holdout").collect();
     let s = score(&holdout);
     println!("holdout: {s:?}");
-    // amd-mlp-7 blended with the sequence model amd-gru-5 (five GRUs from five seeds,
+    // amd-mlp-8 blended with the sequence model amd-gru-6 (five GRUs from five seeds,
     // their mean log-odds; 0.5 of the blend) as `test-media/train-amd.sh` makes them with
-    // this code (session 31), a model verdict after 400 ms of speech or 300 ms of silence,
+    // this code (session 32), a model verdict after 400 ms of speech or 300 ms of silence,
     // a person called after 800 ms of speech without a pause, the long-greeting rule
     // (2.5 s) deferring to a feature model that leans to a person: accuracy 0.967, human
-    // 0.933, machine 1.000, 1 unknown, 3 people called machines, median 1.44 s, p90 2.50 s.
-    // Session 30's weights, trained before the held-vowel test moved two training files'
-    // frames, had `h100` (a person over a TV on a hot line, decided when its audio ends)
-    // right: 0.975 / 0.950, 1.43 s / 2.56 s. Earlier models' figures: docs/amd.md, Measured.
+    // 0.933, machine 1.000, 1 unknown, 3 people called machines, median 1.40 s, p90 2.56 s
+    // (session 31's weights: the same but 1.44 s / 2.50 s, with `h100` wrong and `h056`
+    // right, where now it is the other way). Earlier figures: docs/amd.md, Measured.
     assert!(s.accuracy >= 0.96, "{s:?}");
     assert!(s.human_recall >= 0.93, "{s:?}");
     assert!(s.machine_recall >= 0.98, "{s:?}");
     assert!(s.people_called_machines <= 3, "{s:?}");
     // And ceilings at the measured decision times from answer.
-    assert!(s.median_from_answer_ms <= 1440.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 2500.0, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1400.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 2560.0, "{s:?}");
     let all = score(&outs.iter().collect::<Vec<_>>());
     // The beep detector: onset error median <= 10 ms, >= 97 % of beeps found, false beeps
     // on at most 1 % of the files without one. 132 of 134 are found since a beep clipped by
@@ -335,19 +334,18 @@ fn espeak_corpus_holdout_keeps_machines_without_a_step() {
     println!("espeak holdout: {s:?}");
     assert!(s.n >= 100, "{s:?}");
     // Regression floors at the figures measured for the shipped models and rule (the
-    // result is deterministic): accuracy 0.899, human recall 0.945, machine recall 0.839,
-    // 1 `unknown`, 4 people called machines, median 1.84 s and p90 3.12 s from answer
-    // (session 31, amd-mlp-7 and amd-gru-5 as `train-amd.sh` makes them; session 30's
-    // weights had `m038`, a calm personal greeting, right at 3.30 s: 0.907 / 0.945 /
-    // 0.857, 1.84 s / 3.22 s). The sequence model and the shorter gates cost this corpus
-    // machines (`machine_personal`: calm texts with pauses) while the world corpus gains
-    // on every figure; earlier models' figures: docs/amd.md.
-    assert!(s.accuracy >= 0.89, "{s:?}");
-    assert!(s.human_recall >= 0.94, "{s:?}");
-    assert!(s.machine_recall >= 0.83, "{s:?}");
-    assert!(s.people_called_machines <= 4, "{s:?}");
-    assert!(s.median_from_answer_ms <= 1840.0, "{s:?}");
-    assert!(s.p90_from_answer_ms <= 3120.0, "{s:?}");
+    // result is deterministic): accuracy 0.915, human recall 0.959, machine recall 0.857,
+    // 1 `unknown`, 3 people called machines, median 1.80 s and p90 3.08 s from answer
+    // (session 32, amd-mlp-8 and amd-gru-6 as `train-amd.sh` makes them; session 31's:
+    // 0.899 / 0.945 / 0.839, 1.84 s / 3.12 s). The sequence model and the shorter gates
+    // cost this corpus machines (`machine_personal`: calm texts with pauses) while the
+    // world corpus gains on every figure; earlier models' figures: docs/amd.md.
+    assert!(s.accuracy >= 0.91, "{s:?}");
+    assert!(s.human_recall >= 0.95, "{s:?}");
+    assert!(s.machine_recall >= 0.85, "{s:?}");
+    assert!(s.people_called_machines <= 3, "{s:?}");
+    assert!(s.median_from_answer_ms <= 1800.0, "{s:?}");
+    assert!(s.p90_from_answer_ms <= 3080.0, "{s:?}");
 }
 
 #[test]
