@@ -14,6 +14,7 @@ Usage: python3 test-media/make_corpus.py   (or test-media/make-corpus.sh)
            N more files of each class of the holdout's accents and phrases, for scoring
            only (see `extra_holdout`)
 """
+import functools
 import math
 import os
 import random
@@ -364,17 +365,18 @@ def prompts(tmp):
 
 def parse_args(argv):
     """What `argv` (without the program) asks for: None for the committed corpus and the
-    prompts, or (the extra set's function, N, DIR, wide). Anything else is a usage error."""
+    prompts, or (the extra set's function, N, DIR). Anything else is a usage error."""
     extra = {"--extra-train": extra_train, "--extra-holdout": extra_holdout}
     if not argv:
         return None
     if argv[0] not in extra:
         usage_error(__doc__, f"unknown argument {argv[0]!r}")
-    wide = argv[-1] == "--wide" and argv[0] == "--extra-train"
+    wide = argv[0] == "--extra-train" and argv[-1] == "--wide"
     args = argv[:-1] if wide else argv
     if len(args) != 3 or args[2].startswith("-"):
-        usage_error(__doc__, f"{argv[0]} takes N and DIR" + (" (and --wide)" if argv[0] == "--extra-train" else ""))
-    return extra[argv[0]], count_arg(__doc__, "N", args[1], 1), args[2], wide
+        usage_error(__doc__, f"{argv[0]} takes N and DIR")
+    make = functools.partial(extra_train, wide=True) if wide else extra[argv[0]]
+    return make, count_arg(__doc__, "N", args[1], 1), args[2]
 
 
 def main():
@@ -384,11 +386,8 @@ def main():
             sys.exit(f"{tool} is required (Debian: apt-get install espeak-ng sox)")
     with tempfile.TemporaryDirectory() as tmp:
         if extra:
-            make, count, out_dir, wide = extra
-            if wide:
-                make(tmp, count, out_dir, wide)
-            else:
-                make(tmp, count, out_dir)
+            make, count, out_dir = extra
+            make(tmp, count, out_dir)
             return
         prompts(tmp)
         corpus(tmp)

@@ -753,10 +753,10 @@ def extra_train(tmp, count, out_dir, first=0, new_voices=False, hard=False, hot=
     whisper-quiet one), from seeds of their own too ("extra-hot-", after the others); with
     `wide` the network passes the voice down to a lower edge drawn from 80-300 Hz for each
     file whatever its class (column `low_hz`), from seeds of their own too ("extra-wide-",
-    after the others). Why: the corpora cut every
-    line at 300 Hz, but people on real telephone lines carry some 15 dB more of their voice
-    at 125-250 Hz than the world corpus's people (docs/amd.md, session 32): a model that
-    never heard a voice there has no reason to read one as a person's."""
+    after the others). Why: the corpora cut every line at 300 Hz, but people on real
+    telephone lines carry some 15 dB more of their voice at 125-250 Hz than the world
+    corpus's people (docs/amd.md, session 32): a model that never heard a voice there has
+    no reason to read one as a person's."""
     tag, voices = ("extra-voices-", NEW_TRAIN_VOICES) if new_voices else ("extra-", None)
     if hard:
         tag += "hard-"
