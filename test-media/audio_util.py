@@ -10,6 +10,9 @@ import sys
 import wave
 
 RATE = 8000
+# The range a `--wide` training set draws the network's lower band edge from, in Hz (both
+# corpora's generators; the committed corpora cut every line at 300 Hz).
+WIDE_LOW_HZ = (80, 300)
 
 
 def run(*args, stdin=None):

@@ -22,8 +22,8 @@ import shutil
 import sys
 import tempfile
 
-from audio_util import (RATE, active_rms, count_arg, gsm_round_trip, read_wav, run, scale_to_peak, silence,
-                        usage_error, write_labels, write_wav)
+from audio_util import (RATE, WIDE_LOW_HZ, active_rms, count_arg, gsm_round_trip, read_wav, run, scale_to_peak,
+                        silence, usage_error, write_labels, write_wav)
 
 SEED = "redial-amd-v1"
 N_HUMAN = 120
@@ -322,7 +322,7 @@ def extra_set(tmp, count, out_dir, split, tag, wide=False):
             name = f"{prefix}{kept:05d}.wav"
             low_hz = 300
             if wide:
-                low_hz = meta["low_hz"] = random.Random(f"{tag}{label}-{i}-edge").randint(80, 300)
+                low_hz = meta["low_hz"] = random.Random(f"{tag}{label}-{i}-edge").randint(*WIDE_LOW_HZ)
             telephone(tmp, x, meta["codec"], os.path.join(out_dir, name), low_hz)
             rows.append(row_of(name, label, meta, x))
             print(name, meta["kind"], file=sys.stderr)

@@ -57,8 +57,8 @@ import subprocess
 import sys
 import tempfile
 
-from audio_util import (RATE, active_rms, amr_round_trip, count_arg, gsm_round_trip, read_wav, run, scale_to_peak,
-                        silence, usage_error, write_labels, write_wav)
+from audio_util import (RATE, WIDE_LOW_HZ, active_rms, amr_round_trip, count_arg, gsm_round_trip, read_wav, run,
+                        scale_to_peak, silence, usage_error, write_labels, write_wav)
 
 SEED = "redial-amd-v2"
 N_HUMAN = 240
@@ -789,7 +789,7 @@ def extra_set(tmp, count, out_dir, split, first, tag, voices=None, kinds=None, h
                                  kinds=kinds[label] if kinds else None, hot=hot)
             low_hz = 300
             if wide:
-                low_hz = meta["low_hz"] = rng.randint(80, 300)
+                low_hz = meta["low_hz"] = rng.randint(*WIDE_LOW_HZ)
             telephone(tmp, x, meta["codec"], meta["loss"], rng, os.path.join(out_dir, name), low_hz)
             rows.append(row_of(name, label, split, meta, x))
             print(name, meta["kind"], meta["voice"], file=sys.stderr)
